@@ -1,0 +1,73 @@
+"""The API base: every viewset inherits :class:`TenantViewSet`, which resolves the tenant
+from the API key (or the session) and scopes every query to it. Subclasses define
+``get_base_queryset`` only; the scoping hooks are not theirs to override."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status, viewsets
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from clmsite.models import ApiKey, Tenant
+from clmsite.tenancy import _current_tenant
+
+log = logging.getLogger(__name__)
+
+
+def request_tenant(request: Any) -> Tenant | None:
+    if isinstance(request.auth, ApiKey):
+        return request.auth.tenant
+    return getattr(request._request, "tenant", None)
+
+
+class TenantScopedMixin:
+    """Resolve the tenant after authentication and make it current for the whole request."""
+
+    tenant: Tenant | None = None
+
+    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        # Authenticate first so the tenant comes from the key, then scope, then check roles.
+        request.user  # noqa: B018 - triggers authentication
+        self.tenant = request_tenant(request)
+        if self.tenant is not None:
+            self._tenant_token = _current_tenant.set(self.tenant)
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        if self.tenant is None:
+            raise exceptions.NotFound() if request.user and request.user.is_authenticated else exceptions.NotAuthenticated()
+
+    def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        token = getattr(self, "_tenant_token", None)
+        if token is not None:
+            _current_tenant.reset(token)
+            self._tenant_token = None
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+
+class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
+    def get_queryset(self) -> Any:
+        # The model's default manager is already scoped to the current tenant.
+        return self.get_base_queryset()
+
+    def get_base_queryset(self) -> Any:
+        raise NotImplementedError
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus: Django validation errors become 400 and anything unexpected a
+    JSON 500 without internals (it is logged with its traceback)."""
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        log.exception("Unhandled API error", exc_info=exc)
+        response = Response({"detail": "Internal error. It has been logged."}, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    return response

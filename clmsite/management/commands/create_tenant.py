@@ -1,0 +1,23 @@
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from clmsite.models import Tenant
+from clmsite.services import do_create_tenant
+
+
+class Command(BaseCommand):
+    help = "Create a tenant (a merchant's shop), optionally with an owner."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug")
+        parser.add_argument("--name", required=True)
+        parser.add_argument("--owner", help="username of an existing user who becomes the owner")
+        parser.add_argument("--currency", default="USD")
+
+    def handle(self, *args, slug, name, owner, currency, **options):
+        if Tenant.objects.filter(slug=slug).exists():
+            raise CommandError(f"A tenant with slug '{slug}' already exists.")
+        if owner and not get_user_model().objects.filter(username=owner).exists():
+            raise CommandError(f"No user named '{owner}'. Create it first with createsuperuser or the admin.")
+        tenant = do_create_tenant(slug, name, owner_username=owner, currency=currency.upper())
+        self.stdout.write(f"Created tenant {tenant.slug} ({tenant.name})" + (f" owned by {owner}" if owner else ""))

@@ -1,0 +1,143 @@
+"""The one mechanism that scopes tenant-owned data.
+
+Every tenant-owned model inherits :class:`TenantOwnedModel`. Its default manager filters
+by the *current tenant*, a context variable set by :class:`TenantMiddleware` for web
+pages, by the API base viewset from the API key, and by :func:`tenant_context` in tasks,
+commands and services. A query made with no current tenant raises instead of returning
+every tenant's rows (after PostHog's ``posthog/models/scoping``). Unscoped access goes
+through ``Model.unscoped`` and reads as the deliberate exception it is.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from django.db import models
+
+if TYPE_CHECKING:
+    from clmsite.models import Tenant
+
+_current_tenant: contextvars.ContextVar[Tenant | None] = contextvars.ContextVar("current_tenant", default=None)
+
+
+class TenantContextMissing(RuntimeError):
+    """A tenant-owned model was queried outside any tenant context."""
+
+
+def current_tenant() -> Tenant | None:
+    return _current_tenant.get()
+
+
+def require_tenant() -> Tenant:
+    tenant = _current_tenant.get()
+    if tenant is None:
+        raise TenantContextMissing("Tenant-owned data queried with no current tenant; use tenant_context(tenant).")
+    return tenant
+
+
+@contextmanager
+def tenant_context(tenant: Tenant) -> Iterator[Tenant]:
+    """Make ``tenant`` the current tenant for the block (nesting restores the outer one)."""
+    token = _current_tenant.set(tenant)
+    try:
+        yield tenant
+    finally:
+        _current_tenant.reset(token)
+
+
+class CurrentTenantId(models.Expression):
+    """The current tenant's id, read when the SQL is compiled, not when the queryset is
+    built. So a queryset defined at import time (a viewset's, a filter's) is scoped to the
+    tenant of the request that runs it, and running it with no tenant raises."""
+
+    output_field = models.BigIntegerField()
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        return "%s", [require_tenant().pk]
+
+
+class TenantManager(models.Manager):
+    """Default manager of tenant-owned models: always filtered to the current tenant."""
+
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(tenant_id=CurrentTenantId())
+
+    def create(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("tenant", require_tenant())
+        return super().create(**kwargs)
+
+    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> Any:
+        tenant = require_tenant()
+        objs = list(objs)
+        for obj in objs:
+            if obj.tenant_id is None:
+                obj.tenant = tenant
+            elif obj.tenant_id != tenant.pk:
+                raise TenantContextMissing("bulk_create of another tenant's rows")
+        return super().bulk_create(objs, *args, **kwargs)
+
+
+class TenantOwnedModel(models.Model):
+    tenant = models.ForeignKey("clmsite.Tenant", on_delete=models.CASCADE, related_name="+", editable=False)
+
+    objects = TenantManager()
+    # Deliberate cross-tenant access (admin, migrations, the CI lint's allow-list).
+    unscoped = models.Manager()
+
+    class Meta:
+        abstract = True
+        base_manager_name = "unscoped"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.tenant_id is None:
+            self.tenant = require_tenant()
+        super().save(*args, **kwargs)
+
+
+SESSION_TENANT_KEY = "tenant_id"
+
+
+class TenantMiddleware:
+    """Resolves the signed-in user's active tenant and scopes the request to it.
+
+    The active tenant is kept in the session; a user with several memberships switches
+    with the tenant switcher. A user with no membership gets no tenant, and tenant pages
+    answer 404 for them.
+    """
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        from clmsite.models import Membership
+
+        request.tenant = None
+        request.membership = None
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            memberships = list(Membership.objects.filter(user=user).select_related("tenant").order_by("tenant__name"))
+            wanted = request.session.get(SESSION_TENANT_KEY)
+            chosen = next((m for m in memberships if m.tenant_id == wanted), memberships[0] if memberships else None)
+            request.memberships = memberships
+            if chosen is not None:
+                request.tenant = chosen.tenant
+                request.membership = chosen
+        if request.tenant is None:
+            return self.get_response(request)
+        with tenant_context(request.tenant):
+            response = self.get_response(request)
+        if user is not None and user.is_authenticated:
+            # Pages of one merchant's customers must not be kept by shared caches.
+            response.setdefault("Cache-Control", "private, no-store")
+        return response
+
+
+def tenant_context_processor(request: Any) -> dict[str, Any]:
+    return {
+        "tenant": getattr(request, "tenant", None),
+        "membership": getattr(request, "membership", None),
+        "memberships": getattr(request, "memberships", []),
+    }

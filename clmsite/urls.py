@@ -1,0 +1,40 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+from rest_framework.routers import DefaultRouter
+
+from clmsite import views as site_views
+from customers import api as customers_api
+from customers import views as customers_views
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("customers", customers_api.CustomerViewSet, basename="customer")
+router.register("orders", customers_api.OrderViewSet, basename="order")
+router.register("products", customers_api.ProductViewSet, basename="product")
+router.register("reviews", customers_api.ReviewViewSet, basename="review")
+router.register("imports", customers_api.ImportViewSet, basename="import")
+
+urlpatterns = [
+    path("", customers_views.dashboard, name="dashboard"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("tenant/switch/", site_views.switch_tenant, name="switch_tenant"),
+    path("settings/api-keys/", site_views.api_keys, name="api_keys"),
+    path("settings/api-keys/<int:key_id>/revoke/", site_views.revoke_api_key, name="revoke_api_key"),
+    path("customers/", customers_views.customer_list, name="customer_list"),
+    path("customers/<int:customer_id>/", customers_views.customer_detail, name="customer_detail"),
+    path("imports/", customers_views.imports, name="imports"),
+    path("imports/<int:job_id>/", customers_views.import_detail, name="import_detail"),
+    path("jobs/<int:job_id>/status/", site_views.job_status, name="job_status"),
+    path("jobs/<int:job_id>/cancel/", site_views.cancel_job, name="cancel_job"),
+    path("healthz", site_views.healthz, name="healthz"),
+    path("api/v1/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("api/docs/", SpectacularRedocView.as_view(url_name="api_schema"), name="api_docs"),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "clmsite.views.not_found"
+handler500 = "clmsite.views.server_error"

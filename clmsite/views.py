@@ -1,0 +1,130 @@
+"""Site-wide pages: tenant switching, API keys, job status, health, error pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from clmsite.models import ApiKey, Role
+from clmsite.services import do_create_api_key, do_revoke_api_key
+from clmsite.tenancy import SESSION_TENANT_KEY
+from modeling import jobs
+from modeling.models import Job
+
+
+def tenant_required(minimum_role: str = Role.VIEWER) -> Any:
+    """A page of the active tenant. No tenant, or a role below ``minimum_role``, is a 404:
+    a page the user may not see does not exist for them."""
+
+    def decorator(view: Any) -> Any:
+        @login_required
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            membership = getattr(request, "membership", None)
+            if membership is None:
+                return render(request, "no_tenant.html", status=404)
+            if not membership.can(minimum_role):
+                raise Http404("Not found")
+            return view(request, *args, **kwargs)
+
+        wrapped.__name__ = view.__name__
+        wrapped.__doc__ = view.__doc__
+        return wrapped
+
+    return decorator
+
+
+@login_required
+@require_POST
+def switch_tenant(request: HttpRequest) -> HttpResponse:
+    wanted = request.POST.get("tenant_id", "")
+    memberships = getattr(request, "memberships", [])
+    match = next((m for m in memberships if str(m.tenant_id) == wanted), None)
+    if match is None:
+        raise Http404("Not found")
+    request.session[SESSION_TENANT_KEY] = match.tenant_id
+    messages.success(request, f"Switched to {match.tenant.name}.")
+    return redirect("dashboard")
+
+
+@tenant_required(Role.ADMIN)
+def api_keys(request: HttpRequest) -> HttpResponse:
+    tenant = request.tenant  # type: ignore[attr-defined]
+    new_key = None
+    if request.method == "POST":
+        role = request.POST.get("role", Role.ANALYST)
+        if role not in Role.values:
+            messages.error(request, "Choose a valid role.")
+        elif role == Role.OWNER and not request.membership.can(Role.OWNER):  # type: ignore[attr-defined]
+            messages.error(request, "Only an owner can create owner keys.")
+        else:
+            key, new_key = do_create_api_key(tenant, role=role, name=request.POST.get("name", "").strip() or "API key", acting_user=request.user)
+            messages.success(request, f"Created key '{key.name}'. Copy it now: it will not be shown again.")
+    keys = ApiKey.objects.filter(tenant=tenant).select_related("created_by")
+    return render(request, "api_keys.html", {"keys": keys, "new_key": new_key, "roles": Role.choices})
+
+
+@tenant_required(Role.ADMIN)
+@require_POST
+def revoke_api_key(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = do_revoke_api_key(request.tenant, key_id, acting_user=request.user)  # type: ignore[attr-defined]
+    messages.success(request, f"Revoked key '{key.name}'.")
+    return redirect("api_keys")
+
+
+def _job_payload(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.pk,
+        "kind": job.kind,
+        "state": job.state,
+        "progress": job.progress,
+        "percent": job.percent,
+        "message": job.message,
+        "finished": job.is_finished,
+        "error_count": job.result.get("error_count", 0),
+    }
+
+
+@tenant_required()
+def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        raise Http404("Not found")
+    return JsonResponse(_job_payload(job))
+
+
+@tenant_required(Role.ANALYST)
+@require_POST
+def cancel_job(request: HttpRequest, job_id: int) -> HttpResponse:
+    if not Job.objects.filter(pk=job_id).exists():
+        raise Http404("Not found")
+    job = jobs.do_request_cancel(request.tenant, job_id)  # type: ignore[attr-defined]
+    messages.info(request, f"Cancellation requested for job {job.pk}.")
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        target = "dashboard"
+    return redirect(target)
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return render(request, "404.html", status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Internal error. It has been logged."}, status=500)
+    return render(request, "500.html", status=500)

@@ -1,0 +1,237 @@
+"""REST endpoints for customer data. Thin: parse, call a service, serialize."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from rest_framework import mixins, serializers, status
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from clmsite.api import TenantViewSet
+from clmsite.models import Role
+from customers.models import Customer, Order, OrderItem, Product, Review
+from customers.services.import_jobs import do_start_import
+from customers.services.imports import KINDS, import_rows
+from modeling.models import Job
+
+
+class ProductSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Product
+        fields = ["id", "sku", "name", "category", "price", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class OrderItemSerializer(serializers.ModelSerializer):
+    sku = serializers.CharField(source="product.sku", default=None, read_only=True)
+    product_name = serializers.CharField(source="product.name", default=None, read_only=True)
+
+    class Meta:
+        model = OrderItem
+        fields = ["line_no", "sku", "product_name", "quantity", "unit_price", "amount"]
+        read_only_fields = fields
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    customer_external_id = serializers.CharField(source="customer.external_id", read_only=True)
+    items = OrderItemSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Order
+        fields = ["id", "external_id", "customer", "customer_external_id", "ordered_at", "amount", "currency", "status", "items"]
+        read_only_fields = fields
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    customer_external_id = serializers.CharField(source="customer.external_id", read_only=True)
+    sku = serializers.CharField(source="product.sku", default=None, read_only=True)
+
+    class Meta:
+        model = Review
+        fields = ["id", "external_id", "customer", "customer_external_id", "sku", "rating", "text", "created_at"]
+        read_only_fields = fields
+
+
+class CustomerSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Customer
+        fields = [
+            "id", "external_id", "email", "name", "country", "first_seen", "attributes",
+            "order_count", "total_spent", "first_order_at", "last_order_at", "review_count", "created_at", "updated_at",
+        ]
+        # Writable fields are an explicit allow-list; tenant, ids and timestamps never are.
+        read_only_fields = [f for f in fields if f not in {"email", "name", "country", "attributes"}]
+
+    def validate_attributes(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+
+class CustomerDetailSerializer(CustomerSerializer):
+    orders = serializers.SerializerMethodField()
+    reviews = serializers.SerializerMethodField()
+
+    class Meta(CustomerSerializer.Meta):
+        fields = [*CustomerSerializer.Meta.fields, "orders", "reviews"]
+
+    @extend_schema_field(OrderSerializer(many=True))
+    def get_orders(self, customer: Customer) -> list[dict[str, Any]]:
+        orders = customer.orders.prefetch_related("items__product").order_by("-ordered_at")[:100]
+        return OrderSerializer(orders, many=True).data
+
+    @extend_schema_field(ReviewSerializer(many=True))
+    def get_reviews(self, customer: Customer) -> list[dict[str, Any]]:
+        return ReviewSerializer(customer.reviews.select_related("product").order_by("-created_at")[:100], many=True).data
+
+
+class CustomerFilter(django_filters.FilterSet):
+    min_orders = django_filters.NumberFilter(field_name="order_count", lookup_expr="gte")
+    max_orders = django_filters.NumberFilter(field_name="order_count", lookup_expr="lte")
+    min_spent = django_filters.NumberFilter(field_name="total_spent", lookup_expr="gte")
+    max_spent = django_filters.NumberFilter(field_name="total_spent", lookup_expr="lte")
+    last_order_after = django_filters.IsoDateTimeFilter(field_name="last_order_at", lookup_expr="gte")
+    last_order_before = django_filters.IsoDateTimeFilter(field_name="last_order_at", lookup_expr="lt")
+    country = django_filters.CharFilter(lookup_expr="iexact")
+
+    class Meta:
+        model = Customer
+        fields = ["external_id", "country", "email"]
+
+
+BULK_RESULT = inline_serializer(
+    "BulkImportResult",
+    fields={
+        "kind": serializers.CharField(),
+        "ok": serializers.BooleanField(),
+        "rows": serializers.IntegerField(),
+        "created": serializers.IntegerField(),
+        "updated": serializers.IntegerField(),
+        "unchanged": serializers.IntegerField(),
+        "message": serializers.CharField(),
+        "error_count": serializers.IntegerField(),
+        "errors": serializers.ListField(child=serializers.DictField()),
+    },
+)
+
+
+class BulkUpsertMixin:
+    """``POST …/bulk/`` with a JSON list of rows in the CSV format of the kind. All or nothing."""
+
+    bulk_kind = ""
+
+    @extend_schema(
+        request={"application/json": {"type": "array", "items": {"type": "object"}}},
+        responses={200: BULK_RESULT, 400: BULK_RESULT},
+        description="Upsert rows, keyed on their external ids. Any invalid row rejects the whole request, with each bad row named.",
+    )
+    @action(detail=False, methods=["post"], url_path="bulk", parser_classes=[JSONParser])
+    def bulk(self, request: Any) -> Response:
+        rows = request.data.get("rows") if isinstance(request.data, dict) else request.data
+        result = import_rows(self.tenant, self.bulk_kind, rows)  # type: ignore[attr-defined]
+        return Response(result.as_dict(), status=status.HTTP_200_OK if result.ok else status.HTTP_400_BAD_REQUEST)
+
+
+class CustomerViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
+    """Customers: search by id, email or name; filter; order by spend, orders or recency."""
+
+    bulk_kind = "customers"
+    search_fields = ["external_id", "email", "name"]
+    ordering_fields = ["external_id", "total_spent", "order_count", "last_order_at", "first_order_at", "created_at"]
+    ordering = ["external_id"]
+    filterset_class = CustomerFilter
+    action_roles = {"destroy": Role.ADMIN}
+
+    def get_base_queryset(self) -> Any:
+        return Customer.objects.all()
+
+    def get_serializer_class(self) -> Any:
+        return CustomerDetailSerializer if self.action == "retrieve" else CustomerSerializer
+
+
+class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    bulk_kind = "orders"
+    serializer_class = OrderSerializer
+    search_fields = ["external_id", "customer__external_id"]
+    ordering_fields = ["ordered_at", "amount", "external_id"]
+    ordering = ["-ordered_at"]
+    filterset_fields = {"ordered_at": ["gte", "lt"], "status": ["exact"], "customer": ["exact"]}
+
+    def get_base_queryset(self) -> Any:
+        return Order.objects.select_related("customer").prefetch_related("items__product")
+
+
+class ProductViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    bulk_kind = "products"
+    serializer_class = ProductSerializer
+    search_fields = ["sku", "name", "category"]
+    ordering_fields = ["sku", "name", "category", "price"]
+    ordering = ["sku"]
+    filterset_fields = ["category"]
+
+    def get_base_queryset(self) -> Any:
+        return Product.objects.all()
+
+
+class ReviewViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    bulk_kind = "reviews"
+    serializer_class = ReviewSerializer
+    search_fields = ["external_id", "text", "customer__external_id"]
+    ordering_fields = ["created_at", "rating"]
+    ordering = ["-created_at"]
+    filterset_fields = {"rating": ["exact", "gte", "lte"], "created_at": ["gte", "lt"], "customer": ["exact"]}
+
+    def get_base_queryset(self) -> Any:
+        return Review.objects.select_related("customer", "product")
+
+
+class ImportSerializer(serializers.ModelSerializer):
+    kind = serializers.CharField(source="params.kind", read_only=True)
+    filename = serializers.CharField(source="params.filename", read_only=True)
+    summary = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = ["id", "kind", "filename", "state", "progress", "message", "summary", "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
+
+    def get_summary(self, job: Job) -> dict[str, Any]:
+        return {k: job.result.get(k) for k in ("rows", "created", "updated", "unchanged", "error_count") if k in job.result}
+
+
+class ImportCreateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=KINDS)
+    file = serializers.FileField()
+
+
+class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """CSV imports run as background jobs: create one, poll its status, read its errors."""
+
+    serializer_class = ImportSerializer
+    parser_classes = [MultiPartParser, FormParser]
+    ordering = ["-created_at"]
+    ordering_fields = ["created_at"]
+
+    def get_base_queryset(self) -> Any:
+        return Job.objects.filter(kind=Job.Kind.IMPORT)
+
+    @extend_schema(request={"multipart/form-data": ImportCreateSerializer}, responses={202: ImportSerializer})
+    def create(self, request: Any) -> Response:
+        form = ImportCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        upload = form.validated_data["file"]
+        job = do_start_import(self.tenant, form.validated_data["kind"], upload, upload.name, acting_user=request.user)  # type: ignore[arg-type]
+        job.refresh_from_db()
+        return Response(ImportSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        responses={200: inline_serializer("ImportErrors", fields={"error_count": serializers.IntegerField(), "errors": serializers.ListField(child=serializers.DictField())})}
+    )
+    @action(detail=True, methods=["get"])
+    def errors(self, request: Any, pk: str | None = None) -> Response:
+        job = self.get_object()
+        return Response({"error_count": job.result.get("error_count", 0), "errors": job.result.get("errors", [])})

@@ -1,0 +1,39 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from clmsite.management.commands._tenant import tenant_from_slug
+from customers.services.imports import KINDS, import_csv
+
+
+class Command(BaseCommand):
+    help = "Import a CSV of customers, products, orders or reviews. All rows or none; exits 1 on errors."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", required=True, help="tenant slug")
+        parser.add_argument("--kind", required=True, choices=KINDS)
+        parser.add_argument("file")
+
+    def handle(self, *args, tenant, kind, file, **options):
+        target = tenant_from_slug(tenant)
+        path = Path(file)
+        if not path.is_file():
+            raise CommandError(f"No such file: {file}")
+        with tqdm(total=100, desc=f"Importing {kind}", unit="%", disable=None, bar_format="{l_bar}{bar}| {n:.0f}% {postfix}") as bar:
+
+            def progress(fraction: float, message: str) -> None:
+                bar.n = round(100 * fraction)
+                bar.set_postfix_str(message)
+                bar.refresh()
+
+            result = import_csv(target, kind, str(path), progress=progress)
+        if not result.ok:
+            self.stderr.write(result.message)
+            for error in result.errors:
+                column = f", column {error.column}" if error.column else ""
+                self.stderr.write(f"  row {error.row}{column}: {error.message}")
+            raise CommandError(f"Import of {path.name} failed; nothing was imported.")
+        self.stdout.write(self.style.SUCCESS(result.message))
+        for name, value in result.details.items():
+            self.stdout.write(f"  {name.replace('_', ' ')}: {value:,}")

@@ -1,0 +1,123 @@
+"""What we hold about a merchant's customers: customers, products, orders, reviews."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from clmsite.tenancy import TenantOwnedModel
+
+MONEY = {"max_digits": 14, "decimal_places": 2}
+
+
+class Customer(TenantOwnedModel):
+    external_id = models.CharField(max_length=128)
+    email = models.CharField(max_length=254, blank=True, default="")
+    name = models.CharField(max_length=200, blank=True, default="")
+    country = models.CharField(max_length=64, blank=True, default="")
+    first_seen = models.DateTimeField(null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    # Aggregates kept up to date by every import (set-based), so lists and dashboards
+    # never recompute them per request.
+    order_count = models.PositiveIntegerField(default=0)
+    total_spent = models.DecimalField(default=0, **MONEY)
+    first_order_at = models.DateTimeField(null=True, blank=True)
+    last_order_at = models.DateTimeField(null=True, blank=True)
+    review_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "external_id"], name="uniq_customer_external_id")]
+        indexes = [
+            models.Index(fields=["tenant", "last_order_at"], name="customer_tenant_last_order"),
+            models.Index(fields=["tenant", "total_spent"], name="customer_tenant_spent"),
+        ]
+        ordering = ["external_id"]
+
+    def __str__(self) -> str:
+        return self.name or self.email or self.external_id
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.email or f"Customer {self.external_id}"
+
+
+class Product(TenantOwnedModel):
+    sku = models.CharField(max_length=128)
+    name = models.CharField(max_length=300, blank=True, default="")
+    category = models.CharField(max_length=128, blank=True, default="")
+    price = models.DecimalField(null=True, blank=True, **MONEY)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "sku"], name="uniq_product_sku")]
+        indexes = [models.Index(fields=["tenant", "category"], name="product_tenant_category")]
+        ordering = ["sku"]
+
+    def __str__(self) -> str:
+        return self.name or self.sku
+
+
+class Order(TenantOwnedModel):
+    external_id = models.CharField(max_length=128)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="orders")
+    ordered_at = models.DateTimeField()
+    amount = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3, blank=True, default="")
+    status = models.CharField(max_length=32, blank=True, default="completed")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "external_id"], name="uniq_order_external_id")]
+        indexes = [
+            models.Index(fields=["tenant", "ordered_at"], name="order_tenant_time"),
+            models.Index(fields=["customer", "ordered_at"], name="order_customer_time"),
+        ]
+        ordering = ["-ordered_at", "external_id"]
+
+    def __str__(self) -> str:
+        return f"Order {self.external_id}"
+
+
+class OrderItem(TenantOwnedModel):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items")
+    # Position of the line in its order, in file order: the key that makes re-imports idempotent.
+    line_no = models.PositiveIntegerField()
+    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="order_items")
+    quantity = models.PositiveIntegerField(default=1)
+    unit_price = models.DecimalField(**MONEY)
+    amount = models.DecimalField(**MONEY)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["order", "line_no"], name="uniq_order_line")]
+        indexes = [models.Index(fields=["tenant", "product"], name="item_tenant_product")]
+        ordering = ["order", "line_no"]
+
+
+class Review(TenantOwnedModel):
+    external_id = models.CharField(max_length=128)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="reviews")
+    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviews")
+    rating = models.PositiveSmallIntegerField(null=True, blank=True)
+    text = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "external_id"], name="uniq_review_external_id"),
+            models.CheckConstraint(
+                condition=models.Q(rating__isnull=True) | models.Q(rating__gte=1, rating__lte=5), name="review_rating_1_5"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "created_at"], name="review_tenant_time"),
+            models.Index(fields=["customer", "created_at"], name="review_customer_time"),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Review {self.external_id}"

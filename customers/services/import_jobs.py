@@ -1,0 +1,65 @@
+"""Imports as background jobs: the web upload and the API create one, a worker runs it."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+
+from clmsite.models import Tenant
+from clmsite.tenancy import tenant_context
+from customers.services.imports import KINDS, ImportResult, import_csv
+from modeling import jobs
+from modeling.models import Job
+
+log = logging.getLogger(__name__)
+
+
+def upload_path(tenant: Tenant, token: str) -> Path:
+    directory = Path(settings.UPLOAD_DIR) / str(tenant.pk)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / f"{token}.csv"
+
+
+def do_start_import(tenant: Tenant, kind: str, source: IO[bytes], filename: str, *, acting_user: Any = None) -> Job:
+    """Save the uploaded file where workers can read it and queue an import job."""
+    if kind not in KINDS:
+        raise ValueError(f"Unknown import kind {kind!r}")
+    job = jobs.create_job(tenant, Job.Kind.IMPORT, params={"kind": kind, "filename": Path(filename).name[:200]}, acting_user=acting_user)
+    path = upload_path(tenant, f"job-{job.pk}")
+    with open(path, "wb") as target:
+        shutil.copyfileobj(source, target, length=1 << 20)
+    with tenant_context(tenant):
+        Job.objects.filter(pk=job.pk).update(params={**job.params, "path": str(path), "size": path.stat().st_size})
+    from customers.tasks import run_import
+
+    jobs.enqueue_job(job, run_import)
+    return job
+
+
+def run_import_job(tenant_id: int, job_id: int) -> ImportResult | None:
+    """Run a queued import job once. Called by the Celery task with ids, never objects."""
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is None:
+        return None
+    job = jobs.claim_job(tenant, job_id)  # re-checks that the job belongs to this tenant
+    if job is None:
+        log.info("import job %s for tenant %s is not queued; skipping", job_id, tenant_id)
+        return None
+    path = job.params.get("path", "")
+    try:
+        result = import_csv(tenant, job.params["kind"], path, progress=jobs.JobReporter(job))
+    except jobs.JobCancelled:
+        jobs.cancel_job(job, "Cancelled; nothing was imported.")
+        return None
+    except Exception:
+        log.exception("import job %s failed", job_id)
+        jobs.finish_job(job, result={}, succeeded=False, message="The import failed with an internal error; nothing was imported.")
+        raise
+    jobs.finish_job(job, result=result.as_dict(), succeeded=result.ok, message=result.message)
+    if result.ok:
+        Path(path).unlink(missing_ok=True)
+    return result

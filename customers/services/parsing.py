@@ -1,0 +1,106 @@
+"""Field parsers for imported rows. Each takes the raw text and returns a clean value or
+raises :class:`FieldError` with a message a merchant can act on."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+UTC = dt.UTC
+MAX_MONEY = Decimal("1e11")
+CENT = Decimal("0.01")
+_YYYYMMDD = re.compile(r"^\d{8}$")
+_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+
+
+class FieldError(ValueError):
+    pass
+
+
+def parse_datetime(raw: str) -> dt.datetime:
+    """ISO 8601 (date or date-time, with or without offset) or ``YYYYMMDD``; naive means UTC."""
+    text = raw.strip()
+    try:
+        if _YYYYMMDD.match(text):
+            value = dt.datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), tzinfo=UTC)
+        else:
+            value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise FieldError(f"'{shorten(raw)}' is not a date; use ISO 8601 (2024-03-31 or 2024-03-31T14:05:00Z) or YYYYMMDD") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if not 1900 <= value.year <= 2100:
+        raise FieldError(f"year {value.year} is out of range (1900-2100)")
+    return value.astimezone(UTC)
+
+
+def parse_money(raw: str, *, allow_negative: bool = False) -> Decimal:
+    text = raw.strip().replace(",", "") if raw.count(",") and raw.count(".") else raw.strip()
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise FieldError(f"'{shorten(raw)}' is not a number") from None
+    if not value.is_finite():
+        raise FieldError(f"'{shorten(raw)}' is not a finite number")
+    if abs(value) >= MAX_MONEY:
+        raise FieldError(f"{shorten(raw)} is too large")
+    if value < 0 and not allow_negative:
+        raise FieldError("must not be negative (record refunds with status=refunded)")
+    return value.quantize(CENT)
+
+
+def parse_positive_int(raw: str, *, maximum: int = 1_000_000) -> int:
+    text = raw.strip()
+    try:
+        value = int(text)
+    except ValueError:
+        try:
+            as_decimal = Decimal(text)
+        except InvalidOperation:
+            raise FieldError(f"'{shorten(raw)}' is not a whole number") from None
+        if not as_decimal.is_finite() or as_decimal != as_decimal.to_integral_value():
+            raise FieldError(f"'{shorten(raw)}' is not a whole number") from None
+        value = int(as_decimal)
+    if not 1 <= value <= maximum:
+        raise FieldError(f"must be between 1 and {maximum:,}")
+    return value
+
+
+def parse_rating(raw: str) -> int:
+    try:
+        value = parse_positive_int(raw, maximum=5)
+    except FieldError:
+        raise FieldError(f"'{shorten(raw)}' is not a rating from 1 to 5") from None
+    return value
+
+
+def parse_currency(raw: str) -> str:
+    text = raw.strip()
+    if not _CURRENCY.match(text):
+        raise FieldError(f"'{shorten(raw)}' is not a 3-letter currency code")
+    return text.upper()
+
+
+def parse_email(raw: str) -> str:
+    text = raw.strip()
+    try:
+        validate_email(text)
+    except ValidationError:
+        raise FieldError(f"'{shorten(raw)}' is not an email address") from None
+    return text.lower()
+
+
+def parse_text(raw: str, *, max_length: int, column: str = "") -> str:
+    text = raw.strip()
+    if len(text) > max_length:
+        raise FieldError(f"is {len(text):,} characters long; the limit is {max_length:,}")
+    return text
+
+
+def shorten(raw: str, limit: int = 40) -> str:
+    text = raw.replace("\n", " ").replace("\r", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,109 @@
+"""Read-side queries for customer pages and the dashboard. Every query runs inside the
+current tenant's scope (the default managers), and fetch-by-id takes the tenant first."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import TruncMonth
+from django.http import Http404
+
+from clmsite.models import Tenant
+from clmsite.tenancy import tenant_context
+from customers.models import Customer, Order, Product, Review
+
+CUSTOMER_SORTS = {
+    "external_id": "external_id",
+    "-external_id": "-external_id",
+    "spent": "total_spent",
+    "-spent": "-total_spent",
+    "orders": "order_count",
+    "-orders": "-order_count",
+    "last_order": "last_order_at",
+    "-last_order": "-last_order_at",
+    "name": "name",
+    "-name": "-name",
+}
+
+
+def get_customer(tenant: Tenant, customer_id: int) -> Customer:
+    """The tenant's customer with this id; a foreign id is as missing as a made-up one."""
+    with tenant_context(tenant):
+        customer = Customer.objects.filter(pk=customer_id).first()
+    if customer is None:
+        raise Http404("No such customer")
+    return customer
+
+
+def search_customers(tenant: Tenant, *, query: str = "", sort: str = "-spent") -> Any:
+    with tenant_context(tenant):
+        customers = Customer.objects.all()
+        if query:
+            customers = customers.filter(Q(external_id__icontains=query) | Q(email__icontains=query) | Q(name__icontains=query))
+        order = CUSTOMER_SORTS.get(sort, "-total_spent")
+        field = order.lstrip("-")
+        # Customers who never ordered sort last either way.
+        expression = F(field).desc(nulls_last=True) if order.startswith("-") else F(field).asc(nulls_last=True)
+        return customers.order_by(expression, "pk")
+
+
+def dashboard_stats(tenant: Tenant) -> dict[str, Any]:
+    with tenant_context(tenant):
+        totals = Customer.objects.aggregate(
+            customers=Count("id"),
+            buyers=Count("id", filter=Q(order_count__gt=0)),
+            repeat=Count("id", filter=Q(order_count__gt=1)),
+            revenue=Sum("total_spent"),
+            orders=Sum("order_count"),
+            reviews=Sum("review_count"),
+        )
+        monthly = list(
+            Order.objects.annotate(month=TruncMonth("ordered_at"))
+            .values("month")
+            .annotate(revenue=Sum("amount"), orders=Count("id"), buyers=Count("customer", distinct=True))
+            .order_by("month")
+        )
+        products = Product.objects.count()
+        last_order = Order.objects.order_by("-ordered_at").values_list("ordered_at", flat=True).first()
+        rated = Review.objects.filter(rating__isnull=False).aggregate(n=Count("id"), low=Count("id", filter=Q(rating__lte=2)))
+    revenue = totals["revenue"] or Decimal(0)
+    orders = totals["orders"] or 0
+    return {
+        "customers": totals["customers"],
+        "buyers": totals["buyers"],
+        "repeat_rate": (totals["repeat"] / totals["buyers"]) if totals["buyers"] else 0.0,
+        "revenue": revenue,
+        "orders": orders,
+        "average_order_value": (revenue / orders) if orders else Decimal(0),
+        "reviews": totals["reviews"] or 0,
+        "negative_review_share": (rated["low"] / rated["n"]) if rated["n"] else 0.0,
+        "products": products,
+        "last_order_at": last_order,
+        "monthly": [
+            {"month": row["month"].strftime("%Y-%m"), "revenue": float(row["revenue"] or 0), "orders": row["orders"], "buyers": row["buyers"]}
+            for row in monthly
+            if isinstance(row["month"], dt.datetime | dt.date)
+        ],
+    }
+
+
+def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
+    with tenant_context(tenant):
+        orders = list(customer.orders.prefetch_related("items__product").order_by("-ordered_at")[:200])
+        reviews = list(customer.reviews.select_related("product").order_by("-created_at")[:100])
+    gaps = [(a.ordered_at - b.ordered_at).days for a, b in zip(orders, orders[1:], strict=False)]
+    categories: dict[str, int] = {}
+    for order in orders:
+        for item in order.items.all():
+            if item.product and item.product.category:
+                categories[item.product.category] = categories.get(item.product.category, 0) + item.quantity
+    return {
+        "orders": orders,
+        "reviews": reviews,
+        "median_gap_days": sorted(gaps)[len(gaps) // 2] if gaps else None,
+        "top_categories": sorted(categories.items(), key=lambda kv: -kv[1])[:5],
+        "chart": [{"date": o.ordered_at.date().isoformat(), "amount": float(o.amount)} for o in reversed(orders)],
+    }

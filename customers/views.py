@@ -1,0 +1,80 @@
+"""Merchant pages for customer data. Thin: each calls a query or service and renders."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from clmsite.models import Role
+from clmsite.views import tenant_required
+from customers.services import queries
+from customers.services.import_jobs import do_start_import
+from customers.services.imports import KINDS, SPECS
+from modeling.models import Job
+
+
+@tenant_required()
+def dashboard(request: HttpRequest) -> HttpResponse:
+    stats = queries.dashboard_stats(request.tenant)  # type: ignore[attr-defined]
+    recent_imports = Job.objects.filter(kind=Job.Kind.IMPORT)[:5]
+    return render(
+        request,
+        "dashboard.html",
+        {"stats": stats, "monthly_json": json.dumps(stats["monthly"]), "recent_imports": recent_imports},
+    )
+
+
+@tenant_required()
+def customer_list(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()[:100]
+    sort = request.GET.get("sort", "-spent")
+    customers = queries.search_customers(request.tenant, query=query, sort=sort)  # type: ignore[attr-defined]
+    page = Paginator(customers, 25).get_page(request.GET.get("page"))
+    base = "?" + urlencode({"q": query}) + "&sort="
+    return render(request, "customers/list.html", {"page": page, "q": query, "sort": sort, "base": base})
+
+
+@tenant_required()
+def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
+    customer = queries.get_customer(request.tenant, customer_id)  # type: ignore[attr-defined]
+    timeline = queries.customer_timeline(request.tenant, customer)  # type: ignore[attr-defined]
+    return render(
+        request,
+        "customers/detail.html",
+        {"customer": customer, "timeline": timeline, "chart_json": json.dumps(timeline["chart"])},
+    )
+
+
+@tenant_required()
+def imports(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        if not request.membership.can(Role.ANALYST):  # type: ignore[attr-defined]
+            raise Http404("Not found")
+        kind = request.POST.get("kind", "")
+        upload = request.FILES.get("file")
+        if kind not in KINDS:
+            messages.error(request, "Choose what the file contains.")
+        elif upload is None:
+            messages.error(request, "Choose a CSV file to upload.")
+        else:
+            job = do_start_import(request.tenant, kind, upload, upload.name, acting_user=request.user)  # type: ignore[attr-defined]
+            return redirect("import_detail", job_id=job.pk)
+    jobs = Job.objects.filter(kind=Job.Kind.IMPORT).select_related("created_by")[:50]
+    formats = [
+        {"kind": kind, "required": spec.required, "optional": [c.name for c in spec.columns if not c.required]}
+        for kind, spec in SPECS.items()
+    ]
+    return render(request, "imports/list.html", {"jobs": jobs, "kinds": KINDS, "formats": formats})
+
+
+@tenant_required()
+def import_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = Job.objects.filter(kind=Job.Kind.IMPORT, pk=job_id).first()
+    if job is None:
+        raise Http404("Not found")
+    return render(request, "imports/detail.html", {"job": job})

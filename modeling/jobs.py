@@ -1,0 +1,129 @@
+"""Job lifecycle shared by every background job: create, enqueue on commit, claim,
+report progress with a heartbeat, finish, fail, cancel, and reap the dead."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from clmsite.models import Tenant
+from clmsite.tenancy import tenant_context
+from modeling.models import Job
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """Raised inside a job when its cancellation was requested."""
+
+
+def create_job(tenant: Tenant, kind: str, *, params: dict[str, Any] | None = None, acting_user: Any = None) -> Job:
+    with tenant_context(tenant):
+        return Job.objects.create(kind=kind, params=params or {}, created_by=acting_user if getattr(acting_user, "pk", None) else None)
+
+
+def enqueue_job(job: Job, task: Any, *, run_in_thread: bool | None = None) -> None:
+    """Send ``task(tenant_id, job_id)`` once the surrounding transaction commits.
+
+    Without a broker (the embedded profile) the task runs in-process; on a web request
+    it runs in a background thread so that the page can show its progress.
+    """
+
+    def send() -> None:
+        in_thread = settings.CELERY_TASK_ALWAYS_EAGER and (
+            run_in_thread if run_in_thread is not None else getattr(settings, "JOBS_IN_THREAD", False)
+        )
+        if in_thread:
+            threading.Thread(target=task.apply, kwargs={"args": (job.tenant_id, job.pk)}, daemon=True).start()
+        else:
+            task.delay(job.tenant_id, job.pk)
+
+    transaction.on_commit(send)
+
+
+def claim_job(tenant: Tenant, job_id: int) -> Job | None:
+    """Move a queued job to running. Returns None when another worker has it or it is gone,
+    so a task delivered twice runs once."""
+    with tenant_context(tenant):
+        now = timezone.now()
+        claimed = Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(
+            state=Job.State.RUNNING, started_at=now, heartbeat_at=now, message="Started"
+        )
+        if not claimed:
+            return None
+        job = Job.objects.get(pk=job_id)
+        Job.objects.filter(pk=job_id).update(attempts=job.attempts + 1)
+        return job
+
+
+class JobReporter:
+    """Writes progress and heartbeat to the job row at most every ``interval`` seconds,
+    and raises :class:`JobCancelled` when a cancel was requested."""
+
+    def __init__(self, job: Job, *, interval: float = 0.5, echo: Callable[[float, str], None] | None = None) -> None:
+        self.job = job
+        self.interval = interval
+        self.echo = echo
+        self._last = 0.0
+
+    def __call__(self, fraction: float, message: str = "") -> None:
+        if self.echo is not None:
+            self.echo(fraction, message)
+        now = time.monotonic()
+        if now - self._last < self.interval and fraction < 1.0:
+            return
+        self._last = now
+        with tenant_context(self.job.tenant):
+            Job.objects.filter(pk=self.job.pk).update(progress=max(0.0, min(fraction, 1.0)), message=message[:500], heartbeat_at=timezone.now())
+            if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
+                raise JobCancelled
+
+
+def finish_job(job: Job, *, result: dict[str, Any], succeeded: bool, message: str) -> None:
+    with tenant_context(job.tenant):
+        Job.objects.filter(pk=job.pk).update(
+            state=Job.State.SUCCEEDED if succeeded else Job.State.FAILED,
+            progress=1.0 if succeeded else job.progress,
+            result=result,
+            message=message[:500],
+            finished_at=timezone.now(),
+            heartbeat_at=timezone.now(),
+        )
+
+
+def cancel_job(job: Job, message: str = "Cancelled") -> None:
+    with tenant_context(job.tenant):
+        Job.objects.filter(pk=job.pk).exclude(state__in=Job.FINISHED_STATES).update(
+            state=Job.State.CANCELLED, message=message, finished_at=timezone.now()
+        )
+
+
+def do_request_cancel(tenant: Tenant, job_id: int) -> Job:
+    """Ask a job to stop. A queued job is cancelled at once; a running one stops at its next progress report."""
+    with tenant_context(tenant):
+        job = Job.objects.get(pk=job_id)
+        if job.state == Job.State.QUEUED:
+            cancel_job(job)
+        elif job.state == Job.State.RUNNING:
+            Job.objects.filter(pk=job.pk).update(cancel_requested=True, message="Cancelling…")
+        job.refresh_from_db()
+        return job
+
+
+def reap_stale_jobs(*, now: dt.datetime | None = None) -> int:
+    """Mark running jobs whose heartbeat stopped as failed. Runs across tenants (beat)."""
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_SECONDS)
+    return Job.unscoped.filter(state=Job.State.RUNNING, heartbeat_at__lt=cutoff).update(
+        state=Job.State.FAILED,
+        finished_at=now,
+        message="The worker stopped responding (no heartbeat); the job was marked failed.",
+    )

@@ -1,0 +1,31 @@
+// Small helpers shared by every page: charts and job progress polling.
+window.CLM = {
+  chart(id, config) {
+    const canvas = document.getElementById(id);
+    if (!canvas || !window.Chart) return null;
+    config.options = Object.assign({responsive: true, maintainAspectRatio: false, animation: false,
+      plugins: {legend: {position: "bottom"}}}, config.options || {});
+    return new Chart(canvas, config);
+  },
+  pollJobs() {
+    document.querySelectorAll("[data-poll]").forEach((node) => {
+      const url = node.dataset.poll;
+      const tick = async () => {
+        let job;
+        try { job = await (await fetch(url, {headers: {Accept: "application/json"}})).json(); } catch (e) { return setTimeout(tick, 2000); }
+        const bar = node.querySelector("[data-field=bar]");
+        if (bar) bar.style.width = job.percent + "%";
+        const progress = node.querySelector("[role=progressbar]");
+        if (progress) progress.setAttribute("aria-valuenow", job.percent);
+        const state = node.querySelector("[data-field=state]");
+        if (state) { state.textContent = job.state; state.className = "state state-" + job.state; }
+        const message = node.querySelector("[data-field=message]");
+        if (message) message.textContent = job.message;
+        if (job.finished) { if (node.dataset.reload) window.location.reload(); return; }
+        setTimeout(tick, 700);
+      };
+      tick();
+    });
+  },
+};
+document.addEventListener("DOMContentLoaded", () => CLM.pollJobs());
