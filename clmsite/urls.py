@@ -2,14 +2,13 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
 from clmsite import views as site_views
 from customers import api as customers_api
 from customers import views as customers_views
 
-router = DefaultRouter(trailing_slash=True)
-router.include_root_view = False
+router = SimpleRouter()
 router.register("customers", customers_api.CustomerViewSet, basename="customer")
 router.register("orders", customers_api.OrderViewSet, basename="order")
 router.register("products", customers_api.ProductViewSet, basename="product")

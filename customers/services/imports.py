@@ -327,7 +327,7 @@ def _validate_records(
 
 def _csv_records(text: IO[str]) -> Iterator[tuple[int, list[str]]]:
     reader = csv.reader(text)
-    record_no = 1
+    record_no = 0  # the header is row 1
     try:
         for values in reader:
             record_no += 1
@@ -347,6 +347,14 @@ def _open_text(path: str, encoding: str) -> IO[str]:
     return open(path, encoding=encoding, newline="")  # noqa: SIM115
 
 
+def _looks_binary(head: bytes) -> bool:
+    """A NUL in the header line, or mostly control bytes, means this is not a CSV export.
+    (A stray NUL further down is reported against its row instead.)"""
+    first_line = head.split(b"\n", 1)[0]
+    control = sum(1 for byte in head if byte < 9 or 13 < byte < 32)
+    return b"\x00" in first_line or control > len(head) * 0.1
+
+
 def validate_file(
     spec: Spec, path: str, *, progress: ProgressCallback | None = None
 ) -> _ValidatedFile:
@@ -358,7 +366,7 @@ def validate_file(
         raise ImportError_("Nothing was imported: the file is empty.", [RowError(1, "", "empty file")])
     with open(path, "rb") as raw:
         head = raw.read(4096)
-    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if _looks_binary(head):
         raise ImportError_("Nothing was imported: this is not a text CSV file (it contains binary data).", [RowError(1, "", "binary data")])
     # UTF-8 (with or without BOM) first; a file that is not valid UTF-8 is read as Latin-1,
     # the usual export encoding of older spreadsheets.

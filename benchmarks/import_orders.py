@@ -1,0 +1,287 @@
+"""Benchmark: import a generated orders CSV into PostgreSQL, next to a plain COPY of the same file.
+
+    python benchmarks/import_orders.py [--rows 1000000] [--also-rows 250000]
+        [--database-url postgres://postgres@127.0.0.1:5432/clm_bench] [--keep]
+
+For each size it generates one realistic orders CSV (fixed seed) and measures, each step in
+its own subprocess so that peak memory is the step's own:
+
+* ``copy``     a plain ``COPY … FROM STDIN (FORMAT csv)`` of the file into a bare table with
+               typed columns and no indexes: the speed limit of getting these bytes into
+               this server at all;
+* ``import``   ``import_csv(tenant, "orders", path)`` into a fresh tenant (the first import);
+* ``reimport`` the same file again into the same tenant (the idempotent path, "0 new").
+
+The goal is that the first import runs at no less than a third of COPY's rows per second,
+and that its peak memory does not grow with the file (compare the sizes).
+
+The database is created if missing and migrated. Tenants this benchmark creates (slug
+``bench-orders-…``) and their rows are deleted before and after the run (``--keep`` keeps
+them after), so runs do not slow each other down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/clm_bench"
+SLUG_PREFIX = "bench-orders-"
+GOAL_RATIO = 1 / 3
+HEADER = ["customer_id", "order_id", "ordered_at", "amount", "currency", "quantity", "sku", "product_name", "category", "status"]
+CATEGORIES = ["Apparel", "Footwear", "Home", "Kitchen", "Garden", "Toys", "Books", "Beauty", "Sports", "Electronics", "Grocery", "Pets"]
+WORDS = ["Classic", "Organic", "Deluxe", "Compact", "Everyday", "Premium", "Travel", "Vintage", "Smart", "Eco", "Bold", "Soft"]
+NOUNS = ["Tee", "Sneaker", "Mug", "Lamp", "Backpack", "Blanket", "Candle", "Bottle", "Jacket", "Planter", "Puzzle", "Headphones"]
+
+
+# --- The file ----------------------------------------------------------------------------
+
+
+def generate_orders_csv(path: Path, rows: int, seed: int = 20240331) -> None:
+    """A file shaped like a real export: ~rows/5 customers, 1-4 lines per order (2.5 on
+    average), up to 50k skus with a long tail, every optional column filled, a few
+    refunds and a few non-default currencies. The same seed gives the same bytes."""
+    rng = random.Random(seed)
+    customers = max(1, rows // 5)
+    skus = max(1, min(50_000, rows // 20))
+    products = [
+        (f"SKU-{n:06d}", f"{rng.choice(WORDS)} {rng.choice(NOUNS)} {n}", rng.choice(CATEGORIES), rng.randint(199, 19_999))
+        for n in range(skus)
+    ]
+    start = 1_640_995_200  # 2022-01-01T00:00:00Z
+    span = 2 * 365 * 86_400
+    written = 0
+    order_no = 0
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(HEADER)
+        while written < rows:
+            order_no += 1
+            customer = f"C{rng.randrange(customers):07d}"
+            moment = time.gmtime(start + rng.randrange(span))
+            ordered_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", moment)
+            currency = "USD" if rng.random() < 0.9 else rng.choice(("EUR", "GBP", "CAD"))
+            status = "completed" if rng.random() < 0.95 else "refunded"
+            for _ in range(min(rng.choice((1, 2, 2, 3, 3, 4)), rows - written)):
+                sku, name, category, cents = products[min(int(rng.paretovariate(1.2)) - 1, skus - 1) if rng.random() < 0.5 else rng.randrange(skus)]
+                quantity = rng.choice((1, 1, 1, 1, 2, 2, 3, 5))
+                amount = cents * quantity
+                writer.writerow([customer, f"O{order_no:09d}", ordered_at, f"{amount // 100}.{amount % 100:02d}", currency, quantity, sku, name, category, status])
+                written += 1
+
+
+# --- Steps (each runs in its own subprocess) ------------------------------------------------
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM), in MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _setup_django() -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clmsite.settings")
+    import django
+
+    django.setup()
+
+
+def step_copy(path: Path, rows: int) -> dict[str, Any]:
+    """COPY the file as-is into a bare typed table: parse and store, nothing else."""
+    import psycopg
+
+    with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_orders_copy")
+        conn.execute(
+            "CREATE TABLE bench_orders_copy (customer_id text, order_id text, ordered_at timestamptz, amount numeric(14,2), "
+            "currency text, quantity integer, sku text, product_name text, category text, status text)"
+        )
+        conn.commit()
+        started = time.perf_counter()
+        with conn.cursor() as cursor, path.open("rb") as source:
+            with cursor.copy("COPY bench_orders_copy FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
+                while chunk := source.read(1 << 20):
+                    copy.write(chunk)
+            loaded = cursor.rowcount
+        conn.commit()
+        seconds = time.perf_counter() - started
+        conn.execute("DROP TABLE bench_orders_copy")
+        conn.commit()
+    assert loaded == rows, f"COPY loaded {loaded} rows, expected {rows}"
+    return {"seconds": seconds, "message": f"{loaded:,} rows copied"}
+
+
+def step_import(path: Path, rows: int, slug: str, *, again: bool) -> dict[str, Any]:
+    _setup_django()
+    from clmsite.models import Tenant
+    from customers.services.imports import import_csv
+
+    tenant = Tenant.objects.get(slug=slug) if again else Tenant.objects.create(slug=slug, name=f"Benchmark {slug}")
+    started = time.perf_counter()
+    result = import_csv(tenant, "orders", str(path))
+    seconds = time.perf_counter() - started
+    if not result.ok:
+        raise SystemExit(f"import failed: {result.message} {result.errors[:5]}")
+    if again and (result.created or result.updated or result.unchanged != result.rows):
+        raise SystemExit(f"re-import was not idempotent: {result.message}")
+    return {"seconds": seconds, "message": result.message}
+
+
+def step_cleanup() -> dict[str, Any]:
+    """Delete the benchmark's tenants. The big tables go by SQL: the ORM's cascade would
+    load every order into Python first."""
+    _setup_django()
+    from django.db import connection, transaction
+
+    from clmsite.models import Tenant
+
+    ids = list(Tenant.objects.filter(slug__startswith=SLUG_PREFIX).values_list("pk", flat=True))
+    tables = ["customers_orderitem", "customers_review", "customers_order", "customers_product", "customers_customer"]
+    if ids:
+        with transaction.atomic(), connection.cursor() as cursor:
+            for table in tables:
+                cursor.execute(f"DELETE FROM {table} WHERE tenant_id = ANY(%s)", [ids])
+            Tenant.objects.filter(pk__in=ids).delete()
+        with connection.cursor() as cursor:
+            for table in tables:
+                cursor.execute(f"VACUUM ANALYZE {table}")
+    return {"seconds": 0.0, "message": f"deleted {len(ids)} benchmark tenant(s)"}
+
+
+def run_step(name: str, url: str, *args: str) -> dict[str, Any]:
+    """Run one step in a fresh interpreter; its last stdout line is the JSON result."""
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "clmsite.settings"}
+    completed = subprocess.run(
+        [sys.executable, __file__, "--step", name, "--database-url", url, *args], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    if completed.returncode != 0:
+        sys.stderr.write(completed.stdout + completed.stderr)
+        raise SystemExit(f"step {name} failed (exit {completed.returncode})")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def _child_main(args: argparse.Namespace) -> None:
+    path = Path(args.csv) if args.csv else Path()
+    if args.step == "copy":
+        result = step_copy(path, args.rows)
+    elif args.step == "import":
+        result = step_import(path, args.rows, args.slug, again=False)
+    elif args.step == "reimport":
+        result = step_import(path, args.rows, args.slug, again=True)
+    else:
+        result = step_cleanup()
+    result["peak_rss_mb"] = _peak_rss_mb()
+    print(json.dumps(result))
+
+
+# --- The run ----------------------------------------------------------------------------------
+
+
+def _ensure_database(url: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    name = info.get("dbname")
+    try:
+        psycopg.connect(url).close()
+    except psycopg.OperationalError:
+        with psycopg.connect(psycopg.conninfo.make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        print(f"created database {name}")
+
+
+def _measure_size(rows: int, url: str, workdir: Path, run_id: str) -> list[dict[str, Any]]:
+    path = workdir / f"orders_{rows}.csv"
+    started = time.perf_counter()
+    generate_orders_csv(path, rows)
+    print(f"generated {path.name}: {rows:,} rows, {path.stat().st_size / 1e6:,.1f} MB in {time.perf_counter() - started:.1f} s", flush=True)
+    slug = f"{SLUG_PREFIX}{run_id}-{rows}"
+    common = ["--csv", str(path), "--rows", str(rows)]
+    results = []
+    for step, label, extra in (
+        ("copy", "COPY into bare table", []),
+        ("import", "import_csv (first import)", ["--slug", slug]),
+        ("reimport", "import_csv (re-import, 0 new)", ["--slug", slug]),
+    ):
+        result = run_step(step, url, *common, *extra)
+        result.update(step=label, rows=rows)
+        print(f"  {label}: {result['seconds']:.1f} s, {result['message']}", flush=True)
+        results.append(result)
+    path.unlink()
+    return results
+
+
+def _print_table(results: list[dict[str, Any]]) -> None:
+    copy_speed = results[0]["rows"] / results[0]["seconds"]
+    print(f"{'step':<32} {'rows':>10} {'seconds':>8} {'rows/s':>10} {'vs COPY':>8} {'peak RSS MB':>12}")
+    for r in results:
+        speed = r["rows"] / r["seconds"]
+        print(f"{r['step']:<32} {r['rows']:>10,} {r['seconds']:>8.1f} {speed:>10,.0f} {speed / copy_speed:>8.2f} {r['peak_rss_mb']:>12.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="data rows in the generated file (default 1,000,000)")
+    parser.add_argument("--also-rows", type=int, action="append", default=[], help="also measure this size, to show memory is flat")
+    parser.add_argument("--database-url", default=DEFAULT_URL, help=f"PostgreSQL database to use (default {DEFAULT_URL})")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark tenants and their rows afterwards")
+    parser.add_argument("--step", choices=["copy", "import", "reimport", "cleanup"], help=argparse.SUPPRESS)
+    parser.add_argument("--csv", help=argparse.SUPPRESS)
+    parser.add_argument("--slug", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not args.database_url.startswith(("postgres://", "postgresql://")):
+        parser.error("--database-url must be a PostgreSQL URL")
+    os.environ["DATABASE_URL"] = args.database_url
+    if args.step:
+        _child_main(args)
+        return
+
+    _ensure_database(args.database_url)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "clmsite.settings"}
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, cwd=ROOT, check=True)
+    print(run_step("cleanup", args.database_url)["message"])
+    run_id = time.strftime("%Y%m%d%H%M%S")
+    sizes = sorted({args.rows, *args.also_rows})
+    tables: dict[int, list[dict[str, Any]]] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-orders-") as workdir:
+            for rows in sizes:
+                tables[rows] = _measure_size(rows, args.database_url, Path(workdir), run_id)
+    finally:
+        if not args.keep:
+            print(run_step("cleanup", args.database_url)["message"])
+
+    for rows in sizes:
+        print(f"\nOrders import, {rows:,} rows ({args.database_url.rsplit('/', 1)[-1]}):")
+        _print_table(tables[rows])
+    if len(sizes) > 1:
+        peaks = ", ".join(f"{rows:,} rows: {tables[rows][1]['peak_rss_mb']:.0f} MB" for rows in sizes)
+        growth = tables[sizes[-1]][1]["peak_rss_mb"] / tables[sizes[0]][1]["peak_rss_mb"]
+        print(f"\nPeak RSS of the first import by size: {peaks} (x{growth:.2f} for x{sizes[-1] / sizes[0]:.0f} rows)")
+    main_rows = tables[args.rows]
+    ratio = (main_rows[1]["rows"] / main_rows[1]["seconds"]) / (main_rows[0]["rows"] / main_rows[0]["seconds"])
+    verdict = "MET" if ratio >= GOAL_RATIO else "NOT MET"
+    print(f"Goal (first import >= 1/3 of COPY rows/s at {args.rows:,} rows): {verdict}, ratio {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()

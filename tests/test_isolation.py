@@ -1,0 +1,178 @@
+"""Tenant isolation, generated from the URL conf: every page and endpoint that takes an
+id is walked with another tenant's ids. A new URL with an id and no entry in
+``OBJECTS_BY_URL`` fails this suite, so coverage cannot silently fall behind."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from clmsite.models import ApiKey, Role
+from clmsite.services import do_create_api_key
+from clmsite.tenancy import tenant_context
+from customers.models import Customer, Order, Product, Review
+from customers.services.import_jobs import do_start_import
+from modeling.models import Job
+
+pytestmark = pytest.mark.django_db
+
+# URL name -> (how to find shop A's object for it, HTTP method)
+OBJECTS_BY_URL: dict[str, tuple[str, str]] = {
+    "customer-detail": ("customer", "GET"),
+    "order-detail": ("order", "GET"),
+    "product-detail": ("product", "GET"),
+    "review-detail": ("review", "GET"),
+    "import-detail": ("job", "GET"),
+    "import-errors": ("job", "GET"),
+    "customer_detail": ("customer", "GET"),
+    "import_detail": ("job", "GET"),
+    "job_status": ("job", "GET"),
+    "cancel_job": ("job", "POST"),
+    "revoke_api_key": ("api_key", "POST"),
+}
+# Lists and pages without ids, fetched as shop B and searched for shop A's data.
+LIST_URLS = {
+    "/api/v1/customers/": "customer",
+    "/api/v1/customers/?search=c1": "customer",
+    "/api/v1/orders/": "order",
+    "/api/v1/products/": "product",
+    "/api/v1/reviews/": "review",
+    "/api/v1/imports/": "job",
+}
+PAGE_URLS = ["/", "/customers/", "/customers/?q=c1", "/imports/", "/settings/api-keys/"]
+MISSING_ID = 987654321
+ODD_IDS = ["-1", "0", str(2**63), "00000000-0000-0000-0000-000000000000"]
+
+
+def url_patterns_with_ids() -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+
+    def walk(patterns: list[Any], prefix: str = "") -> None:
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                if pattern.namespace == "admin":
+                    continue  # Django admin is staff-only and deliberately cross-tenant
+                walk(pattern.url_patterns, prefix + str(pattern.pattern))
+            elif isinstance(pattern, URLPattern) and (pattern.pattern.converters or re.search(r"\(\?P<", str(pattern.pattern))):
+                found.append((pattern.name or "", prefix + str(pattern.pattern)))
+
+    walk(get_resolver().url_patterns)
+    return found
+
+
+@pytest.fixture
+def shop_a_objects(shop_a_data, shop_b_data, alice, django_capture_on_commit_callbacks) -> dict[str, Any]:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job = do_start_import(shop_a_data, "customers", SimpleUploadedFile("a.csv", b"customer_id\nc7\n"), "a.csv")
+        do_start_import(shop_b_data, "customers", SimpleUploadedFile("b.csv", b"customer_id\nc7\n"), "b.csv")
+    key, _ = do_create_api_key(shop_a_data, role=Role.VIEWER, name="A's key")
+    with tenant_context(shop_a_data):
+        return {
+            "customer": Customer.objects.get(external_id="c1"),
+            "order": Order.objects.get(external_id="o1"),
+            "product": Product.objects.get(sku="s1"),
+            "review": Review.objects.get(external_id="r1"),
+            "job": Job.objects.get(pk=job.pk),
+            "api_key": key,
+        }
+
+
+def id_kwarg(name: str) -> str:
+    return {"customer_detail": "customer_id", "import_detail": "job_id", "job_status": "job_id", "cancel_job": "job_id", "revoke_api_key": "key_id"}.get(name, "pk")
+
+
+def test_every_url_with_an_id_is_covered():
+    uncovered = [f"{name} ({route})" for name, route in url_patterns_with_ids() if name not in OBJECTS_BY_URL]
+    assert uncovered == [], f"Add isolation coverage for: {uncovered}"
+
+
+def strip_csrf(content: bytes) -> bytes:
+    return re.sub(rb'name="csrfmiddlewaretoken" value="[^"]+"', b"", content)
+
+
+def test_foreign_ids_answer_exactly_like_missing_ones(shop_a_objects, charlie, api_b, client):
+    client.force_login(charlie)
+    for name, _ in url_patterns_with_ids():
+        kind, method = OBJECTS_BY_URL[name]
+        obj = shop_a_objects[kind]
+        foreign = reverse(name, kwargs={id_kwarg(name): obj.pk})
+        missing = reverse(name, kwargs={id_kwarg(name): MISSING_ID})
+        caller = api_b if foreign.startswith("/api/") else client
+        send = caller.post if method == "POST" else caller.get
+        got_foreign, got_missing = send(foreign), send(missing)
+        assert got_foreign.status_code == 404, (name, got_foreign.status_code)
+        assert got_missing.status_code == 404, (name, got_missing.status_code)
+        assert strip_csrf(got_foreign.content) == strip_csrf(got_missing.content), name
+
+
+@pytest.mark.parametrize("odd", ODD_IDS)
+def test_odd_ids_behave_like_missing_ones(shop_a_objects, api_b, odd):
+    for base in ("customers", "orders", "products", "reviews", "imports"):
+        response = api_b.get(f"/api/v1/{base}/{odd}/")
+        assert response.status_code == 404, (base, odd, response.status_code)
+
+
+def test_foreign_writes_change_nothing(shop_a_objects, charlie, api_b, client):
+    customer = shop_a_objects["customer"]
+    assert api_b.patch(f"/api/v1/customers/{customer.pk}/", {"name": "pwned"}, format="json").status_code == 404
+    assert api_b.put(f"/api/v1/customers/{customer.pk}/", {"name": "pwned"}, format="json").status_code == 404
+    assert api_b.delete(f"/api/v1/customers/{customer.pk}/").status_code == 404
+    client.force_login(charlie)
+    client.post(reverse("revoke_api_key", kwargs={"key_id": shop_a_objects["api_key"].pk}))
+    client.post(reverse("cancel_job", kwargs={"job_id": shop_a_objects["job"].pk}))
+
+    with tenant_context(customer.tenant):
+        customer.refresh_from_db()
+        assert customer.name == ""
+        assert Job.objects.get(pk=shop_a_objects["job"].pk).cancel_requested is False
+    assert ApiKey.objects.get(pk=shop_a_objects["api_key"].pk).revoked_at is None
+
+
+# Values only shop A has (shop B has look-alike rows with other values).
+A_MARKERS = [b"Trail shoe", b"65.50", b"slow delivery", b"A's key"]
+
+
+def test_lists_and_searches_show_nothing_of_another_tenant(shop_a_objects, charlie, api_b, client):
+    for url, kind in LIST_URLS.items():
+        response = api_b.get(url)
+        assert response.json()["count"] >= 1, url  # B sees its own rows
+        assert shop_a_objects[kind].pk not in {row["id"] for row in response.json()["results"]}, url
+        for marker in A_MARKERS:
+            assert marker not in response.content, (url, marker)
+    client.force_login(charlie)
+    for url in PAGE_URLS:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        for marker in A_MARKERS:
+            assert marker not in response.content, (url, marker)
+
+
+def test_bulk_rows_cannot_reach_into_another_tenant(shop_a_objects, api_b):
+    """B's rows that name A's customers create B's own customers; A's are untouched."""
+    rows = [{"customer_id": "c1", "order_id": "new-o", "ordered_at": "2024-05-01", "amount": "1.00"}]
+    assert api_b.post("/api/v1/orders/bulk/", rows, format="json").status_code == 200
+    customer = shop_a_objects["customer"]
+    with tenant_context(customer.tenant):
+        assert not Order.objects.filter(external_id="new-o").exists()
+        customer.refresh_from_db()
+        assert customer.order_count == 2
+
+
+def test_user_without_membership_sees_no_tenant_pages(django_user_model, client, shop_a_data):
+    loner = django_user_model.objects.create_user("loner", password="x-pass-123")
+    client.force_login(loner)
+    assert client.get("/").status_code == 404
+    assert client.get("/customers/").status_code == 404
+
+
+def test_session_api_access_is_scoped_to_the_active_tenant(shop_a_objects, charlie, client):
+    client.force_login(charlie)
+    assert client.get(f"/api/v1/customers/{shop_a_objects['customer'].pk}/").status_code == 404
+    with tenant_context(charlie.memberships.get().tenant):
+        b_customers = Customer.objects.count()
+    assert client.get("/api/v1/customers/").json()["count"] == b_customers
