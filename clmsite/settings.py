@@ -162,6 +162,9 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
 # Without a broker, tasks run in-process: the embedded profile needs no Redis.
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = False
+# In the embedded profile a job started from a page runs in a background thread of the
+# web process, so the page can show its progress bar while it runs.
+JOBS_IN_THREAD = env_bool("JOBS_IN_THREAD", True)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -20,6 +20,7 @@ from clmsite.tenancy import tenant_context
 def _eager_tasks(settings: Any, tmp_path: Any) -> None:
     # Tests run tasks in-process unless a test starts a real worker itself.
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.JOBS_IN_THREAD = False
     settings.UPLOAD_DIR = tmp_path / "uploads"
     from clmsite.celery import app
 
@@ -74,6 +75,15 @@ def api_b(tenant_b: Tenant) -> APIClient:
     return api_client_for(tenant_b, Role.ADMIN)
 
 
+def shared_database_url() -> str:
+    """The URL of pytest's PostgreSQL test database, for processes the test starts (a
+    worker, a CLI run). SQLite's in-memory test database cannot be shared: skip there."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL) to share the test database with a subprocess")
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
 def write_csv(path: Any, text: str) -> str:
     path.write_text(text, encoding="utf-8")
     return str(path)
@@ -115,4 +125,4 @@ def scoped(tenant: Tenant) -> Any:
     return tenant_context(tenant)
 
 
-__all__ = ["api_client_for", "scoped", "settings", "write_csv"]
+__all__ = ["api_client_for", "scoped", "settings", "shared_database_url", "write_csv"]

@@ -698,6 +698,7 @@ def _load(tenant: Tenant, spec: Spec, clean: _ValidatedFile, present: set[str], 
             # One import per tenant at a time: concurrent imports of the same file then end
             # exactly as one import does, with no deadlock between their upserts.
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [7301, tenant.pk])
+            cursor.execute("SET LOCAL enable_nestloop = off")
         _create_staging(cursor, spec, clean)
         duplicates = _duplicate_errors(cursor, spec)
         if duplicates:

@@ -1,11 +1,11 @@
-from django.core.management.base import BaseCommand
+from clmsite.management.base import ClmCommand
 
 from clmsite.management.commands._tenant import tenant_from_slug
 from clmsite.models import Role
 from clmsite.services import do_create_api_key
 
 
-class Command(BaseCommand):
+class Command(ClmCommand):
     help = "Create an API key for a tenant. The key is printed once, as the last word of the last line."
 
     def add_arguments(self, parser):

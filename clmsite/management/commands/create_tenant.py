@@ -1,11 +1,13 @@
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+
+from clmsite.management.base import ClmCommand
 
 from clmsite.models import Tenant
 from clmsite.services import do_create_tenant
 
 
-class Command(BaseCommand):
+class Command(ClmCommand):
     help = "Create a tenant (a merchant's shop), optionally with an owner."
 
     def add_arguments(self, parser):

@@ -1,13 +1,15 @@
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+
+from clmsite.management.base import ClmCommand
 from tqdm import tqdm
 
 from clmsite.management.commands._tenant import tenant_from_slug
 from customers.services.imports import KINDS, import_csv
 
 
-class Command(BaseCommand):
+class Command(ClmCommand):
     help = "Import a CSV of customers, products, orders or reviews. All rows or none; exits 1 on errors."
 
     def add_arguments(self, parser):

@@ -1,0 +1,48 @@
+# The two commands a new user needs:  make demo  and  make test.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The test suite uses the real services: PostgreSQL and Redis on this machine (or docker compose).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/clm
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
+
+.PHONY: setup demo test lint run worker bench-import clean
+
+$(BIN)/.installed: requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required (set PYTHON=...)"; exit 1; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+setup: $(BIN)/.installed
+
+# Embedded default: SQLite under var/, tasks in-process. Loads the demo shop and serves it.
+demo: setup
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py migrate --noinput -v0
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py seed_demo --cdnow
+	@echo ""
+	@echo "  Open http://$(HOST):$(PORT)/  and log in as  demo / demo12345"
+	@echo ""
+	env -u DATABASE_URL -u CELERY_BROKER_URL DEBUG=1 $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+		$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+run: setup
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+worker: setup
+	$(BIN)/celery -A clmsite worker -Q default,gpu --loglevel=INFO
+
+bench-import: setup
+	$(BIN)/python benchmarks/import_orders.py
+
+clean:
+	rm -rf $(VENV) var/*.sqlite3* var/uploads var/staticfiles

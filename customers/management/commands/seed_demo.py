@@ -1,0 +1,53 @@
+import datetime as dt
+
+from django.core.management.base import BaseCommand, CommandError
+
+from customers.services.demo import DEFAULT_CUSTOMERS, DEFAULT_SEED, DemoImportFailed, do_seed_demo
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"--end-date must be a date like 2025-06-30, not '{text}'") from None
+
+
+class Command(BaseCommand):
+    help = (
+        "Load the demo: a synthetic outdoor shop in tenant 'demo' (and with --cdnow the CDNOW sample in "
+        "tenant 'cdnow'), owned by the login demo / demo12345. Safe to run again."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS, help=f"customers in the synthetic shop (default {DEFAULT_CUSTOMERS:,})")
+        parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
+        parser.add_argument("--end-date", help="last day of history is the day before this, YYYY-MM-DD (default: today, UTC)")
+        parser.add_argument("--cdnow", action="store_true", help="also load the CDNOW sample into tenant 'cdnow'")
+        parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic shop")
+
+    def handle(self, *args, customers, seed, end_date, cdnow, no_synthetic, **options):
+        if customers < 1:
+            raise CommandError("--customers must be at least 1")
+        if no_synthetic and not cdnow:
+            raise CommandError("Nothing to load: --no-synthetic needs --cdnow.")
+
+        def report(message: str, *, ending: str = "\n") -> None:
+            self.stdout.write(message, ending=ending)
+            self.stdout.flush()
+
+        try:
+            summary = do_seed_demo(
+                customers=customers,
+                seed=seed,
+                end_date=_date(end_date) if end_date else None,
+                synthetic=not no_synthetic,
+                cdnow=cdnow,
+                report=report,
+            )
+        except DemoImportFailed as exc:
+            raise CommandError(str(exc)) from None
+        for tenant in summary.tenants:
+            self.stdout.write(
+                f"Tenant {tenant.slug} ({tenant.name}): {tenant.customers:,} customers, {tenant.orders:,} orders, {tenant.reviews:,} reviews"
+            )
+        self.stdout.write(self.style.SUCCESS(f"Ready: open {summary.url} and sign in as {summary.username} / {summary.password}"))

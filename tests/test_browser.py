@@ -1,0 +1,91 @@
+"""Headless Chromium (Debian's, driven by Playwright) against a live server: a merchant
+logs in, uploads a CSV, watches it import, and finds the customer."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ORDERS_A
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (installed by .ci/run)"),
+]
+# Playwright's sync API runs an event loop in this thread; the ORM calls made by the
+# fixtures here are plain synchronous test set-up, not async code.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield page
+        browser.close()
+        assert errors == [], f"JavaScript errors: {errors}"
+
+
+def login(page, live_server, username: str, password: str) -> None:
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+
+def test_merchant_uploads_a_csv_and_sees_the_customer(live_server, page, alice, tmp_path):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    csv_path = tmp_path / "orders.csv"
+    csv_path.write_text(ORDERS_A)
+
+    login(page, live_server, "alice", "alice-pass-123")
+    page.click("text=Imports")
+    page.select_option("#kind", "orders")
+    page.set_input_files("#file", str(csv_path))
+    page.click("[data-testid=upload-form] button[type=submit]")
+    page.wait_for_selector("[data-testid=import-state]:has-text('Succeeded')", timeout=30_000)
+    assert "3 new" in page.inner_text("[data-testid=import-message]")
+    page.screenshot(path=str(SCREENSHOTS / "import.png"), full_page=True)
+
+    page.click("text=Customers")
+    page.fill("input[name=q]", "c1")
+    page.press("input[name=q]", "Enter")
+    page.click("[data-testid=customer-table] >> text=c1")
+    assert "Trail shoe" in page.content()
+    page.goto(f"{live_server.url}/")
+    page.wait_for_selector("#revenue-chart")
+    assert page.evaluate("() => !!Chart.getChart('revenue-chart')")
+    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+
+
+def test_bad_upload_shows_row_errors_in_the_browser(live_server, page, alice, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("customer_id,order_id,ordered_at,amount\nc1,o1,2024-01-01,1\nc2,o2,not-a-date,2\n")
+
+    login(page, live_server, "alice", "alice-pass-123")
+    page.goto(f"{live_server.url}/imports/")
+    page.select_option("#kind", "orders")
+    page.set_input_files("#file", str(bad))
+    page.click("[data-testid=upload-form] button[type=submit]")
+    page.wait_for_selector("[data-testid=import-errors]", timeout=30_000)
+
+    table = page.inner_text("[data-testid=import-errors]")
+    assert "3" in table and "ordered_at" in table and "not-a-date" in table
