@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from clmsite.tenancy import tenant_context

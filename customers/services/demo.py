@@ -11,8 +11,10 @@ about the future, as they do in real shops.
 Generation is deterministic for a seed, and each customer draws from their own random
 stream: the first N customers of a bigger shop are the same as those of a smaller one,
 and order and review ids are derived from the customer (``O00042-03`` is customer
-``C00042``'s third order), so re-running the seed updates rows in place instead of
-adding new ones.
+``C00042``'s third order). So a second run with the same arguments changes nothing, and
+a run on a later day (the end date defaults to today) moves the same history forward,
+updating rows in place; only the few customers whose history changes shape (a season
+entering or leaving the window) keep an order or review from the earlier run.
 """
 
 from __future__ import annotations
@@ -296,20 +298,20 @@ class Archetype:
 
 
 ARCHETYPES = (
-    Archetype("prospect", 0.05, 0, 1, 1, 0, 0, 0, 0, 0, 0),
-    Archetype("one_time", 0.42, 150, 1.0, 0.90, 0.20, 2, 0.0, 0.15, 0.08, 0.14),
-    Archetype("loyal", 0.13, 35, 4.0, 0.02, 0.40, 3, 0.3, 0.10, 0.05, 0.12, forgiveness=0.5),
-    Archetype("lapsing", 0.12, 40, 3.0, 0.03, 0.30, 3, 0.0, 0.15, 0.12, 0.18),
-    Archetype("seasonal", 0.08, 0, 1.0, 0.10, 0.45, 4, 0.3, 0.20, 0.07, 0.13),
-    Archetype("vip", 0.04, 14, 2.5, 0.01, 0.60, 5, 1.0, 0.05, 0.04, 0.10, forgiveness=0.75),
-    Archetype("bargain", 0.10, 50, 1.0, 0.10, 0.10, 2, -1.5, 0.70, 0.08, 0.22),
+    #         name        share gap  reg. dropout line max bias  sale  bad   mixed
+    # Prospects signed up and never ordered; the rest of their row is never used.
+    Archetype("prospect", 0.05, 0, 1, 0.5, 0, 0, 0, 0, 0, 0),
+    Archetype("one_time", 0.43, 150, 1.0, 0.93, 0.20, 2, 0.0, 0.15, 0.08, 0.14),
+    Archetype("loyal", 0.15, 35, 4.0, 0.02, 0.40, 3, 0.3, 0.10, 0.04, 0.12, forgiveness=0.3),
+    Archetype("lapsing", 0.11, 40, 3.0, 0.03, 0.30, 3, 0.0, 0.15, 0.12, 0.18),
+    Archetype("seasonal", 0.07, 0, 1.0, 0.10, 0.45, 4, 0.3, 0.20, 0.07, 0.13),
+    Archetype("vip", 0.04, 10, 2.5, 0.005, 0.60, 5, 1.0, 0.05, 0.03, 0.10, forgiveness=0.6),
+    Archetype("bargain", 0.09, 45, 1.0, 0.10, 0.10, 2, -1.5, 0.70, 0.08, 0.22),
     Archetype("new", 0.06, 35, 1.5, 0.25, 0.30, 3, 0.0, 0.15, 0.08, 0.14),
 )
-ARCHETYPE_BY_NAME = {a.name: a for a in ARCHETYPES}
 
-# How an order went changes the probability of leaving after it: a good one makes the
-# customer a little stickier, a bad one makes leaving likely whatever the archetype.
-GOOD_EXPERIENCE_DROPOUT_FACTOR = 0.8
+# Added to the probability of leaving after an order that went so-so or badly: after a bad
+# one most customers leave, whatever their archetype.
 MIXED_EXPERIENCE_DROPOUT = 0.15
 BAD_EXPERIENCE_DROPOUT = 0.60
 MAX_DROPOUT = 0.97
@@ -329,7 +331,7 @@ _SEASONS = {
 ISSUES = ("delivery", "quality", "fit", "price", "service")
 _ISSUE_WEIGHTS = {"delivery": 0.30, "quality": 0.30, "fit": 0.20, "price": 0.10, "service": 0.10}
 # Probability that an order gets a review: unhappy customers write more often.
-_REVIEW_RATE = {"good": 0.12, "mixed": 0.20, "bad": 0.35}
+_REVIEW_RATE = {"good": 0.13, "mixed": 0.20, "bad": 0.35}
 UNRATED_SHARE = 0.10
 
 _HOURS = range(24)
@@ -346,10 +348,12 @@ _LAST_NAMES = (
     "Green", "Baker", "Nelson", "Carter", "Mitchell", "Roberts", "Murphy", "Cook", "Morgan", "Bell",
 )
 # Where customers signed up; bargain hunters come from deal sites, regulars from the newsletter.
+_REGULAR_SOURCES = (("search", 0.25), ("instagram", 0.15), ("referral", 0.25), ("newsletter", 0.20), ("deal_site", 0.05), ("direct", 0.10))
 _SOURCES = {
     "default": (("search", 0.35), ("instagram", 0.20), ("referral", 0.15), ("newsletter", 0.10), ("deal_site", 0.10), ("direct", 0.10)),
     "bargain": (("search", 0.25), ("instagram", 0.10), ("referral", 0.05), ("newsletter", 0.05), ("deal_site", 0.50), ("direct", 0.05)),
-    "loyal": (("search", 0.25), ("instagram", 0.15), ("referral", 0.25), ("newsletter", 0.20), ("deal_site", 0.05), ("direct", 0.10)),
+    "loyal": _REGULAR_SOURCES,
+    "vip": _REGULAR_SOURCES,
 }
 
 
@@ -514,7 +518,7 @@ class _ShopGenerator:
         archetype = rng.choices(ARCHETYPES, weights=[a.share for a in ARCHETYPES])[0]
         first, last = rng.choice(_FIRST_NAMES), rng.choice(_LAST_NAMES)
         external_id = f"C{number:05d}"
-        sources = _SOURCES.get(archetype.name if archetype.name != "vip" else "loyal", _SOURCES["default"])
+        sources = _SOURCES.get(archetype.name, _SOURCES["default"])
         customer = DemoCustomer(
             external_id=external_id,
             email=f"{first}.{last}{number}@example.com".lower(),
@@ -528,7 +532,7 @@ class _ShopGenerator:
         if archetype.name == "prospect":
             customer.created_at = self._moment(rng, rng.uniform(0, HISTORY_DAYS))
             return customer
-        # Two or three favourite categories get most of the customer's baskets.
+        # Three favourite categories, the first above all, fill most of the customer's baskets.
         favourites = rng.sample(CATEGORIES, 3)
         if archetype.name == "seasonal":
             season = rng.choice(list(_SEASONS))
@@ -536,8 +540,8 @@ class _ShopGenerator:
             days = self._seasonal_days(rng, season)
         else:
             days = self._purchase_days(rng, archetype)
-        category_weights = [4.0 if c == favourites[0] else 2.5 if c in favourites[1:] else 0.6 for c in CATEGORIES]
-        self._orders(rng, customer, archetype, days, category_weights)
+        category_weights = itertools.accumulate(4.0 if c == favourites[0] else 2.5 if c in favourites[1:] else 0.6 for c in CATEGORIES)
+        self._orders(rng, customer, archetype, days, list(category_weights))
         first_order = customer.orders[0].ordered_at
         signup_lead = 0 if rng.random() < 0.6 else rng.uniform(0, 30)
         customer.created_at = max(self.start - dt.timedelta(days=30), first_order - dt.timedelta(days=signup_lead))
@@ -594,12 +598,14 @@ class _ShopGenerator:
 
     # Orders and experiences -------------------------------------------------------------------
 
-    def _orders(self, rng: random.Random, customer: DemoCustomer, archetype: Archetype, days: list[float], category_weights: list[float]) -> None:
-        dropout = archetype.dropout * rng.uniform(0.5, 1.5)
+    def _orders(self, rng: random.Random, customer: DemoCustomer, archetype: Archetype, days: list[float], category_cum_weights: list[float]) -> None:
+        # Customers of one archetype differ: spread the dropout on the logit scale, which
+        # keeps it a probability and keeps one-time buyers near-certain to leave.
+        dropout = _logistic(math.log(archetype.dropout / (1 - archetype.dropout)) + rng.gauss(0, 0.4))
         lapse_after = rng.randint(4, 14) if archetype.name == "lapsing" else None
         for number, day in enumerate(days, start=1):
             ordered_at = self._moment(rng, day)
-            lines = self._basket(rng, archetype, category_weights)
+            lines = self._basket(rng, archetype, category_cum_weights)
             experience, issue = self._experience(rng, archetype, lines, ordered_at)
             lapses = lapse_after is not None and number >= lapse_after
             force_bad = rng.random() < LAPSE_AFTER_BAD
@@ -621,13 +627,13 @@ class _ShopGenerator:
             if lapses or rng.random() < _leave_probability(archetype, dropout, experience):
                 break
 
-    def _basket(self, rng: random.Random, archetype: Archetype, category_weights: list[float]) -> list[DemoLine]:
+    def _basket(self, rng: random.Random, archetype: Archetype, category_cum_weights: list[float]) -> list[DemoLine]:
         count = 1
         while count < archetype.max_lines and rng.random() < archetype.extra_line:
             count += 1
         chosen: dict[str, DemoLine] = {}
         for _ in range(count):
-            category = rng.choices(CATEGORIES, weights=category_weights)[0]
+            category = rng.choices(CATEGORIES, cum_weights=category_cum_weights)[0]
             product = rng.choices(self.by_category[category], cum_weights=self.cum_weights[(category, archetype.price_bias)])[0]
             quantity = rng.choice((1, 1, 2, 3)) if category == "Socks & base layers" or product.price_cents < 2000 else 1
             discount = rng.uniform(0.15, 0.40) if rng.random() < archetype.sale_share else 0.0
@@ -666,7 +672,7 @@ class _ShopGenerator:
         return "completed"
 
     def _review(self, rng: random.Random, order: DemoOrder) -> DemoReview | None:
-        if rng.random() >= _REVIEW_RATE[order.experience]:
+        if order.status == "cancelled" or rng.random() >= _REVIEW_RATE[order.experience]:
             return None
         product = order.lines[0].product
         delay = rng.randint(4, 21) + (rng.randint(7, 14) if order.issue == "delivery" else 0)
@@ -686,9 +692,13 @@ class _ShopGenerator:
         )
 
 
+def _logistic(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
 def _leave_probability(archetype: Archetype, dropout: float, experience: str) -> float:
     if experience == "good":
-        return dropout * GOOD_EXPERIENCE_DROPOUT_FACTOR
+        return dropout
     bump = BAD_EXPERIENCE_DROPOUT if experience == "bad" else MIXED_EXPERIENCE_DROPOUT
     return min(MAX_DROPOUT, dropout + bump * (1 - archetype.forgiveness))
 
@@ -960,7 +970,7 @@ def do_seed_demo(
     tenants = []
     if synthetic:
         end_date = end_date or today_utc()
-        report(f"Generating the demo shop ({customers:,} customers, seed {seed}, history until {end_date:%Y-%m-%d})… ", ending="")
+        report(f"Generating the demo shop ({customers:,} customers, seed {seed}, {HISTORY_DAYS} days of history before {end_date})… ", ending="")
         shop = generate_shop(customers=customers, seed=seed, end_date=end_date)
         report(f"done ({len(shop.orders):,} orders, {len(shop.reviews):,} reviews)")
         tenant = ensure_demo_tenant(DEMO_SLUG, DEMO_NAME, owner=user)

@@ -1,5 +1,4 @@
 from clmsite.management.base import ClmCommand
-
 from clmsite.management.commands._tenant import tenant_from_slug
 from clmsite.models import Role
 from clmsite.services import do_create_api_key

@@ -2,7 +2,6 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
 from clmsite.management.base import ClmCommand
-
 from clmsite.models import Tenant
 from clmsite.services import do_create_tenant
 

@@ -1,10 +1,9 @@
 from pathlib import Path
 
 from django.core.management.base import CommandError
-
-from clmsite.management.base import ClmCommand
 from tqdm import tqdm
 
+from clmsite.management.base import ClmCommand
 from clmsite.management.commands._tenant import tenant_from_slug
 from customers.services.imports import KINDS, import_csv
 
