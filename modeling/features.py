@@ -1,0 +1,241 @@
+"""Backtest-safe customer features and labels.
+
+Everything is computed *as of* a date D: features see only orders and reviews at or
+before D, labels only the horizon (D, D+H]. A :class:`History` holds a tenant's rows up to
+a ceiling; :func:`features_as_of` and :func:`labels_after` cut it at D themselves, so a
+row after D can never reach a feature, whatever the ceiling was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from clmsite.models import Tenant
+from clmsite.tenancy import tenant_context
+
+DAY = np.timedelta64(1, "D")
+# Rolling windows (days) for counts and spend, and the comparison period of the trend.
+WINDOWS = (30, 90, 180, 365)
+TREND_DAYS = 90
+TOP_CATEGORIES = 8
+
+
+@dataclass
+class History:
+    """A tenant's customers, orders, order lines and reviews, up to ``ceiling``."""
+
+    customers: pd.DataFrame  # customer (pk), external_id, first_seen
+    orders: pd.DataFrame  # customer, ordered_at, amount
+    lines: pd.DataFrame  # customer, ordered_at, category, product, quantity, amount
+    reviews: pd.DataFrame  # review (pk), customer, created_at, rating, text, sentiment_score
+    ceiling: pd.Timestamp | None
+    categories: list[str]
+
+    @property
+    def first_order_at(self) -> pd.Timestamp | None:
+        return self.orders["ordered_at"].min() if len(self.orders) else None
+
+    @property
+    def last_order_at(self) -> pd.Timestamp | None:
+        return self.orders["ordered_at"].max() if len(self.orders) else None
+
+
+def as_timestamp(value: dt.date | dt.datetime | pd.Timestamp) -> pd.Timestamp:
+    """A date means the end of that day (UTC): as of 2024-03-31 includes orders on the 31st."""
+    if isinstance(value, pd.Timestamp):
+        return value.tz_convert("UTC") if value.tzinfo else value.tz_localize("UTC")
+    if isinstance(value, dt.datetime):
+        stamp = pd.Timestamp(value)
+        return stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
+    return pd.Timestamp(dt.datetime.combine(value, dt.time.max), tz="UTC").floor("s")
+
+
+def load_history(tenant: Tenant, *, ceiling: dt.date | dt.datetime | None = None) -> History:
+    """Read the tenant's data once, ignoring everything after ``ceiling``."""
+    from customers.models import Customer, Order, OrderItem, Review
+
+    limit = as_timestamp(ceiling) if ceiling is not None else None
+    with tenant_context(tenant):
+        orders_qs = Order.objects.exclude(status__in=("cancelled", "refunded"))
+        lines_qs = OrderItem.objects.exclude(order__status__in=("cancelled", "refunded"))
+        reviews_qs = Review.objects.all()
+        if limit is not None:
+            orders_qs = orders_qs.filter(ordered_at__lte=limit.to_pydatetime())
+            lines_qs = lines_qs.filter(order__ordered_at__lte=limit.to_pydatetime())
+            reviews_qs = reviews_qs.filter(created_at__lte=limit.to_pydatetime())
+        customers = pd.DataFrame.from_records(
+            Customer.objects.values_list("pk", "external_id", "first_seen", "country"), columns=["customer", "external_id", "first_seen", "country"]
+        )
+        orders = pd.DataFrame.from_records(orders_qs.values_list("customer_id", "ordered_at", "amount"), columns=["customer", "ordered_at", "amount"])
+        lines = pd.DataFrame.from_records(
+            lines_qs.values_list("order__customer_id", "order__ordered_at", "product__category", "product__name", "quantity", "amount"),
+            columns=["customer", "ordered_at", "category", "product", "quantity", "amount"],
+        )
+        reviews = pd.DataFrame.from_records(
+            reviews_qs.values_list("pk", "customer_id", "created_at", "rating", "text", "sentiment_score"),
+            columns=["review", "customer", "created_at", "rating", "text", "sentiment_score"],
+        )
+    for frame, column in ((orders, "ordered_at"), (lines, "ordered_at"), (reviews, "created_at"), (customers, "first_seen")):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    orders["amount"] = orders["amount"].astype(float)
+    lines["amount"] = lines["amount"].astype(float)
+    lines["category"] = lines["category"].fillna("").replace("", "Other")
+    reviews["rating"] = pd.to_numeric(reviews["rating"], errors="coerce")
+    reviews["sentiment_score"] = pd.to_numeric(reviews["sentiment_score"], errors="coerce")
+    categories = lines.groupby("category")["amount"].sum().sort_values(ascending=False).index.tolist()[:TOP_CATEGORIES]
+    return History(customers, orders.sort_values("ordered_at", kind="stable"), lines, reviews, limit, categories)
+
+
+def history_from_frames(orders: pd.DataFrame, *, reviews: pd.DataFrame | None = None, lines: pd.DataFrame | None = None) -> History:
+    """A History from plain frames (the CDNOW benchmark and tests)."""
+    orders = orders.copy()
+    orders["ordered_at"] = pd.to_datetime(orders["ordered_at"], utc=True)
+    orders["amount"] = orders["amount"].astype(float)
+    ids = orders["customer"].unique()
+    customers = pd.DataFrame({"customer": ids, "external_id": ids.astype(str), "first_seen": pd.NaT, "country": ""})
+    if lines is None:
+        lines = orders.assign(category="Other", product="", quantity=1)[["customer", "ordered_at", "category", "product", "quantity", "amount"]]
+    if reviews is None:
+        reviews = pd.DataFrame({"review": [], "customer": [], "created_at": pd.to_datetime([], utc=True), "rating": [], "text": [], "sentiment_score": []})
+    categories = lines.groupby("category")["amount"].sum().sort_values(ascending=False).index.tolist()[:TOP_CATEGORIES]
+    return History(customers, orders.sort_values("ordered_at", kind="stable"), lines, reviews, None, categories)
+
+
+def _safe_ratio(numerator: pd.Series, denominator: pd.Series, default: float = 0.0) -> pd.Series:
+    out = numerator / denominator.replace(0, np.nan)
+    return out.replace([np.inf, -np.inf], np.nan).fillna(default)
+
+
+def features_as_of(history: History, as_of: dt.date | dt.datetime | pd.Timestamp) -> pd.DataFrame:
+    """One row per customer who had ordered by ``as_of``; only rows at or before it count.
+
+    Index: customer pk. Columns are numeric features (names are stable: the models and the
+    explanations rely on them).
+    """
+    cut = as_timestamp(as_of)
+    orders = history.orders[history.orders["ordered_at"] <= cut]
+    if orders.empty:
+        return pd.DataFrame(index=pd.Index([], name="customer"))
+    age_days = (cut - orders["ordered_at"]) / DAY
+    orders = orders.assign(age=age_days.to_numpy())
+    grouped = orders.groupby("customer")
+    first = grouped["age"].max()
+    last = grouped["age"].min()
+    frame = pd.DataFrame(index=first.index)
+    frame["orders"] = grouped.size()
+    frame["recency_days"] = last
+    frame["tenure_days"] = first
+    frame["total_spent"] = grouped["amount"].sum()
+    frame["avg_order_value"] = frame["total_spent"] / frame["orders"]
+    frame["last_order_value"] = grouped["amount"].last()
+    for window in WINDOWS:
+        recent = orders[orders["age"] <= window].groupby("customer")
+        frame[f"orders_{window}d"] = recent.size().reindex(frame.index, fill_value=0)
+        frame[f"spent_{window}d"] = recent["amount"].sum().reindex(frame.index, fill_value=0.0)
+    previous = orders[(orders["age"] > TREND_DAYS) & (orders["age"] <= 2 * TREND_DAYS)].groupby("customer").size().reindex(frame.index, fill_value=0)
+    frame["order_trend"] = frame[f"orders_{TREND_DAYS}d"] - previous
+    # Inter-purchase gaps: the customer's own cadence, and how overdue they are against it.
+    gaps = orders.assign(gap=grouped["age"].diff().abs()).dropna(subset=["gap"]).groupby("customer")["gap"]
+    frame["gap_mean"] = gaps.mean().reindex(frame.index)
+    frame["gap_median"] = gaps.median().reindex(frame.index)
+    frame["gap_std"] = gaps.std().reindex(frame.index)
+    frame["overdue_ratio"] = _safe_ratio(frame["recency_days"], frame["gap_median"], default=np.nan)
+    frame["rate_per_month"] = frame["orders"] / np.maximum(frame["tenure_days"], 30.0) * 30.0
+    # Category mix: share of spend in each of the tenant's top categories.
+    lines = history.lines[history.lines["ordered_at"] <= cut]
+    if not lines.empty:
+        mix = lines.pivot_table(index="customer", columns="category", values="amount", aggfunc="sum", fill_value=0.0)
+        total = mix.sum(axis=1).replace(0, np.nan)
+        for position, category in enumerate(history.categories):
+            share = (mix[category] / total) if category in mix else pd.Series(0.0, index=mix.index)
+            frame[f"category_{position}_share"] = share.reindex(frame.index).fillna(0.0)
+        frame["categories_bought"] = (mix > 0).sum(axis=1).reindex(frame.index).fillna(0)
+    # Reviews and their sentiment, as known at the cut.
+    reviews = history.reviews[history.reviews["created_at"] <= cut]
+    by_customer = reviews.groupby("customer")
+    frame["reviews"] = by_customer.size().reindex(frame.index, fill_value=0)
+    frame["rating_mean"] = by_customer["rating"].mean().reindex(frame.index)
+    frame["negative_reviews"] = reviews[reviews["rating"] <= 2].groupby("customer").size().reindex(frame.index, fill_value=0)
+    frame["sentiment_mean"] = by_customer["sentiment_score"].mean().reindex(frame.index)
+    frame["sentiment_last"] = by_customer["sentiment_score"].last().reindex(frame.index)
+    frame["days_since_review"] = ((cut - by_customer["created_at"].max()) / DAY).reindex(frame.index)
+    frame.index.name = "customer"
+    return frame.astype(float)
+
+
+def labels_after(history: History, as_of: dt.date | dt.datetime | pd.Timestamp, horizon_days: int, customers: pd.Index) -> pd.DataFrame:
+    """Orders and revenue in (as_of, as_of + horizon] for the given customers."""
+    start = as_timestamp(as_of)
+    end = start + pd.Timedelta(days=horizon_days)
+    if history.ceiling is not None and history.ceiling < end:
+        raise ValueError(f"labels need data up to {end.date()}, but the history stops at {history.ceiling.date()}")
+    window = history.orders[(history.orders["ordered_at"] > start) & (history.orders["ordered_at"] <= end)]
+    grouped = window.groupby("customer")
+    labels = pd.DataFrame(index=customers)
+    labels["orders"] = grouped.size().reindex(customers, fill_value=0).astype(float)
+    labels["revenue"] = grouped["amount"].sum().reindex(customers, fill_value=0.0)
+    labels["purchased"] = (labels["orders"] > 0).astype(float)
+    return labels
+
+
+@dataclass
+class Window:
+    cutoff: pd.Timestamp
+    horizon_days: int
+
+    @property
+    def label_end(self) -> pd.Timestamp:
+        return self.cutoff + pd.Timedelta(days=self.horizon_days)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"cutoff": self.cutoff.date().isoformat(), "label_end": self.label_end.date().isoformat()}
+
+
+MIN_HISTORY_DAYS = 30
+
+
+def plan_windows(history: History, as_of: dt.date | dt.datetime, horizon_days: int, *, max_train_windows: int = 4) -> tuple[list[Window], Window]:
+    """Training cutoffs and the validation cutoff, all with labels ending by ``as_of``.
+
+    Validation labels are the most recent full horizon (as_of - H, as_of]. Training label
+    windows end at or before the validation cutoff, so no training label overlaps the
+    validation period. Training cutoffs step back by a third of the horizon while at least
+    a month of history precedes them.
+    """
+    end = as_timestamp(as_of)
+    horizon = pd.Timedelta(days=horizon_days)
+    validation = Window(end - horizon, horizon_days)
+    start = history.first_order_at
+    if start is None:
+        raise ValueError("no orders before the as-of date")
+    earliest = start + pd.Timedelta(days=MIN_HISTORY_DAYS)
+    step = pd.Timedelta(days=max(horizon_days // 3, 7))
+    train: list[Window] = []
+    cutoff = validation.cutoff - horizon
+    while cutoff >= earliest and len(train) < max_train_windows:
+        train.append(Window(cutoff, horizon_days))
+        cutoff -= step
+    if validation.cutoff < earliest:
+        raise ValueError(f"not enough history: the validation window needs orders before {validation.cutoff.date()}")
+    return train, validation
+
+
+def examples(history: History, windows: list[Window]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stack (features, labels) over several cutoffs; the index is (cutoff, customer)."""
+    feature_frames, label_frames = [], []
+    for window in windows:
+        features = features_as_of(history, window.cutoff)
+        if features.empty:
+            continue
+        labels = labels_after(history, window.cutoff, window.horizon_days, features.index)
+        key = window.cutoff.date().isoformat()
+        feature_frames.append(pd.concat({key: features}, names=["cutoff"]))
+        label_frames.append(pd.concat({key: labels}, names=["cutoff"]))
+    if not feature_frames:
+        return pd.DataFrame(), pd.DataFrame()
+    features = pd.concat(feature_frames)
+    return features, pd.concat(label_frames).loc[features.index]
