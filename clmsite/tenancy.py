@@ -118,7 +118,7 @@ class TenantMiddleware:
         request.membership = None
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            memberships = list(Membership.objects.filter(user=user).select_related("tenant").order_by("tenant__name"))
+            memberships = list(Membership.objects.filter(user=user).select_related("tenant").order_by("pk"))
             wanted = request.session.get(SESSION_TENANT_KEY)
             chosen = next((m for m in memberships if m.tenant_id == wanted), memberships[0] if memberships else None)
             request.memberships = memberships

@@ -106,7 +106,7 @@ class Review(TenantOwnedModel):
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField(default=timezone.now, editable=False)
     # Written by the sentiment model (modeling.sentiment); blank until a model has scored it.
-    sentiment = models.CharField(max_length=8, blank=True, default="", choices=[("positive", "Positive"), ("neutral", "Neutral"), ("negative", "Negative")])
+    sentiment = models.CharField(max_length=8, blank=True, default="", db_default="", choices=[("positive", "Positive"), ("neutral", "Neutral"), ("negative", "Negative")])
     sentiment_score = models.FloatField(null=True, blank=True, help_text="from -1 (negative) to 1 (positive)")
 
     class Meta:

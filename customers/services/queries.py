@@ -69,7 +69,8 @@ def dashboard_stats(tenant: Tenant) -> dict[str, Any]:
         products = Product.objects.count()
         last_order = Order.objects.order_by("-ordered_at").values_list("ordered_at", flat=True).first()
         rated = Review.objects.filter(rating__isnull=False).aggregate(n=Count("id"), low=Count("id", filter=Q(rating__lte=2)))
-    revenue = totals["revenue"] or Decimal(0)
+    # SQLite keeps money as floats; round the sums back to cents.
+    revenue = Decimal(totals["revenue"] or 0).quantize(Decimal("0.01"))
     orders = totals["orders"] or 0
     return {
         "customers": totals["customers"],
