@@ -176,6 +176,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CEL
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # A job whose heartbeat is older than this is considered dead and marked failed.
 JOB_HEARTBEAT_TIMEOUT_SECONDS = int(os.environ.get("JOB_HEARTBEAT_TIMEOUT_SECONDS", "300"))
+# A redelivered task may take over a running job whose heartbeat is older than this (its
+# worker died). Heartbeats are sent every 10 s, so a live job is never taken over.
+JOB_LEASE_SECONDS = int(os.environ.get("JOB_LEASE_SECONDS", "60"))
 
 # --- Models ------------------------------------------------------------------------
 # The pretrained encoder: any local Hugging Face model directory. Empty means the

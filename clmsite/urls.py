@@ -7,6 +7,8 @@ from rest_framework.routers import SimpleRouter
 from clmsite import views as site_views
 from customers import api as customers_api
 from customers import views as customers_views
+from modeling import api as modeling_api
+from modeling import views as modeling_views
 
 router = SimpleRouter()
 router.register("customers", customers_api.CustomerViewSet, basename="customer")
@@ -14,6 +16,9 @@ router.register("orders", customers_api.OrderViewSet, basename="order")
 router.register("products", customers_api.ProductViewSet, basename="product")
 router.register("reviews", customers_api.ReviewViewSet, basename="review")
 router.register("imports", customers_api.ImportViewSet, basename="import")
+router.register("models", modeling_api.ModelVersionViewSet, basename="model")
+router.register("jobs", modeling_api.JobViewSet, basename="job")
+router.register("predictions", modeling_api.PredictionViewSet, basename="prediction")
 
 urlpatterns = [
     path("", customers_views.dashboard, name="dashboard"),
@@ -26,9 +31,15 @@ urlpatterns = [
     path("customers/<int:customer_id>/", customers_views.customer_detail, name="customer_detail"),
     path("imports/", customers_views.imports, name="imports"),
     path("imports/<int:job_id>/", customers_views.import_detail, name="import_detail"),
+    path("models/", modeling_views.models_page, name="models"),
+    path("models/retrain/", modeling_views.retrain, name="retrain"),
+    path("models/<int:version_id>/", modeling_views.model_version, name="model_version"),
+    path("models/<int:version_id>/promote/", modeling_views.promote, name="promote_version"),
+    path("models/rollback/<str:target>/", modeling_views.rollback, name="rollback"),
     path("jobs/<int:job_id>/status/", site_views.job_status, name="job_status"),
     path("jobs/<int:job_id>/cancel/", site_views.cancel_job, name="cancel_job"),
     path("healthz", site_views.healthz, name="healthz"),
+    path("api/v1/models/retrain", modeling_api.ModelVersionViewSet.as_view({"post": "retrain"}), name="model-retrain-noslash"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularRedocView.as_view(url_name="api_schema"), name="api_docs"),

@@ -7,11 +7,13 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from clmsite.models import Tenant
@@ -49,19 +51,55 @@ def enqueue_job(job: Job, task: Any, *, run_in_thread: bool | None = None) -> No
     transaction.on_commit(send)
 
 
+MAX_ATTEMPTS = 3
+
+
 def claim_job(tenant: Tenant, job_id: int) -> Job | None:
-    """Move a queued job to running. Returns None when another worker has it or it is gone,
-    so a task delivered twice runs once."""
+    """Take a job for this worker, atomically. Returns None when the job is gone, belongs
+    to another tenant, is finished, or is running with a live heartbeat elsewhere — so a
+    task delivered twice runs once. A running job whose heartbeat is older than the lease
+    was orphaned by a dead worker and is taken over; after MAX_ATTEMPTS it is failed
+    instead, so a poison job cannot loop forever."""
+    now = timezone.now()
+    stale = now - dt.timedelta(seconds=settings.JOB_LEASE_SECONDS)
     with tenant_context(tenant):
-        now = timezone.now()
-        claimed = Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(
-            state=Job.State.RUNNING, started_at=now, heartbeat_at=now, message="Started"
+        claimed = (
+            Job.objects.filter(pk=job_id, cancel_requested=False)
+            .filter(Q(state=Job.State.QUEUED) | Q(state=Job.State.RUNNING, heartbeat_at__lt=stale))
+            .update(state=Job.State.RUNNING, started_at=now, heartbeat_at=now, message="Started", attempts=F("attempts") + 1)
         )
         if not claimed:
             return None
         job = Job.objects.get(pk=job_id)
-        Job.objects.filter(pk=job_id).update(attempts=job.attempts + 1)
-        return job
+    if job.attempts > MAX_ATTEMPTS:
+        finish_job(job, result=job.result, succeeded=False, message=f"Gave up after {MAX_ATTEMPTS} attempts; the job kept failing or its worker kept dying.")
+        return None
+    return job
+
+
+@contextmanager
+def heartbeat(job: Job, interval: float = 10.0) -> Iterator[None]:
+    """Refresh the job's heartbeat from a side thread while the block runs, so a long step
+    without progress reports (a big tree fit) is not mistaken for a dead worker."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                with tenant_context(job.tenant):
+                    Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(heartbeat_at=timezone.now())
+            except Exception:  # noqa: BLE001 - a missed beat is retried on the next tick
+                log.warning("heartbeat for job %s failed", job.pk, exc_info=True)
+            finally:
+                connection.close()
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 5)
 
 
 class JobReporter:

@@ -34,6 +34,9 @@ class Job(TenantOwnedModel):
     result = models.JSONField(default=dict, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
+    # Chunked jobs (scoring) count finished chunks here, with atomic increments.
+    steps_total = models.PositiveIntegerField(default=0)
+    steps_done = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -44,6 +47,12 @@ class Job(TenantOwnedModel):
         indexes = [
             models.Index(fields=["tenant", "kind", "created_at"], name="job_tenant_kind_time"),
             models.Index(fields=["state", "heartbeat_at"], name="job_state_heartbeat"),
+        ]
+        constraints = [
+            # At most one training per tenant at a time, enforced by the database.
+            models.UniqueConstraint(
+                fields=["tenant"], condition=models.Q(kind="train", state__in=["queued", "running"]), name="one_training_per_tenant"
+            ),
         ]
         ordering = ["-created_at"]
 

@@ -8,3 +8,33 @@ def words(value: str) -> str:
     """``new_customers`` → ``New customers``."""
     text = str(value).replace("_", " ")
     return text[:1].upper() + text[1:]
+
+
+HEADLINES = {
+    "purchase": [("auc", "AUC"), ("log_loss", "log loss")],
+    "orders": [("orders_mae", "MAE"), ("orders_total_error_pct", "total error %")],
+    "revenue": [("revenue_mae", "MAE"), ("revenue_total_error_pct", "total error %")],
+    "sentiment": [("macro_f1", "macro-F1"), ("accuracy", "accuracy")],
+}
+
+
+def _headline(target: str, scores: dict) -> str:
+    parts = [f"{label} {scores[key]}" for key, label in HEADLINES.get(target, []) if scores.get(key) is not None]
+    return " · ".join(parts) or "—"
+
+
+@register.simple_tag
+def headline(version) -> str:  # type: ignore[no-untyped-def]
+    """The one or two numbers that matter for a version's target."""
+    return _headline(version.target, version.metrics)
+
+
+@register.simple_tag
+def baseline_headline(version) -> str:  # type: ignore[no-untyped-def]
+    parts = [f"{name}: {_headline(version.target, scores)}" for name, scores in (version.baseline_metrics or {}).items() if isinstance(scores, dict)]
+    return "; ".join(parts) or "—"
+
+
+@register.filter
+def get(mapping, key):  # type: ignore[no-untyped-def]
+    return (mapping or {}).get(key)

@@ -108,3 +108,9 @@ class TabularModel(CustomerModel):
         total = float(gains.sum()) or 1.0
         ranked = sorted(zip(booster.feature_name(), gains, strict=True), key=lambda kv: -kv[1])
         return [(name, round(float(gain) / total, 4)) for name, gain in ranked if gain > 0]
+
+    def contributions(self, features: pd.DataFrame, head: str = "purchase") -> pd.DataFrame:
+        """Per-customer, per-feature attributions (TreeSHAP) on the log-odds scale."""
+        x = features.reindex(columns=self.columns)
+        values = self.boosters[head].predict(x, pred_contrib=True, num_iteration=self.rounds.get(head) or None)
+        return pd.DataFrame(np.asarray(values)[:, :-1], index=features.index, columns=self.columns)

@@ -1,0 +1,124 @@
+"""Explanations in plain words: the top factors behind a customer's purchase probability.
+
+Contributions come from the boosted trees' exact per-feature attributions (TreeSHAP,
+LightGBM ``pred_contrib``) on the purchase head, whichever family serves; they say which
+facts about the customer move the prediction and in which direction. Each feature has a
+sentence template filled with the customer's own values.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+TOP_FACTORS = 3
+
+
+def _num(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _money(value: float | None) -> str:
+    return "—" if value is None else f"${value:,.0f}"
+
+
+def describe(feature: str, row: pd.Series, categories: list[str]) -> str | None:
+    """One sentence for one feature of one customer, or None when it says nothing useful."""
+    v = _num(row.get(feature))
+    gap = _num(row.get("gap_median"))
+    if feature == "recency_days" and v is not None:
+        if gap and gap >= 1 and v > 1.5 * gap:
+            return f"no order for {v:.0f} days, {v / gap:.1f}× their usual gap of {gap:.0f} days"
+        if gap and gap >= 1:
+            return f"last order {v:.0f} days ago, within their usual {gap:.0f}-day rhythm"
+        return f"last order {v:.0f} days ago"
+    if feature == "overdue_ratio" and v is not None and gap:
+        return f"{v:.1f}× overdue against their usual {gap:.0f}-day gap" if v > 1.2 else f"on their usual {gap:.0f}-day rhythm"
+    if feature == "orders" and v is not None:
+        return "only one order so far" if v <= 1 else f"{v:.0f} orders so far"
+    if feature == "tenure_days" and v is not None:
+        return f"first order {v:.0f} days ago"
+    if feature == "order_trend" and v is not None:
+        if v > 0:
+            return "ordering more often than the quarter before"
+        if v < 0:
+            return "ordering less often than the quarter before"
+        return "ordering as often as the quarter before"
+    if feature.startswith("orders_") and feature.endswith("d") and v is not None:
+        days = feature[len("orders_") : -1]
+        return f"{v:.0f} orders in the last {days} days"
+    if feature.startswith("spent_") and feature.endswith("d") and v is not None:
+        days = feature[len("spent_") : -1]
+        return f"spent {_money(v)} in the last {days} days"
+    if feature == "total_spent":
+        return f"spent {_money(v)} in total"
+    if feature in ("avg_order_value", "last_order_value"):
+        label = "average order" if feature == "avg_order_value" else "last order"
+        return f"{label} of {_money(v)}"
+    if feature == "rate_per_month" and v is not None:
+        return f"buys about {v:.1f} times a month"
+    if feature in ("gap_mean", "gap_median") and v is not None:
+        return f"usually orders every {v:.0f} days"
+    if feature == "gap_std" and v is not None:
+        return f"irregular rhythm (±{v:.0f} days)"
+    if feature.startswith("category_") and feature.endswith("_share") and v is not None:
+        index = int(feature.split("_")[1])
+        name = categories[index] if index < len(categories) else "one category"
+        return f"{v:.0%} of spend on {name}" if v > 0 else f"never bought {name}"
+    if feature == "categories_bought" and v is not None:
+        return f"bought from {v:.0f} categories"
+    if feature == "negative_reviews" and v is not None:
+        return f"left {v:.0f} negative review{'s' if v != 1 else ''}" if v else "no negative reviews"
+    if feature == "reviews" and v is not None:
+        return f"wrote {v:.0f} review{'s' if v != 1 else ''}" if v else "no reviews"
+    if feature == "rating_mean" and v is not None:
+        return f"average rating {v:.1f}★"
+    if feature in ("sentiment_mean", "sentiment_last") and v is not None:
+        tone = "positive" if v > 0.2 else "negative" if v < -0.2 else "mixed"
+        return f"{'latest review' if feature == 'sentiment_last' else 'reviews'} read {tone}"
+    if feature == "days_since_review" and v is not None:
+        return f"last review {v:.0f} days ago"
+    return None
+
+
+def explain_rows(features: pd.DataFrame, contributions: pd.DataFrame | None, categories: list[str], top: int = TOP_FACTORS) -> dict[Any, list[dict[str, Any]]]:
+    """Top factors per customer: [{"text", "effect": "+"|"-", "weight"}], strongest first."""
+    out: dict[Any, list[dict[str, Any]]] = {}
+    for customer, row in features.iterrows():
+        if contributions is not None and customer in contributions.index:
+            weights = contributions.loc[customer]
+        else:
+            weights = _fallback_weights(row)
+        ranked = weights.reindex(weights.abs().sort_values(ascending=False).index)
+        factors, seen = [], set()
+        for feature, weight in ranked.items():
+            if len(factors) >= top or abs(weight) < 1e-6:
+                break
+            text = describe(str(feature), row, categories)
+            if text is None or text in seen:
+                continue
+            seen.add(text)
+            factors.append({"text": text, "effect": "+" if weight > 0 else "-", "weight": round(float(weight), 4)})
+        out[customer] = factors
+    return out
+
+
+def _fallback_weights(row: pd.Series) -> pd.Series:
+    """Without attributions: recency against cadence, frequency and reviews, by rule of thumb."""
+    recency = _num(row.get("recency_days")) or 0.0
+    gap = _num(row.get("gap_median")) or 60.0
+    return pd.Series(
+        {
+            "recency_days": -np.tanh((recency - 1.5 * gap) / max(gap, 1.0)),
+            "orders": np.tanh(((_num(row.get("orders")) or 1.0) - 1.0) / 3.0),
+            "negative_reviews": -0.5 * min(_num(row.get("negative_reviews")) or 0.0, 2.0),
+            "order_trend": 0.3 * np.sign(_num(row.get("order_trend")) or 0.0),
+        }
+    )

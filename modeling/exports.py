@@ -1,0 +1,67 @@
+"""CSV exports of predictions and review sentiment (the CLI and the UI share them)."""
+
+from __future__ import annotations
+
+import csv
+from typing import IO
+
+from clmsite.models import Tenant
+from clmsite.tenancy import tenant_context
+
+PREDICTION_COLUMNS = [
+    "customer_id", "purchase_probability", "churn_probability", "expected_orders", "predicted_value", "value_tier",
+    "lifecycle_stage", "segment", "recommended_action",
+]
+
+
+def spreadsheet_safe(value: object) -> str:
+    """Cells starting with = + - @ tab or CR are formulas to a spreadsheet: prefix a quote."""
+    text = "" if value is None else str(value)
+    if text and text[0] in "=+-@\t\r" and not _is_number(text):
+        return "'" + text
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def latest_predictions(tenant: Tenant) -> list:
+    from modeling.models import Prediction
+
+    with tenant_context(tenant):
+        latest = Prediction.objects.order_by("-as_of").values_list("as_of", flat=True).first()
+        if latest is None:
+            return []
+        return list(Prediction.objects.filter(as_of=latest).select_related("customer").order_by("customer__external_id"))
+
+
+def write_predictions_csv(tenant: Tenant, out: IO[str]) -> int:
+    writer = csv.writer(out)
+    writer.writerow(PREDICTION_COLUMNS)
+    rows = latest_predictions(tenant)
+    for p in rows:
+        extra = getattr(p, "lifecycle", {}) or {}
+        writer.writerow([
+            spreadsheet_safe(p.customer.external_id), f"{p.purchase_probability:.4f}", f"{p.churn_probability:.4f}", f"{p.expected_orders:.3f}",
+            f"{p.predicted_value:.2f}", p.value_tier, extra.get("stage", ""), spreadsheet_safe(extra.get("segment", "")),
+            spreadsheet_safe(extra.get("action", "")),
+        ])
+    return len(rows)
+
+
+def write_reviews_csv(tenant: Tenant, out: IO[str]) -> int:
+    from customers.models import Review
+
+    writer = csv.writer(out)
+    writer.writerow(["review_id", "sentiment", "sentiment_score"])
+    count = 0
+    with tenant_context(tenant):
+        for external_id, sentiment, score in Review.objects.order_by("external_id").values_list("external_id", "sentiment", "sentiment_score").iterator():
+            writer.writerow([spreadsheet_safe(external_id), sentiment, "" if score is None else f"{score:.4f}"])
+            count += 1
+    return count

@@ -1,0 +1,31 @@
+import datetime as dt
+
+from django.core.management.base import CommandError
+
+from clmsite.management.base import ClmCommand
+from clmsite.management.commands._tenant import tenant_from_slug
+from modeling.management.commands._progress import terminal_progress
+from modeling.scoring import NoActiveModel, score_customers
+from modeling.services import do_start_scoring
+
+
+class Command(ClmCommand):
+    help = "Score every customer with the active models as of a date (ignoring anything after it)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", required=True)
+        parser.add_argument("--as-of", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
+        parser.add_argument("--sync", action="store_true", help="score in this process instead of on workers")
+
+    def handle(self, *args, tenant, as_of, sync, **options):
+        target = tenant_from_slug(tenant)
+        if not sync:
+            job = do_start_scoring(target, as_of=as_of)
+            self.stdout.write(f"Queued scoring job {job.pk} for {target.slug}.")
+            return
+        try:
+            with terminal_progress(f"Scoring {target.slug}") as progress:
+                report = score_customers(target, as_of, progress=progress)
+        except NoActiveModel as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(report.summary())

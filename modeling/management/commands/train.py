@@ -1,0 +1,42 @@
+import datetime as dt
+
+from django.core.management.base import CommandError
+
+from clmsite.management.base import ClmCommand
+from clmsite.management.commands._tenant import tenant_from_slug
+from modeling.management.commands._progress import terminal_progress
+from modeling.services import TrainingAlreadyRunning, do_start_training
+from modeling.training import FAMILIES, train_models
+
+
+class Command(ClmCommand):
+    help = "Train the tenant's models as of a date (features up to it, labels inside it). --sync runs here with a progress bar."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", required=True)
+        parser.add_argument("--as-of", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
+        parser.add_argument("--horizon-days", type=int, default=None, help="default: the tenant's horizon (90)")
+        parser.add_argument("--family", default="auto", choices=["auto", *FAMILIES])
+        parser.add_argument("--sync", action="store_true", help="train in this process instead of on a worker")
+
+    def handle(self, *args, tenant, as_of, horizon_days, family, sync, **options):
+        target = tenant_from_slug(tenant)
+        if horizon_days is not None and not 1 <= horizon_days <= 730:
+            raise CommandError("--horizon-days must be between 1 and 730")
+        if not sync:
+            try:
+                job = do_start_training(target, as_of=as_of, horizon_days=horizon_days, family=family, score_after=False)
+            except TrainingAlreadyRunning as exc:
+                raise CommandError(str(exc)) from None
+            self.stdout.write(f"Queued training job {job.pk} for {target.slug}; follow it on the Models page.")
+            return
+        with terminal_progress(f"Training {target.slug}") as progress:
+            report = train_models(target, as_of, horizon_days, family=family, progress=progress)
+        self.stdout.write(report.summary())
+        for name, scores in report.metrics.items():
+            self.stdout.write(
+                f"  {name:<12} AUC {scores.get('auc')}  log loss {scores.get('log_loss')}  orders MAE {scores.get('orders_mae')}  "
+                f"revenue MAE {scores.get('revenue_mae')}"
+            )
+        for target_name, version in report.champions.items():
+            self.stdout.write(f"  serving {target_name}: model version {version}")

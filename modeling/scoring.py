@@ -1,0 +1,174 @@
+"""Batch scoring: the active models score every customer as of a date.
+
+Scoring ``as_of`` D reads only orders and reviews up to D (``load_history`` cuts there
+and the features cut again), so a prediction as of D is the same whatever was loaded
+since. Customers are scored in chunks so that several workers can share one tenant; the
+last chunk to finish assigns value tiers, which need every customer's predicted value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from django.db import transaction
+
+from clmsite.models import Tenant
+from clmsite.tenancy import tenant_context
+from modeling import registry
+from modeling.explain import explain_rows
+from modeling.families.base import CustomerModel, Progress, no_progress
+from modeling.features import History, features_as_of, load_history
+from modeling.models import ModelVersion, Prediction
+from modeling.profiles import customer_profiles, profile_hash
+from modeling.training import family_class
+
+log = logging.getLogger(__name__)
+CHUNK_SIZE = 2000
+DEFAULT_TIER_QUANTILES = {"high": 0.8, "medium": 0.5}  # top 20% high, next 30% medium
+
+
+class NoActiveModel(Exception):
+    """Scoring needs an active model for every customer target; train first."""
+
+
+@dataclass
+class ScoreReport:
+    as_of: dt.date
+    scored: int = 0
+    prospects: int = 0
+    model_versions: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return f"Scored {self.scored:,} customers as of {self.as_of} ({self.prospects:,} without orders yet)."
+
+
+_MODEL_CACHE: dict[tuple[str, str], CustomerModel] = {}
+
+
+def load_model(version: ModelVersion) -> CustomerModel:
+    """Load a version's model once per process, after verifying every file's checksum."""
+    key = (version.artifact_path, version.artifact_sha256)
+    if key not in _MODEL_CACHE:
+        directory = Path(version.artifact_path)
+        registry.verify_artifact(directory, version.artifact_sha256)
+        _MODEL_CACHE[key] = family_class(version.family).load(directory)
+    return _MODEL_CACHE[key]
+
+
+def explainer_for(versions: dict[str, ModelVersion]) -> Any:
+    """The boosted-trees model of the serving purchase version's run, for attributions."""
+    purchase = versions["purchase"]
+    if purchase.family == "tabular":
+        return load_model(purchase)
+    with tenant_context(purchase.tenant):
+        sibling = ModelVersion.objects.filter(target="purchase", family="tabular", job_id=purchase.job_id, as_of=purchase.as_of).order_by("-pk").first()
+    return load_model(sibling) if sibling is not None and sibling.artifact_path else None
+
+
+def prospect_rate(history: History, as_of: pd.Timestamp, horizon_days: int) -> float:
+    """Share of customers known before the last horizon, without an order then, who ordered in it."""
+    start = as_of - pd.Timedelta(days=horizon_days)
+    known = history.customers[history.customers["first_seen"].notna() & (history.customers["first_seen"] <= start)]["customer"]
+    before = set(history.orders[history.orders["ordered_at"] <= start]["customer"])
+    prospects = [c for c in known if c not in before]
+    if len(prospects) < 20:
+        return 0.05
+    during = set(history.orders[(history.orders["ordered_at"] > start) & (history.orders["ordered_at"] <= as_of)]["customer"])
+    return float(np.mean([c in during for c in prospects]))
+
+
+def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] | None = None, progress: Progress = no_progress) -> ScoreReport:
+    """Score (a chunk of) the tenant's customers as of ``as_of`` and store the predictions."""
+    from modeling.features import as_timestamp
+
+    versions = registry.active_versions(tenant)
+    missing = [t for t in ("purchase", "orders", "revenue") if t not in versions]
+    if missing:
+        raise NoActiveModel(f"No active model for {', '.join(missing)}. Train models first.")
+    report = ScoreReport(as_of=as_of, model_versions={t: v.pk for t, v in versions.items()})
+    progress(0.05, "Loading data")
+    history = load_history(tenant, ceiling=as_of)
+    cut = as_timestamp(as_of)
+    features = features_as_of(history, as_of)
+    population = history.customers["customer"] if customer_ids is None else pd.Series(customer_ids)
+    if customer_ids is not None:
+        features = features.loc[features.index.intersection(customer_ids)]
+    horizon = versions["purchase"].horizon_days
+    progress(0.15, "Scoring")
+    scores = pd.DataFrame(index=features.index)
+    if len(features):
+        for position, target in enumerate(("purchase", "orders", "revenue")):
+            column = {"purchase": "purchase_probability", "orders": "expected_orders", "revenue": "expected_revenue"}[target]
+            predicted = load_model(versions[target]).predict(history, as_of, features)
+            scores[column] = predicted[column]
+            progress(0.15 + 0.2 * (position + 1), f"Scored {target}")
+        explainer = explainer_for(versions)
+        contributions = explainer.contributions(features) if explainer is not None else None
+        explanations = explain_rows(features, contributions, history.categories)
+        profiles = customer_profiles(history, as_of, features)
+    else:
+        explanations, profiles = {}, pd.Series(dtype=str)
+    prospects = [c for c in population if c not in features.index]
+    rate = prospect_rate(history, cut, horizon) if prospects else 0.0
+    first_order = history.orders.groupby("customer")["amount"].first()
+    prospect_value = float(first_order.median()) if len(first_order) else 0.0
+    rows = []
+    for customer, row in scores.iterrows():
+        probability = float(np.clip(row["purchase_probability"], 0.0, 1.0))
+        rows.append(_prediction(tenant, customer, as_of, horizon, probability, float(row["expected_orders"]), float(row["expected_revenue"]),
+                                explanations.get(customer, []), report.model_versions, profile_hash(profiles.get(customer, ""))))
+    for customer in prospects:
+        factors = [{"text": "no order yet", "effect": "-", "weight": 0.0}, {"text": f"{rate:.0%} of sign-ups like them order within {horizon} days", "effect": "+", "weight": 0.0}]
+        rows.append(_prediction(tenant, customer, as_of, horizon, rate, rate, rate * prospect_value, factors, report.model_versions, ""))
+    progress(0.85, "Saving predictions")
+    with tenant_context(tenant), transaction.atomic():
+        ids = [p.customer_id for p in rows]
+        Prediction.objects.filter(as_of=as_of, customer_id__in=ids).delete()
+        Prediction.objects.bulk_create(rows, batch_size=1000)
+    report.scored = len(rows)
+    report.prospects = len(prospects)
+    if customer_ids is None:
+        assign_value_tiers(tenant, as_of)
+    progress(1.0, report.summary())
+    return report
+
+
+def _prediction(tenant: Tenant, customer: int, as_of: dt.date, horizon: int, probability: float, orders: float, revenue: float,
+                explanation: list[dict[str, Any]], versions: dict[str, int], digest: str) -> Prediction:
+    return Prediction(
+        tenant=tenant, customer_id=int(customer), as_of=as_of, horizon_days=horizon,
+        purchase_probability=round(probability, 6), churn_probability=round(1.0 - probability, 6),
+        expected_orders=round(max(orders, 0.0), 4), predicted_value=Decimal(str(round(max(revenue, 0.0), 2))),
+        value_tier=Prediction.Tier.LOW, explanation=explanation, model_versions=versions, profile_hash=digest,
+    )
+
+
+def assign_value_tiers(tenant: Tenant, as_of: dt.date) -> dict[str, float]:
+    """High / medium / low by quantiles of predicted value among all of the date's predictions."""
+    quantiles = {**DEFAULT_TIER_QUANTILES, **tenant.settings.get("value_tier_quantiles", {})}
+    with tenant_context(tenant), transaction.atomic():
+        values = np.array([float(v) for v in Prediction.objects.filter(as_of=as_of).values_list("predicted_value", flat=True)])
+        if not len(values):
+            return {}
+        high = float(np.quantile(values, quantiles["high"]))
+        medium = float(np.quantile(values, quantiles["medium"]))
+        dated = Prediction.objects.filter(as_of=as_of)
+        dated.update(value_tier=Prediction.Tier.LOW)
+        dated.filter(predicted_value__gte=Decimal(str(round(medium, 2)))).exclude(predicted_value=0).update(value_tier=Prediction.Tier.MEDIUM)
+        dated.filter(predicted_value__gte=Decimal(str(round(high, 2)))).exclude(predicted_value=0).update(value_tier=Prediction.Tier.HIGH)
+    return {"high": high, "medium": medium}
+
+
+def chunk_customer_ids(tenant: Tenant, size: int = CHUNK_SIZE) -> list[list[int]]:
+    from customers.models import Customer
+
+    with tenant_context(tenant):
+        ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True))
+    return [ids[i : i + size] for i in range(0, len(ids), size)]

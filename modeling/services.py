@@ -1,0 +1,62 @@
+"""Starting model jobs: the one path behind the retrain button, the API, the CLI and beat."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from clmsite.models import Tenant
+from clmsite.tenancy import tenant_context
+from modeling import jobs
+from modeling.models import Job
+
+log = logging.getLogger(__name__)
+
+
+class TrainingAlreadyRunning(Exception):
+    """A tenant trains one model set at a time."""
+
+
+def default_as_of(tenant: Tenant) -> dt.date:
+    """Today (UTC): the models learn from everything known so far."""
+    return timezone.now().date()
+
+
+def do_start_training(
+    tenant: Tenant, *, as_of: dt.date | None = None, horizon_days: int | None = None, family: str = "auto", score_after: bool = True, acting_user: Any = None
+) -> Job:
+    """Queue a training job on the gpu queue; refuse if one is already queued or running."""
+    from modeling.tasks import train_models_task
+
+    params = {
+        "as_of": (as_of or default_as_of(tenant)).isoformat(),
+        "horizon_days": horizon_days or tenant.horizon_days,
+        "family": family,
+        "score_after": score_after,
+    }
+    try:
+        with transaction.atomic():
+            job = jobs.create_job(tenant, Job.Kind.TRAIN, params=params, acting_user=acting_user)
+            jobs.enqueue_job(job, train_models_task)
+    except IntegrityError:
+        raise TrainingAlreadyRunning("A training job is already queued or running for this shop.") from None
+    log.info("training job %s queued for tenant %s by %s", job.pk, tenant.slug, getattr(acting_user, "username", "system"))
+    return job
+
+
+def do_start_scoring(tenant: Tenant, *, as_of: dt.date | None = None, acting_user: Any = None) -> Job:
+    from modeling.tasks import score_customers_task
+
+    with transaction.atomic():
+        job = jobs.create_job(tenant, Job.Kind.SCORE, params={"as_of": (as_of or default_as_of(tenant)).isoformat()}, acting_user=acting_user)
+        jobs.enqueue_job(job, score_customers_task)
+    return job
+
+
+def active_training(tenant: Tenant) -> Job | None:
+    with tenant_context(tenant):
+        return Job.objects.filter(kind=Job.Kind.TRAIN, state__in=[Job.State.QUEUED, Job.State.RUNNING]).first()

@@ -1,0 +1,113 @@
+"""Celery entry points for models. Thin: take ids, re-check the tenant, call a service.
+
+Training and scoring run on the ``gpu`` queue. Only named transient errors (a dropped
+database connection) are retried; anything else fails the job with its message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from celery import shared_task
+from django.db import OperationalError
+from django.db.models import F
+
+from clmsite.models import Tenant
+from clmsite.tenancy import tenant_context
+from modeling import jobs
+from modeling.models import Job, Prediction
+
+log = logging.getLogger(__name__)
+TRANSIENT = (OperationalError,)
+
+
+def _tenant(tenant_id: int) -> Tenant | None:
+    return Tenant.objects.filter(pk=tenant_id).first()
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def train_models_task(self, tenant_id: int, job_id: int) -> None:
+    from modeling.training import train_models
+
+    tenant = _tenant(tenant_id)
+    job = jobs.claim_job(tenant, job_id) if tenant else None
+    if job is None:
+        return
+    params = job.params
+    try:
+        with jobs.heartbeat(job):
+            report = train_models(
+                tenant, dt.date.fromisoformat(params["as_of"]), params.get("horizon_days"), family=params.get("family", "auto"),
+                job_id=job.pk, progress=jobs.JobReporter(job), acting_user=job.created_by,
+            )
+    except jobs.JobCancelled:
+        jobs.cancel_job(job, "Cancelled; the active models keep serving.")
+        return
+    except TRANSIENT:
+        with tenant_context(tenant):
+            Job.objects.filter(pk=job.pk).update(state=Job.State.QUEUED, message="Retrying after a database error")
+        raise
+    except Exception as exc:
+        log.exception("training job %s failed", job_id)
+        jobs.finish_job(job, result={}, succeeded=False, message=f"Training failed: {exc}"[:500])
+        return
+    jobs.finish_job(job, result=report.as_dict(), succeeded=True, message=report.summary())
+    if params.get("score_after") and report.champions:
+        from modeling.services import do_start_scoring
+
+        do_start_scoring(tenant, as_of=dt.date.fromisoformat(params["as_of"]), acting_user=job.created_by)
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def score_customers_task(self, tenant_id: int, job_id: int) -> None:
+    """Split the tenant's customers into chunks and send one task per chunk."""
+    from modeling.scoring import chunk_customer_ids
+
+    tenant = _tenant(tenant_id)
+    job = jobs.claim_job(tenant, job_id) if tenant else None
+    if job is None:
+        return
+    chunks = chunk_customer_ids(tenant)
+    with tenant_context(tenant):
+        Job.objects.filter(pk=job.pk).update(steps_total=len(chunks), steps_done=0, message=f"Scoring {len(chunks)} chunk(s)")
+    if not chunks:
+        jobs.finish_job(job, result={"scored": 0}, succeeded=True, message="No customers to score.")
+        return
+    for index, ids in enumerate(chunks):
+        score_chunk.delay(tenant_id, job_id, index, ids)
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: list[int]) -> None:
+    from modeling.scoring import NoActiveModel, assign_value_tiers, score_customers
+
+    tenant = _tenant(tenant_id)
+    if tenant is None:
+        return
+    with tenant_context(tenant):
+        job = Job.objects.filter(pk=job_id, kind=Job.Kind.SCORE).first()  # re-checks the tenant
+    if job is None or job.is_finished:
+        return
+    as_of = dt.date.fromisoformat(job.params["as_of"])
+    try:
+        score_customers(tenant, as_of, customer_ids=customer_ids)
+    except NoActiveModel as exc:
+        jobs.finish_job(job, result={}, succeeded=False, message=str(exc))
+        return
+    with tenant_context(tenant):
+        Job.objects.filter(pk=job.pk).update(steps_done=F("steps_done") + 1, heartbeat_at=jobs.timezone.now())
+        job.refresh_from_db()
+        Job.objects.filter(pk=job.pk).update(progress=job.steps_done / max(job.steps_total, 1), message=f"Scored chunk {job.steps_done} of {job.steps_total}")
+    if job.steps_done >= job.steps_total:
+        # The last chunk assigns tiers: they need every customer's predicted value.
+        assign_value_tiers(tenant, as_of)
+        with tenant_context(tenant):
+            scored = Prediction.objects.filter(as_of=as_of).count()
+        jobs.finish_job(job, result={"as_of": as_of.isoformat(), "chunks": job.steps_total, "scored": scored}, succeeded=True,
+                        message=f"Scored {scored:,} customers as of {as_of}.")
+
+
+@shared_task
+def reap_stale_jobs_task() -> int:
+    return jobs.reap_stale_jobs()

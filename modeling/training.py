@@ -1,0 +1,259 @@
+"""Training: every family on the same backtest-safe windows, champions chosen on the
+most recent window, metrics kept next to the baselines measured in the same run.
+
+``train_models`` is the one code path behind the UI button, the API, the CLI and the
+beat schedule (they reach it through ``modeling.jobs_api.do_start_training`` or the
+task; the CLI's ``--sync`` calls it directly).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from django.db import transaction
+
+from clmsite.models import Tenant
+from clmsite.tenancy import tenant_context
+from modeling import metrics, registry
+from modeling.families.base import CustomerModel, Progress, TrainingData, no_progress
+from modeling.features import History, examples, features_as_of, labels_after, load_history, plan_windows
+from modeling.models import ModelVersion
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("bgnbd", "tabular", "transformer")
+CUSTOMER_TARGETS = ("purchase", "orders", "revenue")
+
+
+def family_class(name: str) -> type[CustomerModel]:
+    if name == "tabular":
+        from modeling.families.tabular import TabularModel
+
+        return TabularModel
+    if name == "bgnbd":
+        from modeling.families.bgnbd import BGNBDModel
+
+        return BGNBDModel
+    if name == "transformer":
+        from modeling.families.transformer import TransformerModel
+
+        return TransformerModel
+    raise ValueError(f"Unknown model family {name!r}; expected one of {', '.join(FAMILIES)}")
+
+
+@dataclass
+class TrainingReport:
+    as_of: dt.date
+    horizon_days: int
+    trained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    champions: dict[str, int] = field(default_factory=dict)  # target -> ModelVersion id
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # family -> validation metrics
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        parts = [f"Trained {', '.join(self.trained) or 'nothing'} as of {self.as_of} (horizon {self.horizon_days} days)."]
+        if self.skipped:
+            parts.append("Skipped: " + "; ".join(self.skipped) + ".")
+        return " ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "as_of": self.as_of.isoformat(), "horizon_days": self.horizon_days, "trained": self.trained, "skipped": self.skipped,
+            "champions": self.champions, "metrics": self.metrics, "seconds": round(self.seconds, 1),
+        }
+
+
+def data_fingerprint(history: History) -> str:
+    """A short hash of what the models saw, to tell whether two versions learnt from the same data."""
+    digest = hashlib.sha256()
+    for frame, columns in ((history.orders, ["customer", "ordered_at", "amount"]), (history.reviews, ["review", "rating"])):
+        digest.update(pd.util.hash_pandas_object(frame[columns].astype(str), index=False).values.tobytes())
+    return digest.hexdigest()
+
+
+def persistence_baseline(x_valid: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+    """The naive forecast: the next horizon repeats the last one."""
+    window = min((w for w in (30, 90, 180, 365) if w >= horizon_days), default=365)
+    scale = horizon_days / window
+    recent_orders = x_valid[f"orders_{window}d"] * scale
+    recent_spend = x_valid[f"spent_{window}d"] * scale
+    return pd.DataFrame(
+        {
+            # Rank by recent activity, break ties by recency.
+            "purchase_probability": (recent_orders > 0).astype(float) * 0.5 + 0.5 / (1.0 + x_valid["recency_days"] / 30.0),
+            "expected_orders": recent_orders,
+            "expected_revenue": recent_spend,
+        },
+        index=x_valid.index,
+    )
+
+
+def evaluate(predictions: pd.DataFrame, labels: pd.DataFrame) -> dict[str, Any]:
+    """The same metrics for every candidate and baseline."""
+    y = labels.loc[predictions.index]
+    out = metrics.purchase_metrics(y["purchased"].to_numpy(), predictions["purchase_probability"].to_numpy())
+    out.update(metrics.count_metrics(y["orders"].to_numpy(), predictions["expected_orders"].to_numpy(), prefix="orders_"))
+    out.update(metrics.count_metrics(y["revenue"].to_numpy(), predictions["expected_revenue"].to_numpy(), prefix="revenue_"))
+    return out
+
+
+def charts(predictions: pd.DataFrame, labels: pd.DataFrame) -> dict[str, Any]:
+    y = labels.loc[predictions.index]
+    return {
+        "calibration": metrics.calibration_bins(y["purchased"].to_numpy(), predictions["purchase_probability"].to_numpy()),
+        "gain": metrics.gain_curve(y["purchased"].to_numpy(), predictions["purchase_probability"].to_numpy()),
+    }
+
+
+def better(target: str, candidate: dict[str, Any], incumbent: dict[str, Any]) -> bool:
+    """Champion rule per target: purchase by AUC (then log loss), counts by MAE."""
+    if target == "purchase":
+        a, b = candidate.get("auc"), incumbent.get("auc")
+        if a is None or b is None:
+            return (candidate.get("log_loss") or np.inf) < (incumbent.get("log_loss") or np.inf)
+        return a > b + 1e-9 or (abs(a - b) <= 1e-9 and (candidate.get("log_loss") or np.inf) < (incumbent.get("log_loss") or np.inf))
+    key = "orders_mae" if target == "orders" else "revenue_mae"
+    return (candidate.get(key) if candidate.get(key) is not None else np.inf) < (incumbent.get(key) if incumbent.get(key) is not None else np.inf)
+
+
+def build_training_data(history: History, as_of: dt.date, horizon_days: int, settings: dict[str, Any] | None = None) -> TrainingData:
+    train_windows, validation = plan_windows(history, as_of, horizon_days)
+    if not train_windows:
+        raise ValueError("not enough history for a training window before the validation window")
+    x_train, y_train = examples(history, train_windows)
+    x_valid = features_as_of(history, validation.cutoff)
+    y_valid = labels_after(history, validation.cutoff, horizon_days, x_valid.index)
+    return TrainingData(history, horizon_days, train_windows, validation, x_train, y_train, x_valid.reindex(columns=x_train.columns), y_valid, settings or {})
+
+
+def train_customer_models(
+    tenant: Tenant,
+    history: History,
+    as_of: dt.date,
+    horizon_days: int,
+    *,
+    families: tuple[str, ...],
+    job_id: int | str,
+    report: TrainingReport,
+    progress: Progress = no_progress,
+) -> list[ModelVersion]:
+    """Fit each family, evaluate on the validation window, save, and register candidates."""
+    data = build_training_data(history, as_of, horizon_days, settings=tenant.settings)
+    fingerprint = data_fingerprint(history)
+    baseline = evaluate(persistence_baseline(data.x_valid, horizon_days), data.y_valid)
+    fitted: dict[str, tuple[CustomerModel, pd.DataFrame, dict[str, Any], Path, str]] = {}
+    share = 1.0 / max(len(families), 1)
+    for position, name in enumerate(families):
+        start = position * share
+
+        def family_progress(fraction: float, message: str, start: float = start, name: str = name) -> None:
+            progress(start + share * min(fraction, 1.0), f"{name}: {message}")
+
+        try:
+            model = family_class(name)()
+            model.fit(data, family_progress)
+            predictions = model.predict(history, data.validation.cutoff, data.x_valid, family_progress)
+        except Exception as exc:  # a family that cannot train must not stop the others
+            log.exception("family %s failed for tenant %s", name, tenant.pk)
+            report.skipped.append(f"{name} failed ({type(exc).__name__}: {str(exc)[:200]})")
+            continue
+        directory = registry.artifact_dir(tenant, job_id, name)
+        if directory.exists():
+            shutil.rmtree(directory)
+        model.save(directory)
+        sha = registry.write_manifest(directory)
+        scores = evaluate(predictions, data.y_valid)
+        fitted[name] = (model, predictions, scores, directory, sha)
+        report.trained.append(name)
+        report.metrics[name] = scores
+    baselines = {"persistence": baseline} | {name: fitted[name][2] for name in ("bgnbd",) if name in fitted}
+    versions = []
+    with tenant_context(tenant), transaction.atomic():
+        for name, (model, predictions, scores, directory, sha) in fitted.items():
+            for target in CUSTOMER_TARGETS:
+                versions.append(
+                    ModelVersion.objects.create(
+                        target=target, family=name, strategy=model.strategy, base_model=model.base_model,
+                        hyperparameters=model.hyperparameters(), as_of=as_of, horizon_days=horizon_days,
+                        training_windows=[w.as_dict() for w in data.train_windows], validation_window=data.validation.as_dict(),
+                        data_fingerprint=fingerprint, metrics=scores,
+                        baseline_metrics={k: v for k, v in baselines.items() if k != name},
+                        feature_importance=[list(pair) for pair in model.feature_importance()[:25]],
+                        charts=charts(predictions, data.y_valid), artifact_path=str(directory), artifact_sha256=sha,
+                        job_id=job_id if isinstance(job_id, int) else None,
+                    )
+                )
+    return versions
+
+
+def choose_champions(versions: list[ModelVersion]) -> dict[str, ModelVersion]:
+    champions: dict[str, ModelVersion] = {}
+    for version in versions:
+        incumbent = champions.get(version.target)
+        if incumbent is None or better(version.target, version.metrics, incumbent.metrics):
+            champions[version.target] = version
+    return champions
+
+
+def train_models(
+    tenant: Tenant,
+    as_of: dt.date,
+    horizon_days: int | None = None,
+    *,
+    family: str = "auto",
+    job_id: int | str | None = None,
+    progress: Progress = no_progress,
+    acting_user: Any = None,
+) -> TrainingReport:
+    """Train sentiment and customer models as of ``as_of`` and promote the champions."""
+    started = time.monotonic()
+    horizon = horizon_days or tenant.horizon_days
+    report = TrainingReport(as_of=as_of, horizon_days=horizon)
+    job_key = job_id if job_id is not None else f"sync-{int(time.time())}"
+    progress(0.01, "Loading data")
+    history = load_history(tenant, ceiling=as_of)
+
+    from modeling.sentiment_training import train_and_apply_sentiment
+
+    sentiment_version = train_and_apply_sentiment(tenant, history, as_of, job_key, report, lambda f, m: progress(0.02 + 0.2 * f, m))
+    if sentiment_version is not None:
+        history = load_history(tenant, ceiling=as_of)  # reload: reviews now carry sentiment scores
+
+    families = FAMILIES if family == "auto" else (family,)
+    if family != "auto" and family not in FAMILIES:
+        raise ValueError(f"Unknown family {family!r}")
+    if history.orders.empty:
+        report.skipped.append("customer models: no orders up to the as-of date")
+    else:
+        # BG/NBD is the baseline every other family is shown against, so it always trains.
+        if "bgnbd" not in families:
+            families = ("bgnbd", *families)
+        try:
+            versions = train_customer_models(
+                tenant, history, as_of, horizon, families=families, job_id=job_key, report=report,
+                progress=lambda f, m: progress(0.25 + 0.7 * f, m),
+            )
+        except ValueError as exc:
+            versions = []
+            report.skipped.append(f"customer models: {exc}")
+        eligible = [v for v in versions if family == "auto" or v.family == family]
+        for target, version in choose_champions(eligible).items():
+            with tenant_context(tenant):
+                ModelVersion.objects.filter(pk=version.pk).update(is_champion=True)
+            registry.do_promote_model_version(tenant, version.pk, acting_user=acting_user)
+            report.champions[target] = version.pk
+    if sentiment_version is not None:
+        report.champions["sentiment"] = sentiment_version.pk
+    report.seconds = time.monotonic() - started
+    progress(1.0, report.summary())
+    return report

@@ -1,0 +1,86 @@
+"""Model pages: versions, jobs, the retrain button, and one page per version."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from clmsite.models import Role
+from clmsite.views import tenant_required
+from modeling import registry
+from modeling.models import Job, ModelVersion
+from modeling.services import TrainingAlreadyRunning, do_start_training
+
+TARGET_ORDER = ["purchase", "orders", "revenue", "sentiment"]
+
+
+@tenant_required()
+def models_page(request: HttpRequest) -> HttpResponse:
+    tenant = request.tenant  # type: ignore[attr-defined]
+    active = registry.active_versions(tenant)
+    versions = list(ModelVersion.objects.select_related("job")[:120])
+    jobs = list(Job.objects.filter(kind__in=[Job.Kind.TRAIN, Job.Kind.SCORE])[:15])
+    serving = [active[t] for t in TARGET_ORDER if t in active]
+    return render(request, "modeling/models.html", {"serving": serving, "versions": versions, "jobs": jobs, "can_retrain": request.membership.can(Role.ADMIN) or request.user.is_staff})  # type: ignore[attr-defined]
+
+
+@tenant_required()
+@require_POST
+def retrain(request: HttpRequest) -> HttpResponse:
+    """Owners, admins and staff may retrain; anyone else gets a 404 like a missing page."""
+    if not (request.membership.can(Role.ADMIN) or request.user.is_staff):  # type: ignore[attr-defined]
+        raise Http404("Not found")
+    try:
+        job = do_start_training(request.tenant, acting_user=request.user)  # type: ignore[attr-defined]
+    except TrainingAlreadyRunning as exc:
+        messages.error(request, str(exc))
+        return redirect("models")
+    messages.success(request, f"Training started (job {job.pk}). The current models keep serving until the new ones are validated.")
+    return redirect("models")
+
+
+@tenant_required()
+def model_version(request: HttpRequest, version_id: int) -> HttpResponse:
+    version = registry.get_model_version(request.tenant, version_id)  # type: ignore[attr-defined]
+    siblings = list(ModelVersion.objects.filter(job_id=version.job_id, target=version.target).exclude(pk=version.pk)) if version.job_id else []
+    return render(
+        request,
+        "modeling/version.html",
+        {
+            "version": version,
+            "siblings": siblings,
+            "charts_json": json.dumps(version.charts),
+            "importance_json": json.dumps(version.feature_importance[:15]),
+            "can_promote": request.membership.can(Role.ADMIN),  # type: ignore[attr-defined]
+        },
+    )
+
+
+@tenant_required(Role.ADMIN)
+@require_POST
+def promote(request: HttpRequest, version_id: int) -> HttpResponse:
+    try:
+        version = registry.do_promote_model_version(request.tenant, version_id, acting_user=request.user)  # type: ignore[attr-defined]
+    except registry.ArtifactError as exc:
+        messages.error(request, f"Not promoted: {exc}")
+        return redirect("model_version", version_id=version_id)
+    messages.success(request, f"{version} now serves {version.get_target_display().lower()}.")
+    return redirect("model_version", version_id=version.pk)
+
+
+@tenant_required(Role.ADMIN)
+@require_POST
+def rollback(request: HttpRequest, target: str) -> HttpResponse:
+    if target not in ModelVersion.Target.values:
+        raise Http404("Not found")
+    try:
+        version = registry.do_rollback_model(request.tenant, target, acting_user=request.user)  # type: ignore[attr-defined]
+    except (ValueError, registry.ArtifactError) as exc:
+        messages.error(request, str(exc))
+        return redirect("models")
+    messages.success(request, f"Rolled back: {version} serves again.")
+    return redirect("models")
