@@ -43,10 +43,11 @@ def customer_list(request: HttpRequest) -> HttpResponse:
 def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
     customer = queries.get_customer(request.tenant, customer_id)  # type: ignore[attr-defined]
     timeline = queries.customer_timeline(request.tenant, customer)  # type: ignore[attr-defined]
+    insight = queries.customer_insight(request.tenant, customer)  # type: ignore[attr-defined]
     return render(
         request,
         "customers/detail.html",
-        {"customer": customer, "timeline": timeline, "chart_json": json.dumps(timeline["chart"])},
+        {"customer": customer, "timeline": timeline, "insight": insight, "chart_json": json.dumps(timeline["chart"])},
     )
 
 

@@ -410,17 +410,24 @@ class EmbeddingCache:
 
 
 def inference_model(model: nn.Module, device: torch.device, *, quantize: bool = True) -> nn.Module:
-    """An eval-mode copy for scoring; on CPU with ``quantize``, nn.Linear is dynamic int8.
+    """An eval-mode model for scoring; on CPU with ``quantize``, dynamic int8 Linear layers.
 
-    Dynamic quantisation keeps activations in float and stores Linear weights as int8, which
-    roughly halves CPU time for a small BERT at a cosine of ~0.99 to the fp32 vectors.
+    Dynamic quantisation stores Linear weights as int8 and quantises activations on the
+    fly. Measured on MiniLM profiles (cosine of mean-pooled vectors to fp32, min over 39
+    texts): per-tensor weights 0.90, per-channel 0.968, per-channel with the feed-forward
+    down-projections (in_features > out_features, whose post-GELU inputs have outliers)
+    left in fp32 0.985 — at the same speed as quantising everything per-channel, ~1.5x the
+    fp32 throughput. That last one is used. Returns a copy; ``model`` is left untouched.
     """
     model = model.eval().to(device)
     if not quantize or device.type != "cpu":
         return model
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    spec = {name: per_channel_dynamic_qconfig for name, module in model.named_modules() if isinstance(module, nn.Linear) and module.in_features <= module.out_features}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao deprecation notice (torchao is the successor)
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), spec, dtype=torch.qint8)
 
 
 def embed_texts(
@@ -437,8 +444,9 @@ def embed_texts(
     """Mean-pooled embeddings [n, hidden] via the fast path.
 
     Levers over the plain loop (see :func:`plain_embed_texts`): identical texts embedded
-    once, cached vectors reused, length-bucketed batches padded per batch, inference_mode.
-    Pass a model from :func:`inference_model` for int8 on CPU.
+    once, cached vectors reused, length-bucketed batches padded per batch, inference_mode,
+    and autocast to half precision on CUDA. Pass a model from :func:`inference_model` for
+    int8 on CPU.
     """
     device = device or next(model.parameters(), torch.empty(0)).device
     keys = [text_hash(text) for text in texts]
@@ -457,10 +465,12 @@ def embed_texts(
         encoded = tokenize(tokenizer, [missing[key] for key in missing_keys], max_length)
         pad_id = tokenizer.pad_token_id or 0
         done = 0
-        with torch.inference_mode():
+        # On CUDA, half precision is the GPU's equivalent of the CPU's int8 lever.
+        half = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
+        with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=half, enabled=device.type == "cuda"):
             for batch in bucketed_batches([len(ids) for ids in encoded], batch_size):
                 ids, mask = pad_batch([encoded[i] for i in batch], pad_id, device)
-                pooled = mean_pool(model(input_ids=ids, attention_mask=mask).last_hidden_state, mask).float().cpu().numpy()
+                pooled = mean_pool(model(input_ids=ids, attention_mask=mask).last_hidden_state.float(), mask).cpu().numpy()
                 for row, index in enumerate(batch):
                     found[missing_keys[index]] = pooled[row]
                     if cache is not None:
@@ -533,7 +543,9 @@ class TunedEncoder:
             from peft import LoraConfig, get_peft_model
 
             config = LoraConfig(r=strategy.lora_rank, lora_alpha=2 * strategy.lora_rank, lora_dropout=0.05, target_modules=_lora_targets(model), bias="none")
-            model = get_peft_model(model, config)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # peft calls a renamed transformers helper
+                model = get_peft_model(model, config)
         embeddings = model.get_input_embeddings().weight
         if strategy.name == "lora" and embeddings.shape[0] > base_vocab_size:
             # Only the added rows learn; the hook zeroes the gradient of the pretrained rows
@@ -611,7 +623,9 @@ class TunedEncoder:
             from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
             lora = LoraConfig(r=strategy.lora_rank, lora_alpha=2 * strategy.lora_rank, lora_dropout=0.05, target_modules=_lora_targets(model), bias="none")
-            model = get_peft_model(model, lora)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                model = get_peft_model(model, lora)
             set_peft_model_state_dict(model, {name.removeprefix("lora."): t for name, t in tensors.items() if name.startswith("lora.")})
         for parameter in model.parameters():
             parameter.requires_grad_(False)

@@ -54,8 +54,9 @@ def as_timestamp(value: dt.date | dt.datetime | pd.Timestamp) -> pd.Timestamp:
     return pd.Timestamp(dt.datetime.combine(value, dt.time.max), tz="UTC").floor("s")
 
 
-def load_history(tenant: Tenant, *, ceiling: dt.date | dt.datetime | None = None) -> History:
-    """Read the tenant's data once, ignoring everything after ``ceiling``."""
+def load_history(tenant: Tenant, *, ceiling: dt.date | dt.datetime | None = None, customer_ids: list[int] | None = None) -> History:
+    """Read the tenant's data once, ignoring everything after ``ceiling`` (and, for one
+    customer's page, everyone but ``customer_ids``)."""
     from customers.models import Customer, Order, OrderItem, Review
 
     limit = as_timestamp(ceiling) if ceiling is not None else None
@@ -63,12 +64,18 @@ def load_history(tenant: Tenant, *, ceiling: dt.date | dt.datetime | None = None
         orders_qs = Order.objects.exclude(status__in=("cancelled", "refunded"))
         lines_qs = OrderItem.objects.exclude(order__status__in=("cancelled", "refunded"))
         reviews_qs = Review.objects.all()
+        customers_qs = Customer.objects.all()
+        if customer_ids is not None:
+            customers_qs = customers_qs.filter(pk__in=customer_ids)
+            orders_qs = orders_qs.filter(customer_id__in=customer_ids)
+            lines_qs = lines_qs.filter(order__customer_id__in=customer_ids)
+            reviews_qs = reviews_qs.filter(customer_id__in=customer_ids)
         if limit is not None:
             orders_qs = orders_qs.filter(ordered_at__lte=limit.to_pydatetime())
             lines_qs = lines_qs.filter(order__ordered_at__lte=limit.to_pydatetime())
             reviews_qs = reviews_qs.filter(created_at__lte=limit.to_pydatetime())
         customers = pd.DataFrame.from_records(
-            Customer.objects.values_list("pk", "external_id", "first_seen", "country"), columns=["customer", "external_id", "first_seen", "country"]
+            customers_qs.values_list("pk", "external_id", "first_seen", "country"), columns=["customer", "external_id", "first_seen", "country"]
         )
         orders = pd.DataFrame.from_records(orders_qs.values_list("customer_id", "ordered_at", "amount"), columns=["customer", "ordered_at", "amount"])
         lines = pd.DataFrame.from_records(

@@ -57,7 +57,10 @@ def write_manifest(directory: Path) -> str:
                 raise ArtifactError(f"refusing to register an unsafe file format: {path.name}")
             files[str(path.relative_to(directory))] = sha256_file(path)
     manifest = directory / MANIFEST
-    manifest.write_text(json.dumps({"files": files}, indent=1, sort_keys=True))
+    # A family may have written its own manifest (with its kind and format); keep those
+    # keys and make the file list cover everything in the directory.
+    existing = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    manifest.write_text(json.dumps({**existing, "files": files}, indent=1, sort_keys=True))
     return sha256_file(manifest)
 
 

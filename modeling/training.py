@@ -161,8 +161,8 @@ def train_customer_models(
 
         try:
             model = family_class(name)()
-            model.fit(data, family_progress)
-            predictions = model.predict(history, data.validation.cutoff, data.x_valid, family_progress)
+            model.fit(data, lambda f, m: family_progress(0.9 * f, m))
+            predictions = model.predict(history, data.validation.cutoff, data.x_valid, lambda f, m: family_progress(0.9 + 0.1 * f, m))
         except Exception as exc:  # a family that cannot train must not stop the others
             log.exception("family %s failed for tenant %s", name, tenant.pk)
             report.skipped.append(f"{name} failed ({type(exc).__name__}: {str(exc)[:200]})")

@@ -3,6 +3,7 @@ the family behind the common interface."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from modeling.families.bgnbd import (
     FILE_NAME,
     BGNBDModel,
     BGNBDParams,
+    calibrate,
     expected_average_value,
     expected_purchases,
     fit_bgnbd,
@@ -77,6 +79,15 @@ def test_fit_recovers_the_published_parameters(fitted: BGNBDParams) -> None:
     assert fitted.alpha == pytest.approx(PUBLISHED.alpha, abs=0.01)
     assert fitted.a == pytest.approx(PUBLISHED.a, abs=0.01)
     assert fitted.b == pytest.approx(PUBLISHED.b, abs=0.01)
+
+
+def test_the_models_calibration_uses_the_same_summary(cdnow_orders: pd.DataFrame) -> None:
+    calibration, _ = calibrate(history_from_frames(cdnow_orders).orders, CALIBRATION_END)
+
+    assert calibration.customers == 2357
+    assert (calibration.bgnbd.r, calibration.bgnbd.alpha, calibration.bgnbd.a, calibration.bgnbd.b) == pytest.approx(
+        (PUBLISHED.r, PUBLISHED.alpha, PUBLISHED.a, PUBLISHED.b), abs=0.01
+    )
 
 
 def test_conditional_expectation_of_the_papers_example_customer() -> None:
@@ -174,9 +185,20 @@ def synthetic() -> TrainingData:
     return training_data(synthetic_orders(150, seed=3), AS_OF, 30)
 
 
-def test_model_fits_and_scores_a_synthetic_history(synthetic: TrainingData) -> None:
+@pytest.fixture(scope="module")
+def synthetic_model(synthetic: TrainingData) -> BGNBDModel:
     model = BGNBDModel()
     model.fit(synthetic)
+    return model
+
+
+@pytest.fixture
+def model(synthetic_model: BGNBDModel) -> BGNBDModel:
+    """A fresh copy per test: predict() records its recalibration on the model."""
+    return copy.deepcopy(synthetic_model)
+
+
+def test_model_fits_and_scores_a_synthetic_history(synthetic: TrainingData, model: BGNBDModel) -> None:
     features = features_as_of(synthetic.history, AS_OF)
 
     scores = model.predict(synthetic.history, AS_OF, features)
@@ -193,10 +215,7 @@ def test_model_fits_and_scores_a_synthetic_history(synthetic: TrainingData) -> N
     assert settings["scoring"]["as_of"] == AS_OF.isoformat()
 
 
-def test_scoring_at_the_validation_cutoff_refits_the_same_parameters(synthetic: TrainingData) -> None:
-    model = BGNBDModel()
-    model.fit(synthetic)
-
+def test_scoring_at_the_validation_cutoff_refits_the_same_parameters(synthetic: TrainingData, model: BGNBDModel) -> None:
     model.predict(synthetic.history, synthetic.validation.cutoff, synthetic.x_valid)
 
     assert model.scoring == model.fitted
@@ -217,9 +236,8 @@ def test_a_tiny_history_falls_back_to_the_mean_order_value() -> None:
 
 
 @pytest.mark.parametrize("refit_on_predict", [True, False])
-def test_save_and_load_give_identical_predictions(synthetic: TrainingData, tmp_path: Path, refit_on_predict: bool) -> None:
-    model = BGNBDModel(refit_on_predict=refit_on_predict)
-    model.fit(synthetic)
+def test_save_and_load_give_identical_predictions(synthetic: TrainingData, model: BGNBDModel, tmp_path: Path, refit_on_predict: bool) -> None:
+    model.refit_on_predict = refit_on_predict
     features = features_as_of(synthetic.history, AS_OF)
     before = model.predict(synthetic.history, AS_OF, features)
 

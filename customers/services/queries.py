@@ -108,3 +108,29 @@ def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         "top_categories": sorted(categories.items(), key=lambda kv: -kv[1])[:5],
         "chart": [{"date": o.ordered_at.date().isoformat(), "amount": float(o.amount)} for o in reversed(orders)],
     }
+
+
+def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
+    """The latest prediction with its factors, and the text profile the transformer reads
+    (as of the prediction's date, or today when there is none)."""
+    from django.utils import timezone
+
+    from modeling.features import features_as_of, load_history
+    from modeling.models import Prediction
+    from modeling.profiles import customer_profiles
+
+    with tenant_context(tenant):
+        prediction = Prediction.objects.filter(customer=customer).order_by("-as_of").first()
+        history_of_predictions = list(
+            Prediction.objects.filter(customer=customer).order_by("as_of").values("as_of", "purchase_probability", "predicted_value")[:50]
+        )
+    as_of = prediction.as_of if prediction else timezone.now().date()
+    history = load_history(tenant, ceiling=as_of, customer_ids=[customer.pk])
+    features = features_as_of(history, as_of)
+    profile = customer_profiles(history, as_of, features).get(customer.pk, "") if len(features) else ""
+    return {
+        "prediction": prediction,
+        "profile": profile or "No orders yet, so there is nothing for the model to read.",
+        "profile_as_of": as_of,
+        "trend": [{"as_of": p["as_of"].isoformat(), "purchase_probability": p["purchase_probability"]} for p in history_of_predictions],
+    }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +25,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
+from threadpoolctl import threadpool_limits
 
 from modeling.families.base import PREDICTION_COLUMNS, CustomerModel, Progress, TrainingData, no_progress
 from modeling.features import DAY, History, as_timestamp
@@ -125,15 +127,20 @@ def bgnbd_log_likelihood(params: BGNBDParams, frequency: ArrayLike, recency: Arr
     return common + np.logaddexp(still_alive, dropped_out)
 
 
-def _maximize(negative_log_likelihood: Any, start: Array) -> Array:
-    """Nelder-Mead on log-parameters: robust without gradients, and these are 3-4 numbers."""
-    result = minimize(
-        negative_log_likelihood,
-        start,
-        method="Nelder-Mead",
-        bounds=[LOG_BOUNDS] * len(start),
-        options={"maxiter": 20_000, "maxfev": 20_000, "xatol": 1e-7, "fatol": 1e-9},
-    )
+def _maximize(negative_log_likelihood: Callable[[Array], float], start: Array) -> Array:
+    """L-BFGS-B (numerical gradient) on log-parameters. It reaches the published CDNOW
+    values in about 100 likelihood evaluations, where Nelder-Mead needs about 700, which
+    matters for a tenant with a million customers. Its linear algebra is on 4 x 4
+    matrices, where multi-threaded BLAS costs far more than it saves (5x slower fits on a
+    busy two-core worker), hence one thread."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        result = minimize(
+            negative_log_likelihood,
+            start,
+            method="L-BFGS-B",
+            bounds=[LOG_BOUNDS] * len(start),
+            options={"maxiter": 2_000, "ftol": 1e-12, "gtol": 1e-8},
+        )
     return np.exp(result.x)
 
 
@@ -143,11 +150,15 @@ def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, penalizer:
     x, t_x, t = _floats(frequency, recency, T)
     if len(x) == 0:
         raise ValueError("BG/NBD needs at least one customer")
+    # Customers with the same (x, t_x, T) add the same term, and at day granularity there
+    # are far fewer distinct summaries than customers: each is evaluated once, weighted.
+    rows, counts = np.unique(np.column_stack([x, t_x, t]), axis=0, return_counts=True)
+    weights = counts / len(x)
 
     def negative(log_params: Array) -> float:
         params = BGNBDParams(*np.exp(log_params))
         penalty = penalizer * float(np.sum(np.exp(log_params) ** 2))
-        return -float(np.sum(bgnbd_log_likelihood(params, x, t_x, t))) / len(x) + penalty
+        return -float(np.sum(weights * bgnbd_log_likelihood(params, rows[:, 0], rows[:, 1], rows[:, 2]))) + penalty
 
     return BGNBDParams(*(float(value) for value in _maximize(negative, np.zeros(4))))
 
@@ -186,7 +197,7 @@ def _expected_purchases_if_alive(params: BGNBDParams, t: float, x: Array, age: A
     r, alpha, b = params.r, params.alpha, params.b
     # At a = 1 the formula is 0/0 (its limit is finite); a fit landing exactly there is
     # nudged off it rather than special-cased.
-    a = params.a if abs(params.a - 1.0) > 1e-9 else 1.0 + 1e-9
+    a = params.a if abs(params.a - 1.0) > 1e-6 else 1.0 + 1e-6
     ratio = (alpha + age) / (alpha + age + t)
     z = t / (alpha + age + t)
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
@@ -219,7 +230,8 @@ def gamma_gamma_log_likelihood(params: GammaGammaParams, frequency: ArrayLike, m
 
 
 def fit_gamma_gamma(frequency: ArrayLike, monetary_value: ArrayLike, penalizer: float = 0.0) -> GammaGammaParams | None:
-    """Maximum-likelihood p, q, v on the customers with repeat purchases of positive value.
+    """Maximum-likelihood p, q, v on the customers with repeat purchases of positive value
+    (``penalizer`` as in :func:`fit_bgnbd`, with v measured in units of the mean spend).
 
     None when the model cannot be trusted: too few repeat buyers, or q <= 1, where the
     population mean spend would be infinite. Callers then use the population mean.

@@ -154,11 +154,12 @@ class TransformerModel(CustomerModel):
 
     def _cache(self) -> enc.EmbeddingCache:
         """The cache namespace is the encoder's version (base fingerprint, plus the learned
-        delta when the encoder was fine-tuned), the max length and int8/fp32, so a vector is
+        delta when the encoder was fine-tuned), the max length and the precision, so a vector is
         only ever reused for exactly the model that would compute it."""
         assert self.encoder is not None
         if self.embedding_cache is None:
-            namespace = f"{self.encoder.version()}:{enc.MAX_LENGTH}:{'int8' if self._quantize() else 'fp32'}"
+            device = enc.pick_device()
+            namespace = f"{self.encoder.version()}:{enc.MAX_LENGTH}:{device.type}-{'int8' if self._quantize() else 'native'}"
             path = self._cache_path / f"{namespace[:16]}.safetensors" if self._cache_path else None
             self.embedding_cache = enc.EmbeddingCache(namespace, path)
         return self.embedding_cache
@@ -207,8 +208,10 @@ class TransformerModel(CustomerModel):
             epochs, used = self._fit_end_to_end(train_texts, numeric, targets, valid_texts, valid_numeric, valid_targets, deadline, progress, seed)
         else:
             epochs, used = self._fit_frozen(train_texts, numeric, targets, valid_texts, valid_numeric, valid_targets, deadline, progress, seed)
-        self.encoder.forget_scoring_models()  # rebuilt from the final weights when scoring
-        self.embedding_cache = None
+        if strategy.trains_encoder:
+            # The weights changed: scoring models and cached vectors belong to the old ones.
+            self.encoder.forget_scoring_models()
+            self.embedding_cache = None
         self.info = {
             "strategy": strategy.name,
             "strategy_detail": strategy.as_dict(),

@@ -34,6 +34,9 @@ class Command(ClmCommand):
             report = train_models(target, as_of, horizon_days, family=family, progress=progress)
         self.stdout.write(report.summary())
         for name, scores in report.metrics.items():
+            if name.startswith("sentiment"):
+                self.stdout.write(f"  {name:<12} macro-F1 {scores.get('macro_f1')}  accuracy {scores.get('accuracy')}")
+                continue
             self.stdout.write(
                 f"  {name:<12} AUC {scores.get('auc')}  log loss {scores.get('log_loss')}  orders MAE {scores.get('orders_mae')}  "
                 f"revenue MAE {scores.get('revenue_mae')}"

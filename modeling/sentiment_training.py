@@ -1,0 +1,65 @@
+"""Sentiment inside a training run: champion/challenger on the reviews known at the
+as-of date, both candidates registered with their scores, the champion promoted and
+applied to every review so that per-customer sentiment can feed the customer models."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+
+from clmsite.models import Tenant
+from clmsite.tenancy import tenant_context
+from modeling import registry
+from modeling.families.base import Progress
+from modeling.features import History
+from modeling.models import ModelVersion
+
+if TYPE_CHECKING:
+    from modeling.training import TrainingReport
+
+
+def train_and_apply_sentiment(tenant: Tenant, history: History, as_of: dt.date, job_key: Any, report: TrainingReport, progress: Progress) -> ModelVersion | None:
+    from modeling.sentiment import score_reviews, train_sentiment
+
+    reviews = history.reviews
+    if reviews.empty:
+        report.skipped.append("sentiment: no reviews up to the as-of date")
+        return None
+    ratings = [None if r != r else int(r) for r in reviews["rating"].tolist()]  # NaN -> None
+    result = train_sentiment(
+        reviews["text"].fillna("").tolist(), ratings, progress=lambda f, m="": progress(0.9 * f, m),
+        max_transformer_seconds=float(tenant.settings.get("max_sentiment_seconds", 180)),
+    )
+    if not result.trained:
+        report.skipped.append(f"sentiment: {result.reason}")
+        return None
+    versions: dict[str, ModelVersion] = {}
+    with tenant_context(tenant), transaction.atomic():
+        for kind, candidate in result.candidates.items():
+            if not candidate.ok or candidate.model is None:
+                report.skipped.append(f"sentiment {kind}: {candidate.error}")
+                continue
+            directory = registry.artifact_dir(tenant, job_key, f"sentiment-{kind}")
+            if directory.exists():
+                shutil.rmtree(directory)
+            candidate.model.save(directory)
+            others = {other: c.metrics for other, c in result.candidates.items() if other != kind and c.ok}
+            versions[kind] = ModelVersion.objects.create(
+                target=ModelVersion.Target.SENTIMENT, family=kind, strategy=candidate.info.get("strategy", ""),
+                base_model=str(candidate.info.get("base_model", "")), hyperparameters=candidate.info, as_of=as_of,
+                horizon_days=0, validation_window=result.split, data_fingerprint="", metrics={**candidate.metrics, "label_counts": result.label_counts},
+                baseline_metrics={**result.baseline_metrics, **others}, charts={}, artifact_path=str(directory),
+                artifact_sha256=registry.write_manifest(directory), is_champion=kind == result.champion,
+                job_id=job_key if isinstance(job_key, int) else None,
+            )
+            report.metrics[f"sentiment-{kind}"] = candidate.metrics
+    champion = versions[result.champion]
+    registry.do_promote_model_version(tenant, champion.pk)
+    report.trained.append(f"sentiment ({result.champion})")
+    progress(0.92, "Scoring every review's sentiment")
+    score_reviews(tenant, result.model)
+    progress(1.0, "Sentiment done")
+    return champion
