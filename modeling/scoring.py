@@ -31,6 +31,7 @@ from modeling.training import family_class
 
 log = logging.getLogger(__name__)
 CHUNK_SIZE = 2000
+TARGET_COLUMNS = {"purchase": "purchase_probability", "orders": "expected_orders", "revenue": "expected_revenue"}
 DEFAULT_TIER_QUANTILES = {"high": 0.8, "medium": 0.5}  # top 20% high, next 30% medium
 
 
@@ -104,10 +105,13 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
     progress(0.15, "Scoring")
     scores = pd.DataFrame(index=features.index)
     if len(features):
-        for position, target in enumerate(("purchase", "orders", "revenue")):
-            column = {"purchase": "purchase_probability", "orders": "expected_orders", "revenue": "expected_revenue"}[target]
-            predicted = load_model(versions[target]).predict(history, as_of, features)
-            scores[column] = predicted[column]
+        # Targets served by the same artifact (one family fits all three) are predicted once.
+        predicted_by_artifact: dict[str, pd.DataFrame] = {}
+        for position, (target, column) in enumerate(TARGET_COLUMNS.items()):
+            version = versions[target]
+            if version.artifact_path not in predicted_by_artifact:
+                predicted_by_artifact[version.artifact_path] = load_model(version).predict(history, as_of, features)
+            scores[column] = predicted_by_artifact[version.artifact_path][column]
             progress(0.15 + 0.2 * (position + 1), f"Scored {target}")
         explainer = explainer_for(versions)
         contributions = explainer.contributions(features) if explainer is not None else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
@@ -32,6 +33,7 @@ def train_and_apply_sentiment(tenant: Tenant, history: History, as_of: dt.date, 
     result = train_sentiment(
         reviews["text"].fillna("").tolist(), ratings, progress=lambda f, m="": progress(0.9 * f, m),
         max_transformer_seconds=float(tenant.settings.get("max_sentiment_seconds", 180)),
+        candidates=tuple(tenant.settings.get("sentiment_candidates", ("ngram", "transformer"))),
     )
     if not result.trained:
         report.skipped.append(f"sentiment: {result.reason}")
@@ -63,3 +65,26 @@ def train_and_apply_sentiment(tenant: Tenant, history: History, as_of: dt.date, 
     score_reviews(tenant, result.model)
     progress(1.0, "Sentiment done")
     return champion
+
+
+def score_unscored_reviews(tenant: Tenant) -> int:
+    """Reviews imported since the last training have no sentiment yet: the active
+    sentiment model scores them (before customers are scored, so their features see it)."""
+    from customers.models import Review
+    from modeling.sentiment import LABELS, load_sentiment_model
+
+    version = registry.active_versions(tenant).get(ModelVersion.Target.SENTIMENT)
+    if version is None:
+        return 0
+    with tenant_context(tenant):
+        pending = list(Review.objects.filter(sentiment="").exclude(text="").only("pk", "text")[:50_000])
+        if not pending:
+            return 0
+        registry.verify_artifact(Path(version.artifact_path), version.artifact_sha256)
+        model = load_sentiment_model(Path(version.artifact_path))
+        probabilities = model.predict_proba([r.text for r in pending])
+        for review, row in zip(pending, probabilities, strict=True):
+            review.sentiment = LABELS[int(row.argmax())]
+            review.sentiment_score = round(float(row[LABELS.index("positive")] - row[LABELS.index("negative")]), 4)
+        Review.objects.bulk_update(pending, ["sentiment", "sentiment_score"], batch_size=1000)
+    return len(pending)

@@ -68,6 +68,9 @@ def score_customers_task(self, tenant_id: int, job_id: int) -> None:
     job = jobs.claim_job(tenant, job_id) if tenant else None
     if job is None:
         return
+    from modeling.sentiment_training import score_unscored_reviews
+
+    score_unscored_reviews(tenant)
     chunks = chunk_customer_ids(tenant)
     with tenant_context(tenant):
         Job.objects.filter(pk=job.pk).update(steps_total=len(chunks), steps_done=0, message=f"Scoring {len(chunks)} chunk(s)")

@@ -333,9 +333,10 @@ class BGNBDModel(CustomerModel):
 
     def predict(self, history: History, as_of: dt.date | dt.datetime | pd.Timestamp, features: pd.DataFrame, progress: Progress = no_progress) -> pd.DataFrame:
         """Scores for ``features.index``. The parameters are refitted on all the customers
-        in ``history`` at ``as_of`` (not only those in ``features``), since a population
-        model should see the whole population; customers without orders by then are
-        scored as if they had just made their first."""
+        in ``history`` at ``as_of``, not only those in ``features``: a chunk of customers
+        must get the same parameters as the whole tenant, so ``history`` must hold the
+        whole population. Customers without orders by then are scored as if they had
+        just made their first."""
         if self.fitted is None:
             raise ValueError("the BG/NBD model has not been fitted")
         progress(0.0, "Summarising customers")

@@ -23,6 +23,9 @@ class Command(ClmCommand):
             job = do_start_scoring(target, as_of=as_of)
             self.stdout.write(f"Queued scoring job {job.pk} for {target.slug}.")
             return
+        from modeling.sentiment_training import score_unscored_reviews
+
+        score_unscored_reviews(target)
         try:
             with terminal_progress(f"Scoring {target.slug}") as progress:
                 report = score_customers(target, as_of, progress=progress)

@@ -1,0 +1,215 @@
+"""Training, scoring and the registry on a small generated shop (tabular and BG/NBD;
+the transformer family has its own tests in test_encoder.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+
+from clmsite.models import Role
+from clmsite.tenancy import tenant_context
+from customers.models import Review
+from customers.services.demo import generate_shop, load_shop
+from customers.services.imports import import_csv, import_rows
+from modeling import registry
+from modeling.models import Job, ModelVersion, Prediction
+from modeling.scoring import NoActiveModel, score_customers
+from modeling.training import train_models
+from tests.conftest import api_client_for, write_csv
+
+pytestmark = pytest.mark.django_db
+END = dt.date(2025, 6, 30)
+
+
+def load_demo(tenant, *, customers: int, seed: int, reviews: bool = True):
+    results = load_shop(tenant, generate_shop(customers=customers, seed=seed, end_date=END))
+    assert all(r.ok for r in results.values()), results
+    if not reviews:
+        with tenant_context(tenant):
+            Review.objects.all().delete()
+    return tenant
+
+
+@pytest.fixture
+def shop(tenant_a):
+    """A small synthetic shop (the demo generator, 400 customers) in tenant A."""
+    return load_demo(tenant_a, customers=400, seed=3)
+
+
+@pytest.fixture
+def trained(shop, settings, tmp_path):
+    settings.MODEL_DIR = tmp_path / "models"
+    # The transformer sentiment candidate has its own tests (test_sentiment.py).
+    shop.settings = {"sentiment_candidates": ["ngram"]}
+    shop.save()
+    report = train_models(shop, END, 60, family="tabular")
+    return shop, report
+
+
+def predictions(tenant, as_of):
+    with tenant_context(tenant):
+        return {p.customer_id: (p.purchase_probability, p.expected_orders, p.predicted_value) for p in Prediction.objects.filter(as_of=as_of)}
+
+
+def test_training_registers_candidates_next_to_baselines_and_promotes_champions(trained):
+    tenant, report = trained
+
+    assert {"bgnbd", "tabular"} <= set(report.trained)
+    assert set(report.champions) >= {"purchase", "orders", "revenue"}
+    active = registry.active_versions(tenant)
+    purchase = active["purchase"]
+    assert purchase.metrics["auc"] > 0.6
+    assert "persistence" in purchase.baseline_metrics
+    assert {w["label_end"] <= purchase.validation_window["cutoff"] for w in purchase.training_windows} == {True}
+    assert purchase.validation_window["label_end"] == END.isoformat()
+    assert purchase.charts["calibration"] and purchase.charts["gain"]
+    assert len(purchase.artifact_sha256) == 64 and purchase.data_fingerprint
+    with tenant_context(tenant):
+        assert ModelVersion.objects.filter(state="active").count() == len(active)
+
+
+def test_future_orders_cannot_change_a_prediction_as_of_an_earlier_date(trained, tmp_path):
+    tenant, _ = trained
+    score_customers(tenant, END)
+    before = predictions(tenant, END)
+
+    # Orders and a review after the as-of date, for customers who already exist.
+    with tenant_context(tenant):
+        some = list(Prediction.objects.filter(as_of=END).select_related("customer")[:5])
+    rows = [{"customer_id": p.customer.external_id, "order_id": f"future-{i}", "ordered_at": "2025-08-01", "amount": "999.00"} for i, p in enumerate(some)]
+    assert import_rows(tenant, "orders", rows).ok
+    score_customers(tenant, END)
+
+    assert predictions(tenant, END) == before
+
+
+def test_scoring_writes_every_customer_with_tiers_and_explanations(trained):
+    tenant, _ = trained
+    report = score_customers(tenant, END)
+
+    with tenant_context(tenant):
+        rows = list(Prediction.objects.filter(as_of=END))
+        customers = tenant_a_customers = len(rows)
+    assert report.scored == customers == tenant_a_customers
+    assert {p.value_tier for p in rows} == {"high", "medium", "low"}
+    for p in rows:
+        assert 0.0 <= p.purchase_probability <= 1.0
+        assert abs(p.purchase_probability + p.churn_probability - 1.0) < 1e-6
+        assert p.predicted_value >= Decimal("0")
+    buyers = [p for p in rows if p.explanation and p.explanation[0]["text"] != "no order yet"]
+    assert buyers and all(1 <= len(p.explanation) <= 3 for p in buyers)
+
+
+def test_promotion_and_rollback(trained, settings):
+    tenant, _ = trained
+    first = registry.active_versions(tenant)["purchase"]
+    second_report = train_models(tenant, END, 60, family="tabular")
+    second = registry.active_versions(tenant)["purchase"]
+    assert second.pk == second_report.champions["purchase"] != first.pk
+
+    restored = registry.do_rollback_model(tenant, "purchase")
+
+    assert restored.pk == first.pk
+    with tenant_context(tenant):
+        assert ModelVersion.objects.get(pk=second.pk).state == "archived"
+        assert ModelVersion.objects.filter(target="purchase", state="active").count() == 1
+
+
+def test_tampered_or_pickled_artifacts_are_refused(trained, tmp_path):
+    tenant, _ = trained
+    version = registry.active_versions(tenant)["purchase"]
+    directory = registry.Path(version.artifact_path)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    import pickle
+
+    (directory / "model.pkl").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(registry.ArtifactError, match="pickle"):
+        registry.verify_artifact(directory, version.artifact_sha256)
+    (directory / "model.pkl").unlink()
+    assert not marker.exists()
+
+    target = next(directory.glob("lightgbm_*.txt"))
+    target.write_text(target.read_text() + "\n# tampered\n")
+    with pytest.raises(registry.ArtifactError, match="altered"):
+        registry.verify_artifact(directory, version.artifact_sha256)
+
+
+def test_scoring_without_models_says_so(shop):
+    with pytest.raises(NoActiveModel, match="Train models first"):
+        score_customers(shop, END)
+
+
+def test_reviews_only_tenant_trains_sentiment_and_skips_customer_models(tenant_b, tmp_path, settings):
+    settings.MODEL_DIR = tmp_path / "models"
+    texts = ["Great fit, love it", "Terrible quality, broke fast", "It is okay I guess", "Fantastic, fast delivery", "Awful service, never again"]
+    ratings = [5, 1, 3, 5, 1]
+    body = "customer_id,review_id,created_at,text,rating\n" + "".join(
+        f'c{i % 7},r{i},2025-01-{1 + i % 28:02d},"{texts[i % 5]} #{i}",{ratings[i % 5]}\n' for i in range(60)
+    )
+    assert import_csv(tenant_b, "reviews", write_csv(tmp_path / "r.csv", body)).ok
+    tenant_b.settings = {"sentiment_candidates": ["ngram"]}
+    tenant_b.save()
+
+    report = train_models(tenant_b, END, 60, family="tabular")
+
+    assert any(s.startswith("customer models: no orders") for s in report.skipped)
+    assert "sentiment" in report.champions
+    with tenant_context(tenant_b):
+        assert not Review.objects.filter(sentiment="").exists()
+
+
+def test_orders_only_tenant_skips_sentiment(tenant_b, tmp_path, settings):
+    settings.MODEL_DIR = tmp_path / "models"
+    load_demo(tenant_b, customers=300, seed=5, reviews=False)
+    report = train_models(tenant_b, END, 60, family="tabular")
+    assert any(s.startswith("sentiment: no reviews") for s in report.skipped)
+    assert {"purchase", "orders", "revenue"} <= set(report.champions)
+
+
+def test_cli_contract(trained, tmp_path, capsys):
+    tenant, _ = trained
+    call_command("score", "--tenant", tenant.slug, "--as-of", END.isoformat(), "--sync")
+    out = tmp_path / "predictions.csv"
+    call_command("export_predictions", "--tenant", tenant.slug, "--out", str(out))
+    header, *rows = out.read_text().splitlines()
+    assert header == "customer_id,purchase_probability,churn_probability,expected_orders,predicted_value,value_tier,lifecycle_stage,segment,recommended_action"
+    with tenant_context(tenant):
+        assert len(rows) == Prediction.objects.filter(as_of=END).count()
+    reviews = tmp_path / "reviews.csv"
+    call_command("export_reviews", "--tenant", tenant.slug, "--out", str(reviews))
+    review_header, first, *_ = reviews.read_text().splitlines()
+    assert review_header == "review_id,sentiment,sentiment_score"
+    assert first.split(",")[1] in {"positive", "neutral", "negative"}
+
+
+def test_only_admins_retrain_and_one_training_at_a_time(trained, client, alice, bob, django_capture_on_commit_callbacks):
+    tenant, _ = trained
+    viewer = api_client_for(tenant, Role.ANALYST)
+    assert viewer.post("/api/v1/models/retrain", {}, format="json").status_code == 403
+    with tenant_context(tenant):
+        Job.objects.create(kind=Job.Kind.TRAIN, state=Job.State.RUNNING)
+    admin = api_client_for(tenant, Role.ADMIN)
+    conflict = admin.post("/api/v1/models/retrain", {}, format="json")
+    assert conflict.status_code == 409
+    client.force_login(bob)
+    assert client.post("/models/retrain/").status_code == 404
+    with tenant_context(tenant):
+        assert Job.objects.filter(kind=Job.Kind.TRAIN).count() == 1
+
+
+def test_model_pages_render(trained, client, alice):
+    tenant, _ = trained
+    client.force_login(alice)
+    page = client.get("/models/")
+    assert page.status_code == 200 and b"Serving now" in page.content
+    version = registry.active_versions(tenant)["purchase"]
+    detail = client.get(f"/models/{version.pk}/")
+    assert detail.status_code == 200 and b"calibration-chart" in detail.content
