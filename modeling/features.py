@@ -171,6 +171,9 @@ def features_as_of(history: History, as_of: dt.date | dt.datetime | pd.Timestamp
     frame["sentiment_last"] = by_customer["sentiment_score"].last().reindex(frame.index)
     frame["days_since_review"] = ((cut - by_customer["created_at"].max()) / DAY).reindex(frame.index)
     frame.index.name = "customer"
+    from modeling.families.bgnbd import stacked_features
+
+    frame = frame.join(stacked_features(frame))
     return frame.astype(float)
 
 

@@ -390,3 +390,29 @@ class BGNBDModel(CustomerModel):
             "fitted": self.fitted.as_dict() if self.fitted else None,
             "scoring": self.scoring.as_dict() if self.scoring else None,
         }
+
+
+STACK_HORIZON_WEEKS = 13.0
+
+
+def stacked_features(features: pd.DataFrame) -> pd.DataFrame:
+    """BG/NBD's view of each customer, as features for the other families.
+
+    Fitted on the very rows it describes (one cutoff's population, data up to that cutoff
+    only), so it adds no information from after the cutoff: it distils recency, frequency
+    and tenure into P(alive) and expected purchases, which trees find hard to learn from
+    few examples. Columns are NaN when the population is too small to fit.
+    """
+    out = pd.DataFrame(index=features.index, columns=["bgnbd_p_alive", "bgnbd_expected_13w"], dtype=float)
+    if len(features) < 50:
+        return out
+    x = (features["orders"] - 1).clip(lower=0).to_numpy(dtype=float)
+    t_x = ((features["tenure_days"] - features["recency_days"]) / UNIT_DAYS).clip(lower=0).to_numpy(dtype=float)
+    age = (features["tenure_days"] / UNIT_DAYS).to_numpy(dtype=float)
+    try:
+        params = fit_bgnbd(x, t_x, age, penalizer=0.001)
+    except (ValueError, FloatingPointError):
+        return out
+    out["bgnbd_p_alive"] = probability_alive(params, x, t_x, age)
+    out["bgnbd_expected_13w"] = expected_purchases(params, STACK_HORIZON_WEEKS, x, t_x, age)
+    return out.replace([np.inf, -np.inf], np.nan)

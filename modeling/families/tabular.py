@@ -52,21 +52,27 @@ class TabularModel(CustomerModel):
         self.rounds: dict[str, int] = {}
 
     def fit(self, data: TrainingData, progress: Progress = no_progress) -> None:
+        """The number of rounds is chosen by early stopping on the most recent training
+        window (never on the validation window, which must stay unseen to judge the
+        champion fairly); the boosters are then refitted on every training window."""
         self.columns = list(data.x_train.columns)
-        x_valid = data.x_valid.reindex(columns=self.columns)
+        x, y = data.x_train, data.y_train
+        cutoffs = sorted(x.index.get_level_values("cutoff").unique())
+        if len(cutoffs) >= 2:
+            held = x.index.get_level_values("cutoff") == cutoffs[-1]
+        else:
+            held = np.random.default_rng(7).random(len(x)) < 0.2
         for step, (head, (label, params)) in enumerate(HEADS.items()):
             progress(step / len(HEADS), f"Boosting {head}")
-            train_set = lgb.Dataset(data.x_train, label=data.y_train[label], free_raw_data=False)
-            valid_set = lgb.Dataset(x_valid, label=data.y_valid[label], reference=train_set)
-            booster = lgb.train(
-                {**BASE_PARAMS, **params},
-                train_set,
-                num_boost_round=MAX_ROUNDS,
-                valid_sets=[valid_set],
+            fit_set = lgb.Dataset(x[~held], label=y[label][~held])
+            stop_set = lgb.Dataset(x[held], label=y[label][held], reference=fit_set)
+            probe = lgb.train(
+                {**BASE_PARAMS, **params}, fit_set, num_boost_round=MAX_ROUNDS, valid_sets=[stop_set],
                 callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)],
             )
-            self.boosters[head] = booster
-            self.rounds[head] = booster.best_iteration or booster.current_iteration()
+            rounds = max(probe.best_iteration or probe.current_iteration(), 10)
+            self.boosters[head] = lgb.train({**BASE_PARAMS, **params}, lgb.Dataset(x, label=y[label]), num_boost_round=rounds)
+            self.rounds[head] = rounds
         progress(1.0, "Boosted trees fitted")
 
     def predict(self, history: History, as_of: dt.date | dt.datetime | pd.Timestamp, features: pd.DataFrame, progress: Progress = no_progress) -> pd.DataFrame:
