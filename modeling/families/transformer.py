@@ -174,9 +174,9 @@ class TransformerModel(CustomerModel):
 
     def fit(self, data: TrainingData, progress: Progress = no_progress) -> None:
         started = time.monotonic()
-        budget = float(data.settings.get("max_train_seconds", DEFAULT_MAX_SECONDS))
+        budget = float(data.settings.get("max_train_seconds") or DEFAULT_MAX_SECONDS)
         deadline = started + budget
-        seed = int(data.settings.get("seed", 0))
+        seed = int(data.settings.get("seed") or 0)
         enc.set_seed(seed)
         device = enc.pick_device()
         progress(0.0, "Writing customer profiles")
@@ -185,7 +185,7 @@ class TransformerModel(CustomerModel):
         x_valid = data.x_valid.iloc[valid_rows]
         valid_texts = customer_profiles(data.history, data.validation.cutoff, x_valid).tolist()
 
-        tokenizer, _ = enc.load_encoder()
+        tokenizer = enc.load_tokenizer()
         mean_tokens = float(np.mean([len(ids) for ids in enc.tokenize(tokenizer, train_texts[:500])])) if train_texts else 64.0
         strategy = enc.choose_strategy(device, len(train_texts), max_seconds=budget, tokens_per_example=mean_tokens)
         forced = data.settings.get("transformer_strategy")
