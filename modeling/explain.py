@@ -34,13 +34,13 @@ def describe(feature: str, row: pd.Series, categories: list[str]) -> str | None:
     v = _num(row.get(feature))
     gap = _num(row.get("gap_median"))
     if feature == "recency_days" and v is not None:
-        if gap and gap >= 1 and v > 1.5 * gap:
+        if gap and gap >= 1 and v > 2 * gap:
             return f"no order for {v:.0f} days, {v / gap:.1f}× their usual gap of {gap:.0f} days"
         if gap and gap >= 1:
             return f"last order {v:.0f} days ago, within their usual {gap:.0f}-day rhythm"
         return f"last order {v:.0f} days ago"
     if feature == "overdue_ratio" and v is not None and gap:
-        return f"{v:.1f}× overdue against their usual {gap:.0f}-day gap" if v > 1.2 else f"on their usual {gap:.0f}-day rhythm"
+        return f"{v:.1f}× overdue against their usual {gap:.0f}-day gap" if v > 2 else f"on their usual {gap:.0f}-day rhythm"
     if feature == "orders" and v is not None:
         return "only one order so far" if v <= 1 else f"{v:.0f} orders so far"
     if feature == "tenure_days" and v is not None:

@@ -89,3 +89,37 @@ def test_bad_upload_shows_row_errors_in_the_browser(live_server, page, alice, tm
 
     table = page.inner_text("[data-testid=import-errors]")
     assert "3" in table and "ordered_at" in table and "not-a-date" in table
+
+
+def test_models_and_customer_prediction_pages(live_server, page, alice, tenant_a, settings, tmp_path):
+    from clmsite.tenancy import tenant_context
+    from modeling import registry
+    from modeling.models import Prediction
+    from modeling.scoring import score_customers
+    from modeling.training import train_models
+    from tests.test_modeling import END, load_demo
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    settings.MODEL_DIR = tmp_path / "models"
+    load_demo(tenant_a, customers=300, seed=4)
+    tenant_a.settings = {"sentiment_candidates": ["ngram"]}
+    tenant_a.save()
+    train_models(tenant_a, END, 60, family="tabular")
+    score_customers(tenant_a, END)
+    version = registry.active_versions(tenant_a)["purchase"]
+    with tenant_context(tenant_a):
+        customer = Prediction.objects.filter(as_of=END).exclude(explanation=[]).order_by("-predicted_value").first().customer
+
+    login(page, live_server, "alice", "alice-pass-123")
+    page.click("text=Models")
+    assert "Serving now" in page.content()
+    page.click(f"text={version.family} v{version.pk}")
+    page.wait_for_selector("#calibration-chart")
+    assert page.evaluate("() => !!Chart.getChart('calibration-chart') && !!Chart.getChart('gain-chart')")
+    page.screenshot(path=str(SCREENSHOTS / "model-version.png"), full_page=True)
+
+    page.goto(f"{live_server.url}/customers/{customer.pk}/")
+    assert page.inner_text("[data-testid=purchase-probability]").endswith("%")
+    assert len(page.query_selector_all("[data-testid=factors] li")) >= 1
+    assert "orders" in page.inner_text("[data-testid=profile-text]")
+    page.screenshot(path=str(SCREENSHOTS / "customer.png"))

@@ -38,3 +38,18 @@ def baseline_headline(version) -> str:  # type: ignore[no-untyped-def]
 @register.filter
 def get(mapping, key):  # type: ignore[no-untyped-def]
     return (mapping or {}).get(key)
+
+
+METRIC_LABELS = {
+    "n": "Customers", "auc": "AUC", "pr_auc": "PR-AUC", "log_loss": "Log loss", "brier": "Brier score", "positive_rate": "Share who bought",
+    "mean_predicted": "Mean predicted probability", "macro_f1": "Macro-F1", "accuracy": "Accuracy", "f1": "F1 per class",
+    "orders_mae": "Orders MAE", "orders_rmse": "Orders RMSE", "orders_total_actual": "Orders, actual total",
+    "orders_total_predicted": "Orders, predicted total", "orders_total_error_pct": "Orders, total error %",
+    "revenue_mae": "Revenue MAE", "revenue_rmse": "Revenue RMSE", "revenue_total_actual": "Revenue, actual total",
+    "revenue_total_predicted": "Revenue, predicted total", "revenue_total_error_pct": "Revenue, total error %",
+}
+
+
+@register.filter
+def metric_label(key: str) -> str:
+    return METRIC_LABELS.get(str(key), words(key))

@@ -43,7 +43,7 @@ EARLY_STOPPING = 40
 
 class TabularModel(CustomerModel):
     family: ClassVar[str] = "tabular"
-    strategy = "LightGBM, early stopping on the validation window"
+    strategy = "LightGBM; rounds chosen by early stopping on the last training window"
     base_model = "lightgbm"
 
     def __init__(self) -> None:
