@@ -174,6 +174,11 @@ CELERY_TASK_ROUTES = {"modeling.tasks.train_models": {"queue": "gpu"}, "modeling
 # Redis re-delivers an unacked task after this long; it must outlast the longest job.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", str(6 * 3600)))}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    # Per-tenant weekly retraining and nightly scoring (times are tenant settings).
+    "plan-scheduled-jobs": {"task": "modeling.tasks.plan_scheduled_jobs_task", "schedule": 3600.0},
+    "reap-stale-jobs": {"task": "modeling.tasks.reap_stale_jobs_task", "schedule": 60.0},
+}
 # A job whose heartbeat is older than this is considered dead and marked failed.
 JOB_HEARTBEAT_TIMEOUT_SECONDS = int(os.environ.get("JOB_HEARTBEAT_TIMEOUT_SECONDS", "300"))
 # A redelivered task may take over a running job whose heartbeat is older than this (its

@@ -60,3 +60,33 @@ def do_start_scoring(tenant: Tenant, *, as_of: dt.date | None = None, acting_use
 def active_training(tenant: Tenant) -> Job | None:
     with tenant_context(tenant):
         return Job.objects.filter(kind=Job.Kind.TRAIN, state__in=[Job.State.QUEUED, Job.State.RUNNING]).first()
+
+
+DEFAULT_SCHEDULE = {"retrain_weekday": 6, "retrain_hour": 2, "score_hour": 4}  # Sunday 02:00 and nightly 04:00 UTC
+
+
+def plan_scheduled_jobs(*, now: dt.datetime | None = None) -> list[Job]:
+    """The beat's hourly pass over tenants: weekly retraining and nightly scoring by default,
+    each at most once per period, through the same services as the button and the CLI."""
+    from customers.models import Order
+
+    now = now or timezone.now()
+    started: list[Job] = []
+    for tenant in Tenant.objects.all():
+        schedule = {**DEFAULT_SCHEDULE, **tenant.settings.get("schedule", {})}
+        with tenant_context(tenant):
+            if not Order.objects.exists():
+                continue
+            trained_recently = Job.objects.filter(kind=Job.Kind.TRAIN, created_at__gte=now - dt.timedelta(days=6)).exists()
+            scored_today = Job.objects.filter(kind=Job.Kind.SCORE, created_at__date=now.date()).exists()
+        if now.weekday() == schedule["retrain_weekday"] and now.hour == schedule["retrain_hour"] and not trained_recently:
+            try:
+                started.append(do_start_training(tenant))
+            except TrainingAlreadyRunning:
+                pass
+        elif now.hour == schedule["score_hour"] and not scored_today and active_training(tenant) is None:
+            from modeling.registry import active_versions
+
+            if "purchase" in active_versions(tenant):
+                started.append(do_start_scoring(tenant))
+    return started

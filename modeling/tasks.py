@@ -114,3 +114,10 @@ def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: lis
 @shared_task
 def reap_stale_jobs_task() -> int:
     return jobs.reap_stale_jobs()
+
+
+@shared_task
+def plan_scheduled_jobs_task() -> int:
+    from modeling.services import plan_scheduled_jobs
+
+    return len(plan_scheduled_jobs())

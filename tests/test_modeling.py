@@ -213,3 +213,22 @@ def test_model_pages_render(trained, client, alice):
     version = registry.active_versions(tenant)["purchase"]
     detail = client.get(f"/models/{version.pk}/")
     assert detail.status_code == 200 and b"calibration-chart" in detail.content
+
+
+def test_beat_plans_weekly_training_and_nightly_scoring(trained, django_capture_on_commit_callbacks):
+    from modeling.services import plan_scheduled_jobs
+
+    tenant, _ = trained
+    sunday_2am = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.UTC)
+    with tenant_context(tenant):
+        Job.objects.filter(kind=Job.Kind.TRAIN).delete()
+    with django_capture_on_commit_callbacks(execute=False):
+        first = plan_scheduled_jobs(now=sunday_2am)
+        again = plan_scheduled_jobs(now=sunday_2am)
+        nightly = plan_scheduled_jobs(now=sunday_2am.replace(hour=4))
+    assert [j.kind for j in first] == ["train"] and again == []
+    with tenant_context(tenant):
+        Job.objects.filter(kind=Job.Kind.TRAIN).update(state=Job.State.SUCCEEDED)
+    with django_capture_on_commit_callbacks(execute=False):
+        nightly = plan_scheduled_jobs(now=sunday_2am.replace(hour=4))
+    assert [j.kind for j in nightly] == ["score"]
