@@ -25,6 +25,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tenant/switch/", site_views.switch_tenant, name="switch_tenant"),
+    path("settings/", site_views.tenant_settings, name="tenant_settings"),
     path("settings/api-keys/", site_views.api_keys, name="api_keys"),
     path("settings/api-keys/<int:key_id>/revoke/", site_views.revoke_api_key, name="revoke_api_key"),
     path("customers/", customers_views.customer_list, name="customer_list"),

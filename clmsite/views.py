@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
@@ -128,3 +129,45 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Internal error. It has been logged."}, status=500)
     return render(request, "500.html", status=500)
+
+
+class TenantSettingsForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    currency = forms.RegexField(regex=r"^[A-Za-z]{3}$", max_length=3, help_text="3-letter code")
+    horizon_days = forms.IntegerField(min_value=7, max_value=730, help_text="days ahead the predictions look")
+    high_tier_quantile = forms.FloatField(min_value=0.5, max_value=0.99, help_text="customers above this quantile of predicted value are high value")
+    medium_tier_quantile = forms.FloatField(min_value=0.05, max_value=0.95, help_text="above this quantile: medium value")
+    retrain_weekday = forms.TypedChoiceField(coerce=int, choices=[(i, d) for i, d in enumerate(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"])])
+    retrain_hour = forms.IntegerField(min_value=0, max_value=23, help_text="UTC")
+    score_hour = forms.IntegerField(min_value=0, max_value=23, help_text="UTC, nightly")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("medium_tier_quantile") is not None and data.get("high_tier_quantile") is not None and data["medium_tier_quantile"] >= data["high_tier_quantile"]:
+            raise forms.ValidationError("The medium-value quantile must be below the high-value one.")
+        return data
+
+
+@tenant_required(Role.ADMIN)
+def tenant_settings(request: HttpRequest) -> HttpResponse:
+    from modeling.scoring import DEFAULT_TIER_QUANTILES
+    from modeling.services import DEFAULT_SCHEDULE
+
+    tenant = request.tenant  # type: ignore[attr-defined]
+    tiers = {**DEFAULT_TIER_QUANTILES, **tenant.settings.get("value_tier_quantiles", {})}
+    schedule = {**DEFAULT_SCHEDULE, **tenant.settings.get("schedule", {})}
+    initial = {"name": tenant.name, "currency": tenant.currency, "horizon_days": tenant.horizon_days,
+               "high_tier_quantile": tiers["high"], "medium_tier_quantile": tiers["medium"], **schedule}
+    form = TenantSettingsForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        tenant.name, tenant.currency, tenant.horizon_days = data["name"], data["currency"].upper(), data["horizon_days"]
+        tenant.settings = {
+            **tenant.settings,
+            "value_tier_quantiles": {"high": data["high_tier_quantile"], "medium": data["medium_tier_quantile"]},
+            "schedule": {k: data[k] for k in ("retrain_weekday", "retrain_hour", "score_hour")},
+        }
+        tenant.save()
+        messages.success(request, "Settings saved. The horizon applies from the next training; tiers from the next scoring.")
+        return redirect("tenant_settings")
+    return render(request, "tenant_settings.html", {"form": form})

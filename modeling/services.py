@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from typing import Any
@@ -80,10 +81,8 @@ def plan_scheduled_jobs(*, now: dt.datetime | None = None) -> list[Job]:
             trained_recently = Job.objects.filter(kind=Job.Kind.TRAIN, created_at__gte=now - dt.timedelta(days=6)).exists()
             scored_today = Job.objects.filter(kind=Job.Kind.SCORE, created_at__date=now.date()).exists()
         if now.weekday() == schedule["retrain_weekday"] and now.hour == schedule["retrain_hour"] and not trained_recently:
-            try:
+            with contextlib.suppress(TrainingAlreadyRunning):
                 started.append(do_start_training(tenant))
-            except TrainingAlreadyRunning:
-                pass
         elif now.hour == schedule["score_hour"] and not scored_today and active_training(tenant) is None:
             from modeling.registry import active_versions
 

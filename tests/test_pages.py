@@ -108,3 +108,18 @@ def test_unknown_page_is_a_friendly_404(alice, client):
     client.force_login(alice)
     response = client.get("/no/such/page/")
     assert response.status_code == 404
+
+
+def test_owner_edits_horizon_and_tiers_and_viewer_cannot(tenant_a, alice, bob, client):
+    client.force_login(alice)
+    response = client.post("/settings/", {"name": "Shop A+", "currency": "eur", "horizon_days": 60, "high_tier_quantile": 0.9, "medium_tier_quantile": 0.6,
+                                          "retrain_weekday": 2, "retrain_hour": 1, "score_hour": 5})
+    assert response.status_code == 302
+    tenant_a.refresh_from_db()
+    assert (tenant_a.name, tenant_a.currency, tenant_a.horizon_days) == ("Shop A+", "EUR", 60)
+    assert tenant_a.settings["value_tier_quantiles"] == {"high": 0.9, "medium": 0.6}
+    bad = client.post("/settings/", {"name": "x", "currency": "EUR", "horizon_days": 60, "high_tier_quantile": 0.5, "medium_tier_quantile": 0.6,
+                                     "retrain_weekday": 2, "retrain_hour": 1, "score_hour": 5})
+    assert bad.status_code == 200 and b"must be below" in bad.content
+    client.force_login(bob)
+    assert client.get("/settings/").status_code == 404
