@@ -15,7 +15,7 @@ from clmsite.services import do_create_api_key
 from clmsite.tenancy import tenant_context
 from customers.models import Customer, Order, Product, Review
 from customers.services.import_jobs import do_start_import
-from modeling.models import Job
+from modeling.models import Job, ModelVersion, Prediction
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +32,16 @@ OBJECTS_BY_URL: dict[str, tuple[str, str]] = {
     "job_status": ("job", "GET"),
     "cancel_job": ("job", "POST"),
     "revoke_api_key": ("api_key", "POST"),
+    "model_version": ("model_version", "GET"),
+    "promote_version": ("model_version", "POST"),
+    "model-detail": ("model_version", "GET"),
+    "model-promote": ("model_version", "POST"),
+    "job-detail": ("job", "GET"),
+    "job-cancel": ("job", "POST"),
+    "prediction-detail": ("prediction", "GET"),
 }
+# URLs whose parameter is not an object id; each is scoped inside its service.
+NOT_ID_PARAMETERS = {"rollback"}  # <target> is a model target name; the rollback only sees the tenant's versions
 # Lists and pages without ids, fetched as shop B and searched for shop A's data.
 LIST_URLS = {
     "/api/v1/customers/": "customer",
@@ -41,8 +50,9 @@ LIST_URLS = {
     "/api/v1/products/": "product",
     "/api/v1/reviews/": "review",
     "/api/v1/imports/": "job",
+    "/api/v1/jobs/": "job",
 }
-PAGE_URLS = ["/", "/customers/", "/customers/?q=c1", "/imports/", "/settings/api-keys/"]
+PAGE_URLS = ["/", "/customers/", "/customers/?q=c1", "/imports/", "/settings/api-keys/", "/models/", "/settings/"]
 MISSING_ID = 987654321
 ODD_IDS = ["-1", "0", str(2**63), "00000000-0000-0000-0000-000000000000"]
 
@@ -72,7 +82,14 @@ def shop_a_objects(shop_a_data, shop_b_data, alice, django_capture_on_commit_cal
         do_start_import(shop_b_data, "customers", SimpleUploadedFile("b.csv", b"customer_id\nc7\n"), "b.csv")
     key, _ = do_create_api_key(shop_a_data, role=Role.VIEWER, name="A's key")
     with tenant_context(shop_a_data):
+        version = ModelVersion.objects.create(target="purchase", family="tabular", as_of="2024-03-01", metrics={"auc": 0.777})
+        prediction = Prediction.objects.create(
+            customer=Customer.objects.get(external_id="c1"), as_of="2024-03-01", horizon_days=90, purchase_probability=0.4,
+            churn_probability=0.6, expected_orders=0.5, predicted_value=12, value_tier="low",
+        )
         return {
+            "model_version": version,
+            "prediction": prediction,
             "customer": Customer.objects.get(external_id="c1"),
             "order": Order.objects.get(external_id="o1"),
             "product": Product.objects.get(sku="s1"),
@@ -83,11 +100,14 @@ def shop_a_objects(shop_a_data, shop_b_data, alice, django_capture_on_commit_cal
 
 
 def id_kwarg(name: str) -> str:
-    return {"customer_detail": "customer_id", "import_detail": "job_id", "job_status": "job_id", "cancel_job": "job_id", "revoke_api_key": "key_id"}.get(name, "pk")
+    return {
+        "customer_detail": "customer_id", "import_detail": "job_id", "job_status": "job_id", "cancel_job": "job_id", "revoke_api_key": "key_id",
+        "model_version": "version_id", "promote_version": "version_id",
+    }.get(name, "pk")
 
 
 def test_every_url_with_an_id_is_covered():
-    uncovered = [f"{name} ({route})" for name, route in url_patterns_with_ids() if name not in OBJECTS_BY_URL]
+    uncovered = [f"{name} ({route})" for name, route in url_patterns_with_ids() if name not in OBJECTS_BY_URL and name not in NOT_ID_PARAMETERS]
     assert uncovered == [], f"Add isolation coverage for: {uncovered}"
 
 
@@ -98,6 +118,8 @@ def strip_csrf(content: bytes) -> bytes:
 def test_foreign_ids_answer_exactly_like_missing_ones(shop_a_objects, charlie, api_b, client):
     client.force_login(charlie)
     for name, _ in url_patterns_with_ids():
+        if name in NOT_ID_PARAMETERS:
+            continue
         kind, method = OBJECTS_BY_URL[name]
         obj = shop_a_objects[kind]
         foreign = reverse(name, kwargs={id_kwarg(name): obj.pk})
@@ -122,19 +144,25 @@ def test_foreign_writes_change_nothing(shop_a_objects, charlie, api_b, client):
     assert api_b.patch(f"/api/v1/customers/{customer.pk}/", {"name": "pwned"}, format="json").status_code == 404
     assert api_b.put(f"/api/v1/customers/{customer.pk}/", {"name": "pwned"}, format="json").status_code == 404
     assert api_b.delete(f"/api/v1/customers/{customer.pk}/").status_code == 404
+    version = shop_a_objects["model_version"]
+    assert api_b.post(f"/api/v1/models/{version.pk}/promote/").status_code == 404
+    assert api_b.post(f"/api/v1/jobs/{shop_a_objects['job'].pk}/cancel/").status_code == 404
     client.force_login(charlie)
     client.post(reverse("revoke_api_key", kwargs={"key_id": shop_a_objects["api_key"].pk}))
     client.post(reverse("cancel_job", kwargs={"job_id": shop_a_objects["job"].pk}))
+    client.post(reverse("promote_version", kwargs={"version_id": version.pk}))
+    client.post(reverse("rollback", kwargs={"target": "purchase"}))
 
     with tenant_context(customer.tenant):
         customer.refresh_from_db()
         assert customer.name == ""
         assert Job.objects.get(pk=shop_a_objects["job"].pk).cancel_requested is False
+        assert ModelVersion.objects.get(pk=version.pk).state == "candidate"
     assert ApiKey.objects.get(pk=shop_a_objects["api_key"].pk).revoked_at is None
 
 
 # Values only shop A has (shop B has look-alike rows with other values).
-A_MARKERS = [b"Trail shoe", b"65.50", b"slow delivery", b"A's key"]
+A_MARKERS = [b"Trail shoe", b"65.50", b"slow delivery", b"A's key", b"0.777"]
 
 
 def test_lists_and_searches_show_nothing_of_another_tenant(shop_a_objects, charlie, api_b, client):
