@@ -18,9 +18,20 @@ class Command(ClmCommand):
         parser.add_argument("--horizon-days", type=int, default=None, help="default: the tenant's horizon (90)")
         parser.add_argument("--family", default="auto", choices=["auto", *FAMILIES])
         parser.add_argument("--sync", action="store_true", help="train in this process instead of on a worker")
+        parser.add_argument(
+            "--sentiment-candidates", default=None, help="comma-separated: ngram,transformer (default: the tenant's setting, else both)"
+        )
 
-    def handle(self, *args, tenant, as_of, horizon_days, family, sync, **options):
+    def handle(self, *args, tenant, as_of, horizon_days, family, sync, sentiment_candidates, **options):
         target = tenant_from_slug(tenant)
+        if sentiment_candidates:
+            chosen = [c.strip() for c in sentiment_candidates.split(",") if c.strip()]
+            if not chosen or set(chosen) - {"ngram", "transformer"}:
+                raise CommandError("--sentiment-candidates takes ngram, transformer or both")
+            if not sync:
+                raise CommandError("--sentiment-candidates applies to --sync runs")
+            # For this run only; the tenant's saved settings are unchanged.
+            target.settings = {**target.settings, "sentiment_candidates": chosen}
         if horizon_days is not None and not 1 <= horizon_days <= 730:
             raise CommandError("--horizon-days must be between 1 and 730")
         if not sync:
