@@ -71,3 +71,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         log.exception("Unhandled API error", exc_info=exc)
         response = Response({"detail": "Internal error. It has been logged."}, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
     return response
+
+
+def drop_slashless_aliases(endpoints: list[tuple[str, str, str, Any]], **kwargs: Any) -> list[tuple[str, str, str, Any]]:
+    """drf-spectacular preprocessing hook: ``POST /api/v1/models/retrain`` is an alias of
+    the documented ``…/retrain/``; list each operation once."""
+    return [endpoint for endpoint in endpoints if not (endpoint[0].startswith("/api/v1/") and not endpoint[0].endswith("/"))]

@@ -155,6 +155,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    "PREPROCESSING_HOOKS": ["clmsite.api.drop_slashless_aliases"],
+    "ENUM_NAME_OVERRIDES": {
+        "JobStateEnum": "modeling.models.Job.State",
+        "ModelVersionStateEnum": "modeling.models.ModelVersion.State",
+    },
 }
 
 # --- Celery --------------------------------------------------------------------------

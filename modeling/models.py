@@ -84,7 +84,7 @@ class ModelVersion(TenantOwnedModel):
 
     target = models.CharField(max_length=16, choices=Target.choices)
     family = models.CharField(max_length=32)
-    strategy = models.CharField(max_length=64, blank=True, default="")
+    strategy = models.CharField(max_length=200, blank=True, default="")
     base_model = models.CharField(max_length=300, blank=True, default="")
     hyperparameters = models.JSONField(default=dict, blank=True)
     as_of = models.DateField()
