@@ -48,9 +48,10 @@ NOUNS = ["Tee", "Sneaker", "Mug", "Lamp", "Backpack", "Blanket", "Candle", "Bott
 
 
 def generate_orders_csv(path: Path, rows: int, seed: int = 20240331) -> None:
-    """A file shaped like a real export: ~rows/5 customers, 1-4 lines per order (2.5 on
-    average), up to 50k skus with a long tail, every optional column filled, a few
-    refunds and a few non-default currencies. The same seed gives the same bytes."""
+    """A file shaped like a real export: orders in time order over two years, ~rows/5
+    customers buying at random, 1-4 lines per order (2.5 on average), up to 50k skus with
+    a long tail, every optional column filled, a few refunds and a few non-default
+    currencies. The same seed gives the same bytes."""
     rng = random.Random(seed)
     customers = max(1, rows // 5)
     skus = max(1, min(50_000, rows // 20))
@@ -68,7 +69,7 @@ def generate_orders_csv(path: Path, rows: int, seed: int = 20240331) -> None:
         while written < rows:
             order_no += 1
             customer = f"C{rng.randrange(customers):07d}"
-            moment = time.gmtime(start + rng.randrange(span))
+            moment = time.gmtime(start + span * written // rows + rng.randrange(3600))
             ordered_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", moment)
             currency = "USD" if rng.random() < 0.9 else rng.choice(("EUR", "GBP", "CAD"))
             status = "completed" if rng.random() < 0.95 else "refunded"

@@ -163,7 +163,7 @@ def frozen_head_rate(tokenizer: Any, model: nn.Module, texts: list[str], labels:
     started = time.perf_counter()
     pooled = enc.embed_texts(texts, tokenizer, model, device=device)
     x = torch.from_numpy(pooled).to(device)
-    y = torch.as_tensor(labels, dtype=torch.float32, device=device)
+    y = torch.tensor(labels, dtype=torch.float32, device=device)
     head = nn.Sequential(nn.LayerNorm(x.shape[1]), nn.Linear(x.shape[1], 1)).to(device)
     enc.train_head(
         head, lambda out, target: nn.functional.binary_cross_entropy_with_logits(out.squeeze(1), target), x, y, None, None,

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -204,8 +205,9 @@ def model_fingerprint(path: str) -> str:
 
 # --- Strategy -----------------------------------------------------------------------
 
-# Measured on the 2-core CPU this project runs on (MiniLM-L6, see benchmarks/README.md):
-# LoRA training pushes roughly this many tokens per second through forward and backward.
+# LoRA training throughput on this project's 2-core CPU with MiniLM-L6, one thread:
+# 689 tokens/s measured on a moderately loaded box, 262 under heavy load
+# (benchmarks/transformer_speed.py). 400 is deliberately on the cautious side.
 CPU_LORA_TOKENS_PER_SECOND = 400.0
 LORA_EPOCHS = 3
 
@@ -364,16 +366,22 @@ class EmbeddingCache:
     """Pooled embeddings keyed by sha256 of the text, within one ``namespace``.
 
     The namespace names everything else the vector depends on: the encoder weights (base
-    fingerprint, or the fine-tuned model's version), max length and int8/fp32. A cache file
+    fingerprint, or the fine-tuned model's version), max length and precision. A cache file
     written under another namespace is ignored rather than trusted. With ``path`` the cache
     lives in a safetensors file (keys as a uint8 [n, 32] tensor, vectors as float32), so
     reading it can never run code; without, it is an in-memory dict.
+
+    Bounded to ``max_entries`` (least recently used go first): profiles change with every
+    order, so without a bound a long-lived worker would keep every text it ever saw. The
+    default, 100k vectors of 384 floats, is ~150 MB. One writer per file: concurrent
+    writers do not corrupt it (atomic rename) but the last one wins.
     """
 
-    def __init__(self, namespace: str, path: Path | str | None = None) -> None:
+    def __init__(self, namespace: str, path: Path | str | None = None, *, max_entries: int = 100_000) -> None:
         self.namespace = namespace
         self.path = Path(path) if path else None
-        self.vectors: dict[str, np.ndarray] = {}
+        self.max_entries = max_entries
+        self.vectors: dict[str, np.ndarray] = {}  # insertion order = recency order
         self.dirty = False
         if self.path and self.path.is_file():
             self._read()
@@ -388,30 +396,41 @@ class EmbeddingCache:
                     return
                 keys = handle.get_tensor("keys").numpy()
                 vectors = handle.get_tensor("vectors").numpy()
-        except Exception:  # noqa: BLE001 — a cache is disposable: unreadable means empty
+        except Exception:  # a cache is disposable: unreadable means empty
             return
-        self.vectors = {bytes(key).hex(): vector for key, vector in zip(keys, vectors, strict=True)}
+        self.vectors = {bytes(key).hex(): vector for key, vector in zip(keys[-self.max_entries :], vectors[-self.max_entries :], strict=True)}
 
     def __len__(self) -> int:
         return len(self.vectors)
 
     def get(self, key: str) -> np.ndarray | None:
-        return self.vectors.get(key)
+        vector = self.vectors.pop(key, None)
+        if vector is not None:
+            self.vectors[key] = vector  # most recently used
+        return vector
 
     def put(self, key: str, vector: np.ndarray) -> None:
+        self.vectors.pop(key, None)
         self.vectors[key] = np.asarray(vector, dtype=np.float32)
+        while len(self.vectors) > self.max_entries:
+            del self.vectors[next(iter(self.vectors))]
         self.dirty = True
 
     def save(self) -> None:
-        """Atomically rewrite the file (write a temp file, then rename)."""
+        """Atomically rewrite the file (a temp file in the same folder, then rename)."""
         if not self.path or not self.dirty or not self.vectors:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         keys = np.frombuffer(b"".join(bytes.fromhex(key) for key in self.vectors), dtype=np.uint8).reshape(-1, 32)
         vectors = np.stack(list(self.vectors.values())).astype(np.float32)
-        temporary = self.path.with_suffix(".tmp")
-        save_file({"keys": torch.from_numpy(keys.copy()), "vectors": torch.from_numpy(vectors)}, str(temporary), metadata={"namespace": self.namespace})
-        os.replace(temporary, self.path)
+        handle, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        os.close(handle)
+        try:
+            save_file({"keys": torch.from_numpy(keys.copy()), "vectors": torch.from_numpy(vectors)}, temporary, metadata={"namespace": self.namespace})
+            os.replace(temporary, self.path)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
         self.dirty = False
 
 
@@ -587,7 +606,10 @@ class TunedEncoder:
         if self.strategy.name == "lora":
             from peft import get_peft_model_state_dict
 
-            state.update({f"lora.{name}": tensor for name, tensor in get_peft_model_state_dict(self.model).items()})
+            # save_embedding_layers=False: peft would otherwise store the whole resized
+            # embedding matrix; only its new rows differ from the base (saved just below).
+            lora_state = get_peft_model_state_dict(self.model, save_embedding_layers=False)
+            state.update({f"lora.{name}": tensor for name, tensor in lora_state.items()})
         if self.vocab_added:
             state["new_token_embeddings"] = self.model.get_input_embeddings().weight[self.base_vocab_size :]
         return {name: tensor.detach().cpu().clone() for name, tensor in state.items()}

@@ -35,7 +35,7 @@ def profile_hash(text: str) -> str:
 
 def _duration(days: float) -> str:
     """Coarse durations: exact days only under two weeks, then weeks, months, years."""
-    days = max(float(days), 0.0)
+    days = float(days) if np.isfinite(days) else 0.0
     if days < 1:
         return "less than a day"
     if days < 14:
@@ -50,7 +50,7 @@ def _duration(days: float) -> str:
 
 def _money(amount: float) -> str:
     """Whole dollars under $100, two significant digits above ($240, $1,200)."""
-    amount = max(float(amount), 0.0)
+    amount = float(amount) if np.isfinite(amount) and amount > 0 else 0.0
     if amount < 100:
         return f"${round(amount):,}"
     digits = int(np.floor(np.log10(amount))) - 1

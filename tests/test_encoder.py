@@ -114,6 +114,23 @@ def test_embedding_cache_reembeds_only_changed_texts(encoder: tuple[Any, torch.n
     assert len(EmbeddingCache("another-model", tmp_path / "cache.safetensors")) == 0
 
 
+def test_embedding_cache_forgets_the_least_recently_used_beyond_its_bound() -> None:
+    cache = EmbeddingCache("ns", max_entries=2)
+    cache.put("a", np.zeros(3))
+    cache.put("b", np.ones(3))
+    cache.get("a")
+    cache.put("c", np.full(3, 2.0))
+    assert sorted(cache.vectors) == ["a", "c"]
+
+
+def test_safetensors_helpers_check_the_sha256(tmp_path: Path) -> None:
+    digest = enc.save_safetensors({"w": torch.arange(4.0)}, tmp_path / "w.safetensors")
+    assert digest == enc.sha256_file(tmp_path / "w.safetensors")
+    assert torch.equal(enc.load_safetensors(tmp_path / "w.safetensors", digest)["w"], torch.arange(4.0))
+    with pytest.raises(ValueError, match="sha256"):
+        enc.load_safetensors(tmp_path / "w.safetensors", "0" * 64)
+
+
 def test_choose_strategy_uses_lora_for_small_cpu_data_and_a_frozen_encoder_for_large() -> None:
     cpu = torch.device("cpu")
     assert enc.choose_strategy(cpu, 100, max_seconds=240).name == "lora"
@@ -300,3 +317,32 @@ def _copy_tree(source: Path, target: Path) -> None:
             destination = target / path.relative_to(source)
             destination.parent.mkdir(parents=True, exist_ok=True)
             destination.write_bytes(path.read_bytes())
+
+
+@pytest.mark.django_db
+def test_transformer_family_trains_and_scores_through_the_services(tenant_a: Any, settings: Any, tmp_path: Path) -> None:
+    from clmsite.tenancy import tenant_context
+    from customers.services.demo import generate_shop, load_shop
+    from modeling.models import ModelVersion, Prediction
+    from modeling.registry import do_promote_model_version
+    from modeling.scoring import score_customers
+    from modeling.training import train_models
+
+    end = dt.date(2025, 6, 30)
+    settings.MODEL_DIR = tmp_path / "models"
+    load_shop(tenant_a, generate_shop(customers=60, seed=3, end_date=end))
+    tenant_a.settings = {"sentiment_candidates": ["ngram"], "max_train_seconds": 6}
+    tenant_a.save()
+    report = train_models(tenant_a, end, 60, family="transformer")
+    with tenant_context(tenant_a):
+        versions = list(ModelVersion.objects.filter(family="transformer"))
+    assert "transformer" in report.trained
+    assert {v.target for v in versions} == {"purchase", "orders", "revenue"}
+    assert {v.strategy for v in versions} == {"frozen-head"}
+    assert all(v.hyperparameters["device"] == "cpu" and v.hyperparameters["base_model"] for v in versions)
+    for version in versions:
+        do_promote_model_version(tenant_a, version.pk)
+    scored = score_customers(tenant_a, end)
+    with tenant_context(tenant_a):
+        assert Prediction.objects.filter(as_of=end).count() == scored.scored > 0
+        assert set(Prediction.objects.filter(as_of=end).values_list("model_versions", flat=True)[0].values()) == {v.pk for v in versions}

@@ -2,28 +2,36 @@
 
 An import runs in two phases so that a bad file changes nothing:
 
-1. **Validate, streaming.** Rows are read one at a time, checked column by column, and
-   the clean values are written to a spooled temporary file (memory stays bounded). Every
-   bad row is reported (row number, column, message) up to a cap. Any error stops here.
-2. **Load, set-based, in one transaction.** The clean rows go into a temporary staging
-   table (PostgreSQL ``COPY``; ``executemany`` on SQLite), duplicates inside the file are
-   checked in SQL, and ``INSERT … ON CONFLICT DO UPDATE … WHERE <changed>`` statements
-   upsert customers, products, orders, lines and reviews. Unchanged rows are not touched,
-   so importing the same file twice changes nothing. Customer aggregates are refreshed
-   for the customers the file touched.
+1. **Validate and stage, streaming.** Rows are read one at a time, checked column by
+   column, and the clean values stream into a temporary staging table on the import's
+   own connection (PostgreSQL ``COPY``; ``executemany`` on SQLite), so memory stays
+   bounded and the database parses rows while Python checks the next ones. A temporary
+   table is private to its connection: nothing anyone can see has changed yet. Every bad
+   row is reported (row number, column, message) up to a cap; after the first one no more
+   rows are staged, and any error stops the import here.
+2. **Load, set-based, in one transaction.** Duplicates inside the file are checked in
+   SQL, and ``INSERT … ON CONFLICT DO UPDATE … WHERE <changed>`` statements upsert
+   customers, products, orders, lines and reviews. Rows that would not change are left
+   out before the upsert, so importing the same file twice writes nothing. Customer
+   aggregates are refreshed for the customers the file touched.
 
 Row numbers count the header as row 1, as a spreadsheet shows them. For JSON rows (the
 API) row N is the N-th item.
+
+``benchmarks/import_orders.py`` measures an orders import against a plain ``COPY``.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from types import TracebackType
 from typing import IO, Any
 
 from django.conf import settings
@@ -87,10 +95,7 @@ class Column:
 
 
 def _text(max_length: int) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        return parsing.parse_text(raw, max_length=max_length)
-
-    return parse
+    return functools.partial(parsing.parse_text, max_length=max_length)
 
 
 @dataclass(frozen=True)
@@ -167,7 +172,7 @@ SPECS: dict[str, Spec] = {
 }
 
 
-# --- Phase 1: read and validate ----------------------------------------------------------
+# --- Phase 1: read, validate and stage ---------------------------------------------------
 
 
 class _Collector:
@@ -177,18 +182,23 @@ class _Collector:
         self.cap = cap
         self.errors: list[RowError] = []
         self.count = 0
-        self.bad_rows: set[int] = set()
+        # Errors arrive in row order, so counting the bad rows needs only the last one seen
+        # (a set of them would grow with a file full of bad rows).
+        self.bad_rows = 0
+        self._last_row: int | None = None
 
     def add(self, row: int, column: str, message: str) -> None:
         self.count += 1
-        self.bad_rows.add(row)
+        if row != self._last_row:
+            self.bad_rows += 1
+            self._last_row = row
         if len(self.errors) < self.cap:
             self.errors.append(RowError(row, column, message))
 
     def fail(self, what: str) -> ImportError_:
         shown = f" (the first {len(self.errors)} are listed)" if self.count > len(self.errors) else ""
         errors = "1 error" if self.count == 1 else f"{self.count:,} errors"
-        rows = "1 row" if len(self.bad_rows) == 1 else f"{len(self.bad_rows):,} rows"
+        rows = "1 row" if self.bad_rows == 1 else f"{self.bad_rows:,} rows"
         return ImportError_(
             f"Nothing was imported: {errors} in {rows}{shown}. Fix them and upload the {what} again.",
             self.errors,
@@ -196,47 +206,137 @@ class _Collector:
         )
 
 
-def _staging_value(value: Any, sql_type: str, vendor: str) -> Any:
-    if value is None or value == "":
-        return None
-    if sql_type == "ts":
-        # SQLite keeps Django datetimes as naive UTC text; PostgreSQL takes ISO with offset.
-        return value.replace(tzinfo=None).isoformat(" ") if vendor == "sqlite" else value.isoformat()
-    if sql_type == "money":
-        return str(value)
-    return value
+# Parsed cells worth remembering: a timestamp repeats on every line of an order, and
+# amounts, quantities and ratings take few values. The caches are bounded; errors are
+# never cached, so every bad cell is still reported.
+_CACHE_SIZE = 4096
 
 
-class _ValidatedFile:
-    """Clean rows spooled to a temporary CSV file: in memory while small, on disk when big."""
+def _stager(column: Column, vendor: str) -> Callable[[str], Any]:
+    """The function turning a non-blank raw cell into its staging value (or raising FieldError)."""
+    parse = column.parse
+    if column.sql_type == "text":
+        return parse
+    if column.sql_type == "ts":
+        if vendor == "sqlite":
+            # SQLite keeps Django datetimes as naive UTC text; PostgreSQL takes ISO with offset.
+            def stage(raw: str) -> Any:
+                return parse(raw).replace(tzinfo=None).isoformat(" ")
+        else:
 
-    def __init__(self, header: list[str]) -> None:
-        self.header = header
-        self.file = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024, mode="w+", newline="", encoding="utf-8")
-        self.writer = csv.writer(self.file)
+            def stage(raw: str) -> Any:
+                return parse(raw).isoformat()
+    elif column.sql_type == "money":
+
+        def stage(raw: str) -> Any:
+            return str(parse(raw))
+    else:
+        stage = parse
+    return functools.lru_cache(maxsize=_CACHE_SIZE)(stage)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _unit_price(amount: str, quantity: int | None) -> str:
+    """A line's unit price to the cent, from its staged amount and quantity."""
+    if quantity is None or quantity == 1:
+        return amount
+    return str((Decimal(amount) / quantity).quantize(parsing.CENT))
+
+
+_PG_TYPES = {"text": "text", "ts": "timestamptz", "money": "numeric(14,2)", "int": "integer", "json": "jsonb"}
+_SQLITE_TYPES = {"text": "text", "ts": "text", "money": "numeric", "int": "integer", "json": "text"}
+STAGING = "clm_import_staging"
+# The staging table and the tables phase 2 derives from it; all are dropped together.
+_STAGING_TABLES = (STAGING, f"{STAGING}_orders", f"{STAGING}_existing")
+_SQLITE_BATCH = 5000
+
+
+class _Staging:
+    """The temporary table that clean rows stream into while the file is being checked.
+
+    It lives on the import's connection but outside the load transaction: no other
+    connection can see a temporary table, and the job row can still be updated between
+    batches (phase 1 must not hold that row's lock; see ``_load``). On PostgreSQL the rows
+    go out through one ``COPY`` as they are validated, so the server parses and stores them
+    while Python checks the next ones. A ``COPY`` in progress occupies the connection, so
+    :meth:`pause` ends it before anything else may run there; the next row starts another.
+    """
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
         self.rows = 0
+        self._postgres = connection.vendor == "postgresql"
+        self._names = ", ".join(name for name, _ in spec.staging_columns)
+        self._copy_stack: ExitStack | None = None
+        self._copy: Any = None
+        self._batch: list[list[Any]] = []
+
+    def __enter__(self) -> _Staging:
+        types = _PG_TYPES if self._postgres else _SQLITE_TYPES
+        ddl = ", ".join(f"{name} {types[kind]}" for name, kind in self.spec.staging_columns)
+        self.cursor = connection.cursor()
+        self._drop_tables()  # left over by an import that died on this connection
+        self.cursor.execute(f"CREATE TEMPORARY TABLE {STAGING} ({ddl})")
+        return self
 
     def write(self, values: list[Any]) -> None:
-        self.writer.writerow(values)
         self.rows += 1
+        if not self._postgres:
+            self._batch.append(values)
+            if len(self._batch) >= _SQLITE_BATCH:
+                self.pause()
+            return
+        if self._copy is None:
+            self._copy_stack = ExitStack()
+            self._copy = self._copy_stack.enter_context(self.cursor.copy(f"COPY {STAGING} ({self._names}) FROM STDIN"))
+        self._copy.write_row(values)
 
-    def rewind(self) -> IO[str]:
-        self.file.flush()
-        self.file.seek(0)
-        return self.file
+    def pause(self) -> None:
+        """Finish storing the rows written so far, so that the connection can run other queries."""
+        if self._copy_stack is not None:
+            stack, self._copy_stack, self._copy = self._copy_stack, None, None
+            stack.close()
+        if self._batch:
+            placeholders = ", ".join("%s" for _ in self.spec.staging_columns)
+            self.cursor.executemany(f"INSERT INTO {STAGING} ({self._names}) VALUES ({placeholders})", self._batch)
+            self._batch = []
 
-    def close(self) -> None:
-        self.file.close()
+    def discard(self) -> None:
+        """Forget every row staged so far (the file is about to be read again)."""
+        self.pause()
+        self.cursor.execute(f"DELETE FROM {STAGING}")
+        self.rows = 0
+
+    def _drop_tables(self) -> None:
+        for table in _STAGING_TABLES:
+            self.cursor.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> None:
+        self._batch = []
+        try:
+            # A COPY left open by an error is ended, not aborted: aborting it would abort an
+            # enclosing transaction too. The rows it stored are dropped with the table.
+            self.pause()
+            self._drop_tables()
+        except Exception:
+            if exc is None:
+                raise
+            # The connection failed along with the error that brought us here; that one is reported.
+        finally:
+            self.cursor.close()
 
 
 def _validate_records(
     spec: Spec,
     header: list[str],
     records: Iterable[tuple[int, list[str]]],
+    staging: _Staging,
     *,
     max_rows: int,
     progress: Callable[[], None] | None = None,
-) -> _ValidatedFile:
+) -> list[str]:
+    """Check every record, stage the clean ones and return the header's column names.
+    After the first bad row nothing more is staged, but reading goes on to report every error."""
     collector = _Collector(settings.IMPORT_MAX_REPORTED_ERRORS)
     names = [h.strip().lower() for h in header]
     if not any(names):
@@ -254,75 +354,68 @@ def _validate_records(
         raise ImportError_(f"Nothing was imported: the header must contain {required}.", collector.errors, collector.count)
 
     vendor = connection.vendor
-    positions = [(column, seen.get(column.name)) for column in spec.columns]
+    columns = [(column.name, seen.get(column.name), column.required, _stager(column, vendor)) for column in spec.columns]
+    # Where an order line's amount and quantity sit in its staged row (after row_no).
+    staged_names = ["row_no"] + [c.name for c in spec.columns]
+    amount_at = staged_names.index("amount") if spec.kind == "orders" else 0
+    quantity_at = staged_names.index("quantity") if spec.kind == "orders" else 0
     known = {c.name for c in spec.columns}
     extra = [(name, index) for name, index in seen.items() if name and name not in known]
     width = len(names)
-    out = _ValidatedFile(names)
     rows = 0
-    try:
-        for row_no, values in records:
-            rows += 1
-            if rows > max_rows:
-                raise ImportError_(f"Nothing was imported: the file has more than {max_rows:,} rows, the limit per import. Split it into smaller files.")
-            if progress is not None and rows % 5000 == 0:
-                progress()
-            if len(values) != width:
-                if not any(v.strip() for v in values):
-                    rows -= 1  # blank line
-                    continue
-                collector.add(row_no, "", f"has {len(values)} fields but the header has {width}")
+    for row_no, values in records:
+        rows += 1
+        if rows > max_rows:
+            raise ImportError_(f"Nothing was imported: the file has more than {max_rows:,} rows, the limit per import. Split it into smaller files.")
+        if progress is not None and rows % 5000 == 0:
+            staging.pause()
+            progress()
+        if len(values) != width:
+            if not any(v.strip() for v in values):
+                rows -= 1  # blank line
                 continue
-            staged: list[Any] = [row_no]
-            parsed: dict[str, Any] = {}
-            bad = False
-            for column, index in positions:
-                raw = values[index] if index is not None else ""
-                if "\x00" in raw:
-                    collector.add(row_no, column.name, "contains a NUL byte")
+            collector.add(row_no, "", f"has {len(values)} fields but the header has {width}")
+            continue
+        staged: list[Any] = [row_no]
+        bad = False
+        for name, index, required, stage in columns:
+            raw = values[index] if index is not None else ""
+            if "\x00" in raw:
+                collector.add(row_no, name, "contains a NUL byte")
+                bad = True
+            elif not raw or raw.isspace():
+                if required:
+                    collector.add(row_no, name, "is required")
                     bad = True
-                    continue
-                if not raw.strip():
-                    if column.required:
-                        collector.add(row_no, column.name, "is required")
-                        bad = True
-                    parsed[column.name] = None
-                    staged.append(None)
-                    continue
+                staged.append(None)
+            else:
                 try:
-                    value = column.parse(raw)
+                    staged.append(stage(raw))
                 except FieldError as exc:
-                    collector.add(row_no, column.name, str(exc))
+                    collector.add(row_no, name, str(exc))
                     bad = True
-                    continue
-                parsed[column.name] = value
-                staged.append(_staging_value(value, column.sql_type, vendor))
-            if bad:
-                continue
-            if spec.kind == "orders":
-                staged.append(str((parsed["amount"] / (parsed["quantity"] or 1)).quantize(parsing.CENT)))
-            elif spec.kind == "customers":
-                attributes = {}
-                for name, index in extra:
-                    text = values[index].strip()
-                    if "\x00" in text:
-                        collector.add(row_no, name, "contains a NUL byte")
-                        bad = True
-                    elif text:
-                        attributes[name] = text[:1000]
-                staged.append(json.dumps(attributes, sort_keys=True) if extra else None)
-            if not bad:
-                out.write(staged)
-    except BaseException:
-        out.close()
-        raise
+        if bad:
+            continue
+        if spec.kind == "orders":
+            staged.append(_unit_price(staged[amount_at], staged[quantity_at]))
+        elif spec.kind == "customers":
+            attributes = {}
+            for name, index in extra:
+                text = values[index].strip()
+                if "\x00" in text:
+                    collector.add(row_no, name, "contains a NUL byte")
+                    bad = True
+                elif text:
+                    attributes[name] = text[:1000]
+            staged.append(json.dumps(attributes, sort_keys=True) if extra else None)
+        if not bad and not collector.count:
+            staging.write(staged)
     if collector.count:
-        out.close()
         raise collector.fail("file")
     if rows == 0:
-        out.close()
         raise ImportError_("Nothing was imported: the file has a header but no data rows.", [RowError(2, "", "no data rows")])
-    return out
+    staging.pause()
+    return names
 
 
 def _csv_records(text: IO[str]) -> Iterator[tuple[int, list[str]]]:
@@ -355,9 +448,8 @@ def _looks_binary(head: bytes) -> bool:
     return b"\x00" in first_line or control > len(head) * 0.1
 
 
-def validate_file(
-    spec: Spec, path: str, *, progress: ProgressCallback | None = None
-) -> _ValidatedFile:
+def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: ProgressCallback | None = None) -> list[str]:
+    """Check the file and stage its rows; returns the header's column names."""
     size = os.path.getsize(path)
     limit = settings.IMPORT_MAX_BYTES
     if size > limit:
@@ -385,14 +477,15 @@ def validate_file(
                         progress(0.6 * min(position / size, 1.0), "Checking rows")
 
                 return _validate_records(
-                    spec, header, reader, max_rows=settings.IMPORT_MAX_ROWS, progress=report
+                    spec, header, reader, staging, max_rows=settings.IMPORT_MAX_ROWS, progress=report if progress is not None else None
                 )
         except UnicodeDecodeError:
+            staging.discard()
             continue
     raise ImportError_("Nothing was imported: the file's text encoding is not recognised; save it as UTF-8.")  # pragma: no cover
 
 
-def validate_rows(spec: Spec, rows: list[dict[str, Any]]) -> _ValidatedFile:
+def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> list[str]:
     """Validate JSON objects (the REST bulk endpoints) exactly as CSV rows are validated."""
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise ImportError_("Send a JSON list of objects, one per row.")
@@ -412,50 +505,78 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]]) -> _ValidatedFile:
         return str(value)
 
     records = ((index + 1, [cell(row.get(name)) for name in header]) for index, row in enumerate(rows))
-    return _validate_records(spec, header or [spec.key], records, max_rows=settings.API_BULK_MAX_ROWS)
+    return _validate_records(spec, header or [spec.key], records, staging, max_rows=settings.API_BULK_MAX_ROWS)
 
 
 # --- Phase 2: load -----------------------------------------------------------------------
 
-_PG_TYPES = {"text": "text", "ts": "timestamptz", "money": "numeric(14,2)", "int": "integer", "json": "jsonb"}
-_SQLITE_TYPES = {"text": "text", "ts": "text", "money": "numeric", "int": "integer", "json": "text"}
-STAGING = "clm_import_staging"
+# The tables each kind of import writes, the one holding the kind's own rows first.
+_TABLES = {
+    "customers": ("customers_customer",),
+    "products": ("customers_product",),
+    "orders": ("customers_order", "customers_orderitem", "customers_customer", "customers_product"),
+    "reviews": ("customers_review", "customers_customer", "customers_product"),
+}
+# Every line of an order must agree on these; the order takes them from its lines.
+ORDER_FIELDS = ("customer_id", "ordered_at", "currency", "status")
+# After an import of this many rows, statistics are refreshed at once (see _refresh_statistics).
+ANALYZE_AFTER_ROWS = 10_000
 
 
-def _create_staging(cursor: Any, spec: Spec, clean: _ValidatedFile) -> None:
-    types = _PG_TYPES if connection.vendor == "postgresql" else _SQLITE_TYPES
-    columns = spec.staging_columns
-    cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
-    ddl = ", ".join(f"{name} {types[kind]}" for name, kind in columns)
-    cursor.execute(f"CREATE TEMPORARY TABLE {STAGING} ({ddl})")
-    names = ", ".join(name for name, _ in columns)
-    source = clean.rewind()
+def _plan_joins(cursor: Any, spec: Spec, tenant_id: int, rows: int) -> None:
+    """Have PostgreSQL join with hashes, not nested loops, when the file is big next to the tenant.
+
+    The planner sizes joins from table statistics, which cannot count the rows this
+    transaction has just written. To it, the first big import of a tenant joins against an
+    empty tenant, and the nested loop it then picks runs in time quadratic in the file (a
+    20,000-line orders file spent 1.5 s in one statement; a million lines would take about
+    an hour). A hash join costs one pass over the tenant's rows, cheap while those are at
+    most ten times the file. A small file into a big tenant keeps the planner's own choice
+    (index lookups), as statistics describe that tenant well. SET LOCAL ends with the
+    transaction.
+    """
+    limit = 10 * rows
+    cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {_TABLES[spec.kind][0]} WHERE tenant_id = %s LIMIT %s) t", [tenant_id, limit])
+    if cursor.fetchone()[0] < limit:
+        cursor.execute("SET LOCAL enable_nestloop = off")
+
+
+def _refresh_statistics(spec: Spec) -> None:
+    """ANALYZE the tables a big import wrote, right after it commits, rather than whenever
+    autovacuum gets to them: a next import planned on statistics that miss a million new
+    rows could still pick the quadratic nested loops _plan_joins avoids."""
+    with connection.cursor() as cursor:
+        for table in _TABLES[spec.kind]:
+            cursor.execute(f"ANALYZE {table}")
+
+
+def _summarise_orders(cursor: Any) -> None:
+    """One row per order id of the file: its first line, totals and whether its lines disagree.
+
+    The duplicate check, the order upsert, the new customers and the removal of surplus
+    lines all read this table instead of grouping the staging table again each time.
+    """
+    disagree = " OR ".join(f"min({name}) <> max({name}) OR count({name}) NOT IN (0, count(*))" for name in ORDER_FIELDS)
+    fields = ", ".join(f"min({name}) AS {name}" for name in ORDER_FIELDS)
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE {STAGING}_orders AS SELECT order_id, min(row_no) AS first_row, count(*) AS lines, "
+        f"sum(amount) AS amount, {fields}, COALESCE({disagree}, false) AS disagree FROM {STAGING} GROUP BY order_id"
+    )
     if connection.vendor == "postgresql":
-        with cursor.copy(f"COPY {STAGING} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
-            while chunk := source.read(1 << 20):
-                copy.write(chunk)
-    else:
-        placeholders = ", ".join("%s" for _ in columns)
-
-        def rows() -> Iterator[list[str | None]]:
-            for values in csv.reader(source):
-                yield [v if v != "" else None for v in values]
-
-        cursor.executemany(f"INSERT INTO {STAGING} ({names}) VALUES ({placeholders})", rows())
-    cursor.execute(f"CREATE INDEX {STAGING}_key ON {STAGING} ({spec.key})")
-    if connection.vendor == "postgresql":
-        cursor.execute(f"ANALYZE {STAGING}")
+        cursor.execute(f"ANALYZE {STAGING}_orders")
 
 
 def _duplicate_errors(cursor: Any, spec: Spec) -> list[RowError]:
     """Rows that repeat a key of an earlier row with different data (order lines may
     repeat an order id, but must agree on its customer, time, currency and status)."""
+    key = spec.key
     if spec.kind == "orders":
-        compare = ["customer_id", "ordered_at", "currency", "status"]
+        compare = list(ORDER_FIELDS)
+        # Only orders whose lines disagree somewhere can have such rows.
+        first = f"(SELECT first_row AS row_no, order_id AS k FROM {STAGING}_orders WHERE disagree)"
     else:
         compare = [c.name for c in spec.columns if c.name != spec.key]
-    key = spec.key
-    first = f"(SELECT min(row_no) AS row_no, {key} AS k FROM {STAGING} GROUP BY {key} HAVING count(*) > 1)"
+        first = f"(SELECT min(row_no) AS row_no, {key} AS k FROM {STAGING} GROUP BY {key} HAVING count(*) > 1)"
     checks = " OR ".join(f"s.{name} IS DISTINCT FROM f.{name}" for name in compare)
     cursor.execute(
         f"SELECT s.row_no, f.row_no, {', '.join(f's.{n} IS DISTINCT FROM f.{n}' for n in compare)} "
@@ -481,8 +602,32 @@ def _count_new(cursor: Any, table: str, key_column: str, tenant_id: int, spec: S
     return int(total or 0), int(new or 0)
 
 
-def _upsert(cursor: Any, table: str, columns: list[str], select_sql: str, conflict: list[str], update: list[str], params: dict[str, Any]) -> int:
-    """INSERT … SELECT … ON CONFLICT DO UPDATE only where something differs; returns rows written."""
+def _upsert(
+    cursor: Any,
+    table: str,
+    values: dict[str, str],
+    source: str,
+    conflict: list[str],
+    update: list[str],
+    params: dict[str, Any],
+    *,
+    where: str = "true",
+    group_by: str = "",
+    order_by: str = "",
+) -> int:
+    """INSERT … SELECT … ON CONFLICT DO UPDATE only where something differs; returns rows written.
+
+    ``values`` maps each column to its SQL expression over ``source``. Rows whose key and
+    update columns already hold these values are left out before the INSERT: ON CONFLICT
+    would skip them as well, but only after locking each one, a write per row that made a
+    re-import of a big file cost nearly as much as the first import. The check runs in a
+    subquery, so expressions must name columns by their source alias (a bare name would
+    mean the target's column there) and, with ``group_by``, the keys must be group keys.
+    ``order_by`` inserts in index order, which keeps the indexes' pages warm.
+    """
+    columns = list(values)
+    same = [f"existing.{c} = {values[c]}" for c in conflict] + [f"existing.{c} IS NOT DISTINCT FROM {values[c]}" for c in update]
+    unchanged = f"EXISTS (SELECT 1 FROM {table} existing WHERE {' AND '.join(same)})"
     if update:
         sets = ", ".join(f"{c} = excluded.{c}" for c in update + ["updated_at"] if c in columns)
         changed = " OR ".join(f"{table}.{c} IS DISTINCT FROM excluded.{c}" for c in update)
@@ -490,10 +635,17 @@ def _upsert(cursor: Any, table: str, columns: list[str], select_sql: str, confli
     else:
         action = "DO NOTHING"
     cursor.execute(
-        f"INSERT INTO {table} ({', '.join(columns)}) {select_sql} ON CONFLICT ({', '.join(conflict)}) {action}",
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values.values())} FROM {source} "
+        f"WHERE ({where}) AND NOT {unchanged}"
+        + (f" GROUP BY {group_by}" if group_by else "")
+        + (f" ORDER BY {order_by}" if order_by else "")
+        + f" ON CONFLICT ({', '.join(conflict)}) {action}",
         params,
     )
     return max(cursor.rowcount, 0)
+
+
+_NEW_CUSTOMER = {"email": "''", "name": "''", "country": "''", "attributes": "'{}'", "review_count": "0", "created_at": "%(now)s", "updated_at": "%(now)s"}
 
 
 def _ensure_customers(cursor: Any, params: dict[str, Any], first_seen_column: str) -> int:
@@ -501,25 +653,69 @@ def _ensure_customers(cursor: Any, params: dict[str, Any], first_seen_column: st
     return _upsert(
         cursor,
         "customers_customer",
-        ["tenant_id", "external_id", "email", "name", "country", "first_seen", "attributes", "order_count", "total_spent", "review_count", "created_at", "updated_at"],
-        f"SELECT %(tenant)s, customer_id, '', '', '', min({first_seen_column}), '{{}}', 0, 0, 0, %(now)s, %(now)s FROM {STAGING} WHERE true GROUP BY customer_id",
+        {
+            "tenant_id": "%(tenant)s",
+            "external_id": "s.customer_id",
+            "first_seen": f"min(s.{first_seen_column})",
+            "order_count": "0",
+            "total_spent": "0",
+            **_NEW_CUSTOMER,
+        },
+        f"{STAGING} s",
         ["tenant_id", "external_id"],
         [],
         params,
+        group_by="s.customer_id",
+        order_by="s.customer_id",
+    )
+
+
+def _ensure_order_customers(cursor: Any, params: dict[str, Any]) -> int:
+    """Create the customers an orders file mentions but the tenant does not have yet, with
+    their order aggregates already filled in: the refresh that follows the orders then has
+    nothing to rewrite for them (on a first import, every customer of the file)."""
+    return _upsert(
+        cursor,
+        "customers_customer",
+        {
+            "tenant_id": "%(tenant)s",
+            "external_id": "g.customer_id",
+            "first_seen": "min(g.ordered_at)",
+            "order_count": "count(*)",
+            "total_spent": "sum(g.amount)",
+            "first_order_at": "min(g.ordered_at)",
+            "last_order_at": "max(g.ordered_at)",
+            **_NEW_CUSTOMER,
+        },
+        f"{STAGING}_orders g",
+        ["tenant_id", "external_id"],
+        [],
+        params,
+        group_by="g.customer_id",
+        order_by="g.customer_id",
     )
 
 
 def _ensure_products(cursor: Any, params: dict[str, Any], name_column: str, category_column: str | None) -> int:
-    category = f"COALESCE(max({category_column}), '')" if category_column else "''"
     return _upsert(
         cursor,
         "customers_product",
-        ["tenant_id", "sku", "name", "category", "price", "created_at", "updated_at"],
-        f"SELECT %(tenant)s, sku, COALESCE(max({name_column}), ''), {category}, NULL, %(now)s, %(now)s "
-        f"FROM {STAGING} WHERE sku IS NOT NULL GROUP BY sku",
+        {
+            "tenant_id": "%(tenant)s",
+            "sku": "s.sku",
+            "name": f"COALESCE(max(s.{name_column}), '')",
+            "category": f"COALESCE(max(s.{category_column}), '')" if category_column else "''",
+            "price": "NULL",
+            "created_at": "%(now)s",
+            "updated_at": "%(now)s",
+        },
+        f"{STAGING} s",
         ["tenant_id", "sku"],
         [],
         params,
+        where="s.sku IS NOT NULL",
+        group_by="s.sku",
+        order_by="s.sku",
     )
 
 
@@ -558,13 +754,26 @@ def _load_customers(cursor: Any, spec: Spec, params: dict[str, Any], present: se
     written = _upsert(
         cursor,
         "customers_customer",
-        ["tenant_id", "external_id", "email", "name", "country", "first_seen", "attributes", "order_count", "total_spent", "review_count", "created_at", "updated_at"],
-        f"SELECT %(tenant)s, customer_id, COALESCE(email, ''), COALESCE(name, ''), COALESCE(country, ''), created_at, "
-        f"COALESCE(attributes, '{{}}'), 0, 0, 0, %(now)s, %(now)s FROM {STAGING} "
-        f"WHERE row_no IN (SELECT min(row_no) FROM {STAGING} GROUP BY customer_id)",
+        {
+            "tenant_id": "%(tenant)s",
+            "external_id": "s.customer_id",
+            "email": "COALESCE(s.email, '')",
+            "name": "COALESCE(s.name, '')",
+            "country": "COALESCE(s.country, '')",
+            "first_seen": "s.created_at",
+            "attributes": "COALESCE(s.attributes, '{}')",
+            "order_count": "0",
+            "total_spent": "0",
+            "review_count": "0",
+            "created_at": "%(now)s",
+            "updated_at": "%(now)s",
+        },
+        f"{STAGING} s",
         ["tenant_id", "external_id"],
         update,
         params,
+        where=f"s.row_no IN (SELECT min(row_no) FROM {STAGING} GROUP BY customer_id)",
+        order_by="s.customer_id",
     )
     return ImportResult("customers", True, rows=total, created=new, updated=written - new, unchanged=total - written)
 
@@ -575,65 +784,91 @@ def _load_products(cursor: Any, spec: Spec, params: dict[str, Any], present: set
     written = _upsert(
         cursor,
         "customers_product",
-        ["tenant_id", "sku", "name", "category", "price", "created_at", "updated_at"],
-        f"SELECT %(tenant)s, sku, COALESCE(name, ''), COALESCE(category, ''), price, %(now)s, %(now)s FROM {STAGING} "
-        f"WHERE row_no IN (SELECT min(row_no) FROM {STAGING} GROUP BY sku)",
+        {
+            "tenant_id": "%(tenant)s",
+            "sku": "s.sku",
+            "name": "COALESCE(s.name, '')",
+            "category": "COALESCE(s.category, '')",
+            "price": "s.price",
+            "created_at": "%(now)s",
+            "updated_at": "%(now)s",
+        },
+        f"{STAGING} s",
         ["tenant_id", "sku"],
         update,
         params,
+        where=f"s.row_no IN (SELECT min(row_no) FROM {STAGING} GROUP BY sku)",
+        order_by="s.sku",
     )
     return ImportResult("products", True, rows=total, created=new, updated=written - new, unchanged=total - written)
 
 
 def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[str]) -> ImportResult:
     tenant = params["tenant"]
-    cursor.execute(f"DROP TABLE IF EXISTS {STAGING}_touched")
+    # The file's orders the tenant already has, as they were: their customers need fresh
+    # aggregates too (an order may change customer), and only they can have old lines beyond
+    # the file's.
     cursor.execute(
-        f"CREATE TEMPORARY TABLE {STAGING}_touched AS SELECT DISTINCT o.customer_id AS id FROM customers_order o "
-        f"JOIN (SELECT DISTINCT order_id FROM {STAGING}) g ON o.tenant_id = %s AND o.external_id = g.order_id",
-        [tenant],
+        f"CREATE TEMPORARY TABLE {STAGING}_existing AS SELECT o.id, o.customer_id, g.lines FROM customers_order o "
+        f"JOIN {STAGING}_orders g ON o.tenant_id = %(tenant)s AND o.external_id = g.order_id",
+        params,
     )
-    new_customers = _ensure_customers(cursor, params, "ordered_at")
+    new_customers = _ensure_order_customers(cursor, params)
     new_products = _ensure_products(cursor, params, "product_name", "category")
-    total, new = _count_new(cursor, "customers_order", "external_id", tenant, spec)
+    cursor.execute(f"SELECT (SELECT count(*) FROM {STAGING}_orders), (SELECT count(*) FROM {STAGING}_existing)")
+    total, existing = cursor.fetchone()
+    new = total - existing
     written = _upsert(
         cursor,
         "customers_order",
-        ["tenant_id", "external_id", "customer_id", "ordered_at", "amount", "currency", "status", "created_at", "updated_at"],
-        f"SELECT %(tenant)s, g.order_id, c.id, g.ordered_at, g.amount, g.currency, g.status, %(now)s, %(now)s FROM ("
-        f"  SELECT order_id, min(customer_id) AS customer_id, min(ordered_at) AS ordered_at, sum(amount) AS amount,"
-        f"  COALESCE(min(currency), %(currency)s) AS currency, COALESCE(min(status), 'completed') AS status"
-        f"  FROM {STAGING} GROUP BY order_id) g "
-        f"JOIN customers_customer c ON c.tenant_id = %(tenant)s AND c.external_id = g.customer_id WHERE true",
+        {
+            "tenant_id": "%(tenant)s",
+            "external_id": "g.order_id",
+            "customer_id": "c.id",
+            "ordered_at": "g.ordered_at",
+            "amount": "g.amount",
+            "currency": "COALESCE(g.currency, %(currency)s)",
+            "status": "COALESCE(g.status, 'completed')",
+            "created_at": "%(now)s",
+            "updated_at": "%(now)s",
+        },
+        f"{STAGING}_orders g JOIN customers_customer c ON c.tenant_id = %(tenant)s AND c.external_id = g.customer_id",
         ["tenant_id", "external_id"],
         ["customer_id", "ordered_at", "amount", "currency", "status"],
         params,
+        order_by="g.order_id",
     )
     lines_written = _upsert(
         cursor,
         "customers_orderitem",
-        ["tenant_id", "order_id", "line_no", "product_id", "quantity", "unit_price", "amount"],
-        f"SELECT %(tenant)s, o.id, l.line_no, p.id, l.quantity, l.unit_price, l.amount FROM ("
-        f"  SELECT order_id, row_number() OVER (PARTITION BY order_id ORDER BY row_no) AS line_no, sku,"
+        {
+            "tenant_id": "%(tenant)s",
+            "order_id": "o.id",
+            "line_no": "l.line_no",
+            "product_id": "p.id",
+            "quantity": "l.quantity",
+            "unit_price": "l.unit_price",
+            "amount": "l.amount",
+        },
+        f"(SELECT order_id, row_number() OVER (PARTITION BY order_id ORDER BY row_no) AS line_no, sku,"
         f"  COALESCE(quantity, 1) AS quantity, unit_price, amount FROM {STAGING}) l "
         f"JOIN customers_order o ON o.tenant_id = %(tenant)s AND o.external_id = l.order_id "
-        f"LEFT JOIN customers_product p ON p.tenant_id = %(tenant)s AND p.sku = l.sku WHERE true",
+        f"LEFT JOIN customers_product p ON p.tenant_id = %(tenant)s AND p.sku = l.sku",
         ["order_id", "line_no"],
         ["product_id", "quantity", "unit_price", "amount"],
         params,
+        order_by="o.id, l.line_no",
     )
     # Lines beyond those in the file belonged to an earlier version of the order.
     cursor.execute(
         f"DELETE FROM customers_orderitem WHERE tenant_id = %(tenant)s AND EXISTS ("
-        f"  SELECT 1 FROM customers_order o JOIN (SELECT order_id, count(*) AS n FROM {STAGING} GROUP BY order_id) g"
-        f"  ON o.external_id = g.order_id WHERE o.tenant_id = %(tenant)s AND o.id = customers_orderitem.order_id"
-        f"  AND customers_orderitem.line_no > g.n)",
+        f"  SELECT 1 FROM {STAGING}_existing e WHERE e.id = customers_orderitem.order_id AND customers_orderitem.line_no > e.lines)",
         params,
     )
     refresh_customer_aggregates(
         cursor,
         tenant,
-        f"(c.external_id IN (SELECT DISTINCT customer_id FROM {STAGING}) OR c.id IN (SELECT id FROM {STAGING}_touched))",
+        f"(c.external_id IN (SELECT customer_id FROM {STAGING}_orders) OR c.id IN (SELECT customer_id FROM {STAGING}_existing))",
         params,
     )
     return ImportResult(
@@ -655,14 +890,23 @@ def _load_reviews(cursor: Any, spec: Spec, params: dict[str, Any], present: set[
     written = _upsert(
         cursor,
         "customers_review",
-        ["tenant_id", "external_id", "customer_id", "product_id", "rating", "text", "created_at", "updated_at"],
-        f"SELECT %(tenant)s, s.review_id, c.id, p.id, s.rating, s.text, s.created_at, %(now)s FROM {STAGING} s "
-        f"JOIN customers_customer c ON c.tenant_id = %(tenant)s AND c.external_id = s.customer_id "
-        f"LEFT JOIN customers_product p ON p.tenant_id = %(tenant)s AND p.sku = s.sku "
-        f"WHERE s.row_no IN (SELECT min(row_no) FROM {STAGING} GROUP BY review_id)",
+        {
+            "tenant_id": "%(tenant)s",
+            "external_id": "s.review_id",
+            "customer_id": "c.id",
+            "product_id": "p.id",
+            "rating": "s.rating",
+            "text": "s.text",
+            "created_at": "s.created_at",
+            "updated_at": "%(now)s",
+        },
+        f"{STAGING} s JOIN customers_customer c ON c.tenant_id = %(tenant)s AND c.external_id = s.customer_id "
+        f"LEFT JOIN customers_product p ON p.tenant_id = %(tenant)s AND p.sku = s.sku",
         ["tenant_id", "external_id"],
         ["customer_id", "product_id", "rating", "text", "created_at"],
         params,
+        where=f"s.row_no IN (SELECT min(row_no) FROM {STAGING} GROUP BY review_id)",
+        order_by="s.review_id",
     )
     refresh_customer_aggregates(cursor, tenant, f"c.external_id IN (SELECT DISTINCT customer_id FROM {STAGING})", params)
     return ImportResult(
@@ -686,20 +930,25 @@ def _present_columns(spec: Spec, header: list[str]) -> set[str]:
     return present
 
 
-def _load(tenant: Tenant, spec: Spec, clean: _ValidatedFile, present: set[str], progress: ProgressCallback | None) -> ImportResult:
+def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], progress: ProgressCallback | None) -> ImportResult:
     params = {"tenant": tenant.pk, "now": timezone.now(), "currency": tenant.currency}
-    if connection.vendor == "sqlite":
+    postgres = connection.vendor == "postgresql"
+    if not postgres:
         params["now"] = params["now"].replace(tzinfo=None).isoformat(" ")
     if progress:
         # Reported before the transaction opens, so that the job row is not locked by it.
         progress(0.65, "Writing to the database")
     with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if postgres:
             # One import per tenant at a time: concurrent imports of the same file then end
             # exactly as one import does, with no deadlock between their upserts.
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [7301, tenant.pk])
-            cursor.execute("SET LOCAL enable_nestloop = off")
-        _create_staging(cursor, spec, clean)
+            _plan_joins(cursor, spec, tenant.pk, staging.rows)
+        cursor.execute(f"CREATE INDEX {STAGING}_key ON {STAGING} ({spec.key})")
+        if postgres:
+            cursor.execute(f"ANALYZE {STAGING}")
+        if spec.kind == "orders":
+            _summarise_orders(cursor)
         duplicates = _duplicate_errors(cursor, spec)
         if duplicates:
             transaction.set_rollback(True)
@@ -708,8 +957,8 @@ def _load(tenant: Tenant, spec: Spec, clean: _ValidatedFile, present: set[str], 
                 collector.add(error.row, error.column, error.message)
             raise collector.fail("file")
         result = LOADERS[spec.kind](cursor, spec, params, present)
-        cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
-        cursor.execute(f"DROP TABLE IF EXISTS {STAGING}_touched")
+    if postgres and staging.rows >= ANALYZE_AFTER_ROWS:
+        _refresh_statistics(spec)
     return result
 
 
@@ -728,11 +977,9 @@ def import_csv(tenant: Tenant, kind: str, path: str, *, progress: ProgressCallba
     """Import a CSV file of ``kind`` for ``tenant``: all rows or none."""
     spec = _spec(kind)
     try:
-        clean = validate_file(spec, path, progress=progress)
-        try:
-            result = _load(tenant, spec, clean, _present_columns(spec, clean.header), progress)
-        finally:
-            clean.close()
+        with _Staging(spec) as staging:
+            header = validate_file(spec, path, staging, progress=progress)
+            result = _load(tenant, spec, staging, _present_columns(spec, header), progress)
     except ImportError_ as exc:
         return _failed(kind, exc)
     if progress:
@@ -744,11 +991,9 @@ def import_rows(tenant: Tenant, kind: str, rows: list[dict[str, Any]]) -> Import
     """Import JSON rows of ``kind`` for ``tenant`` (the REST bulk upsert): all rows or none."""
     spec = _spec(kind)
     try:
-        clean = validate_rows(spec, rows)
-        try:
-            result = _load(tenant, spec, clean, _present_columns(spec, clean.header), None)
-        finally:
-            clean.close()
+        with _Staging(spec) as staging:
+            header = validate_rows(spec, rows, staging)
+            result = _load(tenant, spec, staging, _present_columns(spec, header), None)
     except ImportError_ as exc:
         return _failed(kind, exc)
     return _finish(result)
