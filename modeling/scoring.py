@@ -170,9 +170,10 @@ def assign_value_tiers(tenant: Tenant, as_of: dt.date) -> dict[str, float]:
     return {"high": high, "medium": medium}
 
 
-def chunk_customer_ids(tenant: Tenant, size: int = CHUNK_SIZE) -> list[list[int]]:
+def chunk_customer_ids(tenant: Tenant, size: int | None = None) -> list[list[int]]:
     from customers.models import Customer
 
+    size = size or CHUNK_SIZE
     with tenant_context(tenant):
         ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True))
     return [ids[i : i + size] for i in range(0, len(ids), size)]

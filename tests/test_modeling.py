@@ -232,3 +232,21 @@ def test_beat_plans_weekly_training_and_nightly_scoring(trained, django_capture_
     with django_capture_on_commit_callbacks(execute=False):
         nightly = plan_scheduled_jobs(now=sunday_2am.replace(hour=4))
     assert [j.kind for j in nightly] == ["score"]
+
+
+def test_scoring_job_runs_in_chunks_and_reports_progress(trained, settings, django_capture_on_commit_callbacks, monkeypatch):
+    from modeling import scoring
+    from modeling.services import do_start_scoring
+
+    tenant, _ = trained
+    monkeypatch.setattr(scoring, "CHUNK_SIZE", 150)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = do_start_scoring(tenant, as_of=END)
+    with tenant_context(tenant):
+        job.refresh_from_db()
+        customers = tenant_customers = Prediction.objects.filter(as_of=END).count()
+        tiers = set(Prediction.objects.filter(as_of=END).values_list("value_tier", flat=True))
+    assert (job.state, job.progress, job.steps_done) == (Job.State.SUCCEEDED, 1.0, job.steps_total)
+    assert job.steps_total == -(-tenant_customers // 150) >= 2
+    assert job.result["scored"] == customers
+    assert tiers == {"high", "medium", "low"}
