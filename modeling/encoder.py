@@ -29,14 +29,16 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from modeling.registry import MANIFEST, UNSAFE_SUFFIXES, sha256_file, verify_directory, write_manifest
+
 Progress = Callable[[float, str], None]
 
 # Profiles and reviews are short; 128 tokens covers them and bounds the cost of a batch.
 MAX_LENGTH = 128
 # Files that can carry pickle (and so run code when loaded). We never write them, and a
 # directory that holds one is refused as a whole rather than "skipped".
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
-MANIFEST = "manifest.json"
+# One manifest format and one list of refused formats for every artifact (modeling/registry.py).
+PICKLE_SUFFIXES = UNSAFE_SUFFIXES
 # New tokens per extension: enough for the few thousand CJK characters of real reviews,
 # bounded so rare one-off strings (emoji, typos) cannot grow the embedding matrix unchecked.
 MAX_NEW_TOKENS = 8000
@@ -116,14 +118,6 @@ def load_encoder(path: str | None = None) -> tuple[Any, nn.Module]:
 # --- Safe persistence ---------------------------------------------------------------
 
 
-def sha256_file(path: Path | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_safetensors(tensors: dict[str, torch.Tensor], path: Path | str, metadata: dict[str, str] | None = None) -> str:
     """Write tensors as safetensors and return the file's sha256."""
     ready = {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in tensors.items()}
@@ -137,48 +131,6 @@ def load_safetensors(path: Path | str, expected_sha256: str) -> dict[str, torch.
     if actual != expected_sha256:
         raise ValueError(f"{Path(path).name}: sha256 {actual[:12]}… does not match the expected {expected_sha256[:12]}…")
     return load_file(str(path))
-
-
-def write_manifest(directory: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Hash every file under ``directory`` into manifest.json; returns the manifest."""
-    files = {}
-    for path in sorted(directory.rglob("*")):
-        if path.is_file() and path.name != MANIFEST:
-            if path.suffix.lower() in PICKLE_SUFFIXES:
-                raise ValueError(f"refusing to save a pickle-capable file: {path.name}")
-            files[path.relative_to(directory).as_posix()] = sha256_file(path)
-    manifest = {"format": 1, "files": files, **(extra or {})}
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    return manifest
-
-
-def verify_directory(directory: Path) -> dict[str, Any]:
-    """The manifest of a saved directory, after checking every file in it.
-
-    Refuses (ValueError) a pickle-capable file anywhere in the directory, a file the
-    manifest does not list, a missing file, or a sha256 mismatch. Nothing in the directory
-    is parsed before this passes, so a planted pickle never gets the chance to run.
-    """
-    directory = Path(directory)
-    manifest_path = directory / MANIFEST
-    if not manifest_path.is_file():
-        raise ValueError(f"{directory}: no {MANIFEST}")
-    present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST}
-    pickles = sorted(name for name in present if Path(name).suffix.lower() in PICKLE_SUFFIXES)
-    if pickles:
-        raise ValueError(f"{directory}: refusing to load a directory with pickle-capable files: {', '.join(pickles)}")
-    manifest = json.loads(manifest_path.read_text())
-    listed = manifest.get("files", {})
-    unexpected = sorted(present - set(listed))
-    if unexpected:
-        raise ValueError(f"{directory}: files not in the manifest: {', '.join(unexpected)}")
-    for name, expected in listed.items():
-        path = directory / name
-        if not path.is_file():
-            raise ValueError(f"{directory}: {name} is missing")
-        if sha256_file(path) != expected:
-            raise ValueError(f"{directory}: {name} does not match its sha256 in the manifest (tampered or corrupted)")
-    return manifest
 
 
 _FINGERPRINTS: dict[tuple[str, int, float], str] = {}
@@ -794,7 +746,8 @@ class TextClassifier:
         save_safetensors(tensors, directory / self.WEIGHTS)
         config = {"num_labels": self.num_labels, "encoder": self.encoder.config(), "info": self.info}
         (directory / self.CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
-        return write_manifest(directory, {"kind": "text-classifier"})
+        write_manifest(directory, {"kind": "text-classifier"})
+        return json.loads((directory / MANIFEST).read_text())
 
     @classmethod
     def load(cls, directory: Path) -> TextClassifier:

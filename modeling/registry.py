@@ -28,15 +28,15 @@ from modeling.models import ModelVersion
 
 # Formats that run code when loaded. None of our writers produce them; a file like this
 # in an artifact directory was put there by someone else.
-UNSAFE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".bin", ".joblib", ".npy", ".npz", ".ckpt"}
+UNSAFE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".joblib", ".npy", ".npz", ".ckpt")
 MANIFEST = "manifest.json"
 
 
-class ArtifactError(Exception):
+class ArtifactError(ValueError):
     """An artifact is missing, altered, or in a format we refuse to load."""
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path | str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -48,39 +48,57 @@ def artifact_dir(tenant: Tenant, job_id: int | str, family: str) -> Path:
     return Path(settings.MODEL_DIR) / str(tenant.pk) / f"job-{job_id}" / family
 
 
-def write_manifest(directory: Path) -> str:
-    """Hash every file in ``directory`` into manifest.json; return the manifest's sha256."""
+def write_manifest(directory: Path, extra: dict[str, Any] | None = None) -> str:
+    """Hash every file in ``directory`` into manifest.json; return the manifest's sha256.
+
+    Keys a family already wrote there (its kind and format) are kept, ``extra`` is added,
+    and the file list always covers everything in the directory."""
     files = {}
     for path in sorted(directory.rglob("*")):
         if path.is_file() and path.name != MANIFEST:
             if path.suffix.lower() in UNSAFE_SUFFIXES:
-                raise ArtifactError(f"refusing to register an unsafe file format: {path.name}")
-            files[str(path.relative_to(directory))] = sha256_file(path)
+                raise ArtifactError(f"refusing to save an unsafe file format: {path.name}")
+            files[path.relative_to(directory).as_posix()] = sha256_file(path)
     manifest = directory / MANIFEST
-    # A family may have written its own manifest (with its kind and format); keep those
-    # keys and make the file list cover everything in the directory.
     existing = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    manifest.write_text(json.dumps({**existing, "files": files}, indent=1, sort_keys=True))
+    manifest.write_text(json.dumps({**existing, **(extra or {}), "files": files}, indent=1, sort_keys=True))
     return sha256_file(manifest)
 
 
-def verify_artifact(directory: Path, expected_sha256: str) -> None:
-    """Raise ArtifactError unless the directory matches its manifest and the manifest its hash."""
-    manifest = directory / MANIFEST
-    if not manifest.is_file():
-        raise ArtifactError(f"no manifest in {directory}")
-    if sha256_file(manifest) != expected_sha256:
-        raise ArtifactError(f"manifest of {directory} does not match the registered checksum")
-    listed = json.loads(manifest.read_text())["files"]
-    for path in directory.rglob("*"):
-        if path.is_file() and path.suffix.lower() in UNSAFE_SUFFIXES:
-            raise ArtifactError(f"refusing to load {path.name}: pickle-based formats are never loaded")
-        if path.is_file() and path.name != MANIFEST and str(path.relative_to(directory)) not in listed:
-            raise ArtifactError(f"unexpected file {path.name} in {directory}")
+def verify_directory(directory: Path) -> dict[str, Any]:
+    """The manifest of a saved directory, after checking every file in it.
+
+    Refuses a pickle-capable file anywhere in the directory, a file the manifest does not
+    list, a missing file, or a sha256 mismatch. Nothing in the directory is parsed before
+    this passes, so a planted pickle never gets the chance to run."""
+    directory = Path(directory)
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        raise ArtifactError(f"no {MANIFEST} in {directory}")
+    present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST}
+    unsafe = sorted(name for name in present if Path(name).suffix.lower() in UNSAFE_SUFFIXES)
+    if unsafe:
+        raise ArtifactError(f"refusing to load {', '.join(unsafe)}: pickle-based formats are never loaded")
+    manifest = json.loads(manifest_path.read_text())
+    listed = manifest.get("files", {})
+    unexpected = sorted(present - set(listed))
+    if unexpected:
+        raise ArtifactError(f"unexpected file(s) {', '.join(unexpected)} in {directory}")
     for name, digest in listed.items():
         path = directory / name
         if not path.is_file() or sha256_file(path) != digest:
-            raise ArtifactError(f"{name} in {directory} is missing or was altered")
+            raise ArtifactError(f"{name} in {directory} is missing or was altered (sha256 mismatch)")
+    return manifest
+
+
+def verify_artifact(directory: Path, expected_sha256: str) -> dict[str, Any]:
+    """verify_directory, plus: the manifest itself is the one the registry recorded."""
+    manifest = Path(directory) / MANIFEST
+    if not manifest.is_file():
+        raise ArtifactError(f"no {MANIFEST} in {directory}")
+    if sha256_file(manifest) != expected_sha256:
+        raise ArtifactError(f"manifest of {directory} does not match the registered checksum")
+    return verify_directory(Path(directory))
 
 
 def get_model_version(tenant: Tenant, version_id: int) -> ModelVersion:

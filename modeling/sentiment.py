@@ -18,7 +18,6 @@ Weights are stored as JSON and safetensors with a sha256 manifest, never pickled
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -38,6 +37,7 @@ from sklearn.model_selection import train_test_split
 
 from clmsite.tenancy import tenant_context
 from modeling.metrics import classification_metrics
+from modeling.registry import sha256_file
 
 if TYPE_CHECKING:
     from clmsite.models import Tenant
@@ -96,16 +96,6 @@ class SentimentModel(Protocol):
 
 class SentimentModelCorrupt(ValueError):
     """A saved model's files do not match its manifest (changed, truncated or missing)."""
-
-
-def _sha256_file(path: Path) -> str:
-    # Own copy rather than modeling.encoder's: the n-gram model must load when the
-    # encoder module (and torch) is unavailable.
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
@@ -241,7 +231,7 @@ class NgramSentimentModel:
             "format": NGRAM_FORMAT,
             "kind": self.kind,
             "strategy": self.strategy,
-            "files": {name: _sha256_file(directory / name) for name in NGRAM_FILES},
+            "files": {name: sha256_file(directory / name) for name in NGRAM_FILES},
         }
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         return manifest
@@ -257,7 +247,7 @@ class NgramSentimentModel:
             # Every file is required to be listed: a manifest that leaves one out would let
             # that file be read unchecked.
             path = directory / name
-            if name not in listed or not path.is_file() or _sha256_file(path) != listed[name]:
+            if name not in listed or not path.is_file() or sha256_file(path) != listed[name]:
                 raise SentimentModelCorrupt(f"{name} in {directory} does not match its checksum")
         data = json.loads((directory / "settings.json").read_text(encoding="utf-8"))
         if data["format"] != NGRAM_FORMAT:
