@@ -27,6 +27,7 @@ import csv
 import functools
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -94,8 +95,19 @@ class Column:
     sql_type: str = "text"  # the staging column's type: text, ts, money, int
 
 
-def _text(max_length: int) -> Callable[[str], str]:
-    return functools.partial(parsing.parse_text, max_length=max_length)
+@dataclass(frozen=True)
+class _Text:
+    """The parser of a plain text column. Phase 1 applies it inline (strip, check the
+    length), as most cells of a file are plain text and a call per cell adds up."""
+
+    max_length: int
+
+    def __call__(self, raw: str) -> str:
+        return parsing.parse_text(raw, max_length=self.max_length)
+
+
+def _text(max_length: int) -> _Text:
+    return _Text(max_length)
 
 
 @dataclass(frozen=True)
@@ -207,15 +219,17 @@ class _Collector:
 
 
 # Parsed cells worth remembering: a timestamp repeats on every line of an order, and
-# amounts, quantities and ratings take few values. The caches are bounded; errors are
-# never cached, so every bad cell is still reported.
+# amounts, quantities, ratings and currencies take few values. The caches are bounded;
+# errors are never cached, so every bad cell is still reported.
 _CACHE_SIZE = 4096
+# An amount already in the form staging stores (str of the parsed Decimal): no Decimal needed.
+_PLAIN_MONEY = re.compile(r"(?:0|[1-9][0-9]{0,10})\.[0-9]{2}")
 
 
 def _stager(column: Column, vendor: str) -> Callable[[str], Any]:
     """The function turning a non-blank raw cell into its staging value (or raising FieldError)."""
     parse = column.parse
-    if column.sql_type == "text":
+    if isinstance(parse, _Text):
         return parse
     if column.sql_type == "ts":
         if vendor == "sqlite":
@@ -229,7 +243,8 @@ def _stager(column: Column, vendor: str) -> Callable[[str], Any]:
     elif column.sql_type == "money":
 
         def stage(raw: str) -> Any:
-            return str(parse(raw))
+            text = raw.strip()
+            return text if _PLAIN_MONEY.fullmatch(text) else str(parse(raw))
     else:
         stage = parse
     return functools.lru_cache(maxsize=_CACHE_SIZE)(stage)
@@ -354,7 +369,10 @@ def _validate_records(
         raise ImportError_(f"Nothing was imported: the header must contain {required}.", collector.errors, collector.count)
 
     vendor = connection.vendor
-    columns = [(column.name, seen.get(column.name), column.required, _stager(column, vendor)) for column in spec.columns]
+    columns = [
+        (column.name, seen.get(column.name), column.required, _stager(column, vendor), column.parse.max_length if isinstance(column.parse, _Text) else 0)
+        for column in spec.columns
+    ]
     # Where an order line's amount and quantity sit in its staged row (after row_no).
     staged_names = ["row_no"] + [c.name for c in spec.columns]
     amount_at = staged_names.index("amount") if spec.kind == "orders" else 0
@@ -378,16 +396,20 @@ def _validate_records(
             continue
         staged: list[Any] = [row_no]
         bad = False
-        for name, index, required, stage in columns:
+        for name, index, required, stage, max_length in columns:
             raw = values[index] if index is not None else ""
             if "\x00" in raw:
                 collector.add(row_no, name, "contains a NUL byte")
                 bad = True
-            elif not raw or raw.isspace():
+                continue
+            text = raw.strip()
+            if not text:
                 if required:
                     collector.add(row_no, name, "is required")
                     bad = True
                 staged.append(None)
+            elif len(text) <= max_length:
+                staged.append(text)  # plain text that fits: what _Text returns
             else:
                 try:
                     staged.append(stage(raw))
@@ -519,7 +541,7 @@ _TABLES = {
 }
 # Every line of an order must agree on these; the order takes them from its lines.
 ORDER_FIELDS = ("customer_id", "ordered_at", "currency", "status")
-# After an import of this many rows, statistics are refreshed at once (see _refresh_statistics).
+# After an import that wrote this many rows, statistics are refreshed at once (see _refresh_statistics).
 ANALYZE_AFTER_ROWS = 10_000
 
 
@@ -724,7 +746,10 @@ def refresh_customer_aggregates(cursor: Any, tenant_id: int, customer_filter_sql
 
     Built in steps through small temporary tables that are analysed before use: in one
     statement, PostgreSQL cannot estimate how many customers the filter picks and can fall
-    into a nested loop of every customer against every customer (minutes on 1M rows)."""
+    into a nested loop of every customer against every customer (minutes on 1M rows).
+    The filter should be one ``IN (subquery)``, which becomes a join: an ``OR`` of two
+    cannot, and each subquery then runs as a subplan that is re-scanned for every customer
+    once its hash table would not fit in work_mem (20 minutes on a 1M-line orders file)."""
     params = {**params, "tenant": tenant_id}
     affected, orders, reviews = f"{STAGING}_affected", f"{STAGING}_agg_orders", f"{STAGING}_agg_reviews"
     for table in (affected, orders, reviews):
@@ -895,10 +920,12 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
         f"  SELECT 1 FROM {STAGING}_existing e WHERE e.id = customers_orderitem.order_id AND customers_orderitem.line_no > e.lines)",
         params,
     )
+    # The file's customers and the earlier customers of its orders, as one IN (see the docstring).
     refresh_customer_aggregates(
         cursor,
         tenant,
-        f"(c.external_id IN (SELECT customer_id FROM {STAGING}_orders) OR c.id IN (SELECT customer_id FROM {STAGING}_existing))",
+        f"c.id IN (SELECT f.id FROM customers_customer f JOIN {STAGING}_orders g ON f.tenant_id = %(tenant)s AND f.external_id = g.customer_id "
+        f"UNION ALL SELECT customer_id FROM {STAGING}_existing)",
         params,
     )
     return ImportResult(
@@ -987,7 +1014,7 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
                 collector.add(error.row, error.column, error.message)
             raise collector.fail("file")
         result = LOADERS[spec.kind](cursor, spec, params, present)
-    if postgres and staging.rows >= ANALYZE_AFTER_ROWS:
+    if postgres and result.created + result.updated + sum(result.details.values()) >= ANALYZE_AFTER_ROWS:
         _refresh_statistics(spec)
     return result
 
