@@ -97,6 +97,33 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class _CpuClock:
+    """CPU seconds spent by this process and by its PostgreSQL backend over a step.
+
+    On a shared machine wall-clock time swings with other load; CPU time says where the
+    work is. The backend's comes from /proc, so only for a server on this machine that we
+    may read (else None)."""
+
+    def __init__(self, backend_pid: int) -> None:
+        self.stat = Path(f"/proc/{backend_pid}/stat")
+        self.python = time.process_time()
+        self.server = self._server()
+
+    def _server(self) -> float | None:
+        try:
+            fields = self.stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    def read(self) -> dict[str, float | None]:
+        server = self._server()
+        return {
+            "python_cpu": time.process_time() - self.python,
+            "server_cpu": server - self.server if server is not None and self.server is not None else None,
+        }
+
+
 def _setup_django() -> None:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clmsite.settings")
@@ -116,6 +143,7 @@ def step_copy(path: Path, rows: int) -> dict[str, Any]:
             "currency text, quantity integer, sku text, product_name text, category text, status text)"
         )
         conn.commit()
+        clock = _CpuClock(conn.info.backend_pid)
         started = time.perf_counter()
         with conn.cursor() as cursor, path.open("rb") as source:
             with cursor.copy("COPY bench_orders_copy FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
@@ -124,26 +152,31 @@ def step_copy(path: Path, rows: int) -> dict[str, Any]:
             loaded = cursor.rowcount
         conn.commit()
         seconds = time.perf_counter() - started
+        cpu = clock.read()
         conn.execute("DROP TABLE bench_orders_copy")
         conn.commit()
     assert loaded == rows, f"COPY loaded {loaded} rows, expected {rows}"
-    return {"seconds": seconds, "message": f"{loaded:,} rows copied"}
+    return {"seconds": seconds, "message": f"{loaded:,} rows copied", **cpu}
 
 
 def step_import(path: Path, rows: int, slug: str, *, again: bool) -> dict[str, Any]:
     _setup_django()
+    from django.db import connection
+
     from clmsite.models import Tenant
     from customers.services.imports import import_csv
 
     tenant = Tenant.objects.get(slug=slug) if again else Tenant.objects.create(slug=slug, name=f"Benchmark {slug}")
+    clock = _CpuClock(connection.connection.info.backend_pid)
     started = time.perf_counter()
     result = import_csv(tenant, "orders", str(path))
     seconds = time.perf_counter() - started
+    cpu = clock.read()
     if not result.ok:
         raise SystemExit(f"import failed: {result.message} {result.errors[:5]}")
     if again and (result.created or result.updated or result.unchanged != result.rows):
         raise SystemExit(f"re-import was not idempotent: {result.message}")
-    return {"seconds": seconds, "message": result.message}
+    return {"seconds": seconds, "message": result.message, **cpu}
 
 
 def step_cleanup() -> dict[str, Any]:
@@ -230,10 +263,23 @@ def _measure_size(rows: int, url: str, workdir: Path, run_id: str) -> list[dict[
 
 def _print_table(results: list[dict[str, Any]]) -> None:
     copy_speed = results[0]["rows"] / results[0]["seconds"]
-    print(f"{'step':<32} {'rows':>10} {'seconds':>8} {'rows/s':>10} {'vs COPY':>8} {'peak RSS MB':>12}")
+    print(f"{'step':<32} {'rows':>10} {'seconds':>8} {'rows/s':>10} {'vs COPY':>8} {'peak RSS MB':>12} {'Python CPU s':>13} {'server CPU s':>13}")
     for r in results:
         speed = r["rows"] / r["seconds"]
-        print(f"{r['step']:<32} {r['rows']:>10,} {r['seconds']:>8.1f} {speed:>10,.0f} {speed / copy_speed:>8.2f} {r['peak_rss_mb']:>12.0f}")
+        server = "n/a" if r["server_cpu"] is None else f"{r['server_cpu']:.1f}"
+        print(
+            f"{r['step']:<32} {r['rows']:>10,} {r['seconds']:>8.1f} {speed:>10,.0f} {speed / copy_speed:>8.2f} "
+            f"{r['peak_rss_mb']:>12.0f} {r['python_cpu']:>13.1f} {server:>13}"
+        )
+
+
+def _server_settings(url: str) -> str:
+    import psycopg
+
+    names = ("server_version", "shared_buffers", "work_mem", "max_wal_size", "synchronous_commit")
+    with psycopg.connect(url) as conn:
+        values = [conn.execute(f"SHOW {name}").fetchone()[0] for name in names]
+    return ", ".join(f"{name}={value}" for name, value in zip(names, values, strict=True))
 
 
 def main() -> None:
@@ -257,6 +303,7 @@ def main() -> None:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "clmsite.settings"}
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, cwd=ROOT, check=True)
     print(run_step("cleanup", args.database_url)["message"])
+    print(f"server: {_server_settings(args.database_url)}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     run_id = time.strftime("%Y%m%d%H%M%S")
     sizes = sorted({args.rows, *args.also_rows})
     tables: dict[int, list[dict[str, Any]]] = {}
@@ -275,6 +322,7 @@ def main() -> None:
         peaks = ", ".join(f"{rows:,} rows: {tables[rows][1]['peak_rss_mb']:.0f} MB" for rows in sizes)
         growth = tables[sizes[-1]][1]["peak_rss_mb"] / tables[sizes[0]][1]["peak_rss_mb"]
         print(f"\nPeak RSS of the first import by size: {peaks} (x{growth:.2f} for x{sizes[-1] / sizes[0]:.0f} rows)")
+    print(f"Load average at the end: {os.getloadavg()[0]:.1f} (other processes share these CPUs; wall-clock times move with them)")
     main_rows = tables[args.rows]
     ratio = (main_rows[1]["rows"] / main_rows[1]["seconds"]) / (main_rows[0]["rows"] / main_rows[0]["seconds"])
     verdict = "MET" if ratio >= GOAL_RATIO else "NOT MET"
