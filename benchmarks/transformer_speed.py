@@ -7,8 +7,9 @@ device (CPU, and CUDA when present):
 
 * scoring customers/s with the *plain* loop (fp32, every batch padded to max_length, input
   order, ``torch.no_grad``), the fast path without int8 (length bucketing, per-batch
-  padding, ``inference_mode``) and the full fast path (plus dynamic int8 on CPU / half
-  precision on CUDA, plus the embedding cache, cold);
+  padding, ``inference_mode``) and the full fast path (plus, on CPU, the encoder exported to
+  ONNX and run int8 by ONNX Runtime, the ~3 s conversion included; half precision on CUDA;
+  plus the embedding cache, cold);
 * rescoring after 1% of customers changed (a new order each): with the warm cache only
   their profiles are embedded again. Reported as a fraction of full fast scoring, both for
   the embedding step alone and end to end (features + profiles + embedding);
@@ -186,10 +187,14 @@ def run_device(device: torch.device, history: History, args: argparse.Namespace)
     print(f"[{device.type}] plain loop {plain_seconds:.1f}s", flush=True)
     native = enc.inference_model(base, device, quantize=False)
     bucketed, bucketed_seconds = timed(enc.embed_texts, texts, tokenizer, native, device=device, label="bucketed")
-    fast_model = enc.inference_model(base, device, quantize=True)
+    # The fast path's one-off cost (ONNX export + int8 quantisation on CPU) counts in its time.
+    fast_model, convert_seconds = timed(enc.inference_model, base, device, quantize=True, label="convert")
     cache = enc.EmbeddingCache(f"benchmark-{device.type}")
-    fast, fast_seconds = timed(enc.embed_texts, texts, tokenizer, fast_model, cache=cache, device=device, label="fast")
-    print(f"[{device.type}] bucketed {bucketed_seconds:.1f}s, fast {fast_seconds:.1f}s (CPU seconds: {CPU_SECONDS})", flush=True)
+    fast, embed_seconds = timed(enc.embed_texts, texts, tokenizer, fast_model, cache=cache, device=device, label="fast")
+    fast_seconds = convert_seconds + embed_seconds
+    CPU_SECONDS["fast"] += CPU_SECONDS["convert"]
+    print(f"[{device.type}] bucketed {bucketed_seconds:.1f}s, fast {fast_seconds:.1f}s of which {convert_seconds:.1f}s converting "
+          f"({getattr(fast_model, 'precision', 'native')}) (CPU seconds: {CPU_SECONDS})", flush=True)
 
     # Rescoring after 1% changed: end to end and the embedding step alone.
     changed = np.random.default_rng(1).choice(features.index.to_numpy(), size=max(1, len(texts) // 100), replace=False)
@@ -199,6 +204,7 @@ def run_device(device: torch.device, history: History, args: argparse.Namespace)
     new_texts = customer_profiles(updated, AS_OF, new_features).tolist()
     _, rescore_embed_seconds = timed(enc.embed_texts, new_texts, tokenizer, fast_model, cache=cache, device=device)
     rescore_total_seconds = time.perf_counter() - started
+    fast_seconds_warm = embed_seconds  # a worker keeps the converted model: rescoring is compared with a warm full scoring
     reembedded = sum(1 for a, b in zip(texts, new_texts, strict=True) if a != b)
 
     # AUC: logistic regression trained on plain embeddings of one half, scored on the other.
@@ -217,14 +223,14 @@ def run_device(device: torch.device, history: History, args: argparse.Namespace)
         {"device": device.type, "path": "bucketing + inference_mode (fp32)", "train": None, "score": n / bucketed_seconds, "auc": None},
         {"device": device.type, "path": "LoRA r=8, bucketed batches", "train": training["lora"], "score": None, "auc": None},
         {
-            "device": device.type, "path": f"fast: bucketing + inference_mode + {'int8' if device.type == 'cpu' else 'half'} + cache; frozen + head",
+            "device": device.type, "path": f"fast: bucketing + inference_mode + {'ONNX Runtime int8 (export included)' if device.type == 'cpu' else 'half'} + cache; frozen + head",
             "train": frozen, "score": n / fast_seconds, "auc": auc_fast,
         },
         {
             "device": device.type, "summary": True, "speedup": plain_seconds / fast_seconds,
             "cpu_speedup": CPU_SECONDS["plain"] / CPU_SECONDS["fast"] if device.type == "cpu" else None,
             "cpu_bucketed": CPU_SECONDS["plain"] / CPU_SECONDS["bucketed"] if device.type == "cpu" else None, "auc_lost": auc_plain - auc_fast, "cos_min": float(cosines.min()),
-            "rescore_embed": rescore_embed_seconds / fast_seconds, "rescore_total": rescore_total_seconds / (fast_seconds + feature_seconds + profile_seconds),
+            "rescore_embed": rescore_embed_seconds / fast_seconds_warm, "rescore_total": rescore_total_seconds / (fast_seconds_warm + feature_seconds + profile_seconds),
             "reembedded": reembedded, "changed": len(changed), "n": n, "lora_tokens_per_s": training["lora"] * np.mean([len(t) for t in enc.tokenize(tokenizer, texts[:500])]),
         },
     ]

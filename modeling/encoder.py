@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import io
 import json
+import logging
 import math
 import os
 import tempfile
@@ -22,6 +24,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -32,6 +35,7 @@ from torch import nn
 from modeling.registry import MANIFEST, UNSAFE_SUFFIXES, sha256_file, verify_directory, write_manifest
 
 Progress = Callable[[float, str], None]
+logger = logging.getLogger(__name__)
 
 # Profiles and reviews are short; 128 tokens covers them and bounds the cost of a batch.
 MAX_LENGTH = 128
@@ -386,25 +390,100 @@ class EmbeddingCache:
         self.dirty = False
 
 
-def inference_model(model: nn.Module, device: torch.device, *, quantize: bool = True) -> nn.Module:
-    """An eval-mode model for scoring; on CPU with ``quantize``, dynamic int8 Linear layers.
+def inference_model(model: nn.Module, device: torch.device, *, quantize: bool = True) -> Any:
+    """An eval-mode model for scoring. On CPU with ``quantize``: the encoder exported to ONNX
+    and quantised to int8 by ONNX Runtime (:class:`OnnxInt8Encoder`), or torch's dynamic
+    int8 when that export fails. Returns a copy; ``model`` is left untouched.
 
-    Dynamic quantisation stores Linear weights as int8 and quantises activations on the
-    fly. Measured on MiniLM profiles (cosine of mean-pooled vectors to fp32, min over 39
-    texts): per-tensor weights 0.90, per-channel 0.968, per-channel with the feed-forward
-    down-projections (in_features > out_features, whose post-GELU inputs have outliers)
-    left in fp32 0.985 — at the same speed as quantising everything per-channel, ~1.5x the
-    fp32 throughput. That last one is used. Returns a copy; ``model`` is left untouched.
+    Measured on 800 MiniLM customer profiles, bucketed batches, 2 cores (CPU seconds): plain
+    fp32 loop 27.5, torch dynamic int8 7.8, ONNX Runtime fp32 12.2, ONNX Runtime int8 5.3;
+    min cosine to fp32 0.974 (torch int8) and 0.985 (ONNX Runtime int8).
     """
     model = model.eval().to(device)
     if not quantize or device.type != "cpu":
         return model
+    try:
+        return OnnxInt8Encoder(model)
+    except Exception as error:  # an architecture the exporter cannot convert: still int8, slower
+        logger.warning("ONNX export of the encoder failed (%s); scoring with torch dynamic int8", error)
+        return torch_int8_model(model)
+
+
+def torch_int8_model(model: nn.Module) -> nn.Module:
+    """Torch dynamic int8: Linear weights stored int8, activations quantised on the fly.
+
+    Cosine of mean-pooled vectors to fp32 (min over 39 texts): per-tensor weights 0.90,
+    per-channel 0.968, per-channel with the feed-forward down-projections (in_features >
+    out_features, whose post-GELU inputs have outliers) left in fp32 0.985, at the same speed
+    as quantising everything. That last one is used.
+    """
     from torch.ao.quantization import per_channel_dynamic_qconfig
 
     spec = {name: per_channel_dynamic_qconfig for name, module in model.named_modules() if isinstance(module, nn.Linear) and module.in_features <= module.out_features}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao deprecation notice (torchao is the successor)
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), spec, dtype=torch.qint8)
+        quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), spec, dtype=torch.qint8)
+    quantized.precision = "int8-torch"
+    return quantized
+
+
+class _HiddenStates(nn.Module):
+    """The encoder as a function of (ids, mask) to its last hidden states, for export."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+class OnnxInt8Encoder:
+    """The encoder run by ONNX Runtime with int8 weights (per channel), dynamic activations
+    and its fused attention, LayerNorm and GELU kernels.
+
+    It is built in memory from the already loaded (safetensors) weights: exported and
+    quantised in a temporary directory that is removed before the session starts, so no
+    model file other than safetensors is ever read from a place that outlives the process.
+    About 3 s per encoder; :meth:`TunedEncoder.scoring_model` keeps it for the process.
+    Called like a Hugging Face model, on CPU tensors.
+    """
+
+    precision = "int8-onnxruntime"
+
+    def __init__(self, model: nn.Module) -> None:
+        import onnxruntime as ort
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        self.config = model.config
+        sample = torch.ones(1, 8, dtype=torch.long)
+        axes = {0: "batch", 1: "tokens"}
+        with tempfile.TemporaryDirectory() as directory, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            exported, quantized = Path(directory) / "encoder.onnx", Path(directory) / "encoder-int8.onnx"
+            torch.onnx.export(
+                _HiddenStates(model), (sample, sample), str(exported), input_names=["input_ids", "attention_mask"], output_names=["hidden"],
+                dynamic_axes={"input_ids": axes, "attention_mask": axes, "hidden": axes}, opset_version=17, dynamo=False,
+            )
+            quiet = logging.getLogger()
+            level = quiet.level
+            quiet.setLevel(logging.ERROR)  # the quantiser logs one line per skipped tensor
+            try:
+                quantize_dynamic(exported, quantized, weight_type=QuantType.QInt8, per_channel=True)
+            finally:
+                quiet.setLevel(level)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            self.session = ort.InferenceSession(quantized.read_bytes(), options, providers=["CPUExecutionProvider"])
+
+    def parameters(self) -> Iterator[torch.Tensor]:
+        return iter(())  # no torch parameters: embed_texts then places inputs on the CPU
+
+    def __call__(self, *, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+        hidden = self.session.run(None, {"input_ids": input_ids.cpu().numpy(), "attention_mask": attention_mask.cpu().numpy()})[0]
+        return SimpleNamespace(last_hidden_state=torch.from_numpy(hidden))
 
 
 def embed_texts(

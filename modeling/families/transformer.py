@@ -159,7 +159,8 @@ class TransformerModel(CustomerModel):
         assert self.encoder is not None
         if self.embedding_cache is None:
             device = enc.pick_device()
-            namespace = f"{self.encoder.version()}:{enc.MAX_LENGTH}:{device.type}-{'int8' if self._quantize() else 'native'}"
+            model = self.encoder.scoring_model(device, quantize=self._quantize())
+            namespace = f"{self.encoder.version()}:{enc.MAX_LENGTH}:{device.type}-{getattr(model, 'precision', 'native')}"
             path = self._cache_path / f"{namespace[:16]}.safetensors" if self._cache_path else None
             self.embedding_cache = enc.EmbeddingCache(namespace, path)
         return self.embedding_cache
