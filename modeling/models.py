@@ -147,3 +147,115 @@ class Prediction(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"Prediction for {self.customer_id} as of {self.as_of}"
+
+
+# --- Lifecycle, segments and next actions (computed after each scoring) -------------------
+
+
+class Stage(models.TextChoices):
+    """Lifecycle stages, in funnel order."""
+
+    PROSPECT = "prospect", "Prospect"
+    NEW = "new", "New"
+    ACTIVE = "active", "Active"
+    LOYAL = "loyal", "Loyal/VIP"
+    AT_RISK = "at_risk", "At risk"
+    LAPSED = "lapsed", "Lapsed"
+    REACTIVATED = "reactivated", "Reactivated"
+
+
+class StageSnapshot(TenantOwnedModel):
+    """A customer's stage as of a date, with the date it began and the reason in words.
+
+    Snapshots at month ends (backfilled) and at every scoring date make the stage history:
+    a change is a snapshot whose stage differs from the customer's previous one."""
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="stage_snapshots")
+    as_of = models.DateField()
+    stage = models.CharField(max_length=16, choices=Stage.choices)
+    since = models.DateField(help_text="when the customer entered this stage")
+    reason = models.CharField(max_length=300)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["customer", "as_of"], name="uniq_stage_customer_as_of")]
+        indexes = [models.Index(fields=["tenant", "as_of", "stage"], name="stage_tenant_as_of")]
+        ordering = ["customer_id", "as_of"]
+
+
+class Segment(TenantOwnedModel):
+    """A group of customers: learned by clustering, one of the 11 RFM groups, or saved by
+    the merchant as filters. Learned segments keep their id (and name) across retrains."""
+
+    class Kind(models.TextChoices):
+        LEARNED = "learned", "Learned"
+        RFM = "rfm", "RFM"
+        SAVED = "saved", "Saved"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    key = models.CharField(max_length=64, help_text="stable identifier within its kind")
+    name = models.CharField(max_length=200)
+    description = models.CharField(max_length=500, blank=True, default="")
+    filters = models.JSONField(default=dict, blank=True, help_text="saved segments: the merchant's filters")
+    centroid = models.JSONField(default=dict, blank=True, help_text="learned segments: behavioural centroid, for matching across retrains")
+    stats = models.JSONField(default=dict, blank=True)
+    size = models.PositiveIntegerField(default=0)
+    is_current = models.BooleanField(default=True, help_text="learned segments: found by the latest clustering")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "kind", "key"], name="uniq_segment_key")]
+        ordering = ["kind", "-size", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+
+class SegmentSnapshot(TenantOwnedModel):
+    """A segment's size and value at one scoring date: its trend."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="snapshots")
+    as_of = models.DateField()
+    size = models.PositiveIntegerField()
+    mean_value = models.FloatField(default=0.0)
+    churn = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["segment", "as_of"], name="uniq_segment_snapshot")]
+        ordering = ["as_of"]
+
+
+class CustomerInsight(TenantOwnedModel):
+    """Where a customer stands as of the latest scoring: stage, segments, sentiment and the
+    recommended next action with its reason and priority (value at risk)."""
+
+    customer = models.OneToOneField("customers.Customer", on_delete=models.CASCADE, related_name="insight")
+    as_of = models.DateField()
+    stage = models.CharField(max_length=16, choices=Stage.choices)
+    stage_since = models.DateField()
+    stage_reason = models.CharField(max_length=300)
+    rfm_segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="rfm_members")
+    rfm_score = models.CharField(max_length=3, blank=True, default="", help_text="recency, frequency, monetary quintiles, 5 best")
+    learned_segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="learned_members")
+    map_x = models.FloatField(null=True, blank=True)
+    map_y = models.FloatField(null=True, blank=True)
+    sentiment = models.FloatField(null=True, blank=True, help_text="mean review sentiment, -1 to 1")
+    action = models.CharField(max_length=32)
+    action_channel = models.CharField(max_length=16, blank=True, default="")
+    action_offer = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    action_detail = models.CharField(max_length=200, blank=True, default="")
+    action_reason = models.CharField(max_length=400)
+    rule_name = models.CharField(max_length=100, blank=True, default="")
+    churn_probability = models.FloatField(null=True, blank=True)
+    predicted_value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    value_tier = models.CharField(max_length=8, blank=True, default="")
+    priority = models.FloatField(default=0.0, help_text="value at risk: churn probability x predicted value")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tenant", "stage"], name="insight_tenant_stage"),
+            models.Index(fields=["tenant", "priority"], name="insight_tenant_priority"),
+        ]
+        ordering = ["-priority"]

@@ -19,6 +19,8 @@ from modeling import jobs
 from modeling.models import Job, Prediction
 
 log = logging.getLogger(__name__)
+# Scoring chunks fill the progress bar up to here; stages, segments and actions the rest.
+SCORING_SHARE = 0.8
 TRANSIENT = (OperationalError,)
 
 
@@ -101,14 +103,24 @@ def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: lis
     with tenant_context(tenant):
         Job.objects.filter(pk=job.pk).update(steps_done=F("steps_done") + 1, heartbeat_at=jobs.timezone.now())
         job.refresh_from_db()
-        Job.objects.filter(pk=job.pk).update(progress=job.steps_done / max(job.steps_total, 1), message=f"Scored chunk {job.steps_done} of {job.steps_total}")
+        Job.objects.filter(pk=job.pk).update(progress=SCORING_SHARE * job.steps_done / max(job.steps_total, 1), message=f"Scored chunk {job.steps_done} of {job.steps_total}")
     if job.steps_done >= job.steps_total:
-        # The last chunk assigns tiers: they need every customer's predicted value.
+        # The last chunk assigns tiers (they need every customer's predicted value), then
+        # stages, segments and actions, which need every customer's scores.
         assign_value_tiers(tenant, as_of)
         with tenant_context(tenant):
             scored = Prediction.objects.filter(as_of=as_of).count()
-        jobs.finish_job(job, result={"as_of": as_of.isoformat(), "chunks": job.steps_total, "scored": scored}, succeeded=True,
-                        message=f"Scored {scored:,} customers as of {as_of}.")
+        result = {"as_of": as_of.isoformat(), "chunks": job.steps_total, "scored": scored}
+        from modeling.insights import refresh_insights
+
+        reporter = jobs.JobReporter(job)
+        try:
+            result["insights"] = refresh_insights(tenant, as_of, progress=lambda f, m: reporter(SCORING_SHARE + (1 - SCORING_SHARE) * f, m))
+        except Exception as exc:  # the predictions stand; say plainly what is missing
+            log.exception("insights failed for tenant %s as of %s", tenant.slug, as_of)
+            jobs.finish_job(job, result=result, succeeded=False, message=f"Scored {scored:,} customers, but stages, segments and actions failed: {exc}"[:500])
+            return
+        jobs.finish_job(job, result=result, succeeded=True, message=f"Scored {scored:,} customers as of {as_of}; stages, segments and actions updated.")
 
 
 @shared_task

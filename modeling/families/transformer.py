@@ -165,6 +165,10 @@ class TransformerModel(CustomerModel):
             self.embedding_cache = enc.EmbeddingCache(namespace, path)
         return self.embedding_cache
 
+    def embed(self, texts: list[str], progress: Progress | None = None) -> np.ndarray:
+        """Profile embeddings by this model's (fine-tuned) encoder; segments cluster on them."""
+        return self._embed(texts, progress)
+
     def _embed(self, texts: list[str], progress: Progress | None = None) -> np.ndarray:
         assert self.encoder is not None
         device = enc.pick_device()

@@ -4,6 +4,7 @@ from django.core.management.base import CommandError
 
 from clmsite.management.base import ClmCommand
 from clmsite.management.commands._tenant import tenant_from_slug
+from modeling.insights import insights_summary, refresh_insights
 from modeling.management.commands._progress import terminal_progress
 from modeling.scoring import NoActiveModel, score_customers
 from modeling.services import do_start_scoring
@@ -32,3 +33,6 @@ class Command(ClmCommand):
         except NoActiveModel as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(report.summary())
+        with terminal_progress(f"Stages, segments and actions for {target.slug}") as progress:
+            summary = refresh_insights(target, as_of, progress=progress)
+        self.stdout.write(insights_summary(summary))

@@ -1,0 +1,128 @@
+"""Recommended next actions: the tenant's playbook applied to every customer.
+
+The playbook is an ordered list of :class:`PlaybookRule`; the first enabled rule whose
+conditions all hold gives the customer's one primary action. The reason names what
+matched, and the priority is the value at risk (churn probability x predicted value).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from campaigns.models import Action, Channel, PlaybookRule
+from clmsite.models import Tenant
+from clmsite.tenancy import tenant_context
+
+# The defaults a new tenant starts from; the Playbook page edits them.
+DEFAULT_RULES: list[dict[str, Any]] = [
+    {"name": "Service recovery after a negative review", "sentiment_max": -0.3, "days_since_max": None,
+     "action": Action.SERVICE_RECOVERY, "channel": Channel.PHONE},
+    {"name": "VIP care for valuable loyal customers", "stages": ["loyal"], "tiers": ["high"], "action": Action.VIP_CARE, "channel": Channel.EMAIL},
+    {"name": "Win-back offer for high-value customers at risk", "stages": ["at_risk"], "tiers": ["high", "medium"],
+     "action": Action.WIN_BACK, "channel": Channel.EMAIL, "offer_pct": 0.15, "offer_cap": Decimal("50.00")},
+    {"name": "Second-purchase nudge for new customers", "stages": ["new"], "action": Action.SECOND_PURCHASE, "channel": Channel.EMAIL,
+     "offer_pct": 0.10, "offer_cap": Decimal("15.00")},
+    {"name": "Welcome back reactivated customers", "stages": ["reactivated"], "action": Action.REACTIVATION_THANKS, "channel": Channel.EMAIL},
+    {"name": "No action for low-value lapsed customers", "stages": ["lapsed"], "tiers": ["low"], "action": Action.NO_ACTION, "channel": Channel.NONE},
+    {"name": "Win-back for other lapsed customers", "stages": ["lapsed"], "action": Action.WIN_BACK, "channel": Channel.ADS,
+     "offer_pct": 0.10, "offer_cap": Decimal("20.00")},
+    {"name": "Retention check-in for other customers at risk", "stages": ["at_risk"], "action": Action.RETENTION, "channel": Channel.EMAIL},
+    {"name": "First-purchase incentive for prospects", "stages": ["prospect"], "action": Action.CONVERT_PROSPECT, "channel": Channel.EMAIL,
+     "offer_pct": None, "offer_cap": Decimal("10.00")},
+    {"name": "Cross-sell the strongest co-purchased category", "stages": ["active", "loyal"], "action": Action.CROSS_SELL, "channel": Channel.EMAIL},
+    {"name": "Nurture everyone else", "action": Action.NURTURE, "channel": Channel.EMAIL},
+]
+SENTIMENT_WINDOW_DAYS = 60  # a negative review counts for service recovery this long
+
+
+def ensure_default_playbook(tenant: Tenant) -> list[PlaybookRule]:
+    """The tenant's rules, creating the defaults the first time."""
+    with tenant_context(tenant):
+        rules = list(PlaybookRule.objects.all())
+        if not rules:
+            PlaybookRule.objects.bulk_create([PlaybookRule(tenant=tenant, position=10 * (i + 1), **rule) for i, rule in enumerate(DEFAULT_RULES)])
+            rules = list(PlaybookRule.objects.all())
+    return rules
+
+
+def category_affinity(lines: pd.DataFrame) -> pd.DataFrame:
+    """Lift of buying category B among buyers of category A (rows A, columns B)."""
+    if lines.empty:
+        return pd.DataFrame()
+    bought = pd.crosstab(lines["customer"], lines["category"]).clip(upper=1)
+    if bought.shape[1] < 2:
+        return pd.DataFrame()
+    together = bought.T @ bought
+    support = bought.mean()
+    n = len(bought)
+    values = (together.to_numpy() / n) / np.outer(support, support)
+    np.fill_diagonal(values, 0.0)
+    values[together.to_numpy() < 5] = 0.0  # ignore pairs seen fewer than five times
+    return pd.DataFrame(values, index=together.index, columns=together.columns)
+
+
+def cross_sell_category(bought: list[str], affinity: pd.DataFrame) -> tuple[str, float] | None:
+    """The category not yet bought with the strongest lift from those bought."""
+    known = [c for c in bought if c in affinity.index]
+    if not known or affinity.empty:
+        return None
+    scores = affinity.loc[known].max().drop(labels=[c for c in bought if c in affinity.columns], errors="ignore")
+    if scores.empty or scores.max() <= 1.0:
+        return None
+    return str(scores.idxmax()), float(scores.max())
+
+
+def _matches(rule: PlaybookRule, row: dict[str, Any]) -> bool:
+    checks = [
+        not rule.stages or row["stage"] in rule.stages,
+        not rule.tiers or row["tier"] in rule.tiers,
+        rule.churn_min is None or (row["churn"] is not None and row["churn"] >= rule.churn_min),
+        rule.churn_max is None or (row["churn"] is not None and row["churn"] <= rule.churn_max),
+        rule.sentiment_max is None or (row["recent_sentiment"] is not None and row["recent_sentiment"] <= rule.sentiment_max),
+        rule.value_at_risk_min is None or row["value_at_risk"] >= rule.value_at_risk_min,
+        rule.days_since_min is None or (row["days_since"] is not None and row["days_since"] >= rule.days_since_min),
+        rule.days_since_max is None or (row["days_since"] is not None and row["days_since"] <= rule.days_since_max),
+    ]
+    return all(checks)
+
+
+def recommend(rules: list[PlaybookRule], row: dict[str, Any], affinity: pd.DataFrame, currency: str = "") -> dict[str, Any]:
+    """The first matching rule's action for one customer, with detail, offer and reason.
+
+    ``row``: stage, tier, churn, value (predicted), value_at_risk, days_since, recent_sentiment,
+    categories (bought), stage_reason."""
+    for rule in rules:
+        if not rule.enabled or not _matches(rule, row):
+            continue
+        detail, offer = "", None
+        if rule.action == Action.CROSS_SELL:
+            pick = cross_sell_category(row["categories"], affinity)
+            if pick is None:
+                continue  # nothing to cross-sell: the next rule decides
+            detail = f"suggest {pick[0]} (bought together {pick[1]:.1f}x more often than chance)"
+        if rule.offer_cap is not None:
+            cap = float(rule.offer_cap)
+            offer = min(cap, rule.offer_pct * row["value"]) if rule.offer_pct is not None else cap
+            offer = Decimal(str(round(max(offer, 0.0), 2)))
+            capped = "capped by predicted value" if rule.offer_pct is not None and offer < rule.offer_cap else "at the rule's cap"
+            detail = detail or f"offer up to {currency}{offer:,.2f} ({capped})"
+        return {
+            "action": rule.action, "channel": rule.channel, "offer": offer, "detail": detail,
+            "rule_name": rule.name, "reason": _reason(rule, row),
+        }
+    return {"action": Action.NURTURE, "channel": Channel.EMAIL, "offer": None, "detail": "", "rule_name": "", "reason": "no playbook rule matched"}
+
+
+def _reason(rule: PlaybookRule, row: dict[str, Any]) -> str:
+    parts = [row["stage_reason"]]
+    if rule.tiers:
+        parts.append(f"{row['tier']} value tier")
+    if rule.sentiment_max is not None and row["recent_sentiment"] is not None:
+        parts.append(f"recent review sentiment {row['recent_sentiment']:+.2f}")
+    if row["churn"] is not None and row["value"]:
+        parts.append(f"value at risk {row['value_at_risk']:,.0f} ({row['churn']:.0%} churn x {row['value']:,.0f} predicted)")
+    return f"{rule.name}: " + "; ".join(part for part in parts if part)

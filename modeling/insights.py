@@ -1,0 +1,362 @@
+"""After each scoring: stages (with backfilled history), RFM groups, learned segments,
+saved-segment counts and the recommended next action for every customer.
+
+``refresh_insights(tenant, as_of)`` is the one entry point: the last scoring chunk calls
+it, and so does ``manage.py lifecycle``. Everything reads the tenant's data up to
+``as_of`` only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from campaigns import playbook
+from clmsite.models import Tenant
+from clmsite.tenancy import tenant_context
+from modeling import lifecycle, segments
+from modeling.families.base import Progress, no_progress
+from modeling.features import History, as_timestamp, features_as_of, load_history
+from modeling.models import CustomerInsight, ModelVersion, Prediction, Segment, SegmentSnapshot, StageSnapshot
+from modeling.profiles import customer_profiles
+
+log = logging.getLogger(__name__)
+BACKFILL_MONTHS = 12
+PROSPECTS_KEY = "prospects"
+
+
+def refresh_insights(tenant: Tenant, as_of: dt.date, *, backfill_months: int = BACKFILL_MONTHS, seed: int = 0, progress: Progress = no_progress) -> dict[str, Any]:
+    """Recompute everything for ``as_of``; returns counts for the job's result."""
+    progress(0.0, "Loading data")
+    history = load_history(tenant, ceiling=as_of)
+    features = features_as_of(history, as_of)
+    predictions = _predictions(tenant, as_of)
+    overrides = tenant.settings.get("lifecycle", {})
+    thresholds = lifecycle.derive_thresholds(history, as_of, overrides)
+
+    progress(0.1, "Backfilling stage history")
+    with tenant_context(tenant):
+        known_dates = set(StageSnapshot.objects.values_list("as_of", flat=True).distinct())
+    for date in lifecycle.backfill_dates(history, as_of, backfill_months):
+        if date not in known_dates:
+            past = _predictions(tenant, date)
+            save_stages(tenant, date, lifecycle.stages_as_of(history, date, lifecycle.derive_thresholds(history, date, overrides), predictions=past if len(past) else None))
+    stages = lifecycle.stages_as_of(history, as_of, thresholds, features=features, predictions=predictions if len(predictions) else None)
+    stages = save_stages(tenant, as_of, stages)
+
+    progress(0.3, "RFM groups")
+    rfm = segments.rfm_scores(features) if len(features) else pd.DataFrame(columns=["group", "code"])
+    rfm_segments = _ensure_rfm_segments(tenant)
+
+    progress(0.4, "Learning segments")
+    learned, map_xy = learn_segments(tenant, history, as_of, features, stages, predictions, seed=seed, progress=lambda f, m: progress(0.4 + 0.35 * f, m))
+
+    progress(0.8, "Recommending actions")
+    rows = _insight_rows(tenant, history, as_of, features, stages, predictions, rfm, rfm_segments, learned, map_xy)
+    with tenant_context(tenant), transaction.atomic():
+        CustomerInsight.objects.all().delete()
+        CustomerInsight.objects.bulk_create(rows, batch_size=1000)
+        _snapshot_segments(tenant, as_of)
+    progress(1.0, f"Stages, segments and actions for {len(rows):,} customers")
+    counts = pd.Series([r.stage for r in rows]).value_counts().to_dict() if rows else {}
+    return {"customers": len(rows), "stages": counts, "learned_segments": len({r.learned_segment_id for r in rows}), "thresholds": thresholds.as_dict()}
+
+
+def insights_summary(summary: dict[str, Any]) -> str:
+    stages = ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count in sorted(summary["stages"].items(), key=lambda item: -item[1]))
+    return f"{summary['customers']:,} customers: {stages}; {summary['learned_segments']} learned segments."
+
+
+def _predictions(tenant: Tenant, as_of: dt.date) -> pd.DataFrame:
+    with tenant_context(tenant):
+        rows = Prediction.objects.filter(as_of=as_of).values_list("customer_id", "purchase_probability", "churn_probability", "predicted_value", "value_tier")
+        frame = pd.DataFrame.from_records(list(rows), columns=["customer", "purchase_probability", "churn_probability", "predicted_value", "value_tier"])
+    frame["predicted_value"] = frame["predicted_value"].astype(float)
+    return frame.set_index("customer")
+
+
+def save_stages(tenant: Tenant, as_of: dt.date, stages: pd.DataFrame) -> pd.DataFrame:
+    """Store the stages of ``as_of``. A customer whose stage is unchanged since the previous
+    snapshot keeps that snapshot's ``since``, so the date a stage began survives."""
+    with tenant_context(tenant), transaction.atomic():
+        previous = (
+            StageSnapshot.objects.filter(as_of__lt=as_of).order_by("customer_id", "-as_of").distinct("customer_id")
+            if _distinct_on() else None
+        )
+        if previous is not None:
+            before = {s.customer_id: (s.stage, s.since) for s in previous}
+        else:
+            before = {}
+            for s in StageSnapshot.objects.filter(as_of__lt=as_of).order_by("customer_id", "as_of").only("customer_id", "stage", "since"):
+                before[s.customer_id] = (s.stage, s.since)
+        stages = stages.copy()
+        for customer, row in stages.iterrows():
+            old = before.get(customer)
+            if old is not None and old[0] == row["stage"]:
+                stages.at[customer, "since"] = old[1]
+        StageSnapshot.objects.filter(as_of=as_of).delete()
+        StageSnapshot.objects.bulk_create(
+            [StageSnapshot(tenant=tenant, customer_id=int(c), as_of=as_of, stage=r["stage"], since=r["since"], reason=r["reason"][:300]) for c, r in stages.iterrows()],
+            batch_size=2000,
+        )
+    return stages
+
+
+def _distinct_on() -> bool:
+    from django.db import connection
+
+    return connection.features.can_distinct_on_fields
+
+
+def _ensure_rfm_segments(tenant: Tenant) -> dict[str, Segment]:
+    with tenant_context(tenant):
+        existing = {s.key: s for s in Segment.objects.filter(kind=Segment.Kind.RFM)}
+        for key, name in [(key, name) for key, name, _, _ in segments.RFM_GROUPS] + [segments.NO_ORDER]:
+            if key not in existing:
+                existing[key] = Segment.objects.create(tenant=tenant, kind=Segment.Kind.RFM, key=key, name=name, description=segments.RFM_DESCRIPTIONS[key])
+    return existing
+
+
+# --- Learned segments ------------------------------------------------------------------
+
+_BASE_ENCODER: dict[str, Any] = {}
+
+
+def customer_embeddings(tenant: Tenant, texts: pd.Series, progress: Progress = no_progress) -> np.ndarray | None:
+    """Embeddings of the customers' profiles: by the tenant's latest fine-tuned transformer
+    when there is one, else by the pretrained encoder. None when disabled by setting."""
+    if not getattr(settings, "CLM_SEGMENT_EMBEDDINGS", True) or texts.empty:
+        return None
+    from modeling import encoder as enc
+    from modeling.scoring import load_model
+
+    with tenant_context(tenant):
+        version = (
+            ModelVersion.objects.filter(family="transformer", target="purchase").exclude(artifact_path="").order_by("-state", "-created_at").first()
+        )
+    if version is not None:
+        try:
+            model = load_model(version)
+            return model.embed(texts.tolist(), progress)
+        except Exception as error:  # a missing or refused artifact: fall back to the pretrained encoder
+            log.warning("segments: transformer v%s unavailable (%s); using the pretrained encoder", version.pk, error)
+    if "model" not in _BASE_ENCODER:
+        enc.configure_threads()
+        tokenizer, base = enc.load_encoder()
+        _BASE_ENCODER.update(tokenizer=tokenizer, model=enc.inference_model(base, enc.pick_device()), cache=enc.EmbeddingCache("segments-base"))
+    return enc.embed_texts(texts.tolist(), _BASE_ENCODER["tokenizer"], _BASE_ENCODER["model"], cache=_BASE_ENCODER["cache"], device=enc.pick_device(), progress=progress)
+
+
+def learn_segments(
+    tenant: Tenant, history: History, as_of: dt.date, features: pd.DataFrame, stages: pd.DataFrame, predictions: pd.DataFrame,
+    *, seed: int = 0, progress: Progress = no_progress,
+) -> tuple[dict[int, Segment], pd.DataFrame]:
+    """Cluster the customers with orders, describe and name the clusters, match them to the
+    previous run's segments, and return customer -> Segment plus the 2-D map."""
+    with tenant_context(tenant):
+        prospects_segment, _ = Segment.objects.get_or_create(
+            kind=Segment.Kind.LEARNED, key=PROSPECTS_KEY, defaults={"tenant": tenant, "name": "Prospects (no order yet)", "description": "Signed up, no order yet."}
+        )
+    assignment: dict[int, Segment] = {int(c): prospects_segment for c in stages.index if c not in features.index}
+    if len(features) < 10:
+        return {**assignment, **{int(c): prospects_segment for c in features.index}}, pd.DataFrame(columns=["x", "y"])
+    behaviour = segments.behaviour_matrix(features, history.categories)
+    texts = customer_profiles(history, as_of, features)
+    progress(0.05, f"Embedding {len(texts):,} customer profiles")
+    embeddings = customer_embeddings(tenant, texts, progress=lambda f, m: progress(0.05 + 0.6 * f, m))
+    progress(0.7, "Clustering")
+    result = segments.cluster(behaviour, embeddings, seed=seed)
+    value = predictions["predicted_value"].reindex(features.index) if len(predictions) else pd.Series(np.nan, index=features.index)
+    members = behaviour.copy()
+    members["stage"] = stages["stage"].reindex(features.index)
+    members["orders"] = features["orders"]
+    members["value"] = value.fillna(features["total_spent"])
+    members["churn"] = predictions["churn_probability"].reindex(features.index) if len(predictions) else np.nan
+    members["sentiment"] = features["sentiment_mean"]
+    labels = result.labels
+    stats = {int(label): segments.describe(members[labels == label], members, history.categories) for label in sorted(labels.unique())}
+    words = segments.distinguishing_words(texts, labels)
+    for label in stats:
+        stats[label]["words"] = words.get(label, [])
+    with tenant_context(tenant), transaction.atomic():
+        previous = {s.key: s for s in Segment.objects.filter(kind=Segment.Kind.LEARNED, is_current=True).exclude(key=PROSPECTS_KEY)}
+        matched = segments.match_previous(result.centroids, {key: s.centroid for key, s in previous.items()}, behaviour.std(ddof=0))
+        names = {label: (previous[matched[label]].name if label in matched else segments.name_for(stats[label])) for label in stats}
+        names = segments.unique_names(names, stats, words)
+        used = {int(key[1:]) for key in Segment.objects.filter(kind=Segment.Kind.LEARNED).exclude(key=PROSPECTS_KEY).values_list("key", flat=True) if key[1:].isdigit()}
+        next_number = max(used, default=0) + 1
+        by_label: dict[int, Segment] = {}
+        for label in stats:
+            if label in matched:
+                segment = previous[matched[label]]
+            else:
+                segment = Segment(tenant=tenant, kind=Segment.Kind.LEARNED, key=f"s{next_number}")
+                next_number += 1
+            segment.name = names[label][:200]
+            segment.description = _describe_in_words(stats[label])[:500]
+            segment.centroid = {k: round(float(v), 6) for k, v in result.centroids.loc[label].items()}
+            segment.stats = {**stats[label], "k": result.k, "k_scores": {str(k): v for k, v in result.scores.items()}, "matched_previous": label in matched}
+            segment.size = stats[label]["size"]
+            segment.is_current = True
+            segment.updated_at = timezone.now()
+            segment.save()
+            by_label[label] = segment
+        retired = [s.pk for key, s in previous.items() if key not in matched.values()]
+        Segment.objects.filter(pk__in=retired).update(is_current=False, size=0, updated_at=timezone.now())
+        prospects_segment.size = len(assignment)
+        prospects_segment.stats = {"size": len(assignment)}
+        prospects_segment.save()
+    for customer, label in labels.items():
+        assignment[int(customer)] = by_label[int(label)]
+    return assignment, result.map_xy
+
+
+def _describe_in_words(stats: dict[str, Any]) -> str:
+    churn = f", {stats['churn']:.0%} churn risk" if stats.get("churn") is not None else ""
+    categories = ", ".join(c["category"] for c in stats["top_categories"][:2]) or "no dominant category"
+    words = f"; profiles mention {', '.join(stats['words'][:3])}" if stats.get("words") else ""
+    return (f"{stats['size']:,} customers, mean value {stats['mean_value']:,.0f} ({stats['value_index']:.1f}x the average){churn}; "
+            f"median {stats['median_orders']:.0f} order(s); mostly {stats['dominant_stage'].replace('_', ' ')} ({stats['dominant_stage_share']:.0%}); "
+            f"top categories: {categories}{words}.")
+
+
+# --- Actions and the per-customer row ---------------------------------------------------
+
+
+def _insight_rows(
+    tenant: Tenant, history: History, as_of: dt.date, features: pd.DataFrame, stages: pd.DataFrame, predictions: pd.DataFrame,
+    rfm: pd.DataFrame, rfm_segments: dict[str, Segment], learned: dict[int, Segment], map_xy: pd.DataFrame,
+) -> list[CustomerInsight]:
+    rules = playbook.ensure_default_playbook(tenant)
+    cut = as_timestamp(as_of)
+    lines = history.lines[history.lines["ordered_at"] <= cut]
+    affinity = playbook.category_affinity(lines)
+    bought = lines.groupby("customer")["category"].unique().to_dict() if len(lines) else {}
+    reviews = history.reviews[(history.reviews["created_at"] <= cut) & (history.reviews["created_at"] > cut - pd.Timedelta(days=playbook.SENTIMENT_WINDOW_DAYS))]
+    recent_sentiment = reviews.groupby("customer")["sentiment_score"].min().to_dict() if len(reviews) else {}
+    currency = tenant.currency + " " if getattr(tenant, "currency", "") else ""
+    rows = []
+    now = timezone.now()
+    for customer, stage in stages.iterrows():
+        customer = int(customer)
+        has_features = customer in features.index
+        prediction = predictions.loc[customer] if customer in predictions.index else None
+        churn = float(prediction["churn_probability"]) if prediction is not None else None
+        value = float(prediction["predicted_value"]) if prediction is not None else (float(features.at[customer, "total_spent"]) if has_features else 0.0)
+        tier = str(prediction["value_tier"]) if prediction is not None else ""
+        at_risk = (churn or 0.0) * value
+        sentiment = recent_sentiment.get(customer)
+        row = {
+            "stage": stage["stage"], "stage_reason": stage["reason"], "tier": tier, "churn": churn, "value": value, "value_at_risk": at_risk,
+            "days_since": int(round(features.at[customer, "recency_days"])) if has_features else None,
+            "recent_sentiment": None if sentiment is None or pd.isna(sentiment) else float(sentiment),
+            "categories": [str(c) for c in bought.get(customer, [])],
+        }
+        action = playbook.recommend(rules, row, affinity, currency)
+        rfm_row = rfm.loc[customer] if customer in rfm.index else None
+        mean_sentiment = features.at[customer, "sentiment_mean"] if has_features else np.nan
+        rows.append(CustomerInsight(
+            tenant=tenant, customer_id=customer, as_of=as_of, stage=stage["stage"], stage_since=stage["since"], stage_reason=stage["reason"][:300],
+            rfm_segment=rfm_segments[rfm_row["group"] if rfm_row is not None else segments.NO_ORDER[0]], rfm_score=rfm_row["code"] if rfm_row is not None else "",
+            learned_segment=learned.get(customer),
+            map_x=float(map_xy.at[customer, "x"]) if customer in map_xy.index else None, map_y=float(map_xy.at[customer, "y"]) if customer in map_xy.index else None,
+            sentiment=None if pd.isna(mean_sentiment) else round(float(mean_sentiment), 4),
+            action=action["action"], action_channel=action["channel"], action_offer=action["offer"], action_detail=action["detail"][:200],
+            action_reason=action["reason"][:400], rule_name=action["rule_name"][:100],
+            churn_probability=churn, predicted_value=Decimal(str(round(value, 2))) if prediction is not None else None, value_tier=tier,
+            priority=round(at_risk, 2), updated_at=now,
+        ))
+    return rows
+
+
+def _snapshot_segments(tenant: Tenant, as_of: dt.date) -> None:
+    """Sizes, value and churn of every current segment as of the date (the trend), and the
+    live size of each saved segment."""
+    for segment in Segment.objects.filter(Q(is_current=True) | Q(kind=Segment.Kind.SAVED)):
+        rows = list(segment_members(segment).values_list("predicted_value", "churn_probability"))
+        size = len(rows)
+        values = [float(v) for v, _ in rows if v is not None]
+        churns = [c for _, c in rows if c is not None]
+        mean_value = float(np.mean(values)) if values else 0.0
+        churn = float(np.mean(churns)) if churns else 0.0
+        Segment.objects.filter(pk=segment.pk).update(size=size)
+        SegmentSnapshot.objects.update_or_create(segment=segment, as_of=as_of, defaults={"tenant": tenant, "size": size, "mean_value": round(mean_value, 2), "churn": round(churn, 4)})
+
+
+# --- Membership ---------------------------------------------------------------------------
+
+SAVED_FILTERS = {
+    "stages": "stage in the list", "value_tiers": "value tier in the list", "churn_min": "churn probability at least",
+    "churn_max": "churn probability at most", "sentiment_min": "mean review sentiment at least", "sentiment_max": "mean review sentiment at most",
+    "spend_min": "total spent at least", "spend_max": "total spent at most", "orders_min": "orders at least", "orders_max": "orders at most",
+    "category": "bought from this category", "country": "country", "first_order_after": "first order on or after",
+    "last_order_before": "last order on or before", "last_order_after": "last order on or after",
+}
+
+
+def segment_members(segment: Segment) -> QuerySet[CustomerInsight]:
+    """The customers (their insight rows) in a segment; saved segments are live filters."""
+    base = CustomerInsight.objects.select_related("customer")
+    if segment.kind == Segment.Kind.LEARNED:
+        return base.filter(learned_segment=segment)
+    if segment.kind == Segment.Kind.RFM:
+        return base.filter(rfm_segment=segment)
+    return apply_filters(base, segment.filters)
+
+
+def apply_filters(queryset: QuerySet[CustomerInsight], filters: dict[str, Any]) -> QuerySet[CustomerInsight]:
+    from customers.models import OrderItem
+
+    f = filters or {}
+    if f.get("stages"):
+        queryset = queryset.filter(stage__in=f["stages"])
+    if f.get("value_tiers"):
+        queryset = queryset.filter(value_tier__in=f["value_tiers"])
+    for key, lookup in (("churn_min", "churn_probability__gte"), ("churn_max", "churn_probability__lte"), ("sentiment_min", "sentiment__gte"),
+                        ("sentiment_max", "sentiment__lte"), ("spend_min", "customer__total_spent__gte"), ("spend_max", "customer__total_spent__lte"),
+                        ("orders_min", "customer__order_count__gte"), ("orders_max", "customer__order_count__lte")):
+        if f.get(key) not in (None, ""):
+            queryset = queryset.filter(**{lookup: f[key]})
+    if f.get("country"):
+        queryset = queryset.filter(customer__country__iexact=f["country"])
+    if f.get("category"):
+        queryset = queryset.filter(Exists(OrderItem.objects.filter(order__customer_id=OuterRef("customer_id"), product__category__iexact=f["category"])))
+    for key, lookup in (("first_order_after", "customer__first_order_at__date__gte"), ("last_order_before", "customer__last_order_at__date__lte"),
+                        ("last_order_after", "customer__last_order_at__date__gte")):
+        if f.get(key):
+            queryset = queryset.filter(**{lookup: f[key]})
+    return queryset
+
+
+def stage_counts(tenant: Tenant) -> pd.DataFrame:
+    """Customers per stage per snapshot date (rows dates, columns stages in funnel order)."""
+    from django.db.models import Count
+
+    with tenant_context(tenant):
+        rows = list(StageSnapshot.objects.values("as_of", "stage").annotate(n=Count("id")).order_by("as_of"))
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows).pivot_table(index="as_of", columns="stage", values="n", fill_value=0)
+    return frame.reindex(columns=[s.value for s in lifecycle.FUNNEL], fill_value=0)
+
+
+def transitions(tenant: Tenant, start: dt.date, end: dt.date) -> pd.DataFrame:
+    with tenant_context(tenant):
+        before = dict(StageSnapshot.objects.filter(as_of=start).values_list("customer_id", "stage"))
+        after = dict(StageSnapshot.objects.filter(as_of=end).values_list("customer_id", "stage"))
+    return lifecycle.transition_matrix(pd.Series(before, dtype=object), pd.Series(after, dtype=object))
+
+
+def snapshot_dates(tenant: Tenant) -> list[dt.date]:
+    with tenant_context(tenant):
+        return sorted(set(StageSnapshot.objects.values_list("as_of", flat=True).distinct()))
+

@@ -1,0 +1,152 @@
+"""The lifecycle engine: each customer's stage as of a date, the date it began and why.
+
+Stages come from the tenant's own buying rhythm and, when a scoring exists for the date,
+the models' outputs:
+
+* thresholds derive from the tenant's inter-purchase gaps up to the date (median gap =
+  the usual cadence, 75th percentile = the repurchase window, 90th percentile or twice the
+  median = the lapse threshold); the tenant can override each in the UI;
+* a customer is overdue against their *own* median gap (or the tenant's, after one
+  order), or at risk when the purchase probability falls below a threshold;
+* "Loyal/VIP" needs a repeat buyer in the top value tier (the scoring's tier, or the top
+  20% by spend when the date has no scoring).
+
+Everything is computed from a :class:`History` cut at the date, so stages can be
+recomputed for any past date (backfill) without seeing later orders.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from modeling.features import DAY, History, as_timestamp, features_as_of
+from modeling.models import Stage
+
+FUNNEL = [Stage.PROSPECT, Stage.NEW, Stage.ACTIVE, Stage.LOYAL, Stage.REACTIVATED, Stage.AT_RISK, Stage.LAPSED]
+
+
+@dataclass
+class Thresholds:
+    usual_gap_days: int = 30
+    repurchase_window_days: int = 60
+    lapse_days: int = 180
+    overdue_factor: float = 1.5
+    at_risk_probability: float = 0.3
+    derived_from_gaps: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+EDITABLE = ("usual_gap_days", "repurchase_window_days", "lapse_days", "overdue_factor", "at_risk_probability")
+
+
+def derive_thresholds(history: History, as_of: dt.date, overrides: dict | None = None) -> Thresholds:
+    """Thresholds from the gaps between consecutive orders up to ``as_of``, then the
+    tenant's overrides (``tenant.settings["lifecycle"]``) on top."""
+    orders = history.orders[history.orders["ordered_at"] <= as_timestamp(as_of)].sort_values(["customer", "ordered_at"])
+    gaps = (orders.groupby("customer")["ordered_at"].diff().dropna() / DAY).to_numpy()
+    gaps = gaps[gaps >= 1]
+    thresholds = Thresholds()
+    if len(gaps) >= 20:
+        usual = float(np.median(gaps))
+        thresholds = Thresholds(
+            usual_gap_days=max(1, round(usual)),
+            repurchase_window_days=max(7, round(float(np.quantile(gaps, 0.75)))),
+            lapse_days=max(30, round(max(float(np.quantile(gaps, 0.9)), 2 * usual))),
+            derived_from_gaps=len(gaps),
+        )
+    for key in EDITABLE:
+        value = (overrides or {}).get(key)
+        if value not in (None, ""):
+            setattr(thresholds, key, type(getattr(thresholds, key))(value))
+    return thresholds
+
+
+def stages_as_of(
+    history: History, as_of: dt.date, thresholds: Thresholds, *, features: pd.DataFrame | None = None, predictions: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per customer known at ``as_of``: stage, since (date) and reason.
+
+    ``predictions`` (indexed by customer; ``purchase_probability`` and ``value_tier``) are
+    the scoring of that same date, when there is one."""
+    cut = as_timestamp(as_of)
+    features = features if features is not None else features_as_of(history, as_of)
+    customers = history.customers.assign(first_seen=pd.to_datetime(history.customers["first_seen"], utc=True))
+    known = customers[customers["first_seen"].isna() | (customers["first_seen"] <= cut)]["customer"]
+    population = pd.Index(known).union(features.index)
+    result = pd.DataFrame(index=population)
+    result.index.name = "customer"
+    day = pd.Timestamp(as_of)
+
+    # Prospects: known, no order yet.
+    result["stage"] = Stage.PROSPECT.value
+    first_seen = customers.set_index("customer")["first_seen"].reindex(population)
+    result["since"] = [(ts.date() if pd.notna(ts) else as_of) for ts in first_seen]
+    result["reason"] = "no order yet"
+    if not len(features):
+        return result
+
+    f = features
+    orders = history.orders[history.orders["ordered_at"] <= cut].sort_values(["customer", "ordered_at"])
+    previous_gap = (orders.groupby("customer")["ordered_at"].diff() / DAY).groupby(orders["customer"]).last().reindex(f.index)
+    recency = np.floor(f["recency_days"]).astype(int)  # calendar days since the last order
+    count = f["orders"].astype(int)
+    own_gap = f["gap_median"].where(count >= 2, thresholds.usual_gap_days).fillna(thresholds.usual_gap_days).clip(lower=1)
+    overdue_after = (thresholds.overdue_factor * own_gap).round().astype(int)
+    if predictions is not None and "value_tier" in predictions:
+        high_tier = predictions["value_tier"].reindex(f.index).eq("high")
+    else:
+        high_tier = f["total_spent"] > f["total_spent"].quantile(0.8)  # no scoring that day: top 20% by spend
+    probability = predictions["purchase_probability"].reindex(f.index) if predictions is not None and "purchase_probability" in predictions else pd.Series(np.nan, index=f.index)
+    last_order = (day - pd.to_timedelta(recency, unit="D")).dt.date
+
+    stages, since, reasons = [], [], []
+    window, lapse = thresholds.repurchase_window_days, thresholds.lapse_days
+    for customer in f.index:
+        r, n, gap, last = int(recency[customer]), int(count[customer]), previous_gap[customer], last_order[customer]
+        p = probability[customer]
+        if r > lapse:
+            stage, start, reason = Stage.LAPSED, last + dt.timedelta(days=lapse), f"lapsed: {r} days since the last order (lapse threshold {lapse})"
+        elif n >= 2 and pd.notna(gap) and gap > lapse and r <= window:
+            stage, start, reason = Stage.REACTIVATED, last, f"reactivated: ordered {r} days ago after {round(gap)} days away"
+        elif n == 1 and r <= window:
+            stage, start, reason = Stage.NEW, last, f"new: first order {r} days ago (usual repurchase window {window} days)"
+        elif r > overdue_after[customer]:
+            usual = "their usual" if n >= 2 else "the shop's usual"
+            stage, start = Stage.AT_RISK, last + dt.timedelta(days=int(overdue_after[customer]))
+            reason = f"overdue: {r} days vs. {usual} {round(own_gap[customer])}"
+        elif pd.notna(p) and p < thresholds.at_risk_probability:
+            stage, start, reason = Stage.AT_RISK, as_of, f"purchase probability {p:.0%} is below {thresholds.at_risk_probability:.0%}"
+        elif n >= 2 and high_tier[customer]:
+            stage, start, reason = Stage.LOYAL, last, f"loyal: {n} orders, top value tier"
+        else:
+            stage, start, reason = Stage.ACTIVE, last, f"active: last order {r} days ago, {n} order{'s' if n != 1 else ''}"
+        stages.append(stage.value)
+        since.append(min(start, as_of))
+        reasons.append(reason)
+    result.loc[f.index, "stage"] = stages
+    result.loc[f.index, "since"] = since
+    result.loc[f.index, "reason"] = reasons
+    return result
+
+
+def backfill_dates(history: History, as_of: dt.date, months: int) -> list[dt.date]:
+    """Month ends before ``as_of`` (at most ``months``, none before the first order)."""
+    first = history.first_order_at
+    if first is None or months <= 0:
+        return []
+    ends = pd.date_range(end=pd.Timestamp(as_of) - pd.Timedelta(days=1), periods=months, freq="ME")
+    return [d.date() for d in ends if d.date() < as_of and d.date() >= first.date()]
+
+
+def transition_matrix(before: pd.Series, after: pd.Series) -> pd.DataFrame:
+    """Counts of customers from each stage (rows, at the first date) to each stage (columns,
+    at the second). Customers unknown at the first date come from "none"."""
+    joined = pd.DataFrame({"from": before, "to": after}).dropna(subset=["to"]).fillna({"from": "none"})
+    order = ["none"] + [s.value for s in FUNNEL]
+    return pd.crosstab(joined["from"], joined["to"]).reindex(index=order, columns=order[1:], fill_value=0)

@@ -1,0 +1,21 @@
+import datetime as dt
+
+from clmsite.management.base import ClmCommand
+from clmsite.management.commands._tenant import tenant_from_slug
+from modeling.insights import BACKFILL_MONTHS, insights_summary, refresh_insights
+from modeling.management.commands._progress import terminal_progress
+
+
+class Command(ClmCommand):
+    help = "Recompute lifecycle stages (backfilling month-end history), RFM groups, learned segments and next actions as of a date."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", required=True)
+        parser.add_argument("--as-of", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD; predictions of that date are used when they exist")
+        parser.add_argument("--backfill-months", type=int, default=BACKFILL_MONTHS, help="month-end stage snapshots to fill in before the date")
+
+    def handle(self, *args, tenant, as_of, backfill_months, **options):
+        target = tenant_from_slug(tenant)
+        with terminal_progress(f"Stages, segments and actions for {target.slug}") as progress:
+            summary = refresh_insights(target, as_of, backfill_months=backfill_months, progress=progress)
+        self.stdout.write(insights_summary(summary))

@@ -1,0 +1,271 @@
+"""Segments: the standard RFM groups, and segments learned by clustering.
+
+Learned segments cluster customers on the encoder's embeddings of their text profiles
+(reduced by PCA) next to scaled behavioural features, with k chosen by silhouette and
+stability (agreement between fits on two subsamples). Each cluster is described by its
+statistics and named from them in words; a new clustering is matched to the previous one
+by centroid, so a segment's id, name and history survive retrains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.metrics import adjusted_rand_score, silhouette_score
+
+from modeling.lifecycle import Stage
+
+# --- RFM ------------------------------------------------------------------------------
+
+# (key, name, recency scores, frequency-monetary scores), checked in order.
+RFM_GROUPS = [
+    ("champions", "Champions", (5,), (4, 5)),
+    ("loyal", "Loyal", (3, 4), (4, 5)),
+    ("potential_loyalist", "Potential loyalist", (4, 5), (2, 3)),
+    ("new", "New", (5,), (1,)),
+    ("promising", "Promising", (4,), (1,)),
+    ("need_attention", "Need attention", (3,), (3,)),
+    ("about_to_sleep", "About to sleep", (3,), (1, 2)),
+    ("cant_lose", "Can't lose", (1, 2), (5,)),
+    ("at_risk", "At risk", (1, 2), (3, 4)),
+    ("lost", "Lost", (1,), (1,)),
+    ("hibernating", "Hibernating", (1, 2), (1, 2)),
+]
+# Not one of the standard 11: customers with no order have no R, F or M to score.
+NO_ORDER = ("no_order", "No order yet")
+RFM_DESCRIPTIONS = {
+    "champions": "Bought recently, buy often and spend the most.",
+    "loyal": "Buy regularly and spend well.",
+    "potential_loyalist": "Recent customers with more than one order or good spend.",
+    "new": "Bought very recently, for the first time.",
+    "promising": "Recent first-time buyers with modest spend.",
+    "need_attention": "Average recency, frequency and spend.",
+    "about_to_sleep": "Below-average recency and frequency.",
+    "cant_lose": "Used to buy often and spend a lot, but not for a long time.",
+    "at_risk": "Spent well and bought often, long ago.",
+    "lost": "Lowest recency, frequency and spend.",
+    "hibernating": "Last order long ago, few orders, low spend.",
+    "no_order": "Signed up but never ordered: no recency, frequency or spend to score.",
+}
+
+
+def _quintile(values: pd.Series, *, higher_is_better: bool = True) -> pd.Series:
+    """Scores 1..5 by rank; ties share the lowest rank, so the many one-order customers
+    all score 1 for frequency instead of being split arbitrarily."""
+    ranked = (values if higher_is_better else -values).rank(method="min")
+    return (1 + np.floor(5 * (ranked - 1) / max(len(values), 1))).clip(1, 5).astype(int)
+
+
+def rfm_scores(features: pd.DataFrame) -> pd.DataFrame:
+    """R, F, M quintile scores (5 best), the group key and the "RFM" code per customer."""
+    frame = pd.DataFrame(index=features.index)
+    frame["r"] = _quintile(features["recency_days"], higher_is_better=False)
+    frame["f"] = _quintile(features["orders"])
+    frame["m"] = _quintile(features["total_spent"])
+    fm = np.floor((frame["f"] + frame["m"]) / 2 + 0.5).astype(int)
+    groups = []
+    for r, score in zip(frame["r"], fm, strict=True):
+        groups.append(next((key for key, _, rs, fms in RFM_GROUPS if r in rs and score in fms), "hibernating"))
+    frame["group"] = groups
+    frame["code"] = frame["r"].astype(str) + frame["f"].astype(str) + frame["m"].astype(str)
+    return frame
+
+
+# --- Learned segments -----------------------------------------------------------------
+
+K_RANGE = range(2, 9)
+SAMPLE = 3000
+MIN_STABILITY = 0.75
+MATCH_DISTANCE = 0.75  # RMS distance in standard deviations below which two centroids are one segment
+
+
+def behaviour_matrix(features: pd.DataFrame, categories: list[str]) -> pd.DataFrame:
+    """The interpretable behavioural features that segments are described and matched by."""
+    frame = pd.DataFrame(index=features.index)
+    for column in ("orders", "total_spent", "recency_days", "tenure_days", "avg_order_value"):
+        frame[f"log_{column}"] = np.log1p(features[column].clip(lower=0))
+    frame["sentiment"] = features["sentiment_mean"].fillna(0.0) if "sentiment_mean" in features else 0.0
+    for position, _ in enumerate(categories):
+        column = f"category_{position}_share"
+        frame[f"share_{position}"] = features.get(column, 0.0)
+    return frame.astype(float)
+
+
+@dataclass
+class Clustering:
+    labels: pd.Series  # customer -> cluster number
+    k: int
+    scores: dict[int, dict[str, float]]  # k -> silhouette, stability
+    centroids: pd.DataFrame  # cluster -> behavioural means
+    map_xy: pd.DataFrame  # customer -> x, y
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+CATEGORY_WEIGHT = 2.0  # all category shares together weigh as much as two behavioural features
+
+
+def clustering_space(behaviour: pd.DataFrame, embeddings: np.ndarray | None, *, embedding_dims: int = 8) -> np.ndarray:
+    """Standardised behaviour next to PCA-reduced embeddings, each block with equal weight.
+
+    Within the behaviour block the category shares share the weight of two features, so a
+    shop with many categories is not segmented by category alone."""
+    scaled = (behaviour - behaviour.mean()) / behaviour.std(ddof=0).replace(0, 1.0)
+    shares = [c for c in scaled.columns if c.startswith("share_")]
+    weights = pd.Series(1.0, index=scaled.columns)
+    if shares:
+        weights[shares] = np.sqrt(CATEGORY_WEIGHT / len(shares))
+    scaled = scaled * weights
+    blocks = [scaled.to_numpy() / np.sqrt(float((weights**2).sum()))]
+    if embeddings is not None and len(embeddings) == len(behaviour) and len(behaviour) > embedding_dims:
+        reduced = PCA(n_components=embedding_dims, random_state=0).fit_transform(embeddings)
+        reduced = reduced / (np.sqrt((reduced**2).sum(axis=1).mean()) or 1.0)
+        blocks.append(reduced)
+    return np.hstack(blocks)
+
+
+def cluster(behaviour: pd.DataFrame, embeddings: np.ndarray | None, *, seed: int = 0, k_range: range = K_RANGE) -> Clustering:
+    """K-means with k chosen by silhouette among the stable k (bootstrap ARI >= 0.75)."""
+    space = clustering_space(behaviour, embeddings)
+    n = len(space)
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(n, size=min(n, SAMPLE), replace=False)
+    scores: dict[int, dict[str, float]] = {}
+    fits: dict[int, KMeans] = {}
+    for k in k_range:
+        if k >= len(sample):
+            break
+        model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(space[sample])
+        fits[k] = model
+        silhouette = float(silhouette_score(space[sample], model.labels_, sample_size=min(len(sample), 2000), random_state=seed))
+        halves = [rng.choice(sample, size=int(0.8 * len(sample)), replace=False) for _ in range(2)]
+        refits = [KMeans(n_clusters=k, n_init=2, random_state=seed + i + 1).fit(space[half]) for i, half in enumerate(halves)]
+        stability = float(adjusted_rand_score(refits[0].predict(space[sample]), refits[1].predict(space[sample])))
+        scores[k] = {"silhouette": round(silhouette, 4), "stability": round(stability, 4)}
+    stable = [k for k in scores if scores[k]["stability"] >= MIN_STABILITY] or list(scores)
+    k = max(stable, key=lambda key: scores[key]["silhouette"])
+    labels = fits[k].predict(space)
+    points = PCA(n_components=2, random_state=0).fit_transform(space) if space.shape[1] >= 2 else np.zeros((n, 2))
+    centroids = behaviour.groupby(labels).mean()
+    return Clustering(
+        labels=pd.Series(labels, index=behaviour.index), k=k, scores=scores, centroids=centroids,
+        map_xy=pd.DataFrame(points, index=behaviour.index, columns=["x", "y"]),
+        info={"embedding_dims": space.shape[1] - behaviour.shape[1] if embeddings is not None else 0},
+    )
+
+
+def match_previous(centroids: pd.DataFrame, previous: dict[str, dict[str, float]], scale: pd.Series) -> dict[int, str]:
+    """Cluster number -> previous segment key, for clusters whose centroid lies within
+    MATCH_DISTANCE (RMS, in standard deviations) of a previous centroid; one-to-one."""
+    if not previous or centroids.empty:
+        return {}
+    keys = list(previous)
+    old = pd.DataFrame([previous[key] for key in keys]).reindex(columns=centroids.columns)
+    new, old_values = centroids.to_numpy(), old.to_numpy()
+    std = scale.reindex(centroids.columns).replace(0, 1.0).fillna(1.0).to_numpy()
+    diff = (new[:, None, :] - old_values[None, :, :]) / std
+    distance = np.sqrt(np.nanmean(diff**2, axis=2))
+    distance = np.where(np.isnan(distance), 1e6, distance)
+    rows, columns = linear_sum_assignment(distance)
+    return {int(centroids.index[r]): keys[c] for r, c in zip(rows, columns, strict=True) if distance[r, c] <= MATCH_DISTANCE}
+
+
+# --- Describing and naming ------------------------------------------------------------
+
+STAGE_WORDS = {
+    Stage.LAPSED: "Lapsed", Stage.AT_RISK: "At-risk", Stage.NEW: "New", Stage.LOYAL: "Loyal",
+    Stage.ACTIVE: "Active", Stage.REACTIVATED: "Returning", Stage.PROSPECT: "Prospective",
+}
+
+
+def describe(members: pd.DataFrame, population: pd.DataFrame, categories: list[str]) -> dict[str, Any]:
+    """Statistics of one cluster (``members``) against everyone clustered (``population``).
+
+    Both frames hold per customer: stage, orders, value (predicted, or spend), churn and
+    ``share_<i>`` category shares."""
+    stage_share = members["stage"].value_counts(normalize=True)
+    shares = {categories[i]: float(members[f"share_{i}"].mean()) for i in range(len(categories)) if f"share_{i}" in members}
+    top = sorted(shares.items(), key=lambda item: -item[1])
+    overall_value = float(population["value"].mean()) or 1.0
+
+    def number(value: float, digits: int) -> float | None:
+        return None if pd.isna(value) else round(float(value), digits)
+
+    return {
+        "size": len(members),
+        "mean_value": round(float(members["value"].mean()), 2),
+        "value_index": round(float(members["value"].mean()) / overall_value, 2),
+        "churn": number(members["churn"].mean(), 4),
+        "median_orders": float(members["orders"].median()),
+        "mean_orders": round(float(members["orders"].mean()), 2),
+        "population_orders_p75": float(population["orders"].quantile(0.75)),
+        "dominant_stage": str(stage_share.index[0]),
+        "dominant_stage_share": round(float(stage_share.iloc[0]), 3),
+        "stages": {str(k): round(float(v), 3) for k, v in stage_share.items()},
+        "top_categories": [{"category": name, "share": round(share, 3)} for name, share in top[:3] if share > 0],
+        "sentiment": number(members["sentiment"].mean(), 3) if "sentiment" in members else None,
+    }
+
+
+def name_for(stats: dict[str, Any]) -> str:
+    """A readable name from the statistics, e.g. "Lapsed low-value one-time Jackets buyers"."""
+    words = [STAGE_WORDS.get(Stage(stats["dominant_stage"]), "") if stats["dominant_stage_share"] >= 0.5 else ""]
+    if stats["value_index"] >= 1.5:
+        words.append("high-value")
+    elif stats["value_index"] <= 0.6:
+        words.append("low-value")
+    if stats["median_orders"] <= 1:
+        words.append("one-time")
+    elif stats["median_orders"] >= max(4.0, stats["population_orders_p75"]):
+        words.append("frequent")
+    else:
+        words.append("repeat")
+    top = stats["top_categories"]
+    words.append(f"{top[0]['category']} buyers" if top and top[0]["share"] >= 0.45 else "multi-category buyers")
+    name = " ".join(word for word in words if word)
+    return name[0].upper() + name[1:]
+
+
+def distinguishing_words(texts: pd.Series, labels: pd.Series, *, top: int = 5) -> dict[int, list[str]]:
+    """Per cluster, the profile words whose TF-IDF weight is most above the overall mean."""
+    if texts.empty:
+        return {}
+    vectorizer = TfidfVectorizer(max_features=2000, stop_words="english", token_pattern=r"(?u)\b[^\W\d_]{3,}\b", min_df=3, max_df=0.4)  # noqa: S106 (a regex, not a password)
+    try:
+        matrix = vectorizer.fit_transform(texts.tolist())
+    except ValueError:  # too few words
+        return {}
+    vocabulary = np.array(vectorizer.get_feature_names_out())
+    overall = np.asarray(matrix.mean(axis=0)).ravel()
+    result = {}
+    for label in sorted(labels.unique()):
+        rows = np.flatnonzero(labels.reindex(texts.index).to_numpy() == label)
+        lift = np.asarray(matrix[rows].mean(axis=0)).ravel() - overall
+        result[int(label)] = [str(w) for w in vocabulary[np.argsort(-lift)[:top]] if True]
+    return result
+
+
+def unique_names(names: dict[int, str], stats: dict[int, dict[str, Any]], words: dict[int, list[str]]) -> dict[int, str]:
+    """Make names distinct: a repeated name gets its cluster's tone, then a distinguishing word."""
+    result = dict(names)
+    for _ in range(3):
+        counts = pd.Series(result).value_counts()
+        repeated = [label for label, name in result.items() if counts[name] > 1]
+        if not repeated:
+            return result
+        for label in repeated:
+            sentiment = stats[label].get("sentiment") or 0.0
+            extra = "happy reviewers" if sentiment > 0.2 else "unhappy reviewers" if sentiment < -0.2 else ""
+            taken = {result[other] for other in result if other != label}
+            candidates = [extra] + [f"'{w}'" for w in words.get(label, [])] + [f"group {label + 1}"]
+            for candidate in candidates:
+                if candidate and f"{names[label]} ({candidate})" not in taken:
+                    result[label] = f"{names[label]} ({candidate})"
+                    break
+    return result
