@@ -4,10 +4,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from rest_framework.routers import SimpleRouter
 
+from campaigns import views as campaign_views
 from clmsite import views as site_views
 from customers import api as customers_api
 from customers import views as customers_views
 from modeling import api as modeling_api
+from modeling import insight_views
 from modeling import views as modeling_views
 
 router = SimpleRouter()
@@ -32,6 +34,16 @@ urlpatterns = [
     path("customers/<int:customer_id>/", customers_views.customer_detail, name="customer_detail"),
     path("imports/", customers_views.imports, name="imports"),
     path("imports/<int:job_id>/", customers_views.import_detail, name="import_detail"),
+    path("lifecycle/", insight_views.lifecycle_page, name="lifecycle"),
+    path("lifecycle/moves/", insight_views.stage_moves, name="stage_moves"),
+    path("segments/", insight_views.segment_list, name="segments"),
+    path("segments/<int:segment_id>/", insight_views.segment_detail, name="segment_detail"),
+    path("segments/<int:segment_id>/delete/", insight_views.delete_segment, name="delete_segment"),
+    path("priorities/", insight_views.priorities, name="priorities"),
+    path("playbook/", campaign_views.playbook, name="playbook"),
+    path("playbook/<int:rule_id>/", campaign_views.edit_rule, name="playbook_rule"),
+    path("playbook/new/", campaign_views.edit_rule, name="playbook_new_rule"),
+    path("playbook/<int:rule_id>/delete/", campaign_views.delete_rule, name="playbook_delete_rule"),
     path("models/", modeling_views.models_page, name="models"),
     path("models/retrain/", modeling_views.retrain, name="retrain"),
     path("models/<int:version_id>/", modeling_views.model_version, name="model_version"),

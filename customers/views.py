@@ -20,12 +20,16 @@ from modeling.models import Job
 
 @tenant_required()
 def dashboard(request: HttpRequest) -> HttpResponse:
+    from modeling.insights import dashboard_overview
+
     stats = queries.dashboard_stats(request.tenant)  # type: ignore[attr-defined]
+    overview = dashboard_overview(request.tenant)  # type: ignore[attr-defined]
     recent_imports = Job.objects.filter(kind=Job.Kind.IMPORT)[:5]
     return render(
         request,
         "dashboard.html",
-        {"stats": stats, "monthly_json": json.dumps(stats["monthly"]), "recent_imports": recent_imports},
+        {"stats": stats, "monthly_json": json.dumps(stats["monthly"]), "recent_imports": recent_imports, "overview": overview,
+         "overview_json": json.dumps(overview["chart"])},
     )
 
 

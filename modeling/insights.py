@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from campaigns import playbook
@@ -360,3 +360,47 @@ def snapshot_dates(tenant: Tenant) -> list[dt.date]:
     with tenant_context(tenant):
         return sorted(set(StageSnapshot.objects.values_list("as_of", flat=True).distinct()))
 
+
+
+def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
+    """What the dashboard leads with: the stage funnel and its trend, revenue at risk,
+    learned segment sizes, review sentiment by month and negative reviews from valuable
+    customers."""
+    from django.db.models import Count, Sum
+    from django.db.models.functions import TruncMonth
+
+    from customers.models import Review
+
+    counts = stage_counts(tenant)
+    labels = dict(lifecycle.Stage.choices)
+    with tenant_context(tenant):
+        totals = CustomerInsight.objects.aggregate(at_risk=Sum("priority"), n=Count("id"), as_of=Max("as_of"))
+        learned = list(Segment.objects.filter(kind=Segment.Kind.LEARNED, is_current=True).order_by("-size").values("pk", "name", "size"))
+        sentiment = list(
+            Review.objects.exclude(sentiment="").annotate(month=TruncMonth("created_at")).values("month")
+            .annotate(n=Count("id"), negative=Count("id", filter=Q(sentiment="negative")), positive=Count("id", filter=Q(sentiment="positive")))
+            .order_by("month")
+        )
+        last_review = Review.objects.order_by("-created_at").values_list("created_at", flat=True).first()
+        alerts = []
+        if last_review is not None:
+            recent = Review.objects.filter(created_at__gte=last_review - dt.timedelta(days=60)).filter(Q(sentiment="negative") | Q(rating__lte=2))
+            valuable = CustomerInsight.objects.filter(value_tier__in=["high", "medium"]).values("customer_id")
+            alerts = list(recent.filter(customer_id__in=valuable).select_related("customer", "customer__insight", "product").order_by("-customer__insight__predicted_value", "-created_at")[:8])
+    latest = counts.iloc[-1].to_dict() if len(counts) else {}
+    return {
+        "has_insights": bool(totals["n"]),
+        "as_of": totals["as_of"],
+        "value_at_risk": totals["at_risk"] or 0.0,
+        "alerts": alerts,
+        "chart": {
+            "funnel": [{"label": s.label, "count": int(latest.get(s.value, 0))} for s in lifecycle.FUNNEL],
+            "dates": [d.isoformat() for d in counts.index] if len(counts) else [],
+            "series": [{"label": labels[s], "counts": [int(v) for v in counts[s]]} for s in counts.columns] if len(counts) else [],
+            "segments": [{"name": s["name"], "size": s["size"]} for s in learned],
+            "sentiment": [
+                {"month": row["month"].strftime("%Y-%m"), "negative": row["negative"] / row["n"], "positive": row["positive"] / row["n"], "n": row["n"]}
+                for row in sentiment if isinstance(row["month"], dt.datetime | dt.date) and row["n"]
+            ][-24:],
+        },
+    }

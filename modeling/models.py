@@ -259,3 +259,9 @@ class CustomerInsight(TenantOwnedModel):
             models.Index(fields=["tenant", "priority"], name="insight_tenant_priority"),
         ]
         ordering = ["-priority"]
+
+    @property
+    def action_label(self) -> str:
+        from campaigns.models import Action
+
+        return dict(Action.choices).get(self.action, self.action)

@@ -116,10 +116,11 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     from django.utils import timezone
 
     from modeling.features import features_as_of, load_history
-    from modeling.models import Prediction
+    from modeling.models import CustomerInsight, Prediction
     from modeling.profiles import customer_profiles
 
     with tenant_context(tenant):
+        state = CustomerInsight.objects.filter(customer=customer).select_related("learned_segment", "rfm_segment").first()
         prediction = Prediction.objects.filter(customer=customer).order_by("-as_of").first()
         history_of_predictions = list(
             Prediction.objects.filter(customer=customer).order_by("as_of").values("as_of", "purchase_probability", "predicted_value")[:50]
@@ -130,7 +131,24 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     profile = customer_profiles(history, as_of, features).get(customer.pk, "") if len(features) else ""
     return {
         "prediction": prediction,
+        "state": state,
+        "stage_history": stage_changes(tenant, customer),
         "profile": profile or "No orders yet, so there is nothing for the model to read.",
         "profile_as_of": as_of,
         "trend": [{"as_of": p["as_of"].isoformat(), "purchase_probability": p["purchase_probability"]} for p in history_of_predictions],
     }
+
+
+def stage_changes(tenant: Tenant, customer: Customer) -> list[dict[str, Any]]:
+    """The customer's stage history: each snapshot whose stage differs from the one before,
+    newest first, with the date the stage began and the reason."""
+    from modeling.models import Stage, StageSnapshot
+
+    labels = dict(Stage.choices)
+    with tenant_context(tenant):
+        snapshots = list(StageSnapshot.objects.filter(customer=customer).order_by("as_of").values("as_of", "stage", "since", "reason"))
+    changes = []
+    for snapshot in snapshots:
+        if not changes or changes[-1]["stage"] != snapshot["stage"]:
+            changes.append({**snapshot, "label": labels.get(snapshot["stage"], snapshot["stage"])})
+    return changes[::-1]

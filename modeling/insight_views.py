@@ -1,0 +1,225 @@
+"""Merchant pages for lifecycle stages, segments and today's priorities."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Avg, Count, Sum
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.text import slugify
+from django.views.decorators.http import require_POST
+
+from campaigns.models import Action
+from clmsite.models import Role
+from clmsite.views import tenant_required
+from modeling import insights, lifecycle
+from modeling.exports import spreadsheet_safe
+from modeling.models import CustomerInsight, Segment, SegmentSnapshot, Stage, StageSnapshot
+
+STAGE_COLOURS = {
+    "prospect": "#b8c0cc", "new": "#6cc4ff", "active": "#3aa55d", "loyal": "#7b5cff",
+    "reactivated": "#f0c43a", "at_risk": "#f08c3a", "lapsed": "#d9534f",
+}
+
+
+def _stage_labels() -> dict[str, str]:
+    return {s.value: s.label for s in lifecycle.FUNNEL}
+
+
+class ThresholdsForm(forms.Form):
+    usual_gap_days = forms.IntegerField(min_value=1, max_value=3650, required=False, help_text="the shop's usual days between orders")
+    repurchase_window_days = forms.IntegerField(min_value=1, max_value=3650, required=False, help_text="a first order this recent makes a customer New")
+    lapse_days = forms.IntegerField(min_value=1, max_value=3650, required=False, help_text="days without an order after which a customer is Lapsed")
+    overdue_factor = forms.FloatField(min_value=1.0, max_value=10.0, required=False, help_text="At risk when silent this many times their own usual gap")
+    at_risk_probability = forms.FloatField(min_value=0.0, max_value=1.0, required=False, help_text="At risk when the purchase probability is below this")
+
+
+@tenant_required()
+def lifecycle_page(request: HttpRequest) -> HttpResponse:
+    tenant = request.tenant  # type: ignore[attr-defined]
+    counts = insights.stage_counts(tenant)
+    dates = list(counts.index) if len(counts) else []
+    labels = _stage_labels()
+    if request.method == "POST":
+        if not request.membership.can(Role.ADMIN):  # type: ignore[attr-defined]
+            raise Http404("Not found")
+        form = ThresholdsForm(request.POST)
+        if form.is_valid():
+            tenant.settings = {**tenant.settings, "lifecycle": {k: v for k, v in form.cleaned_data.items() if v is not None}}
+            tenant.save(update_fields=["settings"])
+            messages.success(request, "Thresholds saved. Stages are recomputed with the next scoring (or run manage.py lifecycle).")
+            return redirect("lifecycle")
+    else:
+        form = ThresholdsForm(initial=tenant.settings.get("lifecycle", {}))
+    start = _date(request.GET.get("start")) or (dates[0] if dates else None)
+    end = _date(request.GET.get("end")) or (dates[-1] if dates else None)
+    matrix = insights.transitions(tenant, start, end) if start and end else None
+    latest = counts.iloc[-1].to_dict() if len(counts) else {}
+    with_thresholds = CustomerInsight.objects.first()
+    chart = {
+        "dates": [d.isoformat() for d in dates],
+        "series": [{"stage": s, "label": labels[s], "colour": STAGE_COLOURS[s], "counts": [int(v) for v in counts[s]]} for s in counts.columns] if len(counts) else [],
+        "funnel": [{"stage": s.value, "label": s.label, "count": int(latest.get(s.value, 0)), "colour": STAGE_COLOURS[s.value]} for s in lifecycle.FUNNEL],
+    }
+    rows = []
+    if matrix is not None:
+        for source, values in matrix.iterrows():
+            rows.append({"from": source, "label": labels.get(source, "Not yet a customer"), "cells": [{"to": target, "count": int(values[target])} for target in matrix.columns]})
+    return render(request, "insights/lifecycle.html", {
+        "chart_json": json.dumps(chart), "dates": dates, "start": start, "end": end, "rows": rows,
+        "columns": [(c, labels[c]) for c in matrix.columns] if matrix is not None else [], "form": form,
+        "can_edit": request.membership.can(Role.ADMIN), "has_data": bool(dates), "as_of": with_thresholds.as_of if with_thresholds else None,  # type: ignore[attr-defined]
+    })
+
+
+def _date(value: str | None) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+@tenant_required()
+def stage_moves(request: HttpRequest) -> HttpResponse:
+    """The customers behind one cell of the transition matrix."""
+    start, end = _date(request.GET.get("start")), _date(request.GET.get("end"))
+    source, target = request.GET.get("from", ""), request.GET.get("to", "")
+    if not start or not end or target not in _stage_labels() or (source != "none" and source not in _stage_labels()):
+        raise Http404("Not found")
+    after = StageSnapshot.objects.filter(as_of=end, stage=target)
+    before = StageSnapshot.objects.filter(as_of=start)
+    if source == "none":
+        after = after.exclude(customer_id__in=before.values("customer_id"))
+    else:
+        after = after.filter(customer_id__in=before.filter(stage=source).values("customer_id"))
+    page = Paginator(after.select_related("customer").order_by("customer__external_id"), 50).get_page(request.GET.get("page"))
+    labels = _stage_labels()
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "insights/moves.html", {
+        "page": page, "start": start, "end": end, "source": labels.get(source, "Not yet a customer"), "target": labels[target], "query_prefix": query.urlencode() + "&",
+    })
+
+
+# --- Segments ---------------------------------------------------------------------------
+
+
+class SavedSegmentForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    stages = forms.MultipleChoiceField(choices=Stage.choices, required=False, widget=forms.CheckboxSelectMultiple)
+    value_tiers = forms.MultipleChoiceField(choices=[("high", "High"), ("medium", "Medium"), ("low", "Low")], required=False, widget=forms.CheckboxSelectMultiple)
+    churn_min = forms.FloatField(min_value=0, max_value=1, required=False, label="Churn probability at least")
+    churn_max = forms.FloatField(min_value=0, max_value=1, required=False, label="Churn probability at most")
+    sentiment_max = forms.FloatField(min_value=-1, max_value=1, required=False, label="Review sentiment at most")
+    spend_min = forms.DecimalField(min_value=0, required=False, label="Total spent at least")
+    orders_min = forms.IntegerField(min_value=0, required=False, label="Orders at least")
+    orders_max = forms.IntegerField(min_value=0, required=False, label="Orders at most")
+    category = forms.CharField(max_length=128, required=False, label="Bought from category")
+    country = forms.CharField(max_length=64, required=False)
+    last_order_after = forms.DateField(required=False, label="Last order on or after")
+    last_order_before = forms.DateField(required=False, label="Last order on or before")
+
+    def filters(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.cleaned_data.items() if k != "name" and v not in (None, "", [])}
+        return {k: (v.isoformat() if isinstance(v, dt.date) else float(v) if hasattr(v, "as_tuple") else v) for k, v in data.items()}
+
+
+@tenant_required()
+def segment_list(request: HttpRequest) -> HttpResponse:
+    tenant = request.tenant  # type: ignore[attr-defined]
+    form = SavedSegmentForm(request.POST or None)
+    if request.method == "POST":
+        if not request.membership.can(Role.ANALYST):  # type: ignore[attr-defined]
+            raise Http404("Not found")
+        if form.is_valid():
+            name = form.cleaned_data["name"]
+            key = slugify(name)[:60] or "segment"
+            if Segment.objects.filter(kind=Segment.Kind.SAVED, key=key).exists():
+                form.add_error("name", "A saved segment with this name exists.")
+            else:
+                segment = Segment.objects.create(tenant=tenant, kind=Segment.Kind.SAVED, key=key, name=name, filters=form.filters(), created_by=request.user)
+                segment.size = insights.segment_members(segment).count()
+                segment.save(update_fields=["size"])
+                messages.success(request, f"Saved segment “{name}”: {segment.size:,} customers now.")
+                return redirect("segment_detail", segment_id=segment.pk)
+    learned = list(Segment.objects.filter(kind=Segment.Kind.LEARNED, is_current=True).order_by("-size"))
+    rfm = list(Segment.objects.filter(kind=Segment.Kind.RFM).order_by("-size"))
+    saved = list(Segment.objects.filter(kind=Segment.Kind.SAVED).order_by("name"))
+    for segment in saved:
+        segment.live_size = insights.segment_members(segment).count()
+    palette = ["#6c8cff", "#f08c3a", "#3aa55d", "#d9534f", "#7b5cff", "#f0c43a", "#2bb3a8", "#b55cb0", "#8a8f98", "#4d4d4d"]
+    points = list(CustomerInsight.objects.exclude(map_x=None).values_list("map_x", "map_y", "learned_segment_id")[:2000])
+    colour = {s.pk: palette[i % len(palette)] for i, s in enumerate(learned)}
+    scatter = [{"label": s.name, "colour": colour[s.pk], "points": [{"x": round(x, 3), "y": round(y, 3)} for x, y, sid in points if sid == s.pk]} for s in learned]
+    sizes = {"labels": [s.name for s in learned], "sizes": [s.size for s in learned], "colours": [colour[s.pk] for s in learned]}
+    return render(request, "insights/segments.html", {
+        "learned": learned, "rfm": rfm, "saved": saved, "form": form, "can_save": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
+        "map_json": json.dumps(scatter), "sizes_json": json.dumps(sizes),
+    })
+
+
+@tenant_required()
+def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
+    segment = get_object_or_404(Segment, pk=segment_id)
+    members = insights.segment_members(segment)
+    summary = members.aggregate(n=Count("id"), value=Avg("predicted_value"), churn=Avg("churn_probability"), at_risk=Sum("priority"))
+    stage_mix = {row["stage"]: row["n"] for row in members.values("stage").annotate(n=Count("id"))}
+    labels = _stage_labels()
+    trend = list(SegmentSnapshot.objects.filter(segment=segment).values("as_of", "size", "mean_value", "churn"))
+    chart = {
+        "trend": [{"as_of": t["as_of"].isoformat(), "size": t["size"], "mean_value": t["mean_value"], "churn": t["churn"]} for t in trend],
+        "stages": [{"label": labels[s], "count": stage_mix.get(s, 0), "colour": STAGE_COLOURS[s]} for s in labels],
+    }
+    page = Paginator(members.order_by("-priority", "customer_id"), 50).get_page(request.GET.get("page"))
+    return render(request, "insights/segment_detail.html", {
+        "segment": segment, "summary": summary, "page": page, "chart_json": json.dumps(chart),
+        "can_delete": segment.kind == Segment.Kind.SAVED and request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
+        "filters": [(insights.SAVED_FILTERS.get(k, k), v) for k, v in segment.filters.items()],
+    })
+
+
+@require_POST
+@tenant_required(Role.ANALYST)
+def delete_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
+    segment = get_object_or_404(Segment, pk=segment_id, kind=Segment.Kind.SAVED)
+    segment.delete()
+    messages.success(request, f"Deleted the saved segment “{segment.name}”.")
+    return redirect("segments")
+
+
+# --- Today's priorities -----------------------------------------------------------------
+
+PRIORITY_COLUMNS = ["customer_id", "name", "email", "stage", "stage_reason", "value_tier", "churn_probability", "predicted_value", "value_at_risk", "action", "channel", "offer", "detail", "reason"]
+
+
+@tenant_required()
+def priorities(request: HttpRequest) -> HttpResponse:
+    """The customers to act on first: highest value at risk, with an action other than none."""
+    action = request.GET.get("action", "")
+    rows = CustomerInsight.objects.select_related("customer").exclude(action=Action.NO_ACTION).order_by("-priority", "customer_id")
+    if action in Action.values:
+        rows = rows.filter(action=action)
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="priorities.csv"'
+        writer = csv.writer(response)
+        writer.writerow(PRIORITY_COLUMNS)
+        for i in rows[:5000]:
+            writer.writerow([spreadsheet_safe(str(v)) for v in (
+                i.customer.external_id, i.customer.name, i.customer.email, i.get_stage_display(), i.stage_reason, i.value_tier,
+                "" if i.churn_probability is None else f"{i.churn_probability:.4f}", i.predicted_value or "", f"{i.priority:.2f}",
+                i.action_label, i.action_channel, i.action_offer or "", i.action_detail, i.action_reason)])
+        return response
+    totals = CustomerInsight.objects.values("action").annotate(n=Count("id"), at_risk=Sum("priority")).order_by("-at_risk")
+    names = dict(Action.choices)
+    return render(request, "insights/priorities.html", {
+        "rows": rows[:100], "action": action, "actions": Action.choices,
+        "totals": [{"action": t["action"], "label": names.get(t["action"], t["action"]), "n": t["n"], "at_risk": t["at_risk"] or 0} for t in totals],
+    })
