@@ -21,6 +21,8 @@ router.register("imports", customers_api.ImportViewSet, basename="import")
 router.register("models", modeling_api.ModelVersionViewSet, basename="model")
 router.register("jobs", modeling_api.JobViewSet, basename="job")
 router.register("predictions", modeling_api.PredictionViewSet, basename="prediction")
+router.register("segments", modeling_api.SegmentViewSet, basename="segment")
+router.register("insights", modeling_api.InsightViewSet, basename="insight")
 
 urlpatterns = [
     path("", customers_views.dashboard, name="dashboard"),

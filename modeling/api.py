@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.utils.text import slugify
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
@@ -13,8 +14,8 @@ from rest_framework.response import Response
 
 from clmsite.api import TenantViewSet
 from clmsite.models import Role
-from modeling import jobs, registry
-from modeling.models import Job, ModelVersion, Prediction
+from modeling import insights, jobs, registry
+from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, Stage, StageSnapshot
 from modeling.services import TrainingAlreadyRunning, do_start_scoring, do_start_training
 from modeling.training import FAMILIES
 
@@ -156,3 +157,124 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         else:
             as_of = Prediction.objects.order_by("-as_of").values_list("as_of", flat=True).first()
         return queryset.filter(as_of=as_of)
+
+
+# --- Stages, segments and actions ---------------------------------------------------------
+
+
+class InsightSerializer(serializers.ModelSerializer):
+    customer_external_id = serializers.CharField(source="customer.external_id", read_only=True)
+    learned_segment_name = serializers.CharField(source="learned_segment.name", read_only=True, default=None)
+    rfm_segment_name = serializers.CharField(source="rfm_segment.name", read_only=True, default=None)
+    action_label = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = CustomerInsight
+        fields = [
+            "customer", "customer_external_id", "as_of", "stage", "stage_since", "stage_reason", "learned_segment", "learned_segment_name",
+            "rfm_segment", "rfm_segment_name", "rfm_score", "sentiment", "churn_probability", "predicted_value", "value_tier", "priority",
+            "action", "action_label", "action_channel", "action_offer", "action_detail", "action_reason", "rule_name",
+        ]
+        read_only_fields = fields
+
+
+class StageSnapshotSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StageSnapshot
+        fields = ["as_of", "stage", "since", "reason"]
+        read_only_fields = fields
+
+
+class SavedFiltersSerializer(serializers.Serializer):
+    """The filters a saved segment may use; anything else is refused."""
+
+    stages = serializers.ListField(child=serializers.ChoiceField(choices=Stage.values), required=False)
+    value_tiers = serializers.ListField(child=serializers.ChoiceField(choices=["high", "medium", "low"]), required=False)
+    churn_min = serializers.FloatField(min_value=0, max_value=1, required=False)
+    churn_max = serializers.FloatField(min_value=0, max_value=1, required=False)
+    sentiment_min = serializers.FloatField(min_value=-1, max_value=1, required=False)
+    sentiment_max = serializers.FloatField(min_value=-1, max_value=1, required=False)
+    spend_min = serializers.FloatField(min_value=0, required=False)
+    spend_max = serializers.FloatField(min_value=0, required=False)
+    orders_min = serializers.IntegerField(min_value=0, required=False)
+    orders_max = serializers.IntegerField(min_value=0, required=False)
+    category = serializers.CharField(max_length=128, required=False)
+    country = serializers.CharField(max_length=64, required=False)
+    first_order_after = serializers.DateField(required=False)
+    last_order_before = serializers.DateField(required=False)
+    last_order_after = serializers.DateField(required=False)
+
+    def to_internal_value(self, data: Any) -> Any:
+        unknown = set(data) - set(self.fields) if isinstance(data, dict) else set()
+        if unknown:
+            raise ValidationError({key: "unknown filter" for key in sorted(unknown)})
+        values = super().to_internal_value(data)
+        return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in values.items()}
+
+
+class SegmentSerializer(serializers.ModelSerializer):
+    filters = SavedFiltersSerializer(required=False)
+
+    class Meta:
+        model = Segment
+        fields = ["id", "kind", "key", "name", "description", "filters", "stats", "size", "is_current", "created_at", "updated_at"]
+        read_only_fields = ["id", "kind", "key", "description", "stats", "size", "is_current", "created_at", "updated_at"]
+
+    def validate_name(self, value: str) -> str:
+        if Segment.objects.filter(kind=Segment.Kind.SAVED, key=slugify(value)[:60]).exists():
+            raise ValidationError("A saved segment with this name exists.")
+        return value
+
+
+class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
+    """Learned, RFM and saved segments. Create and delete apply to saved segments, whose
+    ``filters`` are live: ``members`` lists the customers matching them now."""
+
+    serializer_class = SegmentSerializer
+    filterset_fields = ["kind", "is_current"]
+    ordering_fields = ["size", "name"]
+    ordering = ["kind", "-size"]
+    write_role = Role.ANALYST
+
+    def get_base_queryset(self) -> Any:
+        return Segment.objects.all()
+
+    def perform_create(self, serializer: Any) -> None:
+        name = serializer.validated_data["name"]
+        segment = serializer.save(tenant=self.tenant, kind=Segment.Kind.SAVED, key=slugify(name)[:60] or "segment",
+                                  created_by=self.request.user if getattr(self.request.user, "pk", None) else None)
+        segment.size = insights.segment_members(segment).count()
+        segment.save(update_fields=["size"])
+
+    def perform_destroy(self, instance: Segment) -> None:
+        if instance.kind != Segment.Kind.SAVED:
+            raise ValidationError({"detail": "Only saved segments can be deleted; learned and RFM segments follow the data."})
+        instance.delete()
+
+    @extend_schema(responses={200: InsightSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def members(self, request: Any, pk: str | None = None) -> Response:
+        members = insights.segment_members(self.get_object()).select_related("customer", "learned_segment", "rfm_segment").order_by("-priority", "customer_id")
+        page = self.paginate_queryset(members)
+        return self.get_paginated_response(InsightSerializer(page, many=True).data)
+
+
+class InsightViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """Each customer's stage, segments and recommended next action, looked up by customer
+    id; ``stages`` is the customer's stage history."""
+
+    serializer_class = InsightSerializer
+    lookup_field = "customer"
+    filterset_fields = ["stage", "action", "value_tier", "learned_segment", "rfm_segment"]
+    ordering_fields = ["priority", "churn_probability", "predicted_value"]
+    ordering = ["-priority"]
+
+    def get_base_queryset(self) -> Any:
+        return CustomerInsight.objects.select_related("customer", "learned_segment", "rfm_segment")
+
+    @extend_schema(responses={200: StageSnapshotSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def stages(self, request: Any, customer: str | None = None) -> Response:
+        insight = self.get_object()
+        snapshots = StageSnapshot.objects.filter(customer_id=insight.customer_id).order_by("as_of")
+        return Response(StageSnapshotSerializer(snapshots, many=True).data)

@@ -123,3 +123,68 @@ def test_models_and_customer_prediction_pages(live_server, page, alice, tenant_a
     assert len(page.query_selector_all("[data-testid=factors] li")) >= 1
     assert "orders" in page.inner_text("[data-testid=profile-text]")
     page.screenshot(path=str(SCREENSHOTS / "customer.png"))
+
+
+def test_lifecycle_segments_priorities_and_playbook_pages(live_server, page, alice, tenant_a, settings, tmp_path):
+    from clmsite.tenancy import tenant_context
+    from modeling.insights import refresh_insights
+    from modeling.models import CustomerInsight
+    from modeling.scoring import score_customers
+    from modeling.training import train_models
+    from tests.test_modeling import END, load_demo
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    settings.MODEL_DIR = tmp_path / "models"
+    load_demo(tenant_a, customers=300, seed=5)
+    tenant_a.settings = {"sentiment_candidates": ["ngram"]}
+    tenant_a.save()
+    train_models(tenant_a, END, 60, family="tabular")
+    score_customers(tenant_a, END)
+    refresh_insights(tenant_a, END, backfill_months=6)
+    with tenant_context(tenant_a):
+        top = CustomerInsight.objects.exclude(action="no_action").order_by("-priority").first()
+
+    login(page, live_server, "alice", "alice-pass-123")
+    page.wait_for_selector("#dash-funnel")
+    assert page.evaluate("() => ['dash-funnel', 'dash-stages', 'dash-segments', 'dash-sentiment'].every(id => !!Chart.getChart(id))")
+    assert page.inner_text("[data-testid=kpi-value-at-risk]").strip()
+    page.screenshot(path=str(SCREENSHOTS / "dashboard-lifecycle.png"), full_page=True)
+
+    page.click("nav >> text=Lifecycle")
+    page.wait_for_selector("#stages-chart")
+    assert page.evaluate("() => !!Chart.getChart('funnel-chart') && !!Chart.getChart('stages-chart')")
+    page.click("[data-testid=transition-matrix] td a >> nth=0")
+    assert page.query_selector_all("table.table tbody tr td a")
+    page.screenshot(path=str(SCREENSHOTS / "lifecycle-moves.png"))
+
+    page.click("nav >> text=Segments")
+    page.wait_for_selector("#segment-map")
+    assert page.evaluate("() => !!Chart.getChart('segment-map')")
+    page.screenshot(path=str(SCREENSHOTS / "segments.png"), full_page=True)
+    page.click("[data-testid=learned-segments] tbody tr a >> nth=0")
+    page.wait_for_selector("[data-testid=segment-members]")
+    assert len(page.query_selector_all("[data-testid=segment-members] tbody tr")) >= 1
+    page.click("nav >> text=Segments")
+    page.click("text=New saved segment")
+    page.fill("#id_name", "Lapsed big spenders")
+    page.check("input[name=stages][value=lapsed]")
+    page.fill("#id_spend_min", "100")
+    page.click("[data-testid=saved-segment-form] button[type=submit]")
+    assert page.inner_text("[data-testid=segment-name]") == "Lapsed big spenders"
+
+    page.click("nav >> text=Priorities")
+    rows = page.query_selector_all("[data-testid=priorities] tbody tr")
+    assert len(rows) >= 5 and top.customer.display_name in rows[0].inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "priorities.png"))
+
+    page.click("nav >> text=Playbook")
+    assert "VIP care" in page.inner_text("[data-testid=playbook]")
+    page.click("[data-testid=playbook] tbody tr >> nth=0 >> text=Edit")
+    page.uncheck("#id_enabled")
+    page.click("[data-testid=rule-form] button[type=submit]")
+    assert "disabled" in page.inner_text("[data-testid=playbook] tbody tr >> nth=0")
+
+    page.goto(f"{live_server.url}/customers/{top.customer_id}/")
+    assert top.action_reason[:30] in page.inner_text("[data-testid=next-action]")
+    assert len(page.query_selector_all("[data-testid=stage-timeline] li")) >= 1
+    page.screenshot(path=str(SCREENSHOTS / "customer-action.png"), full_page=True)

@@ -15,7 +15,8 @@ from clmsite.services import do_create_api_key
 from clmsite.tenancy import tenant_context
 from customers.models import Customer, Order, Product, Review
 from customers.services.import_jobs import do_start_import
-from modeling.models import Job, ModelVersion, Prediction
+from campaigns.models import PlaybookRule
+from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, StageSnapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -39,6 +40,14 @@ OBJECTS_BY_URL: dict[str, tuple[str, str]] = {
     "job-detail": ("job", "GET"),
     "job-cancel": ("job", "POST"),
     "prediction-detail": ("prediction", "GET"),
+    "segment-detail": ("segment", "GET"),
+    "segment-members": ("segment", "GET"),
+    "insight-detail": ("customer", "GET"),  # insights are looked up by customer id
+    "insight-stages": ("customer", "GET"),
+    "segment_detail": ("segment", "GET"),
+    "delete_segment": ("segment", "POST"),
+    "playbook_rule": ("rule", "GET"),
+    "playbook_delete_rule": ("rule", "POST"),
 }
 # URLs whose parameter is not an object id; each is scoped inside its service.
 NOT_ID_PARAMETERS = {"rollback"}  # <target> is a model target name; the rollback only sees the tenant's versions
@@ -51,8 +60,9 @@ LIST_URLS = {
     "/api/v1/reviews/": "review",
     "/api/v1/imports/": "job",
     "/api/v1/jobs/": "job",
+    "/api/v1/segments/": "segment",
 }
-PAGE_URLS = ["/", "/customers/", "/customers/?q=c1", "/imports/", "/settings/api-keys/", "/models/", "/settings/"]
+PAGE_URLS = ["/", "/customers/", "/customers/?q=c1", "/imports/", "/settings/api-keys/", "/models/", "/settings/", "/lifecycle/", "/segments/", "/priorities/", "/playbook/"]
 MISSING_ID = 987654321
 ODD_IDS = ["-1", "0", str(2**63), "00000000-0000-0000-0000-000000000000"]
 
@@ -87,7 +97,19 @@ def shop_a_objects(shop_a_data, shop_b_data, alice, django_capture_on_commit_cal
             customer=Customer.objects.get(external_id="c1"), as_of="2024-03-01", horizon_days=90, purchase_probability=0.4,
             churn_probability=0.6, expected_orders=0.5, predicted_value=12, value_tier="low",
         )
+        segment = Segment.objects.create(tenant=shop_a_data, kind="saved", key="trail", name="Trail shoe fans", filters={"stages": ["new"]})
+        CustomerInsight.objects.create(
+            tenant=shop_a_data, customer=Customer.objects.get(external_id="c1"), as_of="2024-03-01", stage="new", stage_since="2024-02-01",
+            stage_reason="new: first order 29 days ago", action="second_purchase", action_reason="Trail shoe nudge", priority=7.0,
+        )
+        StageSnapshot.objects.create(tenant=shop_a_data, customer=Customer.objects.get(external_id="c1"), as_of="2024-03-01", stage="new", since="2024-02-01", reason="new")
+        rule = PlaybookRule.objects.create(tenant=shop_a_data, name="Trail shoe rule", action="nurture")
+    with tenant_context(shop_b_data):
+        Segment.objects.create(tenant=shop_b_data, kind="saved", key="road", name="Road fans", filters={"stages": ["new"]})
+    with tenant_context(shop_a_data):
         return {
+            "segment": segment,
+            "rule": rule,
             "model_version": version,
             "prediction": prediction,
             "customer": Customer.objects.get(external_id="c1"),
@@ -102,7 +124,8 @@ def shop_a_objects(shop_a_data, shop_b_data, alice, django_capture_on_commit_cal
 def id_kwarg(name: str) -> str:
     return {
         "customer_detail": "customer_id", "import_detail": "job_id", "job_status": "job_id", "cancel_job": "job_id", "revoke_api_key": "key_id",
-        "model_version": "version_id", "promote_version": "version_id",
+        "model_version": "version_id", "promote_version": "version_id", "segment_detail": "segment_id", "delete_segment": "segment_id",
+        "playbook_rule": "rule_id", "playbook_delete_rule": "rule_id", "insight-detail": "customer", "insight-stages": "customer",
     }.get(name, "pk")
 
 
@@ -147,7 +170,11 @@ def test_foreign_writes_change_nothing(shop_a_objects, charlie, api_b, client):
     version = shop_a_objects["model_version"]
     assert api_b.post(f"/api/v1/models/{version.pk}/promote/").status_code == 404
     assert api_b.post(f"/api/v1/jobs/{shop_a_objects['job'].pk}/cancel/").status_code == 404
+    assert api_b.delete(f"/api/v1/segments/{shop_a_objects['segment'].pk}/").status_code == 404
     client.force_login(charlie)
+    client.post(reverse("delete_segment", kwargs={"segment_id": shop_a_objects["segment"].pk}))
+    client.post(reverse("playbook_delete_rule", kwargs={"rule_id": shop_a_objects["rule"].pk}))
+    client.post(reverse("playbook_rule", kwargs={"rule_id": shop_a_objects["rule"].pk}), {"name": "pwned", "action": "nurture", "channel": "email", "position": 1})
     client.post(reverse("revoke_api_key", kwargs={"key_id": shop_a_objects["api_key"].pk}))
     client.post(reverse("cancel_job", kwargs={"job_id": shop_a_objects["job"].pk}))
     client.post(reverse("promote_version", kwargs={"version_id": version.pk}))
@@ -158,6 +185,8 @@ def test_foreign_writes_change_nothing(shop_a_objects, charlie, api_b, client):
         assert customer.name == ""
         assert Job.objects.get(pk=shop_a_objects["job"].pk).cancel_requested is False
         assert ModelVersion.objects.get(pk=version.pk).state == "candidate"
+        assert Segment.objects.filter(pk=shop_a_objects["segment"].pk).exists()
+        assert PlaybookRule.objects.get(pk=shop_a_objects["rule"].pk).name == "Trail shoe rule"
     assert ApiKey.objects.get(pk=shop_a_objects["api_key"].pk).revoked_at is None
 
 

@@ -241,3 +241,36 @@ def test_a_new_order_moves_a_lapsed_customer_to_reactivated(scored_shop) -> None
         assert now.stage == Stage.REACTIVATED and "after" in now.stage_reason
         history = list(StageSnapshot.objects.filter(customer=lapsed.customer).order_by("as_of").values_list("stage", flat=True))
         assert history[-2:] == [Stage.LAPSED, Stage.REACTIVATED]
+
+
+def test_api_exposes_insights_stage_history_and_segments_with_membership(scored_shop) -> None:
+    from clmsite.models import Role
+    from tests.conftest import api_client_for
+
+    refresh_insights(scored_shop, END, backfill_months=3)
+    analyst, viewer = api_client_for(scored_shop, Role.ANALYST), api_client_for(scored_shop, Role.VIEWER)
+    listing = viewer.get("/api/v1/insights/?stage=lapsed").json()
+    assert listing["count"] >= 1 and all(row["stage"] == "lapsed" and row["action_reason"] for row in listing["results"])
+    customer = listing["results"][0]["customer"]
+    assert viewer.get(f"/api/v1/insights/{customer}/").json()["learned_segment_name"]
+    history = viewer.get(f"/api/v1/insights/{customer}/stages/").json()
+    assert len(history) == 4 and history[-1]["as_of"] == END.isoformat()
+
+    learned = viewer.get("/api/v1/segments/?kind=learned").json()["results"]
+    assert learned and all(s["name"] for s in learned)
+    members = viewer.get(f"/api/v1/segments/{learned[0]['id']}/members/").json()
+    assert members["count"] == learned[0]["size"]
+    assert analyst.delete(f"/api/v1/segments/{learned[0]['id']}/").status_code == 400
+
+    body = {"name": "Lapsed spenders", "filters": {"stages": ["lapsed"], "spend_min": 100}}
+    assert viewer.post("/api/v1/segments/", body, format="json").status_code == 403
+    bad = analyst.post("/api/v1/segments/", {"name": "x", "filters": {"stage": ["lapsed"]}}, format="json")
+    assert bad.status_code == 400 and "stage" in bad.json()["filters"]
+    created = analyst.post("/api/v1/segments/", body, format="json")
+    assert created.status_code == 201, created.content
+    segment = created.json()
+    assert segment["kind"] == "saved" and segment["key"] == "lapsed-spenders"
+    with tenant_context(scored_shop):
+        expected = CustomerInsight.objects.filter(stage="lapsed", customer__total_spent__gte=100).count()
+    assert segment["size"] == expected == analyst.get(f"/api/v1/segments/{segment['id']}/members/").json()["count"]
+    assert analyst.post("/api/v1/segments/", body, format="json").status_code == 400  # same name twice
