@@ -37,7 +37,7 @@ def latest_predictions(tenant: Tenant) -> list:
         latest = Prediction.objects.order_by("-as_of").values_list("as_of", flat=True).first()
         if latest is None:
             return []
-        return list(Prediction.objects.filter(as_of=latest).select_related("customer").order_by("customer__external_id"))
+        return list(Prediction.objects.filter(as_of=latest).select_related("customer", "customer__insight__learned_segment").order_by("customer__external_id"))
 
 
 def write_predictions_csv(tenant: Tenant, out: IO[str]) -> int:
@@ -45,11 +45,12 @@ def write_predictions_csv(tenant: Tenant, out: IO[str]) -> int:
     writer.writerow(PREDICTION_COLUMNS)
     rows = latest_predictions(tenant)
     for p in rows:
-        extra = getattr(p, "lifecycle", {}) or {}
+        insight = getattr(p.customer, "insight", None)  # stage, learned segment and action of the latest scoring
         writer.writerow([
             spreadsheet_safe(p.customer.external_id), f"{p.purchase_probability:.4f}", f"{p.churn_probability:.4f}", f"{p.expected_orders:.3f}",
-            f"{p.predicted_value:.2f}", p.value_tier, extra.get("stage", ""), spreadsheet_safe(extra.get("segment", "")),
-            spreadsheet_safe(extra.get("action", "")),
+            f"{p.predicted_value:.2f}", p.value_tier, insight.stage if insight else "",
+            spreadsheet_safe(insight.learned_segment.name if insight and insight.learned_segment else ""),
+            spreadsheet_safe(insight.action if insight else ""),
         ])
     return len(rows)
 

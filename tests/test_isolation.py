@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from campaigns.models import PlaybookRule
 from clmsite.models import ApiKey, Role
 from clmsite.services import do_create_api_key
 from clmsite.tenancy import tenant_context
 from customers.models import Customer, Order, Product, Review
 from customers.services.import_jobs import do_start_import
-from campaigns.models import PlaybookRule
 from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, StageSnapshot
 
 pytestmark = pytest.mark.django_db

@@ -274,3 +274,36 @@ def test_api_exposes_insights_stage_history_and_segments_with_membership(scored_
         expected = CustomerInsight.objects.filter(stage="lapsed", customer__total_spent__gte=100).count()
     assert segment["size"] == expected == analyst.get(f"/api/v1/segments/{segment['id']}/members/").json()["count"]
     assert analyst.post("/api/v1/segments/", body, format="json").status_code == 400  # same name twice
+
+
+def test_demo_tenant_every_customer_has_stage_segments_and_action_and_exports_them(db, settings, tmp_path) -> None:
+    """The done-when on the demo tenant itself: the seeded 5,000-customer shop, boosted-tree
+    models, a scoring, then stages, learned segments (on real encoder embeddings), RFM groups
+    and actions for every customer; the predictions export carries them."""
+    import csv
+    import io
+
+    from clmsite.models import Tenant
+    from customers.services.demo import do_seed_demo
+    from modeling.exports import write_predictions_csv
+
+    settings.MODEL_DIR = tmp_path / "models"
+    do_seed_demo(end_date=END)
+    tenant = Tenant.objects.get(slug="demo")
+    tenant.settings = {**tenant.settings, "sentiment_candidates": ["ngram"]}
+    tenant.save()
+    train_models(tenant, END, 90, family="tabular")
+    score_customers(tenant, END)
+    summary = refresh_insights(tenant, END, backfill_months=3)
+    with tenant_context(tenant):
+        assert Customer.objects.count() == summary["customers"] >= 4500
+        incomplete = CustomerInsight.objects.filter(learned_segment=None) | CustomerInsight.objects.filter(rfm_segment=None) | CustomerInsight.objects.filter(action_reason="")
+        assert not incomplete.exists()
+        assert CustomerInsight.objects.values("stage").distinct().count() >= 5
+        names = list(Segment.objects.filter(kind="learned", is_current=True).values_list("name", flat=True))
+        assert len(names) >= 3 and len(set(names)) == len(names)
+    out = io.StringIO()
+    rows = write_predictions_csv(tenant, out)
+    records = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert rows == len(records) == summary["customers"]
+    assert all(r["lifecycle_stage"] and r["segment"] and r["recommended_action"] for r in records)
