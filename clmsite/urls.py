@@ -42,6 +42,7 @@ urlpatterns = [
     path("segments/<int:segment_id>/", insight_views.segment_detail, name="segment_detail"),
     path("segments/<int:segment_id>/delete/", insight_views.delete_segment, name="delete_segment"),
     path("priorities/", insight_views.priorities, name="priorities"),
+    path("reviews/", insight_views.reviews_page, name="reviews"),
     path("playbook/", campaign_views.playbook, name="playbook"),
     path("playbook/<int:rule_id>/", campaign_views.edit_rule, name="playbook_rule"),
     path("playbook/new/", campaign_views.edit_rule, name="playbook_new_rule"),

@@ -108,6 +108,7 @@ class Review(TenantOwnedModel):
     # Written by the sentiment model (modeling.sentiment); blank until a model has scored it.
     sentiment = models.CharField(max_length=8, blank=True, default="", db_default="", choices=[("positive", "Positive"), ("neutral", "Neutral"), ("negative", "Negative")])
     sentiment_score = models.FloatField(null=True, blank=True, help_text="from -1 (negative) to 1 (positive)")
+    aspect = models.CharField(max_length=16, blank=True, default="", db_default="", help_text="what the review is about (modeling/review_insight.py)")
 
     class Meta:
         constraints = [

@@ -223,3 +223,38 @@ def priorities(request: HttpRequest) -> HttpResponse:
         "rows": rows[:100], "action": action, "actions": Action.choices,
         "totals": [{"action": t["action"], "label": names.get(t["action"], t["action"]), "n": t["n"], "at_risk": t["at_risk"] or 0} for t in totals],
     })
+
+
+# --- Review insight ---------------------------------------------------------------------------
+
+
+@tenant_required()
+def reviews_page(request: HttpRequest) -> HttpResponse:
+    """Sentiment over time, what the complaints are about, and the reviews to read first."""
+    from customers.models import Review
+    from modeling import review_insight
+
+    tenant = request.tenant  # type: ignore[attr-defined]
+    aspects = review_insight.aspect_summary(tenant)
+    monthly = review_insight.sentiment_by_month(tenant)
+    overview = insights.dashboard_overview(tenant)
+    aspect = request.GET.get("aspect", "")
+    sentiment = request.GET.get("sentiment", "")
+    reviews = Review.objects.select_related("customer", "product").order_by("-created_at")
+    if aspect in {*review_insight.ASPECTS, review_insight.OTHER}:
+        reviews = reviews.filter(aspect=aspect)
+    if sentiment in ("positive", "neutral", "negative"):
+        reviews = reviews.filter(sentiment=sentiment)
+    query = request.GET.copy()
+    query.pop("page", None)
+    chart = {
+        "aspects": aspects,
+        "monthly": [{"month": row["month"].strftime("%Y-%m"), "score": row["score"], "negative": row["negative"] / row["n"] if row["n"] else 0, "n": row["n"]}
+                    for row in monthly.to_dict("records") if hasattr(row.get("month"), "strftime")][-36:],
+    }
+    labels = {key: label for key, (label, _) in review_insight.ASPECTS.items()} | {review_insight.OTHER: "Other"}
+    return render(request, "insights/reviews.html", {
+        "chart_json": json.dumps(chart), "aspects": aspects, "alerts": overview["alerts"], "aspect": aspect, "sentiment": sentiment,
+        "aspect_choices": list(labels.items()), "aspect_labels": labels,
+        "page": Paginator(reviews, 25).get_page(request.GET.get("page")), "query_prefix": query.urlencode() + "&" if query else "",
+    })

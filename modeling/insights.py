@@ -23,7 +23,7 @@ from django.utils import timezone
 from campaigns import playbook
 from clmsite.models import Tenant
 from clmsite.tenancy import tenant_context
-from modeling import lifecycle, segments
+from modeling import lifecycle, review_insight, segments
 from modeling.families.base import Progress, no_progress
 from modeling.features import History, as_timestamp, features_as_of, load_history
 from modeling.models import CustomerInsight, ModelVersion, Prediction, Segment, SegmentSnapshot, StageSnapshot
@@ -60,6 +60,9 @@ def refresh_insights(tenant: Tenant, as_of: dt.date, *, backfill_months: int = B
     progress(0.4, "Learning segments")
     learned, map_xy = learn_segments(tenant, history, as_of, features, stages, predictions, seed=seed, progress=lambda f, m: progress(0.4 + 0.35 * f, m))
 
+    progress(0.76, "Finding review aspects")
+    tagged = review_insight.tag_reviews(tenant, progress=lambda f, m: progress(0.76 + 0.04 * f, m)) if getattr(settings, "CLM_SEGMENT_EMBEDDINGS", True) else 0
+
     progress(0.8, "Recommending actions")
     rows = _insight_rows(tenant, history, as_of, features, stages, predictions, rfm, rfm_segments, learned, map_xy)
     with tenant_context(tenant), transaction.atomic():
@@ -68,7 +71,7 @@ def refresh_insights(tenant: Tenant, as_of: dt.date, *, backfill_months: int = B
         _snapshot_segments(tenant, as_of)
     progress(1.0, f"Stages, segments and actions for {len(rows):,} customers")
     counts = pd.Series([r.stage for r in rows]).value_counts().to_dict() if rows else {}
-    return {"customers": len(rows), "stages": counts, "learned_segments": len({r.learned_segment_id for r in rows}), "thresholds": thresholds.as_dict()}
+    return {"customers": len(rows), "stages": counts, "learned_segments": len({r.learned_segment_id for r in rows}), "thresholds": thresholds.as_dict(), "reviews_tagged": tagged}
 
 
 def insights_summary(summary: dict[str, Any]) -> str:
@@ -149,11 +152,20 @@ def customer_embeddings(tenant: Tenant, texts: pd.Series, progress: Progress = n
             return model.embed(texts.tolist(), progress)
         except Exception as error:  # a missing or refused artifact: fall back to the pretrained encoder
             log.warning("segments: transformer v%s unavailable (%s); using the pretrained encoder", version.pk, error)
+    tokenizer, model, cache = pretrained_encoder()
+    return enc.embed_texts(texts.tolist(), tokenizer, model, cache=cache, device=enc.pick_device(), progress=progress)
+
+
+def pretrained_encoder() -> tuple[Any, Any, Any]:
+    """The pretrained encoder for scoring (int8 on CPU) and its embedding cache, loaded once
+    per process: segments and review aspects use it when no fine-tuned one applies."""
+    from modeling import encoder as enc
+
     if "model" not in _BASE_ENCODER:
         enc.configure_threads()
         tokenizer, base = enc.load_encoder()
-        _BASE_ENCODER.update(tokenizer=tokenizer, model=enc.inference_model(base, enc.pick_device()), cache=enc.EmbeddingCache("segments-base"))
-    return enc.embed_texts(texts.tolist(), _BASE_ENCODER["tokenizer"], _BASE_ENCODER["model"], cache=_BASE_ENCODER["cache"], device=enc.pick_device(), progress=progress)
+        _BASE_ENCODER.update(tokenizer=tokenizer, model=enc.inference_model(base, enc.pick_device()), cache=enc.EmbeddingCache("pretrained"))
+    return _BASE_ENCODER["tokenizer"], _BASE_ENCODER["model"], _BASE_ENCODER["cache"]
 
 
 def learn_segments(

@@ -172,6 +172,12 @@ def test_lifecycle_segments_priorities_and_playbook_pages(live_server, page, ali
     page.click("[data-testid=saved-segment-form] button[type=submit]")
     assert page.inner_text("[data-testid=segment-name]") == "Lapsed big spenders"
 
+    page.click("nav >> text=Reviews")
+    page.wait_for_selector("#aspect-chart")
+    assert page.evaluate("() => !!Chart.getChart('aspect-chart') && !!Chart.getChart('sentiment-chart')")
+    assert "Delivery" in page.inner_text("[data-testid=aspects]")
+    page.screenshot(path=str(SCREENSHOTS / "reviews.png"), full_page=True)
+
     page.click("nav >> text=Priorities")
     rows = page.query_selector_all("[data-testid=priorities] tbody tr")
     assert len(rows) >= 5 and top.customer.display_name in rows[0].inner_text()

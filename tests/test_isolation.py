@@ -62,7 +62,7 @@ LIST_URLS = {
     "/api/v1/jobs/": "job",
     "/api/v1/segments/": "segment",
 }
-PAGE_URLS = ["/", "/customers/", "/customers/?q=c1", "/imports/", "/settings/api-keys/", "/models/", "/settings/", "/lifecycle/", "/segments/", "/priorities/", "/playbook/"]
+PAGE_URLS = ["/", "/customers/", "/customers/?q=c1", "/imports/", "/settings/api-keys/", "/models/", "/settings/", "/lifecycle/", "/segments/", "/priorities/", "/playbook/", "/reviews/"]
 MISSING_ID = 987654321
 ODD_IDS = ["-1", "0", str(2**63), "00000000-0000-0000-0000-000000000000"]
 

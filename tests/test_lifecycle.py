@@ -307,3 +307,53 @@ def test_demo_tenant_every_customer_has_stage_segments_and_action_and_exports_th
     records = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert rows == len(records) == summary["customers"]
     assert all(r["lifecycle_stage"] and r["segment"] and r["recommended_action"] for r in records)
+
+
+# --- Review insight -----------------------------------------------------------------------
+
+
+def test_review_aspects_are_found_zero_shot_well_above_the_majority_baseline() -> None:
+    """Generated bad or mixed demo reviews with a known issue: the encoder's zero-shot
+    aspect must beat always answering the most common issue by a wide margin."""
+    import random
+
+    from customers.services import demo
+    from modeling.review_insight import classify_aspects
+
+    rng = random.Random(3)
+    catalogue = demo.build_catalogue()
+    texts, truth = [], []
+    while len(texts) < 200:
+        product, issue = rng.choice(catalogue), rng.choice(demo.ISSUES)
+        if issue == "fit" and product.category not in demo._FITTED:
+            continue
+        texts.append(demo.review_text(rng, product, rng.choice(["bad", "mixed"]), issue))
+        truth.append(issue)
+    found = classify_aspects(texts)
+    accuracy = np.mean([f == t for f, t in zip(found, truth, strict=True)])
+    majority = max(truth.count(issue) for issue in set(truth)) / len(truth)
+    assert accuracy >= 0.55 and accuracy >= majority + 0.25, (accuracy, majority)
+
+
+def test_reviews_get_aspects_and_a_changed_text_is_read_again(scored_shop) -> None:
+    from customers.models import Review
+    from customers.services.imports import import_rows
+    from modeling.review_insight import aspect_summary
+
+    summary = refresh_insights(scored_shop, END, backfill_months=0)
+    with tenant_context(scored_shop):
+        with_text = Review.objects.exclude(text="")
+        assert summary["reviews_tagged"] == with_text.count() and not with_text.filter(aspect="").exists()
+        review = with_text.filter(sentiment__in=["positive", "negative"]).select_related("customer").first()
+    aspects = aspect_summary(scored_shop)
+    assert sum(a["reviews"] for a in aspects) == summary["reviews_tagged"] and {"delivery", "quality"} <= {a["aspect"] for a in aspects}
+    row = {"customer_id": review.customer.external_id, "review_id": review.external_id, "created_at": review.created_at.isoformat(),
+           "text": "Package arrived three weeks late.", "rating": "2"}
+    assert import_rows(scored_shop, "reviews", [row]).ok
+    with tenant_context(scored_shop):
+        review.refresh_from_db()
+        assert (review.sentiment, review.sentiment_score, review.aspect) == ("", None, "")
+    refresh_insights(scored_shop, END, backfill_months=0)
+    with tenant_context(scored_shop):
+        review.refresh_from_db()
+        assert review.aspect == "delivery"

@@ -961,6 +961,13 @@ def _load_reviews(cursor: Any, spec: Spec, params: dict[str, Any], present: set[
         where=f"s.row_no IN (SELECT min(row_no) FROM {STAGING} GROUP BY review_id)",
         order_by="s.review_id",
     )
+    if written > new:
+        # A changed review is read again: its sentiment and aspect are recomputed by the next scoring.
+        cursor.execute(
+            "UPDATE customers_review SET sentiment = '', sentiment_score = NULL, aspect = '' "
+            f"WHERE tenant_id = %(tenant)s AND updated_at = %(now)s AND external_id IN (SELECT review_id FROM {STAGING})",
+            params,
+        )
     refresh_customer_aggregates(cursor, tenant, f"c.external_id IN (SELECT DISTINCT customer_id FROM {STAGING})", params)
     return ImportResult(
         "reviews",

@@ -1,0 +1,112 @@
+"""Review insight: which aspect each review talks about, found with the encoder.
+
+Zero-shot: every review's embedding is compared with the centroid of a few example
+sentences per aspect (delivery, quality, size/fit, price, service); the most similar
+aspect is kept when the similarity clears a floor, otherwise the review is "other".
+Measured on 373 generated bad/mixed demo reviews with known issues: 65% right against 25%
+for the majority aspect (tests/test_lifecycle.py). The negative share per aspect is what the
+merchant reads: which part of the experience the complaints are about.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from django.db.models import Count, Q
+
+from clmsite.models import Tenant
+from clmsite.tenancy import tenant_context
+from modeling.families.base import Progress, no_progress
+
+ASPECTS: dict[str, tuple[str, list[str]]] = {
+    "delivery": ("Delivery", [
+        "The delivery was slow and the package arrived late.", "Shipping took weeks; the parcel was lost by the carrier.",
+        "The order arrived damaged in transit.", "Still waiting for my package to be delivered.",
+    ]),
+    "quality": ("Quality", [
+        "Poor quality: it broke and fell apart quickly.", "The material feels cheap and flimsy, defective product.",
+        "It stopped working after a few uses.", "The seams ripped and the sole came off.",
+    ]),
+    "fit": ("Size/fit", [
+        "The size is wrong: too small or too big, it does not fit.", "Sizing runs small; check the size chart.",
+        "Too tight, had to exchange for a larger size.", "The fit is off, too narrow and too long.",
+    ]),
+    "price": ("Price", [
+        "Too expensive, not worth the money.", "Overpriced for what you get; the price is too high.",
+        "Shipping costs were steep and fees too high.", "Not worth what I paid, cheaper elsewhere.",
+    ]),
+    "service": ("Service", [
+        "Customer service was unhelpful and rude.", "Support never answered my emails about the refund or return.",
+        "Waited on hold for ages, nobody helped me.", "The return process was a nightmare.",
+    ]),
+}
+OTHER = "other"
+MIN_SIMILARITY = 0.2  # below this a review is about none of the aspects (e.g. "Love it!")
+
+
+def classify_aspects(texts: list[str], progress: Progress = no_progress) -> list[str]:
+    """The aspect of each text (or "other"), by cosine to the aspects' example centroids."""
+    if not texts:
+        return []
+    from modeling import encoder as enc
+    from modeling.insights import pretrained_encoder
+
+    tokenizer, model, cache = pretrained_encoder()
+    vectors = enc.embed_texts(texts, tokenizer, model, cache=cache, progress=progress)
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+    names = list(ASPECTS)
+    centroids = []
+    for name in names:
+        examples = enc.embed_texts(ASPECTS[name][1], tokenizer, model, cache=cache)
+        examples = examples / np.linalg.norm(examples, axis=1, keepdims=True)
+        centroids.append(examples.mean(axis=0))
+    matrix = np.stack(centroids)
+    similarity = vectors @ (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).T
+    best = similarity.argmax(axis=1)
+    return [names[b] if similarity[i, b] >= MIN_SIMILARITY else OTHER for i, b in enumerate(best)]
+
+
+def tag_reviews(tenant: Tenant, *, progress: Progress = no_progress) -> int:
+    """Give every review with text and no aspect yet its aspect; returns how many."""
+    from customers.models import Review
+
+    with tenant_context(tenant):
+        pending = list(Review.objects.filter(aspect="").exclude(text="").values_list("pk", "text"))
+    if not pending:
+        return 0
+    aspects = classify_aspects([text for _, text in pending], progress)
+    by_aspect: dict[str, list[int]] = {}
+    for (pk, _), aspect in zip(pending, aspects, strict=True):
+        by_aspect.setdefault(aspect, []).append(pk)
+    with tenant_context(tenant):
+        for aspect, ids in by_aspect.items():
+            for start in range(0, len(ids), 1000):
+                Review.objects.filter(pk__in=ids[start : start + 1000]).update(aspect=aspect)
+    return len(pending)
+
+
+def aspect_summary(tenant: Tenant) -> list[dict[str, object]]:
+    """Per aspect: reviews, negative reviews (sentiment negative, or 1-2 stars without a
+    sentiment) and the negative share, most complained-about first."""
+    from customers.models import Review
+
+    negative = Q(sentiment="negative") | (Q(sentiment="") & Q(rating__lte=2))
+    with tenant_context(tenant):
+        rows = list(Review.objects.exclude(aspect="").values("aspect").annotate(n=Count("id"), negative=Count("id", filter=negative)))
+    labels = {key: label for key, (label, _) in ASPECTS.items()} | {OTHER: "Other"}
+    result = [{"aspect": r["aspect"], "label": labels.get(r["aspect"], r["aspect"]), "reviews": r["n"], "negative": r["negative"],
+               "negative_share": round(r["negative"] / r["n"], 4) if r["n"] else 0.0} for r in rows]
+    return sorted(result, key=lambda r: (r["aspect"] == OTHER, -float(r["negative"])))
+
+
+def sentiment_by_month(tenant: Tenant) -> pd.DataFrame:
+    """Reviews per month with the mean sentiment score and the negative share."""
+    from django.db.models import Avg
+    from django.db.models.functions import TruncMonth
+
+    from customers.models import Review
+
+    with tenant_context(tenant):
+        rows = list(Review.objects.exclude(sentiment="").annotate(month=TruncMonth("created_at")).values("month")
+                    .annotate(n=Count("id"), score=Avg("sentiment_score"), negative=Count("id", filter=Q(sentiment="negative"))).order_by("month"))
+    return pd.DataFrame(rows)
