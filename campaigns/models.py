@@ -3,6 +3,7 @@ sentiment and recency into one recommended next action. Campaigns build on these
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -57,3 +58,100 @@ class PlaybookRule(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.position}. {self.name}"
+
+
+class Campaign(TenantOwnedModel):
+    """An action sent to an audience, with a random but deterministic control group.
+
+    Launching freezes the audience into :class:`CampaignMember` rows; outcomes are the
+    members' orders within the attribution window after launch."""
+
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SCHEDULED = "scheduled", "Scheduled"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    name = models.CharField(max_length=200)
+    goal = models.CharField(max_length=300, blank=True, default="")
+    action = models.CharField(max_length=32, choices=Action.choices)
+    channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.EMAIL)
+    segment = models.ForeignKey("modeling.Segment", null=True, blank=True, on_delete=models.SET_NULL, related_name="campaigns")
+    filters = models.JSONField(default=dict, blank=True, help_text="audience filters (as saved segments), applied with the segment")
+    persuadable_only = models.BooleanField(default=False, help_text="keep only customers predicted to respond (uplift model)")
+    offer = models.CharField(max_length=200, blank=True, default="")
+    control_share = models.FloatField(default=0.1)
+    attribution_days = models.PositiveIntegerField(default=30)
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    webhook_url = models.URLField(max_length=500, blank=True, default="")
+    webhook_secret = models.CharField(max_length=64, blank=True, default="")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
+    audience_size = models.PositiveIntegerField(default=0)
+    value_at_risk = models.FloatField(default=0.0)
+    launched_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def attribution_ends(self) -> object:
+        return self.launched_at + timezone.timedelta(days=self.attribution_days) if self.launched_at else None
+
+
+class CampaignMember(TenantOwnedModel):
+    """One customer of a launched campaign's frozen audience, in treatment or control."""
+
+    class Group(models.TextChoices):
+        TREATMENT = "treatment", "Treatment"
+        CONTROL = "control", "Control"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="members")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="campaign_memberships")
+    group = models.CharField(max_length=10, choices=Group.choices)
+    stage = models.CharField(max_length=16, blank=True, default="")
+    churn_probability = models.FloatField(null=True, blank=True)
+    predicted_value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "customer"], name="uniq_campaign_member")]
+        indexes = [models.Index(fields=["campaign", "group"], name="campaign_member_group")]
+
+
+class CampaignAudit(TenantOwnedModel):
+    """Who did what to a campaign, when, and the audience size at that moment."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="audit")
+    event = models.CharField(max_length=32)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    via = models.CharField(max_length=16, default="web", help_text="web, api or cli")
+    audience_size = models.PositiveIntegerField(default=0)
+    detail = models.CharField(max_length=300, blank=True, default="")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at"]
+
+
+class WebhookDelivery(TenantOwnedModel):
+    """One attempt to POST one batch of a campaign's audience to the merchant's URL."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="deliveries")
+    batch = models.PositiveIntegerField()
+    batches = models.PositiveIntegerField()
+    attempt = models.PositiveIntegerField()
+    customers = models.PositiveIntegerField()
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    ok = models.BooleanField(default=False)
+    error = models.CharField(max_length=300, blank=True, default="")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["batch", "attempt"]

@@ -183,6 +183,8 @@ CELERY_BEAT_SCHEDULE = {
     # Per-tenant weekly retraining and nightly scoring (times are tenant settings).
     "plan-scheduled-jobs": {"task": "modeling.tasks.plan_scheduled_jobs_task", "schedule": 3600.0},
     "reap-stale-jobs": {"task": "modeling.tasks.reap_stale_jobs_task", "schedule": 60.0},
+    # Launch scheduled campaigns and complete those whose attribution window has ended.
+    "campaign-schedule": {"task": "campaigns.tasks.run_campaign_schedule_task", "schedule": 900.0},
 }
 # A job whose heartbeat is older than this is considered dead and marked failed.
 JOB_HEARTBEAT_TIMEOUT_SECONDS = int(os.environ.get("JOB_HEARTBEAT_TIMEOUT_SECONDS", "300"))

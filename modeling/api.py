@@ -12,6 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
+from campaigns.models import Action
 from clmsite.api import TenantViewSet
 from clmsite.models import Role
 from modeling import insights, jobs, registry
@@ -190,6 +191,7 @@ class SavedFiltersSerializer(serializers.Serializer):
 
     stages = serializers.ListField(child=serializers.ChoiceField(choices=Stage.values), required=False)
     value_tiers = serializers.ListField(child=serializers.ChoiceField(choices=["high", "medium", "low"]), required=False)
+    actions = serializers.ListField(child=serializers.ChoiceField(choices=Action.values), required=False)
     churn_min = serializers.FloatField(min_value=0, max_value=1, required=False)
     churn_max = serializers.FloatField(min_value=0, max_value=1, required=False)
     sentiment_min = serializers.FloatField(min_value=-1, max_value=1, required=False)

@@ -307,7 +307,7 @@ def _snapshot_segments(tenant: Tenant, as_of: dt.date) -> None:
 # --- Membership ---------------------------------------------------------------------------
 
 SAVED_FILTERS = {
-    "stages": "stage in the list", "value_tiers": "value tier in the list", "churn_min": "churn probability at least",
+    "stages": "stage in the list", "value_tiers": "value tier in the list", "actions": "recommended action in the list", "churn_min": "churn probability at least",
     "churn_max": "churn probability at most", "sentiment_min": "mean review sentiment at least", "sentiment_max": "mean review sentiment at most",
     "spend_min": "total spent at least", "spend_max": "total spent at most", "orders_min": "orders at least", "orders_max": "orders at most",
     "category": "bought from this category", "country": "country", "first_order_after": "first order on or after",
@@ -333,6 +333,8 @@ def apply_filters(queryset: QuerySet[CustomerInsight], filters: dict[str, Any]) 
         queryset = queryset.filter(stage__in=f["stages"])
     if f.get("value_tiers"):
         queryset = queryset.filter(value_tier__in=f["value_tiers"])
+    if f.get("actions"):
+        queryset = queryset.filter(action__in=f["actions"])
     for key, lookup in (("churn_min", "churn_probability__gte"), ("churn_max", "churn_probability__lte"), ("sentiment_min", "sentiment__gte"),
                         ("sentiment_max", "sentiment__lte"), ("spend_min", "customer__total_spent__gte"), ("spend_max", "customer__total_spent__lte"),
                         ("orders_min", "customer__order_count__gte"), ("orders_max", "customer__order_count__lte")):

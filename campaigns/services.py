@@ -1,0 +1,325 @@
+"""Campaigns: audiences, deterministic control groups, launch, outcomes and uplift.
+
+One service behind the pages, the API and the CLI. Assignment to treatment or control is a
+hash of (campaign, customer): re-running a launch, or computing the group again anywhere,
+gives the same answer. Outcomes compare the groups' conversion and revenue per member in
+the attribution window after launch; uplift comes with a 95% confidence interval (normal
+approximation for the difference of two proportions; Welch for revenue per member).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import logging
+import math
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import IO, Any
+
+from django.db import transaction
+from django.db.models import Count, QuerySet, Sum
+from django.utils import timezone
+
+from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember
+from clmsite.models import Tenant
+from clmsite.tenancy import tenant_context
+from modeling.exports import spreadsheet_safe
+from modeling.models import CustomerInsight
+
+log = logging.getLogger(__name__)
+Z95 = 1.959964
+
+
+class CampaignStateError(Exception):
+    """The campaign is not in a state that allows this."""
+
+
+def audience(campaign: Campaign) -> QuerySet[CustomerInsight]:
+    """The customers a campaign targets now: its segment's members and its filters."""
+    from modeling.insights import apply_filters, segment_members
+
+    queryset = segment_members(campaign.segment) if campaign.segment_id else CustomerInsight.objects.select_related("customer")
+    queryset = apply_filters(queryset, campaign.filters)
+    if campaign.persuadable_only:
+        from campaigns.uplift import persuadable_customer_ids
+
+        ids = persuadable_customer_ids(campaign.tenant, campaign.action)
+        if ids is not None:
+            queryset = queryset.filter(customer_id__in=ids)
+    return queryset
+
+
+def preview(campaign: Campaign) -> dict[str, Any]:
+    """Live count and value at risk of the audience (before launch)."""
+    with tenant_context(campaign.tenant):
+        totals = audience(campaign).aggregate(n=Count("id"), at_risk=Sum("priority"), value=Sum("predicted_value"))
+    return {"size": totals["n"], "value_at_risk": float(totals["at_risk"] or 0.0), "predicted_value": float(totals["value"] or 0.0)}
+
+
+def in_control(campaign_id: int, customer_id: int, control_share: float) -> bool:
+    """Deterministic: the first 8 bytes of sha256("campaign:customer") as a uniform number."""
+    digest = hashlib.sha256(f"{campaign_id}:{customer_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < control_share
+
+
+def new_webhook_secret() -> str:
+    return secrets.token_hex(24)
+
+
+def _audit(campaign: Campaign, event: str, user: Any, via: str, detail: str = "") -> None:
+    CampaignAudit.objects.create(
+        tenant=campaign.tenant, campaign=campaign, event=event, user=user if getattr(user, "pk", None) else None, via=via,
+        audience_size=campaign.audience_size, detail=detail[:300],
+    )
+
+
+def do_launch_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, via: str = "web") -> Campaign:
+    """Freeze the audience, split it into treatment and control, start the clock; then the
+    webhook (if any) delivers the treatment group in the background."""
+    with tenant_context(tenant), transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.state not in (Campaign.State.DRAFT, Campaign.State.SCHEDULED):
+            raise CampaignStateError(f"A {campaign.get_state_display().lower()} campaign cannot be launched.")
+        members = list(audience(campaign).values_list("customer_id", "stage", "churn_probability", "predicted_value"))
+        if not members:
+            raise CampaignStateError("The audience is empty: nothing to launch.")
+        CampaignMember.objects.bulk_create(
+            [
+                CampaignMember(
+                    tenant=tenant, campaign=campaign, customer_id=customer, stage=stage, churn_probability=churn, predicted_value=value,
+                    group=CampaignMember.Group.CONTROL if in_control(campaign.pk, customer, campaign.control_share) else CampaignMember.Group.TREATMENT,
+                )
+                for customer, stage, churn, value in members
+            ],
+            batch_size=2000,
+            ignore_conflicts=True,
+        )
+        campaign.audience_size = len(members)
+        campaign.value_at_risk = float(audience(campaign).aggregate(v=Sum("priority"))["v"] or 0.0)
+        campaign.state = Campaign.State.RUNNING
+        campaign.launched_at = timezone.now()
+        campaign.updated_at = campaign.launched_at
+        campaign.save()
+        _audit(campaign, "launch", user, via, f"{len(members):,} customers, {campaign.control_share:.0%} held out as control")
+        if campaign.webhook_url:
+            from campaigns.tasks import deliver_campaign_task
+
+            transaction.on_commit(lambda: deliver_campaign_task.delay(tenant.pk, campaign.pk))
+    log.info("campaign %s launched for tenant %s: %s members", campaign.pk, tenant.slug, len(members))
+    return campaign
+
+
+def do_cancel_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, via: str = "web") -> Campaign:
+    with tenant_context(tenant), transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.state in (Campaign.State.COMPLETED, Campaign.State.CANCELLED):
+            raise CampaignStateError(f"The campaign is already {campaign.get_state_display().lower()}.")
+        campaign.state = Campaign.State.CANCELLED
+        campaign.updated_at = timezone.now()
+        campaign.save(update_fields=["state", "updated_at"])
+        _audit(campaign, "cancel", user, via)
+    return campaign
+
+
+def complete_if_due(campaign: Campaign, now: dt.datetime | None = None) -> bool:
+    """A running campaign whose attribution window has ended is completed."""
+    now = now or timezone.now()
+    if campaign.state == Campaign.State.RUNNING and campaign.attribution_ends and now >= campaign.attribution_ends:
+        with tenant_context(campaign.tenant):
+            Campaign.objects.filter(pk=campaign.pk, state=Campaign.State.RUNNING).update(state=Campaign.State.COMPLETED, completed_at=now, updated_at=now)
+            campaign.refresh_from_db()
+            _audit(campaign, "complete", None, "system")
+        return True
+    return False
+
+
+def launch_due_campaigns(tenant: Tenant, now: dt.datetime | None = None) -> int:
+    """Scheduled campaigns whose time has come are launched; running ones past their
+    window are completed. Beat calls this hourly."""
+    now = now or timezone.now()
+    launched = 0
+    with tenant_context(tenant):
+        due = list(Campaign.objects.filter(state=Campaign.State.SCHEDULED, scheduled_for__lte=now).values_list("pk", flat=True))
+        running = list(Campaign.objects.filter(state=Campaign.State.RUNNING))
+    for pk in due:
+        try:
+            do_launch_campaign(tenant, pk, via="schedule")
+            launched += 1
+        except CampaignStateError as exc:
+            log.warning("scheduled campaign %s not launched: %s", pk, exc)
+    for campaign in running:
+        complete_if_due(campaign, now)
+    return launched
+
+
+# --- Outcomes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class GroupOutcome:
+    members: int
+    converters: int
+    revenue: float
+    revenue_sq: float  # sum over members of (revenue per member)^2, for the variance
+
+    @property
+    def conversion(self) -> float:
+        return self.converters / self.members if self.members else 0.0
+
+    @property
+    def revenue_per_member(self) -> float:
+        return self.revenue / self.members if self.members else 0.0
+
+    @property
+    def revenue_variance(self) -> float:
+        if self.members < 2:
+            return 0.0
+        mean = self.revenue_per_member
+        return max(self.revenue_sq / self.members - mean * mean, 0.0) * self.members / (self.members - 1)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"members": self.members, "converters": self.converters, "conversion": round(self.conversion, 6), "revenue": round(self.revenue, 2),
+                "revenue_per_member": round(self.revenue_per_member, 4)}
+
+
+def outcomes(campaign: Campaign, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Treatment vs control: conversion, revenue per member, uplift with a 95% CI and
+    incremental revenue; plus cumulative conversion by day for the chart."""
+    from customers.models import Order
+
+    if campaign.launched_at is None:
+        return {"launched": False}
+    now = now or timezone.now()
+    end = min(campaign.attribution_ends, now)
+    with tenant_context(campaign.tenant):
+        groups = dict(CampaignMember.objects.filter(campaign=campaign).values_list("customer_id", "group"))
+        orders = list(
+            Order.objects.filter(customer_id__in=CampaignMember.objects.filter(campaign=campaign).values("customer_id"),
+                                 ordered_at__gt=campaign.launched_at, ordered_at__lte=end)
+            .exclude(status__in=("cancelled", "refunded")).values_list("customer_id", "ordered_at", "amount")
+        )
+    revenue: dict[int, float] = {}
+    first: dict[int, dt.datetime] = {}
+    for customer, when, amount in orders:
+        revenue[customer] = revenue.get(customer, 0.0) + float(amount)
+        first[customer] = min(first.get(customer, when), when)
+    result: dict[str, GroupOutcome] = {}
+    for name in (CampaignMember.Group.TREATMENT, CampaignMember.Group.CONTROL):
+        ids = [c for c, g in groups.items() if g == name]
+        values = [revenue.get(c, 0.0) for c in ids]
+        result[name] = GroupOutcome(len(ids), sum(1 for c in ids if c in revenue), sum(values), sum(v * v for v in values))
+    t, c = result[CampaignMember.Group.TREATMENT], result[CampaignMember.Group.CONTROL]
+    uplift = t.conversion - c.conversion
+    se = math.sqrt(t.conversion * (1 - t.conversion) / t.members + c.conversion * (1 - c.conversion) / c.members) if t.members and c.members else float("nan")
+    revenue_uplift = t.revenue_per_member - c.revenue_per_member
+    revenue_se = math.sqrt(t.revenue_variance / t.members + c.revenue_variance / c.members) if t.members and c.members else float("nan")
+    low, high = uplift - Z95 * se, uplift + Z95 * se
+    significant = bool(t.members and c.members and (low > 0 or high < 0))
+    days = max((end - campaign.launched_at).days, 0) + 1
+    cumulative = []
+    for day in range(days + 1):
+        cutoff = campaign.launched_at + dt.timedelta(days=day)
+        row = {"day": day}
+        for name, group in result.items():
+            converted = sum(1 for customer, when in first.items() if groups.get(customer) == name and when <= cutoff)
+            row[name] = round(converted / group.members, 6) if group.members else 0.0
+        cumulative.append(row)
+    return {
+        "launched": True,
+        "window_end": campaign.attribution_ends,
+        "measured_until": end,
+        "window_complete": now >= campaign.attribution_ends,
+        "treatment": t.as_dict(),
+        "control": c.as_dict(),
+        "uplift": round(uplift, 6),
+        "uplift_ci": [round(low, 6), round(high, 6)] if not math.isnan(se) else None,
+        "significant": significant,
+        "revenue_uplift_per_member": round(revenue_uplift, 4),
+        "revenue_uplift_ci": [round(revenue_uplift - Z95 * revenue_se, 4), round(revenue_uplift + Z95 * revenue_se, 4)] if not math.isnan(revenue_se) else None,
+        "incremental_revenue": round(revenue_uplift * t.members, 2),
+        "incremental_conversions": round(uplift * t.members, 1),
+        "verdict": verdict(uplift, low, high, significant, t.members, c.members),
+        "cumulative": cumulative,
+    }
+
+
+def verdict(uplift: float, low: float, high: float, significant: bool, treated: int, control: int) -> str:
+    if not treated or not control:
+        return "No control group to compare with: uplift cannot be measured."
+    if significant:
+        direction = "raised" if uplift > 0 else "lowered"
+        return f"The campaign {direction} conversion by {abs(uplift):.1%} (95% CI {low:+.1%} to {high:+.1%})."
+    return f"Not significant yet: the difference is {uplift:+.1%}, but the 95% interval ({low:+.1%} to {high:+.1%}) includes zero."
+
+
+# --- Suggestions and delivery ---------------------------------------------------------------
+
+SUGGESTED_ACTIONS = {
+    Action.WIN_BACK: "Win back", Action.VIP_CARE: "VIP care for", Action.SECOND_PURCHASE: "Second purchase for",
+    Action.SERVICE_RECOVERY: "Service recovery for", Action.CROSS_SELL: "Cross-sell to", Action.REACTIVATION_THANKS: "Welcome back",
+    Action.RETENTION: "Retain", Action.CONVERT_PROSPECT: "Convert",
+}
+
+
+def suggested_campaigns(tenant: Tenant) -> list[dict[str, Any]]:
+    """One suggestion per recommended action, biggest value at risk first."""
+    with tenant_context(tenant):
+        rows = list(CustomerInsight.objects.filter(action__in=list(SUGGESTED_ACTIONS)).values("action").annotate(n=Count("id"), at_risk=Sum("priority")).order_by("-at_risk"))
+    labels = dict(Action.choices)
+    return [
+        {"action": r["action"], "label": labels[r["action"]], "customers": r["n"], "value_at_risk": float(r["at_risk"] or 0.0),
+         "title": f"{r['n']:,} customers → {labels[r['action']].lower()}", "name": f"{SUGGESTED_ACTIONS[r['action']]} {r['n']:,} customers"}
+        for r in rows if r["n"]
+    ]
+
+
+def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -> Campaign:
+    if action not in SUGGESTED_ACTIONS:
+        raise CampaignStateError("No such suggestion.")
+    suggestion = next((s for s in suggested_campaigns(tenant) if s["action"] == action), None)
+    if suggestion is None:
+        raise CampaignStateError("No customer has this recommended action now.")
+    from campaigns.playbook import ensure_default_playbook
+
+    rule = next((r for r in ensure_default_playbook(tenant) if r.action == action), None)
+    with tenant_context(tenant):
+        campaign = Campaign.objects.create(
+            tenant=tenant, name=suggestion["name"], goal=f"Act on the playbook: {suggestion['label'].lower()}", action=action,
+            channel=rule.channel if rule else "email", filters={"actions": [action]}, created_by=user if getattr(user, "pk", None) else None,
+            offer=(f"up to {tenant.currency} {rule.offer_cap}" if rule and rule.offer_cap else ""),
+        )
+        _audit(campaign, "draft", user, "web", f"from the suggestion “{suggestion['title']}”")
+    return campaign
+
+
+AUDIENCE_COLUMNS = ["customer_id", "email", "name", "country", "stage", "action", "offer", "predicted_value"]
+
+
+def treatment_rows(campaign: Campaign) -> QuerySet[CampaignMember]:
+    return CampaignMember.objects.filter(campaign=campaign, group=CampaignMember.Group.TREATMENT).select_related("customer").order_by("customer__external_id")
+
+
+def member_record(campaign: Campaign, member: CampaignMember) -> dict[str, Any]:
+    customer = member.customer
+    return {"customer_id": customer.external_id, "email": customer.email, "name": customer.name, "country": customer.country, "stage": member.stage,
+            "action": campaign.action, "offer": campaign.offer, "predicted_value": None if member.predicted_value is None else str(member.predicted_value)}
+
+
+def write_audience_csv(campaign: Campaign, out: IO[str]) -> int:
+    """The treatment group, with every cell a spreadsheet could read as a formula escaped."""
+    writer = csv.writer(out)
+    writer.writerow(AUDIENCE_COLUMNS)
+    count = 0
+    with tenant_context(campaign.tenant):
+        for member in treatment_rows(campaign).iterator():
+            record = member_record(campaign, member)
+            writer.writerow([spreadsheet_safe(record[c]) for c in AUDIENCE_COLUMNS])
+            count += 1
+    return count
+
+
+def money(value: float) -> Decimal:
+    return Decimal(str(round(value, 2)))

@@ -1,0 +1,180 @@
+"""Campaigns: deterministic control groups, launch, planted effects, webhooks, CSV, uplift."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import hmac
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from campaigns import services
+from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember, WebhookDelivery
+from clmsite.tenancy import tenant_context
+from customers.models import Customer, Order
+from modeling.insights import refresh_insights
+from tests.test_lifecycle import scored_shop  # noqa: F401 (fixture)
+from tests.test_modeling import END
+
+
+@pytest.fixture
+def shop(scored_shop):  # noqa: F811
+    refresh_insights(scored_shop, END, backfill_months=0)
+    return scored_shop
+
+
+def make_campaign(tenant, **fields) -> Campaign:
+    defaults = {"name": "Everyone who ordered", "action": Action.WIN_BACK, "filters": {"orders_min": 1}, "control_share": 0.5, "attribution_days": 30}
+    with tenant_context(tenant):
+        return Campaign.objects.create(tenant=tenant, **{**defaults, **fields})
+
+
+def launched_in_the_past(tenant, campaign: Campaign, days_ago: int = 40) -> Campaign:
+    campaign = services.do_launch_campaign(tenant, campaign.pk)
+    with tenant_context(tenant):
+        Campaign.objects.filter(pk=campaign.pk).update(launched_at=timezone.now() - dt.timedelta(days=days_ago))
+        campaign.refresh_from_db()
+    return campaign
+
+
+def plant_orders(tenant, campaign: Campaign, treatment_rate: float, control_rate: float, seed: int) -> None:
+    """Orders inside the attribution window: each member buys with their group's rate."""
+    rng = np.random.default_rng(seed)
+    with tenant_context(tenant):
+        orders = []
+        for member in CampaignMember.objects.filter(campaign=campaign).order_by("customer_id"):
+            rate = treatment_rate if member.group == "treatment" else control_rate
+            if rng.random() < rate:
+                when = campaign.launched_at + dt.timedelta(days=int(rng.integers(1, campaign.attribution_days)))
+                orders.append(Order(tenant=tenant, customer_id=member.customer_id, external_id=f"after-{campaign.pk}-{member.customer_id}", ordered_at=when, amount=60))
+        Order.objects.bulk_create(orders)
+
+
+def test_assignment_is_deterministic_and_close_to_the_control_share() -> None:
+    groups = [services.in_control(7, customer, 0.1) for customer in range(1, 20001)]
+    assert groups == [services.in_control(7, customer, 0.1) for customer in range(1, 20001)]
+    assert 0.09 < np.mean(groups) < 0.11
+    assert groups != [services.in_control(8, customer, 0.1) for customer in range(1, 20001)]  # another campaign, another split
+
+
+def test_launch_freezes_the_audience_audits_it_and_cannot_run_twice(shop, alice) -> None:
+    campaign = make_campaign(shop, control_share=0.1)
+    preview = services.preview(campaign)
+    launched = services.do_launch_campaign(shop, campaign.pk, user=alice, via="web")
+    with tenant_context(shop):
+        assert launched.state == "running" and launched.audience_size == preview["size"] == CampaignMember.objects.filter(campaign=campaign).count()
+        control = CampaignMember.objects.filter(campaign=campaign, group="control").count()
+        assert 0.05 < control / launched.audience_size < 0.15
+        assert all(services.in_control(campaign.pk, m.customer_id, 0.1) == (m.group == "control") for m in CampaignMember.objects.filter(campaign=campaign))
+        audit = CampaignAudit.objects.get(campaign=campaign, event="launch")
+        assert audit.user == alice and audit.audience_size == launched.audience_size
+        # New customers after launch do not join the frozen audience.
+        Customer.objects.create(tenant=shop, external_id="late-comer")
+    with pytest.raises(services.CampaignStateError):
+        services.do_launch_campaign(shop, campaign.pk)
+    with tenant_context(shop):
+        assert CampaignMember.objects.filter(campaign=campaign).count() == launched.audience_size
+
+
+def test_report_recovers_a_planted_effect_within_its_confidence_interval(shop) -> None:
+    campaign = launched_in_the_past(shop, make_campaign(shop))
+    plant_orders(shop, campaign, treatment_rate=0.35, control_rate=0.15, seed=1)
+    report = services.outcomes(campaign)
+    low, high = report["uplift_ci"]
+    assert report["window_complete"] and report["treatment"]["members"] > 100 and report["control"]["members"] > 100
+    assert low <= 0.20 <= high and low > 0, report["uplift_ci"]
+    assert report["significant"] and report["verdict"].startswith("The campaign raised conversion")
+    assert report["incremental_revenue"] > 0
+    assert report["cumulative"][-1]["treatment"] == pytest.approx(report["treatment"]["conversion"])
+
+
+def test_report_finds_no_effect_when_none_is_planted(shop) -> None:
+    campaign = launched_in_the_past(shop, make_campaign(shop))
+    plant_orders(shop, campaign, treatment_rate=0.2, control_rate=0.2, seed=2)
+    report = services.outcomes(campaign)
+    low, high = report["uplift_ci"]
+    assert low < 0 < high and not report["significant"]
+    assert report["verdict"].startswith("Not significant yet")
+
+
+def test_completed_when_the_window_ends_and_orders_after_it_do_not_count(shop) -> None:
+    campaign = launched_in_the_past(shop, make_campaign(shop, attribution_days=10), days_ago=40)
+    with tenant_context(shop):
+        member = CampaignMember.objects.filter(campaign=campaign, group="treatment").first()
+        Order.objects.create(tenant=shop, customer_id=member.customer_id, external_id="too-late", ordered_at=campaign.launched_at + dt.timedelta(days=20), amount=99)
+    assert services.outcomes(campaign)["treatment"]["converters"] == 0
+    assert services.launch_due_campaigns(shop) == 0
+    campaign.refresh_from_db()
+    assert campaign.state == "completed"
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """Answers 500 to the first request, then 200; records every request."""
+
+    requests: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(500 if len(Receiver.requests) == 1 else 200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_webhook_posts_signed_batches_and_retries_after_a_500(shop, django_capture_on_commit_callbacks, monkeypatch) -> None:
+    from campaigns import webhooks
+
+    monkeypatch.setattr(webhooks, "BATCH_SIZE", 40)
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    Receiver.requests = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        campaign = make_campaign(shop, control_share=0.2, webhook_url=f"http://127.0.0.1:{server.server_port}/hooks/clm", webhook_secret="s3cret")
+        with django_capture_on_commit_callbacks(execute=True):  # launch enqueues the delivery task (in-process here)
+            services.do_launch_campaign(shop, campaign.pk)
+    finally:
+        server.shutdown()
+    with tenant_context(shop):
+        treated = CampaignMember.objects.filter(campaign=campaign, group="treatment").count()
+        log = list(WebhookDelivery.objects.filter(campaign=campaign).order_by("batch", "attempt"))
+    batches = -(-treated // 40)
+    assert len(Receiver.requests) == batches + 1  # one retry
+    assert [(d.batch, d.attempt, d.status_code, d.ok) for d in log[:2]] == [(1, 1, 500, False), (1, 2, 200, True)]
+    assert sum(d.ok for d in log) == batches
+    received = []
+    for headers, body in Receiver.requests:
+        expected = "sha256=" + hmac.new(b"s3cret", headers["x-clm-timestamp"].encode() + b"." + body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(headers["x-clm-signature"], expected)
+        payload = json.loads(body)
+        assert payload["batches"] == batches and len(payload["customers"]) <= 40
+        received.append(payload)
+    delivered = {c["customer_id"] for p in received[1:] for c in p["customers"]}
+    assert len(delivered) == treated
+
+
+def test_audience_csv_escapes_formula_cells(shop) -> None:
+    hostile = ["=cmd|' /C calc'!A0", "+SUM(1,2)", "-2+3", "@import", "\tTabbed", "\rReturn"]
+    with tenant_context(shop):
+        customers = list(Customer.objects.filter(order_count__gt=0).order_by("pk")[: len(hostile)])
+        for customer, name in zip(customers, hostile, strict=True):
+            customer.name = name
+            customer.save(update_fields=["name"])
+    campaign = make_campaign(shop, control_share=0.0, filters={"orders_min": 1})
+    services.do_launch_campaign(shop, campaign.pk)
+    out = io.StringIO()
+    count = services.write_audience_csv(campaign, out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert count == len(rows) > len(hostile)
+    names = {row["customer_id"]: row["name"] for row in rows}
+    for customer, name in zip(customers, hostile, strict=True):
+        assert names[customer.external_id] == "'" + name
