@@ -25,7 +25,7 @@ from clmsite.tenancy import tenant_context
 
 MIN_TREATED, MIN_CONTROL = 150, 60
 TOP_SHARE = 0.3
-PERSUADABLE_UPLIFT = 0.02  # predicted uplift above which a customer counts as persuadable
+PERSUADABLE_UPLIFT = 0.02  # and at least this predicted uplift
 FEATURES = ["orders", "recency_days", "tenure_days", "total_spent", "avg_order_value", "orders_90d", "spent_365d", "gap_median",
             "rate_per_month", "reviews", "sentiment_mean", "categories_bought"]
 
@@ -49,7 +49,7 @@ def _matrix(features: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> Any:
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
     if len(set(y)) < 2:  # everyone (or no one) converted: a constant rate
         model = _Constant(float(y.mean()) if len(y) else 0.0)
     return model.fit(x, y)
@@ -145,8 +145,9 @@ def model_for(tenant: Tenant, action: str) -> UpliftModel | None:
 
 
 def persuadable_customer_ids(tenant: Tenant, action: str) -> list[int] | None:
-    """Customers whose predicted uplift for ``action`` is above PERSUADABLE_UPLIFT, as of
-    today's data; None when no completed campaign of that action teaches the model yet."""
+    """The top 30% of customers by predicted uplift for ``action`` (the share the held-out
+    validation measures), keeping only those predicted to gain at least 2 points; None when
+    no completed campaign of that action teaches the model yet."""
     from django.utils import timezone
 
     from modeling.features import features_as_of, load_history
@@ -157,4 +158,5 @@ def persuadable_customer_ids(tenant: Tenant, action: str) -> list[int] | None:
     today = timezone.now().date()
     features = features_as_of(load_history(tenant, ceiling=today), today)
     uplift = model.predict(features)
-    return [int(c) for c in uplift[uplift > PERSUADABLE_UPLIFT].index]
+    cut = max(float(uplift.quantile(1 - TOP_SHARE)), PERSUADABLE_UPLIFT) if len(uplift) else PERSUADABLE_UPLIFT
+    return [int(c) for c in uplift[uplift >= cut].index]

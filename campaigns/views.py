@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from django import forms
 from django.contrib import messages
-from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Count, Q
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from campaigns.models import PlaybookRule
+from campaigns import services
+from campaigns.models import Action, Campaign, CampaignMember, PlaybookRule
 from campaigns.playbook import ensure_default_playbook
 from clmsite.models import Role
 from clmsite.views import tenant_required
-from modeling.models import CustomerInsight, Stage
+from modeling.models import CustomerInsight, Segment, Stage
 
 TIERS = [("high", "High"), ("medium", "Medium"), ("low", "Low")]
 
@@ -73,3 +77,152 @@ def delete_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
     rule.delete()
     messages.success(request, f"Deleted rule “{rule.name}”.")
     return redirect("playbook")
+
+
+# --- Campaigns -------------------------------------------------------------------------------
+
+
+class CampaignForm(forms.ModelForm):
+    stages = forms.MultipleChoiceField(choices=Stage.choices, required=False, widget=forms.CheckboxSelectMultiple, help_text="audience: any of these stages")
+    value_tiers = forms.MultipleChoiceField(choices=TIERS, required=False, widget=forms.CheckboxSelectMultiple, help_text="audience: any of these tiers")
+    actions = forms.MultipleChoiceField(choices=Action.choices, required=False, widget=forms.CheckboxSelectMultiple, help_text="audience: customers whose recommended action is one of these")
+    churn_min = forms.FloatField(min_value=0, max_value=1, required=False, label="Churn probability at least")
+    orders_min = forms.IntegerField(min_value=0, required=False, label="Orders at least")
+
+    FILTER_FIELDS = ("stages", "value_tiers", "actions", "churn_min", "orders_min")
+
+    class Meta:
+        model = Campaign
+        fields = ["name", "goal", "action", "channel", "segment", "persuadable_only", "offer", "control_share", "attribution_days", "scheduled_for", "webhook_url"]
+        widgets = {"scheduled_for": forms.DateTimeInput(attrs={"type": "datetime-local"})}
+        help_texts = {"control_share": "share held out as the control group (0.1 = 10%)", "segment": "optional: start from a segment, then narrow with the filters below",
+                      "scheduled_for": "empty: launch by hand", "webhook_url": "optional: POST the treatment group here, HMAC-signed"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["segment"].queryset = Segment.objects.filter(Q(is_current=True) | Q(kind=Segment.Kind.SAVED)).order_by("kind", "name")
+        for key in self.FILTER_FIELDS:
+            if self.instance.pk and key in self.instance.filters:
+                self.initial[key] = self.instance.filters[key]
+
+    def clean_control_share(self) -> float:
+        share = self.cleaned_data["control_share"]
+        if not 0 <= share <= 0.5:
+            raise forms.ValidationError("Between 0 and 0.5.")
+        return share
+
+    def clean_webhook_url(self) -> str:
+        url = self.cleaned_data.get("webhook_url", "")
+        if url and not url.startswith(("https://", "http://")):
+            raise forms.ValidationError("An http(s) URL.")
+        return url
+
+    def filters(self) -> dict[str, Any]:
+        return {k: self.cleaned_data[k] for k in self.FILTER_FIELDS if self.cleaned_data.get(k) not in (None, "", [])}
+
+
+@tenant_required()
+def campaign_list(request: HttpRequest) -> HttpResponse:
+    tenant = request.tenant  # type: ignore[attr-defined]
+    campaigns = list(Campaign.objects.select_related("segment"))
+    for campaign in campaigns:
+        services.complete_if_due(campaign)
+    return render(request, "campaigns/list.html", {
+        "campaigns": campaigns, "suggestions": services.suggested_campaigns(tenant), "can_draft": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
+    })
+
+
+@require_POST
+@tenant_required(Role.ANALYST)
+def draft_from_suggestion(request: HttpRequest, action: str) -> HttpResponse:
+    try:
+        campaign = services.do_draft_from_suggestion(request.tenant, action, user=request.user)  # type: ignore[attr-defined]
+    except services.CampaignStateError as exc:
+        messages.error(request, str(exc))
+        return redirect("campaigns")
+    messages.success(request, f"Draft “{campaign.name}” created: check the audience, then launch.")
+    return redirect("campaign_detail", campaign_id=campaign.pk)
+
+
+@tenant_required(Role.ANALYST)
+def edit_campaign(request: HttpRequest, campaign_id: int | None = None) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id) if campaign_id else Campaign(tenant=request.tenant)  # type: ignore[attr-defined]
+    if campaign.pk and campaign.state not in (Campaign.State.DRAFT, Campaign.State.SCHEDULED):
+        messages.error(request, "A launched campaign cannot be edited.")
+        return redirect("campaign_detail", campaign_id=campaign.pk)
+    form = CampaignForm(request.POST or None, instance=campaign)
+    if request.method == "POST" and form.is_valid():
+        saved = form.save(commit=False)
+        saved.tenant = request.tenant  # type: ignore[attr-defined]
+        saved.filters = form.filters()
+        saved.state = Campaign.State.SCHEDULED if saved.scheduled_for else Campaign.State.DRAFT
+        saved.created_by = saved.created_by or request.user
+        if saved.webhook_url and not saved.webhook_secret:
+            saved.webhook_secret = services.new_webhook_secret()
+        saved.updated_at = timezone.now()
+        saved.save()
+        messages.success(request, f"Saved “{saved.name}”.")
+        return redirect("campaign_detail", campaign_id=saved.pk)
+    return render(request, "campaigns/edit.html", {"form": form, "campaign": campaign})
+
+
+@tenant_required()
+def campaign_preview(request: HttpRequest) -> JsonResponse:
+    """Live audience count and value at risk for the campaign form."""
+    form = CampaignForm(request.GET)
+    form.is_valid()  # partial input still previews: only the audience fields matter
+    data = getattr(form, "cleaned_data", {})
+    draft = Campaign(tenant=request.tenant, action=data.get("action") or Action.NURTURE, segment=data.get("segment"),  # type: ignore[attr-defined]
+                     filters={k: data[k] for k in CampaignForm.FILTER_FIELDS if data.get(k) not in (None, "", [])},
+                     persuadable_only=bool(data.get("persuadable_only")))
+    return JsonResponse(services.preview(draft))
+
+
+@tenant_required()
+def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign.objects.select_related("segment", "created_by"), pk=campaign_id)
+    services.complete_if_due(campaign)
+    report = services.outcomes(campaign)
+    preview = services.preview(campaign) if campaign.state in (Campaign.State.DRAFT, Campaign.State.SCHEDULED) else None
+    groups = dict(CampaignMember.objects.filter(campaign=campaign).values_list("group").annotate(n=Count("id")))
+    chart = {k: report[k] for k in ("treatment", "control", "uplift", "uplift_ci", "cumulative")} if report.get("launched") else {}
+    return render(request, "campaigns/detail.html", {
+        "campaign": campaign, "report": report, "preview": preview, "groups": groups, "chart_json": json.dumps(chart),
+        "audit": campaign.audit.select_related("user")[:20], "deliveries": campaign.deliveries.all()[:50],
+        "can_launch": request.membership.can(Role.ADMIN), "can_edit": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
+    })
+
+
+@require_POST
+@tenant_required(Role.ADMIN)
+def launch_campaign(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    try:
+        campaign = services.do_launch_campaign(request.tenant, campaign.pk, user=request.user, via="web")  # type: ignore[attr-defined]
+        messages.success(request, f"Launched to {campaign.audience_size:,} customers ({campaign.control_share:.0%} held out as control).")
+    except services.CampaignStateError as exc:
+        messages.error(request, str(exc))
+    return redirect("campaign_detail", campaign_id=campaign.pk)
+
+
+@require_POST
+@tenant_required(Role.ADMIN)
+def cancel_campaign(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    try:
+        services.do_cancel_campaign(request.tenant, campaign.pk, user=request.user, via="web")  # type: ignore[attr-defined]
+        messages.success(request, "Campaign cancelled.")
+    except services.CampaignStateError as exc:
+        messages.error(request, str(exc))
+    return redirect("campaign_detail", campaign_id=campaign.pk)
+
+
+@tenant_required()
+def campaign_audience_csv(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    if campaign.launched_at is None:
+        raise Http404("Not found")
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-treatment.csv"'
+    services.write_audience_csv(campaign, response)
+    return response

@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from rest_framework.routers import SimpleRouter
 
+from campaigns import api as campaigns_api
 from campaigns import views as campaign_views
 from clmsite import views as site_views
 from customers import api as customers_api
@@ -23,6 +24,7 @@ router.register("jobs", modeling_api.JobViewSet, basename="job")
 router.register("predictions", modeling_api.PredictionViewSet, basename="prediction")
 router.register("segments", modeling_api.SegmentViewSet, basename="segment")
 router.register("insights", modeling_api.InsightViewSet, basename="insight")
+router.register("campaigns", campaigns_api.CampaignViewSet, basename="campaign")
 
 urlpatterns = [
     path("", customers_views.dashboard, name="dashboard"),
@@ -43,6 +45,15 @@ urlpatterns = [
     path("segments/<int:segment_id>/delete/", insight_views.delete_segment, name="delete_segment"),
     path("priorities/", insight_views.priorities, name="priorities"),
     path("reviews/", insight_views.reviews_page, name="reviews"),
+    path("campaigns/", campaign_views.campaign_list, name="campaigns"),
+    path("campaigns/new/", campaign_views.edit_campaign, name="campaign_new"),
+    path("campaigns/preview/", campaign_views.campaign_preview, name="campaign_preview"),
+    path("campaigns/suggest/<str:action>/", campaign_views.draft_from_suggestion, name="campaign_suggest"),
+    path("campaigns/<int:campaign_id>/", campaign_views.campaign_detail, name="campaign_detail"),
+    path("campaigns/<int:campaign_id>/edit/", campaign_views.edit_campaign, name="campaign_edit"),
+    path("campaigns/<int:campaign_id>/launch/", campaign_views.launch_campaign, name="campaign_launch"),
+    path("campaigns/<int:campaign_id>/cancel/", campaign_views.cancel_campaign, name="campaign_cancel"),
+    path("campaigns/<int:campaign_id>/audience.csv", campaign_views.campaign_audience_csv, name="campaign_audience_csv"),
     path("playbook/", campaign_views.playbook, name="playbook"),
     path("playbook/<int:rule_id>/", campaign_views.edit_rule, name="playbook_rule"),
     path("playbook/new/", campaign_views.edit_rule, name="playbook_new_rule"),

@@ -194,3 +194,55 @@ def test_lifecycle_segments_priorities_and_playbook_pages(live_server, page, ali
     assert top.action_reason[:30] in page.inner_text("[data-testid=next-action]")
     assert len(page.query_selector_all("[data-testid=stage-timeline] li")) >= 1
     page.screenshot(path=str(SCREENSHOTS / "customer-action.png"), full_page=True)
+
+
+def test_campaign_pages_from_suggestion_to_report(live_server, page, alice, tenant_a, settings, tmp_path):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from campaigns.models import Campaign, CampaignMember
+    from clmsite.tenancy import tenant_context
+    from customers.models import Order
+    from modeling.insights import refresh_insights
+    from modeling.scoring import score_customers
+    from modeling.training import train_models
+    from tests.test_modeling import END, load_demo
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    settings.MODEL_DIR = tmp_path / "models"
+    load_demo(tenant_a, customers=300, seed=6)
+    tenant_a.settings = {"sentiment_candidates": ["ngram"]}
+    tenant_a.save()
+    train_models(tenant_a, END, 60, family="tabular")
+    score_customers(tenant_a, END)
+    refresh_insights(tenant_a, END, backfill_months=0)
+
+    login(page, live_server, "alice", "alice-pass-123")
+    page.click("nav >> text=Campaigns")
+    page.click("[data-testid=suggestions] button >> nth=0")
+    assert page.inner_text("[data-testid=campaign-state]") == "Draft"
+    size = int(page.inner_text("[data-testid=preview-size]").replace(",", ""))
+    assert size > 0
+    page.click("text=Edit")
+    page.wait_for_function("() => document.getElementById('preview-size').textContent.includes('customers')")
+    page.fill("#id_control_share", "0.5")
+    page.click("[data-testid=campaign-form] button[type=submit]")
+    page.click("[data-testid=launch]")
+    assert page.inner_text("[data-testid=campaign-state]") == "Running"
+    assert "launch" in page.inner_text("[data-testid=audit]")
+
+    with tenant_context(tenant_a):  # a month later, the treatment group bought more
+        campaign = Campaign.objects.get(state="running")
+        Campaign.objects.filter(pk=campaign.pk).update(launched_at=timezone.now() - dt.timedelta(days=40))
+        members = list(CampaignMember.objects.filter(campaign=campaign).order_by("customer_id"))
+        Order.objects.bulk_create([
+            Order(tenant=tenant_a, customer_id=m.customer_id, external_id=f"post-{m.customer_id}", amount=50,
+                  ordered_at=timezone.now() - dt.timedelta(days=35 - i % 20))
+            for i, m in enumerate(members) if (m.group == "treatment" and i % 2 == 0) or (m.group == "control" and i % 10 == 0)
+        ])
+    page.reload()
+    assert page.inner_text("[data-testid=campaign-state]") == "Completed"
+    assert page.evaluate("() => !!Chart.getChart('uplift-chart') && !!Chart.getChart('cumulative-chart')")
+    assert "raised conversion" in page.inner_text("[data-testid=verdict]")
+    page.screenshot(path=str(SCREENSHOTS / "campaign-report.png"), full_page=True)

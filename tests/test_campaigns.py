@@ -178,3 +178,69 @@ def test_audience_csv_escapes_formula_cells(shop) -> None:
     names = {row["customer_id"]: row["name"] for row in rows}
     for customer, name in zip(customers, hostile, strict=True):
         assert names[customer.external_id] == "'" + name
+
+
+def test_api_roles_drafts_launch_report_and_audience(shop) -> None:
+    from clmsite.models import Role
+    from tests.conftest import api_client_for
+
+    viewer, analyst, admin = (api_client_for(shop, role) for role in (Role.VIEWER, Role.ANALYST, Role.ADMIN))
+    body = {"name": "Win back the lapsed", "action": "win_back", "filters": {"stages": ["lapsed"]}, "control_share": 0.2}
+    assert viewer.post("/api/v1/campaigns/", body, format="json").status_code == 403
+    assert analyst.post("/api/v1/campaigns/", {**body, "control_share": 0.9}, format="json").status_code == 400
+    assert analyst.post("/api/v1/campaigns/", {**body, "tenant": 999, "state": "running"}, format="json").json()["state"] == "draft"  # not writable
+    created = analyst.post("/api/v1/campaigns/", body, format="json").json()
+    preview = analyst.get(f"/api/v1/campaigns/{created['id']}/report/").json()
+    with tenant_context(shop):
+        lapsed = Customer.objects.filter(insight__stage="lapsed").count()
+    assert preview == {"launched": False, "preview": preview["preview"]} and preview["preview"]["size"] == lapsed
+    assert analyst.post(f"/api/v1/campaigns/{created['id']}/launch/").status_code == 403  # analysts draft, admins launch
+    launched = admin.post(f"/api/v1/campaigns/{created['id']}/launch/")
+    assert launched.status_code == 200 and launched.json()["state"] == "running" and launched.json()["audience_size"] == lapsed
+    assert admin.post(f"/api/v1/campaigns/{created['id']}/launch/").status_code == 400  # once
+    assert analyst.patch(f"/api/v1/campaigns/{created['id']}/", {"name": "renamed"}, format="json").status_code == 400
+    report = viewer.get(f"/api/v1/campaigns/{created['id']}/report/").json()
+    assert report["launched"] and report["treatment"]["members"] + report["control"]["members"] == lapsed
+    audience = viewer.get(f"/api/v1/campaigns/{created['id']}/audience/").json()
+    assert audience["count"] == report["treatment"]["members"] and audience["results"][0]["action"] == "win_back"
+    with tenant_context(shop):
+        audit = CampaignAudit.objects.get(campaign_id=created["id"], event="launch")
+        assert audit.via == "api" and audit.audience_size == lapsed
+
+
+def test_suggested_campaigns_come_from_recommended_actions_and_become_drafts(shop, alice) -> None:
+    suggestions = services.suggested_campaigns(shop)
+    assert suggestions and suggestions == sorted(suggestions, key=lambda s: -s["value_at_risk"])
+    top = suggestions[0]
+    campaign = services.do_draft_from_suggestion(shop, top["action"], user=alice)
+    assert campaign.state == "draft" and campaign.filters == {"actions": [top["action"]]}
+    assert services.preview(campaign)["size"] == top["customers"]
+
+
+def test_uplift_model_finds_persuadable_customers_on_held_out_campaigns(shop) -> None:
+    """Two completed campaigns where only repeat buyers respond (+50 points) and others do
+    not: the T-learner, validated on the later campaign, ranks persuadables first."""
+    from campaigns.uplift import fit_uplift, persuadable_customer_ids
+
+    for seed in (11, 12):
+        campaign = launched_in_the_past(shop, make_campaign(shop, name=f"Win-back {seed}", control_share=0.5), days_ago=60 if seed == 11 else 40)
+        rng = np.random.default_rng(seed)
+        with tenant_context(shop):
+            orders = []
+            for member in CampaignMember.objects.filter(campaign=campaign).select_related("customer"):
+                persuadable = member.customer.order_count >= 3
+                rate = 0.05 + (0.5 if persuadable and member.group == "treatment" else 0.0)
+                if rng.random() < rate:
+                    orders.append(Order(tenant=shop, customer_id=member.customer_id, external_id=f"u-{campaign.pk}-{member.customer_id}",
+                                        ordered_at=campaign.launched_at + dt.timedelta(days=3), amount=40))
+            Order.objects.bulk_create(orders)
+            Campaign.objects.filter(pk=campaign.pk).update(state="completed")
+    model = fit_uplift(shop, Action.WIN_BACK)
+    assert model is not None and model.validation["scheme"].startswith("held-out campaign")
+    assert model.validation["uplift_top30"] > model.validation["uplift_all"] + 0.05, model.validation
+    persuadable = set(persuadable_customer_ids(shop, Action.WIN_BACK))
+    with tenant_context(shop):
+        repeat = set(Customer.objects.filter(order_count__gte=3).values_list("pk", flat=True))
+        assert len(persuadable & repeat) / max(len(persuadable), 1) > 0.7
+        campaign = make_campaign(shop, name="Persuadables", persuadable_only=True)
+    assert 0 < services.preview(campaign)["size"] < services.preview(make_campaign(shop, name="All"))["size"]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from campaigns.models import PlaybookRule
+from campaigns.models import Campaign, PlaybookRule
 from clmsite.models import ApiKey, Role
 from clmsite.services import do_create_api_key
 from clmsite.tenancy import tenant_context
@@ -48,9 +48,21 @@ OBJECTS_BY_URL: dict[str, tuple[str, str]] = {
     "delete_segment": ("segment", "POST"),
     "playbook_rule": ("rule", "GET"),
     "playbook_delete_rule": ("rule", "POST"),
+    "campaign-detail": ("campaign", "GET"),
+    "campaign-launch": ("campaign", "POST"),
+    "campaign-cancel": ("campaign", "POST"),
+    "campaign-report": ("campaign", "GET"),
+    "campaign-audience": ("campaign", "GET"),
+    "campaign_detail": ("campaign", "GET"),
+    "campaign_edit": ("campaign", "GET"),
+    "campaign_launch": ("campaign", "POST"),
+    "campaign_cancel": ("campaign", "POST"),
+    "campaign_audience_csv": ("campaign", "GET"),
 }
 # URLs whose parameter is not an object id; each is scoped inside its service.
-NOT_ID_PARAMETERS = {"rollback"}  # <target> is a model target name; the rollback only sees the tenant's versions
+# <target> is a model target name (the rollback only sees the tenant's versions); <action> a
+# playbook action (the draft is built from the tenant's own insights).
+NOT_ID_PARAMETERS = {"rollback", "campaign_suggest"}
 # Lists and pages without ids, fetched as shop B and searched for shop A's data.
 LIST_URLS = {
     "/api/v1/customers/": "customer",
@@ -61,8 +73,9 @@ LIST_URLS = {
     "/api/v1/imports/": "job",
     "/api/v1/jobs/": "job",
     "/api/v1/segments/": "segment",
+    "/api/v1/campaigns/": "campaign",
 }
-PAGE_URLS = ["/", "/customers/", "/customers/?q=c1", "/imports/", "/settings/api-keys/", "/models/", "/settings/", "/lifecycle/", "/segments/", "/priorities/", "/playbook/", "/reviews/"]
+PAGE_URLS = ["/", "/customers/", "/customers/?q=c1", "/imports/", "/settings/api-keys/", "/models/", "/settings/", "/lifecycle/", "/segments/", "/priorities/", "/playbook/", "/reviews/", "/campaigns/", "/campaigns/new/"]
 MISSING_ID = 987654321
 ODD_IDS = ["-1", "0", str(2**63), "00000000-0000-0000-0000-000000000000"]
 
@@ -104,12 +117,15 @@ def shop_a_objects(shop_a_data, shop_b_data, alice, django_capture_on_commit_cal
         )
         StageSnapshot.objects.create(tenant=shop_a_data, customer=Customer.objects.get(external_id="c1"), as_of="2024-03-01", stage="new", since="2024-02-01", reason="new")
         rule = PlaybookRule.objects.create(tenant=shop_a_data, name="Trail shoe rule", action="nurture")
+        campaign = Campaign.objects.create(tenant=shop_a_data, name="Trail shoe win-back", action="win_back", filters={"stages": ["new"]})
     with tenant_context(shop_b_data):
         Segment.objects.create(tenant=shop_b_data, kind="saved", key="road", name="Road fans", filters={"stages": ["new"]})
+        Campaign.objects.create(tenant=shop_b_data, name="Road win-back", action="win_back")
     with tenant_context(shop_a_data):
         return {
             "segment": segment,
             "rule": rule,
+            "campaign": campaign,
             "model_version": version,
             "prediction": prediction,
             "customer": Customer.objects.get(external_id="c1"),
@@ -126,6 +142,8 @@ def id_kwarg(name: str) -> str:
         "customer_detail": "customer_id", "import_detail": "job_id", "job_status": "job_id", "cancel_job": "job_id", "revoke_api_key": "key_id",
         "model_version": "version_id", "promote_version": "version_id", "segment_detail": "segment_id", "delete_segment": "segment_id",
         "playbook_rule": "rule_id", "playbook_delete_rule": "rule_id", "insight-detail": "customer", "insight-stages": "customer",
+        "campaign_detail": "campaign_id", "campaign_edit": "campaign_id", "campaign_launch": "campaign_id", "campaign_cancel": "campaign_id",
+        "campaign_audience_csv": "campaign_id",
     }.get(name, "pk")
 
 
@@ -171,6 +189,11 @@ def test_foreign_writes_change_nothing(shop_a_objects, charlie, api_b, client):
     assert api_b.post(f"/api/v1/models/{version.pk}/promote/").status_code == 404
     assert api_b.post(f"/api/v1/jobs/{shop_a_objects['job'].pk}/cancel/").status_code == 404
     assert api_b.delete(f"/api/v1/segments/{shop_a_objects['segment'].pk}/").status_code == 404
+    campaign = shop_a_objects["campaign"]
+    assert api_b.patch(f"/api/v1/campaigns/{campaign.pk}/", {"name": "pwned"}, format="json").status_code == 404
+    assert api_b.post(f"/api/v1/campaigns/{campaign.pk}/launch/").status_code == 404
+    refused = api_b.post("/api/v1/campaigns/", {"name": "x", "action": "win_back", "segment": shop_a_objects["segment"].pk}, format="json")
+    assert refused.status_code == 400 and "segment" in refused.json()
     client.force_login(charlie)
     client.post(reverse("delete_segment", kwargs={"segment_id": shop_a_objects["segment"].pk}))
     client.post(reverse("playbook_delete_rule", kwargs={"rule_id": shop_a_objects["rule"].pk}))
@@ -187,6 +210,7 @@ def test_foreign_writes_change_nothing(shop_a_objects, charlie, api_b, client):
         assert ModelVersion.objects.get(pk=version.pk).state == "candidate"
         assert Segment.objects.filter(pk=shop_a_objects["segment"].pk).exists()
         assert PlaybookRule.objects.get(pk=shop_a_objects["rule"].pk).name == "Trail shoe rule"
+        assert Campaign.objects.get(pk=campaign.pk).state == "draft" and Campaign.objects.get(pk=campaign.pk).name == "Trail shoe win-back"
     assert ApiKey.objects.get(pk=shop_a_objects["api_key"].pk).revoked_at is None
 
 

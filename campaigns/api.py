@@ -1,0 +1,127 @@
+"""REST endpoints for campaigns: CRUD on drafts, launch, cancel, report and the audience."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, serializers
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from campaigns import services
+from campaigns.models import Campaign
+from clmsite.api import TenantViewSet
+from clmsite.models import Role
+from modeling.api import SavedFiltersSerializer
+from modeling.models import Segment
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    filters = SavedFiltersSerializer(required=False)
+    segment = serializers.PrimaryKeyRelatedField(queryset=Segment.objects.all(), required=False, allow_null=True)  # scoped to the tenant
+    control_share = serializers.FloatField(min_value=0.0, max_value=0.5, default=0.1)
+    attribution_days = serializers.IntegerField(min_value=1, max_value=365, default=30)
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id", "name", "goal", "action", "channel", "segment", "filters", "persuadable_only", "offer", "control_share", "attribution_days",
+            "scheduled_for", "webhook_url", "webhook_secret", "state", "audience_size", "value_at_risk", "launched_at", "completed_at", "created_at",
+        ]
+        read_only_fields = ["id", "webhook_secret", "state", "audience_size", "value_at_risk", "launched_at", "completed_at", "created_at"]
+
+    def validate_webhook_url(self, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValidationError("An http(s) URL.")
+        return value
+
+
+class AudienceMemberSerializer(serializers.Serializer):
+    customer_id = serializers.CharField()
+    email = serializers.CharField()
+    name = serializers.CharField()
+    country = serializers.CharField()
+    stage = serializers.CharField()
+    action = serializers.CharField()
+    offer = serializers.CharField()
+    predicted_value = serializers.CharField(allow_null=True)
+
+
+class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
+    """Campaigns. Analysts create and edit drafts; admins launch and cancel. ``report`` has
+    the outcome (uplift with its 95% CI); ``audience`` lists the launched treatment group."""
+
+    serializer_class = CampaignSerializer
+    filterset_fields = ["state", "action"]
+    ordering = ["-created_at"]
+    ordering_fields = ["created_at", "launched_at"]
+    action_roles = {"launch": Role.ADMIN, "cancel": Role.ADMIN}
+
+    def get_base_queryset(self) -> Any:
+        return Campaign.objects.select_related("segment")
+
+    def _state_for(self, serializer: Any) -> str:
+        return Campaign.State.SCHEDULED if serializer.validated_data.get("scheduled_for") else Campaign.State.DRAFT
+
+    def perform_create(self, serializer: Any) -> None:
+        url = serializer.validated_data.get("webhook_url")
+        serializer.save(tenant=self.tenant, state=self._state_for(serializer), created_by=self.request.user if getattr(self.request.user, "pk", None) else None,
+                        webhook_secret=services.new_webhook_secret() if url else "")
+
+    def perform_update(self, serializer: Any) -> None:
+        if serializer.instance.state not in (Campaign.State.DRAFT, Campaign.State.SCHEDULED):
+            raise ValidationError({"detail": "A launched campaign cannot be edited."})
+        extra = {"webhook_secret": services.new_webhook_secret()} if serializer.validated_data.get("webhook_url") and not serializer.instance.webhook_secret else {}
+        serializer.save(state=self._state_for(serializer) if "scheduled_for" in serializer.validated_data else serializer.instance.state, updated_at=timezone.now(), **extra)
+
+    def perform_destroy(self, instance: Campaign) -> None:
+        if instance.state not in (Campaign.State.DRAFT, Campaign.State.SCHEDULED):
+            raise ValidationError({"detail": "A launched campaign is kept for its report; cancel it instead."})
+        instance.delete()
+
+    @extend_schema(request=None, responses={200: CampaignSerializer})
+    @action(detail=True, methods=["post"])
+    def launch(self, request: Any, pk: str | None = None) -> Response:
+        campaign = self.get_object()
+        try:
+            campaign = services.do_launch_campaign(self.tenant, campaign.pk, user=request.user, via="api")  # type: ignore[arg-type]
+        except services.CampaignStateError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(CampaignSerializer(campaign).data)
+
+    @extend_schema(request=None, responses={200: CampaignSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Any, pk: str | None = None) -> Response:
+        campaign = self.get_object()
+        try:
+            campaign = services.do_cancel_campaign(self.tenant, campaign.pk, user=request.user, via="api")  # type: ignore[arg-type]
+        except services.CampaignStateError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(CampaignSerializer(campaign).data)
+
+    @extend_schema(responses={200: inline_serializer("CampaignReport", {
+        "launched": serializers.BooleanField(), "treatment": serializers.DictField(required=False), "control": serializers.DictField(required=False),
+        "uplift": serializers.FloatField(required=False), "uplift_ci": serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True),
+        "significant": serializers.BooleanField(required=False), "incremental_revenue": serializers.FloatField(required=False),
+        "verdict": serializers.CharField(required=False), "preview": serializers.DictField(required=False)})})
+    @action(detail=True, methods=["get"])
+    def report(self, request: Any, pk: str | None = None) -> Response:
+        campaign = self.get_object()
+        services.complete_if_due(campaign)
+        report = services.outcomes(campaign)
+        if not report.get("launched"):
+            return Response({"launched": False, "preview": services.preview(campaign)})
+        report = {k: v for k, v in report.items() if k != "cumulative"}
+        return Response({**report, "window_end": report["window_end"].isoformat(), "measured_until": report["measured_until"].isoformat()})
+
+    @extend_schema(responses={200: AudienceMemberSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def audience(self, request: Any, pk: str | None = None) -> Response:
+        campaign = self.get_object()
+        page = self.paginate_queryset(services.treatment_rows(campaign))
+        return self.get_paginated_response([services.member_record(campaign, member) for member in page])
+
+
