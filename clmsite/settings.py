@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "customers",
     "modeling",
     "campaigns",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -61,7 +62,21 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "clmsite.tenancy.TenantMiddleware",
+    # Brute-force lockout; last, as django-axes asks.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Five failed logins for one username from one address inside the window are answered as
+# usual; the sixth failure is refused (429, with a page that says what to do) and locks that
+# pair out, even with the right password, until the cool-off ends. Failures are kept in the
+# database, shared by every web process.
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "6"))
+AXES_COOLOFF_TIME = float(os.environ.get("AXES_COOLOFF_HOURS", "0.25"))  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "clmsite.urls"
 WSGI_APPLICATION = "clmsite.wsgi.application"
@@ -106,6 +121,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Django 6 behaviour now: a scheme-less URL typed in a form means https.
+FORMS_URLFIELD_ASSUME_HTTPS = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
