@@ -8,7 +8,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/clm
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
 
-.PHONY: setup demo test lint run worker bench-import clean
+.PHONY: setup demo test lint audit run worker bench-import clean
 
 $(BIN)/.installed: requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required (set PYTHON=...)"; exit 1; }
@@ -36,6 +36,11 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/bandit -q -c pyproject.toml -r clmsite customers modeling campaigns
+
+# Known vulnerabilities in the pinned requirements (asks PyPI's advisory database).
+audit: setup
+	$(BIN)/pip-audit -r requirements.txt --progress-spinner off
 
 test: setup lint
 	DB_CONN_MAX_AGE=0 DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \

@@ -29,7 +29,7 @@ def env_list(name: str, default: str) -> list[str]:
 
 DEBUG = env_bool("DEBUG", False)
 # The fallback key only ever serves the embedded demo profile; production refuses it.
-INSECURE_DEV_SECRET_KEY = "django-insecure-embedded-demo-key-change-me"  # noqa: S105
+INSECURE_DEV_SECRET_KEY = "django-insecure-embedded-demo-key-change-me"  # noqa: S105 - the embedded profile only; production settings require SECRET_KEY  # nosec B105
 SECRET_KEY = os.environ.get("SECRET_KEY", INSECURE_DEV_SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")

@@ -98,7 +98,7 @@ def set_seed(seed: int) -> None:
 def load_tokenizer(path: str | None = None) -> Any:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path or encoder_path(), local_files_only=True)
+    return AutoTokenizer.from_pretrained(path or encoder_path(), local_files_only=True)  # local_files_only: loads from a local directory, never the Hub  # nosec B615
 
 
 def load_encoder(path: str | None = None) -> tuple[Any, nn.Module]:
@@ -114,7 +114,7 @@ def load_encoder(path: str | None = None) -> tuple[Any, nn.Module]:
     configure_threads()
     path = path or encoder_path()
     tokenizer = load_tokenizer(path)
-    model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True)  # local_files_only: loads from a local directory, never the Hub  # nosec B615
     model.eval()
     return tokenizer, model
 

