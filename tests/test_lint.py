@@ -99,9 +99,9 @@ def rechecks_tenant(function: ast.FunctionDef, by_name: dict[str, ast.FunctionDe
         return True
     if depth < 2:
         for call in ast.walk(function):
-            if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in by_name:
-                if any(isinstance(a, ast.Name) and a.id == "tenant_id" for a in call.args) and rechecks_tenant(by_name[call.func.id], by_name, depth + 1):
-                    return True
+            hands_over = isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in by_name
+            if hands_over and any(isinstance(a, ast.Name) and a.id == "tenant_id" for a in call.args) and rechecks_tenant(by_name[call.func.id], by_name, depth + 1):
+                return True
     return False
 
 
