@@ -88,6 +88,7 @@ class CampaignForm(forms.ModelForm):
     actions = forms.MultipleChoiceField(choices=Action.choices, required=False, widget=forms.CheckboxSelectMultiple, help_text="audience: customers whose recommended action is one of these")
     churn_min = forms.FloatField(min_value=0, max_value=1, required=False, label="Churn probability at least")
     orders_min = forms.IntegerField(min_value=0, required=False, label="Orders at least")
+    webhook_url = forms.URLField(max_length=500, required=False, assume_scheme="https", help_text="optional: POST the treatment group here, HMAC-signed")
 
     FILTER_FIELDS = ("stages", "value_tiers", "actions", "churn_min", "orders_min")
 

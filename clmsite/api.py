@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from django.http import Http404
 from rest_framework import exceptions, status, viewsets
 from rest_framework.response import Response
@@ -66,6 +67,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    if isinstance(exc, DataError):  # a value the database cannot hold (out of range): the client's input
+        log.warning("API input refused by the database: %s", exc)
+        exc = exceptions.ValidationError({"detail": "A value in the request is out of range."})
     response = drf_exception_handler(exc, context)
     if response is None:
         log.exception("Unhandled API error", exc_info=exc)

@@ -12,6 +12,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from clmsite.api import TenantViewSet
+from clmsite.filters import ClmFilterSet, UTCDateTimeFilter
 from clmsite.models import Role
 from customers.models import Customer, Order, OrderItem, Product, Review
 from customers.services.import_jobs import do_start_import
@@ -89,13 +90,13 @@ class CustomerDetailSerializer(CustomerSerializer):
         return ReviewSerializer(customer.reviews.select_related("product").order_by("-created_at")[:100], many=True).data
 
 
-class CustomerFilter(django_filters.FilterSet):
+class CustomerFilter(ClmFilterSet):
     min_orders = django_filters.NumberFilter(field_name="order_count", lookup_expr="gte")
     max_orders = django_filters.NumberFilter(field_name="order_count", lookup_expr="lte")
     min_spent = django_filters.NumberFilter(field_name="total_spent", lookup_expr="gte")
     max_spent = django_filters.NumberFilter(field_name="total_spent", lookup_expr="lte")
-    last_order_after = django_filters.IsoDateTimeFilter(field_name="last_order_at", lookup_expr="gte")
-    last_order_before = django_filters.IsoDateTimeFilter(field_name="last_order_at", lookup_expr="lt")
+    last_order_after = UTCDateTimeFilter(field_name="last_order_at", lookup_expr="gte")
+    last_order_before = UTCDateTimeFilter(field_name="last_order_at", lookup_expr="lt")
     country = django_filters.CharFilter(lookup_expr="iexact")
 
     class Meta:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.utils.text import slugify
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
@@ -223,9 +222,9 @@ class SegmentSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "kind", "key", "description", "stats", "size", "is_current", "created_at", "updated_at"]
 
     def validate_name(self, value: str) -> str:
-        if Segment.objects.filter(kind=Segment.Kind.SAVED, key=slugify(value)[:60]).exists():
+        if Segment.objects.filter(kind=Segment.Kind.SAVED, name__iexact=value.strip()).exists():
             raise ValidationError("A saved segment with this name exists.")
-        return value
+        return value.strip()
 
 
 class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
@@ -243,7 +242,7 @@ class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
 
     def perform_create(self, serializer: Any) -> None:
         name = serializer.validated_data["name"]
-        segment = serializer.save(tenant=self.tenant, kind=Segment.Kind.SAVED, key=slugify(name)[:60] or "segment",
+        segment = serializer.save(tenant=self.tenant, kind=Segment.Kind.SAVED, key=insights.saved_segment_key(name),
                                   created_by=self.request.user if getattr(self.request.user, "pk", None) else None)
         segment.size = insights.segment_members(segment).count()
         segment.save(update_fields=["size"])

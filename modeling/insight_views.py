@@ -13,7 +13,6 @@ from django.core.paginator import Paginator
 from django.db.models import Avg, Count, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from campaigns.models import Action
@@ -139,12 +138,12 @@ def segment_list(request: HttpRequest) -> HttpResponse:
         if not request.membership.can(Role.ANALYST):  # type: ignore[attr-defined]
             raise Http404("Not found")
         if form.is_valid():
-            name = form.cleaned_data["name"]
-            key = slugify(name)[:60] or "segment"
-            if Segment.objects.filter(kind=Segment.Kind.SAVED, key=key).exists():
+            name = form.cleaned_data["name"].strip()
+            if Segment.objects.filter(kind=Segment.Kind.SAVED, name__iexact=name).exists():
                 form.add_error("name", "A saved segment with this name exists.")
             else:
-                segment = Segment.objects.create(tenant=tenant, kind=Segment.Kind.SAVED, key=key, name=name, filters=form.filters(), created_by=request.user)
+                segment = Segment.objects.create(tenant=tenant, kind=Segment.Kind.SAVED, key=insights.saved_segment_key(name), name=name,
+                                                 filters=form.filters(), created_by=request.user)
                 segment.size = insights.segment_members(segment).count()
                 segment.save(update_fields=["size"])
                 messages.success(request, f"Saved segment “{name}”: {segment.size:,} customers now.")

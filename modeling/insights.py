@@ -315,6 +315,17 @@ SAVED_FILTERS = {
 }
 
 
+def saved_segment_key(name: str) -> str:
+    """A free key for a new saved segment: its name's slug, numbered if taken."""
+    from django.utils.text import slugify
+
+    base = slugify(name)[:50] or "segment"
+    key, number = base, 2
+    while Segment.objects.filter(kind=Segment.Kind.SAVED, key=key).exists():
+        key, number = f"{base}-{number}", number + 1
+    return key
+
+
 def segment_members(segment: Segment) -> QuerySet[CustomerInsight]:
     """The customers (their insight rows) in a segment; saved segments are live filters."""
     base = CustomerInsight.objects.select_related("customer")

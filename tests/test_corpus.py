@@ -70,7 +70,7 @@ def test_corpus_file_imports_exactly_or_nothing(tenant_a, tmp_path, name) -> Non
 @pytest.mark.django_db
 def test_corpus_through_the_upload_page_and_the_api_never_500s(tenant_a, alice, client, api_a, django_capture_on_commit_callbacks) -> None:
     client.force_login(alice)
-    for name, (kind, content, (outcome, _)) in CORPUS.items():
+    for name, (kind, content, _) in CORPUS.items():
         with django_capture_on_commit_callbacks(execute=True):
             page = client.post("/imports/", {"kind": kind, "file": SimpleUploadedFile("f.csv", content)})
             api = api_a.post("/api/v1/imports/", {"kind": kind, "file": SimpleUploadedFile("f.csv", content)}, format="multipart")
