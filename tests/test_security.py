@@ -160,3 +160,26 @@ def test_list_responses_carry_exactly_the_documented_fields(shop_a_data, api_a) 
     for url, component in (("/api/v1/customers/", "Customer"), ("/api/v1/orders/", "Order"), ("/api/v1/reviews/", "Review"), ("/api/v1/products/", "Product")):
         rows = api_a.get(url).json()["results"]
         assert rows and all(sorted(row) == fields[component] for row in rows), url
+
+
+def test_a_poison_job_is_given_up_after_its_attempts(tenant_a, settings) -> None:
+    """Each redelivery of a job whose worker keeps dying takes it over once its lease is
+    stale; after MAX_ATTEMPTS it is failed instead of running forever."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from modeling import jobs
+
+    settings.JOB_LEASE_SECONDS = 60
+    job = jobs.create_job(tenant_a, Job.Kind.TRAIN, params={})
+    for attempt in range(1, jobs.MAX_ATTEMPTS + 1):
+        claimed = jobs.claim_job(tenant_a, job.pk)
+        assert claimed is not None and claimed.attempts == attempt
+        assert jobs.claim_job(tenant_a, job.pk) is None  # a duplicate delivery while it runs: skipped
+        with tenant_context(tenant_a):  # the worker dies: the heartbeat goes stale
+            Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - dt.timedelta(minutes=5))
+    assert jobs.claim_job(tenant_a, job.pk) is None
+    with tenant_context(tenant_a):
+        job.refresh_from_db()
+    assert job.state == Job.State.FAILED and "Gave up after" in job.message
