@@ -12,6 +12,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from clmsite.api import TenantViewSet
+from clmsite.datacache import bump_data_version
 from clmsite.filters import ClmFilterSet, UTCDateTimeFilter
 from clmsite.models import Role
 from customers.models import Customer, Order, OrderItem, Product, Review
@@ -152,6 +153,10 @@ class CustomerViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMod
 
     def get_serializer_class(self) -> Any:
         return CustomerDetailSerializer if self.action == "retrieve" else CustomerSerializer
+
+    def perform_destroy(self, instance: Customer) -> None:
+        super().perform_destroy(instance)
+        bump_data_version(self.tenant.pk)  # type: ignore[union-attr]
 
 
 class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):

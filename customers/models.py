@@ -31,7 +31,8 @@ class Customer(TenantOwnedModel):
         constraints = [models.UniqueConstraint(fields=["tenant", "external_id"], name="uniq_customer_external_id")]
         indexes = [
             models.Index(fields=["tenant", "last_order_at"], name="customer_tenant_last_order"),
-            models.Index(fields=["tenant", "total_spent"], name="customer_tenant_spent"),
+            models.Index(fields=["tenant", "total_spent", "id"], name="customer_tenant_spent_id"),
+            models.Index(fields=["tenant", "order_count", "id"], name="customer_tenant_orders_id"),
         ]
         ordering = ["external_id"]
 

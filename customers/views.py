@@ -20,10 +20,13 @@ from modeling.models import Job
 
 @tenant_required()
 def dashboard(request: HttpRequest) -> HttpResponse:
+    from clmsite.datacache import cached
     from modeling.insights import dashboard_overview
 
-    stats = queries.dashboard_stats(request.tenant)  # type: ignore[attr-defined]
-    overview = dashboard_overview(request.tenant)  # type: ignore[attr-defined]
+    tenant = request.tenant  # type: ignore[attr-defined]
+    # Aggregates over every order and stage snapshot: computed once per data version.
+    stats = cached(tenant.pk, "dashboard-stats", lambda: queries.dashboard_stats(tenant))
+    overview = cached(tenant.pk, "dashboard-overview", lambda: dashboard_overview(tenant))
     recent_imports = Job.objects.filter(kind=Job.Kind.IMPORT)[:5]
     return render(
         request,
@@ -37,8 +40,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def customer_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
     sort = request.GET.get("sort", "-spent")
-    customers = queries.search_customers(request.tenant, query=query, sort=sort)  # type: ignore[attr-defined]
-    page = Paginator(customers, 25).get_page(request.GET.get("page"))
+    tenant = request.tenant  # type: ignore[attr-defined]
+    customers = queries.search_customers(tenant, query=query, sort=sort)
+    paginator = Paginator(customers, 25)
+    if not query:  # counting every customer is the page's costliest query: once per data version
+        from clmsite.datacache import cached
+
+        paginator.count = cached(tenant.pk, "customer-count", customers.count)  # type: ignore[misc]
+    page = paginator.get_page(request.GET.get("page"))
     base = "?" + urlencode({"q": query}) + "&sort="
     return render(request, "customers/list.html", {"page": page, "q": query, "sort": sort, "base": base})
 

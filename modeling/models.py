@@ -135,6 +135,7 @@ class Prediction(TenantOwnedModel):
     explanation = models.JSONField(default=list, blank=True, help_text="top factors in plain words")
     model_versions = models.JSONField(default=dict, blank=True, help_text="target -> ModelVersion id")
     profile_hash = models.CharField(max_length=64, blank=True, default="")
+    profile = models.TextField(blank=True, default="", help_text="the text profile as of the date: what the transformer reads")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -126,8 +126,10 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
     rows = []
     for customer, row in scores.iterrows():
         probability = float(np.clip(row["purchase_probability"], 0.0, 1.0))
-        rows.append(_prediction(tenant, customer, as_of, horizon, probability, float(row["expected_orders"]), float(row["expected_revenue"]),
-                                explanations.get(customer, []), report.model_versions, profile_hash(profiles.get(customer, ""))))
+        prediction = _prediction(tenant, customer, as_of, horizon, probability, float(row["expected_orders"]), float(row["expected_revenue"]),
+                                 explanations.get(customer, []), report.model_versions, profile_hash(profiles.get(customer, "")))
+        prediction.profile = profiles.get(customer, "")  # kept, so the customer page need not rebuild it per request
+        rows.append(prediction)
     for customer in prospects:
         factors = [{"text": "no order yet", "effect": "-", "weight": 0.0}, {"text": f"{rate:.0%} of sign-ups like them order within {horizon} days", "effect": "+", "weight": 0.0}]
         rows.append(_prediction(tenant, customer, as_of, horizon, rate, rate, rate * prospect_value, factors, report.model_versions, ""))

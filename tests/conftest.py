@@ -22,9 +22,13 @@ def _eager_tasks(settings: Any, tmp_path: Any) -> None:
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.JOBS_IN_THREAD = False
     settings.UPLOAD_DIR = tmp_path / "uploads"
+    from django.core.cache import cache
+
     from clmsite.celery import app
 
     app.conf.task_always_eager = True
+    # Cached aggregates are keyed by tenant id, which a fresh test database reuses.
+    cache.clear()
 
 
 @pytest.fixture

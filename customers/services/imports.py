@@ -39,6 +39,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from clmsite.datacache import bump_data_version
 from clmsite.models import Tenant
 from customers.services import parsing
 from customers.services.parsing import FieldError
@@ -990,7 +991,7 @@ def _present_columns(spec: Spec, header: list[str]) -> set[str]:
     return present
 
 
-def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], progress: ProgressCallback | None) -> ImportResult:
+def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], progress: ProgressCallback | None, *, from_file: bool = True) -> ImportResult:
     params = {"tenant": tenant.pk, "now": timezone.now(), "currency": tenant.currency}
     postgres = connection.vendor == "postgresql"
     if not postgres:
@@ -1017,6 +1018,11 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
                 collector.add(error.row, error.column, error.message)
             raise collector.fail("file")
         result = LOADERS[spec.kind](cursor, spec, params, present)
+        if result.created or (result.updated and spec.kind != "customers"):
+            # Cached aggregates count customers and sum orders and reviews: a change of a
+            # customer's email or country leaves them as they are.
+            # A file shows at once; an API batch may lag on cached pages for up to a minute.
+            bump_data_version(tenant.pk, hard=from_file)
     if postgres and result.created + result.updated + sum(result.details.values()) >= ANALYZE_AFTER_ROWS:
         _refresh_statistics(spec)
     return result
@@ -1053,7 +1059,7 @@ def import_rows(tenant: Tenant, kind: str, rows: list[dict[str, Any]]) -> Import
     try:
         with _Staging(spec) as staging:
             header = validate_rows(spec, rows, staging)
-            result = _load(tenant, spec, staging, _present_columns(spec, header), None)
+            result = _load(tenant, spec, staging, _present_columns(spec, header), None, from_file=False)
     except ImportError_ as exc:
         return _failed(kind, exc)
     return _finish(result)

@@ -45,9 +45,14 @@ def search_customers(tenant: Tenant, *, query: str = "", sort: str = "-spent") -
             customers = customers.filter(Q(external_id__icontains=query) | Q(email__icontains=query) | Q(name__icontains=query))
         order = CUSTOMER_SORTS.get(sort, "-total_spent")
         field = order.lstrip("-")
-        # Customers who never ordered sort last either way.
-        expression = F(field).desc(nulls_last=True) if order.startswith("-") else F(field).asc(nulls_last=True)
-        return customers.order_by(expression, "pk")
+        descending = order.startswith("-")
+        if Customer._meta.get_field(field).null:
+            # Customers who never ordered sort last either way.
+            expression = F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
+            return customers.order_by(expression, "-pk" if descending else "pk")
+        # Same direction for the tie-break, so that an index on (tenant, field, id) serves
+        # the page by a plain (backward) scan instead of sorting every customer.
+        return customers.order_by(order, "-pk" if descending else "pk")
 
 
 def dashboard_stats(tenant: Tenant) -> dict[str, Any]:
@@ -112,9 +117,7 @@ def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
 
 def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     """The latest prediction with its factors, and the text profile the transformer reads
-    (as of the prediction's date, or today when there is none)."""
-    from django.utils import timezone
-
+    as of the prediction's date (kept by the scoring)."""
     from modeling.features import features_as_of, load_history
     from modeling.models import CustomerInsight, Prediction
     from modeling.profiles import customer_profiles
@@ -125,15 +128,21 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         history_of_predictions = list(
             Prediction.objects.filter(customer=customer).order_by("as_of").values("as_of", "purchase_probability", "predicted_value")[:50]
         )
-    as_of = prediction.as_of if prediction else timezone.now().date()
-    history = load_history(tenant, ceiling=as_of, customer_ids=[customer.pk])
-    features = features_as_of(history, as_of)
-    profile = customer_profiles(history, as_of, features).get(customer.pk, "") if len(features) else ""
+    if prediction is None:
+        profile, as_of = "", None
+    elif prediction.profile:
+        profile, as_of = prediction.profile, prediction.as_of
+    else:  # scored before profiles were kept: rebuild it as of the prediction's date
+        as_of = prediction.as_of
+        history = load_history(tenant, ceiling=as_of, customer_ids=[customer.pk])
+        features = features_as_of(history, as_of)
+        profile = customer_profiles(history, as_of, features).get(customer.pk, "") if len(features) else ""
     return {
         "prediction": prediction,
         "state": state,
         "stage_history": stage_changes(tenant, customer),
-        "profile": profile or "No orders yet, so there is nothing for the model to read.",
+        "profile": profile or ("No orders yet, so there is nothing for the model to read." if prediction else
+                               "The model's reading of this customer appears with the first scoring."),
         "profile_as_of": as_of,
         "trend": [{"as_of": p["as_of"].isoformat(), "purchase_probability": p["purchase_probability"]} for p in history_of_predictions],
     }
