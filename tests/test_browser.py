@@ -95,17 +95,10 @@ def test_models_and_customer_prediction_pages(live_server, page, alice, tenant_a
     from clmsite.tenancy import tenant_context
     from modeling import registry
     from modeling.models import Prediction
-    from modeling.scoring import score_customers
-    from modeling.training import train_models
-    from tests.test_modeling import END, load_demo
+    from tests.test_modeling import END, scored_demo
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    settings.MODEL_DIR = tmp_path / "models"
-    load_demo(tenant_a, customers=300, seed=4)
-    tenant_a.settings = {"sentiment_candidates": ["ngram"]}
-    tenant_a.save()
-    train_models(tenant_a, END, 60, family="tabular")
-    score_customers(tenant_a, END)
+    scored_demo(tenant_a, settings, tmp_path, customers=300, seed=4)
     version = registry.active_versions(tenant_a)["purchase"]
     with tenant_context(tenant_a):
         customer = Prediction.objects.filter(as_of=END).exclude(explanation=[]).order_by("-predicted_value").first().customer
@@ -127,20 +120,11 @@ def test_models_and_customer_prediction_pages(live_server, page, alice, tenant_a
 
 def test_lifecycle_segments_priorities_and_playbook_pages(live_server, page, alice, tenant_a, settings, tmp_path):
     from clmsite.tenancy import tenant_context
-    from modeling.insights import refresh_insights
     from modeling.models import CustomerInsight
-    from modeling.scoring import score_customers
-    from modeling.training import train_models
-    from tests.test_modeling import END, load_demo
+    from tests.test_modeling import scored_demo
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    settings.MODEL_DIR = tmp_path / "models"
-    load_demo(tenant_a, customers=300, seed=5)
-    tenant_a.settings = {"sentiment_candidates": ["ngram"]}
-    tenant_a.save()
-    train_models(tenant_a, END, 60, family="tabular")
-    score_customers(tenant_a, END)
-    refresh_insights(tenant_a, END, backfill_months=6)
+    scored_demo(tenant_a, settings, tmp_path, customers=300, seed=5, insights_months=6)
     with tenant_context(tenant_a):
         top = CustomerInsight.objects.exclude(action="no_action").order_by("-priority").first()
 
@@ -204,19 +188,10 @@ def test_campaign_pages_from_suggestion_to_report(live_server, page, alice, tena
     from campaigns.models import Campaign, CampaignMember
     from clmsite.tenancy import tenant_context
     from customers.models import Order
-    from modeling.insights import refresh_insights
-    from modeling.scoring import score_customers
-    from modeling.training import train_models
-    from tests.test_modeling import END, load_demo
+    from tests.test_modeling import scored_demo
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    settings.MODEL_DIR = tmp_path / "models"
-    load_demo(tenant_a, customers=300, seed=6)
-    tenant_a.settings = {"sentiment_candidates": ["ngram"]}
-    tenant_a.save()
-    train_models(tenant_a, END, 60, family="tabular")
-    score_customers(tenant_a, END)
-    refresh_insights(tenant_a, END, backfill_months=0)
+    scored_demo(tenant_a, settings, tmp_path, customers=300, seed=6, insights_months=0)
 
     login(page, live_server, "alice", "alice-pass-123")
     page.click("nav >> text=Campaigns")

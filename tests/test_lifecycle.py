@@ -19,7 +19,7 @@ from modeling.models import CustomerInsight, Segment, SegmentSnapshot, Stage, St
 from modeling.profiles import customer_profiles
 from modeling.scoring import score_customers
 from modeling.training import train_models
-from tests.test_modeling import END, load_demo
+from tests.test_modeling import END, scored_demo
 
 AS_OF = dt.date(2025, 6, 30)
 
@@ -165,13 +165,7 @@ def test_unique_names_disambiguate_identical_descriptions() -> None:
 
 @pytest.fixture
 def scored_shop(tenant_a, settings, tmp_path):
-    settings.MODEL_DIR = tmp_path / "models"
-    shop = load_demo(tenant_a, customers=400, seed=3)
-    shop.settings = {"sentiment_candidates": ["ngram"]}
-    shop.save()
-    train_models(shop, END, 60, family="tabular")
-    score_customers(shop, END)
-    return shop
+    return scored_demo(tenant_a, settings, tmp_path, customers=400, seed=3)
 
 
 def test_insights_give_every_customer_a_stage_segment_rfm_group_and_reasoned_action(scored_shop) -> None:

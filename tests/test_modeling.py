@@ -33,6 +33,23 @@ def load_demo(tenant, *, customers: int, seed: int, reviews: bool = True):
     return tenant
 
 
+def scored_demo(tenant, settings, tmp_path, *, customers: int, seed: int, insights_months: int | None = None):
+    """A small demo shop in ``tenant`` with boosted-tree models trained and scored as of END
+    (n-gram sentiment); with ``insights_months``, stages, segments and actions too."""
+    from modeling.insights import refresh_insights
+    from modeling.scoring import score_customers
+
+    settings.MODEL_DIR = tmp_path / "models"
+    load_demo(tenant, customers=customers, seed=seed)
+    tenant.settings = {"sentiment_candidates": ["ngram"]}
+    tenant.save()
+    train_models(tenant, END, 60, family="tabular")
+    score_customers(tenant, END)
+    if insights_months is not None:
+        refresh_insights(tenant, END, backfill_months=insights_months)
+    return tenant
+
+
 @pytest.fixture
 def shop(tenant_a):
     """A small synthetic shop (the demo generator, 400 customers) in tenant A."""
