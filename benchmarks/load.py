@@ -116,7 +116,7 @@ def serve(url: str, port: int, workers: int) -> subprocess.Popen:
     raise SystemExit("gunicorn did not start")
 
 
-def warm_up(port: int, env: dict[str, str], per_endpoint: int = 40) -> None:
+def warm_up(port: int, env: dict[str, str], per_endpoint: int = 100) -> None:
     """First requests in each gunicorn worker load the URLconf, pandas and the templates;
     send a few of each kind so the measurement is of the steady state."""
     import json
