@@ -66,6 +66,10 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# Sessions read from the shared cache (written through to the database): one query less
+# on every page.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 # Five failed logins for one username from one address inside the window are answered as
 # usual; the sixth failure is refused (429, with a page that says what to do) and locks that

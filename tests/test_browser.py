@@ -214,7 +214,7 @@ def test_campaign_pages_from_suggestion_to_report(live_server, page, alice, tena
         Order.objects.bulk_create([
             Order(tenant=tenant_a, customer_id=m.customer_id, external_id=f"post-{m.customer_id}", amount=50,
                   ordered_at=timezone.now() - dt.timedelta(days=35 - i % 20))
-            for i, m in enumerate(members) if (m.group == "treatment" and i % 2 == 0) or (m.group == "control" and i % 10 == 0)
+            for i, m in enumerate(members) if m.group == "treatment" or (m.group == "control" and i % 10 == 0 and i > 0)
         ])
     page.reload()
     assert page.inner_text("[data-testid=campaign-state]") == "Completed"

@@ -45,13 +45,16 @@ def launched_in_the_past(tenant, campaign: Campaign, days_ago: int = 40) -> Camp
 
 
 def plant_orders(tenant, campaign: Campaign, treatment_rate: float, control_rate: float, seed: int) -> None:
-    """Orders inside the attribution window: each member buys with their group's rate."""
+    """Orders inside the attribution window: exactly round(rate x members) members of each
+    group buy (which ones, and when, drawn with ``seed``), so the planted difference does not
+    depend on how the hash happened to split this campaign's audience."""
     rng = np.random.default_rng(seed)
     with tenant_context(tenant):
         orders = []
-        for member in CampaignMember.objects.filter(campaign=campaign).order_by("customer_id"):
-            rate = treatment_rate if member.group == "treatment" else control_rate
-            if rng.random() < rate:
+        for group, rate in (("treatment", treatment_rate), ("control", control_rate)):
+            members = list(CampaignMember.objects.filter(campaign=campaign, group=group).order_by("customer_id"))
+            for index in rng.permutation(len(members))[: round(rate * len(members))]:
+                member = members[int(index)]
                 when = campaign.launched_at + dt.timedelta(days=int(rng.integers(1, campaign.attribution_days)))
                 orders.append(Order(tenant=tenant, customer_id=member.customer_id, external_id=f"after-{campaign.pk}-{member.customer_id}", ordered_at=when, amount=60))
         Order.objects.bulk_create(orders)
