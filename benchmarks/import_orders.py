@@ -179,6 +179,48 @@ def step_import(path: Path, rows: int, slug: str, *, again: bool) -> dict[str, A
     return {"seconds": seconds, "message": result.message, **cpu}
 
 
+FLOOR_TABLES = ("customers_customer", "customers_product", "customers_order", "customers_orderitem")
+
+
+def step_floor(rows: int, slug: str) -> dict[str, Any]:
+    """The floor of any import design: COPY the rows the first import wrote, already in their
+    final form (ids resolved, nothing to check), into empty copies of the four tables with
+    the same indexes and check constraints but no foreign keys. No import can write these
+    tables faster than this; the rows are read out before the clock starts."""
+    import io
+
+    import psycopg
+
+    with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+        tenant_id = conn.execute("SELECT id FROM clmsite_tenant WHERE slug = %s", [slug]).fetchone()[0]
+        dumps = {}
+        for table in FLOOR_TABLES:
+            conn.execute(f"DROP TABLE IF EXISTS bench_floor_{table}")
+            conn.execute(f"CREATE TABLE bench_floor_{table} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)")
+            buffer = io.BytesIO()
+            with conn.cursor().copy(f"COPY (SELECT * FROM {table} WHERE tenant_id = %s) TO STDOUT", [tenant_id]) as copy:
+                for chunk in copy:
+                    buffer.write(chunk)
+            dumps[table] = buffer.getvalue()
+        conn.commit()
+        clock = _CpuClock(conn.info.backend_pid)
+        started = time.perf_counter()
+        with conn.cursor() as cursor:
+            for table in FLOOR_TABLES:
+                with cursor.copy(f"COPY bench_floor_{table} FROM STDIN") as copy:
+                    copy.write(dumps[table])
+        conn.commit()
+        seconds = time.perf_counter() - started
+        cpu = clock.read()
+        counts = {table: len(dumps[table].splitlines()) for table in FLOOR_TABLES}
+        for table in FLOOR_TABLES:
+            conn.execute(f"DROP TABLE bench_floor_{table}")
+        conn.commit()
+    assert counts["customers_orderitem"] == rows, counts
+    written = ", ".join(f"{counts[t]:,} {t.split('_', 1)[1]}" for t in FLOOR_TABLES)
+    return {"seconds": seconds, "message": f"{written} copied", **cpu}
+
+
 def step_cleanup() -> dict[str, Any]:
     """Delete the benchmark's tenants and their rows, in SQL: the ORM's cascade would load
     every order into Python first. Benchmark tenants own rows in the customers tables only."""
@@ -217,6 +259,8 @@ def _child_main(args: argparse.Namespace) -> None:
         result = step_import(path, args.rows, args.slug, again=False)
     elif args.step == "reimport":
         result = step_import(path, args.rows, args.slug, again=True)
+    elif args.step == "floor":
+        result = step_floor(args.rows, args.slug)
     else:
         result = step_cleanup()
     result["peak_rss_mb"] = _peak_rss_mb()
@@ -252,6 +296,7 @@ def _measure_size(rows: int, url: str, workdir: Path, run_id: str) -> list[dict[
         ("copy", "COPY into bare table", []),
         ("import", "import_csv (first import)", ["--slug", slug]),
         ("reimport", "import_csv (re-import, 0 new)", ["--slug", slug]),
+        ("floor", "floor: final rows COPYed", ["--slug", slug]),
     ):
         result = run_step(step, url, *common, *extra)
         result.update(step=label, rows=rows)
@@ -288,7 +333,7 @@ def main() -> None:
     parser.add_argument("--also-rows", type=int, action="append", default=[], help="also measure this size, to show memory is flat")
     parser.add_argument("--database-url", default=DEFAULT_URL, help=f"PostgreSQL database to use (default {DEFAULT_URL})")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark tenants and their rows afterwards")
-    parser.add_argument("--step", choices=["copy", "import", "reimport", "cleanup"], help=argparse.SUPPRESS)
+    parser.add_argument("--step", choices=["copy", "import", "reimport", "floor", "cleanup"], help=argparse.SUPPRESS)
     parser.add_argument("--csv", help=argparse.SUPPRESS)
     parser.add_argument("--slug", help=argparse.SUPPRESS)
     args = parser.parse_args()

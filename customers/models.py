@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.utils import timezone
 
-from clmsite.tenancy import TenantOwnedModel
+from clmsite.tenancy import TenantOwnedModel, tenant_field
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 
 
+class IdentifierField(models.CharField):
+    """A merchant's id for a row (customer id, order id, sku): opaque text compared byte by byte.
+
+    On PostgreSQL the column gets the "C" collation. A linguistic collation (a database
+    created with en_US.UTF-8 or C.UTF-8) sorts through strcoll: every unique-index insert, sort
+    and merge on these ids pays for it, which made up a quarter of a big import's server time,
+    and ids have no language to sort by. SQLite compares bytes already (BINARY)."""
+
+    def db_parameters(self, connection: Any) -> dict[str, Any]:
+        params = super().db_parameters(connection)
+        if connection.vendor == "postgresql":
+            params["collation"] = "C"
+        return params
+
+
 class Customer(TenantOwnedModel):
-    external_id = models.CharField(max_length=128)
+    tenant = tenant_field(bulk=True)
+    external_id = IdentifierField(max_length=128)
     email = models.CharField(max_length=254, blank=True, default="")
     name = models.CharField(max_length=200, blank=True, default="")
     country = models.CharField(max_length=64, blank=True, default="")
@@ -45,7 +63,8 @@ class Customer(TenantOwnedModel):
 
 
 class Product(TenantOwnedModel):
-    sku = models.CharField(max_length=128)
+    tenant = tenant_field(bulk=True)
+    sku = IdentifierField(max_length=128)
     name = models.CharField(max_length=300, blank=True, default="")
     category = models.CharField(max_length=128, blank=True, default="")
     price = models.DecimalField(null=True, blank=True, **MONEY)
@@ -62,8 +81,10 @@ class Product(TenantOwnedModel):
 
 
 class Order(TenantOwnedModel):
-    external_id = models.CharField(max_length=128)
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="orders")
+    tenant = tenant_field(bulk=True)
+    external_id = IdentifierField(max_length=128)
+    # No index of its own: (customer, ordered_at) below serves every lookup by customer.
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="orders", db_index=False)
     ordered_at = models.DateTimeField()
     amount = models.DecimalField(**MONEY)
     currency = models.CharField(max_length=3, blank=True, default="")
@@ -84,7 +105,9 @@ class Order(TenantOwnedModel):
 
 
 class OrderItem(TenantOwnedModel):
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items")
+    tenant = tenant_field(bulk=True)
+    # No index of its own: the unique (order, line_no) serves every lookup by order.
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items", db_index=False)
     # Position of the line in its order, in file order: the key that makes re-imports idempotent.
     line_no = models.PositiveIntegerField()
     product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="order_items")
@@ -99,8 +122,10 @@ class OrderItem(TenantOwnedModel):
 
 
 class Review(TenantOwnedModel):
-    external_id = models.CharField(max_length=128)
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="reviews")
+    tenant = tenant_field(bulk=True)
+    external_id = IdentifierField(max_length=128)
+    # No index of its own: (customer, created_at) below serves every lookup by customer.
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="reviews", db_index=False)
     product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviews")
     rating = models.PositiveSmallIntegerField(null=True, blank=True)
     text = models.TextField(blank=True, default="")

@@ -93,7 +93,7 @@ class Column:
     name: str
     parse: Callable[[str], Any]
     required: bool = False
-    sql_type: str = "text"  # the staging column's type: text, ts, money, int
+    sql_type: str = "text"  # the staging column's type: text, id, ts, money, int
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ SPECS: dict[str, Spec] = {
         "customers",
         key="customer_id",
         columns=(
-            Column("customer_id", ID, required=True),
+            Column("customer_id", ID, required=True, sql_type="id"),
             Column("email", parsing.parse_email),
             Column("name", _Text(200)),
             Column("country", _Text(64)),
@@ -142,7 +142,7 @@ SPECS: dict[str, Spec] = {
         "products",
         key="sku",
         columns=(
-            Column("sku", ID, required=True),
+            Column("sku", ID, required=True, sql_type="id"),
             Column("name", _Text(300)),
             Column("category", _Text(128)),
             Column("price", parsing.parse_money, sql_type="money"),
@@ -152,13 +152,13 @@ SPECS: dict[str, Spec] = {
         "orders",
         key="order_id",
         columns=(
-            Column("customer_id", ID, required=True),
-            Column("order_id", ID, required=True),
+            Column("customer_id", ID, required=True, sql_type="id"),
+            Column("order_id", ID, required=True, sql_type="id"),
             Column("ordered_at", parsing.parse_datetime, required=True, sql_type="ts"),
             Column("amount", parsing.parse_money, required=True, sql_type="money"),
             Column("currency", parsing.parse_currency),
             Column("quantity", parsing.parse_positive_int, sql_type="int"),
-            Column("sku", ID),
+            Column("sku", ID, sql_type="id"),
             Column("product_name", _Text(300)),
             Column("category", _Text(128)),
             Column("status", _Text(32)),
@@ -169,12 +169,12 @@ SPECS: dict[str, Spec] = {
         "reviews",
         key="review_id",
         columns=(
-            Column("customer_id", ID, required=True),
-            Column("review_id", ID, required=True),
+            Column("customer_id", ID, required=True, sql_type="id"),
+            Column("review_id", ID, required=True, sql_type="id"),
             Column("created_at", parsing.parse_datetime, required=True, sql_type="ts"),
             Column("text", _Text(20_000), required=True),
             Column("rating", parsing.parse_rating, sql_type="int"),
-            Column("sku", ID),
+            Column("sku", ID, sql_type="id"),
             Column("product_name", _Text(300)),
         ),
     ),
@@ -255,8 +255,9 @@ def _unit_price(amount: str, quantity: int | None) -> str:
     return str((Decimal(amount) / quantity).quantize(parsing.CENT))
 
 
-_PG_TYPES = {"text": "text", "ts": "timestamptz", "money": "numeric(14,2)", "int": "integer", "json": "jsonb"}
-_SQLITE_TYPES = {"text": "text", "ts": "text", "money": "numeric", "int": "integer", "json": "text"}
+# Ids are staged in the collation of the columns they are matched with (customers.models.IdentifierField).
+_PG_TYPES = {"text": "text", "id": 'text COLLATE "C"', "ts": "timestamptz", "money": "numeric(14,2)", "int": "integer", "json": "jsonb"}
+_SQLITE_TYPES = {"text": "text", "id": "text", "ts": "text", "money": "numeric", "int": "integer", "json": "text"}
 STAGING = "clm_import_staging"
 # The staging table and the tables phase 2 derives from it; all are dropped together.
 _STAGING_TABLES = (STAGING, f"{STAGING}_orders", f"{STAGING}_existing")
