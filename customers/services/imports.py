@@ -646,7 +646,10 @@ def _upsert(
     ``order_by`` inserts in index order, which keeps the indexes' pages warm.
     """
     columns = list(values)
-    same = [f"existing.{c} = {values[c]}" for c in conflict] + [f"existing.{c} IS NOT DISTINCT FROM {values[c]}" for c in update]
+    # The tenant condition keeps the check inside the tenant's rows even where the key does not
+    # name the tenant (order lines): a hash anti-join would otherwise read every tenant's lines.
+    same = ["existing.tenant_id = %(tenant)s"] + [f"existing.{c} = {values[c]}" for c in conflict if c != "tenant_id"]
+    same += [f"existing.{c} IS NOT DISTINCT FROM {values[c]}" for c in update]
     unchanged = f"EXISTS (SELECT 1 FROM {table} existing WHERE {' AND '.join(same)})"  # internal table/column names only; every value is a bound parameter  # nosec B608
     if update:
         sets = ", ".join(f"{c} = excluded.{c}" for c in update + ["updated_at"] if c in columns)
