@@ -52,12 +52,14 @@ def bump_data_version(tenant_id: int, *, hard: bool = True) -> None:
 
 def cached(tenant_id: int, name: str, compute: Callable[[], T]) -> T:
     key = f"clm:{name}:{tenant_id}"
-    version = data_version(tenant_id)
-    entry: Any = cache.get(key)
+    # The version, the hard version and the entry in one round trip (a page reads several).
+    found = cache.get_many([_version_key(tenant_id), _hard_key(tenant_id), key])
+    version = int(found[_version_key(tenant_id)]) if _version_key(tenant_id) in found else data_version(tenant_id)
+    entry: Any = found.get(key)
     lock = f"{key}:computing"
     if entry is not None:
         entry_version, computed_at, value = entry
-        soft_stale = entry_version >= int(cache.get(_hard_key(tenant_id), 0))
+        soft_stale = entry_version >= int(found.get(_hard_key(tenant_id), 0))
         if entry_version == version or (soft_stale and time.time() - computed_at < MAX_LAG_SECONDS):
             return value
         if soft_stale and not cache.add(lock, 1, timeout=30):

@@ -7,13 +7,13 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Prefetch, Q, Sum
 from django.db.models.functions import TruncMonth
 from django.http import Http404
 
 from clmsite.models import Tenant
 from clmsite.tenancy import tenant_context
-from customers.models import Customer, Order, Product, Review
+from customers.models import Customer, Order, OrderItem, Product, Review
 
 CUSTOMER_SORTS = {
     "external_id": "external_id",
@@ -38,9 +38,13 @@ def get_customer(tenant: Tenant, customer_id: int) -> Customer:
     return customer
 
 
+LIST_COLUMNS = ("id", "external_id", "email", "name", "country", "order_count", "total_spent", "last_order_at")
+
+
 def search_customers(tenant: Tenant, *, query: str = "", sort: str = "-spent") -> Any:
+    """The customer list's rows: only the columns it shows (not the attributes JSON)."""
     with tenant_context(tenant):
-        customers = Customer.objects.all()
+        customers = Customer.objects.only(*LIST_COLUMNS)
         if query:
             customers = customers.filter(Q(external_id__icontains=query) | Q(email__icontains=query) | Q(name__icontains=query))
         order = CUSTOMER_SORTS.get(sort, "-total_spent")
@@ -98,7 +102,9 @@ def dashboard_stats(tenant: Tenant) -> dict[str, Any]:
 
 def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     with tenant_context(tenant):
-        orders = list(customer.orders.prefetch_related("items__product").order_by("-ordered_at")[:200])
+        # The lines with their products in one query (a join), not one query for each.
+        items = Prefetch("items", queryset=OrderItem.objects.select_related("product"))
+        orders = list(customer.orders.prefetch_related(items).order_by("-ordered_at")[:200])
         reviews = list(customer.reviews.select_related("product").order_by("-created_at")[:100])
     gaps = [(a.ordered_at - b.ordered_at).days for a, b in zip(orders, orders[1:], strict=False)]
     categories: dict[str, int] = {}
@@ -125,9 +131,10 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     with tenant_context(tenant):
         state = CustomerInsight.objects.filter(customer=customer).select_related("learned_segment", "rfm_segment").first()
         prediction = Prediction.objects.filter(customer=customer).order_by("-as_of").first()
+        # No latest prediction means no predictions at all: nothing more to ask for.
         history_of_predictions = list(
             Prediction.objects.filter(customer=customer).order_by("as_of").values("as_of", "purchase_probability", "predicted_value")[:50]
-        )
+        ) if prediction is not None else []
     if prediction is None:
         profile, as_of = "", None
     elif prediction.profile:
@@ -140,7 +147,9 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     return {
         "prediction": prediction,
         "state": state,
-        "stage_history": stage_changes(tenant, customer),
+        # The page shows the stage history inside the stage card, which needs the current
+        # state; a customer the lifecycle refresh has not reached yet has neither.
+        "stage_history": stage_changes(tenant, customer) if state is not None else [],
         "profile": profile or ("No orders yet, so there is nothing for the model to read." if prediction else
                                "The model's reading of this customer appears with the first scoring."),
         "profile_as_of": as_of,
