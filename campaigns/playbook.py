@@ -7,11 +7,13 @@ matched, and the priority is the value at risk (churn probability x predicted va
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from django.db.models import Q
 
 from campaigns.models import Action, Channel, PlaybookRule
 from clmsite.models import Tenant
@@ -37,6 +39,33 @@ DEFAULT_RULES: list[dict[str, Any]] = [
     {"name": "Nurture everyone else", "action": Action.NURTURE, "channel": Channel.EMAIL},
 ]
 SENTIMENT_WINDOW_DAYS = 60  # a negative review counts for service recovery this long
+NEGATIVE_RATING_MAX = 2
+# The tone a negative review counts with at most, on the sentiment scale (-1..1): a 1-2 star
+# review whose text reads neutral still matches the default rule (sentiment at most -0.3).
+NEGATIVE_TONE_MAX = -0.5
+
+
+def negative_review_filter(as_of: dt.date) -> Q:
+    """The one definition of a negative review, for the dashboard's alert list and for the
+    playbook's sentiment condition alike: rated 1-2 stars or read as negative by the
+    sentiment model, written in the 60 days up to the end of ``as_of``."""
+    from modeling.features import as_timestamp
+
+    end = as_timestamp(as_of).to_pydatetime()
+    return (Q(created_at__lte=end, created_at__gt=end - dt.timedelta(days=SENTIMENT_WINDOW_DAYS))
+            & (Q(rating__lte=NEGATIVE_RATING_MAX) | Q(sentiment="negative")))
+
+
+def negative_review_tone(rating: int | None, sentiment_score: float | None) -> float:
+    """How negative a negative review is, for rules with a sentiment condition: the lower of
+    its text's sentiment and its stars on the same scale ((stars - 3) / 2), and never above
+    NEGATIVE_TONE_MAX, so every negative review matches the default -0.3."""
+    tones = [NEGATIVE_TONE_MAX]
+    if sentiment_score is not None and not pd.isna(sentiment_score):
+        tones.append(float(sentiment_score))
+    if rating is not None and not pd.isna(rating):
+        tones.append((float(rating) - 3.0) / 2.0)
+    return min(tones)
 
 
 def ensure_default_playbook(tenant: Tenant) -> list[PlaybookRule]:
@@ -93,8 +122,9 @@ def _matches(rule: PlaybookRule, row: dict[str, Any]) -> bool:
 def recommend(rules: list[PlaybookRule], row: dict[str, Any], affinity: pd.DataFrame, currency: str = "") -> dict[str, Any]:
     """The first matching rule's action for one customer, with detail, offer and reason.
 
-    ``row``: stage, tier, churn, value (predicted), value_at_risk, days_since, recent_sentiment,
-    categories (bought), stage_reason."""
+    ``row``: stage, tier, churn, value (predicted), value_at_risk, days_since, recent_sentiment
+    (the tone of the worst negative review in the window, see :func:`negative_review_tone`;
+    None without one), negative_review (that review in words), categories (bought), stage_reason."""
     for rule in rules:
         if not rule.enabled or not _matches(rule, row):
             continue
@@ -122,7 +152,7 @@ def _reason(rule: PlaybookRule, row: dict[str, Any]) -> str:
     if rule.tiers:
         parts.append(f"{row['tier']} value tier")
     if rule.sentiment_max is not None and row["recent_sentiment"] is not None:
-        parts.append(f"recent review sentiment {row['recent_sentiment']:+.2f}")
+        parts.append(row.get("negative_review") or f"negative review, sentiment {row['recent_sentiment']:+.2f}")
     if row["churn"] is not None and row["value"]:
         parts.append(f"value at risk {row['value_at_risk']:,.0f} ({row['churn']:.0%} churn x {row['value']:,.0f} predicted)")
     return f"{rule.name}: " + "; ".join(part for part in parts if part)

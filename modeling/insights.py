@@ -255,8 +255,7 @@ def _insight_rows(
     lines = history.lines[history.lines["ordered_at"] <= cut]
     affinity = playbook.category_affinity(lines)
     bought = lines.groupby("customer")["category"].unique().to_dict() if len(lines) else {}
-    reviews = history.reviews[(history.reviews["created_at"] <= cut) & (history.reviews["created_at"] > cut - pd.Timedelta(days=playbook.SENTIMENT_WINDOW_DAYS))]
-    recent_sentiment = reviews.groupby("customer")["sentiment_score"].min().to_dict() if len(reviews) else {}
+    recent_sentiment, negative_review = _negative_reviews(tenant, as_of)
     currency = tenant.currency + " " if getattr(tenant, "currency", "") else ""
     rows = []
     now = timezone.now()
@@ -268,11 +267,10 @@ def _insight_rows(
         value = float(prediction["predicted_value"]) if prediction is not None else (float(features.at[customer, "total_spent"]) if has_features else 0.0)
         tier = str(prediction["value_tier"]) if prediction is not None else ""
         at_risk = (churn or 0.0) * value
-        sentiment = recent_sentiment.get(customer)
         row = {
             "stage": stage["stage"], "stage_reason": stage["reason"], "tier": tier, "churn": churn, "value": value, "value_at_risk": at_risk,
             "days_since": int(round(features.at[customer, "recency_days"])) if has_features else None,
-            "recent_sentiment": None if sentiment is None or pd.isna(sentiment) else float(sentiment),
+            "recent_sentiment": recent_sentiment.get(customer), "negative_review": negative_review.get(customer, ""),
             "categories": [str(c) for c in bought.get(customer, [])],
         }
         action = playbook.recommend(rules, row, affinity, currency)
@@ -290,6 +288,24 @@ def _insight_rows(
             priority=round(at_risk, 2), updated_at=now,
         ))
     return rows
+
+
+def _negative_reviews(tenant: Tenant, as_of: dt.date) -> tuple[dict[int, float], dict[int, str]]:
+    """Per customer with a negative review (``playbook.negative_review_filter``, the same
+    definition as the dashboard's alert list): the worst one's tone and it in words."""
+    from customers.models import Review
+
+    tone: dict[int, float] = {}
+    words: dict[int, str] = {}
+    with tenant_context(tenant):
+        reviews = Review.objects.filter(playbook.negative_review_filter(as_of)).values_list("customer_id", "created_at", "rating", "sentiment_score")
+        for customer, created_at, rating, score in reviews.order_by("customer_id", "created_at"):
+            value = playbook.negative_review_tone(rating, score)
+            if customer not in tone or value <= tone[customer]:
+                tone[customer] = value
+                stars = f"{rating}★ " if rating else ""
+                words[customer] = f"negative {stars}review on {created_at.date().isoformat()}"
+    return tone, words
 
 
 def _snapshot_segments(tenant: Tenant, as_of: dt.date) -> None:
@@ -389,6 +405,16 @@ def snapshot_dates(tenant: Tenant) -> list[dt.date]:
 
 
 
+def review_alerts(as_of: dt.date) -> QuerySet[Any]:
+    """Negative reviews (the playbook's one definition, up to the scoring date) from high-
+    and medium-value customers, the most valuable customers first. The current tenant's."""
+    from customers.models import Review
+
+    valuable = CustomerInsight.objects.filter(value_tier__in=["high", "medium"]).values("customer_id")
+    return (Review.objects.filter(playbook.negative_review_filter(as_of), customer_id__in=valuable)
+            .order_by("-customer__insight__predicted_value", "-created_at"))
+
+
 def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
     """What the dashboard leads with: the stage funnel and its trend, revenue at risk,
     learned segment sizes, review sentiment by month and negative reviews from valuable
@@ -403,23 +429,24 @@ def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
     with tenant_context(tenant):
         totals = CustomerInsight.objects.aggregate(at_risk=Sum("priority"), n=Count("id"), as_of=Max("as_of"))
         learned = list(Segment.objects.filter(kind=Segment.Kind.LEARNED, is_current=True).order_by("-size").values("pk", "name", "size"))
+        by_stage = {row["stage"]: row for row in CustomerInsight.objects.values("stage").annotate(n=Count("id"), at_risk=Sum("priority")).order_by()}
         sentiment = list(
             Review.objects.exclude(sentiment="").annotate(month=TruncMonth("created_at")).values("month")
             .annotate(n=Count("id"), negative=Count("id", filter=Q(sentiment="negative")), positive=Count("id", filter=Q(sentiment="positive")))
             .order_by("month")
         )
-        last_review = Review.objects.order_by("-created_at").values_list("created_at", flat=True).first()
         alerts = []
-        if last_review is not None:
-            recent = Review.objects.filter(created_at__gte=last_review - dt.timedelta(days=60)).filter(Q(sentiment="negative") | Q(rating__lte=2))
-            valuable = CustomerInsight.objects.filter(value_tier__in=["high", "medium"]).values("customer_id")
-            alerts = list(recent.filter(customer_id__in=valuable).select_related("customer", "customer__insight", "product").order_by("-customer__insight__predicted_value", "-created_at")[:8])
+        if totals["as_of"] is not None:
+            alerts = list(review_alerts(totals["as_of"]).select_related("customer", "customer__insight", "product")[:8])
     latest = counts.iloc[-1].to_dict() if len(counts) else {}
     return {
         "has_insights": bool(totals["n"]),
         "as_of": totals["as_of"],
         "value_at_risk": totals["at_risk"] or 0.0,
         "alerts": alerts,
+        # What a merchant acts on first: who is slipping away and how much they are worth.
+        "watch": [{"stage": s.value, "label": s.label, "count": by_stage.get(s.value, {}).get("n", 0), "value_at_risk": by_stage.get(s.value, {}).get("at_risk") or 0.0}
+                  for s in (lifecycle.Stage.AT_RISK, lifecycle.Stage.LAPSED)],
         "chart": {
             "funnel": [{"label": s.label, "count": int(latest.get(s.value, 0))} for s in lifecycle.FUNNEL],
             "dates": [d.isoformat() for d in counts.index] if len(counts) else [],

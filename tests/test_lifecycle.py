@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from campaigns import playbook
 from campaigns.models import Action, PlaybookRule
 from clmsite.tenancy import tenant_context
 from customers.models import Customer, Order
@@ -221,6 +222,53 @@ def test_playbook_rules_are_editable_and_win_back_offers_are_capped_by_value(sco
     refresh_insights(scored_shop, END, backfill_months=0)
     with tenant_context(scored_shop):
         assert set(CustomerInsight.objects.values_list("action", flat=True)) == {Action.NURTURE}
+
+
+def test_every_customer_in_the_review_alerts_gets_service_recovery(scored_shop) -> None:
+    """The alert list and the service-recovery rule share one definition of a negative
+    review (1-2 stars or negative sentiment, in the 60 days up to the scoring date)."""
+    from customers.models import Review
+    from modeling.insights import dashboard_overview, review_alerts
+    from modeling.models import Prediction
+
+    # Given: a valuable customer whose latest review is 2 stars with text read as neutral,
+    # and another whose only negative review is older than the window.
+    with tenant_context(scored_shop):
+        valuable = list(Prediction.objects.filter(as_of=END, value_tier="high").order_by("customer_id").values_list("customer_id", flat=True)[:2])
+        Review.objects.filter(customer_id__in=valuable).delete()
+        at = pd.Timestamp(END, tz="UTC").to_pydatetime()
+        Review.objects.create(tenant=scored_shop, customer_id=valuable[0], external_id="PLANT-1", rating=2, text="It was fine I guess.",
+                              created_at=at - dt.timedelta(days=10), sentiment="neutral", sentiment_score=0.1)
+        Review.objects.create(tenant=scored_shop, customer_id=valuable[1], external_id="PLANT-2", rating=1, text="Broke at once.",
+                              created_at=at - dt.timedelta(days=90), sentiment="negative", sentiment_score=-0.9)
+    # When
+    refresh_insights(scored_shop, END, backfill_months=0)
+    with tenant_context(scored_shop):
+        alerted = set(review_alerts(END).values_list("customer_id", flat=True))
+        recovery = set(CustomerInsight.objects.filter(action=Action.SERVICE_RECOVERY).values_list("customer_id", flat=True))
+        with_negative_review = set(Review.objects.filter(playbook.negative_review_filter(END)).values_list("customer_id", flat=True))
+        overview = dashboard_overview(scored_shop)
+    # Then: every alerted customer gets service recovery (the rule comes first), and nobody
+    # gets it without a negative review in the window.
+    assert valuable[0] in alerted and valuable[1] not in alerted
+    assert len(alerted) >= 3
+    assert alerted <= recovery
+    assert recovery == with_negative_review
+    assert overview["alerts"] and {r.customer.insight.action for r in overview["alerts"]} == {Action.SERVICE_RECOVERY}
+    with tenant_context(scored_shop):
+        planted = CustomerInsight.objects.get(customer_id=valuable[0])
+    assert "negative 2★ review on" in planted.action_reason
+
+    # A rule the merchant places above service recovery wins for the customers it matches.
+    with tenant_context(scored_shop):
+        first = PlaybookRule.objects.order_by("position").first()
+        PlaybookRule.objects.create(tenant=scored_shop, position=first.position - 1, name="Call high-value customers", tiers=["high"],
+                                    action=Action.VIP_CARE, channel="phone")
+    refresh_insights(scored_shop, END, backfill_months=0)
+    with tenant_context(scored_shop):
+        actions = dict(CustomerInsight.objects.filter(customer_id__in=alerted).values_list("customer_id", "value_tier"))
+        by_customer = dict(CustomerInsight.objects.filter(customer_id__in=alerted).values_list("customer_id", "action"))
+    assert all(by_customer[c] == (Action.VIP_CARE if tier == "high" else Action.SERVICE_RECOVERY) for c, tier in actions.items())
 
 
 def test_a_new_order_moves_a_lapsed_customer_to_reactivated(scored_shop) -> None:
