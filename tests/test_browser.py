@@ -221,3 +221,29 @@ def test_campaign_pages_from_suggestion_to_report(live_server, page, alice, tena
     assert page.evaluate("() => !!Chart.getChart('uplift-chart') && !!Chart.getChart('cumulative-chart')")
     assert "raised conversion" in page.inner_text("[data-testid=verdict]")
     page.screenshot(path=str(SCREENSHOTS / "campaign-report.png"), full_page=True)
+
+
+def test_models_page_shows_a_running_training_job_progress_live(live_server, page, alice, tenant_a):
+    from clmsite.tenancy import tenant_context
+    from modeling.models import Job
+
+    # A training job as a gpu worker leaves it between two heartbeats (the worker side of
+    # progress is tested with a real worker in test_worker_faults.py).
+    with tenant_context(tenant_a):
+        job = Job.objects.create(kind=Job.Kind.TRAIN, state=Job.State.RUNNING, progress=0.3, message="transformer: epoch 1/3")
+
+    login(page, live_server, "alice", "alice-pass-123")
+    page.click("text=Models")
+    row = f"[data-job='{job.pk}']"
+    assert page.inner_text(f"{row} [data-field=message]") == "transformer: epoch 1/3"
+    assert "30" in page.get_attribute(f"{row} [data-field=bar]", "style")
+
+    with tenant_context(tenant_a):
+        Job.objects.filter(pk=job.pk).update(progress=0.8, message="transformer: epoch 3/3")
+    # The page polls the job and moves the bar without a reload.
+    page.wait_for_function(f"() => document.querySelector(\"{row} [data-field=bar]\").style.width === '80%'", timeout=10_000)
+    assert page.inner_text(f"{row} [data-field=message]") == "transformer: epoch 3/3"
+
+    with tenant_context(tenant_a):
+        Job.objects.filter(pk=job.pk).update(state=Job.State.SUCCEEDED, progress=1.0, message="Trained bgnbd, tabular, transformer")
+    page.wait_for_function(f"() => document.querySelector(\"{row} [data-field=state]\").textContent === 'succeeded'", timeout=10_000)
