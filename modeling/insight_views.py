@@ -11,12 +11,13 @@ from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Avg, Count, Sum
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from campaigns.models import Action
 from clmsite.models import Role
+from clmsite.tenancy import tenant_context
 from clmsite.views import tenant_required
 from modeling import insights, lifecycle
 from modeling.exports import spreadsheet_safe
@@ -38,6 +39,21 @@ class ThresholdsForm(forms.Form):
     lapse_days = forms.IntegerField(min_value=1, max_value=3650, required=False, help_text="days without an order after which a customer is Lapsed")
     overdue_factor = forms.FloatField(min_value=1.0, max_value=10.0, required=False, help_text="At risk when silent this many times their own usual gap")
     at_risk_probability = forms.FloatField(min_value=0.0, max_value=1.0, required=False, help_text="At risk when the purchase probability is below this")
+    UNITS = {"usual_gap_days": " days", "repurchase_window_days": " days", "lapse_days": " days", "overdue_factor": "×", "at_risk_probability": ""}
+
+    def __init__(self, *args: Any, derived: lifecycle.Thresholds | None = None, in_effect: lifecycle.Thresholds | None = None, **kwargs: Any) -> None:
+        """``derived``: what the shop's own order gaps give; shown as each field's placeholder
+        and next to it, so an empty field says what it stands for."""
+        super().__init__(*args, **kwargs)
+        if derived is None:
+            return
+        source = f"derived from your data ({derived.derived_from_gaps:,} gaps between orders)" if derived.derived_from_gaps else "default (too few repeat orders to derive)"
+        for name, field in self.fields.items():
+            value = getattr(derived, name)
+            field.widget.attrs["placeholder"] = f"{value:g}"
+            field.help_text = f"{field.help_text}; {source}: {value:g}{self.UNITS[name]}"
+            if in_effect is not None and getattr(in_effect, name) != value:
+                field.help_text += f"; in effect: {getattr(in_effect, name):g}{self.UNITS[name]} (your setting)"
 
 
 @tenant_required()
@@ -46,22 +62,27 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
     counts = insights.stage_counts(tenant)
     dates = list(counts.index) if len(counts) else []
     labels = _stage_labels()
+    as_of = insights.latest_scoring_date(tenant)
+    derived = insights.derived_thresholds(tenant, as_of or dt.datetime.now(dt.UTC).date())
+    overrides = tenant.settings.get("lifecycle", {})
+    in_effect = lifecycle.Thresholds(**{**derived.as_dict(), **{k: type(getattr(derived, k))(v) for k, v in overrides.items() if k in lifecycle.EDITABLE and v not in (None, "")}})
     if request.method == "POST":
         if not request.membership.can(Role.ADMIN):  # type: ignore[attr-defined]
             raise Http404("Not found")
-        form = ThresholdsForm(request.POST)
+        form = ThresholdsForm(request.POST, derived=derived, in_effect=in_effect)
         if form.is_valid():
-            tenant.settings = {**tenant.settings, "lifecycle": {k: v for k, v in form.cleaned_data.items() if v is not None}}
-            tenant.save(update_fields=["settings"])
-            messages.success(request, "Thresholds saved. Stages are recomputed with the next scoring (or run manage.py lifecycle).")
+            summary = insights.do_set_lifecycle_thresholds(tenant, form.cleaned_data)
+            if summary is None:
+                messages.success(request, "Thresholds saved. Stages are computed with the first scoring.")
+            else:
+                messages.success(request, f"Thresholds saved and stages recomputed as of {as_of}: {insights.insights_summary(summary)}")
             return redirect("lifecycle")
     else:
-        form = ThresholdsForm(initial=tenant.settings.get("lifecycle", {}))
+        form = ThresholdsForm(initial=overrides, derived=derived, in_effect=in_effect)
     start = _date(request.GET.get("start")) or (dates[0] if dates else None)
     end = _date(request.GET.get("end")) or (dates[-1] if dates else None)
     matrix = insights.transitions(tenant, start, end) if start and end else None
     latest = counts.iloc[-1].to_dict() if len(counts) else {}
-    with_thresholds = CustomerInsight.objects.first()
     chart = {
         "dates": [d.isoformat() for d in dates],
         "series": [{"stage": s, "label": labels[s], "colour": STAGE_COLOURS[s], "counts": [int(v) for v in counts[s]]} for s in counts.columns] if len(counts) else [],
@@ -74,7 +95,7 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
     return render(request, "insights/lifecycle.html", {
         "chart_json": json.dumps(chart), "dates": dates, "start": start, "end": end, "rows": rows,
         "columns": [(c, labels[c]) for c in matrix.columns] if matrix is not None else [], "form": form,
-        "can_edit": request.membership.can(Role.ADMIN), "has_data": bool(dates), "as_of": with_thresholds.as_of if with_thresholds else None,  # type: ignore[attr-defined]
+        "can_edit": request.membership.can(Role.ADMIN), "has_data": bool(dates), "as_of": as_of,  # type: ignore[attr-defined]
     })
 
 
@@ -198,28 +219,49 @@ def delete_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
 PRIORITY_COLUMNS = ["customer_id", "name", "email", "stage", "stage_reason", "value_tier", "churn_probability", "predicted_value", "value_at_risk", "action", "channel", "offer", "detail", "reason"]
 
 
+PRIORITIES_PER_PAGE = 50
+
+
+class _Echo:
+    """A file-like object whose write returns the line, for streaming csv.writer rows."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _priority_csv_rows(tenant: Any, rows: Any) -> Any:
+    """The CSV lines, read in chunks while the response streams: after the view returns, so
+    the tenant context is set again here."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(PRIORITY_COLUMNS)
+    with tenant_context(tenant):
+        for i in rows.iterator(chunk_size=2000):
+            yield writer.writerow([spreadsheet_safe(str(v)) for v in (
+                i.customer.external_id, i.customer.name, i.customer.email, i.get_stage_display(), i.stage_reason, i.value_tier,
+                "" if i.churn_probability is None else f"{i.churn_probability:.4f}", i.predicted_value or "", f"{i.priority:.2f}",
+                i.action_label, i.action_channel, i.action_offer or "", i.action_detail, i.action_reason)])
+
+
 @tenant_required()
 def priorities(request: HttpRequest) -> HttpResponse:
-    """The customers to act on first: highest value at risk, with an action other than none."""
+    """The customers to act on first: highest value at risk, with an action other than none.
+    The page is paginated; the CSV streams every row, however many."""
     action = request.GET.get("action", "")
     rows = CustomerInsight.objects.select_related("customer").exclude(action=Action.NO_ACTION).order_by("-priority", "customer_id")
     if action in Action.values:
         rows = rows.filter(action=action)
+    else:
+        action = ""
     if request.GET.get("format") == "csv":
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(_priority_csv_rows(request.tenant, rows),  # type: ignore[attr-defined]
+                                          content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="priorities.csv"'
-        writer = csv.writer(response)
-        writer.writerow(PRIORITY_COLUMNS)
-        for i in rows[:5000]:
-            writer.writerow([spreadsheet_safe(str(v)) for v in (
-                i.customer.external_id, i.customer.name, i.customer.email, i.get_stage_display(), i.stage_reason, i.value_tier,
-                "" if i.churn_probability is None else f"{i.churn_probability:.4f}", i.predicted_value or "", f"{i.priority:.2f}",
-                i.action_label, i.action_channel, i.action_offer or "", i.action_detail, i.action_reason)])
         return response
     totals = CustomerInsight.objects.values("action").annotate(n=Count("id"), at_risk=Sum("priority")).order_by("-at_risk")
     names = dict(Action.choices)
+    page = Paginator(rows, PRIORITIES_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "insights/priorities.html", {
-        "rows": rows[:100], "action": action, "actions": Action.choices,
+        "page": page, "rows": page.object_list, "action": action, "actions": Action.choices, "query_prefix": f"action={action}&" if action else "",
         "totals": [{"action": t["action"], "label": names.get(t["action"], t["action"]), "n": t["n"], "at_risk": t["at_risk"] or 0} for t in totals],
     })
 

@@ -76,6 +76,33 @@ def refresh_insights(tenant: Tenant, as_of: dt.date, *, backfill_months: int = B
     return {"customers": len(rows), "stages": counts, "learned_segments": len({r.learned_segment_id for r in rows}), "thresholds": thresholds.as_dict(), "reviews_tagged": tagged}
 
 
+def derived_thresholds(tenant: Tenant, as_of: dt.date) -> lifecycle.Thresholds:
+    """The thresholds the shop's own order gaps give as of the date, before its overrides."""
+    from customers.models import Order
+
+    with tenant_context(tenant):
+        rows = Order.objects.exclude(status__in=("cancelled", "refunded")).filter(ordered_at__lte=as_timestamp(as_of).to_pydatetime())
+        orders = pd.DataFrame.from_records(list(rows.values_list("customer_id", "ordered_at")), columns=["customer", "ordered_at"])
+    orders["ordered_at"] = pd.to_datetime(orders["ordered_at"], utc=True)
+    return lifecycle.thresholds_from_orders(orders, as_of)
+
+
+def latest_scoring_date(tenant: Tenant) -> dt.date | None:
+    """The date the current stages and actions are computed as of (the latest scoring)."""
+    with tenant_context(tenant):
+        return CustomerInsight.objects.aggregate(as_of=Max("as_of"))["as_of"] or Prediction.objects.aggregate(as_of=Max("as_of"))["as_of"]
+
+
+def do_set_lifecycle_thresholds(tenant: Tenant, overrides: dict[str, Any]) -> dict[str, Any] | None:
+    """Save the tenant's threshold overrides and recompute the stages (and the actions that
+    follow from them) as of the latest scoring, as ``manage.py lifecycle`` does. Returns the
+    summary, or None when nothing has been scored yet."""
+    tenant.settings = {**tenant.settings, "lifecycle": {k: v for k, v in overrides.items() if v is not None}}
+    tenant.save(update_fields=["settings"])
+    as_of = latest_scoring_date(tenant)
+    return refresh_insights(tenant, as_of) if as_of is not None else None
+
+
 def insights_summary(summary: dict[str, Any]) -> str:
     stages = ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count in sorted(summary["stages"].items(), key=lambda item: -item[1]))
     return f"{summary['customers']:,} customers: {stages}; {summary['learned_segments']} learned segments."
@@ -201,6 +228,7 @@ def learn_segments(
     words = segments.distinguishing_words(texts, labels)
     for label in stats:
         stats[label]["words"] = words.get(label, [])
+        stats[label]["value_is_predicted"] = bool(len(predictions))
     with tenant_context(tenant), transaction.atomic():
         previous = {s.key: s for s in Segment.objects.filter(kind=Segment.Kind.LEARNED, is_current=True).exclude(key=PROSPECTS_KEY)}
         matched = segments.match_previous(result.centroids, {key: s.centroid for key, s in previous.items()}, behaviour.std(ddof=0))
@@ -238,9 +266,20 @@ def _describe_in_words(stats: dict[str, Any]) -> str:
     churn = f", {stats['churn']:.0%} churn risk" if stats.get("churn") is not None else ""
     categories = ", ".join(c["category"] for c in stats["top_categories"][:2]) or "no dominant category"
     words = f"; profiles mention {', '.join(stats['words'][:3])}" if stats.get("words") else ""
-    return (f"{stats['size']:,} customers, mean value {stats['mean_value']:,.0f} ({stats['value_index']:.1f}x the average){churn}; "
+    value = "mean predicted value" if stats.get("value_is_predicted", True) else "mean spend"
+    return (f"{stats['size']:,} customers, {value} {stats['mean_value']:,.0f} ({relative_to_average(stats['value_index'])}){churn}; "
             f"median {stats['median_orders']:.0f} order(s); mostly {stats['dominant_stage'].replace('_', ' ')} ({stats['dominant_stage_share']:.0%}); "
             f"top categories: {categories}{words}.")
+
+
+def relative_to_average(index: float) -> str:
+    """A segment's value against the average in words: "2.3x the average", "0.45x the
+    average", "well below the average" (under a tenth, where a ratio reads as noise)."""
+    if index < 0.1:
+        return "well below the average"
+    if 0.95 <= index <= 1.05:
+        return "about the average"
+    return f"{index:.2g}x the average" if index < 1 else f"{index:.1f}x the average"
 
 
 # --- Actions and the per-customer row ---------------------------------------------------

@@ -48,7 +48,13 @@ EDITABLE = ("usual_gap_days", "repurchase_window_days", "lapse_days", "overdue_f
 def derive_thresholds(history: History, as_of: dt.date, overrides: dict | None = None) -> Thresholds:
     """Thresholds from the gaps between consecutive orders up to ``as_of``, then the
     tenant's overrides (``tenant.settings["lifecycle"]``) on top."""
-    orders = history.orders[history.orders["ordered_at"] <= as_timestamp(as_of)].sort_values(["customer", "ordered_at"])
+    return thresholds_from_orders(history.orders, as_of, overrides)
+
+
+def thresholds_from_orders(orders: pd.DataFrame, as_of: dt.date, overrides: dict | None = None) -> Thresholds:
+    """:func:`derive_thresholds` from an orders frame alone (customer, ordered_at), so the
+    Lifecycle page can show the derived values without loading the whole history."""
+    orders = orders[orders["ordered_at"] <= as_timestamp(as_of)].sort_values(["customer", "ordered_at"])
     gaps = (orders.groupby("customer")["ordered_at"].diff().dropna() / DAY).to_numpy()
     gaps = gaps[gaps >= 1]
     thresholds = Thresholds()

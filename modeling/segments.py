@@ -17,7 +17,6 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from modeling.lifecycle import Stage
@@ -232,22 +231,45 @@ def name_for(stats: dict[str, Any]) -> str:
     return name[0].upper() + name[1:]
 
 
+# Words every profile is made of (modeling/profiles.py writes them for every customer), so
+# they say nothing about a segment: "Customer for 13 months. 3 orders, last one 2 weeks ago,
+# usually every 6 weeks. Spent $240 (avg $80). Ordering less than before. Bought ...
+# Reviews: 2, avg 4.5 stars, positive tone; latest: ...".
+PROFILE_TEMPLATE_WORDS = frozenset(["customer", "customers", "order", "orders", "ordering", "ordered", "last", "one", "usually", "every", "spent", "avg", "average", "less", "more", "than", "before", "bought", "products", "reviews", "review", "stars", "star", "tone", "positive", "negative", "mixed", "latest", "day", "days", "week", "weeks", "month", "months", "year", "years", "ago"])
+MIN_WORD_SHARE = 0.2  # a distinguishing word is in at least this share of the segment's profiles
+
+
 def distinguishing_words(texts: pd.Series, labels: pd.Series, *, top: int = 5) -> dict[int, list[str]]:
-    """Per cluster, the profile words whose TF-IDF weight is most above the overall mean."""
+    """Per cluster, the profile words most over-represented in it against the other
+    clusters: the z-score of the smoothed log-odds of a profile containing the word, in the
+    cluster vs. the rest. Words of the profile template and English stop words are left out,
+    and a word must appear in at least MIN_WORD_SHARE of the cluster's profiles."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+
     if texts.empty:
         return {}
-    vectorizer = TfidfVectorizer(max_features=2000, stop_words="english", token_pattern=r"(?u)\b[^\W\d_]{3,}\b", min_df=3, max_df=0.4)  # noqa: S106 (a regex, not a password)  # a regex, not a password  # nosec B106
+    stop = sorted(ENGLISH_STOP_WORDS | PROFILE_TEMPLATE_WORDS)
+    vectorizer = CountVectorizer(binary=True, stop_words=stop, token_pattern=r"(?u)\b[^\W\d_]{3,}\b", min_df=3)  # noqa: S106  # a regex, not a password  # nosec B106
     try:
-        matrix = vectorizer.fit_transform(texts.tolist())
+        matrix = vectorizer.fit_transform(texts.tolist()).tocsc()
     except ValueError:  # too few words
         return {}
     vocabulary = np.array(vectorizer.get_feature_names_out())
-    overall = np.asarray(matrix.mean(axis=0)).ravel()
+    documents = np.asarray(matrix.sum(axis=0)).ravel()
+    codes = labels.reindex(texts.index).to_numpy()
+    prior = 0.5
     result = {}
     for label in sorted(labels.unique()):
-        rows = np.flatnonzero(labels.reindex(texts.index).to_numpy() == label)
-        lift = np.asarray(matrix[rows].mean(axis=0)).ravel() - overall
-        result[int(label)] = [str(w) for w in vocabulary[np.argsort(-lift)[:top]] if True]
+        inside = codes == label
+        n_in, n_out = int(inside.sum()), int((~inside).sum())
+        a = np.asarray(matrix[inside].sum(axis=0)).ravel()
+        b = documents - a
+        log_odds = np.log((a + prior) / (n_in - a + prior)) - np.log((b + prior) / (n_out - b + prior))
+        variance = 1 / (a + prior) + 1 / (n_in - a + prior) + 1 / (b + prior) + 1 / (n_out - b + prior)
+        z = log_odds / np.sqrt(variance)
+        keep = (a >= MIN_WORD_SHARE * n_in) & (z > 0)
+        order = np.argsort(-np.where(keep, z, -np.inf))[: int(keep.sum())]
+        result[int(label)] = [str(w) for w in vocabulary[order[:top]]]
     return result
 
 

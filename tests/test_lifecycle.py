@@ -149,9 +149,32 @@ def test_clustering_recovers_planted_groups_and_names_them_by_their_statistics(t
         if names[planted].startswith("Lapsed"):
             assert stats["dominant_stage"] == Stage.LAPSED and stats["dominant_stage_share"] >= 0.5
     assert len(set(names.values())) == 3
+    # Distinguishing words are measured against the other segments: each planted group's
+    # include its own category, and none is a word every profile is written with.
+    words = segments.distinguishing_words(texts, result.labels)
+    template = {"customer", "orders", "order", "spent", "bought", "ordering", "stars", "positive", "months", "weeks", "ago", "usually"}
+    for label, found in words.items():
+        planted = truth.reindex(result.labels[result.labels == label].index).mode()[0]
+        assert ["tents", "socks", "jackets"][planted] in found, (planted, found)
+        assert not template & set(found), found
+        assert not {"tents", "socks", "jackets"} - {["tents", "socks", "jackets"][planted]} & set(found), found
     assert "high-value frequent Tents buyers" in names[0].lower().replace("tents", "Tents")
     assert names[1] == "Lapsed low-value one-time Socks buyers"
     assert "Jackets buyers" in names[2]
+
+
+def test_segment_descriptions_say_small_ratios_in_words_and_name_predicted_value() -> None:
+    from modeling.insights import _describe_in_words, relative_to_average
+
+    assert relative_to_average(0.04) == "well below the average"
+    assert relative_to_average(0.45) == "0.45x the average"
+    assert relative_to_average(1.0) == "about the average"
+    assert relative_to_average(2.345) == "2.3x the average"
+    stats = {"size": 1200, "mean_value": 12.0, "value_index": 0.03, "churn": 0.8, "median_orders": 1.0, "dominant_stage": "lapsed",
+             "dominant_stage_share": 0.9, "top_categories": [{"category": "Socks", "share": 0.9}], "words": ["socks", "merino"]}
+    text = _describe_in_words(stats)
+    assert text.startswith("1,200 customers, mean predicted value 12 (well below the average), 80% churn risk;")
+    assert "0.0x" not in text and "profiles mention socks, merino" in text
 
 
 def test_unique_names_disambiguate_identical_descriptions() -> None:
@@ -269,6 +292,60 @@ def test_every_customer_in_the_review_alerts_gets_service_recovery(scored_shop) 
         actions = dict(CustomerInsight.objects.filter(customer_id__in=alerted).values_list("customer_id", "value_tier"))
         by_customer = dict(CustomerInsight.objects.filter(customer_id__in=alerted).values_list("customer_id", "action"))
     assert all(by_customer[c] == (Action.VIP_CARE if tier == "high" else Action.SERVICE_RECOVERY) for c, tier in actions.items())
+
+
+def test_thresholds_form_shows_derived_values_and_saving_recomputes_stages(scored_shop, client, alice) -> None:
+    from modeling.insights import derived_thresholds
+
+    refresh_insights(scored_shop, END, backfill_months=0)
+    derived = derived_thresholds(scored_shop, END)
+    assert derived.derived_from_gaps >= 20
+    client.force_login(alice)  # an owner
+    # Given: the page shows the derived values as placeholders and in words.
+    page = client.get("/lifecycle/").content.decode()
+    assert f'placeholder="{derived.lapse_days}"' in page
+    assert f"derived from your data ({derived.derived_from_gaps:,} gaps between orders): {derived.lapse_days} days" in page
+    with tenant_context(scored_shop):
+        lapsed_before = CustomerInsight.objects.filter(stage=Stage.LAPSED).count()
+        snapshots_before = StageSnapshot.objects.filter(as_of=END, stage=Stage.LAPSED).count()
+    assert lapsed_before > 0
+    # When: the admin sets a lapse threshold far beyond every gap.
+    response = client.post("/lifecycle/", {"lapse_days": 3000}, follow=True)
+    # Then: the stages as of the latest scoring are recomputed at once, and the message says so.
+    text = response.content.decode()
+    assert f"Thresholds saved and stages recomputed as of {END}" in text
+    scored_shop.refresh_from_db()
+    assert scored_shop.settings["lifecycle"] == {"lapse_days": 3000}
+    with tenant_context(scored_shop):
+        assert CustomerInsight.objects.filter(stage=Stage.LAPSED).count() == 0
+        assert StageSnapshot.objects.filter(as_of=END, stage=Stage.LAPSED).count() == 0 < snapshots_before
+    assert "in effect: 3000 days (your setting)" in text
+
+
+def test_priorities_page_is_paginated_and_the_csv_has_every_row(scored_shop, client, bob) -> None:
+    import csv
+    import io
+
+    refresh_insights(scored_shop, END, backfill_months=0)
+    client.force_login(bob)  # a viewer
+    with tenant_context(scored_shop):
+        expected = list(CustomerInsight.objects.exclude(action=Action.NO_ACTION).order_by("-priority", "customer_id").values_list("customer__external_id", flat=True))
+    assert len(expected) > 100
+    first = client.get("/priorities/")
+    assert len(first.context["rows"]) == 50 and first.context["page"].paginator.count == len(expected)
+    pages = first.context["page"].paginator.num_pages
+    last = client.get(f"/priorities/?page={pages}")
+    assert [i.customer.external_id for i in last.context["rows"]] == expected[(pages - 1) * 50:]
+    assert f"of {len(expected):,} customers to act on" in first.content.decode()
+    export = client.get("/priorities/?format=csv")
+    assert export.streaming and export["Content-Type"].startswith("text/csv")
+    records = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
+    assert [r["customer_id"] for r in records] == expected
+    # Filtering by action carries into the pages and the export.
+    with tenant_context(scored_shop):
+        action = CustomerInsight.objects.exclude(action=Action.NO_ACTION).values_list("action", flat=True).first()
+    filtered = client.get(f"/priorities/?action={action}&format=csv")
+    assert {r["action"] for r in csv.DictReader(io.StringIO(b"".join(filtered.streaming_content).decode()))} == {dict(Action.choices)[action]}
 
 
 def test_a_new_order_moves_a_lapsed_customer_to_reactivated(scored_shop) -> None:
