@@ -14,7 +14,8 @@ from rest_framework.response import Response
 from campaigns import services
 from campaigns.models import Campaign
 from clmsite.api import TenantViewSet
-from clmsite.models import Role
+from clmsite.models import Role, role_at_least
+from clmsite.permissions import request_role
 from modeling.api import SavedFiltersSerializer
 from modeling.models import Segment
 
@@ -29,14 +30,23 @@ class CampaignSerializer(serializers.ModelSerializer):
         model = Campaign
         fields = [
             "id", "name", "goal", "action", "channel", "segment", "filters", "persuadable_only", "offer", "control_share", "attribution_days",
-            "scheduled_for", "webhook_url", "webhook_secret", "state", "audience_size", "value_at_risk", "launched_at", "completed_at", "created_at",
+            "scheduled_for", "webhook_url", "state", "audience_size", "value_at_risk", "launched_at", "completed_at", "created_at",
         ]
-        read_only_fields = ["id", "webhook_secret", "state", "audience_size", "value_at_risk", "launched_at", "completed_at", "created_at"]
+        read_only_fields = ["id", "state", "audience_size", "value_at_risk", "launched_at", "completed_at", "created_at"]
 
     def validate_webhook_url(self, value: str) -> str:
         if value and not value.startswith(("https://", "http://")):
             raise ValidationError("An http(s) URL.")
         return value
+
+
+class CampaignWithSecretSerializer(CampaignSerializer):
+    """What admins and owners see: also the webhook secret, so they can verify signatures.
+    Viewers and analysts get ``CampaignSerializer``, without it."""
+
+    class Meta(CampaignSerializer.Meta):
+        fields = [*CampaignSerializer.Meta.fields, "webhook_secret"]
+        read_only_fields = [*CampaignSerializer.Meta.read_only_fields, "webhook_secret"]
 
 
 class AudienceMemberSerializer(serializers.Serializer):
@@ -52,7 +62,9 @@ class AudienceMemberSerializer(serializers.Serializer):
 
 class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
     """Campaigns. Analysts create and edit drafts; admins launch and cancel. ``report`` has
-    the outcome (uplift with its 95% CI); ``audience`` lists the launched treatment group."""
+    the outcome (uplift with its 95% CI); ``audience`` lists the launched treatment group.
+    Admins and owners also get ``webhook_secret`` (to verify the webhook's signatures);
+    viewers and analysts never see it."""
 
     serializer_class = CampaignSerializer
     filterset_fields = ["state", "action"]
@@ -62,6 +74,13 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
 
     def get_base_queryset(self) -> Any:
         return Campaign.objects.select_related("segment")
+
+    def get_serializer_class(self) -> type[CampaignSerializer]:
+        return CampaignWithSecretSerializer if self._sees_secret() else CampaignSerializer
+
+    def _sees_secret(self) -> bool:
+        role = request_role(self.request) if getattr(self, "request", None) is not None else None
+        return role is not None and role_at_least(role, Role.ADMIN)
 
     def _state_for(self, serializer: Any) -> str:
         return Campaign.State.SCHEDULED if serializer.validated_data.get("scheduled_for") else Campaign.State.DRAFT
@@ -90,7 +109,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
             campaign = services.do_launch_campaign(self.tenant, campaign.pk, user=request.user, via="api")  # type: ignore[arg-type]
         except services.CampaignStateError as exc:
             raise ValidationError({"detail": str(exc)}) from None
-        return Response(CampaignSerializer(campaign).data)
+        return Response(self.get_serializer_class()(campaign).data)
 
     @extend_schema(request=None, responses={200: CampaignSerializer})
     @action(detail=True, methods=["post"])
@@ -100,12 +119,15 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
             campaign = services.do_cancel_campaign(self.tenant, campaign.pk, user=request.user, via="api")  # type: ignore[arg-type]
         except services.CampaignStateError as exc:
             raise ValidationError({"detail": str(exc)}) from None
-        return Response(CampaignSerializer(campaign).data)
+        return Response(self.get_serializer_class()(campaign).data)
 
     @extend_schema(responses={200: inline_serializer("CampaignReport", {
         "launched": serializers.BooleanField(), "treatment": serializers.DictField(required=False), "control": serializers.DictField(required=False),
-        "uplift": serializers.FloatField(required=False), "uplift_ci": serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True),
-        "significant": serializers.BooleanField(required=False), "incremental_revenue": serializers.FloatField(required=False),
+        "uplift": serializers.FloatField(required=False, allow_null=True), "uplift_ci": serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True),
+        "significant": serializers.BooleanField(required=False), "small_sample": serializers.BooleanField(required=False),
+        "revenue_uplift_per_member": serializers.FloatField(required=False, allow_null=True),
+        "revenue_uplift_ci": serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True),
+        "incremental_revenue": serializers.FloatField(required=False, allow_null=True),
         "verdict": serializers.CharField(required=False), "preview": serializers.DictField(required=False)})})
     @action(detail=True, methods=["get"])
     def report(self, request: Any, pk: str | None = None) -> Response:

@@ -3,8 +3,9 @@
 One service behind the pages, the API and the CLI. Assignment to treatment or control is a
 hash of (campaign, customer): re-running a launch, or computing the group again anywhere,
 gives the same answer. Outcomes compare the groups' conversion and revenue per member in
-the attribution window after launch; uplift comes with a 95% confidence interval (normal
-approximation for the difference of two proportions; Welch for revenue per member).
+the attribution window after launch; uplift comes with a 95% confidence interval (Newcombe's hybrid Wilson score interval
+for the difference of two proportions; Welch's t for revenue per member), and the verdict
+warns when a group is too small for either to be more than a rough guide.
 """
 
 from __future__ import annotations
@@ -185,9 +186,80 @@ class GroupOutcome:
                 "revenue_per_member": round(self.revenue_per_member, 4)}
 
 
-def outcomes(campaign: Campaign, *, now: dt.datetime | None = None) -> dict[str, Any]:
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for one proportion: stays inside [0, 1] and keeps its coverage
+    on small groups and rates near 0 or 1, where the Wald interval does not."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(centre - half, 0.0), min(centre + half, 1.0)
+
+
+def newcombe_interval(x1: int, n1: int, x2: int, n2: int, z: float = Z95) -> tuple[float, float]:
+    """Newcombe's hybrid score interval for p1 - p2 (Newcombe 1998, method 10): each side
+    combines the two groups' Wilson limits. It never leaves [-1, 1] and, unlike the Wald
+    interval, keeps close to its nominal coverage with a few dozen members per group."""
+    p1, p2 = x1 / n1, x2 / n2
+    l1, u1 = wilson_interval(x1, n1, z)
+    l2, u2 = wilson_interval(x2, n2, z)
+    difference = p1 - p2
+    return difference - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), difference + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def welch_interval(t: GroupOutcome, c: GroupOutcome) -> tuple[float, float] | None:
+    """Difference of mean revenue per member with Welch's t interval (unequal variances,
+    Satterthwaite degrees of freedom): revenue is skewed, so small groups need the t quantile."""
+    if t.members < 2 or c.members < 2:
+        return None
+    difference = t.revenue_per_member - c.revenue_per_member
+    vt, vc = t.revenue_variance / t.members, c.revenue_variance / c.members
+    se = math.sqrt(vt + vc)
+    if se == 0:
+        return difference, difference
+    df = (vt + vc) ** 2 / (vt * vt / (t.members - 1) + vc * vc / (c.members - 1))
+    from scipy.stats import t as student_t
+
+    half = float(student_t.ppf(0.975, df)) * se
+    return difference - half, difference + half
+
+
+SMALL_GROUP_MEMBERS = 30  # below this, or below SMALL_GROUP_CONVERSIONS, normal-theory intervals are rough
+SMALL_GROUP_CONVERSIONS = 5
+
+
+def compare_groups(t: GroupOutcome, c: GroupOutcome) -> dict[str, Any]:
+    """Uplift of treatment over control with 95% intervals, significance and the verdict.
+    The report and the tests call this one function."""
+    if not t.members or not c.members:
+        return {"uplift": None, "uplift_ci": None, "significant": False, "revenue_uplift_per_member": None, "revenue_uplift_ci": None,
+                "incremental_revenue": None, "incremental_conversions": None, "small_sample": False,
+                "verdict": "No control group to compare with: uplift cannot be measured."}
+    uplift = t.conversion - c.conversion
+    low, high = newcombe_interval(t.converters, t.members, c.converters, c.members)
+    significant = low > 0 or high < 0
+    revenue_uplift = t.revenue_per_member - c.revenue_per_member
+    revenue_ci = welch_interval(t, c)
+    small = min(t.members, c.members) < SMALL_GROUP_MEMBERS or min(t.converters, c.converters) < SMALL_GROUP_CONVERSIONS
+    return {
+        "uplift": round(uplift, 6),
+        "uplift_ci": [round(low, 6), round(high, 6)],
+        "significant": significant,
+        "revenue_uplift_per_member": round(revenue_uplift, 4),
+        "revenue_uplift_ci": [round(revenue_ci[0], 4), round(revenue_ci[1], 4)] if revenue_ci else None,
+        "incremental_revenue": round(revenue_uplift * t.members, 2),
+        "incremental_conversions": round(uplift * t.members, 1),
+        "small_sample": small,
+        "verdict": verdict(uplift, low, high, significant, t, c),
+    }
+
+
+def outcomes(campaign: Campaign, *, now: dt.datetime | None = None, with_cumulative: bool = True) -> dict[str, Any]:
     """Treatment vs control: conversion, revenue per member, uplift with a 95% CI and
-    incremental revenue; plus cumulative conversion by day for the chart."""
+    incremental revenue; plus cumulative conversion by day for the chart (the list page
+    skips it)."""
     from customers.models import Order
 
     if campaign.launched_at is None:
@@ -212,21 +284,16 @@ def outcomes(campaign: Campaign, *, now: dt.datetime | None = None) -> dict[str,
         values = [revenue.get(c, 0.0) for c in ids]
         result[name] = GroupOutcome(len(ids), sum(1 for c in ids if c in revenue), sum(values), sum(v * v for v in values))
     t, c = result[CampaignMember.Group.TREATMENT], result[CampaignMember.Group.CONTROL]
-    uplift = t.conversion - c.conversion
-    se = math.sqrt(t.conversion * (1 - t.conversion) / t.members + c.conversion * (1 - c.conversion) / c.members) if t.members and c.members else float("nan")
-    revenue_uplift = t.revenue_per_member - c.revenue_per_member
-    revenue_se = math.sqrt(t.revenue_variance / t.members + c.revenue_variance / c.members) if t.members and c.members else float("nan")
-    low, high = uplift - Z95 * se, uplift + Z95 * se
-    significant = bool(t.members and c.members and (low > 0 or high < 0))
-    days = max((end - campaign.launched_at).days, 0) + 1
     cumulative = []
-    for day in range(days + 1):
-        cutoff = campaign.launched_at + dt.timedelta(days=day)
-        row = {"day": day}
-        for name, group in result.items():
-            converted = sum(1 for customer, when in first.items() if groups.get(customer) == name and when <= cutoff)
-            row[name] = round(converted / group.members, 6) if group.members else 0.0
-        cumulative.append(row)
+    if with_cumulative:
+        days = max((end - campaign.launched_at).days, 0) + 1
+        for day in range(days + 1):
+            cutoff = campaign.launched_at + dt.timedelta(days=day)
+            row = {"day": day}
+            for name, group in result.items():
+                converted = sum(1 for customer, when in first.items() if groups.get(customer) == name and when <= cutoff)
+                row[name] = round(converted / group.members, 6) if group.members else 0.0
+            cumulative.append(row)
     return {
         "launched": True,
         "window_end": campaign.attribution_ends,
@@ -234,25 +301,32 @@ def outcomes(campaign: Campaign, *, now: dt.datetime | None = None) -> dict[str,
         "window_complete": now >= campaign.attribution_ends,
         "treatment": t.as_dict(),
         "control": c.as_dict(),
-        "uplift": round(uplift, 6),
-        "uplift_ci": [round(low, 6), round(high, 6)] if not math.isnan(se) else None,
-        "significant": significant,
-        "revenue_uplift_per_member": round(revenue_uplift, 4),
-        "revenue_uplift_ci": [round(revenue_uplift - Z95 * revenue_se, 4), round(revenue_uplift + Z95 * revenue_se, 4)] if not math.isnan(revenue_se) else None,
-        "incremental_revenue": round(revenue_uplift * t.members, 2),
-        "incremental_conversions": round(uplift * t.members, 1),
-        "verdict": verdict(uplift, low, high, significant, t.members, c.members),
+        **compare_groups(t, c),
         "cumulative": cumulative,
     }
 
 
-def verdict(uplift: float, low: float, high: float, significant: bool, treated: int, control: int) -> str:
-    if not treated or not control:
-        return "No control group to compare with: uplift cannot be measured."
+def _points(value: float) -> str:
+    """A difference of two rates in percentage points, signed: +4.2."""
+    return f"{value * 100:+.1f}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def verdict(uplift: float, low: float, high: float, significant: bool, t: GroupOutcome, c: GroupOutcome) -> str:
     if significant:
         direction = "raised" if uplift > 0 else "lowered"
-        return f"The campaign {direction} conversion by {abs(uplift):.1%} (95% CI {low:+.1%} to {high:+.1%})."
-    return f"Not significant yet: the difference is {uplift:+.1%}, but the 95% interval ({low:+.1%} to {high:+.1%}) includes zero."
+        text = f"The campaign {direction} conversion by {abs(uplift) * 100:.1f} percentage points (95% CI {_points(low)} to {_points(high)} pp)."
+    else:
+        text = f"Not significant yet: the difference is {_points(uplift)} percentage points, but the 95% interval ({_points(low)} to {_points(high)} pp) includes zero."
+    small = [f"{name} has {_count(g.members, 'member')} and {_count(g.converters, 'conversion')}" for name, g in (("treatment", t), ("control", c))
+             if g.members < SMALL_GROUP_MEMBERS or g.converters < SMALL_GROUP_CONVERSIONS]
+    if small:
+        text += (f" Small sample: the {'; the '.join(small)}. With fewer than {SMALL_GROUP_MEMBERS} members or {SMALL_GROUP_CONVERSIONS}"
+                 " conversions in a group the interval is only a rough guide: wait for more orders or use a larger audience.")
+    return text
 
 
 # --- Suggestions and delivery ---------------------------------------------------------------

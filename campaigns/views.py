@@ -128,6 +128,7 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
     campaigns = list(Campaign.objects.select_related("segment"))
     for campaign in campaigns:
         services.complete_if_due(campaign)
+        campaign.outcome = services.outcomes(campaign, with_cumulative=False) if campaign.launched_at else None
     return render(request, "campaigns/list.html", {
         "campaigns": campaigns, "suggestions": services.suggested_campaigns(tenant), "can_draft": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
     })
@@ -191,6 +192,7 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "campaign": campaign, "report": report, "preview": preview, "groups": groups, "chart_json": json.dumps(chart),
         "audit": campaign.audit.select_related("user")[:20], "deliveries": campaign.deliveries.all()[:50],
         "can_launch": request.membership.can(Role.ADMIN), "can_edit": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
+        "show_secret": request.membership.can(Role.ADMIN) and bool(campaign.webhook_secret),  # type: ignore[attr-defined]
     })
 
 

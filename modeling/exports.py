@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from typing import IO
 
 from clmsite.models import Tenant
@@ -14,20 +15,19 @@ PREDICTION_COLUMNS = [
 ]
 
 
+PLAIN_NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
 def spreadsheet_safe(value: object) -> str:
-    """Cells starting with = + - @ tab or CR are formulas to a spreadsheet: prefix a quote."""
+    """Cells starting with = + - @ tab or CR are formulas to a spreadsheet: prefix a quote.
+
+    Only a plain negative number ("-5", "-2.50", "-1e3") is left as it is. ``float()`` is no
+    test for that: it ignores surrounding whitespace and accepts "-inf", "-nan" and "1_000",
+    so "\t1" or "-1\n=cmd()" would pass. A cell starting with tab or CR is always escaped."""
     text = "" if value is None else str(value)
-    if text and text[0] in "=+-@\t\r" and not _is_number(text):
+    if text and text[0] in "=+-@\t\r" and not (text[0] == "-" and PLAIN_NUMBER.fullmatch(text)):
         return "'" + text
     return text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def latest_predictions(tenant: Tenant) -> list:

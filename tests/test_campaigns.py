@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import io
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -107,6 +108,67 @@ def test_report_finds_no_effect_when_none_is_planted(shop) -> None:
     assert report["verdict"].startswith("Not significant yet")
 
 
+def simulated_report(rng, control_rate: float, treatment_rate: float, members: tuple[int, int]) -> dict:
+    """One simulated campaign: binomial conversions in each group, every converter spends 60."""
+    treated, control = members
+    t, c = int(rng.binomial(treated, treatment_rate)), int(rng.binomial(control, control_rate))
+    return services.compare_groups(services.GroupOutcome(treated, t, 60.0 * t, 3600.0 * t), services.GroupOutcome(control, c, 60.0 * c, 3600.0 * c))
+
+
+def test_the_uplift_interval_covers_the_true_uplift_in_about_95_percent_of_simulated_campaigns() -> None:
+    """Planted exact counts cannot tell a right interval from a 5x too narrow one; coverage over
+    400 seeded binomial campaigns can (a 5x narrower interval would cover about 30%)."""
+    rng = np.random.default_rng(20260501)
+    for members in ((300, 300), (400, 200)):
+        reports = [simulated_report(rng, 0.10, 0.20, members) for _ in range(400)]
+        covered = np.mean([r["uplift_ci"][0] <= 0.10 <= r["uplift_ci"][1] for r in reports])
+        assert 0.92 <= covered <= 0.98, (members, covered)
+        revenue_covered = np.mean([r["revenue_uplift_ci"][0] <= 6.0 <= r["revenue_uplift_ci"][1] for r in reports])  # 60 x 0.10
+        assert 0.92 <= revenue_covered <= 0.98, (members, revenue_covered)
+
+
+def test_with_no_true_effect_the_report_says_not_significant_in_about_95_percent_of_runs() -> None:
+    rng = np.random.default_rng(7)
+    reports = [simulated_report(rng, 0.15, 0.15, (300, 300)) for _ in range(400)]
+    not_significant = np.mean([r["verdict"].startswith("Not significant yet") and not r["significant"] for r in reports])
+    assert 0.92 <= not_significant <= 0.98, not_significant
+
+
+def test_the_interval_is_newcombes_hybrid_score_interval() -> None:
+    """Newcombe (1998), table II, method 10: 56/70 vs 48/80 and 9/10 vs 3/10."""
+    assert services.newcombe_interval(56, 70, 48, 80) == pytest.approx((0.0524, 0.3339), abs=5e-5)
+    assert services.newcombe_interval(9, 10, 3, 10) == pytest.approx((0.1705, 0.8090), abs=5e-5)
+    assert services.newcombe_interval(5, 56, 0, 29) == pytest.approx((-0.0381, 0.1926), abs=5e-5)
+
+
+def test_small_groups_stay_inside_100_points_and_the_verdict_warns() -> None:
+    """The screenshot case: 18 customers per group, 18 vs 1 converters. The Wald interval
+    went above +100%; the score interval stays inside, and the verdict says the groups are small."""
+    report = services.compare_groups(services.GroupOutcome(18, 18, 1080.0, 64800.0), services.GroupOutcome(18, 1, 60.0, 3600.0))
+    low, high = report["uplift_ci"]
+    assert 0 < low < report["uplift"] < high <= 1.0
+    assert report["significant"] and report["small_sample"]
+    assert report["verdict"].startswith("The campaign raised conversion by 94.4 percentage points (95% CI +67.7 to +99.0 pp).")
+    assert "Small sample: the treatment has 18 members and 18 conversions; the control has 18 members and 1 conversion." in report["verdict"]
+    low_rev, high_rev = report["revenue_uplift_ci"]
+    assert report["revenue_uplift_per_member"] == pytest.approx(56.6667) and low_rev < 56.6667 < high_rev
+    # Many members but few conversions is small too; enough of both is not.
+    assert services.compare_groups(services.GroupOutcome(500, 4, 240.0, 14400.0), services.GroupOutcome(500, 3, 180.0, 10800.0))["small_sample"]
+    large = services.compare_groups(services.GroupOutcome(500, 60, 3600.0, 216000.0), services.GroupOutcome(500, 40, 2400.0, 144000.0))
+    assert not large["small_sample"] and "Small sample" not in large["verdict"]
+
+
+def test_without_a_control_group_no_uplift_is_reported(shop, client, alice) -> None:
+    campaign = launched_in_the_past(shop, make_campaign(shop, control_share=0.0))
+    report = services.outcomes(campaign)
+    assert report["control"]["members"] == 0 and report["uplift"] is None and report["uplift_ci"] is None and not report["significant"]
+    assert report["verdict"] == "No control group to compare with: uplift cannot be measured."
+    client.force_login(alice)
+    page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert "no control group" in page and "so no uplift can be measured" in page
+    assert "95% CI  to" not in page and "95% CI —" not in page and not re.search(r"95% CI [+-]?\d", page)
+
+
 def test_completed_when_the_window_ends_and_orders_after_it_do_not_count(shop) -> None:
     campaign = launched_in_the_past(shop, make_campaign(shop, attribution_days=10), days_ago=40)
     with tenant_context(shop):
@@ -133,9 +195,10 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def test_webhook_posts_signed_batches_and_retries_after_a_500(shop, django_capture_on_commit_callbacks, monkeypatch) -> None:
+def test_webhook_posts_signed_batches_and_retries_after_a_500(shop, django_capture_on_commit_callbacks, monkeypatch, settings) -> None:
     from campaigns import webhooks
 
+    settings.CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS = True  # the receiver is on 127.0.0.1
     monkeypatch.setattr(webhooks, "BATCH_SIZE", 40)
     server = HTTPServer(("127.0.0.1", 0), Receiver)
     Receiver.requests = []
@@ -165,22 +228,117 @@ def test_webhook_posts_signed_batches_and_retries_after_a_500(shop, django_captu
     assert len(delivered) == treated
 
 
-def test_audience_csv_escapes_formula_cells(shop) -> None:
-    hostile = ["=cmd|' /C calc'!A0", "+SUM(1,2)", "-2+3", "@import", "\tTabbed", "\rReturn"]
+@pytest.mark.parametrize("url", ["http://127.0.0.1:{port}/hooks", "http://localhost:{port}/hooks", "http://[::ffff:127.0.0.1]:{port}/hooks"])
+def test_webhook_to_a_loopback_address_is_refused_and_nothing_is_sent(shop, settings, url) -> None:
+    from campaigns import webhooks
+
+    settings.CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    Receiver.requests = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        campaign = make_campaign(shop, control_share=0.2, webhook_url=url.format(port=server.server_port), webhook_secret="s3cret")
+        services.do_launch_campaign(shop, campaign.pk)  # the on-commit delivery does not run inside the test transaction
+        sleeps: list[float] = []
+        result = webhooks.deliver(campaign, sleep=sleeps.append)
+    finally:
+        server.shutdown()
+    assert Receiver.requests == [] and sleeps == []  # nothing sent, nothing retried
+    assert result["delivered"] == 0 and "loopback" in result["error"]
     with tenant_context(shop):
-        customers = list(Customer.objects.filter(order_count__gt=0).order_by("pk")[: len(hostile)])
-        for customer, name in zip(customers, hostile, strict=True):
+        log = list(WebhookDelivery.objects.filter(campaign=campaign))
+    assert [(d.batch, d.attempt, d.ok, d.status_code) for d in log] == [(1, 1, False, None)]
+    assert log[0].error.startswith("refused: ") and "a loopback address" in log[0].error and "CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS" in log[0].error
+
+
+@pytest.mark.parametrize(("address", "kind"), [
+    ("127.0.0.1", "loopback"), ("::1", "loopback"), ("::ffff:127.0.0.1", "loopback"), ("10.1.2.3", "private"), ("192.168.0.10", "private"),
+    ("172.16.5.4", "private"), ("169.254.169.254", "link-local"), ("fe80::1", "link-local"), ("224.0.0.1", "multicast"), ("0.0.0.0", "unspecified"),  # noqa: S104
+    ("240.0.0.1", "reserved"), ("100.64.0.1", "non-global"), ("fd00::1", "private"), ("93.184.216.34", None), ("2606:4700::1111", None),
+])
+def test_webhook_addresses_outside_the_public_internet_are_named(address, kind) -> None:
+    import ipaddress
+
+    from campaigns.webhooks import non_public_kind
+
+    assert non_public_kind(ipaddress.ip_address(address)) == kind
+
+
+def test_webhook_secret_is_shown_to_admins_and_owners_only(shop, client, alice, bob, django_user_model) -> None:
+    from clmsite.models import Role
+    from clmsite.services import do_add_member
+    from tests.conftest import api_client_for
+
+    campaign = make_campaign(shop, webhook_url="https://hooks.example.test/clm", webhook_secret="the-signing-secret-42")
+    for role in (Role.VIEWER, Role.ANALYST, Role.ADMIN, Role.OWNER):
+        api = api_client_for(shop, role)
+        detail, listing = api.get(f"/api/v1/campaigns/{campaign.pk}/").json(), api.get("/api/v1/campaigns/").json()["results"]
+        sees = role in (Role.ADMIN, Role.OWNER)
+        assert ("webhook_secret" in detail) is sees and all(("webhook_secret" in row) is sees for row in listing), role
+        if sees:
+            assert detail["webhook_secret"] == "the-signing-secret-42"
+    analyst = django_user_model.objects.create_user("ann", password="ann-pass-123456")
+    do_add_member(shop, analyst, Role.ANALYST)
+    for user, sees in ((alice, True), (bob, False), (analyst, False)):
+        client.force_login(user)
+        page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
+        assert ("the-signing-secret-42" in page) is sees, user.username
+        assert ("&lt;X-CLM-Timestamp&gt;.&lt;raw body&gt;" in page) is sees
+
+
+def test_pages_show_uplift_in_points_with_both_intervals_and_the_list_outcome(shop, client, alice) -> None:
+    campaign = launched_in_the_past(shop, make_campaign(shop))
+    plant_orders(shop, campaign, treatment_rate=0.35, control_rate=0.15, seed=1)
+    draft = make_campaign(shop, name="Still a draft")
+    report = services.outcomes(campaign)
+    client.force_login(alice)
+    detail = client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    points = f"{report['uplift'] * 100:+.1f} pp"
+    low, high = (f"{v * 100:+.1f}" for v in report["uplift_ci"])
+    assert points in detail and f"95% CI {low} to {high} pp" in detail
+    rev_low, rev_high = (f"{v:+,.2f}" for v in report["revenue_uplift_ci"])
+    assert f"95% CI {rev_low} to {rev_high}" in detail
+    assert f"{report['uplift']:.3f}" not in detail  # no raw fraction
+    listing = client.get("/campaigns/").content.decode()
+    assert f'data-testid="list-uplift">{points}' in listing
+    assert report["verdict"] in listing and report["verdict"].startswith("The campaign raised conversion")
+    assert draft.name in listing and "not launched" in listing
+
+
+def test_audience_csv_escapes_formula_cells(shop) -> None:
+    # "\t1" and "\r1" are numbers to float() (it strips whitespace): escaped all the same.
+    hostile = ["=cmd|' /C calc'!A0", "+SUM(1,2)", "-2+3", "@import", "\tTabbed", "\rReturn", "\t1", "\r1", "\t-1", "-1\n=1+1", "-inf"]
+    with tenant_context(shop):
+        customers = list(Customer.objects.filter(order_count__gt=0).order_by("pk")[: len(hostile) + 1])
+        for customer, name in zip(customers, hostile, strict=False):
             customer.name = name
-            customer.save(update_fields=["name"])
-    campaign = make_campaign(shop, control_share=0.0, filters={"orders_min": 1})
+            customer.email = name + "@example.test"  # another column: email
+            customer.save(update_fields=["name", "email"])
+        plain = customers[len(hostile)]
+        plain.name = "-5"  # a plain negative number stays a number
+        plain.save(update_fields=["name"])
+    campaign = make_campaign(shop, control_share=0.0, filters={"orders_min": 1}, offer='=HYPERLINK("http://evil.test","10% off")')
     services.do_launch_campaign(shop, campaign.pk)
     out = io.StringIO()
     count = services.write_audience_csv(campaign, out)
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert count == len(rows) > len(hostile)
-    names = {row["customer_id"]: row["name"] for row in rows}
-    for customer, name in zip(customers, hostile, strict=True):
-        assert names[customer.external_id] == "'" + name
+    by_id = {row["customer_id"]: row for row in rows}
+    for customer, name in zip(customers, hostile, strict=False):
+        assert by_id[customer.external_id]["name"] == "'" + name
+        assert by_id[customer.external_id]["email"] == "'" + name + "@example.test"
+    assert by_id[plain.external_id]["name"] == "-5"
+    assert {row["offer"] for row in rows} == {"'" + campaign.offer}
+
+
+@pytest.mark.parametrize(("cell", "written"), [
+    ("\t1", "'\t1"), ("\r1", "'\r1"), ("\t-5", "'\t-5"), ("-1 ", "'-1 "), ("-1_000", "'-1_000"), ("-nan", "'-nan"), ("+5", "'+5"),
+    ("-5", "-5"), ("-2.50", "-2.50"), ("-1e3", "-1e3"), ("12", "12"), ("", ""), (None, ""), ("a=b", "a=b"),
+])
+def test_spreadsheet_safe_leaves_only_plain_negative_numbers_unescaped(cell, written) -> None:
+    from modeling.exports import spreadsheet_safe
+
+    assert spreadsheet_safe(cell) == written
 
 
 def test_api_roles_drafts_launch_report_and_audience(shop) -> None:

@@ -1,0 +1,25 @@
+"""Formatting for campaign outcomes: rates in percent, their differences in percentage points."""
+
+from __future__ import annotations
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def percent(rate: float | None) -> str:
+    """0.1234 → ``12.3%``."""
+    return "—" if rate is None else f"{rate * 100:.1f}%"
+
+
+@register.filter
+def points(difference: float | None) -> str:
+    """A difference of two rates in signed percentage points: 0.0421 → ``+4.2``."""
+    return "—" if difference is None else f"{difference * 100:+.1f}"
+
+
+@register.filter
+def signed_money(value: float | None) -> str:
+    """-3.456 → ``-3.46``, 12 → ``+12.00``."""
+    return "—" if value is None else f"{value:+,.2f}"
