@@ -247,7 +247,7 @@ def test_playbook_rules_are_editable_and_win_back_offers_are_capped_by_value(sco
         assert set(CustomerInsight.objects.values_list("action", flat=True)) == {Action.NURTURE}
 
 
-def test_every_customer_in_the_review_alerts_gets_service_recovery(scored_shop) -> None:
+def test_every_customer_in_the_review_alerts_gets_service_recovery(scored_shop, client, alice) -> None:
     """The alert list and the service-recovery rule share one definition of a negative
     review (1-2 stars or negative sentiment, in the 60 days up to the scoring date)."""
     from customers.models import Review
@@ -280,7 +280,15 @@ def test_every_customer_in_the_review_alerts_gets_service_recovery(scored_shop) 
     assert overview["alerts"] and {r.customer.insight.action for r in overview["alerts"]} == {Action.SERVICE_RECOVERY}
     with tenant_context(scored_shop):
         planted = CustomerInsight.objects.get(customer_id=valuable[0])
+        at_risk = CustomerInsight.objects.filter(stage=Stage.AT_RISK).count()
+        lapsed = CustomerInsight.objects.filter(stage=Stage.LAPSED).count()
     assert "negative 2★ review on" in planted.action_reason
+    # The dashboard leads with the at-risk and lapsed counts and lists the alerts.
+    client.force_login(alice)
+    page = client.get("/").content.decode()
+    assert f'data-testid="kpi-at_risk"><span class="label">At risk</span><span class="value">{at_risk:,}</span>' in page
+    assert f'data-testid="kpi-lapsed"><span class="label">Lapsed</span><span class="value">{lapsed:,}</span>' in page
+    assert page.count("Service recovery") >= len(overview["alerts"])
 
     # A rule the merchant places above service recovery wins for the customers it matches.
     with tenant_context(scored_shop):
