@@ -218,7 +218,7 @@ def welch_interval(t: GroupOutcome, c: GroupOutcome) -> tuple[float, float] | No
     vt, vc = t.revenue_variance / t.members, c.revenue_variance / c.members
     se = math.sqrt(vt + vc)
     if se == 0:
-        return difference, difference
+        return None  # every member of each group spent the same: no spread to build an interval from
     df = (vt + vc) ** 2 / (vt * vt / (t.members - 1) + vc * vc / (c.members - 1))
     from scipy.stats import t as student_t
 

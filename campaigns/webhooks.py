@@ -38,6 +38,7 @@ BATCH_SIZE = 500
 MAX_ATTEMPTS = 5
 BACKOFF_SECONDS = 1.0  # 1, 2, 4, 8 s between attempts
 TIMEOUT_SECONDS = 10
+MAX_RESPONSE_BYTES = 64 * 1024
 
 
 class WebhookRefused(Exception):
@@ -113,17 +114,21 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
     """One POST; redirects are not followed (a 3xx is the answer), so a redirect cannot
     lead the request to an address the check above would refuse."""
     parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise WebhookRefused("refused: the webhook URL has an invalid port") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:  # never file:// or custom schemes
         raise WebhookRefused("refused: only http(s) webhook URLs are allowed")
     if parts.scheme == "https":
-        connection: http.client.HTTPConnection = _GuardedHTTPSConnection(parts.hostname, parts.port, timeout=TIMEOUT_SECONDS, context=ssl.create_default_context())
+        connection: http.client.HTTPConnection = _GuardedHTTPSConnection(parts.hostname, port, timeout=TIMEOUT_SECONDS, context=ssl.create_default_context())
     else:
-        connection = _GuardedHTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT_SECONDS)
+        connection = _GuardedHTTPConnection(parts.hostname, port, timeout=TIMEOUT_SECONDS)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         connection.request("POST", path, body=body, headers=headers)
         response = connection.getresponse()
-        response.read()
+        response.read(MAX_RESPONSE_BYTES)  # the answer is only its status: never read an unbounded body
         return int(response.status)
     finally:
         connection.close()

@@ -251,6 +251,39 @@ def test_webhook_to_a_loopback_address_is_refused_and_nothing_is_sent(shop, sett
     assert log[0].error.startswith("refused: ") and "a loopback address" in log[0].error and "CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS" in log[0].error
 
 
+class Redirector(BaseHTTPRequestHandler):
+    requests: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        Redirector.requests.append(self.path)
+        self.send_response(302)
+        self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_webhook_redirects_are_not_followed_nor_retried(shop, settings) -> None:
+    from campaigns import webhooks
+
+    settings.CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    server = HTTPServer(("127.0.0.1", 0), Redirector)
+    Redirector.requests = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        campaign = make_campaign(shop, control_share=0.2, webhook_url=f"http://127.0.0.1:{server.server_port}/hooks", webhook_secret="s3cret")
+        services.do_launch_campaign(shop, campaign.pk)
+        result = webhooks.deliver(campaign, sleep=lambda seconds: None)
+    finally:
+        server.shutdown()
+    with tenant_context(shop):
+        log = list(WebhookDelivery.objects.filter(campaign=campaign).values_list("batch", "attempt", "status_code", "ok"))
+    assert Redirector.requests == ["/hooks"] and result["delivered"] == 0
+    assert log == [(1, 1, 302, False)]
+
+
 @pytest.mark.parametrize(("address", "kind"), [
     ("127.0.0.1", "loopback"), ("::1", "loopback"), ("::ffff:127.0.0.1", "loopback"), ("10.1.2.3", "private"), ("192.168.0.10", "private"),
     ("172.16.5.4", "private"), ("169.254.169.254", "link-local"), ("fe80::1", "link-local"), ("224.0.0.1", "multicast"), ("0.0.0.0", "unspecified"),  # noqa: S104
