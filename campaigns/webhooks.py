@@ -18,7 +18,6 @@ import http.client
 import ipaddress
 import json
 import logging
-import os
 import socket
 import ssl
 import time
@@ -50,12 +49,9 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def allow_private_networks() -> bool:
-    """``CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` (setting, else the environment variable; off by
-    default): a merchant's URL must not reach our loopback, private or metadata addresses."""
-    value = getattr(settings, "CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS", None)
-    if value is None:
-        value = os.environ.get("CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS", "0").strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+    """The ``CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` setting (off by default): a merchant's URL
+    must not reach our loopback, private or metadata addresses."""
+    return bool(settings.CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS)
 
 
 def non_public_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:

@@ -194,7 +194,15 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"modeling.tasks.train_models": {"queue": "gpu"}, "modeling.tasks.score_chunk": {"queue": "gpu"}}
+# Campaign webhooks may reach loopback and private addresses only when this is on (a local
+# receiver in development and tests); off, a merchant's URL cannot reach our own network.
+CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
+# Fine-tuning and batch inference (the encoder) go to the gpu workers; imports and the rest to default.
+CELERY_TASK_ROUTES = {
+    "modeling.tasks.train_models_task": {"queue": "gpu"},
+    "modeling.tasks.score_chunk": {"queue": "gpu"},
+    "modeling.tasks.refresh_insights_task": {"queue": "gpu"},
+}
 # Redis re-delivers an unacked task after this long; it must outlast the longest job.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", str(6 * 3600)))}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

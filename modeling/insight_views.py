@@ -21,7 +21,7 @@ from clmsite.tenancy import tenant_context
 from clmsite.views import tenant_required
 from modeling import insights, lifecycle
 from modeling.exports import spreadsheet_safe
-from modeling.models import CustomerInsight, Segment, SegmentSnapshot, Stage, StageSnapshot
+from modeling.models import CustomerInsight, Job, Segment, SegmentSnapshot, Stage, StageSnapshot
 
 STAGE_COLOURS = {
     "prospect": "#b8c0cc", "new": "#6cc4ff", "active": "#3aa55d", "loyal": "#7b5cff",
@@ -71,11 +71,11 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
             raise Http404("Not found")
         form = ThresholdsForm(request.POST, derived=derived, in_effect=in_effect)
         if form.is_valid():
-            summary = insights.do_set_lifecycle_thresholds(tenant, form.cleaned_data)
-            if summary is None:
+            job = insights.do_set_lifecycle_thresholds(tenant, form.cleaned_data, acting_user=request.user)
+            if job is None:
                 messages.success(request, "Thresholds saved. Stages are computed with the first scoring.")
             else:
-                messages.success(request, f"Thresholds saved and stages recomputed as of {as_of}: {insights.insights_summary(summary)}")
+                messages.success(request, f"Thresholds saved. Stages, segments and next actions are being recomputed as of {as_of} (job {job.pk}, below).")
             return redirect("lifecycle")
     else:
         form = ThresholdsForm(initial=overrides, derived=derived, in_effect=in_effect)
@@ -96,6 +96,7 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
         "chart_json": json.dumps(chart), "dates": dates, "start": start, "end": end, "rows": rows,
         "columns": [(c, labels[c]) for c in matrix.columns] if matrix is not None else [], "form": form,
         "can_edit": request.membership.can(Role.ADMIN), "has_data": bool(dates), "as_of": as_of,  # type: ignore[attr-defined]
+        "jobs": Job.objects.filter(kind=Job.Kind.INSIGHTS).order_by("-created_at")[:1],
     })
 
 

@@ -27,7 +27,7 @@ from clmsite.tenancy import tenant_context
 from modeling import lifecycle, review_insight, segments
 from modeling.families.base import Progress, no_progress
 from modeling.features import History, as_timestamp, features_as_of, load_history
-from modeling.models import CustomerInsight, ModelVersion, Prediction, Segment, SegmentSnapshot, StageSnapshot
+from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, SegmentSnapshot, StageSnapshot
 from modeling.profiles import customer_profiles
 
 log = logging.getLogger(__name__)
@@ -93,14 +93,23 @@ def latest_scoring_date(tenant: Tenant) -> dt.date | None:
         return CustomerInsight.objects.aggregate(as_of=Max("as_of"))["as_of"] or Prediction.objects.aggregate(as_of=Max("as_of"))["as_of"]
 
 
-def do_set_lifecycle_thresholds(tenant: Tenant, overrides: dict[str, Any]) -> dict[str, Any] | None:
-    """Save the tenant's threshold overrides and recompute the stages (and the actions that
-    follow from them) as of the latest scoring, as ``manage.py lifecycle`` does. Returns the
-    summary, or None when nothing has been scored yet."""
-    tenant.settings = {**tenant.settings, "lifecycle": {k: v for k, v in overrides.items() if v is not None}}
-    tenant.save(update_fields=["settings"])
-    as_of = latest_scoring_date(tenant)
-    return refresh_insights(tenant, as_of) if as_of is not None else None
+def do_set_lifecycle_thresholds(tenant: Tenant, overrides: dict[str, Any], *, acting_user: Any = None) -> Job | None:
+    """Save the tenant's threshold overrides and queue the recomputation of the stages (and the
+    segments and actions that follow from them) as of the latest scoring, as ``manage.py
+    lifecycle`` does. A background job: on a big shop it takes longer than a page may wait.
+    Returns the job, or None when nothing has been scored yet."""
+    from modeling import jobs
+    from modeling.tasks import refresh_insights_task
+
+    with transaction.atomic():
+        tenant.settings = {**tenant.settings, "lifecycle": {k: v for k, v in overrides.items() if v is not None}}
+        tenant.save(update_fields=["settings"])
+        as_of = latest_scoring_date(tenant)
+        if as_of is None:
+            return None
+        job = jobs.create_job(tenant, Job.Kind.INSIGHTS, params={"as_of": as_of.isoformat()}, acting_user=acting_user)
+        jobs.enqueue_job(job, refresh_insights_task)
+    return job
 
 
 def insights_summary(summary: dict[str, Any]) -> str:

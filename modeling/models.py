@@ -16,6 +16,7 @@ class Job(TenantOwnedModel):
         IMPORT = "import", "Import"
         TRAIN = "train", "Training"
         SCORE = "score", "Scoring"
+        INSIGHTS = "insights", "Stages and segments"
 
     class State(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -123,6 +123,30 @@ def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: lis
         jobs.finish_job(job, result=result, succeeded=True, message=f"Scored {scored:,} customers as of {as_of}; stages, segments and actions updated.")
 
 
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def refresh_insights_task(self, tenant_id: int, job_id: int) -> None:
+    """Stages, segments and actions again for a scoring date (after the thresholds changed)."""
+    from modeling.insights import insights_summary, refresh_insights
+
+    tenant = _tenant(tenant_id)
+    job = jobs.claim_job(tenant, job_id) if tenant else None
+    if job is None:
+        return
+    as_of = dt.date.fromisoformat(job.params["as_of"])
+    try:
+        with jobs.heartbeat(job):
+            summary = refresh_insights(tenant, as_of, progress=jobs.JobReporter(job))
+    except TRANSIENT:
+        with tenant_context(tenant):
+            Job.objects.filter(pk=job.pk).update(state=Job.State.QUEUED, message="Retrying after a database error")
+        raise
+    except Exception as exc:
+        log.exception("insights job %s failed", job_id)
+        jobs.finish_job(job, result={}, succeeded=False, message=f"Recomputing stages failed: {exc}"[:500])
+        return
+    jobs.finish_job(job, result=summary, succeeded=True, message=f"Stages recomputed as of {as_of}: {insights_summary(summary)}"[:500])
+
+
 @shared_task
 def reap_stale_jobs_task() -> int:
     return jobs.reap_stale_jobs()

@@ -16,7 +16,7 @@ from customers.models import Customer, Order
 from modeling import lifecycle, segments
 from modeling.features import features_as_of, history_from_frames
 from modeling.insights import customer_embeddings, refresh_insights, segment_members, transitions
-from modeling.models import CustomerInsight, Segment, SegmentSnapshot, Stage, StageSnapshot
+from modeling.models import CustomerInsight, Job, Segment, SegmentSnapshot, Stage, StageSnapshot
 from modeling.profiles import customer_profiles
 from modeling.scoring import score_customers
 from modeling.training import train_models
@@ -302,7 +302,7 @@ def test_every_customer_in_the_review_alerts_gets_service_recovery(scored_shop, 
     assert all(by_customer[c] == (Action.VIP_CARE if tier == "high" else Action.SERVICE_RECOVERY) for c, tier in actions.items())
 
 
-def test_thresholds_form_shows_derived_values_and_saving_recomputes_stages(scored_shop, client, alice) -> None:
+def test_thresholds_form_shows_derived_values_and_saving_recomputes_stages(scored_shop, client, alice, django_capture_on_commit_callbacks) -> None:
     from modeling.insights import derived_thresholds
 
     refresh_insights(scored_shop, END, backfill_months=0)
@@ -318,10 +318,17 @@ def test_thresholds_form_shows_derived_values_and_saving_recomputes_stages(score
         snapshots_before = StageSnapshot.objects.filter(as_of=END, stage=Stage.LAPSED).count()
     assert lapsed_before > 0
     # When: the admin sets a lapse threshold far beyond every gap.
-    response = client.post("/lifecycle/", {"lapse_days": 3000}, follow=True)
-    # Then: the stages as of the latest scoring are recomputed at once, and the message says so.
+    with django_capture_on_commit_callbacks(execute=True):  # the job runs in-process here
+        response = client.post("/lifecycle/", {"lapse_days": 3000}, follow=True)
+    # Then: a background job recomputes the stages as of the latest scoring, and the page says so.
     text = response.content.decode()
-    assert f"Thresholds saved and stages recomputed as of {END}" in text
+    assert f"Stages, segments and next actions are being recomputed as of {END}" in text
+    with tenant_context(scored_shop):
+        job = Job.objects.get(kind=Job.Kind.INSIGHTS)
+    assert (job.state, job.progress, job.created_by) == (Job.State.SUCCEEDED, 1.0, alice)
+    assert job.message.startswith(f"Stages recomputed as of {END}")
+    text = client.get("/lifecycle/").content.decode()
+    assert 'data-testid="insights-job"' in text and job.message.split(":")[0] in text
     scored_shop.refresh_from_db()
     assert scored_shop.settings["lifecycle"] == {"lapse_days": 3000}
     with tenant_context(scored_shop):

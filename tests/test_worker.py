@@ -80,3 +80,23 @@ def test_import_job_runs_on_a_real_worker(tenant_a, worker, tmp_path, settings):
         assert Order.objects.count() == 3
         assert Customer.objects.get(external_id="c1").order_count == 2
     assert worker.poll() is None  # the worker is still alive
+
+
+
+def test_fine_tuning_and_batch_inference_are_routed_to_the_gpu_queue():
+    """The routes name the tasks as Celery registers them (a route under another name is
+    silently ignored, and the task runs on the default queue)."""
+    from celery.app.routes import Router, prepare
+    from django.conf import settings
+
+    from campaigns import tasks as campaign_tasks
+    from clmsite.celery import app
+    from customers import tasks as customer_tasks
+    from modeling import tasks as modeling_tasks
+
+    router = Router(prepare(settings.CELERY_TASK_ROUTES), app.amqp.queues, app=app)
+    gpu = {modeling_tasks.train_models_task, modeling_tasks.score_chunk, modeling_tasks.refresh_insights_task}
+    every = {t for module in (modeling_tasks, customer_tasks, campaign_tasks) for t in vars(module).values() if hasattr(t, "apply_async")}
+    queues = {task.name: router.route({}, task.name)["queue"].name for task in every}
+    assert {name for name, queue in queues.items() if queue == "gpu"} == {task.name for task in gpu}
+    assert len(queues) > len(gpu)  # imports, deliveries, planners: the default queue
