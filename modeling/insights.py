@@ -224,7 +224,9 @@ def learn_segments(
     progress(0.05, f"Embedding {len(texts):,} customer profiles")
     embeddings = customer_embeddings(tenant, texts, progress=lambda f, m: progress(0.05 + 0.6 * f, m))
     progress(0.7, "Clustering")
-    result = segments.cluster(behaviour, embeddings, seed=seed)
+    with tenant_context(tenant):
+        previous_k = Segment.objects.filter(kind=Segment.Kind.LEARNED, is_current=True).exclude(key=PROSPECTS_KEY).count() or None
+    result = segments.cluster(behaviour, embeddings, seed=seed, previous_k=previous_k)
     value = predictions["predicted_value"].reindex(features.index) if len(predictions) else pd.Series(np.nan, index=features.index)
     members = behaviour.copy()
     members["stage"] = stages["stage"].reindex(features.index)

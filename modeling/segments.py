@@ -82,6 +82,14 @@ def rfm_scores(features: pd.DataFrame) -> pd.DataFrame:
 K_RANGE = range(2, 9)
 SAMPLE = 3000
 MIN_STABILITY = 0.75
+# Stability is the mean agreement of this many pairs of subsample refits: one pair alone
+# moved a k's score by 0.3 between two runs on nearly the same data.
+STABILITY_PAIRS = 3
+# A retrain keeps the previous run's k while it stays nearly as stable (hysteresis: a k is
+# chosen at 0.75 and kept down to 0.65) and within this share of the best silhouette, so
+# segments (and their names and history) do not split or merge because one k edged past another.
+KEEP_K_STABILITY = 0.65
+KEEP_K_SILHOUETTE_SHARE = 0.9
 MATCH_DISTANCE = 0.75  # RMS distance in standard deviations below which two centroids are one segment
 
 
@@ -129,8 +137,11 @@ def clustering_space(behaviour: pd.DataFrame, embeddings: np.ndarray | None, *, 
     return np.hstack(blocks)
 
 
-def cluster(behaviour: pd.DataFrame, embeddings: np.ndarray | None, *, seed: int = 0, k_range: range = K_RANGE) -> Clustering:
-    """K-means with k chosen by silhouette among the stable k (bootstrap ARI >= 0.75)."""
+def cluster(
+    behaviour: pd.DataFrame, embeddings: np.ndarray | None, *, seed: int = 0, k_range: range = K_RANGE, previous_k: int | None = None
+) -> Clustering:
+    """K-means with k chosen by silhouette among the stable k (mean bootstrap ARI >= 0.75),
+    keeping ``previous_k`` (the last run's) when it is stable and nearly as good."""
     space = clustering_space(behaviour, embeddings)
     n = len(space)
     rng = np.random.default_rng(seed)
@@ -143,12 +154,17 @@ def cluster(behaviour: pd.DataFrame, embeddings: np.ndarray | None, *, seed: int
         model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(space[sample])
         fits[k] = model
         silhouette = float(silhouette_score(space[sample], model.labels_, sample_size=min(len(sample), 2000), random_state=seed))
-        halves = [rng.choice(sample, size=int(0.8 * len(sample)), replace=False) for _ in range(2)]
-        refits = [KMeans(n_clusters=k, n_init=2, random_state=seed + i + 1).fit(space[half]) for i, half in enumerate(halves)]
-        stability = float(adjusted_rand_score(refits[0].predict(space[sample]), refits[1].predict(space[sample])))
-        scores[k] = {"silhouette": round(silhouette, 4), "stability": round(stability, 4)}
+        agreements = []
+        for pair in range(STABILITY_PAIRS):
+            halves = [rng.choice(sample, size=int(0.8 * len(sample)), replace=False) for _ in range(2)]
+            refits = [KMeans(n_clusters=k, n_init=2, random_state=seed + 2 * pair + i + 1).fit(space[half]) for i, half in enumerate(halves)]
+            agreements.append(adjusted_rand_score(refits[0].predict(space[sample]), refits[1].predict(space[sample])))
+        scores[k] = {"silhouette": round(silhouette, 4), "stability": round(float(np.mean(agreements)), 4)}
     stable = [k for k in scores if scores[k]["stability"] >= MIN_STABILITY] or list(scores)
     k = max(stable, key=lambda key: scores[key]["silhouette"])
+    kept = scores.get(previous_k) if previous_k is not None else None
+    if kept and kept["stability"] >= KEEP_K_STABILITY and kept["silhouette"] >= KEEP_K_SILHOUETTE_SHARE * scores[k]["silhouette"]:
+        k = previous_k
     labels = fits[k].predict(space)
     points = PCA(n_components=2, random_state=0).fit_transform(space) if space.shape[1] >= 2 else np.zeros((n, 2))
     centroids = behaviour.groupby(labels).mean()

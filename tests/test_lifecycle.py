@@ -233,6 +233,31 @@ def test_learned_segments_keep_their_identity_across_retrains(scored_shop) -> No
     assert len(ids_before & ids_after) >= 0.8 * len(ids_before)
 
 
+def test_learned_segments_survive_a_retrain_on_a_month_of_new_data(scored_shop) -> None:
+    """As in production: a month later the models are retrained on the new data, every
+    customer is scored again and the segments are learned again. Most customers keep their
+    segment, and segments keep their ids and names: the month moved few of them."""
+    earlier = END - dt.timedelta(days=30)
+    score_customers(scored_shop, earlier)
+    refresh_insights(scored_shop, earlier, backfill_months=0, seed=0)
+    with tenant_context(scored_shop):
+        first = {i.customer_id: i.learned_segment_id for i in CustomerInsight.objects.all()}
+        names_before = dict(Segment.objects.filter(kind="learned", is_current=True).values_list("pk", "name"))
+        new_orders = Order.objects.filter(ordered_at__date__gt=earlier).count()
+    assert new_orders > 0
+
+    train_models(scored_shop, END, 60, family="tabular")
+    score_customers(scored_shop, END)
+    refresh_insights(scored_shop, END, backfill_months=0, seed=1)
+    with tenant_context(scored_shop):
+        second = {i.customer_id: i.learned_segment_id for i in CustomerInsight.objects.all()}
+        names_after = dict(Segment.objects.filter(kind="learned", is_current=True).values_list("pk", "name"))
+    kept = np.mean([first[c] == second.get(c) for c in first])
+    assert kept >= 0.7, kept
+    survivors = set(names_before) & set(names_after)
+    assert len(survivors) >= 0.75 * len(names_before), (names_before, names_after)
+
+
 def test_playbook_rules_are_editable_and_win_back_offers_are_capped_by_value(scored_shop) -> None:
     refresh_insights(scored_shop, END, backfill_months=0)
     with tenant_context(scored_shop):
