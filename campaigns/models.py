@@ -43,7 +43,7 @@ class PlaybookRule(TenantOwnedModel):
     tiers = models.JSONField(default=list, blank=True, help_text="value tiers, any of")
     churn_min = models.FloatField(null=True, blank=True, help_text="churn probability at least")
     churn_max = models.FloatField(null=True, blank=True, help_text="churn probability at most")
-    sentiment_max = models.FloatField(null=True, blank=True, help_text="latest review sentiment at most (-1..1)")
+    sentiment_max = models.FloatField(null=True, blank=True, help_text="matches customers with a negative review (1-2 stars or negative text) in the 60 days up to the scoring date whose tone is at most this (-1..1; every negative review is at most -0.5)")
     value_at_risk_min = models.FloatField(null=True, blank=True)
     days_since_min = models.PositiveIntegerField(null=True, blank=True, help_text="days since the last order at least")
     days_since_max = models.PositiveIntegerField(null=True, blank=True, help_text="days since the last order at most")
