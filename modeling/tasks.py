@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from celery import shared_task
 from django.db import OperationalError
@@ -28,37 +30,55 @@ def _tenant(tenant_id: int) -> Tenant | None:
     return Tenant.objects.filter(pk=tenant_id).first()
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
-def train_models_task(self, tenant_id: int, job_id: int) -> None:
-    from modeling.training import train_models
-
+def _run_claimed_job(
+    tenant_id: int, job_id: int, what: str, work: Callable[[Tenant, Job], tuple[dict[str, Any], str]], *, cancelled: str
+) -> tuple[Tenant, Job, dict[str, Any]] | None:
+    """Claim the job, run ``work(tenant, job)`` (returning the result and the message) under a
+    heartbeat, and finish the job. Cancellation ends it with ``cancelled``; a transient error
+    puts it back in the queue and is raised for Celery to retry; anything else fails it with its
+    message. Returns (tenant, job, result) when it succeeded."""
     tenant = _tenant(tenant_id)
     job = jobs.claim_job(tenant, job_id) if tenant else None
-    if job is None:
-        return
-    params = job.params
+    if tenant is None or job is None:
+        return None
     try:
         with jobs.heartbeat(job):
-            report = train_models(
-                tenant, dt.date.fromisoformat(params["as_of"]), params.get("horizon_days"), family=params.get("family", "auto"),
-                job_id=job.pk, progress=jobs.JobReporter(job), acting_user=job.created_by,
-            )
+            result, message = work(tenant, job)
     except jobs.JobCancelled:
-        jobs.cancel_job(job, "Cancelled; the active models keep serving.")
-        return
+        jobs.cancel_job(job, cancelled)
+        return None
     except TRANSIENT:
         with tenant_context(tenant):
             Job.objects.filter(pk=job.pk).update(state=Job.State.QUEUED, message="Retrying after a database error")
         raise
     except Exception as exc:
-        log.exception("training job %s failed", job_id)
-        jobs.finish_job(job, result={}, succeeded=False, message=f"Training failed: {exc}"[:500])
+        log.exception("%s job %s failed", what, job_id)
+        jobs.finish_job(job, result={}, succeeded=False, message=f"{what} failed: {exc}"[:500])
+        return None
+    jobs.finish_job(job, result=result, succeeded=True, message=message[:500])
+    return tenant, job, result
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def train_models_task(self, tenant_id: int, job_id: int) -> None:
+    from modeling.training import train_models
+
+    def train(tenant: Tenant, job: Job) -> tuple[dict[str, Any], str]:
+        params = job.params
+        report = train_models(
+            tenant, dt.date.fromisoformat(params["as_of"]), params.get("horizon_days"), family=params.get("family", "auto"),
+            job_id=job.pk, progress=jobs.JobReporter(job), acting_user=job.created_by,
+        )
+        return report.as_dict(), report.summary()
+
+    done = _run_claimed_job(tenant_id, job_id, "Training", train, cancelled="Cancelled; the active models keep serving.")
+    if done is None:
         return
-    jobs.finish_job(job, result=report.as_dict(), succeeded=True, message=report.summary())
-    if params.get("score_after") and report.champions:
+    tenant, job, result = done
+    if job.params.get("score_after") and result["champions"]:
         from modeling.services import do_start_scoring
 
-        do_start_scoring(tenant, as_of=dt.date.fromisoformat(params["as_of"]), acting_user=job.created_by)
+        do_start_scoring(tenant, as_of=dt.date.fromisoformat(job.params["as_of"]), acting_user=job.created_by)
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
@@ -128,23 +148,12 @@ def refresh_insights_task(self, tenant_id: int, job_id: int) -> None:
     """Stages, segments and actions again for a scoring date (after the thresholds changed)."""
     from modeling.insights import insights_summary, refresh_insights
 
-    tenant = _tenant(tenant_id)
-    job = jobs.claim_job(tenant, job_id) if tenant else None
-    if job is None:
-        return
-    as_of = dt.date.fromisoformat(job.params["as_of"])
-    try:
-        with jobs.heartbeat(job):
-            summary = refresh_insights(tenant, as_of, progress=jobs.JobReporter(job))
-    except TRANSIENT:
-        with tenant_context(tenant):
-            Job.objects.filter(pk=job.pk).update(state=Job.State.QUEUED, message="Retrying after a database error")
-        raise
-    except Exception as exc:
-        log.exception("insights job %s failed", job_id)
-        jobs.finish_job(job, result={}, succeeded=False, message=f"Recomputing stages failed: {exc}"[:500])
-        return
-    jobs.finish_job(job, result=summary, succeeded=True, message=f"Stages recomputed as of {as_of}: {insights_summary(summary)}"[:500])
+    def refresh(tenant: Tenant, job: Job) -> tuple[dict[str, Any], str]:
+        as_of = dt.date.fromisoformat(job.params["as_of"])
+        summary = refresh_insights(tenant, as_of, progress=jobs.JobReporter(job))
+        return summary, f"Stages recomputed as of {as_of}: {insights_summary(summary)}"
+
+    _run_claimed_job(tenant_id, job_id, "Recomputing stages", refresh, cancelled="Cancelled; the previous stages stay.")
 
 
 @shared_task

@@ -250,6 +250,21 @@ def test_only_admins_retrain_and_one_training_at_a_time(trained, client, alice, 
         assert Job.objects.filter(kind=Job.Kind.TRAIN).count() == 1
 
 
+def test_a_retrain_job_trains_then_queues_scoring(trained, django_capture_on_commit_callbacks):
+    from modeling.services import do_start_training
+
+    tenant, _ = trained
+    with django_capture_on_commit_callbacks(execute=True):  # tasks run in-process in tests
+        job = do_start_training(tenant, as_of=END, horizon_days=60, family="bgnbd")
+    with tenant_context(tenant):
+        job.refresh_from_db()
+        scoring = Job.objects.filter(kind=Job.Kind.SCORE).get()
+        assert (job.state, job.progress) == (Job.State.SUCCEEDED, 1.0)
+        assert job.result["champions"] and job.message.startswith("Trained")
+        assert (scoring.state, scoring.params["as_of"]) == (Job.State.SUCCEEDED, END.isoformat())
+        assert Prediction.objects.filter(as_of=END).exists()
+
+
 def test_model_pages_render(trained, client, alice):
     tenant, _ = trained
     client.force_login(alice)
