@@ -55,11 +55,17 @@ def allow_private_networks() -> bool:
 
 
 def non_public_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """Why an address is not a public internet address (None if it is). An IPv4-mapped
-    IPv6 address (``::ffff:127.0.0.1``) is judged by the IPv4 address it carries."""
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
+    """Why an address is not a public internet address (None if it is). An IPv6 address that
+    carries an IPv4 one (mapped ``::ffff:127.0.0.1``, 6to4 ``2002:7f00:1::``, Teredo) is judged
+    by the IPv4 address it carries."""
+    carried = getattr(address, "ipv4_mapped", None) or getattr(address, "sixtofour", None)
+    teredo = getattr(address, "teredo", None)
+    if teredo is not None:
+        carried = teredo[1]  # the client's address
+    if carried is not None:
+        address = carried
+    if getattr(address, "is_site_local", False):
+        return "site-local"
     for kind in ("unspecified", "loopback", "link_local", "multicast", "reserved", "private"):
         if getattr(address, f"is_{kind}"):
             return kind.replace("_", "-")

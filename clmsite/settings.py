@@ -200,6 +200,7 @@ CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("CLM_WEBHOOK_ALLOW_PRIVATE_NETWORK
 # Fine-tuning and batch inference (the encoder) go to the gpu workers; imports and the rest to default.
 CELERY_TASK_ROUTES = {
     "modeling.tasks.train_models_task": {"queue": "gpu"},
+    "modeling.tasks.score_customers_task": {"queue": "gpu"},  # scores new reviews' sentiment first
     "modeling.tasks.score_chunk": {"queue": "gpu"},
     "modeling.tasks.refresh_insights_task": {"queue": "gpu"},
 }

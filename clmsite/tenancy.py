@@ -162,11 +162,17 @@ def user_memberships(user: Any) -> list[Any]:
     Every page needs them, and they change rarely: saving or deleting a membership or a
     tenant drops the cached lists it appears in (at once and again after the commit, so a
     page that read the old rows in between cannot keep them), see ``forget_memberships``.
-    The TTL bounds staleness after a write that sends no signal (a queryset ``update()``)."""
+    The TTL bounds staleness after a write that sends no signal (a queryset ``update()``).
+    Only a cache that every process shares will do: with a per-process one (no ``CACHE_URL``)
+    a role change made in one web worker or a command would not reach the others, so the
+    rows are read every time."""
+    from django.conf import settings
     from django.core.cache import cache
 
     from clmsite.models import Membership
 
+    if "locmem" in settings.CACHES["default"]["BACKEND"].lower():
+        return list(Membership.objects.filter(user=user).select_related("tenant").order_by("pk"))
     key = _memberships_key(user.pk)
     memberships = cache.get(key)
     if memberships is None:

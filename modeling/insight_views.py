@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from campaigns.models import Action
+from clmsite.datacache import cached
 from clmsite.models import Role
 from clmsite.tenancy import tenant_context
 from clmsite.views import tenant_required
@@ -63,7 +64,9 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
     dates = list(counts.index) if len(counts) else []
     labels = _stage_labels()
     as_of = insights.latest_scoring_date(tenant)
-    derived = insights.derived_thresholds(tenant, as_of or dt.datetime.now(dt.UTC).date())
+    day = as_of or dt.datetime.now(dt.UTC).date()
+    # Reads every order of the shop: cached until the shop's data changes (clmsite.datacache).
+    derived = cached(tenant.pk, f"derived-thresholds:{day}", lambda: insights.derived_thresholds(tenant, day))
     overrides = tenant.settings.get("lifecycle", {})
     in_effect = lifecycle.Thresholds(**{**derived.as_dict(), **{k: type(getattr(derived, k))(v) for k, v in overrides.items() if k in lifecycle.EDITABLE and v not in (None, "")}})
     if request.method == "POST":

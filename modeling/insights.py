@@ -67,6 +67,9 @@ def refresh_insights(tenant: Tenant, as_of: dt.date, *, backfill_months: int = B
     progress(0.8, "Recommending actions")
     rows = _insight_rows(tenant, history, as_of, features, stages, predictions, rfm, rfm_segments, learned, map_xy)
     with tenant_context(tenant), transaction.atomic():
+        # One refresh writes at a time per tenant (a threshold change can meet a scoring's
+        # last chunk): the second waits here, then deletes what the first wrote.
+        Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
         CustomerInsight.objects.all().delete()
         CustomerInsight.objects.bulk_create(rows, batch_size=1000)
         _snapshot_segments(tenant, as_of)
@@ -107,6 +110,11 @@ def do_set_lifecycle_thresholds(tenant: Tenant, overrides: dict[str, Any], *, ac
         as_of = latest_scoring_date(tenant)
         if as_of is None:
             return None
+        with tenant_context(tenant):
+            # A recomputation not yet started reads the thresholds when it starts: no second one.
+            pending = Job.objects.filter(kind=Job.Kind.INSIGHTS, state=Job.State.QUEUED, params__as_of=as_of.isoformat()).first()
+        if pending is not None:
+            return pending
         job = jobs.create_job(tenant, Job.Kind.INSIGHTS, params={"as_of": as_of.isoformat()}, acting_user=acting_user)
         jobs.enqueue_job(job, refresh_insights_task)
     return job

@@ -153,7 +153,7 @@ def refresh_insights_task(self, tenant_id: int, job_id: int) -> None:
         summary = refresh_insights(tenant, as_of, progress=jobs.JobReporter(job))
         return summary, f"Stages recomputed as of {as_of}: {insights_summary(summary)}"
 
-    _run_claimed_job(tenant_id, job_id, "Recomputing stages", refresh, cancelled="Cancelled; the previous stages stay.")
+    _run_claimed_job(tenant_id, job_id, "Recomputing stages", refresh, cancelled="Cancelled: the stage history of that date may already use the new thresholds; save them again to finish.")
 
 
 @shared_task

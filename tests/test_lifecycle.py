@@ -362,6 +362,19 @@ def test_thresholds_form_shows_derived_values_and_saving_recomputes_stages(score
     assert "in effect: 3000 days (your setting)" in text
 
 
+def test_saving_thresholds_twice_before_the_job_starts_queues_one_recomputation(scored_shop) -> None:
+    from modeling.insights import do_set_lifecycle_thresholds
+
+    refresh_insights(scored_shop, END, backfill_months=0)
+    first = do_set_lifecycle_thresholds(scored_shop, {"lapse_days": 400})
+    second = do_set_lifecycle_thresholds(scored_shop, {"lapse_days": 500})
+    assert first is not None and second == first
+    scored_shop.refresh_from_db()
+    assert scored_shop.settings["lifecycle"] == {"lapse_days": 500}  # the job reads the latest
+    with tenant_context(scored_shop):
+        assert Job.objects.filter(kind=Job.Kind.INSIGHTS).count() == 1
+
+
 def test_priorities_page_is_paginated_and_the_csv_has_every_row(scored_shop, client, bob) -> None:
     import csv
     import io

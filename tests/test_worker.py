@@ -95,7 +95,7 @@ def test_fine_tuning_and_batch_inference_are_routed_to_the_gpu_queue():
     from modeling import tasks as modeling_tasks
 
     router = Router(prepare(settings.CELERY_TASK_ROUTES), app.amqp.queues, app=app)
-    gpu = {modeling_tasks.train_models_task, modeling_tasks.score_chunk, modeling_tasks.refresh_insights_task}
+    gpu = {modeling_tasks.train_models_task, modeling_tasks.score_customers_task, modeling_tasks.score_chunk, modeling_tasks.refresh_insights_task}
     every = {t for module in (modeling_tasks, customer_tasks, campaign_tasks) for t in vars(module).values() if hasattr(t, "apply_async")}
     queues = {task.name: router.route({}, task.name)["queue"].name for task in every}
     assert {name for name, queue in queues.items() if queue == "gpu"} == {task.name for task in gpu}
