@@ -13,6 +13,7 @@ from django.core.paginator import Paginator
 from django.db.models import Avg, Count, Sum
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from campaigns.models import Action
@@ -79,7 +80,7 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
                 messages.success(request, "Thresholds saved. Stages are computed with the first scoring.")
             else:
                 messages.success(request, f"Thresholds saved. Stages, segments and next actions are being recomputed as of {as_of} (job {job.pk}, below).")
-            return redirect("lifecycle")
+            return redirect(reverse("lifecycle") + "#thresholds")  # where the job's progress shows
     else:
         form = ThresholdsForm(initial=overrides, derived=derived, in_effect=in_effect)
     start = _date(request.GET.get("start")) or (dates[0] if dates else None)
