@@ -230,6 +230,10 @@ SMALL_GROUP_MEMBERS = 30  # below this, or below SMALL_GROUP_CONVERSIONS, normal
 SMALL_GROUP_CONVERSIONS = 5
 
 
+def _is_small(group: GroupOutcome) -> bool:
+    return group.members < SMALL_GROUP_MEMBERS or group.converters < SMALL_GROUP_CONVERSIONS
+
+
 def compare_groups(t: GroupOutcome, c: GroupOutcome) -> dict[str, Any]:
     """Uplift of treatment over control with 95% intervals, significance and the verdict.
     The report and the tests call this one function."""
@@ -242,7 +246,7 @@ def compare_groups(t: GroupOutcome, c: GroupOutcome) -> dict[str, Any]:
     significant = low > 0 or high < 0
     revenue_uplift = t.revenue_per_member - c.revenue_per_member
     revenue_ci = welch_interval(t, c)
-    small = min(t.members, c.members) < SMALL_GROUP_MEMBERS or min(t.converters, c.converters) < SMALL_GROUP_CONVERSIONS
+    small = _is_small(t) or _is_small(c)
     return {
         "uplift": round(uplift, 6),
         "uplift_ci": [round(low, 6), round(high, 6)],
@@ -322,7 +326,7 @@ def verdict(uplift: float, low: float, high: float, significant: bool, t: GroupO
     else:
         text = f"Not significant yet: the difference is {_points(uplift)} percentage points, but the 95% interval ({_points(low)} to {_points(high)} pp) includes zero."
     small = [f"{name} has {_count(g.members, 'member')} and {_count(g.converters, 'conversion')}" for name, g in (("treatment", t), ("control", c))
-             if g.members < SMALL_GROUP_MEMBERS or g.converters < SMALL_GROUP_CONVERSIONS]
+             if _is_small(g)]
     if small:
         text += (f" Small sample: the {'; the '.join(small)}. With fewer than {SMALL_GROUP_MEMBERS} members or {SMALL_GROUP_CONVERSIONS}"
                  " conversions in a group the interval is only a rough guide: wait for more orders or use a larger audience.")

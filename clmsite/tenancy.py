@@ -171,12 +171,15 @@ def user_memberships(user: Any) -> list[Any]:
 
     from clmsite.models import Membership
 
-    if "locmem" in settings.CACHES["default"]["BACKEND"].lower():
+    def read() -> list[Any]:
         return list(Membership.objects.filter(user=user).select_related("tenant").order_by("pk"))
+
+    if "locmem" in settings.CACHES["default"]["BACKEND"].lower():
+        return read()
     key = _memberships_key(user.pk)
     memberships = cache.get(key)
     if memberships is None:
-        memberships = list(Membership.objects.filter(user=user).select_related("tenant").order_by("pk"))
+        memberships = read()
         cache.set(key, memberships, timeout=MEMBERSHIPS_TTL_SECONDS)
     return memberships
 

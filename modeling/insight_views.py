@@ -69,7 +69,7 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
     # Reads every order of the shop: cached until the shop's data changes (clmsite.datacache).
     derived = cached(tenant.pk, f"derived-thresholds:{day}", lambda: insights.derived_thresholds(tenant, day))
     overrides = tenant.settings.get("lifecycle", {})
-    in_effect = lifecycle.Thresholds(**{**derived.as_dict(), **{k: type(getattr(derived, k))(v) for k, v in overrides.items() if k in lifecycle.EDITABLE and v not in (None, "")}})
+    in_effect = lifecycle.with_overrides(derived, overrides)
     if request.method == "POST":
         if not request.membership.can(Role.ADMIN):  # type: ignore[attr-defined]
             raise Http404("Not found")

@@ -18,7 +18,7 @@ recomputed for any past date (backfill) without seeing later orders.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -66,11 +66,13 @@ def thresholds_from_orders(orders: pd.DataFrame, as_of: dt.date, overrides: dict
             lapse_days=max(30, round(max(float(np.quantile(gaps, 0.9)), 2 * usual))),
             derived_from_gaps=len(gaps),
         )
-    for key in EDITABLE:
-        value = (overrides or {}).get(key)
-        if value not in (None, ""):
-            setattr(thresholds, key, type(getattr(thresholds, key))(value))
-    return thresholds
+    return with_overrides(thresholds, overrides)
+
+
+def with_overrides(thresholds: Thresholds, overrides: dict | None) -> Thresholds:
+    """The thresholds with the tenant's overrides (``tenant.settings["lifecycle"]``) on top."""
+    changes = {key: type(getattr(thresholds, key))(value) for key, value in (overrides or {}).items() if key in EDITABLE and value not in (None, "")}
+    return replace(thresholds, **changes)
 
 
 def stages_as_of(
