@@ -11,6 +11,7 @@ through ``Model.unscoped`` and reads as the deliberate exception it is.
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -152,16 +153,30 @@ class TenantMiddleware:
 MEMBERSHIPS_TTL_SECONDS = 300
 
 
-def _memberships_key(user_id: int) -> str:
-    return f"clm:memberships:{user_id}"
+def _generation_key(user_id: int) -> str:
+    return f"clm:memberships-generation:{user_id}"
+
+
+def _memberships_key(user_id: int, generation: int) -> str:
+    return f"clm:memberships:{user_id}:{generation}"
+
+
+def _generation(user_id: int) -> int:
+    """The user's membership generation: a counter ``forget_memberships`` moves on. A lost
+    counter restarts at the clock, so it never returns to a number an old list is kept under."""
+    from django.core.cache import cache
+
+    return cache.get_or_set(_generation_key(user_id), time.time_ns, timeout=None)
 
 
 def user_memberships(user: Any) -> list[Any]:
     """The user's memberships with their tenants, oldest first, from the shared cache.
 
-    Every page needs them, and they change rarely: saving or deleting a membership or a
-    tenant drops the cached lists it appears in (at once and again after the commit, so a
-    page that read the old rows in between cannot keep them), see ``forget_memberships``.
+    Every page needs them, and they change rarely. The list is kept under the user's
+    generation, read before the rows are: saving or deleting a membership or a tenant moves
+    the generation of every user it concerns on, at once and again after the commit (see
+    ``forget_memberships``). A page that read the old rows just before the commit stores them
+    under a generation nobody asks for any more, so a revoked role is gone on the next page.
     The TTL bounds staleness after a write that sends no signal (a queryset ``update()``).
     Only a cache that every process shares will do: with a per-process one (no ``CACHE_URL``)
     a role change made in one web worker or a command would not reach the others, so the
@@ -176,7 +191,7 @@ def user_memberships(user: Any) -> list[Any]:
 
     if "locmem" in settings.CACHES["default"]["BACKEND"].lower():
         return read()
-    key = _memberships_key(user.pk)
+    key = _memberships_key(user.pk, _generation(user.pk))
     memberships = cache.get(key)
     if memberships is None:
         memberships = read()
@@ -185,15 +200,23 @@ def user_memberships(user: Any) -> list[Any]:
 
 
 def forget_memberships(user_ids: Any) -> None:
-    """Drop the cached membership lists of these users, now and after the transaction commits."""
+    """Move these users' membership generations on, now and after the transaction commits."""
     from django.core.cache import cache
     from django.db import transaction
 
-    keys = [_memberships_key(user_id) for user_id in set(user_ids)]
-    if not keys:
+    users = set(user_ids)
+    if not users:
         return
-    cache.delete_many(keys)
-    transaction.on_commit(lambda: cache.delete_many(keys))
+
+    def bump() -> None:
+        for user_id in users:
+            try:
+                cache.incr(_generation_key(user_id))
+            except ValueError:  # no counter yet (or it was evicted)
+                cache.set(_generation_key(user_id), time.time_ns(), timeout=None)
+
+    bump()
+    transaction.on_commit(bump)
 
 
 def tenant_context_processor(request: Any) -> dict[str, Any]:

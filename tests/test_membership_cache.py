@@ -43,3 +43,19 @@ def test_deleted_tenant_is_gone_at_once(tenant_a, tenant_b, alice, client):
     Tenant.objects.filter(pk=tenant_a.pk).delete()
     page = client.get("/customers/")
     assert page.status_code == 200 and b"Shop A" not in page.content and b"Shop B" in page.content
+
+
+def test_a_list_read_before_the_commit_is_not_served_after_it(tenant_a, alice, client):
+    """The race the generation closes: a page reads the old rows, the change commits and
+    forgets the list, then that page stores what it read. The next page must not get it."""
+    from django.core.cache import cache
+
+    from clmsite.tenancy import _generation, _memberships_key
+
+    client.force_login(alice)
+    assert client.get("/settings/api-keys/").status_code == 200  # owner
+    generation = _generation(alice.pk)  # the slow page's generation, read before the rows
+    stale = list(Membership.objects.filter(user=alice).select_related("tenant"))
+    do_add_member(tenant_a, alice, Role.VIEWER)  # the change commits and forgets
+    cache.set(_memberships_key(alice.pk, generation), stale)  # the slow page stores the old rows
+    assert client.get("/settings/api-keys/").status_code == 404
