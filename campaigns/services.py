@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import IO, Any
 
 from django.db import transaction
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Min, QuerySet, Sum
 from django.utils import timezone
 
 from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember
@@ -260,10 +260,51 @@ def compare_groups(t: GroupOutcome, c: GroupOutcome) -> dict[str, Any]:
     }
 
 
-def outcomes(campaign: Campaign, *, now: dt.datetime | None = None, with_cumulative: bool = True) -> dict[str, Any]:
+NOT_REVENUE = ("cancelled", "refunded")
+
+
+def group_outcomes(campaigns: list[Campaign], *, now: dt.datetime | None = None) -> dict[int, dict[str, GroupOutcome]]:
+    """Per launched campaign and group: members, converters (a non-cancelled order in the
+    attribution window) and the revenue sums, for every campaign in one query: each member
+    with the sum of its orders in the window (none for a member who did not buy). The window
+    runs from the launch to the end of attribution, or to now if that is earlier."""
+    from django.db.models import Case, DateTimeField, OuterRef, Subquery, Value, When
+
+    from customers.models import Order
+
+    now = now or timezone.now()
+    ends = {c.pk: min(c.attribution_ends, now) for c in campaigns if c.launched_at}
+    if not ends:
+        return {}
+    revenue = (
+        Order.objects.filter(customer_id=OuterRef("customer_id"), ordered_at__gt=OuterRef("campaign__launched_at"), ordered_at__lte=OuterRef("window_end"))
+        .exclude(status__in=NOT_REVENUE).values("customer_id").annotate(total=Sum("amount")).values("total")
+    )
+    members = (
+        CampaignMember.objects.filter(campaign_id__in=ends)
+        .annotate(window_end=Case(*[When(campaign_id=pk, then=Value(end)) for pk, end in ends.items()], output_field=DateTimeField()))
+        .annotate(revenue=Subquery(revenue))
+        .values_list("campaign_id", "group", "revenue")
+    )
+    sums = {(pk, name): [0, 0, 0.0, 0.0] for pk in ends for name in (CampaignMember.Group.TREATMENT, CampaignMember.Group.CONTROL)}
+    for campaign, group, spent in members.iterator(chunk_size=5000):
+        totals = sums[campaign, group]
+        totals[0] += 1
+        if spent is not None:
+            totals[1] += 1
+            totals[2] += float(spent)
+            totals[3] += float(spent) ** 2
+    result: dict[int, dict[str, GroupOutcome]] = {pk: {} for pk in ends}
+    for (pk, name), totals in sums.items():
+        result[pk][name] = GroupOutcome(*totals)
+    return result
+
+
+def outcomes(campaign: Campaign, *, now: dt.datetime | None = None, with_cumulative: bool = True,
+             groups: dict[str, GroupOutcome] | None = None) -> dict[str, Any]:
     """Treatment vs control: conversion, revenue per member, uplift with a 95% CI and
     incremental revenue; plus cumulative conversion by day for the chart (the list page
-    skips it)."""
+    skips it, and passes the groups it measured for every campaign at once)."""
     from customers.models import Order
 
     if campaign.launched_at is None:
@@ -271,33 +312,24 @@ def outcomes(campaign: Campaign, *, now: dt.datetime | None = None, with_cumulat
     now = now or timezone.now()
     end = min(campaign.attribution_ends, now)
     with tenant_context(campaign.tenant):
-        groups = dict(CampaignMember.objects.filter(campaign=campaign).values_list("customer_id", "group"))
-        orders = list(
-            Order.objects.filter(customer_id__in=CampaignMember.objects.filter(campaign=campaign).values("customer_id"),
-                                 ordered_at__gt=campaign.launched_at, ordered_at__lte=end)
-            .exclude(status__in=("cancelled", "refunded")).values_list("customer_id", "ordered_at", "amount")
-        )
-    revenue: dict[int, float] = {}
-    first: dict[int, dt.datetime] = {}
-    for customer, when, amount in orders:
-        revenue[customer] = revenue.get(customer, 0.0) + float(amount)
-        first[customer] = min(first.get(customer, when), when)
-    result: dict[str, GroupOutcome] = {}
-    for name in (CampaignMember.Group.TREATMENT, CampaignMember.Group.CONTROL):
-        ids = [c for c, g in groups.items() if g == name]
-        values = [revenue.get(c, 0.0) for c in ids]
-        result[name] = GroupOutcome(len(ids), sum(1 for c in ids if c in revenue), sum(values), sum(v * v for v in values))
+        result = groups or group_outcomes([campaign], now=now)[campaign.pk]
+        cumulative = []
+        if with_cumulative:
+            members = dict(CampaignMember.objects.filter(campaign=campaign).values_list("customer_id", "group"))
+            first = dict(
+                Order.objects.filter(customer_id__in=CampaignMember.objects.filter(campaign=campaign).values("customer_id"),
+                                     ordered_at__gt=campaign.launched_at, ordered_at__lte=end)
+                .exclude(status__in=NOT_REVENUE).values("customer_id").annotate(first=Min("ordered_at")).values_list("customer_id", "first")
+            )
+            days = max((end - campaign.launched_at).days, 0) + 1
+            for day in range(days + 1):
+                cutoff = campaign.launched_at + dt.timedelta(days=day)
+                row = {"day": day}
+                for name, group in result.items():
+                    converted = sum(1 for customer, when in first.items() if members.get(customer) == name and when <= cutoff)
+                    row[name] = round(converted / group.members, 6) if group.members else 0.0
+                cumulative.append(row)
     t, c = result[CampaignMember.Group.TREATMENT], result[CampaignMember.Group.CONTROL]
-    cumulative = []
-    if with_cumulative:
-        days = max((end - campaign.launched_at).days, 0) + 1
-        for day in range(days + 1):
-            cutoff = campaign.launched_at + dt.timedelta(days=day)
-            row = {"day": day}
-            for name, group in result.items():
-                converted = sum(1 for customer, when in first.items() if groups.get(customer) == name and when <= cutoff)
-                row[name] = round(converted / group.members, 6) if group.members else 0.0
-            cumulative.append(row)
     return {
         "launched": True,
         "window_end": campaign.attribution_ends,

@@ -125,10 +125,12 @@ class CampaignForm(forms.ModelForm):
 @tenant_required()
 def campaign_list(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
-    campaigns = list(Campaign.objects.select_related("segment"))
+    campaigns = list(Campaign.objects.select_related("segment", "tenant"))
     for campaign in campaigns:
         services.complete_if_due(campaign)
-        campaign.outcome = services.outcomes(campaign, with_cumulative=False) if campaign.launched_at else None
+    measured = services.group_outcomes(campaigns)
+    for campaign in campaigns:
+        campaign.outcome = services.outcomes(campaign, with_cumulative=False, groups=measured[campaign.pk]) if campaign.launched_at else None
     return render(request, "campaigns/list.html", {
         "campaigns": campaigns, "suggestions": services.suggested_campaigns(tenant), "can_draft": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
     })

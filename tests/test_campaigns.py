@@ -338,6 +338,41 @@ def test_pages_show_uplift_in_points_with_both_intervals_and_the_list_outcome(sh
     assert draft.name in listing and "not launched" in listing
 
 
+def test_outcomes_of_overlapping_campaigns_count_each_window_once_and_the_list_reads_them_together(shop, client, alice) -> None:
+    """Two campaigns over the same customers, launched 40 and 20 days ago: each member's
+    revenue is its own orders inside its own campaign's window (checked against a count from
+    the orders), and the list page measures every campaign in the same few queries."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    first = launched_in_the_past(shop, make_campaign(shop, name="First"), days_ago=40)
+    client.force_login(alice)
+    client.get("/campaigns/")  # the first page of a session also reads the session and the memberships
+    with CaptureQueriesContext(connection) as one:
+        assert client.get("/campaigns/").status_code == 200
+    second = launched_in_the_past(shop, make_campaign(shop, name="Second"), days_ago=20)
+    plant_orders(shop, first, treatment_rate=0.3, control_rate=0.1, seed=2)
+    with CaptureQueriesContext(connection) as two:
+        assert client.get("/campaigns/").status_code == 200
+    assert len(two) == len(one)
+    with tenant_context(shop):
+        measured = services.group_outcomes([first, second])
+        for campaign in (first, second):
+            groups = dict(CampaignMember.objects.filter(campaign=campaign).values_list("customer_id", "group"))
+            end = min(campaign.attribution_ends, timezone.now())
+            spent: dict[int, float] = {}
+            for customer, amount in Order.objects.filter(customer_id__in=groups, ordered_at__gt=campaign.launched_at, ordered_at__lte=end).exclude(
+                status__in=("cancelled", "refunded")).values_list("customer_id", "amount"):
+                spent[customer] = spent.get(customer, 0.0) + float(amount)
+            for name in ("treatment", "control"):
+                ids = [c for c, g in groups.items() if g == name]
+                got = measured[campaign.pk][name]
+                assert got.members == len(ids) and got.converters == sum(1 for c in ids if c in spent)
+                assert got.revenue == pytest.approx(sum(spent.get(c, 0.0) for c in ids))
+            assert services.outcomes(campaign)["treatment"] == measured[campaign.pk]["treatment"].as_dict()
+    assert measured[first.pk]["treatment"].converters > measured[second.pk]["treatment"].converters  # orders planted in the first window
+
+
 def test_audience_csv_escapes_formula_cells(shop) -> None:
     # "\t1" and "\r1" are numbers to float() (it strips whitespace): escaped all the same.
     hostile = ["=cmd|' /C calc'!A0", "+SUM(1,2)", "-2+3", "@import", "\tTabbed", "\rReturn", "\t1", "\r1", "\t-1", "-1\n=1+1", "-inf"]
