@@ -10,7 +10,11 @@ its own subprocess so that peak memory is the step's own:
                typed columns and no indexes: the speed limit of getting these bytes into
                this server at all;
 * ``import``   ``import_csv(tenant, "orders", path)`` into a fresh tenant (the first import);
-* ``reimport`` the same file again into the same tenant (the idempotent path, "0 new").
+* ``reimport`` the same file again into the same tenant (the idempotent path, "0 new");
+* ``floor``    the rows the first import wrote, already final, COPYed into empty copies of
+               the four tables with the same indexes: what writing them costs at all;
+* ``floor-fk`` the same with the three foreign keys among them, checked at the commit as
+               the import's are: the floor of a design that keeps referential integrity.
 
 The goal is that the first import runs at no less than a third of COPY's rows per second,
 and that its peak memory does not grow with the file (compare the sizes).
@@ -182,11 +186,22 @@ def step_import(path: Path, rows: int, slug: str, *, again: bool) -> dict[str, A
 FLOOR_TABLES = ("customers_customer", "customers_product", "customers_order", "customers_orderitem")
 
 
-def step_floor(rows: int, slug: str) -> dict[str, Any]:
+FLOOR_FOREIGN_KEYS = (  # (table, column, referenced table): the import's deferred checks
+    ("customers_order", "customer_id", "customers_customer"),
+    ("customers_orderitem", "order_id", "customers_order"),
+    ("customers_orderitem", "product_id", "customers_product"),
+)
+
+
+def step_floor(rows: int, slug: str, *, foreign_keys: bool = False) -> dict[str, Any]:
     """The floor of any import design: COPY the rows the first import wrote, already in their
     final form (ids resolved, nothing to check), into empty copies of the four tables with
     the same indexes and check constraints but no foreign keys. No import can write these
-    tables faster than this; the rows are read out before the clock starts."""
+    tables faster than this; the rows are read out before the clock starts.
+
+    With ``foreign_keys`` the copies also get the three foreign keys among them, deferred to
+    the commit as Django creates them: the floor of a design that keeps referential
+    integrity in the database."""
     import io
 
     import psycopg
@@ -195,13 +210,18 @@ def step_floor(rows: int, slug: str) -> dict[str, Any]:
         tenant_id = conn.execute("SELECT id FROM clmsite_tenant WHERE slug = %s", [slug]).fetchone()[0]
         dumps = {}
         for table in FLOOR_TABLES:
-            conn.execute(f"DROP TABLE IF EXISTS bench_floor_{table}")
+            conn.execute(f"DROP TABLE IF EXISTS bench_floor_{table} CASCADE")
             conn.execute(f"CREATE TABLE bench_floor_{table} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)")
             buffer = io.BytesIO()
             with conn.cursor().copy(f"COPY (SELECT * FROM {table} WHERE tenant_id = %s) TO STDOUT", [tenant_id]) as copy:
                 for chunk in copy:
                     buffer.write(chunk)
             dumps[table] = buffer.getvalue()
+        if foreign_keys:
+            for table, column, target in FLOOR_FOREIGN_KEYS:
+                conn.execute(
+                    f"ALTER TABLE bench_floor_{table} ADD FOREIGN KEY ({column}) REFERENCES bench_floor_{target} (id) DEFERRABLE INITIALLY DEFERRED"
+                )
         conn.commit()
         clock = _CpuClock(conn.info.backend_pid)
         started = time.perf_counter()
@@ -213,7 +233,7 @@ def step_floor(rows: int, slug: str) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         cpu = clock.read()
         counts = {table: len(dumps[table].splitlines()) for table in FLOOR_TABLES}
-        for table in FLOOR_TABLES:
+        for table in reversed(FLOOR_TABLES):
             conn.execute(f"DROP TABLE bench_floor_{table}")
         conn.commit()
     assert counts["customers_orderitem"] == rows, counts
@@ -261,6 +281,8 @@ def _child_main(args: argparse.Namespace) -> None:
         result = step_import(path, args.rows, args.slug, again=True)
     elif args.step == "floor":
         result = step_floor(args.rows, args.slug)
+    elif args.step == "floor-fk":
+        result = step_floor(args.rows, args.slug, foreign_keys=True)
     else:
         result = step_cleanup()
     result["peak_rss_mb"] = _peak_rss_mb()
@@ -297,6 +319,7 @@ def _measure_size(rows: int, url: str, workdir: Path, run_id: str) -> list[dict[
         ("import", "import_csv (first import)", ["--slug", slug]),
         ("reimport", "import_csv (re-import, 0 new)", ["--slug", slug]),
         ("floor", "floor: final rows COPYed", ["--slug", slug]),
+        ("floor-fk", "floor + deferred foreign keys", ["--slug", slug]),
     ):
         result = run_step(step, url, *common, *extra)
         result.update(step=label, rows=rows)
@@ -333,7 +356,7 @@ def main() -> None:
     parser.add_argument("--also-rows", type=int, action="append", default=[], help="also measure this size, to show memory is flat")
     parser.add_argument("--database-url", default=DEFAULT_URL, help=f"PostgreSQL database to use (default {DEFAULT_URL})")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark tenants and their rows afterwards")
-    parser.add_argument("--step", choices=["copy", "import", "reimport", "floor", "cleanup"], help=argparse.SUPPRESS)
+    parser.add_argument("--step", choices=["copy", "import", "reimport", "floor", "floor-fk", "cleanup"], help=argparse.SUPPRESS)
     parser.add_argument("--csv", help=argparse.SUPPRESS)
     parser.add_argument("--slug", help=argparse.SUPPRESS)
     args = parser.parse_args()
