@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django import forms
@@ -191,7 +190,7 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
     groups = dict(CampaignMember.objects.filter(campaign=campaign).values_list("group").annotate(n=Count("id")))
     chart = {k: report[k] for k in ("treatment", "control", "uplift", "uplift_ci", "cumulative")} if report.get("launched") else {}
     return render(request, "campaigns/detail.html", {
-        "campaign": campaign, "report": report, "preview": preview, "groups": groups, "chart_json": json.dumps(chart),
+        "campaign": campaign, "report": report, "preview": preview, "groups": groups, "chart_data": chart,
         "audit": campaign.audit.select_related("user")[:20], "deliveries": campaign.deliveries.all()[:50],
         "can_launch": request.membership.can(Role.ADMIN), "can_edit": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
         "show_secret": request.membership.can(Role.ADMIN) and bool(campaign.webhook_secret),  # type: ignore[attr-defined]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -31,8 +30,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "dashboard.html",
-        {"stats": stats, "monthly_json": json.dumps(stats["monthly"]), "recent_imports": recent_imports, "overview": overview,
-         "overview_json": json.dumps(overview["chart"])},
+        {"stats": stats, "monthly_data": stats["monthly"], "recent_imports": recent_imports, "overview": overview,
+         "overview_data": overview["chart"]},
     )
 
 
@@ -60,7 +59,7 @@ def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
     return render(
         request,
         "customers/detail.html",
-        {"customer": customer, "timeline": timeline, "insight": insight, "chart_json": json.dumps(timeline["chart"])},
+        {"customer": customer, "timeline": timeline, "insight": insight, "chart_data": timeline["chart"]},
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
 from typing import Any
 
 from django import forms
@@ -97,7 +96,7 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
         for source, values in matrix.iterrows():
             rows.append({"from": source, "label": labels.get(source, "Not yet a customer"), "cells": [{"to": target, "count": int(values[target])} for target in matrix.columns]})
     return render(request, "insights/lifecycle.html", {
-        "chart_json": json.dumps(chart), "dates": dates, "start": start, "end": end, "rows": rows,
+        "chart_data": chart, "dates": dates, "start": start, "end": end, "rows": rows,
         "columns": [(c, labels[c]) for c in matrix.columns] if matrix is not None else [], "form": form,
         "can_edit": request.membership.can(Role.ADMIN), "has_data": bool(dates), "as_of": as_of,  # type: ignore[attr-defined]
         "jobs": Job.objects.filter(kind=Job.Kind.INSIGHTS).order_by("-created_at")[:1],
@@ -186,7 +185,7 @@ def segment_list(request: HttpRequest) -> HttpResponse:
     sizes = {"labels": [s.name for s in learned], "sizes": [s.size for s in learned], "colours": [colour[s.pk] for s in learned]}
     return render(request, "insights/segments.html", {
         "learned": learned, "rfm": rfm, "saved": saved, "form": form, "can_save": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
-        "map_json": json.dumps(scatter), "sizes_json": json.dumps(sizes),
+        "map_data": scatter, "sizes_data": sizes,
     })
 
 
@@ -204,7 +203,7 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
     }
     page = Paginator(members.order_by("-priority", "customer_id"), 50).get_page(request.GET.get("page"))
     return render(request, "insights/segment_detail.html", {
-        "segment": segment, "summary": summary, "page": page, "chart_json": json.dumps(chart),
+        "segment": segment, "summary": summary, "page": page, "chart_data": chart,
         "can_delete": segment.kind == Segment.Kind.SAVED and request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
         "filters": [(insights.SAVED_FILTERS.get(k, k), v) for k, v in segment.filters.items()],
     })
@@ -300,7 +299,7 @@ def reviews_page(request: HttpRequest) -> HttpResponse:
     }
     labels = {key: label for key, (label, _) in review_insight.ASPECTS.items()} | {review_insight.OTHER: "Other"}
     return render(request, "insights/reviews.html", {
-        "chart_json": json.dumps(chart), "aspects": aspects, "alerts": overview["alerts"], "aspect": aspect, "sentiment": sentiment,
+        "chart_data": chart, "aspects": aspects, "alerts": overview["alerts"], "aspect": aspect, "sentiment": sentiment,
         "aspect_choices": list(labels.items()), "aspect_labels": labels,
         "page": Paginator(reviews, 25).get_page(request.GET.get("page")), "query_prefix": query.urlencode() + "&" if query else "",
     })

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -53,8 +51,8 @@ def model_version(request: HttpRequest, version_id: int) -> HttpResponse:
         {
             "version": version,
             "siblings": siblings,
-            "charts_json": json.dumps(version.charts),
-            "importance_json": json.dumps(version.feature_importance[:15]),
+            "charts_data": version.charts,
+            "importance_data": version.feature_importance[:15],
             "can_promote": request.membership.can(Role.ADMIN),  # type: ignore[attr-defined]
         },
     )

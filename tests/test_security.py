@@ -183,3 +183,18 @@ def test_a_poison_job_is_given_up_after_its_attempts(tenant_a, settings) -> None
     with tenant_context(tenant_a):
         job.refresh_from_db()
     assert job.state == Job.State.FAILED and "Gave up after" in job.message
+
+
+def test_merchant_text_inside_chart_data_cannot_close_the_script_tag(tenant_a, alice, client) -> None:
+    """Chart data is JSON inside <script type="application/json">: a learned segment named
+    after an imported category that reads "</script><script>…" stays data, escaped."""
+    from modeling.models import Segment
+
+    evil = "</script><script>alert('x')</script>"
+    with tenant_context(tenant_a):
+        Segment.objects.create(tenant=tenant_a, kind=Segment.Kind.LEARNED, key="k1", name=f"Lapsed {evil} buyers", size=3, is_current=True)
+    client.force_login(alice)
+    page = client.get("/segments/").content.decode()
+    assert "<script>alert(" not in page
+    data = page.split('<script id="sizes-data" type="application/json">', 1)[1].split("</script>", 1)[0]
+    assert json.loads(data)["labels"] == [f"Lapsed {evil} buyers"]
