@@ -124,6 +124,11 @@ class JobReporter:
             if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
                 raise JobCancelled
 
+    def checkpoint(self, fraction: float, message: str = "") -> None:
+        """Report now, whatever the interval: the last point where a cancel can stop the job."""
+        self._last = 0.0
+        self(fraction, message)
+
 
 def finish_job(job: Job, *, result: dict[str, Any], succeeded: bool, message: str) -> None:
     with tenant_context(job.tenant):

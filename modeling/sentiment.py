@@ -498,13 +498,21 @@ def review_texts_and_ratings(tenant: Tenant) -> tuple[list[str], list[int | None
     return [text for text, _ in rows], [rating for _, rating in rows]
 
 
-def score_reviews(tenant: Tenant, model: SentimentModel, *, progress: Progress | None = None, chunk_size: int = SCORE_CHUNK) -> dict[str, int]:
-    """Write sentiment and sentiment_score on every review of ``tenant``, rated or not.
+def sentiment_of(model: SentimentModel, texts: Sequence[str]) -> list[tuple[str, float | None]]:
+    """Per text, its label and score (P(positive) - P(negative), in [-1, 1]); a blank text gets
+    a blank label and no score: the model would only echo its class prior, and that would
+    pull the customer's sentiment aggregates towards "positive" for people who said nothing."""
+    with_text = [i for i, text in enumerate(texts) if text.strip()]
+    result: list[tuple[str, float | None]] = [("", None)] * len(texts)
+    if with_text:
+        for i, row in zip(with_text, model.predict_proba([texts[i] for i in with_text]), strict=True):
+            result[i] = (LABELS[int(row.argmax())], float(np.clip(row[POSITIVE] - row[NEGATIVE], -1.0, 1.0)))
+    return result
 
-    A review without text gets a blank sentiment and no score: the model would only echo
-    its class prior, and that would pull the customer's sentiment aggregates towards
-    "positive" for people who said nothing. Returns the count per label and "blank".
-    """
+
+def score_reviews(tenant: Tenant, model: SentimentModel, *, progress: Progress | None = None, chunk_size: int = SCORE_CHUNK) -> dict[str, int]:
+    """Write sentiment and sentiment_score (see ``sentiment_of``) on every review of
+    ``tenant``, rated or not. Returns the count per label and "blank"."""
     from customers.models import Review
 
     report = progress or _no_progress
@@ -518,13 +526,8 @@ def score_reviews(tenant: Tenant, model: SentimentModel, *, progress: Progress |
             if not chunk:
                 break
             last_pk = chunk[-1].pk
-            with_text = [review for review in chunk if review.text.strip()]
-            probabilities = model.predict_proba([review.text for review in with_text])
-            for review in chunk:
-                review.sentiment, review.sentiment_score = "", None
-            for review, row in zip(with_text, probabilities, strict=True):
-                review.sentiment = LABELS[int(row.argmax())]
-                review.sentiment_score = float(np.clip(row[POSITIVE] - row[NEGATIVE], -1.0, 1.0))
+            for review, (label, score) in zip(chunk, sentiment_of(model, [review.text for review in chunk]), strict=True):
+                review.sentiment, review.sentiment_score = label, score
             Review.objects.bulk_update(chunk, ["sentiment", "sentiment_score"])
             for review in chunk:
                 counts[review.sentiment or "blank"] += 1

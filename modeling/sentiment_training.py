@@ -1,6 +1,8 @@
 """Sentiment inside a training run: champion/challenger on the reviews known at the
-as-of date, both candidates registered with their scores, the champion promoted and
-applied to every review so that per-customer sentiment can feed the customer models."""
+as-of date, both candidates registered with their scores. The champion scores the run's
+reviews in memory, so that per-customer sentiment can feed the customer models; it is
+promoted and applied to the stored reviews only with them, at the end of the run, so a
+cancelled run changes nothing that serves."""
 
 from __future__ import annotations
 
@@ -19,11 +21,16 @@ from modeling.features import History
 from modeling.models import ModelVersion
 
 if TYPE_CHECKING:
+    from modeling.sentiment import SentimentModel
     from modeling.training import TrainingReport
 
 
-def train_and_apply_sentiment(tenant: Tenant, history: History, as_of: dt.date, job_key: Any, report: TrainingReport, progress: Progress) -> ModelVersion | None:
-    from modeling.sentiment import score_reviews, train_sentiment
+def train_sentiment_champion(
+    tenant: Tenant, history: History, as_of: dt.date, job_key: Any, report: TrainingReport, progress: Progress
+) -> tuple[ModelVersion, SentimentModel] | None:
+    """Train and register the candidates; returns the champion's version and model, not yet
+    promoted, after scoring ``history.reviews`` with it."""
+    from modeling.sentiment import sentiment_of, train_sentiment
 
     reviews = history.reviews
     if reviews.empty:
@@ -58,13 +65,20 @@ def train_and_apply_sentiment(tenant: Tenant, history: History, as_of: dt.date, 
                 job_id=job_key if isinstance(job_key, int) else None,
             )
             report.metrics[f"sentiment-{kind}"] = candidate.metrics
-    champion = versions[result.champion]
-    registry.do_promote_model_version(tenant, champion.pk)
     report.trained.append(f"sentiment ({result.champion})")
-    progress(0.92, "Scoring every review's sentiment")
-    score_reviews(tenant, result.model)
+    progress(0.92, "Scoring the reviews' sentiment for the customer models")
+    scores = sentiment_of(result.model, reviews["text"].fillna("").tolist())
+    history.reviews["sentiment_score"] = [score for _label, score in scores]
     progress(1.0, "Sentiment done")
-    return champion
+    return versions[result.champion], result.model
+
+
+def apply_sentiment(tenant: Tenant, champion: ModelVersion, model: SentimentModel) -> None:
+    """Promote the champion and write its sentiment on every stored review."""
+    from modeling.sentiment import score_reviews
+
+    registry.do_promote_model_version(tenant, champion.pk)
+    score_reviews(tenant, model)
 
 
 def score_unscored_reviews(tenant: Tenant) -> int:

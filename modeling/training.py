@@ -223,15 +223,15 @@ def train_models(
     progress(0.01, "Loading data")
     history = load_history(tenant, ceiling=as_of)
 
-    from modeling.sentiment_training import train_and_apply_sentiment
+    from modeling.sentiment_training import apply_sentiment, train_sentiment_champion
 
-    sentiment_version = train_and_apply_sentiment(tenant, history, as_of, job_key, report, lambda f, m: progress(0.02 + 0.2 * f, m))
-    if sentiment_version is not None:
-        history = load_history(tenant, ceiling=as_of)  # reload: reviews now carry sentiment scores
+    # Scores the history's reviews in memory; promoted with the customer models at the end.
+    sentiment = train_sentiment_champion(tenant, history, as_of, job_key, report, lambda f, m: progress(0.02 + 0.2 * f, m))
 
     families = FAMILIES if family == "auto" else (family,)
     if family != "auto" and family not in FAMILIES:
         raise ValueError(f"Unknown family {family!r}")
+    champions: dict[str, ModelVersion] = {}
     if history.orders.empty:
         report.skipped.append("customer models: no orders up to the as-of date")
     else:
@@ -247,13 +247,17 @@ def train_models(
             versions = []
             report.skipped.append(f"customer models: {exc}")
         eligible = [v for v in versions if family == "auto" or v.family == family]
-        for target, version in choose_champions(eligible).items():
-            with tenant_context(tenant):
-                ModelVersion.objects.filter(pk=version.pk).update(is_champion=True)
-            registry.do_promote_model_version(tenant, version.pk, acting_user=acting_user)
-            report.champions[target] = version.pk
-    if sentiment_version is not None:
-        report.champions["sentiment"] = sentiment_version.pk
+        champions = choose_champions(eligible)
+    # The last point a cancel stops the run: nothing it trained serves before this line.
+    getattr(progress, "checkpoint", progress)(0.96, "Promoting the champions")
+    if sentiment is not None:
+        apply_sentiment(tenant, *sentiment)
+        report.champions["sentiment"] = sentiment[0].pk
+    for target, version in champions.items():
+        with tenant_context(tenant):
+            ModelVersion.objects.filter(pk=version.pk).update(is_champion=True)
+        registry.do_promote_model_version(tenant, version.pk, acting_user=acting_user)
+        report.champions[target] = version.pk
     report.seconds = time.monotonic() - started
     progress(1.0, report.summary())
     return report

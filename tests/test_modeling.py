@@ -163,6 +163,34 @@ def test_promotion_and_rollback(trained, settings):
         assert ModelVersion.objects.filter(target="purchase", state="active").count() == 1
 
 
+def test_a_training_cancelled_after_its_sentiment_step_changes_nothing_that_serves(trained):
+    """The cancel lands once the new sentiment model is trained and the customer models are
+    training: nothing of the run is promoted and the stored reviews keep their scores."""
+    from modeling import jobs
+
+    tenant, _ = trained
+    before = {target: v.pk for target, v in registry.active_versions(tenant).items()}
+    with tenant_context(tenant):
+        scores = dict(Review.objects.values_list("pk", "sentiment_score"))
+        job = Job.objects.create(tenant=tenant, kind=Job.Kind.TRAIN, state=Job.State.RUNNING)
+    reporter = jobs.JobReporter(job)
+
+    def progress(fraction: float, message: str = "") -> None:
+        if fraction > 0.3:  # customer models are training
+            with tenant_context(tenant):
+                Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+        reporter(fraction, message)
+
+    progress.checkpoint = reporter.checkpoint  # type: ignore[attr-defined]
+    with pytest.raises(jobs.JobCancelled):
+        train_models(tenant, END, 60, family="tabular", job_id=job.pk, progress=progress)
+    assert {target: v.pk for target, v in registry.active_versions(tenant).items()} == before
+    assert "sentiment" in before
+    with tenant_context(tenant):
+        assert dict(Review.objects.values_list("pk", "sentiment_score")) == scores
+        assert ModelVersion.objects.filter(job_id=job.pk, target="sentiment").exists()  # it was trained, not promoted
+
+
 def test_tampered_or_pickled_artifacts_are_refused(trained, tmp_path):
     tenant, _ = trained
     version = registry.active_versions(tenant)["purchase"]
