@@ -94,7 +94,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
     @extend_schema(request=inline_serializer("Rollback", {"target": serializers.ChoiceField(choices=ModelVersion.Target.values)}), responses={200: ModelVersionSerializer})
     @action(detail=False, methods=["post"])
     def rollback(self, request: Any) -> Response:
-        target = request.data.get("target")
+        target = request.data.get("target") if hasattr(request.data, "get") else None  # the body may be a JSON list or null
         if target not in ModelVersion.Target.values:
             raise ValidationError({"target": f"one of {', '.join(ModelVersion.Target.values)}"})
         try:
@@ -266,6 +266,7 @@ class InsightViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
 
     serializer_class = InsightSerializer
     lookup_field = "customer"
+    lookup_value_regex = "[0-9]{1,18}"  # a customer id (a bigint): anything else answers 404 like a missing one
     filterset_fields = ["stage", "action", "value_tier", "learned_segment", "rfm_segment"]
     ordering_fields = ["priority", "churn_probability", "predicted_value"]
     ordering = ["-priority"]

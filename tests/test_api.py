@@ -159,3 +159,14 @@ def test_schema_and_docs_are_served(db):
     assert schema.status_code == 200
     assert b"/api/v1/customers/" in schema.content
     assert APIClient().get("/api/docs/").status_code == 200
+
+
+@pytest.mark.parametrize("body", ["null", "[]", '"purchase"', "123", "[1, 2]"])
+def test_rollback_with_a_body_that_is_not_an_object_is_a_400(tenant_a, api_a, body):
+    response = api_a.post("/api/v1/models/rollback/", data=body, content_type="application/json")
+    assert response.status_code == 400 and "target" in response.json()
+
+
+def test_an_insight_id_beyond_any_customer_id_is_a_404(tenant_a, api_a):
+    for url in ("/api/v1/insights/99999999999999999999999/", "/api/v1/insights/99999999999999999999999/stages/", "/api/v1/insights/x/"):
+        assert api_a.get(url).status_code == 404
