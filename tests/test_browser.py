@@ -247,3 +247,16 @@ def test_models_page_shows_a_running_training_job_progress_live(live_server, pag
     with tenant_context(tenant_a):
         Job.objects.filter(pk=job.pk).update(state=Job.State.SUCCEEDED, progress=1.0, message="Trained bgnbd, tabular, transformer")
     page.wait_for_function(f"() => document.querySelector(\"{row} [data-field=state]\").textContent === 'succeeded'", timeout=10_000)
+
+
+def test_pages_fit_a_phone_screen(live_server, page, alice, tenant_a):
+    """At 390 px wide no page scrolls sideways: wide tables scroll inside their card."""
+    from customers.services.imports import import_rows
+
+    import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-01-05", "amount": "25.50", "sku": "S1", "product_name": "Trail shoe"}])
+    page.set_viewport_size({"width": 390, "height": 800})
+    login(page, live_server, "alice", "alice-pass-123")
+    for path in ("/", "/customers/", "/imports/", "/settings/api-keys/", "/campaigns/", "/campaigns/new/", "/reviews/", "/lifecycle/", "/segments/", "/models/"):
+        page.goto(f"{live_server.url}{path}")
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 391, f"{path} is {width} px wide"
