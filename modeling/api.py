@@ -16,7 +16,7 @@ from clmsite.api import TenantViewSet
 from clmsite.models import Role
 from modeling import insights, jobs, registry
 from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, Stage, StageSnapshot
-from modeling.services import TrainingAlreadyRunning, do_start_scoring, do_start_training
+from modeling.services import InvalidAsOf, TrainingAlreadyRunning, do_start_scoring, do_start_training
 from modeling.training import FAMILIES
 
 
@@ -78,6 +78,8 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
             job = do_start_training(self.tenant, acting_user=user, **form.validated_data)  # type: ignore[arg-type]
         except TrainingAlreadyRunning as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        except InvalidAsOf as exc:
+            raise ValidationError({"as_of": [str(exc)]}) from None
         job.refresh_from_db()
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
@@ -131,7 +133,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
     def score(self, request: Any) -> Response:
         form = ScoreSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        job = do_start_scoring(self.tenant, as_of=form.validated_data.get("as_of"), acting_user=request.user if getattr(request.user, "pk", None) else None)  # type: ignore[arg-type]
+        try:
+            job = do_start_scoring(self.tenant, as_of=form.validated_data.get("as_of"), acting_user=request.user if getattr(request.user, "pk", None) else None)  # type: ignore[arg-type]
+        except InvalidAsOf as exc:
+            raise ValidationError({"as_of": [str(exc)]}) from None
         job.refresh_from_db()
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 

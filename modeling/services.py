@@ -27,14 +27,34 @@ def default_as_of(tenant: Tenant) -> dt.date:
     return timezone.now().date()
 
 
+class InvalidAsOf(ValueError):
+    """An as-of date no model can be trained or scored at."""
+
+
+def check_as_of(tenant: Tenant, as_of: dt.date) -> dt.date:
+    """Refuse a date after tomorrow (UTC; a shop east of Greenwich may already be there) or
+    before the shop's first order: features would see the future, or nothing at all."""
+    from customers.models import Order
+
+    latest = timezone.now().date() + dt.timedelta(days=1)
+    if as_of > latest:
+        raise InvalidAsOf(f"{as_of.isoformat()} is in the future; the latest as-of date is {latest.isoformat()}.")
+    with tenant_context(tenant):
+        first = Order.objects.order_by("ordered_at").values_list("ordered_at", flat=True).first()
+    if first is not None and as_of < first.date():
+        raise InvalidAsOf(f"{as_of.isoformat()} is before the shop's first order ({first.date().isoformat()}).")
+    return as_of
+
+
 def do_start_training(
     tenant: Tenant, *, as_of: dt.date | None = None, horizon_days: int | None = None, family: str = "auto", score_after: bool = True, acting_user: Any = None
 ) -> Job:
-    """Queue a training job on the gpu queue; refuse if one is already queued or running."""
+    """Queue a training job on the gpu queue; refuse if one is already queued or running, or
+    if the as-of date is out of range (``InvalidAsOf``)."""
     from modeling.tasks import train_models_task
 
     params = {
-        "as_of": (as_of or default_as_of(tenant)).isoformat(),
+        "as_of": check_as_of(tenant, as_of or default_as_of(tenant)).isoformat(),
         "horizon_days": horizon_days or tenant.horizon_days,
         "family": family,
         "score_after": score_after,
@@ -53,7 +73,7 @@ def do_start_scoring(tenant: Tenant, *, as_of: dt.date | None = None, acting_use
     from modeling.tasks import score_customers_task
 
     with transaction.atomic():
-        job = jobs.create_job(tenant, Job.Kind.SCORE, params={"as_of": (as_of or default_as_of(tenant)).isoformat()}, acting_user=acting_user)
+        job = jobs.create_job(tenant, Job.Kind.SCORE, params={"as_of": check_as_of(tenant, as_of or default_as_of(tenant)).isoformat()}, acting_user=acting_user)
         jobs.enqueue_job(job, score_customers_task)
     return job
 

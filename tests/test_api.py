@@ -170,3 +170,17 @@ def test_rollback_with_a_body_that_is_not_an_object_is_a_400(tenant_a, api_a, bo
 def test_an_insight_id_beyond_any_customer_id_is_a_404(tenant_a, api_a):
     for url in ("/api/v1/insights/99999999999999999999999/", "/api/v1/insights/99999999999999999999999/stages/", "/api/v1/insights/x/"):
         assert api_a.get(url).status_code == 404
+
+
+@pytest.mark.parametrize(("endpoint", "as_of", "says"), [
+    ("/api/v1/models/retrain/", "9999-12-31", "in the future"),
+    ("/api/v1/jobs/score/", "9999-12-31", "in the future"),
+    ("/api/v1/jobs/score/", "0001-01-01", "before the shop's first order"),
+])
+def test_an_as_of_date_in_the_future_or_before_any_order_is_a_400_and_queues_nothing(shop_a_data, api_a, endpoint, as_of, says):
+    from modeling.models import Job
+
+    response = api_a.post(endpoint, {"as_of": as_of}, format="json")
+    assert response.status_code == 400 and says in response.json()["as_of"][0]
+    with tenant_context(shop_a_data):
+        assert not Job.objects.exists()

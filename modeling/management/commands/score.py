@@ -7,7 +7,7 @@ from clmsite.management.commands._tenant import tenant_from_slug
 from modeling.insights import insights_summary, refresh_insights
 from modeling.management.commands._progress import terminal_progress
 from modeling.scoring import NoActiveModel, score_customers
-from modeling.services import do_start_scoring
+from modeling.services import InvalidAsOf, check_as_of, do_start_scoring
 
 
 class Command(ClmCommand):
@@ -20,6 +20,10 @@ class Command(ClmCommand):
 
     def handle(self, *args, tenant, as_of, sync, **options):
         target = tenant_from_slug(tenant)
+        try:
+            check_as_of(target, as_of)
+        except InvalidAsOf as exc:
+            raise CommandError(f"--as-of: {exc}") from None
         if not sync:
             job = do_start_scoring(target, as_of=as_of)
             self.stdout.write(f"Queued scoring job {job.pk} for {target.slug}.")

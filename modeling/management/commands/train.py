@@ -5,7 +5,7 @@ from django.core.management.base import CommandError
 from clmsite.management.base import ClmCommand
 from clmsite.management.commands._tenant import tenant_from_slug
 from modeling.management.commands._progress import terminal_progress
-from modeling.services import TrainingAlreadyRunning, do_start_training
+from modeling.services import InvalidAsOf, TrainingAlreadyRunning, check_as_of, do_start_training
 from modeling.training import FAMILIES, train_models
 
 
@@ -34,6 +34,10 @@ class Command(ClmCommand):
             target.settings = {**target.settings, "sentiment_candidates": chosen}
         if horizon_days is not None and not 1 <= horizon_days <= 730:
             raise CommandError("--horizon-days must be between 1 and 730")
+        try:
+            check_as_of(target, as_of)
+        except InvalidAsOf as exc:
+            raise CommandError(f"--as-of: {exc}") from None
         if not sync:
             try:
                 job = do_start_training(target, as_of=as_of, horizon_days=horizon_days, family=family, score_after=False)
