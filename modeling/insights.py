@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, Max, OuterRef, Q, QuerySet
+from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from campaigns import playbook
@@ -413,7 +413,7 @@ def segment_members(segment: Segment) -> QuerySet[CustomerInsight]:
 
 
 def apply_filters(queryset: QuerySet[CustomerInsight], filters: dict[str, Any]) -> QuerySet[CustomerInsight]:
-    from customers.models import OrderItem
+    from customers.models import Order
 
     f = filters or {}
     if f.get("stages"):
@@ -430,7 +430,9 @@ def apply_filters(queryset: QuerySet[CustomerInsight], filters: dict[str, Any]) 
     if f.get("country"):
         queryset = queryset.filter(customer__country__iexact=f["country"])
     if f.get("category"):
-        queryset = queryset.filter(Exists(OrderItem.objects.filter(order__customer_id=OuterRef("customer_id"), product__category__iexact=f["category"])))
+        # One uncorrelated subquery (the category's buyers), not an EXISTS per customer, which
+        # SQLite ran as a scan of every order line for each customer.
+        queryset = queryset.filter(customer_id__in=Order.objects.filter(items__product__category__iexact=f["category"]).values("customer_id"))
     for key, lookup in (("first_order_after", "customer__first_order_at__date__gte"), ("last_order_before", "customer__last_order_at__date__lte"),
                         ("last_order_after", "customer__last_order_at__date__gte")):
         if f.get(key):
