@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +37,8 @@ def enqueue_job(job: Job, task: Any, *, run_in_thread: bool | None = None) -> No
     """Send ``task(tenant_id, job_id)`` once the surrounding transaction commits.
 
     Without a broker (the embedded profile) the task runs in-process; on a web request
-    it runs in a background thread so that the page can show its progress.
+    it runs on the process's one background job thread, so that the page can show its
+    progress.
     """
 
     def send() -> None:
@@ -44,11 +46,44 @@ def enqueue_job(job: Job, task: Any, *, run_in_thread: bool | None = None) -> No
             run_in_thread if run_in_thread is not None else getattr(settings, "JOBS_IN_THREAD", False)
         )
         if in_thread:
-            threading.Thread(target=task.apply, kwargs={"args": (job.tenant_id, job.pk)}, daemon=True).start()
+            _in_process_jobs.put(task, (job.tenant_id, job.pk))
         else:
             task.delay(job.tenant_id, job.pk)
 
     transaction.on_commit(send)
+
+
+class _InProcessJobs:
+    """The embedded profile's worker: one thread that runs queued tasks one after another,
+    as a one-process Celery worker would. Jobs in parallel threads fought over SQLite's one
+    writer ("database is locked"), and one left behind as running was never reaped (there
+    is no beat here), so before each task the thread also reaps jobs whose heartbeat stopped."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[tuple[Any, tuple[Any, ...]]] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def put(self, task: Any, args: tuple[Any, ...]) -> None:
+        self.queue.put((task, args))
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._drain, name="clm-jobs", daemon=True)
+                self.thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            task, args = self.queue.get()
+            try:
+                reap_stale_jobs()
+                task.apply(args=args)
+            except Exception:  # a task's own errors are caught by apply(); this is the reaper's
+                log.exception("in-process job %s%r failed", getattr(task, "name", task), args)
+            finally:
+                connection.close()
+
+
+_in_process_jobs = _InProcessJobs()
 
 
 MAX_ATTEMPTS = 3
