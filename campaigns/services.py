@@ -260,9 +260,6 @@ def compare_groups(t: GroupOutcome, c: GroupOutcome) -> dict[str, Any]:
     }
 
 
-NOT_REVENUE = ("cancelled", "refunded")
-
-
 def group_outcomes(campaigns: list[Campaign], *, now: dt.datetime | None = None) -> dict[int, dict[str, GroupOutcome]]:
     """Per launched campaign and group: members, converters (a non-cancelled order in the
     attribution window) and the revenue sums, for every campaign in one query: each member
@@ -278,7 +275,7 @@ def group_outcomes(campaigns: list[Campaign], *, now: dt.datetime | None = None)
         return {}
     revenue = (
         Order.objects.filter(customer_id=OuterRef("customer_id"), ordered_at__gt=OuterRef("campaign__launched_at"), ordered_at__lte=OuterRef("window_end"))
-        .exclude(status__in=NOT_REVENUE).values("customer_id").annotate(total=Sum("amount")).values("total")
+        .exclude(status__in=Order.NOT_REVENUE).values("customer_id").annotate(total=Sum("amount")).values("total")
     )
     members = (
         CampaignMember.objects.filter(campaign_id__in=ends)
@@ -319,7 +316,7 @@ def outcomes(campaign: Campaign, *, now: dt.datetime | None = None, with_cumulat
             first = dict(
                 Order.objects.filter(customer_id__in=CampaignMember.objects.filter(campaign=campaign).values("customer_id"),
                                      ordered_at__gt=campaign.launched_at, ordered_at__lte=end)
-                .exclude(status__in=NOT_REVENUE).values("customer_id").annotate(first=Min("ordered_at")).values_list("customer_id", "first")
+                .exclude(status__in=Order.NOT_REVENUE).values("customer_id").annotate(first=Min("ordered_at")).values_list("customer_id", "first")
             )
             days = max((end - campaign.launched_at).days, 0) + 1
             for day in range(days + 1):

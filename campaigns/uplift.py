@@ -81,7 +81,7 @@ def training_frame(tenant: Tenant, action: str) -> pd.DataFrame:
         for campaign in campaigns:
             members = pd.DataFrame.from_records(list(CampaignMember.objects.filter(campaign=campaign).values_list("customer_id", "group")), columns=["customer", "group"])
             converted = set(Order.objects.filter(customer_id__in=members["customer"].tolist(), ordered_at__gt=campaign.launched_at,
-                                                 ordered_at__lte=campaign.attribution_ends).exclude(status__in=("cancelled", "refunded"))
+                                                 ordered_at__lte=campaign.attribution_ends).exclude(status__in=Order.NOT_REVENUE)
                             .values_list("customer_id", flat=True))
             launch = campaign.launched_at.date() - dt.timedelta(days=1)  # features strictly before the launch day
             features = features_as_of(history, launch).reindex(members["customer"])

@@ -81,6 +81,10 @@ class Product(TenantOwnedModel):
 
 
 class Order(TenantOwnedModel):
+    # Statuses that are not a sale: left out of the customer's totals, the dashboard's
+    # revenue, the models' features and the campaigns' outcomes.
+    NOT_REVENUE = ("cancelled", "refunded")
+
     tenant = tenant_field(bulk=True)
     external_id = IdentifierField(max_length=128)
     # No index of its own: (customer, ordered_at) below serves every lookup by customer.

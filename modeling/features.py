@@ -61,8 +61,8 @@ def load_history(tenant: Tenant, *, ceiling: dt.date | dt.datetime | None = None
 
     limit = as_timestamp(ceiling) if ceiling is not None else None
     with tenant_context(tenant):
-        orders_qs = Order.objects.exclude(status__in=("cancelled", "refunded"))
-        lines_qs = OrderItem.objects.exclude(order__status__in=("cancelled", "refunded"))
+        orders_qs = Order.objects.exclude(status__in=Order.NOT_REVENUE)
+        lines_qs = OrderItem.objects.exclude(order__status__in=Order.NOT_REVENUE)
         reviews_qs = Review.objects.all()
         customers_qs = Customer.objects.all()
         if customer_ids is not None:

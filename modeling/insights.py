@@ -84,7 +84,7 @@ def derived_thresholds(tenant: Tenant, as_of: dt.date) -> lifecycle.Thresholds:
     from customers.models import Order
 
     with tenant_context(tenant):
-        rows = Order.objects.exclude(status__in=("cancelled", "refunded")).filter(ordered_at__lte=as_timestamp(as_of).to_pydatetime())
+        rows = Order.objects.exclude(status__in=Order.NOT_REVENUE).filter(ordered_at__lte=as_timestamp(as_of).to_pydatetime())
         orders = pd.DataFrame.from_records(list(rows.values_list("customer_id", "ordered_at")), columns=["customer", "ordered_at"])
     orders["ordered_at"] = pd.to_datetime(orders["ordered_at"], utc=True)
     return lifecycle.thresholds_from_orders(orders, as_of)

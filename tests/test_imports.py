@@ -55,6 +55,41 @@ def test_orders_import_builds_orders_lines_customers_and_products(tenant_a, tmp_
         assert Product.objects.get(sku="s1").category == "Shoes"
 
 
+def test_cancelled_and_refunded_orders_are_kept_but_left_out_of_the_totals(tenant_a, tmp_path):
+    from customers.services.queries import dashboard_stats
+
+    rows = [
+        {"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-01-05", "amount": "20.00"},
+        {"customer_id": "c1", "order_id": "o2", "ordered_at": "2024-02-05", "amount": "30.00", "status": "refunded"},
+        {"customer_id": "c2", "order_id": "o3", "ordered_at": "2024-03-05", "amount": "40.00", "status": "cancelled"},
+    ]
+    assert import_rows(tenant_a, "orders", rows).ok
+    with tenant_context(tenant_a):
+        assert Order.objects.count() == 3
+        c1, c2 = Customer.objects.get(external_id="c1"), Customer.objects.get(external_id="c2")
+    assert (c1.order_count, c1.total_spent, c1.last_order_at.date().isoformat()) == (1, Decimal("20.00"), "2024-01-05")
+    assert (c2.order_count, c2.total_spent, c2.last_order_at) == (0, Decimal("0"), None)
+    stats = dashboard_stats(tenant_a)
+    assert (stats["revenue"], stats["orders"], stats["buyers"]) == (Decimal("20.00"), 1, 1)
+    assert [m["revenue"] for m in stats["monthly"]] == [20.0]
+
+
+@pytest.mark.parametrize(("content", "encoding"), [
+    ("customer_id;order_id;ordered_at;amount\nc1;o1;2024-01-05;20.00\nc2;o2;2024-02-05;\"1,250.00\"\n", "utf-8-sig"),
+    ("customer_id\torder_id\tordered_at\tamount\nc1\to1\t2024-01-05\t20.00\nc2\to2\t2024-02-05\t1250.00\n", "utf-16"),
+    ("customer_id,order_id,ordered_at,amount\nc1,o1,2024-01-05,20.00\nc2,o2,2024-02-05,1250.00\n", "utf-16"),
+])
+def test_semicolon_and_tab_files_and_utf16_exports_import(tenant_a, tmp_path, content, encoding):
+    """What spreadsheets save: semicolons where the decimal mark is a comma, and Excel's
+    "Unicode text" (UTF-16 with a BOM, tab-separated)."""
+    path = tmp_path / "orders.csv"
+    path.write_bytes(content.encode(encoding))
+    result = import_csv(tenant_a, "orders", str(path))
+    assert result.ok, result.errors
+    with tenant_context(tenant_a):
+        assert sorted(Order.objects.values_list("external_id", "amount")) == [("o1", Decimal("20.00")), ("o2", Decimal("1250.00"))]
+
+
 def test_reimporting_the_same_file_changes_nothing(tenant_a, tmp_path):
     path = write_csv(tmp_path / "o.csv", ORDERS_A)
     import_csv(tenant_a, "orders", path)

@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from clmsite.datacache import bump_data_version
 from clmsite.models import Tenant
+from customers.models import Order
 from customers.services import parsing
 from customers.services.parsing import FieldError
 
@@ -259,6 +260,7 @@ def _unit_price(amount: str, quantity: int | None) -> str:
 _PG_TYPES = {"text": "text", "id": 'text COLLATE "C"', "ts": "timestamptz", "money": "numeric(14,2)", "int": "integer", "json": "jsonb"}
 _SQLITE_TYPES = {"text": "text", "id": "text", "ts": "text", "money": "numeric", "int": "integer", "json": "text"}
 STAGING = "clm_import_staging"
+NOT_REVENUE_SQL = ", ".join(f"'{status}'" for status in Order.NOT_REVENUE)  # constants of ours, not input
 # The staging table and the tables phase 2 derives from it; all are dropped together.
 _STAGING_TABLES = (STAGING, f"{STAGING}_orders", f"{STAGING}_existing")
 _SQLITE_BATCH = 5000
@@ -438,8 +440,8 @@ def _validate_records(
     return names
 
 
-def _csv_records(text: IO[str]) -> Iterator[tuple[int, list[str]]]:
-    reader = csv.reader(text)
+def _csv_records(text: IO[str], delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
+    reader = csv.reader(text, delimiter=delimiter)
     record_no = 0  # the header is row 1
     try:
         for values in reader:
@@ -460,6 +462,17 @@ def _open_text(path: str, encoding: str) -> IO[str]:
     return open(path, encoding=encoding, newline="")  # noqa: SIM115
 
 
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # Excel's "Unicode text" export
+
+
+def _delimiter(first_line: str) -> str:
+    """Comma, or the semicolon or tab of a header that has more of those: spreadsheets
+    in locales with a decimal comma save CSV with semicolons."""
+    counts = {delimiter: first_line.count(delimiter) for delimiter in (",", ";", "\t")}
+    best = max(counts, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
+
+
 def _looks_binary(head: bytes) -> bool:
     """A NUL in the header line, or mostly control bytes, means this is not a CSV export.
     (A stray NUL further down is reported against its row instead.)"""
@@ -478,14 +491,17 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
         raise ImportError_("Nothing was imported: the file is empty.", [RowError(1, "", "empty file")])
     with open(path, "rb") as raw:
         head = raw.read(4096)
-    if _looks_binary(head):
+    utf16 = head.startswith(UTF16_BOMS)
+    if not utf16 and _looks_binary(head):
         raise ImportError_("Nothing was imported: this is not a text CSV file (it contains binary data).", [RowError(1, "", "binary data")])
-    # UTF-8 (with or without BOM) first; a file that is not valid UTF-8 is read as Latin-1,
-    # the usual export encoding of older spreadsheets.
-    for encoding in ("utf-8-sig", "latin-1"):
+    # UTF-16 when it says so; else UTF-8 (with or without BOM) first, and a file that is not
+    # valid UTF-8 is read as Latin-1, the usual export encoding of older spreadsheets.
+    for encoding in ("utf-16",) if utf16 else ("utf-8-sig", "latin-1"):
         try:
             with _open_text(path, encoding) as text:
-                reader = _csv_records(text)
+                delimiter = _delimiter(text.readline(65_536))
+                text.seek(0)
+                reader = _csv_records(text, delimiter)
                 try:
                     _, header = next(reader)
                 except StopIteration:
@@ -693,10 +709,14 @@ def _ensure_customers(cursor: Any, params: dict[str, Any], first_seen_column: st
     )
 
 
+_SALE = f"COALESCE(g.status, 'completed') NOT IN ({NOT_REVENUE_SQL})"
+
+
 def _ensure_order_customers(cursor: Any, params: dict[str, Any]) -> int:
     """Create the customers an orders file mentions but the tenant does not have yet, with
-    their order aggregates already filled in: the refresh that follows the orders then has
-    nothing to rewrite for them (on a first import, every customer of the file)."""
+    their order aggregates already filled in (sales only, as ``refresh_customer_aggregates``
+    counts them): the refresh that follows the orders then has nothing to rewrite for them
+    (on a first import, every customer of the file)."""
     return _upsert(
         cursor,
         "customers_customer",
@@ -704,10 +724,10 @@ def _ensure_order_customers(cursor: Any, params: dict[str, Any]) -> int:
             "tenant_id": "%(tenant)s",
             "external_id": "g.customer_id",
             "first_seen": "min(g.ordered_at)",
-            "order_count": "count(*)",
-            "total_spent": "sum(g.amount)",
-            "first_order_at": "min(g.ordered_at)",
-            "last_order_at": "max(g.ordered_at)",
+            "order_count": f"count(CASE WHEN {_SALE} THEN 1 END)",
+            "total_spent": f"COALESCE(sum(CASE WHEN {_SALE} THEN g.amount END), 0)",
+            "first_order_at": f"min(CASE WHEN {_SALE} THEN g.ordered_at END)",
+            "last_order_at": f"max(CASE WHEN {_SALE} THEN g.ordered_at END)",
             **_NEW_CUSTOMER,
         },
         f"{STAGING}_orders g",
@@ -764,7 +784,7 @@ def refresh_customer_aggregates(cursor: Any, tenant_id: int, customer_filter_sql
     cursor.execute(
         f"CREATE TEMPORARY TABLE {orders} AS SELECT o.customer_id AS id, count(*) AS order_count, sum(o.amount) AS total_spent, "  # internal table/column names only; every value is a bound parameter  # nosec B608
         f"min(o.ordered_at) AS first_order_at, max(o.ordered_at) AS last_order_at "
-        f"FROM customers_order o JOIN {affected} a ON a.id = o.customer_id GROUP BY o.customer_id"
+        f"FROM customers_order o JOIN {affected} a ON a.id = o.customer_id WHERE o.status NOT IN ({NOT_REVENUE_SQL}) GROUP BY o.customer_id"
     )
     cursor.execute(
         f"CREATE TEMPORARY TABLE {reviews} AS SELECT r.customer_id AS id, count(*) AS review_count "  # internal table/column names only; every value is a bound parameter  # nosec B608

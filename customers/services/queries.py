@@ -70,7 +70,7 @@ def dashboard_stats(tenant: Tenant) -> dict[str, Any]:
             reviews=Sum("review_count"),
         )
         monthly = list(
-            Order.objects.annotate(month=TruncMonth("ordered_at"))
+            Order.objects.exclude(status__in=Order.NOT_REVENUE).annotate(month=TruncMonth("ordered_at"))
             .values("month")
             .annotate(revenue=Sum("amount"), orders=Count("id"), buyers=Count("customer", distinct=True))
             .order_by("month")
