@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "clmsite",
     "customers",
     "modeling",
@@ -176,6 +177,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Per-tenant customers, orders, reviews and imports. Authenticate with `Authorization: Bearer <api key>`.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "REDOC_DIST": "SIDECAR",  # from static files, not a CDN
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "PREPROCESSING_HOOKS": ["clmsite.api.drop_slashless_aliases"],
     "ENUM_NAME_OVERRIDES": {

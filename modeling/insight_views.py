@@ -300,6 +300,7 @@ def reviews_page(request: HttpRequest) -> HttpResponse:
     labels = {key: label for key, (label, _) in review_insight.ASPECTS.items()} | {review_insight.OTHER: "Other"}
     return render(request, "insights/reviews.html", {
         "chart_data": chart, "aspects": aspects, "alerts": overview["alerts"], "aspect": aspect, "sentiment": sentiment,
+        "reviews_total": Review.objects.exists(),
         "aspect_choices": list(labels.items()), "aspect_labels": labels,
         "page": Paginator(reviews, 25).get_page(request.GET.get("page")), "query_prefix": query.urlencode() + "&" if query else "",
     })
