@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from campaigns.models import Action
@@ -141,6 +142,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_view(list=extend_schema(parameters=[OpenApiParameter("as_of", OpenApiTypes.DATE, description="the scoring date to list (default: the latest)")]))
 class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     """Predictions; the list shows the latest as-of date unless ``?as_of=`` says otherwise."""
 
@@ -158,7 +160,7 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
             try:
                 as_of = dt.date.fromisoformat(raw)
             except ValueError:
-                raise NotFound() from None
+                raise ValidationError({"as_of": ["a date, YYYY-MM-DD"]}) from None
         else:
             as_of = Prediction.objects.order_by("-as_of").values_list("as_of", flat=True).first()
         return queryset.filter(as_of=as_of)

@@ -186,3 +186,10 @@ def test_an_as_of_date_in_the_future_or_before_any_order_is_a_400_and_queues_not
     assert response.status_code == 400 and says in response.json()["as_of"][0]
     with tenant_context(shop_a_data):
         assert not Job.objects.exists()
+
+
+def test_an_empty_bulk_list_and_a_bad_as_of_are_named_400s(tenant_a, api_a):
+    empty = api_a.post("/api/v1/customers/bulk/", [], format="json")
+    assert empty.status_code == 400 and "the list is empty" in str(empty.json())
+    bad = api_a.get("/api/v1/predictions/?as_of=abc")
+    assert bad.status_code == 400 and "as_of" in bad.json()

@@ -525,6 +525,8 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
     """Validate JSON objects (the REST bulk endpoints) exactly as CSV rows are validated."""
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise ImportError_("Send a JSON list of objects, one per row.")
+    if not rows:
+        raise ImportError_("Nothing was imported: the list is empty; send one object per row.")
     if len(rows) > settings.API_BULK_MAX_ROWS:
         raise ImportError_(f"Nothing was imported: {len(rows):,} rows sent; the limit per request is {settings.API_BULK_MAX_ROWS:,}.")
     header: list[str] = []
