@@ -133,13 +133,21 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 class TenantSettingsForm(forms.Form):
     name = forms.CharField(max_length=200)
-    currency = forms.RegexField(regex=r"^[A-Za-z]{3}$", max_length=3, help_text="3-letter code")
+    currency = forms.CharField(max_length=3, help_text="ISO 4217 code, such as USD or EUR")
     horizon_days = forms.IntegerField(min_value=7, max_value=730, help_text="days ahead the predictions look")
     high_tier_quantile = forms.FloatField(min_value=0.5, max_value=0.99, help_text="customers above this quantile of predicted value are high value")
     medium_tier_quantile = forms.FloatField(min_value=0.05, max_value=0.95, help_text="above this quantile: medium value")
     retrain_weekday = forms.TypedChoiceField(coerce=int, choices=[(i, d) for i, d in enumerate(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"])])
     retrain_hour = forms.IntegerField(min_value=0, max_value=23, help_text="UTC")
     score_hour = forms.IntegerField(min_value=0, max_value=23, help_text="UTC, nightly")
+
+    def clean_currency(self) -> str:
+        from customers.services.parsing import FieldError, parse_currency
+
+        try:
+            return parse_currency(self.cleaned_data["currency"])
+        except FieldError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -121,5 +121,11 @@ def test_owner_edits_horizon_and_tiers_and_viewer_cannot(tenant_a, alice, bob, c
     bad = client.post("/settings/", {"name": "x", "currency": "EUR", "horizon_days": 60, "high_tier_quantile": 0.5, "medium_tier_quantile": 0.6,
                                      "retrain_weekday": 2, "retrain_hour": 1, "score_hour": 5})
     assert bad.status_code == 200 and b"must be below" in bad.content
+    for code in ("nan", "inf", "ABC"):
+        refused = client.post("/settings/", {"name": "x", "currency": code, "horizon_days": 60, "high_tier_quantile": 0.9, "medium_tier_quantile": 0.6,
+                                             "retrain_weekday": 2, "retrain_hour": 1, "score_hour": 5})
+        assert refused.status_code == 200 and b"ISO 4217" in refused.content
+    tenant_a.refresh_from_db()
+    assert tenant_a.currency == "EUR"
     client.force_login(bob)
     assert client.get("/settings/").status_code == 404

@@ -14,7 +14,8 @@ UTC = dt.UTC
 MAX_MONEY = Decimal("1e11")
 CENT = Decimal("0.01")
 _YYYYMMDD = re.compile(r"^\d{8}$")
-_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+# ISO 4217 currencies in circulation (and the few just replaced: SLL, ZWL, ANG).
+CURRENCIES = frozenset(["AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SLL", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG", "ZWL"])
 
 
 class FieldError(ValueError):
@@ -79,10 +80,10 @@ def parse_rating(raw: str) -> int:
 
 
 def parse_currency(raw: str) -> str:
-    text = raw.strip()
-    if not _CURRENCY.match(text):
-        raise FieldError(f"'{shorten(raw)}' is not a 3-letter currency code")
-    return text.upper()
+    text = raw.strip().upper()
+    if text not in CURRENCIES:
+        raise FieldError(f"'{shorten(raw)}' is not an ISO 4217 currency code (such as USD, EUR or GBP)")
+    return text
 
 
 def parse_email(raw: str) -> str:
