@@ -39,6 +39,12 @@ class CampaignSerializer(serializers.ModelSerializer):
             raise ValidationError("An http(s) URL.")
         return value
 
+    def validate_scheduled_for(self, value: Any) -> Any:
+        problem = services.schedule_problem(value)
+        if problem:
+            raise ValidationError(problem)
+        return value
+
 
 class CampaignWithSecretSerializer(CampaignSerializer):
     """What admins and owners see: also the webhook secret, so they can verify signatures.

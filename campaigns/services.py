@@ -125,6 +125,16 @@ def do_cancel_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, vi
     return campaign
 
 
+SCHEDULE_GRACE = dt.timedelta(minutes=5)  # a time just typed may be a few minutes old when it is saved
+
+
+def schedule_problem(when: dt.datetime | None) -> str | None:
+    """Why a launch time cannot be used, or None: it must be to come (or empty)."""
+    if when is not None and when < timezone.now() - SCHEDULE_GRACE:
+        return "In the past: give a time to come, or leave it empty and launch by hand."
+    return None
+
+
 def complete_if_due(campaign: Campaign, now: dt.datetime | None = None) -> bool:
     """A running campaign whose attribution window has ended is completed."""
     now = now or timezone.now()

@@ -111,6 +111,13 @@ class CampaignForm(forms.ModelForm):
             raise forms.ValidationError("Between 0 and 0.5.")
         return share
 
+    def clean_scheduled_for(self) -> Any:
+        when = self.cleaned_data.get("scheduled_for")
+        problem = services.schedule_problem(when) if when != self.instance.scheduled_for else None  # an edit may keep a time already due
+        if problem:
+            raise forms.ValidationError(problem)
+        return when
+
     def clean_webhook_url(self) -> str:
         url = self.cleaned_data.get("webhook_url", "")
         if url and not url.startswith(("https://", "http://")):

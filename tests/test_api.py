@@ -193,3 +193,15 @@ def test_an_empty_bulk_list_and_a_bad_as_of_are_named_400s(tenant_a, api_a):
     assert empty.status_code == 400 and "the list is empty" in str(empty.json())
     bad = api_a.get("/api/v1/predictions/?as_of=abc")
     assert bad.status_code == 400 and "as_of" in bad.json()
+
+
+def test_a_campaign_scheduled_in_the_past_or_with_crossed_filters_is_a_400(tenant_a, api_a):
+    base = {"name": "Win back", "action": "win_back"}
+    past = api_a.post("/api/v1/campaigns/", {**base, "scheduled_for": "2020-01-01T00:00:00Z"}, format="json")
+    assert past.status_code == 400 and "In the past" in past.json()["scheduled_for"][0]
+    crossed = api_a.post("/api/v1/campaigns/", {**base, "filters": {"churn_min": 0.9, "churn_max": 0.1}}, format="json")
+    assert crossed.status_code == 400 and "churn_max" in crossed.json()["filters"]
+    crossed_segment = api_a.post("/api/v1/segments/", {"name": "None", "filters": {"orders_min": 5, "orders_max": 2}}, format="json")
+    assert crossed_segment.status_code == 400
+    ok = api_a.post("/api/v1/campaigns/", {**base, "scheduled_for": "2099-01-01T00:00:00Z", "filters": {"churn_min": 0.5, "churn_max": 0.9}}, format="json")
+    assert ok.status_code == 201 and ok.json()["state"] == "scheduled"
