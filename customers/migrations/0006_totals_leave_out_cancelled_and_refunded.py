@@ -4,14 +4,16 @@ for the rows already stored. Plain SQL that PostgreSQL and SQLite both run."""
 
 from django.db import migrations
 
-SALE = "o.customer_id = customers_customer.id AND o.status NOT IN ('cancelled', 'refunded')"
-
-RECOMPUTE = f"""
+RECOMPUTE = """
 UPDATE customers_customer SET
-    order_count = (SELECT count(*) FROM customers_order o WHERE {SALE}),
-    total_spent = COALESCE((SELECT sum(o.amount) FROM customers_order o WHERE {SALE}), 0),
-    first_order_at = (SELECT min(o.ordered_at) FROM customers_order o WHERE {SALE}),
-    last_order_at = (SELECT max(o.ordered_at) FROM customers_order o WHERE {SALE})
+    order_count = (SELECT count(*) FROM customers_order o
+                   WHERE o.customer_id = customers_customer.id AND o.status NOT IN ('cancelled', 'refunded')),
+    total_spent = COALESCE((SELECT sum(o.amount) FROM customers_order o
+                            WHERE o.customer_id = customers_customer.id AND o.status NOT IN ('cancelled', 'refunded')), 0),
+    first_order_at = (SELECT min(o.ordered_at) FROM customers_order o
+                      WHERE o.customer_id = customers_customer.id AND o.status NOT IN ('cancelled', 'refunded')),
+    last_order_at = (SELECT max(o.ordered_at) FROM customers_order o
+                     WHERE o.customer_id = customers_customer.id AND o.status NOT IN ('cancelled', 'refunded'))
 WHERE EXISTS (SELECT 1 FROM customers_order o WHERE o.customer_id = customers_customer.id AND o.status IN ('cancelled', 'refunded'))
 """
 
