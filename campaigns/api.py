@@ -35,8 +35,9 @@ class CampaignSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "state", "audience_size", "value_at_risk", "launched_at", "completed_at", "created_at"]
 
     def validate_webhook_url(self, value: str) -> str:
-        if value and not value.startswith(("https://", "http://")):
-            raise ValidationError("An http(s) URL.")
+        problem = services.webhook_url_problem(value)
+        if problem:
+            raise ValidationError(problem)
         return value
 
     def validate_scheduled_for(self, value: Any) -> Any:

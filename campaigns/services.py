@@ -128,6 +128,14 @@ def do_cancel_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, vi
 SCHEDULE_GRACE = dt.timedelta(minutes=5)  # a time just typed may be a few minutes old when it is saved
 
 
+def webhook_url_problem(url: str) -> str | None:
+    """Why a webhook URL cannot be used, or None (empty is no webhook). Where it may point is
+    checked again at delivery (campaigns.webhooks), when the name is resolved."""
+    if url and not url.startswith(("https://", "http://")):
+        return "An http(s) URL."
+    return None
+
+
 def schedule_problem(when: dt.datetime | None) -> str | None:
     """Why a launch time cannot be used, or None: it must be to come (or empty)."""
     if when is not None and when < timezone.now() - SCHEDULE_GRACE:
@@ -293,18 +301,15 @@ def group_outcomes(campaigns: list[Campaign], *, now: dt.datetime | None = None)
         .annotate(revenue=Subquery(revenue))
         .values_list("campaign_id", "group", "revenue")
     )
-    sums = {(pk, name): [0, 0, 0.0, 0.0] for pk in ends for name in (CampaignMember.Group.TREATMENT, CampaignMember.Group.CONTROL)}
+    sums = {pk: {name: [0, 0, 0.0, 0.0] for name in (CampaignMember.Group.TREATMENT, CampaignMember.Group.CONTROL)} for pk in ends}
     for campaign, group, spent in members.iterator(chunk_size=5000):
-        totals = sums[campaign, group]
+        totals = sums[campaign][group]
         totals[0] += 1
         if spent is not None:
             totals[1] += 1
             totals[2] += float(spent)
             totals[3] += float(spent) ** 2
-    result: dict[int, dict[str, GroupOutcome]] = {pk: {} for pk in ends}
-    for (pk, name), totals in sums.items():
-        result[pk][name] = GroupOutcome(*totals)
-    return result
+    return {pk: {name: GroupOutcome(*totals) for name, totals in groups.items()} for pk, groups in sums.items()}
 
 
 def outcomes(campaign: Campaign, *, now: dt.datetime | None = None, with_cumulative: bool = True,

@@ -120,8 +120,9 @@ class CampaignForm(forms.ModelForm):
 
     def clean_webhook_url(self) -> str:
         url = self.cleaned_data.get("webhook_url", "")
-        if url and not url.startswith(("https://", "http://")):
-            raise forms.ValidationError("An http(s) URL.")
+        problem = services.webhook_url_problem(url)
+        if problem:
+            raise forms.ValidationError(problem)
         return url
 
     def filters(self) -> dict[str, Any]:

@@ -469,8 +469,7 @@ def _delimiter(first_line: str) -> str:
     """Comma, or the semicolon or tab of a header that has more of those: spreadsheets
     in locales with a decimal comma save CSV with semicolons."""
     counts = {delimiter: first_line.count(delimiter) for delimiter in (",", ";", "\t")}
-    best = max(counts, key=lambda d: (counts[d], d == ","))
-    return best if counts[best] else ","
+    return max(counts, key=lambda d: (counts[d], d == ","))  # a tie, or none at all: the comma
 
 
 def _looks_binary(head: bytes) -> bool:
