@@ -162,7 +162,7 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
             except ValueError:
                 raise ValidationError({"as_of": ["a date, YYYY-MM-DD"]}) from None
         else:
-            as_of = Prediction.objects.order_by("-as_of").values_list("as_of", flat=True).first()
+            as_of = insights.latest_scoring_date(self.tenant)  # a scoring still running (or failed) is not the latest
         return queryset.filter(as_of=as_of)
 
 

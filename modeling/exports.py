@@ -31,10 +31,11 @@ def spreadsheet_safe(value: object) -> str:
 
 
 def latest_predictions(tenant: Tenant) -> list:
+    from modeling.insights import latest_scoring_date
     from modeling.models import Prediction
 
+    latest = latest_scoring_date(tenant)
     with tenant_context(tenant):
-        latest = Prediction.objects.order_by("-as_of").values_list("as_of", flat=True).first()
         if latest is None:
             return []
         return list(Prediction.objects.filter(as_of=latest).select_related("customer", "customer__insight__learned_segment").order_by("customer__external_id"))

@@ -91,7 +91,10 @@ def derived_thresholds(tenant: Tenant, as_of: dt.date) -> lifecycle.Thresholds:
 
 
 def latest_scoring_date(tenant: Tenant) -> dt.date | None:
-    """The date the current stages and actions are computed as of (the latest scoring)."""
+    """The date of the latest complete scoring: the one the current stages and actions are
+    computed as of, written only when every chunk has been scored (before any stages exist, the
+    latest predictions' date). Pages, exports and the API serve this date, so a scoring still
+    running or one that failed midway never shows half a shop as the latest."""
     with tenant_context(tenant):
         return CustomerInsight.objects.aggregate(as_of=Max("as_of"))["as_of"] or Prediction.objects.aggregate(as_of=Max("as_of"))["as_of"]
 

@@ -172,6 +172,19 @@ def assign_value_tiers(tenant: Tenant, as_of: dt.date) -> dict[str, float]:
     return {"high": high, "medium": medium}
 
 
+def withdraw_unfinished_date(tenant: Tenant, as_of: dt.date, since: dt.datetime) -> int:
+    """Take back the predictions a scoring that failed or was cancelled wrote for ``as_of``, when
+    no scoring of that date had written any before ``since`` (the job's start): a half-scored new
+    date must not become the latest one. A date scored before keeps one prediction per customer,
+    this run's for the chunks that finished. Returns how many were taken back."""
+    with tenant_context(tenant), transaction.atomic():
+        dated = Prediction.objects.filter(as_of=as_of)
+        if dated.filter(created_at__lt=since).exists():
+            return 0
+        deleted, _ = dated.delete()
+    return deleted
+
+
 def chunk_customer_ids(tenant: Tenant, size: int | None = None) -> list[list[int]]:
     from customers.models import Customer
 

@@ -105,7 +105,7 @@ def score_customers_task(self, tenant_id: int, job_id: int) -> None:
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
 def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: list[int]) -> None:
-    from modeling.scoring import NoActiveModel, assign_value_tiers, score_customers
+    from modeling.scoring import NoActiveModel, assign_value_tiers, score_customers, withdraw_unfinished_date
 
     tenant = _tenant(tenant_id)
     if tenant is None:
@@ -115,14 +115,27 @@ def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: lis
     if job is None or job.is_finished:
         return
     as_of = dt.date.fromisoformat(job.params["as_of"])
+    if job.cancel_requested:
+        _stop_scoring(tenant, job, as_of, "Cancelled", cancelled=True)
+        return
     try:
         score_customers(tenant, as_of, customer_ids=customer_ids)
     except NoActiveModel as exc:
-        jobs.finish_job(job, result={}, succeeded=False, message=str(exc))
+        _stop_scoring(tenant, job, as_of, str(exc))
+        return
+    except TRANSIENT:
+        raise
+    except Exception as exc:
+        log.exception("scoring chunk %s of job %s failed", index, job_id)
+        _stop_scoring(tenant, job, as_of, f"Scoring failed on chunk {index + 1} of {job.steps_total}: {exc}")
         return
     with tenant_context(tenant):
         Job.objects.filter(pk=job.pk).update(steps_done=F("steps_done") + 1, heartbeat_at=jobs.timezone.now())
         job.refresh_from_db()
+    if job.is_finished:  # another chunk failed, or the job was cancelled, while this one ran
+        withdraw_unfinished_date(tenant, as_of, job.started_at or job.created_at)
+        return
+    with tenant_context(tenant):
         Job.objects.filter(pk=job.pk).update(progress=SCORING_SHARE * job.steps_done / max(job.steps_total, 1), message=f"Scored chunk {job.steps_done} of {job.steps_total}")
     if job.steps_done >= job.steps_total:
         # The last chunk assigns tiers (they need every customer's predicted value), then
@@ -141,6 +154,19 @@ def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: lis
             jobs.finish_job(job, result=result, succeeded=False, message=f"Scored {scored:,} customers, but stages, segments and actions failed: {exc}"[:500])
             return
         jobs.finish_job(job, result=result, succeeded=True, message=f"Scored {scored:,} customers as of {as_of}; stages, segments and actions updated.")
+
+
+def _stop_scoring(tenant: Tenant, job: Job, as_of: dt.date, reason: str, *, cancelled: bool = False) -> None:
+    """End a scoring job that cannot finish (failed or cancelled). The chunks still queued see it
+    finished and do nothing; a date no scoring completed before is taken back whole."""
+    from modeling.scoring import withdraw_unfinished_date
+
+    withdrawn = withdraw_unfinished_date(tenant, as_of, job.started_at or job.created_at)
+    kept = f"; the {withdrawn:,} predictions already written for {as_of} were taken back" if withdrawn else ""
+    if cancelled:
+        jobs.cancel_job(job, f"{reason}{kept}.")
+    else:
+        jobs.finish_job(job, result={}, succeeded=False, message=f"{reason}{kept}.")
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)

@@ -338,3 +338,71 @@ def test_scoring_job_runs_in_chunks_and_reports_progress(trained, settings, djan
     assert job.steps_total == -(-tenant_customers // 150) >= 2
     assert job.result["scored"] == customers
     assert tiers == {"high", "medium", "low"}
+
+
+def test_a_scoring_that_fails_or_is_cancelled_midway_leaves_the_last_complete_date_serving(trained, settings, django_capture_on_commit_callbacks, monkeypatch):
+    from modeling import scoring
+    from modeling.exports import latest_predictions
+    from modeling.jobs import do_request_cancel
+    from modeling.services import do_start_scoring
+
+    tenant, _ = trained
+    monkeypatch.setattr(scoring, "CHUNK_SIZE", 150)
+    with django_capture_on_commit_callbacks(execute=True):
+        complete = do_start_scoring(tenant, as_of=END)
+    with tenant_context(tenant):
+        customers = Customer.objects.count()
+        before = dict(Prediction.objects.filter(as_of=END).values_list("customer_id", "created_at"))
+    assert len(before) == customers
+    real_score = scoring.score_customers
+    calls = []
+
+    def second_chunk_fails(*args, **kwargs):  # a fault injected into the real scoring
+        calls.append(kwargs["customer_ids"])
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_customers", second_chunk_fails)
+    later = END + dt.timedelta(days=7)
+    with django_capture_on_commit_callbacks(execute=True):
+        failed = do_start_scoring(tenant, as_of=later)
+    with tenant_context(tenant):
+        failed.refresh_from_db()
+        assert not Prediction.objects.filter(as_of=later).exists()  # the first chunk's rows were taken back
+    assert failed.state == Job.State.FAILED and failed.finished_at is not None
+    assert failed.message.startswith(f"Scoring failed on chunk 2 of {failed.steps_total}: disk full; the 150 predictions")
+    assert len(calls) == 2  # the chunks after the failure did nothing
+    assert {p.as_of for p in latest_predictions(tenant)} == {END}
+    listed = api_client_for(tenant).get("/api/v1/predictions/").json()
+    assert listed["count"] == customers and {r["as_of"] for r in listed["results"]} == {END.isoformat()}
+
+    # Re-scoring a complete date that fails keeps one prediction per customer: the new ones
+    # for the chunk that finished, the earlier ones for the rest.
+    calls.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        rescore = do_start_scoring(tenant, as_of=END)
+    with tenant_context(tenant):
+        rescore.refresh_from_db()
+        after = dict(Prediction.objects.filter(as_of=END).values_list("customer_id", "created_at"))
+    assert rescore.state == Job.State.FAILED and "taken back" not in rescore.message
+    assert after.keys() == before.keys()
+    assert sum(after[c] != before[c] for c in after) == len(calls[0]) == 150
+
+    # A cancel asked while the first chunk runs stops the job before the second one.
+    def cancel_during_first_chunk(*args, **kwargs):
+        calls.append(kwargs["customer_ids"])
+        report = real_score(*args, **kwargs)
+        with tenant_context(tenant):
+            do_request_cancel(tenant, Job.objects.get(kind=Job.Kind.SCORE, state=Job.State.RUNNING).pk)
+        return report
+
+    calls.clear()
+    monkeypatch.setattr(scoring, "score_customers", cancel_during_first_chunk)
+    with django_capture_on_commit_callbacks(execute=True):
+        cancelled = do_start_scoring(tenant, as_of=later)
+    with tenant_context(tenant):
+        cancelled.refresh_from_db()
+        assert not Prediction.objects.filter(as_of=later).exists()
+    assert cancelled.state == Job.State.CANCELLED and len(calls) == 1
+    assert complete.pk != cancelled.pk

@@ -50,7 +50,6 @@ CDNOW_SLUG = "cdnow"
 CDNOW_NAME = "CDNOW sample (1997-98)"
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo12345"  # noqa: S105 - a published demo login, not a secret  # nosec B105
-DEMO_URL = "http://127.0.0.1:8000/"
 
 DEFAULT_CUSTOMERS = 5000
 DEFAULT_SEED = 7
@@ -947,7 +946,6 @@ class TenantCounts:
 class SeedSummary:
     username: str
     password: str
-    url: str
     tenants: list[TenantCounts]
 
 
@@ -1077,4 +1075,4 @@ def do_seed_demo(
         tenant = ensure_demo_tenant(CDNOW_SLUG, CDNOW_NAME, owner=user)
         load_cdnow(tenant, report=report)
         tenants.append(tenant)
-    return SeedSummary(DEMO_USERNAME, DEMO_PASSWORD, DEMO_URL, [tenant_counts(t) for t in tenants])
+    return SeedSummary(DEMO_USERNAME, DEMO_PASSWORD, [tenant_counts(t) for t in tenants])

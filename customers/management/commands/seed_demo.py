@@ -52,4 +52,4 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Tenant {tenant.slug} ({tenant.name}): {tenant.customers:,} customers, {tenant.orders:,} orders, {tenant.reviews:,} reviews"
             )
-        self.stdout.write(self.style.SUCCESS(f"Ready: open {summary.url} and sign in as {summary.username} / {summary.password}"))
+        self.stdout.write(self.style.SUCCESS(f"Ready: serve the app (make demo does, or manage.py runserver) and sign in as {summary.username} / {summary.password}"))
