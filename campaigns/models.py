@@ -4,6 +4,7 @@ sentiment and recency into one recommended next action. Campaigns build on these
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -81,8 +82,8 @@ class Campaign(TenantOwnedModel):
     filters = models.JSONField(default=dict, blank=True, help_text="audience filters (as saved segments), applied with the segment")
     persuadable_only = models.BooleanField(default=False, help_text="keep only customers predicted to respond (uplift model)")
     offer = models.CharField(max_length=200, blank=True, default="")
-    control_share = models.FloatField(default=0.1)
-    attribution_days = models.PositiveIntegerField(default=30)
+    control_share = models.FloatField(default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
+    attribution_days = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1), MaxValueValidator(365)])
     scheduled_for = models.DateTimeField(null=True, blank=True)
     webhook_url = models.URLField(max_length=500, blank=True, default="")
     webhook_secret = models.CharField(max_length=64, blank=True, default="")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from clmsite.models import Tenant
 from clmsite.tenancy import tenant_context
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -26,4 +30,10 @@ def run_campaign_schedule_task() -> int:
     """Launch scheduled campaigns that are due and complete finished ones, for every tenant."""
     from campaigns.services import launch_due_campaigns
 
-    return sum(launch_due_campaigns(tenant) for tenant in Tenant.objects.all())
+    launched = 0
+    for tenant in Tenant.objects.all():
+        try:
+            launched += launch_due_campaigns(tenant)
+        except Exception:  # one tenant's broken campaign must not hold up every other tenant's
+            log.exception("campaign schedule failed for tenant %s", tenant.slug)
+    return launched

@@ -105,12 +105,6 @@ class CampaignForm(forms.ModelForm):
             if self.instance.pk and key in self.instance.filters:
                 self.initial[key] = self.instance.filters[key]
 
-    def clean_control_share(self) -> float:
-        share = self.cleaned_data["control_share"]
-        if not 0 <= share <= 0.5:
-            raise forms.ValidationError("Between 0 and 0.5.")
-        return share
-
     def clean_scheduled_for(self) -> Any:
         when = self.cleaned_data.get("scheduled_for")
         problem = services.schedule_problem(when) if when != self.instance.scheduled_for else None  # an edit may keep a time already due

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.http import Http404
@@ -70,6 +72,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DataError):  # a value the database cannot hold (out of range): the client's input
         log.warning("API input refused by the database: %s", exc)
         exc = exceptions.ValidationError({"detail": "A value in the request is out of range."})
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
+        return Response({"detail": f"The request body is larger than {limit} MB. Send fewer rows per request, or upload a CSV file to /api/v1/imports/."},
+                        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     response = drf_exception_handler(exc, context)
     if response is None:
         log.exception("Unhandled API error", exc_info=exc)

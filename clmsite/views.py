@@ -105,8 +105,12 @@ def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
 def cancel_job(request: HttpRequest, job_id: int) -> HttpResponse:
     if not Job.objects.filter(pk=job_id).exists():
         raise Http404("Not found")
-    job = jobs.do_request_cancel(request.tenant, job_id)  # type: ignore[attr-defined]
-    messages.info(request, f"Cancellation requested for job {job.pk}.")
+    try:
+        job = jobs.do_request_cancel(request.tenant, job_id, role=request.membership.role)  # type: ignore[attr-defined]
+    except jobs.CancelNotAllowed as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.info(request, f"Cancellation requested for job {job.pk}.")
     target = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         target = "dashboard"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
@@ -16,6 +17,7 @@ from clmsite.datacache import bump_data_version
 from clmsite.filters import ClmFilterSet, UTCDateTimeFilter
 from clmsite.models import Role
 from customers.models import Customer, Order, OrderItem, Product, Review
+from customers.services import parsing
 from customers.services.import_jobs import do_start_import
 from customers.services.imports import KINDS, import_rows
 from modeling.models import Job
@@ -72,6 +74,16 @@ class CustomerSerializer(serializers.ModelSerializer):
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
         return value
+
+    def validate_email(self, value: str) -> str:
+        """The import's own check, so an edit cannot store what an import refuses."""
+        try:
+            return parsing.parse_email(value) if value.strip() else ""
+        except parsing.FieldError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def update(self, instance: Customer, validated_data: dict[str, Any]) -> Customer:
+        return super().update(instance, {**validated_data, "updated_at": timezone.now()})
 
 
 class CustomerDetailSerializer(CustomerSerializer):

@@ -37,7 +37,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @tenant_required()
 def customer_list(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "").strip()[:100]
+    query = request.GET.get("q", "").replace("\x00", "").strip()[:100]  # PostgreSQL text cannot hold NUL
     sort = request.GET.get("sort", "-spent")
     tenant = request.tenant  # type: ignore[attr-defined]
     customers = queries.search_customers(tenant, query=query, sort=sort)

@@ -9,12 +9,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from campaigns.models import Action
 from clmsite.api import TenantViewSet
 from clmsite.models import Role
+from clmsite.permissions import request_role
 from modeling import insights, jobs, registry
 from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, Stage, StageSnapshot
 from modeling.services import InvalidAsOf, TrainingAlreadyRunning, do_start_scoring, do_start_training
@@ -37,6 +38,14 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = ["id", "kind", "state", "progress", "message", "params", "result", "attempts", "created_at", "started_at", "finished_at", "heartbeat_at"]
         read_only_fields = fields
+
+    def to_representation(self, instance: Job) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["params"] = {k: v for k, v in (data["params"] or {}).items() if k not in PRIVATE_PARAMS}
+        return data
+
+
+PRIVATE_PARAMS = {"path"}  # where the worker keeps an upload: the server's business, not the client's
 
 
 class PredictionSerializer(serializers.ModelSerializer):
@@ -127,7 +136,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
     @action(detail=True, methods=["post"])
     def cancel(self, request: Any, pk: str | None = None) -> Response:
         job = self.get_object()
-        return Response(JobSerializer(jobs.do_request_cancel(self.tenant, job.pk)).data)  # type: ignore[arg-type]
+        try:
+            job = jobs.do_request_cancel(self.tenant, job.pk, role=request_role(request) or Role.VIEWER)  # type: ignore[arg-type]
+        except jobs.CancelNotAllowed as exc:
+            raise PermissionDenied(str(exc)) from None
+        return Response(JobSerializer(job).data)
 
     @extend_schema(request=ScoreSerializer, responses={202: JobSerializer})
     @action(detail=False, methods=["post"])

@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from clmsite.models import Tenant
+from clmsite.models import Role, Tenant, role_at_least
 from clmsite.tenancy import tenant_context
 from modeling.models import Job
 
@@ -146,6 +146,7 @@ class JobReporter:
         self.interval = interval
         self.echo = echo
         self._last = 0.0
+        self._cancellable = True
 
     def __call__(self, fraction: float, message: str = "") -> None:
         if self.echo is not None:
@@ -156,13 +157,16 @@ class JobReporter:
         self._last = now
         with tenant_context(self.job.tenant):
             Job.objects.filter(pk=self.job.pk).update(progress=max(0.0, min(fraction, 1.0)), message=message[:500], heartbeat_at=timezone.now())
-            if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
+            if self._cancellable and Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
                 raise JobCancelled
 
     def checkpoint(self, fraction: float, message: str = "") -> None:
-        """Report now, whatever the interval: the last point where a cancel can stop the job."""
+        """Report now, whatever the interval: the last point where a cancel can stop the job.
+        Past it the job commits its work, so a cancel asked later is too late and is not raised:
+        the job finishes and says what it did."""
         self._last = 0.0
         self(fraction, message)
+        self._cancellable = False
 
 
 def finish_job(job: Job, *, result: dict[str, Any], succeeded: bool, message: str) -> None:
@@ -184,10 +188,23 @@ def cancel_job(job: Job, message: str = "Cancelled") -> None:
         )
 
 
-def do_request_cancel(tenant: Tenant, job_id: int) -> Job:
-    """Ask a job to stop. A queued job is cancelled at once; a running one stops at its next progress report."""
+# Who may stop a job: whoever may start it. Training is started by admins; imports and
+# scoring by analysts.
+CANCEL_ROLES = {Job.Kind.TRAIN: Role.ADMIN}
+
+
+class CancelNotAllowed(PermissionError):
+    pass
+
+
+def do_request_cancel(tenant: Tenant, job_id: int, *, role: str = Role.OWNER) -> Job:
+    """Ask a job to stop, for a caller with ``role``. A queued job is cancelled at once; a
+    running one stops at its next progress report."""
     with tenant_context(tenant):
         job = Job.objects.get(pk=job_id)
+        needed = CANCEL_ROLES.get(job.kind, Role.ANALYST)
+        if not role_at_least(role, needed):
+            raise CancelNotAllowed(f"Only a{'n' if needed[0] in 'aeiou' else ''} {needed} or above can cancel a {job.get_kind_display().lower()} job.")
         if job.state == Job.State.QUEUED:
             cancel_job(job)
         elif job.state == Job.State.RUNNING:

@@ -36,6 +36,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
 from clmsite.tenancy import tenant_context
+from modeling.jobs import JobCancelled
 from modeling.metrics import classification_metrics
 from modeling.registry import sha256_file
 
@@ -391,6 +392,8 @@ def _fit_candidate(kind: str, fit: Callable[[], SentimentModel], valid_texts: li
     try:
         model = fit()
         predicted = model.predict_proba(valid_texts).argmax(axis=1)
+    except JobCancelled:
+        raise  # a cancel stops the training, not one candidate
     except Exception as error:  # a failed challenger must not stop the champion from serving
         logger.exception("sentiment candidate %s failed", kind)
         return CandidateResult(kind, ok=False, seconds=time.monotonic() - started, error=f"{type(error).__name__}: {error}")

@@ -26,6 +26,7 @@ from clmsite.tenancy import tenant_context
 from modeling import metrics, registry
 from modeling.families.base import CustomerModel, Progress, TrainingData, no_progress
 from modeling.features import History, examples, features_as_of, labels_after, load_history, plan_windows
+from modeling.jobs import JobCancelled
 from modeling.models import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,8 @@ def train_customer_models(
             model = family_class(name)()
             model.fit(data, lambda f, m: family_progress(0.9 * f, m))
             predictions = model.predict(history, data.validation.cutoff, data.x_valid, lambda f, m: family_progress(0.9 + 0.1 * f, m))
+        except JobCancelled:
+            raise  # a cancel stops the whole training, not one family
         except Exception as exc:  # a family that cannot train must not stop the others
             log.exception("family %s failed for tenant %s", name, tenant.pk)
             report.skipped.append(f"{name} failed ({type(exc).__name__}: {str(exc)[:200]})")

@@ -54,12 +54,15 @@ def run_import_job(tenant_id: int, job_id: int) -> ImportResult | None:
         result = import_csv(tenant, job.params["kind"], path, progress=jobs.JobReporter(job))
     except jobs.JobCancelled:
         jobs.cancel_job(job, "Cancelled; nothing was imported.")
+        Path(path).unlink(missing_ok=True)
         return None
     except Exception:
         log.exception("import job %s failed", job_id)
         jobs.finish_job(job, result={}, succeeded=False, message="The import failed with an internal error; nothing was imported.")
         raise
-    jobs.finish_job(job, result=result.as_dict(), succeeded=result.ok, message=result.message)
-    if result.ok:
-        Path(path).unlink(missing_ok=True)
+    with tenant_context(tenant):
+        too_late = Job.objects.filter(pk=job.pk, cancel_requested=True).exists()
+    message = f"{result.message} (The cancel came after the rows were being written.)" if too_late and result.ok else result.message
+    jobs.finish_job(job, result=result.as_dict(), succeeded=result.ok, message=message)
+    Path(path).unlink(missing_ok=True)  # imported or refused, the upload is not needed again: the report keeps the errors
     return result

@@ -156,7 +156,7 @@ SPECS: dict[str, Spec] = {
             Column("customer_id", ID, required=True, sql_type="id"),
             Column("order_id", ID, required=True, sql_type="id"),
             Column("ordered_at", parsing.parse_datetime, required=True, sql_type="ts"),
-            Column("amount", parsing.parse_money, required=True, sql_type="money"),
+            Column("amount", parsing.parse_order_amount, required=True, sql_type="money"),
             Column("currency", parsing.parse_currency),
             Column("quantity", parsing.parse_positive_int, sql_type="int"),
             Column("sku", ID, sql_type="id"),
@@ -533,6 +533,17 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
         for name in row:
             if name not in header:
                 header.append(str(name))
+
+    # A named column takes a string or a number; JSON objects, lists and booleans are refused
+    # rather than stored as their text. Other keys become a customer's free-form attributes.
+    known = {c.name for c in spec.columns}
+    collector = _Collector(settings.IMPORT_MAX_REPORTED_ERRORS)
+    for index, row in enumerate(rows):
+        for name, value in row.items():
+            if name in known and isinstance(value, bool | dict | list):
+                collector.add(index + 1, name, f"must be a string or a number, not {'true/false' if isinstance(value, bool) else 'a JSON ' + ('object' if isinstance(value, dict) else 'list')}")
+    if collector.count:
+        raise collector.fail("rows")
 
     def cell(value: Any) -> str:
         if value is None:
@@ -1022,8 +1033,9 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
     if not postgres:
         params["now"] = params["now"].replace(tzinfo=None).isoformat(" ")
     if progress:
-        # Reported before the transaction opens, so that the job row is not locked by it.
-        progress(0.65, "Writing to the database")
+        # Reported before the transaction opens, so that the job row is not locked by it; a
+        # job's last chance to be cancelled (past it, the import runs to its commit).
+        getattr(progress, "checkpoint", progress)(0.65, "Writing to the database")
     with transaction.atomic(), connection.cursor() as cursor:
         if postgres:
             # One import per tenant at a time: concurrent imports of the same file then end

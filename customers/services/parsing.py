@@ -39,7 +39,7 @@ def parse_datetime(raw: str) -> dt.datetime:
     return value.astimezone(UTC)
 
 
-def parse_money(raw: str, *, allow_negative: bool = False) -> Decimal:
+def parse_money(raw: str, *, allow_negative: bool = False, hint: str = "") -> Decimal:
     text = raw.strip().replace(",", "") if raw.count(",") and raw.count(".") else raw.strip()
     try:
         value = Decimal(text)
@@ -50,8 +50,12 @@ def parse_money(raw: str, *, allow_negative: bool = False) -> Decimal:
     if abs(value) >= MAX_MONEY:
         raise FieldError(f"{shorten(raw)} is too large")
     if value < 0 and not allow_negative:
-        raise FieldError("must not be negative (record refunds with status=refunded)")
+        raise FieldError(f"must not be negative{hint}")
     return value.quantize(CENT)
+
+
+def parse_order_amount(raw: str) -> Decimal:
+    return parse_money(raw, hint=" (record refunds with status=refunded)")
 
 
 def parse_positive_int(raw: str, *, maximum: int = 1_000_000) -> int:
@@ -86,8 +90,13 @@ def parse_currency(raw: str) -> str:
     return text
 
 
+EMAIL_MAX_LENGTH = 254  # RFC 5321's path limit, and Django's EmailField
+
+
 def parse_email(raw: str) -> str:
     text = raw.strip()
+    if len(text) > EMAIL_MAX_LENGTH:
+        raise FieldError(f"is {len(text):,} characters long; the limit is {EMAIL_MAX_LENGTH}")
     try:
         validate_email(text)
     except ValidationError:
