@@ -41,7 +41,7 @@ def cdnow_history() -> History:
 
 def backtest(history: History, as_of: dt.date, horizon_days: int, families: tuple[str, ...]) -> list[BacktestRow]:
     """Fit each family as training would, then score at ``as_of`` against the truth after it."""
-    from modeling.training import better
+    from modeling.training import champion_for
 
     data = build_training_data(history, as_of, horizon_days)
     test_features = features_as_of(history, as_of).reindex(columns=data.x_train.columns)
@@ -56,10 +56,7 @@ def backtest(history: History, as_of: dt.date, horizon_days: int, families: tupl
         test = evaluate(model.predict(history, as_of, test_features), truth)
         rows.append(BacktestRow(name, validation, test, seconds, []))
     for target in CUSTOMER_TARGETS:
-        champion = None
-        for row in rows:
-            if champion is None or better(target, row.validation, champion.validation):
-                champion = row
+        champion = champion_for(target, rows, family=lambda r: r.family, metrics=lambda r: r.validation)
         if champion is not None:
             champion.served_for.append(target)
     return rows

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,15 +117,16 @@ def charts(predictions: pd.DataFrame, labels: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def better(target: str, candidate: dict[str, Any], incumbent: dict[str, Any]) -> bool:
-    """Champion rule per target: purchase by AUC (then log loss), counts by MAE."""
+def better(target: str, candidate: dict[str, Any], incumbent: dict[str, Any], *, margin: float = 0.0) -> bool:
+    """Champion rule per target: purchase by AUC (then log loss), counts by MAE (lower than the
+    incumbent's by ``margin``, a share)."""
     if target == "purchase":
         a, b = candidate.get("auc"), incumbent.get("auc")
         if a is None or b is None:
             return (candidate.get("log_loss") or np.inf) < (incumbent.get("log_loss") or np.inf)
         return a > b + 1e-9 or (abs(a - b) <= 1e-9 and (candidate.get("log_loss") or np.inf) < (incumbent.get("log_loss") or np.inf))
     key = "orders_mae" if target == "orders" else "revenue_mae"
-    return (candidate.get(key) if candidate.get(key) is not None else np.inf) < (incumbent.get(key) if incumbent.get(key) is not None else np.inf)
+    return (candidate.get(key) if candidate.get(key) is not None else np.inf) < (1 - margin) * (incumbent.get(key) if incumbent.get(key) is not None else np.inf)
 
 
 def build_training_data(history: History, as_of: dt.date, horizon_days: int, settings: dict[str, Any] | None = None) -> TrainingData:
@@ -199,13 +201,26 @@ def train_customer_models(
     return versions
 
 
+# A learned family displaces BG/NBD, the probabilistic baseline, on a count target (orders,
+# revenue) only when its validation MAE is lower by this share: a 1% edge on one window is
+# noise (on CDNOW the transformer won orders by 1.2% on validation and lost by 14% out of time).
+BASELINE_MARGIN = 0.02
+
+
+def champion_for(target: str, candidates: list[Any], *, family: Callable[[Any], str], metrics: Callable[[Any], dict[str, Any]]) -> Any:
+    """The candidate that serves ``target``, by the validation metrics: the baseline first, then
+    each challenger that beats the one ahead (by BASELINE_MARGIN, when that one is BG/NBD)."""
+    champion = None
+    for candidate in sorted(candidates, key=lambda c: family(c) != "bgnbd"):
+        margin = BASELINE_MARGIN if champion is not None and family(champion) == "bgnbd" else 0.0
+        if champion is None or better(target, metrics(candidate), metrics(champion), margin=margin):
+            champion = candidate
+    return champion
+
+
 def choose_champions(versions: list[ModelVersion]) -> dict[str, ModelVersion]:
-    champions: dict[str, ModelVersion] = {}
-    for version in versions:
-        incumbent = champions.get(version.target)
-        if incumbent is None or better(version.target, version.metrics, incumbent.metrics):
-            champions[version.target] = version
-    return champions
+    targets = dict.fromkeys(v.target for v in versions)
+    return {t: champion_for(t, [v for v in versions if v.target == t], family=lambda v: v.family, metrics=lambda v: v.metrics) for t in targets}
 
 
 def train_models(
