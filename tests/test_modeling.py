@@ -324,16 +324,24 @@ def test_beat_plans_weekly_training_and_nightly_scoring(trained, django_capture_
     assert [j.kind for j in nightly] == ["score"]
 
 
+def scoring_job(tenant, as_of, capture):
+    """Run a scoring job as the worker would (its chunks in order) and return it, finished."""
+    from modeling.services import do_start_scoring
+
+    with capture(execute=True):
+        job = do_start_scoring(tenant, as_of=as_of)
+    with tenant_context(tenant):
+        job.refresh_from_db()
+    return job
+
+
 def test_scoring_job_runs_in_chunks_and_reports_progress(trained, settings, django_capture_on_commit_callbacks, monkeypatch):
     from modeling import scoring
-    from modeling.services import do_start_scoring
 
     tenant, _ = trained
     monkeypatch.setattr(scoring, "CHUNK_SIZE", 150)
-    with django_capture_on_commit_callbacks(execute=True):
-        job = do_start_scoring(tenant, as_of=END)
+    job = scoring_job(tenant, END, django_capture_on_commit_callbacks)
     with tenant_context(tenant):
-        job.refresh_from_db()
         customers = tenant_customers = Prediction.objects.filter(as_of=END).count()
         tiers = set(Prediction.objects.filter(as_of=END).values_list("value_tier", flat=True))
     assert (job.state, job.progress, job.steps_done) == (Job.State.SUCCEEDED, 1.0, job.steps_total)
@@ -346,12 +354,10 @@ def test_a_scoring_that_fails_or_is_cancelled_midway_leaves_the_last_complete_da
     from modeling import scoring
     from modeling.exports import latest_predictions
     from modeling.jobs import do_request_cancel
-    from modeling.services import do_start_scoring
 
     tenant, _ = trained
     monkeypatch.setattr(scoring, "CHUNK_SIZE", 150)
-    with django_capture_on_commit_callbacks(execute=True):
-        complete = do_start_scoring(tenant, as_of=END)
+    assert scoring_job(tenant, END, django_capture_on_commit_callbacks).state == Job.State.SUCCEEDED
     with tenant_context(tenant):
         customers = Customer.objects.count()
         before = dict(Prediction.objects.filter(as_of=END).values_list("customer_id", "created_at"))
@@ -367,10 +373,8 @@ def test_a_scoring_that_fails_or_is_cancelled_midway_leaves_the_last_complete_da
 
     monkeypatch.setattr(scoring, "score_customers", second_chunk_fails)
     later = END + dt.timedelta(days=7)
-    with django_capture_on_commit_callbacks(execute=True):
-        failed = do_start_scoring(tenant, as_of=later)
+    failed = scoring_job(tenant, later, django_capture_on_commit_callbacks)
     with tenant_context(tenant):
-        failed.refresh_from_db()
         assert not Prediction.objects.filter(as_of=later).exists()  # the first chunk's rows were taken back
     assert failed.state == Job.State.FAILED and failed.finished_at is not None
     assert failed.message.startswith(f"Scoring failed on chunk 2 of {failed.steps_total}: disk full; the 150 predictions")
@@ -382,10 +386,8 @@ def test_a_scoring_that_fails_or_is_cancelled_midway_leaves_the_last_complete_da
     # Re-scoring a complete date that fails keeps one prediction per customer: the new ones
     # for the chunk that finished, the earlier ones for the rest.
     calls.clear()
-    with django_capture_on_commit_callbacks(execute=True):
-        rescore = do_start_scoring(tenant, as_of=END)
+    rescore = scoring_job(tenant, END, django_capture_on_commit_callbacks)
     with tenant_context(tenant):
-        rescore.refresh_from_db()
         after = dict(Prediction.objects.filter(as_of=END).values_list("customer_id", "created_at"))
     assert rescore.state == Job.State.FAILED and "taken back" not in rescore.message
     assert after.keys() == before.keys()
@@ -401,10 +403,7 @@ def test_a_scoring_that_fails_or_is_cancelled_midway_leaves_the_last_complete_da
 
     calls.clear()
     monkeypatch.setattr(scoring, "score_customers", cancel_during_first_chunk)
-    with django_capture_on_commit_callbacks(execute=True):
-        cancelled = do_start_scoring(tenant, as_of=later)
+    cancelled = scoring_job(tenant, later, django_capture_on_commit_callbacks)
     with tenant_context(tenant):
-        cancelled.refresh_from_db()
         assert not Prediction.objects.filter(as_of=later).exists()
     assert cancelled.state == Job.State.CANCELLED and len(calls) == 1
-    assert complete.pk != cancelled.pk

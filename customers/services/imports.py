@@ -537,11 +537,12 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
     # A named column takes a string or a number; JSON objects, lists and booleans are refused
     # rather than stored as their text. Other keys become a customer's free-form attributes.
     known = {c.name for c in spec.columns}
+    not_scalar = {bool: "true/false", dict: "a JSON object", list: "a JSON list"}
     collector = _Collector(settings.IMPORT_MAX_REPORTED_ERRORS)
     for index, row in enumerate(rows):
         for name, value in row.items():
-            if name in known and isinstance(value, bool | dict | list):
-                collector.add(index + 1, name, f"must be a string or a number, not {'true/false' if isinstance(value, bool) else 'a JSON ' + ('object' if isinstance(value, dict) else 'list')}")
+            if name in known and type(value) in not_scalar:
+                collector.add(index + 1, name, f"must be a string or a number, not {not_scalar[type(value)]}")
     if collector.count:
         raise collector.fail("rows")
 
