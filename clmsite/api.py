@@ -80,6 +80,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response is None:
         log.exception("Unhandled API error", exc_info=exc)
         response = Response({"detail": "Internal error. It has been logged."}, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    if isinstance(response.data, list):
+        # A ValidationError raised with a bare message list (DRF's filters do): every error
+        # body is an object, so that clients read ``detail`` or a field's name alike.
+        response.data = {"detail": " ".join(str(message) for message in response.data)}
     return response
 
 

@@ -70,10 +70,20 @@ def do_start_training(
 
 
 def do_start_scoring(tenant: Tenant, *, as_of: dt.date | None = None, acting_user: Any = None) -> Job:
+    """Queue a scoring of ``as_of``, or return the one already queued or running for that
+    date: a second click, a retried API call or beat's nightly run joins it rather than
+    scoring the same customers twice at once."""
     from modeling.tasks import score_customers_task
 
+    day = check_as_of(tenant, as_of or default_as_of(tenant)).isoformat()
     with transaction.atomic():
-        job = jobs.create_job(tenant, Job.Kind.SCORE, params={"as_of": check_as_of(tenant, as_of or default_as_of(tenant)).isoformat()}, acting_user=acting_user)
+        # The tenant's row lock makes the check and the insert one step for concurrent callers.
+        Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
+        with tenant_context(tenant):
+            pending = Job.objects.filter(kind=Job.Kind.SCORE, state__in=[Job.State.QUEUED, Job.State.RUNNING], params__as_of=day).first()
+        if pending is not None:
+            return pending
+        job = jobs.create_job(tenant, Job.Kind.SCORE, params={"as_of": day}, acting_user=acting_user)
         jobs.enqueue_job(job, score_customers_task)
     return job
 

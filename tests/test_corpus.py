@@ -37,6 +37,8 @@ CORPUS: dict[str, tuple[str, bytes, tuple]] = {
     "BOM and CRLF": ("orders", b"\xef\xbb\xbf" + (H + GOOD).replace(b"\n", b"\r\n"), ("ok", 2)),
     "Latin-1 names": ("customers", "customer_id,name\nc1,Zoë Müller\n".encode("latin-1"), ("ok", 1)),
     "formula-like text is data": ("customers", b"customer_id,name\nc1,=HYPERLINK(\"x\")\n", ("ok", 1)),
+    "order dated years ahead": ("orders", H + b"c1,o1,2062-01-05,10\n", ("error", [(2, "ordered_at")])),
+    "review dated years ahead": ("reviews", b"customer_id,review_id,created_at,text\nc1,r1,20620105,ok\n", ("error", [(2, "created_at")])),
     "rating out of range": ("reviews", b"customer_id,review_id,created_at,text,rating\nc1,r1,2024-01-05,ok,9\n", ("error", [(2, "rating")])),
 }
 

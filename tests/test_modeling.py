@@ -350,6 +350,26 @@ def test_scoring_job_runs_in_chunks_and_reports_progress(trained, settings, djan
     assert tiers == {"high", "medium", "low"}
 
 
+def test_a_second_scoring_of_the_same_date_joins_the_one_queued(trained, django_capture_on_commit_callbacks):
+    from modeling.services import do_start_scoring
+
+    tenant, _ = trained
+    with django_capture_on_commit_callbacks(execute=False):
+        first = do_start_scoring(tenant, as_of=END)
+        again = do_start_scoring(tenant, as_of=END)
+        other_day = do_start_scoring(tenant, as_of=END - dt.timedelta(days=1))
+    assert again.pk == first.pk and other_day.pk != first.pk
+    with tenant_context(tenant):
+        assert Job.objects.filter(kind=Job.Kind.SCORE, state=Job.State.QUEUED, params__as_of=END.isoformat()).count() == 1
+    # Over the API too: the same job answers, so an integrator's retry does not score twice.
+    answer = api_client_for(tenant).post("/api/v1/jobs/score/", {"as_of": END.isoformat()}, format="json")
+    assert answer.status_code == 202 and answer.json()["id"] == first.pk
+    with tenant_context(tenant):
+        Job.objects.filter(pk=first.pk).update(state=Job.State.SUCCEEDED)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert do_start_scoring(tenant, as_of=END).pk != first.pk  # a finished one does not hold the next
+
+
 def test_a_scoring_that_fails_or_is_cancelled_midway_leaves_the_last_complete_date_serving(trained, settings, django_capture_on_commit_callbacks, monkeypatch):
     from modeling import scoring
     from modeling.exports import latest_predictions

@@ -22,8 +22,16 @@ class FieldError(ValueError):
     pass
 
 
+# How far past now (UTC) an event's time may lie: a shop east of Greenwich is already there.
+FUTURE_SLACK = dt.timedelta(days=1)
+
+
 def parse_datetime(raw: str) -> dt.datetime:
-    """ISO 8601 (date or date-time, with or without offset) or ``YYYYMMDD``; naive means UTC."""
+    """ISO 8601 (date or date-time, with or without offset) or ``YYYYMMDD``; naive means UTC.
+
+    Every imported time records something that happened (an order, a review, a first
+    visit), so a time more than a day ahead is refused: a typo'd year would otherwise make
+    a customer look active for years and sit in every later model's features."""
     text = raw.strip()
     try:
         if _YYYYMMDD.match(text):
@@ -36,7 +44,11 @@ def parse_datetime(raw: str) -> dt.datetime:
         value = value.replace(tzinfo=UTC)
     if not 1900 <= value.year <= 2100:
         raise FieldError(f"year {value.year} is out of range (1900-2100)")
-    return value.astimezone(UTC)
+    value = value.astimezone(UTC)
+    latest = dt.datetime.now(UTC) + FUTURE_SLACK
+    if value > latest:
+        raise FieldError(f"{value:%Y-%m-%d %H:%M} UTC is in the future; times may be at most a day ahead ({latest:%Y-%m-%d %H:%M} UTC)")
+    return value
 
 
 def parse_money(raw: str, *, allow_negative: bool = False, hint: str = "") -> Decimal:
