@@ -69,18 +69,20 @@ def do_start_training(
     return job
 
 
-def do_start_scoring(tenant: Tenant, *, as_of: dt.date | None = None, acting_user: Any = None) -> Job:
+def do_start_scoring(tenant: Tenant, *, as_of: dt.date | None = None, acting_user: Any = None, new_models: bool = False) -> Job:
     """Queue a scoring of ``as_of``, or return the one already queued or running for that
-    date: a second click, a retried API call or beat's nightly run joins it rather than
-    scoring the same customers twice at once."""
+    date: a retried API call or beat's nightly run joins it rather than scoring the same
+    customers twice at once. After a training (``new_models``) only a queued one is joined:
+    it reads the models when it starts, while a running one began with the previous ones."""
     from modeling.tasks import score_customers_task
 
     day = check_as_of(tenant, as_of or default_as_of(tenant)).isoformat()
+    states = [Job.State.QUEUED] if new_models else [Job.State.QUEUED, Job.State.RUNNING]
     with transaction.atomic():
         # The tenant's row lock makes the check and the insert one step for concurrent callers.
         Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
         with tenant_context(tenant):
-            pending = Job.objects.filter(kind=Job.Kind.SCORE, state__in=[Job.State.QUEUED, Job.State.RUNNING], params__as_of=day).first()
+            pending = Job.objects.filter(kind=Job.Kind.SCORE, state__in=states, params__as_of=day).first()
         if pending is not None:
             return pending
         job = jobs.create_job(tenant, Job.Kind.SCORE, params={"as_of": day}, acting_user=acting_user)

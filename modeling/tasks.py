@@ -78,7 +78,7 @@ def train_models_task(self, tenant_id: int, job_id: int) -> None:
     if job.params.get("score_after") and result["champions"]:
         from modeling.services import do_start_scoring
 
-        do_start_scoring(tenant, as_of=dt.date.fromisoformat(job.params["as_of"]), acting_user=job.created_by)
+        do_start_scoring(tenant, as_of=dt.date.fromisoformat(job.params["as_of"]), acting_user=job.created_by, new_models=True)
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)

@@ -364,10 +364,17 @@ def test_a_second_scoring_of_the_same_date_joins_the_one_queued(trained, django_
     # Over the API too: the same job answers, so an integrator's retry does not score twice.
     answer = api_client_for(tenant).post("/api/v1/jobs/score/", {"as_of": END.isoformat()}, format="json")
     assert answer.status_code == 202 and answer.json()["id"] == first.pk
+    # One that runs already began with the models then serving: a training's scoring queues its own.
     with tenant_context(tenant):
-        Job.objects.filter(pk=first.pk).update(state=Job.State.SUCCEEDED)
+        Job.objects.filter(pk=first.pk).update(state=Job.State.RUNNING)
     with django_capture_on_commit_callbacks(execute=False):
-        assert do_start_scoring(tenant, as_of=END).pk != first.pk  # a finished one does not hold the next
+        assert do_start_scoring(tenant, as_of=END).pk == first.pk
+        after_training = do_start_scoring(tenant, as_of=END, new_models=True)
+        assert after_training.pk != first.pk and do_start_scoring(tenant, as_of=END, new_models=True).pk == after_training.pk
+    with tenant_context(tenant):
+        Job.objects.filter(kind=Job.Kind.SCORE).update(state=Job.State.SUCCEEDED)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert do_start_scoring(tenant, as_of=END).pk not in (first.pk, after_training.pk)  # finished ones do not hold the next
 
 
 def test_a_scoring_that_fails_or_is_cancelled_midway_leaves_the_last_complete_date_serving(trained, settings, django_capture_on_commit_callbacks, monkeypatch):
