@@ -54,10 +54,12 @@ def switch_tenant(request: HttpRequest) -> HttpResponse:
     return redirect("dashboard")
 
 
+NEW_KEY_SESSION = "clm_new_api_key"
+
+
 @tenant_required(Role.ADMIN)
 def api_keys(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
-    new_key = None
     if request.method == "POST":
         role = request.POST.get("role", Role.ANALYST)
         if role not in Role.values:
@@ -65,8 +67,12 @@ def api_keys(request: HttpRequest) -> HttpResponse:
         elif role == Role.OWNER and not request.membership.can(Role.OWNER):  # type: ignore[attr-defined]
             messages.error(request, "Only an owner can create owner keys.")
         else:
-            key, new_key = do_create_api_key(tenant, role=role, name=request.POST.get("name", "").strip() or "API key", acting_user=request.user)
+            key, raw = do_create_api_key(tenant, role=role, name=request.POST.get("name", "").strip() or "API key", acting_user=request.user)
             messages.success(request, f"Created key '{key.name}'. Copy it now: it will not be shown again.")
+            # Shown by the page the browser is sent to, once: reloading it creates no second key.
+            request.session[NEW_KEY_SESSION] = raw
+        return redirect("api_keys")
+    new_key = request.session.pop(NEW_KEY_SESSION, None)
     keys = ApiKey.objects.filter(tenant=tenant).select_related("created_by")
     return render(request, "api_keys.html", {"keys": keys, "new_key": new_key, "roles": Role.choices})
 

@@ -230,11 +230,9 @@ class SavedFiltersSerializer(serializers.Serializer):
         if unknown:
             raise ValidationError({key: "unknown filter" for key in sorted(unknown)})
         values = super().to_internal_value(data)
-        ranges = (("churn_min", "churn_max"), ("sentiment_min", "sentiment_max"), ("spend_min", "spend_max"), ("orders_min", "orders_max"),
-                  ("last_order_after", "last_order_before"))
-        crossed = {high: f"must not be below {low} ({values[low]})" for low, high in ranges if low in values and high in values and values[high] < values[low]}
+        crossed = insights.crossed_filter_ranges(values)
         if crossed:
-            raise ValidationError(crossed)  # no customer can match: a mistake, not a segment
+            raise ValidationError(crossed)
         return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in values.items()}
 
 

@@ -150,6 +150,12 @@ class SavedSegmentForm(forms.Form):
     last_order_after = forms.DateField(required=False, label="Last order on or after")
     last_order_before = forms.DateField(required=False, label="Last order on or before")
 
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        for field, message in insights.crossed_filter_ranges(cleaned).items():
+            self.add_error(field, message)
+        return cleaned
+
     def filters(self) -> dict[str, Any]:
         data = {k: v for k, v in self.cleaned_data.items() if k != "name" and v not in (None, "", [])}
         return {k: (v.isoformat() if isinstance(v, dt.date) else float(v) if hasattr(v, "as_tuple") else v) for k, v in data.items()}
@@ -205,7 +211,7 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
     return render(request, "insights/segment_detail.html", {
         "segment": segment, "summary": summary, "page": page, "chart_data": chart,
         "can_delete": segment.kind == Segment.Kind.SAVED and request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
-        "filters": [(insights.SAVED_FILTERS.get(k, k), v) for k, v in segment.filters.items()],
+        "filters": insights.describe_filters(segment.filters),
     })
 
 

@@ -27,7 +27,7 @@ from clmsite.tenancy import tenant_context
 from modeling import lifecycle, review_insight, segments
 from modeling.families.base import Progress, no_progress
 from modeling.features import History, as_timestamp, features_as_of, load_history
-from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, SegmentSnapshot, StageSnapshot
+from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, SegmentSnapshot, Stage, StageSnapshot
 from modeling.profiles import customer_profiles
 
 log = logging.getLogger(__name__)
@@ -392,6 +392,30 @@ SAVED_FILTERS = {
     "category": "bought from this category", "country": "country", "first_order_after": "first order on or after",
     "last_order_before": "last order on or before", "last_order_after": "last order on or after",
 }
+
+
+FILTER_RANGES = (("churn_min", "churn_max"), ("sentiment_min", "sentiment_max"), ("spend_min", "spend_max"), ("orders_min", "orders_max"),
+                 ("last_order_after", "last_order_before"))
+
+
+def crossed_filter_ranges(filters: dict[str, Any]) -> dict[str, str]:
+    """The upper bounds set below their lower bound: no customer can match such a segment, so it
+    is a mistake to say, not a segment to save (the form and the API both refuse it)."""
+    return {high: f"is below “{SAVED_FILTERS[low]}” ({filters[low]}): no customer can match both" for low, high in FILTER_RANGES
+            if filters.get(low) not in (None, "") and filters.get(high) not in (None, "") and filters[high] < filters[low]}
+
+
+def describe_filters(filters: dict[str, Any]) -> list[tuple[str, str]]:
+    """A saved segment's filters as a merchant reads them: labels, not codes."""
+    from campaigns.models import Action
+
+    names = {"stages": dict(Stage.choices), "actions": dict(Action.choices), "value_tiers": {"high": "High", "medium": "Medium", "low": "Low"}}
+    described = []
+    for key, value in filters.items():
+        if isinstance(value, list):
+            value = ", ".join(str(names.get(key, {}).get(v, v)) for v in value)
+        described.append((SAVED_FILTERS.get(key, key), str(value)))
+    return described
 
 
 def saved_segment_key(name: str) -> str:

@@ -146,14 +146,26 @@ def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: lis
         result = {"as_of": as_of.isoformat(), "chunks": job.steps_total, "scored": scored}
         from modeling.insights import refresh_insights
 
+        # Every customer is scored: past this checkpoint a cancel is too late. The stages,
+        # segments and actions are brought in line with the new predictions all the same,
+        # as stopping halfway would leave pages that disagree with each other.
         reporter = jobs.JobReporter(job)
+        try:
+            reporter.checkpoint(SCORING_SHARE, "Stages, segments and actions")
+        except jobs.JobCancelled:  # asked while the last chunk ran
+            _stop_scoring(tenant, job, as_of, "Cancelled", cancelled=True)
+            return
         try:
             result["insights"] = refresh_insights(tenant, as_of, progress=lambda f, m: reporter(SCORING_SHARE + (1 - SCORING_SHARE) * f, m))
         except Exception as exc:  # the predictions stand; say plainly what is missing
             log.exception("insights failed for tenant %s as of %s", tenant.slug, as_of)
-            jobs.finish_job(job, result=result, succeeded=False, message=f"Scored {scored:,} customers, but stages, segments and actions failed: {exc}"[:500])
+            reason = str(exc) or type(exc).__name__
+            jobs.finish_job(job, result=result, succeeded=False, message=f"Scored {scored:,} customers, but stages, segments and actions failed: {reason}"[:500])
             return
-        jobs.finish_job(job, result=result, succeeded=True, message=f"Scored {scored:,} customers as of {as_of}; stages, segments and actions updated.")
+        with tenant_context(tenant):
+            too_late = Job.objects.filter(pk=job.pk, cancel_requested=True).exists()
+        late = " (The cancel came after every customer was scored.)" if too_late else ""
+        jobs.finish_job(job, result=result, succeeded=True, message=f"Scored {scored:,} customers as of {as_of}; stages, segments and actions updated.{late}")
 
 
 def _stop_scoring(tenant: Tenant, job: Job, as_of: dt.date, reason: str, *, cancelled: bool = False) -> None:

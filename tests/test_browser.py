@@ -203,8 +203,11 @@ def test_campaign_pages_from_suggestion_to_report(live_server, page, alice, tena
     page.wait_for_function("() => document.getElementById('preview-size').textContent.includes('customers')")
     page.fill("#id_control_share", "0.5")
     page.click("[data-testid=campaign-form] button[type=submit]")
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     page.click("[data-testid=launch]")
     assert page.inner_text("[data-testid=campaign-state]") == "Running"
+    assert asked and "50% held out as control" in asked[0]  # launching asks first
     assert "launch" in page.inner_text("[data-testid=audit]")
 
     with tenant_context(tenant_a):  # a month later, the treatment group bought more

@@ -32,6 +32,7 @@ CORPUS: dict[str, tuple[str, bytes, tuple]] = {
     "huge field": ("orders", H + b'c1,o1,2024-01-05,"' + b"9" * 200_000 + b'"\n', ("error", "longer than")),
     "conflicting duplicate order id": ("orders", H + b"c1,o1,2024-01-05,10\nc2,o1,2024-01-05,10\n", ("error", [(3, "customer_id")])),
     "one bad row at the end": ("orders", H + GOOD + b"c3,o3,2024-01-07,oops\n", ("error", [(4, "amount")])),
+    "a bad row and a conflicting repeat": ("orders", H + b"c1,o1,2024-01-05,10\nc2,o2,2024-01-05,oops\nc3,o1,2024-01-05,10\n", ("error", [(3, "amount"), (4, "customer_id")])),
     "two bad rows": ("orders", H + b"c1,o1,yesterday,10\nc2,o2,2024-01-05,-\n", ("error", [(2, "ordered_at"), (3, "amount")])),
     "good with YYYYMMDD": ("orders", H + GOOD, ("ok", 2)),
     "BOM and CRLF": ("orders", b"\xef\xbb\xbf" + (H + GOOD).replace(b"\n", b"\r\n"), ("ok", 2)),

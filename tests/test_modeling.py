@@ -303,6 +303,9 @@ def test_model_pages_render(trained, client, alice):
     version = registry.active_versions(tenant)["purchase"]
     detail = client.get(f"/models/{version.pk}/")
     assert detail.status_code == 200 and b"calibration-chart" in detail.content
+    sentiment = client.get(f"/models/{registry.active_versions(tenant)['sentiment'].pk}/").content.decode()
+    assert "negative 0." in sentiment and "{&#x27;" not in sentiment  # per-class scores as text, not a dict
+    assert "horizon 0 days" not in sentiment and "rated reviews held out at random" in sentiment
 
 
 def test_beat_plans_weekly_training_and_nightly_scoring(trained, django_capture_on_commit_callbacks):
@@ -434,3 +437,26 @@ def test_a_scoring_that_fails_or_is_cancelled_midway_leaves_the_last_complete_da
     with tenant_context(tenant):
         assert not Prediction.objects.filter(as_of=later).exists()
     assert cancelled.state == Job.State.CANCELLED and len(calls) == 1
+
+
+def test_a_cancel_once_every_customer_is_scored_comes_too_late_and_the_pages_stay_consistent(trained, django_capture_on_commit_callbacks, monkeypatch):
+    from modeling import insights
+    from modeling.jobs import do_request_cancel
+    from modeling.models import CustomerInsight
+
+    tenant, _ = trained
+    real_refresh = insights.refresh_insights
+
+    def cancel_during_insights(*args, **kwargs):  # the merchant presses Cancel while stages are computed
+        with tenant_context(tenant):
+            do_request_cancel(tenant, Job.objects.get(kind=Job.Kind.SCORE, state=Job.State.RUNNING).pk)
+        return real_refresh(*args, **kwargs)
+
+    monkeypatch.setattr(insights, "refresh_insights", cancel_during_insights)
+    later = END + dt.timedelta(days=3)
+    job = scoring_job(tenant, later, django_capture_on_commit_callbacks)
+    assert job.state == Job.State.SUCCEEDED and job.message.endswith("(The cancel came after every customer was scored.)")
+    with tenant_context(tenant):
+        customers = Customer.objects.count()
+        assert Prediction.objects.filter(as_of=later).count() == customers
+        assert CustomerInsight.objects.filter(as_of=later).count() == customers  # every page reads the same date

@@ -7,8 +7,8 @@ An import runs in two phases so that a bad file changes nothing:
    own connection (PostgreSQL ``COPY``; ``executemany`` on SQLite), so memory stays
    bounded and the database parses rows while Python checks the next ones. A temporary
    table is private to its connection: nothing anyone can see has changed yet. Every bad
-   row is reported (row number, column, message) up to a cap; after the first one no more
-   rows are staged, and any error stops the import here.
+   row is reported (row number, column, message) up to a cap, with the clean rows that
+   repeat an id with other data, and any error stops the import here.
 2. **Load, set-based, in one transaction.** Duplicates inside the file are checked in
    SQL, and ``INSERT … ON CONFLICT DO UPDATE … WHERE <changed>`` statements upsert
    customers, products, orders, lines and reviews. Rows that would not change are left
@@ -205,6 +205,13 @@ class _Collector:
         if len(self.errors) < self.cap:
             self.errors.append(RowError(row, column, message))
 
+    def add_staged(self, errors: list[RowError]) -> None:
+        """Add errors found among the staged rows (repeated ids): those rows were clean, so
+        each is a bad row of its own, and the list stays in row order."""
+        self.count += len(errors)
+        self.bad_rows += len({error.row for error in errors})
+        self.errors = sorted(self.errors + errors, key=lambda error: error.row)[: self.cap]
+
     def fail(self, what: str) -> ImportError_:
         shown = f" (the first {len(self.errors)} are listed)" if self.count > len(self.errors) else ""
         errors = "1 error" if self.count == 1 else f"{self.count:,} errors"
@@ -351,7 +358,8 @@ def _validate_records(
     progress: Callable[[], None] | None = None,
 ) -> list[str]:
     """Check every record, stage the clean ones and return the header's column names.
-    After the first bad row nothing more is staged, but reading goes on to report every error."""
+    A file with bad rows is still read to its end and its clean rows staged, so that the
+    report also names the rows that repeat an id with different data."""
     collector = _Collector(settings.IMPORT_MAX_REPORTED_ERRORS)
     names = [h.strip().lower() for h in header]
     if not any(names):
@@ -430,9 +438,11 @@ def _validate_records(
                 elif text:
                     attributes[name] = text[:1000]
             staged.append(json.dumps(attributes, sort_keys=True) if extra else None)
-        if not bad and not collector.count:
+        if not bad:
             staging.write(staged)
     if collector.count:
+        staging.pause()
+        collector.add_staged(file_duplicates(staging.cursor, spec))
         raise collector.fail("file")
     if rows == 0:
         raise ImportError_("Nothing was imported: the file has a header but no data rows.", [RowError(2, "", "no data rows")])
@@ -613,6 +623,15 @@ def _summarise_orders(cursor: Any) -> None:
     )
     if connection.vendor == "postgresql":
         cursor.execute(f"ANALYZE {STAGING}_orders")
+
+
+def file_duplicates(cursor: Any, spec: Spec) -> list[RowError]:
+    """Index and summarise the staged rows, then find those that repeat an id with other data."""
+    cursor.execute(f"CREATE INDEX {STAGING}_key ON {STAGING} ({spec.key})")
+    _analyze(cursor, STAGING)
+    if spec.kind == "orders":
+        _summarise_orders(cursor)
+    return _duplicate_errors(cursor, spec)
 
 
 def _duplicate_errors(cursor: Any, spec: Spec) -> list[RowError]:
@@ -1043,12 +1062,7 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
             # exactly as one import does, with no deadlock between their upserts.
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [7301, tenant.pk])
             _plan_joins(cursor, spec, tenant.pk, staging.rows)
-        cursor.execute(f"CREATE INDEX {STAGING}_key ON {STAGING} ({spec.key})")
-        if postgres:
-            cursor.execute(f"ANALYZE {STAGING}")
-        if spec.kind == "orders":
-            _summarise_orders(cursor)
-        duplicates = _duplicate_errors(cursor, spec)
+        duplicates = file_duplicates(cursor, spec)
         if duplicates:
             transaction.set_rollback(True)
             collector = _Collector(settings.IMPORT_MAX_REPORTED_ERRORS)

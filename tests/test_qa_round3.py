@@ -1,0 +1,50 @@
+"""Defects found by QA walking the web UI in a browser on the demo shop (2026-12-01), each pinned by a test."""
+
+from __future__ import annotations
+
+import pytest
+
+from clmsite.tenancy import tenant_context
+from customers.models import Customer
+from customers.services.imports import import_rows
+from modeling.models import Segment
+from tests.conftest import api_client_for
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_customer_whose_order_line_has_no_product_has_a_page(tenant_a, client, alice) -> None:
+    # The README's minimal orders format: no sku, so the line has no product.
+    assert import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-05-01", "amount": "19.90"}]).ok
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get(external_id="c1")
+    client.force_login(alice)
+    page = client.get(f"/customers/{customer.pk}/")
+    assert page.status_code == 200 and "1× item" in page.content.decode()
+
+
+def test_a_saved_segment_no_customer_can_match_is_refused_by_the_form_as_by_the_api(tenant_a, client, alice) -> None:
+    client.force_login(alice)
+    page = client.post("/segments/", {"name": "Nonsense", "churn_min": "0.9", "churn_max": "0.1", "orders_min": "10", "orders_max": "2",
+                                      "last_order_after": "2026-12-01", "last_order_before": "2020-01-01"})
+    text = page.content.decode()
+    assert page.status_code == 200 and text.count("no customer can match both") == 3
+    api = api_client_for(tenant_a).post("/api/v1/segments/", {"name": "Nonsense", "filters": {"churn_min": 0.9, "churn_max": 0.1}}, format="json")
+    assert api.status_code == 400 and "no customer can match both" in str(api.json()["filters"]["churn_max"])
+    with tenant_context(tenant_a):
+        assert not Segment.objects.filter(kind=Segment.Kind.SAVED).exists()
+
+
+def test_saved_segment_filters_read_as_labels_and_a_segment_without_filters_can_be_deleted(tenant_a, client, alice) -> None:
+    client.force_login(alice)
+    client.post("/segments/", {"name": "At risk, high value", "stages": ["at_risk"], "value_tiers": ["high"]})
+    client.post("/segments/", {"name": "Everyone"})
+    with tenant_context(tenant_a):
+        narrow, everyone = (Segment.objects.get(kind=Segment.Kind.SAVED, name=name) for name in ("At risk, high value", "Everyone"))
+    text = client.get(f"/segments/{narrow.pk}/").content.decode()
+    assert "<strong>At risk</strong>" in text and "<strong>High</strong>" in text and "[&#x27;" not in text
+    text = client.get(f"/segments/{everyone.pk}/").content.decode()
+    assert "No filters" in text and "Delete this saved segment" in text
+    assert client.post(f"/segments/{everyone.pk}/delete/").status_code == 302
+    with tenant_context(tenant_a):
+        assert not Segment.objects.filter(pk=everyone.pk).exists()
