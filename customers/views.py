@@ -14,7 +14,7 @@ from clmsite.views import tenant_required
 from customers.services import queries
 from customers.services.import_jobs import do_start_import
 from customers.services.imports import KINDS, SPECS
-from modeling.models import Job
+from modeling.models import Job, Prediction, Stage
 
 
 @tenant_required()
@@ -37,18 +37,27 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @tenant_required()
 def customer_list(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "").replace("\x00", "").strip()[:100]  # PostgreSQL text cannot hold NUL
+    def text(name: str, limit: int) -> str:
+        return request.GET.get(name, "").replace("\x00", "").strip()[:limit]  # PostgreSQL text cannot hold NUL
+
+    query, country = text("q", 100), text("country", 64)
     sort = request.GET.get("sort", "-spent")
+    stage = request.GET.get("stage", "") if request.GET.get("stage") in Stage.values else ""
+    tier = request.GET.get("tier", "") if request.GET.get("tier") in Prediction.Tier.values else ""
     tenant = request.tenant  # type: ignore[attr-defined]
-    customers = queries.search_customers(tenant, query=query, sort=sort)
+    customers = queries.search_customers(tenant, query=query, sort=sort, stage=stage, tier=tier, country=country)
     paginator = Paginator(customers, 25)
-    if not query:  # counting every customer is the page's costliest query: once per data version
+    filtered = bool(query or stage or tier or country)
+    if not filtered:  # counting every customer is the page's costliest query: once per data version
         from clmsite.datacache import cached
 
         paginator.count = cached(tenant.pk, "customer-count", customers.count)  # type: ignore[misc]
     page = paginator.get_page(request.GET.get("page"))
-    base = "?" + urlencode({"q": query}) + "&sort="
-    return render(request, "customers/list.html", {"page": page, "q": query, "sort": sort, "base": base})
+    base = "?" + urlencode({k: v for k, v in (("q", query), ("stage", stage), ("tier", tier), ("country", country)) if v}) + "&sort="
+    return render(request, "customers/list.html", {
+        "page": page, "q": query, "sort": sort, "base": base, "stage": stage, "tier": tier, "country": country, "filtered": filtered,
+        "stages": Stage.choices, "tiers": Prediction.Tier.choices,
+    })
 
 
 @tenant_required()

@@ -409,7 +409,7 @@ def describe_filters(filters: dict[str, Any]) -> list[tuple[str, str]]:
     """A saved segment's filters as a merchant reads them: labels, not codes."""
     from campaigns.models import Action
 
-    names = {"stages": dict(Stage.choices), "actions": dict(Action.choices), "value_tiers": {"high": "High", "medium": "Medium", "low": "Low"}}
+    names = {"stages": dict(Stage.choices), "actions": dict(Action.choices), "value_tiers": dict(Prediction.Tier.choices)}
     described = []
     for key, value in filters.items():
         if isinstance(value, list):

@@ -263,3 +263,12 @@ def test_pages_fit_a_phone_screen(live_server, page, alice, tenant_a):
         page.goto(f"{live_server.url}{path}")
         width = page.evaluate("() => document.documentElement.scrollWidth")
         assert width <= 391, f"{path} is {width} px wide"
+        header = page.evaluate("() => document.querySelector('header.topbar').getBoundingClientRect().height")
+        assert header <= 160, f"{path}: the header takes {header} px of 800"  # the pages fold into a menu
+    assert not page.is_visible("nav.mainnav >> text=Campaigns")
+    page.goto(f"{live_server.url}/customers/")
+    page.screenshot(path=str(SCREENSHOTS / "phone-customers.png"))
+    page.click("[data-testid=menu-button]")
+    page.screenshot(path=str(SCREENSHOTS / "phone-menu.png"))
+    page.click("nav.mainnav >> text=Campaigns")
+    assert page.url.endswith("/campaigns/")

@@ -48,3 +48,32 @@ def test_saved_segment_filters_read_as_labels_and_a_segment_without_filters_can_
     assert client.post(f"/segments/{everyone.pk}/delete/").status_code == 302
     with tenant_context(tenant_a):
         assert not Segment.objects.filter(pk=everyone.pk).exists()
+
+
+def test_the_customer_list_filters_by_stage_value_tier_and_country_and_shows_them(tenant_a, tenant_b, client, alice) -> None:
+    import datetime as dt
+
+    from modeling.models import CustomerInsight, Stage
+
+    rows = [{"customer_id": f"c{i}", "country": country} for i, country in enumerate(["US", "US", "DE"])]
+    assert import_rows(tenant_a, "customers", rows).ok and import_rows(tenant_b, "customers", rows).ok
+    day = dt.date(2026, 11, 30)
+    for tenant in (tenant_a, tenant_b):
+        with tenant_context(tenant):
+            for customer, stage, tier in zip(Customer.objects.order_by("external_id"), [Stage.AT_RISK, Stage.LOYAL, Stage.AT_RISK], ["high", "high", "low"], strict=True):
+                CustomerInsight.objects.create(tenant=tenant, customer=customer, as_of=day, stage=stage, stage_since=day, stage_reason="test",
+                                               action="none", action_reason="test", value_tier=tier)
+    client.force_login(alice)
+
+    def listed(query: str) -> list[str]:
+        page = client.get(f"/customers/?{query}")
+        assert page.status_code == 200
+        return sorted(c.external_id for c in page.context["page"])
+
+    assert listed("") == ["c0", "c1", "c2"]  # tenant_b's customers never appear
+    assert listed("stage=at_risk") == ["c0", "c2"]
+    assert listed("stage=at_risk&tier=high") == ["c0"]
+    assert listed("country=de") == ["c2"]
+    assert listed("stage=nonsense") == ["c0", "c1", "c2"]  # an unknown choice filters nothing
+    page = client.get("/customers/?stage=at_risk&sort=-orders").content.decode()
+    assert "At risk" in page and "High" in page and "stage=at_risk&amp;sort=" in page  # sorting keeps the filter

@@ -41,12 +41,19 @@ def get_customer(tenant: Tenant, customer_id: int) -> Customer:
 LIST_COLUMNS = ("id", "external_id", "email", "name", "country", "order_count", "total_spent", "last_order_at")
 
 
-def search_customers(tenant: Tenant, *, query: str = "", sort: str = "-spent") -> Any:
-    """The customer list's rows: only the columns it shows (not the attributes JSON)."""
+def search_customers(tenant: Tenant, *, query: str = "", sort: str = "-spent", stage: str = "", tier: str = "", country: str = "") -> Any:
+    """The customer list's rows: only the columns it shows (not the attributes JSON), with
+    each customer's stage and value tier as of the latest scoring, filtered by them."""
     with tenant_context(tenant):
-        customers = Customer.objects.only(*LIST_COLUMNS)
+        customers = Customer.objects.select_related("insight").only(*LIST_COLUMNS, "insight__stage", "insight__value_tier")
         if query:
             customers = customers.filter(Q(external_id__icontains=query) | Q(email__icontains=query) | Q(name__icontains=query))
+        if stage:
+            customers = customers.filter(insight__stage=stage)
+        if tier:
+            customers = customers.filter(insight__value_tier=tier)
+        if country:
+            customers = customers.filter(country__iexact=country)
         order = CUSTOMER_SORTS.get(sort, "-total_spent")
         field = order.lstrip("-")
         descending = order.startswith("-")
