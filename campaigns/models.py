@@ -60,6 +60,24 @@ class PlaybookRule(TenantOwnedModel):
     def __str__(self) -> str:
         return f"{self.position}. {self.name}"
 
+    def conditions(self) -> list[str]:
+        """The rule's conditions as a merchant reads them (labels, not codes); none means always."""
+        from modeling.models import Prediction, Stage
+
+        stages, tiers = dict(Stage.choices), dict(Prediction.Tier.choices)
+        parts = []
+        if self.stages:
+            parts.append("stage " + " or ".join(str(stages.get(s, s)) for s in self.stages))
+        if self.tiers:
+            parts.append(" or ".join(str(tiers.get(t, t)) for t in self.tiers) + " value")
+        bounds = (
+            (self.churn_min, "churn risk ≥ {:.0%}"), (self.churn_max, "churn risk ≤ {:.0%}"), (self.sentiment_max, "recent review tone ≤ {}"),
+            (self.value_at_risk_min, "value at risk ≥ {:,.0f}"), (self.days_since_min, "{} days or more since the last order"),
+            (self.days_since_max, "{} days or fewer since the last order"),
+        )
+        parts += [template.format(value) for value, template in bounds if value is not None]
+        return parts or ["always"]
+
 
 class Campaign(TenantOwnedModel):
     """An action sent to an audience, with a random but deterministic control group.

@@ -460,3 +460,18 @@ def test_a_cancel_once_every_customer_is_scored_comes_too_late_and_the_pages_sta
         customers = Customer.objects.count()
         assert Prediction.objects.filter(as_of=later).count() == customers
         assert CustomerInsight.objects.filter(as_of=later).count() == customers  # every page reads the same date
+
+
+def test_a_customer_newer_than_the_latest_scoring_is_told_apart_from_a_shop_without_models(trained, client, alice):
+    tenant, _ = trained
+    client.force_login(alice)
+    assert import_rows(tenant, "customers", [{"customer_id": "newcomer"}]).ok
+    with tenant_context(tenant):
+        newcomer = Customer.objects.get(external_id="newcomer")
+    assert "No prediction yet" in client.get(f"/customers/{newcomer.pk}/").content.decode()  # nothing scored yet
+    score_customers(tenant, END)
+    assert import_rows(tenant, "customers", [{"customer_id": "later"}]).ok
+    with tenant_context(tenant):
+        later = Customer.objects.get(external_id="later")
+    page = client.get(f"/customers/{later.pk}/").content.decode()
+    assert "Not scored yet: this customer is newer than the latest scoring" in page and "No prediction yet" not in page

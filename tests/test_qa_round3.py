@@ -77,3 +77,16 @@ def test_the_customer_list_filters_by_stage_value_tier_and_country_and_shows_the
     assert listed("stage=nonsense") == ["c0", "c1", "c2"]  # an unknown choice filters nothing
     page = client.get("/customers/?stage=at_risk&sort=-orders").content.decode()
     assert "At risk" in page and "High" in page and "stage=at_risk&amp;sort=" in page  # sorting keeps the filter
+
+
+def test_playbook_conditions_read_as_labels() -> None:
+    from campaigns.models import PlaybookRule
+
+    rule = PlaybookRule(stages=["at_risk", "lapsed"], tiers=["high", "medium"], churn_min=0.5, days_since_min=60)
+    assert rule.conditions() == ["stage At risk or Lapsed", "High or Medium value", "churn risk ≥ 50%", "60 days or more since the last order"]
+    assert PlaybookRule().conditions() == ["always"]
+
+
+def test_the_api_docs_make_no_request_off_the_server(client) -> None:
+    docs = client.get("/api/docs/").content.decode()
+    assert "fonts.googleapis.com" not in docs and "/static/drf_spectacular_sidecar/redoc/" in docs

@@ -132,6 +132,7 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     """The latest prediction with its factors, and the text profile the transformer reads
     as of the prediction's date (kept by the scoring)."""
     from modeling.features import features_as_of, load_history
+    from modeling.insights import latest_scoring_date
     from modeling.models import CustomerInsight, Prediction
     from modeling.profiles import customer_profiles
 
@@ -160,6 +161,9 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         "profile": profile or ("No orders yet, so there is nothing for the model to read." if prediction else
                                "The model's reading of this customer appears with the first scoring."),
         "profile_as_of": as_of,
+        # For a customer without a prediction: whether the shop has been scored at all (then the
+        # customer arrived after the latest scoring, and the next one includes them).
+        "latest_scoring": None if prediction is not None else latest_scoring_date(tenant),
         "trend": [{"as_of": p["as_of"].isoformat(), "purchase_probability": p["purchase_probability"]} for p in history_of_predictions],
     }
 
