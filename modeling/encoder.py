@@ -225,13 +225,26 @@ def choose_strategy(
       budget cuts the epochs short instead.
     """
     if device.type == "cuda":
-        return make_strategy("full-finetune", device, "GPU available")
+        return make_strategy("full-finetune", device, "a GPU is available")
     lora_seconds = n_examples * LORA_EPOCHS * tokens_per_example / CPU_LORA_TOKENS_PER_SECOND
+    wanted, budget = _in_words(lora_seconds), _in_words(max_seconds)
     if lora_seconds <= max_seconds:
-        return make_strategy("lora", device, f"fits the budget (~{lora_seconds:.0f}s of {max_seconds:.0f}s)")
+        return make_strategy("lora", device, f"adapting the encoder fits the time budget (~{wanted} of {budget})")
     if new_tokens:
-        return make_strategy("lora", device, f"new tokens need training (~{lora_seconds:.0f}s wanted, {max_seconds:.0f}s budget)")
-    return make_strategy("frozen-head", device, f"LoRA would need ~{lora_seconds:.0f}s of {max_seconds:.0f}s")
+        return make_strategy("lora", device, f"the shop's own words must be learned (~{wanted} wanted, {budget} budget: fewer passes)")
+    return make_strategy("frozen-head", device, f"adapting the encoder would take ~{wanted} on this CPU, over the {budget} budget")
+
+
+# How each strategy reads in a progress bar.
+STRATEGY_WORDS = {
+    "full-finetune": "fine-tuning the whole encoder",
+    "lora": "adapting the encoder (LoRA)",
+    "frozen-head": "training a head on the pretrained encoder",
+}
+
+
+def _in_words(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 # --- Vocabulary extension -----------------------------------------------------------

@@ -48,8 +48,13 @@ class ThresholdsForm(forms.Form):
         super().__init__(*args, **kwargs)
         if derived is None:
             return
-        source = f"derived from your data ({derived.derived_from_gaps:,} gaps between orders)" if derived.derived_from_gaps else "default (too few repeat orders to derive)"
         for name, field in self.fields.items():
+            if name not in lifecycle.DERIVED:
+                source = "default"
+            elif derived.derived_from_gaps:
+                source = f"derived from your data ({derived.derived_from_gaps:,} gaps between orders)"
+            else:
+                source = "default (too few repeat orders to derive)"
             value = getattr(derived, name)
             field.widget.attrs["placeholder"] = f"{value:g}"
             field.help_text = f"{field.help_text}; {source}: {value:g}{self.UNITS[name]}"

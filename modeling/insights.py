@@ -278,6 +278,7 @@ def learn_segments(
         Segment.objects.filter(pk__in=retired).update(is_current=False, size=0, updated_at=timezone.now())
         prospects_segment.size = len(assignment)
         prospects_segment.stats = {"size": len(assignment)}
+        prospects_segment.is_current = bool(assignment)  # a shop where everyone has ordered lists no empty bar
         prospects_segment.save()
     for customer, label in labels.items():
         assignment[int(customer)] = by_label[int(label)]

@@ -43,6 +43,8 @@ class Thresholds:
 
 
 EDITABLE = ("usual_gap_days", "repurchase_window_days", "lapse_days", "overdue_factor", "at_risk_probability")
+# The thresholds the shop's order gaps set; the others are fixed defaults unless overridden.
+DERIVED = ("usual_gap_days", "repurchase_window_days", "lapse_days")
 
 
 def derive_thresholds(history: History, as_of: dt.date, overrides: dict | None = None) -> Thresholds:

@@ -230,9 +230,19 @@ def describe(members: pd.DataFrame, population: pd.DataFrame, categories: list[s
     }
 
 
+# The share of a segment's members in one stage for the stage to name it without "mostly".
+STAGE_NAME_SHARE = 0.85
+
+
 def name_for(stats: dict[str, Any]) -> str:
-    """A readable name from the statistics, e.g. "Lapsed low-value one-time Jackets buyers"."""
-    words = [STAGE_WORDS.get(Stage(stats["dominant_stage"]), "") if stats["dominant_stage_share"] >= 0.5 else ""]
+    """A readable name from the statistics, e.g. "Lapsed low-value one-time Jackets buyers".
+
+    The stage leads only when most members are in it, and says "mostly" unless nearly all are:
+    a segment named "Lapsed" should not hold a loyal customer who ordered last week. A shop
+    without categories gets no category word."""
+    stage_word = STAGE_WORDS.get(Stage(stats["dominant_stage"]), "")
+    share = stats["dominant_stage_share"]
+    words = [stage_word if share >= STAGE_NAME_SHARE else f"mostly {stage_word.lower()}" if share >= 0.5 and stage_word else ""]
     if stats["value_index"] >= 1.5:
         words.append("high-value")
     elif stats["value_index"] <= 0.6:
@@ -244,7 +254,7 @@ def name_for(stats: dict[str, Any]) -> str:
     else:
         words.append("repeat")
     top = stats["top_categories"]
-    words.append(f"{top[0]['category']} buyers" if top and top[0]["share"] >= 0.45 else "multi-category buyers")
+    words.append(f"{top[0]['category']} buyers" if top and top[0]["share"] >= 0.45 else "multi-category buyers" if len(top) > 1 else "buyers")
     name = " ".join(word for word in words if word)
     return name[0].upper() + name[1:]
 

@@ -1081,9 +1081,8 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
 
 
 def _finish(result: ImportResult) -> ImportResult:
-    result.message = (
-        f"Imported {result.rows:,} {result.kind}: {result.created:,} new, {result.updated:,} updated, {result.unchanged:,} unchanged."
-    )
+    noun = result.kind if result.rows != 1 else result.kind.removesuffix("s")
+    result.message = f"Imported {result.rows:,} {noun}: {result.created:,} new, {result.updated:,} updated, {result.unchanged:,} unchanged."
     return result
 
 

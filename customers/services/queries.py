@@ -4,6 +4,7 @@ current tenant's scope (the default managers), and fetch-by-id takes the tenant 
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 from decimal import Decimal
 from typing import Any
 
@@ -113,7 +114,10 @@ def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         items = Prefetch("items", queryset=OrderItem.objects.select_related("product"))
         orders = list(customer.orders.prefetch_related(items).order_by("-ordered_at")[:200])
         reviews = list(customer.reviews.select_related("product").order_by("-created_at")[:100])
-    gaps = [(a.ordered_at - b.ordered_at).days for a, b in zip(orders, orders[1:], strict=False)]
+    # The customer's rhythm as the models read it (modeling.features): the median gap between
+    # sales, in days, so that the page, the factors and the profile say the same number.
+    sales = [order for order in orders if order.status not in Order.NOT_REVENUE]
+    gaps = [(a.ordered_at - b.ordered_at).total_seconds() / 86_400 for a, b in zip(sales, sales[1:], strict=False)]
     categories: dict[str, int] = {}
     for order in orders:
         for item in order.items.all():
@@ -122,7 +126,7 @@ def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     return {
         "orders": orders,
         "reviews": reviews,
-        "median_gap_days": sorted(gaps)[len(gaps) // 2] if gaps else None,
+        "median_gap_days": max(1, round(statistics.median(gaps))) if gaps else None,
         "top_categories": sorted(categories.items(), key=lambda kv: -kv[1])[:5],
         "chart": [{"date": o.ordered_at.date().isoformat(), "amount": float(o.amount)} for o in reversed(orders)],
     }

@@ -207,7 +207,7 @@ class TransformerModel(CustomerModel):
         targets = self._targets(data.y_train)
         valid_numeric = self.scaler.transform(x_valid)
         valid_targets = self._targets(data.y_valid.loc[x_valid.index])
-        progress(0.05, f"Strategy {strategy.name} on {device.type} ({strategy.reason})")
+        progress(0.05, f"Transformer: {enc.STRATEGY_WORDS[strategy.name]} on the {device.type.upper()}; {strategy.reason}")
 
         if strategy.trains_encoder:
             epochs, used = self._fit_end_to_end(train_texts, numeric, targets, valid_texts, valid_numeric, valid_targets, deadline, progress, seed)
