@@ -90,3 +90,22 @@ def test_playbook_conditions_read_as_labels() -> None:
 def test_the_api_docs_make_no_request_off_the_server(client) -> None:
     docs = client.get("/api/docs/").content.decode()
     assert "fonts.googleapis.com" not in docs and "/static/drf_spectacular_sidecar/redoc/" in docs
+
+
+def test_a_blank_cell_in_a_customers_or_products_file_keeps_the_stored_value(tenant_a) -> None:
+    from customers.models import Product
+
+    assert import_rows(tenant_a, "customers", [{"customer_id": "c1", "email": "a@example.com", "created_at": "2024-01-05", "country": "US"}]).ok
+    assert import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-02-01", "amount": "10"}]).ok
+    again = import_rows(tenant_a, "customers", [{"customer_id": "c1", "email": "", "created_at": "", "country": "DE"}])
+    assert again.ok and again.updated == 1
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get(external_id="c1")
+    assert (customer.email, customer.first_seen.date().isoformat(), customer.country) == ("a@example.com", "2024-01-05", "DE")
+    assert import_rows(tenant_a, "customers", [{"customer_id": "c1", "email": "", "created_at": "", "country": "DE"}]).unchanged == 1  # and again: nothing changes
+
+    assert import_rows(tenant_a, "products", [{"sku": "S1", "name": "Trail shoe", "price": "80"}]).ok
+    assert import_rows(tenant_a, "products", [{"sku": "S1", "name": "", "price": "75"}]).updated == 1
+    with tenant_context(tenant_a):
+        product = Product.objects.get(sku="S1")
+    assert (product.name, str(product.price)) == ("Trail shoe", "75.00")

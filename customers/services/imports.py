@@ -854,11 +854,27 @@ def _analyze(cursor: Any, table: str) -> None:
         cursor.execute(f"ANALYZE {table}")
 
 
+def _keep_stored_for_blanks(cursor: Any, spec: Spec, table: str, key_column: str, mapping: dict[str, str], params: dict[str, Any]) -> None:
+    """Fill the staged rows' blank cells (NULL) with what the tenant has stored: a blank cell
+    in a customers or products file means "not known here", not "erase" (a partial export
+    must not wipe the first-seen date of a customer who has orders)."""
+    if not mapping:
+        return
+    sets = ", ".join(f"{source} = COALESCE(s.{source}, t.{target})" for source, target in mapping.items())
+    blank = " OR ".join(f"s.{source} IS NULL" for source in mapping)
+    cursor.execute(
+        f"UPDATE {STAGING} AS s SET {sets} FROM {table} t WHERE t.tenant_id = %(tenant)s AND t.{key_column} = s.{spec.key} AND ({blank})",  # internal table/column names only; every value is a bound parameter  # nosec B608
+        params,
+    )
+
+
 def _load_customers(cursor: Any, spec: Spec, params: dict[str, Any], present: set[str]) -> ImportResult:
     total, new = _count_new(cursor, "customers_customer", "external_id", params["tenant"], spec)
     # Only the columns the file has are updated: a file of emails does not blank out names.
     mapping = {"email": "email", "name": "name", "country": "country", "created_at": "first_seen", "attributes": "attributes"}
     update = [target for source, target in mapping.items() if source in present]
+    cells = {source: target for source, target in mapping.items() if source in present and source != "attributes"}
+    _keep_stored_for_blanks(cursor, spec, "customers_customer", "external_id", cells, params)
     written = _upsert(
         cursor,
         "customers_customer",
@@ -889,6 +905,7 @@ def _load_customers(cursor: Any, spec: Spec, params: dict[str, Any], present: se
 def _load_products(cursor: Any, spec: Spec, params: dict[str, Any], present: set[str]) -> ImportResult:
     total, new = _count_new(cursor, "customers_product", "sku", params["tenant"], spec)
     update = [c for c in ("name", "category", "price") if c in present]
+    _keep_stored_for_blanks(cursor, spec, "customers_product", "sku", {c: c for c in update}, params)
     written = _upsert(
         cursor,
         "customers_product",
