@@ -137,6 +137,13 @@ def heartbeat(job: Job, interval: float = 10.0) -> Iterator[None]:
         thread.join(timeout=interval + 5)
 
 
+def cancel_was_requested(job: Job) -> bool:
+    """Whether someone asked to cancel the job (read fresh: the ask comes from another process).
+    Past a job's checkpoint the answer only changes its closing message."""
+    with tenant_context(job.tenant):
+        return Job.objects.filter(pk=job.pk, cancel_requested=True).exists()
+
+
 class JobReporter:
     """Writes progress and heartbeat to the job row at most every ``interval`` seconds,
     and raises :class:`JobCancelled` when a cancel was requested."""
@@ -157,7 +164,7 @@ class JobReporter:
         self._last = now
         with tenant_context(self.job.tenant):
             Job.objects.filter(pk=self.job.pk).update(progress=max(0.0, min(fraction, 1.0)), message=message[:500], heartbeat_at=timezone.now())
-            if self._cancellable and Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
+            if self._cancellable and cancel_was_requested(self.job):
                 raise JobCancelled
 
     def checkpoint(self, fraction: float, message: str = "") -> None:

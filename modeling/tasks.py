@@ -162,9 +162,7 @@ def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: lis
             reason = str(exc) or type(exc).__name__
             jobs.finish_job(job, result=result, succeeded=False, message=f"Scored {scored:,} customers, but stages, segments and actions failed: {reason}"[:500])
             return
-        with tenant_context(tenant):
-            too_late = Job.objects.filter(pk=job.pk, cancel_requested=True).exists()
-        late = " (The cancel came after every customer was scored.)" if too_late else ""
+        late = " (The cancel came after every customer was scored.)" if jobs.cancel_was_requested(job) else ""
         jobs.finish_job(job, result=result, succeeded=True, message=f"Scored {scored:,} customers as of {as_of}; stages, segments and actions updated.{late}")
 
 

@@ -60,8 +60,7 @@ def run_import_job(tenant_id: int, job_id: int) -> ImportResult | None:
         log.exception("import job %s failed", job_id)
         jobs.finish_job(job, result={}, succeeded=False, message="The import failed with an internal error; nothing was imported.")
         raise
-    with tenant_context(tenant):
-        too_late = Job.objects.filter(pk=job.pk, cancel_requested=True).exists()
+    too_late = jobs.cancel_was_requested(job)
     message = f"{result.message} (The cancel came after the rows were being written.)" if too_late and result.ok else result.message
     jobs.finish_job(job, result=result.as_dict(), succeeded=result.ok, message=message)
     Path(path).unlink(missing_ok=True)  # imported or refused, the upload is not needed again: the report keeps the errors
