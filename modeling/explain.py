@@ -88,6 +88,30 @@ def describe(feature: str, row: pd.Series, categories: list[str]) -> str | None:
     return None
 
 
+FEATURE_LABELS = {
+    "recency_days": "days since the last order", "overdue_ratio": "days since the last order ÷ usual gap", "orders": "orders so far",
+    "tenure_days": "days since the first order", "order_trend": "orders this quarter vs the one before", "total_spent": "total spent",
+    "avg_order_value": "average order value", "last_order_value": "last order value", "rate_per_month": "orders per month",
+    "gap_mean": "mean gap between orders", "gap_median": "usual gap between orders", "gap_std": "spread of the gaps between orders",
+    "categories_bought": "categories bought from", "negative_reviews": "negative reviews", "reviews": "reviews written",
+    "rating_mean": "average rating", "sentiment_mean": "review tone", "sentiment_last": "latest review's tone",
+    "days_since_review": "days since the last review", "bgnbd_p_alive": "BG/NBD: probability still a customer",
+    "bgnbd_expected_13w": "BG/NBD: expected orders in 13 weeks",
+}
+
+
+def feature_label(feature: str) -> str:
+    """What a model input means, for charts of feature importance (no customer's value in it)."""
+    if feature in FEATURE_LABELS:
+        return FEATURE_LABELS[feature]
+    for prefix, words in (("orders_", "orders in the last {} days"), ("spent_", "spent in the last {} days")):
+        if feature.startswith(prefix) and feature.endswith("d") and feature[len(prefix) : -1].isdigit():
+            return words.format(feature[len(prefix) : -1])
+    if feature.startswith("category_") and feature.endswith("_share"):
+        return f"share of spend on top category {int(feature.split('_')[1]) + 1}" if feature.split("_")[1].isdigit() else feature
+    return feature.replace("_", " ")
+
+
 def explain_rows(features: pd.DataFrame, contributions: pd.DataFrame | None, categories: list[str], top: int = TOP_FACTORS) -> dict[Any, list[dict[str, Any]]]:
     """Top factors per customer: [{"text", "effect": "+"|"-", "weight"}], strongest first."""
     out: dict[Any, list[dict[str, Any]]] = {}

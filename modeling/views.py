@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from clmsite.models import Role
 from clmsite.views import tenant_required
-from modeling import registry
+from modeling import explain, registry
 from modeling.models import Job, ModelVersion
 from modeling.services import TrainingAlreadyRunning, do_start_training
 
@@ -52,7 +52,7 @@ def model_version(request: HttpRequest, version_id: int) -> HttpResponse:
             "version": version,
             "siblings": siblings,
             "charts_data": version.charts,
-            "importance_data": version.feature_importance[:15],
+            "importance_data": [[explain.feature_label(name), share] for name, share in version.feature_importance[:15]],
             "can_promote": request.membership.can(Role.ADMIN),  # type: ignore[attr-defined]
         },
     )

@@ -303,6 +303,10 @@ def test_model_pages_render(trained, client, alice):
     version = registry.active_versions(tenant)["purchase"]
     detail = client.get(f"/models/{version.pk}/")
     assert detail.status_code == 200 and b"calibration-chart" in detail.content
+    with tenant_context(tenant):
+        boosted = ModelVersion.objects.exclude(feature_importance=[]).first()
+    chart = client.get(f"/models/{boosted.pk}/").context["importance_data"]
+    assert chart and all("_" not in label for label, _ in chart)  # what each input means, not its column name
     sentiment = client.get(f"/models/{registry.active_versions(tenant)['sentiment'].pk}/").content.decode()
     assert "negative 0." in sentiment and "{&#x27;" not in sentiment  # per-class scores as text, not a dict
     assert "horizon 0 days" not in sentiment and "rated reviews held out at random" in sentiment
