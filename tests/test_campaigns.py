@@ -61,11 +61,14 @@ def plant_orders(tenant, campaign: Campaign, treatment_rate: float, control_rate
         Order.objects.bulk_create(orders)
 
 
-def test_assignment_is_deterministic_and_close_to_the_control_share() -> None:
-    groups = [services.in_control(7, customer, 0.1) for customer in range(1, 20001)]
-    assert groups == [services.in_control(7, customer, 0.1) for customer in range(1, 20001)]
-    assert 0.09 < np.mean(groups) < 0.11
-    assert groups != [services.in_control(8, customer, 0.1) for customer in range(1, 20001)]  # another campaign, another split
+def test_assignment_is_deterministic_random_and_exactly_the_control_share() -> None:
+    customers = list(range(1, 20001))
+    control = services.control_group(7, customers, 0.1)
+    assert control == services.control_group(7, list(reversed(customers)), 0.1) and len(control) == 2000
+    assert control != services.control_group(8, customers, 0.1)  # another campaign, another split
+    assert len(services.control_group(7, customers[:81], 0.2)) == 16  # exactly the share, on a small audience too
+    # Random: the held-out customers spread over the ids as a uniform draw would.
+    assert 0.45 < np.mean([c <= 10_000 for c in control]) < 0.55
 
 
 def test_launch_freezes_the_audience_audits_it_and_cannot_run_twice(shop, alice) -> None:
@@ -74,9 +77,9 @@ def test_launch_freezes_the_audience_audits_it_and_cannot_run_twice(shop, alice)
     launched = services.do_launch_campaign(shop, campaign.pk, user=alice, via="web")
     with tenant_context(shop):
         assert launched.state == "running" and launched.audience_size == preview["size"] == CampaignMember.objects.filter(campaign=campaign).count()
-        control = CampaignMember.objects.filter(campaign=campaign, group="control").count()
-        assert 0.05 < control / launched.audience_size < 0.15
-        assert all(services.in_control(campaign.pk, m.customer_id, 0.1) == (m.group == "control") for m in CampaignMember.objects.filter(campaign=campaign))
+        control = set(CampaignMember.objects.filter(campaign=campaign, group="control").values_list("customer_id", flat=True))
+        assert len(control) == round(0.1 * launched.audience_size)
+        assert control == services.control_group(campaign.pk, list(CampaignMember.objects.filter(campaign=campaign).values_list("customer_id", flat=True)), 0.1)
         audit = CampaignAudit.objects.get(campaign=campaign, event="launch")
         assert audit.user == alice and audit.audience_size == launched.audience_size
         # New customers after launch do not join the frozen audience.
