@@ -175,6 +175,9 @@ def _ensure_rfm_segments(tenant: Tenant) -> dict[str, Segment]:
         for key, name in [(key, name) for key, name, _, _ in segments.RFM_GROUPS] + [segments.NO_ORDER]:
             if key not in existing:
                 existing[key] = Segment.objects.create(tenant=tenant, kind=Segment.Kind.RFM, key=key, name=name, description=segments.RFM_DESCRIPTIONS[key])
+            elif existing[key].name != name:  # a group renamed since (the names follow the code)
+                existing[key].name = name
+                existing[key].save(update_fields=["name"])
     return existing
 
 

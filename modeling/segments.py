@@ -23,16 +23,17 @@ from modeling.lifecycle import Stage
 
 # --- RFM ------------------------------------------------------------------------------
 
-# (key, name, recency scores, frequency-monetary scores), checked in order.
+# (key, name, recency scores, frequency-monetary scores), checked in order. The names are the
+# standard RFM ones ("Loyal customers", "Recent customers"), apart from the lifecycle stages'.
 RFM_GROUPS = [
     ("champions", "Champions", (5,), (4, 5)),
-    ("loyal", "Loyal", (3, 4), (4, 5)),
+    ("loyal", "Loyal customers", (3, 4), (4, 5)),
     ("potential_loyalist", "Potential loyalist", (4, 5), (2, 3)),
-    ("new", "New", (5,), (1,)),
+    ("new", "Recent customers", (5,), (1,)),
     ("promising", "Promising", (4,), (1,)),
     ("need_attention", "Need attention", (3,), (3,)),
     ("about_to_sleep", "About to sleep", (3,), (1, 2)),
-    ("cant_lose", "Can't lose", (1, 2), (5,)),
+    ("cant_lose", "Can't lose them", (1, 2), (5,)),
     ("at_risk", "At risk", (1, 2), (3, 4)),
     ("lost", "Lost", (1,), (1,)),
     ("hibernating", "Hibernating", (1, 2), (1, 2)),
