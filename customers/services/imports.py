@@ -1083,8 +1083,7 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
         if duplicates:
             transaction.set_rollback(True)
             collector = _Collector(settings.IMPORT_MAX_REPORTED_ERRORS)
-            for error in duplicates:
-                collector.add(error.row, error.column, error.message)
+            collector.add_staged(duplicates)
             raise collector.fail("file")
         result = LOADERS[spec.kind](cursor, spec, params, present)
         if result.created or (result.updated and spec.kind != "customers"):
