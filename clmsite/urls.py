@@ -60,6 +60,7 @@ urlpatterns = [
     path("playbook/<int:rule_id>/delete/", campaign_views.delete_rule, name="playbook_delete_rule"),
     path("models/", modeling_views.models_page, name="models"),
     path("models/retrain/", modeling_views.retrain, name="retrain"),
+    path("models/score/", modeling_views.score_now, name="score_now"),
     path("models/<int:version_id>/", modeling_views.model_version, name="model_version"),
     path("models/<int:version_id>/promote/", modeling_views.promote, name="promote_version"),
     path("models/rollback/<str:target>/", modeling_views.rollback, name="rollback"),

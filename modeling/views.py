@@ -1,6 +1,8 @@
-"""Model pages: versions, jobs, the retrain button, and one page per version."""
+"""Model pages: versions, jobs, the retrain and score buttons, and one page per version."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -10,8 +12,8 @@ from django.views.decorators.http import require_POST
 from clmsite.models import Role
 from clmsite.views import tenant_required
 from modeling import explain, registry
-from modeling.models import Job, ModelVersion
-from modeling.services import TrainingAlreadyRunning, do_start_training
+from modeling.models import Job, ModelVersion, Prediction
+from modeling.services import InvalidAsOf, TrainingAlreadyRunning, do_start_scoring, do_start_training
 
 TARGET_ORDER = ["purchase", "orders", "revenue", "sentiment"]
 
@@ -23,7 +25,20 @@ def models_page(request: HttpRequest) -> HttpResponse:
     versions = list(ModelVersion.objects.select_related("job")[:120])
     jobs = list(Job.objects.filter(kind__in=[Job.Kind.TRAIN, Job.Kind.SCORE])[:15])
     serving = [active[t] for t in TARGET_ORDER if t in active]
-    return render(request, "modeling/models.html", {"serving": serving, "versions": versions, "jobs": jobs, "can_retrain": request.membership.can(Role.ADMIN) or request.user.is_staff})  # type: ignore[attr-defined]
+    last_scored = Prediction.objects.order_by("-as_of").values_list("as_of", flat=True).first()
+    return render(
+        request,
+        "modeling/models.html",
+        {
+            "serving": serving,
+            "versions": versions,
+            "jobs": jobs,
+            "can_retrain": request.membership.can(Role.ADMIN) or request.user.is_staff,  # type: ignore[attr-defined]
+            "can_score": "purchase" in active and request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
+            "last_scored": last_scored,
+            "today": dt.datetime.now(dt.UTC).date(),
+        },
+    )
 
 
 @tenant_required()
@@ -38,6 +53,21 @@ def retrain(request: HttpRequest) -> HttpResponse:
         messages.error(request, str(exc))
         return redirect("models")
     messages.success(request, f"Training started (job {job.pk}). The current models keep serving until the new ones are validated.")
+    return redirect("models")
+
+
+@tenant_required(Role.ANALYST)
+@require_POST
+def score_now(request: HttpRequest) -> HttpResponse:
+    """Score every customer with the serving models as of a date (today unless given), as
+    the nightly run and ``POST /api/v1/jobs/score/`` do; the same date joins a pending run."""
+    try:
+        as_of = dt.date.fromisoformat(request.POST["as_of"]) if request.POST.get("as_of") else None
+        job = do_start_scoring(request.tenant, as_of=as_of, acting_user=request.user)  # type: ignore[attr-defined]
+    except ValueError as exc:  # InvalidAsOf, or not a date
+        messages.error(request, str(exc) if isinstance(exc, InvalidAsOf) else "Give the as-of date as YYYY-MM-DD.")
+        return redirect("models")
+    messages.success(request, f"Scoring as of {job.params['as_of']} (job {job.pk}): stages, segments and actions follow the new predictions.")
     return redirect("models")
 
 

@@ -312,6 +312,29 @@ def test_model_pages_render(trained, client, alice):
     assert "horizon 0 days" not in sentiment and "rated reviews held out at random" in sentiment
 
 
+def test_score_now_on_the_models_page_scores_the_date_given(trained, client, alice, bob, django_capture_on_commit_callbacks):
+    tenant, _ = trained
+    client.force_login(alice)
+    page = client.get("/models/").content.decode()
+    assert 'data-testid="score-now"' in page and "No customer has been scored yet." in page
+    for bad, says in (("9999-12-31", "is in the future"), ("31/12/2024", "YYYY-MM-DD"), ("1990-01-01", "before the shop's first order")):
+        shown = client.post("/models/score/", {"as_of": bad}, follow=True).content.decode()
+        assert says in shown.replace("&#x27;", "'"), bad
+    with tenant_context(tenant):
+        assert not Job.objects.filter(kind=Job.Kind.SCORE).exists()
+    with django_capture_on_commit_callbacks(execute=True):  # tasks run in-process in tests
+        done = client.post("/models/score/", {"as_of": END.isoformat()}, follow=True).content.decode()
+    assert f"Scoring as of {END.isoformat()}" in done
+    with tenant_context(tenant):
+        job = Job.objects.get(kind=Job.Kind.SCORE)
+        assert job.state == Job.State.SUCCEEDED and job.created_by == alice
+        assert Prediction.objects.filter(as_of=END).count() == Customer.objects.count()
+    assert "Customers were last scored as of June 30, 2025." in client.get("/models/").content.decode()
+    client.force_login(bob)  # a viewer: neither the button nor the action exists
+    assert 'data-testid="score-now"' not in client.get("/models/").content.decode()
+    assert client.post("/models/score/", {"as_of": END.isoformat()}).status_code == 404
+
+
 def test_beat_plans_weekly_training_and_nightly_scoring(trained, django_capture_on_commit_callbacks):
     from modeling.services import plan_scheduled_jobs
 

@@ -89,6 +89,7 @@ def _campaign(tenant) -> Campaign:
 # (what, minimum role, how) — ``how(client_or_api, objects)`` returns a response.
 WEB_ACTIONS = [
     ("retrain", Role.ADMIN, lambda c, o: c.post("/models/retrain/", {})),
+    ("score now", Role.ANALYST, lambda c, o: c.post("/models/score/", {"as_of": "2024-03-01"})),
     ("promote", Role.ADMIN, lambda c, o: c.post(f"/models/{o['version'].pk}/promote/")),
     ("launch", Role.ADMIN, lambda c, o: c.post(f"/campaigns/{o['campaign'].pk}/launch/")),
     ("draft a campaign", Role.ANALYST, lambda c, o: c.get("/campaigns/new/")),
