@@ -169,7 +169,21 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         # customer arrived after the latest scoring, and the next one includes them).
         "latest_scoring": None if prediction is not None else latest_scoring_date(tenant),
         "trend": [{"as_of": p["as_of"].isoformat(), "purchase_probability": p["purchase_probability"]} for p in history_of_predictions],
+        "days_before_scoring": _days_before_scoring(customer, state.as_of if state is not None else None),
     }
+
+
+HISTORICAL_SCORING_DAYS = 30
+
+
+def _days_before_scoring(customer: Customer, as_of: dt.date | None) -> int | None:
+    """For a shop scored at a past date (a historical data set such as CDNOW), how long
+    before that date the last order was: the recency the stage and the predictions read,
+    where "29 years ago" would say nothing. None for a shop scored lately."""
+    recent = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=HISTORICAL_SCORING_DAYS)
+    if as_of is None or customer.last_order_at is None or as_of >= recent or customer.last_order_at.date() > as_of:
+        return None
+    return (as_of - customer.last_order_at.date()).days
 
 
 def stage_changes(tenant: Tenant, customer: Customer) -> list[dict[str, Any]]:
