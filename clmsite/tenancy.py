@@ -49,6 +49,15 @@ def tenant_context(tenant: Tenant) -> Iterator[Tenant]:
         _current_tenant.reset(token)
 
 
+def lock_tenant(tenant: Tenant) -> None:
+    """Take the tenant's row lock until the transaction ends: the writers that must not
+    interleave for one shop (a check-then-insert, a delete-and-rewrite) queue here, while
+    other shops go on. Call it inside ``transaction.atomic()``."""
+    from clmsite.models import Tenant
+
+    Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
+
+
 class CurrentTenantId(models.Expression):
     """The current tenant's id, read when the SQL is compiled, not when the queryset is
     built. So a queryset defined at import time (a viewset's, a filter's) is scoped to the

@@ -23,7 +23,7 @@ from django.utils import timezone
 from campaigns import playbook
 from clmsite.datacache import bump_data_version
 from clmsite.models import Tenant
-from clmsite.tenancy import tenant_context
+from clmsite.tenancy import lock_tenant, tenant_context
 from modeling import lifecycle, review_insight, segments
 from modeling.families.base import Progress, no_progress
 from modeling.features import History, as_timestamp, features_as_of, load_history
@@ -69,7 +69,7 @@ def refresh_insights(tenant: Tenant, as_of: dt.date, *, backfill_months: int = B
     with tenant_context(tenant), transaction.atomic():
         # One refresh writes at a time per tenant (a threshold change can meet a scoring's
         # last chunk): the second waits here, then deletes what the first wrote.
-        Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
+        lock_tenant(tenant)
         CustomerInsight.objects.all().delete()
         CustomerInsight.objects.bulk_create(rows, batch_size=1000)
         _snapshot_segments(tenant, as_of)

@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from clmsite.models import Tenant
-from clmsite.tenancy import tenant_context
+from clmsite.tenancy import lock_tenant, tenant_context
 from modeling import jobs
 from modeling.models import Job
 
@@ -79,8 +79,8 @@ def do_start_scoring(tenant: Tenant, *, as_of: dt.date | None = None, acting_use
     day = check_as_of(tenant, as_of or default_as_of(tenant)).isoformat()
     states = [Job.State.QUEUED] if new_models else [Job.State.QUEUED, Job.State.RUNNING]
     with transaction.atomic():
-        # The tenant's row lock makes the check and the insert one step for concurrent callers.
-        Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
+        # Concurrent callers queue on the tenant: the check and the insert are one step.
+        lock_tenant(tenant)
         with tenant_context(tenant):
             pending = Job.objects.filter(kind=Job.Kind.SCORE, state__in=states, params__as_of=day).first()
         if pending is not None:
