@@ -57,7 +57,8 @@ def preview(campaign: Campaign) -> dict[str, Any]:
     """Live count and value at risk of the audience (before launch)."""
     with tenant_context(campaign.tenant):
         totals = audience(campaign).aggregate(n=Count("id"), at_risk=Sum("priority"), value=Sum("predicted_value"))
-    return {"size": totals["n"], "value_at_risk": float(totals["at_risk"] or 0.0), "predicted_value": float(totals["value"] or 0.0)}
+    # Money to the cent: a sum of floats would show its noise (17236.12000000001).
+    return {"size": totals["n"], "value_at_risk": round(float(totals["at_risk"] or 0.0), 2), "predicted_value": round(float(totals["value"] or 0.0), 2)}
 
 
 def assignment_hash(campaign_id: int, customer_id: int) -> float:
@@ -108,7 +109,7 @@ def do_launch_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, vi
             ignore_conflicts=True,
         )
         campaign.audience_size = len(members)
-        campaign.value_at_risk = float(audience(campaign).aggregate(v=Sum("priority"))["v"] or 0.0)
+        campaign.value_at_risk = round(float(audience(campaign).aggregate(v=Sum("priority"))["v"] or 0.0), 2)
         campaign.state = Campaign.State.RUNNING
         campaign.launched_at = timezone.now()
         campaign.updated_at = campaign.launched_at
@@ -401,7 +402,7 @@ def suggested_campaigns(tenant: Tenant) -> list[dict[str, Any]]:
         rows = list(CustomerInsight.objects.filter(action__in=list(SUGGESTED_ACTIONS)).values("action").annotate(n=Count("id"), at_risk=Sum("priority")).order_by("-at_risk"))
     labels = dict(Action.choices)
     return [
-        {"action": r["action"], "label": labels[r["action"]], "customers": r["n"], "value_at_risk": float(r["at_risk"] or 0.0),
+        {"action": r["action"], "label": labels[r["action"]], "customers": r["n"], "value_at_risk": round(float(r["at_risk"] or 0.0), 2),
          "title": f"{r['n']:,} customers → {labels[r['action']].lower()}", "name": f"{SUGGESTED_ACTIONS[r['action']]} {r['n']:,} customers"}
         for r in rows if r["n"]
     ]

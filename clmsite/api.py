@@ -86,8 +86,3 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         response.data = {"detail": " ".join(str(message) for message in response.data)}
     return response
 
-
-def drop_slashless_aliases(endpoints: list[tuple[str, str, str, Any]], **kwargs: Any) -> list[tuple[str, str, str, Any]]:
-    """drf-spectacular preprocessing hook: ``POST /api/v1/models/retrain`` is an alias of
-    the documented ``…/retrain/``; list each operation once."""
-    return [endpoint for endpoint in endpoints if not (endpoint[0].startswith("/api/v1/") and not endpoint[0].endswith("/"))]

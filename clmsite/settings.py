@@ -159,6 +159,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["clmsite.permissions.IsTenantMember"],
+    "DEFAULT_PARSER_CLASSES": ["clmsite.parsers.JSONParser", "rest_framework.parsers.FormParser", "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
@@ -179,7 +180,6 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "REDOC_DIST": "SIDECAR",  # from static files, not a CDN
     "SCHEMA_PATH_PREFIX": "/api/v1",
-    "PREPROCESSING_HOOKS": ["clmsite.api.drop_slashless_aliases"],
     "ENUM_NAME_OVERRIDES": {
         "JobStateEnum": "modeling.models.Job.State",
         "ModelVersionStateEnum": "modeling.models.ModelVersion.State",

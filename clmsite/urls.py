@@ -13,7 +13,10 @@ from modeling import api as modeling_api
 from modeling import insight_views
 from modeling import views as modeling_views
 
+# The final slash is optional: a client that leaves it off a POST reaches the endpoint
+# rather than a redirect that drops the body.
 router = SimpleRouter()
+router.trailing_slash = "/?"
 router.register("customers", customers_api.CustomerViewSet, basename="customer")
 router.register("orders", customers_api.OrderViewSet, basename="order")
 router.register("products", customers_api.ProductViewSet, basename="product")
@@ -67,7 +70,6 @@ urlpatterns = [
     path("jobs/<int:job_id>/status/", site_views.job_status, name="job_status"),
     path("jobs/<int:job_id>/cancel/", site_views.cancel_job, name="cancel_job"),
     path("healthz", site_views.healthz, name="healthz"),
-    path("api/v1/models/retrain", modeling_api.ModelVersionViewSet.as_view({"post": "retrain"}), name="model-retrain-noslash"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularRedocView.as_view(url_name="api_schema"), name="api_docs"),

@@ -113,7 +113,7 @@ def cancel_job(request: HttpRequest, job_id: int) -> HttpResponse:
         raise Http404("Not found")
     try:
         job = jobs.do_request_cancel(request.tenant, job_id, role=request.membership.role)  # type: ignore[attr-defined]
-    except jobs.CancelNotAllowed as exc:
+    except (jobs.CancelNotAllowed, jobs.JobFinished) as exc:
         messages.error(request, str(exc))
     else:
         messages.info(request, f"Cancellation requested for job {job.pk}.")

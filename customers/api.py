@@ -9,13 +9,14 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from clmsite.api import TenantViewSet
 from clmsite.datacache import bump_data_version
 from clmsite.filters import ClmFilterSet, UTCDateTimeFilter
 from clmsite.models import Role
+from clmsite.parsers import JSONParser
 from customers.models import Customer, Order, OrderItem, Product, Review
 from customers.services import parsing
 from customers.services.import_jobs import do_start_import
@@ -126,9 +127,11 @@ BULK_RESULT = inline_serializer(
         "created": serializers.IntegerField(),
         "updated": serializers.IntegerField(),
         "unchanged": serializers.IntegerField(),
+        "details": serializers.DictField(child=serializers.IntegerField(), help_text="orders: new_customers, new_products, order_lines_written"),
         "message": serializers.CharField(),
+        "detail": serializers.CharField(required=False, help_text="on a refused request: the same message, where every error body has it"),
         "error_count": serializers.IntegerField(),
-        "errors": serializers.ListField(child=serializers.DictField()),
+        "errors": serializers.ListField(child=serializers.DictField(), help_text="row (1 = the first object), column, message"),
     },
 )
 
@@ -147,7 +150,9 @@ class BulkUpsertMixin:
     def bulk(self, request: Any) -> Response:
         rows = request.data.get("rows") if isinstance(request.data, dict) else request.data
         result = import_rows(self.tenant, self.bulk_kind, rows)  # type: ignore[attr-defined]
-        return Response(result.as_dict(), status=status.HTTP_200_OK if result.ok else status.HTTP_400_BAD_REQUEST)
+        if result.ok:
+            return Response(result.as_dict())
+        return Response({**result.as_dict(), "detail": result.message}, status=status.HTTP_400_BAD_REQUEST)
 
 
 class CustomerViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):

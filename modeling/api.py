@@ -23,6 +23,8 @@ from modeling.training import FAMILIES
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
+    base_model = serializers.CharField(source="base_model_name", read_only=True, help_text="the encoder's name for a transformer, else the method")
+
     class Meta:
         model = ModelVersion
         fields = [
@@ -132,7 +134,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
     def get_base_queryset(self) -> Any:
         return Job.objects.all()
 
-    @extend_schema(request=None, responses={200: JobSerializer})
+    @extend_schema(request=None, responses={200: JobSerializer, 409: inline_serializer("JobFinished", {"detail": serializers.CharField()})})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Any, pk: str | None = None) -> Response:
         job = self.get_object()
@@ -140,6 +142,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
             job = jobs.do_request_cancel(self.tenant, job.pk, role=request_role(request) or Role.VIEWER)  # type: ignore[arg-type]
         except jobs.CancelNotAllowed as exc:
             raise PermissionDenied(str(exc)) from None
+        except jobs.JobFinished as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(JobSerializer(job).data)
 
     @extend_schema(request=ScoreSerializer, responses={202: JobSerializer})
@@ -302,4 +306,5 @@ class InsightViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
     def stages(self, request: Any, customer: str | None = None) -> Response:
         insight = self.get_object()
         snapshots = StageSnapshot.objects.filter(customer_id=insight.customer_id).order_by("as_of")
-        return Response(StageSnapshotSerializer(snapshots, many=True).data)
+        page = self.paginate_queryset(snapshots)  # a list like every other: {count, next, previous, results}
+        return self.get_paginated_response(StageSnapshotSerializer(page, many=True).data)

@@ -204,6 +204,10 @@ class CancelNotAllowed(PermissionError):
     pass
 
 
+class JobFinished(Exception):
+    """A cancel asked of a job that has already succeeded, failed or been cancelled."""
+
+
 def do_request_cancel(tenant: Tenant, job_id: int, *, role: str = Role.OWNER) -> Job:
     """Ask a job to stop, for a caller with ``role``. A queued job is cancelled at once; a
     running one stops at its next progress report."""
@@ -216,6 +220,8 @@ def do_request_cancel(tenant: Tenant, job_id: int, *, role: str = Role.OWNER) ->
             cancel_job(job)
         elif job.state == Job.State.RUNNING:
             Job.objects.filter(pk=job.pk).update(cancel_requested=True, message="Cancelling…")
+        else:
+            raise JobFinished(f"Job {job.pk} has already finished ({job.get_state_display().lower()}): there is nothing to cancel.")
         job.refresh_from_db()
         return job
 

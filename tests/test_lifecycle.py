@@ -431,8 +431,8 @@ def test_api_exposes_insights_stage_history_and_segments_with_membership(scored_
     assert listing["count"] >= 1 and all(row["stage"] == "lapsed" and row["action_reason"] for row in listing["results"])
     customer = listing["results"][0]["customer"]
     assert viewer.get(f"/api/v1/insights/{customer}/").json()["learned_segment_name"]
-    history = viewer.get(f"/api/v1/insights/{customer}/stages/").json()
-    assert len(history) == 4 and history[-1]["as_of"] == END.isoformat()
+    history = viewer.get(f"/api/v1/insights/{customer}/stages/").json()  # paginated like every list
+    assert history["count"] == 4 and history["results"][-1]["as_of"] == END.isoformat()
 
     learned = viewer.get("/api/v1/segments/?kind=learned").json()["results"]
     assert learned and all(s["name"] for s in learned)

