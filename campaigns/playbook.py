@@ -8,7 +8,7 @@ matched, and the priority is the value at risk (churn probability x predicted va
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import numpy as np
@@ -147,6 +147,12 @@ def recommend(rules: list[PlaybookRule], row: dict[str, Any], affinity: pd.DataF
     return {"action": Action.NURTURE, "channel": Channel.EMAIL, "offer": None, "detail": "", "rule_name": "", "reason": "no playbook rule matched"}
 
 
+def _whole(amount: float) -> str:
+    """Money to the unit as the pages round it (half up, as Django's floatformat does):
+    Python's format rounds 31.5 to 32 but 30.5 to 30."""
+    return f"{Decimal(str(amount)).quantize(Decimal(1), rounding=ROUND_HALF_UP):,}"
+
+
 def _reason(rule: PlaybookRule, row: dict[str, Any]) -> str:
     parts = [row["stage_reason"]]
     if rule.tiers:
@@ -154,5 +160,5 @@ def _reason(rule: PlaybookRule, row: dict[str, Any]) -> str:
     if rule.sentiment_max is not None and row["recent_sentiment"] is not None:
         parts.append(row.get("negative_review") or f"negative review, sentiment {row['recent_sentiment']:+.2f}")
     if row["churn"] is not None and row["value"]:
-        parts.append(f"value at risk {row['value_at_risk']:,.0f} ({row['churn']:.0%} churn x {row['value']:,.0f} predicted)")
+        parts.append(f"value at risk {_whole(row['value_at_risk'])} ({row['churn']:.0%} churn x {_whole(row['value'])} predicted)")
     return f"{rule.name}: " + "; ".join(part for part in parts if part)

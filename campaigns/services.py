@@ -57,8 +57,15 @@ def preview(campaign: Campaign) -> dict[str, Any]:
     """Live count and value at risk of the audience (before launch)."""
     with tenant_context(campaign.tenant):
         totals = audience(campaign).aggregate(n=Count("id"), at_risk=Sum("priority"), value=Sum("predicted_value"))
+    note = ""
+    if campaign.persuadable_only:
+        from campaigns.uplift import model_for
+
+        if model_for(campaign.tenant, campaign.action) is None:
+            note = ("No campaign with this action has completed yet, so there is no uplift model to find the persuadable: "
+                    "'Persuadable only' keeps the whole audience until one has.")
     # Money to the cent: a sum of floats would show its noise (17236.12000000001).
-    return {"size": totals["n"], "value_at_risk": round(float(totals["at_risk"] or 0.0), 2), "predicted_value": round(float(totals["value"] or 0.0), 2)}
+    return {"size": totals["n"], "value_at_risk": round(float(totals["at_risk"] or 0.0), 2), "predicted_value": round(float(totals["value"] or 0.0), 2), "note": note}
 
 
 def assignment_hash(campaign_id: int, customer_id: int) -> float:
@@ -262,7 +269,7 @@ def _is_small(group: GroupOutcome) -> bool:
     return group.members < SMALL_GROUP_MEMBERS or group.converters < SMALL_GROUP_CONVERSIONS
 
 
-def compare_groups(t: GroupOutcome, c: GroupOutcome) -> dict[str, Any]:
+def compare_groups(t: GroupOutcome, c: GroupOutcome, *, final: bool = False) -> dict[str, Any]:
     """Uplift of treatment over control with 95% intervals, significance and the verdict.
     The report and the tests call this one function."""
     if not t.members or not c.members:
@@ -284,7 +291,7 @@ def compare_groups(t: GroupOutcome, c: GroupOutcome) -> dict[str, Any]:
         "incremental_revenue": round(revenue_uplift * t.members, 2),
         "incremental_conversions": round(uplift * t.members, 1),
         "small_sample": small,
-        "verdict": verdict(uplift, low, high, significant, t, c),
+        "verdict": verdict(uplift, low, high, significant, t, c, final=final),
     }
 
 
@@ -359,7 +366,7 @@ def outcomes(campaign: Campaign, *, now: dt.datetime | None = None, with_cumulat
         "window_complete": now >= campaign.attribution_ends,
         "treatment": t.as_dict(),
         "control": c.as_dict(),
-        **compare_groups(t, c),
+        **compare_groups(t, c, final=now >= campaign.attribution_ends),
         "cumulative": cumulative,
     }
 
@@ -373,7 +380,9 @@ def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
-def verdict(uplift: float, low: float, high: float, significant: bool, t: GroupOutcome, c: GroupOutcome) -> str:
+def verdict(uplift: float, low: float, high: float, significant: bool, t: GroupOutcome, c: GroupOutcome, *, final: bool = False) -> str:
+    """``final``: the attribution window has ended, so no more orders will count: the
+    advice is for the next campaign."""
     if significant:
         direction = "raised" if uplift > 0 else "lowered"
         text = f"The campaign {direction} conversion by {abs(uplift) * 100:.1f} percentage points (95% CI {_points(low)} to {_points(high)} pp)."
@@ -383,7 +392,8 @@ def verdict(uplift: float, low: float, high: float, significant: bool, t: GroupO
              if _is_small(g)]
     if small:
         text += (f" Small sample: the {'; the '.join(small)}. With fewer than {SMALL_GROUP_MEMBERS} members or {SMALL_GROUP_CONVERSIONS}"
-                 " conversions in a group the interval is only a rough guide: wait for more orders or use a larger audience.")
+                 " conversions in a group the interval is only a rough guide: "
+                 + ("use a larger audience next time." if final else "wait for more orders or use a larger audience."))
     return text
 
 
@@ -403,7 +413,7 @@ def suggested_campaigns(tenant: Tenant) -> list[dict[str, Any]]:
     labels = dict(Action.choices)
     return [
         {"action": r["action"], "label": labels[r["action"]], "customers": r["n"], "value_at_risk": round(float(r["at_risk"] or 0.0), 2),
-         "title": f"{r['n']:,} customers → {labels[r['action']].lower()}", "name": f"{SUGGESTED_ACTIONS[r['action']]} {r['n']:,} customers"}
+         "title": f"{_count(r['n'], 'customer')} → {labels[r['action']]}", "name": f"{SUGGESTED_ACTIONS[r['action']]} {_count(r['n'], 'customer')}"}
         for r in rows if r["n"]
     ]
 

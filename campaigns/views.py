@@ -32,9 +32,21 @@ class RuleForm(forms.ModelForm):
             "position", "name", "enabled", "stages", "tiers", "churn_min", "churn_max", "sentiment_max", "value_at_risk_min",
             "days_since_min", "days_since_max", "action", "channel", "offer_pct", "offer_cap",
         ]
+        help_texts = {"churn_min": "churn probability at least, from 0 to 1 (0.5 = 50%)", "churn_max": "churn probability at most, from 0 to 1 (0.5 = 50%)",
+                      "offer_pct": "discount as a share of predicted value, from 0 to 1 (0.1 = 10%)"}
+
+    def clean_name(self) -> str:
+        """Names are unique per shop: each customer's next action names the rule it came from."""
+        name = self.cleaned_data["name"].strip()
+        if PlaybookRule.objects.filter(name__iexact=name).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError("Another rule has this name; give each rule its own.")
+        return name
 
     def clean(self) -> dict:
         data = super().clean()
+        for key in ("offer_cap", "value_at_risk_min"):
+            if data.get(key) is not None and data[key] < 0:
+                self.add_error(key, "Must not be negative.")
         for low, high in (("churn_min", "churn_max"), ("days_since_min", "days_since_max")):
             if data.get(low) is not None and data.get(high) is not None and data[low] > data[high]:
                 self.add_error(high, "Must be at least the minimum.")
@@ -50,8 +62,8 @@ class RuleForm(forms.ModelForm):
 def playbook(request: HttpRequest) -> HttpResponse:
     rules = ensure_default_playbook(request.tenant)  # type: ignore[attr-defined]
     counts = dict(CustomerInsight.objects.exclude(rule_name="").values_list("rule_name").annotate(n=Count("id")))
-    for rule in rules:
-        rule.customers = counts.get(rule.name, 0)
+    for rule in rules:  # as of the last refresh; a disabled rule recommends to no one
+        rule.customers = counts.get(rule.name, 0) if rule.enabled else 0
     return render(request, "campaigns/playbook.html", {"rules": rules, "can_edit": request.membership.can(Role.ADMIN)})  # type: ignore[attr-defined]
 
 
@@ -85,7 +97,7 @@ class CampaignForm(forms.ModelForm):
     stages = forms.MultipleChoiceField(choices=Stage.choices, required=False, widget=forms.CheckboxSelectMultiple, help_text="audience: any of these stages")
     value_tiers = forms.MultipleChoiceField(choices=TIERS, required=False, widget=forms.CheckboxSelectMultiple, help_text="audience: any of these tiers")
     actions = forms.MultipleChoiceField(choices=Action.choices, required=False, widget=forms.CheckboxSelectMultiple, help_text="audience: customers whose recommended action is one of these")
-    churn_min = forms.FloatField(min_value=0, max_value=1, required=False, label="Churn probability at least")
+    churn_min = forms.FloatField(min_value=0, max_value=1, required=False, label="Churn probability at least", help_text="from 0 to 1 (0.5 = 50%)")
     orders_min = forms.IntegerField(min_value=0, required=False, label="Orders at least")
     webhook_url = forms.URLField(max_length=500, required=False, assume_scheme="https", help_text="optional: POST the treatment group here, HMAC-signed")
 

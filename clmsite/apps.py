@@ -14,11 +14,19 @@ def _tenant_changed(sender: type, instance: object, **kwargs: object) -> None:
     forget_memberships(Membership.objects.filter(tenant_id=instance.pk).values_list("user_id", flat=True))  # type: ignore[attr-defined]
 
 
+def _logged_out(sender: type, request: object, user: object, **kwargs: object) -> None:
+    from django.contrib import messages
+
+    if request is not None:
+        messages.info(request, "You have been logged out.")  # type: ignore[arg-type]
+
+
 class ClmsiteConfig(AppConfig):
     name = "clmsite"
     verbose_name = "Tenancy"
 
     def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_out
         from django.db.models.signals import post_delete, post_save
 
         from clmsite.models import Membership, Tenant
@@ -29,3 +37,4 @@ class ClmsiteConfig(AppConfig):
         post_delete.connect(_membership_changed, sender=Membership, dispatch_uid="clm-memberships-membership-deleted")
         post_save.connect(_tenant_changed, sender=Tenant, dispatch_uid="clm-memberships-tenant-saved")
         post_delete.connect(_tenant_changed, sender=Tenant, dispatch_uid="clm-memberships-tenant-deleted")
+        user_logged_out.connect(_logged_out, dispatch_uid="clm-logged-out-message")

@@ -92,6 +92,8 @@ TEMPLATES = [
         "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
+            # {% shop_guard %} and the page filters, in every template without a {% load %}.
+            "builtins": ["clmsite.templatetags.clm"],
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",

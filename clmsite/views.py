@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from clmsite.models import ApiKey, Role
 from clmsite.services import do_create_api_key, do_revoke_api_key
+from clmsite.templatetags.clm import SHOP_FIELD
 from clmsite.tenancy import SESSION_TENANT_KEY
 from modeling import jobs
 from modeling.models import Job
@@ -32,6 +33,8 @@ def tenant_required(minimum_role: str = Role.VIEWER) -> Any:
                 return render(request, "no_tenant.html", status=404)
             if not membership.can(minimum_role):
                 raise Http404("Not found")
+            if request.method == "POST" and request.POST.get(SHOP_FIELD, str(membership.tenant_id)) != str(membership.tenant_id):
+                return _other_shop(request, request.POST[SHOP_FIELD])
             return view(request, *args, **kwargs)
 
         wrapped.__name__ = view.__name__
@@ -39,6 +42,15 @@ def tenant_required(minimum_role: str = Role.VIEWER) -> Any:
         return wrapped
 
     return decorator
+
+
+def _other_shop(request: HttpRequest, posted: str) -> HttpResponse:
+    """A form opened in one shop, posted after the user switched to another (in another
+    tab): saving it would put one shop's data into the other, so nothing is saved."""
+    opened = next((m.tenant.name for m in getattr(request, "memberships", []) if str(m.tenant_id) == posted), "another shop")
+    messages.error(request, f"Nothing was saved: that form was opened in {opened}, and you have since switched to "
+                            f"{request.tenant.name} (in another tab or window). Switch back and submit it again.")  # type: ignore[attr-defined]
+    return redirect("dashboard")
 
 
 @login_required
@@ -90,12 +102,24 @@ def _job_payload(job: Job) -> dict[str, Any]:
         "id": job.pk,
         "kind": job.kind,
         "state": job.state,
+        "state_label": job.get_state_display(),
         "progress": job.progress,
         "percent": job.percent,
-        "message": job.message,
+        "message": job.message or _waiting(job),
         "finished": job.is_finished,
         "error_count": job.result.get("error_count", 0),
     }
+
+
+def _waiting(job: Job) -> str:
+    """What a queued job waits for: the shop's own jobs ahead of it, or a free worker."""
+    if job.state != Job.State.QUEUED:
+        return ""
+    ahead = Job.objects.filter(state__in=[Job.State.QUEUED, Job.State.RUNNING], created_at__lt=job.created_at).values_list("kind", flat=True)
+    kinds = sorted({str(Job.Kind(kind).label).lower() for kind in ahead})
+    if kinds:
+        return f"Waiting behind {len(ahead)} {' and '.join(kinds)} job{'s' if len(ahead) > 1 else ''} of this shop."
+    return "Waiting for a free worker."
 
 
 @tenant_required()

@@ -46,6 +46,7 @@ class ThresholdsForm(forms.Form):
         """``derived``: what the shop's own order gaps give; shown as each field's placeholder
         and next to it, so an empty field says what it stands for."""
         super().__init__(*args, **kwargs)
+        self.derived = derived
         if derived is None:
             return
         for name, field in self.fields.items():
@@ -60,6 +61,22 @@ class ThresholdsForm(forms.Form):
             field.help_text = f"{field.help_text}; {source}: {value:g}{self.UNITS[name]}"
             if in_effect is not None and getattr(in_effect, name) != value:
                 field.help_text += f"; in effect: {getattr(in_effect, name):g}{self.UNITS[name]} (your setting)"
+
+    def clean(self) -> dict[str, Any]:
+        """Thresholds that contradict each other are refused: a customer must not lapse
+        before their next order is even due (an empty field stands for its derived value)."""
+        data = super().clean()
+
+        def value(name: str) -> Any:
+            given = data.get(name)
+            return given if given is not None else (getattr(self.derived, name) if self.derived is not None else None)
+
+        lapse, gap, window = value("lapse_days"), value("usual_gap_days"), value("repurchase_window_days")
+        if lapse is not None and gap is not None and lapse <= gap:
+            self.add_error("lapse_days", f"Must be longer than the usual gap between orders ({gap:g} days): customers would lapse before their next order is due.")
+        if lapse is not None and window is not None and lapse <= window:
+            self.add_error("lapse_days", f"Must be longer than the window that makes a customer New ({window:g} days).")
+        return data
 
 
 @tenant_required()
@@ -89,6 +106,9 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
         form = ThresholdsForm(initial=overrides, derived=derived, in_effect=in_effect)
     start = _date(request.GET.get("start")) or (dates[0] if dates else None)
     end = _date(request.GET.get("end")) or (dates[-1] if dates else None)
+    if start and end and start > end:
+        start, end = end, start
+        messages.info(request, f"Showing the moves from {start} to {end}: the earlier date comes first.")
     matrix = insights.transitions(tenant, start, end) if start and end else None
     latest = counts.iloc[-1].to_dict() if len(counts) else {}
     chart = {
@@ -101,7 +121,7 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
         for source, values in matrix.iterrows():
             rows.append({"from": source, "label": labels.get(source, "Not yet a customer"), "cells": [{"to": target, "count": int(values[target])} for target in matrix.columns]})
     return render(request, "insights/lifecycle.html", {
-        "chart_data": chart, "dates": dates, "start": start, "end": end, "rows": rows,
+        "chart_data": chart, "dates": dates, "start": start, "end": end, "rows": rows, "latest": dates[-1] if dates else None,
         "columns": [(c, labels[c]) for c in matrix.columns] if matrix is not None else [], "form": form,
         "can_edit": request.membership.can(Role.ADMIN), "has_data": bool(dates), "as_of": as_of,  # type: ignore[attr-defined]
         "jobs": Job.objects.filter(kind=Job.Kind.INSIGHTS).order_by("-created_at")[:1],
@@ -144,8 +164,8 @@ class SavedSegmentForm(forms.Form):
     name = forms.CharField(max_length=100)
     stages = forms.MultipleChoiceField(choices=Stage.choices, required=False, widget=forms.CheckboxSelectMultiple)
     value_tiers = forms.MultipleChoiceField(choices=[("high", "High"), ("medium", "Medium"), ("low", "Low")], required=False, widget=forms.CheckboxSelectMultiple)
-    churn_min = forms.FloatField(min_value=0, max_value=1, required=False, label="Churn probability at least")
-    churn_max = forms.FloatField(min_value=0, max_value=1, required=False, label="Churn probability at most")
+    churn_min = forms.FloatField(min_value=0, max_value=1, required=False, label="Churn probability at least", help_text="from 0 to 1 (0.5 = 50%)")
+    churn_max = forms.FloatField(min_value=0, max_value=1, required=False, label="Churn probability at most", help_text="from 0 to 1 (0.5 = 50%)")
     sentiment_max = forms.FloatField(min_value=-1, max_value=1, required=False, label="Review sentiment at most")
     spend_min = forms.DecimalField(min_value=0, required=False, label="Total spent at least")
     orders_min = forms.IntegerField(min_value=0, required=False, label="Orders at least")
@@ -263,7 +283,7 @@ def priorities(request: HttpRequest) -> HttpResponse:
     The page is paginated; the CSV streams every row, however many."""
     action = request.GET.get("action", "")
     rows = CustomerInsight.objects.select_related("customer").exclude(action=Action.NO_ACTION).order_by("-priority", "customer_id")
-    if action in Action.values:
+    if action in Action.values and action != Action.NO_ACTION:  # listed nowhere: it is the budget saved
         rows = rows.filter(action=action)
     else:
         action = ""
@@ -276,7 +296,7 @@ def priorities(request: HttpRequest) -> HttpResponse:
     names = dict(Action.choices)
     page = Paginator(rows, PRIORITIES_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "insights/priorities.html", {
-        "page": page, "rows": page.object_list, "action": action, "actions": Action.choices, "query_prefix": f"action={action}&" if action else "",
+        "page": page, "rows": page.object_list, "action": action, "actions": [c for c in Action.choices if c[0] != Action.NO_ACTION], "query_prefix": f"action={action}&" if action else "",
         "totals": [{"action": t["action"], "label": names.get(t["action"], t["action"]), "n": t["n"], "at_risk": t["at_risk"] or 0} for t in totals],
     })
 

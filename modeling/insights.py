@@ -331,7 +331,7 @@ def _insight_rows(
         churn = float(prediction["churn_probability"]) if prediction is not None else None
         value = float(prediction["predicted_value"]) if prediction is not None else (float(features.at[customer, "total_spent"]) if has_features else 0.0)
         tier = str(prediction["value_tier"]) if prediction is not None else ""
-        at_risk = (churn or 0.0) * value
+        at_risk = round((churn or 0.0) * value, 2)  # as stored (the priority), so the reason's figure is the page's
         row = {
             "stage": stage["stage"], "stage_reason": stage["reason"], "tier": tier, "churn": churn, "value": value, "value_at_risk": at_risk,
             "days_since": int(round(features.at[customer, "recency_days"])) if has_features else None,
@@ -350,7 +350,7 @@ def _insight_rows(
             action=action["action"], action_channel=action["channel"], action_offer=action["offer"], action_detail=action["detail"][:200],
             action_reason=action["reason"][:400], rule_name=action["rule_name"][:100],
             churn_probability=churn, predicted_value=Decimal(str(round(value, 2))) if prediction is not None else None, value_tier=tier,
-            priority=round(at_risk, 2), updated_at=now,
+            priority=at_risk, updated_at=now,
         ))
     return rows
 
@@ -513,12 +513,14 @@ def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
     from django.db.models import Count, Sum
     from django.db.models.functions import TruncMonth
 
+    from campaigns.models import Action
     from customers.models import Review
 
     counts = stage_counts(tenant)
     labels = dict(lifecycle.Stage.choices)
     with tenant_context(tenant):
-        totals = CustomerInsight.objects.aggregate(at_risk=Sum("priority"), n=Count("id"), as_of=Max("as_of"))
+        totals = CustomerInsight.objects.aggregate(at_risk=Sum("priority"), n=Count("id"), as_of=Max("as_of"),
+                                                   actionable=Sum("priority", filter=~Q(action=Action.NO_ACTION)))
         learned = list(Segment.objects.filter(kind=Segment.Kind.LEARNED, is_current=True).order_by("-size").values("pk", "name", "size"))
         by_stage = {row["stage"]: row for row in CustomerInsight.objects.values("stage").annotate(n=Count("id"), at_risk=Sum("priority")).order_by()}
         sentiment = list(
@@ -534,6 +536,8 @@ def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
         "has_insights": bool(totals["n"]),
         "as_of": totals["as_of"],
         "value_at_risk": totals["at_risk"] or 0.0,
+        # The part of it with an action to take: what the priorities page lists.
+        "actionable_value_at_risk": totals["actionable"] or 0.0,
         "alerts": alerts,
         # What a merchant acts on first: who is slipping away and how much they are worth.
         "watch": [{"stage": s.value, "label": s.label, "count": by_stage.get(s.value, {}).get("n", 0), "value_at_risk": by_stage.get(s.value, {}).get("at_risk") or 0.0}

@@ -71,6 +71,12 @@ def thresholds_from_orders(orders: pd.DataFrame, as_of: dt.date, overrides: dict
     return with_overrides(thresholds, overrides)
 
 
+def _below(p: float, threshold: float) -> str:
+    """"29.6% is below 30%": a decimal more where whole percents would read "30% is below 30%"."""
+    shown = f"{p:.0%}" if f"{p:.0%}" != f"{threshold:.0%}" else f"{p:.1%}"
+    return f"{shown} is below {threshold:.0%}"
+
+
 def with_overrides(thresholds: Thresholds, overrides: dict | None) -> Thresholds:
     """The thresholds with the tenant's overrides (``tenant.settings["lifecycle"]``) on top."""
     changes = {key: type(getattr(thresholds, key))(value) for key, value in (overrides or {}).items() if key in EDITABLE and value not in (None, "")}
@@ -131,7 +137,7 @@ def stages_as_of(
             stage, start = Stage.AT_RISK, last + dt.timedelta(days=int(overdue_after[customer]))
             reason = f"overdue: {r} days vs. {usual} {round(own_gap[customer])}"
         elif pd.notna(p) and p < thresholds.at_risk_probability:
-            stage, start, reason = Stage.AT_RISK, as_of, f"purchase probability {p:.0%} is below {thresholds.at_risk_probability:.0%}"
+            stage, start, reason = Stage.AT_RISK, as_of, f"purchase probability {_below(p, thresholds.at_risk_probability)}"
         elif n >= 2 and high_tier[customer]:
             stage, start, reason = Stage.LOYAL, last, f"loyal: {n} orders, top value tier"
         else:

@@ -207,6 +207,18 @@ def train_customer_models(
 BASELINE_MARGIN = 0.02
 
 
+def chosen_families(family: str) -> tuple[str, ...]:
+    """The families a training may serve from: ``auto`` (every family), one family, or a
+    comma-separated list such as ``bgnbd,tabular`` (the demo's quick first set)."""
+    if family == "auto":
+        return FAMILIES
+    names = tuple(dict.fromkeys(name.strip() for name in family.split(",") if name.strip()))
+    unknown = [name for name in names if name not in FAMILIES]
+    if unknown or not names:
+        raise ValueError(f"Unknown family {', '.join(unknown) or family!r}; expected auto, or one or more of {', '.join(FAMILIES)}")
+    return names
+
+
 def champion_for(target: str, candidates: list[Any], *, family: Callable[[Any], str], metrics: Callable[[Any], dict[str, Any]]) -> Any:
     """The candidate that serves ``target``, by the validation metrics: the baseline first, then
     each challenger that beats the one ahead (by BASELINE_MARGIN, when that one is BG/NBD)."""
@@ -246,9 +258,7 @@ def train_models(
     # Scores the history's reviews in memory; promoted with the customer models at the end.
     sentiment = train_sentiment_champion(tenant, history, as_of, job_key, report, lambda f, m: progress(0.02 + 0.2 * f, m))
 
-    families = FAMILIES if family == "auto" else (family,)
-    if family != "auto" and family not in FAMILIES:
-        raise ValueError(f"Unknown family {family!r}")
+    families = chosen_families(family)
     champions: dict[str, ModelVersion] = {}
     if history.orders.empty:
         report.skipped.append("customer models: no orders up to the as-of date")
@@ -264,7 +274,7 @@ def train_models(
         except ValueError as exc:
             versions = []
             report.skipped.append(f"customer models: {exc}")
-        eligible = [v for v in versions if family == "auto" or v.family == family]
+        eligible = [v for v in versions if v.family in chosen_families(family)]
         champions = choose_champions(eligible)
     # The last point a cancel stops the run: nothing it trained serves before this line.
     getattr(progress, "checkpoint", progress)(0.96, "Promoting the champions")

@@ -25,12 +25,15 @@ def models_page(request: HttpRequest) -> HttpResponse:
     versions = list(ModelVersion.objects.select_related("job")[:120])
     jobs = list(Job.objects.filter(kind__in=[Job.Kind.TRAIN, Job.Kind.SCORE])[:15])
     serving = [active[t] for t in TARGET_ORDER if t in active]
+    for version in serving:
+        version.beaten_by = _beaten_by(version)
     last_scored = Prediction.objects.order_by("-as_of").values_list("as_of", flat=True).first()
     return render(
         request,
         "modeling/models.html",
         {
             "serving": serving,
+            "any_beaten": any(v.beaten_by for v in serving),
             "versions": versions,
             "jobs": jobs,
             "can_retrain": request.membership.can(Role.ADMIN) or request.user.is_staff,  # type: ignore[attr-defined]
@@ -39,6 +42,16 @@ def models_page(request: HttpRequest) -> HttpResponse:
             "today": dt.datetime.now(dt.UTC).date(),
         },
     )
+
+
+def _beaten_by(version: ModelVersion) -> list[str]:
+    """The baselines measured in the same window that score better than a serving model: it
+    serves because it was the best candidate of a narrower training (one family), and the
+    page says so rather than hide it."""
+    from modeling.training import better
+
+    return [name for name, scores in (version.baseline_metrics or {}).items()
+            if isinstance(scores, dict) and better(version.target, scores, version.metrics)]
 
 
 @tenant_required()

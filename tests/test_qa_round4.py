@@ -133,3 +133,89 @@ def test_cancelling_a_finished_job_is_a_conflict_not_a_silent_200(tenant_a) -> N
         job = Job.objects.create(kind=Job.Kind.IMPORT, state=Job.State.SUCCEEDED)
     response = api_client_for(tenant_a).post(f"/api/v1/jobs/{job.pk}/cancel/")
     assert response.status_code == 409 and "already finished (succeeded)" in response.json()["detail"]
+
+
+# --- The browser walk -------------------------------------------------------------------------
+
+
+def test_a_form_opened_in_one_shop_is_not_saved_into_the_shop_switched_to_since(tenant_a, tenant_b, client, django_user_model) -> None:
+    from clmsite.models import Role
+    from clmsite.services import do_add_member
+    from modeling.models import Segment
+
+    user = django_user_model.objects.create_user("two-shops", password="pw-123-456-789")
+    do_add_member(tenant_a, user, Role.OWNER)
+    do_add_member(tenant_b, user, Role.OWNER)
+    client.force_login(user)
+    client.post("/tenant/switch/", {"tenant_id": tenant_a.pk})
+    form = client.get("/segments/").content.decode()
+    assert f'name="shop" value="{tenant_a.pk}"' in form  # every form carries its shop
+    client.post("/tenant/switch/", {"tenant_id": tenant_b.pk})  # "in another tab"
+    refused = client.post("/segments/", {"name": "Loyal", "stages": ["loyal"], "shop": tenant_a.pk}, follow=True).content.decode()
+    assert f"Nothing was saved: that form was opened in {tenant_a.name}" in refused.replace("&#x27;", "'")
+    for tenant in (tenant_a, tenant_b):
+        with tenant_context(tenant):
+            assert not Segment.objects.filter(kind=Segment.Kind.SAVED).exists()
+    assert client.post("/segments/", {"name": "Loyal", "stages": ["loyal"], "shop": tenant_b.pk}).status_code == 302  # the right shop saves
+    with tenant_context(tenant_b):
+        assert Segment.objects.filter(kind=Segment.Kind.SAVED, name="Loyal").exists()
+
+
+def test_thresholds_that_contradict_each_other_are_refused(tenant_a, client, alice) -> None:
+    client.force_login(alice)
+    page = client.post("/lifecycle/", {"usual_gap_days": 100, "lapse_days": 10})
+    assert page.status_code == 200 and "Must be longer than the usual gap between orders (100 days)" in page.content.decode()
+    tenant_a.refresh_from_db()
+    assert "lifecycle" not in tenant_a.settings
+
+
+def test_playbook_rules_have_their_own_names_no_negative_offer_and_a_disabled_rule_counts_no_one(tenant_a, client, alice) -> None:
+    from campaigns.models import PlaybookRule
+    from campaigns.playbook import ensure_default_playbook
+
+    client.force_login(alice)
+    existing = ensure_default_playbook(tenant_a)[0]
+    page = client.post("/playbook/new/", {"position": 999, "name": existing.name.upper(), "action": "win_back", "channel": "email", "offer_cap": "-5"})
+    text = page.content.decode()
+    assert "Another rule has this name" in text and "Must not be negative." in text
+    with tenant_context(tenant_a):
+        PlaybookRule.objects.filter(pk=existing.pk).update(enabled=False)
+        from modeling.models import CustomerInsight
+
+        customer = Customer.objects.create(tenant=tenant_a, external_id="c1")
+        CustomerInsight.objects.create(tenant=tenant_a, customer=customer, as_of=dt.date(2026, 11, 30), stage="lapsed", stage_since=dt.date(2026, 11, 30),
+                                       stage_reason="test", action="win_back", action_reason="test", rule_name=existing.name)
+    rules = client.get("/playbook/").context["rules"]
+    assert next(r for r in rules if r.pk == existing.pk).customers == 0
+
+
+def test_reasons_round_as_the_pages_do() -> None:
+    from campaigns.playbook import _whole
+    from modeling.lifecycle import _below
+
+    assert _below(0.296, 0.3) == "29.6% is below 30%" and _below(0.21, 0.3) == "21% is below 30%"
+    assert (_whole(30.5), _whole(31.5), _whole(1234.49)) == ("31", "32", "1,234")
+
+
+def test_a_serving_model_beaten_by_a_baseline_says_so_and_the_demo_serves_the_better_family(tenant_a, client, alice) -> None:
+    from modeling.models import ModelVersion
+    from modeling.training import chosen_families
+
+    with tenant_context(tenant_a):
+        ModelVersion.objects.create(target="purchase", family="tabular", as_of="2024-03-01", state=ModelVersion.State.ACTIVE,
+                                    metrics={"auc": 0.80}, baseline_metrics={"persistence": {"auc": 0.78}, "bgnbd": {"auc": 0.83}})
+    client.force_login(alice)
+    page = client.get("/models/").content.decode()
+    assert "bgnbd scores better here" in page and "persistence scores better" not in page and 'data-testid="beaten-note"' in page
+    assert chosen_families("bgnbd, tabular") == ("bgnbd", "tabular") and len(chosen_families("auto")) == 3
+    with pytest.raises(ValueError, match="Unknown family"):
+        chosen_families("tabular,xgboost")
+
+
+def test_small_wording_fixes(tenant_a, client, alice) -> None:
+    client.force_login(alice)
+    empty = client.get("/customers/?q=zzz&stage=lapsed").content.decode()
+    assert "No customers match “zzz” with these filters." in empty
+    assert "0% rated" not in client.get("/").content.decode()  # no reviews: no share of bad ones
+    client.post("/logout/")
+    assert "You have been logged out." in client.get("/login/").content.decode()

@@ -1,6 +1,19 @@
 from django import template
+from django.utils.html import format_html
 
 register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def shop_guard(context: template.Context) -> str:
+    """A form's shop: the hidden field ``tenant_required`` checks on a POST, so that a form
+    opened in one shop is not saved into another the user switched to in another tab."""
+    request = context.get("request")
+    tenant = getattr(request, "tenant", None)
+    return format_html('<input type="hidden" name="{}" value="{}">', SHOP_FIELD, tenant.pk) if tenant is not None else ""
+
+
+SHOP_FIELD = "shop"
 
 
 @register.filter

@@ -18,7 +18,7 @@ window.CLM = {
         const progress = node.querySelector("[role=progressbar]");
         if (progress) progress.setAttribute("aria-valuenow", job.percent);
         const state = node.querySelector("[data-field=state]");
-        if (state) { state.textContent = job.state; state.className = "state state-" + job.state; }
+        if (state) { state.textContent = job.state_label; state.className = "state state-" + job.state; }
         const message = node.querySelector("[data-field=message]");
         if (message) message.textContent = job.message;
         if (job.finished) { if (node.dataset.reload) window.location.reload(); return; }

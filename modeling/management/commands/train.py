@@ -6,7 +6,7 @@ from clmsite.management.base import ClmCommand
 from clmsite.management.commands._tenant import tenant_from_slug
 from modeling.management.commands._progress import terminal_progress
 from modeling.services import InvalidAsOf, TrainingAlreadyRunning, check_as_of, do_start_training
-from modeling.training import FAMILIES, train_models
+from modeling.training import FAMILIES, chosen_families, train_models
 
 
 class Command(ClmCommand):
@@ -16,7 +16,7 @@ class Command(ClmCommand):
         parser.add_argument("--tenant", required=True)
         parser.add_argument("--as-of", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
         parser.add_argument("--horizon-days", type=int, default=None, help="default: the tenant's horizon (90)")
-        parser.add_argument("--family", default="auto", choices=["auto", *FAMILIES])
+        parser.add_argument("--family", default="auto", help=f"auto, or one or more of {','.join(FAMILIES)} (comma-separated): the families that may serve")
         parser.add_argument("--sync", action="store_true", help="train in this process instead of on a worker")
         parser.add_argument(
             "--sentiment-candidates", default=None, help="comma-separated: ngram,transformer (default: the tenant's setting, else both)"
@@ -32,6 +32,10 @@ class Command(ClmCommand):
                 raise CommandError("--sentiment-candidates applies to --sync runs")
             # For this run only; the tenant's saved settings are unchanged.
             target.settings = {**target.settings, "sentiment_candidates": chosen}
+        try:
+            chosen_families(family)
+        except ValueError as exc:
+            raise CommandError(f"--family: {exc}") from None
         if horizon_days is not None and not 1 <= horizon_days <= 730:
             raise CommandError("--horizon-days must be between 1 and 730")
         try:
