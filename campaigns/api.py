@@ -54,6 +54,7 @@ class CampaignWithSecretSerializer(CampaignSerializer):
     class Meta(CampaignSerializer.Meta):
         fields = [*CampaignSerializer.Meta.fields, "webhook_secret"]
         read_only_fields = [*CampaignSerializer.Meta.read_only_fields, "webhook_secret"]
+        extra_kwargs = {"webhook_secret": {"help_text": "admins and owners only (others never get the field): verifies the webhook's signatures"}}
 
 
 class AudienceMemberSerializer(serializers.Serializer):
@@ -83,7 +84,8 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         return Campaign.objects.select_related("segment")
 
     def get_serializer_class(self) -> type[CampaignSerializer]:
-        return CampaignWithSecretSerializer if self._sees_secret() else CampaignSerializer
+        # The schema documents the field too (drf-spectacular's fake view), marked for admins.
+        return CampaignWithSecretSerializer if self._sees_secret() or getattr(self, "swagger_fake_view", False) else CampaignSerializer
 
     def _sees_secret(self) -> bool:
         role = request_role(self.request) if getattr(self, "request", None) is not None else None
@@ -135,7 +137,12 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         "revenue_uplift_per_member": serializers.FloatField(required=False, allow_null=True),
         "revenue_uplift_ci": serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True),
         "incremental_revenue": serializers.FloatField(required=False, allow_null=True),
-        "verdict": serializers.CharField(required=False), "preview": serializers.DictField(required=False)})})
+        "incremental_conversions": serializers.FloatField(required=False, allow_null=True),
+        "window_end": serializers.DateTimeField(required=False, help_text="the end of the attribution window"),
+        "measured_until": serializers.DateTimeField(required=False, help_text="orders are counted up to here: the window's end, or now"),
+        "window_complete": serializers.BooleanField(required=False),
+        "verdict": serializers.CharField(required=False),
+        "preview": serializers.DictField(required=False, help_text="before launch: size, value_at_risk, predicted_value, note")})})
     @action(detail=True, methods=["get"])
     def report(self, request: Any, pk: str | None = None) -> Response:
         campaign = self.get_object()

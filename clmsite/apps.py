@@ -18,7 +18,7 @@ def _logged_out(sender: type, request: object, user: object, **kwargs: object) -
     from django.contrib import messages
 
     if request is not None:
-        messages.info(request, "You have been logged out.")  # type: ignore[arg-type]
+        messages.info(request, "You have been logged out.", fail_silently=True)  # type: ignore[arg-type]  # no messages outside a web request (Client.logout)
 
 
 class ClmsiteConfig(AppConfig):

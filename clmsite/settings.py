@@ -185,6 +185,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "JobStateEnum": "modeling.models.Job.State",
         "ModelVersionStateEnum": "modeling.models.ModelVersion.State",
+        "CampaignStateEnum": "campaigns.models.Campaign.State",
     },
 }
 

@@ -249,7 +249,7 @@ def test_models_page_shows_a_running_training_job_progress_live(live_server, pag
 
     with tenant_context(tenant_a):
         Job.objects.filter(pk=job.pk).update(state=Job.State.SUCCEEDED, progress=1.0, message="Trained bgnbd, tabular, transformer")
-    page.wait_for_function(f"() => document.querySelector(\"{row} [data-field=state]\").textContent === 'succeeded'", timeout=10_000)
+    page.wait_for_function(f"() => document.querySelector(\"{row} [data-field=state]\").textContent === 'Succeeded'", timeout=10_000)
 
 
 def test_pages_fit_a_phone_screen(live_server, page, alice, tenant_a):

@@ -219,3 +219,13 @@ def test_small_wording_fixes(tenant_a, client, alice) -> None:
     assert "0% rated" not in client.get("/").content.decode()  # no reviews: no share of bad ones
     client.post("/logout/")
     assert "You have been logged out." in client.get("/login/").content.decode()
+
+
+def test_a_total_that_adds_other_currencies_says_so(tenant_a, client, alice) -> None:
+    rows = [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2026-11-01", "amount": "100", "currency": "EUR"},
+            {"customer_id": "c1", "order_id": "o2", "ordered_at": "2026-11-02", "amount": "50", "currency": tenant_a.currency}]
+    assert import_rows(tenant_a, "orders", rows).ok
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get(external_id="c1")
+    client.force_login(alice)
+    assert "includes orders in EUR at face value" in client.get(f"/customers/{customer.pk}/").content.decode()
