@@ -153,10 +153,16 @@ def webhook_url_problem(url: str) -> str | None:
     return None
 
 
+SCHEDULE_HORIZON = dt.timedelta(days=366)
+
+
 def schedule_problem(when: dt.datetime | None) -> str | None:
-    """Why a launch time cannot be used, or None: it must be to come (or empty)."""
+    """Why a launch time cannot be used, or None: it must be to come (or empty), and within
+    a year, as the audience is frozen from the predictions of the night before."""
     if when is not None and when < timezone.now() - SCHEDULE_GRACE:
         return "In the past: give a time to come, or leave it empty and launch by hand."
+    if when is not None and when > timezone.now() + SCHEDULE_HORIZON:
+        return f"More than {SCHEDULE_HORIZON.days} days ahead: schedule within a year, or leave it empty and launch by hand."
     return None
 
 

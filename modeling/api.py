@@ -110,7 +110,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
     def rollback(self, request: Any) -> Response:
         target = request.data.get("target") if hasattr(request.data, "get") else None  # the body may be a JSON list or null
         if target not in ModelVersion.Target.values:
-            raise ValidationError({"target": f"one of {', '.join(ModelVersion.Target.values)}"})
+            raise ValidationError({"target": [f"one of {', '.join(ModelVersion.Target.values)}"]})
         try:
             version = registry.do_rollback_model(self.tenant, target, acting_user=request.user if getattr(request.user, "pk", None) else None)  # type: ignore[arg-type]
         except (ValueError, registry.ArtifactError) as exc:
@@ -232,11 +232,11 @@ class SavedFiltersSerializer(serializers.Serializer):
     def to_internal_value(self, data: Any) -> Any:
         unknown = set(data) - set(self.fields) if isinstance(data, dict) else set()
         if unknown:
-            raise ValidationError({key: "unknown filter" for key in sorted(unknown)})
+            raise ValidationError({key: ["unknown filter"] for key in sorted(unknown)})  # a field's errors are a list, as everywhere
         values = super().to_internal_value(data)
         crossed = insights.crossed_filter_ranges(values)
         if crossed:
-            raise ValidationError(crossed)
+            raise ValidationError({field: [message] for field, message in crossed.items()})
         return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in values.items()}
 
 

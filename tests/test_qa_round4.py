@@ -229,3 +229,18 @@ def test_a_total_that_adds_other_currencies_says_so(tenant_a, client, alice) -> 
         customer = Customer.objects.get(external_id="c1")
     client.force_login(alice)
     assert "includes orders in EUR at face value" in client.get(f"/customers/{customer.pk}/").content.decode()
+
+
+def test_a_fields_errors_are_a_list_everywhere(tenant_a) -> None:
+    api = api_client_for(tenant_a, Role.ADMIN)
+    assert api.post("/api/v1/models/rollback/", {}, format="json").json() == {"target": ["one of purchase, orders, revenue, sentiment"]}
+    body = api.post("/api/v1/segments/", {"name": "x", "filters": {"bogus": 1, "spend_min": 10, "spend_max": 1}}, format="json").json()
+    assert body["filters"] == {"bogus": ["unknown filter"]}
+    body = api.post("/api/v1/segments/", {"name": "x", "filters": {"spend_min": 10, "spend_max": 1}}, format="json").json()
+    assert isinstance(body["filters"]["spend_max"], list) and "no customer can match both" in body["filters"]["spend_max"][0]
+
+
+def test_a_campaign_cannot_be_scheduled_more_than_a_year_ahead(tenant_a) -> None:
+    api = api_client_for(tenant_a, Role.ADMIN)
+    far = api.post("/api/v1/campaigns/", {"name": "Far", "action": "win_back", "scheduled_for": "9999-12-31T23:59:59Z"}, format="json")
+    assert far.status_code == 400 and "within a year" in str(far.json()["scheduled_for"])
