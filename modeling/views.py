@@ -48,9 +48,10 @@ def _beaten_by(version: ModelVersion) -> list[str]:
     """The baselines measured in the same window that score better than a serving model: it
     serves because it was the best candidate of a narrower training (one family), and the
     page says so rather than hide it."""
+    from clmsite.templatetags.clm import family_label
     from modeling.training import better
 
-    return [name for name, scores in (version.baseline_metrics or {}).items()
+    return [family_label(name) for name, scores in (version.baseline_metrics or {}).items()
             if isinstance(scores, dict) and better(version.target, scores, version.metrics)]
 
 

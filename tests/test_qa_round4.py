@@ -206,7 +206,7 @@ def test_a_serving_model_beaten_by_a_baseline_says_so_and_the_demo_serves_the_be
                                     metrics={"auc": 0.80}, baseline_metrics={"persistence": {"auc": 0.78}, "bgnbd": {"auc": 0.83}})
     client.force_login(alice)
     page = client.get("/models/").content.decode()
-    assert "bgnbd scores better here" in page and "persistence scores better" not in page and 'data-testid="beaten-note"' in page
+    assert "BG/NBD scores better here" in page and "Persistence scores better" not in page and 'data-testid="beaten-note"' in page
     assert chosen_families("bgnbd, tabular") == ("bgnbd", "tabular") and len(chosen_families("auto")) == 3
     with pytest.raises(ValueError, match="Unknown family"):
         chosen_families("tabular,xgboost")
@@ -244,3 +244,10 @@ def test_a_campaign_cannot_be_scheduled_more_than_a_year_ahead(tenant_a) -> None
     api = api_client_for(tenant_a, Role.ADMIN)
     far = api.post("/api/v1/campaigns/", {"name": "Far", "action": "win_back", "scheduled_for": "9999-12-31T23:59:59Z"}, format="json")
     assert far.status_code == 400 and "within a year" in str(far.json()["scheduled_for"])
+
+
+def test_model_pages_name_families_and_format_numbers() -> None:
+    from clmsite.templatetags.clm import family_label, metric_number
+
+    assert (family_label("bgnbd"), family_label("majority_class"), family_label("new_family")) == ("BG/NBD", "Majority class", "new_family")
+    assert (metric_number(485454.89), metric_number(1849.0), metric_number(3825), metric_number(0.8185), metric_number(1.0), metric_number(None)) == ("485,454.89", "1,849", "3,825", 0.8185, 1.0, None)

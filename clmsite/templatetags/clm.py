@@ -42,9 +42,34 @@ def headline(version) -> str:  # type: ignore[no-untyped-def]
     return _headline(version.target, version.metrics)
 
 
+FAMILY_LABELS = {"bgnbd": "BG/NBD", "tabular": "Boosted trees", "transformer": "Transformer", "ngram": "N-gram",
+                 "persistence": "Persistence", "majority_class": "Majority class"}
+
+
+@register.filter
+def family_label(name: str) -> str:
+    """A model family or baseline as a page names it: ``bgnbd`` → ``BG/NBD``."""
+    return FAMILY_LABELS.get(str(name), str(name))
+
+
+@register.filter
+def metric_number(value):  # type: ignore[no-untyped-def]
+    """A metric as a page shows it: counts and money with thousands separators (485,454.89),
+    whole counts without a ".0" (1,849), scores as they are (0.8185, 1.0)."""
+    from django.contrib.humanize.templatetags.humanize import intcomma
+
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 2:  # a count kept as a float; a score of 1.0 stays one
+        value = int(value)
+    if isinstance(value, int):
+        return intcomma(value)
+    return intcomma(f"{value:.2f}") if abs(value) >= 1000 else value
+
+
 @register.simple_tag
 def baseline_headline(version) -> str:  # type: ignore[no-untyped-def]
-    parts = [f"{name}: {_headline(version.target, scores)}" for name, scores in (version.baseline_metrics or {}).items() if isinstance(scores, dict)]
+    parts = [f"{family_label(name)}: {_headline(version.target, scores)}" for name, scores in (version.baseline_metrics or {}).items() if isinstance(scores, dict)]
     return "; ".join(parts) or "—"
 
 
