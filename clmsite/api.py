@@ -50,6 +50,9 @@ class TenantScopedMixin:
             _current_tenant.reset(token)
             self._tenant_token = None
         response["Cache-Control"] = "private, no-store"
+        budget = getattr(request, "rate_limit", None)
+        if budget is not None:
+            response["RateLimit-Limit"], response["RateLimit-Remaining"], response["RateLimit-Reset"] = (str(budget[k]) for k in ("limit", "remaining", "reset"))
         return response
 
 
@@ -86,3 +89,26 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         response.data = {"detail": " ".join(str(message) for message in response.data)}
     return response
 
+
+
+# The answers every operation may give besides its own, documented once (drf-spectacular
+# postprocessing hook): each is the JSON object the exception handler above writes.
+ERROR_RESPONSES = {
+    "400": "Invalid input: `detail`, or each field's name with a list of messages (a bulk upsert: `errors` by row and column).",
+    "401": "No API key, or an unknown or revoked one (`WWW-Authenticate: Bearer`).",
+    "403": "The key's role may not do this.",
+    "404": "Not found: a missing id, and an id of another shop, answer alike.",
+    "429": "The shop's request budget is spent; retry after `Retry-After` seconds.",
+}
+
+
+def document_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Error"] = {"type": "object", "properties": {"detail": {"type": "string"}}, "additionalProperties": True,
+                        "description": "Every error body is a JSON object; `detail` carries a message about the whole request."}
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.setdefault("responses", {})
+            for code, description in ERROR_RESPONSES.items():
+                responses.setdefault(code, {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+    return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
@@ -204,5 +206,5 @@ def test_a_campaign_scheduled_in_the_past_or_with_crossed_filters_is_a_400(tenan
     assert crossed.status_code == 400 and "churn_max" in crossed.json()["filters"]
     crossed_segment = api_a.post("/api/v1/segments/", {"name": "None", "filters": {"orders_min": 5, "orders_max": 2}}, format="json")
     assert crossed_segment.status_code == 400
-    ok = api_a.post("/api/v1/campaigns/", {**base, "scheduled_for": "2099-01-01T00:00:00Z", "filters": {"churn_min": 0.5, "churn_max": 0.9}}, format="json")
+    ok = api_a.post("/api/v1/campaigns/", {**base, "scheduled_for": (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).isoformat(), "filters": {"churn_min": 0.5, "churn_max": 0.9}}, format="json")
     assert ok.status_code == 201 and ok.json()["state"] == "scheduled"

@@ -251,3 +251,12 @@ def test_model_pages_name_families_and_format_numbers() -> None:
 
     assert (family_label("bgnbd"), family_label("majority_class"), family_label("new_family")) == ("BG/NBD", "Majority class", "new_family")
     assert (metric_number(485454.89), metric_number(1849.0), metric_number(3825), metric_number(0.8185), metric_number(1.0), metric_number(None)) == ("485,454.89", "1,849", "3,825", 0.8185, 1.0, None)
+
+
+def test_api_responses_carry_the_rate_limit_budget_and_the_schema_documents_error_answers(tenant_a) -> None:
+    api = api_client_for(tenant_a)
+    first, second = api.get("/api/v1/customers/"), api.get("/api/v1/customers/")
+    assert int(first["RateLimit-Limit"]) >= 1 and int(second["RateLimit-Remaining"]) == int(first["RateLimit-Remaining"]) - 1
+    assert 0 <= int(second["RateLimit-Reset"]) <= 60
+    operation = api.get("/api/schema/?format=json").json()["paths"]["/api/v1/customers/{id}/"]["get"]
+    assert {"400", "401", "403", "404", "429"} <= set(operation["responses"])
