@@ -196,7 +196,7 @@ def segment_list(request: HttpRequest) -> HttpResponse:
             raise Http404("Not found")
         if form.is_valid():
             name = form.cleaned_data["name"].strip()
-            if Segment.objects.filter(kind=Segment.Kind.SAVED, name__iexact=name).exists():
+            if _saved_name_taken(name):
                 form.add_error("name", "A saved segment with this name exists.")
             else:
                 segment = Segment.objects.create(tenant=tenant, kind=Segment.Kind.SAVED, key=insights.saved_segment_key(name), name=name,
@@ -239,6 +239,29 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
         "can_delete": segment.kind == Segment.Kind.SAVED and request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
         "filters": insights.describe_filters(segment.filters),
     })
+
+
+def _saved_name_taken(name: str, *, other_than: int | None = None) -> bool:
+    return Segment.objects.filter(kind=Segment.Kind.SAVED, name__iexact=name).exclude(pk=other_than).exists()
+
+
+@tenant_required(Role.ANALYST)
+def edit_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
+    """Change a saved segment's name or filters. It is a live filter: its list, the drafts
+    that target it and the next snapshots follow; a launched campaign keeps its frozen audience."""
+    segment = get_object_or_404(Segment, pk=segment_id, kind=Segment.Kind.SAVED)
+    form = SavedSegmentForm(request.POST or None, initial={"name": segment.name, **segment.filters})
+    if request.method == "POST" and form.is_valid():
+        name = form.cleaned_data["name"].strip()
+        if _saved_name_taken(name, other_than=segment.pk):
+            form.add_error("name", "A saved segment with this name exists.")
+        else:
+            segment.name, segment.filters = name, form.filters()
+            segment.size = insights.segment_members(segment).count()
+            segment.save(update_fields=["name", "filters", "size"])
+            messages.success(request, f"Saved segment “{name}” changed: {segment.size:,} customers now.")
+            return redirect("segment_detail", segment_id=segment.pk)
+    return render(request, "insights/segment_edit.html", {"segment": segment, "form": form})
 
 
 @require_POST

@@ -46,6 +46,7 @@ OBJECTS_BY_URL: dict[str, tuple[str, str]] = {
     "insight-stages": ("customer", "GET"),
     "segment_detail": ("segment", "GET"),
     "delete_segment": ("segment", "POST"),
+    "edit_segment": ("segment", "GET"),
     "playbook_rule": ("rule", "GET"),
     "playbook_delete_rule": ("rule", "POST"),
     "campaign-detail": ("campaign", "GET"),
@@ -140,7 +141,7 @@ def shop_a_objects(shop_a_data, shop_b_data, alice, django_capture_on_commit_cal
 def id_kwarg(name: str) -> str:
     return {
         "customer_detail": "customer_id", "import_detail": "job_id", "job_status": "job_id", "cancel_job": "job_id", "revoke_api_key": "key_id",
-        "model_version": "version_id", "promote_version": "version_id", "segment_detail": "segment_id", "delete_segment": "segment_id",
+        "model_version": "version_id", "promote_version": "version_id", "segment_detail": "segment_id", "delete_segment": "segment_id", "edit_segment": "segment_id",
         "playbook_rule": "rule_id", "playbook_delete_rule": "rule_id", "insight-detail": "customer", "insight-stages": "customer",
         "campaign_detail": "campaign_id", "campaign_edit": "campaign_id", "campaign_launch": "campaign_id", "campaign_cancel": "campaign_id",
         "campaign_audience_csv": "campaign_id",

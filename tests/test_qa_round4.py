@@ -260,3 +260,21 @@ def test_api_responses_carry_the_rate_limit_budget_and_the_schema_documents_erro
     assert 0 <= int(second["RateLimit-Reset"]) <= 60
     operation = api.get("/api/schema/?format=json").json()["paths"]["/api/v1/customers/{id}/"]["get"]
     assert {"400", "401", "403", "404", "429"} <= set(operation["responses"])
+
+
+def test_a_saved_segment_can_be_edited_and_its_name_stays_unique(tenant_a, client, alice) -> None:
+    from modeling.models import Segment
+
+    client.force_login(alice)
+    client.post("/segments/", {"name": "Lapsed", "stages": ["lapsed"]})
+    client.post("/segments/", {"name": "Loyal", "stages": ["loyal"]})
+    with tenant_context(tenant_a):
+        lapsed = Segment.objects.get(kind=Segment.Kind.SAVED, name="Lapsed")
+    form = client.get(f"/segments/{lapsed.pk}/edit/").content.decode()
+    assert 'value="Lapsed"' in form and 'data-testid="segment-edit-form"' in form  # the form opens with the segment as it is
+    taken = client.post(f"/segments/{lapsed.pk}/edit/", {"name": "loyal", "stages": ["lapsed"]})
+    assert taken.status_code == 200 and "A saved segment with this name exists." in taken.content.decode()
+    assert client.post(f"/segments/{lapsed.pk}/edit/", {"name": "Lapsed, big spenders", "stages": ["lapsed"], "spend_min": "500"}).status_code == 302
+    with tenant_context(tenant_a):
+        lapsed.refresh_from_db()
+    assert lapsed.name == "Lapsed, big spenders" and lapsed.filters == {"stages": ["lapsed"], "spend_min": 500.0}
