@@ -434,6 +434,11 @@ def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -
 
     rule = next((r for r in ensure_default_playbook(tenant) if r.action == action), None)
     with tenant_context(tenant):
+        # A second click opens the draft the first one made, rather than a twin of it.
+        existing = Campaign.objects.filter(state=Campaign.State.DRAFT, action=action, filters={"actions": [action]}).order_by("-created_at").first()
+        if existing is not None:
+            existing.already_drafted = True
+            return existing
         campaign = Campaign.objects.create(
             tenant=tenant, name=suggestion["name"], goal=f"Act on the playbook: {suggestion['label'].lower()}", action=action,
             channel=rule.channel if rule else "email", filters={"actions": [action]}, created_by=user if getattr(user, "pk", None) else None,

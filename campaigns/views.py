@@ -157,7 +157,10 @@ def draft_from_suggestion(request: HttpRequest, action: str) -> HttpResponse:
     except services.CampaignStateError as exc:
         messages.error(request, str(exc))
         return redirect("campaigns")
-    messages.success(request, f"Draft “{campaign.name}” created: check the audience, then launch.")
+    if getattr(campaign, "already_drafted", False):
+        messages.info(request, f"This suggestion has a draft already, “{campaign.name}”: here it is.")
+    else:
+        messages.success(request, f"Draft “{campaign.name}” created: check the audience, then launch.")
     return redirect("campaign_detail", campaign_id=campaign.pk)
 
 
