@@ -278,3 +278,17 @@ def test_a_saved_segment_can_be_edited_and_its_name_stays_unique(tenant_a, clien
     with tenant_context(tenant_a):
         lapsed.refresh_from_db()
     assert lapsed.name == "Lapsed, big spenders" and lapsed.filters == {"stages": ["lapsed"], "spend_min": 500.0}
+
+
+def test_a_version_page_shows_the_metrics_of_its_own_target(tenant_a, client, alice) -> None:
+    from modeling.models import ModelVersion
+
+    metrics = {"n": 100, "auc": 0.8, "orders_mae": 0.3, "revenue_mae": 12.5}
+    with tenant_context(tenant_a):
+        purchase = ModelVersion.objects.create(target="purchase", family="tabular", as_of="2024-03-01", metrics=metrics)
+        orders = ModelVersion.objects.create(target="orders", family="tabular", as_of="2024-03-01", metrics=metrics)
+    client.force_login(alice)
+    page = client.get(f"/models/{purchase.pk}/").content.decode()
+    assert "AUC" in page and "Orders MAE" not in page and "Revenue MAE" not in page
+    page = client.get(f"/models/{orders.pk}/").content.decode()
+    assert "Orders MAE" in page and "<td>AUC</td>" not in page

@@ -47,6 +47,20 @@ FAMILY_LABELS = {"bgnbd": "BG/NBD", "tabular": "Boosted trees", "transformer": "
 
 
 @register.filter
+def target_metrics(version):  # type: ignore[no-untyped-def]
+    """The version's validation metrics that are about its own target: a family's one fit
+    serves purchase, orders and revenue, and each version page shows only its own."""
+    def about(key: str) -> bool:
+        if version.target in ("orders", "revenue"):
+            return key.startswith(f"{version.target}_") or key == "n"
+        if version.target == "purchase":
+            return not key.startswith(("orders_", "revenue_"))
+        return True
+
+    return [(key, value) for key, value in (version.metrics or {}).items() if key not in ("per_class", "candidates") and about(key)]
+
+
+@register.filter
 def family_label(name: str) -> str:
     """A model family or baseline as a page names it: ``bgnbd`` → ``BG/NBD``."""
     return FAMILY_LABELS.get(str(name), str(name))
