@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # The test suite uses the real services: PostgreSQL and Redis on this machine (or docker compose).
+# Only TEST_DATABASE_URL and TEST_BROKER_URL choose them: an app's DATABASE_URL and
+# CELERY_BROKER_URL in the environment are left alone (tests must not feed a running worker).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/clm
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
 
@@ -44,7 +46,7 @@ audit: setup
 	$(BIN)/python .ci/audit.py
 
 test: setup lint
-	DB_CONN_MAX_AGE=0 DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	DB_CONN_MAX_AGE=0 DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 		$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 run: setup

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from django.db.models import Q
 
 from clmsite.models import Tenant
 from clmsite.tenancy import tenant_context
@@ -71,6 +72,13 @@ def load_history(tenant: Tenant, *, ceiling: dt.date | dt.datetime | None = None
             lines_qs = lines_qs.filter(order__customer_id__in=customer_ids)
             reviews_qs = reviews_qs.filter(customer_id__in=customer_ids)
         if limit is not None:
+            # Only customers who existed by then: first seen by then, or with an order by then,
+            # or (first seen unknown) loaded by then. A customer who arrived later is not
+            # scored at a date before they arrived.
+            moment = limit.to_pydatetime()
+            customers_qs = customers_qs.filter(
+                Q(first_seen__lte=moment) | Q(first_seen__isnull=True, created_at__lte=moment) | Q(pk__in=Order.objects.filter(ordered_at__lte=moment).values("customer_id"))
+            )
             orders_qs = orders_qs.filter(ordered_at__lte=limit.to_pydatetime())
             lines_qs = lines_qs.filter(order__ordered_at__lte=limit.to_pydatetime())
             reviews_qs = reviews_qs.filter(created_at__lte=limit.to_pydatetime())
@@ -230,7 +238,9 @@ def plan_windows(history: History, as_of: dt.date | dt.datetime, horizon_days: i
         train.append(Window(cutoff, horizon_days))
         cutoff -= step
     if validation.cutoff < earliest:
-        raise ValueError(f"not enough history: the validation window needs orders before {validation.cutoff.date()}")
+        needed = (validation.cutoff - pd.Timedelta(days=MIN_HISTORY_DAYS)).date()
+        raise ValueError(f"not enough history: the first order ({start.date()}) must be on or before {needed}, {MIN_HISTORY_DAYS} days before "
+                         f"the validation window starts ({validation.cutoff.date()}); use a later as-of date or a shorter horizon")
     return train, validation
 
 

@@ -125,7 +125,10 @@ def do_set_lifecycle_thresholds(tenant: Tenant, overrides: dict[str, Any], *, ac
 
 def insights_summary(summary: dict[str, Any]) -> str:
     stages = ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count in sorted(summary["stages"].items(), key=lambda item: -item[1]))
-    return f"{summary['customers']:,} customers: {stages}; {summary['learned_segments']} learned segments."
+    n, k = summary["customers"], summary["learned_segments"]
+    if not n:
+        return "No customers to give a stage yet."
+    return f"{n:,} customer{'s' if n != 1 else ''}: {stages}; {k} learned segment{'s' if k != 1 else ''}."
 
 
 def _predictions(tenant: Tenant, as_of: dt.date) -> pd.DataFrame:

@@ -132,7 +132,11 @@ def better(target: str, candidate: dict[str, Any], incumbent: dict[str, Any], *,
 def build_training_data(history: History, as_of: dt.date, horizon_days: int, settings: dict[str, Any] | None = None) -> TrainingData:
     train_windows, validation = plan_windows(history, as_of, horizon_days)
     if not train_windows:
-        raise ValueError("not enough history for a training window before the validation window")
+        from modeling.features import MIN_HISTORY_DAYS
+
+        needed = (validation.cutoff - pd.Timedelta(days=horizon_days + MIN_HISTORY_DAYS)).date()
+        raise ValueError(f"not enough history for a training window before the validation window: the first order must be on or before {needed} "
+                         f"(one horizon and {MIN_HISTORY_DAYS} days before {validation.cutoff.date()}); use a later as-of date or a shorter horizon")
     x_train, y_train = examples(history, train_windows)
     x_valid = features_as_of(history, validation.cutoff)
     y_valid = labels_after(history, validation.cutoff, horizon_days, x_valid.index)
@@ -213,6 +217,8 @@ def chosen_families(family: str) -> tuple[str, ...]:
     if family == "auto":
         return FAMILIES
     names = tuple(dict.fromkeys(name.strip() for name in family.split(",") if name.strip()))
+    if "auto" in names:
+        raise ValueError("auto means every family and stands alone; or list families, such as bgnbd,tabular")
     unknown = [name for name in names if name not in FAMILIES]
     if unknown or not names:
         raise ValueError(f"Unknown family {', '.join(unknown) or family!r}; expected auto, or one or more of {', '.join(FAMILIES)}")

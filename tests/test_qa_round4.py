@@ -292,3 +292,75 @@ def test_a_version_page_shows_the_metrics_of_its_own_target(tenant_a, client, al
     assert "AUC" in page and "Orders MAE" not in page and "Revenue MAE" not in page
     page = client.get(f"/models/{orders.pk}/").content.decode()
     assert "Orders MAE" in page and "<td>AUC</td>" not in page
+
+
+# --- The command-line walk ------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_a_broker_a_queued_command_job_runs_here_instead_of_in_a_thread_that_dies(settings) -> None:
+    from django.core.management import CommandError, call_command
+
+    from clmsite.models import Tenant
+    from modeling.models import Job
+
+    settings.CELERY_TASK_ALWAYS_EAGER, settings.JOBS_IN_THREAD = True, True  # the embedded default
+    tenant = Tenant.objects.create(slug="cli-shop", name="CLI shop")
+    assert import_rows(tenant, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2026-11-01", "amount": "10"}]).ok
+    with pytest.raises(CommandError, match=r"Scoring job \d+ failed"):  # it ran, here: no model serves yet
+        call_command("score", "--tenant", "cli-shop", "--as-of", "2026-11-30")
+    with tenant_context(tenant):
+        assert not Job.objects.filter(state=Job.State.QUEUED).exists()
+
+
+def test_command_line_refusals_are_clear_and_write_nothing(tenant_a, tmp_path) -> None:
+    from django.core.management import CommandError, call_command
+
+    from clmsite.models import Tenant
+
+    for args, says in (
+        (["create_tenant", "Bad Slug!", "--name", "x"], "is not a slug"),
+        (["create_tenant", "ok-slug", "--name", "x", "--currency", "eurx"], "ISO 4217"),
+        (["lifecycle", "--tenant", tenant_a.slug, "--as-of", "2099-01-01"], "in the future"),
+        (["seed_demo", "--end-date", "2099-01-01"], "must not be after tomorrow"),
+        (["train", "--tenant", tenant_a.slug, "--as-of", "2026-11-30", "--family", "auto,bgnbd", "--sync"], "stands alone"),
+        (["import_data", "--tenant", tenant_a.slug, "--kind", "orders", str(tmp_path)], "Not a file"),
+    ):
+        with pytest.raises(CommandError, match=says):
+            call_command(*args)
+    assert not Tenant.objects.filter(slug__in=["ok-slug"]).exists()
+    with tenant_context(tenant_a):
+        assert not Customer.objects.exists()
+
+
+def test_a_file_of_another_kind_and_a_decimal_comma_are_named_and_cp1252_is_read(tenant_a, tmp_path) -> None:
+    from customers.services.imports import import_csv
+
+    orders = tmp_path / "orders.csv"
+    orders.write_text("customer_id,order_id,ordered_at,amount\nc1,o1,2026-11-01,10\n")
+    wrong = import_csv(tenant_a, "customers", str(orders))
+    assert not wrong.ok and "looks like a file of orders" in wrong.message
+    comma = tmp_path / "comma.csv"
+    comma.write_text("customer_id;order_id;ordered_at;amount\nc1;o1;2026-11-01;19,99\n")
+    result = import_csv(tenant_a, "orders", str(comma))
+    assert not result.ok and "decimal comma; write money with a dot (19.99)" in result.errors[0].message
+    windows = tmp_path / "cp1252.csv"
+    windows.write_bytes("customer_id,name\nc1,“Quote” – 5 €\n".encode("cp1252"))
+    assert import_csv(tenant_a, "customers", str(windows)).ok
+    with tenant_context(tenant_a):
+        assert Customer.objects.get(external_id="c1").name == "“Quote” – 5 €"
+
+
+def test_a_customer_repeated_with_other_extra_columns_is_a_row_error(tenant_a) -> None:
+    result = import_rows(tenant_a, "customers", [{"customer_id": "d2", "tier": "a"}, {"customer_id": "d2", "tier": "b"}])
+    assert not result.ok and [(e.row, e.column) for e in result.errors] == [(2, "attributes")] and "different extra columns" in result.errors[0].message
+
+
+def test_scoring_at_a_past_date_leaves_out_customers_who_arrived_later(tenant_a) -> None:
+    from modeling.features import load_history
+
+    rows = [{"customer_id": "old", "created_at": "2020-01-01"}, {"customer_id": "new", "created_at": "2026-01-01"}, {"customer_id": "unknown"}]
+    assert import_rows(tenant_a, "customers", rows).ok
+    assert import_rows(tenant_a, "orders", [{"customer_id": "buyer", "order_id": "o1", "ordered_at": "2019-06-01", "amount": "10"}]).ok
+    history = load_history(tenant_a, ceiling=dt.date(2021, 1, 1))
+    assert sorted(history.customers["external_id"]) == ["buyer", "old"]  # "unknown" was loaded today, "new" arrives in 2026

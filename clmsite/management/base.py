@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 log = logging.getLogger("clm.commands")
 
@@ -21,4 +22,9 @@ class ClmCommand(BaseCommand):
             if options.get("traceback"):
                 raise
             log.debug("command failed", exc_info=True)
-            raise CommandError(f"{type(exc).__name__}: {exc}".strip().splitlines()[0] + " (run with --traceback for details)") from exc
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if isinstance(exc, DatabaseError) and ("no such table" in text or "does not exist" in text):
+                raise CommandError(f"The database is not set up ({text}): run `python manage.py migrate` first.") from exc
+            if isinstance(exc, OSError) and exc.filename:
+                raise CommandError(f"{exc.strerror or text}: {exc.filename}") from exc
+            raise CommandError(f"{type(exc).__name__}: {text} (run with --traceback for details)") from exc

@@ -378,6 +378,12 @@ def _validate_records(
     if collector.count:
         required = ",".join(spec.required)
         raise ImportError_(f"Nothing was imported: the header must contain {required}.", collector.errors, collector.count)
+    # A file of another kind chosen by mistake (orders imported as customers would make every
+    # order column a customer attribute): its header has all of that kind's required columns.
+    for other, other_spec in SPECS.items():
+        if other != spec.kind and len(other_spec.required) > len(spec.required) and set(other_spec.required) <= set(seen):
+            raise ImportError_(f"Nothing was imported: this looks like a file of {other} (it has {', '.join(other_spec.required)}), "
+                               f"not of {spec.kind}. Import it as {other}.", [RowError(1, "", f"a header of {other}")])
 
     vendor = connection.vendor
     json_separators = (", ", ": ") if vendor == "postgresql" else (",", ":")
@@ -515,8 +521,10 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
     if not utf16 and _looks_binary(head):
         raise ImportError_("Nothing was imported: this is not a text CSV file (it contains binary data).", [RowError(1, "", "binary data")])
     # UTF-16 when it says so; else UTF-8 (with or without BOM) first, and a file that is not
-    # valid UTF-8 is read as Latin-1, the usual export encoding of older spreadsheets.
-    for encoding in ("utf-16",) if utf16 else ("utf-8-sig", "latin-1"):
+    # valid UTF-8 is read as Windows-1252, the export encoding of older spreadsheets: it is
+    # Latin-1 with printable characters (“ ” – €) where Latin-1 has control codes. Latin-1
+    # takes the few files that use cp1252's five undefined bytes.
+    for encoding in ("utf-16",) if utf16 else ("utf-8-sig", "cp1252", "latin-1"):
         try:
             with _open_text(path, encoding) as text:
                 delimiter = _delimiter(text.readline(65_536))
@@ -660,7 +668,8 @@ def _duplicate_errors(cursor: Any, spec: Spec) -> list[RowError]:
         # Only orders whose lines disagree somewhere can have such rows.
         first = f"(SELECT first_row AS row_no, order_id AS k FROM {STAGING}_orders WHERE disagree)"  # internal table/column names only; every value is a bound parameter  # nosec B608
     else:
-        compare = [c.name for c in spec.columns if c.name != spec.key]
+        # A customer's extra columns (its attributes) must agree too.
+        compare = [c.name for c in spec.columns if c.name != spec.key] + [name for name, _ in spec.computed if name == "attributes"]
         first = f"(SELECT min(row_no) AS row_no, {key} AS k FROM {STAGING} GROUP BY {key} HAVING count(*) > 1)"  # internal table/column names only; every value is a bound parameter  # nosec B608
     checks = " OR ".join(f"s.{name} IS DISTINCT FROM f.{name}" for name in compare)
     cursor.execute(
@@ -673,7 +682,8 @@ def _duplicate_errors(cursor: Any, spec: Spec) -> list[RowError]:
     for row_no, first_row, *differs in cursor.fetchall():
         column = next(name for name, differ in zip(compare, differs, strict=True) if differ)
         what = "order line" if spec.kind == "orders" else "row"
-        errors.append(RowError(row_no, column, f"{key} repeats row {first_row} with a different {column} in this {what}"))
+        different = "different extra columns (attributes)" if column == "attributes" else f"a different {column}"
+        errors.append(RowError(row_no, column, f"{key} repeats row {first_row} with {different} in this {what}"))
     return errors
 
 

@@ -14,6 +14,7 @@ UTC = dt.UTC
 MAX_MONEY = Decimal("1e11")
 CENT = Decimal("0.01")
 _YYYYMMDD = re.compile(r"^\d{8}$")
+_DECIMAL_COMMA = re.compile(r"-?\d{1,3}(?:\.\d{3})*,\d{1,2}|-?\d+,\d{1,2}")  # 19,99 or 1.234,50
 # ISO 4217 currencies in circulation (and the few just replaced: SLL, ZWL, ANG).
 CURRENCIES = frozenset(["AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SLL", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG", "ZWL"])
 
@@ -53,6 +54,9 @@ def parse_datetime(raw: str) -> dt.datetime:
 
 def parse_money(raw: str, *, allow_negative: bool = False, hint: str = "") -> Decimal:
     text = raw.strip().replace(",", "") if raw.count(",") and raw.count(".") else raw.strip()
+    if _DECIMAL_COMMA.fullmatch(raw.strip()):
+        fixed = raw.strip().replace(".", "").replace(",", ".")
+        raise FieldError(f"'{shorten(raw)}' has a decimal comma; write money with a dot ({fixed})")
     try:
         value = Decimal(text)
     except InvalidOperation:

@@ -13,9 +13,22 @@ class Command(ClmCommand):
         parser.add_argument("slug")
         parser.add_argument("--name", required=True)
         parser.add_argument("--owner", help="username of an existing user who becomes the owner")
-        parser.add_argument("--currency", default="USD")
+        parser.add_argument("--currency", default="USD", help="ISO 4217 code of the shop's money (default USD)")
 
     def handle(self, *args, slug, name, owner, currency, **options):
+        from django.core.exceptions import ValidationError
+        from django.core.validators import validate_slug
+
+        from customers.services.parsing import CURRENCIES
+
+        try:
+            validate_slug(slug)
+        except ValidationError:
+            raise CommandError(f"'{slug}' is not a slug: use letters, digits, hyphens and underscores.") from None
+        if len(slug) > 64 or not name.strip() or len(name) > 200:
+            raise CommandError("The slug takes at most 64 characters, and the name 1 to 200.")
+        if currency.upper() not in CURRENCIES:
+            raise CommandError(f"'{currency}' is not an ISO 4217 currency code (such as USD, EUR or GBP).")
         if Tenant.objects.filter(slug=slug).exists():
             raise CommandError(f"A tenant with slug '{slug}' already exists.")
         if owner and not get_user_model().objects.filter(username=owner).exists():

@@ -20,8 +20,8 @@ class Command(ClmCommand):
         target = tenant_from_slug(tenant)
         path = Path(file)
         if not path.is_file():
-            raise CommandError(f"No such file: {file}")
-        with tqdm(total=100, desc=f"Importing {kind}", unit="%", disable=None, bar_format="{l_bar}{bar}| {n:.0f}% {postfix}") as bar:
+            raise CommandError(f"Not a file: {file} (a directory)" if path.is_dir() else f"No such file: {file}")
+        with tqdm(total=100, desc=f"Importing {kind}", unit="%", disable=None, bar_format="{l_bar}{bar}| {n:.0f}%{postfix}") as bar:
 
             def progress(fraction: float, message: str) -> None:
                 bar.n = round(100 * fraction)

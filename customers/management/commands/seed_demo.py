@@ -1,18 +1,23 @@
 import datetime as dt
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from clmsite.management.base import ClmCommand
 from customers.services.demo import DEFAULT_CUSTOMERS, DEFAULT_SEED, DemoImportFailed, do_seed_demo
 
 
 def _date(text: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
         raise CommandError(f"--end-date must be a date like 2025-06-30, not '{text}'") from None
+    tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    if day > tomorrow:  # checked before anything is written: its orders would be refused as future ones
+        raise CommandError(f"--end-date must not be after tomorrow ({tomorrow}): the history ends the day before it")
+    return day
 
 
-class Command(BaseCommand):
+class Command(ClmCommand):
     help = (
         "Load the demo: a synthetic outdoor shop in tenant 'demo' (and with --cdnow the CDNOW sample in "
         "tenant 'cdnow'), owned by the login demo / demo12345. Safe to run again."
@@ -32,6 +37,7 @@ class Command(BaseCommand):
             raise CommandError("--customers must be at least 1")
         if no_synthetic and not cdnow:
             raise CommandError("Nothing to load: --no-synthetic needs --cdnow.")
+        day = _date(end_date) if end_date else None
 
         def report(message: str, *, ending: str = "\n") -> None:
             self.stdout.write(message, ending=ending)
@@ -41,7 +47,7 @@ class Command(BaseCommand):
             summary = do_seed_demo(
                 customers=customers,
                 seed=seed,
-                end_date=_date(end_date) if end_date else None,
+                end_date=day,
                 synthetic=not no_synthetic,
                 cdnow=cdnow,
                 report=report,

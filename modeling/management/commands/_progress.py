@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from tqdm import tqdm
 
@@ -9,11 +10,29 @@ from tqdm import tqdm
 @contextmanager
 def terminal_progress(description: str) -> Iterator[Callable[[float, str], None]]:
     """A tqdm bar on stderr driven by (fraction, message) callbacks."""
-    with tqdm(total=100, desc=description, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% {postfix}", dynamic_ncols=True) as bar:
+    # disable=None: a bar on a terminal only; a log or CI output gets no carriage-return frames.
+    with tqdm(total=100, desc=description, unit="%", bar_format="{l_bar}{bar}| {n:.0f}%{postfix}", dynamic_ncols=True, disable=None) as bar:
 
         def update(fraction: float, message: str = "") -> None:
             bar.n = round(100 * max(0.0, min(fraction, 1.0)))
-            bar.set_postfix_str(message[:60])
+            bar.set_postfix_str(message[:60], refresh=False)
             bar.refresh()
 
         yield update
+
+
+def queue_or_run_here(tenant: Any, start: Callable[[], Any]) -> tuple[Any, bool]:
+    """Queue a job for the workers; without a broker there is no worker to take it (and a
+    background thread would die with this command), so it runs here, to its end, through
+    its Job row as a worker would run it. Returns the job and whether it ran here."""
+    from django.conf import settings
+
+    from clmsite.tenancy import tenant_context
+
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        return start(), False
+    settings.JOBS_IN_THREAD = False  # this process only
+    job = start()
+    with tenant_context(tenant):
+        job.refresh_from_db()
+    return job, True

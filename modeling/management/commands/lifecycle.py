@@ -1,9 +1,12 @@
 import datetime as dt
 
+from django.core.management.base import CommandError
+
 from clmsite.management.base import ClmCommand
 from clmsite.management.commands._tenant import tenant_from_slug
 from modeling.insights import BACKFILL_MONTHS, insights_summary, refresh_insights
 from modeling.management.commands._progress import terminal_progress
+from modeling.services import InvalidAsOf, check_as_of
 
 
 class Command(ClmCommand):
@@ -16,6 +19,12 @@ class Command(ClmCommand):
 
     def handle(self, *args, tenant, as_of, backfill_months, **options):
         target = tenant_from_slug(tenant)
+        try:
+            check_as_of(target, as_of)
+        except InvalidAsOf as exc:
+            raise CommandError(f"--as-of: {exc}") from None
+        if not 0 <= backfill_months <= 120:
+            raise CommandError("--backfill-months must be between 0 and 120")
         with terminal_progress(f"Stages, segments and actions for {target.slug}") as progress:
             summary = refresh_insights(target, as_of, backfill_months=backfill_months, progress=progress)
         self.stdout.write(insights_summary(summary))

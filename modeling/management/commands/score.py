@@ -5,7 +5,7 @@ from django.core.management.base import CommandError
 from clmsite.management.base import ClmCommand
 from clmsite.management.commands._tenant import tenant_from_slug
 from modeling.insights import insights_summary, refresh_insights
-from modeling.management.commands._progress import terminal_progress
+from modeling.management.commands._progress import queue_or_run_here, terminal_progress
 from modeling.scoring import NoActiveModel, score_customers
 from modeling.services import InvalidAsOf, check_as_of, do_start_scoring
 
@@ -25,8 +25,13 @@ class Command(ClmCommand):
         except InvalidAsOf as exc:
             raise CommandError(f"--as-of: {exc}") from None
         if not sync:
-            job = do_start_scoring(target, as_of=as_of)
-            self.stdout.write(f"Queued scoring job {job.pk} for {target.slug}.")
+            job, here = queue_or_run_here(target, lambda: do_start_scoring(target, as_of=as_of))
+            if not here:
+                self.stdout.write(f"Queued scoring job {job.pk} for {target.slug}.")
+                return
+            if job.state != job.State.SUCCEEDED:
+                raise CommandError(f"Scoring job {job.pk} {job.get_state_display().lower()}: {job.message}")
+            self.stdout.write(f"No broker, so scoring job {job.pk} ran here: {job.message}")
             return
         from modeling.sentiment_training import score_unscored_reviews
 

@@ -4,8 +4,8 @@ from django.core.management.base import CommandError
 
 from clmsite.management.base import ClmCommand
 from clmsite.management.commands._tenant import tenant_from_slug
-from modeling.management.commands._progress import terminal_progress
-from modeling.services import InvalidAsOf, TrainingAlreadyRunning, check_as_of, do_start_training
+from modeling.management.commands._progress import queue_or_run_here, terminal_progress
+from modeling.services import InvalidAsOf, TrainingAlreadyRunning, active_training, check_as_of, do_start_training
 from modeling.training import FAMILIES, chosen_families, train_models
 
 
@@ -44,13 +44,22 @@ class Command(ClmCommand):
             raise CommandError(f"--as-of: {exc}") from None
         if not sync:
             try:
-                job = do_start_training(target, as_of=as_of, horizon_days=horizon_days, family=family, score_after=False)
+                job, here = queue_or_run_here(target, lambda: do_start_training(target, as_of=as_of, horizon_days=horizon_days, family=family, score_after=False))
             except TrainingAlreadyRunning as exc:
                 raise CommandError(str(exc)) from None
-            self.stdout.write(f"Queued training job {job.pk} for {target.slug}; follow it on the Models page.")
+            if not here:
+                self.stdout.write(f"Queued training job {job.pk} for {target.slug}; follow it on the Models page.")
+                return
+            if job.state != job.State.SUCCEEDED:
+                raise CommandError(f"Training job {job.pk} {job.get_state_display().lower()}: {job.message}")
+            self.stdout.write(f"No broker, so training job {job.pk} ran here: {job.message}")
             return
+        if active_training(target) is not None:
+            raise CommandError("A training job is already queued or running for this shop; wait for it, or cancel it on the Models page.")
         with terminal_progress(f"Training {target.slug}") as progress:
             report = train_models(target, as_of, horizon_days, family=family, progress=progress)
+        if not report.champions and not report.trained:
+            raise CommandError(report.summary())
         self.stdout.write(report.summary())
         for name, scores in report.metrics.items():
             if name.startswith("sentiment"):
