@@ -16,6 +16,7 @@ from campaigns import services
 from campaigns.models import Action, Campaign, CampaignMember, PlaybookRule
 from campaigns.playbook import ensure_default_playbook
 from clmsite.models import Role
+from clmsite.templatetags.clm import SHOP_FIELD
 from clmsite.views import tenant_required
 from modeling.models import CustomerInsight, Segment, Stage
 
@@ -69,7 +70,11 @@ def playbook(request: HttpRequest) -> HttpResponse:
 
 @tenant_required(Role.ADMIN)
 def edit_rule(request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
-    rule = get_object_or_404(PlaybookRule, pk=rule_id) if rule_id else PlaybookRule(tenant=request.tenant)  # type: ignore[attr-defined]
+    if rule_id:
+        rule = get_object_or_404(PlaybookRule, pk=rule_id)
+    else:  # a new rule goes last: first match wins, so position 0 would put it before every rule
+        last = PlaybookRule.objects.order_by("-position").values_list("position", flat=True).first()
+        rule = PlaybookRule(tenant=request.tenant, position=(last or 0) + 10)  # type: ignore[attr-defined]
     form = RuleForm(request.POST or None, instance=rule)
     if request.method == "POST" and form.is_valid():
         saved = form.save(commit=False)
@@ -189,6 +194,9 @@ def edit_campaign(request: HttpRequest, campaign_id: int | None = None) -> HttpR
 @tenant_required()
 def campaign_preview(request: HttpRequest) -> JsonResponse:
     """Live audience count and value at risk for the campaign form."""
+    if request.GET.get(SHOP_FIELD, str(request.tenant.pk)) != str(request.tenant.pk):  # type: ignore[attr-defined]
+        # A form left open in another shop's tab: its preview must not count this shop's customers.
+        return JsonResponse({"stale": f"This form was opened in another shop; you have switched to {request.tenant.name} since. Reload the page."})  # type: ignore[attr-defined]
     form = CampaignForm(request.GET)
     form.is_valid()  # partial input still previews: only the audience fields matter
     data = getattr(form, "cleaned_data", {})

@@ -48,8 +48,8 @@ def _other_shop(request: HttpRequest, posted: str) -> HttpResponse:
     """A form opened in one shop, posted after the user switched to another (in another
     tab): saving it would put one shop's data into the other, so nothing is saved."""
     opened = next((m.tenant.name for m in getattr(request, "memberships", []) if str(m.tenant_id) == posted), "another shop")
-    messages.error(request, f"Nothing was saved: that form was opened in {opened}, and you have since switched to "
-                            f"{request.tenant.name} (in another tab or window). Switch back and submit it again.")  # type: ignore[attr-defined]
+    messages.error(request, f"Nothing was saved or started: that form was opened in {opened}, and you have since switched to "
+                            f"{request.tenant.name} (in another tab or window). Switch back to {opened} and do it again there.")  # type: ignore[attr-defined]
     return redirect("dashboard")
 
 

@@ -152,7 +152,7 @@ def test_a_form_opened_in_one_shop_is_not_saved_into_the_shop_switched_to_since(
     assert f'name="shop" value="{tenant_a.pk}"' in form  # every form carries its shop
     client.post("/tenant/switch/", {"tenant_id": tenant_b.pk})  # "in another tab"
     refused = client.post("/segments/", {"name": "Loyal", "stages": ["loyal"], "shop": tenant_a.pk}, follow=True).content.decode()
-    assert f"Nothing was saved: that form was opened in {tenant_a.name}" in refused.replace("&#x27;", "'")
+    assert f"Nothing was saved or started: that form was opened in {tenant_a.name}" in refused.replace("&#x27;", "'")
     for tenant in (tenant_a, tenant_b):
         with tenant_context(tenant):
             assert not Segment.objects.filter(kind=Segment.Kind.SAVED).exists()
@@ -364,3 +364,13 @@ def test_scoring_at_a_past_date_leaves_out_customers_who_arrived_later(tenant_a)
     assert import_rows(tenant_a, "orders", [{"customer_id": "buyer", "order_id": "o1", "ordered_at": "2019-06-01", "amount": "10"}]).ok
     history = load_history(tenant_a, ceiling=dt.date(2021, 1, 1))
     assert sorted(history.customers["external_id"]) == ["buyer", "old"]  # "unknown" was loaded today, "new" arrives in 2026
+
+
+def test_a_stale_campaign_preview_counts_no_one_and_a_new_rule_goes_last(tenant_a, tenant_b, client, alice) -> None:
+    from campaigns.playbook import ensure_default_playbook
+
+    client.force_login(alice)
+    stale = client.get(f"/campaigns/preview/?action=win_back&shop={tenant_b.pk}").json()
+    assert "stale" in stale and "size" not in stale
+    last = max(rule.position for rule in ensure_default_playbook(tenant_a))
+    assert client.get("/playbook/new/").context["form"].initial["position"] == last + 10
