@@ -519,7 +519,9 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
         head = raw.read(4096)
     utf16 = head.startswith(UTF16_BOMS)
     if not utf16 and _looks_binary(head):
-        raise ImportError_("Nothing was imported: this is not a text CSV file (it contains binary data).", [RowError(1, "", "binary data")])
+        utf16_without_bom = head[1:200:2].count(0) > 40 or head[0:200:2].count(0) > 40  # every other byte NUL
+        hint = " It looks like UTF-16 without its byte-order mark: save it as UTF-8 CSV." if utf16_without_bom else ""
+        raise ImportError_(f"Nothing was imported: this is not a text CSV file (it contains binary data).{hint}", [RowError(1, "", "binary data")])
     # UTF-16 when it says so; else UTF-8 (with or without BOM) first, and a file that is not
     # valid UTF-8 is read as Windows-1252, the export encoding of older spreadsheets: it is
     # Latin-1 with printable characters (“ ” – €) where Latin-1 has control codes. Latin-1
