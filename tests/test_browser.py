@@ -106,7 +106,9 @@ def test_models_and_customer_prediction_pages(live_server, page, alice, tenant_a
     login(page, live_server, "alice", "alice-pass-123")
     page.click("text=Models")
     assert "Serving now" in page.content()
-    page.click(f"text={version.family} v{version.pk}")
+    from clmsite.templatetags.clm import family_label
+
+    page.click(f"text={family_label(version.family)} v{version.pk}")  # families by name: "Boosted trees v12"
     page.wait_for_selector("#calibration-chart")
     assert page.evaluate("() => !!Chart.getChart('calibration-chart') && !!Chart.getChart('gain-chart')")
     page.screenshot(path=str(SCREENSHOTS / "model-version.png"), full_page=True)

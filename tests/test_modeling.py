@@ -501,4 +501,4 @@ def test_a_customer_newer_than_the_latest_scoring_is_told_apart_from_a_shop_with
     with tenant_context(tenant):
         later = Customer.objects.get(external_id="later")
     page = client.get(f"/customers/{later.pk}/").content.decode()
-    assert "Not scored yet: this customer is newer than the latest scoring" in page and "No prediction yet" not in page
+    assert "Not scored yet: this customer was loaded after the latest scoring" in page and "No prediction yet" not in page
