@@ -235,6 +235,19 @@ def launch_campaign(request: HttpRequest, campaign_id: int) -> HttpResponse:
 
 
 @require_POST
+@tenant_required(Role.ANALYST)
+def delete_campaign(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """A draft or scheduled campaign can go; a launched one is kept for its report (cancel it)."""
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    if campaign.state not in (Campaign.State.DRAFT, Campaign.State.SCHEDULED):
+        messages.error(request, "A launched campaign is kept for its report; cancel it instead.")
+        return redirect("campaign_detail", campaign_id=campaign.pk)
+    campaign.delete()
+    messages.success(request, f"Deleted the {campaign.get_state_display().lower()} campaign “{campaign.name}”.")
+    return redirect("campaigns")
+
+
+@require_POST
 @tenant_required(Role.ADMIN)
 def cancel_campaign(request: HttpRequest, campaign_id: int) -> HttpResponse:
     campaign = get_object_or_404(Campaign, pk=campaign_id)

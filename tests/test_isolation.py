@@ -51,6 +51,7 @@ OBJECTS_BY_URL: dict[str, tuple[str, str]] = {
     "playbook_delete_rule": ("rule", "POST"),
     "campaign-detail": ("campaign", "GET"),
     "campaign-launch": ("campaign", "POST"),
+    "campaign_delete": ("campaign", "POST"),
     "campaign-cancel": ("campaign", "POST"),
     "campaign-report": ("campaign", "GET"),
     "campaign-audience": ("campaign", "GET"),
@@ -143,7 +144,7 @@ def id_kwarg(name: str) -> str:
         "customer_detail": "customer_id", "import_detail": "job_id", "job_status": "job_id", "cancel_job": "job_id", "revoke_api_key": "key_id",
         "model_version": "version_id", "promote_version": "version_id", "segment_detail": "segment_id", "delete_segment": "segment_id", "edit_segment": "segment_id",
         "playbook_rule": "rule_id", "playbook_delete_rule": "rule_id", "insight-detail": "customer", "insight-stages": "customer",
-        "campaign_detail": "campaign_id", "campaign_edit": "campaign_id", "campaign_launch": "campaign_id", "campaign_cancel": "campaign_id",
+        "campaign_detail": "campaign_id", "campaign_edit": "campaign_id", "campaign_launch": "campaign_id", "campaign_cancel": "campaign_id", "campaign_delete": "campaign_id",
         "campaign_audience_csv": "campaign_id",
     }.get(name, "pk")
 

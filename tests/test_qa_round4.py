@@ -374,3 +374,18 @@ def test_a_stale_campaign_preview_counts_no_one_and_a_new_rule_goes_last(tenant_
     assert "stale" in stale and "size" not in stale
     last = max(rule.position for rule in ensure_default_playbook(tenant_a))
     assert client.get("/playbook/new/").context["form"].initial["position"] == last + 10
+
+
+def test_a_draft_campaign_can_be_deleted_and_a_launched_one_cannot(tenant_a, client, alice) -> None:
+    from campaigns.models import Campaign
+
+    with tenant_context(tenant_a):
+        draft = Campaign.objects.create(tenant=tenant_a, name="Draft", action="win_back")
+        running = Campaign.objects.create(tenant=tenant_a, name="Running", action="win_back", state=Campaign.State.RUNNING)
+    client.force_login(alice)
+    assert 'data-testid="delete-campaign"' in client.get(f"/campaigns/{draft.pk}/").content.decode()
+    assert client.post(f"/campaigns/{draft.pk}/delete/").status_code == 302
+    refused = client.post(f"/campaigns/{running.pk}/delete/", follow=True).content.decode()
+    assert "kept for its report" in refused
+    with tenant_context(tenant_a):
+        assert list(Campaign.objects.values_list("name", flat=True)) == ["Running"]

@@ -12,7 +12,15 @@ window.CLM = {
       const url = node.dataset.poll;
       const tick = async () => {
         let job;
-        try { job = await (await fetch(url, {headers: {Accept: "application/json"}})).json(); } catch (e) { return setTimeout(tick, 2000); }
+        try {
+          const response = await fetch(url, {headers: {Accept: "application/json"}});
+          if (response.status === 404) {  // the shop was switched in another tab: this job is not the page's shop's any more
+            const message = node.querySelector("[data-field=message]");
+            if (message) message.textContent = "Progress stopped: you switched shop in another tab. Reload the page.";
+            return;
+          }
+          job = await response.json();
+        } catch (e) { return setTimeout(tick, 2000); }
         const bar = node.querySelector("[data-field=bar]");
         if (bar) bar.style.width = job.percent + "%";
         const progress = node.querySelector("[role=progressbar]");
