@@ -16,8 +16,7 @@ from campaigns import services
 from campaigns.models import Action, Campaign, CampaignMember, PlaybookRule
 from campaigns.playbook import ensure_default_playbook
 from clmsite.models import Role
-from clmsite.templatetags.clm import SHOP_FIELD
-from clmsite.views import tenant_required
+from clmsite.views import foreign_shop, tenant_required
 from modeling.models import CustomerInsight, Segment, Stage
 
 TIERS = [("high", "High"), ("medium", "Medium"), ("low", "Low")]
@@ -194,7 +193,7 @@ def edit_campaign(request: HttpRequest, campaign_id: int | None = None) -> HttpR
 @tenant_required()
 def campaign_preview(request: HttpRequest) -> JsonResponse:
     """Live audience count and value at risk for the campaign form."""
-    if request.GET.get(SHOP_FIELD, str(request.tenant.pk)) != str(request.tenant.pk):  # type: ignore[attr-defined]
+    if foreign_shop(request, request.GET) is not None:
         # A form left open in another shop's tab: its preview must not count this shop's customers.
         return JsonResponse({"stale": f"This form was opened in another shop; you have switched to {request.tenant.name} since. Reload the page."})  # type: ignore[attr-defined]
     form = CampaignForm(request.GET)

@@ -33,8 +33,9 @@ def tenant_required(minimum_role: str = Role.VIEWER) -> Any:
                 return render(request, "no_tenant.html", status=404)
             if not membership.can(minimum_role):
                 raise Http404("Not found")
-            if request.method == "POST" and request.POST.get(SHOP_FIELD, str(membership.tenant_id)) != str(membership.tenant_id):
-                return _other_shop(request, request.POST[SHOP_FIELD])
+            posted = foreign_shop(request, request.POST) if request.method == "POST" else None
+            if posted is not None:
+                return _other_shop(request, posted)
             return view(request, *args, **kwargs)
 
         wrapped.__name__ = view.__name__
@@ -42,6 +43,13 @@ def tenant_required(minimum_role: str = Role.VIEWER) -> Any:
         return wrapped
 
     return decorator
+
+
+def foreign_shop(request: HttpRequest, data: Any) -> str | None:
+    """The shop a form carries ({% shop_guard %}) when it is not the request's own: a form
+    opened in one shop and sent after a switch to another in another tab. None otherwise."""
+    posted = data.get(SHOP_FIELD)
+    return posted if posted is not None and posted != str(request.tenant.pk) else None  # type: ignore[attr-defined]
 
 
 def _other_shop(request: HttpRequest, posted: str) -> HttpResponse:

@@ -264,7 +264,7 @@ def train_models(
     # Scores the history's reviews in memory; promoted with the customer models at the end.
     sentiment = train_sentiment_champion(tenant, history, as_of, job_key, report, lambda f, m: progress(0.02 + 0.2 * f, m))
 
-    families = chosen_families(family)
+    families = servable = chosen_families(family)
     champions: dict[str, ModelVersion] = {}
     if history.orders.empty:
         report.skipped.append("customer models: no orders up to the as-of date")
@@ -280,7 +280,7 @@ def train_models(
         except ValueError as exc:
             versions = []
             report.skipped.append(f"customer models: {exc}")
-        eligible = [v for v in versions if v.family in chosen_families(family)]
+        eligible = [v for v in versions if v.family in servable]  # BG/NBD trains as the baseline either way
         champions = choose_champions(eligible)
     # The last point a cancel stops the run: nothing it trained serves before this line.
     getattr(progress, "checkpoint", progress)(0.96, "Promoting the champions")

@@ -11,8 +11,8 @@ from django.views.decorators.http import require_POST
 
 from clmsite.models import Role
 from clmsite.views import tenant_required
-from modeling import explain, registry
-from modeling.models import Job, ModelVersion, Prediction
+from modeling import explain, insights, registry
+from modeling.models import Job, ModelVersion
 from modeling.services import InvalidAsOf, TrainingAlreadyRunning, do_start_scoring, do_start_training
 
 TARGET_ORDER = ["purchase", "orders", "revenue", "sentiment"]
@@ -27,7 +27,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
     serving = [active[t] for t in TARGET_ORDER if t in active]
     for version in serving:
         version.beaten_by = _beaten_by(version)
-    last_scored = Prediction.objects.order_by("-as_of").values_list("as_of", flat=True).first()
+    last_scored = insights.latest_scoring_date(tenant)
     return render(
         request,
         "modeling/models.html",

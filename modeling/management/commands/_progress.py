@@ -21,18 +21,24 @@ def terminal_progress(description: str) -> Iterator[Callable[[float, str], None]
         yield update
 
 
-def queue_or_run_here(tenant: Any, start: Callable[[], Any]) -> tuple[Any, bool]:
-    """Queue a job for the workers; without a broker there is no worker to take it (and a
-    background thread would die with this command), so it runs here, to its end, through
-    its Job row as a worker would run it. Returns the job and whether it ran here."""
+def queue_or_run_here(command: Any, tenant: Any, start: Callable[[], Any], *, queued: str) -> None:
+    """Queue a job for the workers and say so (``queued``, formatted with the job); without a
+    broker there is no worker to take it (and a background thread would die with this
+    command), so it runs here, to its end, through its Job row as a worker would run it,
+    and a job that did not succeed ends the command with its message."""
     from django.conf import settings
+    from django.core.management.base import CommandError
 
     from clmsite.tenancy import tenant_context
 
     if not settings.CELERY_TASK_ALWAYS_EAGER:
-        return start(), False
+        command.stdout.write(queued.format(job=start()))
+        return
     settings.JOBS_IN_THREAD = False  # this process only
     job = start()
     with tenant_context(tenant):
         job.refresh_from_db()
-    return job, True
+    kind = job.get_kind_display()
+    if job.state != job.State.SUCCEEDED:
+        raise CommandError(f"{kind} job {job.pk} {job.get_state_display().lower()}: {job.message}")
+    command.stdout.write(f"No broker, so {kind.lower()} job {job.pk} ran here: {job.message}")

@@ -25,13 +25,7 @@ class Command(ClmCommand):
         except InvalidAsOf as exc:
             raise CommandError(f"--as-of: {exc}") from None
         if not sync:
-            job, here = queue_or_run_here(target, lambda: do_start_scoring(target, as_of=as_of))
-            if not here:
-                self.stdout.write(f"Queued scoring job {job.pk} for {target.slug}.")
-                return
-            if job.state != job.State.SUCCEEDED:
-                raise CommandError(f"Scoring job {job.pk} {job.get_state_display().lower()}: {job.message}")
-            self.stdout.write(f"No broker, so scoring job {job.pk} ran here: {job.message}")
+            queue_or_run_here(self, target, lambda: do_start_scoring(target, as_of=as_of), queued=f"Queued scoring job {{job.pk}} for {target.slug}.")
             return
         from modeling.sentiment_training import score_unscored_reviews
 

@@ -44,15 +44,10 @@ class Command(ClmCommand):
             raise CommandError(f"--as-of: {exc}") from None
         if not sync:
             try:
-                job, here = queue_or_run_here(target, lambda: do_start_training(target, as_of=as_of, horizon_days=horizon_days, family=family, score_after=False))
+                queue_or_run_here(self, target, lambda: do_start_training(target, as_of=as_of, horizon_days=horizon_days, family=family, score_after=False),
+                                  queued=f"Queued training job {{job.pk}} for {target.slug}; follow it on the Models page.")
             except TrainingAlreadyRunning as exc:
                 raise CommandError(str(exc)) from None
-            if not here:
-                self.stdout.write(f"Queued training job {job.pk} for {target.slug}; follow it on the Models page.")
-                return
-            if job.state != job.State.SUCCEEDED:
-                raise CommandError(f"Training job {job.pk} {job.get_state_display().lower()}: {job.message}")
-            self.stdout.write(f"No broker, so training job {job.pk} ran here: {job.message}")
             return
         if active_training(target) is not None:
             raise CommandError("A training job is already queued or running for this shop; wait for it, or cancel it on the Models page.")
