@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -29,8 +32,15 @@ class JobCancelled(Exception):
 
 
 def create_job(tenant: Tenant, kind: str, *, params: dict[str, Any] | None = None, acting_user: Any = None) -> Job:
+    """A queued job. Without a broker it will run in this process, which it records; jobs
+    left behind by an app process that has since exited are failed first, so that one of
+    them (a training, which is one per shop) does not stand in the way of the new one."""
+    runner = ""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        reap_stale_jobs()
+        runner = this_process()
     with tenant_context(tenant):
-        return Job.objects.create(kind=kind, params=params or {}, created_by=acting_user if getattr(acting_user, "pk", None) else None)
+        return Job.objects.create(kind=kind, params=params or {}, runner=runner, created_by=acting_user if getattr(acting_user, "pk", None) else None)
 
 
 def enqueue_job(job: Job, task: Any, *, run_in_thread: bool | None = None) -> None:
@@ -227,11 +237,71 @@ def do_request_cancel(tenant: Tenant, job_id: int, *, role: str = Role.OWNER) ->
 
 
 def reap_stale_jobs(*, now: dt.datetime | None = None) -> int:
-    """Mark running jobs whose heartbeat stopped as failed. Runs across tenants (beat)."""
+    """Mark as failed the unfinished jobs nothing will finish: running jobs whose heartbeat
+    stopped, and jobs whose app process (no broker: see ``Job.runner``) has exited, queued
+    ones included. Runs across tenants: beat calls it every minute; without a broker,
+    ``create_job`` and ``reap_now_and_then`` do."""
     now = now or timezone.now()
     cutoff = now - dt.timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_SECONDS)
-    return Job.unscoped.filter(state=Job.State.RUNNING, heartbeat_at__lt=cutoff).update(
+    reaped = Job.unscoped.filter(state=Job.State.RUNNING, heartbeat_at__lt=cutoff).update(
         state=Job.State.FAILED,
         finished_at=now,
         message="The worker stopped responding (no heartbeat); the job was marked failed.",
     )
+    unfinished = Job.unscoped.filter(state__in=[Job.State.QUEUED, Job.State.RUNNING]).exclude(runner="")
+    orphans = [pk for pk, runner in unfinished.values_list("pk", "runner") if runner_is_gone(runner)]
+    if orphans:
+        reaped += unfinished.filter(pk__in=orphans).update(
+            state=Job.State.FAILED,
+            finished_at=now,
+            message="The process running this job stopped (a restart, or Ctrl-C) before it finished. Start it again.",
+        )
+    return reaped
+
+
+_last_reap: float | None = None
+
+
+def reap_now_and_then(**_: Any) -> None:
+    """Without a broker there is no beat: the app reaps on a request, at most once a minute
+    per process (connected to ``request_started`` in ``ModelingConfig.ready``)."""
+    global _last_reap
+    if _last_reap is not None and time.monotonic() - _last_reap < 60:
+        return
+    _last_reap = time.monotonic()
+    try:
+        reap_stale_jobs()
+    except DatabaseError:  # not migrated yet, or the database is down: the page says so itself
+        log.warning("could not reap stale jobs", exc_info=True)
+
+
+def _process_identity(pid: int) -> str:
+    """This process as host:pid:start. The start time (clock ticks after boot, from /proc on Linux) tells
+    a live process from a later one that was given the same pid."""
+    try:
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = ""
+    return f"{socket.gethostname()}:{pid}:{start}"
+
+
+def this_process() -> str:
+    return _process_identity(os.getpid())
+
+
+def runner_is_gone(runner: str) -> bool:
+    """Whether the process ``runner`` names has exited. A process on another machine cannot
+    be looked at: its job's heartbeat tells instead."""
+    host, _, rest = runner.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if start:
+        return _process_identity(int(pid)) != runner
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False

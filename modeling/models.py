@@ -43,6 +43,9 @@ class Job(TenantOwnedModel):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Without a broker the job runs inside an app process: "host:pid:start-time" of that
+    # process, so a job whose process is gone (a restart) is failed instead of waiting forever.
+    runner = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         indexes = [
