@@ -424,7 +424,9 @@ def suggested_campaigns(tenant: Tenant) -> list[dict[str, Any]]:
     ]
 
 
-def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -> Campaign:
+def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -> tuple[Campaign, bool]:
+    """The draft campaign for a suggestion, and whether it was created now (a second click
+    opens the draft the first one made, rather than a twin of it), as ``get_or_create``."""
     if action not in SUGGESTED_ACTIONS:
         raise CampaignStateError("No such suggestion.")
     suggestion = next((s for s in suggested_campaigns(tenant) if s["action"] == action), None)
@@ -434,18 +436,16 @@ def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -
 
     rule = next((r for r in ensure_default_playbook(tenant) if r.action == action), None)
     with tenant_context(tenant):
-        # A second click opens the draft the first one made, rather than a twin of it.
         existing = Campaign.objects.filter(state=Campaign.State.DRAFT, action=action, filters={"actions": [action]}).order_by("-created_at").first()
         if existing is not None:
-            existing.already_drafted = True
-            return existing
+            return existing, False
         campaign = Campaign.objects.create(
             tenant=tenant, name=suggestion["name"], goal=f"Act on the playbook: {suggestion['label'].lower()}", action=action,
             channel=rule.channel if rule else "email", filters={"actions": [action]}, created_by=user if getattr(user, "pk", None) else None,
             offer=(f"up to {tenant.currency} {rule.offer_cap}" if rule and rule.offer_cap else ""),
         )
         _audit(campaign, "draft", user, "web", f"from the suggestion “{suggestion['title']}”")
-    return campaign
+    return campaign, True
 
 
 AUDIENCE_COLUMNS = ["customer_id", "email", "name", "country", "stage", "action", "offer", "predicted_value"]

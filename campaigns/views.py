@@ -157,14 +157,14 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
 @tenant_required(Role.ANALYST)
 def draft_from_suggestion(request: HttpRequest, action: str) -> HttpResponse:
     try:
-        campaign = services.do_draft_from_suggestion(request.tenant, action, user=request.user)  # type: ignore[attr-defined]
+        campaign, created = services.do_draft_from_suggestion(request.tenant, action, user=request.user)  # type: ignore[attr-defined]
     except services.CampaignStateError as exc:
         messages.error(request, str(exc))
         return redirect("campaigns")
-    if getattr(campaign, "already_drafted", False):
-        messages.info(request, f"This suggestion has a draft already, “{campaign.name}”: here it is.")
-    else:
+    if created:
         messages.success(request, f"Draft “{campaign.name}” created: check the audience, then launch.")
+    else:
+        messages.info(request, f"This suggestion has a draft already, “{campaign.name}”: here it is.")
     return redirect("campaign_detail", campaign_id=campaign.pk)
 
 

@@ -445,11 +445,11 @@ def test_suggested_campaigns_come_from_recommended_actions_and_become_drafts(sho
     suggestions = services.suggested_campaigns(shop)
     assert suggestions and suggestions == sorted(suggestions, key=lambda s: -s["value_at_risk"])
     top = suggestions[0]
-    campaign = services.do_draft_from_suggestion(shop, top["action"], user=alice)
-    assert campaign.state == "draft" and campaign.filters == {"actions": [top["action"]]}
+    campaign, created = services.do_draft_from_suggestion(shop, top["action"], user=alice)
+    assert created and campaign.state == "draft" and campaign.filters == {"actions": [top["action"]]}
     assert services.preview(campaign)["size"] == top["customers"]
-    again = services.do_draft_from_suggestion(shop, top["action"], user=alice)  # a second click opens the same draft
-    assert again.pk == campaign.pk and again.already_drafted
+    again, created = services.do_draft_from_suggestion(shop, top["action"], user=alice)  # a second click opens the same draft
+    assert again.pk == campaign.pk and not created
 
 
 def test_uplift_model_finds_persuadable_customers_on_held_out_campaigns(shop) -> None:
