@@ -96,17 +96,21 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
 
     def perform_create(self, serializer: Any) -> None:
         url = serializer.validated_data.get("webhook_url")
-        serializer.save(tenant=self.tenant, state=self._state_for(serializer), created_by=self.request.user if getattr(self.request.user, "pk", None) else None,
-                        webhook_secret=services.new_webhook_secret() if url else "")
+        campaign = serializer.save(tenant=self.tenant, state=self._state_for(serializer), created_by=self.request.user if getattr(self.request.user, "pk", None) else None,
+                                   webhook_secret=services.new_webhook_secret() if url else "")
+        services.audit_saved(campaign, created=True, user=self.request.user, via="api")
 
     def perform_update(self, serializer: Any) -> None:
         if serializer.instance.state not in (Campaign.State.DRAFT, Campaign.State.SCHEDULED):
             raise ValidationError({"detail": "A launched campaign cannot be edited."})
         extra = {"webhook_secret": services.new_webhook_secret()} if serializer.validated_data.get("webhook_url") and not serializer.instance.webhook_secret else {}
-        serializer.save(state=self._state_for(serializer) if "scheduled_for" in serializer.validated_data else serializer.instance.state, updated_at=timezone.now(), **extra)
+        before = {name: getattr(serializer.instance, name) for name in serializer.validated_data}
+        campaign = serializer.save(state=self._state_for(serializer) if "scheduled_for" in serializer.validated_data else serializer.instance.state, updated_at=timezone.now(), **extra)
+        changed = [name for name, value in before.items() if getattr(campaign, name) != value]
+        services.audit_saved(campaign, created=False, user=self.request.user, via="api", changed=changed)
 
     def perform_destroy(self, instance: Campaign) -> None:
-        if instance.state not in (Campaign.State.DRAFT, Campaign.State.SCHEDULED):
+        if not instance.is_deletable:
             raise ValidationError({"detail": "A launched campaign is kept for its report; cancel it instead."})
         instance.delete()
 

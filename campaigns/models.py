@@ -117,6 +117,12 @@ class Campaign(TenantOwnedModel):
     class Meta:
         ordering = ["-created_at"]
 
+    @property
+    def is_deletable(self) -> bool:
+        """Never launched (a draft, a scheduled one, or one cancelled before its launch): no
+        report to keep."""
+        return self.launched_at is None and self.state in (self.State.DRAFT, self.State.SCHEDULED, self.State.CANCELLED)
+
     def __str__(self) -> str:
         return self.name
 
@@ -147,6 +153,8 @@ class CampaignMember(TenantOwnedModel):
 class CampaignAudit(TenantOwnedModel):
     """Who did what to a campaign, when, and the audience size at that moment."""
 
+    EVENTS = {"draft": "Drafted", "edit": "Edited", "launch": "Launched", "cancel": "Cancelled", "complete": "Completed"}
+
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="audit")
     event = models.CharField(max_length=32)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -157,6 +165,16 @@ class CampaignAudit(TenantOwnedModel):
 
     class Meta:
         ordering = ["-at"]
+
+    @property
+    def event_label(self) -> str:
+        return self.EVENTS.get(self.event, self.event.capitalize())
+
+    @property
+    def counts_audience(self) -> bool:
+        """Whether ``audience_size`` means something here: from the launch on (a draft's is
+        not frozen yet)."""
+        return self.event in ("launch", "complete") or (self.event == "cancel" and self.audience_size > 0)
 
 
 class WebhookDelivery(TenantOwnedModel):

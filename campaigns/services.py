@@ -58,14 +58,19 @@ def preview(campaign: Campaign) -> dict[str, Any]:
     with tenant_context(campaign.tenant):
         totals = audience(campaign).aggregate(n=Count("id"), at_risk=Sum("priority"), value=Sum("predicted_value"))
     note = ""
-    if campaign.persuadable_only:
+    segment = campaign.segment if campaign.segment_id else None
+    if segment is not None and segment.kind == segment.Kind.LEARNED and not segment.is_current:
+        note = (f"The learned segment “{segment.name}” was retired by the latest clustering and has no members now: "
+                "edit the campaign and pick a current segment.")
+    elif campaign.persuadable_only:
         from campaigns.uplift import model_for
 
         if model_for(campaign.tenant, campaign.action) is None:
             note = ("No campaign with this action has completed yet, so there is no uplift model to find the persuadable: "
                     "'Persuadable only' keeps the whole audience until one has.")
     # Money to the cent: a sum of floats would show its noise (17236.12000000001).
-    return {"size": totals["n"], "value_at_risk": round(float(totals["at_risk"] or 0.0), 2), "predicted_value": round(float(totals["value"] or 0.0), 2), "note": note}
+    return {"size": totals["n"], "value_at_risk": round(float(totals["at_risk"] or 0.0), 2), "predicted_value": round(float(totals["value"] or 0.0), 2), "note": note,
+            "control": control_size(campaign.control_share, totals["n"]), "launch_summary": launch_summary(totals["n"], control_size(campaign.control_share, totals["n"]))}
 
 
 def assignment_hash(campaign_id: int, customer_id: int) -> float:
@@ -74,11 +79,21 @@ def assignment_hash(campaign_id: int, customer_id: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def control_size(control_share: float, audience_size: int) -> int:
+    """round(share x audience), but at least one customer when a share is asked for and the
+    audience has two or more (2% of 17 would otherwise keep no control at all, and the
+    campaign could not be measured), and never the whole audience."""
+    size = round(control_share * audience_size)
+    if control_share > 0 and audience_size >= 2:
+        size = min(max(size, 1), audience_size - 1)
+    return size
+
+
 def control_group(campaign_id: int, customer_ids: list[int], control_share: float) -> set[int]:
-    """The control group: exactly round(share x audience) customers, those with the lowest
-    draws. Random (the draw is a hash), the same every time, and exactly the share asked for,
+    """The control group: exactly ``control_size`` customers, those with the lowest draws.
+    Random (the draw is a hash), the same every time, and exactly the share asked for,
     where a coin per customer would hold out 26% of 81 for a 20% share."""
-    size = round(control_share * len(customer_ids))
+    size = control_size(control_share, len(customer_ids))
     return set(sorted(customer_ids, key=lambda customer: (assignment_hash(campaign_id, customer), customer))[:size])
 
 
@@ -121,13 +136,34 @@ def do_launch_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, vi
         campaign.launched_at = timezone.now()
         campaign.updated_at = campaign.launched_at
         campaign.save()
-        _audit(campaign, "launch", user, via, f"{len(members):,} customers, {campaign.control_share:.0%} held out as control")
+        _audit(campaign, "launch", user, via, launch_summary(len(members), len(control)))
         if campaign.webhook_url:
             from campaigns.tasks import deliver_campaign_task
 
             transaction.on_commit(lambda: deliver_campaign_task.delay(tenant.pk, campaign.pk))
     log.info("campaign %s launched for tenant %s: %s members", campaign.pk, tenant.slug, len(members))
     return campaign
+
+
+def launch_summary(audience_size: int, control: int) -> str:
+    """What a launch did, in counts: "17 customers: 16 treated, 1 held out as control"."""
+    if not control:
+        return f"{_count(audience_size, 'customer')}, no control group (uplift cannot be measured)"
+    return f"{_count(audience_size, 'customer')}: {audience_size - control:,} treated, {control:,} held out as control"
+
+
+def audit_saved(campaign: Campaign, *, created: bool, user: Any, via: str, changed: list[str] | None = None) -> None:
+    """The audit line of a campaign created or edited by hand (web form or API)."""
+    if created:
+        _audit(campaign, "draft", user, via, "created")
+        return
+    if not changed:
+        return
+    labels = [str(Campaign._meta.get_field(name).verbose_name) for name in changed if name in {f.name for f in Campaign._meta.get_fields()}]
+    detail = "changed " + ", ".join(labels)
+    if "scheduled_for" in changed:
+        detail += f"; {'launch scheduled for ' + campaign.scheduled_for.strftime('%Y-%m-%d %H:%M') + ' UTC' if campaign.scheduled_for else 'schedule cleared'}"
+    _audit(campaign, "edit", user, via, detail)
 
 
 def do_cancel_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, via: str = "web") -> Campaign:
@@ -191,7 +227,14 @@ def launch_due_campaigns(tenant: Tenant, now: dt.datetime | None = None) -> int:
             do_launch_campaign(tenant, pk, via="schedule")
             launched += 1
         except CampaignStateError as exc:
+            # Back to draft, saying why, rather than retried hourly out of sight.
             log.warning("scheduled campaign %s not launched: %s", pk, exc)
+            with tenant_context(tenant), transaction.atomic():
+                campaign = Campaign.objects.select_for_update().filter(pk=pk, state=Campaign.State.SCHEDULED).first()
+                if campaign is not None:
+                    campaign.state, campaign.updated_at = Campaign.State.DRAFT, now
+                    campaign.save(update_fields=["state", "updated_at"])
+                    _audit(campaign, "edit", None, "schedule", f"scheduled launch not done: {exc} Back to draft.")
     for campaign in running:
         complete_if_due(campaign, now)
     return launched
@@ -356,13 +399,18 @@ def outcomes(campaign: Campaign, *, now: dt.datetime | None = None, with_cumulat
                                      ordered_at__gt=campaign.launched_at, ordered_at__lte=end)
                 .exclude(status__in=Order.NOT_REVENUE).values("customer_id").annotate(first=Min("ordered_at")).values_list("customer_id", "first")
             )
-            days = max((end - campaign.launched_at).days, 0) + 1
-            for day in range(days + 1):
+            # One point per whole day since launch, then one at the end of what is measured
+            # (now, or the window's end): never a point in the future.
+            elapsed = max((end - campaign.launched_at).total_seconds() / 86400, 0.0)
+            days = [float(day) for day in range(int(elapsed) + 1)]
+            if elapsed > days[-1]:
+                days.append(round(elapsed, 2))
+            for day in days:
                 cutoff = campaign.launched_at + dt.timedelta(days=day)
                 row = {"day": day}
                 for name, group in result.items():
                     converted = sum(1 for customer, when in first.items() if members.get(customer) == name and when <= cutoff)
-                    row[name] = round(converted / group.members, 6) if group.members else 0.0
+                    row[name] = round(converted / group.members, 6) if group.members else None
                 cumulative.append(row)
     t, c = result[CampaignMember.Group.TREATMENT], result[CampaignMember.Group.CONTROL]
     return {
@@ -389,6 +437,10 @@ def _count(n: int, noun: str) -> str:
 def verdict(uplift: float, low: float, high: float, significant: bool, t: GroupOutcome, c: GroupOutcome, *, final: bool = False) -> str:
     """``final``: the attribution window has ended, so no more orders will count: the
     advice is for the next campaign."""
+    if not t.converters and not c.converters:
+        if final:
+            return "No member of either group ordered in the attribution window: the campaign moved no one to buy."
+        return "No orders from the audience since launch yet: check back as orders come in."
     if significant:
         direction = "raised" if uplift > 0 else "lowered"
         text = f"The campaign {direction} conversion by {abs(uplift) * 100:.1f} percentage points (95% CI {_points(low)} to {_points(high)} pp)."

@@ -116,7 +116,13 @@ class CampaignForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["segment"].queryset = Segment.objects.filter(Q(is_current=True) | Q(kind=Segment.Kind.SAVED)).order_by("kind", "name")
+        # The campaign's own segment stays on offer after a clustering retired it, so that
+        # saving the form unchanged keeps it (an empty choice means every customer).
+        keep = Q(pk=self.instance.segment_id) if self.instance.segment_id else Q(pk__in=[])
+        segment = self.fields["segment"]
+        segment.queryset = Segment.objects.filter(Q(is_current=True) | Q(kind=Segment.Kind.SAVED) | keep).order_by("kind", "name")
+        segment.empty_label = "All customers (no segment)"
+        segment.label_from_instance = lambda s: f"{s.name} ({s.get_kind_display().lower()}{'' if s.is_current or s.kind != Segment.Kind.LEARNED else ', retired: no members'})"
         for key in self.FILTER_FIELDS:
             if self.instance.pk and key in self.instance.filters:
                 self.initial[key] = self.instance.filters[key]
@@ -184,7 +190,9 @@ def edit_campaign(request: HttpRequest, campaign_id: int | None = None) -> HttpR
         if saved.webhook_url and not saved.webhook_secret:
             saved.webhook_secret = services.new_webhook_secret()
         saved.updated_at = timezone.now()
+        created = saved.pk is None
         saved.save()
+        services.audit_saved(saved, created=created, user=request.user, via="web", changed=[*form.changed_data, *(["filters"] if set(form.changed_data) & set(form.FILTER_FIELDS) else [])])
         messages.success(request, f"Saved “{saved.name}”.")
         return redirect("campaign_detail", campaign_id=saved.pk)
     return render(request, "campaigns/edit.html", {"form": form, "campaign": campaign})
@@ -227,7 +235,8 @@ def launch_campaign(request: HttpRequest, campaign_id: int) -> HttpResponse:
     campaign = get_object_or_404(Campaign, pk=campaign_id)
     try:
         campaign = services.do_launch_campaign(request.tenant, campaign.pk, user=request.user, via="web")  # type: ignore[attr-defined]
-        messages.success(request, f"Launched to {campaign.audience_size:,} customers ({campaign.control_share:.0%} held out as control).")
+        control = campaign.members.filter(group=CampaignMember.Group.CONTROL).count()
+        messages.success(request, f"Launched to {services.launch_summary(campaign.audience_size, control)}.")
     except services.CampaignStateError as exc:
         messages.error(request, str(exc))
     return redirect("campaign_detail", campaign_id=campaign.pk)
@@ -236,9 +245,9 @@ def launch_campaign(request: HttpRequest, campaign_id: int) -> HttpResponse:
 @require_POST
 @tenant_required(Role.ANALYST)
 def delete_campaign(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    """A draft or scheduled campaign can go; a launched one is kept for its report (cancel it)."""
+    """A campaign never launched can go; a launched one is kept for its report (cancel it)."""
     campaign = get_object_or_404(Campaign, pk=campaign_id)
-    if campaign.state not in (Campaign.State.DRAFT, Campaign.State.SCHEDULED):
+    if not campaign.is_deletable:
         messages.error(request, "A launched campaign is kept for its report; cancel it instead.")
         return redirect("campaign_detail", campaign_id=campaign.pk)
     campaign.delete()

@@ -277,7 +277,10 @@ class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
     def perform_destroy(self, instance: Segment) -> None:
         if instance.kind != Segment.Kind.SAVED:
             raise ValidationError({"detail": "Only saved segments can be deleted; learned and RFM segments follow the data."})
-        instance.delete()
+        try:
+            insights.do_delete_saved_segment(instance)
+        except insights.SegmentInUse as exc:
+            raise ValidationError({"detail": str(exc)}) from None
 
     @extend_schema(responses={200: InsightSerializer(many=True)})
     @action(detail=True, methods=["get"])

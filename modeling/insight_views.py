@@ -268,7 +268,11 @@ def edit_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
 @tenant_required(Role.ANALYST)
 def delete_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
     segment = get_object_or_404(Segment, pk=segment_id, kind=Segment.Kind.SAVED)
-    segment.delete()
+    try:
+        insights.do_delete_saved_segment(segment)
+    except insights.SegmentInUse as exc:
+        messages.error(request, str(exc))
+        return redirect("segment_detail", segment_id=segment.pk)
     messages.success(request, f"Deleted the saved segment “{segment.name}”.")
     return redirect("segments")
 

@@ -425,6 +425,26 @@ def describe_filters(filters: dict[str, Any]) -> list[tuple[str, str]]:
     return described
 
 
+class SegmentInUse(Exception):
+    """A saved segment that a campaign not yet launched targets."""
+
+
+def do_delete_saved_segment(segment: Segment) -> None:
+    """Delete a saved segment, unless a draft or scheduled campaign targets it: without its
+    segment that campaign would target every customer. Launched campaigns froze their
+    audience and keep their report."""
+    from campaigns.models import Campaign
+
+    with transaction.atomic():
+        pending = list(Campaign.objects.select_for_update().filter(segment=segment, launched_at__isnull=True)
+                       .exclude(state=Campaign.State.CANCELLED).values_list("name", flat=True))
+        if pending:
+            names = ", ".join(f"“{name}”" for name in pending[:3]) + (f" and {len(pending) - 3} more" if len(pending) > 3 else "")
+            raise SegmentInUse(f"{names} {'targets' if len(pending) == 1 else 'target'} this segment and {'has' if len(pending) == 1 else 'have'} not launched yet: "
+                               "change their segment or delete them first.")
+        segment.delete()
+
+
 def saved_segment_key(name: str) -> str:
     """A free key for a new saved segment: its name's slug, numbered if taken."""
     from django.utils.text import slugify

@@ -7,6 +7,16 @@ window.CLM = {
       plugins: {legend: {position: "bottom"}}}, config.options || {});
     return new Chart(canvas, config);
   },
+  // A y axis for rates (0.025 is drawn as 2.5%), with its title.
+  percentAxis(title) {
+    const percent = (v) => (Math.round(v * 1000) / 10) + "%";
+    return {beginAtZero: true, title: {display: true, text: title}, ticks: {callback: percent}};
+  },
+  percentTooltip(item) {
+    const v = item.raw;
+    const show = (x) => (Math.round(x * 1000) / 10) + "%";
+    return item.dataset.label + ": " + (Array.isArray(v) ? show(v[0]) + " to " + show(v[1]) : show(v));
+  },
   pollJobs() {
     document.querySelectorAll("[data-poll]").forEach((node) => {
       const url = node.dataset.poll;

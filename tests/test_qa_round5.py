@@ -1,0 +1,126 @@
+"""QA round 5: a campaign's audience never widens by itself, its control group is never
+silently empty, its audit is complete, and its report draws nothing in the future."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from campaigns import services
+from campaigns.models import Action, Campaign, CampaignAudit
+from clmsite.tenancy import tenant_context
+from customers.models import Customer
+from modeling.models import CustomerInsight, Segment
+
+pytestmark = pytest.mark.django_db
+
+
+def insights(tenant, n: int, *, stage: str = "active") -> None:
+    """``n`` customers with an insight row each: enough audience for a campaign."""
+    with tenant_context(tenant):
+        for i in range(n):
+            customer = Customer.objects.create(external_id=f"C{i}", order_count=1)
+            CustomerInsight.objects.create(customer=customer, as_of=dt.date(2025, 6, 30), stage=stage, stage_since=dt.date(2025, 6, 1),
+                                           stage_reason="test", action=Action.WIN_BACK, action_reason="test", churn_probability=0.5,
+                                           predicted_value=100, priority=50)
+
+
+def test_a_saved_segment_a_pending_campaign_targets_cannot_be_deleted(tenant_a, alice, client, api_a) -> None:
+    insights(tenant_a, 6)
+    insights_lapsed = 0
+    with tenant_context(tenant_a):
+        segment = Segment.objects.create(kind=Segment.Kind.SAVED, key="lapsed", name="Lapsed", filters={"stages": ["lapsed"]})
+        campaign = Campaign.objects.create(name="Win back", action=Action.WIN_BACK, segment=segment)
+        assert services.preview(campaign)["size"] == insights_lapsed
+    client.force_login(alice)
+    page = client.post(f"/segments/{segment.pk}/delete/", follow=True).content.decode()
+    assert "“Win back” targets this segment and has not launched yet" in page
+    answer = api_a.delete(f"/api/v1/segments/{segment.pk}/")
+    assert answer.status_code == 400 and "Win back" in answer.json()["detail"]
+    with tenant_context(tenant_a):
+        campaign.refresh_from_db()
+        assert campaign.segment_id == segment.pk and services.preview(campaign)["size"] == 0  # not every customer
+        campaign.delete()
+    assert api_a.delete(f"/api/v1/segments/{segment.pk}/").status_code == 204
+
+
+def test_the_edit_form_keeps_a_retired_learned_segment(tenant_a, alice, client) -> None:
+    with tenant_context(tenant_a):
+        retired = Segment.objects.create(kind=Segment.Kind.LEARNED, key="old", name="Old cluster", is_current=False)
+        campaign = Campaign.objects.create(name="Cluster push", action=Action.WIN_BACK, segment=retired)
+    client.force_login(alice)
+    form = client.get(f"/campaigns/{campaign.pk}/edit/").content.decode()
+    assert "Old cluster (learned, retired: no members)" in form and "All customers (no segment)" in form
+    detail = client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert "retired by the latest clustering" in detail and 'data-testid="launch"' not in detail  # nothing to launch to
+    response = client.post(f"/campaigns/{campaign.pk}/edit/", {"name": "Cluster push", "action": "win_back", "channel": "email", "segment": retired.pk,
+                                                               "control_share": 0.1, "attribution_days": 30})
+    assert response.status_code == 302
+    with tenant_context(tenant_a):
+        campaign.refresh_from_db()
+        assert campaign.segment_id == retired.pk
+        assert [a.event_label for a in CampaignAudit.objects.filter(campaign=campaign)] == []  # saved unchanged: nothing to audit
+
+
+@pytest.mark.parametrize(("share", "size", "held"), [(0.02, 17, 1), (0.1, 4, 1), (0.0, 17, 0), (0.5, 2, 1), (0.2, 1, 0), (0.1, 81, 8)])
+def test_a_control_share_never_rounds_to_nobody(share, size, held) -> None:
+    assert services.control_size(share, size) == held
+    assert len(services.control_group(1, list(range(size)), share)) == held
+
+
+def test_launch_says_how_many_were_held_out_and_the_audit_is_complete(tenant_a, alice, client) -> None:
+    insights(tenant_a, 17)
+    client.force_login(alice)
+    created = client.post("/campaigns/new/", {"name": "Small", "action": "win_back", "channel": "email", "control_share": 0.02, "attribution_days": 30})
+    assert created.status_code == 302
+    with tenant_context(tenant_a):
+        campaign = Campaign.objects.get(name="Small")
+    when = (timezone.now() + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
+    client.post(f"/campaigns/{campaign.pk}/edit/", {"name": "Small", "action": "win_back", "channel": "email", "control_share": 0.02, "attribution_days": 30, "scheduled_for": when})
+    page = client.post(f"/campaigns/{campaign.pk}/launch/", follow=True).content.decode()
+    assert "Launched to 17 customers: 16 treated, 1 held out as control." in page
+    with tenant_context(tenant_a):
+        audit = [(a.event_label, a.detail) for a in CampaignAudit.objects.filter(campaign=campaign).order_by("at")]
+    assert audit[0] == ("Drafted", "created")
+    assert audit[1][0] == "Edited" and "launch scheduled for" in audit[1][1] and "UTC" in audit[1][1]
+    assert audit[2] == ("Launched", "17 customers: 16 treated, 1 held out as control")
+
+
+def test_a_cancelled_draft_can_still_be_deleted(tenant_a, alice, client) -> None:
+    with tenant_context(tenant_a):
+        campaign = Campaign.objects.create(name="Never sent", action=Action.WIN_BACK)
+    client.force_login(alice)
+    assert "campaign_cancel" not in client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    services.do_cancel_campaign(tenant_a, campaign.pk)
+    page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert 'data-testid="delete-campaign"' in page
+    client.post(f"/campaigns/{campaign.pk}/delete/")
+    with tenant_context(tenant_a):
+        assert not Campaign.objects.filter(pk=campaign.pk).exists()
+
+
+def test_a_fresh_report_has_no_future_point_and_says_no_orders_yet(tenant_a) -> None:
+    insights(tenant_a, 20)
+    with tenant_context(tenant_a):
+        campaign = Campaign.objects.create(name="Fresh", action=Action.WIN_BACK, control_share=0.2)
+    services.do_launch_campaign(tenant_a, campaign.pk)
+    with tenant_context(tenant_a):
+        campaign.refresh_from_db()
+    report = services.outcomes(campaign, now=campaign.launched_at + dt.timedelta(hours=3))
+    assert [row["day"] for row in report["cumulative"]] == [0.0, 0.12]
+    assert report["verdict"] == "No orders from the audience since launch yet: check back as orders come in."
+    later = services.outcomes(campaign, now=campaign.launched_at + dt.timedelta(days=40))
+    assert [row["day"] for row in later["cumulative"]][-2:] == [29.0, 30.0]  # ends with the window, on a whole day
+
+
+def test_a_scheduled_campaign_with_nobody_to_reach_goes_back_to_draft_saying_why(tenant_a) -> None:
+    with tenant_context(tenant_a):
+        campaign = Campaign.objects.create(name="Due", action=Action.WIN_BACK, state=Campaign.State.SCHEDULED, scheduled_for=timezone.now() - dt.timedelta(minutes=1))
+    assert services.launch_due_campaigns(tenant_a) == 0
+    with tenant_context(tenant_a):
+        campaign.refresh_from_db()
+        audit = CampaignAudit.objects.get(campaign=campaign)
+    assert campaign.state == Campaign.State.DRAFT
+    assert "scheduled launch not done: The audience is empty" in audit.detail
