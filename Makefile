@@ -34,7 +34,10 @@ demo: setup
 	@echo ""
 	@echo "  Open http://$(HOST):$(PORT)/  and log in as  demo / demo12345"
 	@echo ""
-	env -u DATABASE_URL -u CELERY_BROKER_URL DEBUG=1 $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	# DEBUG stays off, so a wrong URL shows the app's 404 page, not Django's list of every
+	# route; WhiteNoise serves the collected static files.
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py collectstatic --noinput -v0
+	env -u DATABASE_URL -u CELERY_BROKER_URL -u DEBUG $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 lint: setup
 	$(BIN)/ruff check .

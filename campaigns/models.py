@@ -29,7 +29,7 @@ class Channel(models.TextChoices):
     SMS = "sms", "SMS"
     PHONE = "phone", "Phone call"
     ADS = "ads", "Paid social audience"
-    NONE = "none", "None"
+    NONE = "none", "No contact"
 
 
 class PlaybookRule(TenantOwnedModel):

@@ -166,8 +166,8 @@ class SavedSegmentForm(forms.Form):
     value_tiers = forms.MultipleChoiceField(choices=[("high", "High"), ("medium", "Medium"), ("low", "Low")], required=False, widget=forms.CheckboxSelectMultiple)
     churn_min = forms.FloatField(min_value=0, max_value=1, required=False, label="Churn probability at least", help_text="from 0 to 1 (0.5 = 50%)")
     churn_max = forms.FloatField(min_value=0, max_value=1, required=False, label="Churn probability at most", help_text="from 0 to 1 (0.5 = 50%)")
-    sentiment_max = forms.FloatField(min_value=-1, max_value=1, required=False, label="Review sentiment at most")
-    spend_min = forms.DecimalField(min_value=0, required=False, label="Total spent at least")
+    sentiment_max = forms.FloatField(min_value=-1, max_value=1, required=False, label="Mean review sentiment at most", help_text="from -1 (negative) to 1 (positive)")
+    spend_min = forms.DecimalField(min_value=0, max_digits=14, decimal_places=2, required=False, label="Total spent at least")
     orders_min = forms.IntegerField(min_value=0, required=False, label="Orders at least")
     orders_max = forms.IntegerField(min_value=0, required=False, label="Orders at most")
     category = forms.CharField(max_length=128, required=False, label="Bought from category")
@@ -356,10 +356,13 @@ def reviews_page(request: HttpRequest) -> HttpResponse:
         "monthly": [{"month": row["month"].strftime("%Y-%m"), "score": row["score"], "negative": row["negative"] / row["n"] if row["n"] else 0, "n": row["n"]}
                     for row in monthly.to_dict("records") if hasattr(row.get("month"), "strftime")][-36:],
     }
-    labels = {key: label for key, (label, _) in review_insight.ASPECTS.items()} | {review_insight.OTHER: "Other"}
+    labels = review_insight.aspect_labels()
+    page = Paginator(reviews, 25).get_page(request.GET.get("page"))
+    for review in page:
+        review.aspect_label = labels.get(review.aspect, "")
     return render(request, "insights/reviews.html", {
         "chart_data": chart, "aspects": aspects, "alerts": overview["alerts"], "aspect": aspect, "sentiment": sentiment,
         "reviews_total": Review.objects.exists(),
         "aspect_choices": list(labels.items()), "aspect_labels": labels,
-        "page": Paginator(reviews, 25).get_page(request.GET.get("page")), "query_prefix": query.urlencode() + "&" if query else "",
+        "page": page, "query_prefix": query.urlencode() + "&" if query else "",
     })

@@ -393,7 +393,7 @@ def _snapshot_segments(tenant: Tenant, as_of: dt.date) -> None:
 # --- Membership ---------------------------------------------------------------------------
 
 SAVED_FILTERS = {
-    "stages": "stage in the list", "value_tiers": "value tier in the list", "actions": "recommended action in the list", "churn_min": "churn probability at least",
+    "stages": "stage is one of", "value_tiers": "value tier is one of", "actions": "recommended action is one of", "churn_min": "churn probability at least",
     "churn_max": "churn probability at most", "sentiment_min": "mean review sentiment at least", "sentiment_max": "mean review sentiment at most",
     "spend_min": "total spent at least", "spend_max": "total spent at most", "orders_min": "orders at least", "orders_max": "orders at most",
     "category": "bought from this category", "country": "country", "first_order_after": "first order on or after",
@@ -421,6 +421,10 @@ def describe_filters(filters: dict[str, Any]) -> list[tuple[str, str]]:
     for key, value in filters.items():
         if isinstance(value, list):
             value = ", ".join(str(names.get(key, {}).get(v, v)) for v in value)
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, int | float):
+            value = f"{value:,.2f}".rstrip("0").rstrip(".")  # 5,000, not 5000.0
         described.append((SAVED_FILTERS.get(key, key), str(value)))
     return described
 

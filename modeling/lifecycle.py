@@ -127,9 +127,9 @@ def stages_as_of(
         r, n, gap, last = int(recency[customer]), int(count[customer]), previous_gap[customer], last_order[customer]
         p = probability[customer]
         if r > lapse:
-            stage, start, reason = Stage.LAPSED, last + dt.timedelta(days=lapse), f"lapsed: {r} days since the last order (lapse threshold {lapse})"
+            stage, start, reason = Stage.LAPSED, last + dt.timedelta(days=lapse), f"lapsed: {r:,} days since the last order (lapse threshold {lapse:,})"
         elif n >= 2 and pd.notna(gap) and gap > lapse and r <= window:
-            stage, start, reason = Stage.REACTIVATED, last, f"reactivated: ordered {r} days ago after {round(gap)} days away"
+            stage, start, reason = Stage.REACTIVATED, last, f"reactivated: ordered {r} days ago after {round(gap):,} days away"
         elif n == 1 and r <= window:
             stage, start, reason = Stage.NEW, last, f"new: first order {r} days ago (usual repurchase window {window} days)"
         elif r > overdue_after[customer]:

@@ -290,3 +290,9 @@ class CustomerInsight(TenantOwnedModel):
         from campaigns.models import Action
 
         return dict(Action.choices).get(self.action, self.action)
+
+    @property
+    def channel_label(self) -> str:
+        from campaigns.models import Channel
+
+        return dict(Channel.choices).get(self.action_channel, self.action_channel)

@@ -41,6 +41,13 @@ ASPECTS: dict[str, tuple[str, list[str]]] = {
     ]),
 }
 OTHER = "other"
+
+
+def aspect_labels() -> dict[str, str]:
+    """Each aspect's key and the label pages show for it."""
+    return {key: label for key, (label, _) in ASPECTS.items()} | {OTHER: "Other"}
+
+
 MIN_SIMILARITY = 0.2  # below this a review is about none of the aspects (e.g. "Love it!")
 
 
@@ -93,7 +100,7 @@ def aspect_summary(tenant: Tenant) -> list[dict[str, object]]:
     negative = Q(sentiment="negative") | (Q(sentiment="") & Q(rating__lte=2))
     with tenant_context(tenant):
         rows = list(Review.objects.exclude(aspect="").values("aspect").annotate(n=Count("id"), negative=Count("id", filter=negative)))
-    labels = {key: label for key, (label, _) in ASPECTS.items()} | {OTHER: "Other"}
+    labels = aspect_labels()
     result = [{"aspect": r["aspect"], "label": labels.get(r["aspect"], r["aspect"]), "reviews": r["n"], "negative": r["negative"],
                "negative_share": round(r["negative"] / r["n"], 4) if r["n"] else 0.0} for r in rows]
     return sorted(result, key=lambda r: (r["aspect"] == OTHER, -float(r["negative"])))

@@ -124,3 +124,30 @@ def test_a_scheduled_campaign_with_nobody_to_reach_goes_back_to_draft_saying_why
         audit = CampaignAudit.objects.get(campaign=campaign)
     assert campaign.state == Campaign.State.DRAFT
     assert "scheduled launch not done: The audience is empty" in audit.detail
+
+
+def test_a_cancelled_order_is_not_in_the_customer_chart_or_top_categories(tenant_a, tmp_path) -> None:
+    from customers.services.imports import import_csv
+    from customers.services.queries import customer_timeline
+
+    csv = ("customer_id,order_id,ordered_at,amount,sku,category,status\n"
+           "c1,o1,2025-01-01,20.00,s1,Shoes,completed\n"
+           "c1,o2,2025-02-01,900.00,s2,Tents,cancelled\n")
+    path = tmp_path / "orders.csv"
+    path.write_text(csv)
+    assert import_csv(tenant_a, "orders", str(path)).ok
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get(external_id="c1")
+    timeline = customer_timeline(tenant_a, customer)
+    assert [point["amount"] for point in timeline["chart"]] == [20.0]
+    assert timeline["top_categories"] == [("Shoes", 1)]
+    assert len(timeline["orders"]) == 2  # the list still shows it, with its status
+
+
+def test_pages_show_labels_not_codes(tenant_a) -> None:
+    from modeling.insights import describe_filters
+
+    assert describe_filters({"stages": ["at_risk"], "spend_min": 5000.0, "churn_min": 0.5}) == [
+        ("stage is one of", "At risk"), ("total spent at least", "5,000"), ("churn probability at least", "0.5")]
+    insight = CustomerInsight(action_channel="none")
+    assert insight.channel_label == "No contact"

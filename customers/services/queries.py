@@ -119,7 +119,7 @@ def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     sales = [order for order in orders if order.status not in Order.NOT_REVENUE]
     gaps = [(a.ordered_at - b.ordered_at).total_seconds() / 86_400 for a, b in zip(sales, sales[1:], strict=False)]
     categories: dict[str, int] = {}
-    for order in orders:
+    for order in sales:  # what they bought: a cancelled or refunded order was not a purchase
         for item in order.items.all():
             if item.product and item.product.category:
                 categories[item.product.category] = categories.get(item.product.category, 0) + item.quantity
@@ -130,7 +130,7 @@ def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         "top_categories": sorted(categories.items(), key=lambda kv: -kv[1])[:5],
         # Totals add amounts as they are: orders in another currency count at face value.
         "other_currencies": sorted({o.currency for o in sales if o.currency and o.currency != tenant.currency}),
-        "chart": [{"date": o.ordered_at.date().isoformat(), "amount": float(o.amount)} for o in reversed(orders)],
+        "chart": [{"date": o.ordered_at.date().isoformat(), "amount": float(o.amount)} for o in reversed(sales)],
     }
 
 
