@@ -111,7 +111,7 @@ class CampaignForm(forms.ModelForm):
         model = Campaign
         fields = ["name", "goal", "action", "channel", "segment", "persuadable_only", "offer", "control_share", "attribution_days", "scheduled_for", "webhook_url"]
         widgets = {"scheduled_for": forms.DateTimeInput(attrs={"type": "datetime-local"})}
-        help_texts = {"control_share": "share held out as the control group (0.1 = 10%)", "segment": "optional: start from a segment, then narrow with the filters below",
+        help_texts = {"control_share": "share held out as the control group, from 0 to 0.5 (0.1 = 10%); with a share, at least one customer", "segment": "optional: start from a segment, then narrow with the filters below",
                       "scheduled_for": "in UTC; empty: launch by hand", "webhook_url": "optional: POST the treatment group here, HMAC-signed"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -125,6 +125,8 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
         "columns": [(c, labels[c]) for c in matrix.columns] if matrix is not None else [], "form": form,
         "can_edit": request.membership.can(Role.ADMIN), "has_data": bool(dates), "as_of": as_of,  # type: ignore[attr-defined]
         "jobs": Job.objects.filter(kind=Job.Kind.INSIGHTS).order_by("-created_at")[:1],
+        "in_effect": [(field.label or name.replace("_", " ").capitalize(), f"{getattr(in_effect, name):g}{ThresholdsForm.UNITS[name]}", field.help_text)
+                      for name, field in form.fields.items()],
     })
 
 

@@ -151,3 +151,9 @@ def test_pages_show_labels_not_codes(tenant_a) -> None:
         ("stage is one of", "At risk"), ("total spent at least", "5,000"), ("churn probability at least", "0.5")]
     insight = CustomerInsight(action_channel="none")
     assert insight.channel_label == "No contact"
+
+
+def test_a_viewer_sees_the_thresholds_in_effect(tenant_a, bob, client) -> None:
+    client.force_login(bob)
+    page = client.get("/lifecycle/").content.decode()
+    assert 'data-testid="thresholds-in-effect"' in page and "Usual gap days" in page and "Save thresholds" not in page
