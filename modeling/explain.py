@@ -4,6 +4,10 @@ Contributions come from the boosted trees' exact per-feature attributions (TreeS
 LightGBM ``pred_contrib``) on the purchase head, whichever family serves; they say which
 facts about the customer move the prediction and in which direction. Each feature has a
 sentence template filled with the customer's own values.
+
+Money is written as the pages write it, the shop's currency code first ("EUR 1,245"), and
+recency against the customer's rhythm in the lifecycle's terms (see ``_rhythm``), so a factor
+never contradicts the stage shown next to it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modeling.lifecycle import Thresholds
+
 TOP_FACTORS = 3
+OVERDUE_FACTOR = Thresholds.overdue_factor  # the lifecycle's default; a shop may override it
 
 
 def _num(value: Any) -> float | None:
@@ -25,22 +32,35 @@ def _num(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _money(value: float | None) -> str:
-    return "—" if value is None else f"${value:,.0f}"
+def _money(value: float | None, currency: str | None) -> str:
+    """As the pages show money: "EUR 1,245". Without a currency (a caller that does not know
+    the shop) the dollar sign these texts always had: "$1,245"."""
+    if value is None:
+        return "—"
+    return f"{currency} {value:,.0f}" if currency else f"${value:,.0f}"
 
 
-def describe(feature: str, row: pd.Series, categories: list[str]) -> str | None:
+def _rhythm(recency: float, gap: float, overdue_factor: float) -> str:
+    """Days since the last order against the customer's median gap, by the lifecycle's rule
+    (``lifecycle.stages_as_of``): overdue past ``overdue_factor`` × the gap, "within" only up
+    to the gap itself, "past" in between. Whole calendar days, as the stage counts them; the
+    gap rounded as the stage and the customer page round it."""
+    days, usual = math.floor(recency), max(1, round(gap))
+    if days > round(overdue_factor * gap):
+        return f"overdue: no order for {days} days, {recency / gap:.1f}× their usual gap of {usual} days"
+    if days > usual:
+        return f"last order {days} days ago, a little past their usual {usual}-day rhythm"
+    return f"last order {days} days ago, within their usual {usual}-day rhythm"
+
+
+def describe(feature: str, row: pd.Series, categories: list[str], *, currency: str | None = None, overdue_factor: float = OVERDUE_FACTOR) -> str | None:
     """One sentence for one feature of one customer, or None when it says nothing useful."""
     v = _num(row.get(feature))
     gap = _num(row.get("gap_median"))
     if feature == "recency_days" and v is not None:
-        if gap and gap >= 1 and v > 2 * gap:
-            return f"no order for {v:.0f} days, {v / gap:.1f}× their usual gap of {gap:.0f} days"
-        if gap and gap >= 1:
-            return f"last order {v:.0f} days ago, within their usual {gap:.0f}-day rhythm"
-        return f"last order {v:.0f} days ago"
-    if feature == "overdue_ratio" and v is not None and gap:
-        return f"{v:.1f}× overdue against their usual {gap:.0f}-day gap" if v > 2 else f"on their usual {gap:.0f}-day rhythm"
+        return _rhythm(v, gap, overdue_factor) if gap and gap >= 1 else f"last order {math.floor(v)} days ago"
+    if feature == "overdue_ratio" and v is not None and gap and gap >= 1:
+        return _rhythm(_num(row.get("recency_days")) or v * gap, gap, overdue_factor)
     if feature == "orders" and v is not None:
         return "only one order so far" if v <= 1 else f"{v:.0f} orders so far"
     if feature == "tenure_days" and v is not None:
@@ -56,16 +76,18 @@ def describe(feature: str, row: pd.Series, categories: list[str]) -> str | None:
         return f"{v:.0f} orders in the last {days} days"
     if feature.startswith("spent_") and feature.endswith("d") and v is not None:
         days = feature[len("spent_") : -1]
-        return f"spent {_money(v)} in the last {days} days"
+        return f"spent {_money(v, currency)} in the last {days} days"
     if feature == "total_spent":
-        return f"spent {_money(v)} in total"
+        return f"spent {_money(v, currency)} in total"
     if feature in ("avg_order_value", "last_order_value"):
         label = "average order" if feature == "avg_order_value" else "last order"
-        return f"{label} of {_money(v)}"
+        return f"{label} of {_money(v, currency)}"
     if feature == "rate_per_month" and v is not None:
         return f"buys about {v:.1f} times a month"
-    if feature in ("gap_mean", "gap_median") and v is not None:
-        return f"usually orders every {v:.0f} days"
+    if feature == "gap_median" and v is not None:
+        return f"usually orders every {max(1, round(v))} days"
+    if feature == "gap_mean" and v is not None:  # not "usually": that is the median, as the customer page says
+        return f"on average {v:.0f} days between orders"
     if feature == "gap_std" and v is not None:
         return f"irregular rhythm (±{v:.0f} days)"
     if feature.startswith("category_") and feature.endswith("_share") and v is not None:
@@ -112,8 +134,13 @@ def feature_label(feature: str) -> str:
     return feature.replace("_", " ")
 
 
-def explain_rows(features: pd.DataFrame, contributions: pd.DataFrame | None, categories: list[str], top: int = TOP_FACTORS) -> dict[Any, list[dict[str, Any]]]:
-    """Top factors per customer: [{"text", "effect": "+"|"-", "weight"}], strongest first."""
+def explain_rows(
+    features: pd.DataFrame, contributions: pd.DataFrame | None, categories: list[str], top: int = TOP_FACTORS,
+    *, currency: str | None = None, overdue_factor: float = OVERDUE_FACTOR,
+) -> dict[Any, list[dict[str, Any]]]:
+    """Top factors per customer: [{"text", "effect": "+"|"-", "weight"}], strongest first.
+    ``currency`` is the shop's (``tenant.currency``) and ``overdue_factor`` its lifecycle
+    threshold, so the words match the pages and the stage."""
     out: dict[Any, list[dict[str, Any]]] = {}
     for customer, row in features.iterrows():
         if contributions is not None and customer in contributions.index:
@@ -125,7 +152,7 @@ def explain_rows(features: pd.DataFrame, contributions: pd.DataFrame | None, cat
         for feature, weight in ranked.items():
             if len(factors) >= top or abs(weight) < 1e-6:
                 break
-            text = describe(str(feature), row, categories)
+            text = describe(str(feature), row, categories, currency=currency, overdue_factor=overdue_factor)
             if text is None or text in seen:
                 continue
             seen.add(text)

@@ -4,10 +4,11 @@ A profile says in words what the numeric features say (tenure, orders, cadence, 
 recency, trend) and adds what they cannot: which categories and products, and what the
 customer wrote in reviews. It is built only from rows at or before ``as_of``.
 
-Numbers are rounded on purpose (weeks, months, two significant dollars): a profile that
+Numbers are rounded on purpose (weeks, months, two significant digits of money): a profile that
 does not change from one day to the next keeps its cached embedding, so rescoring only
 re-embeds the customers whose story actually changed. The text is deterministic and kept
-under ~120 tokens so a batch stays cheap on CPU.
+under ~120 tokens so a batch stays cheap on CPU. Money carries the shop's currency code
+("EUR 240"); the cadence is the median gap rounded as the customer page rounds it.
 """
 
 from __future__ import annotations
@@ -48,13 +49,14 @@ def _duration(days: float) -> str:
     return f"{round(days / 365.25 * 2) / 2:g} years"
 
 
-def _money(amount: float) -> str:
-    """Whole dollars under $100, two significant digits above ($240, $1,200)."""
+def _money(amount: float, currency: str | None) -> str:
+    """Whole units under 100, two significant digits above (EUR 240, EUR 1,200). Without a
+    currency (a caller that does not know the shop) the "$" profiles always had, so their
+    texts, and the embeddings cached by text, stay as they were."""
     amount = float(amount) if np.isfinite(amount) and amount > 0 else 0.0
-    if amount < 100:
-        return f"${round(amount):,}"
-    digits = int(np.floor(np.log10(amount))) - 1
-    return f"${round(amount, -digits):,.0f}"
+    if amount >= 100:
+        amount = round(amount, 1 - int(np.floor(np.log10(amount))))
+    return f"{currency} {round(amount):,}" if currency else f"${round(amount):,}"
 
 
 def _snippet(text: str) -> str:
@@ -81,11 +83,15 @@ def _top_per_customer(lines: pd.DataFrame, column: str, limit: int, skip: str | 
     return top.groupby("customer", sort=False)["value"].agg(list).to_dict()
 
 
-def customer_profiles(history: History, as_of: dt.date | dt.datetime | pd.Timestamp, features: pd.DataFrame) -> pd.Series:
+def customer_profiles(
+    history: History, as_of: dt.date | dt.datetime | pd.Timestamp, features: pd.DataFrame, currency: str | None = None
+) -> pd.Series:
     """One profile per customer in ``features`` (computed as of ``as_of``); index = customer pk.
+    ``currency`` is the shop's (``tenant.currency``); a model must read the same at training
+    and at scoring.
 
     Example: "Customer for 13 months. 3 orders, last one 2 weeks ago, usually every 6 weeks.
-    Spent $240 (avg $80). Ordering less than before. Bought Running shoes, Socks (Trail
+    Spent EUR 240 (avg EUR 80). Ordering less than before. Bought Running shoes, Socks (Trail
     Runner 2, Merino socks). Reviews: 2, avg 4.5 stars, positive tone; latest: ‘great fit
     but slow delivery’."
     """
@@ -98,22 +104,23 @@ def customer_profiles(history: History, as_of: dt.date | dt.datetime | pd.Timest
     review_sentences = _review_sentences(reviews)
     texts = []
     for customer, row in zip(customers, features.to_dict("records"), strict=True):
-        parts = [_history_sentence(row), _purchases_sentence(categories.get(customer, []), products.get(customer, [])), review_sentences.get(customer, "")]
+        parts = [_history_sentence(row, currency), _purchases_sentence(categories.get(customer, []), products.get(customer, [])), review_sentences.get(customer, "")]
         texts.append(" ".join(part for part in parts if part))
     return pd.Series(texts, index=customers, name="profile", dtype=object)
 
 
-def _history_sentence(row: dict[str, float]) -> str:
+def _history_sentence(row: dict[str, float], currency: str | None) -> str:
     orders = int(row.get("orders", 0) or 0)
     sentences = [f"Customer for {_duration(row.get('tenure_days', 0))}."]
     order_word = "order" if orders == 1 else "orders"
     recency = f"last one {_duration(row.get('recency_days', 0))} ago" if orders > 1 else f"{_duration(row.get('recency_days', 0))} ago"
     cadence = row.get("gap_median", np.nan)
-    usual = f", usually every {_duration(cadence)}" if orders > 1 and pd.notna(cadence) and cadence >= 1 else ""
+    # The customer page's "usually every N days" (customers.services.queries): the median gap, rounded, at least a day.
+    usual = f", usually every {_duration(max(1, round(cadence)))}" if orders > 1 and pd.notna(cadence) else ""
     sentences.append(f"{orders} {order_word}, {recency}{usual}.")
-    spent = f"Spent {_money(row.get('total_spent', 0))}"
+    spent = f"Spent {_money(row.get('total_spent', 0), currency)}"
     if orders > 1:
-        spent += f" (avg {_money(row.get('avg_order_value', 0))})"
+        spent += f" (avg {_money(row.get('avg_order_value', 0), currency)})"
     sentences.append(spent + ".")
     trend = row.get("order_trend", 0)
     if orders > 1 and pd.notna(trend) and trend != 0:
