@@ -22,9 +22,44 @@ class TrainingAlreadyRunning(Exception):
     """A tenant trains one model set at a time."""
 
 
+# A shop whose last order is older than this has stopped (or its data is old, as CDNOW's,
+# which ends in 1998): as of today every customer would read as lapsed.
+STALE_AFTER_DAYS = 365
+
+
+def last_order_date(tenant: Tenant) -> dt.date | None:
+    """The day of the shop's last sale (cancelled and refunded orders left out, as the
+    features and the stages leave them out)."""
+    from customers.models import Order
+
+    with tenant_context(tenant):
+        last = Order.objects.exclude(status__in=Order.NOT_REVENUE).order_by("-ordered_at").values_list("ordered_at", flat=True).first()
+    return last.date() if last is not None else None
+
+
 def default_as_of(tenant: Tenant) -> dt.date:
-    """Today (UTC): the models learn from everything known so far."""
-    return timezone.now().date()
+    """Today (UTC), so the models learn from everything known so far; but for a shop whose
+    last order is more than STALE_AFTER_DAYS old, the latest scoring date (when it covers
+    the last order) or else the day after the last order. The Models page's forms, the API
+    and the beat all start from this date."""
+    from modeling.insights import latest_scoring_date
+
+    today = timezone.now().date()
+    last = last_order_date(tenant)
+    if last is None or (today - last).days <= STALE_AFTER_DAYS:
+        return today
+    scored = latest_scoring_date(tenant)
+    return scored if scored is not None and scored >= last else last + dt.timedelta(days=1)
+
+
+def stale_scoring_warning(tenant: Tenant, as_of: dt.date) -> str | None:
+    """What to tell someone who scores more than STALE_AFTER_DAYS after the shop's last
+    order: allowed (a merchant may mean it), but rarely what they meant."""
+    last = last_order_date(tenant)
+    if last is None or (as_of - last).days <= STALE_AFTER_DAYS:
+        return None
+    return (f"Your last order is on {last.isoformat()}: scoring as of {as_of.isoformat()}, {(as_of - last).days:,} days later, "
+            f"counts every customer as lapsed. Score as of {default_as_of(tenant).isoformat()} to see them as your data last saw them.")
 
 
 class InvalidAsOf(ValueError):

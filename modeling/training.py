@@ -109,12 +109,33 @@ def evaluate(predictions: pd.DataFrame, labels: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def charts(predictions: pd.DataFrame, labels: pd.DataFrame) -> dict[str, Any]:
+# Each target's charts, by the key its version stores them under; a page shows only its target's.
+TARGET_CHARTS = {"purchase": ("calibration", "gain"), "orders": ("deciles",), "revenue": ("deciles",)}
+# The families measure feature importance on their purchase head only (the boosted trees read
+# their purchase booster); an orders or revenue version stores none rather than that one.
+IMPORTANCE_TARGETS = ("purchase",)
+
+
+def charts(predictions: pd.DataFrame, labels: pd.DataFrame, target: str) -> dict[str, Any]:
+    """The validation charts of one target: calibration and cumulative gain for the purchase
+    probability; mean predicted vs mean actual by decile of the prediction for a count."""
     y = labels.loc[predictions.index]
-    return {
-        "calibration": metrics.calibration_bins(y["purchased"].to_numpy(), predictions["purchase_probability"].to_numpy()),
-        "gain": metrics.gain_curve(y["purchased"].to_numpy(), predictions["purchase_probability"].to_numpy()),
-    }
+    if target == "purchase":
+        return {
+            "calibration": metrics.calibration_bins(y["purchased"].to_numpy(), predictions["purchase_probability"].to_numpy()),
+            "gain": metrics.gain_curve(y["purchased"].to_numpy(), predictions["purchase_probability"].to_numpy()),
+        }
+    column = "expected_orders" if target == "orders" else "expected_revenue"
+    return {"deciles": decile_bins(y[target].to_numpy(), predictions[column].to_numpy())}
+
+
+def decile_bins(actual: np.ndarray, predicted: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """The customers ranked by prediction and cut in ``bins`` groups of (nearly) equal size,
+    lowest first: each group's mean predicted and mean actual value."""
+    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
+    groups = np.array_split(np.argsort(predicted, kind="stable"), max(1, min(bins, len(predicted))))
+    return [{"decile": position + 1, "n": len(group), "predicted": round(float(predicted[group].mean()), 4), "actual": round(float(actual[group].mean()), 4)}
+            for position, group in enumerate(groups) if len(group)]
 
 
 def better(target: str, candidate: dict[str, Any], incumbent: dict[str, Any], *, margin: float = 0.0) -> bool:
@@ -197,8 +218,8 @@ def train_customer_models(
                         training_windows=[w.as_dict() for w in data.train_windows], validation_window=data.validation.as_dict(),
                         data_fingerprint=fingerprint, metrics=scores,
                         baseline_metrics={k: v for k, v in baselines.items() if k != name},
-                        feature_importance=[list(pair) for pair in model.feature_importance()[:25]],
-                        charts=charts(predictions, data.y_valid), artifact_path=str(directory), artifact_sha256=sha,
+                        feature_importance=[list(pair) for pair in model.feature_importance()[:25]] if target in IMPORTANCE_TARGETS else [],
+                        charts=charts(predictions, data.y_valid, target), artifact_path=str(directory), artifact_sha256=sha,
                         job_id=job_id if isinstance(job_id, int) else None,
                     )
                 )

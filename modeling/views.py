@@ -13,7 +13,16 @@ from clmsite.models import Role
 from clmsite.views import tenant_required
 from modeling import explain, insights, registry
 from modeling.models import Job, ModelVersion
-from modeling.services import InvalidAsOf, TrainingAlreadyRunning, do_start_scoring, do_start_training
+from modeling.services import (
+    STALE_AFTER_DAYS,
+    InvalidAsOf,
+    TrainingAlreadyRunning,
+    default_as_of,
+    do_start_scoring,
+    do_start_training,
+    last_order_date,
+    stale_scoring_warning,
+)
 
 TARGET_ORDER = ["purchase", "orders", "revenue", "sentiment"]
 
@@ -25,8 +34,11 @@ def models_page(request: HttpRequest) -> HttpResponse:
     versions = list(ModelVersion.objects.select_related("job")[:120])
     jobs = list(Job.objects.filter(kind__in=[Job.Kind.TRAIN, Job.Kind.SCORE])[:15])
     serving = [active[t] for t in TARGET_ORDER if t in active]
+    # The targets with a version that served before: the ones registry.do_rollback_model can restore.
+    earlier = set(ModelVersion.objects.filter(state=ModelVersion.State.ARCHIVED, activated_at__isnull=False).values_list("target", flat=True))
     for version in serving:
         version.beaten_by = _beaten_by(version)
+        version.can_roll_back = version.target in earlier
     last_scored = insights.latest_scoring_date(tenant)
     return render(
         request,
@@ -39,7 +51,9 @@ def models_page(request: HttpRequest) -> HttpResponse:
             "can_retrain": request.membership.can(Role.ADMIN) or request.user.is_staff,  # type: ignore[attr-defined]
             "can_score": "purchase" in active and request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
             "last_scored": last_scored,
-            "today": dt.datetime.now(dt.UTC).date(),
+            "default_as_of": default_as_of(tenant),
+            "last_order": last_order_date(tenant),
+            "stale_after_days": STALE_AFTER_DAYS,
         },
     )
 
@@ -66,15 +80,17 @@ def retrain(request: HttpRequest) -> HttpResponse:
     except TrainingAlreadyRunning as exc:
         messages.error(request, str(exc))
         return redirect("models")
-    messages.success(request, f"Training started (job {job.pk}). The current models keep serving until the new ones are validated.")
+    messages.success(request, f"Training as of {job.params['as_of']} started (job {job.pk}). The current models keep serving until the new ones are validated.")
     return redirect("models")
 
 
 @tenant_required(Role.ANALYST)
 @require_POST
 def score_now(request: HttpRequest) -> HttpResponse:
-    """Score every customer with the serving models as of a date (today unless given), as
-    the nightly run and ``POST /api/v1/jobs/score/`` do; the same date joins a pending run."""
+    """Score every customer with the serving models as of a date (the shop's default unless
+    given), as the nightly run and ``POST /api/v1/jobs/score/`` do; the same date joins a
+    pending run. A date long after the last order is scored, with a warning: the page asks
+    before it posts one, and a form posted without the page's script still says so."""
     try:
         as_of = dt.date.fromisoformat(request.POST["as_of"]) if request.POST.get("as_of") else None
         job = do_start_scoring(request.tenant, as_of=as_of, acting_user=request.user)  # type: ignore[attr-defined]
@@ -82,21 +98,34 @@ def score_now(request: HttpRequest) -> HttpResponse:
         messages.error(request, str(exc) if isinstance(exc, InvalidAsOf) else "Give the as-of date as YYYY-MM-DD.")
         return redirect("models")
     messages.success(request, f"Scoring as of {job.params['as_of']} (job {job.pk}): stages, segments and actions follow the new predictions.")
+    warning = stale_scoring_warning(request.tenant, dt.date.fromisoformat(job.params["as_of"]))  # type: ignore[attr-defined]
+    if warning:
+        messages.warning(request, warning)
     return redirect("models")
 
 
 @tenant_required()
 def model_version(request: HttpRequest, version_id: int) -> HttpResponse:
+    from modeling.training import IMPORTANCE_TARGETS, TARGET_CHARTS
+
     version = registry.get_model_version(request.tenant, version_id)  # type: ignore[attr-defined]
     siblings = list(ModelVersion.objects.filter(job_id=version.job_id, target=version.target).exclude(pk=version.pk)) if version.job_id else []
+    # Versions trained before each target kept its own charts carry the purchase model's
+    # charts and importance: only the version's own are shown.
+    charts = version.charts or {}
+    if version.target in TARGET_CHARTS:
+        charts = {key: value for key, value in charts.items() if key in TARGET_CHARTS[version.target]}
+    count_target = version.target in TARGET_CHARTS and version.target not in IMPORTANCE_TARGETS  # orders, revenue
+    importance = [] if count_target else version.feature_importance
     return render(
         request,
         "modeling/version.html",
         {
             "version": version,
             "siblings": siblings,
-            "charts_data": version.charts,
-            "importance_data": [[explain.feature_label(name), share] for name, share in version.feature_importance[:15]],
+            "charts_data": charts,
+            "importance_data": [[explain.feature_label(name), share] for name, share in importance[:15]],
+            "count_target": count_target,
             "can_promote": request.membership.can(Role.ADMIN),  # type: ignore[attr-defined]
         },
     )
@@ -119,10 +148,14 @@ def promote(request: HttpRequest, version_id: int) -> HttpResponse:
 def rollback(request: HttpRequest, target: str) -> HttpResponse:
     if target not in ModelVersion.Target.values:
         raise Http404("Not found")
+    label = ModelVersion.Target(target).label.lower()
     try:
         version = registry.do_rollback_model(request.tenant, target, acting_user=request.user)  # type: ignore[attr-defined]
-    except (ValueError, registry.ArtifactError) as exc:
-        messages.error(request, str(exc))
+    except registry.ArtifactError as exc:
+        messages.error(request, f"Not rolled back: {exc}")
+        return redirect("models")
+    except ValueError:  # the registry's "no earlier model", which names the target by its key
+        messages.error(request, f"There is no earlier {label} model to roll back to.")
         return redirect("models")
     messages.success(request, f"Rolled back: {version} serves again.")
     return redirect("models")

@@ -25,14 +25,14 @@ def words(value: str) -> str:
 
 HEADLINES = {
     "purchase": [("auc", "AUC"), ("log_loss", "log loss")],
-    "orders": [("orders_mae", "MAE"), ("orders_total_error_pct", "total error %")],
-    "revenue": [("revenue_mae", "MAE"), ("revenue_total_error_pct", "total error %")],
+    "orders": [("orders_mae", "MAE"), ("orders_total_error_pct", "total error")],
+    "revenue": [("revenue_mae", "MAE"), ("revenue_total_error_pct", "total error")],
     "sentiment": [("macro_f1", "macro-F1"), ("accuracy", "accuracy")],
 }
 
 
 def _headline(target: str, scores: dict) -> str:
-    parts = [f"{label} {scores[key]}" for key, label in HEADLINES.get(target, []) if scores.get(key) is not None]
+    parts = [f"{label} {metric_number(scores[key], key)}" for key, label in HEADLINES.get(target, []) if scores.get(key) is not None]
     return " · ".join(parts) or "—"
 
 
@@ -67,18 +67,18 @@ def family_label(name: str) -> str:
 
 
 @register.filter
-def metric_number(value):  # type: ignore[no-untyped-def]
+def metric_number(value, key=""):  # type: ignore[no-untyped-def]
     """A metric as a page shows it: counts and money with thousands separators (485,454.89),
-    whole counts without a ".0" (1,849), scores as they are (0.8185, 1.0)."""
+    whole counts without a ".0" (1,849), scores as they are (0.8185, 1.0), and a percentage
+    (a ``key`` ending in ``_pct``) with its unit after the number (0.51%)."""
     from django.contrib.humanize.templatetags.humanize import intcomma
 
     if isinstance(value, bool) or not isinstance(value, int | float):
         return value
     if isinstance(value, float) and value.is_integer() and abs(value) >= 2:  # a count kept as a float; a score of 1.0 stays one
         value = int(value)
-    if isinstance(value, int):
-        return intcomma(value)
-    return intcomma(f"{value:.2f}") if abs(value) >= 1000 else value
+    shown = intcomma(value) if isinstance(value, int) else intcomma(f"{value:.2f}") if abs(value) >= 1000 else value
+    return f"{shown}%" if str(key).endswith("_pct") else shown
 
 
 @register.simple_tag
@@ -96,9 +96,9 @@ METRIC_LABELS = {
     "n": "Customers", "auc": "AUC", "pr_auc": "PR-AUC", "log_loss": "Log loss", "brier": "Brier score", "positive_rate": "Share who bought",
     "mean_predicted": "Mean predicted probability", "macro_f1": "Macro-F1", "accuracy": "Accuracy", "f1": "F1 per class",
     "orders_mae": "Orders MAE", "orders_rmse": "Orders RMSE", "orders_total_actual": "Orders, actual total",
-    "orders_total_predicted": "Orders, predicted total", "orders_total_error_pct": "Orders, total error %",
+    "orders_total_predicted": "Orders, predicted total", "orders_total_error_pct": "Orders, total error",
     "revenue_mae": "Revenue MAE", "revenue_rmse": "Revenue RMSE", "revenue_total_actual": "Revenue, actual total",
-    "revenue_total_predicted": "Revenue, predicted total", "revenue_total_error_pct": "Revenue, total error %",
+    "revenue_total_predicted": "Revenue, predicted total", "revenue_total_error_pct": "Revenue, total error",
 }
 
 
