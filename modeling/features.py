@@ -35,6 +35,9 @@ class History:
     reviews: pd.DataFrame  # review (pk), customer, created_at, rating, text, sentiment_score
     ceiling: pd.Timestamp | None
     categories: list[str]
+    # The shop's currency as profiles write money (modeling.profiles): None is "$", which
+    # US-dollar shops and tests keep; others write their code ("EUR 240").
+    currency: str | None = None
 
     @property
     def first_order_at(self) -> pd.Timestamp | None:
@@ -102,7 +105,8 @@ def load_history(tenant: Tenant, *, ceiling: dt.date | dt.datetime | None = None
     reviews["rating"] = pd.to_numeric(reviews["rating"], errors="coerce")
     reviews["sentiment_score"] = pd.to_numeric(reviews["sentiment_score"], errors="coerce")
     categories = lines.groupby("category")["amount"].sum().sort_values(ascending=False).index.tolist()[:TOP_CATEGORIES]
-    return History(customers, orders.sort_values("ordered_at", kind="stable"), lines, reviews, limit, categories)
+    currency = None if tenant.currency in ("", "USD") else tenant.currency
+    return History(customers, orders.sort_values("ordered_at", kind="stable"), lines, reviews, limit, categories, currency)
 
 
 def history_from_frames(orders: pd.DataFrame, *, reviews: pd.DataFrame | None = None, lines: pd.DataFrame | None = None) -> History:

@@ -95,6 +95,7 @@ def customer_profiles(
     Runner 2, Merino socks). Reviews: 2, avg 4.5 stars, positive tone; latest: ‘great fit
     but slow delivery’."
     """
+    currency = currency if currency is not None else history.currency
     cut = as_timestamp(as_of)
     customers = features.index
     lines = history.lines[(history.lines["ordered_at"] <= cut) & history.lines["customer"].isin(customers)]

@@ -21,7 +21,7 @@ from django.db import transaction
 
 from clmsite.models import Tenant
 from clmsite.tenancy import tenant_context
-from modeling import registry
+from modeling import lifecycle, registry
 from modeling.explain import explain_rows
 from modeling.families.base import CustomerModel, Progress, no_progress
 from modeling.features import History, features_as_of, load_history
@@ -115,7 +115,8 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
             progress(0.15 + 0.2 * (position + 1), f"Scored {target}")
         explainer = explainer_for(versions)
         contributions = explainer.contributions(features) if explainer is not None else None
-        explanations = explain_rows(features, contributions, history.categories)
+        overdue_factor = tenant.settings.get("lifecycle", {}).get("overdue_factor") or lifecycle.Thresholds().overdue_factor
+        explanations = explain_rows(features, contributions, history.categories, currency=tenant.currency, overdue_factor=overdue_factor)
         profiles = customer_profiles(history, as_of, features)
     else:
         explanations, profiles = {}, pd.Series(dtype=str)

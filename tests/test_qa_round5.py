@@ -157,3 +157,23 @@ def test_a_viewer_sees_the_thresholds_in_effect(tenant_a, bob, client) -> None:
     client.force_login(bob)
     page = client.get("/lifecycle/").content.decode()
     assert 'data-testid="thresholds-in-effect"' in page and "Usual gap days" in page and "Save thresholds" not in page
+
+
+def test_a_euro_shop_profile_writes_euros_and_a_dollar_shop_keeps_its_text(tenant_a, tmp_path) -> None:
+    from customers.services.imports import import_csv
+    from modeling.features import features_as_of, load_history
+    from modeling.profiles import customer_profiles
+
+    path = tmp_path / "orders.csv"
+    path.write_text("customer_id,order_id,ordered_at,amount\nc1,o1,2025-01-01,240.00\nc1,o2,2025-03-01,60.00\n")
+    assert import_csv(tenant_a, "orders", str(path)).ok
+    as_of = dt.date(2025, 6, 30)
+
+    def profile() -> str:
+        history = load_history(tenant_a, ceiling=as_of)
+        return customer_profiles(history, as_of, features_as_of(history, as_of)).iloc[0]
+
+    assert "Spent $300" in profile()
+    tenant_a.currency = "EUR"
+    tenant_a.save(update_fields=["currency"])
+    assert "Spent EUR 300" in profile() and "$" not in profile()
