@@ -68,6 +68,8 @@ class ImportResult:
     updated: int = 0
     unchanged: int = 0
     details: dict[str, int] = field(default_factory=dict)
+    # Columns of the file (keys of the rows) that this kind has no use for, as the header names them.
+    ignored_columns: list[str] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     error_count: int = 0
     message: str = ""
@@ -126,6 +128,7 @@ class Spec:
 
 
 ID = _Text(128)
+ATTRIBUTE_MAX_LENGTH = 1000  # a customer's extra column (attribute) value
 SPECS: dict[str, Spec] = {
     "customers": Spec(
         "customers",
@@ -368,16 +371,19 @@ def _validate_records(
     if not any(names):
         raise ImportError_("The file has no header row. The first line must name the columns.", [RowError(1, "", "empty header")])
     seen: dict[str, int] = {}
+    twice = []
     for index, name in enumerate(names):
         if name in seen and name:
             collector.add(1, name, f"column appears twice (positions {seen[name] + 1} and {index + 1})")
+            twice.append(name)
         seen[name] = index
-    for name in spec.required:
-        if name not in seen:
-            collector.add(1, name, f"missing required column '{name}'")
-    if collector.count:
-        required = ",".join(spec.required)
-        raise ImportError_(f"Nothing was imported: the header must contain {required}.", collector.errors, collector.count)
+    missing = [name for name in spec.required if name not in seen]
+    for name in missing:
+        collector.add(1, name, f"missing required column '{name}'")
+    if missing:
+        raise ImportError_(f"Nothing was imported: the header must contain {','.join(spec.required)}.", collector.errors, collector.count)
+    if twice:
+        raise ImportError_(f"Nothing was imported: the header names {', '.join(dict.fromkeys(twice))} twice; name each column once.", collector.errors, collector.count)
     # A file of another kind chosen by mistake (orders imported as customers would make every
     # order column a customer attribute): its header has all of that kind's required columns.
     for other, other_spec in SPECS.items():
@@ -447,11 +453,17 @@ def _validate_records(
             attributes = {}
             for name, index in extra:
                 text = values[index].strip()
-                if "\x00" in text:
+                if flagged is not None and name in flagged:
+                    collector.add(row_no, name, flagged[name])
+                    bad = True
+                elif "\x00" in text:
                     collector.add(row_no, name, "contains a NUL byte")
                     bad = True
+                elif len(text) > ATTRIBUTE_MAX_LENGTH:
+                    collector.add(row_no, name, parsing.too_long(text, ATTRIBUTE_MAX_LENGTH))
+                    bad = True
                 elif text:
-                    attributes[name] = text[:1000]
+                    attributes[name] = text
             # Compact on SQLite, where the merge with stored attributes (json_patch) writes
             # compact text: the same attributes then compare equal on the next import.
             staged.append(json.dumps(attributes, sort_keys=True, separators=json_separators) if extra else None)
@@ -565,23 +577,28 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
         raise ImportError_("Nothing was imported: the list is empty; send one object per row.")
     if len(rows) > settings.API_BULK_MAX_ROWS:
         raise ImportError_(f"Nothing was imported: {len(rows):,} rows sent; the limit per request is {settings.API_BULK_MAX_ROWS:,}.")
-    names = dict.fromkeys(spec.required)
+    keys = dict.fromkeys(spec.required)
     for row in rows:
-        names.update(dict.fromkeys(str(name) for name in row))
-        if len(names) > API_BULK_MAX_COLUMNS:
+        keys.update(dict.fromkeys(str(key) for key in row))
+        if len(keys) > API_BULK_MAX_COLUMNS:
             raise ImportError_(f"Nothing was imported: the rows use more than {API_BULK_MAX_COLUMNS} different keys; "
                                "send the same columns in every row (a customer's extra keys are its attributes).")
-    header = list(names)
+    # A key names its column without case, as a CSV header does; a row with two keys for one
+    # column (Customer_ID and customer_id) has that cell refused, reported with the other errors.
+    column_of = {key: key.strip().lower() for key in keys}
+    header = list(dict.fromkeys(column_of.values()))
+    refused: dict[int, dict[str, str]] = {}
+    if any(key != column for key, column in column_of.items()):
+        rows = [_by_column(row, column_of, index + 1, refused) for index, row in enumerate(rows)]
 
     # A named column takes a string or a number; JSON objects, lists and booleans are refused
     # rather than stored as their text, each reported with the other errors of the request.
     known = {c.name for c in spec.columns}
     not_scalar = {bool: "true/false", dict: "a JSON object", list: "a JSON list"}
-    refused: dict[int, dict[str, str]] = {}
     for index, row in enumerate(rows):
         for name, value in row.items():
             if name in known and type(value) in not_scalar:
-                refused.setdefault(index + 1, {})[name] = f"must be a string or a number, not {not_scalar[type(value)]}"
+                refused.setdefault(index + 1, {}).setdefault(name, f"must be a string or a number, not {not_scalar[type(value)]}")
 
     def cell(value: Any) -> str:
         if value is None:
@@ -592,6 +609,19 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
 
     records = ((index + 1, [cell(row.get(name)) for name in header]) for index, row in enumerate(rows))
     return _validate_records(spec, header, records, staging, max_rows=settings.API_BULK_MAX_ROWS, refused=refused, what="rows")
+
+
+def _by_column(row: dict[str, Any], column_of: dict[str, str], row_no: int, refused: dict[int, dict[str, str]]) -> dict[str, Any]:
+    """A JSON row keyed by its column names; two keys of one column refuse that cell."""
+    values: dict[str, Any] = {}
+    first_key: dict[str, str] = {}
+    for key, value in row.items():
+        column = column_of[str(key)]
+        if column in first_key:
+            refused.setdefault(row_no, {})[column] = f"keys '{parsing.shorten(first_key[column])}' and '{parsing.shorten(str(key))}' name the same column; send one of them"
+        first_key.setdefault(column, str(key))
+        values[column] = value
+    return values
 
 
 # --- Phase 2: load -----------------------------------------------------------------------
@@ -636,6 +666,13 @@ def _refresh_statistics(spec: Spec) -> None:
             cursor.execute(f"ANALYZE {table}")
 
 
+def _money_sum(expression: str) -> str:
+    """The SQL sum of a money expression, exact to the cent. SQLite keeps decimals as floats,
+    whose sums drift (0.10 + 0.20 is 0.30000000000000004, which a filter on 0.30 misses), so
+    there the sum is rounded to the cent; PostgreSQL sums numeric exactly, as it is."""
+    return f"sum({expression})" if connection.vendor == "postgresql" else f"round(sum({expression}), 2)"
+
+
 def _summarise_orders(cursor: Any) -> None:
     """One row per order id of the file: its first line, totals and whether its lines disagree.
 
@@ -646,7 +683,7 @@ def _summarise_orders(cursor: Any) -> None:
     fields = ", ".join(f"min({name}) AS {name}" for name in ORDER_FIELDS)
     cursor.execute(
         f"CREATE TEMPORARY TABLE {STAGING}_orders AS SELECT order_id, min(row_no) AS first_row, count(*) AS lines, "  # internal table/column names only; every value is a bound parameter  # nosec B608
-        f"sum(amount) AS amount, {fields}, COALESCE({disagree}, false) AS disagree FROM {STAGING} GROUP BY order_id"
+        f"{_money_sum('amount')} AS amount, {fields}, COALESCE({disagree}, false) AS disagree FROM {STAGING} GROUP BY order_id"
     )
     if connection.vendor == "postgresql":
         cursor.execute(f"ANALYZE {STAGING}_orders")
@@ -699,6 +736,18 @@ def _count_new(cursor: Any, table: str, key_column: str, tenant_id: int, spec: S
     return int(total or 0), int(new or 0)
 
 
+# Columns holding JSON. PostgreSQL compares them as jsonb; SQLite keeps them as text, and
+# Django writes it with spaces (after an API edit) where the import writes it compact.
+_JSON_COLUMNS = frozenset(["attributes"])
+
+
+def _as_value(column: str, expression: str) -> str:
+    """``expression`` in a form that compares equal exactly when the values are equal: on
+    SQLite, JSON text as json() minifies it (key order is kept, and the merge in
+    _load_customers keeps the stored order)."""
+    return f"json({expression})" if column in _JSON_COLUMNS and connection.vendor == "sqlite" else expression
+
+
 def _upsert(
     cursor: Any,
     table: str,
@@ -726,11 +775,11 @@ def _upsert(
     # The tenant condition keeps the check inside the tenant's rows even where the key does not
     # name the tenant (order lines): a hash anti-join would otherwise read every tenant's lines.
     same = ["existing.tenant_id = %(tenant)s"] + [f"existing.{c} = {values[c]}" for c in conflict if c != "tenant_id"]
-    same += [f"existing.{c} IS NOT DISTINCT FROM {values[c]}" for c in update]
+    same += [f"{_as_value(c, f'existing.{c}')} IS NOT DISTINCT FROM {_as_value(c, values[c])}" for c in update]
     unchanged = f"EXISTS (SELECT 1 FROM {table} existing WHERE {' AND '.join(same)})"  # internal table/column names only; every value is a bound parameter  # nosec B608
     if update:
         sets = ", ".join(f"{c} = excluded.{c}" for c in update + ["updated_at"] if c in columns)
-        changed = " OR ".join(f"{table}.{c} IS DISTINCT FROM excluded.{c}" for c in update)
+        changed = " OR ".join(f"{_as_value(c, f'{table}.{c}')} IS DISTINCT FROM {_as_value(c, f'excluded.{c}')}" for c in update)
         action = f"DO UPDATE SET {sets} WHERE {changed}"  # internal table/column names only; every value is a bound parameter  # nosec B608
     else:
         action = "DO NOTHING"
@@ -786,7 +835,7 @@ def _ensure_order_customers(cursor: Any, params: dict[str, Any]) -> int:
             "external_id": "g.customer_id",
             "first_seen": "min(g.ordered_at)",
             "order_count": f"count(CASE WHEN {_SALE} THEN 1 END)",
-            "total_spent": f"COALESCE(sum(CASE WHEN {_SALE} THEN g.amount END), 0)",
+            "total_spent": f"COALESCE({_money_sum(f'CASE WHEN {_SALE} THEN g.amount END')}, 0)",
             "first_order_at": f"min(CASE WHEN {_SALE} THEN g.ordered_at END)",
             "last_order_at": f"max(CASE WHEN {_SALE} THEN g.ordered_at END)",
             **_NEW_CUSTOMER,
@@ -843,7 +892,7 @@ def refresh_customer_aggregates(cursor: Any, tenant_id: int, customer_filter_sql
     cursor.execute(f"CREATE INDEX {affected}_id ON {affected} (id)")
     _analyze(cursor, affected)
     cursor.execute(
-        f"CREATE TEMPORARY TABLE {orders} AS SELECT o.customer_id AS id, count(*) AS order_count, sum(o.amount) AS total_spent, "  # internal table/column names only; every value is a bound parameter  # nosec B608
+        f"CREATE TEMPORARY TABLE {orders} AS SELECT o.customer_id AS id, count(*) AS order_count, {_money_sum('o.amount')} AS total_spent, "  # internal table/column names only; every value is a bound parameter  # nosec B608
         f"min(o.ordered_at) AS first_order_at, max(o.ordered_at) AS last_order_at "
         f"FROM customers_order o JOIN {affected} a ON a.id = o.customer_id WHERE o.status NOT IN ({NOT_REVENUE_SQL}) GROUP BY o.customer_id"
     )
@@ -1054,6 +1103,13 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
 
 def _load_reviews(cursor: Any, spec: Spec, params: dict[str, Any], present: set[str]) -> ImportResult:
     tenant = params["tenant"]
+    # The customers the file's reviews already belong to: a review moved to another customer
+    # leaves its earlier one with a review fewer (as _load_orders does for orders).
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE {STAGING}_existing AS SELECT DISTINCT r.customer_id FROM customers_review r "  # internal table/column names only; every value is a bound parameter  # nosec B608
+        f"JOIN {STAGING} s ON r.tenant_id = %(tenant)s AND r.external_id = s.review_id",
+        params,
+    )
     new_customers = _ensure_customers(cursor, params, "created_at")
     new_products = _ensure_products(cursor, params, "product_name", None)
     total, new = _count_new(cursor, "customers_review", "external_id", tenant, spec)
@@ -1085,7 +1141,14 @@ def _load_reviews(cursor: Any, spec: Spec, params: dict[str, Any], present: set[
             f"WHERE tenant_id = %(tenant)s AND updated_at = %(now)s AND external_id IN (SELECT review_id FROM {STAGING})",
             params,
         )
-    refresh_customer_aggregates(cursor, tenant, f"c.external_id IN (SELECT DISTINCT customer_id FROM {STAGING})", params)  # internal table/column names only; every value is a bound parameter  # nosec B608
+    # The file's customers and the earlier customers of its reviews, as one IN (see refresh_customer_aggregates).
+    refresh_customer_aggregates(
+        cursor,
+        tenant,
+        f"c.id IN (SELECT f.id FROM customers_customer f WHERE f.tenant_id = %(tenant)s AND f.external_id IN (SELECT customer_id FROM {STAGING}) "  # internal table/column names only; every value is a bound parameter  # nosec B608
+        f"UNION ALL SELECT customer_id FROM {STAGING}_existing)",
+        params,
+    )
     return ImportResult(
         "reviews",
         True,
@@ -1139,9 +1202,21 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
     return result
 
 
-def _finish(result: ImportResult) -> ImportResult:
+# How many ignored columns the message lists by name (the result lists them all).
+IGNORED_COLUMNS_NAMED = 10
+
+
+def _finish(result: ImportResult, spec: Spec, header: list[str]) -> ImportResult:
     noun = result.kind if result.rows != 1 else result.kind.removesuffix("s")
     result.message = f"Imported {result.rows:,} {noun}: {result.created:,} new, {result.updated:,} updated, {result.unchanged:,} unchanged."
+    # A customer's extra columns are its attributes; any other kind drops them, and says so.
+    if spec.kind != "customers":
+        known = {c.name for c in spec.columns}
+        result.ignored_columns = [name for name in dict.fromkeys(header) if name and name not in known]
+    if result.ignored_columns:
+        count = len(result.ignored_columns)
+        named = ", ".join(result.ignored_columns[:IGNORED_COLUMNS_NAMED]) + (f" and {count - IGNORED_COLUMNS_NAMED:,} more" if count > IGNORED_COLUMNS_NAMED else "")
+        result.message += f" Ignored {count:,} column{'s' if count != 1 else ''} that {spec.kind} do not use: {named}."
     return result
 
 
@@ -1160,7 +1235,7 @@ def import_csv(tenant: Tenant, kind: str, path: str, *, progress: ProgressCallba
         return _failed(kind, exc)
     if progress:
         progress(1.0, "Done")
-    return _finish(result)
+    return _finish(result, spec, header)
 
 
 def import_rows(tenant: Tenant, kind: str, rows: list[dict[str, Any]]) -> ImportResult:
@@ -1172,7 +1247,7 @@ def import_rows(tenant: Tenant, kind: str, rows: list[dict[str, Any]]) -> Import
             result = _load(tenant, spec, staging, _present_columns(spec, header), None, from_file=False)
     except ImportError_ as exc:
         return _failed(kind, exc)
-    return _finish(result)
+    return _finish(result, spec, header)
 
 
 def _spec(kind: str) -> Spec:

@@ -15,6 +15,12 @@ MAX_MONEY = Decimal("1e11")
 CENT = Decimal("0.01")
 _YYYYMMDD = re.compile(r"^\d{8}$")
 _DECIMAL_COMMA = re.compile(r"-?\d{1,3}(?:\.\d{3})*,\d{1,2}|-?\d+,\d{1,2}")  # 19,99 or 1.234,50
+# A plain decimal number (ASCII digits, no exponent), commas only as thousands separators
+# in groups of three and only beside a decimal point: "1,000" alone could be a decimal
+# comma's 1.000, so it is refused rather than read as a thousand.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+|[1-9][0-9]{0,2}(?:,[0-9]{3})+\.[0-9]*)")
+_GROUPED_INTEGER = re.compile(r"[+-]?[1-9][0-9]{0,2}(?:,[0-9]{3})+")
+_SCIENTIFIC = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][+-]?[0-9]+")  # 1e3, 1.5E-02: a spreadsheet's large or small numbers
 # ISO 4217 currencies in circulation (and the few just replaced: SLL, ZWL, ANG).
 CURRENCIES = frozenset(["AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SLL", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG", "ZWL"])
 
@@ -53,16 +59,10 @@ def parse_datetime(raw: str) -> dt.datetime:
 
 
 def parse_money(raw: str, *, allow_negative: bool = False, hint: str = "") -> Decimal:
-    text = raw.strip().replace(",", "") if raw.count(",") and raw.count(".") else raw.strip()
-    if _DECIMAL_COMMA.fullmatch(raw.strip()):
-        fixed = raw.strip().replace(".", "").replace(",", ".")
-        raise FieldError(f"'{shorten(raw)}' has a decimal comma; write money with a dot ({fixed})")
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise FieldError(f"'{shorten(raw)}' is not a number") from None
-    if not value.is_finite():
-        raise FieldError(f"'{shorten(raw)}' is not a finite number")
+    text = raw.strip()
+    if not _PLAIN_NUMBER.fullmatch(text):
+        raise FieldError(_not_plain_money(text))
+    value = Decimal(text.replace(",", ""))
     if abs(value) >= MAX_MONEY:
         raise FieldError(f"{shorten(raw)} is too large")
     if value < 0 and not allow_negative:
@@ -70,6 +70,24 @@ def parse_money(raw: str, *, allow_negative: bool = False, hint: str = "") -> De
     if value != value.quantize(CENT):
         raise FieldError(f"'{shorten(raw)}' has more than two decimal places; amounts are kept to the cent, so round it")
     return value.quantize(CENT)
+
+
+def _not_plain_money(text: str) -> str:
+    """What is wrong with an amount that is not a plain decimal number."""
+    if _DECIMAL_COMMA.fullmatch(text):
+        return f"'{shorten(text)}' has a decimal comma; write money with a dot ({text.replace('.', '').replace(',', '.')})"
+    if _GROUPED_INTEGER.fullmatch(text):
+        return f"'{shorten(text)}' is ambiguous (a comma may separate thousands or mark decimals); write a whole amount as {text.replace(',', '')} or {text}.00"
+    if "," in text:
+        return f"'{shorten(text)}' has commas that are not thousands separators; group digits in threes (1,234.50) or leave the commas out"
+    if _SCIENTIFIC.fullmatch(text):
+        try:
+            value = Decimal(text)
+            plain = f" ({value:f})" if value.copy_abs() < MAX_MONEY and value == value.quantize(CENT) else ""
+        except InvalidOperation:  # an exponent beyond Decimal's range
+            plain = ""
+        return f"'{shorten(text)}' is in scientific notation; write a plain decimal number{plain}"
+    return f"'{shorten(text)}' is not a number"
 
 
 def parse_order_amount(raw: str) -> Decimal:
@@ -138,8 +156,12 @@ def parse_email(raw: str) -> str:
 def parse_text(raw: str, *, max_length: int, column: str = "") -> str:
     text = raw.strip()
     if len(text) > max_length:
-        raise FieldError(f"is {len(text):,} characters long; the limit is {max_length:,}")
+        raise FieldError(too_long(text, max_length))
     return text
+
+
+def too_long(text: str, max_length: int) -> str:
+    return f"is {len(text):,} characters long; the limit is {max_length:,}"
 
 
 def shorten(raw: str, limit: int = 40) -> str:
