@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
@@ -57,6 +58,19 @@ class CampaignWithSecretSerializer(CampaignSerializer):
         extra_kwargs = {"webhook_secret": {"help_text": "admins and owners only (others never get the field): verifies the webhook's signatures"}}
 
 
+class CampaignWithSecretSchema(OpenApiSerializerExtension):
+    """The schema documents every role's campaign with this serializer, and a viewer's or an
+    analyst's answer has no ``webhook_secret``: the field is optional, not required as
+    drf-spectacular makes every read-only field."""
+
+    target_class = CampaignWithSecretSerializer
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> Any:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        required = [name for name in schema.pop("required", []) if name != "webhook_secret"]
+        return {**schema, "required": required} if required else schema
+
+
 class AudienceMemberSerializer(serializers.Serializer):
     customer_id = serializers.CharField()
     email = serializers.CharField()
@@ -76,6 +90,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
 
     serializer_class = CampaignSerializer
     filterset_fields = ["state", "action"]
+    search_fields = ["name"]
     ordering = ["-created_at"]
     ordering_fields = ["created_at", "launched_at"]
     action_roles = {"launch": Role.ADMIN, "cancel": Role.ADMIN}
@@ -155,7 +170,8 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         if not report.get("launched"):
             return Response({"launched": False, "preview": services.preview(campaign)})
         report = {k: v for k, v in report.items() if k != "cumulative"}
-        return Response({**report, "window_end": report["window_end"].isoformat(), "measured_until": report["measured_until"].isoformat()})
+        when = serializers.DateTimeField()  # as every other time the API writes (UTC as Z)
+        return Response({**report, "window_end": when.to_representation(report["window_end"]), "measured_until": when.to_representation(report["measured_until"])})
 
     @extend_schema(responses={200: AudienceMemberSerializer(many=True)})
     @action(detail=True, methods=["get"])

@@ -5,6 +5,7 @@ from the API key (or the session) and scopes every query to it. Subclasses defin
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -12,11 +13,15 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.http import Http404
-from rest_framework import exceptions, status, viewsets
+from rest_framework import exceptions, filters, status, viewsets
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from clmsite.models import ApiKey, Tenant
+from clmsite.filters import ClmFilterBackend
+from clmsite.models import ApiKey, Role, Tenant, role_at_least
+from clmsite.permissions import request_role
 from clmsite.tenancy import _current_tenant
 
 log = logging.getLogger(__name__)
@@ -56,6 +61,38 @@ class TenantScopedMixin:
         return response
 
 
+class SearchFilter(filters.SearchFilter):
+    """DRF's search, documented only where the view has ``search_fields`` (elsewhere it
+    searches nothing, so ``?search=`` would be a parameter that does nothing)."""
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return super().get_schema_operation_parameters(view) if getattr(view, "search_fields", None) else []
+
+
+class OrderingFilter(filters.OrderingFilter):
+    """DRF's ordering, except that an unknown field is a 400 naming the allowed ones: DRF
+    drops it and answers in the default order, which reads as if the ordering worked."""
+
+    def remove_invalid_fields(self, queryset: Any, fields: list[str], view: Any, request: Any) -> list[str]:
+        allowed = self._allowed(queryset, view)
+        unknown = [term for term in fields if term and term.removeprefix("-") not in allowed]
+        if unknown:
+            raise exceptions.ValidationError({self.ordering_param: [f"Cannot order by {', '.join(unknown)}. {self._choices(allowed)}"]})
+        return [term for term in fields if term]
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        parameters[0]["description"] = f"{self._choices(self._allowed(view.get_queryset(), view))} Any other field is a 400."
+        return parameters
+
+    def _allowed(self, queryset: Any, view: Any) -> list[str]:
+        return [name for name, _ in self.get_valid_fields(queryset, view)]
+
+    @staticmethod
+    def _choices(allowed: list[str]) -> str:
+        return f"Allowed: {', '.join(allowed)} (a leading - reverses the order; separate several with commas)."
+
+
 class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
     def get_queryset(self) -> Any:
         # The model's default manager is already scoped to the current tenant.
@@ -63,6 +100,34 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
 
     def get_base_queryset(self) -> Any:
         raise NotImplementedError
+
+    @property
+    def filter_backends(self) -> list[Any]:  # type: ignore[override]
+        """The list filters act on the list only. Elsewhere (a retrieve, an update, a sub-action
+        such as ``stages``) ``get_object`` would apply them to the object's lookup, so that
+        ``?stage=lapsed`` made an existing customer's history a 404, and the schema would
+        document them for sub-actions whose answer is a list of something else."""
+        return [ClmFilterBackend, SearchFilter, OrderingFilter] if self.action == "list" else []
+
+    def permission_denied(self, request: Any, message: str | None = None, code: str | None = None) -> None:
+        role = request_role(request)
+        needed = self.required_role(request)
+        if role is not None and not role_at_least(role, needed):
+            caller = f"this key is {_a(role)} key" if isinstance(request.auth, ApiKey) else f"you are {_a(role)} in this shop"
+            message = f"This needs the {needed} role or above; {caller}."
+        super().permission_denied(request, message, code)
+
+    def required_role(self, request: Any) -> str:
+        """The least role the action needs, by the rule of ``IsTenantMember``: reads need a
+        viewer, writes ``write_role`` (default analyst), and ``action_roles`` overrides both."""
+        needed = getattr(self, "action_roles", {}).get(self.action)
+        if needed is None:
+            needed = Role.VIEWER if request.method in SAFE_METHODS else getattr(self, "write_role", Role.ANALYST)
+        return str(needed)
+
+
+def _a(role: str) -> str:
+    return f"{'an' if role[0] in 'aeiou' else 'a'} {role}"
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -76,8 +141,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         log.warning("API input refused by the database: %s", exc)
         exc = exceptions.ValidationError({"detail": "A value in the request is out of range."})
     if isinstance(exc, RequestDataTooBig):
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
-        return Response({"detail": f"The request body is larger than {limit} MB. Send fewer rows per request, or upload a CSV file to /api/v1/imports/."},
+        return Response({"detail": f"The request body is larger than {body_limit_mb()} MB. Send fewer rows per request, or upload a CSV file to /api/v1/imports/."},
                         status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     response = drf_exception_handler(exc, context)
     if response is None:
@@ -87,8 +151,38 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         # A ValidationError raised with a bare message list (DRF's filters do): every error
         # body is an object, so that clients read ``detail`` or a field's name alike.
         response.data = {"detail": " ".join(str(message) for message in response.data)}
+    elif isinstance(exc, exceptions.ValidationError) and isinstance(response.data, Mapping):
+        response.data = _errors_by_field(response.data)
     return response
 
+
+NON_FIELD_ERRORS = api_settings.NON_FIELD_ERRORS_KEY
+
+
+def _errors_by_field(errors: Mapping[str, Any]) -> dict[str, Any]:
+    """DRF files the errors about a whole body (a list, a number or null where an object
+    belongs) under ``non_field_errors``: here they are ``detail``, as any message about the
+    whole request. Every field's errors are then a list of messages (see ``_field_errors``)."""
+    data = {name: _field_errors(messages) for name, messages in errors.items()}
+    whole = data.pop(NON_FIELD_ERRORS, None)
+    if whole is not None:
+        # A null body fails as a null field would ("This field may not be null."): say what it is.
+        data["detail"] = " ".join("Invalid data. Expected a dictionary, but got null." if getattr(message, "code", None) == "null" else str(message)
+                                  for message in whole)
+    return data
+
+
+def _field_errors(messages: Any) -> Any:
+    """A field's errors as a list of messages, where DRF nests them: a nested object's whole
+    value fails as ``{"non_field_errors": [...]}``, a list field's items as ``{0: [...]}``
+    (here "Item 1: ..."). A nested object's own fields keep their names, each with its list."""
+    if not isinstance(messages, Mapping):
+        return messages
+    if set(messages) == {NON_FIELD_ERRORS}:
+        return messages[NON_FIELD_ERRORS]
+    if messages and all(isinstance(index, int) and isinstance(item, list) for index, item in messages.items()):
+        return [f"Item {index + 1}: {message}" for index, item in sorted(messages.items()) for message in item]
+    return {name: _field_errors(value) for name, value in messages.items()}
 
 
 # The answers every operation may give besides its own, documented once (drf-spectacular
@@ -96,10 +190,19 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 ERROR_RESPONSES = {
     "400": "Invalid input: `detail`, or each field's name with a list of messages (a bulk upsert: `errors` by row and column).",
     "401": "No API key, or an unknown or revoked one (`WWW-Authenticate: Bearer`).",
-    "403": "The key's role may not do this.",
+    "403": "The key's role may not do this; `detail` names the role it needs.",
     "404": "Not found: a missing id, and an id of another shop, answer alike.",
     "429": "The shop's request budget is spent; retry after `Retry-After` seconds.",
 }
+# ...and those of an operation that takes a body.
+BODY_ERROR_RESPONSES = {
+    "413": "The body (apart from an uploaded file) is larger than {limit} MB.",
+    "415": "The body's `Content-Type` is not one the operation takes (those of its request body).",
+}
+
+
+def body_limit_mb() -> int:
+    return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024))
 
 
 def document_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
@@ -109,6 +212,8 @@ def document_error_responses(result: dict[str, Any], generator: Any, request: An
     for path in result.get("paths", {}).values():
         for operation in path.values():
             responses = operation.setdefault("responses", {})
-            for code, description in ERROR_RESPONSES.items():
-                responses.setdefault(code, {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+            answers = {**ERROR_RESPONSES, **(BODY_ERROR_RESPONSES if "requestBody" in operation else {})}
+            for code, description in sorted(answers.items()):
+                responses.setdefault(code, {"description": description.format(limit=body_limit_mb()),
+                                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
     return result

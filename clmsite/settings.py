@@ -164,11 +164,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["clmsite.parsers.JSONParser", "rest_framework.parsers.FormParser", "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": [
-        "clmsite.filters.ClmFilterBackend",
-        "rest_framework.filters.SearchFilter",
-        "rest_framework.filters.OrderingFilter",
-    ],
+    # Empty: every API view is a TenantViewSet, whose filter_backends (clmsite/api.py)
+    # filter its list, and only its list.
+    "DEFAULT_FILTER_BACKENDS": [],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["clmsite.throttling.TenantRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"tenant": os.environ.get("API_THROTTLE_RATE", "6000/min")},

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from rest_framework.routers import SimpleRouter
 
@@ -73,8 +74,12 @@ urlpatterns = [
     path("jobs/<int:job_id>/cancel/", site_views.cancel_job, name="cancel_job"),
     path("healthz", site_views.healthz, name="healthz"),
     path("api/v1/", include(router.urls)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
-    path("api/docs/", SpectacularRedocView.as_view(url_name="api_schema"), name="api_docs"),
+    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="api_schema"),
+    re_path(r"^api/docs/?$", SpectacularRedocView.as_view(url_name="api_schema"), name="api_docs"),
+    # Any other path under /api/ (an unknown endpoint, an id the lookup refuses) answers the
+    # API's JSON 404, DEBUG or not, rather than Django's HTML page, which under DEBUG lists
+    # every URL. Exempt from CSRF so that a POST gets the 404 too, not a CSRF refusal.
+    re_path(r"^api/", csrf_exempt(site_views.not_found)),
     path("admin/", admin.site.urls),
 ]
 

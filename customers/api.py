@@ -9,6 +9,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import ParseError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -20,7 +21,7 @@ from clmsite.parsers import JSONParser
 from customers.models import Customer, Order, OrderItem, Product, Review
 from customers.services import parsing
 from customers.services.import_jobs import do_start_import
-from customers.services.imports import KINDS, import_rows
+from customers.services.imports import KINDS, ImportResult, import_rows
 from modeling.models import Job
 
 
@@ -32,8 +33,9 @@ class ProductSerializer(serializers.ModelSerializer):
 
 
 class OrderItemSerializer(serializers.ModelSerializer):
-    sku = serializers.CharField(source="product.sku", default=None, read_only=True)
-    product_name = serializers.CharField(source="product.name", default=None, read_only=True)
+    # null for a line without a product (its file left out the sku)
+    sku = serializers.CharField(source="product.sku", allow_null=True, read_only=True)
+    product_name = serializers.CharField(source="product.name", allow_null=True, read_only=True)
 
     class Meta:
         model = OrderItem
@@ -53,12 +55,19 @@ class OrderSerializer(serializers.ModelSerializer):
 
 class ReviewSerializer(serializers.ModelSerializer):
     customer_external_id = serializers.CharField(source="customer.external_id", read_only=True)
-    sku = serializers.CharField(source="product.sku", default=None, read_only=True)
+    sku = serializers.CharField(source="product.sku", allow_null=True, read_only=True)
+    # Declared, as a read-only model field would lose allow_blank and the schema the blank.
+    sentiment = serializers.ChoiceField(choices=Review._meta.get_field("sentiment").choices, allow_blank=True, read_only=True,
+                                        help_text="positive, neutral or negative; blank until a scoring has read its text (again after the text changes)")
 
     class Meta:
         model = Review
-        fields = ["id", "external_id", "customer", "customer_external_id", "sku", "rating", "text", "created_at"]
+        fields = ["id", "external_id", "customer", "customer_external_id", "sku", "rating", "text", "created_at", "sentiment", "sentiment_score", "aspect"]
         read_only_fields = fields
+        extra_kwargs = {
+            "sentiment_score": {"help_text": "from -1 (negative) to 1 (positive); null until a scoring has read its text"},
+            "aspect": {"help_text": "what the review is about: delivery, quality, fit, price, service or other; blank until a scoring has read its text"},
+        }
 
 
 class CustomerSerializer(serializers.ModelSerializer):
@@ -127,7 +136,8 @@ BULK_RESULT = inline_serializer(
         "created": serializers.IntegerField(),
         "updated": serializers.IntegerField(),
         "unchanged": serializers.IntegerField(),
-        "details": serializers.DictField(child=serializers.IntegerField(), help_text="orders: new_customers, new_products, order_lines_written"),
+        "details": serializers.DictField(child=serializers.IntegerField(), help_text="orders: new_customers, new_products, order_lines_written; reviews: new_customers, new_products"),
+        "ignored_columns": serializers.ListField(child=serializers.CharField(), help_text="keys of the rows this kind does not use (customers keep theirs as attributes)"),
         "message": serializers.CharField(),
         "detail": serializers.CharField(required=False, help_text="on a refused request: the same message, where every error body has it"),
         "error_count": serializers.IntegerField(),
@@ -148,8 +158,12 @@ class BulkUpsertMixin:
     )
     @action(detail=False, methods=["post"], url_path="bulk", parser_classes=[JSONParser])
     def bulk(self, request: Any) -> Response:
-        rows = request.data.get("rows") if isinstance(request.data, dict) else request.data
-        result = import_rows(self.tenant, self.bulk_kind, rows)  # type: ignore[attr-defined]
+        try:
+            data = request.data
+        except ParseError as exc:  # malformed JSON: the documented 400, a result that imported nothing
+            result = ImportResult(self.bulk_kind, False, message=str(exc.detail))
+        else:
+            result = import_rows(self.tenant, self.bulk_kind, data.get("rows") if isinstance(data, dict) else data)  # type: ignore[attr-defined]
         if result.ok:
             return Response(result.as_dict())
         return Response({**result.as_dict(), "detail": result.message}, status=status.HTTP_400_BAD_REQUEST)

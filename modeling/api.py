@@ -165,6 +165,7 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
 
     serializer_class = PredictionSerializer
     filterset_fields = {"value_tier": ["exact"], "churn_probability": ["gte", "lte"], "customer": ["exact"]}
+    search_fields = ["customer__external_id", "customer__email"]
     ordering_fields = ["churn_probability", "purchase_probability", "predicted_value", "expected_orders"]
     ordering = ["-predicted_value"]
 
@@ -188,8 +189,9 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
 
 class InsightSerializer(serializers.ModelSerializer):
     customer_external_id = serializers.CharField(source="customer.external_id", read_only=True)
-    learned_segment_name = serializers.CharField(source="learned_segment.name", read_only=True, default=None)
-    rfm_segment_name = serializers.CharField(source="rfm_segment.name", read_only=True, default=None)
+    # null when the customer has no such segment
+    learned_segment_name = serializers.CharField(source="learned_segment.name", read_only=True, allow_null=True)
+    rfm_segment_name = serializers.CharField(source="rfm_segment.name", read_only=True, allow_null=True)
     action_label = serializers.CharField(read_only=True)
 
     class Meta:
@@ -260,6 +262,7 @@ class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
 
     serializer_class = SegmentSerializer
     filterset_fields = ["kind", "is_current"]
+    search_fields = ["name"]
     ordering_fields = ["size", "name"]
     ordering = ["kind", "-size"]
     write_role = Role.ANALYST
@@ -298,6 +301,7 @@ class InsightViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
     lookup_field = "customer"
     lookup_value_regex = "[0-9]{1,18}"  # a customer id (a bigint): anything else answers 404 like a missing one
     filterset_fields = ["stage", "action", "value_tier", "learned_segment", "rfm_segment"]
+    search_fields = ["customer__external_id", "customer__email"]
     ordering_fields = ["priority", "churn_probability", "predicted_value"]
     ordering = ["-priority"]
 
