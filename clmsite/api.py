@@ -14,14 +14,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.http import Http404
 from rest_framework import exceptions, filters, status, viewsets
-from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from clmsite.filters import ClmFilterBackend
-from clmsite.models import ApiKey, Role, Tenant, role_at_least
-from clmsite.permissions import request_role
+from clmsite.models import ApiKey, Tenant, role_at_least
+from clmsite.permissions import request_role, required_role
 from clmsite.tenancy import _current_tenant
 
 log = logging.getLogger(__name__)
@@ -118,12 +117,8 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
         super().permission_denied(request, message, code)
 
     def required_role(self, request: Any) -> str:
-        """The least role the action needs, by the rule of ``IsTenantMember``: reads need a
-        viewer, writes ``write_role`` (default analyst), and ``action_roles`` overrides both."""
-        needed = getattr(self, "action_roles", {}).get(self.action)
-        if needed is None:
-            needed = Role.VIEWER if request.method in SAFE_METHODS else getattr(self, "write_role", Role.ANALYST)
-        return str(needed)
+        """The least role the action needs (``clmsite.permissions.required_role``)."""
+        return required_role(request, self)
 
 
 def _a(role: str) -> str:

@@ -19,6 +19,15 @@ def request_role(request: Any) -> str | None:
     return membership.role if membership is not None else None
 
 
+def required_role(request: Any, view: Any) -> str:
+    """The least role the view's action needs: reads a viewer, writes ``write_role`` (default
+    analyst), and ``action_roles`` overrides both."""
+    needed = getattr(view, "action_roles", {}).get(getattr(view, "action", None))
+    if needed is None:
+        needed = Role.VIEWER if request.method in SAFE_METHODS else getattr(view, "write_role", Role.ANALYST)
+    return str(needed)
+
+
 class IsTenantMember(BasePermission):
     message = "Your role does not allow this."
 
@@ -26,7 +35,4 @@ class IsTenantMember(BasePermission):
         role = request_role(request)
         if role is None:
             return False
-        needed = getattr(view, "action_roles", {}).get(getattr(view, "action", None))
-        if needed is None:
-            needed = Role.VIEWER if request.method in SAFE_METHODS else getattr(view, "write_role", Role.ANALYST)
-        return role_at_least(role, needed)
+        return role_at_least(role, required_role(request, view))
