@@ -209,8 +209,8 @@ def test_campaign_pages_from_suggestion_to_report(live_server, page, alice, tena
     page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     page.click("[data-testid=launch]")
     assert page.inner_text("[data-testid=campaign-state]") == "Running"
-    assert asked and "50% held out as control" in asked[0]  # launching asks first
-    assert "launch" in page.inner_text("[data-testid=audit]")
+    assert asked and "treated" in asked[0] and "held out as control" in asked[0]  # launching asks first, with the counts
+    assert "Launched" in page.inner_text("[data-testid=audit]")
 
     with tenant_context(tenant_a):  # a month later, the treatment group bought more
         campaign = Campaign.objects.get(state="running")

@@ -20,7 +20,6 @@ from tests.conftest import api_client_for
 
 pytestmark = pytest.mark.django_db
 
-TODAY = dt.datetime.now(dt.UTC).date()
 
 
 def _orders(tenant, *days: str, customer: str = "c1") -> None:
@@ -41,10 +40,10 @@ def test_a_shop_whose_orders_ended_long_ago_defaults_to_the_day_after_its_last_o
     from modeling.services import default_as_of
 
     _orders(tenant_a, "1998-01-02", "1998-06-30")
-    _orders(tenant_b, (TODAY - dt.timedelta(days=30)).isoformat())
+    _orders(tenant_b, (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=30)).isoformat())
 
     assert default_as_of(tenant_a) == dt.date(1998, 7, 1)
-    assert default_as_of(tenant_b) == TODAY  # a live shop: today, as before
+    assert default_as_of(tenant_b) == dt.datetime.now(dt.UTC).date()  # a live shop: today, as before
     with tenant_context(tenant_a):
         customer = Customer.objects.get(external_id="c1")
         CustomerInsight.objects.create(tenant=tenant_a, customer=customer, as_of=dt.date(1998, 6, 30), stage=Stage.ACTIVE, stage_since=dt.date(1998, 6, 30))
@@ -57,7 +56,7 @@ def test_the_models_page_offers_the_shops_default_and_warns_about_a_date_long_af
     client.force_login(alice)
 
     page = client.get("/models/").content.decode()
-    assert 'name="as_of" value="1998-07-01"' in page and f'value="{TODAY.isoformat()}"' not in page
+    assert 'name="as_of" value="1998-07-01"' in page and f'value="{dt.datetime.now(dt.UTC).date().isoformat()}"' not in page
     assert 'data-last-order="1998-06-30" data-stale-after="365" onsubmit="return confirmAsOf(this)"' in page  # the page asks first
     assert "<b>Retrain now</b> trains on the data up to July 1, 1998." in page
 
