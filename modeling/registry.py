@@ -129,16 +129,22 @@ def do_promote_model_version(tenant: Tenant, version_id: int, *, acting_user: An
     return version
 
 
+def _served_before() -> Any:
+    """Versions that served once and were replaced: what a rollback can restore."""
+    return ModelVersion.objects.filter(state=ModelVersion.State.ARCHIVED, activated_at__isnull=False)
+
+
+def rollback_targets(tenant: Tenant) -> set[str]:
+    """The targets ``do_rollback_model`` can roll back."""
+    with tenant_context(tenant):
+        return set(_served_before().values_list("target", flat=True))
+
+
 def do_rollback_model(tenant: Tenant, target: str, *, acting_user: Any = None) -> ModelVersion:
     """Re-activate the version that was active before the current one."""
     with tenant_context(tenant):
         current = ModelVersion.objects.filter(target=target, state=ModelVersion.State.ACTIVE).first()
-        previous = (
-            ModelVersion.objects.filter(target=target, state=ModelVersion.State.ARCHIVED, activated_at__isnull=False)
-            .exclude(pk=getattr(current, "pk", None))
-            .order_by("-activated_at")
-            .first()
-        )
+        previous = _served_before().filter(target=target).exclude(pk=getattr(current, "pk", None)).order_by("-activated_at").first()
     if previous is None:
-        raise ValueError(f"There is no earlier {target} model to roll back to.")
+        raise ValueError(f"There is no earlier {ModelVersion.Target(target).label.lower()} model to roll back to.")
     return do_promote_model_version(tenant, previous.pk, acting_user=acting_user)

@@ -34,8 +34,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
     versions = list(ModelVersion.objects.select_related("job")[:120])
     jobs = list(Job.objects.filter(kind__in=[Job.Kind.TRAIN, Job.Kind.SCORE])[:15])
     serving = [active[t] for t in TARGET_ORDER if t in active]
-    # The targets with a version that served before: the ones registry.do_rollback_model can restore.
-    earlier = set(ModelVersion.objects.filter(state=ModelVersion.State.ARCHIVED, activated_at__isnull=False).values_list("target", flat=True))
+    earlier = registry.rollback_targets(tenant)
     for version in serving:
         version.beaten_by = _beaten_by(version)
         version.can_roll_back = version.target in earlier
@@ -148,14 +147,13 @@ def promote(request: HttpRequest, version_id: int) -> HttpResponse:
 def rollback(request: HttpRequest, target: str) -> HttpResponse:
     if target not in ModelVersion.Target.values:
         raise Http404("Not found")
-    label = ModelVersion.Target(target).label.lower()
     try:
         version = registry.do_rollback_model(request.tenant, target, acting_user=request.user)  # type: ignore[attr-defined]
     except registry.ArtifactError as exc:
         messages.error(request, f"Not rolled back: {exc}")
         return redirect("models")
-    except ValueError:  # the registry's "no earlier model", which names the target by its key
-        messages.error(request, f"There is no earlier {label} model to roll back to.")
+    except ValueError as exc:  # no earlier model
+        messages.error(request, str(exc))
         return redirect("models")
     messages.success(request, f"Rolled back: {version} serves again.")
     return redirect("models")
