@@ -28,7 +28,7 @@ from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember
 from clmsite.models import Tenant
 from clmsite.tenancy import tenant_context
 from modeling.exports import spreadsheet_safe
-from modeling.models import CustomerInsight
+from modeling.models import CustomerInsight, Stage
 
 log = logging.getLogger(__name__)
 Z95 = 1.959964
@@ -500,7 +500,8 @@ def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -
     return campaign, True
 
 
-AUDIENCE_COLUMNS = ["customer_id", "email", "name", "country", "stage", "action", "offer", "predicted_value"]
+# The file is for people as well as for an email tool: each code is followed by its name.
+AUDIENCE_CSV_COLUMNS = ["customer_id", "email", "name", "country", "stage", "stage_label", "action", "action_label", "offer", "predicted_value"]
 
 
 def treatment_rows(campaign: Campaign) -> QuerySet[CampaignMember]:
@@ -516,12 +517,14 @@ def member_record(campaign: Campaign, member: CampaignMember) -> dict[str, Any]:
 def write_audience_csv(campaign: Campaign, out: IO[str]) -> int:
     """The treatment group, with every cell a spreadsheet could read as a formula escaped."""
     writer = csv.writer(out)
-    writer.writerow(AUDIENCE_COLUMNS)
+    writer.writerow(AUDIENCE_CSV_COLUMNS)
     count = 0
+    stages = dict(Stage.choices)
     with tenant_context(campaign.tenant):
         for member in treatment_rows(campaign).iterator():
             record = member_record(campaign, member)
-            writer.writerow([spreadsheet_safe(record[c]) for c in AUDIENCE_COLUMNS])
+            record |= {"stage_label": stages.get(member.stage, member.stage), "action_label": campaign.get_action_display()}
+            writer.writerow([spreadsheet_safe(record[c]) for c in AUDIENCE_CSV_COLUMNS])
             count += 1
     return count
 

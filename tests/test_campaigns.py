@@ -21,6 +21,7 @@ from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember, We
 from clmsite.tenancy import tenant_context
 from customers.models import Customer, Order
 from modeling.insights import refresh_insights
+from modeling.models import Stage
 from tests.test_lifecycle import scored_shop  # noqa: F401 (fixture)
 from tests.test_modeling import END
 
@@ -401,6 +402,8 @@ def test_audience_csv_escapes_formula_cells(shop) -> None:
         assert by_id[customer.external_id]["email"] == "'" + name + "@example.test"
     assert by_id[plain.external_id]["name"] == "-5"
     assert {row["offer"] for row in rows} == {"'" + campaign.offer}
+    assert {(row["action"], row["action_label"]) for row in rows} == {("win_back", "Win-back offer")}
+    assert all(row["stage_label"] == dict(Stage.choices)[row["stage"]] for row in rows)
 
 
 @pytest.mark.parametrize(("cell", "written"), [

@@ -103,5 +103,8 @@ METRIC_LABELS = {
 
 
 @register.filter
-def metric_label(key: str) -> str:
+def metric_label(key: str, target: str = "") -> str:
+    """A metric's name; the sentiment model is scored on reviews, the others on customers."""
+    if key == "n" and target == "sentiment":
+        return "Reviews"
     return METRIC_LABELS.get(str(key), words(key))

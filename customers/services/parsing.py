@@ -94,18 +94,16 @@ def parse_order_amount(raw: str) -> Decimal:
     return parse_money(raw, hint=" (record refunds with status=refunded)")
 
 
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.0*)?")  # 3, or 3.0 as a spreadsheet writes it
+
+
 def parse_positive_int(raw: str, *, maximum: int = 1_000_000) -> int:
     text = raw.strip()
-    try:
-        value = int(text)
-    except ValueError:
-        try:
-            as_decimal = Decimal(text)
-        except InvalidOperation:
-            raise FieldError(f"'{shorten(raw)}' is not a whole number") from None
-        if not as_decimal.is_finite() or as_decimal != as_decimal.to_integral_value():
-            raise FieldError(f"'{shorten(raw)}' is not a whole number") from None
-        value = int(as_decimal)
+    if not _WHOLE_NUMBER.fullmatch(text):
+        if _SCIENTIFIC.fullmatch(text):
+            raise FieldError(f"'{shorten(raw)}' is in scientific notation; write a plain whole number")
+        raise FieldError(f"'{shorten(raw)}' is not a whole number")
+    value = int(Decimal(text))
     if not 1 <= value <= maximum:
         raise FieldError(f"must be between 1 and {maximum:,}")
     return value
