@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
 import logging
 from typing import Any
 
@@ -104,7 +106,38 @@ def do_start_training(
     return job
 
 
-def do_start_scoring(tenant: Tenant, *, as_of: dt.date | None = None, acting_user: Any = None, new_models: bool = False) -> Job:
+def scoring_inputs(tenant: Tenant) -> str:
+    """A digest of everything a scoring reads: the shop's rows (how many, and the latest
+    change), the served model versions, the playbook and the shop's settings. Beat compares it
+    with the last nightly scoring's to skip a shop where nothing has changed."""
+    from django.db.models import Count, Max
+
+    from campaigns.models import PlaybookRule
+    from campaigns.playbook import ensure_default_playbook
+    from customers.models import Customer, Order, OrderItem, Product, Review
+    from modeling.models import ModelVersion
+
+    ensure_default_playbook(tenant)  # as the scoring will read it: the first use writes the default rules
+    with tenant_context(tenant):
+        rows = [model.objects.aggregate(n=Count("pk"), latest=Max("updated_at")) for model in (Customer, Product, Order, Review, PlaybookRule)]
+        state = {
+            "rows": [[row["n"], str(row["latest"])] for row in rows], "items": OrderItem.objects.count(),
+            "models": sorted(ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE).values_list("pk", flat=True)),
+            "shop": [tenant.currency, tenant.horizon_days, tenant.settings],
+        }
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def nothing_new_to_score(tenant: Tenant, day: dt.date, inputs: str) -> bool:
+    """True when the last nightly scoring of ``day`` succeeded on the same inputs: a shop
+    whose data stopped (its scoring date no longer moves) is not re-scored night after night."""
+    with tenant_context(tenant):
+        last = Job.objects.filter(kind=Job.Kind.SCORE, params__scheduled=True).order_by("-created_at").first()
+    return last is not None and last.state == Job.State.SUCCEEDED and last.params.get("as_of") == day.isoformat() and last.params.get("inputs") == inputs
+
+
+def do_start_scoring(tenant: Tenant, *, as_of: dt.date | None = None, acting_user: Any = None, new_models: bool = False,
+                     scheduled_inputs: str = "") -> Job:
     """Queue a scoring of ``as_of``, or return the one already queued or running for that
     date: a retried API call or beat's nightly run joins it rather than scoring the same
     customers twice at once. After a training (``new_models``) only a queued one is joined:
@@ -120,7 +153,8 @@ def do_start_scoring(tenant: Tenant, *, as_of: dt.date | None = None, acting_use
             pending = Job.objects.filter(kind=Job.Kind.SCORE, state__in=states, params__as_of=day).first()
         if pending is not None:
             return pending
-        job = jobs.create_job(tenant, Job.Kind.SCORE, params={"as_of": day}, acting_user=acting_user)
+        params = {"as_of": day, **({"scheduled": True, "inputs": scheduled_inputs} if scheduled_inputs else {})}
+        job = jobs.create_job(tenant, Job.Kind.SCORE, params=params, acting_user=acting_user)
         jobs.enqueue_job(job, score_customers_task)
     return job
 
@@ -135,7 +169,8 @@ DEFAULT_SCHEDULE = {"retrain_weekday": 6, "retrain_hour": 2, "score_hour": 4}  #
 
 def plan_scheduled_jobs(*, now: dt.datetime | None = None) -> list[Job]:
     """The beat's hourly pass over tenants: weekly retraining and nightly scoring by default,
-    each at most once per period, through the same services as the button and the CLI."""
+    each at most once per period, through the same services as the button and the CLI. The
+    nightly scoring is skipped when it would score the same date on the same inputs again."""
     from customers.models import Order
 
     now = now or timezone.now()
@@ -153,6 +188,7 @@ def plan_scheduled_jobs(*, now: dt.datetime | None = None) -> list[Job]:
         elif now.hour == schedule["score_hour"] and not scored_today and active_training(tenant) is None:
             from modeling.registry import active_versions
 
-            if "purchase" in active_versions(tenant):
-                started.append(do_start_scoring(tenant))
+            inputs = scoring_inputs(tenant)
+            if "purchase" in active_versions(tenant) and not nothing_new_to_score(tenant, default_as_of(tenant), inputs):
+                started.append(do_start_scoring(tenant, scheduled_inputs=inputs))
     return started

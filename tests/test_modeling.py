@@ -354,6 +354,35 @@ def test_beat_plans_weekly_training_and_nightly_scoring(trained, django_capture_
     assert [j.kind for j in nightly] == ["score"]
 
 
+def test_beat_does_not_rescore_a_stopped_shop_until_something_changes(trained, django_capture_on_commit_callbacks):
+    """The shop's data ends in 2025: every night would score the same date on the same rows."""
+    from modeling.services import plan_scheduled_jobs
+
+    tenant, _ = trained
+    night = dt.datetime(2030, 1, 7, 4, 0, tzinfo=dt.UTC)  # beat's clock, past the real days the jobs are created on
+
+    def plan(day: int, *, run: bool = False) -> list[str]:
+        """Beat's pass on the night; the first scoring runs (it must not change its own
+        inputs), the later ones are only marked done."""
+        with django_capture_on_commit_callbacks(execute=run):
+            planned = plan_scheduled_jobs(now=night + dt.timedelta(days=day))
+        with tenant_context(tenant):
+            if not run:
+                Job.objects.filter(pk__in=[j.pk for j in planned]).update(state=Job.State.SUCCEEDED)
+            return [Job.objects.get(pk=j.pk).kind for j in planned]
+
+    assert plan(0, run=True) == ["score"]
+    assert plan(1) == []  # the same date, the same rows, models and settings
+    tenant.settings = {**tenant.settings, "value_tier_quantiles": {"high": 0.9, "medium": 0.6}}
+    tenant.save()
+    assert plan(2) == ["score"]  # "tiers from the next scoring", as the settings page promises
+    with tenant_context(tenant):
+        customer = Customer.objects.order_by("pk").first()
+        Review.objects.create(customer=customer, external_id="late-review", text="Still waiting for a reply", created_at=dt.datetime(2025, 6, 29, tzinfo=dt.UTC))
+    assert plan(3) == ["score"]
+    assert plan(4) == []
+
+
 def scoring_job(tenant, as_of, capture):
     """Run a scoring job as the worker would (its chunks in order) and return it, finished."""
     from modeling.services import do_start_scoring
