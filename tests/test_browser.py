@@ -167,7 +167,12 @@ def test_lifecycle_segments_priorities_and_playbook_pages(live_server, page, ali
     page.click("nav >> text=Priorities")
     rows = page.query_selector_all("[data-testid=priorities] tbody tr")
     assert len(rows) >= 5 and top.customer.display_name in rows[0].inner_text()
+    labels = page.evaluate("() => Chart.getChart('actions-chart').data.labels")
+    assert labels and all(isinstance(label, list) and all(len(line) <= 18 for line in label) for label in labels)  # wrapped, for a phone
     page.screenshot(path=str(SCREENSHOTS / "priorities.png"))
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.screenshot(path=str(SCREENSHOTS / "phone-priorities.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     page.click("nav >> text=Playbook")
     assert "VIP care" in page.inner_text("[data-testid=playbook]")
@@ -180,6 +185,13 @@ def test_lifecycle_segments_priorities_and_playbook_pages(live_server, page, ali
     assert top.action_reason[:30] in page.inner_text("[data-testid=next-action]")
     assert len(page.query_selector_all("[data-testid=stage-timeline] li")) >= 1
     page.screenshot(path=str(SCREENSHOTS / "customer-action.png"), full_page=True)
+
+    # With a scored shop's long names and reasons, no page scrolls sideways on a phone.
+    page.set_viewport_size({"width": 390, "height": 800})
+    for path in (f"/customers/{top.customer_id}/", "/priorities/", "/lifecycle/moves/", "/segments/", "/playbook/", "/reviews/", "/"):
+        page.goto(f"{live_server.url}{path}")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 391, path
+    page.screenshot(path=str(SCREENSHOTS / "phone-dashboard.png"))
 
 
 def test_campaign_pages_from_suggestion_to_report(live_server, page, alice, tenant_a, settings, tmp_path):

@@ -17,6 +17,15 @@ window.CLM = {
     const show = (x) => (Math.round(x * 1000) / 10) + "%";
     return item.dataset.label + ": " + (Array.isArray(v) ? show(v[0]) + " to " + show(v[1]) : show(v));
   },
+  // A long axis label ("Lapsed low-value one-time Tents buyers") as lines of at most
+  // `width` characters, so a phone's narrow chart does not clip it; tooltips keep the full text.
+  wrapLabel(text, width = 26) {
+    return String(text).split(" ").reduce((lines, word) => {
+      const last = lines[lines.length - 1];
+      if (last && (last + " " + word).length <= width) lines[lines.length - 1] = last + " " + word; else lines.push(word);
+      return lines;
+    }, []);
+  },
   pollJobs() {
     document.querySelectorAll("[data-poll]").forEach((node) => {
       const url = node.dataset.poll;
