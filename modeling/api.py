@@ -24,6 +24,9 @@ from modeling.training import FAMILIES
 
 class ModelVersionSerializer(serializers.ModelSerializer):
     base_model = serializers.CharField(source="base_model_name", read_only=True, help_text="the encoder's name for a transformer, else the method")
+    # The version's own, as its page shows them: older versions also stored the purchase model's.
+    feature_importance = serializers.JSONField(source="own_feature_importance", read_only=True, help_text="[feature, share of gain] pairs, most important first")
+    charts = serializers.JSONField(source="own_charts", read_only=True, help_text="the target's validation charts (calibration and gain, or deciles)")
 
     class Meta:
         model = ModelVersion
@@ -47,7 +50,8 @@ class JobSerializer(serializers.ModelSerializer):
         return data
 
 
-PRIVATE_PARAMS = {"path"}  # where the worker keeps an upload: the server's business, not the client's
+# Where the worker keeps an upload, and the digest beat compares nightly: the server's business.
+PRIVATE_PARAMS = {"path", "inputs"}
 
 
 class PredictionSerializer(serializers.ModelSerializer):

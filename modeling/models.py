@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -121,6 +123,28 @@ class ModelVersion(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.get_target_display()} · {self.family} v{self.pk} ({self.state})"
+
+    @property
+    def own_charts(self) -> dict[str, Any]:
+        """The validation charts of this version's target. Versions trained before each target
+        kept its own charts also carry the purchase model's: those are left out."""
+        from modeling.training import TARGET_CHARTS
+
+        keep = TARGET_CHARTS.get(self.target)
+        return {key: value for key, value in (self.charts or {}).items() if keep is None or key in keep}
+
+    @property
+    def own_feature_importance(self) -> list[Any]:
+        """The version's feature importance, unless it is the purchase model's: versions trained
+        before each target measured its own stored the purchase head's under every target."""
+        from clmsite.tenancy import tenant_context
+
+        if self.target == "purchase" or not self.feature_importance:
+            return self.feature_importance or []
+        with tenant_context(self.tenant):  # the purchase version of the same training run
+            purchase = ModelVersion.objects.filter(target="purchase", family=self.family, job_id=self.job_id, as_of=self.as_of,
+                                                   data_fingerprint=self.data_fingerprint).values_list("feature_importance", flat=True).first()
+        return [] if purchase == self.feature_importance else self.feature_importance
 
     @property
     def base_model_name(self) -> str:

@@ -111,9 +111,6 @@ def evaluate(predictions: pd.DataFrame, labels: pd.DataFrame) -> dict[str, Any]:
 
 # Each target's charts, by the key its version stores them under; a page shows only its target's.
 TARGET_CHARTS = {"purchase": ("calibration", "gain"), "orders": ("deciles",), "revenue": ("deciles",)}
-# The families measure feature importance on their purchase head only (the boosted trees read
-# their purchase booster); an orders or revenue version stores none rather than that one.
-IMPORTANCE_TARGETS = ("purchase",)
 
 
 def charts(predictions: pd.DataFrame, labels: pd.DataFrame, target: str) -> dict[str, Any]:
@@ -218,7 +215,7 @@ def train_customer_models(
                         training_windows=[w.as_dict() for w in data.train_windows], validation_window=data.validation.as_dict(),
                         data_fingerprint=fingerprint, metrics=scores,
                         baseline_metrics={k: v for k, v in baselines.items() if k != name},
-                        feature_importance=[list(pair) for pair in model.feature_importance()[:25]] if target in IMPORTANCE_TARGETS else [],
+                        feature_importance=[list(pair) for pair in model.feature_importance(target)[:25]],
                         charts=charts(predictions, data.y_valid, target), artifact_path=str(directory), artifact_sha256=sha,
                         job_id=job_id if isinstance(job_id, int) else None,
                     )

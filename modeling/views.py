@@ -105,26 +105,17 @@ def score_now(request: HttpRequest) -> HttpResponse:
 
 @tenant_required()
 def model_version(request: HttpRequest, version_id: int) -> HttpResponse:
-    from modeling.training import IMPORTANCE_TARGETS, TARGET_CHARTS
-
     version = registry.get_model_version(request.tenant, version_id)  # type: ignore[attr-defined]
     siblings = list(ModelVersion.objects.filter(job_id=version.job_id, target=version.target).exclude(pk=version.pk)) if version.job_id else []
-    # Versions trained before each target kept its own charts carry the purchase model's
-    # charts and importance: only the version's own are shown.
-    charts = version.charts or {}
-    if version.target in TARGET_CHARTS:
-        charts = {key: value for key, value in charts.items() if key in TARGET_CHARTS[version.target]}
-    count_target = version.target in TARGET_CHARTS and version.target not in IMPORTANCE_TARGETS  # orders, revenue
-    importance = [] if count_target else version.feature_importance
     return render(
         request,
         "modeling/version.html",
         {
             "version": version,
             "siblings": siblings,
-            "charts_data": charts,
-            "importance_data": [[explain.feature_label(name), share] for name, share in importance[:15]],
-            "count_target": count_target,
+            "charts_data": version.own_charts,
+            "importance_data": [[explain.feature_label(name), share] for name, share in version.own_feature_importance[:15]],
+            "count_target": version.target in ("orders", "revenue"),
             "can_promote": request.membership.can(Role.ADMIN),  # type: ignore[attr-defined]
         },
     )

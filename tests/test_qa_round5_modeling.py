@@ -102,7 +102,7 @@ def test_each_target_stores_its_own_validation_charts() -> None:
     assert deciles[0] == {"decile": 1, "n": 2, "predicted": round(float(np.linspace(0, 2, 20)[:2].mean()), 4), "actual": 1.0}
 
 
-def test_a_count_targets_version_page_never_shows_the_purchase_models_charts_or_importance(tenant_a, client, alice) -> None:
+def test_a_count_targets_version_page_never_shows_the_purchase_models_charts_or_importance(tenant_a, client, alice, api_a) -> None:
     purchase_charts = {"calibration": [{"predicted": 0.2, "observed": 0.25}], "gain": [{"population": 0.5, "gain": 0.7}]}
     importance = [["recency_days", 0.4], ["orders", 0.2]]
     with tenant_context(tenant_a):
@@ -120,12 +120,16 @@ def test_a_count_targets_version_page_never_shows_the_purchase_models_charts_or_
     assert page.context["charts_data"] == {} and page.context["importance_data"] == []
     assert 'id="calibration-chart"' not in text and 'id="importance-chart"' not in text and 'id="deciles-chart"' not in text
     assert "trained before expected orders kept charts of its own" in text
-    assert "Feature importance is measured on the purchase probability model only, so none is shown for expected orders." in text
+    assert "trained before expected orders kept a feature importance of its own" in text
     page = client.get(f"/models/{new.pk}/")
     assert b'id="deciles-chart"' in page.content and b'id="calibration-chart"' not in page.content
+    # The API serves each version's own, as the pages do.
+    assert {k: api_a.get(f"/api/v1/models/{old.pk}/").json()[k] for k in ("charts", "feature_importance")} == {"charts": {}, "feature_importance": []}
+    assert api_a.get(f"/api/v1/models/{purchase.pk}/").json()["feature_importance"] == importance
+    assert list(api_a.get(f"/api/v1/models/{new.pk}/").json()["charts"]) == ["deciles"]
 
 
-def test_a_training_stores_each_targets_charts_and_no_borrowed_importance(tenant_a, settings, tmp_path) -> None:
+def test_a_training_stores_each_targets_own_charts_and_importance(tenant_a, settings, tmp_path, client, alice) -> None:
     from modeling.training import train_models
     from tests.test_modeling import END, load_demo
 
@@ -138,7 +142,11 @@ def test_a_training_stores_each_targets_charts_and_no_borrowed_importance(tenant
     assert set(versions["purchase"].charts) == {"calibration", "gain"} and versions["purchase"].feature_importance
     for target in ("orders", "revenue"):
         assert list(versions[target].charts) == ["deciles"] and len(versions[target].charts["deciles"]) == 10
-        assert versions[target].feature_importance == []
+        own = versions[target].feature_importance  # its own booster's gains
+        assert own and own != versions["purchase"].feature_importance and sum(share for _, share in own) == pytest.approx(1.0, abs=0.01)
+        assert versions[target].own_feature_importance == own
+        client.force_login(alice)
+        assert b'id="importance-chart"' in client.get(f"/models/{versions[target].pk}/").content
 
 
 # --- 3. The order rhythm in the same words as the Orders card and the stage ------------------

@@ -70,6 +70,7 @@ class CustomerModel(abc.ABC):
     def hyperparameters(self) -> dict[str, Any]:
         return {}
 
-    def feature_importance(self) -> list[tuple[str, float]]:
-        """(feature, importance) pairs, most important first; empty if not meaningful."""
+    def feature_importance(self, target: str = "purchase") -> list[tuple[str, float]]:
+        """(feature, importance) pairs of the target's model, most important first; empty if
+        not meaningful."""
         return []

@@ -106,8 +106,9 @@ class TabularModel(CustomerModel):
     def hyperparameters(self) -> dict[str, Any]:
         return {"params": BASE_PARAMS, "heads": {h: p for h, (_, p) in HEADS.items()}, "rounds": self.rounds, "max_rounds": MAX_ROUNDS}
 
-    def feature_importance(self) -> list[tuple[str, float]]:
-        booster = self.boosters.get("purchase")
+    def feature_importance(self, target: str = "purchase") -> list[tuple[str, float]]:
+        """Each target's booster's share of the total split gain per feature."""
+        booster = self.boosters.get(target)
         if booster is None:
             return []
         gains = booster.feature_importance(importance_type="gain")
