@@ -61,7 +61,7 @@ class PredictionSerializer(serializers.ModelSerializer):
         model = Prediction
         fields = [
             "id", "customer", "customer_external_id", "as_of", "horizon_days", "purchase_probability", "churn_probability",
-            "expected_orders", "predicted_value", "value_tier", "explanation", "model_versions", "created_at",
+            "expected_orders", "predicted_value", "value_tier", "explanation", "value_explanation", "model_versions", "created_at",
         ]
         read_only_fields = fields
 

@@ -32,7 +32,7 @@ def _num(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _money(value: float | None, currency: str | None) -> str:
+def money_text(value: float | None, currency: str | None) -> str:
     """As the pages show money: "EUR 1,245". Without a currency (a caller that does not know
     the shop) the dollar sign these texts always had: "$1,245"."""
     if value is None:
@@ -76,12 +76,12 @@ def describe(feature: str, row: pd.Series, categories: list[str], *, currency: s
         return f"{v:.0f} orders in the last {days} days"
     if feature.startswith("spent_") and feature.endswith("d") and v is not None:
         days = feature[len("spent_") : -1]
-        return f"spent {_money(v, currency)} in the last {days} days"
+        return f"spent {money_text(v, currency)} in the last {days} days"
     if feature == "total_spent":
-        return f"spent {_money(v, currency)} in total"
+        return f"spent {money_text(v, currency)} in total"
     if feature in ("avg_order_value", "last_order_value"):
         label = "average order" if feature == "avg_order_value" else "last order"
-        return f"{label} of {_money(v, currency)}"
+        return f"{label} of {money_text(v, currency)}"
     if feature == "rate_per_month" and v is not None:
         return f"buys about {v:.1f} times a month"
     if feature == "gap_median" and v is not None:

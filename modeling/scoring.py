@@ -22,7 +22,7 @@ from django.db import transaction
 from clmsite.models import Tenant
 from clmsite.tenancy import tenant_context
 from modeling import lifecycle, registry
-from modeling.explain import explain_rows
+from modeling.explain import explain_rows, money_text
 from modeling.families.base import CustomerModel, Progress, no_progress
 from modeling.features import History, features_as_of, load_history
 from modeling.models import ModelVersion, Prediction
@@ -114,12 +114,15 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
             scores[column] = predicted_by_artifact[version.artifact_path][column]
             progress(0.15 + 0.2 * (position + 1), f"Scored {target}")
         explainer = explainer_for(versions)
-        contributions = explainer.contributions(features) if explainer is not None else None
         overdue_factor = tenant.settings.get("lifecycle", {}).get("overdue_factor") or lifecycle.Thresholds().overdue_factor
-        explanations = explain_rows(features, contributions, history.categories, currency=tenant.currency, overdue_factor=overdue_factor)
+        words = {"categories": history.categories, "currency": tenant.currency, "overdue_factor": overdue_factor}
+        contributions = explainer.contributions(features) if explainer is not None else None
+        explanations = explain_rows(features, contributions, **words)
+        # The value's factors need attributions: the rule-of-thumb fallback speaks of buying again.
+        value_explanations = explain_rows(features, explainer.contributions(features, head="revenue"), **words) if explainer is not None else {}
         profiles = customer_profiles(history, as_of, features)
     else:
-        explanations, profiles = {}, pd.Series(dtype=str)
+        explanations, value_explanations, profiles = {}, {}, pd.Series(dtype=str)
     prospects = [c for c in population if c not in features.index]
     rate = prospect_rate(history, cut, horizon) if prospects else 0.0
     first_order = history.orders.groupby("customer")["amount"].first()
@@ -130,10 +133,14 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
         prediction = _prediction(tenant, customer, as_of, horizon, probability, float(row["expected_orders"]), float(row["expected_revenue"]),
                                  explanations.get(customer, []), report.model_versions, profile_hash(profiles.get(customer, "")))
         prediction.profile = profiles.get(customer, "")  # kept, so the customer page need not rebuild it per request
+        prediction.value_explanation = value_explanations.get(customer, [])
         rows.append(prediction)
     for customer in prospects:
         factors = [{"text": "no order yet", "effect": "-", "weight": 0.0}, {"text": f"{rate:.0%} of sign-ups like them order within {horizon} days", "effect": "+", "weight": 0.0}]
-        rows.append(_prediction(tenant, customer, as_of, horizon, rate, rate, rate * prospect_value, factors, report.model_versions, ""))
+        prediction = _prediction(tenant, customer, as_of, horizon, rate, rate, rate * prospect_value, factors, report.model_versions, "")
+        prediction.value_explanation = [{"text": f"a first order here is typically {money_text(prospect_value, tenant.currency)}", "effect": "+", "weight": 0.0},
+                                        {"text": f"times the {rate:.0%} chance of one within {horizon} days", "effect": "-", "weight": 0.0}]
+        rows.append(prediction)
     progress(0.85, "Saving predictions")
     with tenant_context(tenant), transaction.atomic():
         ids = [p.customer_id for p in rows]

@@ -116,6 +116,9 @@ def test_models_and_customer_prediction_pages(live_server, page, alice, tenant_a
     page.goto(f"{live_server.url}/customers/{customer.pk}/")
     assert page.inner_text("[data-testid=purchase-probability]").endswith("%")
     assert len(page.query_selector_all("[data-testid=factors] li")) >= 1
+    with tenant_context(tenant_a):
+        value_factors = Prediction.objects.get(customer=customer, as_of=END).value_explanation
+    assert value_factors and value_factors[0]["text"] in page.inner_text("[data-testid=value-factors]")
     assert "orders" in page.inner_text("[data-testid=profile-text]")
     page.screenshot(path=str(SCREENSHOTS / "customer.png"))
 

@@ -146,6 +146,16 @@ def test_scoring_writes_every_customer_with_tiers_and_explanations(trained):
         assert p.predicted_value >= Decimal("0")
     buyers = [p for p in rows if p.explanation and p.explanation[0]["text"] != "no order yet"]
     assert buyers and all(1 <= len(p.explanation) <= 3 for p in buyers)
+    # The value has factors of its own (the revenue booster's attributions): the most valuable
+    # buyer's strongest one raises it, the least valuable's lowers it, and the size of their
+    # orders is named more often than among the purchase factors.
+    assert all(1 <= len(p.value_explanation) <= 3 for p in buyers)
+    ranked = sorted(buyers, key=lambda p: p.predicted_value)
+    assert ranked[-1].value_explanation[0]["effect"] == "+" and ranked[0].value_explanation[0]["effect"] == "-"
+    basket = {key: sum(f["text"].startswith(("average order of", "last order of")) for p in buyers for f in getattr(p, key)) for key in ("explanation", "value_explanation")}
+    assert basket["value_explanation"] > 1.3 * basket["explanation"], basket
+    prospect = next(p for p in rows if p.explanation[0]["text"] == "no order yet")
+    assert prospect.value_explanation[0]["text"].startswith(f"a first order here is typically {tenant.currency} ")
 
 
 def test_promotion_and_rollback(trained, settings):
