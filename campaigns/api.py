@@ -160,6 +160,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         "window_end": serializers.DateTimeField(required=False, help_text="the end of the attribution window"),
         "measured_until": serializers.DateTimeField(required=False, help_text="orders are counted up to here: the window's end, or now"),
         "window_complete": serializers.BooleanField(required=False),
+        "members_removed": serializers.IntegerField(required=False, help_text="customers launched to and deleted since: they leave both groups"),
         "verdict": serializers.CharField(required=False),
         "preview": serializers.DictField(required=False, help_text="before launch: size, value_at_risk, predicted_value, note")})})
     @action(detail=True, methods=["get"])

@@ -420,6 +420,9 @@ def outcomes(campaign: Campaign, *, now: dt.datetime | None = None, with_cumulat
         "window_complete": now >= campaign.attribution_ends,
         "treatment": t.as_dict(),
         "control": c.as_dict(),
+        # Customers deleted since launch leave both groups (with their orders): the outcome
+        # compares those who remain, and says how many are gone.
+        "members_removed": max((campaign.audience_size or 0) - t.members - c.members, 0),
         **compare_groups(t, c, final=now >= campaign.attribution_ends),
         "cumulative": cumulative,
     }

@@ -36,3 +36,28 @@ def test_a_rating_or_quantity_in_scientific_notation_is_a_row_error(tenant_a, tm
 def test_the_sentiment_models_sample_is_counted_in_reviews() -> None:
     assert metric_label("n", "sentiment") == "Reviews"
     assert metric_label("n", "purchase") == metric_label("n") == "Customers"
+
+
+@pytest.mark.django_db
+def test_a_campaigns_report_says_how_many_members_were_deleted_since_launch(tenant_a, client, alice, api_a) -> None:
+    from campaigns import services
+    from campaigns.models import Action, Campaign, CampaignMember
+    from clmsite.tenancy import tenant_context
+    from customers.models import Customer
+    from tests.test_qa_round5 import insights
+
+    insights(tenant_a, 10)
+    with tenant_context(tenant_a):
+        campaign = Campaign.objects.create(name="Win back", action=Action.WIN_BACK, control_share=0.3)
+    campaign = services.do_launch_campaign(tenant_a, campaign.pk)
+    client.force_login(alice)
+    assert services.outcomes(campaign)["members_removed"] == 0
+    assert b'data-testid="members-removed"' not in client.get(f"/campaigns/{campaign.pk}/").content
+    with tenant_context(tenant_a):
+        gone = list(CampaignMember.objects.filter(campaign=campaign).values_list("customer_id", flat=True)[:2])
+        Customer.objects.filter(pk__in=gone).delete()  # an erasure request
+
+    report = api_a.get(f"/api/v1/campaigns/{campaign.pk}/report/").json()
+    assert report["members_removed"] == 2 and report["treatment"]["members"] + report["control"]["members"] == 8
+    page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert "2 of the 10 customers launched to were deleted since, with their orders" in page
