@@ -99,7 +99,7 @@ class Campaign(TenantOwnedModel):
     segment = models.ForeignKey("modeling.Segment", null=True, blank=True, on_delete=models.SET_NULL, related_name="campaigns")
     filters = models.JSONField(default=dict, blank=True, help_text="audience filters (as saved segments), applied with the segment")
     persuadable_only = models.BooleanField(default=False, help_text="keep only customers predicted to respond (uplift model)")
-    offer = models.CharField(max_length=200, blank=True, default="")
+    offer = models.CharField(max_length=200, blank=True, default="", help_text="the same for everyone; blank: each customer's own offer from the playbook, when their recommended action is the campaign's")
     control_share = models.FloatField(default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
     attribution_days = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1), MaxValueValidator(365)])
     scheduled_for = models.DateTimeField(null=True, blank=True)
@@ -144,6 +144,9 @@ class CampaignMember(TenantOwnedModel):
     stage = models.CharField(max_length=16, blank=True, default="")
     churn_probability = models.FloatField(null=True, blank=True)
     predicted_value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    # The customer's own offer at launch (the playbook's, capped by their predicted value),
+    # when their recommended action was the campaign's.
+    offer_amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["campaign", "customer"], name="uniq_campaign_member")]

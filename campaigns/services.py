@@ -115,7 +115,7 @@ def do_launch_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, vi
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.state not in (Campaign.State.DRAFT, Campaign.State.SCHEDULED):
             raise CampaignStateError(f"A {campaign.get_state_display().lower()} campaign cannot be launched.")
-        members = list(audience(campaign).values_list("customer_id", "stage", "churn_probability", "predicted_value"))
+        members = list(audience(campaign).values_list("customer_id", "stage", "churn_probability", "predicted_value", "action", "action_offer"))
         if not members:
             raise CampaignStateError("The audience is empty: nothing to launch.")
         control = control_group(campaign.pk, [customer for customer, *_ in members], campaign.control_share)
@@ -124,8 +124,9 @@ def do_launch_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, vi
                 CampaignMember(
                     tenant=tenant, campaign=campaign, customer_id=customer, stage=stage, churn_probability=churn, predicted_value=value,
                     group=CampaignMember.Group.CONTROL if customer in control else CampaignMember.Group.TREATMENT,
+                    offer_amount=offer if action == campaign.action else None,
                 )
-                for customer, stage, churn, value in members
+                for customer, stage, churn, value, action, offer in members
             ],
             batch_size=2000,
             ignore_conflicts=True,
@@ -497,14 +498,15 @@ def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -
         campaign = Campaign.objects.create(
             tenant=tenant, name=suggestion["name"], goal=f"Act on the playbook: {suggestion['label'].lower()}", action=action,
             channel=rule.channel if rule else "email", filters={"actions": [action]}, created_by=user if getattr(user, "pk", None) else None,
-            offer=(f"up to {tenant.currency} {rule.offer_cap}" if rule and rule.offer_cap else ""),
+            offer="",  # each customer's own: the rules behind one action cap their offers differently
         )
         _audit(campaign, "draft", user, "web", f"from the suggestion “{suggestion['title']}”")
     return campaign, True
 
 
 # The file is for people as well as for an email tool: each code is followed by its name.
-AUDIENCE_CSV_COLUMNS = ["customer_id", "email", "name", "country", "stage", "stage_label", "action", "action_label", "offer", "predicted_value"]
+AUDIENCE_CSV_COLUMNS = ["customer_id", "email", "name", "country", "stage", "stage_label", "action", "action_label", "offer", "offer_amount", "predicted_value"]
+STAGE_LABELS = dict(Stage.choices)
 
 
 def treatment_rows(campaign: Campaign) -> QuerySet[CampaignMember]:
@@ -512,9 +514,16 @@ def treatment_rows(campaign: Campaign) -> QuerySet[CampaignMember]:
 
 
 def member_record(campaign: Campaign, member: CampaignMember) -> dict[str, Any]:
+    """One member as the CSV, the API and the webhook deliver it. ``offer`` is the campaign's
+    when it has one for everyone, else the member's own from the playbook ("up to USD 12.50");
+    ``offer_amount`` is that own amount as a number, for an email tool's merge field."""
     customer = member.customer
+    amount = None if member.offer_amount is None else str(member.offer_amount)
+    own = f"up to {campaign.tenant.currency} {member.offer_amount:,.2f}" if member.offer_amount is not None else ""
     return {"customer_id": customer.external_id, "email": customer.email, "name": customer.name, "country": customer.country, "stage": member.stage,
-            "action": campaign.action, "offer": campaign.offer, "predicted_value": None if member.predicted_value is None else str(member.predicted_value)}
+            "stage_label": STAGE_LABELS.get(member.stage, member.stage), "action": campaign.action, "action_label": campaign.get_action_display(),
+            "offer": campaign.offer or own, "offer_amount": None if campaign.offer else amount,
+            "predicted_value": None if member.predicted_value is None else str(member.predicted_value)}
 
 
 def write_audience_csv(campaign: Campaign, out: IO[str]) -> int:
@@ -522,11 +531,9 @@ def write_audience_csv(campaign: Campaign, out: IO[str]) -> int:
     writer = csv.writer(out)
     writer.writerow(AUDIENCE_CSV_COLUMNS)
     count = 0
-    stages = dict(Stage.choices)
     with tenant_context(campaign.tenant):
         for member in treatment_rows(campaign).iterator():
             record = member_record(campaign, member)
-            record |= {"stage_label": stages.get(member.stage, member.stage), "action_label": campaign.get_action_display()}
             writer.writerow([spreadsheet_safe(record[c]) for c in AUDIENCE_CSV_COLUMNS])
             count += 1
     return count

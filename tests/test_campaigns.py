@@ -21,7 +21,7 @@ from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember, We
 from clmsite.tenancy import tenant_context
 from customers.models import Customer, Order
 from modeling.insights import refresh_insights
-from modeling.models import Stage
+from modeling.models import CustomerInsight, Stage
 from tests.test_lifecycle import scored_shop  # noqa: F401 (fixture)
 from tests.test_modeling import END
 
@@ -453,6 +453,26 @@ def test_suggested_campaigns_come_from_recommended_actions_and_become_drafts(sho
     assert services.preview(campaign)["size"] == top["customers"]
     again, created = services.do_draft_from_suggestion(shop, top["action"], user=alice)  # a second click opens the same draft
     assert again.pk == campaign.pk and not created
+
+
+def test_a_suggestion_campaign_offers_each_customer_their_own_capped_offer(shop, alice) -> None:
+    """Win-back spans rules with different caps (50 for valuable lapsed customers, 10% of
+    predicted value up to 20 for the others): nobody worth 3 is offered 50."""
+    campaign, _ = services.do_draft_from_suggestion(shop, Action.WIN_BACK, user=alice)
+    assert campaign.offer == ""
+    services.do_launch_campaign(shop, campaign.pk)
+    with tenant_context(shop):
+        own = {i.customer.external_id: i.action_offer for i in CustomerInsight.objects.filter(action=Action.WIN_BACK).select_related("customer")}
+        records = [services.member_record(campaign, m) for m in services.treatment_rows(campaign)]
+    assert records and len({r["offer"] for r in records}) > 1
+    for record in records:
+        expected = own[record["customer_id"]]
+        assert record["offer_amount"] == (None if expected is None else str(expected))
+        assert record["offer"] == ("" if expected is None else f"up to {shop.currency} {expected:,.2f}")
+    out = io.StringIO()
+    services.write_audience_csv(campaign, out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert {row["customer_id"]: row["offer_amount"] for row in rows} == {r["customer_id"]: r["offer_amount"] or "" for r in records}
 
 
 def test_uplift_model_finds_persuadable_customers_on_held_out_campaigns(shop) -> None:

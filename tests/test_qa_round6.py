@@ -61,3 +61,19 @@ def test_a_campaigns_report_says_how_many_members_were_deleted_since_launch(tena
     assert report["members_removed"] == 2 and report["treatment"]["members"] + report["control"]["members"] == 8
     page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
     assert "2 of the 10 customers launched to were deleted since, with their orders" in page
+
+
+@pytest.mark.django_db
+def test_an_attribute_column_name_over_100_characters_is_refused_by_name(tenant_a, tmp_path) -> None:
+    from clmsite.tenancy import tenant_context
+    from customers.models import Customer
+
+    long_name = "x" * 2000
+    result = import_csv(tenant_a, "customers", write_csv(tmp_path / "c.csv", f"customer_id,tier,{long_name}\nc1,gold,1\n"))
+    assert not result.ok and [(e.row, e.column[:10]) for e in result.errors] == [(1, "x" * 10)]
+    assert "2,000 characters long; an attribute's name may have at most 100" in result.errors[0].message
+    assert "too long to keep as a customer attribute" in result.message
+    with tenant_context(tenant_a):
+        assert not Customer.objects.exists()
+    ok = import_csv(tenant_a, "customers", write_csv(tmp_path / "c2.csv", f"customer_id,{'y' * 100}\nc1,1\n"))
+    assert ok.ok

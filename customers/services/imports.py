@@ -129,6 +129,21 @@ class Spec:
 
 ID = _Text(128)
 ATTRIBUTE_MAX_LENGTH = 1000  # a customer's extra column (attribute) value
+ATTRIBUTE_NAME_MAX_LENGTH = 100  # and its name (the column's)
+
+
+def attribute_problem(name: str, value: str) -> str | None:
+    """What is wrong with one customer attribute (an extra column, or a key the API sets),
+    or None: the one rule the imports and the API share."""
+    if len(name) > ATTRIBUTE_NAME_MAX_LENGTH:
+        return f"the attribute name is {len(name):,} characters long; the limit is {ATTRIBUTE_NAME_MAX_LENGTH}"
+    if "\x00" in name or "\x00" in value:
+        return "contains a NUL byte"
+    if len(value) > ATTRIBUTE_MAX_LENGTH:
+        return parsing.too_long(value, ATTRIBUTE_MAX_LENGTH)
+    return None
+
+
 SPECS: dict[str, Spec] = {
     "customers": Spec(
         "customers",
@@ -384,6 +399,13 @@ def _validate_records(
         raise ImportError_(f"Nothing was imported: the header must contain {','.join(spec.required)}.", collector.errors, collector.count)
     if twice:
         raise ImportError_(f"Nothing was imported: the header names {', '.join(dict.fromkeys(twice))} twice; name each column once.", collector.errors, collector.count)
+    known = {c.name for c in spec.columns}
+    overlong = [name for name in names if name not in known and len(name) > ATTRIBUTE_NAME_MAX_LENGTH]
+    if overlong and spec.kind == "customers":
+        for name in overlong:
+            collector.add(1, parsing.shorten(name), f"column name is {len(name):,} characters long; an attribute's name may have at most {ATTRIBUTE_NAME_MAX_LENGTH}")
+        raise ImportError_("Nothing was imported: a column name is too long to keep as a customer attribute; shorten it or leave the column out.",
+                           collector.errors, collector.count)
     # A file of another kind chosen by mistake (orders imported as customers would make every
     # order column a customer attribute): its header has all of that kind's required columns.
     for other, other_spec in SPECS.items():
@@ -401,7 +423,6 @@ def _validate_records(
     staged_names = ["row_no"] + [c.name for c in spec.columns]
     amount_at = staged_names.index("amount") if spec.kind == "orders" else 0
     quantity_at = staged_names.index("quantity") if spec.kind == "orders" else 0
-    known = {c.name for c in spec.columns}
     extra = [(name, index) for name, index in seen.items() if name and name not in known]
     width = len(names)
     rows = 0
@@ -453,14 +474,9 @@ def _validate_records(
             attributes = {}
             for name, index in extra:
                 text = values[index].strip()
-                if flagged is not None and name in flagged:
-                    collector.add(row_no, name, flagged[name])
-                    bad = True
-                elif "\x00" in text:
-                    collector.add(row_no, name, "contains a NUL byte")
-                    bad = True
-                elif len(text) > ATTRIBUTE_MAX_LENGTH:
-                    collector.add(row_no, name, parsing.too_long(text, ATTRIBUTE_MAX_LENGTH))
+                problem = flagged[name] if flagged is not None and name in flagged else attribute_problem(name, text)
+                if problem:
+                    collector.add(row_no, name, problem)
                     bad = True
                 elif text:
                     attributes[name] = text
