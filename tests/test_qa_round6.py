@@ -77,3 +77,20 @@ def test_an_attribute_column_name_over_100_characters_is_refused_by_name(tenant_
         assert not Customer.objects.exists()
     ok = import_csv(tenant_a, "customers", write_csv(tmp_path / "c2.csv", f"customer_id,{'y' * 100}\nc1,1\n"))
     assert ok.ok
+
+
+@pytest.mark.django_db
+def test_a_customer_loaded_without_a_date_is_first_seen_at_their_first_order(tenant_a, tmp_path) -> None:
+    import datetime as dt
+
+    from clmsite.tenancy import tenant_context
+    from customers.models import Customer
+
+    assert import_csv(tenant_a, "customers", write_csv(tmp_path / "c.csv", "customer_id,email,created_at\nc1,a@example.com,\nc2,b@example.com,2024-01-01\n")).ok
+    orders = "customer_id,order_id,ordered_at,amount\nc1,o1,2024-03-05,10\nc1,o2,2024-02-01,10\nc2,o3,2024-03-05,10\n"
+    assert import_csv(tenant_a, "orders", write_csv(tmp_path / "o.csv", orders)).ok
+    with tenant_context(tenant_a):
+        seen = dict(Customer.objects.values_list("external_id", "first_seen"))
+    assert seen == {"c1": dt.datetime(2024, 2, 1, tzinfo=dt.UTC), "c2": dt.datetime(2024, 1, 1, tzinfo=dt.UTC)}  # a given date is kept
+    again = import_csv(tenant_a, "orders", write_csv(tmp_path / "o.csv", orders))
+    assert again.ok and again.unchanged == 3

@@ -889,7 +889,8 @@ def _ensure_products(cursor: Any, params: dict[str, Any], name_column: str, cate
 
 
 def refresh_customer_aggregates(cursor: Any, tenant_id: int, customer_filter_sql: str, params: dict[str, Any]) -> None:
-    """Recompute order and review aggregates for the customers selected by the filter.
+    """Recompute order and review aggregates for the customers selected by the filter; a
+    customer loaded without a first-seen date is first seen at their first order.
 
     Built in steps through small temporary tables that are analysed before use: in one
     statement, PostgreSQL cannot estimate how many customers the filter picks and can fall
@@ -924,6 +925,7 @@ def refresh_customer_aggregates(cursor: Any, tenant_id: int, customer_filter_sql
         UPDATE customers_customer SET
             order_count = agg.order_count, total_spent = agg.total_spent,
             first_order_at = agg.first_order_at, last_order_at = agg.last_order_at,
+            first_seen = COALESCE(customers_customer.first_seen, agg.first_order_at),
             review_count = agg.review_count, updated_at = %(now)s
         FROM (
             SELECT a.id AS id, COALESCE(o.order_count, 0) AS order_count, COALESCE(o.total_spent, 0) AS total_spent,
@@ -935,7 +937,8 @@ def refresh_customer_aggregates(cursor: Any, tenant_id: int, customer_filter_sql
             OR customers_customer.total_spent IS DISTINCT FROM agg.total_spent
             OR customers_customer.first_order_at IS DISTINCT FROM agg.first_order_at
             OR customers_customer.last_order_at IS DISTINCT FROM agg.last_order_at
-            OR customers_customer.review_count IS DISTINCT FROM agg.review_count)
+            OR customers_customer.review_count IS DISTINCT FROM agg.review_count
+            OR (customers_customer.first_seen IS NULL AND agg.first_order_at IS NOT NULL))
         """,  # internal table/column names only; every value is a bound parameter  # nosec B608
         params,
     )
