@@ -496,7 +496,8 @@ def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -
         if existing is not None:
             return existing, False
         campaign = Campaign.objects.create(
-            tenant=tenant, name=suggestion["name"], goal=f"Act on the playbook: {suggestion['label'].lower()}", action=action,
+            # Named by action and day, not by the audience's size, which an edit of the filters changes.
+            tenant=tenant, name=f"{suggestion['label']} · {timezone.now():%b %d, %Y}", goal=f"Act on the playbook: {suggestion['label'].lower()}", action=action,
             channel=rule.channel if rule else "email", filters={"actions": [action]}, created_by=user if getattr(user, "pk", None) else None,
             offer="",  # each customer's own: the rules behind one action cap their offers differently
         )

@@ -269,6 +269,31 @@ def test_models_page_shows_a_running_training_job_progress_live(live_server, pag
     page.wait_for_function(f"() => document.querySelector(\"{row} [data-field=state]\").textContent === 'Succeeded'", timeout=10_000)
 
 
+def test_wide_content_stays_inside_its_card_on_a_laptop(live_server, page, alice, tenant_a):
+    """At 1280 px: the API keys' Revoke button, the import formats' columns and a customer's
+    longest attribute name are all in view, not cut off by their card."""
+    from clmsite.services import do_create_api_key
+    from customers.services.imports import import_rows
+
+    do_create_api_key(tenant_a, name="Shopify sync")
+    import_rows(tenant_a, "customers", [{"customer_id": "c1", "a" * 100: "x"}])
+    login(page, live_server, "alice", "alice-pass-123")
+
+    def inside(selector: str, card: str = ".card") -> bool:
+        return page.evaluate("([s, c]) => { const e = document.querySelector(s), box = e.closest(c).getBoundingClientRect(), r = e.getBoundingClientRect();"
+                             " return r.right <= box.right + 1 && r.left >= box.left - 1; }", [selector, card])
+
+    page.goto(f"{live_server.url}/settings/api-keys/")
+    assert inside("button.danger"), "the Revoke button is cut off"
+    page.goto(f"{live_server.url}/imports/")
+    assert inside("table tbody tr:first-child td:last-child code")
+    page.goto(f"{live_server.url}/customers/")
+    page.click("text=c1")
+    assert inside(".facts dt:last-of-type")
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 391
+
+
 def test_pages_fit_a_phone_screen(live_server, page, alice, tenant_a):
     """At 390 px wide no page scrolls sideways: wide tables scroll inside their card."""
     from customers.services.imports import import_rows
