@@ -155,7 +155,7 @@ def _whole(amount: float) -> str:
 
 def _reason(rule: PlaybookRule, row: dict[str, Any]) -> str:
     parts = [row["stage_reason"]]
-    if rule.tiers:
+    if rule.tiers and "value tier" not in row["stage_reason"]:  # "loyal: 6 orders, top value tier" says it already
         parts.append(f"{row['tier']} value tier")
     if rule.sentiment_max is not None and row["recent_sentiment"] is not None:
         parts.append(row.get("negative_review") or f"negative review, sentiment {row['recent_sentiment']:+.2f}")

@@ -94,3 +94,18 @@ def test_a_customer_loaded_without_a_date_is_first_seen_at_their_first_order(ten
     assert seen == {"c1": dt.datetime(2024, 2, 1, tzinfo=dt.UTC), "c2": dt.datetime(2024, 1, 1, tzinfo=dt.UTC)}  # a given date is kept
     again = import_csv(tenant_a, "orders", write_csv(tmp_path / "o.csv", orders))
     assert again.ok and again.unchanged == 3
+
+
+def test_an_actions_reason_names_the_value_tier_once() -> None:
+    from campaigns.models import Action, PlaybookRule
+    from campaigns.playbook import _reason
+
+    rule = PlaybookRule(name="VIP care", tiers=["high"], action=Action.VIP_CARE)
+    row = {"stage_reason": "loyal: 6 orders, top value tier", "tier": "high", "recent_sentiment": None, "churn": 0.2, "value": 500.0, "value_at_risk": 100.0}
+    assert _reason(rule, row) == "VIP care: loyal: 6 orders, top value tier; value at risk 100 (20% churn x 500 predicted)"
+    assert "; high value tier;" in _reason(rule, {**row, "stage_reason": "active: 3 orders"})
+
+
+def test_a_page_without_an_icon_link_finds_the_favicon(client) -> None:
+    answer = client.get("/favicon.ico")
+    assert answer.status_code == 301 and answer["Location"].endswith("/favicon.svg")
