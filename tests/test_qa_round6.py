@@ -109,3 +109,17 @@ def test_an_actions_reason_names_the_value_tier_once() -> None:
 def test_a_page_without_an_icon_link_finds_the_favicon(client) -> None:
     answer = client.get("/favicon.ico")
     assert answer.status_code == 301 and answer["Location"].endswith("/favicon.svg")
+
+
+@pytest.mark.django_db
+def test_the_month_in_progress_is_marked_partial_on_the_dashboard_chart(tenant_a) -> None:
+    import datetime as dt
+
+    from customers.services.imports import import_rows
+    from customers.services.queries import dashboard_stats
+
+    today = dt.datetime.now(dt.UTC)
+    import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-01-05", "amount": "10"},
+                                     {"customer_id": "c1", "order_id": "o2", "ordered_at": today.strftime("%Y-%m-%d"), "amount": "10"}])
+    monthly = dashboard_stats(tenant_a)["monthly"]
+    assert [(m["month"], m["partial"]) for m in monthly] == [("2024-01", False), (today.strftime("%Y-%m"), True)]

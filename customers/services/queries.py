@@ -11,6 +11,7 @@ from typing import Any
 from django.db.models import Count, F, Prefetch, Q, Sum
 from django.db.models.functions import TruncMonth
 from django.http import Http404
+from django.utils import timezone
 
 from clmsite.models import Tenant
 from clmsite.tenancy import tenant_context
@@ -100,8 +101,10 @@ def dashboard_stats(tenant: Tenant) -> dict[str, Any]:
         "negative_review_share": (rated["low"] / rated["n"]) if rated["n"] else 0.0,
         "products": products,
         "last_order_at": last_order,
+        # The month in progress is marked: its few days' sales would read as a collapse.
         "monthly": [
-            {"month": row["month"].strftime("%Y-%m"), "revenue": float(row["revenue"] or 0), "orders": row["orders"], "buyers": row["buyers"]}
+            {"month": row["month"].strftime("%Y-%m"), "revenue": float(row["revenue"] or 0), "orders": row["orders"], "buyers": row["buyers"],
+             "partial": row["month"].strftime("%Y-%m") == timezone.now().strftime("%Y-%m")}
             for row in monthly
             if isinstance(row["month"], dt.datetime | dt.date)
         ],
