@@ -281,7 +281,9 @@ def delete_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
 
 # --- Today's priorities -----------------------------------------------------------------
 
-PRIORITY_COLUMNS = ["customer_id", "name", "email", "stage", "stage_reason", "value_tier", "churn_probability", "predicted_value", "value_at_risk", "action", "channel", "offer", "detail", "reason"]
+# Codes, each followed by its name, as in the campaign's treatment CSV.
+PRIORITY_COLUMNS = ["customer_id", "name", "email", "stage", "stage_label", "stage_reason", "value_tier", "churn_probability", "predicted_value", "value_at_risk",
+                    "action", "action_label", "channel", "channel_label", "offer", "detail", "reason"]
 
 
 PRIORITIES_PER_PAGE = 50
@@ -302,9 +304,9 @@ def _priority_csv_rows(tenant: Any, rows: Any) -> Any:
     with tenant_context(tenant):
         for i in rows.iterator(chunk_size=2000):
             yield writer.writerow([spreadsheet_safe(str(v)) for v in (
-                i.customer.external_id, i.customer.name, i.customer.email, i.get_stage_display(), i.stage_reason, i.value_tier,
+                i.customer.external_id, i.customer.name, i.customer.email, i.stage, i.get_stage_display(), i.stage_reason, i.value_tier,
                 "" if i.churn_probability is None else f"{i.churn_probability:.4f}", i.predicted_value or "", f"{i.priority:.2f}",
-                i.action_label, i.action_channel, i.action_offer or "", i.action_detail, i.action_reason)])
+                i.action, i.action_label, i.action_channel, i.channel_label if i.action_channel else "", i.action_offer or "", i.action_detail, i.action_reason)])
 
 
 @tenant_required()

@@ -404,7 +404,8 @@ def test_priorities_page_is_paginated_and_the_csv_has_every_row(scored_shop, cli
     with tenant_context(scored_shop):
         action = CustomerInsight.objects.exclude(action=Action.NO_ACTION).values_list("action", flat=True).first()
     filtered = client.get(f"/priorities/?action={action}&format=csv")
-    assert {r["action"] for r in csv.DictReader(io.StringIO(b"".join(filtered.streaming_content).decode()))} == {dict(Action.choices)[action]}
+    assert {(r["action"], r["action_label"]) for r in csv.DictReader(io.StringIO(b"".join(filtered.streaming_content).decode()))} == {(action, dict(Action.choices)[action])}
+    assert all(r["stage_label"] == dict(Stage.choices)[r["stage"]] for r in records)
 
 
 def test_a_new_order_moves_a_lapsed_customer_to_reactivated(scored_shop) -> None:
