@@ -123,3 +123,11 @@ def test_the_month_in_progress_is_marked_partial_on_the_dashboard_chart(tenant_a
                                      {"customer_id": "c1", "order_id": "o2", "ordered_at": today.strftime("%Y-%m-%d"), "amount": "10"}])
     monthly = dashboard_stats(tenant_a)["monthly"]
     assert [(m["month"], m["partial"]) for m in monthly] == [("2024-01", False), (today.strftime("%Y-%m"), True)]
+
+
+@pytest.mark.django_db
+def test_bulk_rows_that_repeat_an_id_are_asked_for_again_as_rows(tenant_a) -> None:
+    from customers.services.imports import import_rows
+
+    result = import_rows(tenant_a, "customers", [{"customer_id": "c1", "email": "a@example.com"}, {"customer_id": "c1", "email": "b@example.com"}])
+    assert not result.ok and result.message.endswith("Fix them and send the rows again.")

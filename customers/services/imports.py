@@ -1209,7 +1209,7 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
             transaction.set_rollback(True)
             collector = _Collector(settings.IMPORT_MAX_REPORTED_ERRORS)
             collector.add_staged(duplicates)
-            raise collector.fail("file")
+            raise collector.fail("file" if from_file else "rows")
         result = LOADERS[spec.kind](cursor, spec, params, present)
         if result.created or (result.updated and spec.kind != "customers"):
             # Cached aggregates count customers and sum orders and reviews: a change of a
