@@ -7,7 +7,8 @@ sentence template filled with the customer's own values.
 
 Money is written as the pages write it, the shop's currency code first ("EUR 1,245"), and
 recency against the customer's rhythm in the lifecycle's terms (see ``_rhythm``), so a factor
-never contradicts the stage shown next to it.
+never contradicts the stage shown next to it. Rhythm, rate and trend count days with an order
+(``features.order_days``), as the stage does.
 """
 
 from __future__ import annotations
@@ -57,15 +58,25 @@ def describe(feature: str, row: pd.Series, categories: list[str], *, currency: s
     """One sentence for one feature of one customer, or None when it says nothing useful."""
     v = _num(row.get(feature))
     gap = _num(row.get("gap_median"))
+    # Days with an order (features.order_days): orders on one day are one purchase, so a
+    # rhythm, a rate and a trend are about these days, as the stage's are.
+    days = _num(row.get("order_days"))
+    days = days if days is not None else _num(row.get("orders"))
     if feature == "recency_days" and v is not None:
         return _rhythm(v, gap, overdue_factor) if gap and gap >= 1 else f"last order {math.floor(v)} days ago"
     if feature == "overdue_ratio" and v is not None and gap and gap >= 1:
         return _rhythm(_num(row.get("recency_days")) or v * gap, gap, overdue_factor)
     if feature == "orders" and v is not None:
-        return "only one order so far" if v <= 1 else f"{v:.0f} orders so far"
+        if v <= 1:
+            return "only one order so far"
+        return f"{v:.0f} orders, all on one day" if days is not None and days <= 1 else f"{v:.0f} orders so far"
+    if feature == "order_days" and v is not None:
+        return "bought on one day only" if v <= 1 else f"bought on {v:.0f} different days"
     if feature == "tenure_days" and v is not None:
         return f"first order {v:.0f} days ago"
     if feature == "order_trend" and v is not None:
+        if days is not None and days <= 1:  # one day of orders: no pace to compare yet
+            return None
         if v > 0:
             return "ordering more often than the quarter before"
         if v < 0:
@@ -83,13 +94,15 @@ def describe(feature: str, row: pd.Series, categories: list[str], *, currency: s
         label = "average order" if feature == "avg_order_value" else "last order"
         return f"{label} of {money_text(v, currency)}"
     if feature == "rate_per_month" and v is not None:
-        return f"buys about {v:.1f} times a month"
+        return f"buys about {v:.1f} times a month" if days is None or days > 1 else None
     if feature == "gap_median" and v is not None:
         return f"usually orders every {max(1, round(v))} days"
     if feature == "gap_mean" and v is not None:  # not "usually": that is the median, as the customer page says
         return f"on average {v:.0f} days between orders"
     if feature == "gap_std" and v is not None:
-        return f"irregular rhythm (±{v:.0f} days)"
+        # Steady while the gaps vary by at most half the usual gap (a memoryless buyer's vary by about all of it).
+        steady = gap is not None and v <= 0.5 * gap
+        return f"{'steady' if steady else 'irregular'} rhythm (±{v:.0f} days)"
     if feature.startswith("category_") and feature.endswith("_share") and v is not None:
         index = int(feature.split("_")[1])
         name = categories[index] if index < len(categories) else "one category"
@@ -112,8 +125,8 @@ def describe(feature: str, row: pd.Series, categories: list[str], *, currency: s
 
 FEATURE_LABELS = {
     "recency_days": "days since the last order", "overdue_ratio": "days since the last order ÷ usual gap", "orders": "orders so far",
-    "tenure_days": "days since the first order", "order_trend": "orders this quarter vs the one before", "total_spent": "total spent",
-    "avg_order_value": "average order value", "last_order_value": "last order value", "rate_per_month": "orders per month",
+    "order_days": "days with an order", "tenure_days": "days since the first order", "order_trend": "days with an order this quarter vs the one before",
+    "total_spent": "total spent", "avg_order_value": "average order value", "last_order_value": "last order value", "rate_per_month": "days with an order per month",
     "gap_mean": "mean gap between orders", "gap_median": "usual gap between orders", "gap_std": "spread of the gaps between orders",
     "categories_bought": "categories bought from", "negative_reviews": "negative reviews", "reviews": "reviews written",
     "rating_mean": "average rating", "sentiment_mean": "review tone", "sentiment_last": "latest review's tone",

@@ -124,6 +124,21 @@ def history_from_frames(orders: pd.DataFrame, *, reviews: pd.DataFrame | None = 
     return History(customers, orders.sort_values("ordered_at", kind="stable"), lines, reviews, None, categories)
 
 
+def order_days(orders: pd.DataFrame) -> pd.DataFrame:
+    """Each customer's days with an order (UTC dates), oldest first, with the whole days since
+    their previous one (``gap``, NaN on the first).
+
+    Orders on the same day (an order split in two, an add-on bought an hour later) are one
+    purchase occasion: counted as orders they would make gaps of 0 days, a "usual" rhythm of
+    a day and a customer who has "bought again" without coming back. Gaps, cadence, the
+    overdue rule and "bought again" count these days; order counts and money stay per order.
+    """
+    days = pd.DataFrame({"customer": orders["customer"], "day": orders["ordered_at"].dt.floor("D")})
+    days = days.drop_duplicates().sort_values(["customer", "day"], kind="stable").reset_index(drop=True)
+    days["gap"] = days.groupby("customer")["day"].diff() / DAY
+    return days
+
+
 def _safe_ratio(numerator: pd.Series, denominator: pd.Series, default: float = 0.0) -> pd.Series:
     out = numerator / denominator.replace(0, np.nan)
     return out.replace([np.inf, -np.inf], np.nan).fillna(default)
@@ -155,15 +170,21 @@ def features_as_of(history: History, as_of: dt.date | dt.datetime | pd.Timestamp
         recent = orders[orders["age"] <= window].groupby("customer")
         frame[f"orders_{window}d"] = recent.size().reindex(frame.index, fill_value=0)
         frame[f"spent_{window}d"] = recent["amount"].sum().reindex(frame.index, fill_value=0.0)
-    previous = orders[(orders["age"] > TREND_DAYS) & (orders["age"] <= 2 * TREND_DAYS)].groupby("customer").size().reindex(frame.index, fill_value=0)
-    frame["order_trend"] = frame[f"orders_{TREND_DAYS}d"] - previous
-    # Inter-purchase gaps: the customer's own cadence, and how overdue they are against it.
-    gaps = orders.assign(gap=grouped["age"].diff().abs()).dropna(subset=["gap"]).groupby("customer")["gap"]
+    # The rhythm counts days with an order (``order_days``): the gaps between them, the
+    # customer's cadence, how overdue they are against it, their rate and its trend.
+    days = order_days(orders)
+    days["age"] = (cut.floor("D") - days["day"]) / DAY  # whole calendar days before the cut's date
+    by_day = days.groupby("customer")
+    frame["order_days"] = by_day.size()
+    recent_days = days[days["age"] < TREND_DAYS].groupby("customer").size().reindex(frame.index, fill_value=0)
+    previous_days = days[(days["age"] >= TREND_DAYS) & (days["age"] < 2 * TREND_DAYS)].groupby("customer").size().reindex(frame.index, fill_value=0)
+    frame["order_trend"] = recent_days - previous_days
+    gaps = by_day["gap"]
     frame["gap_mean"] = gaps.mean().reindex(frame.index)
     frame["gap_median"] = gaps.median().reindex(frame.index)
     frame["gap_std"] = gaps.std().reindex(frame.index)
     frame["overdue_ratio"] = _safe_ratio(frame["recency_days"], frame["gap_median"], default=np.nan)
-    frame["rate_per_month"] = frame["orders"] / np.maximum(frame["tenure_days"], 30.0) * 30.0
+    frame["rate_per_month"] = frame["order_days"] / np.maximum(frame["tenure_days"], 30.0) * 30.0
     # Category mix: share of spend in each of the tenant's top categories.
     lines = history.lines[history.lines["ordered_at"] <= cut]
     if not lines.empty:

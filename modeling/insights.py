@@ -50,9 +50,11 @@ def refresh_insights(tenant: Tenant, as_of: dt.date, *, backfill_months: int = B
     for date in lifecycle.backfill_dates(history, as_of, backfill_months):
         if date not in known_dates:
             past = _predictions(tenant, date)
-            save_stages(tenant, date, lifecycle.stages_as_of(history, date, lifecycle.derive_thresholds(history, date, overrides), predictions=past if len(past) else None))
-    stages = lifecycle.stages_as_of(history, as_of, thresholds, features=features, predictions=predictions if len(predictions) else None)
-    stages = save_stages(tenant, as_of, stages)
+            save_stages(tenant, date, lifecycle.stages_as_of(history, date, lifecycle.derive_thresholds(history, date, overrides),
+                                                             predictions=past if len(past) else None, previous=previous_stages(tenant, date)))
+    stages = lifecycle.stages_as_of(history, as_of, thresholds, features=features, predictions=predictions if len(predictions) else None,
+                                    previous=previous_stages(tenant, as_of))
+    save_stages(tenant, as_of, stages)
 
     progress(0.3, "RFM groups")
     rfm = segments.rfm_scores(features) if len(features) else pd.DataFrame(columns=["group", "code"])
@@ -139,31 +141,31 @@ def _predictions(tenant: Tenant, as_of: dt.date) -> pd.DataFrame:
     return frame.set_index("customer")
 
 
-def save_stages(tenant: Tenant, as_of: dt.date, stages: pd.DataFrame) -> pd.DataFrame:
-    """Store the stages of ``as_of``. A customer whose stage is unchanged since the previous
-    snapshot keeps that snapshot's ``since``, so the date a stage began survives."""
-    with tenant_context(tenant), transaction.atomic():
-        previous = (
-            StageSnapshot.objects.filter(as_of__lt=as_of).order_by("customer_id", "-as_of").distinct("customer_id")
-            if _distinct_on() else None
-        )
-        if previous is not None:
-            before = {s.customer_id: (s.stage, s.since) for s in previous}
+def previous_stages(tenant: Tenant, as_of: dt.date) -> pd.DataFrame:
+    """Each customer's latest stage snapshot before ``as_of`` (stage, as_of, since, reason),
+    indexed by customer: the periods ``lifecycle.stages_as_of`` continues."""
+    columns = ["customer", "stage", "as_of", "since", "reason"]
+    with tenant_context(tenant):
+        earlier = StageSnapshot.objects.filter(as_of__lt=as_of)
+        if _distinct_on():
+            rows = list(earlier.order_by("customer_id", "-as_of").distinct("customer_id").values_list("customer_id", "stage", "as_of", "since", "reason"))
         else:
-            before = {}
-            for s in StageSnapshot.objects.filter(as_of__lt=as_of).order_by("customer_id", "as_of").only("customer_id", "stage", "since"):
-                before[s.customer_id] = (s.stage, s.since)
-        stages = stages.copy()
-        for customer, row in stages.iterrows():
-            old = before.get(customer)
-            if old is not None and old[0] == row["stage"]:
-                stages.at[customer, "since"] = old[1]
+            rows = list(earlier.order_by("customer_id", "as_of").values_list("customer_id", "stage", "as_of", "since", "reason"))
+    frame = pd.DataFrame.from_records(rows, columns=columns).drop_duplicates("customer", keep="last")
+    return frame.set_index("customer")
+
+
+def save_stages(tenant: Tenant, as_of: dt.date, stages: pd.DataFrame) -> None:
+    """Store the stages of ``as_of`` (``lifecycle.stages_as_of`` given the previous snapshots,
+    so a stage that goes on keeps the day it began). A snapshot keeps the reason as of that
+    day (``entry_reason``), not as of its own date: the stage history shows them together."""
+    with tenant_context(tenant), transaction.atomic():
         StageSnapshot.objects.filter(as_of=as_of).delete()
         StageSnapshot.objects.bulk_create(
-            [StageSnapshot(tenant=tenant, customer_id=int(c), as_of=as_of, stage=r["stage"], since=r["since"], reason=r["reason"][:300]) for c, r in stages.iterrows()],
+            [StageSnapshot(tenant=tenant, customer_id=int(c), as_of=as_of, stage=r["stage"], since=r["since"], reason=r["entry_reason"][:300])
+             for c, r in stages.iterrows()],
             batch_size=2000,
         )
-    return stages
 
 
 def _distinct_on() -> bool:

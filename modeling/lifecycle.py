@@ -9,7 +9,12 @@ the models' outputs:
 * a customer is overdue against their *own* median gap (or the tenant's, after one
   order), or at risk when the purchase probability falls below a threshold;
 * "Loyal/VIP" needs a repeat buyer in the top value tier (the scoring's tier, or the top
-  20% by spend when the date has no scoring).
+  20% by spend when the date has no scoring);
+* gaps, cadence and "bought again" count days with an order (``features.order_days``):
+  orders on one day are one purchase.
+
+Each stage has the day it began and a reason as of that day (``entry_reason``, what the
+stage history shows for the period) next to the reason as of the date.
 
 Everything is computed from a :class:`History` cut at the date, so stages can be
 recomputed for any past date (backfill) without seeing later orders.
@@ -19,11 +24,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from modeling.features import DAY, History, as_timestamp, features_as_of
+from modeling.features import History, as_timestamp, features_as_of, order_days
 from modeling.models import Stage
 
 FUNNEL = [Stage.PROSPECT, Stage.NEW, Stage.ACTIVE, Stage.LOYAL, Stage.REACTIVATED, Stage.AT_RISK, Stage.LAPSED]
@@ -48,17 +54,16 @@ DERIVED = ("usual_gap_days", "repurchase_window_days", "lapse_days")
 
 
 def derive_thresholds(history: History, as_of: dt.date, overrides: dict | None = None) -> Thresholds:
-    """Thresholds from the gaps between consecutive orders up to ``as_of``, then the
-    tenant's overrides (``tenant.settings["lifecycle"]``) on top."""
+    """Thresholds from the gaps between consecutive days with an order up to ``as_of``
+    (orders on one day are one purchase, ``features.order_days``), then the tenant's
+    overrides (``tenant.settings["lifecycle"]``) on top."""
     return thresholds_from_orders(history.orders, as_of, overrides)
 
 
 def thresholds_from_orders(orders: pd.DataFrame, as_of: dt.date, overrides: dict | None = None) -> Thresholds:
     """:func:`derive_thresholds` from an orders frame alone (customer, ordered_at), so the
     Lifecycle page can show the derived values without loading the whole history."""
-    orders = orders[orders["ordered_at"] <= as_timestamp(as_of)].sort_values(["customer", "ordered_at"])
-    gaps = (orders.groupby("customer")["ordered_at"].diff().dropna() / DAY).to_numpy()
-    gaps = gaps[gaps >= 1]
+    gaps = order_days(orders[orders["ordered_at"] <= as_timestamp(as_of)])["gap"].dropna().to_numpy()
     thresholds = Thresholds()
     if len(gaps) >= 20:
         usual = float(np.median(gaps))
@@ -84,71 +89,97 @@ def with_overrides(thresholds: Thresholds, overrides: dict | None) -> Thresholds
 
 
 def stages_as_of(
-    history: History, as_of: dt.date, thresholds: Thresholds, *, features: pd.DataFrame | None = None, predictions: pd.DataFrame | None = None
+    history: History, as_of: dt.date, thresholds: Thresholds, *, features: pd.DataFrame | None = None, predictions: pd.DataFrame | None = None,
+    previous: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per customer known at ``as_of``: stage, since (date) and reason.
+    """One row per customer known at ``as_of``: stage, since (date), reason (as of ``as_of``)
+    and entry_reason (as of ``since``: why the customer entered the stage, which the stage
+    history shows for the period).
 
     ``predictions`` (indexed by customer; ``purchase_probability`` and ``value_tier``) are
-    the scoring of that same date, when there is one."""
+    the scoring of that same date, when there is one. ``previous`` (indexed by customer;
+    ``stage``, ``as_of``, ``since``, ``reason``) is each customer's latest stage snapshot
+    before ``as_of``: a stage it already showed continues that period, with its since and its
+    entry reason; a stage it did not show began after that snapshot's date.
+
+    Rhythm and "bought again" count days with an order (``order_days``): a customer whose
+    three orders are all from one day is new, not a repeat buyer with a one-day cadence."""
     cut = as_timestamp(as_of)
     features = features if features is not None else features_as_of(history, as_of)
     customers = history.customers.assign(first_seen=pd.to_datetime(history.customers["first_seen"], utc=True))
     known = customers[customers["first_seen"].isna() | (customers["first_seen"] <= cut)]["customer"]
     population = pd.Index(known).union(features.index)
-    result = pd.DataFrame(index=population)
-    result.index.name = "customer"
     day = pd.Timestamp(as_of)
 
-    # Prospects: known, no order yet.
-    result["stage"] = Stage.PROSPECT.value
+    # Per customer: stage, the day it began, its reason as a template of the days since the
+    # last order ({days}: "45", {ago}: "45 days ago"), and that last order's date.
     first_seen = customers.set_index("customer")["first_seen"].reindex(population)
-    result["since"] = [(ts.date() if pd.notna(ts) else as_of) for ts in first_seen]
-    result["reason"] = "no order yet"
-    if not len(features):
-        return result
-
-    f = features
-    orders = history.orders[history.orders["ordered_at"] <= cut].sort_values(["customer", "ordered_at"])
-    previous_gap = (orders.groupby("customer")["ordered_at"].diff() / DAY).groupby(orders["customer"]).last().reindex(f.index)
-    recency = np.floor(f["recency_days"]).astype(int)  # calendar days since the last order
-    count = f["orders"].astype(int)
-    own_gap = f["gap_median"].where(count >= 2, thresholds.usual_gap_days).fillna(thresholds.usual_gap_days).clip(lower=1)
-    overdue_after = (thresholds.overdue_factor * own_gap).round().astype(int)
-    if predictions is not None and "value_tier" in predictions:
-        high_tier = predictions["value_tier"].reindex(f.index).eq("high")
-    else:
-        high_tier = f["total_spent"] > f["total_spent"].quantile(0.8)  # no scoring that day: top 20% by spend
-    probability = predictions["purchase_probability"].reindex(f.index) if predictions is not None and "purchase_probability" in predictions else pd.Series(np.nan, index=f.index)
-    last_order = (day - pd.to_timedelta(recency, unit="D")).dt.date
-
-    stages, since, reasons = [], [], []
-    window, lapse = thresholds.repurchase_window_days, thresholds.lapse_days
-    for customer in f.index:
-        r, n, gap, last = int(recency[customer]), int(count[customer]), previous_gap[customer], last_order[customer]
-        p = probability[customer]
-        if r > lapse:
-            stage, start, reason = Stage.LAPSED, last + dt.timedelta(days=lapse), f"lapsed: {r:,} days since the last order (lapse threshold {lapse:,})"
-        elif n >= 2 and pd.notna(gap) and gap > lapse and r <= window:
-            stage, start, reason = Stage.REACTIVATED, last, f"reactivated: ordered {r} days ago after {round(gap):,} days away"
-        elif n == 1 and r <= window:
-            stage, start, reason = Stage.NEW, last, f"new: first order {r} days ago (usual repurchase window {window} days)"
-        elif r > overdue_after[customer]:
-            usual = "their usual" if n >= 2 else "the shop's usual"
-            stage, start = Stage.AT_RISK, last + dt.timedelta(days=int(overdue_after[customer]))
-            reason = f"overdue: {r} days vs. {usual} {round(own_gap[customer])}"
-        elif pd.notna(p) and p < thresholds.at_risk_probability:
-            stage, start, reason = Stage.AT_RISK, as_of, f"purchase probability {_below(p, thresholds.at_risk_probability)}"
-        elif n >= 2 and high_tier[customer]:
-            stage, start, reason = Stage.LOYAL, last, f"loyal: {n} orders, top value tier"
+    periods: dict[Any, tuple[str, dt.date, str, dt.date | None]] = {
+        customer: (Stage.PROSPECT.value, ts.date() if pd.notna(ts) else as_of, "no order yet", None) for customer, ts in first_seen.items()
+    }
+    if len(features):
+        f = features
+        gaps = order_days(history.orders[history.orders["ordered_at"] <= cut])
+        previous_gap = gaps.groupby("customer")["gap"].last().reindex(f.index)
+        recency = np.floor(f["recency_days"]).astype(int)  # calendar days since the last order
+        count, days = f["orders"].astype(int), f["order_days"].astype(int)
+        own_gap = f["gap_median"].where(days >= 2, thresholds.usual_gap_days).fillna(thresholds.usual_gap_days).clip(lower=1)
+        overdue_after = (thresholds.overdue_factor * own_gap).round().astype(int)
+        if predictions is not None and "value_tier" in predictions:
+            high_tier = predictions["value_tier"].reindex(f.index).eq("high")
         else:
-            stage, start, reason = Stage.ACTIVE, last, f"active: last order {r} days ago, {n} order{'s' if n != 1 else ''}"
-        stages.append(stage.value)
-        since.append(min(start, as_of))
-        reasons.append(reason)
-    result.loc[f.index, "stage"] = stages
-    result.loc[f.index, "since"] = since
-    result.loc[f.index, "reason"] = reasons
-    return result
+            high_tier = f["total_spent"] > f["total_spent"].quantile(0.8)  # no scoring that day: top 20% by spend
+        probability = predictions["purchase_probability"].reindex(f.index) if predictions is not None and "purchase_probability" in predictions else pd.Series(np.nan, index=f.index)
+        last_order = (day - pd.to_timedelta(recency, unit="D")).dt.date
+
+        window, lapse = thresholds.repurchase_window_days, thresholds.lapse_days
+        for customer in f.index:
+            r, n, d, gap, last = int(recency[customer]), int(count[customer]), int(days[customer]), previous_gap[customer], last_order[customer]
+            p = probability[customer]
+            returning = d >= 2 and pd.notna(gap) and gap > lapse
+            # New and Reactivated hold for the repurchase window after the order: a stage that
+            # follows them begins the day after it.
+            after_window = last + dt.timedelta(days=window + 1) if d == 1 or returning else last
+            if r > lapse:
+                stage, start, template = Stage.LAPSED, last + dt.timedelta(days=lapse), f"lapsed: {{days}} days since the last order (lapse threshold {lapse:,})"
+            elif returning and r <= window:
+                stage, start, template = Stage.REACTIVATED, last, f"reactivated: ordered {{ago}} after {round(gap):,} days away"
+            elif d == 1 and r <= window:
+                stage, start, template = Stage.NEW, last, f"new: first order {{ago}} (usual repurchase window {window} days)"
+            elif r > overdue_after[customer]:
+                usual = "their usual" if d >= 2 else "the shop's usual"
+                # From the first day past the overdue mark, when the factors say "overdue" too (explain._rhythm).
+                stage, start = Stage.AT_RISK, max(last + dt.timedelta(days=int(overdue_after[customer]) + 1), after_window)
+                template = f"overdue: {{days}} days vs. {usual} {round(own_gap[customer])}"
+            elif pd.notna(p) and p < thresholds.at_risk_probability:
+                stage, start, template = Stage.AT_RISK, as_of, f"purchase probability {_below(p, thresholds.at_risk_probability)}"
+            elif d >= 2 and high_tier[customer]:
+                stage, start, template = Stage.LOYAL, after_window, f"loyal: {n} orders, top value tier"
+            else:
+                stage, start, template = Stage.ACTIVE, after_window, f"active: last order {{ago}}, {n} order{'s' if n != 1 else ''}"
+            periods[customer] = (stage.value, min(start, as_of), template, last)
+
+    before: dict[Any, dict[str, Any]] = previous.to_dict("index") if previous is not None else {}
+    rows = []
+    for customer, (stage, start, template, last) in periods.items():
+        shown = before.get(customer)
+        if shown is not None and shown["stage"] == stage:  # the period goes on
+            since, entry = shown["since"], shown["reason"]
+        else:
+            since = max(start, shown["as_of"] + dt.timedelta(days=1)) if shown is not None else start
+            entry = _reason(template, last, since)
+        rows.append((customer, stage, since, _reason(template, last, as_of), entry))
+    result = pd.DataFrame.from_records(rows, columns=["customer", "stage", "since", "reason", "entry_reason"]).set_index("customer")
+    return result.reindex(population)
+
+
+def _reason(template: str, last_order: dt.date | None, day: dt.date) -> str:
+    """A stage's reason as of ``day``: the template with the days since the last order then."""
+    if last_order is None:
+        return template
+    days = (day - last_order).days
+    ago = "today" if days == 0 else "1 day ago" if days == 1 else f"{days:,} days ago"
+    return template.format(days=f"{days:,}", ago=ago)
 
 
 def backfill_dates(history: History, as_of: dt.date, months: int) -> list[dt.date]:

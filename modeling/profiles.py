@@ -8,7 +8,8 @@ Numbers are rounded on purpose (weeks, months, two significant digits of money):
 does not change from one day to the next keeps its cached embedding, so rescoring only
 re-embeds the customers whose story actually changed. The text is deterministic and kept
 under ~120 tokens so a batch stays cheap on CPU. Money carries the shop's currency code
-("EUR 240"); the cadence is the median gap rounded as the customer page rounds it.
+("EUR 240"); the cadence is the median gap between days with an order, rounded as the
+customer page rounds it.
 """
 
 from __future__ import annotations
@@ -112,19 +113,23 @@ def customer_profiles(
 
 def _history_sentence(row: dict[str, float], currency: str | None) -> str:
     orders = int(row.get("orders", 0) or 0)
+    # Days with an order (features.order_days): orders on one day are one purchase, so a
+    # rhythm and a trend need two days, as the lifecycle's "bought again" does.
+    days = int(row.get("order_days", orders) or 0)
     sentences = [f"Customer for {_duration(row.get('tenure_days', 0))}."]
     order_word = "order" if orders == 1 else "orders"
-    recency = f"last one {_duration(row.get('recency_days', 0))} ago" if orders > 1 else f"{_duration(row.get('recency_days', 0))} ago"
+    ago = f"{_duration(row.get('recency_days', 0))} ago"
+    recency = f"last one {ago}" if days > 1 else f"all on one day, {ago}" if orders > 1 else ago
     cadence = row.get("gap_median", np.nan)
     # The customer page's "usually every N days" (customers.services.queries): the median gap, rounded, at least a day.
-    usual = f", usually every {_duration(max(1, round(cadence)))}" if orders > 1 and pd.notna(cadence) else ""
+    usual = f", usually every {_duration(max(1, round(cadence)))}" if days > 1 and pd.notna(cadence) else ""
     sentences.append(f"{orders} {order_word}, {recency}{usual}.")
     spent = f"Spent {_money(row.get('total_spent', 0), currency)}"
     if orders > 1:
         spent += f" (avg {_money(row.get('avg_order_value', 0), currency)})"
     sentences.append(spent + ".")
     trend = row.get("order_trend", 0)
-    if orders > 1 and pd.notna(trend) and trend != 0:
+    if days > 1 and pd.notna(trend) and trend != 0:
         sentences.append("Ordering more than before." if trend > 0 else "Ordering less than before.")
     return " ".join(sentences)
 
