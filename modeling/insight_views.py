@@ -53,7 +53,7 @@ class ThresholdsForm(forms.Form):
             if name not in lifecycle.DERIVED:
                 source = "default"
             elif derived.derived_from_gaps:
-                source = f"derived from your data ({derived.derived_from_gaps:,} gaps between orders)"
+                source = f"derived from your data ({derived.derived_from_gaps:,} gaps between days with an order)"
             else:
                 source = "default (too few repeat orders to derive)"
             value = getattr(derived, name)

@@ -343,7 +343,7 @@ def test_thresholds_form_shows_derived_values_and_saving_recomputes_stages(score
     # Given: the page shows the derived values as placeholders and in words.
     page = client.get("/lifecycle/").content.decode()
     assert f'placeholder="{derived.lapse_days}"' in page
-    assert f"derived from your data ({derived.derived_from_gaps:,} gaps between orders): {derived.lapse_days} days" in page
+    assert f"derived from your data ({derived.derived_from_gaps:,} gaps between days with an order): {derived.lapse_days} days" in page
     with tenant_context(scored_shop):
         lapsed_before = CustomerInsight.objects.filter(stage=Stage.LAPSED).count()
         snapshots_before = StageSnapshot.objects.filter(as_of=END, stage=Stage.LAPSED).count()

@@ -131,3 +131,33 @@ def test_bulk_rows_that_repeat_an_id_are_asked_for_again_as_rows(tenant_a) -> No
 
     result = import_rows(tenant_a, "customers", [{"customer_id": "c1", "email": "a@example.com"}, {"customer_id": "c1", "email": "b@example.com"}])
     assert not result.ok and result.message.endswith("Fix them and send the rows again.")
+
+
+def test_bgnbd_counts_a_day_with_orders_as_one_purchase() -> None:
+    import pandas as pd
+
+    from modeling.families.bgnbd import rfm_summary
+
+    orders = pd.DataFrame({"customer": [1, 1, 1, 1, 2], "amount": [10.0, 5.0, 20.0, 4.0, 7.0], "ordered_at": pd.to_datetime(
+        ["2024-01-01 09:00", "2024-01-01 18:00", "2024-01-08 10:00", "2024-01-08 11:00", "2024-01-03 00:00"], utc=True)})
+    summary = rfm_summary(orders, pd.Timestamp("2024-01-31", tz="UTC"))
+    assert summary.loc[1, "frequency"] == 1.0 and summary.loc[1, "monetary_value"] == 24.0  # the second day's two orders
+    assert summary.loc[1, "recency"] == 1.0 and summary.loc[1, "total_spent"] == 39.0  # a week, in weeks
+    assert summary.loc[2, "frequency"] == 0.0
+
+
+@pytest.mark.django_db
+def test_the_customer_pages_rhythm_counts_days_with_an_order(tenant_a, client, alice) -> None:
+    from clmsite.tenancy import tenant_context
+    from customers.models import Customer
+    from customers.services.imports import import_rows
+
+    rows = [{"customer_id": "c1", "order_id": f"o{i}", "ordered_at": f"2024-03-01T{9 + i:02d}:00:00Z", "amount": "10"} for i in range(3)]
+    import_rows(tenant_a, "orders", rows)
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get(external_id="c1")
+    client.force_login(alice)
+    page = client.get(f"/customers/{customer.pk}/").content.decode()
+    assert "no repeat yet" in page and "usually every" not in page
+    import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o9", "ordered_at": "2024-03-11", "amount": "10"}])
+    assert "usually every 10 days" in client.get(f"/customers/{customer.pk}/").content.decode()

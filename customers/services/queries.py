@@ -118,9 +118,11 @@ def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         orders = list(customer.orders.prefetch_related(items).order_by("-ordered_at")[:200])
         reviews = list(customer.reviews.select_related("product").order_by("-created_at")[:100])
     # The customer's rhythm as the models read it (modeling.features): the median gap between
-    # sales, in days, so that the page, the factors and the profile say the same number.
+    # days with a sale (orders on one day are one purchase), so that the page, the factors
+    # and the profile say the same number.
     sales = [order for order in orders if order.status not in Order.NOT_REVENUE]
-    gaps = [(a.ordered_at - b.ordered_at).total_seconds() / 86_400 for a, b in zip(sales, sales[1:], strict=False)]
+    days = sorted({order.ordered_at.astimezone(dt.UTC).date() for order in sales})
+    gaps = [(later - earlier).days for earlier, later in zip(days, days[1:], strict=False)]
     categories: dict[str, int] = {}
     for order in sales:  # what they bought: a cancelled or refunded order was not a purchase
         for item in order.items.all():

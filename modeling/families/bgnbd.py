@@ -69,7 +69,7 @@ def rfm_summary(orders: pd.DataFrame, calibration_end: dt.date | dt.datetime | p
     """Each customer's BG/NBD summary from the orders (customer, ordered_at, amount) up to
     ``calibration_end`` (a date means the end of that day, as everywhere in the app).
 
-    Columns: ``frequency`` (repeat orders: orders after the first), ``recency`` (first to
+    Columns: ``frequency`` (repeat purchases: days with an order after the first), ``recency`` (first to
     last order) and ``T`` (first order to the end of calibration), both in ``unit_days``;
     ``monetary_value`` (mean amount of the repeat orders, 0 without any) and ``total_spent``.
 
@@ -81,16 +81,19 @@ def rfm_summary(orders: pd.DataFrame, calibration_end: dt.date | dt.datetime | p
     longer (273 - 1 s): on CDNOW that moves a from the published 0.793 to 0.815, so
     this model uses this summary for fitting and scoring alike.
 
-    Each order counts as one purchase; for CDNOW the app holds one order per customer-day
-    (several lines on one day form one order), which is the paper's transaction.
+    A purchase is a day with an order, as lifetimes counts it and as the features and the
+    stages do: orders on one day (a split or an add-on order) are one purchase, of their
+    summed amount. For CDNOW the app holds one order per customer-day anyway (several lines
+    on one day form one order), which is the paper's transaction.
     """
     cut = as_timestamp(calibration_end)
     seen = orders[pd.to_datetime(orders["ordered_at"], utc=True) <= cut]
     columns = ["frequency", "recency", "T", "monetary_value", "total_spent"]
     if seen.empty:
         return pd.DataFrame(columns=columns, index=pd.Index([], name="customer"), dtype=float)
-    seen = seen.assign(day=pd.to_datetime(seen["ordered_at"], utc=True).dt.floor("D")).sort_values(["customer", "ordered_at"], kind="stable")
-    grouped = seen.groupby("customer")
+    seen = seen.assign(day=pd.to_datetime(seen["ordered_at"], utc=True).dt.floor("D"))
+    days = seen.groupby(["customer", "day"], sort=True)["amount"].sum().astype(float).reset_index()
+    grouped = days.groupby("customer")
     first_day, last_day = grouped["day"].min(), grouped["day"].max()
     first_amount = grouped["amount"].first()
     summary = pd.DataFrame(index=first_day.index)
@@ -406,7 +409,8 @@ def stacked_features(features: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=features.index, columns=["bgnbd_p_alive", "bgnbd_expected_13w"], dtype=float)
     if len(features) < 50:
         return out
-    x = (features["orders"] - 1).clip(lower=0).to_numpy(dtype=float)
+    purchases = features["order_days"] if "order_days" in features else features["orders"]  # days with an order, as rfm_summary counts
+    x = (purchases - 1).clip(lower=0).to_numpy(dtype=float)
     t_x = ((features["tenure_days"] - features["recency_days"]) / UNIT_DAYS).clip(lower=0).to_numpy(dtype=float)
     age = (features["tenure_days"] / UNIT_DAYS).to_numpy(dtype=float)
     try:
