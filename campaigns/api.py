@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiSerializerExtension
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -14,7 +15,7 @@ from rest_framework.response import Response
 
 from campaigns import services
 from campaigns.models import Campaign
-from clmsite.api import TenantViewSet
+from clmsite.api import Conflict, TenantViewSet, conflict_response
 from clmsite.models import Role, role_at_least
 from clmsite.permissions import request_role
 from modeling.api import SavedFiltersSerializer
@@ -82,6 +83,13 @@ class AudienceMemberSerializer(serializers.Serializer):
     predicted_value = serializers.CharField(allow_null=True)
 
 
+# A campaign's state conflicts (launching a running one, editing or deleting a launched one)
+# answer 409, as a finished job's cancel does: the request was well formed, the state says no.
+NOT_A_DRAFT = conflict_response("The campaign's state does not allow this (`detail` says why).")
+
+
+@extend_schema_view(partial_update=extend_schema(responses={200: CampaignSerializer, 409: NOT_A_DRAFT}),
+                    destroy=extend_schema(responses={204: None, 409: NOT_A_DRAFT}))
 class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
     """Campaigns. Analysts create and edit drafts; admins launch and cancel. ``report`` has
     the outcome (uplift with its 95% CI); ``audience`` lists the launched treatment group.
@@ -116,8 +124,14 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         services.audit_saved(campaign, created=True, user=self.request.user, via="api")
 
     def perform_update(self, serializer: Any) -> None:
-        if serializer.instance.state not in (Campaign.State.DRAFT, Campaign.State.SCHEDULED):
-            raise ValidationError({"detail": "A launched campaign cannot be edited."})
+        with transaction.atomic():
+            # Locked as a launch locks it, so that an edit cannot slip in beside a launch.
+            state = Campaign.objects.select_for_update().values_list("state", flat=True).get(pk=serializer.instance.pk)
+            if state not in (Campaign.State.DRAFT, Campaign.State.SCHEDULED):
+                raise Conflict("A launched campaign cannot be edited.")
+            self._save_edit(serializer)
+
+    def _save_edit(self, serializer: Any) -> None:
         extra = {"webhook_secret": services.new_webhook_secret()} if serializer.validated_data.get("webhook_url") and not serializer.instance.webhook_secret else {}
         before = {name: getattr(serializer.instance, name) for name in serializer.validated_data}
         campaign = serializer.save(state=self._state_for(serializer) if "scheduled_for" in serializer.validated_data else serializer.instance.state, updated_at=timezone.now(), **extra)
@@ -126,27 +140,27 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
 
     def perform_destroy(self, instance: Campaign) -> None:
         if not instance.is_deletable:
-            raise ValidationError({"detail": "A launched campaign is kept for its report; cancel it instead."})
+            raise Conflict("A launched campaign is kept for its report; cancel it instead.")
         instance.delete()
 
-    @extend_schema(request=None, responses={200: CampaignSerializer})
+    @extend_schema(request=None, responses={200: CampaignSerializer, 409: conflict_response("Not a draft or a scheduled campaign, or its audience is empty.")})
     @action(detail=True, methods=["post"])
     def launch(self, request: Any, pk: str | None = None) -> Response:
         campaign = self.get_object()
         try:
             campaign = services.do_launch_campaign(self.tenant, campaign.pk, user=request.user, via="api")  # type: ignore[arg-type]
         except services.CampaignStateError as exc:
-            raise ValidationError({"detail": str(exc)}) from None
+            raise Conflict(str(exc)) from None
         return Response(self.get_serializer_class()(campaign).data)
 
-    @extend_schema(request=None, responses={200: CampaignSerializer})
+    @extend_schema(request=None, responses={200: CampaignSerializer, 409: conflict_response("The campaign is already completed or cancelled.")})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Any, pk: str | None = None) -> Response:
         campaign = self.get_object()
         try:
             campaign = services.do_cancel_campaign(self.tenant, campaign.pk, user=request.user, via="api")  # type: ignore[arg-type]
         except services.CampaignStateError as exc:
-            raise ValidationError({"detail": str(exc)}) from None
+            raise Conflict(str(exc)) from None
         return Response(self.get_serializer_class()(campaign).data)
 
     @extend_schema(responses={200: inline_serializer("CampaignReport", {

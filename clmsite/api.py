@@ -5,7 +5,7 @@ from the API key (or the session) and scopes every query to it. Subclasses defin
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -13,7 +13,9 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.http import Http404
-from rest_framework import exceptions, filters, status, viewsets
+from django_filters.widgets import SuffixedMultiWidget
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import exceptions, filters, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -92,7 +94,41 @@ class OrderingFilter(filters.OrderingFilter):
         return f"Allowed: {', '.join(allowed)} (a leading - reverses the order; separate several with commas)."
 
 
+class Conflict(exceptions.APIException):
+    """The object's state does not allow the request now (a campaign already launched, a job
+    already finished): the request itself was well formed, so not a 400."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object's state does not allow this."
+    default_code = "conflict"
+
+
+CONFLICT = inline_serializer("Conflict", {"detail": serializers.CharField()})  # one component for every 409
+
+
+def conflict_response(description: str) -> OpenApiResponse:
+    """The schema's 409 of an operation: the ``{"detail": ...}`` every error body has."""
+    return OpenApiResponse(CONFLICT, description=description)
+
+
+def refuse_unknown_fields(data: Any, writable: Iterable[str], read_only: Iterable[str] = ()) -> None:
+    """A body's keys must be fields the operation writes: a misspelt or read-only field would
+    otherwise be dropped and answered 200, which reads as if it had been saved."""
+    if not isinstance(data, Mapping):
+        return  # not an object: the serializer says so
+    writable, read_only = set(writable), set(read_only)
+    unknown = [str(key) for key in data if key not in writable]
+    if unknown:
+        takes = f"this operation writes {', '.join(sorted(writable))}." if writable else "this operation writes no fields."
+        raise exceptions.ValidationError({key: [f"{'This field is read-only' if key in read_only else 'Unknown field'}; {takes}"] for key in unknown})
+
+
 class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
+    # No PUT: every update is a PATCH of the fields it changes (the README documents no PUT).
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    #: Query parameters a list reads itself, besides its filters, search, ordering and page.
+    list_query_params: tuple[str, ...] = ()
+
     def get_queryset(self) -> Any:
         # The model's default manager is already scoped to the current tenant.
         return self.get_base_queryset()
@@ -107,6 +143,52 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
         ``?stage=lapsed`` made an existing customer's history a 404, and the schema would
         document them for sub-actions whose answer is a list of something else."""
         return [ClmFilterBackend, SearchFilter, OrderingFilter] if self.action == "list" else []
+
+    def filter_queryset(self, queryset: Any) -> Any:
+        """A list refuses a query parameter it does not know: ignored, ``?customer_id=`` (where
+        the filter is ``customer``) answered every order as if it had filtered them."""
+        if self.action == "list":
+            accepted = self.accepted_query_params(queryset)
+            unknown = [name for name in self.request.query_params if name not in accepted]
+            if unknown:
+                raise exceptions.ValidationError({name: [f"Unknown query parameter; this list takes {', '.join(sorted(accepted))}."] for name in unknown})
+        return super().filter_queryset(queryset)
+
+    def accepted_query_params(self, queryset: Any) -> set[str]:
+        """What the list reads: its filters, search (where it has search fields), ordering,
+        the page, the format override and what the view reads itself (``list_query_params``)."""
+        accepted = {api_settings.URL_FORMAT_OVERRIDE, *self.list_query_params}
+        if self.paginator is not None:
+            accepted.update(name for name in (getattr(self.paginator, "page_query_param", None), getattr(self.paginator, "page_size_query_param", None)) if name)
+        for backend in self.filter_backends:
+            if issubclass(backend, ClmFilterBackend):
+                filterset = backend().get_filterset_class(self, queryset)
+                for name, filter_ in (filterset.base_filters.items() if filterset else ()):
+                    widget = filter_.field.widget  # a range filter reads name_min and name_max
+                    if isinstance(widget, SuffixedMultiWidget):
+                        accepted.update(widget.suffixed(name, suffix) for suffix in widget.suffixes)
+                    else:
+                        accepted.add(name)
+            elif issubclass(backend, filters.SearchFilter) and getattr(self, "search_fields", None):
+                accepted.add(backend.search_param)
+            elif issubclass(backend, filters.OrderingFilter):
+                accepted.add(backend.ordering_param)
+        return {name for name in accepted if name}
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
+        """A body's unknown and read-only fields are refused (``refuse_unknown_fields``)."""
+        serializer = super().get_serializer(*args, **kwargs)
+        if "data" in kwargs:
+            fields = serializer.fields
+            refuse_unknown_fields(kwargs["data"], [name for name, field in fields.items() if not field.read_only], [name for name, field in fields.items() if field.read_only])
+        return serializer
+
+    def validated_form(self, form_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+        """An action's body, validated by ``form_class`` as ``get_serializer`` validates a model's."""
+        form = form_class(data=data)
+        refuse_unknown_fields(data, [name for name, field in form.fields.items() if not field.read_only])
+        form.is_valid(raise_exception=True)
+        return dict(form.validated_data)
 
     def permission_denied(self, request: Any, message: str | None = None, code: str | None = None) -> None:
         role = request_role(request)
@@ -183,7 +265,8 @@ def _field_errors(messages: Any) -> Any:
 # The answers every operation may give besides its own, documented once (drf-spectacular
 # postprocessing hook): each is the JSON object the exception handler above writes.
 ERROR_RESPONSES = {
-    "400": "Invalid input: `detail`, or each field's name with a list of messages (a bulk upsert: `errors` by row and column).",
+    "400": "Invalid input: `detail`, or each field's name with a list of messages (a bulk upsert: `errors` by row and column). "
+           "A body's unknown or read-only field, and a list's unknown query parameter, is such a 400 under its name.",
     "401": "No API key, or an unknown or revoked one (`WWW-Authenticate: Bearer`).",
     "403": "The key's role may not do this; `detail` names the role it needs.",
     "404": "Not found: a missing id, and an id of another shop, answer alike.",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import django_filters
+from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status
@@ -21,8 +23,9 @@ from clmsite.parsers import JSONParser
 from customers.models import Customer, Order, OrderItem, Product, Review
 from customers.services import parsing
 from customers.services.import_jobs import do_start_import
-from customers.services.imports import KINDS, ImportResult, import_rows
+from customers.services.imports import KINDS, SPECS, ImportResult, attribute_problem, import_rows
 from modeling.models import Job
+from modeling.review_insight import aspect_labels
 
 
 class ProductSerializer(serializers.ModelSerializer):
@@ -70,6 +73,10 @@ class ReviewSerializer(serializers.ModelSerializer):
         }
 
 
+# The customers file's own columns: an import never makes them attributes.
+CUSTOMER_COLUMNS = frozenset(column.name for column in SPECS["customers"].columns)
+
+
 class CustomerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Customer
@@ -80,10 +87,36 @@ class CustomerSerializer(serializers.ModelSerializer):
         # Writable fields are an explicit allow-list; tenant, ids and timestamps never are.
         read_only_fields = [f for f in fields if f not in {"email", "name", "country", "attributes"}]
 
-    def validate_attributes(self, value: Any) -> dict[str, Any]:
+    def validate_attributes(self, value: Any) -> dict[str, str]:
+        """The attributes as an import stores them: names in lower case, values as text (a
+        number as written, true/false for a boolean), stripped; a blank value keeps the stored
+        one, as a blank cell does. ``update`` merges them into the stored attributes."""
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
-        return value
+        attributes: dict[str, str] = {}
+        problems: dict[str, list[str]] = {}
+        seen: set[str] = set()
+        for key, raw in value.items():
+            name = key.strip().lower()
+            text = "" if raw is None else json.dumps(raw) if isinstance(raw, bool) else str(raw).strip()
+            if isinstance(raw, dict | list):
+                problem: str | None = f"must be a string, a number or true/false, not a JSON {'object' if isinstance(raw, dict) else 'list'}"
+            elif not name:
+                problem = "an attribute needs a name"
+            elif name in CUSTOMER_COLUMNS:
+                problem = f"{name} is a column of the customer, not an attribute"
+            elif name in seen:
+                problem = f"names the same attribute as another key ({name}); send one of them"
+            else:
+                problem = attribute_problem(name, text)
+            seen.add(name)
+            if problem:
+                problems[key] = [problem]
+            elif text:
+                attributes[name] = text
+        if problems:
+            raise serializers.ValidationError(problems)
+        return attributes
 
     def validate_email(self, value: str) -> str:
         """The import's own check, so an edit cannot store what an import refuses."""
@@ -93,7 +126,13 @@ class CustomerSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(str(exc)) from None
 
     def update(self, instance: Customer, validated_data: dict[str, Any]) -> Customer:
-        return super().update(instance, {**validated_data, "updated_at": timezone.now()})
+        with transaction.atomic():
+            if "attributes" in validated_data:
+                # Merged as an import merges them: a key the request leaves out keeps its value.
+                # The row is locked so that an import running meanwhile is not undone.
+                stored = Customer.objects.select_for_update().values_list("attributes", flat=True).get(pk=instance.pk)
+                validated_data["attributes"] = {**(stored or {}), **validated_data["attributes"]}
+            return super().update(instance, {**validated_data, "updated_at": timezone.now()})
 
 
 class CustomerDetailSerializer(CustomerSerializer):
@@ -125,6 +164,32 @@ class CustomerFilter(ClmFilterSet):
     class Meta:
         model = Customer
         fields = ["external_id", "country", "email"]
+
+
+class OrderFilter(ClmFilterSet):
+    # The customer's id as the files and the bulk rows have it; ``customer`` is our numeric id.
+    customer_id = django_filters.CharFilter(field_name="customer__external_id", label="the customer's id as imported (customer_id)")
+    status = django_filters.CharFilter(method="filter_status", label="as imported, compared without case (cancelled, canceled and Cancelled alike)")
+
+    class Meta:
+        model = Order
+        fields = {"ordered_at": ["gte", "lt"], "customer": ["exact"]}
+
+    def filter_status(self, queryset: Any, name: str, value: str) -> Any:
+        """The status as an import stores it (lower case, its spellings of cancelled and refunded ours)."""
+        try:
+            return queryset.filter(status=parsing.parse_status(value))
+        except parsing.FieldError as exc:
+            raise serializers.ValidationError({"status": [str(exc)]}) from None
+
+
+class ReviewFilter(ClmFilterSet):
+    customer_id = django_filters.CharFilter(field_name="customer__external_id", label="the customer's id as imported (customer_id)")
+    aspect = django_filters.ChoiceFilter(choices=list(aspect_labels().items()))
+
+    class Meta:
+        model = Review
+        fields = {"rating": ["exact", "gte", "lte"], "created_at": ["gte", "lt"], "customer": ["exact"], "sentiment": ["exact"]}
 
 
 BULK_RESULT = inline_serializer(
@@ -196,7 +261,7 @@ class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelM
     search_fields = ["external_id", "customer__external_id"]
     ordering_fields = ["ordered_at", "amount", "external_id"]
     ordering = ["-ordered_at"]
-    filterset_fields = {"ordered_at": ["gte", "lt"], "status": ["exact"], "customer": ["exact"]}
+    filterset_class = OrderFilter
 
     def get_base_queryset(self) -> Any:
         return Order.objects.select_related("customer").prefetch_related("items__product")
@@ -220,7 +285,7 @@ class ReviewViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModel
     search_fields = ["external_id", "text", "customer__external_id"]
     ordering_fields = ["created_at", "rating"]
     ordering = ["-created_at"]
-    filterset_fields = {"rating": ["exact", "gte", "lte"], "created_at": ["gte", "lt"], "customer": ["exact"]}
+    filterset_class = ReviewFilter
 
     def get_base_queryset(self) -> Any:
         return Review.objects.select_related("customer", "product")
@@ -258,10 +323,9 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantView
 
     @extend_schema(request={"multipart/form-data": ImportCreateSerializer}, responses={202: ImportSerializer})
     def create(self, request: Any) -> Response:
-        form = ImportCreateSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        upload = form.validated_data["file"]
-        job = do_start_import(self.tenant, form.validated_data["kind"], upload, upload.name, acting_user=request.user)  # type: ignore[arg-type]
+        form = self.validated_form(ImportCreateSerializer, request.data)
+        upload = form["file"]
+        job = do_start_import(self.tenant, form["kind"], upload, upload.name, acting_user=request.user)  # type: ignore[arg-type]
         job.refresh_from_db()
         return Response(ImportSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 

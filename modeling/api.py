@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import django_filters
+from django import forms
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status
@@ -13,7 +15,8 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from campaigns.models import Action
-from clmsite.api import TenantViewSet
+from clmsite.api import Conflict, TenantViewSet, conflict_response, refuse_unknown_fields
+from clmsite.filters import ClmFilterSet
 from clmsite.models import Role
 from clmsite.permissions import request_role
 from modeling import insights, jobs, registry
@@ -84,16 +87,15 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
     def get_base_queryset(self) -> Any:
         return ModelVersion.objects.all()
 
-    @extend_schema(request=RetrainSerializer, responses={202: JobSerializer, 409: inline_serializer("Conflict", {"detail": serializers.CharField()})})
+    @extend_schema(request=RetrainSerializer, responses={202: JobSerializer, 409: conflict_response("A training is already queued or running.")})
     @action(detail=False, methods=["post"])
     def retrain(self, request: Any) -> Response:
-        form = RetrainSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
+        form = self.validated_form(RetrainSerializer, request.data)
         user = request.user if getattr(request.user, "pk", None) else None
         try:
-            job = do_start_training(self.tenant, acting_user=user, **form.validated_data)  # type: ignore[arg-type]
+            job = do_start_training(self.tenant, acting_user=user, **form)  # type: ignore[arg-type]
         except TrainingAlreadyRunning as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+            raise Conflict(str(exc)) from None
         except InvalidAsOf as exc:
             raise ValidationError({"as_of": [str(exc)]}) from None
         job.refresh_from_db()
@@ -113,6 +115,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
     @action(detail=False, methods=["post"])
     def rollback(self, request: Any) -> Response:
         target = request.data.get("target") if hasattr(request.data, "get") else None  # the body may be a JSON list or null
+        refuse_unknown_fields(request.data, ["target"])
         if target not in ModelVersion.Target.values:
             raise ValidationError({"target": [f"one of {', '.join(ModelVersion.Target.values)}"]})
         try:
@@ -138,7 +141,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
     def get_base_queryset(self) -> Any:
         return Job.objects.all()
 
-    @extend_schema(request=None, responses={200: JobSerializer, 409: inline_serializer("JobFinished", {"detail": serializers.CharField()})})
+    @extend_schema(request=None, responses={200: JobSerializer, 409: conflict_response("The job has already finished.")})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Any, pk: str | None = None) -> Response:
         job = self.get_object()
@@ -147,16 +150,15 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
         except jobs.CancelNotAllowed as exc:
             raise PermissionDenied(str(exc)) from None
         except jobs.JobFinished as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+            raise Conflict(str(exc)) from None
         return Response(JobSerializer(job).data)
 
     @extend_schema(request=ScoreSerializer, responses={202: JobSerializer})
     @action(detail=False, methods=["post"])
     def score(self, request: Any) -> Response:
-        form = ScoreSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
+        form = self.validated_form(ScoreSerializer, request.data)
         try:
-            job = do_start_scoring(self.tenant, as_of=form.validated_data.get("as_of"), acting_user=request.user if getattr(request.user, "pk", None) else None)  # type: ignore[arg-type]
+            job = do_start_scoring(self.tenant, as_of=form.get("as_of"), acting_user=request.user if getattr(request.user, "pk", None) else None)  # type: ignore[arg-type]
         except InvalidAsOf as exc:
             raise ValidationError({"as_of": [str(exc)]}) from None
         job.refresh_from_db()
@@ -172,6 +174,7 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
     search_fields = ["customer__external_id", "customer__email"]
     ordering_fields = ["churn_probability", "purchase_probability", "predicted_value", "expected_orders"]
     ordering = ["-predicted_value"]
+    list_query_params = ("as_of",)
 
     def get_base_queryset(self) -> Any:
         queryset = Prediction.objects.select_related("customer")
@@ -260,12 +263,41 @@ class SegmentSerializer(serializers.ModelSerializer):
         return value.strip()
 
 
+class StrictBooleanField(forms.NullBooleanField):
+    widget = forms.TextInput  # the raw text, so that a value neither true nor false can be refused
+
+    def to_python(self, value: Any) -> bool | None:
+        text = str(value if value is not None else "").strip().lower()
+        if text in {"true", "1"}:
+            return True
+        if text in {"false", "0"}:
+            return False
+        if text:
+            raise forms.ValidationError("Must be true or false.", code="invalid")
+        return None
+
+
+class BooleanFilter(django_filters.BooleanFilter):
+    """``true`` or ``false`` (or 1 and 0), else a 400: django-filter's own reads any other
+    value as no filter, so that ``?is_current=yes`` answered every segment."""
+
+    field_class = StrictBooleanField
+
+
+class SegmentFilter(ClmFilterSet):
+    is_current = BooleanFilter()
+
+    class Meta:
+        model = Segment
+        fields = ["kind", "is_current"]
+
+
 class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
     """Learned, RFM and saved segments. Create and delete apply to saved segments, whose
     ``filters`` are live: ``members`` lists the customers matching them now."""
 
     serializer_class = SegmentSerializer
-    filterset_fields = ["kind", "is_current"]
+    filterset_class = SegmentFilter
     search_fields = ["name"]
     ordering_fields = ["size", "name"]
     ordering = ["kind", "-size"]
@@ -297,14 +329,25 @@ class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         return self.get_paginated_response(InsightSerializer(page, many=True).data)
 
 
+class InsightFilter(ClmFilterSet):
+    # Choices, as ``stage``'s are: a misspelt action or tier is a 400, not an empty list.
+    action = django_filters.ChoiceFilter(choices=Action.choices)
+    value_tier = django_filters.ChoiceFilter(choices=Prediction.Tier.choices)
+
+    class Meta:
+        model = CustomerInsight
+        fields = ["stage", "action", "value_tier", "learned_segment", "rfm_segment"]
+
+
 class InsightViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
-    """Each customer's stage, segments and recommended next action, looked up by customer
-    id; ``stages`` is the customer's stage history."""
+    """Each customer's stage, segments and recommended next action, looked up by the
+    customer's numeric ``id`` (as in /customers/, not the imported customer_id); ``stages``
+    is the customer's stage history."""
 
     serializer_class = InsightSerializer
     lookup_field = "customer"
     lookup_value_regex = "[0-9]{1,18}"  # a customer id (a bigint): anything else answers 404 like a missing one
-    filterset_fields = ["stage", "action", "value_tier", "learned_segment", "rfm_segment"]
+    filterset_class = InsightFilter
     search_fields = ["customer__external_id", "customer__email"]
     ordering_fields = ["priority", "churn_probability", "predicted_value"]
     ordering = ["-priority"]
