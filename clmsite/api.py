@@ -218,7 +218,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         log.warning("API input refused by the database: %s", exc)
         exc = exceptions.ValidationError({"detail": "A value in the request is out of range."})
     if isinstance(exc, RequestDataTooBig):
-        return Response({"detail": f"The request body is larger than {body_limit_mb()} MB. Send fewer rows per request, or upload a CSV file to /api/v1/imports/."},
+        return Response({"detail": f"The request body is larger than {body_limit_mb()} MB. For bulk rows, send fewer per request or upload a CSV file to /api/v1/imports/."},
                         status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     response = drf_exception_handler(exc, context)
     if response is None:

@@ -161,3 +161,18 @@ def test_the_customer_pages_rhythm_counts_days_with_an_order(tenant_a, client, a
     assert "no repeat yet" in page and "usually every" not in page
     import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o9", "ordered_at": "2024-03-11", "amount": "10"}])
     assert "usually every 10 days" in client.get(f"/customers/{customer.pk}/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_bulk_attribute_that_is_a_json_object_or_list_is_a_row_error(tenant_a) -> None:
+    from clmsite.tenancy import tenant_context
+    from customers.models import Customer
+    from customers.services.imports import import_rows
+
+    result = import_rows(tenant_a, "customers", [{"customer_id": "c1", "prefs": {"a": 1}}, {"customer_id": "c2", "tags": ["x"], "vip": True}])
+    assert [(e.row, e.column) for e in result.errors] == [(1, "prefs"), (2, "tags")]  # JSON rows count from 1
+    assert "not a JSON object" in result.errors[0].message
+    ok = import_rows(tenant_a, "customers", [{"customer_id": "c2", "vip": True, "visits": 3}])
+    assert ok.ok
+    with tenant_context(tenant_a):
+        assert Customer.objects.get(external_id="c2").attributes == {"vip": "true", "visits": "3"}

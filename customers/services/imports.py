@@ -607,14 +607,17 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
     if any(key != column for key, column in column_of.items()):
         rows = [_by_column(row, column_of, index + 1, refused) for index, row in enumerate(rows)]
 
-    # A named column takes a string or a number; JSON objects, lists and booleans are refused
-    # rather than stored as their text, each reported with the other errors of the request.
+    # A named column takes a string or a number, an attribute also true/false; JSON objects and
+    # lists (and booleans in a named column) are refused rather than stored as their text, each
+    # reported with the other errors of the request.
     known = {c.name for c in spec.columns}
     not_scalar = {bool: "true/false", dict: "a JSON object", list: "a JSON list"}
     for index, row in enumerate(rows):
         for name, value in row.items():
             if name in known and type(value) in not_scalar:
                 refused.setdefault(index + 1, {}).setdefault(name, f"must be a string or a number, not {not_scalar[type(value)]}")
+            elif spec.kind == "customers" and name not in known and isinstance(value, dict | list):  # an attribute, as the API's PATCH checks it
+                refused.setdefault(index + 1, {}).setdefault(name, f"an attribute must be text, a number or true/false, not {not_scalar[type(value)]}")
 
     def cell(value: Any) -> str:
         if value is None:
