@@ -1,9 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.templatetags.static import static
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from rest_framework.routers import SimpleRouter
 
@@ -76,7 +74,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/cancel/", site_views.cancel_job, name="cancel_job"),
     path("healthz", site_views.healthz, name="healthz"),
     # Pages that do not link an icon (the API docs) ask for this one.
-    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+    path("favicon.ico", site_views.favicon),
     path("api/v1/", include(router.urls)),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="api_schema"),
     re_path(r"^api/docs/?$", SpectacularRedocView.as_view(url_name="api_schema"), name="api_docs"),

@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -221,3 +221,11 @@ def tenant_settings(request: HttpRequest) -> HttpResponse:
         messages.success(request, "Settings saved. The horizon applies from the next training; tiers from the next scoring.")
         return redirect("tenant_settings")
     return render(request, "tenant_settings.html", {"form": form})
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """For pages that link no icon (the API docs). Resolved per request: the static files'
+    manifest (their hashed names) exists only once collectstatic has run."""
+    from django.templatetags.static import static
+
+    return HttpResponsePermanentRedirect(static("favicon.svg"))
