@@ -35,8 +35,11 @@ BACKFILL_MONTHS = 12
 PROSPECTS_KEY = "prospects"
 
 
-def refresh_insights(tenant: Tenant, as_of: dt.date, *, backfill_months: int = BACKFILL_MONTHS, seed: int = 0, progress: Progress = no_progress) -> dict[str, Any]:
-    """Recompute everything for ``as_of``; returns counts for the job's result."""
+def refresh_insights(tenant: Tenant, as_of: dt.date, *, backfill_months: int = BACKFILL_MONTHS, seed: int = 0, progress: Progress = no_progress,
+                     rebuild_history: bool = False) -> dict[str, Any]:
+    """Recompute everything for ``as_of``; returns counts for the job's result. The month-end
+    snapshots are filled in where missing, or all recomputed with ``rebuild_history`` (after
+    the stage rules changed, oldest first, so each period's start and reason carry forward)."""
     progress(0.0, "Loading data")
     history = load_history(tenant, ceiling=as_of)
     features = features_as_of(history, as_of)
@@ -48,7 +51,7 @@ def refresh_insights(tenant: Tenant, as_of: dt.date, *, backfill_months: int = B
     with tenant_context(tenant):
         known_dates = set(StageSnapshot.objects.values_list("as_of", flat=True).distinct())
     for date in lifecycle.backfill_dates(history, as_of, backfill_months):
-        if date not in known_dates:
+        if rebuild_history or date not in known_dates:
             past = _predictions(tenant, date)
             save_stages(tenant, date, lifecycle.stages_as_of(history, date, lifecycle.derive_thresholds(history, date, overrides),
                                                              predictions=past if len(past) else None, previous=previous_stages(tenant, date)))

@@ -176,3 +176,26 @@ def test_a_bulk_attribute_that_is_a_json_object_or_list_is_a_row_error(tenant_a)
     assert ok.ok
     with tenant_context(tenant_a):
         assert Customer.objects.get(external_id="c2").attributes == {"vip": "true", "visits": "3"}
+
+
+@pytest.mark.django_db
+def test_the_lifecycle_command_rebuilds_stored_history_on_request(tenant_a, settings, tmp_path) -> None:
+    from django.core.management import call_command
+
+    from clmsite.tenancy import tenant_context
+    from modeling.insights import refresh_insights
+    from modeling.models import StageSnapshot
+    from tests.test_modeling import END, scored_demo
+
+    scored_demo(tenant_a, settings, tmp_path, customers=200, seed=6)
+    refresh_insights(tenant_a, END, backfill_months=2)
+    with tenant_context(tenant_a):
+        first = StageSnapshot.objects.order_by("as_of").values_list("as_of", flat=True).first()
+        StageSnapshot.objects.filter(as_of=first).update(reason="written by an older rule")
+    call_command("lifecycle", "--tenant", tenant_a.slug, "--as-of", END.isoformat(), "--backfill-months", "2")
+    with tenant_context(tenant_a):
+        assert StageSnapshot.objects.filter(as_of=first, reason="written by an older rule").exists()  # missing dates only
+    call_command("lifecycle", "--tenant", tenant_a.slug, "--as-of", END.isoformat(), "--backfill-months", "2", "--rebuild-history")
+    with tenant_context(tenant_a):
+        assert not StageSnapshot.objects.filter(reason="written by an older rule").exists()
+        assert StageSnapshot.objects.filter(as_of=first).count() > 100

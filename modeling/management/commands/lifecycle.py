@@ -16,8 +16,9 @@ class Command(ClmCommand):
         parser.add_argument("--tenant", required=True)
         parser.add_argument("--as-of", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD; predictions of that date are used when they exist")
         parser.add_argument("--backfill-months", type=int, default=BACKFILL_MONTHS, help="month-end stage snapshots to fill in before the date")
+        parser.add_argument("--rebuild-history", action="store_true", help="recompute those snapshots too, not only the missing ones (after the stage rules changed)")
 
-    def handle(self, *args, tenant, as_of, backfill_months, **options):
+    def handle(self, *args, tenant, as_of, backfill_months, rebuild_history=False, **options):
         target = tenant_from_slug(tenant)
         try:
             check_as_of(target, as_of)
@@ -26,5 +27,5 @@ class Command(ClmCommand):
         if not 0 <= backfill_months <= 120:
             raise CommandError("--backfill-months must be between 0 and 120")
         with terminal_progress(f"Stages, segments and actions for {target.slug}") as progress:
-            summary = refresh_insights(target, as_of, backfill_months=backfill_months, progress=progress)
+            summary = refresh_insights(target, as_of, backfill_months=backfill_months, progress=progress, rebuild_history=rebuild_history)
         self.stdout.write(insights_summary(summary))
