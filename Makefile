@@ -50,7 +50,7 @@ audit: setup
 
 test: setup lint
 	DB_CONN_MAX_AGE=0 DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
-		$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+		$(BIN)/python -m pytest -q --durations=25 $(PYTEST_ARGS)
 
 run: setup
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
