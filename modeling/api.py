@@ -318,8 +318,12 @@ class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
             raise ValidationError({"detail": "Only saved segments can be deleted; learned and RFM segments follow the data."})
         try:
             insights.do_delete_saved_segment(instance)
-        except insights.SegmentInUse as exc:
-            raise ValidationError({"detail": str(exc)}) from None
+        except insights.SegmentInUse as exc:  # the state of a campaign, not the request, is in the way
+            raise Conflict(str(exc)) from None
+
+    @extend_schema(responses={204: None, 409: conflict_response("A draft or scheduled campaign targets the segment (`detail` names it).")})
+    def destroy(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        return super().destroy(request, *args, **kwargs)
 
     @extend_schema(responses={200: InsightSerializer(many=True)})
     @action(detail=True, methods=["get"])

@@ -38,7 +38,7 @@ def test_a_saved_segment_a_pending_campaign_targets_cannot_be_deleted(tenant_a, 
     page = client.post(f"/segments/{segment.pk}/delete/", follow=True).content.decode()
     assert "“Win back” targets this segment and has not launched yet" in page
     answer = api_a.delete(f"/api/v1/segments/{segment.pk}/")
-    assert answer.status_code == 400 and "Win back" in answer.json()["detail"]
+    assert answer.status_code == 409 and "Win back" in answer.json()["detail"]  # a conflict with the campaign, as campaign states are
     with tenant_context(tenant_a):
         campaign.refresh_from_db()
         assert campaign.segment_id == segment.pk and services.preview(campaign)["size"] == 0  # not every customer
