@@ -188,7 +188,8 @@ def plan_scheduled_jobs(*, now: dt.datetime | None = None) -> list[Job]:
         elif now.hour == schedule["score_hour"] and not scored_today and active_training(tenant) is None:
             from modeling.registry import active_versions
 
-            inputs = scoring_inputs(tenant)
-            if "purchase" in active_versions(tenant) and not nothing_new_to_score(tenant, default_as_of(tenant), inputs):
-                started.append(do_start_scoring(tenant, scheduled_inputs=inputs))
+            if "purchase" in active_versions(tenant):  # the cheap check first: the digest counts every row
+                inputs = scoring_inputs(tenant)
+                if not nothing_new_to_score(tenant, default_as_of(tenant), inputs):
+                    started.append(do_start_scoring(tenant, scheduled_inputs=inputs))
     return started
