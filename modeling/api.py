@@ -25,6 +25,12 @@ from modeling.services import InvalidAsOf, TrainingAlreadyRunning, do_start_scor
 from modeling.training import FAMILIES
 
 
+class ModelVersionListSerializer(serializers.ListSerializer):
+    def to_representation(self, data: Any) -> list[Any]:
+        versions = list(data.all() if hasattr(data, "all") else data)
+        return super().to_representation(ModelVersion.with_run_purchase_importance(versions))
+
+
 class ModelVersionSerializer(serializers.ModelSerializer):
     base_model = serializers.CharField(source="base_model_name", read_only=True, help_text="the encoder's name for a transformer, else the method")
     # The version's own, as its page shows them: older versions also stored the purchase model's.
@@ -39,6 +45,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "artifact_sha256", "state", "is_champion", "job", "created_at", "activated_at",
         ]
         read_only_fields = fields
+        list_serializer_class = ModelVersionListSerializer
 
 
 class JobSerializer(serializers.ModelSerializer):

@@ -141,10 +141,30 @@ class ModelVersion(TenantOwnedModel):
 
         if self.target == "purchase" or not self.feature_importance:
             return self.feature_importance or []
-        with tenant_context(self.tenant):  # the purchase version of the same training run
-            purchase = ModelVersion.objects.filter(target="purchase", family=self.family, job_id=self.job_id, as_of=self.as_of,
-                                                   data_fingerprint=self.data_fingerprint).values_list("feature_importance", flat=True).first()
-        return [] if purchase == self.feature_importance else self.feature_importance
+        if not hasattr(self, "_run_purchase_importance"):
+            with tenant_context(self.tenant):
+                ModelVersion.with_run_purchase_importance([self])
+        return [] if self._run_purchase_importance == self.feature_importance else self.feature_importance
+
+    def _run_key(self) -> tuple[Any, ...]:
+        return (self.family, self.job_id, self.as_of, self.data_fingerprint)
+
+    @staticmethod
+    def with_run_purchase_importance(versions: list[ModelVersion]) -> list[ModelVersion]:
+        """Give each version the feature importance of its training run's purchase version, read
+        in one query for all of them (a list of versions would otherwise ask once per version).
+        Call it inside the versions' tenant context."""
+        wanted = [v for v in versions if v.target != "purchase" and v.feature_importance]
+        found: dict[tuple[Any, ...], Any] = {}
+        if wanted:
+            runs = ModelVersion.objects.filter(target="purchase", job_id__in={v.job_id for v in wanted if v.job_id is not None})
+            if any(v.job_id is None for v in wanted):
+                runs = runs | ModelVersion.objects.filter(target="purchase", job_id__isnull=True, as_of__in={v.as_of for v in wanted})
+            for purchase in runs.order_by("-created_at").only("family", "job_id", "as_of", "data_fingerprint", "feature_importance"):
+                found.setdefault(purchase._run_key(), purchase.feature_importance)
+        for version in wanted:
+            version._run_purchase_importance = found.get(version._run_key())
+        return versions
 
     @property
     def base_model_name(self) -> str:

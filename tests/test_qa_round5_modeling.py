@@ -129,6 +129,34 @@ def test_a_count_targets_version_page_never_shows_the_purchase_models_charts_or_
     assert list(api_a.get(f"/api/v1/models/{new.pk}/").json()["charts"]) == ["deciles"]
 
 
+def test_the_model_versions_list_reads_every_runs_purchase_importance_in_one_query(tenant_a, api_a) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    importance = [["recency_days", 0.4], ["orders", 0.2]]
+    with tenant_context(tenant_a):
+        for day in ("2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01"):
+            job = Job.objects.create(kind=Job.Kind.TRAIN, state=Job.State.SUCCEEDED)
+            ModelVersion.objects.create(target="purchase", family="tabular", as_of=day, job=job, feature_importance=importance)
+            # One run stored the purchase model's importance under its other targets, the others their own.
+            own = importance if day == "2024-01-01" else [["orders", 0.9], ["recency_days", 0.1]]
+            for target in ("orders", "revenue"):
+                ModelVersion.objects.create(target=target, family="tabular", as_of=day, job=job, feature_importance=own)
+
+    with CaptureQueriesContext(connection) as queries:
+        body = api_a.get("/api/v1/models/").json()
+    versions_read = [q["sql"] for q in queries.captured_queries if 'FROM "modeling_modelversion"' in q["sql"]]
+
+    assert body["count"] == 12
+    by_run = {(v["as_of"], v["target"]): v["feature_importance"] for v in body["results"]}
+    assert by_run[("2024-01-01", "orders")] == [] and by_run[("2024-01-01", "revenue")] == []
+    assert by_run[("2024-02-01", "orders")] == [["orders", 0.9], ["recency_days", 0.1]]
+    assert all(by_run[(day, "purchase")] == importance for day in ("2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01"))
+    # The count, the page, and one query for the eight versions that compare with their run's
+    # purchase model (it was one query per version).
+    assert len(versions_read) == 3, versions_read
+
+
 def test_a_training_stores_each_targets_own_charts_and_importance(tenant_a, settings, tmp_path, client, alice) -> None:
     from modeling.training import train_models
     from tests.test_modeling import END, load_demo
