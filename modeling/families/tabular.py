@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,7 +36,9 @@ BASE_PARAMS: dict[str, Any] = {
     "verbosity": -1,
     "seed": 7,
     "deterministic": True,
-    "num_threads": 2,
+    # Two threads on the 2-core box by default; CLM_TABULAR_THREADS sets another count (the
+    # test suite's parallel workers use 1 each, so two processes do not fight over two cores).
+    "num_threads": int(os.environ.get("CLM_TABULAR_THREADS", "2")),
 }
 MAX_ROUNDS = 600
 EARLY_STOPPING = 40
