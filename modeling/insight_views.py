@@ -111,8 +111,10 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
         messages.info(request, f"Showing the moves from {start} to {end}: the earlier date comes first.")
     matrix = insights.transitions(tenant, start, end) if start and end else None
     latest = counts.iloc[-1].to_dict() if len(counts) else {}
+    scored = insights.scored_dates(tenant, dates)
     chart = {
         "dates": [d.isoformat() for d in dates],
+        "scored": scored,
         "series": [{"stage": s, "label": labels[s], "colour": STAGE_COLOURS[s], "counts": [int(v) for v in counts[s]]} for s in counts.columns] if len(counts) else [],
         "funnel": [{"stage": s.value, "label": s.label, "count": int(latest.get(s.value, 0)), "colour": STAGE_COLOURS[s.value]} for s in lifecycle.FUNNEL],
     }
@@ -122,6 +124,7 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
             rows.append({"from": source, "label": labels.get(source, "Not yet a customer"), "cells": [{"to": target, "count": int(values[target])} for target in matrix.columns]})
     return render(request, "insights/lifecycle.html", {
         "chart_data": chart, "dates": dates, "start": start, "end": end, "rows": rows, "latest": dates[-1] if dates else None,
+        "stages_note": insights.stages_chart_note(tenant, dates, scored),
         "columns": [(c, labels[c]) for c in matrix.columns] if matrix is not None else [], "form": form,
         "can_edit": request.membership.can(Role.ADMIN), "has_data": bool(dates), "as_of": as_of,  # type: ignore[attr-defined]
         "jobs": Job.objects.filter(kind=Job.Kind.INSIGHTS).order_by("-created_at")[:1],

@@ -515,6 +515,28 @@ def stage_counts(tenant: Tenant) -> pd.DataFrame:
     return frame.reindex(columns=[s.value for s in lifecycle.FUNNEL], fill_value=0)
 
 
+def scored_dates(tenant: Tenant, dates: list[dt.date]) -> list[bool]:
+    """For each snapshot date, whether it has a scoring: only there can the models' purchase
+    probability make a customer At risk (month ends before the first scoring follow the order
+    rhythm alone, and a backfill never scores the past with a model trained later)."""
+    with tenant_context(tenant):
+        scored = set(Prediction.objects.filter(as_of__in=dates).values_list("as_of", flat=True).distinct())
+    return [d in scored for d in dates]
+
+
+def stages_chart_note(tenant: Tenant, dates: list[dt.date], scored: list[bool]) -> str:
+    """What the "Stages over time" chart must say when some of its dates have a scoring and
+    others do not: At risk can rise at a scored date because a rule applies there that the
+    other dates cannot apply. Empty when every date, or none, has a scoring."""
+    if all(scored) or not any(scored):
+        return ""
+    with_scoring = [d for d, has in zip(dates, scored, strict=True) if has]
+    named = ", ".join(d.isoformat() for d in with_scoring[-3:]) + (f" and {len(with_scoring) - 3} earlier" if len(with_scoring) > 3 else "")
+    threshold = lifecycle.with_overrides(lifecycle.Thresholds(), tenant.settings.get("lifecycle", {})).at_risk_probability
+    return (f"Scored: {named} (marked with a dot). There a customer whose purchase probability is below {threshold:.0%} is At risk too; "
+            "the other dates have no scoring, so their stages follow the order rhythm alone and At risk can rise at a scored date.")
+
+
 def transitions(tenant: Tenant, start: dt.date, end: dt.date) -> pd.DataFrame:
     with tenant_context(tenant):
         before = dict(StageSnapshot.objects.filter(as_of=start).values_list("customer_id", "stage"))
@@ -564,8 +586,10 @@ def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
         if totals["as_of"] is not None:
             alerts = list(review_alerts(totals["as_of"]).select_related("customer", "customer__insight", "product")[:8])
     latest = counts.iloc[-1].to_dict() if len(counts) else {}
+    scored = scored_dates(tenant, list(counts.index)) if len(counts) else []
     return {
         "has_insights": bool(totals["n"]),
+        "stages_note": stages_chart_note(tenant, list(counts.index), scored) if len(counts) else "",
         "as_of": totals["as_of"],
         "value_at_risk": totals["at_risk"] or 0.0,
         # The part of it with an action to take: what the priorities page lists.
@@ -577,6 +601,7 @@ def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
         "chart": {
             "funnel": [{"stage": s.value, "label": s.label, "count": int(latest.get(s.value, 0))} for s in lifecycle.FUNNEL],
             "dates": [d.isoformat() for d in counts.index] if len(counts) else [],
+            "scored": scored,
             "series": [{"label": labels[s], "counts": [int(v) for v in counts[s]]} for s in counts.columns] if len(counts) else [],
             "segments": [{"name": s["name"], "size": s["size"]} for s in learned],
             "sentiment": [

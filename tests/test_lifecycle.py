@@ -381,6 +381,32 @@ def test_saving_thresholds_twice_before_the_job_starts_queues_one_recomputation(
         assert Job.objects.filter(kind=Job.Kind.INSIGHTS).count() == 1
 
 
+def test_the_stages_chart_marks_its_scored_dates_and_says_why_at_risk_can_rise_there(scored_shop, client, alice) -> None:
+    # Given month ends backfilled without a scoring, and the scored date END.
+    refresh_insights(scored_shop, END, backfill_months=3)
+    with tenant_context(scored_shop):
+        dates = sorted(set(StageSnapshot.objects.values_list("as_of", flat=True)))
+    assert len(dates) == 4 and dates[-1] == END
+    scored_shop.settings = {**scored_shop.settings, "lifecycle": {"at_risk_probability": 0.25}}
+    scored_shop.save()
+    client.force_login(alice)
+
+    # When the lifecycle page and the dashboard draw the chart,
+    lifecycle_page = client.get("/lifecycle/")
+    dashboard = client.get("/")
+
+    # then only END is marked as scored, and the note names it and the probability rule in effect.
+    assert lifecycle_page.context["chart_data"]["scored"] == [False, False, False, True]
+    assert dashboard.context["overview_data"]["scored"] == [False, False, False, True]
+    note = f"Scored: {END.isoformat()} (marked with a dot). There a customer whose purchase probability is below 25% is At risk too"
+    for page in (lifecycle_page, dashboard):
+        assert note in page.content.decode()
+    # A shop whose every date has a scoring needs no note.
+    with tenant_context(scored_shop):
+        StageSnapshot.objects.exclude(as_of=END).delete()
+    assert 'data-testid="stages-note"' not in client.get("/lifecycle/").content.decode()
+
+
 def test_priorities_page_is_paginated_and_the_csv_has_every_row(scored_shop, client, bob) -> None:
     import csv
     import io
