@@ -132,11 +132,18 @@ ATTRIBUTE_MAX_LENGTH = 1000  # a customer's extra column (attribute) value
 ATTRIBUTE_NAME_MAX_LENGTH = 100  # and its name (the column's)
 
 
+def attribute_name_problem(name: str) -> str | None:
+    """What is wrong with an attribute's name (a file's extra column, a key the API sets), or None."""
+    if len(name) > ATTRIBUTE_NAME_MAX_LENGTH:
+        return f"the attribute name is {len(name):,} characters long; the limit is {ATTRIBUTE_NAME_MAX_LENGTH}"
+    return None
+
+
 def attribute_problem(name: str, value: str) -> str | None:
     """What is wrong with one customer attribute (an extra column, or a key the API sets),
     or None: the one rule the imports and the API share."""
-    if len(name) > ATTRIBUTE_NAME_MAX_LENGTH:
-        return f"the attribute name is {len(name):,} characters long; the limit is {ATTRIBUTE_NAME_MAX_LENGTH}"
+    if problem := attribute_name_problem(name):
+        return problem
     if "\x00" in name or "\x00" in value:
         return "contains a NUL byte"
     if len(value) > ATTRIBUTE_MAX_LENGTH:
@@ -400,10 +407,10 @@ def _validate_records(
     if twice:
         raise ImportError_(f"Nothing was imported: the header names {', '.join(dict.fromkeys(twice))} twice; name each column once.", collector.errors, collector.count)
     known = {c.name for c in spec.columns}
-    overlong = [name for name in names if name not in known and len(name) > ATTRIBUTE_NAME_MAX_LENGTH]
+    overlong = [(name, problem) for name in names if name not in known and (problem := attribute_name_problem(name))]
     if overlong and spec.kind == "customers":
-        for name in overlong:
-            collector.add(1, parsing.shorten(name), f"column name is {len(name):,} characters long; an attribute's name may have at most {ATTRIBUTE_NAME_MAX_LENGTH}")
+        for name, problem in overlong:
+            collector.add(1, parsing.shorten(name), problem)
         raise ImportError_("Nothing was imported: a column name is too long to keep as a customer attribute; shorten it or leave the column out.",
                            collector.errors, collector.count)
     # A file of another kind chosen by mistake (orders imported as customers would make every
