@@ -586,10 +586,10 @@ def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
         if totals["as_of"] is not None:
             alerts = list(review_alerts(totals["as_of"]).select_related("customer", "customer__insight", "product")[:8])
     latest = counts.iloc[-1].to_dict() if len(counts) else {}
-    scored = scored_dates(tenant, list(counts.index)) if len(counts) else []
+    scored = scored_dates(tenant, list(counts.index))
     return {
         "has_insights": bool(totals["n"]),
-        "stages_note": stages_chart_note(tenant, list(counts.index), scored) if len(counts) else "",
+        "stages_note": stages_chart_note(tenant, list(counts.index), scored),
         "as_of": totals["as_of"],
         "value_at_risk": totals["at_risk"] or 0.0,
         # The part of it with an action to take: what the priorities page lists.
