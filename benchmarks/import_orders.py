@@ -386,7 +386,7 @@ def main() -> None:
     parser.add_argument("--also-rows", type=int, action="append", default=[], help="also measure this size, to show memory is flat")
     parser.add_argument("--database-url", default=DEFAULT_URL, help=f"PostgreSQL database to use (default {DEFAULT_URL})")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark tenants and their rows afterwards")
-    parser.add_argument("--step", choices=["copy", "import", "reimport", "floor", "floor-fk", "floor-build", "cleanup"], help=argparse.SUPPRESS)
+    parser.add_argument("--step", choices=["copy", "import", "reimport", *FLOOR_MODES, "cleanup"], help=argparse.SUPPRESS)
     parser.add_argument("--csv", help=argparse.SUPPRESS)
     parser.add_argument("--slug", help=argparse.SUPPRESS)
     args = parser.parse_args()
