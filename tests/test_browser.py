@@ -40,6 +40,12 @@ def page(monkeypatch):
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         yield page
         browser.close()
+        # The ORM calls made while Playwright ran used a connection of their own (Django keeps
+        # connections per context, and Playwright's sync API switches greenlets); close it here,
+        # or it outlives the test and blocks dropping the test database at the end of the run.
+        from django.db import connections
+
+        connections.close_all()
         assert errors == [], f"JavaScript errors: {errors}"
 
 
@@ -49,6 +55,14 @@ def login(page, live_server, username: str, password: str) -> None:
     page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/")
+
+
+def follow(page, selector: str) -> None:
+    """Click a link and wait for the page it opens to load: a click returns once the
+    navigation has started, and reads that do not wait (content, query_selector_all,
+    evaluate) could otherwise see a half-parsed page."""
+    page.click(selector)
+    page.wait_for_load_state()
 
 
 def test_merchant_uploads_a_csv_and_sees_the_customer(live_server, page, alice, tmp_path):
@@ -68,7 +82,7 @@ def test_merchant_uploads_a_csv_and_sees_the_customer(live_server, page, alice, 
     page.click("text=Customers")
     page.fill("input[name=q]", "c1")
     page.press("input[name=q]", "Enter")
-    page.click("[data-testid=customer-table] >> text=c1")
+    follow(page, "[data-testid=customer-table] >> text=c1")
     assert "Trail shoe" in page.content()
     page.goto(f"{live_server.url}/")
     page.wait_for_selector("#revenue-chart")
@@ -104,7 +118,7 @@ def test_models_and_customer_prediction_pages(live_server, page, alice, tenant_a
         customer = Prediction.objects.filter(as_of=END).exclude(explanation=[]).order_by("-predicted_value").first().customer
 
     login(page, live_server, "alice", "alice-pass-123")
-    page.click("text=Models")
+    follow(page, "text=Models")
     assert "Serving now" in page.content()
     from clmsite.templatetags.clm import family_label
 
@@ -142,7 +156,7 @@ def test_lifecycle_segments_priorities_and_playbook_pages(live_server, page, ali
     page.click("nav >> text=Lifecycle")
     page.wait_for_selector("#stages-chart")
     assert page.evaluate("() => !!Chart.getChart('funnel-chart') && !!Chart.getChart('stages-chart')")
-    page.click("[data-testid=transition-matrix] td a >> nth=0")
+    follow(page, "[data-testid=transition-matrix] td a >> nth=0")
     assert page.query_selector_all("table.table tbody tr td a")
     page.screenshot(path=str(SCREENSHOTS / "lifecycle-moves.png"))
 
@@ -167,7 +181,7 @@ def test_lifecycle_segments_priorities_and_playbook_pages(live_server, page, ali
     assert "Delivery" in page.inner_text("[data-testid=aspects]")
     page.screenshot(path=str(SCREENSHOTS / "reviews.png"), full_page=True)
 
-    page.click("nav >> text=Priorities")
+    follow(page, "nav >> text=Priorities")
     rows = page.query_selector_all("[data-testid=priorities] tbody tr")
     assert len(rows) >= 5 and top.customer.display_name in rows[0].inner_text()
     labels = page.evaluate("() => Chart.getChart('actions-chart').data.labels")
@@ -288,7 +302,7 @@ def test_wide_content_stays_inside_its_card_on_a_laptop(live_server, page, alice
     page.goto(f"{live_server.url}/imports/")
     assert inside("table tbody tr:first-child td:last-child code")
     page.goto(f"{live_server.url}/customers/")
-    page.click("text=c1")
+    follow(page, "text=c1")
     assert inside(".facts dt:last-of-type")
     page.set_viewport_size({"width": 390, "height": 800})
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 391
