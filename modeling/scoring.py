@@ -98,7 +98,9 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
     history = load_history(tenant, ceiling=as_of)
     cut = as_timestamp(as_of)
     features = features_as_of(history, as_of)
-    population = history.customers["customer"] if customer_ids is None else pd.Series(customer_ids)
+    population = history.customers["customer"]  # the customers known on the as-of date
+    if customer_ids is not None:  # a chunk: its ids may hold customers who came later
+        population = population[population.isin(customer_ids)]
     if customer_ids is not None:
         features = features.loc[features.index.intersection(customer_ids)]
     horizon = versions["purchase"].horizon_days
@@ -165,7 +167,10 @@ def _prediction(tenant: Tenant, customer: int, as_of: dt.date, horizon: int, pro
 
 
 def assign_value_tiers(tenant: Tenant, as_of: dt.date) -> dict[str, float]:
-    """High / medium / low by quantiles of predicted value among all of the date's predictions."""
+    """High / medium / low by quantiles of predicted value among all of the date's predictions.
+    A tier holds the values above its quantile: customers tied at a quantile's value (a shop with
+    thousands of sign-ups who share one "no order yet" value) stay in the tier below, so tied
+    prospects never outrank the buyers worth more than them."""
     quantiles = {**DEFAULT_TIER_QUANTILES, **tenant.settings.get("value_tier_quantiles", {})}
     with tenant_context(tenant), transaction.atomic():
         values = np.array([float(v) for v in Prediction.objects.filter(as_of=as_of).values_list("predicted_value", flat=True)])
@@ -175,8 +180,8 @@ def assign_value_tiers(tenant: Tenant, as_of: dt.date) -> dict[str, float]:
         medium = float(np.quantile(values, quantiles["medium"]))
         dated = Prediction.objects.filter(as_of=as_of)
         dated.update(value_tier=Prediction.Tier.LOW)
-        dated.filter(predicted_value__gte=Decimal(str(round(medium, 2)))).exclude(predicted_value=0).update(value_tier=Prediction.Tier.MEDIUM)
-        dated.filter(predicted_value__gte=Decimal(str(round(high, 2)))).exclude(predicted_value=0).update(value_tier=Prediction.Tier.HIGH)
+        dated.filter(predicted_value__gt=Decimal(str(medium))).update(value_tier=Prediction.Tier.MEDIUM)
+        dated.filter(predicted_value__gt=Decimal(str(high))).update(value_tier=Prediction.Tier.HIGH)
     return {"high": high, "medium": medium}
 
 

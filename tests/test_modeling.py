@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.db.models import Count, Min
 
 from clmsite.models import Role
 from clmsite.tenancy import tenant_context
@@ -417,6 +418,46 @@ def test_scoring_job_runs_in_chunks_and_reports_progress(trained, settings, djan
     assert job.steps_total == -(-tenant_customers // 150) >= 2
     assert job.result["scored"] == customers
     assert tiers == {"high", "medium", "low"}
+
+
+def test_a_scoring_job_as_of_a_past_date_leaves_out_customers_who_came_later(trained, django_capture_on_commit_callbacks, monkeypatch):
+    """The job scores in chunks of every customer id; a chunk's customers who signed up or
+    first bought after the date did not exist then and get no prediction for it."""
+    from modeling import scoring
+
+    tenant, _ = trained
+    import_rows(tenant, "customers", [{"customer_id": "late-joiner", "created_at": "2025-07-05"}])
+    import_rows(tenant, "orders", [{"customer_id": "late-buyer", "order_id": "late-1", "ordered_at": "2025-07-06", "amount": "20"}])
+    monkeypatch.setattr(scoring, "CHUNK_SIZE", 150)
+    job = scoring_job(tenant, END, django_capture_on_commit_callbacks)
+    with tenant_context(tenant):
+        scored = set(Prediction.objects.filter(as_of=END).values_list("customer__external_id", flat=True))
+    assert job.state == Job.State.SUCCEEDED and job.result["scored"] == len(scored)
+    assert scored and not scored & {"late-joiner", "late-buyer"}
+    assert score_customers(tenant, END).scored == len(scored)  # as the one-pass scoring does
+
+
+def test_customers_tied_at_a_tier_quantile_stay_in_the_tier_below(trained):
+    """Thousands of sign-ups share one "no order yet" value: they must not rank as high value
+    above buyers worth more."""
+    from modeling.scoring import assign_value_tiers
+
+    tenant, _ = trained
+    score_customers(tenant, END)
+    with tenant_context(tenant):
+        dated = Prediction.objects.filter(as_of=END)
+        buyers = dated.count()
+        Prediction.objects.bulk_create([
+            Prediction(tenant=tenant, customer=customer, as_of=END, horizon_days=90, purchase_probability=0.05, churn_probability=0.95,
+                       expected_orders=0.05, predicted_value=Decimal("2.19"), explanation=[], model_versions={})
+            for customer in Customer.objects.bulk_create([Customer(tenant=tenant, external_id=f"signup-{i}") for i in range(4 * buyers)])
+        ])
+        Prediction.objects.filter(as_of=END, predicted_value__lte=Decimal("2.19")).exclude(customer__external_id__startswith="signup-").update(predicted_value=Decimal("2.20"))
+        assign_value_tiers(tenant, END)
+        tiers = dict(Prediction.objects.filter(as_of=END, customer__external_id__startswith="signup-").values_list("value_tier").annotate(n=Count("id")))
+        high_floor = Prediction.objects.filter(as_of=END, value_tier="high").aggregate(low=Min("predicted_value"))["low"]
+    assert tiers == {"low": 4 * buyers}
+    assert high_floor > Decimal("2.19")
 
 
 def test_a_second_scoring_of_the_same_date_joins_the_one_queued(trained, django_capture_on_commit_callbacks):
