@@ -206,6 +206,9 @@ def test_bom_crlf_and_latin1_files_import(tenant_a, tmp_path, content, encoding)
         (b"\x00\x01\x02\xff\xfe binary", "binary"),
         (b"customer_id,order_id,ordered_at,amount\nc1,o1,2024-01-01,1\x00\n", "NUL"),
         (b"customer_id,order_id,ordered_at,amount\nc1,o1,2024-01-01,\"" + b"x" * 200_000 + b"\"\n", "longer than"),
+        # A quote never closed would make every later row one cell: those orders must not vanish.
+        (b"customer_id,order_id,ordered_at,amount,product_name\nq1,o1,2024-01-01,1.00,\"Shoe\nq2,o2,2024-01-02,2.00,Sock\n", "row 2 cannot be read"),
+        (b"customer_id,order_id,ordered_at,amount,product_name\nq1,o1,2024-01-01,1.00,\"Shoe\" 5in\n", "text follows a closing quote"),
     ],
 )
 def test_hostile_files_get_a_clear_error_and_import_nothing(tenant_a, tmp_path, payload, needle):

@@ -503,7 +503,9 @@ def _validate_records(
 
 
 def _csv_records(text: IO[str], delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
-    reader = csv.reader(text, delimiter=delimiter)
+    # strict: a quote opened and never closed is an error, not a cell that swallows the rest
+    # of the file (and its rows) without a word.
+    reader = csv.reader(text, delimiter=delimiter, strict=True)
     record_no = 0  # the header is row 1
     try:
         for values in reader:
@@ -513,6 +515,10 @@ def _csv_records(text: IO[str], delimiter: str = ",") -> Iterator[tuple[int, lis
         message = str(exc)
         if "field larger" in message:
             message = f"a field is longer than {MAX_FIELD_CHARS:,} characters"
+        elif "unexpected end of data" in message:
+            message = "a quoted field starts in this row and its closing quote never comes (every line after it would be one cell)"
+        elif "expected after" in message:
+            message = "text follows a closing quote; quote the whole field and double any quote inside it (\"\")"
         raise ImportError_(
             f"Nothing was imported: row {record_no + 1} cannot be read as CSV ({message}).",
             [RowError(record_no + 1, "", message)],
