@@ -78,8 +78,11 @@ class AudienceMemberSerializer(serializers.Serializer):
     name = serializers.CharField()
     country = serializers.CharField()
     stage = serializers.CharField()
+    stage_label = serializers.CharField()
     action = serializers.CharField()
+    action_label = serializers.CharField()
     offer = serializers.CharField()
+    offer_amount = serializers.CharField(allow_null=True, help_text="the member's own offer as a number, when the campaign has none for everyone")
     predicted_value = serializers.CharField(allow_null=True)
 
 
@@ -143,7 +146,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
             raise Conflict("A launched campaign is kept for its report; cancel it instead.")
         instance.delete()
 
-    @extend_schema(request=None, responses={200: CampaignSerializer, 409: conflict_response("Not a draft or a scheduled campaign, or its audience is empty.")})
+    @extend_schema(request=None, responses={200: CampaignWithSecretSerializer, 409: conflict_response("Not a draft or a scheduled campaign, or its audience is empty.")})
     @action(detail=True, methods=["post"])
     def launch(self, request: Any, pk: str | None = None) -> Response:
         campaign = self.get_object()
@@ -153,7 +156,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
             raise Conflict(str(exc)) from None
         return Response(self.get_serializer_class()(campaign).data)
 
-    @extend_schema(request=None, responses={200: CampaignSerializer, 409: conflict_response("The campaign is already completed or cancelled.")})
+    @extend_schema(request=None, responses={200: CampaignWithSecretSerializer, 409: conflict_response("The campaign is already completed or cancelled.")})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Any, pk: str | None = None) -> Response:
         campaign = self.get_object()

@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -163,7 +164,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Not found."}, status=404)
+        # Byte for byte the body and caching of a missing id's 404 (DRF writes compact JSON).
+        response = JsonResponse({"detail": "Not found."}, status=404, json_dumps_params={"separators": (",", ":")})
+        response["Cache-Control"] = "private, no-store"
+        patch_vary_headers(response, ["Accept"])
+        return response
     return render(request, "404.html", status=404)
 
 

@@ -6,7 +6,9 @@ import json
 from typing import Any
 
 import django_filters
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status
@@ -132,24 +134,43 @@ class CustomerSerializer(serializers.ModelSerializer):
                 # The row is locked so that an import running meanwhile is not undone.
                 stored = Customer.objects.select_for_update().values_list("attributes", flat=True).get(pk=instance.pk)
                 validated_data["attributes"] = {**(stored or {}), **validated_data["attributes"]}
+            if all(getattr(instance, name) == value for name, value in validated_data.items()):
+                return instance  # nothing changes, so neither does updated_at (as an import leaves an unchanged row)
             return super().update(instance, {**validated_data, "updated_at": timezone.now()})
 
 
+# A customer's page holds its latest orders and reviews; the lists behind its links hold every one.
+DETAIL_LATEST = 100
+
+
 class CustomerDetailSerializer(CustomerSerializer):
-    orders = serializers.SerializerMethodField()
-    reviews = serializers.SerializerMethodField()
+    orders = serializers.SerializerMethodField(help_text=f"The latest {DETAIL_LATEST} orders, newest first; `orders_url` pages through all of them.")
+    reviews = serializers.SerializerMethodField(help_text=f"The latest {DETAIL_LATEST} reviews, newest first; `reviews_url` pages through all of them.")
+    orders_url = serializers.SerializerMethodField(help_text="The order list filtered to this customer.")
+    reviews_url = serializers.SerializerMethodField(help_text="The review list filtered to this customer.")
 
     class Meta(CustomerSerializer.Meta):
-        fields = [*CustomerSerializer.Meta.fields, "orders", "reviews"]
+        fields = [*CustomerSerializer.Meta.fields, "orders", "orders_url", "reviews", "reviews_url"]
 
     @extend_schema_field(OrderSerializer(many=True))
     def get_orders(self, customer: Customer) -> list[dict[str, Any]]:
-        orders = customer.orders.prefetch_related("items__product").order_by("-ordered_at")[:100]
+        orders = customer.orders.prefetch_related("items__product").order_by("-ordered_at")[:DETAIL_LATEST]
         return OrderSerializer(orders, many=True).data
 
     @extend_schema_field(ReviewSerializer(many=True))
     def get_reviews(self, customer: Customer) -> list[dict[str, Any]]:
-        return ReviewSerializer(customer.reviews.select_related("product").order_by("-created_at")[:100], many=True).data
+        return ReviewSerializer(customer.reviews.select_related("product").order_by("-created_at")[:DETAIL_LATEST], many=True).data
+
+    def _list_url(self, name: str, customer: Customer) -> str:
+        url = f"{reverse(name)}?customer={customer.pk}"
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request is not None else url
+
+    def get_orders_url(self, customer: Customer) -> str:
+        return self._list_url("order-list", customer)
+
+    def get_reviews_url(self, customer: Customer) -> str:
+        return self._list_url("review-list", customer)
 
 
 class CustomerFilter(ClmFilterSet):
@@ -186,6 +207,10 @@ class OrderFilter(ClmFilterSet):
 class ReviewFilter(ClmFilterSet):
     customer_id = django_filters.CharFilter(field_name="customer__external_id", label="the customer's id as imported (customer_id)")
     aspect = django_filters.ChoiceFilter(choices=list(aspect_labels().items()))
+    # Ratings are 1 to 5: a 0 or a 6 is a mistake to name, not an empty list.
+    rating = django_filters.NumberFilter(validators=[MinValueValidator(1), MaxValueValidator(5)])
+    rating__gte = django_filters.NumberFilter(field_name="rating", lookup_expr="gte", validators=[MinValueValidator(1), MaxValueValidator(5)])
+    rating__lte = django_filters.NumberFilter(field_name="rating", lookup_expr="lte", validators=[MinValueValidator(1), MaxValueValidator(5)])
 
     class Meta:
         model = Review
@@ -267,13 +292,21 @@ class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelM
         return Order.objects.select_related("customer").prefetch_related("items__product")
 
 
+class ProductFilter(ClmFilterSet):
+    category = django_filters.CharFilter(lookup_expr="iexact")  # as a customer's country: "shoes" finds "Shoes"
+
+    class Meta:
+        model = Product
+        fields = ["category"]
+
+
 class ProductViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     bulk_kind = "products"
     serializer_class = ProductSerializer
     search_fields = ["sku", "name", "category"]
     ordering_fields = ["sku", "name", "category", "price"]
     ordering = ["sku"]
-    filterset_fields = ["category"]
+    filterset_class = ProductFilter
 
     def get_base_queryset(self) -> Any:
         return Product.objects.all()
@@ -323,6 +356,8 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantView
 
     @extend_schema(request={"multipart/form-data": ImportCreateSerializer}, responses={202: ImportSerializer})
     def create(self, request: Any) -> Response:
+        if len(request.FILES.getlist("file")) > 1:  # which one was meant? Not the last by accident.
+            raise serializers.ValidationError({"file": ["Send one file per import; this request has several."]})
         form = self.validated_form(ImportCreateSerializer, request.data)
         upload = form["file"]
         job = do_start_import(self.tenant, form["kind"], upload, upload.name, acting_user=request.user)  # type: ignore[arg-type]

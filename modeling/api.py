@@ -82,11 +82,20 @@ class RetrainSerializer(serializers.Serializer):
     family = serializers.ChoiceField(choices=["auto", *FAMILIES], default="auto")
 
 
+class ModelVersionFilter(ClmFilterSet):
+    # A misspelt family is a 400, as a misspelt target is, not an empty list.
+    family = django_filters.ChoiceFilter(choices=[(name, name) for name in (*FAMILIES, "ngram")])
+
+    class Meta:
+        model = ModelVersion
+        fields = ["target", "family", "state"]
+
+
 class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     """Model versions with their validation metrics next to the baselines'."""
 
     serializer_class = ModelVersionSerializer
-    filterset_fields = ["target", "family", "state"]
+    filterset_class = ModelVersionFilter
     ordering_fields = ["created_at", "as_of"]
     ordering = ["-created_at"]
     action_roles = {"retrain": Role.ADMIN, "promote": Role.ADMIN, "rollback": Role.ADMIN}
@@ -118,7 +127,8 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
             raise ValidationError({"detail": str(exc)}) from None
         return Response(ModelVersionSerializer(version).data)
 
-    @extend_schema(request=inline_serializer("Rollback", {"target": serializers.ChoiceField(choices=ModelVersion.Target.values)}), responses={200: ModelVersionSerializer})
+    @extend_schema(request=inline_serializer("Rollback", {"target": serializers.ChoiceField(choices=ModelVersion.Target.values)}),
+                   responses={200: ModelVersionSerializer, 409: conflict_response("There is no earlier version of the target to roll back to.")})
     @action(detail=False, methods=["post"])
     def rollback(self, request: Any) -> Response:
         target = request.data.get("target") if hasattr(request.data, "get") else None  # the body may be a JSON list or null
@@ -127,8 +137,10 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
             raise ValidationError({"target": [f"one of {', '.join(ModelVersion.Target.values)}"]})
         try:
             version = registry.do_rollback_model(self.tenant, target, acting_user=request.user if getattr(request.user, "pk", None) else None)  # type: ignore[arg-type]
-        except (ValueError, registry.ArtifactError) as exc:
+        except registry.ArtifactError as exc:
             raise ValidationError({"detail": str(exc)}) from None
+        except ValueError as exc:  # no earlier version: the registry's state, not the request, says no
+            raise Conflict(str(exc)) from None
         return Response(ModelVersionSerializer(version).data)
 
 
@@ -322,13 +334,13 @@ class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
 
     def perform_destroy(self, instance: Segment) -> None:
         if instance.kind != Segment.Kind.SAVED:
-            raise ValidationError({"detail": "Only saved segments can be deleted; learned and RFM segments follow the data."})
+            raise Conflict("Only saved segments can be deleted; learned and RFM segments follow the data.")
         try:
             insights.do_delete_saved_segment(instance)
         except insights.SegmentInUse as exc:  # the state of a campaign, not the request, is in the way
             raise Conflict(str(exc)) from None
 
-    @extend_schema(responses={204: None, 409: conflict_response("A draft or scheduled campaign targets the segment (`detail` names it).")})
+    @extend_schema(responses={204: None, 409: conflict_response("A draft or scheduled campaign targets the segment (`detail` names it), or the segment is a learned or RFM one.")})
     def destroy(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         return super().destroy(request, *args, **kwargs)
 

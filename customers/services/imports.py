@@ -449,6 +449,9 @@ def _validate_records(
         staged: list[Any] = [row_no]
         bad = False
         flagged = refused.get(row_no) if refused else None
+        if flagged is not None and "" in flagged:  # a key without a name: in no column below
+            collector.add(row_no, "", flagged[""])
+            bad = True
         for name, index, required, stage, max_length in columns:
             raw = values[index] if index is not None else ""
             if flagged is not None and name in flagged:
@@ -600,8 +603,12 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
     """Validate JSON objects (the REST bulk endpoints) exactly as CSV rows are validated.
     A key a row leaves out is a blank cell of that row, so a missing required value is
     named with its row, as in a file."""
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+    if not isinstance(rows, list):
         raise ImportError_("Send a JSON list of objects, one per row.")
+    not_objects = [index + 1 for index, row in enumerate(rows) if not isinstance(row, dict)]
+    if not_objects:
+        raise ImportError_("Nothing was imported: send a JSON list of objects, one per row.",
+                           [RowError(row, "", "not a JSON object") for row in not_objects[: settings.IMPORT_MAX_REPORTED_ERRORS]], len(not_objects))
     if not rows:
         raise ImportError_("Nothing was imported: the list is empty; send one object per row.")
     if len(rows) > settings.API_BULK_MAX_ROWS:
@@ -629,6 +636,8 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
         for name, value in row.items():
             if name in known and type(value) in not_scalar:
                 refused.setdefault(index + 1, {}).setdefault(name, f"must be a string or a number, not {not_scalar[type(value)]}")
+            elif not name and value not in (None, ""):  # a value with nowhere to go (the API's PATCH says the same)
+                refused.setdefault(index + 1, {}).setdefault(name, "an attribute needs a name" if spec.kind == "customers" else "a key needs a name")
             elif spec.kind == "customers" and name not in known and isinstance(value, dict | list):  # an attribute, as the API's PATCH checks it
                 refused.setdefault(index + 1, {}).setdefault(name, f"an attribute must be text, a number or true/false, not {not_scalar[type(value)]}")
 
@@ -1252,6 +1261,12 @@ def _finish(result: ImportResult, spec: Spec, header: list[str]) -> ImportResult
         count = len(result.ignored_columns)
         named = ", ".join(result.ignored_columns[:IGNORED_COLUMNS_NAMED]) + (f" and {count - IGNORED_COLUMNS_NAMED:,} more" if count > IGNORED_COLUMNS_NAMED else "")
         result.message += f" Ignored {count:,} column{'s' if count != 1 else ''} that {spec.kind} do not use: {named}."
+    # A column without a name in the header has nowhere to go (a spreadsheet's trailing commas,
+    # or a header cell left empty): its values are dropped, and the message says where.
+    unnamed = [str(position + 1) for position, name in enumerate(header) if not name.strip()]
+    if unnamed:
+        listed = ", ".join(unnamed[:IGNORED_COLUMNS_NAMED]) + (f" and {len(unnamed) - IGNORED_COLUMNS_NAMED:,} more" if len(unnamed) > IGNORED_COLUMNS_NAMED else "")
+        result.message += f" Ignored {len(unnamed):,} column{'s' if len(unnamed) != 1 else ''} without a name in the header (column {listed})."
     return result
 
 
@@ -1282,7 +1297,7 @@ def import_rows(tenant: Tenant, kind: str, rows: list[dict[str, Any]]) -> Import
             result = _load(tenant, spec, staging, _present_columns(spec, header), None, from_file=False)
     except ImportError_ as exc:
         return _failed(kind, exc)
-    return _finish(result, spec, header)
+    return _finish(result, spec, [name for name in header if name])  # a blank key with a value was refused, one without is nothing
 
 
 def _spec(kind: str) -> Spec:

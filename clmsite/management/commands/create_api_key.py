@@ -1,3 +1,5 @@
+from django.core.management.base import CommandError
+
 from clmsite.management.base import ClmCommand
 from clmsite.management.commands._tenant import tenant_from_slug
 from clmsite.models import Role
@@ -13,6 +15,8 @@ class Command(ClmCommand):
         parser.add_argument("--name", default="CLI key")
 
     def handle(self, *args, tenant, role, name, **options):
+        if not name.strip() or len(name) > 100:
+            raise CommandError(f"The key's name takes 1 to 100 characters; this one has {len(name.strip())}.")
         key, raw = do_create_api_key(tenant_from_slug(tenant), role=role, name=name)
         self.stdout.write(f"Created {role} key '{key.name}' for {tenant}. It is shown only once; store it safely.")
         self.stdout.write(f"API key: {raw}")

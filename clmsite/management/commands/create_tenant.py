@@ -23,14 +23,18 @@ class Command(ClmCommand):
 
         try:
             validate_slug(slug)
+            if not slug[0].isalnum():  # "-shop" would read as an option in every later command
+                raise ValidationError("leading hyphen or underscore")
         except ValidationError:
-            raise CommandError(f"'{slug}' is not a slug: use letters, digits, hyphens and underscores.") from None
-        if len(slug) > 64 or not name.strip() or len(name) > 200:
-            raise CommandError("The slug takes at most 64 characters, and the name 1 to 200.")
+            raise CommandError(f"'{slug}' is not a slug: use letters, digits, hyphens and underscores, starting with a letter or digit.") from None
+        if len(slug) > 64:
+            raise CommandError(f"The slug is {len(slug)} characters long; it takes at most 64.")
+        if not name.strip() or len(name) > 200:
+            raise CommandError("The name takes 1 to 200 characters.")
         if currency.upper() not in CURRENCIES:
             raise CommandError(f"'{currency}' is not an ISO 4217 currency code (such as USD, EUR or GBP).")
-        if Tenant.objects.filter(slug=slug).exists():
-            raise CommandError(f"A tenant with slug '{slug}' already exists.")
+        if clash := Tenant.objects.filter(slug__iexact=slug).first():  # "Shop" and "shop" would be told apart by case alone
+            raise CommandError(f"A tenant with slug '{clash.slug}' already exists.")
         if owner and not get_user_model().objects.filter(username=owner).exists():
             raise CommandError(f"No user named '{owner}'. Create it first with createsuperuser or the admin.")
         tenant = do_create_tenant(slug, name, owner_username=owner, currency=currency.upper())
