@@ -156,7 +156,7 @@ def launch_summary(audience_size: int, control: int) -> str:
 def audit_saved(campaign: Campaign, *, created: bool, user: Any, via: str, changed: list[str] | None = None) -> None:
     """The audit line of a campaign created or edited by hand (web form or API)."""
     if created:
-        _audit(campaign, "draft", user, via, "created")
+        _audit(campaign, "draft", user, via, "by hand")
         return
     if not changed:
         return

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required as django_login_required
+from django.contrib.auth.views import redirect_to_login
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import redirect, render
@@ -20,6 +22,28 @@ from clmsite.templatetags.clm import SHOP_FIELD
 from clmsite.tenancy import SESSION_TENANT_KEY
 from modeling import jobs
 from modeling.models import Job
+
+
+def login_required(view: Any) -> Any:
+    """Django's ``login_required``, and for a form posted after the session ended: the way
+    back after logging in is the page the form was on (the form's own address only takes a
+    POST, so returning there would be a bare 405), and the login page says that nothing was
+    saved or started."""
+    guarded = django_login_required(view)
+
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        if request.method != "POST" or request.user.is_authenticated:
+            return guarded(request, *args, **kwargs)
+        referer = request.headers.get("Referer", "")
+        back = urlsplit(referer)
+        same_site = url_has_allowed_host_and_scheme(referer, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+        page = (back.path + (f"?{back.query}" if back.query else "")) if same_site and back.path else "/"
+        messages.warning(request, "Your session ended, so nothing was saved or started. Log in and do it again.")
+        return redirect_to_login(page)
+
+    wrapped.__name__ = view.__name__
+    wrapped.__doc__ = view.__doc__
+    return wrapped
 
 
 def tenant_required(minimum_role: str = Role.VIEWER) -> Any:

@@ -41,6 +41,12 @@ def money_text(value: float | None, currency: str | None) -> str:
     return f"{currency} {value:,.0f}" if currency else f"${value:,.0f}"
 
 
+def _days(n: float) -> str:
+    """``1 day``, ``0 days``, ``12 days``: a whole number of days with its noun."""
+    whole = int(n)
+    return f"{whole} day" if whole == 1 else f"{whole} days"
+
+
 def _rhythm(recency: float, gap: float, overdue_factor: float) -> str:
     """Days since the last order against the customer's median gap, by the lifecycle's rule
     (``lifecycle.stages_as_of``): overdue past ``overdue_factor`` × the gap, "within" only up
@@ -48,10 +54,10 @@ def _rhythm(recency: float, gap: float, overdue_factor: float) -> str:
     gap rounded as the stage and the customer page round it."""
     days, usual = math.floor(recency), max(1, round(gap))
     if days > round(overdue_factor * gap):
-        return f"overdue: no order for {days} days, {recency / gap:.1f}× their usual gap of {usual} days"
+        return f"overdue: no order for {_days(days)}, {recency / gap:.1f}× their usual gap of {_days(usual)}"
     if days > usual:
-        return f"last order {days} days ago, a little past their usual {usual}-day rhythm"
-    return f"last order {days} days ago, within their usual {usual}-day rhythm"
+        return f"last order {_days(days)} ago, a little past their usual {usual}-day rhythm"
+    return f"last order {_days(days)} ago, within their usual {usual}-day rhythm"
 
 
 def describe(feature: str, row: pd.Series, categories: list[str], *, currency: str | None = None, overdue_factor: float = OVERDUE_FACTOR) -> str | None:
@@ -63,7 +69,7 @@ def describe(feature: str, row: pd.Series, categories: list[str], *, currency: s
     days = _num(row.get("order_days"))
     days = days if days is not None else _num(row.get("orders"))
     if feature == "recency_days" and v is not None:
-        return _rhythm(v, gap, overdue_factor) if gap and gap >= 1 else f"last order {math.floor(v)} days ago"
+        return _rhythm(v, gap, overdue_factor) if gap and gap >= 1 else f"last order {_days(math.floor(v))} ago"
     if feature == "overdue_ratio" and v is not None and gap and gap >= 1:
         return _rhythm(_num(row.get("recency_days")) or v * gap, gap, overdue_factor)
     if feature == "orders" and v is not None:
@@ -73,7 +79,7 @@ def describe(feature: str, row: pd.Series, categories: list[str], *, currency: s
     if feature == "order_days" and v is not None:
         return "bought on one day only" if v <= 1 else f"bought on {v:.0f} different days"
     if feature == "tenure_days" and v is not None:
-        return f"first order {v:.0f} days ago"
+        return f"first order {_days(round(v))} ago"
     if feature == "order_trend" and v is not None:
         if days is not None and days <= 1:  # one day of orders: no pace to compare yet
             return None
@@ -119,7 +125,7 @@ def describe(feature: str, row: pd.Series, categories: list[str], *, currency: s
         tone = "positive" if v > 0.2 else "negative" if v < -0.2 else "mixed"
         return f"{'latest review' if feature == 'sentiment_last' else 'reviews'} read {tone}"
     if feature == "days_since_review" and v is not None:
-        return f"last review {v:.0f} days ago"
+        return f"last review {_days(round(v))} ago"
     return None
 
 

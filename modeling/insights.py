@@ -533,8 +533,9 @@ def stages_chart_note(tenant: Tenant, dates: list[dt.date], scored: list[bool]) 
     with_scoring = [d for d, has in zip(dates, scored, strict=True) if has]
     named = ", ".join(d.isoformat() for d in with_scoring[-3:]) + (f" and {len(with_scoring) - 3} earlier" if len(with_scoring) > 3 else "")
     threshold = lifecycle.with_overrides(lifecycle.Thresholds(), tenant.settings.get("lifecycle", {})).at_risk_probability
-    return (f"Scored: {named} (marked with a dot). There a customer whose purchase probability is below {threshold:.0%} is At risk too; "
-            "the other dates have no scoring, so their stages follow the order rhythm alone and At risk can rise at a scored date.")
+    return (f"Scored: {named} (marked with a dot). On a scored date a customer whose purchase probability is below {threshold:.0%} is At risk too, "
+            "and a regular is Loyal/VIP by the predicted value tier; the other dates have no scoring, so their stages follow the order rhythm "
+            "and the top fifth by spend, and At risk and Loyal/VIP can jump at a scored date.")
 
 
 def transitions(tenant: Tenant, start: dt.date, end: dt.date) -> pd.DataFrame:

@@ -398,7 +398,7 @@ def test_the_stages_chart_marks_its_scored_dates_and_says_why_at_risk_can_rise_t
     # then only END is marked as scored, and the note names it and the probability rule in effect.
     assert lifecycle_page.context["chart_data"]["scored"] == [False, False, False, True]
     assert dashboard.context["overview_data"]["scored"] == [False, False, False, True]
-    note = f"Scored: {END.isoformat()} (marked with a dot). There a customer whose purchase probability is below 25% is At risk too"
+    note = f"Scored: {END.isoformat()} (marked with a dot). On a scored date a customer whose purchase probability is below 25% is At risk too"
     for page in (lifecycle_page, dashboard):
         assert note in page.content.decode()
     # A shop whose every date has a scoring needs no note.
@@ -465,7 +465,7 @@ def test_api_exposes_insights_stage_history_and_segments_with_membership(scored_
     assert learned and all(s["name"] for s in learned)
     members = viewer.get(f"/api/v1/segments/{learned[0]['id']}/members/").json()
     assert members["count"] == learned[0]["size"]
-    assert analyst.delete(f"/api/v1/segments/{learned[0]['id']}/").status_code == 400
+    assert analyst.delete(f"/api/v1/segments/{learned[0]['id']}/").status_code == 409
 
     body = {"name": "Lapsed spenders", "filters": {"stages": ["lapsed"], "spend_min": 100}}
     assert viewer.post("/api/v1/segments/", body, format="json").status_code == 403

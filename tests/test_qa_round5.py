@@ -83,7 +83,7 @@ def test_launch_says_how_many_were_held_out_and_the_audit_is_complete(tenant_a, 
     assert "Launched to 17 customers: 16 treated, 1 held out as control." in page
     with tenant_context(tenant_a):
         audit = [(a.event_label, a.detail) for a in CampaignAudit.objects.filter(campaign=campaign).order_by("at")]
-    assert audit[0] == ("Drafted", "created")
+    assert audit[0] == ("Drafted", "by hand")
     assert audit[1][0] == "Edited" and "launch scheduled for" in audit[1][1] and "UTC" in audit[1][1]
     assert audit[2] == ("Launched", "17 customers: 16 treated, 1 held out as control")
 

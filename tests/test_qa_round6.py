@@ -130,7 +130,7 @@ def test_bulk_rows_that_repeat_an_id_are_asked_for_again_as_rows(tenant_a) -> No
     from customers.services.imports import import_rows
 
     result = import_rows(tenant_a, "customers", [{"customer_id": "c1", "email": "a@example.com"}, {"customer_id": "c1", "email": "b@example.com"}])
-    assert not result.ok and result.message.endswith("Fix them and send the rows again.")
+    assert not result.ok and result.message.endswith("Fix it and send the rows again.")
 
 
 def test_bgnbd_counts_a_day_with_orders_as_one_purchase() -> None:

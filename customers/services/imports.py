@@ -242,7 +242,7 @@ class _Collector:
         errors = "1 error" if self.count == 1 else f"{self.count:,} errors"
         rows = "1 row" if self.bad_rows == 1 else f"{self.bad_rows:,} rows"
         return ImportError_(
-            f"Nothing was imported: {errors} in {rows}{shown}. Fix them and {'send' if what == 'rows' else 'upload'} the {what} again.",
+            f"Nothing was imported: {errors} in {rows}{shown}. Fix {'it' if self.count == 1 else 'them'} and {'send' if what == 'rows' else 'upload'} the {what} again.",
             self.errors,
             self.count,
         )

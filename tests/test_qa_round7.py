@@ -1,0 +1,43 @@
+"""Web QA walk, round 7: a form sent after the session ended leads back to its page, not to a
+bare 405; one day is "1 day"; an action filter with no customers says so."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pandas as pd
+import pytest
+
+from modeling.explain import describe
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_form_sent_after_the_session_ended_leads_back_to_its_page(client, alice, tenant_a) -> None:
+    # Logged out (in another tab, or the session expired), the merchant presses a button.
+    response = client.post("/tenant/switch/", {"tenant_id": tenant_a.pk}, HTTP_REFERER="http://testserver/customers/?q=ann")
+    assert response.status_code == 302 and response["Location"] == f"/login/?next={quote('/customers/?q=ann', safe='/')}"
+    page = client.get(response["Location"]).content.decode()
+    assert "Your session ended, so nothing was saved or started" in page
+    # Back from the login, the merchant lands on the page the form was on.
+    logged_in = client.post(response["Location"], {"username": "alice", "password": "alice-pass-123"})
+    assert logged_in.status_code == 302 and logged_in["Location"] == "/customers/?q=ann"
+    # A page of the shop's posts the same way; another site's address is not followed.
+    client.logout()
+    away = client.post("/playbook/", {}, HTTP_REFERER="https://elsewhere.example/phish")
+    assert away["Location"] == "/login/?next=/"
+    # A plain page view is Django's redirect, as before.
+    assert client.get("/customers/")["Location"] == "/login/?next=/customers/"
+
+
+def test_one_day_is_written_in_the_singular() -> None:
+    row = pd.Series({"recency_days": 1.2, "gap_median": 1.0, "order_days": 3, "tenure_days": 1.0, "days_since_review": 1.0})
+    assert describe("recency_days", row, []) == "last order 1 day ago, within their usual 1-day rhythm"
+    assert describe("tenure_days", row, []) == "first order 1 day ago"
+    assert describe("days_since_review", row, []) == "last review 1 day ago"
+
+
+def test_an_action_filter_with_no_customers_says_so(client, alice) -> None:
+    client.force_login(alice)
+    page = client.get("/priorities/?action=win_back").content.decode()
+    assert "No customer has this action today." in page and "Nothing yet" not in page
