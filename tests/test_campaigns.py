@@ -173,6 +173,14 @@ def test_without_a_control_group_no_uplift_is_reported(shop, client, alice) -> N
     assert "95% CI  to" not in page and "95% CI —" not in page and not re.search(r"95% CI [+-]?\d", page)
 
 
+def test_a_campaign_launched_a_moment_ago_shows_no_uplift_until_members_order(shop, client, alice) -> None:
+    campaign = services.do_launch_campaign(shop, make_campaign(shop).pk)
+    client.force_login(alice)
+    page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert "No orders from the audience since launch yet" in page and "no orders yet" in page
+    assert "<canvas id=\"uplift-chart\"" not in page and not re.search(r"95% CI [+-]?\d", page)  # no interval drawn around nothing
+
+
 def test_completed_when_the_window_ends_and_orders_after_it_do_not_count(shop) -> None:
     campaign = launched_in_the_past(shop, make_campaign(shop, attribution_days=10), days_ago=40)
     with tenant_context(shop):

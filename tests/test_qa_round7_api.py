@@ -108,3 +108,9 @@ def test_create_tenant_refuses_slugs_that_would_confuse(tenant_a) -> None:
 
 def test_import_rows_keeps_working_for_a_key_without_a_value(tenant_a) -> None:
     assert import_rows(tenant_a, "customers", [{"customer_id": "e1", "": None}]).ok
+
+
+def test_a_file_of_another_kind_is_named(tenant_a, tmp_path) -> None:
+    reviews = write_csv(tmp_path / "r.csv", "customer_id,review_id,created_at,text,rating\nc1,r1,2024-01-01,great,5\n")
+    result = import_csv(tenant_a, "orders", reviews)
+    assert not result.ok and "This looks like a file of reviews" in result.message and "import it as reviews" in result.message

@@ -403,7 +403,11 @@ def _validate_records(
     for name in missing:
         collector.add(1, name, f"missing required column '{name}'")
     if missing:
-        raise ImportError_(f"Nothing was imported: the header must contain {','.join(spec.required)}.", collector.errors, collector.count)
+        # The file of another kind, chosen by mistake (reviews uploaded as orders): say which.
+        fits = [other for other, other_spec in SPECS.items() if other != spec.kind and set(other_spec.required) <= set(seen)]
+        other = max(fits, key=lambda kind: len(SPECS[kind].required), default=None)  # the most specific
+        hint = f" This looks like a file of {other} (it has {', '.join(SPECS[other].required)}): import it as {other}." if other else ""
+        raise ImportError_(f"Nothing was imported: the header must contain {','.join(spec.required)}.{hint}", collector.errors, collector.count)
     if twice:
         raise ImportError_(f"Nothing was imported: the header names {', '.join(dict.fromkeys(twice))} twice; name each column once.", collector.errors, collector.count)
     known = {c.name for c in spec.columns}
