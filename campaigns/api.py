@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from campaigns import services
 from campaigns.models import Campaign
-from clmsite.api import Conflict, TenantViewSet, conflict_response
+from clmsite.api import Conflict, TenantViewSet, conflict_response, refuse_a_body
 from clmsite.models import Role, role_at_least
 from clmsite.permissions import request_role
 from modeling.api import SavedFiltersSerializer
@@ -149,6 +149,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
     @extend_schema(request=None, responses={200: CampaignWithSecretSerializer, 409: conflict_response("Not a draft or a scheduled campaign, or its audience is empty.")})
     @action(detail=True, methods=["post"])
     def launch(self, request: Any, pk: str | None = None) -> Response:
+        refuse_a_body(request)
         campaign = self.get_object()
         try:
             campaign = services.do_launch_campaign(self.tenant, campaign.pk, user=request.user, via="api")  # type: ignore[arg-type]
@@ -159,6 +160,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
     @extend_schema(request=None, responses={200: CampaignWithSecretSerializer, 409: conflict_response("The campaign is already completed or cancelled.")})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Any, pk: str | None = None) -> Response:
+        refuse_a_body(request)
         campaign = self.get_object()
         try:
             campaign = services.do_cancel_campaign(self.tenant, campaign.pk, user=request.user, via="api")  # type: ignore[arg-type]

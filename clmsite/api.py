@@ -123,6 +123,17 @@ def refuse_unknown_fields(data: Any, writable: Iterable[str], read_only: Iterabl
         raise exceptions.ValidationError({key: [f"{'This field is read-only' if key in read_only else 'Unknown field'}; {takes}"] for key in unknown})
 
 
+def refuse_a_body(request: Any) -> None:
+    """An operation that takes no body (launch, cancel, promote) refuses one, as every other
+    operation refuses fields it does not write: a ``{"control_share": 0.5}`` sent along must not
+    read as applied. Reading the body also answers malformed JSON 400 and a wrong type 415."""
+    data = request.data
+    if isinstance(data, Mapping):
+        refuse_unknown_fields(data, [])
+    elif data not in (None, "", b""):
+        raise exceptions.ValidationError({"detail": "This operation takes no body."})
+
+
 class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
     # No PUT: every update is a PATCH of the fields it changes (the README documents no PUT).
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]

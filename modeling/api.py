@@ -15,14 +15,14 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from campaigns.models import Action
-from clmsite.api import Conflict, TenantViewSet, conflict_response, refuse_unknown_fields
+from clmsite.api import Conflict, TenantViewSet, conflict_response, refuse_a_body, refuse_unknown_fields
 from clmsite.filters import ClmFilterSet
 from clmsite.models import Role
 from clmsite.permissions import request_role
 from modeling import insights, jobs, registry
 from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, Stage, StageSnapshot
 from modeling.services import InvalidAsOf, TrainingAlreadyRunning, do_start_scoring, do_start_training
-from modeling.training import FAMILIES
+from modeling.training import FAMILIES, chosen_families
 
 
 class ModelVersionListSerializer(serializers.ListSerializer):
@@ -79,7 +79,14 @@ class PredictionSerializer(serializers.ModelSerializer):
 class RetrainSerializer(serializers.Serializer):
     as_of = serializers.DateField(required=False, help_text="default: today")
     horizon_days = serializers.IntegerField(required=False, min_value=1, max_value=730)
-    family = serializers.ChoiceField(choices=["auto", *FAMILIES], default="auto")
+    family = serializers.CharField(default="auto", max_length=100,
+                                   help_text=f"auto (every family), or one or more of {', '.join(FAMILIES)}, comma-separated, as the CLI's --family")
+
+    def validate_family(self, value: str) -> str:
+        try:
+            return ",".join(chosen_families(value)) if value != "auto" else value
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
 
 class ModelVersionFilter(ClmFilterSet):
@@ -120,6 +127,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
     @extend_schema(request=None, responses={200: ModelVersionSerializer})
     @action(detail=True, methods=["post"])
     def promote(self, request: Any, pk: str | None = None) -> Response:
+        refuse_a_body(request)
         version = self.get_object()
         try:
             version = registry.do_promote_model_version(self.tenant, version.pk, acting_user=request.user if getattr(request.user, "pk", None) else None)  # type: ignore[arg-type]
@@ -163,6 +171,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
     @extend_schema(request=None, responses={200: JobSerializer, 409: conflict_response("The job has already finished.")})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Any, pk: str | None = None) -> Response:
+        refuse_a_body(request)
         job = self.get_object()
         try:
             job = jobs.do_request_cancel(self.tenant, job.pk, role=request_role(request) or Role.VIEWER)  # type: ignore[arg-type]

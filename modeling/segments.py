@@ -24,7 +24,8 @@ from modeling.lifecycle import Stage
 # --- RFM ------------------------------------------------------------------------------
 
 # (key, name, recency scores, frequency-monetary scores), checked in order. The names are the
-# standard RFM ones ("Loyal customers", "Recent customers"), apart from the lifecycle stages'.
+# standard RFM ones ("Loyal customers", "Recent customers"), told apart from the lifecycle
+# stages' ("Fading regulars" is RFM's usual "At risk", which is a stage here).
 RFM_GROUPS = [
     ("champions", "Champions", (5,), (4, 5)),
     ("loyal", "Loyal customers", (3, 4), (4, 5)),
@@ -34,7 +35,7 @@ RFM_GROUPS = [
     ("need_attention", "Need attention", (3,), (3,)),
     ("about_to_sleep", "About to sleep", (3,), (1, 2)),
     ("cant_lose", "Can't lose them", (1, 2), (5,)),
-    ("at_risk", "At risk", (1, 2), (3, 4)),
+    ("at_risk", "Fading regulars", (1, 2), (3, 4)),
     ("lost", "Lost", (1,), (1,)),
     ("hibernating", "Hibernating", (1, 2), (1, 2)),
 ]

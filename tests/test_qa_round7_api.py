@@ -114,3 +114,30 @@ def test_a_file_of_another_kind_is_named(tenant_a, tmp_path) -> None:
     reviews = write_csv(tmp_path / "r.csv", "customer_id,review_id,created_at,text,rating\nc1,r1,2024-01-01,great,5\n")
     result = import_csv(tenant_a, "orders", reviews)
     assert not result.ok and "This looks like a file of reviews" in result.message and "import it as reviews" in result.message
+
+
+def test_an_operation_that_takes_no_body_refuses_one(tenant_a, api_a) -> None:
+    from campaigns.models import Campaign
+
+    with tenant_context(tenant_a):
+        campaign = Campaign.objects.create(tenant=tenant_a, name="Real", action="win_back")
+    url = f"/api/v1/campaigns/{campaign.pk}/cancel/"
+    assert api_a.post(url, {"control_share": 0.5}, format="json").status_code == 400
+    assert api_a.post(url, "not json", content_type="application/json").status_code == 400
+    assert api_a.post(url, "x", content_type="text/plain").status_code == 415
+    with tenant_context(tenant_a):
+        assert Campaign.objects.get(pk=campaign.pk).state == "draft"  # nothing happened
+    assert api_a.post(url, {}, format="json").status_code == 200
+    assert api_a.post(f"/api/v1/campaigns/{campaign.pk}/launch/").status_code == 409  # no body at all is fine; the state refuses
+
+
+def test_retrain_takes_a_list_of_families_as_the_cli_does(tenant_a, api_a, django_capture_on_commit_callbacks) -> None:
+    from modeling.models import Job
+
+    with django_capture_on_commit_callbacks(execute=False):
+        queued = api_a.post("/api/v1/models/retrain/", {"family": "bgnbd, tabular"}, format="json")
+    assert queued.status_code == 202
+    with tenant_context(tenant_a):
+        assert Job.objects.get(pk=queued.json()["id"]).params["family"] == "bgnbd,tabular"
+    bad = api_a.post("/api/v1/models/retrain/", {"family": "bgnbd,bogus"}, format="json")
+    assert bad.status_code == 400 and "bogus" in bad.json()["family"][0]
