@@ -34,6 +34,10 @@ class RuleForm(forms.ModelForm):
         ]
         help_texts = {"churn_min": "churn probability at least, from 0 to 1 (0.5 = 50%)", "churn_max": "churn probability at most, from 0 to 1 (0.5 = 50%)",
                       "offer_pct": "discount as a share of predicted value, from 0 to 1 (0.1 = 10%)"}
+        labels = {"position": "Order (lower is checked first)", "churn_min": "Churn probability at least", "churn_max": "Churn probability at most",
+                  "sentiment_max": "Review tone at most", "value_at_risk_min": "Value at risk at least", "days_since_min": "Days since the last order, at least",
+                  "days_since_max": "Days since the last order, at most", "offer_pct": "Offer, as a share of predicted value",
+                  "offer_cap": "Offer at most (in the shop's currency)"}
 
     def clean_name(self) -> str:
         """Names are unique per shop: each customer's next action names the rule it came from."""
@@ -113,6 +117,8 @@ class CampaignForm(forms.ModelForm):
         widgets = {"scheduled_for": forms.DateTimeInput(attrs={"type": "datetime-local"})}
         help_texts = {"control_share": "share held out as the control group, from 0 to 0.5 (0.1 = 10%); with a share, at least one customer", "segment": "optional: start from a segment, then narrow with the filters below",
                       "scheduled_for": "in UTC; empty: launch by hand", "webhook_url": "optional: POST the treatment group here, HMAC-signed"}
+        labels = {"webhook_url": "Webhook URL", "persuadable_only": "Only customers likely to respond because of it (uplift model)",
+                  "attribution_days": "Attribution window (days)", "scheduled_for": "Launch at"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -41,3 +41,14 @@ def test_an_action_filter_with_no_customers_says_so(client, alice) -> None:
     client.force_login(alice)
     page = client.get("/priorities/?action=win_back").content.decode()
     assert "No customer has this action today." in page and "Nothing yet" not in page
+
+
+def test_a_name_written_last_name_first_is_found(client, alice, tenant_a) -> None:
+    from customers.services.imports import import_rows
+
+    import_rows(tenant_a, "customers", [{"customer_id": "c9", "name": "Chloe Davis"}])
+    client.force_login(alice)
+    page = client.get("/customers/", {"q": "Davis, Chloe"}).content.decode()
+    assert "c9" in page
+    nothing = client.get("/customers/", {"q": "Nobody, Here"}).content.decode()
+    assert "No customers match “Nobody, Here”." in nothing  # no filters are set, so none are blamed

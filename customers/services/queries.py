@@ -49,7 +49,11 @@ def search_customers(tenant: Tenant, *, query: str = "", sort: str = "-spent", s
     with tenant_context(tenant):
         customers = Customer.objects.select_related("insight").only(*LIST_COLUMNS, "insight__stage", "insight__value_tier")
         if query:
-            customers = customers.filter(Q(external_id__icontains=query) | Q(email__icontains=query) | Q(name__icontains=query))
+            matches = Q(external_id__icontains=query) | Q(email__icontains=query) | Q(name__icontains=query)
+            last, comma, first = query.partition(",")
+            if comma and last.strip() and first.strip():  # "Davis, Chloe", as a spreadsheet lists names, finds Chloe Davis
+                matches |= Q(name__icontains=f"{first.strip()} {last.strip()}")
+            customers = customers.filter(matches)
         if stage:
             customers = customers.filter(insight__stage=stage)
         if tier:
