@@ -65,10 +65,11 @@ def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
     customer = queries.get_customer(request.tenant, customer_id)  # type: ignore[attr-defined]
     timeline = queries.customer_timeline(request.tenant, customer)  # type: ignore[attr-defined]
     insight = queries.customer_insight(request.tenant, customer)  # type: ignore[attr-defined]
+    orders = queries.customer_orders_page(request.tenant, customer, request.GET.get("orders_page"))  # type: ignore[attr-defined]
     return render(
         request,
         "customers/detail.html",
-        {"customer": customer, "timeline": timeline, "insight": insight, "chart_data": timeline["chart"]},
+        {"customer": customer, "timeline": timeline, "insight": insight, "chart_data": timeline["chart"], "orders": orders},
     )
 
 

@@ -52,3 +52,18 @@ def test_a_name_written_last_name_first_is_found(client, alice, tenant_a) -> Non
     assert "c9" in page
     nothing = client.get("/customers/", {"q": "Nobody, Here"}).content.decode()
     assert "No customers match “Nobody, Here”." in nothing  # no filters are set, so none are blamed
+
+
+def test_every_order_of_a_customer_can_be_read_on_its_page(client, alice, tenant_a) -> None:
+    from clmsite.tenancy import tenant_context
+    from customers.models import Customer
+    from customers.services.imports import import_rows
+
+    import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": f"o{n:02}", "ordered_at": f"2024-01-{n:02}", "amount": "5"} for n in range(1, 31)])
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get(external_id="c1")
+    client.force_login(alice)
+    first = client.get(f"/customers/{customer.pk}/").content.decode()
+    assert "1–25 of 30, newest first" in first and "o30" in first and "o05" not in first and "orders_page=2" in first
+    older = client.get(f"/customers/{customer.pk}/", {"orders_page": 2}).content.decode()
+    assert "26–30 of 30" in older and "o01" in older and "o30" not in older

@@ -8,6 +8,7 @@ import statistics
 from decimal import Decimal
 from typing import Any
 
+from django.core.paginator import Paginator
 from django.db.models import Count, F, Prefetch, Q, Sum
 from django.db.models.functions import TruncMonth
 from django.http import Http404
@@ -113,6 +114,19 @@ def dashboard_stats(tenant: Tenant) -> dict[str, Any]:
             if isinstance(row["month"], dt.datetime | dt.date)
         ],
     }
+
+
+ORDERS_PER_PAGE = 25
+
+
+def customer_orders_page(tenant: Tenant, customer: Customer, number: Any) -> Any:
+    """One page of the customer's orders table, newest first, with their lines and products:
+    every order can be read on the page, however many there are."""
+    with tenant_context(tenant):
+        items = Prefetch("items", queryset=OrderItem.objects.select_related("product"))
+        page = Paginator(customer.orders.prefetch_related(items).order_by("-ordered_at", "-pk"), ORDERS_PER_PAGE).get_page(number)
+        page.object_list = list(page.object_list)  # evaluated here, inside the tenant's scope
+    return page
 
 
 def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
