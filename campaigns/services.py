@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import IO, Any
 
 from django.db import transaction
-from django.db.models import Count, Min, QuerySet, Sum
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember
@@ -469,12 +469,17 @@ SUGGESTED_ACTIONS = {
 
 
 def suggested_campaigns(tenant: Tenant) -> list[dict[str, Any]]:
-    """One suggestion per recommended action, biggest value at risk first."""
+    """One suggestion per recommended action, biggest value at risk first, with how many of
+    its customers a running campaign already has (treated, or held out: contacting a control
+    member spoils that campaign's measurement)."""
     with tenant_context(tenant):
-        rows = list(CustomerInsight.objects.filter(action__in=list(SUGGESTED_ACTIONS)).values("action").annotate(n=Count("id"), at_risk=Sum("priority")).order_by("-at_risk"))
+        running = CampaignMember.objects.filter(campaign__state=Campaign.State.RUNNING, customer_id=OuterRef("customer_id"))
+        rows = list(CustomerInsight.objects.filter(action__in=list(SUGGESTED_ACTIONS)).values("action")
+                    .annotate(n=Count("id"), at_risk=Sum("priority"), in_running=Count("id", filter=Q(Exists(running)))).order_by("-at_risk"))
     labels = dict(Action.choices)
     return [
         {"action": r["action"], "label": labels[r["action"]], "customers": r["n"], "value_at_risk": round(float(r["at_risk"] or 0.0), 2),
+         "in_running": r["in_running"],
          "title": f"{_count(r['n'], 'customer')} → {labels[r['action']]}", "name": f"{SUGGESTED_ACTIONS[r['action']]} {_count(r['n'], 'customer')}"}
         for r in rows if r["n"]
     ]

@@ -462,6 +462,12 @@ def test_suggested_campaigns_come_from_recommended_actions_and_become_drafts(sho
     assert services.preview(campaign)["size"] == top["customers"]
     again, created = services.do_draft_from_suggestion(shop, top["action"], user=alice)  # a second click opens the same draft
     assert again.pk == campaign.pk and not created
+    # Once launched, the suggestion says how many of its customers a running campaign has:
+    # treated or held out, contacting them again would spoil that campaign's measurement.
+    assert top["in_running"] == 0
+    launched = services.do_launch_campaign(shop, campaign.pk)
+    after = next(s for s in services.suggested_campaigns(shop) if s["action"] == top["action"])
+    assert after["in_running"] == launched.audience_size == top["customers"]
 
 
 def test_a_suggestion_campaign_offers_each_customer_their_own_capped_offer(shop, alice) -> None:
