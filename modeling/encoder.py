@@ -548,7 +548,7 @@ def embed_texts(
                         cache.put(missing_keys[index], pooled[row])
                 done += len(batch)
                 if progress:
-                    progress(done / len(encoded), f"embedded {done}/{len(encoded)} texts")
+                    progress(done / len(encoded), f"read {done:,} of {len(encoded):,} texts")
     if not keys:
         hidden = int(getattr(getattr(model, "config", None), "hidden_size", 0))
         return np.zeros((0, hidden), dtype=np.float32)

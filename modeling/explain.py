@@ -102,13 +102,13 @@ def describe(feature: str, row: pd.Series, categories: list[str], *, currency: s
     if feature == "rate_per_month" and v is not None:
         return f"buys about {v:.1f} times a month" if days is None or days > 1 else None
     if feature == "gap_median" and v is not None:
-        return f"usually orders every {max(1, round(v))} days"
+        return "usually orders every day" if round(v) <= 1 else f"usually orders every {round(v)} days"
     if feature == "gap_mean" and v is not None:  # not "usually": that is the median, as the customer page says
-        return f"on average {v:.0f} days between orders"
+        return f"on average {_days(round(v))} between orders"
     if feature == "gap_std" and v is not None:
         # Steady while the gaps vary by at most half the usual gap (a memoryless buyer's vary by about all of it).
         steady = gap is not None and v <= 0.5 * gap
-        return f"{'steady' if steady else 'irregular'} rhythm (±{v:.0f} days)"
+        return f"{'steady' if steady else 'irregular'} rhythm (±{_days(round(v))})"
     if feature.startswith("category_") and feature.endswith("_share") and v is not None:
         index = int(feature.split("_")[1])
         name = categories[index] if index < len(categories) else "one category"

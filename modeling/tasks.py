@@ -95,7 +95,7 @@ def score_customers_task(self, tenant_id: int, job_id: int) -> None:
     score_unscored_reviews(tenant)
     chunks = chunk_customer_ids(tenant)
     with tenant_context(tenant):
-        Job.objects.filter(pk=job.pk).update(steps_total=len(chunks), steps_done=0, message=f"Scoring {len(chunks)} chunk(s)")
+        Job.objects.filter(pk=job.pk).update(steps_total=len(chunks), steps_done=0, message=f"Scoring customers in {len(chunks)} batch{'es' if len(chunks) != 1 else ''}")
     if not chunks:
         jobs.finish_job(job, result={"scored": 0}, succeeded=True, message="No customers to score.")
         return
@@ -127,7 +127,7 @@ def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: lis
         raise
     except Exception as exc:
         log.exception("scoring chunk %s of job %s failed", index, job_id)
-        _stop_scoring(tenant, job, as_of, f"Scoring failed on chunk {index + 1} of {job.steps_total}: {exc}")
+        _stop_scoring(tenant, job, as_of, f"Scoring failed on batch {index + 1} of {job.steps_total}: {exc}")
         return
     with tenant_context(tenant):
         Job.objects.filter(pk=job.pk).update(steps_done=F("steps_done") + 1, heartbeat_at=jobs.timezone.now())
@@ -136,7 +136,7 @@ def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: lis
         withdraw_unfinished_date(tenant, as_of, job.started_at or job.created_at)
         return
     with tenant_context(tenant):
-        Job.objects.filter(pk=job.pk).update(progress=SCORING_SHARE * job.steps_done / max(job.steps_total, 1), message=f"Scored chunk {job.steps_done} of {job.steps_total}")
+        Job.objects.filter(pk=job.pk).update(progress=SCORING_SHARE * job.steps_done / max(job.steps_total, 1), message=f"Scored batch {job.steps_done} of {job.steps_total}")
     if job.steps_done >= job.steps_total:
         # The last chunk assigns tiers (they need every customer's predicted value), then
         # stages, segments and actions, which need every customer's scores.

@@ -514,7 +514,7 @@ def test_a_scoring_that_fails_or_is_cancelled_midway_leaves_the_last_complete_da
     with tenant_context(tenant):
         assert not Prediction.objects.filter(as_of=later).exists()  # the first chunk's rows were taken back
     assert failed.state == Job.State.FAILED and failed.finished_at is not None
-    assert failed.message.startswith(f"Scoring failed on chunk 2 of {failed.steps_total}: disk full; the 150 predictions")
+    assert failed.message.startswith(f"Scoring failed on batch 2 of {failed.steps_total}: disk full; the 150 predictions")
     assert len(calls) == 2  # the chunks after the failure did nothing
     assert {p.as_of for p in latest_predictions(tenant)} == {END}
     listed = api_client_for(tenant).get("/api/v1/predictions/").json()

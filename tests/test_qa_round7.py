@@ -67,3 +67,9 @@ def test_every_order_of_a_customer_can_be_read_on_its_page(client, alice, tenant
     assert "1–25 of 30, newest first" in first and "o30" in first and "o05" not in first and "orders_page=2" in first
     older = client.get(f"/customers/{customer.pk}/", {"orders_page": 2}).content.decode()
     assert "26–30 of 30" in older and "o01" in older and "o30" not in older
+
+
+def test_the_models_page_explains_its_names_and_numbers(client, alice) -> None:
+    client.force_login(alice)
+    page = client.get("/models/").content.decode()
+    assert 'data-testid="glossary"' in page and "0.5 is a coin toss" in page and "BG/NBD" in page
