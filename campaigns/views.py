@@ -17,7 +17,8 @@ from campaigns.models import Action, Campaign, CampaignMember, PlaybookRule
 from campaigns.playbook import ensure_default_playbook
 from clmsite.models import Role
 from clmsite.views import foreign_shop, tenant_required
-from modeling.models import CustomerInsight, Segment, Stage
+from modeling.insights import queue_insights_refresh
+from modeling.models import CustomerInsight, Job, Segment, Stage
 
 TIERS = [("high", "High"), ("medium", "Medium"), ("low", "Low")]
 
@@ -68,7 +69,8 @@ def playbook(request: HttpRequest) -> HttpResponse:
     counts = dict(CustomerInsight.objects.exclude(rule_name="").values_list("rule_name").annotate(n=Count("id")))
     for rule in rules:  # as of the last refresh; a disabled rule recommends to no one
         rule.customers = counts.get(rule.name, 0) if rule.enabled else 0
-    return render(request, "campaigns/playbook.html", {"rules": rules, "can_edit": request.membership.can(Role.ADMIN)})  # type: ignore[attr-defined]
+    return render(request, "campaigns/playbook.html", {"rules": rules, "can_edit": request.membership.can(Role.ADMIN),  # type: ignore[attr-defined]
+                                                       "jobs": Job.objects.filter(kind=Job.Kind.INSIGHTS).order_by("-created_at")[:1]})
 
 
 @tenant_required(Role.ADMIN)
@@ -84,7 +86,7 @@ def edit_rule(request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
         saved.tenant = request.tenant  # type: ignore[attr-defined]
         saved.updated_at = timezone.now()
         saved.save()
-        messages.success(request, f"Saved rule “{saved.name}”. Actions follow it from the next scoring.")
+        messages.success(request, f"Saved rule “{saved.name}”. {_recompute(request)}")
         return redirect("playbook")
     return render(request, "campaigns/rule.html", {"form": form, "rule": rule})
 
@@ -94,8 +96,16 @@ def edit_rule(request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
 def delete_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
     rule = get_object_or_404(PlaybookRule, pk=rule_id)
     rule.delete()
-    messages.success(request, f"Deleted rule “{rule.name}”.")
+    messages.success(request, f"Deleted rule “{rule.name}”. {_recompute(request)}")
     return redirect("playbook")
+
+
+def _recompute(request: HttpRequest) -> str:
+    """Recompute every customer's next action with the changed playbook, in the background."""
+    job = queue_insights_refresh(request.tenant, acting_user=request.user)  # type: ignore[attr-defined]
+    if job is None:
+        return "Actions follow it from the first scoring."
+    return "Every customer's next action is being recomputed with it now; the counts update when that finishes."
 
 
 # --- Campaigns -------------------------------------------------------------------------------

@@ -109,17 +109,25 @@ def do_set_lifecycle_thresholds(tenant: Tenant, overrides: dict[str, Any], *, ac
     segments and actions that follow from them) as of the latest scoring, as ``manage.py
     lifecycle`` does. A background job: on a big shop it takes longer than a page may wait.
     Returns the job, or None when nothing has been scored yet."""
+    with transaction.atomic():
+        tenant.settings = {**tenant.settings, "lifecycle": {k: v for k, v in overrides.items() if v is not None}}
+        tenant.save(update_fields=["settings"])
+        return queue_insights_refresh(tenant, acting_user=acting_user)
+
+
+def queue_insights_refresh(tenant: Tenant, *, acting_user: Any = None) -> Job | None:
+    """Queue the recomputation of the stages, segments and next actions as of the latest
+    scoring, after a setting they follow changed (the lifecycle thresholds, a playbook rule).
+    Returns the job, or None when nothing has been scored yet."""
     from modeling import jobs
     from modeling.tasks import refresh_insights_task
 
     with transaction.atomic():
-        tenant.settings = {**tenant.settings, "lifecycle": {k: v for k, v in overrides.items() if v is not None}}
-        tenant.save(update_fields=["settings"])
         as_of = latest_scoring_date(tenant)
         if as_of is None:
             return None
         with tenant_context(tenant):
-            # A recomputation not yet started reads the thresholds when it starts: no second one.
+            # A recomputation not yet started reads the settings when it starts: no second one.
             pending = Job.objects.filter(kind=Job.Kind.INSIGHTS, state=Job.State.QUEUED, params__as_of=as_of.isoformat()).first()
         if pending is not None:
             return pending

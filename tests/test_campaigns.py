@@ -21,7 +21,7 @@ from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember, We
 from clmsite.tenancy import tenant_context
 from customers.models import Customer, Order
 from modeling.insights import refresh_insights
-from modeling.models import CustomerInsight, Stage
+from modeling.models import CustomerInsight, Job, Stage
 from tests.test_lifecycle import scored_shop  # noqa: F401 (fixture)
 from tests.test_modeling import END
 
@@ -517,3 +517,23 @@ def test_uplift_model_finds_persuadable_customers_on_held_out_campaigns(shop) ->
         assert len(persuadable & repeat) / max(len(persuadable), 1) > 0.7
         campaign = make_campaign(shop, name="Persuadables", persuadable_only=True)
     assert 0 < services.preview(campaign)["size"] < services.preview(make_campaign(shop, name="All"))["size"]
+
+
+def test_a_changed_playbook_rule_recomputes_next_actions_right_away(shop, client, alice, django_capture_on_commit_callbacks) -> None:
+    from campaigns.playbook import ensure_default_playbook
+
+    with tenant_context(shop):
+        busiest = max(ensure_default_playbook(shop), key=lambda rule: CustomerInsight.objects.filter(rule_name=rule.name).count())
+        assert CustomerInsight.objects.filter(rule_name=busiest.name).exists()
+    client.force_login(alice)
+    form = {field: value for field, value in {
+        "position": busiest.position, "name": busiest.name, "action": busiest.action, "channel": busiest.channel,
+        "stages": busiest.stages, "tiers": busiest.tiers, "churn_min": busiest.churn_min, "churn_max": busiest.churn_max,
+        "sentiment_max": busiest.sentiment_max, "value_at_risk_min": busiest.value_at_risk_min, "days_since_min": busiest.days_since_min,
+        "days_since_max": busiest.days_since_max, "offer_pct": busiest.offer_pct, "offer_cap": busiest.offer_cap}.items() if value not in (None, [])}
+    with django_capture_on_commit_callbacks(execute=True):
+        saved = client.post(f"/playbook/{busiest.pk}/", form, follow=True)  # "enabled" left out: disabled
+    assert "being recomputed with it now" in saved.content.decode()
+    with tenant_context(shop):
+        assert CustomerInsight.objects.filter(rule_name=busiest.name).count() == 0  # its customers went to the next matching rules
+        assert Job.objects.filter(kind=Job.Kind.INSIGHTS).latest("created_at").state == Job.State.SUCCEEDED
