@@ -29,6 +29,10 @@ DEFAULT_RULES: list[dict[str, Any]] = [
     {"name": "Second-purchase nudge for new customers", "stages": ["new"], "action": Action.SECOND_PURCHASE, "channel": Channel.EMAIL,
      "offer_pct": 0.10, "offer_cap": Decimal("15.00")},
     {"name": "Welcome back reactivated customers", "stages": ["reactivated"], "action": Action.REACTIVATION_THANKS, "channel": Channel.EMAIL},
+    # A lapsed customer's predicted value is low (the models expect little more), but one who
+    # spent among the shop's top tenth is worth a personal win-back before giving up on them:
+    # no discount by default, as offers elsewhere are capped by the (here low) predicted value.
+    {"name": "Win-back for lapsed big spenders", "stages": ["lapsed"], "spent_top_share": 0.1, "action": Action.WIN_BACK, "channel": Channel.EMAIL},
     {"name": "No action for low-value lapsed customers", "stages": ["lapsed"], "tiers": ["low"], "action": Action.NO_ACTION, "channel": Channel.NONE},
     {"name": "Win-back for other lapsed customers", "stages": ["lapsed"], "action": Action.WIN_BACK, "channel": Channel.ADS,
      "offer_pct": 0.10, "offer_cap": Decimal("20.00")},
@@ -115,6 +119,7 @@ def _matches(rule: PlaybookRule, row: dict[str, Any]) -> bool:
         rule.value_at_risk_min is None or row["value_at_risk"] >= rule.value_at_risk_min,
         rule.days_since_min is None or (row["days_since"] is not None and row["days_since"] >= rule.days_since_min),
         rule.days_since_max is None or (row["days_since"] is not None and row["days_since"] <= rule.days_since_max),
+        rule.spent_top_share is None or (row.get("spend_top") is not None and row["spend_top"] <= rule.spent_top_share),
     ]
     return all(checks)
 
@@ -122,7 +127,8 @@ def _matches(rule: PlaybookRule, row: dict[str, Any]) -> bool:
 def recommend(rules: list[PlaybookRule], row: dict[str, Any], affinity: pd.DataFrame, currency: str = "") -> dict[str, Any]:
     """The first matching rule's action for one customer, with detail, offer and reason.
 
-    ``row``: stage, tier, churn, value (predicted), value_at_risk, days_since, recent_sentiment
+    ``row``: stage, tier, churn, value (predicted), value_at_risk, days_since, spent (lifetime) and
+    spend_top (the top share of buyers its spend is in: 0.01 = top 1%), recent_sentiment
     (the tone of the worst negative review in the window, see :func:`negative_review_tone`;
     None without one), negative_review (that review in words), categories (bought), stage_reason."""
     for rule in rules:
@@ -157,6 +163,8 @@ def _reason(rule: PlaybookRule, row: dict[str, Any]) -> str:
     parts = [row["stage_reason"]]
     if rule.tiers and "value tier" not in row["stage_reason"]:  # "loyal: 6 orders, top value tier" says it already
         parts.append(f"{row['tier']} value tier")
+    if rule.spent_top_share is not None and row.get("spend_top") is not None:
+        parts.append(f"spent {_whole(row['spent'])} in all, top {max(row['spend_top'], 0.01):.0%} of buyers")
     if rule.sentiment_max is not None and row["recent_sentiment"] is not None:
         parts.append(row.get("negative_review") or f"negative review, sentiment {row['recent_sentiment']:+.2f}")
     if row["churn"] is not None and row["value"]:

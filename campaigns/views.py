@@ -31,14 +31,14 @@ class RuleForm(forms.ModelForm):
         model = PlaybookRule
         fields = [
             "position", "name", "enabled", "stages", "tiers", "churn_min", "churn_max", "sentiment_max", "value_at_risk_min",
-            "days_since_min", "days_since_max", "action", "channel", "offer_pct", "offer_cap",
+            "days_since_min", "days_since_max", "spent_top_share", "action", "channel", "offer_pct", "offer_cap",
         ]
         help_texts = {"churn_min": "churn probability at least, from 0 to 1 (0.5 = 50%)", "churn_max": "churn probability at most, from 0 to 1 (0.5 = 50%)",
                       "offer_pct": "discount as a share of predicted value, from 0 to 1 (0.1 = 10%)"}
         labels = {"position": "Order (lower is checked first)", "churn_min": "Churn probability at least", "churn_max": "Churn probability at most",
                   "sentiment_max": "Review tone at most", "value_at_risk_min": "Value at risk at least", "days_since_min": "Days since the last order, at least",
                   "days_since_max": "Days since the last order, at most", "offer_pct": "Offer, as a share of predicted value",
-                  "offer_cap": "Offer at most (in the shop's currency)"}
+                  "offer_cap": "Offer at most (in the shop's currency)", "spent_top_share": "Lifetime spend in the top share of buyers"}
 
     def clean_name(self) -> str:
         """Names are unique per shop: each customer's next action names the rule it came from."""
@@ -58,6 +58,8 @@ class RuleForm(forms.ModelForm):
         for key in ("churn_min", "churn_max", "offer_pct"):
             if data.get(key) is not None and not 0 <= data[key] <= 1:
                 self.add_error(key, "Between 0 and 1.")
+        if data.get("spent_top_share") is not None and not 0 < data["spent_top_share"] <= 1:
+            self.add_error("spent_top_share", "More than 0 and at most 1 (0.1 = the top 10%).")
         if data.get("sentiment_max") is not None and not -1 <= data["sentiment_max"] <= 1:
             self.add_error("sentiment_max", "Between -1 and 1.")
         return data

@@ -340,6 +340,8 @@ def _insight_rows(
     currency = tenant.currency + " " if getattr(tenant, "currency", "") else ""
     rows = []
     now = timezone.now()
+    # The top share of buyers each buyer's lifetime spend is in (0.01: the top 1%), as of the date.
+    spend_top = features["total_spent"].rank(ascending=False, pct=True, method="max") if len(features) else pd.Series(dtype=float)
     for customer, stage in stages.iterrows():
         customer = int(customer)
         has_features = customer in features.index
@@ -351,6 +353,8 @@ def _insight_rows(
         row = {
             "stage": stage["stage"], "stage_reason": stage["reason"], "tier": tier, "churn": churn, "value": value, "value_at_risk": at_risk,
             "days_since": int(round(features.at[customer, "recency_days"])) if has_features else None,
+            "spent": float(features.at[customer, "total_spent"]) if has_features else 0.0,
+            "spend_top": float(spend_top[customer]) if has_features else None,
             "recent_sentiment": recent_sentiment.get(customer), "negative_review": negative_review.get(customer, ""),
             "categories": [str(c) for c in bought.get(customer, [])],
         }
