@@ -150,6 +150,10 @@ def test_lifecycle_segments_priorities_and_playbook_pages(live_server, page, ali
     login(page, live_server, "alice", "alice-pass-123")
     page.wait_for_selector("#dash-funnel")
     assert page.evaluate("() => ['dash-funnel', 'dash-stages', 'dash-segments', 'dash-sentiment'].every(id => !!Chart.getChart(id))")
+    # Every chart says what it counts: a titled value axis.
+    titles = page.evaluate("() => ['dash-funnel', 'dash-stages', 'dash-segments', 'dash-sentiment', 'revenue-chart'].map(id => "
+                           "Object.values(Chart.getChart(id).options.scales).filter(a => a.display !== false && a.title && a.title.display).map(a => a.title.text))")
+    assert all(titles) and titles[0] == ["customers"] and "share of the month's reviews" in titles[3], titles
     assert page.inner_text("[data-testid=kpi-value-at-risk]").strip()
     page.screenshot(path=str(SCREENSHOTS / "dashboard-lifecycle.png"), full_page=True)
 

@@ -448,7 +448,7 @@ def _validate_records(
             if not any(v.strip() for v in values):
                 rows -= 1  # blank line
                 continue
-            collector.add(row_no, "", f"has {len(values)} fields but the header has {width}")
+            collector.add(row_no, "", f"has {len(values)} field{'s' if len(values) != 1 else ''} but the header has {width}")
             continue
         staged: list[Any] = [row_no]
         bad = False

@@ -7,6 +7,10 @@ window.CLM = {
       plugins: {legend: {position: "bottom"}}}, config.options || {});
     return new Chart(canvas, config);
   },
+  // An axis with its title (and any other options): every chart says what it counts.
+  axis(title, options = {}) {
+    return Object.assign({title: {display: true, text: title}}, options);
+  },
   // A y axis for rates (0.025 is drawn as 2.5%), with its title.
   percentAxis(title) {
     const percent = (v) => (Math.round(v * 1000) / 10) + "%";
