@@ -69,6 +69,12 @@ class SearchFilter(filters.SearchFilter):
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         return super().get_schema_operation_parameters(view) if getattr(view, "search_fields", None) else []
 
+    def get_search_terms(self, request: Any) -> list[str]:
+        try:
+            return super().get_search_terms(request)
+        except exceptions.ValidationError as exc:  # a NUL: named after its parameter, as every filter's error is
+            raise exceptions.ValidationError({self.search_param: exc.detail}) from None
+
 
 class OrderingFilter(filters.OrderingFilter):
     """DRF's ordering, except that an unknown field is a 400 naming the allowed ones: DRF

@@ -141,3 +141,14 @@ def test_retrain_takes_a_list_of_families_as_the_cli_does(tenant_a, api_a, djang
         assert Job.objects.get(pk=queued.json()["id"]).params["family"] == "bgnbd,tabular"
     bad = api_a.post("/api/v1/models/retrain/", {"family": "bgnbd,bogus"}, format="json")
     assert bad.status_code == 400 and "bogus" in bad.json()["family"][0]
+
+
+def test_a_search_with_a_nul_names_the_search(api_a) -> None:
+    answer = api_a.get("/api/v1/customers/?search=%00")
+    assert answer.status_code == 400 and answer.json() == {"search": ["Null characters are not allowed."]}
+
+
+def test_a_json_number_too_large_is_named_as_such(api_a) -> None:
+    answer = api_a.post("/api/v1/orders/bulk/", '[{"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-01-01", "amount": 1e400}]',
+                        content_type="application/json").json()
+    assert not answer["ok"] and answer["errors"] == [{"row": 1, "column": "amount", "message": "is a number too large to read"}]

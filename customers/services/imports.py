@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -640,6 +641,8 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
         for name, value in row.items():
             if name in known and type(value) in not_scalar:
                 refused.setdefault(index + 1, {}).setdefault(name, f"must be a string or a number, not {not_scalar[type(value)]}")
+            elif isinstance(value, float) and not math.isfinite(value):  # 1e400 in the JSON reads as infinity
+                refused.setdefault(index + 1, {}).setdefault(name, "is a number too large to read")
             elif not name and value not in (None, ""):  # a value with nowhere to go (the API's PATCH says the same)
                 refused.setdefault(index + 1, {}).setdefault(name, "an attribute needs a name" if spec.kind == "customers" else "a key needs a name")
             elif spec.kind == "customers" and name not in known and isinstance(value, dict | list):  # an attribute, as the API's PATCH checks it
