@@ -405,7 +405,8 @@ def _validate_records(
         collector.add(1, name, f"missing required column '{name}'")
     if missing:
         # The file of another kind, chosen by mistake (reviews uploaded as orders): say which.
-        fits = [other for other, other_spec in SPECS.items() if other != spec.kind and set(other_spec.required) <= set(seen)]
+        # (A kind that needs only an id tells nothing: every orders or reviews file has customer_id.)
+        fits = [other for other, other_spec in SPECS.items() if other != spec.kind and len(other_spec.required) > 1 and set(other_spec.required) <= set(seen)]
         other = max(fits, key=lambda kind: len(SPECS[kind].required), default=None)  # the most specific
         hint = f" This looks like a file of {other} (it has {', '.join(SPECS[other].required)}): import it as {other}." if other else ""
         raise ImportError_(f"Nothing was imported: the header must contain {','.join(spec.required)}.{hint}", collector.errors, collector.count)
