@@ -23,6 +23,7 @@ from typing import IO, Any
 from django.db import transaction
 from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
+from django.utils.dateformat import format as date_format
 
 from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember
 from clmsite.models import Tenant
@@ -502,7 +503,7 @@ def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -
             return existing, False
         campaign = Campaign.objects.create(
             # Named by action and day, not by the audience's size, which an edit of the filters changes.
-            tenant=tenant, name=f"{suggestion['label']} · {timezone.now():%b %d, %Y}", goal=f"Act on the playbook: {suggestion['label'].lower()}", action=action,
+            tenant=tenant, name=f"{suggestion['label']} · {date_format(timezone.now(), 'N j, Y')}", goal=f"Act on the playbook: {suggestion['label'].lower()}", action=action,
             channel=rule.channel if rule else "email", filters={"actions": [action]}, created_by=user if getattr(user, "pk", None) else None,
             offer="",  # each customer's own: the rules behind one action cap their offers differently
         )
