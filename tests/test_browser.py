@@ -332,3 +332,14 @@ def test_pages_fit_a_phone_screen(live_server, page, alice, tenant_a):
     page.screenshot(path=str(SCREENSHOTS / "phone-menu.png"))
     page.click("nav.mainnav >> text=Campaigns")
     assert page.url.endswith("/campaigns/")
+
+
+def test_the_api_docs_render_without_asking_any_other_site(live_server, page, alice):
+    """Redoc comes from our static files, its fonts from the system and its footer logo is
+    never requested: the docs work on a network that reaches only this server."""
+    offsite = []
+    page.on("request", lambda request: offsite.append(request.url) if request.url.startswith("http") and not request.url.startswith(live_server.url) else None)
+    page.goto(f"{live_server.url}/api/docs/")
+    page.wait_for_selector("text=Customers", timeout=30_000)
+    page.wait_for_timeout(500)  # the footer logo appears after the first render
+    assert offsite == []
