@@ -172,6 +172,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         "launched": serializers.BooleanField(), "treatment": serializers.DictField(required=False), "control": serializers.DictField(required=False),
         "uplift": serializers.FloatField(required=False, allow_null=True), "uplift_ci": serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True),
         "significant": serializers.BooleanField(required=False), "small_sample": serializers.BooleanField(required=False),
+        "no_orders_yet": serializers.BooleanField(required=False, help_text="no member of either group has ordered yet: the uplift says nothing so far"),
         "revenue_uplift_per_member": serializers.FloatField(required=False, allow_null=True),
         "revenue_uplift_ci": serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True),
         "incremental_revenue": serializers.FloatField(required=False, allow_null=True),

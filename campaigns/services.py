@@ -342,6 +342,9 @@ def compare_groups(t: GroupOutcome, c: GroupOutcome, *, final: bool = False) -> 
         "incremental_revenue": round(revenue_uplift * t.members, 2),
         "incremental_conversions": round(uplift * t.members, 1),
         "small_sample": small,
+        # Nobody in either group has ordered and more may: an uplift of 0 with a wide interval
+        # would be drawn from nothing, so the pages show "no orders yet" instead.
+        "no_orders_yet": not t.converters and not c.converters and not final,
         "verdict": verdict(uplift, low, high, significant, t, c, final=final),
     }
 

@@ -58,6 +58,11 @@ class RuleForm(forms.ModelForm):
         for key in ("churn_min", "churn_max", "offer_pct"):
             if data.get(key) is not None and not 0 <= data[key] <= 1:
                 self.add_error(key, "Between 0 and 1.")
+        if data.get("position") is not None and data.get("enabled"):
+            earlier = PlaybookRule.objects.filter(enabled=True, position__lt=data["position"]).exclude(pk=self.instance.pk)
+            catch_all = next((rule for rule in earlier.order_by("position") if rule.conditions() == ["always"]), None)
+            if catch_all is not None:
+                self.add_error("position", f"“{catch_all.name}” (order {catch_all.position}) matches every customer first, so this rule would never apply; give it a lower number.")
         if data.get("spent_top_share") is not None and not 0 < data["spent_top_share"] <= 1:
             self.add_error("spent_top_share", "More than 0 and at most 1 (0.1 = the top 10%).")
         if data.get("sentiment_max") is not None and not -1 <= data["sentiment_max"] <= 1:
@@ -79,9 +84,13 @@ def playbook(request: HttpRequest) -> HttpResponse:
 def edit_rule(request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
     if rule_id:
         rule = get_object_or_404(PlaybookRule, pk=rule_id)
-    else:  # a new rule goes last: first match wins, so position 0 would put it before every rule
-        last = PlaybookRule.objects.order_by("-position").values_list("position", flat=True).first()
-        rule = PlaybookRule(tenant=request.tenant, position=(last or 0) + 10)  # type: ignore[attr-defined]
+    else:  # a new rule goes last (first match wins), but before a closing catch-all, which would hide it
+        rules = list(PlaybookRule.objects.order_by("position", "pk"))
+        if rules and rules[-1].conditions() == ["always"] and (len(rules) < 2 or rules[-2].position < rules[-1].position - 1):
+            position = rules[-1].position - 1
+        else:
+            position = (rules[-1].position if rules else 0) + 10
+        rule = PlaybookRule(tenant=request.tenant, position=position)  # type: ignore[attr-defined]
     form = RuleForm(request.POST or None, instance=rule)
     if request.method == "POST" and form.is_valid():
         saved = form.save(commit=False)

@@ -53,7 +53,8 @@ def customer_list(request: HttpRequest) -> HttpResponse:
 
         paginator.count = cached(tenant.pk, "customer-count", customers.count)  # type: ignore[misc]
     page = paginator.get_page(request.GET.get("page"))
-    base = "?" + urlencode({k: v for k, v in (("q", query), ("stage", stage), ("tier", tier), ("country", country)) if v}) + "&sort="
+    kept = urlencode({k: v for k, v in (("q", query), ("stage", stage), ("tier", tier), ("country", country)) if v})
+    base = f"?{kept}&sort=" if kept else "?sort="
     return render(request, "customers/list.html", {
         "page": page, "q": query, "sort": sort, "base": base, "stage": stage, "tier": tier, "country": country, "filtered": filtered,
         "stages": Stage.choices, "tiers": Prediction.Tier.choices,

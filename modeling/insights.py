@@ -252,7 +252,7 @@ def learn_segments(
     behaviour = segments.behaviour_matrix(features, history.categories)
     texts = customer_profiles(history, as_of, features)
     progress(0.05, f"Embedding {len(texts):,} customer profiles")
-    embeddings = customer_embeddings(tenant, texts, progress=lambda f, m: progress(0.05 + 0.6 * f, m))
+    embeddings = customer_embeddings(tenant, texts, progress=lambda f, m: progress(0.05 + 0.6 * f, f"Learning segments: reading customer profiles ({f:.0%})"))
     progress(0.7, "Clustering")
     with tenant_context(tenant):
         previous_k = Segment.objects.filter(kind=Segment.Kind.LEARNED, is_current=True).exclude(key=PROSPECTS_KEY).count() or None

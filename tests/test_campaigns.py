@@ -179,6 +179,8 @@ def test_a_campaign_launched_a_moment_ago_shows_no_uplift_until_members_order(sh
     page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
     assert "No orders from the audience since launch yet" in page and "no orders yet" in page
     assert "<canvas id=\"uplift-chart\"" not in page and not re.search(r"95% CI [+-]?\d", page)  # no interval drawn around nothing
+    listed = client.get("/campaigns/").content.decode()
+    assert "no orders yet" in listed and not re.search(r"[+-]\d+\.\d pp", listed)
 
 
 def test_completed_when_the_window_ends_and_orders_after_it_do_not_count(shop) -> None:

@@ -372,8 +372,13 @@ def test_a_stale_campaign_preview_counts_no_one_and_a_new_rule_goes_last(tenant_
     client.force_login(alice)
     stale = client.get(f"/campaigns/preview/?action=win_back&shop={tenant_b.pk}").json()
     assert "stale" in stale and "size" not in stale
-    last = max(rule.position for rule in ensure_default_playbook(tenant_a))
-    assert client.get("/playbook/new/").context["form"].initial["position"] == last + 10
+    # Last, but before the closing catch-all ("Nurture everyone else"), which would hide it.
+    last = max(ensure_default_playbook(tenant_a), key=lambda rule: rule.position)
+    assert last.conditions() == ["always"]
+    assert client.get("/playbook/new/").context["form"].initial["position"] == last.position - 1
+    # Placed after the catch-all, a rule would never apply: the form says so.
+    after = client.post("/playbook/new/", {"position": last.position + 10, "name": "Too late", "enabled": "on", "action": "win_back", "channel": "email"})
+    assert "matches every customer first, so this rule would never apply" in after.content.decode()
 
 
 def test_a_draft_campaign_can_be_deleted_and_a_launched_one_cannot(tenant_a, client, alice) -> None:

@@ -86,3 +86,12 @@ def test_a_lapsed_big_spender_gets_a_win_back_not_no_action(tenant_a) -> None:
     assert (big["action"], big["rule_name"]) == ("win_back", "Win-back for lapsed big spenders")
     assert "spent 38,987 in all, top 1% of buyers" in big["reason"] and big["offer"] is None
     assert small["action"] == "no_action"
+
+
+def test_last_name_and_initial_finds_the_customer(client, alice, tenant_a) -> None:
+    from customers.services.imports import import_rows
+
+    import_rows(tenant_a, "customers", [{"customer_id": "c9", "name": "Felix Davis"}, {"customer_id": "c8", "name": "Ann Davis"}])
+    client.force_login(alice)
+    page = client.get("/customers/", {"q": "Davis, F"}).content.decode()
+    assert "c9" in page and "c8" not in page

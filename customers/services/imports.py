@@ -525,7 +525,7 @@ def _csv_records(text: IO[str], delimiter: str = ",") -> Iterator[tuple[int, lis
         if "field larger" in message:
             message = f"a field is longer than {MAX_FIELD_CHARS:,} characters"
         elif "unexpected end of data" in message:
-            message = "a quoted field starts in this row and its closing quote never comes (every line after it would be one cell)"
+            message = "a quoted field starts in this row and its closing quote never comes, so every line after it would be one cell"
         elif "expected after" in message:
             message = "text follows a closing quote; quote the whole field and double any quote inside it (\"\")"
         raise ImportError_(

@@ -52,8 +52,8 @@ def search_customers(tenant: Tenant, *, query: str = "", sort: str = "-spent", s
         if query:
             matches = Q(external_id__icontains=query) | Q(email__icontains=query) | Q(name__icontains=query)
             last, comma, first = query.partition(",")
-            if comma and last.strip() and first.strip():  # "Davis, Chloe", as a spreadsheet lists names, finds Chloe Davis
-                matches |= Q(name__icontains=f"{first.strip()} {last.strip()}")
+            if comma and last.strip() and first.strip():  # "Davis, Chloe" (or "Davis, C"), as a spreadsheet lists names, finds Chloe Davis
+                matches |= Q(name__icontains=last.strip()) & Q(name__icontains=first.strip())
             customers = customers.filter(matches)
         if stage:
             customers = customers.filter(insight__stage=stage)
