@@ -165,7 +165,7 @@ def test_schema_and_docs_are_served(db):
     docs = APIClient().get("/api/docs/")
     assert docs.status_code == 200
     assert b"/static/drf_spectacular_sidecar/redoc/" in docs.content
-    assert b"<link" not in docs.content and b"https://" not in docs.content.replace(b'img[src^="https://cdn.redoc.ly/"]', b"")  # works offline
+    assert b"<link" not in docs.content and b"https://" not in docs.content  # works offline
 
 
 @pytest.mark.parametrize("body", ["null", "[]", '"purchase"', "123", "[1, 2]"])
