@@ -33,8 +33,12 @@ class RuleForm(forms.ModelForm):
             "position", "name", "enabled", "stages", "tiers", "churn_min", "churn_max", "sentiment_max", "value_at_risk_min",
             "days_since_min", "days_since_max", "spent_top_share", "action", "channel", "offer_pct", "offer_cap",
         ]
-        help_texts = {"churn_min": "churn probability at least, from 0 to 1 (0.5 = 50%)", "churn_max": "churn probability at most, from 0 to 1 (0.5 = 50%)",
-                      "offer_pct": "discount as a share of predicted value, from 0 to 1 (0.1 = 10%)"}
+        # Each help text adds what the label does not say: the scale, the unit, the window.
+        help_texts = {"churn_min": "from 0 to 1 (0.5 = 50%)", "churn_max": "from 0 to 1 (0.5 = 50%)",
+                      "offer_pct": "from 0 to 1 (0.1 = 10%); empty: the cap below for everyone",
+                      "days_since_min": "days", "days_since_max": "days",
+                      "value_at_risk_min": "in the shop's currency: churn probability × predicted value",
+                      "offer_cap": "empty: no offer", "spent_top_share": "from 0 to 1 (0.1 = the top 10% by lifetime spend)"}
         labels = {"position": "Order (lower is checked first)", "churn_min": "Churn probability at least", "churn_max": "Churn probability at most",
                   "sentiment_max": "Review tone at most", "value_at_risk_min": "Value at risk at least", "days_since_min": "Days since the last order, at least",
                   "days_since_max": "Days since the last order, at most", "offer_pct": "Offer, as a share of predicted value",
