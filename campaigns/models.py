@@ -79,6 +79,10 @@ class PlaybookRule(TenantOwnedModel):
         parts += [template.format(value) for value, template in bounds if value is not None]
         return parts or ["always"]
 
+    def matches_everyone(self) -> bool:
+        """A rule without conditions: a catch-all that hides every rule after it."""
+        return self.conditions() == ["always"]
+
 
 class Campaign(TenantOwnedModel):
     """An action sent to an audience, with a random but deterministic control group.

@@ -17,8 +17,8 @@ from campaigns.models import Action, Campaign, CampaignMember, PlaybookRule
 from campaigns.playbook import ensure_default_playbook
 from clmsite.models import Role
 from clmsite.views import foreign_shop, tenant_required
-from modeling.insights import queue_insights_refresh
-from modeling.models import CustomerInsight, Job, Segment, Stage
+from modeling.insights import latest_insights_refresh, queue_insights_refresh
+from modeling.models import CustomerInsight, Segment, Stage
 
 TIERS = [("high", "High"), ("medium", "Medium"), ("low", "Low")]
 
@@ -64,7 +64,7 @@ class RuleForm(forms.ModelForm):
                 self.add_error(key, "Between 0 and 1.")
         if data.get("position") is not None and data.get("enabled"):
             earlier = PlaybookRule.objects.filter(enabled=True, position__lt=data["position"]).exclude(pk=self.instance.pk)
-            catch_all = next((rule for rule in earlier.order_by("position") if rule.conditions() == ["always"]), None)
+            catch_all = next((rule for rule in earlier.order_by("position") if rule.matches_everyone()), None)
             if catch_all is not None:
                 self.add_error("position", f"“{catch_all.name}” (order {catch_all.position}) matches every customer first, so this rule would never apply; give it a lower number.")
         if data.get("spent_top_share") is not None and not 0 < data["spent_top_share"] <= 1:
@@ -81,7 +81,7 @@ def playbook(request: HttpRequest) -> HttpResponse:
     for rule in rules:  # as of the last refresh; a disabled rule recommends to no one
         rule.customers = counts.get(rule.name, 0) if rule.enabled else 0
     return render(request, "campaigns/playbook.html", {"rules": rules, "can_edit": request.membership.can(Role.ADMIN),  # type: ignore[attr-defined]
-                                                       "jobs": Job.objects.filter(kind=Job.Kind.INSIGHTS).order_by("-created_at")[:1]})
+                                                       "jobs": latest_insights_refresh()})
 
 
 @tenant_required(Role.ADMIN)
@@ -90,7 +90,7 @@ def edit_rule(request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
         rule = get_object_or_404(PlaybookRule, pk=rule_id)
     else:  # a new rule goes last (first match wins), but before a closing catch-all, which would hide it
         rules = list(PlaybookRule.objects.order_by("position", "pk"))
-        if rules and rules[-1].conditions() == ["always"] and (len(rules) < 2 or rules[-2].position < rules[-1].position - 1):
+        if rules and rules[-1].matches_everyone() and (len(rules) < 2 or rules[-2].position < rules[-1].position - 1):
             position = rules[-1].position - 1
         else:
             position = (rules[-1].position if rules else 0) + 10

@@ -22,7 +22,7 @@ from clmsite.tenancy import tenant_context
 from clmsite.views import tenant_required
 from modeling import insights, lifecycle
 from modeling.exports import spreadsheet_safe
-from modeling.models import CustomerInsight, Job, Segment, SegmentSnapshot, Stage, StageSnapshot
+from modeling.models import CustomerInsight, Segment, SegmentSnapshot, Stage, StageSnapshot
 
 STAGE_COLOURS = {
     "prospect": "#b8c0cc", "new": "#6cc4ff", "active": "#3aa55d", "loyal": "#7b5cff",
@@ -127,7 +127,7 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
         "stages_note": insights.stages_chart_note(tenant, dates, scored),
         "columns": [(c, labels[c]) for c in matrix.columns] if matrix is not None else [], "form": form,
         "can_edit": request.membership.can(Role.ADMIN), "has_data": bool(dates), "as_of": as_of,  # type: ignore[attr-defined]
-        "jobs": Job.objects.filter(kind=Job.Kind.INSIGHTS).order_by("-created_at")[:1],
+        "jobs": insights.latest_insights_refresh(),
         "in_effect": [(field.label or name.replace("_", " ").capitalize(), f"{getattr(in_effect, name):g}{ThresholdsForm.UNITS[name]}", field.help_text)
                       for name, field in form.fields.items()],
     })

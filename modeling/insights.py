@@ -115,6 +115,12 @@ def do_set_lifecycle_thresholds(tenant: Tenant, overrides: dict[str, Any], *, ac
         return queue_insights_refresh(tenant, acting_user=acting_user)
 
 
+def latest_insights_refresh() -> Any:
+    """The current tenant's latest recomputation job, as a list of at most one, for the pages
+    that show its progress (Lifecycle, Playbook) to poll."""
+    return Job.objects.filter(kind=Job.Kind.INSIGHTS).order_by("-created_at")[:1]
+
+
 def queue_insights_refresh(tenant: Tenant, *, acting_user: Any = None) -> Job | None:
     """Queue the recomputation of the stages, segments and next actions as of the latest
     scoring, after a setting they follow changed (the lifecycle thresholds, a playbook rule).

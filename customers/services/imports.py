@@ -1258,6 +1258,12 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
 IGNORED_COLUMNS_NAMED = 10
 
 
+def _first_named(items: list[str]) -> str:
+    """``a, b, c and 4 more``: the first IGNORED_COLUMNS_NAMED items, then how many others."""
+    more = len(items) - IGNORED_COLUMNS_NAMED
+    return ", ".join(items[:IGNORED_COLUMNS_NAMED]) + (f" and {more:,} more" if more > 0 else "")
+
+
 def _finish(result: ImportResult, spec: Spec, header: list[str]) -> ImportResult:
     noun = result.kind if result.rows != 1 else result.kind.removesuffix("s")
     result.message = f"Imported {result.rows:,} {noun}: {result.created:,} new, {result.updated:,} updated, {result.unchanged:,} unchanged."
@@ -1267,14 +1273,12 @@ def _finish(result: ImportResult, spec: Spec, header: list[str]) -> ImportResult
         result.ignored_columns = [name for name in dict.fromkeys(header) if name and name not in known]
     if result.ignored_columns:
         count = len(result.ignored_columns)
-        named = ", ".join(result.ignored_columns[:IGNORED_COLUMNS_NAMED]) + (f" and {count - IGNORED_COLUMNS_NAMED:,} more" if count > IGNORED_COLUMNS_NAMED else "")
-        result.message += f" Ignored {count:,} column{'s' if count != 1 else ''} that {spec.kind} do not use: {named}."
+        result.message += f" Ignored {count:,} column{'s' if count != 1 else ''} that {spec.kind} do not use: {_first_named(result.ignored_columns)}."
     # A column without a name in the header has nowhere to go (a spreadsheet's trailing commas,
     # or a header cell left empty): its values are dropped, and the message says where.
     unnamed = [str(position + 1) for position, name in enumerate(header) if not name.strip()]
     if unnamed:
-        listed = ", ".join(unnamed[:IGNORED_COLUMNS_NAMED]) + (f" and {len(unnamed) - IGNORED_COLUMNS_NAMED:,} more" if len(unnamed) > IGNORED_COLUMNS_NAMED else "")
-        result.message += f" Ignored {len(unnamed):,} column{'s' if len(unnamed) != 1 else ''} without a name in the header (column {listed})."
+        result.message += f" Ignored {len(unnamed):,} column{'s' if len(unnamed) != 1 else ''} without a name in the header (column {_first_named(unnamed)})."
     return result
 
 
