@@ -80,8 +80,9 @@ def playbook(request: HttpRequest) -> HttpResponse:
     counts = dict(CustomerInsight.objects.exclude(rule_name="").values_list("rule_name").annotate(n=Count("id")))
     for rule in rules:  # as of the last refresh; a disabled rule recommends to no one
         rule.customers = counts.get(rule.name, 0) if rule.enabled else 0
+    jobs = list(latest_insights_refresh())
     return render(request, "campaigns/playbook.html", {"rules": rules, "can_edit": request.membership.can(Role.ADMIN),  # type: ignore[attr-defined]
-                                                       "jobs": latest_insights_refresh()})
+                                                       "jobs": jobs, "updating": any(not job.is_finished for job in jobs)})
 
 
 @tenant_required(Role.ADMIN)

@@ -539,3 +539,14 @@ def test_a_changed_playbook_rule_recomputes_next_actions_right_away(shop, client
     with tenant_context(shop):
         assert CustomerInsight.objects.filter(rule_name=busiest.name).count() == 0  # its customers went to the next matching rules
         assert Job.objects.filter(kind=Job.Kind.INSIGHTS).latest("created_at").state == Job.State.SUCCEEDED
+
+
+def test_playbook_counts_say_they_are_updating_while_the_actions_are_recomputed(shop, client, alice) -> None:
+    client.force_login(alice)
+    assert 'data-testid="counts-updating"' not in client.get("/playbook/").content.decode()
+    with tenant_context(shop):
+        job = Job.objects.create(kind=Job.Kind.INSIGHTS, state=Job.State.RUNNING, message="Recomputing stages")
+    page = client.get("/playbook/").content.decode()
+    assert "as before the change, updating…" in page and f'data-job="{job.pk}"' in page
+    Job.unscoped.filter(pk=job.pk).update(state=Job.State.SUCCEEDED)
+    assert 'data-testid="counts-updating"' not in client.get("/playbook/").content.decode()
