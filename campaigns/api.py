@@ -31,7 +31,7 @@ class CampaignSerializer(serializers.ModelSerializer):
     class Meta:
         model = Campaign
         fields = [
-            "id", "name", "goal", "action", "channel", "segment", "filters", "persuadable_only", "offer", "control_share", "attribution_days",
+            "id", "name", "goal", "action", "channel", "segment", "filters", "persuadable_only", "skip_running", "offer", "control_share", "attribution_days",
             "scheduled_for", "webhook_url", "state", "audience_size", "value_at_risk", "launched_at", "completed_at", "created_at",
         ]
         read_only_fields = ["id", "state", "audience_size", "value_at_risk", "launched_at", "completed_at", "created_at"]
@@ -182,7 +182,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         "window_complete": serializers.BooleanField(required=False),
         "members_removed": serializers.IntegerField(required=False, help_text="customers launched to and deleted since: they leave both groups"),
         "verdict": serializers.CharField(required=False),
-        "preview": serializers.DictField(required=False, help_text="before launch: size, value_at_risk, predicted_value, note")})})
+        "preview": serializers.DictField(required=False, help_text="before launch: size, value_at_risk, predicted_value, control, launch_summary, left_out_running (customers other running campaigns hold), note")})})
     @action(detail=True, methods=["get"])
     def report(self, request: Any, pk: str | None = None) -> Response:
         campaign = self.get_object()

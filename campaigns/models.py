@@ -104,6 +104,9 @@ class Campaign(TenantOwnedModel):
     segment = models.ForeignKey("modeling.Segment", null=True, blank=True, on_delete=models.SET_NULL, related_name="campaigns")
     filters = models.JSONField(default=dict, blank=True, help_text="audience filters (as saved segments), applied with the segment")
     persuadable_only = models.BooleanField(default=False, help_text="keep only customers predicted to respond (uplift model)")
+    # A running campaign's control group is left out of every other campaign either way:
+    # contacting it would spoil that campaign's measurement.
+    skip_running = models.BooleanField(default=True, help_text="leave out customers already in a running campaign (its control group is left out either way)")
     offer = models.CharField(max_length=200, blank=True, default="", help_text="the same for everyone; blank: each customer's own offer from the playbook, when their recommended action is the campaign's")
     control_share = models.FloatField(default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
     attribution_days = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1), MaxValueValidator(365)])

@@ -39,8 +39,10 @@ class CampaignStateError(Exception):
     """The campaign is not in a state that allows this."""
 
 
-def audience(campaign: Campaign) -> QuerySet[CustomerInsight]:
-    """The customers a campaign targets now: its segment's members and its filters."""
+def audience(campaign: Campaign, *, leave_out_running: bool = True) -> QuerySet[CustomerInsight]:
+    """The customers a campaign targets now: its segment's members and its filters, less
+    the customers other running campaigns hold (their control groups always; their treated
+    customers too unless the campaign allows the overlap)."""
     from modeling.insights import apply_filters, segment_members
 
     queryset = segment_members(campaign.segment) if campaign.segment_id else CustomerInsight.objects.select_related("customer")
@@ -51,6 +53,11 @@ def audience(campaign: Campaign) -> QuerySet[CustomerInsight]:
         ids = persuadable_customer_ids(campaign.tenant, campaign.action)
         if ids is not None:
             queryset = queryset.filter(customer_id__in=ids)
+    if leave_out_running:
+        held = CampaignMember.objects.filter(campaign__state=Campaign.State.RUNNING).exclude(campaign_id=campaign.pk)
+        if not campaign.skip_running:
+            held = held.filter(group=CampaignMember.Group.CONTROL)
+        queryset = queryset.exclude(customer_id__in=held.values("customer_id"))
     return queryset
 
 
@@ -58,6 +65,7 @@ def preview(campaign: Campaign) -> dict[str, Any]:
     """Live count and value at risk of the audience (before launch)."""
     with tenant_context(campaign.tenant):
         totals = audience(campaign).aggregate(n=Count("id"), at_risk=Sum("priority"), value=Sum("predicted_value"))
+        left_out = audience(campaign, leave_out_running=False).count() - totals["n"]
     note = ""
     segment = campaign.segment if campaign.segment_id else None
     if segment is not None and segment.kind == segment.Kind.LEARNED and not segment.is_current:
@@ -69,8 +77,11 @@ def preview(campaign: Campaign) -> dict[str, Any]:
         if model_for(campaign.tenant, campaign.action) is None:
             note = ("No campaign with this action has completed yet, so there is no uplift model to find the persuadable: "
                     "'Persuadable only' keeps the whole audience until one has.")
+    if left_out:
+        held = "in a running campaign already" if campaign.skip_running else "in a running campaign's control group"
+        note = " ".join(filter(None, [f"{_count(left_out, 'customer')} {'is' if left_out == 1 else 'are'} left out: {held}.", note]))
     # Money to the cent: a sum of floats would show its noise (17236.12000000001).
-    return {"size": totals["n"], "value_at_risk": round(float(totals["at_risk"] or 0.0), 2), "predicted_value": round(float(totals["value"] or 0.0), 2), "note": note,
+    return {"size": totals["n"], "left_out_running": left_out, "value_at_risk": round(float(totals["at_risk"] or 0.0), 2), "predicted_value": round(float(totals["value"] or 0.0), 2), "note": note,
             "control": control_size(campaign.control_share, totals["n"]), "launch_summary": launch_summary(totals["n"], control_size(campaign.control_share, totals["n"]))}
 
 
@@ -116,9 +127,9 @@ def do_launch_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, vi
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.state not in (Campaign.State.DRAFT, Campaign.State.SCHEDULED):
             raise CampaignStateError(f"A {campaign.get_state_display().lower()} campaign cannot be launched.")
-        members = list(audience(campaign).values_list("customer_id", "stage", "churn_probability", "predicted_value", "action", "action_offer"))
+        members = list(audience(campaign).values_list("customer_id", "stage", "churn_probability", "predicted_value", "action", "action_offer", "priority"))
         if not members:
-            raise CampaignStateError("The audience is empty: nothing to launch.")
+            raise CampaignStateError("The audience is empty: nothing to launch." + (" Its customers are all in running campaigns already." if audience(campaign, leave_out_running=False).exists() else ""))
         control = control_group(campaign.pk, [customer for customer, *_ in members], campaign.control_share)
         CampaignMember.objects.bulk_create(
             [
@@ -127,13 +138,13 @@ def do_launch_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, vi
                     group=CampaignMember.Group.CONTROL if customer in control else CampaignMember.Group.TREATMENT,
                     offer_amount=offer if action == campaign.action else None,
                 )
-                for customer, stage, churn, value, action, offer in members
+                for customer, stage, churn, value, action, offer, _ in members
             ],
             batch_size=2000,
             ignore_conflicts=True,
         )
         campaign.audience_size = len(members)
-        campaign.value_at_risk = round(float(audience(campaign).aggregate(v=Sum("priority"))["v"] or 0.0), 2)
+        campaign.value_at_risk = round(float(sum(priority or 0.0 for *_, priority in members)), 2)
         campaign.state = Campaign.State.RUNNING
         campaign.launched_at = timezone.now()
         campaign.updated_at = campaign.launched_at
@@ -326,6 +337,7 @@ def compare_groups(t: GroupOutcome, c: GroupOutcome, *, final: bool = False) -> 
     if not t.members or not c.members:
         return {"uplift": None, "uplift_ci": None, "significant": False, "revenue_uplift_per_member": None, "revenue_uplift_ci": None,
                 "incremental_revenue": None, "incremental_conversions": None, "small_sample": False,
+                "no_orders_yet": not t.converters and not c.converters and not final,
                 "verdict": "No control group to compare with: uplift cannot be measured."}
     uplift = t.conversion - c.conversion
     low, high = newcombe_interval(t.converters, t.members, c.converters, c.members)
@@ -406,13 +418,14 @@ def outcomes(campaign: Campaign, *, now: dt.datetime | None = None, with_cumulat
             )
             # One point per whole day since launch, then one at the end of what is measured
             # (now, or the window's end): never a point in the future.
+            # The last point is the end itself, labelled by its exact day ("end": True), not by
+            # a rounded one that could fall before orders it should count.
             elapsed = max((end - campaign.launched_at).total_seconds() / 86400, 0.0)
-            days = [float(day) for day in range(int(elapsed) + 1)]
-            if elapsed > days[-1]:
-                days.append(round(elapsed, 2))
-            for day in days:
-                cutoff = campaign.launched_at + dt.timedelta(days=day)
-                row = {"day": day}
+            points = [(float(day), campaign.launched_at + dt.timedelta(days=day), False) for day in range(int(elapsed) + 1)]
+            if elapsed > points[-1][0]:
+                points.append((round(elapsed, 4), end, True))
+            for day, cutoff, at_end in points:
+                row = {"day": day, "end": at_end}
                 for name, group in result.items():
                     converted = sum(1 for customer, when in first.items() if members.get(customer) == name and when <= cutoff)
                     row[name] = round(converted / group.members, 6) if group.members else None
@@ -497,6 +510,8 @@ def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -
     suggestion = next((s for s in suggested_campaigns(tenant) if s["action"] == action), None)
     if suggestion is None:
         raise CampaignStateError("No customer has this recommended action now.")
+    if suggestion["in_running"] == suggestion["customers"]:
+        raise CampaignStateError(f"All {_count(suggestion['customers'], 'customer')} with this action are in a running campaign already.")
     from campaigns.playbook import ensure_default_playbook
 
     rule = next((r for r in ensure_default_playbook(tenant) if r.action == action), None)
@@ -504,9 +519,13 @@ def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -
         existing = Campaign.objects.filter(state=Campaign.State.DRAFT, action=action, filters={"actions": [action]}).order_by("-created_at").first()
         if existing is not None:
             return existing, False
+        # Named by action and day, not by the audience's size, which an edit of the filters changes;
+        # a second campaign of the day gets a number.
+        name = f"{suggestion['label']} · {date_format(timezone.now(), 'N j, Y')}"
+        taken = set(Campaign.objects.filter(name__startswith=name).values_list("name", flat=True))
+        name = next(candidate for candidate in (name, *(f"{name} ({n})" for n in range(2, len(taken) + 2))) if candidate not in taken)
         campaign = Campaign.objects.create(
-            # Named by action and day, not by the audience's size, which an edit of the filters changes.
-            tenant=tenant, name=f"{suggestion['label']} · {date_format(timezone.now(), 'N j, Y')}", goal=f"Act on the playbook: {suggestion['label'].lower()}", action=action,
+            tenant=tenant, name=name, goal=f"Act on the playbook: {suggestion['label'].lower()}", action=action,
             channel=rule.channel if rule else "email", filters={"actions": [action]}, created_by=user if getattr(user, "pk", None) else None,
             offer="",  # each customer's own: the rules behind one action cap their offers differently
         )

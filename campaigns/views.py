@@ -17,7 +17,7 @@ from campaigns.models import Action, Campaign, CampaignMember, PlaybookRule
 from campaigns.playbook import ensure_default_playbook
 from clmsite.models import Role
 from clmsite.views import foreign_shop, tenant_required
-from modeling.insights import latest_insights_refresh, queue_insights_refresh
+from modeling.insights import describe_filters, latest_insights_refresh, queue_insights_refresh
 from modeling.models import CustomerInsight, Segment, Stage
 
 TIERS = [("high", "High"), ("medium", "Medium"), ("low", "Low")]
@@ -139,11 +139,12 @@ class CampaignForm(forms.ModelForm):
 
     class Meta:
         model = Campaign
-        fields = ["name", "goal", "action", "channel", "segment", "persuadable_only", "offer", "control_share", "attribution_days", "scheduled_for", "webhook_url"]
+        fields = ["name", "goal", "action", "channel", "segment", "persuadable_only", "skip_running", "offer", "control_share", "attribution_days", "scheduled_for", "webhook_url"]
         widgets = {"scheduled_for": forms.DateTimeInput(attrs={"type": "datetime-local"})}
         help_texts = {"control_share": "share held out as the control group, from 0 to 0.5 (0.1 = 10%); with a share, at least one customer", "segment": "optional: start from a segment, then narrow with the filters below",
                       "scheduled_for": "in UTC; empty: launch by hand", "webhook_url": "optional: POST the treatment group here, HMAC-signed"}
         labels = {"webhook_url": "Webhook URL", "persuadable_only": "Only customers likely to respond because of it (uplift model)",
+                  "skip_running": "Leave out customers already in a running campaign",
                   "attribution_days": "Attribution window (days)", "scheduled_for": "Launch at"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -241,7 +242,7 @@ def campaign_preview(request: HttpRequest) -> JsonResponse:
     data = getattr(form, "cleaned_data", {})
     draft = Campaign(tenant=request.tenant, action=data.get("action") or Action.NURTURE, segment=data.get("segment"),  # type: ignore[attr-defined]
                      filters={k: data[k] for k in CampaignForm.FILTER_FIELDS if data.get(k) not in (None, "", [])},
-                     persuadable_only=bool(data.get("persuadable_only")))
+                     persuadable_only=bool(data.get("persuadable_only")), skip_running=bool(data.get("skip_running")))
     return JsonResponse(services.preview(draft))
 
 
@@ -252,9 +253,10 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
     report = services.outcomes(campaign)
     preview = services.preview(campaign) if campaign.state in (Campaign.State.DRAFT, Campaign.State.SCHEDULED) else None
     groups = dict(CampaignMember.objects.filter(campaign=campaign).values_list("group").annotate(n=Count("id")))
-    chart = {k: report[k] for k in ("treatment", "control", "uplift", "uplift_ci", "cumulative")} if report.get("launched") else {}
+    chart = {k: report[k] for k in ("treatment", "control", "uplift", "uplift_ci", "cumulative", "window_complete")} if report.get("launched") else {}
     return render(request, "campaigns/detail.html", {
         "campaign": campaign, "report": report, "preview": preview, "groups": groups, "chart_data": chart,
+        "filters": describe_filters(campaign.filters, request.tenant.currency),  # type: ignore[attr-defined]
         "audit": campaign.audit.select_related("user")[:20], "deliveries": campaign.deliveries.all()[:50],
         "can_launch": request.membership.can(Role.ADMIN), "can_edit": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
         "show_secret": request.membership.can(Role.ADMIN) and bool(campaign.webhook_secret),  # type: ignore[attr-defined]

@@ -242,7 +242,7 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
     return render(request, "insights/segment_detail.html", {
         "segment": segment, "summary": summary, "page": page, "chart_data": chart,
         "can_delete": segment.kind == Segment.Kind.SAVED and request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
-        "filters": insights.describe_filters(segment.filters),
+        "filters": insights.describe_filters(segment.filters, request.tenant.currency),  # type: ignore[attr-defined]
     })
 
 

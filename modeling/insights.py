@@ -435,8 +435,12 @@ def crossed_filter_ranges(filters: dict[str, Any]) -> dict[str, str]:
             if filters.get(low) not in (None, "") and filters.get(high) not in (None, "") and filters[high] < filters[low]}
 
 
-def describe_filters(filters: dict[str, Any]) -> list[tuple[str, str]]:
-    """A saved segment's filters as a merchant reads them: labels, not codes."""
+MONEY_FILTERS = ("spend_min", "spend_max")
+
+
+def describe_filters(filters: dict[str, Any], currency: str = "") -> list[tuple[str, str]]:
+    """A saved segment's (or a campaign's) filters as a merchant reads them: labels, not
+    codes, and money in the shop's currency."""
     from campaigns.models import Action
 
     names = {"stages": dict(Stage.choices), "actions": dict(Action.choices), "value_tiers": dict(Prediction.Tier.choices)}
@@ -448,6 +452,8 @@ def describe_filters(filters: dict[str, Any]) -> list[tuple[str, str]]:
             value = "yes" if value else "no"
         elif isinstance(value, int | float):
             value = f"{value:,.2f}".rstrip("0").rstrip(".")  # 5,000, not 5000.0
+            if key in MONEY_FILTERS and currency:
+                value = f"{currency} {value}"
         described.append((SAVED_FILTERS.get(key, key), str(value)))
     return described
 

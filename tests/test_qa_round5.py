@@ -56,7 +56,7 @@ def test_the_edit_form_keeps_a_retired_learned_segment(tenant_a, alice, client) 
     detail = client.get(f"/campaigns/{campaign.pk}/").content.decode()
     assert "retired by the latest clustering" in detail and 'data-testid="launch"' not in detail  # nothing to launch to
     response = client.post(f"/campaigns/{campaign.pk}/edit/", {"name": "Cluster push", "action": "win_back", "channel": "email", "segment": retired.pk,
-                                                               "control_share": 0.1, "attribution_days": 30})
+                                                               "control_share": 0.1, "attribution_days": 30, "skip_running": "on"})
     assert response.status_code == 302
     with tenant_context(tenant_a):
         campaign.refresh_from_db()
@@ -109,7 +109,7 @@ def test_a_fresh_report_has_no_future_point_and_says_no_orders_yet(tenant_a) -> 
     with tenant_context(tenant_a):
         campaign.refresh_from_db()
     report = services.outcomes(campaign, now=campaign.launched_at + dt.timedelta(hours=3))
-    assert [row["day"] for row in report["cumulative"]] == [0.0, 0.12]
+    assert [(row["day"], row["end"]) for row in report["cumulative"]] == [(0.0, False), (0.125, True)]
     assert report["verdict"] == "No orders from the audience since launch yet: check back as orders come in."
     later = services.outcomes(campaign, now=campaign.launched_at + dt.timedelta(days=40))
     assert [row["day"] for row in later["cumulative"]][-2:] == [29.0, 30.0]  # ends with the window, on a whole day

@@ -1,0 +1,97 @@
+"""Merchant QA walk, round 8: campaigns do not reach into each other's groups, their charts
+and pages say what they measure and whom they target."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from campaigns import services
+from campaigns.models import Action, Campaign, CampaignMember
+from clmsite.tenancy import tenant_context
+from customers.models import Order
+from tests.test_qa_round5 import insights
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_new_campaign_leaves_out_customers_a_running_campaign_holds(tenant_a) -> None:
+    insights(tenant_a, 40)
+    with tenant_context(tenant_a):
+        first = Campaign.objects.create(name="First", action=Action.WIN_BACK, control_share=0.25)
+    services.do_launch_campaign(tenant_a, first.pk)
+    with tenant_context(tenant_a):
+        held = dict(CampaignMember.objects.filter(campaign=first).values_list("customer_id", "group"))
+        control = {c for c, group in held.items() if group == CampaignMember.Group.CONTROL}
+        assert len(held) == 40 and len(control) == 10
+        # By default a second campaign over the same customers has nobody left, and says why.
+        second = Campaign.objects.create(name="Second", action=Action.WIN_BACK)
+    preview = services.preview(second)
+    assert preview["size"] == 0 and preview["left_out_running"] == 40
+    assert preview["note"].startswith("40 customers are left out: in a running campaign already.")
+    with pytest.raises(services.CampaignStateError, match="all in running campaigns already"):
+        services.do_launch_campaign(tenant_a, second.pk)
+    # Allowing the overlap reaches the first campaign's treated customers, never its control group.
+    with tenant_context(tenant_a):
+        Campaign.objects.filter(pk=second.pk).update(skip_running=False)
+        second.refresh_from_db()
+    assert services.preview(second)["left_out_running"] == 10
+    services.do_launch_campaign(tenant_a, second.pk)
+    with tenant_context(tenant_a):
+        reached = set(CampaignMember.objects.filter(campaign=second).values_list("customer_id", flat=True))
+        second.refresh_from_db()
+    assert len(reached) == 30 and not reached & control
+    assert second.value_at_risk == 30 * 50  # from the members launched to
+
+
+def test_a_suggestion_whose_customers_are_all_in_running_campaigns_offers_no_draft(tenant_a, client, alice) -> None:
+    insights(tenant_a, 12)
+    client.force_login(alice)
+    first, created = services.do_draft_from_suggestion(tenant_a, Action.WIN_BACK)
+    assert created and first.name.startswith("Win-back offer · ")
+    services.do_launch_campaign(tenant_a, first.pk)
+    page = client.get("/campaigns/").content.decode()
+    assert "all in a running campaign already" in page and f'action="/campaigns/suggest/{Action.WIN_BACK}/"' not in page
+    with pytest.raises(services.CampaignStateError, match="All 12 customers with this action are in a running campaign already"):
+        services.do_draft_from_suggestion(tenant_a, Action.WIN_BACK)
+    # Once it ends, a new draft of the same day gets its own name.
+    with tenant_context(tenant_a):
+        Campaign.objects.filter(pk=first.pk).update(state=Campaign.State.COMPLETED)
+    again, created = services.do_draft_from_suggestion(tenant_a, Action.WIN_BACK)
+    assert created and again.name == f"{first.name} (2)"
+
+
+def test_the_campaign_page_names_its_audience_rule(tenant_a, client, alice) -> None:
+    insights(tenant_a, 4)
+    with tenant_context(tenant_a):
+        campaign = Campaign.objects.create(name="Big spenders", action=Action.WIN_BACK, filters={"stages": ["at_risk"], "orders_min": 3})
+    client.force_login(alice)
+    page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert "Audience: every scored customer · stage is one of: <strong>At risk</strong> · orders at least: <strong>3</strong>" in page
+    assert "customers in other running campaigns left out" in page
+
+
+def test_the_last_point_of_the_conversion_curve_counts_every_order_up_to_now(tenant_a) -> None:
+    insights(tenant_a, 10)
+    with tenant_context(tenant_a):
+        campaign = Campaign.objects.create(name="Fresh", action=Action.WIN_BACK, control_share=0.2)
+    services.do_launch_campaign(tenant_a, campaign.pk)
+    with tenant_context(tenant_a):
+        campaign.refresh_from_db()
+        buyer = CampaignMember.objects.filter(campaign=campaign, group=CampaignMember.Group.TREATMENT).first().customer
+        Order.objects.create(customer=buyer, external_id="O1", ordered_at=campaign.launched_at + dt.timedelta(minutes=2), amount=10)
+    # Five minutes after launch: a rounded day (0.0) would put the cutoff at the launch itself.
+    report = services.outcomes(campaign, now=campaign.launched_at + dt.timedelta(minutes=5))
+    last = report["cumulative"][-1]
+    assert last["end"] and last["treatment"] == pytest.approx(1 / 8) and last["day"] > 0
+
+
+def test_a_campaign_without_control_and_without_orders_draws_no_empty_charts(tenant_a, client, alice) -> None:
+    insights(tenant_a, 5)
+    with tenant_context(tenant_a):
+        campaign = Campaign.objects.create(name="Thank-you", action=Action.WIN_BACK, control_share=0)
+    services.do_launch_campaign(tenant_a, campaign.pk)
+    client.force_login(alice)
+    page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert "no control group" in page and 'id="cumulative-chart"' not in page
