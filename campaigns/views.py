@@ -181,6 +181,7 @@ class CampaignForm(forms.ModelForm):
 @tenant_required()
 def campaign_list(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
+    services.run_schedule_in_process(tenant)
     campaigns = list(Campaign.objects.select_related("segment", "tenant"))
     for campaign in campaigns:
         services.complete_if_due(campaign)
@@ -248,6 +249,7 @@ def campaign_preview(request: HttpRequest) -> JsonResponse:
 
 @tenant_required()
 def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    services.run_schedule_in_process(request.tenant)  # type: ignore[attr-defined]
     campaign = get_object_or_404(Campaign.objects.select_related("segment", "created_by"), pk=campaign_id)
     services.complete_if_due(campaign)
     report = services.outcomes(campaign)
@@ -257,6 +259,7 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
     return render(request, "campaigns/detail.html", {
         "campaign": campaign, "report": report, "preview": preview, "groups": groups, "chart_data": chart,
         "filters": describe_filters(campaign.filters, request.tenant.currency),  # type: ignore[attr-defined]
+        "due": campaign.scheduled_for is not None and campaign.scheduled_for <= timezone.now(),
         "audit": campaign.audit.select_related("user")[:20], "deliveries": campaign.deliveries.all()[:50],
         "can_launch": request.membership.can(Role.ADMIN), "can_edit": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
         "show_secret": request.membership.can(Role.ADMIN) and bool(campaign.webhook_secret),  # type: ignore[attr-defined]

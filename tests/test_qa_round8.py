@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.utils import timezone
 
 from campaigns import services
 from campaigns.models import Action, Campaign, CampaignMember
@@ -95,3 +96,25 @@ def test_a_campaign_without_control_and_without_orders_draws_no_empty_charts(ten
     client.force_login(alice)
     page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
     assert "no control group" in page and 'id="cumulative-chart"' not in page
+
+
+def test_without_a_broker_the_campaign_pages_launch_a_due_scheduled_campaign(tenant_a, client, alice, settings) -> None:
+    insights(tenant_a, 6)
+    client.force_login(alice)
+    when = timezone.now() + dt.timedelta(minutes=10)
+    response = client.post("/campaigns/new/", {"name": "Timed", "action": "win_back", "channel": "email", "control_share": 0.2, "attribution_days": 30,
+                                               "scheduled_for": when.strftime("%Y-%m-%dT%H:%M"), "skip_running": "on"})
+    assert response.status_code == 302
+    with tenant_context(tenant_a):
+        campaign = Campaign.objects.get(name="Timed")
+        assert campaign.audit.get().detail == f"by hand; launch scheduled for {when:%Y-%m-%d %H:%M} UTC"
+        Campaign.objects.filter(pk=campaign.pk).update(scheduled_for=timezone.now() - dt.timedelta(minutes=1))
+    # With a broker, beat launches it: the page says it is due.
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    assert "due: the scheduler launches it within 15 minutes" in client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    # Without one (the embedded default), opening the campaign pages launches it.
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    client.get("/campaigns/")
+    with tenant_context(tenant_a):
+        campaign.refresh_from_db()
+    assert campaign.state == Campaign.State.RUNNING and campaign.audience_size == 6
