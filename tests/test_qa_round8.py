@@ -118,3 +118,27 @@ def test_without_a_broker_the_campaign_pages_launch_a_due_scheduled_campaign(ten
     with tenant_context(tenant_a):
         campaign.refresh_from_db()
     assert campaign.state == Campaign.State.RUNNING and campaign.audience_size == 6
+
+
+def test_the_customer_page_names_saved_segments_campaigns_review_tone_and_orders_since_the_scoring(tenant_a, client, alice) -> None:
+    from customers.models import Customer, Review
+    from modeling.models import Segment
+
+    insights(tenant_a, 4)  # scored as of 2025-06-30
+    with tenant_context(tenant_a):
+        Segment.objects.create(kind=Segment.Kind.SAVED, key="active", name="Active ones", filters={"stages": ["active"]})
+        Segment.objects.create(kind=Segment.Kind.SAVED, key="lapsed", name="Lapsed ones", filters={"stages": ["lapsed"]})
+        campaign = Campaign.objects.create(name="Nudge", action=Action.WIN_BACK, control_share=0)
+    services.do_launch_campaign(tenant_a, campaign.pk)
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get(external_id="C0")
+        Order.objects.create(customer=customer, external_id="late", ordered_at=dt.datetime(2025, 7, 2, tzinfo=dt.UTC), amount=5)
+        Customer.objects.filter(pk=customer.pk).update(last_order_at=dt.datetime(2025, 7, 2, tzinfo=dt.UTC))
+        Review.objects.create(customer=customer, external_id="R1", rating=5, text="Lovely", created_at=dt.datetime(2025, 6, 1, tzinfo=dt.UTC),
+                              sentiment="positive", sentiment_score=0.9)
+    client.force_login(alice)
+    page = client.get(f"/customers/{customer.pk}/").content.decode()
+    assert "Active ones" in page and "Lapsed ones" not in page
+    assert f'href="/campaigns/{campaign.pk}/">Nudge</a> <span class="muted">(treated, running)' in page
+    assert 'data-testid="review-sentiment">Positive' in page
+    assert "1 order since the scoring date (June 30, 2025): the stage, prediction and next action below are as of that date and take it in" in page

@@ -135,6 +135,11 @@ def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         items = Prefetch("items", queryset=OrderItem.objects.select_related("product"))
         orders = list(customer.orders.prefetch_related(items).order_by("-ordered_at")[:200])
         reviews = list(customer.reviews.select_related("product").order_by("-created_at")[:100])
+    from modeling.review_insight import aspect_labels
+
+    aspects = aspect_labels()
+    for review in reviews:
+        review.aspect_label = aspects.get(review.aspect, "")
     # The customer's rhythm as the models read it (modeling.features): the median gap between
     # days with a sale (orders on one day are one purchase), so that the page, the factors
     # and the profile say the same number.
@@ -194,8 +199,41 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         # customer arrived after the latest scoring, and the next one includes them).
         "latest_scoring": None if prediction is not None else latest_scoring_date(tenant),
         "trend": [{"as_of": p["as_of"].isoformat(), "purchase_probability": p["purchase_probability"]} for p in history_of_predictions],
+        "saved_segments": _saved_segments_of(tenant, state),
+        "campaigns": _campaigns_of(tenant, customer),
         "days_before_scoring": _days_before_scoring(customer, state.as_of if state is not None else None),
+        "orders_since_scoring": _orders_since(tenant, customer, state.as_of if state is not None else prediction.as_of if prediction is not None else None),
     }
+
+
+def _saved_segments_of(tenant: Tenant, state: Any) -> list[Any]:
+    """The merchant's saved segments this customer is in now (they are live filters)."""
+    from modeling.insights import segment_members
+    from modeling.models import Segment
+
+    if state is None:
+        return []
+    with tenant_context(tenant):
+        return [segment for segment in Segment.objects.filter(kind=Segment.Kind.SAVED).order_by("name")
+                if segment_members(segment).filter(pk=state.pk).exists()]
+
+
+def _campaigns_of(tenant: Tenant, customer: Customer) -> list[Any]:
+    """The launched campaigns this customer is in, newest first, with the group."""
+    from campaigns.models import CampaignMember
+
+    with tenant_context(tenant):
+        return list(CampaignMember.objects.filter(customer=customer).select_related("campaign").order_by("-campaign__launched_at")[:20])
+
+
+def _orders_since(tenant: Tenant, customer: Customer, as_of: dt.date | None) -> int:
+    """Orders placed after the scoring date: the stage, prediction and action shown are as of
+    that date and count them only at the next scoring."""
+    if as_of is None or customer.last_order_at is None or customer.last_order_at.date() <= as_of:
+        return 0
+    start = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    with tenant_context(tenant):
+        return customer.orders.filter(ordered_at__gte=start).count()
 
 
 HISTORICAL_SCORING_DAYS = 30
