@@ -40,7 +40,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = [
-            "id", "target", "family", "strategy", "base_model", "hyperparameters", "as_of", "horizon_days", "training_windows",
+            "id", "number", "target", "family", "strategy", "base_model", "hyperparameters", "as_of", "horizon_days", "training_windows",
             "validation_window", "data_fingerprint", "metrics", "baseline_metrics", "feature_importance", "charts",
             "artifact_sha256", "state", "is_champion", "job", "created_at", "activated_at",
         ]

@@ -109,6 +109,8 @@ class ModelVersion(TenantOwnedModel):
     artifact_sha256 = models.CharField(max_length=64, blank=True, default="")
     state = models.CharField(max_length=16, choices=State.choices, default=State.CANDIDATE)
     is_champion = models.BooleanField(default=False, help_text="best of its run on the validation window")
+    # The shop's own count of its versions (v1, v2, ...): the id counts every shop's.
+    number = models.PositiveIntegerField(default=0, editable=False, help_text="the shop's own version number: v1, v2, ...")
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions")
     created_at = models.DateTimeField(default=timezone.now)
     activated_at = models.DateTimeField(null=True, blank=True)
@@ -118,11 +120,17 @@ class ModelVersion(TenantOwnedModel):
         indexes = [models.Index(fields=["tenant", "target", "state"], name="modelversion_tenant_target")]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "target"], condition=models.Q(state="active"), name="one_active_version_per_target"),
+            models.UniqueConstraint(fields=["tenant", "number"], name="uniq_modelversion_number"),
         ]
         ordering = ["-created_at", "target"]
 
     def __str__(self) -> str:
-        return f"{self.get_target_display()} · {self.family} v{self.pk} ({self.state})"
+        return f"{self.get_target_display()} · {self.family} v{self.number} ({self.state})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.number:  # one training at a time per shop (Job's constraint): max + 1 does not race
+            self.number = (ModelVersion.objects.filter(tenant_id=self.tenant_id).aggregate(n=models.Max("number"))["n"] or 0) + 1
+        super().save(*args, **kwargs)
 
     @property
     def own_charts(self) -> dict[str, Any]:

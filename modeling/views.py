@@ -129,7 +129,7 @@ def promote(request: HttpRequest, version_id: int) -> HttpResponse:
     except registry.ArtifactError as exc:
         messages.error(request, f"Not promoted: {exc}")
         return redirect("model_version", version_id=version_id)
-    messages.success(request, f"{version} now serves {version.get_target_display().lower()}.")
+    messages.success(request, f"{_named(version)} now serves {version.get_target_display().lower()}. {RESCORE_HINT}")
     return redirect("model_version", version_id=version.pk)
 
 
@@ -146,5 +146,15 @@ def rollback(request: HttpRequest, target: str) -> HttpResponse:
     except ValueError as exc:  # no earlier model
         messages.error(request, str(exc))
         return redirect("models")
-    messages.success(request, f"Rolled back: {version} serves again.")
+    messages.success(request, f"Rolled back: {_named(version)} serves {version.get_target_display().lower()} again. {RESCORE_HINT}")
     return redirect("models")
+
+
+RESCORE_HINT = "Customers keep their current predictions until the next scoring (nightly, or Score now below)."
+
+
+def _named(version: ModelVersion) -> str:
+    """A version as the pages name it: "Boosted trees v5"."""
+    from clmsite.templatetags.clm import family_label
+
+    return f"{family_label(version.family)} v{version.number}"

@@ -142,3 +142,21 @@ def test_the_customer_page_names_saved_segments_campaigns_review_tone_and_orders
     assert f'href="/campaigns/{campaign.pk}/">Nudge</a> <span class="muted">(treated, running)' in page
     assert 'data-testid="review-sentiment">Positive' in page
     assert "1 order since the scoring date (June 30, 2025): the stage, prediction and next action below are as of that date and take it in" in page
+
+
+def test_model_versions_are_numbered_per_shop_and_named_as_the_pages_name_them(tenant_a, tenant_b, client, alice) -> None:
+    from modeling.models import ModelVersion
+    from modeling.views import _named
+
+    for tenant in (tenant_a, tenant_b, tenant_a):
+        with tenant_context(tenant):
+            ModelVersion.objects.create(target="purchase", family="tabular", as_of="2024-03-01", is_champion=True)
+    with tenant_context(tenant_a):
+        numbers = list(ModelVersion.objects.order_by("pk").values_list("number", flat=True))
+        latest = ModelVersion.objects.order_by("-pk").first()
+    with tenant_context(tenant_b):
+        assert list(ModelVersion.objects.values_list("number", flat=True)) == [1]
+    assert numbers == [1, 2] and _named(latest) == "Boosted trees v2"
+    client.force_login(alice)
+    page = client.get("/models/").content.decode()
+    assert ">v2</a>" in page and f">v{latest.pk}</a>" not in page and "best of its run" in page
