@@ -13,12 +13,14 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import ipaddress
 import logging
 import math
 import secrets
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Sum
@@ -200,6 +202,16 @@ def webhook_url_problem(url: str) -> str | None:
     checked again at delivery (campaigns.webhooks), when the name is resolved."""
     if url and not url.startswith(("https://", "http://")):
         return "An http(s) URL."
+    from campaigns.webhooks import allow_private_networks, non_public_kind
+
+    host = (urlsplit(url).hostname or "").rstrip(".").lower() if url else ""
+    if host and not allow_private_networks():
+        try:
+            kind = non_public_kind(ipaddress.ip_address(host))
+        except ValueError:  # a name: resolved, and checked, when the webhook is sent
+            kind = "loopback" if host == "localhost" or host.endswith(".localhost") else None
+        if kind is not None:
+            return f"{host} is a {kind} address, and webhooks go to public internet addresses only: give your endpoint's public URL."
     return None
 
 

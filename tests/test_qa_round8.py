@@ -160,3 +160,18 @@ def test_model_versions_are_numbered_per_shop_and_named_as_the_pages_name_them(t
     client.force_login(alice)
     page = client.get("/models/").content.decode()
     assert ">v2</a>" in page and f">v{latest.pk}</a>" not in page and "best of its run" in page
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9000/hook", "https://localhost/hook", "http://[::1]/hook", "http://10.0.0.5/hook", "http://shop.localhost/hook"])
+def test_a_webhook_to_a_private_address_is_refused_when_the_campaign_is_saved(tenant_a, client, alice, api_a, settings, url) -> None:
+    settings.CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    client.force_login(alice)
+    form = {"name": "Hooked", "action": "win_back", "channel": "email", "control_share": 0.1, "attribution_days": 30, "webhook_url": url}
+    page = client.post("/campaigns/new/", form)
+    assert page.status_code == 200 and "webhooks go to public internet addresses only" in page.content.decode()
+    response = api_a.post("/api/v1/campaigns/", {"name": "Hooked", "action": "win_back", "webhook_url": url}, format="json")
+    assert response.status_code == 400 and "public internet addresses only" in response.json()["webhook_url"][0]
+    # An operator who allows private networks (a webhook inside the shop's own network) can save it.
+    settings.CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    assert api_a.post("/api/v1/campaigns/", {"name": "Hooked", "action": "win_back", "webhook_url": url}, format="json").status_code == 201
+    assert services.webhook_url_problem("https://hooks.example.com/clm") is None
