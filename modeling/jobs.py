@@ -243,7 +243,9 @@ def reap_stale_jobs(*, now: dt.datetime | None = None) -> int:
     ``create_job`` and ``reap_now_and_then`` do."""
     now = now or timezone.now()
     cutoff = now - dt.timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_SECONDS)
-    reaped = Job.unscoped.filter(state=Job.State.RUNNING, heartbeat_at__lt=cutoff).update(
+    silent = Job.unscoped.filter(state=Job.State.RUNNING, heartbeat_at__lt=cutoff)
+    stopped = list(silent.values_list("pk", flat=True))
+    reaped = silent.filter(pk__in=stopped).update(
         state=Job.State.FAILED,
         finished_at=now,
         message="The worker stopped responding (no heartbeat); the job was marked failed.",
@@ -256,7 +258,21 @@ def reap_stale_jobs(*, now: dt.datetime | None = None) -> int:
             finished_at=now,
             message="The process running this job stopped (a restart, or Ctrl-C) before it finished. Start it again.",
         )
+    for job in Job.unscoped.filter(pk__in=stopped + orphans, kind=Job.Kind.SCORE, state=Job.State.FAILED, finished_at=now).select_related("tenant"):
+        _withdraw_reaped_scoring(job)
     return reaped
+
+
+def _withdraw_reaped_scoring(job: Job) -> None:
+    """A scoring reaped halfway takes back what it wrote for a date no scoring had completed,
+    as a failed or cancelled one does: a half-scored new date must not become the latest."""
+    from modeling.scoring import withdraw_unfinished_date
+
+    as_of = dt.date.fromisoformat(job.params["as_of"])
+    withdrawn = withdraw_unfinished_date(job.tenant, as_of, job.started_at or job.created_at)
+    if withdrawn:
+        with tenant_context(job.tenant):
+            Job.objects.filter(pk=job.pk).update(message=f"{job.message} The {withdrawn:,} predictions it had written for {as_of} were taken back.")
 
 
 _last_reap: float | None = None

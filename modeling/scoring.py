@@ -20,7 +20,7 @@ import pandas as pd
 from django.db import transaction
 
 from clmsite.models import Tenant
-from clmsite.tenancy import tenant_context
+from clmsite.tenancy import lock_tenant, tenant_context
 from modeling import lifecycle, registry
 from modeling.explain import explain_rows, money_text
 from modeling.families.base import CustomerModel, Progress, no_progress
@@ -145,6 +145,10 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
         rows.append(prediction)
     progress(0.85, "Saving predictions")
     with tenant_context(tenant), transaction.atomic():
+        # Two scorings of one date (the command's and a job's, or a job's parallel batches)
+        # write one after the other: the later replaces the earlier's rows rather than both
+        # inserting and one failing on the unique (customer, as_of).
+        lock_tenant(tenant)
         ids = [p.customer_id for p in rows]
         Prediction.objects.filter(as_of=as_of, customer_id__in=ids).delete()
         Prediction.objects.bulk_create(rows, batch_size=1000)

@@ -175,3 +175,44 @@ def test_a_webhook_to_a_private_address_is_refused_when_the_campaign_is_saved(te
     settings.CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
     assert api_a.post("/api/v1/campaigns/", {"name": "Hooked", "action": "win_back", "webhook_url": url}, format="json").status_code == 201
     assert services.webhook_url_problem("https://hooks.example.com/clm") is None
+
+
+def _predictions(tenant, as_of: str, customers: list) -> None:
+    from modeling.models import Prediction
+
+    with tenant_context(tenant):
+        for customer in customers:
+            Prediction.objects.create(customer=customer, as_of=as_of, horizon_days=90, purchase_probability=0.4, churn_probability=0.6,
+                                      expected_orders=0.5, predicted_value=12, value_tier="low")
+
+
+def test_a_scoring_reaped_halfway_takes_back_what_it_wrote_for_a_new_date(tenant_a) -> None:
+    from customers.models import Customer
+    from modeling.jobs import reap_stale_jobs
+    from modeling.models import Job, Prediction
+
+    long_ago = timezone.now() - dt.timedelta(hours=1)
+    with tenant_context(tenant_a):
+        customers = [Customer.objects.create(external_id=f"C{i}") for i in range(3)]
+        job = Job.objects.create(kind=Job.Kind.SCORE, state=Job.State.RUNNING, params={"as_of": "2025-07-01"}, started_at=long_ago, heartbeat_at=long_ago)
+    _predictions(tenant_a, "2025-06-01", customers)  # an earlier, completed date
+    _predictions(tenant_a, "2025-07-01", customers[:2])  # the batches done before its worker died
+    assert reap_stale_jobs() == 1
+    with tenant_context(tenant_a):
+        job.refresh_from_db()
+        assert job.state == Job.State.FAILED and job.message.endswith("The 2 predictions it had written for 2025-07-01 were taken back.")
+        assert not Prediction.objects.filter(as_of="2025-07-01").exists() and Prediction.objects.filter(as_of="2025-06-01").count() == 3
+
+
+def test_score_sync_refuses_a_date_a_scoring_job_is_already_running(tenant_a) -> None:
+    from django.core.management import CommandError, call_command
+
+    from customers.models import Customer, Order
+    from modeling.models import Job
+
+    with tenant_context(tenant_a):
+        customer = Customer.objects.create(external_id="C1")
+        Order.objects.create(customer=customer, external_id="O1", ordered_at=dt.datetime(2025, 6, 1, tzinfo=dt.UTC), amount=10)
+        job = Job.objects.create(kind=Job.Kind.SCORE, state=Job.State.RUNNING, params={"as_of": "2025-06-30"}, heartbeat_at=timezone.now())
+    with pytest.raises(CommandError, match=f"A scoring of 2025-06-30 is already running \\(job {job.pk}\\)"):
+        call_command("score", "--tenant", tenant_a.slug, "--as-of", "2025-06-30", "--sync")

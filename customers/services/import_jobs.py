@@ -51,7 +51,10 @@ def run_import_job(tenant_id: int, job_id: int) -> ImportResult | None:
         return None
     path = job.params.get("path", "")
     try:
-        result = import_csv(tenant, job.params["kind"], path, progress=jobs.JobReporter(job))
+        # The write step is one transaction with no progress reports: the side thread keeps
+        # the heartbeat fresh, so the reaper does not take a long write for a dead worker.
+        with jobs.heartbeat(job):
+            result = import_csv(tenant, job.params["kind"], path, progress=jobs.JobReporter(job))
     except jobs.JobCancelled:
         jobs.cancel_job(job, "Cancelled; nothing was imported.")
         Path(path).unlink(missing_ok=True)

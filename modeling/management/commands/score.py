@@ -27,8 +27,15 @@ class Command(ClmCommand):
         if not sync:
             queue_or_run_here(self, target, lambda: do_start_scoring(target, as_of=as_of), queued=f"Queued scoring job {{job.pk}} for {target.slug}.")
             return
+        from clmsite.tenancy import tenant_context
+        from modeling.models import Job
         from modeling.sentiment_training import score_unscored_reviews
 
+        with tenant_context(target):
+            pending = Job.objects.filter(kind=Job.Kind.SCORE, state__in=[Job.State.QUEUED, Job.State.RUNNING], params__as_of=as_of.isoformat()).first()
+        if pending is not None:
+            raise CommandError(f"A scoring of {as_of} is already {pending.get_state_display().lower()} (job {pending.pk}); "
+                               "wait for it to finish, or score another date.")
         score_unscored_reviews(target)
         try:
             with terminal_progress(f"Scoring {target.slug}") as progress:
