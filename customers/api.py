@@ -25,7 +25,7 @@ from clmsite.parsers import JSONParser
 from customers.models import Customer, Order, OrderItem, Product, Review
 from customers.services import parsing
 from customers.services.import_jobs import do_start_import
-from customers.services.imports import KINDS, SPECS, ImportResult, attribute_problem, import_rows
+from customers.services.imports import KINDS, SPECS, ImportResult, attribute_problem, column_name, import_rows
 from modeling.models import Job
 from modeling.review_insight import aspect_labels
 
@@ -90,16 +90,17 @@ class CustomerSerializer(serializers.ModelSerializer):
         read_only_fields = [f for f in fields if f not in {"email", "name", "country", "attributes"}]
 
     def validate_attributes(self, value: Any) -> dict[str, str]:
-        """The attributes as an import stores them: names in lower case, values as text (a
-        number as written, true/false for a boolean), stripped; a blank value keeps the stored
-        one, as a blank cell does. ``update`` merges them into the stored attributes."""
+        """The attributes as an import stores them: names as a header's (column_name: no case,
+        spaces and hyphens as underscores), values as text (a number as written, true/false for
+        a boolean), stripped; a blank value keeps the stored one, as a blank cell does.
+        ``update`` merges them into the stored attributes."""
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
         attributes: dict[str, str] = {}
         problems: dict[str, list[str]] = {}
         seen: set[str] = set()
         for key, raw in value.items():
-            name = key.strip().lower()
+            name = column_name(key)
             text = "" if raw is None else json.dumps(raw) if isinstance(raw, bool) else str(raw).strip()
             if isinstance(raw, dict | list):
                 problem: str | None = f"must be a string, a number or true/false, not a JSON {'object' if isinstance(raw, dict) else 'list'}"
@@ -228,6 +229,7 @@ BULK_RESULT = inline_serializer(
         "unchanged": serializers.IntegerField(),
         "details": serializers.DictField(child=serializers.IntegerField(), help_text="orders: new_customers, new_products, order_lines_written; reviews: new_customers, new_products"),
         "ignored_columns": serializers.ListField(child=serializers.CharField(), help_text="keys of the rows this kind does not use (customers keep theirs as attributes)"),
+        "attribute_columns": serializers.ListField(child=serializers.CharField(), help_text="customers: the extra keys of the rows, as the attribute names they were kept as"),
         "message": serializers.CharField(),
         "detail": serializers.CharField(required=False, help_text="on a refused request: the same message, where every error body has it"),
         "error_count": serializers.IntegerField(),

@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 
 from clmsite.models import Role
 from clmsite.views import tenant_required
@@ -89,8 +90,9 @@ def imports(request: HttpRequest) -> HttpResponse:
             job = do_start_import(request.tenant, kind, upload, upload.name, acting_user=request.user)  # type: ignore[attr-defined]
             return redirect("import_detail", job_id=job.pk)
     jobs = Job.objects.filter(kind=Job.Kind.IMPORT).select_related("created_by")[:50]
+    # A small file of each kind (static/samples/): imported in this order, they import cleanly.
     formats = [
-        {"kind": kind, "required": spec.required, "optional": [c.name for c in spec.columns if not c.required]}
+        {"kind": kind, "required": spec.required, "optional": [c.name for c in spec.columns if not c.required], "sample": static(f"samples/{kind}.csv")}
         for kind, spec in SPECS.items()
     ]
     return render(request, "imports/list.html", {"jobs": jobs, "kinds": KINDS, "formats": formats})

@@ -341,7 +341,8 @@ def test_a_file_of_another_kind_and_a_decimal_comma_are_named_and_cp1252_is_read
     wrong = import_csv(tenant_a, "customers", str(orders))
     assert not wrong.ok and "looks like a file of orders" in wrong.message
     comma = tmp_path / "comma.csv"
-    comma.write_text("customer_id;order_id;ordered_at;amount\nc1;o1;2026-11-01;19,99\n")
+    # A file separated by commas (a semicolon file reads 19,99 as 19.99: tests/test_import_ux.py).
+    comma.write_text('customer_id,order_id,ordered_at,amount\nc1,o1,2026-11-01,"19,99"\n')
     result = import_csv(tenant_a, "orders", str(comma))
     assert not result.ok and "decimal comma; write money with a dot (19.99)" in result.errors[0].message
     windows = tmp_path / "cp1252.csv"

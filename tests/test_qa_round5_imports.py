@@ -285,4 +285,5 @@ def test_a_file_with_only_known_columns_ignores_none_and_customers_keep_extras_a
     customers = import_csv(tenant_a, "customers", write_csv(tmp_path / "c.csv", "customer_id,tier\nc1,gold\n"))
 
     assert (orders.ignored_columns, orders.message) == ([], "Imported 1 order: 1 new, 0 updated, 0 unchanged.")
-    assert (customers.ignored_columns, customers.message) == ([], "Imported 1 customer: 0 new, 1 updated, 0 unchanged.")
+    assert (customers.ignored_columns, customers.attribute_columns) == ([], ["tier"])
+    assert customers.message == "Imported 1 customer: 0 new, 1 updated, 0 unchanged. Kept 1 column as attributes: tier."

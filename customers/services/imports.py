@@ -71,6 +71,8 @@ class ImportResult:
     details: dict[str, int] = field(default_factory=dict)
     # Columns of the file (keys of the rows) that this kind has no use for, as the header names them.
     ignored_columns: list[str] = field(default_factory=list)
+    # A customers file's extra columns, under the attribute names they were kept as.
+    attribute_columns: list[str] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     error_count: int = 0
     message: str = ""
@@ -129,6 +131,16 @@ class Spec:
 
 
 ID = _Text(128)
+_SEPARATORS = re.compile(r"[\s_-]+")
+
+
+def column_name(raw: str) -> str:
+    """The column a header cell (or a bulk row's key) names: read without case, with spaces
+    and hyphens as underscores, as exports title their columns ("Customer ID", "customer-id"
+    and "Order  Id" are customer_id and order_id). A customer's extra column is kept as the
+    attribute of this name, so that re-importing either spelling updates the same one."""
+    return _SEPARATORS.sub("_", raw.strip().lower())
+
 ATTRIBUTE_MAX_LENGTH = 1000  # a customer's extra column (attribute) value
 ATTRIBUTE_NAME_MAX_LENGTH = 100  # and its name (the column's)
 
@@ -257,8 +269,9 @@ _CACHE_SIZE = 4096
 _PLAIN_MONEY = re.compile(r"(?:0|[1-9][0-9]{0,10})\.[0-9]{2}")
 
 
-def _stager(column: Column, vendor: str) -> Callable[[str], Any]:
-    """The function turning a non-blank raw cell into its staging value (or raising FieldError)."""
+def _stager(column: Column, vendor: str, *, decimal_comma: bool = False) -> Callable[[str], Any]:
+    """The function turning a non-blank raw cell into its staging value (or raising FieldError).
+    ``decimal_comma``: the file writes money with a decimal comma (see ``validate_file``)."""
     parse = column.parse
     if isinstance(parse, _Text):
         return parse
@@ -272,6 +285,8 @@ def _stager(column: Column, vendor: str) -> Callable[[str], Any]:
             def stage(raw: str) -> Any:
                 return parse(raw).isoformat()
     elif column.sql_type == "money":
+        if decimal_comma:
+            parse = functools.partial(parse, decimal_comma=True)
 
         def stage(raw: str) -> Any:
             text = raw.strip()
@@ -384,31 +399,36 @@ def _validate_records(
     progress: Callable[[], None] | None = None,
     refused: dict[int, dict[str, str]] | None = None,
     what: str = "file",
+    decimal_comma: bool = False,
 ) -> list[str]:
-    """Check every record, stage the clean ones and return the header's column names.
+    """Check every record, stage the clean ones and return the header's names as the file
+    writes them (stripped, in lower case; ``column_name`` gives the column each names).
     A file with bad rows is still read to its end and its clean rows staged, so that the
     report also names the rows that repeat an id with different data. ``refused`` holds
-    cells already found bad (row → column → message): they are reported in their place."""
+    cells already found bad (row → column → message): they are reported in their place.
+    ``decimal_comma``: money is written 1.234,56 (see ``validate_file``)."""
     collector = _Collector(settings.IMPORT_MAX_REPORTED_ERRORS)
-    names = [h.strip().lower() for h in header]
+    written = [h.strip().lower() for h in header]
+    names = [column_name(h) for h in written]
     if not any(names):
         raise ImportError_("The file has no header row. The first line must name the columns.", [RowError(1, "", "empty header")])
     seen: dict[str, int] = {}
     twice = []
     for index, name in enumerate(names):
         if name in seen and name:
-            collector.add(1, name, f"column appears twice (positions {seen[name] + 1} and {index + 1})")
+            first = seen[name]
+            # Spelt differently (Customer ID and customer_id), the two are named as the file writes them.
+            spellings = f": '{parsing.shorten(header[first].strip())}' and '{parsing.shorten(header[index].strip())}'" if written[first] != written[index] else ""
+            collector.add(1, name, f"column appears twice (positions {first + 1} and {index + 1}{spellings})")
             twice.append(name)
         seen[name] = index
     missing = [name for name in spec.required if name not in seen]
     for name in missing:
         collector.add(1, name, f"missing required column '{name}'")
+    looks_like = _looks_like(spec, set(seen))
     if missing:
         # The file of another kind, chosen by mistake (reviews uploaded as orders): say which.
-        # (A kind that needs only an id tells nothing: every orders or reviews file has customer_id.)
-        fits = [other for other, other_spec in SPECS.items() if other != spec.kind and len(other_spec.required) > 1 and set(other_spec.required) <= set(seen)]
-        other = max(fits, key=lambda kind: len(SPECS[kind].required), default=None)  # the most specific
-        hint = f" This looks like a file of {other} (it has {', '.join(SPECS[other].required)}): import it as {other}." if other else ""
+        hint = f" This looks like a file of {looks_like[0]} (it has {', '.join(looks_like[1])}): import it as {looks_like[0]}." if looks_like else ""
         raise ImportError_(f"Nothing was imported: the header must contain {','.join(spec.required)}.{hint}", collector.errors, collector.count)
     if twice:
         raise ImportError_(f"Nothing was imported: the header names {', '.join(dict.fromkeys(twice))} twice; name each column once.", collector.errors, collector.count)
@@ -420,18 +440,19 @@ def _validate_records(
         raise ImportError_("Nothing was imported: a column name is too long to keep as a customer attribute; shorten it or leave the column out.",
                            collector.errors, collector.count)
     # A file of another kind chosen by mistake (orders imported as customers would make every
-    # order column a customer attribute): its header has all of that kind's required columns.
-    for other, other_spec in SPECS.items():
-        if other != spec.kind and len(other_spec.required) > len(spec.required) and set(other_spec.required) <= set(seen):
-            raise ImportError_(f"Nothing was imported: this looks like a file of {other} (it has {', '.join(other_spec.required)}), "
-                               f"not of {spec.kind}. Import it as {other}.", [RowError(1, "", f"a header of {other}")])
+    # order column a customer attribute): it has all of that kind's required columns, and that
+    # kind requires more than this one, so the header cannot be read as a file of this kind.
+    if looks_like and len(SPECS[looks_like[0]].required) > len(spec.required):
+        other, has = looks_like
+        raise ImportError_(f"Nothing was imported: this looks like a file of {other} (it has {', '.join(has)}), "
+                           f"not of {spec.kind}. Import it as {other}.", [RowError(1, "", f"a header of {other}")])
 
     vendor = connection.vendor
     json_separators = (", ", ": ") if vendor == "postgresql" else (",", ":")
     columns = []
     for column in spec.columns:
         max_length = column.parse.max_length if isinstance(column.parse, _Text) else 0  # 0: not plain text
-        columns.append((column.name, seen.get(column.name), column.required, _stager(column, vendor), max_length))
+        columns.append((column.name, seen.get(column.name), column.required, _stager(column, vendor, decimal_comma=decimal_comma), max_length))
     # Where an order line's amount and quantity sit in its staged row (after row_no).
     staged_names = ["row_no"] + [c.name for c in spec.columns]
     amount_at = staged_names.index("amount") if spec.kind == "orders" else 0
@@ -508,7 +529,31 @@ def _validate_records(
     if rows == 0:
         raise ImportError_("Nothing was imported: the file has a header but no data rows.", [RowError(2, "", "no data rows")])
     staging.pause()
-    return names
+    return written
+
+
+def _looks_like(spec: Spec, header: set[str]) -> tuple[str, list[str]] | None:
+    """The other kind whose file a header (its column names) looks like, with the columns of
+    that kind it has; or None.
+
+    A kind that requires several columns and finds them all is the likely one (reviews
+    uploaded as orders). A kind that requires only an id tells little by that alone (every
+    orders file has customer_id): it counts when the header also has one of its optional
+    columns and more of its columns than of this kind's (customers uploaded as orders)."""
+    def has(kind_spec: Spec) -> list[str]:
+        return [c.name for c in kind_spec.columns if c.name in header]
+
+    candidates = []
+    for other_spec in SPECS.values():
+        if other_spec.kind == spec.kind or not set(other_spec.required) <= header:
+            continue
+        found = has(other_spec)
+        if len(other_spec.required) > 1 or (len(found) > len(other_spec.required) and len(found) > len(has(spec))):
+            candidates.append((len(other_spec.required), len(found), other_spec.kind, found))
+    if not candidates:
+        return None
+    _, _, kind, found = max(candidates, key=lambda candidate: candidate[:2])  # the most specific, then the best matched
+    return kind, found
 
 
 def _csv_records(text: IO[str], delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
@@ -544,7 +589,8 @@ UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # Excel's "Unicode text" export
 
 def _delimiter(first_line: str) -> str:
     """Comma, or the semicolon or tab of a header that has more of those: spreadsheets
-    in locales with a decimal comma save CSV with semicolons."""
+    in locales with a decimal comma save CSV with semicolons (and their amounts with that
+    comma: see ``validate_file``)."""
     counts = {delimiter: first_line.count(delimiter) for delimiter in (",", ";", "\t")}
     return max(counts, key=lambda d: (counts[d], d == ","))  # a tie, or none at all: the comma
 
@@ -592,8 +638,12 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
                         position = text.buffer.tell() if hasattr(text, "buffer") else 0
                         progress(0.6 * min(position / size, 1.0), "Checking rows")
 
+                # A file separated by semicolons comes from a spreadsheet whose decimal mark is a
+                # comma, so its amounts are read 1.234,56 (19.99 is still 19.99). Tab-separated
+                # files keep the dot: Excel's "Unicode text" writes them in every locale.
                 return _validate_records(
-                    spec, header, reader, staging, max_rows=settings.IMPORT_MAX_ROWS, progress=report if progress is not None else None
+                    spec, header, reader, staging, max_rows=settings.IMPORT_MAX_ROWS, progress=report if progress is not None else None,
+                    decimal_comma=delimiter == ";",
                 )
         except UnicodeDecodeError:
             staging.discard()
@@ -625,10 +675,13 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
         if len(keys) > API_BULK_MAX_COLUMNS:
             raise ImportError_(f"Nothing was imported: the rows use more than {API_BULK_MAX_COLUMNS} different keys; "
                                "send the same columns in every row (a customer's extra keys are its attributes).")
-    # A key names its column without case, as a CSV header does; a row with two keys for one
-    # column (Customer_ID and customer_id) has that cell refused, reported with the other errors.
-    column_of = {key: key.strip().lower() for key in keys}
+    # A key names its column as a CSV header does (column_name); a row with two keys for one
+    # column (Customer ID and customer_id) has that cell refused, reported with the other errors.
+    column_of = {key: column_name(key) for key in keys}
     header = list(dict.fromkeys(column_of.values()))
+    written: dict[str, str] = {}  # each column as its first key writes it, for the report of unused keys
+    for key, column in column_of.items():
+        written.setdefault(column, key.strip().lower())
     refused: dict[int, dict[str, str]] = {}
     if any(key != column for key, column in column_of.items()):
         rows = [_by_column(row, column_of, index + 1, refused) for index, row in enumerate(rows)]
@@ -657,7 +710,7 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
         return str(value)
 
     records = ((index + 1, [cell(row.get(name)) for name in header]) for index, row in enumerate(rows))
-    return _validate_records(spec, header, records, staging, max_rows=settings.API_BULK_MAX_ROWS, refused=refused, what="rows")
+    return _validate_records(spec, [written[name] for name in header], records, staging, max_rows=settings.API_BULK_MAX_ROWS, refused=refused, what="rows")
 
 
 def _by_column(row: dict[str, Any], column_of: dict[str, str], row_no: int, refused: dict[int, dict[str, str]]) -> dict[str, Any]:
@@ -1216,7 +1269,7 @@ LOADERS = {"customers": _load_customers, "products": _load_products, "orders": _
 
 
 def _present_columns(spec: Spec, header: list[str]) -> set[str]:
-    present = set(header)
+    present = {column_name(name) for name in header}
     if spec.kind == "customers" and present - {c.name for c in spec.columns}:
         present.add("attributes")
     return present
@@ -1267,10 +1320,16 @@ def _first_named(items: list[str]) -> str:
 def _finish(result: ImportResult, spec: Spec, header: list[str]) -> ImportResult:
     noun = result.kind if result.rows != 1 else result.kind.removesuffix("s")
     result.message = f"Imported {result.rows:,} {noun}: {result.created:,} new, {result.updated:,} updated, {result.unchanged:,} unchanged."
-    # A customer's extra columns are its attributes; any other kind drops them, and says so.
-    if spec.kind != "customers":
-        known = {c.name for c in spec.columns}
-        result.ignored_columns = [name for name in dict.fromkeys(header) if name and name not in known]
+    # A customer's extra columns are its attributes; any other kind drops them. Either way, say so.
+    known = {c.name for c in spec.columns}
+    extra = [name for name in dict.fromkeys(header) if name and column_name(name) not in known]
+    if spec.kind == "customers":
+        result.attribute_columns = [column_name(name) for name in extra]
+    else:
+        result.ignored_columns = extra
+    if result.attribute_columns:
+        count = len(result.attribute_columns)
+        result.message += f" Kept {count:,} column{'s' if count != 1 else ''} as attributes: {_first_named(result.attribute_columns)}."
     if result.ignored_columns:
         count = len(result.ignored_columns)
         result.message += f" Ignored {count:,} column{'s' if count != 1 else ''} that {spec.kind} do not use: {_first_named(result.ignored_columns)}."

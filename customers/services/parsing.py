@@ -20,6 +20,10 @@ _DECIMAL_COMMA = re.compile(r"-?\d{1,3}(?:\.\d{3})*,\d{1,2}|-?\d+,\d{1,2}")  # 1
 # comma's 1.000, so it is refused rather than read as a thousand.
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+|[1-9][0-9]{0,2}(?:,[0-9]{3})+\.[0-9]*)")
 _GROUPED_INTEGER = re.compile(r"[+-]?[1-9][0-9]{0,2}(?:,[0-9]{3})+")
+# The same two rules with the marks swapped, for files whose amounts have a decimal comma
+# (19,99 or 1.234,56): dots only group thousands in threes, beside a decimal comma.
+_COMMA_DECIMAL_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:,[0-9]*)?|,[0-9]+|[1-9][0-9]{0,2}(?:\.[0-9]{3})+,[0-9]*)")
+_DOT_GROUPED_INTEGER = re.compile(r"[+-]?[1-9][0-9]{0,2}(?:\.[0-9]{3})+")
 _SCIENTIFIC = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][+-]?[0-9]+")  # 1e3, 1.5E-02: a spreadsheet's large or small numbers
 # ISO 4217 currencies in circulation (and the few just replaced: SLL, ZWL, ANG).
 CURRENCIES = frozenset(["AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SLL", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG", "ZWL"])
@@ -58,11 +62,13 @@ def parse_datetime(raw: str) -> dt.datetime:
     return value
 
 
-def parse_money(raw: str, *, allow_negative: bool = False, hint: str = "") -> Decimal:
+def parse_money(raw: str, *, allow_negative: bool = False, hint: str = "", decimal_comma: bool = False) -> Decimal:
+    """A plain decimal number to the cent. With ``decimal_comma`` (a file separated by
+    semicolons, as spreadsheets save CSV where the decimal mark is a comma) the comma is
+    the decimal mark and dots group thousands (1.234,56); a dot followed by other than
+    three digits is still a decimal point (19.99)."""
     text = raw.strip()
-    if not _PLAIN_NUMBER.fullmatch(text):
-        raise FieldError(_not_plain_money(text))
-    value = Decimal(text.replace(",", ""))
+    value = Decimal(_as_dot_decimal(text, decimal_comma))
     if abs(value) >= MAX_MONEY:
         raise FieldError(f"{shorten(raw)} is too large")
     if value < 0 and not allow_negative:
@@ -72,26 +78,54 @@ def parse_money(raw: str, *, allow_negative: bool = False, hint: str = "") -> De
     return value.quantize(CENT)
 
 
-def _not_plain_money(text: str) -> str:
-    """What is wrong with an amount that is not a plain decimal number."""
-    if _DECIMAL_COMMA.fullmatch(text):
+def _as_dot_decimal(text: str, decimal_comma: bool) -> str:
+    """``text`` as a number Decimal reads (a dot for decimals, no grouping), or FieldError."""
+    if not decimal_comma:
+        if not _PLAIN_NUMBER.fullmatch(text):
+            raise FieldError(_not_plain_money(text))
+        return text.replace(",", "")
+    # 1.234 and 1,234 are a thousand and more if the mark groups, one and a bit if it is a
+    # decimal mark (an export with three decimals): a factor of a thousand apart, so they are
+    # refused, not guessed. Any other mark followed by other than three digits says what it is.
+    if _DOT_GROUPED_INTEGER.fullmatch(text) or _GROUPED_INTEGER.fullmatch(text):
+        raise FieldError(_not_plain_money(text, decimal_comma=True))
+    if _COMMA_DECIMAL_NUMBER.fullmatch(text):  # 19,99 or 1.234,56
+        return text.replace(".", "").replace(",", ".")
+    if _PLAIN_NUMBER.fullmatch(text):  # 19.99, or 1,234.56 as a file separated by commas writes it
+        return text.replace(",", "")
+    raise FieldError(_not_plain_money(text, decimal_comma=True))
+
+
+def _not_plain_money(text: str, *, decimal_comma: bool = False) -> str:
+    """What is wrong with an amount that is not a plain decimal number (``decimal_comma``:
+    in a file whose decimal mark is a comma)."""
+    if decimal_comma and (_DOT_GROUPED_INTEGER.fullmatch(text) or _GROUPED_INTEGER.fullmatch(text)):
+        mark = "dot" if "." in text else "comma"
+        whole = text.replace(".", "").replace(",", "")
+        return (f"'{shorten(text)}' is ambiguous (a {mark} before three digits may separate thousands or mark decimals, and money "
+                f"has at most two decimals); write a whole amount as {whole} or {whole},00, and decimals with a comma (1234,56)")
+    if not decimal_comma and _DECIMAL_COMMA.fullmatch(text):
         return f"'{shorten(text)}' has a decimal comma; write money with a dot ({text.replace('.', '').replace(',', '.')})"
-    if _GROUPED_INTEGER.fullmatch(text):
+    if not decimal_comma and _GROUPED_INTEGER.fullmatch(text):
         return f"'{shorten(text)}' is ambiguous (a comma may separate thousands or mark decimals); write a whole amount as {text.replace(',', '')} or {text}.00"
-    if "," in text:
-        return f"'{shorten(text)}' has commas that are not thousands separators; group digits in threes (1,234.50) or leave the commas out"
-    if _SCIENTIFIC.fullmatch(text):
+    number = text.replace(",", ".") if decimal_comma else text
+    if _SCIENTIFIC.fullmatch(number):
         try:
-            value = Decimal(text)
-            plain = f" ({value:f})" if value.copy_abs() < MAX_MONEY and value == value.quantize(CENT) else ""
+            value = Decimal(number)
+            plain = f"{value:f}".replace(".", "," if decimal_comma else ".")
+            plain = f" ({plain})" if value.copy_abs() < MAX_MONEY and value == value.quantize(CENT) else ""
         except InvalidOperation:  # an exponent beyond Decimal's range
             plain = ""
         return f"'{shorten(text)}' is in scientific notation; write a plain decimal number{plain}"
+    if "," in text:
+        if decimal_comma:
+            return f"'{shorten(text)}' is not a number; write amounts with a decimal comma (1234,56 or 1.234,56) or a decimal point (1234.56)"
+        return f"'{shorten(text)}' has commas that are not thousands separators; group digits in threes (1,234.50) or leave the commas out"
     return f"'{shorten(text)}' is not a number"
 
 
-def parse_order_amount(raw: str) -> Decimal:
-    return parse_money(raw, hint=" (record refunds with status=refunded)")
+def parse_order_amount(raw: str, *, decimal_comma: bool = False) -> Decimal:
+    return parse_money(raw, hint=" (record refunds with status=refunded)", decimal_comma=decimal_comma)
 
 
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.0*)?")  # 3, or 3.0 as a spreadsheet writes it
