@@ -124,7 +124,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
         job.refresh_from_db()
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses={200: ModelVersionSerializer})
+    @extend_schema(request=None, responses={200: ModelVersionSerializer, 409: conflict_response("The version's training was cancelled or failed, so it cannot serve.")})
     @action(detail=True, methods=["post"])
     def promote(self, request: Any, pk: str | None = None) -> Response:
         refuse_a_body(request)
@@ -133,6 +133,8 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
             version = registry.do_promote_model_version(self.tenant, version.pk, acting_user=request.user if getattr(request.user, "pk", None) else None)  # type: ignore[arg-type]
         except registry.ArtifactError as exc:
             raise ValidationError({"detail": str(exc)}) from None
+        except registry.NotPromotable as exc:
+            raise Conflict(str(exc)) from None
         return Response(ModelVersionSerializer(version).data)
 
     @extend_schema(request=inline_serializer("Rollback", {"target": serializers.ChoiceField(choices=ModelVersion.Target.values)}),

@@ -115,6 +115,7 @@ class ModelVersion(TenantOwnedModel):
     created_at = models.DateTimeField(default=timezone.now)
     activated_at = models.DateTimeField(null=True, blank=True)
     activated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    rolled_back_at = models.DateTimeField(null=True, blank=True, help_text="taken back by a rollback: a later rollback does not restore it")
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "target", "state"], name="modelversion_tenant_target")]

@@ -114,24 +114,35 @@ def active_versions(tenant: Tenant) -> dict[str, ModelVersion]:
         return {v.target: v for v in ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE)}
 
 
+class NotPromotable(ValueError):
+    """A version that must not serve: its training was cancelled or failed."""
+
+
 def do_promote_model_version(tenant: Tenant, version_id: int, *, acting_user: Any = None) -> ModelVersion:
     """Make a version the active one for its target; the previous active one is archived."""
     version = get_model_version(tenant, version_id)
+    with tenant_context(tenant):
+        job = version.job
+    if job is not None and job.state in (job.State.CANCELLED, job.State.FAILED):
+        raise NotPromotable(f"This model's training (job {job.pk}) was {job.get_state_display().lower()}, so it cannot serve; retrain instead.")
     verify_artifact(Path(version.artifact_path), version.artifact_sha256)
     with tenant_context(tenant), transaction.atomic():
         # Lock the target's versions so two promotions cannot interleave.
         list(ModelVersion.objects.select_for_update().filter(target=version.target).values_list("pk", flat=True))
         ModelVersion.objects.filter(target=version.target, state=ModelVersion.State.ACTIVE).exclude(pk=version.pk).update(state=ModelVersion.State.ARCHIVED)
         ModelVersion.objects.filter(pk=version.pk).update(
-            state=ModelVersion.State.ACTIVE, activated_at=timezone.now(), activated_by=acting_user if getattr(acting_user, "pk", None) else None
+            state=ModelVersion.State.ACTIVE, activated_at=timezone.now(), activated_by=acting_user if getattr(acting_user, "pk", None) else None,
+            rolled_back_at=None,
         )
         version.refresh_from_db()
     return version
 
 
 def _served_before() -> Any:
-    """Versions that served once and were replaced: what a rollback can restore."""
-    return ModelVersion.objects.filter(state=ModelVersion.State.ARCHIVED, activated_at__isnull=False)
+    """Versions that served once and were replaced by a newer one (not taken back by a
+    rollback): what a rollback can restore, so that rollbacks walk back through the history
+    rather than swap the last two versions."""
+    return ModelVersion.objects.filter(state=ModelVersion.State.ARCHIVED, activated_at__isnull=False, rolled_back_at__isnull=True)
 
 
 def rollback_targets(tenant: Tenant) -> set[str]:
@@ -147,4 +158,8 @@ def do_rollback_model(tenant: Tenant, target: str, *, acting_user: Any = None) -
         previous = _served_before().filter(target=target).exclude(pk=getattr(current, "pk", None)).order_by("-activated_at").first()
     if previous is None:
         raise ValueError(f"There is no earlier {ModelVersion.Target(target).label.lower()} model to roll back to.")
-    return do_promote_model_version(tenant, previous.pk, acting_user=acting_user)
+    restored = do_promote_model_version(tenant, previous.pk, acting_user=acting_user)
+    if current is not None:
+        with tenant_context(tenant):
+            ModelVersion.objects.filter(pk=current.pk).update(rolled_back_at=timezone.now())
+    return restored

@@ -126,7 +126,7 @@ def model_version(request: HttpRequest, version_id: int) -> HttpResponse:
 def promote(request: HttpRequest, version_id: int) -> HttpResponse:
     try:
         version = registry.do_promote_model_version(request.tenant, version_id, acting_user=request.user)  # type: ignore[attr-defined]
-    except registry.ArtifactError as exc:
+    except (registry.ArtifactError, registry.NotPromotable) as exc:
         messages.error(request, f"Not promoted: {exc}")
         return redirect("model_version", version_id=version_id)
     messages.success(request, f"{_named(version)} now serves {version.get_target_display().lower()}. {RESCORE_HINT}")

@@ -216,3 +216,33 @@ def test_score_sync_refuses_a_date_a_scoring_job_is_already_running(tenant_a) ->
         job = Job.objects.create(kind=Job.Kind.SCORE, state=Job.State.RUNNING, params={"as_of": "2025-06-30"}, heartbeat_at=timezone.now())
     with pytest.raises(CommandError, match=f"A scoring of 2025-06-30 is already running \\(job {job.pk}\\)"):
         call_command("score", "--tenant", tenant_a.slug, "--as-of", "2025-06-30", "--sync")
+
+
+def test_rollbacks_walk_back_through_the_history_and_a_cancelled_trainings_model_cannot_serve(tenant_a, api_a, tmp_path) -> None:
+    from modeling import registry
+    from modeling.models import Job, ModelVersion
+
+    def version(job=None) -> ModelVersion:
+        directory = tmp_path / f"v{len(list(tmp_path.iterdir()))}"
+        directory.mkdir()
+        (directory / "model.json").write_text("{}")
+        with tenant_context(tenant_a):
+            return ModelVersion.objects.create(target="purchase", family="tabular", as_of="2024-03-01", job=job,
+                                               artifact_path=str(directory), artifact_sha256=registry.write_manifest(directory))
+
+    with tenant_context(tenant_a):
+        first, second, third = version(), version(), version()
+    for v in (first, second, third):
+        registry.do_promote_model_version(tenant_a, v.pk)
+    assert registry.do_rollback_model(tenant_a, "purchase").pk == second.pk
+    assert registry.do_rollback_model(tenant_a, "purchase").pk == first.pk  # not back to the third
+    with pytest.raises(ValueError, match="no earlier"):
+        registry.do_rollback_model(tenant_a, "purchase")
+    # Promoting a rolled-back version by hand makes it part of the history again.
+    registry.do_promote_model_version(tenant_a, third.pk)
+    assert registry.do_rollback_model(tenant_a, "purchase").pk == first.pk
+    with tenant_context(tenant_a):
+        job = Job.objects.create(kind=Job.Kind.TRAIN, state=Job.State.CANCELLED)
+    stray = version(job)
+    response = api_a.post(f"/api/v1/models/{stray.pk}/promote/")  # an admin's key
+    assert response.status_code == 409 and "was cancelled, so it cannot serve" in response.json()["detail"]
