@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from campaigns import services
 from campaigns.models import Campaign
+from campaigns.webhooks import delivery_summary
 from clmsite.api import Conflict, TenantViewSet, conflict_response, refuse_a_body
 from clmsite.models import Role, role_at_least
 from clmsite.permissions import request_role
@@ -182,6 +183,11 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         "window_complete": serializers.BooleanField(required=False),
         "members_removed": serializers.IntegerField(required=False, help_text="customers launched to and deleted since: they leave both groups"),
         "verdict": serializers.CharField(required=False),
+        "webhook": inline_serializer("WebhookDeliverySummary", {
+            "batches": serializers.IntegerField(allow_null=True, help_text="null until the first attempt"), "delivered": serializers.IntegerField(),
+            "attempts": serializers.IntegerField(), "last_error": serializers.CharField(help_text="the last failed attempt's error, blank if none failed"),
+            "last_attempt_at": serializers.DateTimeField(allow_null=True)}, required=False, allow_null=True,
+            help_text="launched campaigns: how the webhook delivery went; null without a webhook"),
         "preview": serializers.DictField(required=False, help_text="before launch: size, value_at_risk, predicted_value, control, launch_summary, left_out_running (customers other running campaigns hold), note")})})
     @action(detail=True, methods=["get"])
     def report(self, request: Any, pk: str | None = None) -> Response:
@@ -192,7 +198,11 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
             return Response({"launched": False, "preview": services.preview(campaign)})
         report = {k: v for k, v in report.items() if k != "cumulative"}
         when = serializers.DateTimeField()  # as every other time the API writes (UTC as Z)
-        return Response({**report, "window_end": when.to_representation(report["window_end"]), "measured_until": when.to_representation(report["measured_until"])})
+        webhook = delivery_summary(campaign)
+        if webhook is not None and webhook["last_attempt_at"] is not None:
+            webhook["last_attempt_at"] = when.to_representation(webhook["last_attempt_at"])
+        return Response({**report, "window_end": when.to_representation(report["window_end"]), "measured_until": when.to_representation(report["measured_until"]),
+                         "webhook": webhook})
 
     @extend_schema(responses={200: AudienceMemberSerializer(many=True)})
     @action(detail=True, methods=["get"])

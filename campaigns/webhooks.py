@@ -177,4 +177,20 @@ def deliver(campaign: Campaign, *, batch_size: int | None = None, backoff: float
                 break  # a redirect (not followed) or the receiver refuses this batch: retrying will not help
             if attempt < MAX_ATTEMPTS:
                 sleep(backoff * 2 ** (attempt - 1))
+        else:
+            if status is None:  # never reached through every attempt: the later batches would wait out the same retries
+                return {"batches": len(batches), "delivered": delivered, "error": f"the endpoint could not be reached ({error}); later batches were not sent"}
     return {"batches": len(batches), "delivered": delivered}
+
+
+def delivery_summary(campaign: Campaign) -> dict[str, Any] | None:
+    """How the webhook delivery went, for the campaign's report: None without a webhook."""
+    if not campaign.webhook_url:
+        return None
+    with tenant_context(campaign.tenant):
+        attempts = list(WebhookDelivery.objects.filter(campaign=campaign).order_by("at", "pk").values("batch", "batches", "ok", "status_code", "error", "at"))
+    delivered = {a["batch"] for a in attempts if a["ok"]}
+    failed = [a for a in attempts if not a["ok"]]
+    last = failed[-1] if failed else None
+    return {"batches": attempts[-1]["batches"] if attempts else None, "delivered": len(delivered), "attempts": len(attempts),
+            "last_error": (last["error"] or f"HTTP {last['status_code']}") if last else "", "last_attempt_at": attempts[-1]["at"] if attempts else None}

@@ -246,3 +246,25 @@ def test_rollbacks_walk_back_through_the_history_and_a_cancelled_trainings_model
     stray = version(job)
     response = api_a.post(f"/api/v1/models/{stray.pk}/promote/")  # an admin's key
     assert response.status_code == 409 and "was cancelled, so it cannot serve" in response.json()["detail"]
+
+
+def test_an_unreachable_webhook_stops_after_the_first_batch_and_the_report_says_how_delivery_went(tenant_a, api_a, settings) -> None:
+    import socket
+
+    from campaigns import webhooks
+
+    settings.CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    insights(tenant_a, 7)
+    with tenant_context(tenant_a):
+        campaign = Campaign.objects.create(name="Hooked", action=Action.WIN_BACK, control_share=0.1, webhook_url=f"http://127.0.0.1:{port}/hook", webhook_secret="s")
+    services.do_launch_campaign(tenant_a, campaign.pk)
+    sleeps: list[float] = []
+    result = webhooks.deliver(campaign, batch_size=2, sleep=sleeps.append)  # 6 treated: 3 batches
+    assert result["delivered"] == 0 and "later batches were not sent" in result["error"]
+    assert len(sleeps) == webhooks.MAX_ATTEMPTS - 1  # the first batch's retries only
+    report = api_a.get(f"/api/v1/campaigns/{campaign.pk}/report/").json()
+    assert report["webhook"]["batches"] == 3 and report["webhook"]["delivered"] == 0 and report["webhook"]["attempts"] == webhooks.MAX_ATTEMPTS
+    assert report["webhook"]["last_error"] and report["webhook"]["last_attempt_at"].endswith("Z")
