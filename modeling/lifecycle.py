@@ -151,6 +151,8 @@ def stages_as_of(
                 # From the first day past the overdue mark, when the factors say "overdue" too (explain._rhythm).
                 stage, start = Stage.AT_RISK, max(last + dt.timedelta(days=int(overdue_after[customer]) + 1), after_window)
                 template = f"overdue: {{days}} days vs. {usual} {round(own_gap[customer])}"
+                if pd.notna(p) and p >= 0.7:  # early in a long horizon: say why the stage and the chance to buy differ
+                    template += f" (still {p:.0%} likely to buy within the horizon: the rhythm slipped, not the customer yet)"
             elif pd.notna(p) and p < thresholds.at_risk_probability:
                 stage, start, template = Stage.AT_RISK, as_of, f"purchase probability {_below(p, thresholds.at_risk_probability)}"
             elif d >= 2 and high_tier[customer]:
@@ -167,18 +169,23 @@ def stages_as_of(
             since, entry = shown["since"], shown["reason"]
         else:
             since = max(start, shown["as_of"] + dt.timedelta(days=1)) if shown is not None else start
-            entry = _reason(template, last, since)
+            entry = _reason(template, last, since, looking_back=True)
         rows.append((customer, stage, since, _reason(template, last, as_of), entry))
     result = pd.DataFrame.from_records(rows, columns=["customer", "stage", "since", "reason", "entry_reason"]).set_index("customer")
     return result.reindex(population)
 
 
-def _reason(template: str, last_order: dt.date | None, day: dt.date) -> str:
-    """A stage's reason as of ``day``: the template with the days since the last order then."""
+def _reason(template: str, last_order: dt.date | None, day: dt.date, *, looking_back: bool = False) -> str:
+    """A stage's reason as of ``day``: the template with the days since the last order then.
+    ``looking_back``: the reason a stage history shows for the day the period began, read
+    later ("that day", "3 days before"), where "today" would mean the day it is read."""
     if last_order is None:
         return template
     days = (day - last_order).days
-    ago = "today" if days == 0 else "1 day ago" if days == 1 else f"{days:,} days ago"
+    if looking_back:
+        ago = "that day" if days == 0 else "1 day before" if days == 1 else f"{days:,} days before"
+    else:
+        ago = "today" if days == 0 else "1 day ago" if days == 1 else f"{days:,} days ago"
     return template.format(days=f"{days:,}", ago=ago)
 
 

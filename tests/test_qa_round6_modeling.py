@@ -124,9 +124,9 @@ def test_the_stage_timeline_gives_each_period_the_reason_of_the_day_it_began(ten
     # after, and every snapshot of that period gives the reason of that day: 9 days, not 39.
     entry = "overdue: 9 days vs. their usual 5"
     assert snapshots == [
-        (dt.date(2026, 4, 30), "active", dt.date(2026, 4, 28), "active: last order today, 2 orders"),
-        (dt.date(2026, 5, 31), "active", dt.date(2026, 4, 28), "active: last order today, 2 orders"),
-        (dt.date(2026, 6, 30), "active", dt.date(2026, 4, 28), "active: last order today, 2 orders"),
+        (dt.date(2026, 4, 30), "active", dt.date(2026, 4, 28), "active: last order that day, 2 orders"),
+        (dt.date(2026, 5, 31), "active", dt.date(2026, 4, 28), "active: last order that day, 2 orders"),
+        (dt.date(2026, 6, 30), "active", dt.date(2026, 4, 28), "active: last order that day, 2 orders"),
         (dt.date(2026, 7, 31), "at_risk", dt.date(2026, 7, 1), entry),
         (dt.date(2026, 8, 31), "at_risk", dt.date(2026, 7, 1), entry),
         (dt.date(2026, 9, 15), "at_risk", dt.date(2026, 7, 1), entry),
@@ -136,7 +136,7 @@ def test_the_stage_timeline_gives_each_period_the_reason_of_the_day_it_began(ten
     with tenant_context(tenant_a):
         timeline = stage_changes(tenant_a, Customer.objects.get(pk=customer))
     assert [(c["label"], c["since"], c["reason"]) for c in timeline] == [
-        ("At risk", dt.date(2026, 7, 1), entry), ("Active", dt.date(2026, 4, 28), "active: last order today, 2 orders"),
+        ("At risk", dt.date(2026, 7, 1), entry), ("Active", dt.date(2026, 4, 28), "active: last order that day, 2 orders"),
     ]
     client.force_login(alice)
     page = client.get(f"/customers/{customer}/").content.decode()

@@ -268,3 +268,33 @@ def test_an_unreachable_webhook_stops_after_the_first_batch_and_the_report_says_
     report = api_a.get(f"/api/v1/campaigns/{campaign.pk}/report/").json()
     assert report["webhook"]["batches"] == 3 and report["webhook"]["delivered"] == 0 and report["webhook"]["attempts"] == webhooks.MAX_ATTEMPTS
     assert report["webhook"]["last_error"] and report["webhook"]["last_attempt_at"].endswith("Z")
+
+
+def test_an_overdue_customer_the_model_still_expects_says_so_in_the_at_risk_reason() -> None:
+    import pandas as pd
+
+    from modeling import lifecycle
+    from modeling.models import Stage
+    from tests.test_lifecycle import AS_OF, _history
+
+    rows = [(c, str(AS_OF - dt.timedelta(days=d)), 50.0) for c in range(100, 130) for d in (10, 40, 70, 100)]
+    rows += [(4, str(AS_OF - dt.timedelta(days=d)), 60.0) for d in (15, 23, 31, 39)]  # every 8 days, silent for 15
+    rows += [(5, str(AS_OF - dt.timedelta(days=d)), 60.0) for d in (45, 55, 65, 75)]  # every 10 days, silent for 45
+    history = _history(rows)
+    predictions = pd.DataFrame({"purchase_probability": {4: 0.99, 5: 0.2}, "value_tier": {4: "medium", 5: "medium"}})
+    stages = lifecycle.stages_as_of(history, AS_OF, lifecycle.derive_thresholds(history, AS_OF), predictions=predictions)
+    assert stages.at[4, "stage"] == Stage.AT_RISK
+    assert stages.at[4, "reason"] == "overdue: 15 days vs. their usual 8 (still 99% likely to buy within the horizon: the rhythm slipped, not the customer yet)"
+    assert stages.at[5, "reason"] == "overdue: 45 days vs. their usual 10"
+
+
+def test_a_stage_historys_reason_speaks_of_the_day_the_period_began_not_of_today() -> None:
+    from modeling import lifecycle
+    from tests.test_lifecycle import AS_OF, _history
+
+    rows = [(c, str(AS_OF - dt.timedelta(days=d)), 50.0) for c in range(100, 130) for d in (10, 40, 70, 100)]
+    rows += [(1, "2025-06-20", 80.0)]
+    history = _history(rows)
+    stages = lifecycle.stages_as_of(history, AS_OF, lifecycle.derive_thresholds(history, AS_OF))
+    assert stages.at[1, "reason"].startswith("new: first order 10 days ago")
+    assert stages.at[1, "entry_reason"].startswith("new: first order that day")
