@@ -141,6 +141,10 @@ FEATURE_LABELS = {
 }
 
 
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
 def feature_label(feature: str) -> str:
     """What a model input means, for charts of feature importance (no customer's value in it)."""
     if feature in FEATURE_LABELS:
@@ -149,7 +153,10 @@ def feature_label(feature: str) -> str:
         if feature.startswith(prefix) and feature.endswith("d") and feature[len(prefix) : -1].isdigit():
             return words.format(feature[len(prefix) : -1])
     if feature.startswith("category_") and feature.endswith("_share"):
-        return f"share of spend on top category {int(feature.split('_')[1]) + 1}" if feature.split("_")[1].isdigit() else feature
+        if not feature.split("_")[1].isdigit():
+            return feature
+        rank = int(feature.split("_")[1]) + 1
+        return "share of spend on the shop's biggest category" if rank == 1 else f"share of spend on the shop's {_ordinal(rank)}-biggest category"
     return feature.replace("_", " ")
 
 

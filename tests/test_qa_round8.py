@@ -298,3 +298,15 @@ def test_a_stage_historys_reason_speaks_of_the_day_the_period_began_not_of_today
     stages = lifecycle.stages_as_of(history, AS_OF, lifecycle.derive_thresholds(history, AS_OF))
     assert stages.at[1, "reason"].startswith("new: first order 10 days ago")
     assert stages.at[1, "entry_reason"].startswith("new: first order that day")
+
+
+def test_model_metrics_show_shares_in_percent_money_to_the_cent_and_categories_by_rank() -> None:
+    from clmsite.templatetags.clm import metric_number
+    from modeling.explain import feature_label
+
+    assert metric_number(0.1753, "positive_rate") == "17.5%" and metric_number(0.2, "mean_predicted") == "20.0%"
+    assert (metric_number(96.3857, "revenue_mae"), metric_number(126.142, "revenue_rmse"), metric_number(4, "revenue_mae")) == ("96.39", "126.14", "4.00")
+    assert metric_number(0.4123, "orders_mae") == 0.4123 and metric_number(1849.0, "n") == "1,849"
+    assert feature_label("category_0_share") == "share of spend on the shop's biggest category"
+    assert feature_label("category_6_share") == "share of spend on the shop's 7th-biggest category"
+    assert feature_label("category_1_share") == "share of spend on the shop's 2nd-biggest category"

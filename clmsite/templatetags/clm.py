@@ -75,9 +75,12 @@ def metric_number(value, key=""):  # type: ignore[no-untyped-def]
 
     if isinstance(value, bool) or not isinstance(value, int | float):
         return value
+    if key in SHARE_METRICS:
+        return f"{value:.1%}"
     if isinstance(value, float) and value.is_integer() and abs(value) >= 2:  # a count kept as a float; a score of 1.0 stays one
         value = int(value)
-    shown = intcomma(value) if isinstance(value, int) else intcomma(f"{value:.2f}") if abs(value) >= 1000 else value
+    money = str(key).startswith("revenue_") and not str(key).endswith("_pct")  # to the cent, as money is shown everywhere
+    shown = intcomma(value) if isinstance(value, int) and not money else intcomma(f"{value:.2f}") if abs(value) >= 1000 or money else value
     return f"{shown}%" if str(key).endswith("_pct") else shown
 
 
@@ -91,6 +94,8 @@ def baseline_headline(version) -> str:  # type: ignore[no-untyped-def]
 def get(mapping, key):  # type: ignore[no-untyped-def]
     return (mapping or {}).get(key)
 
+
+SHARE_METRICS = ("positive_rate", "mean_predicted")  # shares of customers, shown in percent
 
 METRIC_LABELS = {
     "n": "Customers", "auc": "AUC", "pr_auc": "PR-AUC", "log_loss": "Log loss", "brier": "Brier score", "positive_rate": "Share who bought",
