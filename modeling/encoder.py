@@ -799,7 +799,7 @@ class TextClassifier:
         head = _classifier_head(encoder.hidden_size, num_labels).to(device)
         y = torch.as_tensor(labels, dtype=torch.long)
         y_valid = torch.as_tensor(valid_labels, dtype=torch.long) if valid_texts and valid_labels else None
-        progress(0.02, f"strategy {strategy.name} on {device.type}")
+        progress(0.02, f"{STRATEGY_WORDS.get(strategy.name, strategy.name).capitalize()}, on the {device.type.upper()}")
         if strategy.trains_encoder:
             epochs = _train_end_to_end(encoder, head, texts, y, valid_texts, y_valid, device, deadline, progress, seed)
         else:

@@ -333,6 +333,7 @@ def priorities(request: HttpRequest) -> HttpResponse:
     return render(request, "insights/priorities.html", {
         "page": page, "rows": page.object_list, "action": action, "actions": [c for c in Action.choices if c[0] != Action.NO_ACTION], "query_prefix": f"action={action}&" if action else "",
         "totals": [{"action": t["action"], "label": names.get(t["action"], t["action"]), "n": t["n"], "at_risk": t["at_risk"] or 0} for t in totals],
+        "as_of": insights.latest_scoring_date(request.tenant),  # type: ignore[attr-defined]
     })
 
 
