@@ -148,7 +148,7 @@ def recommend(rules: list[PlaybookRule], row: dict[str, Any], affinity: pd.DataF
             detail = detail or f"offer up to {currency}{offer:,.2f} ({capped})"
         return {
             "action": rule.action, "channel": rule.channel, "offer": offer, "detail": detail,
-            "rule_name": rule.name, "reason": _reason(rule, row),
+            "rule_name": rule.name, "reason": _reason(rule, row, currency),
         }
     return {"action": Action.NURTURE, "channel": Channel.EMAIL, "offer": None, "detail": "", "rule_name": "", "reason": "no playbook rule matched"}
 
@@ -159,14 +159,15 @@ def _whole(amount: float) -> str:
     return f"{Decimal(str(amount)).quantize(Decimal(1), rounding=ROUND_HALF_UP):,}"
 
 
-def _reason(rule: PlaybookRule, row: dict[str, Any]) -> str:
+def _reason(rule: PlaybookRule, row: dict[str, Any], currency: str = "") -> str:
+    """Why the rule matched, in words, money in the shop's currency (``currency`` as "USD ")."""
     parts = [row["stage_reason"]]
     if rule.tiers and "value tier" not in row["stage_reason"]:  # "loyal: 6 orders, top value tier" says it already
         parts.append(f"{row['tier']} value tier")
     if rule.spent_top_share is not None and row.get("spend_top") is not None:
-        parts.append(f"spent {_whole(row['spent'])} in all, top {max(row['spend_top'], 0.01):.0%} of buyers")
+        parts.append(f"spent {currency}{_whole(row['spent'])} in all, top {max(row['spend_top'], 0.01):.0%} of buyers")
     if rule.sentiment_max is not None and row["recent_sentiment"] is not None:
         parts.append(row.get("negative_review") or f"negative review, sentiment {row['recent_sentiment']:+.2f}")
     if row["churn"] is not None and row["value"]:
-        parts.append(f"value at risk {_whole(row['value_at_risk'])} ({row['churn']:.0%} churn x {_whole(row['value'])} predicted)")
+        parts.append(f"value at risk {currency}{_whole(row['value_at_risk'])} ({row['churn']:.0%} churn x {currency}{_whole(row['value'])} predicted)")
     return f"{rule.name}: " + "; ".join(part for part in parts if part)

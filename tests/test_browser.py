@@ -122,7 +122,7 @@ def test_models_and_customer_prediction_pages(live_server, page, alice, tenant_a
     assert "Serving now" in page.content()
     from clmsite.templatetags.clm import family_label
 
-    page.click(f"text={family_label(version.family)} v{version.pk}")  # families by name: "Boosted trees v12"
+    page.click(f"text={family_label(version.family)} v{version.number}")  # families by name and the shop's own number: "Boosted trees v2"
     page.wait_for_selector("#calibration-chart")
     assert page.evaluate("() => !!Chart.getChart('calibration-chart') && !!Chart.getChart('gain-chart')")
     page.screenshot(path=str(SCREENSHOTS / "model-version.png"), full_page=True)

@@ -84,7 +84,7 @@ def test_a_lapsed_big_spender_gets_a_win_back_not_no_action(tenant_a) -> None:
     big = recommend(rules, {**lapsed, "spent": 38987.0, "spend_top": 0.004}, pd.DataFrame(), "USD ")
     small = recommend(rules, {**lapsed, "spent": 40.0, "spend_top": 0.8}, pd.DataFrame(), "USD ")
     assert (big["action"], big["rule_name"]) == ("win_back", "Win-back for lapsed big spenders")
-    assert "spent 38,987 in all, top 1% of buyers" in big["reason"] and big["offer"] is None
+    assert "spent USD 38,987 in all, top 1% of buyers" in big["reason"] and big["offer"] is None
     assert small["action"] == "no_action"
 
 
@@ -94,4 +94,4 @@ def test_last_name_and_initial_finds_the_customer(client, alice, tenant_a) -> No
     import_rows(tenant_a, "customers", [{"customer_id": "c9", "name": "Felix Davis"}, {"customer_id": "c8", "name": "Ann Davis"}])
     client.force_login(alice)
     page = client.get("/customers/", {"q": "Davis, F"}).content.decode()
-    assert "c9" in page and "c8" not in page
+    assert "Felix Davis" in page and "Ann Davis" not in page  # by name: a random token in the page may hold "c8"
