@@ -12,22 +12,14 @@ import pytest
 from django.contrib.staticfiles import finders
 
 from clmsite.tenancy import tenant_context
-from customers.models import Customer, Order, OrderItem, Product, Review
+from customers.models import Customer, Order, Product
 from customers.services.imports import KINDS, import_csv, import_rows
 from tests.conftest import write_csv
+from tests.test_imports import counts
 
 pytestmark = pytest.mark.django_db
 
 
-def counts(tenant: Any) -> dict[str, int]:
-    with tenant_context(tenant):
-        return {
-            "customers": Customer.objects.count(),
-            "products": Product.objects.count(),
-            "orders": Order.objects.count(),
-            "items": OrderItem.objects.count(),
-            "reviews": Review.objects.count(),
-        }
 
 
 def amounts(tenant: Any) -> dict[str, Decimal]:
