@@ -103,4 +103,7 @@ def import_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = Job.objects.filter(kind=Job.Kind.IMPORT, pk=job_id).first()
     if job is None:
         raise Http404("Not found")
-    return render(request, "imports/detail.html", {"job": job})
+    from modeling.insights import latest_scoring_date
+
+    changed = job.state == Job.State.SUCCEEDED and bool((job.result or {}).get("created") or (job.result or {}).get("updated"))
+    return render(request, "imports/detail.html", {"job": job, "scored_as_of": latest_scoring_date(request.tenant) if changed else None})  # type: ignore[attr-defined]

@@ -310,3 +310,18 @@ def test_model_metrics_show_shares_in_percent_money_to_the_cent_and_categories_b
     assert feature_label("category_0_share") == "share of spend on the shop's biggest category"
     assert feature_label("category_6_share") == "share of spend on the shop's 7th-biggest category"
     assert feature_label("category_1_share") == "share of spend on the shop's 2nd-biggest category"
+
+
+def test_an_import_that_changed_rows_says_the_predictions_take_them_in_at_the_next_scoring(tenant_a, client, alice) -> None:
+    from modeling.models import Job
+
+    insights(tenant_a, 2)  # scored as of 2025-06-30
+    with tenant_context(tenant_a):
+        changed = Job.objects.create(kind=Job.Kind.IMPORT, state=Job.State.SUCCEEDED, params={"filename": "a.csv", "kind": "orders"},
+                                     result={"rows": 1, "created": 1, "updated": 0, "unchanged": 0})
+        same = Job.objects.create(kind=Job.Kind.IMPORT, state=Job.State.SUCCEEDED, params={"filename": "a.csv", "kind": "orders"},
+                                  result={"rows": 1, "created": 0, "updated": 0, "unchanged": 1})
+    client.force_login(alice)
+    page = client.get(f"/imports/{changed.pk}/").content.decode()
+    assert "are as of the last scoring (June 30, 2025) and take these rows in at the next one" in page
+    assert 'data-testid="rescore-note"' not in client.get(f"/imports/{same.pk}/").content.decode()
