@@ -5,6 +5,6 @@ from celery import shared_task
 from customers.services.import_jobs import run_import_job
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
-def run_import(tenant_id: int, job_id: int) -> None:
-    run_import_job(tenant_id, job_id)
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
+def run_import(self, tenant_id: int, job_id: int) -> None:
+    run_import_job(tenant_id, job_id, task=self)

@@ -122,6 +122,21 @@ def claim_job(tenant: Tenant, job_id: int) -> Job | None:
     return job
 
 
+def retry_if_held_elsewhere(task: Any, tenant: Tenant, job_id: int) -> None:
+    """After ``claim_job`` refused a job that is running with a fresh heartbeat: when its worker
+    process was killed, Celery hands the task straight back (``reject_on_worker_lost``) while
+    the dead process's last heartbeat is still fresh. Ask again once the lease has had time to
+    go stale, so the job is taken over then rather than left for the reaper to fail. A task
+    delivered twice while the first run lives gives up after the task's retries."""
+    if settings.CELERY_TASK_ALWAYS_EAGER or task is None:
+        return
+    with tenant_context(tenant):
+        held = Job.objects.filter(pk=job_id, state=Job.State.RUNNING, cancel_requested=False).exists()
+    if held:
+        log.info("job %s is held by another worker with a fresh lease; asking again in %s s", job_id, settings.JOB_LEASE_SECONDS)
+        raise task.retry(countdown=settings.JOB_LEASE_SECONDS + 5)
+
+
 @contextmanager
 def heartbeat(job: Job, interval: float = 10.0) -> Iterator[None]:
     """Refresh the job's heartbeat from a side thread while the block runs, so a long step

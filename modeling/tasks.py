@@ -31,7 +31,7 @@ def _tenant(tenant_id: int) -> Tenant | None:
 
 
 def _run_claimed_job(
-    tenant_id: int, job_id: int, what: str, work: Callable[[Tenant, Job], tuple[dict[str, Any], str]], *, cancelled: str
+    tenant_id: int, job_id: int, what: str, work: Callable[[Tenant, Job], tuple[dict[str, Any], str]], *, cancelled: str, task: Any = None,
 ) -> tuple[Tenant, Job, dict[str, Any]] | None:
     """Claim the job, run ``work(tenant, job)`` (returning the result and the message) under a
     heartbeat, and finish the job. Cancellation ends it with ``cancelled``; a transient error
@@ -40,6 +40,8 @@ def _run_claimed_job(
     tenant = _tenant(tenant_id)
     job = jobs.claim_job(tenant, job_id) if tenant else None
     if tenant is None or job is None:
+        if tenant is not None:
+            jobs.retry_if_held_elsewhere(task, tenant, job_id)
         return None
     try:
         with jobs.heartbeat(job):
@@ -71,7 +73,7 @@ def train_models_task(self, tenant_id: int, job_id: int) -> None:
         )
         return report.as_dict(), report.summary()
 
-    done = _run_claimed_job(tenant_id, job_id, "Training", train, cancelled="Cancelled; the active models keep serving.")
+    done = _run_claimed_job(tenant_id, job_id, "Training", train, cancelled="Cancelled; the active models keep serving.", task=self)
     if done is None:
         return
     tenant, job, result = done
@@ -189,7 +191,8 @@ def refresh_insights_task(self, tenant_id: int, job_id: int) -> None:
         summary = refresh_insights(tenant, as_of, progress=jobs.JobReporter(job))
         return summary, f"Stages recomputed as of {as_of}: {insights_summary(summary)}"
 
-    _run_claimed_job(tenant_id, job_id, "Recomputing stages", refresh, cancelled="Cancelled: the stage history of that date may already use the new thresholds; save them again to finish.")
+    _run_claimed_job(tenant_id, job_id, "Recomputing stages", refresh, cancelled="Cancelled: the stage history of that date may already use the new thresholds; save them again to finish.",
+                     task=self)
 
 
 @shared_task

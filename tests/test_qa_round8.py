@@ -325,3 +325,31 @@ def test_an_import_that_changed_rows_says_the_predictions_take_them_in_at_the_ne
     page = client.get(f"/imports/{changed.pk}/").content.decode()
     assert "are as of the last scoring (June 30, 2025) and take these rows in at the next one" in page
     assert 'data-testid="rescore-note"' not in client.get(f"/imports/{same.pk}/").content.decode()
+
+
+def test_a_task_handed_back_while_its_dead_workers_lease_is_fresh_asks_again_later(tenant_a, settings) -> None:
+    from modeling import jobs
+    from modeling.models import Job
+
+    class Again(Exception):
+        pass
+
+    class Task:  # the two things of a Celery task the helper uses
+        asked: list[int] = []
+
+        def retry(self, countdown: int) -> Exception:
+            self.asked.append(countdown)
+            return Again()
+
+    settings.CELERY_TASK_ALWAYS_EAGER, settings.JOB_LEASE_SECONDS = False, 60
+    with tenant_context(tenant_a):
+        running = Job.objects.create(kind=Job.Kind.TRAIN, state=Job.State.RUNNING, heartbeat_at=timezone.now())
+        done = Job.objects.create(kind=Job.Kind.IMPORT, state=Job.State.SUCCEEDED)
+    assert jobs.claim_job(tenant_a, running.pk) is None  # the lease is fresh
+    with pytest.raises(Again):
+        jobs.retry_if_held_elsewhere(Task(), tenant_a, running.pk)
+    assert Task.asked == [65]
+    jobs.retry_if_held_elsewhere(Task(), tenant_a, done.pk)  # finished: nothing to take over
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    jobs.retry_if_held_elsewhere(Task(), tenant_a, running.pk)  # no broker: no redelivery to wait for
+    assert Task.asked == [65]

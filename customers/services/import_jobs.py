@@ -40,13 +40,14 @@ def do_start_import(tenant: Tenant, kind: str, source: IO[bytes], filename: str,
     return job
 
 
-def run_import_job(tenant_id: int, job_id: int) -> ImportResult | None:
+def run_import_job(tenant_id: int, job_id: int, *, task: Any = None) -> ImportResult | None:
     """Run a queued import job once. Called by the Celery task with ids, never objects."""
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     if tenant is None:
         return None
     job = jobs.claim_job(tenant, job_id)  # re-checks that the job belongs to this tenant
     if job is None:
+        jobs.retry_if_held_elsewhere(task, tenant, job_id)
         log.info("import job %s for tenant %s is not queued; skipping", job_id, tenant_id)
         return None
     path = job.params.get("path", "")
