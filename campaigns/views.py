@@ -133,7 +133,7 @@ class CampaignForm(forms.ModelForm):
     actions = forms.MultipleChoiceField(choices=Action.choices, required=False, widget=forms.CheckboxSelectMultiple, help_text="audience: customers whose recommended action is one of these")
     churn_min = forms.FloatField(min_value=0, max_value=1, required=False, label="Churn probability at least", help_text="from 0 to 1 (0.5 = 50%)")
     orders_min = forms.IntegerField(min_value=0, required=False, label="Orders at least")
-    webhook_url = forms.URLField(max_length=500, required=False, assume_scheme="https", help_text="optional: POST the treatment group here, HMAC-signed")
+    webhook_url = forms.URLField(max_length=500, required=False, assume_scheme="https", label="Webhook URL", help_text="optional: POST the treatment group here, HMAC-signed")
 
     FILTER_FIELDS = ("stages", "value_tiers", "actions", "churn_min", "orders_min")
 
@@ -142,7 +142,10 @@ class CampaignForm(forms.ModelForm):
         fields = ["name", "goal", "action", "channel", "segment", "persuadable_only", "skip_running", "offer", "control_share", "attribution_days", "scheduled_for", "webhook_url"]
         widgets = {"scheduled_for": forms.DateTimeInput(attrs={"type": "datetime-local"})}
         help_texts = {"control_share": "share held out as the control group, from 0 to 0.5 (0.1 = 10%); with a share, at least one customer", "segment": "optional: start from a segment, then narrow with the filters below",
-                      "scheduled_for": "in UTC; empty: launch by hand", "webhook_url": "optional: POST the treatment group here, HMAC-signed"}
+                      "scheduled_for": "in UTC; empty: launch by hand", "webhook_url": "optional: POST the treatment group here, HMAC-signed",
+                      "persuadable_only": "the top 30% by predicted uplift, learned from the completed campaigns with this action",
+                      "skip_running": "so nobody hears from two campaigns at once; a running campaign's control group is left out either way",
+                      "offer": "text for your email tool, e.g. “15% off”; blank: each customer's own offer from the playbook"}
         labels = {"webhook_url": "Webhook URL", "persuadable_only": "Only customers likely to respond because of it (uplift model)",
                   "skip_running": "Leave out customers already in a running campaign",
                   "attribution_days": "Attribution window (days)", "scheduled_for": "Launch at"}
