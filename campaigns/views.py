@@ -244,10 +244,15 @@ def campaign_preview(request: HttpRequest) -> JsonResponse:
     form = CampaignForm(request.GET)
     form.is_valid()  # partial input still previews: only the audience fields matter
     data = getattr(form, "cleaned_data", {})
+    # An audience field the form refuses is left out of the count: say so, or the count misleads.
+    ignored = [f"{form.fields[name].label or name}: {' '.join(form.errors[name])}" for name in (*CampaignForm.FILTER_FIELDS, "segment") if name in form.errors]
     draft = Campaign(tenant=request.tenant, action=data.get("action") or Action.NURTURE, segment=data.get("segment"),  # type: ignore[attr-defined]
                      filters={k: data[k] for k in CampaignForm.FILTER_FIELDS if data.get(k) not in (None, "", [])},
                      persuadable_only=bool(data.get("persuadable_only")), skip_running=bool(data.get("skip_running")))
-    return JsonResponse(services.preview(draft))
+    preview = services.preview(draft)
+    if ignored:
+        preview["note"] = " ".join(filter(None, [f"Not counted until corrected: {'; '.join(ignored)}", preview["note"]]))
+    return JsonResponse(preview)
 
 
 @tenant_required()

@@ -353,3 +353,12 @@ def test_a_task_handed_back_while_its_dead_workers_lease_is_fresh_asks_again_lat
     settings.CELERY_TASK_ALWAYS_EAGER = True
     jobs.retry_if_held_elsewhere(Task(), tenant_a, running.pk)  # no broker: no redelivery to wait for
     assert Task.asked == [65]
+
+
+def test_the_campaign_preview_says_which_filter_it_left_out_as_invalid(tenant_a, client, alice) -> None:
+    insights(tenant_a, 3)
+    client.force_login(alice)
+    preview = client.get("/campaigns/preview/", {"action": "win_back", "churn_min": "1.5", "skip_running": "on"}).json()
+    assert preview["size"] == 3
+    assert preview["note"].startswith("Not counted until corrected: Churn probability at least: Ensure this value is less than or equal to 1.")
+    assert client.get("/campaigns/preview/", {"action": "win_back", "churn_min": "0.4", "skip_running": "on"}).json()["note"] == ""
