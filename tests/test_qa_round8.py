@@ -362,3 +362,24 @@ def test_the_campaign_preview_says_which_filter_it_left_out_as_invalid(tenant_a,
     assert preview["size"] == 3
     assert preview["note"].startswith("Not counted until corrected: Churn probability at least: Ensure this value is less than or equal to 1.")
     assert client.get("/campaigns/preview/", {"action": "win_back", "churn_min": "0.4", "skip_running": "on"}).json()["note"] == ""
+
+
+def test_factors_say_whose_they_are_when_another_family_serves_the_chance(tenant_a, client, alice) -> None:
+    from customers.models import Customer
+    from modeling.models import ModelVersion, Prediction
+
+    insights(tenant_a, 1)
+    factors = [{"text": "last order 3 days ago", "effect": "+", "weight": 0.4}]
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get(external_id="C0")
+        transformer = ModelVersion.objects.create(target="purchase", family="transformer", as_of="2025-06-30")
+        trees = ModelVersion.objects.create(target="purchase", family="tabular", as_of="2025-06-30")
+        prediction = Prediction.objects.create(customer=customer, as_of="2025-06-30", horizon_days=90, purchase_probability=0.02, churn_probability=0.98,
+                                               expected_orders=0.1, predicted_value=5, value_tier="low", explanation=factors,
+                                               model_versions={"purchase": transformer.pk})
+    client.force_login(alice)
+    page = client.get(f"/customers/{customer.pk}/").content.decode()
+    assert "The chance above is the Transformer model's; these factors are how the boosted trees trained beside it read this customer" in page
+    with tenant_context(tenant_a):
+        Prediction.objects.filter(pk=prediction.pk).update(model_versions={"purchase": trees.pk})
+    assert 'data-testid="factors-by"' not in client.get(f"/customers/{customer.pk}/").content.decode()

@@ -199,11 +199,26 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         # customer arrived after the latest scoring, and the next one includes them).
         "latest_scoring": None if prediction is not None else latest_scoring_date(tenant),
         "trend": [{"as_of": p["as_of"].isoformat(), "purchase_probability": p["purchase_probability"]} for p in history_of_predictions],
+        "factors_by": _factors_by(tenant, prediction),
         "saved_segments": _saved_segments_of(tenant, state),
         "campaigns": _campaigns_of(tenant, customer),
         "days_before_scoring": _days_before_scoring(customer, state.as_of if state is not None else None),
         "orders_since_scoring": _orders_since(tenant, customer, state.as_of if state is not None else prediction.as_of if prediction is not None else None),
     }
+
+
+def _factors_by(tenant: Tenant, prediction: Any) -> str:
+    """The family that serves the purchase probability when it is not the one whose
+    attributions give the factors (the boosted trees of its run, modeling.scoring.explainer_for):
+    the page says so rather than pass one model's reasons off as another's."""
+    from clmsite.templatetags.clm import family_label
+    from modeling.models import ModelVersion
+
+    if prediction is None or not prediction.explanation or not (prediction.model_versions or {}).get("purchase"):
+        return ""
+    with tenant_context(tenant):
+        family = ModelVersion.objects.filter(pk=prediction.model_versions["purchase"]).values_list("family", flat=True).first()
+    return family_label(family) if family and family != "tabular" else ""
 
 
 def _saved_segments_of(tenant: Tenant, state: Any) -> list[Any]:
