@@ -45,6 +45,7 @@ urlpatterns = [
     path("lifecycle/", insight_views.lifecycle_page, name="lifecycle"),
     path("lifecycle/moves/", insight_views.stage_moves, name="stage_moves"),
     path("segments/", insight_views.segment_list, name="segments"),
+    path("segments/preview/", insight_views.segment_preview, name="segment_preview"),
     path("segments/<int:segment_id>/", insight_views.segment_detail, name="segment_detail"),
     path("segments/<int:segment_id>/edit/", insight_views.edit_segment, name="edit_segment"),
     path("segments/<int:segment_id>/delete/", insight_views.delete_segment, name="delete_segment"),

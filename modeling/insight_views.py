@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Avg, Count, Sum
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -19,7 +19,7 @@ from campaigns.models import Action
 from clmsite.datacache import cached
 from clmsite.models import Role
 from clmsite.tenancy import tenant_context
-from clmsite.views import tenant_required
+from clmsite.views import foreign_shop, tenant_required
 from modeling import insights, lifecycle
 from modeling.exports import spreadsheet_safe
 from modeling.models import CustomerInsight, Segment, SegmentSnapshot, Stage, StageSnapshot
@@ -244,6 +244,20 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
         "can_delete": segment.kind == Segment.Kind.SAVED and request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
         "filters": insights.describe_filters(segment.filters, request.tenant.currency),  # type: ignore[attr-defined]
     })
+
+
+@tenant_required()
+def segment_preview(request: HttpRequest) -> JsonResponse:
+    """Live size and value at risk of a saved segment's filters, for its form."""
+    if foreign_shop(request, request.GET) is not None:
+        return JsonResponse({"stale": f"This form was opened in another shop; you have switched to {request.tenant.name} since. Reload the page."})  # type: ignore[attr-defined]
+    form = SavedSegmentForm(request.GET)
+    form.is_valid()  # the name does not matter here; a refused filter is left out and named
+    filters = form.filters()  # the fields the form refused are not in it
+    ignored = [f"{form.fields[name].label or name.capitalize()}: {' '.join(errors)}" for name, errors in form.errors.items() if name in form.fields and name != "name"]
+    totals = insights.apply_filters(CustomerInsight.objects.all(), filters).aggregate(n=Count("id"), at_risk=Sum("priority"))
+    return JsonResponse({"size": totals["n"], "value_at_risk": round(float(totals["at_risk"] or 0.0), 2),
+                         "note": f"Not counted until corrected: {'; '.join(ignored)}" if ignored else ""})
 
 
 def _saved_name_taken(name: str, *, other_than: int | None = None) -> bool:

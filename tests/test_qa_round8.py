@@ -383,3 +383,17 @@ def test_factors_say_whose_they_are_when_another_family_serves_the_chance(tenant
     with tenant_context(tenant_a):
         Prediction.objects.filter(pk=prediction.pk).update(model_versions={"purchase": trees.pk})
     assert 'data-testid="factors-by"' not in client.get(f"/customers/{customer.pk}/").content.decode()
+
+
+def test_the_saved_segment_form_previews_its_size_live(tenant_a, client, alice) -> None:
+    from modeling.models import CustomerInsight
+
+    insights(tenant_a, 3)
+    with tenant_context(tenant_a):
+        CustomerInsight.objects.filter(customer__external_id="C0").update(stage="lapsed")
+    client.force_login(alice)
+    lapsed = client.get("/segments/preview/", {"stages": ["lapsed"]}).json()
+    assert (lapsed["size"], lapsed["value_at_risk"], lapsed["note"]) == (1, 50.0, "")
+    refused = client.get("/segments/preview/", {"stages": ["lapsed"], "churn_min": "2"}).json()
+    assert refused["size"] == 1 and refused["note"].startswith("Not counted until corrected: Churn probability at least:")
+    assert 'data-preview="/segments/preview/"' in client.get("/segments/").content.decode()

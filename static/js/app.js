@@ -58,5 +58,29 @@ window.CLM = {
       tick();
     });
   },
+  // A form with data-preview="<url>" (a campaign's audience, a saved segment) shows the live
+  // size of what it selects: on each change it asks the url with the form's fields and writes
+  // the answer into its card's [data-preview-part] elements: size, value, note.
+  livePreviews() {
+    document.querySelectorAll("form[data-preview]").forEach((form) => {
+      const box = form.closest(".card") || document;
+      const part = (name) => box.querySelector("[data-preview-part=" + name + "]") || {};
+      let latest = 0;  // replies can arrive out of order: only the newest request's is shown
+      const refresh = async () => {
+        const params = new URLSearchParams(new FormData(form));
+        params.delete("csrfmiddlewaretoken");
+        const request = ++latest;
+        try {
+          const data = await (await fetch(form.dataset.preview + "?" + params, {headers: {Accept: "application/json"}})).json();
+          if (request !== latest) return;
+          part("size").textContent = data.stale ? "—" : data.size.toLocaleString() + " customers";
+          part("value").textContent = data.stale ? "" : "value at risk " + form.dataset.currency + " " + Math.round(data.value_at_risk).toLocaleString();
+          part("note").textContent = data.stale || data.note || "";
+        } catch (e) { /* keep the last preview */ }
+      };
+      form.addEventListener("change", refresh);
+      refresh();
+    });
+  },
 };
-document.addEventListener("DOMContentLoaded", () => CLM.pollJobs());
+document.addEventListener("DOMContentLoaded", () => { CLM.pollJobs(); CLM.livePreviews(); });
