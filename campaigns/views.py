@@ -16,7 +16,7 @@ from campaigns import services
 from campaigns.models import Action, Campaign, CampaignMember, PlaybookRule
 from campaigns.playbook import ensure_default_playbook
 from clmsite.models import Role
-from clmsite.views import foreign_shop, tenant_required
+from clmsite.views import not_counted_note, stale_preview, tenant_required
 from modeling.insights import describe_filters, latest_insights_refresh, queue_insights_refresh
 from modeling.models import CustomerInsight, Segment, Stage
 
@@ -142,11 +142,11 @@ class CampaignForm(forms.ModelForm):
         fields = ["name", "goal", "action", "channel", "segment", "persuadable_only", "skip_running", "offer", "control_share", "attribution_days", "scheduled_for", "webhook_url"]
         widgets = {"scheduled_for": forms.DateTimeInput(attrs={"type": "datetime-local"})}
         help_texts = {"control_share": "share held out as the control group, from 0 to 0.5 (0.1 = 10%); with a share, at least one customer", "segment": "optional: start from a segment, then narrow with the filters below",
-                      "scheduled_for": "in UTC; empty: launch by hand", "webhook_url": "optional: POST the treatment group here, HMAC-signed",
+                      "scheduled_for": "in UTC; empty: launch by hand",
                       "persuadable_only": "the top 30% by predicted uplift, learned from the completed campaigns with this action",
                       "skip_running": "so nobody hears from two campaigns at once; a running campaign's control group is left out either way",
                       "offer": "text for your email tool, e.g. “15% off”; blank: each customer's own offer from the playbook"}
-        labels = {"webhook_url": "Webhook URL", "persuadable_only": "Only customers likely to respond because of it (uplift model)",
+        labels = {"persuadable_only": "Only customers likely to respond because of it (uplift model)",
                   "skip_running": "Leave out customers already in a running campaign",
                   "attribution_days": "Attribution window (days)", "scheduled_for": "Launch at"}
 
@@ -238,20 +238,17 @@ def edit_campaign(request: HttpRequest, campaign_id: int | None = None) -> HttpR
 @tenant_required()
 def campaign_preview(request: HttpRequest) -> JsonResponse:
     """Live audience count and value at risk for the campaign form."""
-    if foreign_shop(request, request.GET) is not None:
-        # A form left open in another shop's tab: its preview must not count this shop's customers.
-        return JsonResponse({"stale": f"This form was opened in another shop; you have switched to {request.tenant.name} since. Reload the page."})  # type: ignore[attr-defined]
+    stale = stale_preview(request)
+    if stale is not None:
+        return stale
     form = CampaignForm(request.GET)
     form.is_valid()  # partial input still previews: only the audience fields matter
     data = getattr(form, "cleaned_data", {})
-    # An audience field the form refuses is left out of the count: say so, or the count misleads.
-    ignored = [f"{form.fields[name].label or name}: {' '.join(form.errors[name])}" for name in (*CampaignForm.FILTER_FIELDS, "segment") if name in form.errors]
     draft = Campaign(tenant=request.tenant, action=data.get("action") or Action.NURTURE, segment=data.get("segment"),  # type: ignore[attr-defined]
                      filters={k: data[k] for k in CampaignForm.FILTER_FIELDS if data.get(k) not in (None, "", [])},
                      persuadable_only=bool(data.get("persuadable_only")), skip_running=bool(data.get("skip_running")))
     preview = services.preview(draft)
-    if ignored:
-        preview["note"] = " ".join(filter(None, [f"Not counted until corrected: {'; '.join(ignored)}", preview["note"]]))
+    preview["note"] = " ".join(filter(None, [not_counted_note(form, (*CampaignForm.FILTER_FIELDS, "segment")), preview["note"]]))
     return JsonResponse(preview)
 
 

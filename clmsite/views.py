@@ -77,6 +77,21 @@ def foreign_shop(request: HttpRequest, data: Any) -> str | None:
     return posted if posted is not None and posted != str(request.tenant.pk) else None  # type: ignore[attr-defined]
 
 
+def stale_preview(request: HttpRequest) -> JsonResponse | None:
+    """The answer of a live preview asked by a form left open in another shop's tab (it must
+    not count this shop's customers); None when the form is the request's shop's."""
+    if foreign_shop(request, request.GET) is None:
+        return None
+    return JsonResponse({"stale": f"This form was opened in another shop; you have switched to {request.tenant.name} since. Reload the page."})  # type: ignore[attr-defined]
+
+
+def not_counted_note(form: forms.Form, names: Any) -> str:
+    """A live preview's word on the fields among ``names`` that its form refused: the count
+    leaves them out, and says so rather than mislead."""
+    refused = [f"{form[name].label}: {' '.join(form.errors[name])}" for name in names if name in form.errors]
+    return f"Not counted until corrected: {'; '.join(refused)}" if refused else ""
+
+
 def _other_shop(request: HttpRequest, posted: str) -> HttpResponse:
     """A form opened in one shop, posted after the user switched to another (in another
     tab): saving it would put one shop's data into the other, so nothing is saved."""

@@ -19,7 +19,7 @@ from campaigns.models import Action
 from clmsite.datacache import cached
 from clmsite.models import Role
 from clmsite.tenancy import tenant_context
-from clmsite.views import foreign_shop, tenant_required
+from clmsite.views import not_counted_note, stale_preview, tenant_required
 from modeling import insights, lifecycle
 from modeling.exports import spreadsheet_safe
 from modeling.models import CustomerInsight, Segment, SegmentSnapshot, Stage, StageSnapshot
@@ -249,15 +249,15 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
 @tenant_required()
 def segment_preview(request: HttpRequest) -> JsonResponse:
     """Live size and value at risk of a saved segment's filters, for its form."""
-    if foreign_shop(request, request.GET) is not None:
-        return JsonResponse({"stale": f"This form was opened in another shop; you have switched to {request.tenant.name} since. Reload the page."})  # type: ignore[attr-defined]
+    stale = stale_preview(request)
+    if stale is not None:
+        return stale
     form = SavedSegmentForm(request.GET)
     form.is_valid()  # the name does not matter here; a refused filter is left out and named
     filters = form.filters()  # the fields the form refused are not in it
-    ignored = [f"{form.fields[name].label or name.capitalize()}: {' '.join(errors)}" for name, errors in form.errors.items() if name in form.fields and name != "name"]
     totals = insights.apply_filters(CustomerInsight.objects.all(), filters).aggregate(n=Count("id"), at_risk=Sum("priority"))
     return JsonResponse({"size": totals["n"], "value_at_risk": round(float(totals["at_risk"] or 0.0), 2),
-                         "note": f"Not counted until corrected: {'; '.join(ignored)}" if ignored else ""})
+                         "note": not_counted_note(form, [name for name in form.fields if name != "name"])})
 
 
 def _saved_name_taken(name: str, *, other_than: int | None = None) -> bool:
