@@ -17,6 +17,7 @@ from campaigns.models import Action, Campaign, CampaignMember, PlaybookRule
 from campaigns.playbook import ensure_default_playbook
 from clmsite.models import Role
 from clmsite.views import not_counted_note, stale_preview, tenant_required
+from modeling.exports import EXCEL_BOM
 from modeling.insights import describe_filters, latest_insights_refresh, queue_insights_refresh
 from modeling.models import CustomerInsight, Segment, Stage
 
@@ -316,5 +317,6 @@ def campaign_audience_csv(request: HttpRequest, campaign_id: int) -> HttpRespons
         raise Http404("Not found")
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-treatment.csv"'
+    response.write(EXCEL_BOM)
     services.write_audience_csv(campaign, response)
     return response

@@ -29,7 +29,10 @@ class ClmsiteConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_out
         from django.db.models.signals import post_delete, post_save
 
+        from clmsite import lookups
         from clmsite.models import Membership, Tenant
+
+        lookups.register()
 
         # The tenant middleware caches each user's memberships with their tenants
         # (clmsite.tenancy.user_memberships): a change to either drops the cached lists.

@@ -265,7 +265,7 @@ class CustomerViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMod
     """Customers: search by id, email or name; filter; order by spend, orders or recency."""
 
     bulk_kind = "customers"
-    search_fields = ["external_id", "email", "name"]
+    search_fields = ["external_id", "email__uicontains", "name__uicontains"]  # accents and case aside
     ordering_fields = ["external_id", "total_spent", "order_count", "last_order_at", "first_order_at", "created_at"]
     ordering = ["external_id"]
     filterset_class = CustomerFilter
@@ -305,7 +305,7 @@ class ProductFilter(ClmFilterSet):
 class ProductViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     bulk_kind = "products"
     serializer_class = ProductSerializer
-    search_fields = ["sku", "name", "category"]
+    search_fields = ["sku", "name__uicontains", "category__uicontains"]  # accents and case aside
     ordering_fields = ["sku", "name", "category", "price"]
     ordering = ["sku"]
     filterset_class = ProductFilter

@@ -15,6 +15,11 @@ PREDICTION_COLUMNS = [
 ]
 
 
+# The web downloads open in spreadsheets: without a byte-order mark, Excel reads UTF-8 in the
+# system code page and shows "ZoÃ«" for "Zoë". (The importer reads the mark away again; the
+# CLI's files, for programs, have none.)
+EXCEL_BOM = "\ufeff"
+
 PLAIN_NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 

@@ -21,7 +21,7 @@ from clmsite.models import Role
 from clmsite.tenancy import tenant_context
 from clmsite.views import not_counted_note, stale_preview, tenant_required
 from modeling import insights, lifecycle
-from modeling.exports import spreadsheet_safe
+from modeling.exports import EXCEL_BOM, spreadsheet_safe
 from modeling.models import CustomerInsight, Segment, SegmentSnapshot, Stage, StageSnapshot
 
 STAGE_COLOURS = {
@@ -317,7 +317,7 @@ def _priority_csv_rows(tenant: Any, rows: Any) -> Any:
     """The CSV lines, read in chunks while the response streams: after the view returns, so
     the tenant context is set again here."""
     writer = csv.writer(_Echo())
-    yield writer.writerow(PRIORITY_COLUMNS)
+    yield EXCEL_BOM + writer.writerow(PRIORITY_COLUMNS)
     with tenant_context(tenant):
         for i in rows.iterator(chunk_size=2000):
             yield writer.writerow([spreadsheet_safe(str(v)) for v in (

@@ -424,13 +424,15 @@ def test_priorities_page_is_paginated_and_the_csv_has_every_row(scored_shop, cli
     assert f"of {len(expected):,} customers to act on" in first.content.decode()
     export = client.get("/priorities/?format=csv")
     assert export.streaming and export["Content-Type"].startswith("text/csv")
-    records = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
+    body = b"".join(export.streaming_content)
+    assert body.startswith(b"\xef\xbb\xbfcustomer_id,")  # the byte-order mark Excel needs to read UTF-8
+    records = list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))
     assert [r["customer_id"] for r in records] == expected
     # Filtering by action carries into the pages and the export.
     with tenant_context(scored_shop):
         action = CustomerInsight.objects.exclude(action=Action.NO_ACTION).values_list("action", flat=True).first()
     filtered = client.get(f"/priorities/?action={action}&format=csv")
-    assert {(r["action"], r["action_label"]) for r in csv.DictReader(io.StringIO(b"".join(filtered.streaming_content).decode()))} == {(action, dict(Action.choices)[action])}
+    assert {(r["action"], r["action_label"]) for r in csv.DictReader(io.StringIO(b"".join(filtered.streaming_content).decode("utf-8-sig")))} == {(action, dict(Action.choices)[action])}
     assert all(r["stage_label"] == dict(Stage.choices)[r["stage"]] for r in records)
 
 

@@ -50,10 +50,11 @@ def search_customers(tenant: Tenant, *, query: str = "", sort: str = "-spent", s
     with tenant_context(tenant):
         customers = Customer.objects.select_related("insight").only(*LIST_COLUMNS, "insight__stage", "insight__value_tier")
         if query:
-            matches = Q(external_id__icontains=query) | Q(email__icontains=query) | Q(name__icontains=query)
+            # Accents and case aside: "muller" finds Müller (clmsite.lookups).
+            matches = Q(external_id__icontains=query) | Q(email__uicontains=query) | Q(name__uicontains=query)
             last, comma, first = query.partition(",")
             if comma and last.strip() and first.strip():  # "Davis, Chloe" (or "Davis, C"), as a spreadsheet lists names, finds Chloe Davis
-                matches |= Q(name__icontains=last.strip()) & Q(name__icontains=first.strip())
+                matches |= Q(name__uicontains=last.strip()) & Q(name__uicontains=first.strip())
             customers = customers.filter(matches)
         if stage:
             customers = customers.filter(insight__stage=stage)

@@ -1,0 +1,46 @@
+"""Search that ignores accents and case: "bruckner" finds "Brückner", "muller" finds "Müller".
+
+``name__uicontains="…"`` is ``icontains`` with both sides passed through ``UNACCENT``:
+PostgreSQL's unaccent extension (created by migration customers 0008), or on SQLite the
+Python function below, registered on every new connection. The search box of the customer
+list and the API's ``?search=`` use it."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from django.db.models import CharField, Lookup
+
+# Letters that Unicode does not decompose into a base letter plus accent, spelt as
+# PostgreSQL's unaccent.rules spells them, so that both databases match alike.
+NOT_DECOMPOSED = str.maketrans({"ß": "ss", "ø": "o", "Ø": "O", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE",
+                                "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "þ": "th", "Þ": "TH", "ı": "i"})
+
+
+def unaccent(text: str | None) -> str | None:
+    if text is None:
+        return None
+    decomposed = unicodedata.normalize("NFKD", text.translate(NOT_DECOMPOSED))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+class UnaccentContains(Lookup):
+    lookup_name = "uicontains"
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        pattern = "%" + connection.ops.prep_for_like_query(str(self.rhs)) + "%"
+        return f"UPPER(UNACCENT({lhs})) LIKE UPPER(UNACCENT(%s)) ESCAPE '\\'", [*lhs_params, pattern]
+
+
+def register_sqlite_unaccent(sender: Any, connection: Any, **kwargs: Any) -> None:
+    if connection.vendor == "sqlite":
+        connection.connection.create_function("UNACCENT", 1, unaccent, deterministic=True)
+
+
+def register() -> None:
+    from django.db.backends.signals import connection_created
+
+    CharField.register_lookup(UnaccentContains)  # EmailField, SlugField… inherit it
+    connection_created.connect(register_sqlite_unaccent, dispatch_uid="clm-sqlite-unaccent")
