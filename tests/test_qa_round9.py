@@ -61,3 +61,18 @@ def test_the_sqlite_unaccent_matches_postgresql_spelling() -> None:
 
     register_sqlite_unaccent(None, Wrapper)
     assert Wrapper.connection.execute("SELECT UPPER(UNACCENT('Jürgen Müller')) LIKE UPPER(UNACCENT('%muller%'))").fetchone() == (1,)
+
+
+def test_the_campaign_audience_download_opens_in_excel_as_utf8(tenant_a, client, alice) -> None:
+    from campaigns import services
+    from campaigns.models import Action, Campaign
+    from tests.test_qa_round5 import insights
+
+    insights(tenant_a, 8)
+    with tenant_context(tenant_a):
+        Customer.objects.filter(external_id="C0").update(name="Zoë Brückner")
+        campaign = Campaign.objects.create(name="Win back", action=Action.WIN_BACK, control_share=0)
+    services.do_launch_campaign(tenant_a, campaign.pk)
+    client.force_login(alice)
+    body = client.get(f"/campaigns/{campaign.pk}/audience.csv").content
+    assert body.startswith(b"\xef\xbb\xbfcustomer_id,") and "Zoë Brückner" in body.decode("utf-8-sig")
