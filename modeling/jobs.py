@@ -193,12 +193,36 @@ class JobReporter:
                 raise JobCancelled
 
     def checkpoint(self, fraction: float, message: str = "") -> None:
-        """Report now, whatever the interval: the last point where a cancel can stop the job.
-        Past it the job commits its work, so a cancel asked later is too late and is not raised:
-        the job finishes and says what it did."""
+        """Report now, whatever the interval: the last report that can stop the job. Past it
+        the job commits its work (an import can still be stopped inside its transaction, see
+        :meth:`cancel_watch`), so a cancel asked later is too late and is not raised: the job
+        finishes and says what it did."""
         self._last = 0.0
         self(fraction, message)
         self._cancellable = False
+
+    @contextmanager
+    def cancel_watch(self, every: float = 1.0) -> Iterator[None]:
+        """Inside one long transaction, which cannot report progress (the job row it would
+        update stays locked until the commit): before a statement, at most every ``every``
+        seconds, look for a cancel and raise :class:`JobCancelled`, which rolls the
+        transaction back. So a cancel stops an import until its last statement."""
+        last = 0.0
+        looking = False
+
+        def before(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+            nonlocal last, looking
+            if not looking and time.monotonic() - last >= every:
+                looking, last = True, time.monotonic()
+                try:
+                    if cancel_was_requested(self.job):
+                        raise JobCancelled
+                finally:
+                    looking = False
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(before):
+            yield
 
 
 def finish_job(job: Job, *, result: dict[str, Any], succeeded: bool, message: str) -> None:

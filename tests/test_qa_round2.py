@@ -12,7 +12,7 @@ from campaigns.models import Action, Campaign
 from campaigns.tasks import run_campaign_schedule_task
 from clmsite.models import Role
 from clmsite.tenancy import tenant_context
-from customers.models import Customer
+from customers.models import Customer, Order
 from customers.services.imports import import_rows
 from modeling import jobs
 from modeling.models import Job
@@ -44,11 +44,12 @@ def test_one_tenants_broken_campaign_does_not_stop_the_schedule_for_the_others(t
     assert ended.state == Campaign.State.COMPLETED
 
 
-def test_a_cancel_after_the_write_began_does_not_claim_nothing_was_imported(tenant_a, tmp_path, monkeypatch) -> None:
+def test_a_cancel_during_the_write_rolls_it_back_and_one_after_it_says_it_came_too_late(tenant_a, tmp_path, monkeypatch) -> None:
+    from customers.services import imports
     from customers.services.import_jobs import run_import_job
 
-    path = write_csv(tmp_path / "orders.csv", "customer_id,order_id,ordered_at,amount\n" + "".join(f"c{i},o{i},2025-01-0{1 + i % 9},12.50\n" for i in range(50)))
-    job = jobs.create_job(tenant_a, Job.Kind.IMPORT, params={"kind": "orders", "path": path})
+    text = "customer_id,order_id,ordered_at,amount\n" + "".join(f"c{i},o{i},2025-01-0{1 + i % 9},12.50\n" for i in range(50))
+    job = jobs.create_job(tenant_a, Job.Kind.IMPORT, params={"kind": "orders", "path": write_csv(tmp_path / "orders.csv", text)})
     checkpoint = jobs.JobReporter.checkpoint
     seen = []
 
@@ -59,14 +60,32 @@ def test_a_cancel_after_the_write_began_does_not_claim_nothing_was_imported(tena
             jobs.do_request_cancel(tenant_a, job.pk)  # asked while the rows are being written
 
     monkeypatch.setattr(jobs.JobReporter, "checkpoint", cancel_right_after_the_checkpoint)
-    result = run_import_job(tenant_a.pk, job.pk)
-    assert result.ok and result.created == 50  # the import ran to its commit and says so
+    assert run_import_job(tenant_a.pk, job.pk) is None
     assert seen == ["Writing to the database"]  # the bar leaves "Checking rows" before the write
     with tenant_context(tenant_a):
         finished = Job.objects.get(pk=job.pk)
+        assert Customer.objects.count() == 0 and Order.objects.count() == 0  # the write was rolled back
+    assert (finished.state, finished.message) == (Job.State.CANCELLED, "Cancelled; nothing was imported.")
+
+    # A cancel after the last statement of the write, just before the commit, is too late: the
+    # import commits and says so.
+    monkeypatch.setattr(jobs.JobReporter, "checkpoint", checkpoint)
+    load = imports._load
+
+    def cancel_after_the_write(*args, **kwargs):
+        result = load(*args, **kwargs)
+        jobs.do_request_cancel(tenant_a, second.pk)
+        return result
+
+    monkeypatch.setattr(imports, "_load", cancel_after_the_write)
+    second = jobs.create_job(tenant_a, Job.Kind.IMPORT, params={"kind": "orders", "path": write_csv(tmp_path / "again.csv", text)})
+    result = run_import_job(tenant_a.pk, second.pk)
+    assert result.ok and result.created == 50
+    with tenant_context(tenant_a):
+        finished = Job.objects.get(pk=second.pk)
         assert Customer.objects.count() == 50
     assert finished.state == Job.State.SUCCEEDED
-    assert finished.message == "Imported 50 orders: 50 new, 0 updated, 0 unchanged. (The cancel came after the rows were being written.)"
+    assert finished.message == "Imported 50 orders: 50 new, 0 updated, 0 unchanged. (The cancel came too late: the rows were already written.)"
 
 
 def test_a_cancel_before_the_write_imports_nothing_and_drops_the_upload(tenant_a, tmp_path, monkeypatch) -> None:

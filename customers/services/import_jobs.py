@@ -65,7 +65,7 @@ def run_import_job(tenant_id: int, job_id: int, *, task: Any = None) -> ImportRe
         jobs.finish_job(job, result={}, succeeded=False, message="The import failed with an internal error; nothing was imported.")
         raise
     too_late = jobs.cancel_was_requested(job)
-    message = f"{result.message} (The cancel came after the rows were being written.)" if too_late and result.ok else result.message
+    message = f"{result.message} (The cancel came too late: the rows were already written.)" if too_late and result.ok else result.message
     jobs.finish_job(job, result=result.as_dict(), succeeded=result.ok, message=message)
     Path(path).unlink(missing_ok=True)  # imported or refused, the upload is not needed again: the report keeps the errors
     return result

@@ -30,7 +30,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from types import TracebackType
@@ -1281,10 +1281,11 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
     if not postgres:
         params["now"] = params["now"].replace(tzinfo=None).isoformat(" ")
     if progress:
-        # Reported before the transaction opens, so that the job row is not locked by it; a
-        # job's last chance to be cancelled (past it, the import runs to its commit).
+        # Reported before the transaction opens, so that the job row is not locked by it. A
+        # job's cancel is still looked for before each statement of the write, and rolls it back.
         getattr(progress, "checkpoint", progress)(0.65, "Writing to the database")
-    with transaction.atomic(), connection.cursor() as cursor:
+    watch = getattr(progress, "cancel_watch", nullcontext)
+    with watch(), transaction.atomic(), connection.cursor() as cursor:
         if postgres:
             # One import per tenant at a time: concurrent imports of the same file then end
             # exactly as one import does, with no deadlock between their upserts.
