@@ -26,9 +26,12 @@ def test_served_purchase_model_is_at_least_as_good_as_bgnbd_out_of_time(rows):
     # The champion is the best on the validation window, the only data it may be chosen on...
     assert served.validation["auc"] == max(r.validation["auc"] for r in rows)
     # ...and, out of time, it is no worse than the baseline, which is not a given: BG/NBD
-    # could serve, but the learned families really do rank next quarter's buyers better.
+    # could serve, but the learned families rank next quarter's buyers better. Not by much
+    # (0.7872 and 0.7858 against 0.7845 in a fresh process on 2026-12-06; the transformer's
+    # figure moves by a few thousandths with thread counts and load), so only the order is
+    # asserted: an AUC gap this small on 2,357 customers is no claim of a real difference.
     assert served.test["auc"] >= bgnbd.test["auc"]
-    assert max(r.test["auc"] for r in challengers) > bgnbd.test["auc"] + 0.003
+    assert max(r.test["auc"] for r in challengers) > bgnbd.test["auc"]
     assert abs(orders.test["orders_total_error_pct"]) <= abs(bgnbd.test["orders_total_error_pct"])
     # Honest numbers: BG/NBD on CDNOW ranks buyers well above chance out of time.
     assert 0.75 < bgnbd.test["auc"] < 0.82
