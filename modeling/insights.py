@@ -291,7 +291,7 @@ def learn_segments(
                 segment = Segment(tenant=tenant, kind=Segment.Kind.LEARNED, key=f"s{next_number}")
                 next_number += 1
             segment.name = names[label][:200]
-            segment.description = _describe_in_words(stats[label])[:500]
+            segment.description = _describe_in_words(stats[label], tenant.currency)[:500]
             segment.centroid = {k: round(float(v), 6) for k, v in result.centroids.loc[label].items()}
             segment.stats = {**stats[label], "k": result.k, "k_scores": {str(k): v for k, v in result.scores.items()}, "matched_previous": label in matched}
             segment.size = stats[label]["size"]
@@ -310,12 +310,12 @@ def learn_segments(
     return assignment, result.map_xy
 
 
-def _describe_in_words(stats: dict[str, Any]) -> str:
+def _describe_in_words(stats: dict[str, Any], currency: str) -> str:
     churn = f", {stats['churn']:.0%} churn risk" if stats.get("churn") is not None else ""
     categories = ", ".join(c["category"] for c in stats["top_categories"][:2]) or "no dominant category"
     words = f"; profiles mention {', '.join(stats['words'][:3])}" if stats.get("words") else ""
     value = "mean predicted value" if stats.get("value_is_predicted", True) else "mean spend"
-    return (f"{stats['size']:,} customers, {value} {stats['mean_value']:,.0f} ({relative_to_average(stats['value_index'])}){churn}; "
+    return (f"{stats['size']:,} customers, {value} {currency} {stats['mean_value']:,.0f} ({relative_to_average(stats['value_index'])}){churn}; "
             f"median {stats['median_orders']:.0f} order(s); mostly {stats['dominant_stage'].replace('_', ' ')} ({stats['dominant_stage_share']:.0%}); "
             f"top categories: {categories}{words}.")
 

@@ -172,8 +172,8 @@ def test_segment_descriptions_say_small_ratios_in_words_and_name_predicted_value
     assert relative_to_average(2.345) == "2.3x the average"
     stats = {"size": 1200, "mean_value": 12.0, "value_index": 0.03, "churn": 0.8, "median_orders": 1.0, "dominant_stage": "lapsed",
              "dominant_stage_share": 0.9, "top_categories": [{"category": "Socks", "share": 0.9}], "words": ["socks", "merino"]}
-    text = _describe_in_words(stats)
-    assert text.startswith("1,200 customers, mean predicted value 12 (well below the average), 80% churn risk;")
+    text = _describe_in_words(stats, "USD")
+    assert text.startswith("1,200 customers, mean predicted value USD 12 (well below the average), 80% churn risk;")
     assert "0.0x" not in text and "profiles mention socks, merino" in text
 
 

@@ -31,15 +31,27 @@ HEADLINES = {
 }
 
 
-def _headline(target: str, scores: dict) -> str:
-    parts = [f"{label} {metric_number(scores[key], key)}" for key, label in HEADLINES.get(target, []) if scores.get(key) is not None]
+def _headline(target: str, scores: dict, currency: str = "") -> str:
+    parts = [f"{label} {currency + ' ' if currency and is_money_metric(key) else ''}{metric_number(scores[key], key)}"
+             for key, label in HEADLINES.get(target, []) if scores.get(key) is not None]
     return " · ".join(parts) or "—"
 
 
-@register.simple_tag
-def headline(version) -> str:  # type: ignore[no-untyped-def]
+@register.filter
+def is_money_metric(key: str) -> bool:
+    """Revenue errors and totals are money (shown with the shop's currency); their shares are not."""
+    return str(key).startswith("revenue_") and not str(key).endswith("_pct")
+
+
+def _currency(context: template.Context) -> str:
+    tenant = context.get("tenant")
+    return getattr(tenant, "currency", "") or ""
+
+
+@register.simple_tag(takes_context=True)
+def headline(context, version) -> str:  # type: ignore[no-untyped-def]
     """The one or two numbers that matter for a version's target."""
-    return _headline(version.target, version.metrics)
+    return _headline(version.target, version.metrics, _currency(context))
 
 
 FAMILY_LABELS = {"bgnbd": "BG/NBD", "tabular": "Boosted trees", "transformer": "Transformer", "ngram": "N-gram",
@@ -79,14 +91,15 @@ def metric_number(value, key=""):  # type: ignore[no-untyped-def]
         return f"{value:.1%}"
     if isinstance(value, float) and value.is_integer() and abs(value) >= 2:  # a count kept as a float; a score of 1.0 stays one
         value = int(value)
-    money = str(key).startswith("revenue_") and not str(key).endswith("_pct")  # to the cent, as money is shown everywhere
+    money = is_money_metric(key)  # to the cent, as money is shown everywhere
     shown = intcomma(value) if isinstance(value, int) and not money else intcomma(f"{value:.2f}") if abs(value) >= 1000 or money else value
     return f"{shown}%" if str(key).endswith("_pct") else shown
 
 
-@register.simple_tag
-def baseline_headline(version) -> str:  # type: ignore[no-untyped-def]
-    parts = [f"{family_label(name)}: {_headline(version.target, scores)}" for name, scores in (version.baseline_metrics or {}).items() if isinstance(scores, dict)]
+@register.simple_tag(takes_context=True)
+def baseline_headline(context, version) -> str:  # type: ignore[no-untyped-def]
+    currency = _currency(context)
+    parts = [f"{family_label(name)}: {_headline(version.target, scores, currency)}" for name, scores in (version.baseline_metrics or {}).items() if isinstance(scores, dict)]
     return "; ".join(parts) or "—"
 
 

@@ -78,7 +78,11 @@ window.CLM = {
           part("note").textContent = data.stale || data.note || "";
         } catch (e) { /* keep the last preview */ }
       };
-      form.addEventListener("change", refresh);
+      // Counted as the merchant types (a short pause first, so each keystroke is not a
+      // request) and at once when a box is ticked or a field is left.
+      let typing;
+      form.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(refresh, 300); });
+      form.addEventListener("change", () => { clearTimeout(typing); refresh(); });
       refresh();
     });
   },
