@@ -12,6 +12,8 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
+from django.db.models import QuerySet
+from django.db.models.expressions import OrderBy
 from django.http import Http404
 from django_filters.widgets import SuffixedMultiWidget
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
@@ -89,7 +91,8 @@ class OrderingFilter(filters.OrderingFilter):
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)
-        parameters[0]["description"] = f"{self._choices(self._allowed(view.get_queryset(), view))} Any other field is a 400."
+        parameters[0]["description"] = (f"{self._choices(self._allowed(view.get_queryset(), view))} Any other field is a 400. "
+                                        "Rows that tie are ordered by `id` (in the direction of the last field), so pages neither skip nor repeat a row.")
         return parameters
 
     def _allowed(self, queryset: Any, view: Any) -> list[str]:
@@ -115,6 +118,19 @@ CONFLICT = inline_serializer("Conflict", {"detail": serializers.CharField()})  #
 def conflict_response(description: str) -> OpenApiResponse:
     """The schema's 409 of an operation: the ``{"detail": ...}`` every error body has."""
     return OpenApiResponse(CONFLICT, description=description)
+
+
+def with_tie_break(queryset: QuerySet[Any]) -> QuerySet[Any]:
+    """The queryset's ordering ended by its primary key, in the direction of its last term:
+    on a value that repeats (``?ordering=amount``) the database may order ties differently
+    from one page's query to the next, so that paging skipped some rows and repeated others."""
+    terms = list(queryset.query.order_by) or list(queryset.query.get_meta().ordering)
+    names = {term.lstrip("-") for term in terms if isinstance(term, str)}
+    if names & {"pk", queryset.model._meta.pk.name}:
+        return queryset
+    last = terms[-1] if terms else "pk"
+    descending = last.descending if isinstance(last, OrderBy) else str(last).startswith("-")
+    return queryset.order_by(*terms, "-pk" if descending else "pk")
 
 
 def refuse_unknown_fields(data: Any, writable: Iterable[str], read_only: Iterable[str] = ()) -> None:
@@ -191,6 +207,10 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
             elif issubclass(backend, filters.OrderingFilter):
                 accepted.add(backend.ordering_param)
         return {name for name in accepted if name}
+
+    def paginate_queryset(self, queryset: Any) -> Any:
+        """Every page of every list (sub-lists too) is cut from one total order (``with_tie_break``)."""
+        return super().paginate_queryset(with_tie_break(queryset) if isinstance(queryset, QuerySet) else queryset)
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
         """A body's unknown and read-only fields are refused (``refuse_unknown_fields``)."""

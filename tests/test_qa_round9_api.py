@@ -1,0 +1,63 @@
+"""API QA walk, round 9 (integrators): pages neither skip nor repeat a row, bulk and sub-lists
+refuse what they would ignore, the schema says what the API takes, and a missing key, an
+unknown id or a malformed page is answered as its neighbours are."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from clmsite.tenancy import tenant_context
+from customers.models import Customer, Order, Review
+from modeling.models import CustomerInsight, Prediction
+
+pytestmark = pytest.mark.django_db
+
+WHEN = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+
+
+def _every_page(client, url: str) -> list[dict]:
+    rows: list[dict] = []
+    while url:
+        answer = client.get(url)
+        assert answer.status_code == 200, answer.content
+        rows += answer.json()["results"]
+        url = answer.json()["next"]
+    return rows
+
+
+def _ties(tenant, n: int = 120) -> list[Customer]:
+    """``n`` customers, each with an order, a review, a prediction and an insight whose sorted
+    values repeat (three distinct values only)."""
+    with tenant_context(tenant):
+        customers = [Customer.objects.create(external_id=f"T{i:03}") for i in range(n)]
+        for i, customer in enumerate(customers):
+            Order.objects.create(customer=customer, external_id=f"O{i:03}", ordered_at=WHEN, amount=10 * (i % 3 + 1))
+            Review.objects.create(customer=customer, external_id=f"R{i:03}", created_at=WHEN, rating=i % 3 + 3)
+            Prediction.objects.create(customer=customer, as_of=dt.date(2025, 6, 30), horizon_days=90, purchase_probability=0.4, churn_probability=0.6,
+                                      expected_orders=0.5, predicted_value=12 * (i % 3), value_tier="low")
+            CustomerInsight.objects.create(customer=customer, as_of=dt.date(2025, 6, 30), stage="active", stage_since=dt.date(2025, 6, 1),
+                                           stage_reason="test", action="win_back", action_reason="test", churn_probability=0.5,
+                                           predicted_value=100, priority=50 * (i % 3))
+    return customers
+
+
+# --- 1. A total order: every row once ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("url", "key", "tie_descending"), [
+    ("/api/v1/orders/?ordering=amount", "amount", False),
+    ("/api/v1/reviews/?ordering=-rating", "rating", True),
+    ("/api/v1/predictions/", "predicted_value", True),  # the default order, -predicted_value
+    ("/api/v1/insights/", "priority", True),  # the default order, -priority
+])
+def test_paging_a_list_ordered_on_a_repeating_value_gives_every_row_once(tenant_a, api_a, url, key, tie_descending) -> None:
+    _ties(tenant_a)
+    rows = _every_page(api_a, url)
+    ids = [row.get("id", row.get("customer")) for row in rows]
+    assert len(ids) == 120 and len(set(ids)) == 120
+    # Within a tie, by id in the direction of the last ordering field.
+    for value in {row[key] for row in rows}:
+        tied = [row_id for row, row_id in zip(rows, ids, strict=True) if row[key] == value]
+        assert tied == sorted(tied, reverse=tie_descending)
