@@ -63,10 +63,17 @@ def audience(campaign: Campaign, *, leave_out_running: bool = True) -> QuerySet[
     return queryset
 
 
+# A customer's own offer (a share of their predicted value) below this is cents-sized: the
+# preview says how many there are.
+SMALL_OFFER = Decimal("1.00")
+
+
 def preview(campaign: Campaign) -> dict[str, Any]:
     """Live count and value at risk of the audience (before launch)."""
+    own_offer = Q(action=campaign.action, action_offer__lt=SMALL_OFFER) if not campaign.offer else Q(pk__in=[])
     with tenant_context(campaign.tenant):
-        totals = audience(campaign).aggregate(n=Count("id"), at_risk=Sum("priority"), value=Sum("predicted_value"))
+        totals = audience(campaign).aggregate(n=Count("id"), at_risk=Sum("priority"), value=Sum("predicted_value"),
+                                              no_contact=Count("id", filter=Q(action=Action.NO_ACTION)), small_offers=Count("id", filter=own_offer))
         left_out = audience(campaign, leave_out_running=False).count() - totals["n"]
     note = ""
     segment = campaign.segment if campaign.segment_id else None
@@ -82,6 +89,14 @@ def preview(campaign: Campaign) -> dict[str, Any]:
     if left_out:
         held = "in a running campaign already" if campaign.skip_running else "in a running campaign's control group"
         note = " ".join(filter(None, [f"{_count(left_out, 'customer')} {'is' if left_out == 1 else 'are'} left out: {held}.", note]))
+    if totals["no_contact"]:
+        # A segment holds customers the playbook would leave alone; the campaign reaches them
+        # unless the merchant says otherwise.
+        note = " ".join(filter(None, [note, f"{_count(totals['no_contact'], 'customer')} in it the playbook would leave alone "
+                                             "(no action, to save budget): pick the recommended actions to target to leave them out."]))
+    if totals["small_offers"]:
+        note = " ".join(filter(None, [note, f"{_count(totals['small_offers'], 'customer')} would get an offer under {campaign.tenant.currency} {SMALL_OFFER:.2f} "
+                                             "(a share of a low predicted value): give the campaign one offer for everyone to send none that small."]))
     # Money to the cent: a sum of floats would show its noise (17236.12000000001).
     return {"size": totals["n"], "left_out_running": left_out, "value_at_risk": round(float(totals["at_risk"] or 0.0), 2), "predicted_value": round(float(totals["value"] or 0.0), 2), "note": note,
             "control": control_size(campaign.control_share, totals["n"]), "launch_summary": launch_summary(totals["n"], control_size(campaign.control_share, totals["n"]))}

@@ -76,3 +76,28 @@ def test_the_campaign_audience_download_opens_in_excel_as_utf8(tenant_a, client,
     client.force_login(alice)
     body = client.get(f"/campaigns/{campaign.pk}/audience.csv").content
     assert body.startswith(b"\xef\xbb\xbfcustomer_id,") and "Zoë Brückner" in body.decode("utf-8-sig")
+
+
+def test_the_preview_names_customers_the_playbook_leaves_alone_and_cents_sized_offers(tenant_a) -> None:
+    from decimal import Decimal
+
+    from campaigns import services
+    from campaigns.models import Action, Campaign
+    from modeling.models import CustomerInsight
+    from tests.test_qa_round5 import insights
+
+    insights(tenant_a, 10)
+    with tenant_context(tenant_a):
+        ids = list(CustomerInsight.objects.order_by("customer_id").values_list("pk", flat=True))
+        CustomerInsight.objects.filter(pk__in=ids[:3]).update(action=Action.NO_ACTION)
+        CustomerInsight.objects.filter(pk__in=ids[3:5]).update(action_offer=Decimal("0.21"))
+        CustomerInsight.objects.filter(pk__in=ids[5:]).update(action_offer=Decimal("12.00"))
+        campaign = Campaign.objects.create(name="All", action=Action.WIN_BACK)
+    note = services.preview(campaign)["note"]
+    assert "3 customers in it the playbook would leave alone (no action, to save budget)" in note
+    assert "2 customers would get an offer under USD 1.00" in note
+    # Targeting the actions leaves the first out; one offer for everyone, the second.
+    with tenant_context(tenant_a):
+        Campaign.objects.filter(pk=campaign.pk).update(filters={"actions": [Action.WIN_BACK]}, offer="USD 10 off")
+        campaign.refresh_from_db()
+    assert services.preview(campaign)["note"] == ""
