@@ -45,6 +45,8 @@ class RuleForm(forms.ModelForm):
                   "days_since_max": "Days since the last order, at most", "offer_pct": "Offer, as a share of predicted value",
                   "offer_cap": "Offer at most (in the shop's currency)", "spent_top_share": "Lifetime spend in the top share of buyers"}
 
+    CONDITIONS = ("stages", "tiers", "churn_min", "churn_max", "sentiment_max", "value_at_risk_min", "days_since_min", "days_since_max", "spent_top_share")
+
     def clean_name(self) -> str:
         """Names are unique per shop: each customer's next action names the rule it came from."""
         name = self.cleaned_data["name"].strip()
@@ -63,11 +65,20 @@ class RuleForm(forms.ModelForm):
         for key in ("churn_min", "churn_max", "offer_pct"):
             if data.get(key) is not None and not 0 <= data[key] <= 1:
                 self.add_error(key, "Between 0 and 1.")
-        if data.get("position") is not None and data.get("enabled"):
-            earlier = PlaybookRule.objects.filter(enabled=True, position__lt=data["position"]).exclude(pk=self.instance.pk)
+        position = data.get("position")
+        if position is not None and data.get("enabled"):
+            earlier = PlaybookRule.objects.filter(enabled=True, position__lt=position).exclude(pk=self.instance.pk)
             catch_all = next((rule for rule in earlier.order_by("position") if rule.matches_everyone()), None)
             if catch_all is not None:
                 self.add_error("position", f"“{catch_all.name}” (order {catch_all.position}) matches every customer first, so this rule would never apply; give it a lower number.")
+            # The other way round: a rule without conditions hides every enabled rule after it.
+            conditions = {name: data.get(name) for name in self.CONDITIONS}
+            later = PlaybookRule.objects.filter(enabled=True, position__gte=position).exclude(pk=self.instance.pk).order_by("position")
+            hidden = [rule.name for rule in later] if PlaybookRule(**conditions).matches_everyone() else []
+            if hidden:
+                names = ", ".join(f"“{name}”" for name in hidden[:3]) + (f" and {len(hidden) - 3} more" if len(hidden) > 3 else "")
+                self.add_error(None, f"This rule has no conditions, so it matches every customer and {names} after it would never apply: "
+                                     "add a condition, or give it the highest order number so that it catches only the customers no other rule does.")
         if data.get("spent_top_share") is not None and not 0 < data["spent_top_share"] <= 1:
             self.add_error("spent_top_share", "More than 0 and at most 1 (0.1 = the top 10%).")
         if data.get("sentiment_max") is not None and not -1 <= data["sentiment_max"] <= 1:

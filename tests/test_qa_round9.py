@@ -101,3 +101,24 @@ def test_the_preview_names_customers_the_playbook_leaves_alone_and_cents_sized_o
         Campaign.objects.filter(pk=campaign.pk).update(filters={"actions": [Action.WIN_BACK]}, offer="USD 10 off")
         campaign.refresh_from_db()
     assert services.preview(campaign)["note"] == ""
+
+
+def test_a_rule_without_conditions_placed_early_is_refused_naming_the_rules_it_would_hide(tenant_a, client, alice) -> None:
+    from campaigns.models import PlaybookRule
+    from campaigns.playbook import ensure_default_playbook
+
+    rules = ensure_default_playbook(tenant_a)
+    first = min(rules, key=lambda rule: rule.position)
+    client.force_login(alice)
+    early = client.post("/playbook/new/", {"position": first.position, "name": "QA rule", "enabled": "on", "action": "cross_sell", "channel": "email"})
+    assert early.status_code == 200
+    page = early.content.decode()
+    assert "This rule has no conditions, so it matches every customer and" in page and f"“{first.name}”" in page
+    with tenant_context(tenant_a):
+        assert not PlaybookRule.objects.filter(name="QA rule").exists()
+    # With a condition it is saved; the closing catch-all can still be edited in its place.
+    saved = client.post("/playbook/new/", {"position": first.position, "name": "QA rule", "enabled": "on", "action": "cross_sell", "channel": "email", "churn_min": "0.9"})
+    assert saved.status_code == 302
+    last = max(rules, key=lambda rule: rule.position)
+    edit = client.post(f"/playbook/{last.pk}/", {"position": last.position, "name": last.name, "enabled": "on", "action": last.action, "channel": last.channel})
+    assert edit.status_code == 302
