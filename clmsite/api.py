@@ -145,6 +145,15 @@ def refuse_unknown_fields(data: Any, writable: Iterable[str], read_only: Iterabl
         raise exceptions.ValidationError({key: [f"{'This field is read-only' if key in read_only else 'Unknown field'}; {takes}"] for key in unknown})
 
 
+def refuse_unknown_query_params(request: Any, accepted: Iterable[str] = (), what: str = "operation") -> None:
+    """A query parameter must be one the operation reads (the format override always is): an
+    ignored one, such as ``?dry_run=1`` on a bulk upsert, reads as if it had been obeyed."""
+    accepted = {name for name in (api_settings.URL_FORMAT_OVERRIDE, *accepted) if name}
+    unknown = [name for name in request.query_params if name not in accepted]
+    if unknown:
+        raise exceptions.ValidationError({name: [f"Unknown query parameter; this {what} takes {', '.join(sorted(accepted))}."] for name in unknown})
+
+
 def refuse_a_body(request: Any) -> None:
     """An operation that takes no body (launch, cancel, promote) refuses one, as every other
     operation refuses fields it does not write: a ``{"control_share": 0.5}`` sent along must not
@@ -181,10 +190,7 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
         """A list refuses a query parameter it does not know: ignored, ``?customer_id=`` (where
         the filter is ``customer``) answered every order as if it had filtered them."""
         if self.action == "list":
-            accepted = self.accepted_query_params(queryset)
-            unknown = [name for name in self.request.query_params if name not in accepted]
-            if unknown:
-                raise exceptions.ValidationError({name: [f"Unknown query parameter; this list takes {', '.join(sorted(accepted))}."] for name in unknown})
+            refuse_unknown_query_params(self.request, self.accepted_query_params(queryset), "list")
         return super().filter_queryset(queryset)
 
     def accepted_query_params(self, queryset: Any) -> set[str]:

@@ -17,7 +17,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from clmsite.api import TenantViewSet
+from clmsite.api import TenantViewSet, refuse_unknown_fields, refuse_unknown_query_params
 from clmsite.datacache import bump_data_version
 from clmsite.filters import ClmFilterSet, UTCDateTimeFilter
 from clmsite.models import Role
@@ -250,11 +250,13 @@ class BulkUpsertMixin:
     )
     @action(detail=False, methods=["post"], url_path="bulk", parser_classes=[JSONParser])
     def bulk(self, request: Any) -> Response:
+        refuse_unknown_query_params(request)  # ?dry_run=1 would otherwise write the rows
         try:
             data = request.data
         except ParseError as exc:  # malformed JSON: the documented 400, a result that imported nothing
             result = ImportResult(self.bulk_kind, False, message=str(exc.detail))
         else:
+            refuse_unknown_fields(data, ["rows"])  # the {"rows": [...]} form: {"dry_run": true} alongside is refused, not ignored
             result = import_rows(self.tenant, self.bulk_kind, data.get("rows") if isinstance(data, dict) else data)  # type: ignore[attr-defined]
         if result.ok:
             return Response(result.as_dict())
