@@ -117,17 +117,25 @@ def switch_tenant(request: HttpRequest) -> HttpResponse:
 NEW_KEY_SESSION = "clm_new_api_key"
 
 
+API_KEY_NAME_MAX = 100  # ApiKey.name's length
+
+
 @tenant_required(Role.ADMIN)
 def api_keys(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     if request.method == "POST":
         role = request.POST.get("role", Role.ANALYST)
-        if role not in Role.values:
+        name = request.POST.get("name", "").strip()
+        if not name:
+            messages.error(request, "Give the key a name that says where it is used (e.g. Shopify sync): the list and the audit show it.")
+        elif len(name) > API_KEY_NAME_MAX:
+            messages.error(request, f"The name has {len(name):,} characters; keep it to {API_KEY_NAME_MAX}.")
+        elif role not in Role.values:
             messages.error(request, "Choose a valid role.")
         elif role == Role.OWNER and not request.membership.can(Role.OWNER):  # type: ignore[attr-defined]
             messages.error(request, "Only an owner can create owner keys.")
         else:
-            key, raw = do_create_api_key(tenant, role=role, name=request.POST.get("name", "").strip() or "API key", acting_user=request.user)
+            key, raw = do_create_api_key(tenant, role=role, name=name, acting_user=request.user)
             messages.success(request, f"Created key '{key.name}'. Copy it now: it will not be shown again.")
             # Shown by the page the browser is sent to, once: reloading it creates no second key.
             request.session[NEW_KEY_SESSION] = raw

@@ -122,3 +122,29 @@ def test_a_rule_without_conditions_placed_early_is_refused_naming_the_rules_it_w
     last = max(rules, key=lambda rule: rule.position)
     edit = client.post(f"/playbook/{last.pk}/", {"position": last.position, "name": last.name, "enabled": "on", "action": last.action, "channel": last.channel})
     assert edit.status_code == 302
+
+
+def test_an_api_key_needs_a_name_that_fits(tenant_a, client, alice) -> None:
+    from clmsite.models import ApiKey
+
+    client.force_login(alice)
+    blank = client.post("/settings/api-keys/", {"name": "  ", "role": "viewer"}, follow=True)
+    assert "Give the key a name" in blank.content.decode()
+    long = client.post("/settings/api-keys/", {"name": "x" * 3000, "role": "viewer"}, follow=True)
+    assert "The name has 3,000 characters; keep it to 100." in long.content.decode()
+    assert not ApiKey.objects.filter(tenant=tenant_a).exists()
+    client.post("/settings/api-keys/", {"name": "Shopify sync", "role": "viewer"})
+    assert list(ApiKey.objects.filter(tenant=tenant_a).values_list("name", flat=True)) == ["Shopify sync"]
+
+
+def test_dashboard_counts_open_the_customers_they_count_and_tiny_control_shares_do_not_read_zero(tenant_a, client, alice) -> None:
+    from campaigns.models import Action, Campaign
+    from campaigns.templatetags.campaign_format import share
+
+    assert (share(0.2), share(0.125), share(0.0000001), share(0)) == ("20%", "12.5%", "<1%", "0%")
+    with tenant_context(tenant_a):
+        Campaign.objects.create(name="Tiny control", action=Action.WIN_BACK, control_share=0.0000001)
+    client.force_login(alice)
+    assert ">&lt;1%</td>" in client.get("/campaigns/").content.decode()
+    page = client.get("/").content.decode()
+    assert 'href="/customers/" data-testid="kpi-customers"' in page

@@ -14,6 +14,17 @@ def percent(rate: float | None) -> str:
 
 
 @register.filter
+def share(value: float | None) -> str:
+    """A campaign's control share as a merchant set it: 0.2 → ``20%``, 0.125 → ``12.5%``, and a
+    share too small for a whole percent → ``<1%`` (not ``0%``: it still holds one customer out)."""
+    if value is None:
+        return "—"
+    if 0 < value < 0.01:
+        return "<1%"
+    return f"{value * 100:.1f}".removesuffix(".0") + "%"
+
+
+@register.filter
 def points(difference: float | None) -> str:
     """A difference of two rates in signed percentage points: 0.0421 → ``+4.2``."""
     return "—" if difference is None else f"{difference * 100:+.1f}"
