@@ -1037,16 +1037,38 @@ def _analyze(cursor: Any, table: str) -> None:
         cursor.execute(f"ANALYZE {table}")
 
 
-def _keep_stored_for_blanks(cursor: Any, spec: Spec, table: str, key_column: str, mapping: dict[str, str], params: dict[str, Any]) -> None:
-    """Fill the staged rows' blank cells (NULL) with what the tenant has stored: a blank cell
-    in a customers or products file means "not known here", not "erase" (a partial export
-    must not wipe the first-seen date of a customer who has orders)."""
+def _keep_stored_for_blanks(cursor: Any, spec: Spec, table: str, key_column: str, mapping: dict[str, str], params: dict[str, Any], *, join: str = "") -> None:
+    """Fill the staged rows' blank cells (NULL) with what the tenant has stored, ``mapping``
+    giving each staging column's stored value as SQL over ``table t`` (and ``join``). A blank
+    cell, or a column the file leaves out (blank in every row), means "not known here", not
+    "erase", in every kind: a partial export must not wipe the first-seen date of a customer
+    who has orders, nor a review's rating."""
     if not mapping:
         return
-    sets = ", ".join(f"{source} = COALESCE(s.{source}, t.{target})" for source, target in mapping.items())
+    sets = ", ".join(f"{source} = COALESCE(s.{source}, {stored})" for source, stored in mapping.items())
     blank = " OR ".join(f"s.{source} IS NULL" for source in mapping)
     cursor.execute(
-        f"UPDATE {STAGING} AS s SET {sets} FROM {table} t WHERE t.tenant_id = %(tenant)s AND t.{key_column} = s.{spec.key} AND ({blank})",  # internal table/column names only; every value is a bound parameter  # nosec B608
+        f"UPDATE {STAGING} AS s SET {sets} FROM {table} t {join} WHERE t.tenant_id = %(tenant)s AND t.{key_column} = s.{spec.key} AND ({blank})",  # internal table/column names only; every value is a bound parameter  # nosec B608
+        params,
+    )
+
+
+def _keep_stored_lines(cursor: Any, params: dict[str, Any]) -> None:
+    """An order line's blank or absent ``quantity`` and ``sku`` keep the stored line's, matched by
+    the line's position in its order (as line_no is given). A kept quantity prices a changed
+    amount (unit price = amount / quantity); an unchanged amount keeps its stored unit price.
+    Skipped when every line has both (a full export), and only the stored orders' lines are numbered."""
+    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {STAGING} WHERE quantity IS NULL OR sku IS NULL)")  # internal table/column names only  # nosec B608
+    if not cursor.fetchone()[0]:
+        return
+    cursor.execute(
+        f"UPDATE {STAGING} AS s SET quantity = COALESCE(s.quantity, x.quantity), sku = COALESCE(s.sku, p.sku), "  # internal table/column names only; every value is a bound parameter  # nosec B608
+        "unit_price = CASE WHEN s.quantity IS NOT NULL THEN s.unit_price WHEN x.amount = s.amount THEN x.unit_price ELSE round(s.amount / x.quantity, 2) END "
+        f"FROM (SELECT l.row_no, e.id AS order_pk, row_number() OVER (PARTITION BY l.order_id ORDER BY l.row_no) AS line_no "
+        f"      FROM {STAGING} l JOIN {STAGING}_existing e ON e.order_id = l.order_id) n "
+        "JOIN customers_orderitem x ON x.tenant_id = %(tenant)s AND x.order_id = n.order_pk AND x.line_no = n.line_no "
+        "LEFT JOIN customers_product p ON p.id = x.product_id "
+        "WHERE n.row_no = s.row_no AND (s.quantity IS NULL OR s.sku IS NULL)",
         params,
     )
 
@@ -1056,7 +1078,7 @@ def _load_customers(cursor: Any, spec: Spec, params: dict[str, Any], present: se
     # Only the columns the file has are updated: a file of emails does not blank out names.
     mapping = {"email": "email", "name": "name", "country": "country", "created_at": "first_seen", "attributes": "attributes"}
     update = [target for source, target in mapping.items() if source in present]
-    cells = {source: target for source, target in mapping.items() if source in present and source != "attributes"}
+    cells = {source: f"t.{target}" for source, target in mapping.items() if source in present and source != "attributes"}
     _keep_stored_for_blanks(cursor, spec, "customers_customer", "external_id", cells, params)
     if "attributes" in present:
         # The file's attribute columns are merged into the stored ones: a key the file does
@@ -1097,7 +1119,7 @@ def _load_customers(cursor: Any, spec: Spec, params: dict[str, Any], present: se
 def _load_products(cursor: Any, spec: Spec, params: dict[str, Any], present: set[str]) -> ImportResult:
     total, new = _count_new(cursor, "customers_product", "sku", params["tenant"], spec)
     update = [c for c in ("name", "category", "price") if c in present]
-    _keep_stored_for_blanks(cursor, spec, "customers_product", "sku", {c: c for c in update}, params)
+    _keep_stored_for_blanks(cursor, spec, "customers_product", "sku", {c: f"t.{c}" for c in update}, params)
     written = _upsert(
         cursor,
         "customers_product",
@@ -1132,6 +1154,7 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
     )
     if connection.vendor == "postgresql":
         cursor.execute(f"ANALYZE {STAGING}_existing")  # internal table name only  # nosec B608
+    _keep_stored_lines(cursor, params)
     new_customers = _ensure_order_customers(cursor, params)
     new_products = _ensure_products(cursor, params, "product_name", "category")
     cursor.execute(f"SELECT (SELECT count(*) FROM {STAGING}_orders), (SELECT count(*) FROM {STAGING}_existing)")  # internal table/column names only; every value is a bound parameter  # nosec B608
@@ -1215,6 +1238,9 @@ def _load_reviews(cursor: Any, spec: Spec, params: dict[str, Any], present: set[
         f"JOIN {STAGING} s ON r.tenant_id = %(tenant)s AND r.external_id = s.review_id",
         params,
     )
+    # A blank or absent rating or sku keeps the stored review's (product_name only names new products).
+    _keep_stored_for_blanks(cursor, spec, "customers_review", "external_id", {"rating": "t.rating", "sku": "p.sku"}, params,
+                            join="LEFT JOIN customers_product p ON p.id = t.product_id")
     new_customers = _ensure_customers(cursor, params, "created_at")
     new_products = _ensure_products(cursor, params, "product_name", None)
     total, new = _count_new(cursor, "customers_review", "external_id", tenant, spec)

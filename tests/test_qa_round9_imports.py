@@ -1,0 +1,158 @@
+"""QA round 9, imports: a column a file leaves out (or a blank cell) keeps the stored value
+in every kind; an import waiting for another import of the same shop says so and can be
+cancelled; the import page and the bulk API say what their row counts count."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from clmsite.tenancy import tenant_context
+from customers.models import Customer, Order, OrderItem, Product, Review
+from customers.services.imports import import_csv, import_rows
+from tests.conftest import write_csv
+
+pytestmark = pytest.mark.django_db
+
+
+def review_fields(tenant: Any) -> dict[str, tuple[Any, ...]]:
+    with tenant_context(tenant):
+        return {r.external_id: (r.customer.external_id, r.rating, r.product.sku if r.product else None, r.text)
+                for r in Review.objects.select_related("customer", "product")}
+
+
+def line_fields(tenant: Any) -> list[tuple[Any, ...]]:
+    with tenant_context(tenant):
+        return list(OrderItem.objects.order_by("order__external_id", "line_no").values_list(
+            "order__external_id", "line_no", "product__sku", "quantity", "unit_price", "amount"))
+
+
+# 1. A column left out, or a blank cell, keeps the stored value
+
+
+def test_a_bulk_review_without_rating_and_sku_keeps_them(tenant_a, api_a):
+    # given a review stored with a rating and a product
+    full = {"customer_id": "QA1", "review_id": "QR2", "created_at": "2026-11-02", "text": "Nice", "rating": 4, "sku": "ACC-001"}
+    assert api_a.post("/api/v1/reviews/bulk/", [full], format="json").json()["created"] == 1
+
+    # when the same review is sent without its optional keys
+    partial = {key: full[key] for key in ("customer_id", "review_id", "created_at", "text")}
+    answer = api_a.post("/api/v1/reviews/bulk/", [partial], format="json").json()
+
+    # then nothing changed, and the rating and the product are kept
+    assert (answer["ok"], answer["created"], answer["updated"], answer["unchanged"]) == (True, 0, 0, 1)
+    assert review_fields(tenant_a) == {"QR2": ("QA1", 4, "ACC-001", "Nice")}
+
+    # and a changed text still updates the review, keeping them as well
+    answer = api_a.post("/api/v1/reviews/bulk/", [{**partial, "text": "Nicer"}], format="json").json()
+    assert (answer["updated"], answer["unchanged"]) == (1, 0)
+    assert review_fields(tenant_a) == {"QR2": ("QA1", 4, "ACC-001", "Nicer")}
+
+
+def test_a_reviews_file_without_the_optional_columns_or_with_blank_cells_keeps_rating_and_product(tenant_a, tmp_path):
+    full = "customer_id,review_id,created_at,text,rating,sku,product_name\nc1,r1,2024-01-05,Fine,5,s1,Shoe\nc2,r2,2024-01-06,Meh,2,s2,Sock\n"
+    assert import_csv(tenant_a, "reviews", write_csv(tmp_path / "full.csv", full)).created == 2
+    stored = review_fields(tenant_a)
+
+    # a file without rating, sku and product_name
+    bare = "customer_id,review_id,created_at,text\nc1,r1,2024-01-05,Fine\nc2,r2,2024-01-06,Meh\n"
+    result = import_csv(tenant_a, "reviews", write_csv(tmp_path / "bare.csv", bare))
+    assert (result.ok, result.created, result.updated, result.unchanged) == (True, 0, 0, 2)
+    assert review_fields(tenant_a) == stored == {"r1": ("c1", 5, "s1", "Fine"), "r2": ("c2", 2, "s2", "Meh")}
+
+    # a file with those columns, blank in one row and set in the other
+    blanks = "customer_id,review_id,created_at,text,rating,sku,product_name\nc1,r1,2024-01-05,Fine,,,\nc2,r2,2024-01-06,Meh,3,s1,\n"
+    result = import_csv(tenant_a, "reviews", write_csv(tmp_path / "blanks.csv", blanks))
+    assert (result.created, result.updated, result.unchanged) == (0, 1, 1)
+    assert review_fields(tenant_a) == {"r1": ("c1", 5, "s1", "Fine"), "r2": ("c2", 3, "s1", "Meh")}
+    # the same file again changes nothing
+    again = import_csv(tenant_a, "reviews", write_csv(tmp_path / "blanks2.csv", blanks))
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 2)
+    with tenant_context(tenant_a):
+        assert Product.objects.get(sku="s1").name == "Shoe"  # product_name never renames a stored product
+
+
+def test_a_new_review_without_rating_or_sku_has_none(tenant_a):
+    result = import_rows(tenant_a, "reviews", [{"customer_id": "c1", "review_id": "r9", "created_at": "2024-01-05", "text": "Hm"}])
+    assert (result.ok, result.created) == (True, 1)
+    assert review_fields(tenant_a) == {"r9": ("c1", None, None, "Hm")}
+
+
+CUSTOMERS_FULL = "customer_id,email,name,country,created_at,tier\nc1,a@example.com,Ann,DE,2024-01-02,gold\n"
+
+
+@pytest.mark.parametrize("partial", [
+    "customer_id\nc1\n",
+    "customer_id,email\nc1,\n",
+    "customer_id,email,name,country,created_at,tier\nc1,,,,,\n",
+])
+def test_a_customer_keeps_every_column_a_file_leaves_out_or_blank(tenant_a, tmp_path, partial):
+    assert import_csv(tenant_a, "customers", write_csv(tmp_path / "full.csv", CUSTOMERS_FULL)).created == 1
+    result = import_csv(tenant_a, "customers", write_csv(tmp_path / "partial.csv", partial))
+    assert (result.ok, result.updated, result.unchanged) == (True, 0, 1)
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get()
+    assert (customer.email, customer.name, customer.country, customer.first_seen.date().isoformat(), customer.attributes) == (
+        "a@example.com", "Ann", "DE", "2024-01-02", {"tier": "gold"})
+
+
+def test_a_bulk_customer_keeps_keys_a_row_leaves_out_or_sends_null(tenant_a):
+    assert import_rows(tenant_a, "customers", [{"customer_id": "c1", "email": "a@example.com", "name": "Ann", "country": "DE"}]).created == 1
+    result = import_rows(tenant_a, "customers", [{"customer_id": "c1", "email": None}, {"customer_id": "c2", "name": "Bo"}])
+    assert (result.created, result.updated, result.unchanged) == (1, 0, 1)
+    with tenant_context(tenant_a):
+        assert list(Customer.objects.order_by("external_id").values_list("external_id", "email", "name", "country")) == [
+            ("c1", "a@example.com", "Ann", "DE"), ("c2", "", "Bo", "")]
+
+
+@pytest.mark.parametrize("partial", ["sku\ns1\n", "sku,price\ns1,\n", "sku,name,category,price\ns1,,,\n"])
+def test_a_product_keeps_every_column_a_file_leaves_out_or_blank(tenant_a, tmp_path, partial):
+    assert import_csv(tenant_a, "products", write_csv(tmp_path / "full.csv", "sku,name,category,price\ns1,Shoe,Shoes,19.90\n")).created == 1
+    result = import_csv(tenant_a, "products", write_csv(tmp_path / "partial.csv", partial))
+    assert (result.ok, result.updated, result.unchanged) == (True, 0, 1)
+    with tenant_context(tenant_a):
+        assert list(Product.objects.values_list("sku", "name", "category", "price")) == [("s1", "Shoe", "Shoes", Decimal("19.90"))]
+
+
+ORDERS_FULL = """customer_id,order_id,ordered_at,amount,currency,quantity,sku,product_name,category,status
+c1,o1,2024-01-05,20.00,USD,2,s1,Trail shoe,Shoes,cancelled
+c1,o1,2024-01-05,5.50,USD,1,s2,Wool sock,Socks,cancelled
+c2,o2,2024-02-05,9.99,USD,3,s2,Wool sock,Socks,completed
+"""
+
+
+@pytest.mark.parametrize("partial", [
+    "customer_id,order_id,ordered_at,amount\nc1,o1,2024-01-05,20.00\nc1,o1,2024-01-05,5.50\nc2,o2,2024-02-05,9.99\n",
+    "customer_id,order_id,ordered_at,amount,currency,quantity,sku,product_name,category,status\n"
+    "c1,o1,2024-01-05,20.00,,,,,,\nc1,o1,2024-01-05,5.50,,,,,,\nc2,o2,2024-02-05,9.99,,,,,,\n",
+])
+def test_an_order_and_its_lines_keep_every_column_a_file_leaves_out_or_blank(tenant_a, tmp_path, partial):
+    # given orders stored with every optional column (o1 cancelled, in dollars, with products and quantities)
+    assert import_csv(tenant_a, "orders", write_csv(tmp_path / "full.csv", ORDERS_FULL)).created == 2
+    lines = line_fields(tenant_a)
+    assert lines == [("o1", 1, "s1", 2, Decimal("10.00"), Decimal("20.00")), ("o1", 2, "s2", 1, Decimal("5.50"), Decimal("5.50")),
+                     ("o2", 1, "s2", 3, Decimal("3.33"), Decimal("9.99"))]
+
+    # when the same orders come without the optional columns, or with them blank
+    result = import_csv(tenant_a, "orders", write_csv(tmp_path / "partial.csv", partial))
+
+    # then nothing changed: not the orders, not their lines
+    assert (result.ok, result.created, result.updated, result.unchanged, result.details["order_lines_written"]) == (True, 0, 0, 2, 0)
+    assert line_fields(tenant_a) == lines
+    with tenant_context(tenant_a):
+        assert list(Order.objects.order_by("external_id").values_list("external_id", "currency", "status")) == [
+            ("o1", "USD", "cancelled"), ("o2", "USD", "completed")]
+        assert Customer.objects.get(external_id="c1").order_count == 0  # o1 is still cancelled
+
+
+def test_an_order_line_without_quantity_keeps_it_and_prices_a_changed_amount_by_it(tenant_a, tmp_path):
+    assert import_csv(tenant_a, "orders", write_csv(tmp_path / "full.csv", ORDERS_FULL)).ok
+    changed = "customer_id,order_id,ordered_at,amount\nc2,o2,2024-02-05,12.00\nc2,o2,2024-02-05,1.00\n"
+    result = import_csv(tenant_a, "orders", write_csv(tmp_path / "changed.csv", changed))
+    assert (result.updated, result.details["order_lines_written"]) == (1, 2)
+    # the first line keeps its quantity and product; the new second line has neither stored, so 1 and none
+    assert line_fields(tenant_a)[2:] == [("o2", 1, "s2", 3, Decimal("4.00"), Decimal("12.00")), ("o2", 2, None, 1, Decimal("1.00"), Decimal("1.00"))]
+    again = import_csv(tenant_a, "orders", write_csv(tmp_path / "changed2.csv", changed))
+    assert (again.updated, again.unchanged, again.details["order_lines_written"]) == (0, 1, 0)
