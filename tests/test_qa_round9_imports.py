@@ -156,3 +156,92 @@ def test_an_order_line_without_quantity_keeps_it_and_prices_a_changed_amount_by_
     assert line_fields(tenant_a)[2:] == [("o2", 1, "s2", 3, Decimal("4.00"), Decimal("12.00")), ("o2", 2, None, 1, Decimal("1.00"), Decimal("1.00"))]
     again = import_csv(tenant_a, "orders", write_csv(tmp_path / "changed2.csv", changed))
     assert (again.updated, again.unchanged, again.details["order_lines_written"]) == (0, 1, 0)
+
+
+# 2. An import waiting for another import of its shop says so, and a cancel stops it there
+
+
+def _wait_for(predicate: Any, timeout: float = 20.0) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("then", ["cancel", "release"])
+def test_an_import_waiting_for_the_shops_lock_says_so_and_a_cancel_stops_it_at_once(tenant_a, tmp_path, then):
+    import threading
+
+    from django.db import connection, connections
+
+    from customers.services.import_jobs import run_import_job
+    from customers.services.imports import SHOP_LOCK
+    from modeling import jobs
+    from modeling.models import Job
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the shop's import lock is PostgreSQL's advisory lock")
+    # given another import of this shop holding its lock, on another database connection
+    other = connections.create_connection("default")
+    other.ensure_connection()
+    with other.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [SHOP_LOCK, tenant_a.pk])
+    text = "customer_id,order_id,ordered_at,amount\nc1,o1,2025-01-02,12.50\nc2,o2,2025-01-03,7.00\n"
+    job = jobs.create_job(tenant_a, Job.Kind.IMPORT, params={"kind": "orders", "path": write_csv(tmp_path / "orders.csv", text)})
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(run_import_job(tenant_a.pk, job.pk))
+        except Exception as exc:  # surfaced below
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    def fresh() -> Job:
+        with tenant_context(tenant_a):
+            return Job.objects.get(pk=job.pk)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        # when the import has checked its rows and waits for the lock
+        waiting = _wait_for(lambda: (job_now := fresh()).message == "Waiting for another import of this shop to finish" and job_now)
+        # then it says so, as running, and its heartbeat keeps up while it waits
+        assert waiting.state == Job.State.RUNNING
+        _wait_for(lambda: fresh().heartbeat_at > waiting.heartbeat_at, timeout=5)
+        assert worker.is_alive()
+        if then == "cancel":
+            jobs.do_request_cancel(tenant_a, job.pk)
+            worker.join(timeout=5)  # at once, while the other import still holds the lock
+            assert not worker.is_alive()
+        else:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [SHOP_LOCK, tenant_a.pk])
+            worker.join(timeout=20)
+    finally:
+        other.close()
+        worker.join(timeout=30)
+    finished = fresh()
+    with tenant_context(tenant_a):
+        orders = Order.objects.count()
+    if then == "cancel":
+        assert outcome == [None]
+        assert (finished.state, finished.message, orders) == (Job.State.CANCELLED, "Cancelled; nothing was imported.", 0)
+    else:
+        assert outcome[0].ok
+        assert (finished.state, finished.message, orders) == (Job.State.SUCCEEDED, "Imported 2 orders: 2 new, 0 updated, 0 unchanged.", 2)
+    # and the import let go of the lock: another connection takes it at once
+    check = connections.create_connection("default")
+    try:
+        with check.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [SHOP_LOCK, tenant_a.pk])
+            assert cursor.fetchone()[0] is True
+    finally:
+        check.close()
+

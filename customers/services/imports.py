@@ -29,15 +29,17 @@ import json
 import math
 import os
 import re
+import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from types import TracebackType
 from typing import IO, Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from clmsite.datacache import bump_data_version
@@ -1301,34 +1303,71 @@ def _present_columns(spec: Spec, header: list[str]) -> set[str]:
     return present
 
 
+# The PostgreSQL advisory lock class of "one import per tenant at a time" (the tenant's id is the key).
+SHOP_LOCK = 7301
+# How often an import waiting for another import of its shop tries the lock again.
+SHOP_LOCK_RETRY_SECONDS = 0.25
+
+
+@contextmanager
+def _shop_lock_reporting_the_wait(tenant: Tenant, progress: ProgressCallback) -> Iterator[None]:
+    """Hold the shop's import lock for the block, at session level, first waiting for it with
+    reports: the job says what it waits for, keeps its heartbeat, and a cancel (which the
+    reporter raises) stops it during the wait. A blocking pg_advisory_xact_lock inside the
+    write transaction would wait silently, past the job's last chance to be cancelled.
+    Advisory locks are re-entrant within a session, so the transaction's own xact lock is
+    then taken at once. A bulk API upsert, which reports nothing, waits on that one."""
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [SHOP_LOCK, tenant.pk])
+            if cursor.fetchone()[0]:
+                break
+            progress(0.6, "Waiting for another import of this shop to finish")
+            time.sleep(SHOP_LOCK_RETRY_SECONDS)
+    try:
+        yield
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [SHOP_LOCK, tenant.pk])
+        except DatabaseError:
+            if sys.exc_info()[0] is None:
+                raise
+            # The connection failed along with the error that brought us here (and its lock
+            # went with it); that error is reported.
+
+
 def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], progress: ProgressCallback | None, *, from_file: bool = True) -> ImportResult:
     params = {"tenant": tenant.pk, "now": timezone.now(), "currency": tenant.currency}
     postgres = connection.vendor == "postgresql"
     if not postgres:
         params["now"] = params["now"].replace(tzinfo=None).isoformat(" ")
-    if progress:
-        # Reported before the transaction opens, so that the job row is not locked by it. A
-        # job's cancel is still looked for before each statement of the write, and rolls it back.
-        getattr(progress, "checkpoint", progress)(0.65, "Writing to the database")
-    watch = getattr(progress, "cancel_watch", nullcontext)
-    with watch(), transaction.atomic(), connection.cursor() as cursor:
-        if postgres:
-            # One import per tenant at a time: concurrent imports of the same file then end
-            # exactly as one import does, with no deadlock between their upserts.
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [7301, tenant.pk])
-            _plan_joins(cursor, spec, tenant.pk, staging.rows)
-        duplicates = file_duplicates(cursor, spec)
-        if duplicates:
-            transaction.set_rollback(True)
-            collector = _Collector(settings.IMPORT_MAX_REPORTED_ERRORS)
-            collector.add_staged(duplicates)
-            raise collector.fail("file" if from_file else "rows")
-        result = LOADERS[spec.kind](cursor, spec, params, present)
-        if result.created or (result.updated and spec.kind != "customers"):
-            # Cached aggregates count customers and sum orders and reviews: a change of a
-            # customer's email or country leaves them as they are.
-            # A file shows at once; an API batch may lag on cached pages for up to a minute.
-            bump_data_version(tenant.pk, hard=from_file)
+    with ExitStack() as shop_lock:
+        if progress:
+            if postgres:
+                shop_lock.enter_context(_shop_lock_reporting_the_wait(tenant, progress))
+            # Reported before the transaction opens, so that the job row is not locked by it. A
+            # job's cancel is still looked for before each statement of the write, and rolls it back.
+            getattr(progress, "checkpoint", progress)(0.65, "Writing to the database")
+        watch = getattr(progress, "cancel_watch", nullcontext)
+        with watch(), transaction.atomic(), connection.cursor() as cursor:
+            if postgres:
+                # One import per tenant at a time: concurrent imports of the same file then end
+                # exactly as one import does, with no deadlock between their upserts.
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SHOP_LOCK, tenant.pk])
+                _plan_joins(cursor, spec, tenant.pk, staging.rows)
+            duplicates = file_duplicates(cursor, spec)
+            if duplicates:
+                transaction.set_rollback(True)
+                collector = _Collector(settings.IMPORT_MAX_REPORTED_ERRORS)
+                collector.add_staged(duplicates)
+                raise collector.fail("file" if from_file else "rows")
+            result = LOADERS[spec.kind](cursor, spec, params, present)
+            if result.created or (result.updated and spec.kind != "customers"):
+                # Cached aggregates count customers and sum orders and reviews: a change of a
+                # customer's email or country leaves them as they are.
+                # A file shows at once; an API batch may lag on cached pages for up to a minute.
+                bump_data_version(tenant.pk, hard=from_file)
     if postgres and result.created + result.updated + sum(result.details.values()) >= ANALYZE_AFTER_ROWS:
         _refresh_statistics(spec)
     return result
