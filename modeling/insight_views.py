@@ -34,13 +34,33 @@ def _stage_labels() -> dict[str, str]:
     return {s.value: s.label for s in lifecycle.FUNNEL}
 
 
+class PercentField(forms.FloatField):
+    """A probability typed and shown in percent (30), kept as a fraction (0.3), as the page's
+    text speaks of it ("below 30%")."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(min_value=0, max_value=100, **kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        return f"{round(value * 100, 4):g}" if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+    def clean(self, value: Any) -> float | None:
+        percent = super().clean(value)
+        return None if percent is None else percent / 100
+
+
 class ThresholdsForm(forms.Form):
     usual_gap_days = forms.IntegerField(min_value=1, max_value=3650, required=False, help_text="the shop's usual days between orders")
     repurchase_window_days = forms.IntegerField(min_value=1, max_value=3650, required=False, help_text="a first order this recent makes a customer New")
     lapse_days = forms.IntegerField(min_value=1, max_value=3650, required=False, help_text="days without an order after which a customer is Lapsed")
     overdue_factor = forms.FloatField(min_value=1.0, max_value=10.0, required=False, help_text="At risk when silent this many times their own usual gap")
-    at_risk_probability = forms.FloatField(min_value=0.0, max_value=1.0, required=False, help_text="At risk when the purchase probability is below this")
-    UNITS = {"usual_gap_days": " days", "repurchase_window_days": " days", "lapse_days": " days", "overdue_factor": "×", "at_risk_probability": ""}
+    at_risk_probability = PercentField(required=False, label="At risk probability (%)", help_text="At risk when the chance to buy again is below this")
+    UNITS = {"usual_gap_days": " days", "repurchase_window_days": " days", "lapse_days": " days", "overdue_factor": "×", "at_risk_probability": "%"}
+
+    @classmethod
+    def shown(cls, name: str, value: float) -> str:
+        """A threshold as the form shows it: 30%, 45 days, 2.5×."""
+        return f"{value * 100 if name == 'at_risk_probability' else value:g}{cls.UNITS[name]}"
 
     def __init__(self, *args: Any, derived: lifecycle.Thresholds | None = None, in_effect: lifecycle.Thresholds | None = None, **kwargs: Any) -> None:
         """``derived``: what the shop's own order gaps give; shown as each field's placeholder
@@ -57,10 +77,10 @@ class ThresholdsForm(forms.Form):
             else:
                 source = "default (too few repeat orders to derive)"
             value = getattr(derived, name)
-            field.widget.attrs["placeholder"] = f"{value:g}"
-            field.help_text = f"{field.help_text}; {source}: {value:g}{self.UNITS[name]}"
+            field.widget.attrs["placeholder"] = self.shown(name, value).removesuffix(self.UNITS[name])
+            field.help_text = f"{field.help_text}; {source}: {self.shown(name, value)}"
             if in_effect is not None and getattr(in_effect, name) != value:
-                field.help_text += f"; in effect: {getattr(in_effect, name):g}{self.UNITS[name]} (your setting)"
+                field.help_text += f"; in effect: {self.shown(name, getattr(in_effect, name))} (your setting)"
 
     def clean(self) -> dict[str, Any]:
         """Thresholds that contradict each other are refused: a customer must not lapse
@@ -128,7 +148,7 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
         "columns": [(c, labels[c]) for c in matrix.columns] if matrix is not None else [], "form": form,
         "can_edit": request.membership.can(Role.ADMIN), "has_data": bool(dates), "as_of": as_of,  # type: ignore[attr-defined]
         "jobs": insights.latest_insights_refresh(),
-        "in_effect": [(field.label or name.replace("_", " ").capitalize(), f"{getattr(in_effect, name):g}{ThresholdsForm.UNITS[name]}", field.help_text)
+        "in_effect": [(field.label or name.replace("_", " ").capitalize(), ThresholdsForm.shown(name, getattr(in_effect, name)), field.help_text)
                       for name, field in form.fields.items()],
     })
 

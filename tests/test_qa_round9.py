@@ -148,3 +148,18 @@ def test_dashboard_counts_open_the_customers_they_count_and_tiny_control_shares_
     assert ">&lt;1%</td>" in client.get("/campaigns/").content.decode()
     page = client.get("/").content.decode()
     assert 'href="/customers/" data-testid="kpi-customers"' in page
+
+
+def test_the_at_risk_probability_is_typed_and_shown_in_percent_and_kept_as_a_share(tenant_a, client, alice) -> None:
+    from modeling.insight_views import ThresholdsForm
+
+    form = ThresholdsForm({"at_risk_probability": "30"})
+    assert form.is_valid() and form.cleaned_data["at_risk_probability"] == 0.3
+    too_big = ThresholdsForm({"at_risk_probability": "130"})
+    assert not too_big.is_valid() and "less than or equal to 100" in str(too_big.errors)
+    client.force_login(alice)
+    client.post("/lifecycle/", {"at_risk_probability": "25"})
+    tenant_a.refresh_from_db()
+    assert tenant_a.settings["lifecycle"]["at_risk_probability"] == 0.25
+    page = client.get("/lifecycle/").content.decode()
+    assert 'name="at_risk_probability" value="25"' in page and "At risk probability (%)" in page
