@@ -245,3 +245,46 @@ def test_an_import_waiting_for_the_shops_lock_says_so_and_a_cancel_stops_it_at_o
     finally:
         check.close()
 
+
+
+# 3. The import page and the bulk API say what they count
+
+
+def test_the_import_page_counts_orders_and_names_the_files_lines(tenant_a, alice, client, tmp_path):
+    from customers.services.import_jobs import run_import_job
+    from modeling import jobs
+    from modeling.models import Job
+
+    # given an orders file of 6 lines: 5 orders, one of them of 2 lines
+    text = "customer_id,order_id,ordered_at,amount\n" + "".join(f"c{i},o{i},2025-01-0{i},1{i}.00\n" for i in range(1, 6)) + "c1,o1,2025-01-01,2.00\n"
+    job = jobs.create_job(tenant_a, Job.Kind.IMPORT, params={"kind": "orders", "filename": "orders.csv", "path": write_csv(tmp_path / "orders.csv", text)})
+    result = run_import_job(tenant_a.pk, job.pk)
+    assert (result.rows, result.details["lines"], result.details["order_lines_written"]) == (5, 6, 6)
+
+    # when its page is shown
+    client.force_login(alice)
+    page = client.get(f"/imports/{job.pk}/").content.decode()
+
+    # then it counts orders, from 6 lines, and says Rows nowhere
+    assert '<dt>Orders</dt><dd data-testid="import-rows">5 <span class="muted">(from 6 lines)</span></dd>' in page
+    assert "<dt>Rows</dt>" not in page and "<dt>Lines</dt>" not in page
+    assert "<dt>Order lines written</dt><dd>6</dd>" in page
+
+
+def test_an_import_of_another_kind_is_counted_by_its_kind(tenant_a, alice, client, tmp_path):
+    from customers.services.import_jobs import run_import_job
+    from modeling import jobs
+    from modeling.models import Job
+
+    job = jobs.create_job(tenant_a, Job.Kind.IMPORT, params={"kind": "products", "filename": "p.csv", "path": write_csv(tmp_path / "p.csv", "sku\ns1\ns2\n")})
+    assert run_import_job(tenant_a.pk, job.pk).rows == 2
+    client.force_login(alice)
+    page = client.get(f"/imports/{job.pk}/").content.decode()
+    assert '<dt>Products</dt><dd data-testid="import-rows">2</dd>' in page
+
+
+def test_the_bulk_api_counts_one_order_of_two_lines_as_one_row_of_two_lines(tenant_a, api_a):
+    line = {"customer_id": "c1", "order_id": "o1", "ordered_at": "2025-01-02", "amount": "5.00"}
+    body = api_a.post("/api/v1/orders/bulk/", [line, {**line, "amount": "7.00"}], format="json").json()
+    assert (body["ok"], body["rows"], body["created"], body["details"]["lines"], body["details"]["order_lines_written"]) == (True, 1, 1, 2, 2)
+    assert body["message"] == "Imported 1 order: 1 new, 0 updated, 0 unchanged."

@@ -1159,8 +1159,8 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
     _keep_stored_lines(cursor, params)
     new_customers = _ensure_order_customers(cursor, params)
     new_products = _ensure_products(cursor, params, "product_name", "category")
-    cursor.execute(f"SELECT (SELECT count(*) FROM {STAGING}_orders), (SELECT count(*) FROM {STAGING}_existing)")  # internal table/column names only; every value is a bound parameter  # nosec B608
-    total, existing = cursor.fetchone()
+    cursor.execute(f"SELECT (SELECT count(*) FROM {STAGING}_orders), (SELECT count(*) FROM {STAGING}_existing), (SELECT count(*) FROM {STAGING})")  # internal table/column names only; every value is a bound parameter  # nosec B608
+    total, existing, lines = cursor.fetchone()
     new = total - existing
     written = _upsert(
         cursor,
@@ -1227,7 +1227,8 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
         created=new,
         updated=written - new,
         unchanged=total - written,
-        details={"new_customers": new_customers, "new_products": new_products, "order_lines_written": lines_written},
+        # rows counts orders; lines, the file's lines (the upload page shows "Orders 5 (from 6 lines)").
+        details={"lines": lines, "new_customers": new_customers, "new_products": new_products, "order_lines_written": lines_written},
     )
 
 
