@@ -7,7 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiSerializerExtension
-from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -23,7 +23,14 @@ from modeling.api import SavedFiltersSerializer
 from modeling.models import Segment
 
 
+@extend_schema_field({"anyOf": [{"type": "string", "format": "uri", "maxLength": 500}, {"type": "string", "maxLength": 0}]})
+class WebhookUrlField(serializers.URLField):
+    """An http(s) URL, or "" for no webhook: documented as anyOf, since "" is no URI (a oneOf
+    of the two, drf-spectacular's for a blank URLField, left "" matching both branches)."""
+
+
 class CampaignSerializer(serializers.ModelSerializer):
+    webhook_url = WebhookUrlField(max_length=500, required=False, allow_blank=True, help_text="where the audience is POSTed at launch; blank for none")
     filters = SavedFiltersSerializer(required=False)
     segment = serializers.PrimaryKeyRelatedField(queryset=Segment.objects.all(), required=False, allow_null=True)  # scoped to the tenant
     control_share = serializers.FloatField(min_value=0.0, max_value=0.5, default=0.1)

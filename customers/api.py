@@ -10,7 +10,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError
@@ -238,13 +239,25 @@ BULK_RESULT = inline_serializer(
 )
 
 
+def bulk_request(kind: str) -> dict[str, Any]:
+    """The schema of a bulk upsert's body: a list of rows, or ``{"rows": [...]}`` and no other key;
+    a row has the columns of the kind's CSV file (a string or a number each)."""
+    spec = SPECS[kind]
+    others = ("any other key is an attribute of the customer (a string, a number or true/false)" if kind == "customers"
+              else "any other key is ignored (the answer's ignored_columns names it)")
+    row = {"type": "object", "description": f"a row of the {kind} file: {others}", "additionalProperties": True, "required": spec.required,
+           "properties": {column.name: {"oneOf": [{"type": "string"}, {"type": "number"}]} for column in spec.columns}}
+    rows = {"type": "array", "items": row}
+    return {"application/json": {"oneOf": [rows, {"type": "object", "properties": {"rows": rows}, "required": ["rows"], "additionalProperties": False}]}}
+
+
 class BulkUpsertMixin:
-    """``POST …/bulk/`` with a JSON list of rows in the CSV format of the kind. All or nothing."""
+    """``POST …/bulk/`` with a JSON list of rows in the CSV format of the kind. All or nothing.
+    Each viewset documents its kind's rows (``bulk_request``)."""
 
     bulk_kind = ""
 
     @extend_schema(
-        request={"application/json": {"type": "array", "items": {"type": "object"}}},
         responses={200: BULK_RESULT, 400: BULK_RESULT},
         description="Upsert rows, keyed on their external ids. Any invalid row rejects the whole request, with each bad row named.",
     )
@@ -263,6 +276,7 @@ class BulkUpsertMixin:
         return Response({**result.as_dict(), "detail": result.message}, status=status.HTTP_400_BAD_REQUEST)
 
 
+@extend_schema_view(bulk=extend_schema(request=bulk_request("customers")))
 class CustomerViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
     """Customers: search by id, email or name; filter; order by spend, orders or recency."""
 
@@ -284,6 +298,7 @@ class CustomerViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMod
         bump_data_version(self.tenant.pk)  # type: ignore[union-attr]
 
 
+@extend_schema_view(bulk=extend_schema(request=bulk_request("orders")))
 class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     bulk_kind = "orders"
     serializer_class = OrderSerializer
@@ -304,6 +319,7 @@ class ProductFilter(ClmFilterSet):
         fields = ["category"]
 
 
+@extend_schema_view(bulk=extend_schema(request=bulk_request("products")))
 class ProductViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     bulk_kind = "products"
     serializer_class = ProductSerializer
@@ -316,6 +332,7 @@ class ProductViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMode
         return Product.objects.all()
 
 
+@extend_schema_view(bulk=extend_schema(request=bulk_request("reviews")))
 class ReviewViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     bulk_kind = "reviews"
     serializer_class = ReviewSerializer
@@ -342,9 +359,14 @@ class ImportSerializer(serializers.ModelSerializer):
         return {k: job.result.get(k) for k in ("rows", "created", "updated", "unchanged", "error_count") if k in job.result}
 
 
+@extend_schema_field(OpenApiTypes.BINARY)  # a multipart upload, not a URI (drf-spectacular's FileField)
+class UploadField(serializers.FileField):
+    pass
+
+
 class ImportCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=KINDS)
-    file = serializers.FileField()
+    file = UploadField()
 
 
 class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):

@@ -78,3 +78,33 @@ def test_a_bulk_upsert_refuses_a_key_besides_rows_and_any_query_parameter_writin
     # Both documented forms still write.
     assert api_a.post("/api/v1/customers/bulk/", {"rows": [{"customer_id": "OK1"}]}, format="json").json()["created"] == 1
     assert api_a.post("/api/v1/customers/bulk/", [{"customer_id": "OK2"}], format="json").json()["created"] == 1
+
+
+# --- 3. The schema says what the API takes --------------------------------------------------
+
+
+def _schema(api) -> dict:
+    return api.get("/api/schema/?format=json").json()
+
+
+def test_the_schema_documents_the_upload_the_webhook_url_and_both_bulk_forms(tenant_a, api_a) -> None:
+    schema = _schema(api_a)
+    components = schema["components"]["schemas"]
+    assert components["ImportCreate"]["properties"]["file"] == {"type": "string", "format": "binary"}
+    webhook = components["Campaign"]["properties"]["webhook_url"]
+    assert "oneOf" not in webhook and webhook["anyOf"] == [{"type": "string", "format": "uri", "maxLength": 500}, {"type": "string", "maxLength": 0}]
+    body = schema["paths"]["/api/v1/orders/bulk/"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    as_list, as_object = body["oneOf"]
+    assert as_list["type"] == "array" and as_object["required"] == ["rows"] and as_object["additionalProperties"] is False
+    row = as_list["items"]
+    assert row == as_object["properties"]["rows"]["items"]
+    assert row["required"] == ["customer_id", "order_id", "ordered_at", "amount"] and {"status", "sku", "quantity"} <= set(row["properties"])
+    customers = schema["paths"]["/api/v1/customers/bulk/"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"][0]["items"]
+    assert customers["required"] == ["customer_id"] and "attribute" in customers["description"]
+
+
+def test_a_campaign_webhook_url_is_still_checked_and_may_be_blank(tenant_a, api_a) -> None:
+    refused = api_a.post("/api/v1/campaigns/", {"name": "Hook", "action": "win_back", "webhook_url": "not a url"}, format="json")
+    assert refused.status_code == 400 and list(refused.json()) == ["webhook_url"]
+    blank = api_a.post("/api/v1/campaigns/", {"name": "No hook", "action": "win_back", "webhook_url": ""}, format="json")
+    assert blank.status_code == 201 and blank.json()["webhook_url"] == "" and blank.json()["webhook_secret"] == ""
