@@ -18,6 +18,7 @@ from django.http import Http404
 from django_filters.widgets import SuffixedMultiWidget
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions, filters, serializers, status, viewsets
+from rest_framework.fields import empty
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -154,6 +155,15 @@ def refuse_unknown_query_params(request: Any, accepted: Iterable[str] = (), what
         raise exceptions.ValidationError({name: [f"Unknown query parameter; this {what} takes {', '.join(sorted(accepted))}."] for name in unknown})
 
 
+def missing_boolean_is_default(serializer: serializers.Serializer) -> None:
+    """A boolean a form-encoded body leaves out means its default, as in JSON. DRF reads it as
+    False (an unticked HTML checkbox is not sent), so that ``skip_running``, on by default, was
+    turned off by a form-encoded create that never named it."""
+    for field in serializer.fields.values():
+        if isinstance(field, serializers.BooleanField) and not field.read_only:
+            field.default_empty_html = empty
+
+
 def refuse_a_body(request: Any) -> None:
     """An operation that takes no body (launch, cancel, promote) refuses one, as every other
     operation refuses fields it does not write: a ``{"control_share": 0.5}`` sent along must not
@@ -224,12 +234,14 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
         if "data" in kwargs:
             fields = serializer.fields
             refuse_unknown_fields(kwargs["data"], [name for name, field in fields.items() if not field.read_only], [name for name, field in fields.items() if field.read_only])
+            missing_boolean_is_default(serializer)
         return serializer
 
     def validated_form(self, form_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
         """An action's body, validated by ``form_class`` as ``get_serializer`` validates a model's."""
         form = form_class(data=data)
         refuse_unknown_fields(data, [name for name, field in form.fields.items() if not field.read_only])
+        missing_boolean_is_default(form)
         form.is_valid(raise_exception=True)
         return dict(form.validated_data)
 

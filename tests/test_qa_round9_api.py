@@ -108,3 +108,22 @@ def test_a_campaign_webhook_url_is_still_checked_and_may_be_blank(tenant_a, api_
     assert refused.status_code == 400 and list(refused.json()) == ["webhook_url"]
     blank = api_a.post("/api/v1/campaigns/", {"name": "No hook", "action": "win_back", "webhook_url": ""}, format="json")
     assert blank.status_code == 201 and blank.json()["webhook_url"] == "" and blank.json()["webhook_secret"] == ""
+
+
+# --- 4. A missing boolean means its default in every body format ---------------------------
+
+
+def test_a_form_encoded_campaign_leaving_out_a_boolean_gets_its_default(tenant_a, api_a) -> None:
+    form = "application/x-www-form-urlencoded"
+    created = api_a.post("/api/v1/campaigns/", "name=form&action=win_back", content_type=form)
+    assert created.status_code == 201, created.content
+    assert created.json()["skip_running"] is True and created.json()["persuadable_only"] is False
+    as_json = api_a.post("/api/v1/campaigns/", {"name": "json", "action": "win_back"}, format="json").json()
+    assert (as_json["skip_running"], as_json["persuadable_only"]) == (True, False)
+    multipart = api_a.post("/api/v1/campaigns/", {"name": "multipart", "action": "win_back"}, format="multipart").json()
+    assert multipart["skip_running"] is True
+    # Sent, a value is taken; a PATCH leaving it out keeps it.
+    off = api_a.post("/api/v1/campaigns/", "name=off&action=win_back&skip_running=false&persuadable_only=true", content_type=form).json()
+    assert (off["skip_running"], off["persuadable_only"]) == (False, True)
+    kept = api_a.patch(f"/api/v1/campaigns/{off['id']}/", "name=renamed", content_type=form).json()
+    assert (kept["name"], kept["skip_running"], kept["persuadable_only"]) == ("renamed", False, True)
