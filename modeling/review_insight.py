@@ -1,14 +1,20 @@
 """Review insight: which aspect each review talks about, found with the encoder.
 
-Zero-shot: every review's embedding is compared with the centroid of a few example
-sentences per aspect (delivery, quality, size/fit, price, service); the most similar
-aspect is kept when the similarity clears a floor, otherwise the review is "other".
-Measured on 373 generated bad/mixed demo reviews with known issues: 65% right against 25%
-for the majority aspect (tests/test_lifecycle.py). The negative share per aspect is what the
+Zero-shot: a review is cut into clauses (sentences, and the two sides of a "but"), and each
+clause's embedding is compared with the centroid of a few complaint sentences per aspect
+(delivery, quality, size/fit, price, service) and with generic praise. The review's aspect
+is that of its most complaint-like clause (most like a complaint, least like praise), so
+"Quick delivery, but the seams ripped" is about quality, not delivery; a review with no
+complaint-like clause is read whole. The most similar aspect is kept when the similarity
+clears a floor, otherwise the review is "other". Measured on 600 generated bad/mixed demo
+reviews with known issues (two seeds): 86% right, against 64–66% for whole texts and 23% for
+the majority aspect (tests/test_lifecycle.py). The negative share per aspect is what the
 merchant reads: which part of the experience the complaints are about.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pandas as pd
@@ -41,6 +47,20 @@ ASPECTS: dict[str, tuple[str, list[str]]] = {
     ]),
 }
 OTHER = "other"
+# Generic praise, one sentence per aspect and two about the product as a whole: a clause
+# closer to these than to any complaint is a compliment ("Arrived fast.").
+PRAISE = [
+    "Fast delivery, it arrived early and well packed.", "Great quality, solid and well made.", "Fits perfectly, true to size.",
+    "Good value for the money, fair price.", "Helpful and friendly customer service.", "Love it, would buy again.",
+    "Looks just like the pictures.",
+]
+CLAUSE_BREAK = re.compile(r"[.!?;]+|,?\s+but\s+", re.IGNORECASE)
+
+
+def clauses(text: str) -> list[str]:
+    """A review's sentences, with each "…, but …" cut in two; the text itself when nothing is left."""
+    parts = [part.strip() for part in CLAUSE_BREAK.split(text) if len(part.strip()) > 3]
+    return parts or [text]
 
 
 def aspect_labels() -> dict[str, str]:
@@ -52,25 +72,34 @@ MIN_SIMILARITY = 0.2  # below this a review is about none of the aspects (e.g. "
 
 
 def classify_aspects(texts: list[str], progress: Progress = no_progress) -> list[str]:
-    """The aspect of each text (or "other"), by cosine to the aspects' example centroids."""
+    """The aspect of each text (or "other"), by cosine of its most complaint-like clause to
+    the aspects' example centroids."""
     if not texts:
         return []
     from modeling import encoder as enc
     from modeling.insights import pretrained_encoder
 
     tokenizer, model, cache = pretrained_encoder()
-    vectors = enc.embed_texts(texts, tokenizer, model, cache=cache, progress=progress)
-    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+
+    def unit(items: list[str], **kwargs: object) -> np.ndarray:
+        vectors = enc.embed_texts(items, tokenizer, model, cache=cache, **kwargs)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+
+    parts = [clauses(text) for text in texts]
+    owner = np.repeat(np.arange(len(texts)), [len(p) for p in parts])
+    vectors = unit([clause for p in parts for clause in p], progress=progress)
     names = list(ASPECTS)
-    centroids = []
-    for name in names:
-        examples = enc.embed_texts(ASPECTS[name][1], tokenizer, model, cache=cache)
-        examples = examples / np.linalg.norm(examples, axis=1, keepdims=True)
-        centroids.append(examples.mean(axis=0))
-    matrix = np.stack(centroids)
-    similarity = vectors @ (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).T
-    best = similarity.argmax(axis=1)
-    return [names[b] if similarity[i, b] >= MIN_SIMILARITY else OTHER for i, b in enumerate(best)]
+    centroids = np.stack([unit(ASPECTS[name][1]).mean(axis=0) for name in names])
+    similarity = vectors @ (centroids / np.linalg.norm(centroids, axis=1, keepdims=True)).T
+    complaint = similarity.max(axis=1) - (vectors @ unit(PRAISE).T).max(axis=1)
+    whole = unit(texts) @ (centroids / np.linalg.norm(centroids, axis=1, keepdims=True)).T
+    aspects = []
+    for i in range(len(texts)):
+        rows = np.flatnonzero(owner == i)
+        best = rows[complaint[rows].argmax()]
+        scores = similarity[best] if complaint[best] > 0 else whole[i]  # no complaint: the text as a whole
+        aspects.append(names[scores.argmax()] if scores.max() >= MIN_SIMILARITY else OTHER)
+    return aspects
 
 
 def tag_reviews(tenant: Tenant, *, progress: Progress = no_progress) -> int:
