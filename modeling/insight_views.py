@@ -232,6 +232,16 @@ def segment_list(request: HttpRequest) -> HttpResponse:
                 return redirect("segment_detail", segment_id=segment.pk)
     learned = list(Segment.objects.filter(kind=Segment.Kind.LEARNED, is_current=True).order_by("-size"))
     rfm = list(Segment.objects.filter(kind=Segment.Kind.RFM).order_by("-size"))
+    # RFM scores rank customers against each other: where most customers have lapsed, a
+    # "Loyal" score can go to lapsed customers. Each group shows the stage most of it is in.
+    mix: dict[int, list[tuple[int, str]]] = {}
+    for row in CustomerInsight.objects.exclude(rfm_segment=None).values("rfm_segment", "stage").annotate(n=Count("id")).order_by():
+        mix.setdefault(row["rfm_segment"], []).append((row["n"], row["stage"]))
+    stage_names = dict(Stage.choices)
+    for segment in rfm:
+        counts = sorted(mix.get(segment.pk, []), reverse=True)
+        total = sum(n for n, _ in counts)
+        segment.mostly = f"{counts[0][0] / total:.0%} {stage_names.get(counts[0][1], counts[0][1]).lower()}" if total else ""
     saved = list(Segment.objects.filter(kind=Segment.Kind.SAVED).order_by("name"))
     for segment in saved:
         segment.live_size = insights.segment_members(segment).count()

@@ -163,3 +163,17 @@ def test_the_at_risk_probability_is_typed_and_shown_in_percent_and_kept_as_a_sha
     assert tenant_a.settings["lifecycle"]["at_risk_probability"] == 0.25
     page = client.get("/lifecycle/").content.decode()
     assert 'name="at_risk_probability" value="25"' in page and "At risk probability (%)" in page
+
+
+def test_each_rfm_group_shows_the_stage_most_of_it_is_in(tenant_a, client, alice) -> None:
+    from modeling.models import CustomerInsight, Segment
+    from tests.test_qa_round5 import insights
+
+    insights(tenant_a, 4, stage="lapsed")
+    with tenant_context(tenant_a):
+        loyal = Segment.objects.create(kind=Segment.Kind.RFM, key="loyal", name="Loyal customers", description="Buy regularly and spend well", size=4)
+        CustomerInsight.objects.update(rfm_segment=loyal)
+        CustomerInsight.objects.filter(pk=CustomerInsight.objects.order_by("pk").first().pk).update(stage="active")
+    client.force_login(alice)
+    page = client.get("/segments/").content.decode()
+    assert '<td class="nowrap">75% lapsed</td>' in page
