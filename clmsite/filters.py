@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import django_filters
+from django import forms
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django_filters.fields import IsoDateTimeField
@@ -31,10 +32,30 @@ class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UTCDateTimeField
 
 
-class ClmFilterSet(django_filters.FilterSet):
-    """The base of every API filter: date-time lookups parse ISO 8601 and compare in UTC."""
+class IdField(forms.IntegerField):
+    """A whole number a bigint holds (a larger one would reach the database as an error)."""
 
-    FILTER_DEFAULTS = {**FILTER_FOR_DBFIELD_DEFAULTS, models.DateTimeField: {"filter_class": UTCDateTimeFilter}}
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(min_value=-(2**63), max_value=2**63 - 1, **kwargs)
+
+
+class IdFilter(django_filters.NumberFilter):
+    """A related object by its numeric id (``?customer=``): an id no object of the shop has
+    (missing, deleted or another shop's) matches nothing, an empty list, as ``?customer_id=``
+    does. django-filter's ModelChoiceFilter answered it 400 "Select a valid choice"."""
+
+    field_class = IdField
+
+
+ID_FILTER = {"filter_class": IdFilter, "extra": lambda field: {"label": f"the {field.verbose_name}'s numeric id (one the shop does not have matches nothing)"}}
+
+
+class ClmFilterSet(django_filters.FilterSet):
+    """The base of every API filter: date-time lookups parse ISO 8601 and compare in UTC, and a
+    related object is named by its numeric id (``IdFilter``)."""
+
+    FILTER_DEFAULTS = {**FILTER_FOR_DBFIELD_DEFAULTS, models.DateTimeField: {"filter_class": UTCDateTimeFilter},
+                       models.ForeignKey: ID_FILTER, models.OneToOneField: ID_FILTER}
 
 
 class ClmFilterBackend(DjangoFilterBackend):

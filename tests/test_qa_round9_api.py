@@ -11,6 +11,7 @@ import pytest
 from clmsite.tenancy import tenant_context
 from customers.models import Customer, Order, Review
 from modeling.models import CustomerInsight, Prediction
+from tests.conftest import api_client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -127,3 +128,31 @@ def test_a_form_encoded_campaign_leaving_out_a_boolean_gets_its_default(tenant_a
     assert (off["skip_running"], off["persuadable_only"]) == (False, True)
     kept = api_a.patch(f"/api/v1/campaigns/{off['id']}/", "name=renamed", content_type=form).json()
     assert (kept["name"], kept["skip_running"], kept["persuadable_only"]) == ("renamed", False, True)
+
+
+# --- 5. An unknown related id is an empty list -----------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["/api/v1/orders/", "/api/v1/reviews/", "/api/v1/predictions/"])
+def test_a_customer_the_shop_does_not_have_filters_to_an_empty_list(tenant_a, tenant_b, api_a, url) -> None:
+    mine = _ties(tenant_a, 2)[0]
+    theirs = _ties(tenant_b, 2)[0]
+    with tenant_context(tenant_a):
+        gone = Customer.objects.create(external_id="GONE")
+        gone_id = gone.pk
+        gone.delete()
+    assert api_a.get(f"{url}?customer={mine.pk}").json()["count"] == 1
+    for unknown in (99_999_999, gone_id, theirs.pk, 0, -1):
+        answer = api_a.get(f"{url}?customer={unknown}")
+        assert answer.status_code == 200 and answer.json() == {"count": 0, "next": None, "previous": None, "results": []}, unknown
+    for malformed in ("abc", "1.5", str(2**63)):
+        answer = api_a.get(f"{url}?customer={malformed}")
+        assert answer.status_code == 400 and list(answer.json()) == ["customer"], malformed
+    # The other way round too: shop B's key sees none of shop A's customer.
+    assert api_client_for(tenant_b).get(f"{url}?customer={mine.pk}").json()["count"] == 0
+
+
+def test_every_related_id_filter_answers_alike(tenant_a, api_a) -> None:
+    # The insights' segments are such filters too.
+    assert api_a.get("/api/v1/insights/?learned_segment=99999").json()["count"] == 0
+    assert list(api_a.get("/api/v1/insights/?rfm_segment=abc").json()) == ["rfm_segment"]
