@@ -176,12 +176,16 @@ class CustomerDetailSerializer(CustomerSerializer):
 
 
 class CustomerFilter(ClmFilterSet):
-    min_orders = django_filters.NumberFilter(field_name="order_count", lookup_expr="gte")
-    max_orders = django_filters.NumberFilter(field_name="order_count", lookup_expr="lte")
-    min_spent = django_filters.NumberFilter(field_name="total_spent", lookup_expr="gte")
-    max_spent = django_filters.NumberFilter(field_name="total_spent", lookup_expr="lte")
-    last_order_after = UTCDateTimeFilter(field_name="last_order_at", lookup_expr="gte")
-    last_order_before = UTCDateTimeFilter(field_name="last_order_at", lookup_expr="lt")
+    # min and max include their value; a date "after" includes its day and "before" excludes it
+    # (a half-open range), as a saved segment's filters do (modeling.insights.apply_filters).
+    min_orders = django_filters.NumberFilter(field_name="order_count", lookup_expr="gte", label="orders at least (inclusive)")
+    max_orders = django_filters.NumberFilter(field_name="order_count", lookup_expr="lte", label="orders at most (inclusive)")
+    min_spent = django_filters.NumberFilter(field_name="total_spent", lookup_expr="gte", label="total spent at least (inclusive)")
+    max_spent = django_filters.NumberFilter(field_name="total_spent", lookup_expr="lte", label="total spent at most (inclusive)")
+    last_order_after = UTCDateTimeFilter(field_name="last_order_at", lookup_expr="gte",
+                                         label="last order at or after this date-time (inclusive); a date alone is its midnight UTC, so its day is included")
+    last_order_before = UTCDateTimeFilter(field_name="last_order_at", lookup_expr="lt",
+                                          label="last order before this date-time (exclusive); a date alone is its midnight UTC, so its day is excluded")
     country = django_filters.CharFilter(lookup_expr="iexact")
 
     class Meta:

@@ -264,9 +264,11 @@ class SavedFiltersSerializer(serializers.Serializer):
     orders_max = serializers.IntegerField(min_value=0, required=False)
     category = serializers.CharField(max_length=128, required=False)
     country = serializers.CharField(max_length=64, required=False)
-    first_order_after = serializers.DateField(required=False)
-    last_order_before = serializers.DateField(required=False)
-    last_order_after = serializers.DateField(required=False)
+    # Bounds: min and max include their value, a date "after" its day and "before" not (UTC
+    # dates), as the customer list's ?last_order_after= and ?last_order_before= do.
+    first_order_after = serializers.DateField(required=False, help_text="first order on or after this day (the day included)")
+    last_order_before = serializers.DateField(required=False, help_text="last order before this day (the day excluded)")
+    last_order_after = serializers.DateField(required=False, help_text="last order on or after this day (the day included)")
 
     def to_internal_value(self, data: Any) -> Any:
         unknown = set(data) - set(self.fields) if isinstance(data, dict) else set()

@@ -420,8 +420,11 @@ SAVED_FILTERS = {
     "churn_max": "churn probability at most", "sentiment_min": "mean review sentiment at least", "sentiment_max": "mean review sentiment at most",
     "spend_min": "total spent at least", "spend_max": "total spent at most", "orders_min": "orders at least", "orders_max": "orders at most",
     "category": "bought from this category", "country": "country", "first_order_after": "first order on or after",
-    "last_order_before": "last order on or before", "last_order_after": "last order on or after",
+    "last_order_before": "last order before", "last_order_after": "last order on or after",
 }
+# A date "after" includes its day and "before" excludes it, as the API's ?last_order_after= and
+# ?last_order_before= do: together a half-open range, [after, before).
+EXCLUSIVE_BOUNDS = ("last_order_before",)
 
 
 FILTER_RANGES = (("churn_min", "churn_max"), ("sentiment_min", "sentiment_max"), ("spend_min", "spend_max"), ("orders_min", "orders_max"),
@@ -431,8 +434,9 @@ FILTER_RANGES = (("churn_min", "churn_max"), ("sentiment_min", "sentiment_max"),
 def crossed_filter_ranges(filters: dict[str, Any]) -> dict[str, str]:
     """The upper bounds set below their lower bound: no customer can match such a segment, so it
     is a mistake to say, not a segment to save (the form and the API both refuse it)."""
-    return {high: f"is below “{SAVED_FILTERS[low]}” ({filters[low]}): no customer can match both" for low, high in FILTER_RANGES
-            if filters.get(low) not in (None, "") and filters.get(high) not in (None, "") and filters[high] < filters[low]}
+    return {high: f"is {'not after' if high in EXCLUSIVE_BOUNDS else 'below'} “{SAVED_FILTERS[low]}” ({filters[low]}): no customer can match both"
+            for low, high in FILTER_RANGES if filters.get(low) not in (None, "") and filters.get(high) not in (None, "")
+            and (filters[high] <= filters[low] if high in EXCLUSIVE_BOUNDS else filters[high] < filters[low])}
 
 
 MONEY_FILTERS = ("spend_min", "spend_max")
@@ -520,7 +524,7 @@ def apply_filters(queryset: QuerySet[CustomerInsight], filters: dict[str, Any]) 
         # One uncorrelated subquery (the category's buyers), not an EXISTS per customer, which
         # SQLite ran as a scan of every order line for each customer.
         queryset = queryset.filter(customer_id__in=Order.objects.filter(items__product__category__iexact=f["category"]).values("customer_id"))
-    for key, lookup in (("first_order_after", "customer__first_order_at__date__gte"), ("last_order_before", "customer__last_order_at__date__lte"),
+    for key, lookup in (("first_order_after", "customer__first_order_at__date__gte"), ("last_order_before", "customer__last_order_at__date__lt"),
                         ("last_order_after", "customer__last_order_at__date__gte")):
         if f.get(key):
             queryset = queryset.filter(**{lookup: f[key]})

@@ -156,3 +156,36 @@ def test_every_related_id_filter_answers_alike(tenant_a, api_a) -> None:
     # The insights' segments are such filters too.
     assert api_a.get("/api/v1/insights/?learned_segment=99999").json()["count"] == 0
     assert list(api_a.get("/api/v1/insights/?rfm_segment=abc").json()) == ["rfm_segment"]
+
+
+# --- 6. "before" excludes its day, everywhere -----------------------------------------------
+
+
+def test_last_order_before_excludes_its_day_in_the_customer_list_and_in_saved_filters(tenant_a, api_a) -> None:
+    from modeling import insights
+    from modeling.models import Segment
+
+    with tenant_context(tenant_a):
+        for external_id, day in (("ON4", 4), ("ON5", 5), ("ON6", 6)):
+            customer = Customer.objects.create(external_id=external_id, last_order_at=dt.datetime(2026, 12, day, 15, tzinfo=dt.UTC), order_count=day)
+            CustomerInsight.objects.create(customer=customer, as_of=dt.date(2026, 12, 7), stage="active", stage_since=dt.date(2026, 12, 1),
+                                           stage_reason="test", action="win_back", action_reason="test")
+
+    def listed(query: str) -> set[str]:
+        return {row["external_id"] for row in api_a.get(f"/api/v1/customers/?{query}").json()["results"]}
+
+    def saved(filters: dict) -> set[str]:
+        with tenant_context(tenant_a):
+            return set(insights.apply_filters(CustomerInsight.objects.all(), filters).values_list("customer__external_id", flat=True))
+
+    assert listed("last_order_before=2026-12-05") == saved({"last_order_before": "2026-12-05"}) == {"ON4"}
+    assert listed("last_order_after=2026-12-05") == saved({"last_order_after": "2026-12-05"}) == {"ON5", "ON6"}
+    assert listed("min_orders=5&max_orders=5") == saved({"orders_min": 5, "orders_max": 5}) == {"ON5"}
+    # A saved segment through the API agrees, and a range that is empty by these bounds is refused.
+    segment = api_a.post("/api/v1/segments/", {"name": "Before the 5th", "filters": {"last_order_before": "2026-12-05"}}, format="json")
+    assert segment.status_code == 201 and segment.json()["size"] == 1
+    empty = api_a.post("/api/v1/segments/", {"name": "Nobody", "filters": {"last_order_after": "2026-12-05", "last_order_before": "2026-12-05"}}, format="json")
+    assert empty.status_code == 400 and list(empty.json()["filters"]) == ["last_order_before"]
+    with tenant_context(tenant_a):
+        assert Segment.objects.filter(kind=Segment.Kind.SAVED).count() == 1
+    assert "before this day (the day excluded)" in str(_schema(api_a)["components"]["schemas"]["SavedFilters"])
