@@ -27,7 +27,7 @@ from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
-from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember
+from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember, Channel
 from clmsite.models import Tenant
 from clmsite.tenancy import tenant_context
 from modeling.exports import spreadsheet_safe
@@ -71,9 +71,11 @@ SMALL_OFFER = Decimal("1.00")
 def preview(campaign: Campaign) -> dict[str, Any]:
     """Live count and value at risk of the audience (before launch)."""
     own_offer = Q(action=campaign.action, action_offer__lt=SMALL_OFFER) if not campaign.offer else Q(pk__in=[])
+    other_channel = Q(action=campaign.action) & ~Q(action_channel__in=["", campaign.channel])
     with tenant_context(campaign.tenant):
         totals = audience(campaign).aggregate(n=Count("id"), at_risk=Sum("priority"), value=Sum("predicted_value"),
-                                              no_contact=Count("id", filter=Q(action=Action.NO_ACTION)), small_offers=Count("id", filter=own_offer))
+                                              no_contact=Count("id", filter=Q(action=Action.NO_ACTION)), small_offers=Count("id", filter=own_offer),
+                                              other_channel=Count("id", filter=other_channel))
         left_out = audience(campaign, leave_out_running=False).count() - totals["n"]
     note = ""
     segment = campaign.segment if campaign.segment_id else None
@@ -94,6 +96,10 @@ def preview(campaign: Campaign) -> dict[str, Any]:
         # unless the merchant says otherwise.
         note = " ".join(filter(None, [note, f"{_count(totals['no_contact'], 'customer')} in it the playbook would leave alone "
                                              "(no action, to save budget): pick the recommended actions to target to leave them out."]))
+    if totals["other_channel"]:
+        note = " ".join(filter(None, [note, f"{_count(totals['other_channel'], 'customer')} in it the playbook would reach by another channel "
+                                             f"than {Channel(campaign.channel).label if campaign.channel in Channel.values else campaign.channel}: "
+                                             "this campaign reaches everyone by its own."]))
     if totals["small_offers"]:
         note = " ".join(filter(None, [note, f"{_count(totals['small_offers'], 'customer')} would get an offer under {campaign.tenant.currency} {SMALL_OFFER:.2f} "
                                              "(a share of a low predicted value): give the campaign one offer for everyone to send none that small."]))
@@ -549,10 +555,11 @@ def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -
         raise CampaignStateError("No customer has this recommended action now.")
     if suggestion["in_running"] == suggestion["customers"]:
         raise CampaignStateError(f"All {_count(suggestion['customers'], 'customer')} with this action are in a running campaign already.")
-    from campaigns.playbook import ensure_default_playbook
-
-    rule = next((r for r in ensure_default_playbook(tenant) if r.action == action), None)
     with tenant_context(tenant):
+        # The channel most of these customers' rules name (rules behind one action can differ;
+        # the preview counts the others).
+        channel = (CustomerInsight.objects.filter(action=action).exclude(action_channel="").values("action_channel")
+                   .annotate(n=Count("id")).order_by("-n", "action_channel").values_list("action_channel", flat=True).first())
         existing = Campaign.objects.filter(state=Campaign.State.DRAFT, action=action, filters={"actions": [action]}).order_by("-created_at").first()
         if existing is not None:
             return existing, False
@@ -563,7 +570,7 @@ def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -
         name = next(candidate for candidate in (name, *(f"{name} ({n})" for n in range(2, len(taken) + 2))) if candidate not in taken)
         campaign = Campaign.objects.create(
             tenant=tenant, name=name, goal=f"Act on the playbook: {suggestion['label'].lower()}", action=action,
-            channel=rule.channel if rule else "email", filters={"actions": [action]}, created_by=user if getattr(user, "pk", None) else None,
+            channel=channel or Channel.EMAIL, filters={"actions": [action]}, created_by=user if getattr(user, "pk", None) else None,
             offer="",  # each customer's own: the rules behind one action cap their offers differently
         )
         _audit(campaign, "draft", user, "web", f"from the suggestion “{suggestion['title']}”")

@@ -177,3 +177,19 @@ def test_each_rfm_group_shows_the_stage_most_of_it_is_in(tenant_a, client, alice
     client.force_login(alice)
     page = client.get("/segments/").content.decode()
     assert '<td class="nowrap">75% lapsed</td>' in page
+
+
+def test_a_suggested_draft_takes_the_channel_most_of_its_customers_rules_name_and_the_preview_counts_the_rest(tenant_a) -> None:
+    from campaigns import services
+    from campaigns.models import Action, Channel
+    from modeling.models import CustomerInsight
+    from tests.test_qa_round5 import insights
+
+    insights(tenant_a, 6)
+    with tenant_context(tenant_a):
+        ids = list(CustomerInsight.objects.order_by("customer_id").values_list("pk", flat=True))
+        CustomerInsight.objects.filter(pk__in=ids[:4]).update(action_channel=Channel.ADS)
+        CustomerInsight.objects.filter(pk__in=ids[4:]).update(action_channel=Channel.EMAIL)
+    campaign, created = services.do_draft_from_suggestion(tenant_a, Action.WIN_BACK)
+    assert created and campaign.channel == Channel.ADS
+    assert "2 customers in it the playbook would reach by another channel than Paid social audience" in services.preview(campaign)["note"]
