@@ -193,3 +193,18 @@ def test_a_suggested_draft_takes_the_channel_most_of_its_customers_rules_name_an
     campaign, created = services.do_draft_from_suggestion(tenant_a, Action.WIN_BACK)
     assert created and campaign.channel == Channel.ADS
     assert "2 customers in it the playbook would reach by another channel than Paid social audience" in services.preview(campaign)["note"]
+
+
+def test_the_customer_list_sorts_by_predicted_value_with_the_unscored_last(tenant_a, client, alice) -> None:
+    from modeling.models import CustomerInsight
+    from tests.test_qa_round5 import insights
+
+    insights(tenant_a, 3)
+    with tenant_context(tenant_a):
+        for value, insight in zip((50, 900, 10), CustomerInsight.objects.order_by("customer_id"), strict=True):
+            CustomerInsight.objects.filter(pk=insight.pk).update(predicted_value=value)
+        Customer.objects.create(external_id="unscored")
+    found = lambda sort: [c.external_id for c in client.get(f"/customers/?sort={sort}").context["page"]]  # noqa: E731
+    client.force_login(alice)
+    assert found("-value") == ["C1", "C0", "C2", "unscored"]
+    assert found("value") == ["C2", "C0", "C1", "unscored"]

@@ -29,6 +29,8 @@ CUSTOMER_SORTS = {
     "-last_order": "-last_order_at",
     "name": "name",
     "-name": "-name",
+    "value": "insight__predicted_value",  # the latest scoring's predicted value (the tier's source)
+    "-value": "-insight__predicted_value",
 }
 
 
@@ -65,7 +67,7 @@ def search_customers(tenant: Tenant, *, query: str = "", sort: str = "-spent", s
         order = CUSTOMER_SORTS.get(sort, "-total_spent")
         field = order.lstrip("-")
         descending = order.startswith("-")
-        if Customer._meta.get_field(field).null:
+        if "__" in field or Customer._meta.get_field(field).null:
             # Customers who never ordered sort last either way.
             expression = F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
             return customers.order_by(expression, "-pk" if descending else "pk")
