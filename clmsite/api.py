@@ -207,8 +207,7 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
         """What the list reads: its filters, search (where it has search fields), ordering,
         the page, the format override and what the view reads itself (``list_query_params``)."""
         accepted = {api_settings.URL_FORMAT_OVERRIDE, *self.list_query_params}
-        if self.paginator is not None:
-            accepted.update(name for name in (getattr(self.paginator, "page_query_param", None), getattr(self.paginator, "page_size_query_param", None)) if name)
+        accepted.update(self.page_query_params())
         for backend in self.filter_backends:
             if issubclass(backend, ClmFilterBackend):
                 filterset = backend().get_filterset_class(self, queryset)
@@ -225,8 +224,16 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
         return {name for name in accepted if name}
 
     def paginate_queryset(self, queryset: Any) -> Any:
-        """Every page of every list (sub-lists too) is cut from one total order (``with_tie_break``)."""
+        """Every page of every list (sub-lists too) is cut from one total order (``with_tie_break``).
+        A sub-list (``/{id}/members/``, ``/{id}/audience/``, ``/{id}/stages/``) has no filters: a
+        query parameter other than the page is refused, not ignored (``?stage=lapsed`` answered
+        every member as if it had filtered them)."""
+        if self.action != "list":
+            refuse_unknown_query_params(self.request, self.page_query_params(), "list")
         return super().paginate_queryset(with_tie_break(queryset) if isinstance(queryset, QuerySet) else queryset)
+
+    def page_query_params(self) -> list[str]:
+        return [name for name in (getattr(self.paginator, "page_query_param", None), getattr(self.paginator, "page_size_query_param", None)) if name]
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
         """A body's unknown and read-only fields are refused (``refuse_unknown_fields``)."""

@@ -189,3 +189,24 @@ def test_last_order_before_excludes_its_day_in_the_customer_list_and_in_saved_fi
     with tenant_context(tenant_a):
         assert Segment.objects.filter(kind=Segment.Kind.SAVED).count() == 1
     assert "before this day (the day excluded)" in str(_schema(api_a)["components"]["schemas"]["SavedFilters"])
+
+
+# --- 7. Sub-lists refuse the filters they do not have ------------------------------------------
+
+
+def test_a_sub_list_refuses_a_query_parameter_it_does_not_take(tenant_a, api_a) -> None:
+    from campaigns import services
+    from campaigns.models import Campaign
+    from modeling.models import Segment
+
+    customers = _ties(tenant_a, 3)
+    with tenant_context(tenant_a):
+        segment = Segment.objects.create(kind=Segment.Kind.SAVED, key="all", name="All", filters={})
+        campaign = Campaign.objects.create(name="Everyone", action="win_back", control_share=0)
+    services.do_launch_campaign(tenant_a, campaign.pk)
+    for url in (f"/api/v1/segments/{segment.pk}/members/", f"/api/v1/campaigns/{campaign.pk}/audience/", f"/api/v1/insights/{customers[0].pk}/stages/"):
+        assert api_a.get(f"{url}?page=1").status_code == 200, url
+        for query in ("stage=lapsed", "search=T001", "bogus=1"):
+            answer = api_a.get(f"{url}?{query}")
+            name = query.split("=")[0]
+            assert answer.status_code == 400 and answer.json() == {name: ["Unknown query parameter; this list takes format, page."]}, (url, query)
