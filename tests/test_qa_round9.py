@@ -208,3 +208,17 @@ def test_the_customer_list_sorts_by_predicted_value_with_the_unscored_last(tenan
     client.force_login(alice)
     assert found("-value") == ["C1", "C0", "C2", "unscored"]
     assert found("value") == ["C2", "C0", "C1", "unscored"]
+
+
+def test_a_missing_page_reminds_a_user_of_several_shops_to_switch(tenant_a, tenant_b, client, alice) -> None:
+    from clmsite.models import Role
+    from clmsite.services import do_add_member
+
+    client.force_login(alice)
+    assert 'data-testid="other-shops"' not in client.get("/customers/999999/").content.decode()  # one shop: nothing to switch to
+    do_add_member(tenant_b, alice, Role.VIEWER)
+    with tenant_context(tenant_b):
+        foreign = Customer.objects.create(external_id="b1")
+    missing, other = client.get("/customers/999999/"), client.get(f"/customers/{foreign.pk}/")
+    assert missing.status_code == other.status_code == 404
+    assert f"You are in {tenant_a.name}." in missing.content.decode() and f"You are in {tenant_a.name}." in other.content.decode()
