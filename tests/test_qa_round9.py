@@ -222,3 +222,21 @@ def test_a_missing_page_reminds_a_user_of_several_shops_to_switch(tenant_a, tena
     missing, other = client.get("/customers/999999/"), client.get(f"/customers/{foreign.pk}/")
     assert missing.status_code == other.status_code == 404
     assert f"You are in {tenant_a.name}." in missing.content.decode() and f"You are in {tenant_a.name}." in other.content.decode()
+
+
+def test_a_command_line_import_is_an_import_job_the_api_and_the_imports_page_list(tenant_a, tmp_path, api_a, client, alice, capsys) -> None:
+    from pathlib import Path
+
+    from django.core.management import call_command
+
+    from tests.conftest import write_csv
+
+    path = write_csv(tmp_path / "orders.csv", "customer_id,order_id,ordered_at,amount\nc1,o1,2025-01-05,20.00\nc2,o2,2025-01-06,30.00\n")
+    call_command("import_data", "--tenant", tenant_a.slug, "--kind", "orders", path)
+    out = capsys.readouterr().out
+    listed = api_a.get("/api/v1/imports/").json()["results"]
+    assert len(listed) == 1 and listed[0]["state"] == "succeeded" and f"(import job {listed[0]['id']})" in out
+    assert listed[0]["summary"]["created"] == 2 and listed[0]["filename"] == "orders.csv"
+    assert Path(path).exists()  # the merchant's own file stays where it was
+    client.force_login(alice)
+    assert "orders.csv" in client.get("/imports/").content.decode()

@@ -51,21 +51,38 @@ def run_import_job(tenant_id: int, job_id: int, *, task: Any = None) -> ImportRe
         log.info("import job %s for tenant %s is not queued; skipping", job_id, tenant_id)
         return None
     path = job.params.get("path", "")
+    result = _run(tenant, job, path)
+    Path(path).unlink(missing_ok=True)  # imported, refused or cancelled, the upload is not needed again: the report keeps the errors
+    return result
+
+
+def do_import_here(tenant: Tenant, kind: str, path: str, *, echo: Any = None) -> tuple[Job, ImportResult | None]:
+    """Import a file in this process (the command line) as an import job, as an upload is:
+    listed on the Imports page and in the API with its result, its progress shown there as it
+    runs (and through ``echo`` here), cancellable from there. The file is left where it is.
+    Returns the job and the result, None when it was cancelled."""
+    job = jobs.create_job(tenant, Job.Kind.IMPORT, params={"kind": kind, "filename": Path(path).name[:200], "source": "command line"})
+    claimed = jobs.claim_job(tenant, job.pk)
+    if claimed is None:  # just created and queued for no worker: only a cancel asked this instant
+        jobs.cancel_job(job, "Cancelled; nothing was imported.")
+        return job, None
+    return claimed, _run(tenant, claimed, path, echo=echo)
+
+
+def _run(tenant: Tenant, job: Job, path: str, *, echo: Any = None) -> ImportResult | None:
     try:
         # The write step is one transaction with no progress reports: the side thread keeps
         # the heartbeat fresh, so the reaper does not take a long write for a dead worker.
         with jobs.heartbeat(job):
-            result = import_csv(tenant, job.params["kind"], path, progress=jobs.JobReporter(job))
+            result = import_csv(tenant, job.params["kind"], path, progress=jobs.JobReporter(job, echo=echo))
     except jobs.JobCancelled:
         jobs.cancel_job(job, "Cancelled; nothing was imported.")
-        Path(path).unlink(missing_ok=True)
         return None
     except Exception:
-        log.exception("import job %s failed", job_id)
+        log.exception("import job %s failed", job.pk)
         jobs.finish_job(job, result={}, succeeded=False, message="The import failed with an internal error; nothing was imported.")
         raise
     too_late = jobs.cancel_was_requested(job)
     message = f"{result.message} (The cancel came too late: the rows were already written.)" if too_late and result.ok else result.message
     jobs.finish_job(job, result=result.as_dict(), succeeded=result.ok, message=message)
-    Path(path).unlink(missing_ok=True)  # imported or refused, the upload is not needed again: the report keeps the errors
     return result

@@ -5,7 +5,8 @@ from tqdm import tqdm
 
 from clmsite.management.base import ClmCommand
 from clmsite.management.commands._tenant import tenant_from_slug
-from customers.services.imports import KINDS, import_csv
+from customers.services.import_jobs import do_import_here
+from customers.services.imports import KINDS
 
 
 class Command(ClmCommand):
@@ -28,13 +29,16 @@ class Command(ClmCommand):
                 bar.set_postfix_str(message)
                 bar.refresh()
 
-            result = import_csv(target, kind, str(path), progress=progress)
+            # A job, as an upload is: the Imports page and the API list it and can cancel it.
+            job, result = do_import_here(target, kind, str(path), echo=progress)
+        if result is None:
+            raise CommandError(f"Import job {job.pk} was cancelled; nothing was imported.")
         if not result.ok:
             self.stderr.write(result.message)
             for error in result.errors:
                 column = f", column {error.column}" if error.column else ""
                 self.stderr.write(f"  row {error.row}{column}: {error.message}")
             raise CommandError(f"Import of {path.name} failed; nothing was imported.")
-        self.stdout.write(self.style.SUCCESS(result.message))
+        self.stdout.write(self.style.SUCCESS(f"{result.message} (import job {job.pk})"))
         for name, value in result.details.items():
             self.stdout.write(f"  {name.replace('_', ' ')}: {value:,}")
