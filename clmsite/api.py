@@ -5,6 +5,7 @@ from the API key (or the session) and scopes every query to it. Subclasses defin
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ from django.db.models.expressions import OrderBy
 from django.http import Http404
 from django_filters.widgets import SuffixedMultiWidget
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
-from rest_framework import exceptions, filters, serializers, status, viewsets
+from rest_framework import exceptions, filters, negotiation, pagination, serializers, status, viewsets
 from rest_framework.fields import empty
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -104,6 +105,38 @@ class OrderingFilter(filters.OrderingFilter):
         return f"Allowed: {', '.join(allowed)} (a leading - reverses the order; separate several with commas)."
 
 
+class PageNumberPagination(pagination.PageNumberPagination):
+    """DRF's pages, except that a page number that is not one (``abc``, ``0``, ``-1``, ``1.5``) is
+    a 400 naming ``page``, as any other malformed parameter is; DRF answered it 404 "Invalid
+    page.", which reads as a missing list. A well-formed page past the last stays a 404."""
+
+    page_query_description = "A page number from 1 (or `last`). One that is not a whole number from 1 is a 400; a page past the last is a 404."
+
+    def get_page_number(self, request: Any, paginator: Any) -> Any:
+        number = super().get_page_number(request, paginator)
+        if re.fullmatch(r"[0-9]*[1-9][0-9]*", str(number)):  # "last" is the number of pages by now
+            return number
+        raise exceptions.ValidationError({self.page_query_param: [f"Not a page number: {str(number)[:50]!r}; a page is a whole number from 1, or last."]})
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        parameters[0]["schema"]["minimum"] = 1
+        return parameters
+
+
+class ContentNegotiation(negotiation.DefaultContentNegotiation):
+    """DRF's, except that an unknown ``?format=`` (``csv``) is a 400 naming ``format`` and the
+    formats there are, not DRF's 404 "Not found.", which reads as a missing endpoint."""
+
+    def select_renderer(self, request: Any, renderers: list[Any], format_suffix: str | None = None) -> Any:
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except Http404:
+            wanted = format_suffix or request.query_params.get(self.settings.URL_FORMAT_OVERRIDE, "")
+            formats = ", ".join(dict.fromkeys(renderer.format for renderer in renderers))
+            raise exceptions.ValidationError({self.settings.URL_FORMAT_OVERRIDE: [f"No format {wanted[:50]!r}; this API answers {formats}."]}) from None
+
+
 class Conflict(exceptions.APIException):
     """The object's state does not allow the request now (a campaign already launched, a job
     already finished): the request itself was well formed, so not a 400."""
@@ -178,6 +211,8 @@ def refuse_a_body(request: Any) -> None:
 class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
     # No PUT: every update is a PATCH of the fields it changes (the README documents no PUT).
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    pagination_class = PageNumberPagination
+    content_negotiation_class = ContentNegotiation
     #: Query parameters a list reads itself, besides its filters, search, ordering and page.
     list_query_params: tuple[str, ...] = ()
 

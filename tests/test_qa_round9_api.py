@@ -210,3 +210,29 @@ def test_a_sub_list_refuses_a_query_parameter_it_does_not_take(tenant_a, api_a) 
             answer = api_a.get(f"{url}?{query}")
             name = query.split("=")[0]
             assert answer.status_code == 400 and answer.json() == {name: ["Unknown query parameter; this list takes format, page."]}, (url, query)
+
+
+# --- 8. A malformed page or format is a 400 naming it ------------------------------------------
+
+
+def test_a_malformed_page_is_a_400_naming_page_and_one_past_the_end_a_404(tenant_a, api_a) -> None:
+    _ties(tenant_a, 60)
+    for page in ("abc", "0", "-1", "1.5", "00"):
+        answer = api_a.get(f"/api/v1/orders/?page={page}")
+        assert answer.status_code == 400 and list(answer.json()) == ["page"], page
+    assert api_a.get("/api/v1/orders/?page=2").json()["count"] == 60 and len(api_a.get("/api/v1/orders/?page=last").json()["results"]) == 10
+    assert api_a.get("/api/v1/orders/?page=3").status_code == 404
+    # Sub-lists page alike.
+    with tenant_context(tenant_a):
+        customer_id = Customer.objects.first().pk
+    assert list(api_a.get(f"/api/v1/insights/{customer_id}/stages/?page=x").json()) == ["page"]
+
+
+def test_an_unknown_format_is_a_400_naming_format(tenant_a, api_a) -> None:
+    answer = api_a.get("/api/v1/orders/?format=csv")
+    assert answer.status_code == 400 and answer["Content-Type"] == "application/json"
+    assert answer.json() == {"format": ["No format 'csv'; this API answers json, api."]}
+    assert api_a.get("/api/v1/orders/?format=json").status_code == 200
+    assert api_a.post("/api/v1/customers/bulk/?format=csv", [{"customer_id": "F1"}], format="json").status_code == 400
+    with tenant_context(tenant_a):
+        assert not Customer.objects.exists()
