@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Any
 
 import django_filters
@@ -46,6 +47,15 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
         list_serializer_class = ModelVersionListSerializer
+
+    def to_representation(self, instance: ModelVersion) -> dict[str, Any]:
+        """``hyperparameters`` as the version's training stored them, but a path on the server
+        (the encoder's ``base_model`` directory) by its name, as ``base_model`` is shown."""
+        data = super().to_representation(instance)
+        if isinstance(data.get("hyperparameters"), dict):
+            data["hyperparameters"] = {key: ModelVersion(base_model=value).base_model_name if isinstance(value, str) and os.path.isabs(value) else value
+                                       for key, value in data["hyperparameters"].items()}
+        return data
 
 
 class JobSerializer(serializers.ModelSerializer):

