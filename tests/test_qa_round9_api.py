@@ -258,3 +258,16 @@ def test_a_models_hyperparameters_name_the_base_model_without_its_path(tenant_a,
     assert [(v["base_model"], v["hyperparameters"]["base_model"]) for v in versions] == [("all-MiniLM-L6-v2", "all-MiniLM-L6-v2"), ("my-encoder", "my-encoder")]
     assert versions[0]["hyperparameters"] == {"base_model": "all-MiniLM-L6-v2", "epochs": 3, "device": "cpu"}
     assert "/" not in str(api_a.get(f"/api/v1/models/{versions[1]['id']}/").json()["hyperparameters"])
+
+
+# --- 10. A CLI date error names the option and the form ------------------------------------------
+
+
+@pytest.mark.parametrize(("command", "option"), [("train", "--as-of"), ("score", "--as-of"), ("lifecycle", "--as-of"), ("seed_demo", "--end-date")])
+def test_a_malformed_date_option_says_what_a_date_looks_like(tenant_a, command, option) -> None:
+    from django.core.management import CommandError, call_command
+
+    args = ["--tenant", tenant_a.slug] if command != "seed_demo" else []
+    with pytest.raises(CommandError) as refused:
+        call_command(command, *args, option, "2026-13-01")
+    assert str(refused.value) == f"Error: argument {option}: 2026-13-01 is not a date like 2026-06-30"

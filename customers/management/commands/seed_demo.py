@@ -3,14 +3,11 @@ import datetime as dt
 from django.core.management.base import CommandError
 
 from clmsite.management.base import ClmCommand
+from clmsite.management.commands._arguments import iso_date
 from customers.services.demo import DEFAULT_CUSTOMERS, DEFAULT_SEED, DemoImportFailed, do_seed_demo
 
 
-def _date(text: str) -> dt.date:
-    try:
-        day = dt.date.fromisoformat(text)
-    except ValueError:
-        raise CommandError(f"--end-date must be a date like 2025-06-30, not '{text}'") from None
+def _check_end(day: dt.date) -> dt.date:
     tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
     if day > tomorrow:  # checked before anything is written: its orders would be refused as future ones
         raise CommandError(f"--end-date must not be after tomorrow ({tomorrow}): the history ends the day before it")
@@ -28,7 +25,7 @@ class Command(ClmCommand):
             "--customers", type=int, default=DEFAULT_CUSTOMERS, help=f"customers in the synthetic shop (default {DEFAULT_CUSTOMERS:,})"
         )
         parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
-        parser.add_argument("--end-date", help="last day of history is the day before this, YYYY-MM-DD (default: today, UTC)")
+        parser.add_argument("--end-date", type=iso_date, help="last day of history is the day before this, YYYY-MM-DD (default: today, UTC)")
         parser.add_argument("--cdnow", action="store_true", help="also load the CDNOW sample into tenant 'cdnow'")
         parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic shop")
 
@@ -37,7 +34,7 @@ class Command(ClmCommand):
             raise CommandError("--customers must be at least 1")
         if no_synthetic and not cdnow:
             raise CommandError("Nothing to load: --no-synthetic needs --cdnow.")
-        day = _date(end_date) if end_date else None
+        day = _check_end(end_date) if end_date else None
 
         def report(message: str, *, ending: str = "\n") -> None:
             self.stdout.write(message, ending=ending)

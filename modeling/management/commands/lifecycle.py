@@ -1,8 +1,7 @@
-import datetime as dt
-
 from django.core.management.base import CommandError
 
 from clmsite.management.base import ClmCommand
+from clmsite.management.commands._arguments import iso_date
 from clmsite.management.commands._tenant import tenant_from_slug
 from modeling.insights import BACKFILL_MONTHS, insights_summary, refresh_insights
 from modeling.management.commands._progress import terminal_progress
@@ -14,7 +13,7 @@ class Command(ClmCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--tenant", required=True)
-        parser.add_argument("--as-of", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD; predictions of that date are used when they exist")
+        parser.add_argument("--as-of", required=True, type=iso_date, help="YYYY-MM-DD; predictions of that date are used when they exist")
         parser.add_argument("--backfill-months", type=int, default=BACKFILL_MONTHS, help="month-end stage snapshots to fill in before the date")
         parser.add_argument("--rebuild-history", action="store_true", help="recompute those snapshots too, not only the missing ones (after the stage rules changed)")
 

@@ -1,8 +1,7 @@
-import datetime as dt
-
 from django.core.management.base import CommandError
 
 from clmsite.management.base import ClmCommand
+from clmsite.management.commands._arguments import iso_date
 from clmsite.management.commands._tenant import tenant_from_slug
 from modeling.insights import insights_summary, refresh_insights
 from modeling.management.commands._progress import queue_or_run_here, terminal_progress
@@ -15,7 +14,7 @@ class Command(ClmCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--tenant", required=True)
-        parser.add_argument("--as-of", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
+        parser.add_argument("--as-of", required=True, type=iso_date, help="YYYY-MM-DD")
         parser.add_argument("--sync", action="store_true", help="score in this process instead of on workers")
 
     def handle(self, *args, tenant, as_of, sync, **options):

@@ -1,8 +1,7 @@
-import datetime as dt
-
 from django.core.management.base import CommandError
 
 from clmsite.management.base import ClmCommand
+from clmsite.management.commands._arguments import iso_date
 from clmsite.management.commands._tenant import tenant_from_slug
 from modeling.management.commands._progress import queue_or_run_here, terminal_progress
 from modeling.services import InvalidAsOf, TrainingAlreadyRunning, active_training, check_as_of, do_start_training
@@ -14,7 +13,7 @@ class Command(ClmCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--tenant", required=True)
-        parser.add_argument("--as-of", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
+        parser.add_argument("--as-of", required=True, type=iso_date, help="YYYY-MM-DD")
         parser.add_argument("--horizon-days", type=int, default=None, help="default: the tenant's horizon (90)")
         parser.add_argument("--family", default="auto", help=f"auto, or one or more of {','.join(FAMILIES)} (comma-separated): the families that may serve")
         parser.add_argument("--sync", action="store_true", help="train in this process instead of on a worker")
