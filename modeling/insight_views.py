@@ -199,7 +199,7 @@ class SavedSegmentForm(forms.Form):
     country = forms.CharField(max_length=64, required=False)
     # A date picker, and ISO dates only: "01/11/2026" would be read as January by one merchant and November by another.
     last_order_after = forms.DateField(required=False, label="Last order on or after", input_formats=["%Y-%m-%d"], widget=forms.DateInput(attrs={"type": "date"}))
-    last_order_before = forms.DateField(required=False, label="Last order on or before", input_formats=["%Y-%m-%d"], widget=forms.DateInput(attrs={"type": "date"}))
+    last_order_before = forms.DateField(required=False, label="Last order before", input_formats=["%Y-%m-%d"], widget=forms.DateInput(attrs={"type": "date"}))
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

@@ -72,7 +72,7 @@ def test_a_line_and_a_review_without_a_product_and_an_insight_without_segments_a
 # --- 2. List filters filter lists, not the object of a detail route ---------------------------------
 
 
-def test_list_filters_on_a_detail_route_do_not_hide_its_object(insights_a, tenant_a, api_a) -> None:
+def test_list_filters_on_a_detail_route_do_not_hide_its_object_and_sub_lists_refuse_them(insights_a, tenant_a, api_a) -> None:
     c1 = insights_a["c1"]
     with tenant_context(tenant_a):
         draft = Campaign.objects.create(tenant=tenant_a, name="Draft", action="win_back")
@@ -82,10 +82,13 @@ def test_list_filters_on_a_detail_route_do_not_hide_its_object(insights_a, tenan
     audience = api_a.get(f"/api/v1/campaigns/{draft.pk}/audience/?state=running")
     retrieved = api_a.get(f"/api/v1/customers/{c1.pk}/?country=zz&search=nobody")
 
-    assert stages.status_code == 200 and [row["stage"] for row in stages.json()["results"]] == ["active", "lapsed"]  # oldest first, as documented
-    assert members.status_code == 200 and [row["customer"] for row in members.json()["results"]] == [c1.pk]
-    assert audience.status_code == 200 and audience.json()["count"] == 0
-    assert retrieved.status_code == 200 and retrieved.json()["external_id"] == "c1"
+    # A sub-list refuses a list's filters (QA round 9: ignored, they looked applied), naming them.
+    for refused, name in ((stages, "stage"), (members, "kind"), (audience, "state")):
+        assert refused.status_code == 400 and name in refused.json(), (name, refused.json())
+    assert [row["stage"] for row in api_a.get(f"/api/v1/insights/{c1.pk}/stages/").json()["results"]] == ["active", "lapsed"]  # oldest first, as documented
+    assert [row["customer"] for row in api_a.get(f"/api/v1/segments/{insights_a['learned'].pk}/members/").json()["results"]] == [c1.pk]
+    assert api_a.get(f"/api/v1/campaigns/{draft.pk}/audience/").json()["count"] == 0
+    assert retrieved.status_code == 200 and retrieved.json()["external_id"] == "c1"  # a detail route still ignores list filters
     assert api_a.get("/api/v1/insights/?stage=active").json()["count"] == 1  # the list still filters
 
 
