@@ -72,9 +72,12 @@ class RuleForm(forms.ModelForm):
             if catch_all is not None:
                 self.add_error("position", f"“{catch_all.name}” (order {catch_all.position}) matches every customer first, so this rule would never apply; give it a lower number.")
             # The other way round: a rule without conditions hides every enabled rule after it.
+            # (A condition that failed its own check is not missing: it is skipped here.)
             conditions = {name: data.get(name) for name in self.CONDITIONS}
-            later = PlaybookRule.objects.filter(enabled=True, position__gte=position).exclude(pk=self.instance.pk).order_by("position")
-            hidden = [rule.name for rule in later] if PlaybookRule(**conditions).matches_everyone() else []
+            checked_after = Q(position__gt=position) | Q(position=position, pk__gt=self.instance.pk) if self.instance.pk else Q(position__gt=position)
+            later = PlaybookRule.objects.filter(checked_after, enabled=True).exclude(pk=self.instance.pk).order_by("position", "pk")
+            no_conditions = not any(name in self.errors for name in self.CONDITIONS) and PlaybookRule(**conditions).matches_everyone()
+            hidden = [rule.name for rule in later] if no_conditions else []
             if hidden:
                 names = ", ".join(f"“{name}”" for name in hidden[:3]) + (f" and {len(hidden) - 3} more" if len(hidden) > 3 else "")
                 self.add_error(None, f"This rule has no conditions, so it matches every customer and {names} after it would never apply: "

@@ -30,8 +30,23 @@ class UnaccentContains(Lookup):
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
-        pattern = "%" + connection.ops.prep_for_like_query(str(self.rhs)) + "%"
-        return f"UPPER(UNACCENT({lhs})) LIKE UPPER(UNACCENT(%s)) ESCAPE '\\'", [*lhs_params, pattern]
+        if not has_unaccent(connection):  # a database without the extension: plain icontains
+            return f"UPPER({lhs}) LIKE UPPER(%s) ESCAPE '\\'", [*lhs_params, "%" + connection.ops.prep_for_like_query(str(self.rhs)) + "%"]
+        # The term's wildcards are escaped after UNACCENT, which maps "％" to "%" and "＿" to "_".
+        escaped = r"REPLACE(REPLACE(REPLACE(UPPER(UNACCENT(%s)), '\', '\\'), '%%', '\%%'), '_', '\_')"
+        return f"UPPER(UNACCENT({lhs})) LIKE '%%' || {escaped} || '%%' ESCAPE '\\'", [*lhs_params, str(self.rhs)]
+
+
+def has_unaccent(connection: Any) -> bool:
+    """Whether the database has an UNACCENT function (asked once per connection): SQLite always
+    (registered below); PostgreSQL when migration customers 0008 could create the extension."""
+    if connection.vendor != "postgresql":
+        return True
+    if getattr(connection, "clm_has_unaccent", None) is None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT to_regprocedure('unaccent(text)') IS NOT NULL")
+            connection.clm_has_unaccent = bool(cursor.fetchone()[0])
+    return connection.clm_has_unaccent
 
 
 def register_sqlite_unaccent(sender: Any, connection: Any, **kwargs: Any) -> None:

@@ -86,18 +86,20 @@ def classify_aspects(texts: list[str], progress: Progress = no_progress) -> list
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
 
     parts = [clauses(text) for text in texts]
-    owner = np.repeat(np.arange(len(texts)), [len(p) for p in parts])
+    ends = np.cumsum([len(p) for p in parts])
     vectors = unit([clause for p in parts for clause in p], progress=progress)
     names = list(ASPECTS)
     centroids = np.stack([unit(ASPECTS[name][1]).mean(axis=0) for name in names])
-    similarity = vectors @ (centroids / np.linalg.norm(centroids, axis=1, keepdims=True)).T
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    similarity = vectors @ centroids.T
     complaint = similarity.max(axis=1) - (vectors @ unit(PRAISE).T).max(axis=1)
-    whole = unit(texts) @ (centroids / np.linalg.norm(centroids, axis=1, keepdims=True)).T
+    best = [start + int(complaint[start:end].argmax()) for start, end in zip(np.r_[0, ends[:-1]], ends, strict=True)]
+    # A review with no complaint-like clause is read whole (only these are embedded again).
+    unsure = [i for i, row in enumerate(best) if complaint[row] <= 0]
+    whole = dict(zip(unsure, unit([texts[i] for i in unsure]) @ centroids.T, strict=True)) if unsure else {}
     aspects = []
-    for i in range(len(texts)):
-        rows = np.flatnonzero(owner == i)
-        best = rows[complaint[rows].argmax()]
-        scores = similarity[best] if complaint[best] > 0 else whole[i]  # no complaint: the text as a whole
+    for i, row in enumerate(best):
+        scores = whole.get(i, similarity[row])
         aspects.append(names[scores.argmax()] if scores.max() >= MIN_SIMILARITY else OTHER)
     return aspects
 

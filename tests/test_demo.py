@@ -405,7 +405,7 @@ def test_command_reports_a_failed_import_without_a_traceback(monkeypatch: pytest
     ("arguments", "message"),
     [
         (["--no-synthetic"], "needs --cdnow"),
-        (["--end-date", "30/06/2025"], "--end-date must be a date"),
+        (["--end-date", "30/06/2025"], "argument --end-date: 30/06/2025 is not a date like"),
         (["--customers", "0"], "at least 1"),
     ],
 )

@@ -35,6 +35,8 @@ def test_customer_search_ignores_accents_and_case_on_both_sides(named, tenant_b,
     assert found(named, "jurgen") == {"c2"}
     # Wildcards in the query are literal characters.
     assert found(named, "100%") == {"c5"} and found(named, "n_C") == {"c5"} and found(named, "%") == {"c5"}
+    # ...also when UNACCENT makes them: the full-width "％" and "＿" are the characters, not wildcards.
+    assert found(named, "％") == found(named, "＿") == {"c5"} and found(named, "＼") == set()
     assert found(named, "Bruckner, Anna") == {"c1"}
     assert found(tenant_b, "bruckner") == set()  # still one shop's customers
     # The customer list and the API search the same way.
@@ -61,6 +63,16 @@ def test_the_sqlite_unaccent_matches_postgresql_spelling() -> None:
 
     register_sqlite_unaccent(None, Wrapper)
     assert Wrapper.connection.execute("SELECT UPPER(UNACCENT('Jürgen Müller')) LIKE UPPER(UNACCENT('%muller%'))").fetchone() == (1,)
+
+
+def test_without_the_unaccent_extension_search_falls_back_to_plain_icontains(named) -> None:
+    from django.db import connection
+
+    connection.clm_has_unaccent = False  # as on a database where migration 0008 could not create it
+    try:
+        assert found(named, "müller") == {"c2"} and found(named, "muller") == set() and found(named, "%") == {"c5"}
+    finally:
+        connection.clm_has_unaccent = None
 
 
 def test_the_campaign_audience_download_opens_in_excel_as_utf8(tenant_a, client, alice) -> None:
@@ -107,19 +119,23 @@ def test_a_rule_without_conditions_placed_early_is_refused_naming_the_rules_it_w
     from campaigns.models import PlaybookRule
     from campaigns.playbook import ensure_default_playbook
 
-    rules = ensure_default_playbook(tenant_a)
-    first = min(rules, key=lambda rule: rule.position)
+    rules = sorted(ensure_default_playbook(tenant_a), key=lambda rule: (rule.position, rule.pk))
+    first, second = rules[0], rules[1]
     client.force_login(alice)
+    # At the first rule's number it comes after the first rule (the older one goes first) and hides the rest.
     early = client.post("/playbook/new/", {"position": first.position, "name": "QA rule", "enabled": "on", "action": "cross_sell", "channel": "email"})
     assert early.status_code == 200
     page = early.content.decode()
-    assert "This rule has no conditions, so it matches every customer and" in page and f"“{first.name}”" in page
+    assert "This rule has no conditions, so it matches every customer and" in page and f"“{second.name}”" in page and f"“{first.name}”" not in page
+    # A condition that failed its own check does not make the rule look condition-less.
+    invalid = client.post("/playbook/new/", {"position": first.position, "name": "QA rule", "enabled": "on", "action": "cross_sell", "channel": "email", "churn_min": "7"})
+    assert "Between 0 and 1." in invalid.content.decode() and "This rule has no conditions" not in invalid.content.decode()
     with tenant_context(tenant_a):
         assert not PlaybookRule.objects.filter(name="QA rule").exists()
     # With a condition it is saved; the closing catch-all can still be edited in its place.
     saved = client.post("/playbook/new/", {"position": first.position, "name": "QA rule", "enabled": "on", "action": "cross_sell", "channel": "email", "churn_min": "0.9"})
     assert saved.status_code == 302
-    last = max(rules, key=lambda rule: rule.position)
+    last = rules[-1]
     edit = client.post(f"/playbook/{last.pk}/", {"position": last.position, "name": last.name, "enabled": "on", "action": last.action, "channel": last.channel})
     assert edit.status_code == 302
 
@@ -176,7 +192,7 @@ def test_each_rfm_group_shows_the_stage_most_of_it_is_in(tenant_a, client, alice
         CustomerInsight.objects.filter(pk=CustomerInsight.objects.order_by("pk").first().pk).update(stage="active")
     client.force_login(alice)
     page = client.get("/segments/").content.decode()
-    assert '<td class="nowrap">75% lapsed</td>' in page
+    assert '<td>75% lapsed</td>' in page
 
 
 def test_a_suggested_draft_takes_the_channel_most_of_its_customers_rules_name_and_the_preview_counts_the_rest(tenant_a) -> None:
@@ -240,3 +256,20 @@ def test_a_command_line_import_is_an_import_job_the_api_and_the_imports_page_lis
     assert Path(path).exists()  # the merchant's own file stays where it was
     client.force_login(alice)
     assert "orders.csv" in client.get("/imports/").content.decode()
+
+
+def test_the_migration_keeps_stored_last_order_before_filters_selecting_the_same_customers() -> None:
+    """0009 moves a saved segment's and an unlaunched campaign's date one day on, now that the
+    date is excluded; a launched campaign's is left as it was (its audience is frozen)."""
+    import importlib
+
+    migration = importlib.import_module("campaigns.migrations.0009_last_order_before_excludes_its_day")
+    assert migration._shift({"last_order_before": "2026-12-05", "stages": ["lapsed"]}, 1) == {"last_order_before": "2026-12-06", "stages": ["lapsed"]}
+    assert migration._shift({"last_order_before": "2026-12-31"}, 1) == {"last_order_before": "2027-01-01"}
+    assert migration._shift({"stages": ["lapsed"]}, 1) is None and migration._shift({"last_order_before": "junk"}, 1) is None
+
+
+def test_the_api_answers_json_only_even_to_a_browser(api_a) -> None:
+    browser = api_a.get("/api/v1/customers/", HTTP_ACCEPT="text/html,application/xhtml+xml,*/*;q=0.8")
+    assert browser.status_code == 200 and browser["Content-Type"] == "application/json"
+    assert api_a.get("/api/v1/customers/?format=api").status_code in (400, 404)

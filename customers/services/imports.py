@@ -29,7 +29,6 @@ import json
 import math
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -1308,6 +1307,9 @@ def _present_columns(spec: Spec, header: list[str]) -> set[str]:
 SHOP_LOCK = 7301
 # How often an import waiting for another import of its shop tries the lock again.
 SHOP_LOCK_RETRY_SECONDS = 0.25
+# An import gives up waiting for another of its shop after this long (a first import of a few
+# million lines writes for minutes; none writes for an hour).
+SHOP_LOCK_MAX_WAIT_SECONDS = 3600
 
 
 @contextmanager
@@ -1318,11 +1320,15 @@ def _shop_lock_reporting_the_wait(tenant: Tenant, progress: ProgressCallback) ->
     write transaction would wait silently, past the job's last chance to be cancelled.
     Advisory locks are re-entrant within a session, so the transaction's own xact lock is
     then taken at once. A bulk API upsert, which reports nothing, waits on that one."""
+    deadline = time.monotonic() + SHOP_LOCK_MAX_WAIT_SECONDS
     with connection.cursor() as cursor:
         while True:
             cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [SHOP_LOCK, tenant.pk])
             if cursor.fetchone()[0]:
                 break
+            if time.monotonic() > deadline:
+                raise ImportError_(f"Another import of this shop has been writing for over {SHOP_LOCK_MAX_WAIT_SECONDS // 60} minutes; "
+                                   "nothing was imported. Try again once it has finished (the Imports page shows it).")
             progress(0.6, "Waiting for another import of this shop to finish")
             time.sleep(SHOP_LOCK_RETRY_SECONDS)
     try:
@@ -1332,10 +1338,10 @@ def _shop_lock_reporting_the_wait(tenant: Tenant, progress: ProgressCallback) ->
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [SHOP_LOCK, tenant.pk])
         except DatabaseError:
-            if sys.exc_info()[0] is None:
-                raise
-            # The connection failed along with the error that brought us here (and its lock
-            # went with it); that error is reported.
+            # A session lock must not outlive the import on a reused connection: closing the
+            # connection ends the session and releases it. (When the connection failed along
+            # with the import, the lock went with it.)
+            connection.close()
 
 
 def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], progress: ProgressCallback | None, *, from_file: bool = True) -> ImportResult:
