@@ -318,7 +318,7 @@ def test_every_customer_in_the_review_alerts_gets_service_recovery(scored_shop, 
     client.force_login(alice)
     page = client.get("/").content.decode()
     assert f'data-testid="kpi-at_risk"><span class="label">At risk</span><a class="value" href="/customers/?stage=at_risk" title="the at risk customers">{at_risk:,}</a>' in page
-    assert f'data-testid="kpi-lapsed"><span class="label">Lapsed</span><span class="value">{lapsed:,}</span>' in page
+    assert f'data-testid="kpi-lapsed"><span class="label">Lapsed</span><a class="value" href="/customers/?stage=lapsed" title="the lapsed customers">{lapsed:,}</a>' in page
     assert page.count("Service recovery") >= len(overview["alerts"])
 
     # A rule the merchant places above service recovery wins for the customers it matches.

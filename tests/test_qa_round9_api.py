@@ -231,7 +231,7 @@ def test_a_malformed_page_is_a_400_naming_page_and_one_past_the_end_a_404(tenant
 def test_an_unknown_format_is_a_400_naming_format(tenant_a, api_a) -> None:
     answer = api_a.get("/api/v1/orders/?format=csv")
     assert answer.status_code == 400 and answer["Content-Type"] == "application/json"
-    assert answer.json() == {"format": ["No format 'csv'; this API answers json, api."]}
+    assert answer.json() == {"format": ["No format 'csv'; this API answers json."]}
     assert api_a.get("/api/v1/orders/?format=json").status_code == 200
     assert api_a.post("/api/v1/customers/bulk/?format=csv", [{"customer_id": "F1"}], format="json").status_code == 400
     with tenant_context(tenant_a):
