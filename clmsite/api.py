@@ -299,6 +299,11 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
         """The least role the action needs (``clmsite.permissions.required_role``)."""
         return required_role(request, self)
 
+    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if request.method == "DELETE":  # a body sent with a delete must not read as a condition of it
+            refuse_a_body(request)
+
 
 def _a(role: str) -> str:
     return f"{'an' if role[0] in 'aeiou' else 'a'} {role}"

@@ -187,6 +187,7 @@ class CustomerFilter(ClmFilterSet):
     last_order_before = UTCDateTimeFilter(field_name="last_order_at", lookup_expr="lt",
                                           label="last order before this date-time (exclusive); a date alone is its midnight UTC, so its day is excluded")
     country = django_filters.CharFilter(lookup_expr="iexact")
+    email = django_filters.CharFilter(lookup_expr="iexact", label="compared without case, as mail servers compare addresses in practice")
 
     class Meta:
         model = Customer

@@ -271,3 +271,17 @@ def test_a_malformed_date_option_says_what_a_date_looks_like(tenant_a, command, 
     with pytest.raises(CommandError) as refused:
         call_command(command, *args, option, "2026-13-01")
     assert str(refused.value) == f"Error: argument {option}: 2026-13-01 is not a date like 2026-06-30"
+
+
+def test_a_delete_with_a_body_is_refused_and_an_email_filter_ignores_case(tenant_a, api_a) -> None:
+    from clmsite.models import Role
+
+    with tenant_context(tenant_a):
+        customer = Customer.objects.create(external_id="QA-DEL", email="Robert.Hall1@example.com")
+    assert [r["external_id"] for r in api_a.get("/api/v1/customers/?email=robert.hall1@EXAMPLE.com").json()["results"]] == ["QA-DEL"]
+    admin = api_client_for(tenant_a, Role.ADMIN)
+    refused = admin.delete(f"/api/v1/customers/{customer.pk}/", {"x": 1}, format="json")
+    assert refused.status_code == 400
+    with tenant_context(tenant_a):
+        assert Customer.objects.filter(pk=customer.pk).exists()
+    assert admin.delete(f"/api/v1/customers/{customer.pk}/").status_code == 204
