@@ -186,6 +186,11 @@ def refuse_unknown_query_params(request: Any, accepted: Iterable[str] = (), what
     unknown = [name for name in request.query_params if name not in accepted]
     if unknown:
         raise exceptions.ValidationError({name: [f"Unknown query parameter; this {what} takes {', '.join(sorted(accepted))}."] for name in unknown})
+    # Each parameter takes one value: with two, one would be dropped without a word
+    # (?country=DE&country=US answered the US customers only).
+    repeated = {name: len(values) for name, values in request.query_params.lists() if len(values) > 1}
+    if repeated:
+        raise exceptions.ValidationError({name: [f"Given {n} times; give it once (each parameter takes one value)."] for name, n in repeated.items()})
 
 
 def missing_boolean_is_default(serializer: serializers.Serializer) -> None:

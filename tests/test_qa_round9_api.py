@@ -285,3 +285,10 @@ def test_a_delete_with_a_body_is_refused_and_an_email_filter_ignores_case(tenant
     with tenant_context(tenant_a):
         assert Customer.objects.filter(pk=customer.pk).exists()
     assert admin.delete(f"/api/v1/customers/{customer.pk}/").status_code == 204
+
+
+def test_a_repeated_query_parameter_is_refused_not_half_obeyed(api_a) -> None:
+    answer = api_a.get("/api/v1/customers/?country=DE&country=US")
+    assert answer.status_code == 400 and answer.json() == {"country": ["Given 2 times; give it once (each parameter takes one value)."]}
+    assert api_a.get("/api/v1/orders/?page=1&page=2").status_code == 400
+    assert api_a.get("/api/v1/customers/?country=DE").status_code == 200
