@@ -91,6 +91,10 @@ class RetrainSerializer(serializers.Serializer):
     horizon_days = serializers.IntegerField(required=False, min_value=1, max_value=730)
     family = serializers.CharField(default="auto", max_length=100,
                                    help_text=f"auto (every family), or one or more of {', '.join(FAMILIES)}, comma-separated, as the CLI's --family")
+    sentiment_candidates = serializers.ListField(
+        child=serializers.ChoiceField(choices=["ngram", "transformer"]), required=False, allow_empty=False, max_length=2,
+        help_text="the review-sentiment models to train this time, as the CLI's --sentiment-candidates (default: the shop's setting, else both; "
+                  "[\"ngram\"] skips fine-tuning the transformer, minutes on a CPU)")
 
     def validate_family(self, value: str) -> str:
         try:

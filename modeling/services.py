@@ -84,10 +84,12 @@ def check_as_of(tenant: Tenant, as_of: dt.date) -> dt.date:
 
 
 def do_start_training(
-    tenant: Tenant, *, as_of: dt.date | None = None, horizon_days: int | None = None, family: str = "auto", score_after: bool = True, acting_user: Any = None
+    tenant: Tenant, *, as_of: dt.date | None = None, horizon_days: int | None = None, family: str = "auto", score_after: bool = True,
+    sentiment_candidates: list[str] | None = None, acting_user: Any = None,
 ) -> Job:
     """Queue a training job on the gpu queue; refuse if one is already queued or running, or
-    if the as-of date is out of range (``InvalidAsOf``)."""
+    if the as-of date is out of range (``InvalidAsOf``). ``sentiment_candidates`` (ngram,
+    transformer) replaces the shop's setting for this run only."""
     from modeling.tasks import train_models_task
 
     params = {
@@ -96,6 +98,8 @@ def do_start_training(
         "family": family,
         "score_after": score_after,
     }
+    if sentiment_candidates:
+        params["sentiment_candidates"] = list(sentiment_candidates)
     try:
         with transaction.atomic():
             job = jobs.create_job(tenant, Job.Kind.TRAIN, params=params, acting_user=acting_user)

@@ -67,6 +67,8 @@ def train_models_task(self, tenant_id: int, job_id: int) -> None:
 
     def train(tenant: Tenant, job: Job) -> tuple[dict[str, Any], str]:
         params = job.params
+        if params.get("sentiment_candidates"):  # this run's choice; the shop's saved settings are unchanged
+            tenant.settings = {**tenant.settings, "sentiment_candidates": params["sentiment_candidates"]}
         report = train_models(
             tenant, dt.date.fromisoformat(params["as_of"]), params.get("horizon_days"), family=params.get("family", "auto"),
             job_id=job.pk, progress=jobs.JobReporter(job), acting_user=job.created_by,

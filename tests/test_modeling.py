@@ -306,6 +306,26 @@ def test_a_retrain_job_trains_then_queues_scoring(trained, django_capture_on_com
         assert Prediction.objects.filter(as_of=END).exists()
 
 
+def test_the_api_retrain_can_choose_the_sentiment_candidates_for_one_run(trained, django_capture_on_commit_callbacks):
+    """As the CLI's --sentiment-candidates: ["ngram"] skips fine-tuning the transformer this
+    time, without changing the shop's setting."""
+    tenant, _ = trained
+    tenant.settings = {"sentiment_candidates": ["transformer"]}  # what this run must not follow
+    tenant.save()
+    admin = api_client_for(tenant, Role.ADMIN)
+    assert admin.post("/api/v1/models/retrain/", {"sentiment_candidates": ["bert"]}, format="json").status_code == 400
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = admin.post("/api/v1/models/retrain/", {"as_of": END.isoformat(), "family": "bgnbd", "sentiment_candidates": ["ngram"]}, format="json")
+    assert answer.status_code == 202
+    with tenant_context(tenant):
+        job = Job.objects.get(pk=answer.json()["id"])
+        assert job.state == Job.State.SUCCEEDED and job.params["sentiment_candidates"] == ["ngram"]
+        trained_now = set(ModelVersion.objects.filter(job=job, target="sentiment").values_list("family", flat=True))
+    assert trained_now == {"ngram"}
+    tenant.refresh_from_db()
+    assert tenant.settings == {"sentiment_candidates": ["transformer"]}
+
+
 def test_model_pages_render(trained, client, alice):
     tenant, _ = trained
     client.force_login(alice)
