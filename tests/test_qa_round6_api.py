@@ -142,7 +142,7 @@ def test_every_writable_endpoint_refuses_unknown_and_read_only_fields(insights_a
     names = {"import": "delimiter", "campaign": "audience", "campaign state": "state", "campaign edit": "audience_size", "segment": "kind", "retrain": "horizon", "score": "date", "rollback": "version"}
     for label, response in answers.items():
         assert response.status_code == 400 and list(response.json()) == [names[label]], (label, response.json())
-    assert answers["retrain"].json()["horizon"] == ["Unknown field; this operation writes as_of, family, horizon_days."]
+    assert answers["retrain"].json()["horizon"] == ["Unknown field; this operation writes as_of, family, horizon_days, sentiment_candidates."]
     with tenant_context(tenant_a):
         assert (Campaign.objects.count(), Segment.objects.count(), Job.objects.count()) == counts
         assert Campaign.objects.get(pk=draft.pk).name == "Draft"
