@@ -77,32 +77,32 @@ def preview(campaign: Campaign) -> dict[str, Any]:
                                               no_contact=Count("id", filter=Q(action=Action.NO_ACTION)), small_offers=Count("id", filter=own_offer),
                                               other_channel=Count("id", filter=other_channel))
         left_out = audience(campaign, leave_out_running=False).count() - totals["n"]
-    note = ""
+    notes = []  # what the count alone would not say, each a sentence or two
+    if left_out:
+        held = "in a running campaign already" if campaign.skip_running else "in a running campaign's control group"
+        notes.append(f"{_count(left_out, 'customer')} {'is' if left_out == 1 else 'are'} left out: {held}.")
     segment = campaign.segment if campaign.segment_id else None
     if segment is not None and segment.kind == segment.Kind.LEARNED and not segment.is_current:
-        note = (f"The learned segment “{segment.name}” was retired by the latest clustering and has no members now: "
-                "edit the campaign and pick a current segment.")
+        notes.append(f"The learned segment “{segment.name}” was retired by the latest clustering and has no members now: "
+                     "edit the campaign and pick a current segment.")
     elif campaign.persuadable_only:
         from campaigns.uplift import model_for
 
         if model_for(campaign.tenant, campaign.action) is None:
-            note = ("No campaign with this action has completed yet, so there is no uplift model to find the persuadable: "
-                    "'Persuadable only' keeps the whole audience until one has.")
-    if left_out:
-        held = "in a running campaign already" if campaign.skip_running else "in a running campaign's control group"
-        note = " ".join(filter(None, [f"{_count(left_out, 'customer')} {'is' if left_out == 1 else 'are'} left out: {held}.", note]))
+            notes.append("No campaign with this action has completed yet, so there is no uplift model to find the persuadable: "
+                         "'Persuadable only' keeps the whole audience until one has.")
     if totals["no_contact"]:
         # A segment holds customers the playbook would leave alone; the campaign reaches them
         # unless the merchant says otherwise.
-        note = " ".join(filter(None, [note, f"{_count(totals['no_contact'], 'customer')} in it the playbook would leave alone "
-                                             "(no action, to save budget): pick the recommended actions to target to leave them out."]))
+        notes.append(f"{_count(totals['no_contact'], 'customer')} in it the playbook would leave alone "
+                     "(no action, to save budget): pick the recommended actions to target to leave them out.")
     if totals["other_channel"]:
-        note = " ".join(filter(None, [note, f"{_count(totals['other_channel'], 'customer')} in it the playbook would reach by another channel "
-                                             f"than {Channel(campaign.channel).label if campaign.channel in Channel.values else campaign.channel}: "
-                                             "this campaign reaches everyone by its own."]))
+        notes.append(f"{_count(totals['other_channel'], 'customer')} in it the playbook would reach by another channel "
+                     f"than {campaign.get_channel_display()}: this campaign reaches everyone by its own.")
     if totals["small_offers"]:
-        note = " ".join(filter(None, [note, f"{_count(totals['small_offers'], 'customer')} would get an offer under {campaign.tenant.currency} {SMALL_OFFER:.2f} "
-                                             "(a share of a low predicted value): give the campaign one offer for everyone to send none that small."]))
+        notes.append(f"{_count(totals['small_offers'], 'customer')} would get an offer under {campaign.tenant.currency} {SMALL_OFFER:.2f} "
+                     "(a share of a low predicted value): give the campaign one offer for everyone to send none that small.")
+    note = " ".join(notes)
     # Money to the cent: a sum of floats would show its noise (17236.12000000001).
     return {"size": totals["n"], "left_out_running": left_out, "value_at_risk": round(float(totals["at_risk"] or 0.0), 2), "predicted_value": round(float(totals["value"] or 0.0), 2), "note": note,
             "control": control_size(campaign.control_share, totals["n"]), "launch_summary": launch_summary(totals["n"], control_size(campaign.control_share, totals["n"]))}

@@ -11,6 +11,7 @@ import unicodedata
 from typing import Any
 
 from django.db.models import CharField, Lookup
+from django.db.models.lookups import IContains
 
 # Letters that Unicode does not decompose into a base letter plus accent, spelt as
 # PostgreSQL's unaccent.rules spells them, so that both databases match alike.
@@ -29,9 +30,9 @@ class UnaccentContains(Lookup):
     lookup_name = "uicontains"
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
-        lhs, lhs_params = self.process_lhs(compiler, connection)
         if not has_unaccent(connection):  # a database without the extension: plain icontains
-            return f"UPPER({lhs}) LIKE UPPER(%s) ESCAPE '\\'", [*lhs_params, "%" + connection.ops.prep_for_like_query(str(self.rhs)) + "%"]
+            return IContains(self.lhs, self.rhs).as_sql(compiler, connection)
+        lhs, lhs_params = self.process_lhs(compiler, connection)
         # The term's wildcards are escaped after UNACCENT, which maps "％" to "%" and "＿" to "_".
         escaped = r"REPLACE(REPLACE(REPLACE(UPPER(UNACCENT(%s)), '\', '\\'), '%%', '\%%'), '_', '\_')"
         return f"UPPER(UNACCENT({lhs})) LIKE '%%' || {escaped} || '%%' ESCAPE '\\'", [*lhs_params, str(self.rhs)]

@@ -117,7 +117,7 @@ def switch_tenant(request: HttpRequest) -> HttpResponse:
 NEW_KEY_SESSION = "clm_new_api_key"
 
 
-API_KEY_NAME_MAX = 100  # ApiKey.name's length
+API_KEY_NAME_MAX = ApiKey._meta.get_field("name").max_length
 
 
 @tenant_required(Role.ADMIN)

@@ -58,9 +58,14 @@ class ThresholdsForm(forms.Form):
     UNITS = {"usual_gap_days": " days", "repurchase_window_days": " days", "lapse_days": " days", "overdue_factor": "×", "at_risk_probability": "%"}
 
     @classmethod
+    def number(cls, name: str, value: float) -> str:
+        """A threshold's number as its field takes it: 30 for a PercentField's 0.3, 45, 2.5."""
+        return f"{value * 100 if isinstance(cls.base_fields[name], PercentField) else value:g}"
+
+    @classmethod
     def shown(cls, name: str, value: float) -> str:
-        """A threshold as the form shows it: 30%, 45 days, 2.5×."""
-        return f"{value * 100 if name == 'at_risk_probability' else value:g}{cls.UNITS[name]}"
+        """A threshold with its unit: 30%, 45 days, 2.5×."""
+        return cls.number(name, value) + cls.UNITS[name]
 
     def __init__(self, *args: Any, derived: lifecycle.Thresholds | None = None, in_effect: lifecycle.Thresholds | None = None, **kwargs: Any) -> None:
         """``derived``: what the shop's own order gaps give; shown as each field's placeholder
@@ -77,7 +82,7 @@ class ThresholdsForm(forms.Form):
             else:
                 source = "default (too few repeat orders to derive)"
             value = getattr(derived, name)
-            field.widget.attrs["placeholder"] = self.shown(name, value).removesuffix(self.UNITS[name])
+            field.widget.attrs["placeholder"] = self.number(name, value)
             field.help_text = f"{field.help_text}; {source}: {self.shown(name, value)}"
             if in_effect is not None and getattr(in_effect, name) != value:
                 field.help_text += f"; in effect: {self.shown(name, getattr(in_effect, name))} (your setting)"
