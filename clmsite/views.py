@@ -142,7 +142,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
         return redirect("api_keys")
     new_key = request.session.pop(NEW_KEY_SESSION, None)
     keys = ApiKey.objects.filter(tenant=tenant).select_related("created_by")
-    return render(request, "api_keys.html", {"keys": keys, "new_key": new_key, "roles": Role.choices})
+    return render(request, "api_keys.html", {"keys": keys, "new_key": new_key, "roles": Role.choices, "name_max": API_KEY_NAME_MAX})
 
 
 @tenant_required(Role.ADMIN)

@@ -23,7 +23,7 @@ from clmsite.models import Tenant
 from clmsite.tenancy import lock_tenant, tenant_context
 from modeling import lifecycle, registry
 from modeling.explain import explain_rows, money_text
-from modeling.families.base import CustomerModel, Progress, no_progress
+from modeling.families.base import CustomerModel, Progress, at_least_the_chance_of_one, no_progress
 from modeling.features import History, features_as_of, load_history
 from modeling.models import ModelVersion, Prediction
 from modeling.profiles import customer_profiles, profile_hash
@@ -165,7 +165,7 @@ def _prediction(tenant: Tenant, customer: int, as_of: dt.date, horizon: int, pro
     return Prediction(
         tenant=tenant, customer_id=int(customer), as_of=as_of, horizon_days=horizon,
         purchase_probability=round(probability, 6), churn_probability=round(1.0 - probability, 6),
-        expected_orders=round(max(orders, 0.0), 4), predicted_value=Decimal(str(round(max(revenue, 0.0), 2))),
+        expected_orders=round(float(at_least_the_chance_of_one(max(orders, 0.0), probability)), 4), predicted_value=Decimal(str(round(max(revenue, 0.0), 2))),
         value_tier=Prediction.Tier.LOW, explanation=explanation, model_versions=versions, profile_hash=digest,
     )
 

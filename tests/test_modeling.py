@@ -145,6 +145,8 @@ def test_scoring_writes_every_customer_with_tiers_and_explanations(trained):
         assert 0.0 <= p.purchase_probability <= 1.0
         assert abs(p.purchase_probability + p.churn_probability - 1.0) < 1e-6
         assert p.predicted_value >= Decimal("0")
+    # Expected orders are never below the chance of one order (the trees learn them apart).
+    assert all(p.expected_orders >= p.purchase_probability - 1e-4 for p in rows)
     buyers = [p for p in rows if p.explanation and p.explanation[0]["text"] != "no order yet"]
     assert buyers and all(1 <= len(p.explanation) <= 3 for p in buyers)
     # The value has factors of its own (the revenue booster's attributions): the most valuable

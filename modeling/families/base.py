@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
 
 from modeling.features import History, Window
@@ -25,6 +26,18 @@ PREDICTION_COLUMNS = ("purchase_probability", "expected_orders", "expected_reven
 
 def no_progress(fraction: float, message: str = "") -> None:
     return None
+
+
+def at_least_the_chance_of_one(expected_orders: Any, purchase_probability: Any) -> Any:
+    """Expected orders raised to the probability of buying where below it.
+
+    For any count of orders, E[orders] >= P(orders >= 1): a customer with a 40% chance of
+    buying expects at least 0.4 orders. Families that learn the two with separate heads
+    (trees, transformer), and a champion set that serves them from two families, can break
+    that; a page showing "expected orders 0.2" under "40% likely to buy" would contradict
+    itself. Applied where a family predicts (so validation scores what is served) and where
+    the two are put together for a customer."""
+    return np.maximum(expected_orders, purchase_probability)
 
 
 @dataclass
