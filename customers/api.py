@@ -81,14 +81,20 @@ CUSTOMER_COLUMNS = frozenset(column.name for column in SPECS["customers"].column
 
 
 class CustomerSerializer(serializers.ModelSerializer):
+    remove_attributes = serializers.ListField(
+        child=serializers.CharField(), write_only=True, required=False, max_length=1000,
+        help_text="Names of attributes to delete (as `attributes` names them; a name the customer does not have is no error). "
+        "`attributes` only adds and changes: a key left out, `null` or `\"\"` keeps its value, as a blank cell does.",
+    )
+
     class Meta:
         model = Customer
         fields = [
-            "id", "external_id", "email", "name", "country", "first_seen", "attributes",
+            "id", "external_id", "email", "name", "country", "first_seen", "attributes", "remove_attributes",
             "order_count", "total_spent", "first_order_at", "last_order_at", "review_count", "created_at", "updated_at",
         ]
         # Writable fields are an explicit allow-list; tenant, ids and timestamps never are.
-        read_only_fields = [f for f in fields if f not in {"email", "name", "country", "attributes"}]
+        read_only_fields = [f for f in fields if f not in {"email", "name", "country", "attributes", "remove_attributes"}]
 
     def validate_attributes(self, value: Any) -> dict[str, str]:
         """The attributes as an import stores them: names as a header's (column_name: no case,
@@ -122,6 +128,18 @@ class CustomerSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(problems)
         return attributes
 
+    def validate_remove_attributes(self, value: list[str]) -> list[str]:
+        names = [column_name(raw) for raw in value]
+        if not all(names):
+            raise serializers.ValidationError("an attribute needs a name")
+        return names
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        both = sorted(set(data.get("attributes", {})) & set(data.get("remove_attributes", [])))
+        if both:
+            raise serializers.ValidationError({"remove_attributes": [f"{', '.join(both)} is also set in attributes; send it in one of them"]})
+        return data
+
     def validate_email(self, value: str) -> str:
         """The import's own check, so an edit cannot store what an import refuses."""
         try:
@@ -131,11 +149,14 @@ class CustomerSerializer(serializers.ModelSerializer):
 
     def update(self, instance: Customer, validated_data: dict[str, Any]) -> Customer:
         with transaction.atomic():
-            if "attributes" in validated_data:
+            removed = validated_data.pop("remove_attributes", [])
+            if "attributes" in validated_data or removed:
                 # Merged as an import merges them: a key the request leaves out keeps its value.
                 # The row is locked so that an import running meanwhile is not undone.
                 stored = Customer.objects.select_for_update().values_list("attributes", flat=True).get(pk=instance.pk)
-                validated_data["attributes"] = {**(stored or {}), **validated_data["attributes"]}
+                merged = {**(stored or {}), **validated_data.get("attributes", {})}
+                # Compared as names are read, so a key stored before names were (``Loyalty Tier``) goes too.
+                validated_data["attributes"] = {name: value for name, value in merged.items() if column_name(name) not in removed}
             if all(getattr(instance, name) == value for name, value in validated_data.items()):
                 return instance  # nothing changes, so neither does updated_at (as an import leaves an unchanged row)
             return super().update(instance, {**validated_data, "updated_at": timezone.now()})

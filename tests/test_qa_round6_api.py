@@ -106,8 +106,8 @@ def test_a_patch_with_read_only_or_unknown_fields_is_a_400_naming_them_and_nothi
 
     assert response.status_code == 400
     assert response.json() == {
-        "total_spent": ["This field is read-only; this operation writes attributes, country, email, name."],
-        "bogus": ["Unknown field; this operation writes attributes, country, email, name."],
+        "total_spent": ["This field is read-only; this operation writes attributes, country, email, name, remove_attributes."],
+        "bogus": ["Unknown field; this operation writes attributes, country, email, name, remove_attributes."],
     }
     assert stored(tenant_a, customer) == before
 

@@ -1,0 +1,76 @@
+"""API QA walk, round 10: a PATCH can delete a customer's attributes (``remove_attributes``),
+which ``attributes`` alone cannot (there a ``null`` keeps the value, as a blank cell does)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from clmsite.tenancy import tenant_context
+from customers.models import Customer
+from customers.services.imports import import_csv
+from tests.conftest import write_csv
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def customer(tenant_a, tmp_path) -> Customer:
+    """c1 with two attributes from a customers file."""
+    assert import_csv(tenant_a, "customers", write_csv(tmp_path / "c.csv", "customer_id,name,Tier,city\nc1,Ann,gold,Oslo\n")).ok
+    with tenant_context(tenant_a):
+        return Customer.objects.get(external_id="c1")
+
+
+def stored(tenant, customer: Customer) -> tuple[Any, ...]:
+    with tenant_context(tenant):
+        return Customer.objects.values_list("attributes", "updated_at").get(pk=customer.pk)
+
+
+def test_a_patch_removes_the_attributes_it_names_as_a_header_names_them(tenant_a, customer, api_a) -> None:
+    url = f"/api/v1/customers/{customer.pk}/"
+    response = api_a.patch(url, {"remove_attributes": ["Tier", "never_set"], "attributes": {"segment": "b2b"}}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["attributes"] == {"city": "Oslo", "segment": "b2b"}
+    assert "remove_attributes" not in response.json()
+    attributes, updated_at = stored(tenant_a, customer)
+    assert attributes == {"city": "Oslo", "segment": "b2b"}
+    # Sent again, it changes nothing, not even updated_at.
+    assert api_a.patch(url, {"remove_attributes": ["tier"]}, format="json").status_code == 200
+    assert stored(tenant_a, customer) == (attributes, updated_at)
+
+
+def test_a_key_stored_before_names_were_normalised_can_be_removed(tenant_a, customer, api_a) -> None:
+    with tenant_context(tenant_a):
+        Customer.objects.filter(pk=customer.pk).update(attributes={"Loyalty Tier": "gold", "city": "Oslo"})
+
+    response = api_a.patch(f"/api/v1/customers/{customer.pk}/", {"remove_attributes": ["loyalty_tier"]}, format="json")
+
+    assert response.status_code == 200
+    assert stored(tenant_a, customer)[0] == {"city": "Oslo"}
+
+
+@pytest.mark.parametrize(("body", "errors"), [
+    ({"attributes": {"tier": "silver"}, "remove_attributes": ["Tier"]}, {"remove_attributes": ["tier is also set in attributes; send it in one of them"]}),
+    ({"remove_attributes": [" "]}, {"remove_attributes": ["Item 1: This field may not be blank."]}),
+    ({"remove_attributes": "tier"}, {"remove_attributes": ['Expected a list of items but got type "str".']}),
+])
+def test_a_removal_that_cannot_be_done_as_asked_is_a_400_and_changes_nothing(tenant_a, customer, api_a, body, errors) -> None:
+    before = stored(tenant_a, customer)
+
+    response = api_a.patch(f"/api/v1/customers/{customer.pk}/", body, format="json")
+
+    assert (response.status_code, response.json()) == (400, errors)
+    assert stored(tenant_a, customer) == before
+
+
+def test_a_viewer_cannot_remove_attributes(tenant_a, customer) -> None:
+    from clmsite.models import Role
+    from tests.conftest import api_client_for
+
+    response = api_client_for(tenant_a, Role.VIEWER).patch(f"/api/v1/customers/{customer.pk}/", {"remove_attributes": ["tier"]}, format="json")
+
+    assert response.status_code == 403
+    assert stored(tenant_a, customer)[0] == {"tier": "gold", "city": "Oslo"}
