@@ -85,11 +85,12 @@ def check_as_of(tenant: Tenant, as_of: dt.date) -> dt.date:
 
 def do_start_training(
     tenant: Tenant, *, as_of: dt.date | None = None, horizon_days: int | None = None, family: str = "auto", score_after: bool = True,
-    sentiment_candidates: list[str] | None = None, acting_user: Any = None,
+    sentiment_candidates: list[str] | None = None, acting_user: Any = None, queue: bool = True,
 ) -> Job:
     """Queue a training job on the gpu queue; refuse if one is already queued or running, or
     if the as-of date is out of range (``InvalidAsOf``). ``sentiment_candidates`` (ngram,
-    transformer) replaces the shop's setting for this run only."""
+    transformer) replaces the shop's setting for this run only. With ``queue=False`` the job
+    is created for the caller to run itself (``train --sync``)."""
     from modeling.tasks import train_models_task
 
     params = {
@@ -103,7 +104,8 @@ def do_start_training(
     try:
         with transaction.atomic():
             job = jobs.create_job(tenant, Job.Kind.TRAIN, params=params, acting_user=acting_user)
-            jobs.enqueue_job(job, train_models_task)
+            if queue:
+                jobs.enqueue_job(job, train_models_task)
     except IntegrityError:
         raise TrainingAlreadyRunning("A training job is already queued or running for this shop.") from None
     log.info("training job %s queued for tenant %s by %s", job.pk, tenant.slug, getattr(acting_user, "username", "system"))
@@ -141,11 +143,12 @@ def nothing_new_to_score(tenant: Tenant, day: dt.date, inputs: str) -> bool:
 
 
 def do_start_scoring(tenant: Tenant, *, as_of: dt.date | None = None, acting_user: Any = None, new_models: bool = False,
-                     scheduled_inputs: str = "") -> Job:
+                     scheduled_inputs: str = "", queue: bool = True) -> Job:
     """Queue a scoring of ``as_of``, or return the one already queued or running for that
     date: a retried API call or beat's nightly run joins it rather than scoring the same
     customers twice at once. After a training (``new_models``) only a queued one is joined:
-    it reads the models when it starts, while a running one began with the previous ones."""
+    it reads the models when it starts, while a running one began with the previous ones.
+    With ``queue=False`` a new job is created for the caller to run itself (``score --sync``)."""
     from modeling.tasks import score_customers_task
 
     day = check_as_of(tenant, as_of or default_as_of(tenant)).isoformat()
@@ -159,7 +162,8 @@ def do_start_scoring(tenant: Tenant, *, as_of: dt.date | None = None, acting_use
             return pending
         params = {"as_of": day, **({"scheduled": True, "inputs": scheduled_inputs} if scheduled_inputs else {})}
         job = jobs.create_job(tenant, Job.Kind.SCORE, params=params, acting_user=acting_user)
-        jobs.enqueue_job(job, score_customers_task)
+        if queue:
+            jobs.enqueue_job(job, score_customers_task)
     return job
 
 

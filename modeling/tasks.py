@@ -61,21 +61,61 @@ def _run_claimed_job(
     return tenant, job, result
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
-def train_models_task(self, tenant_id: int, job_id: int) -> None:
+TRAINING_CANCELLED = "Cancelled; the active models keep serving."
+
+
+def train(tenant: Tenant, job: Job, echo: Callable[[float, str], None] | None = None) -> tuple[dict[str, Any], str]:
+    """A training job's work: the worker's, and ``train --sync``'s in the command (``echo``
+    draws its terminal bar)."""
     from modeling.training import train_models
 
-    def train(tenant: Tenant, job: Job) -> tuple[dict[str, Any], str]:
-        params = job.params
-        if params.get("sentiment_candidates"):  # this run's choice; the shop's saved settings are unchanged
-            tenant.settings = {**tenant.settings, "sentiment_candidates": params["sentiment_candidates"]}
-        report = train_models(
-            tenant, dt.date.fromisoformat(params["as_of"]), params.get("horizon_days"), family=params.get("family", "auto"),
-            job_id=job.pk, progress=jobs.JobReporter(job), acting_user=job.created_by,
-        )
-        return report.as_dict(), report.summary()
+    params = job.params
+    if params.get("sentiment_candidates"):  # this run's choice; the shop's saved settings are unchanged
+        tenant.settings = {**tenant.settings, "sentiment_candidates": params["sentiment_candidates"]}
+    report = train_models(
+        tenant, dt.date.fromisoformat(params["as_of"]), params.get("horizon_days"), family=params.get("family", "auto"),
+        job_id=job.pk, progress=jobs.JobReporter(job, echo=echo), acting_user=job.created_by,
+    )
+    return report.as_dict(), report.summary()
 
-    done = _run_claimed_job(tenant_id, job_id, "Training", train, cancelled="Cancelled; the active models keep serving.", task=self)
+
+def score_whole(tenant: Tenant, job: Job, echo: Callable[[float, str], None] | None = None) -> tuple[dict[str, Any], str]:
+    """A scoring job's work in one process, every customer at once (``score --sync``); the
+    workers split it in chunks (below). Its predictions are written in one transaction at
+    the end of the scoring: a cancel before then leaves the date as it was. Past that
+    checkpoint a cancel is too late, as for the chunked job."""
+    from modeling.insights import insights_summary, refresh_insights
+    from modeling.scoring import score_customers, withdraw_unfinished_date
+    from modeling.sentiment_training import score_unscored_reviews
+
+    as_of = dt.date.fromisoformat(job.params["as_of"])
+    reporter = jobs.JobReporter(job, echo=echo)
+    reporter(0.0, "Scoring reviews")
+    score_unscored_reviews(tenant)
+    report = score_customers(tenant, as_of, progress=lambda f, m: reporter(SCORING_SHARE * f, m) if f < 1.0 else None)
+    try:
+        reporter.checkpoint(SCORING_SHARE, "Stages, segments and actions")
+    except jobs.JobCancelled:  # asked while the predictions were written: a new date is taken back
+        withdraw_unfinished_date(tenant, as_of, job.started_at or job.created_at)
+        raise
+    summary = refresh_insights(tenant, as_of, progress=lambda f, m: reporter(SCORING_SHARE + (1 - SCORING_SHARE) * f, m))
+    late = " (The cancel came after every customer was scored.)" if jobs.cancel_was_requested(job) else ""
+    return ({"as_of": as_of.isoformat(), "chunks": 1, "scored": report.scored, "insights": summary},
+            f"{report.summary()} {insights_summary(summary)}{late}")
+
+
+def run_job_here(tenant: Tenant, job: Job, work: Callable[..., tuple[dict[str, Any], str]], what: str, cancelled: str,
+                 echo: Callable[[float, str], None]) -> dict[str, Any] | None:
+    """Run a job created for this process (not queued) as a worker runs it: claimed, under a
+    heartbeat, cancellable from the pages and the API, finished with its result. None when
+    it did not succeed (the job's message says why)."""
+    done = _run_claimed_job(tenant.pk, job.pk, what, lambda t, j: work(t, j, echo), cancelled=cancelled)
+    return None if done is None else done[2]
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def train_models_task(self, tenant_id: int, job_id: int) -> None:
+    done = _run_claimed_job(tenant_id, job_id, "Training", train, cancelled=TRAINING_CANCELLED, task=self)
     if done is None:
         return
     tenant, job, result = done

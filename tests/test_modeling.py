@@ -7,7 +7,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db.models import Count, Min
 
 from clmsite.models import Role
@@ -276,6 +276,32 @@ def test_cli_contract(trained, tmp_path, capsys):
     review_header, first, *_ = reviews.read_text().splitlines()
     assert review_header == "review_id,sentiment,sentiment_score"
     assert first.split(",")[1] in {"positive", "neutral", "negative"}
+
+
+def test_sync_training_and_scoring_run_as_jobs_the_pages_list(trained, capsys, settings):
+    """``--sync`` runs here, but as a job: listed with its result, claiming the shop (one
+    training at a time, as a worker's), so the Models page and the API show what ran."""
+    tenant, _ = trained
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # as with a broker: --sync is what keeps it here
+
+    call_command("train", "--tenant", tenant.slug, "--as-of", END.isoformat(), "--family", "bgnbd", "--sentiment-candidates", "ngram", "--sync")
+    call_command("score", "--tenant", tenant.slug, "--as-of", END.isoformat(), "--sync")
+
+    out = capsys.readouterr().out
+    with tenant_context(tenant):
+        train_job, score_job = Job.objects.filter(kind__in=[Job.Kind.TRAIN, Job.Kind.SCORE]).order_by("created_at")
+        scored = Prediction.objects.filter(as_of=END).count()
+    assert (train_job.kind, train_job.state, train_job.progress) == (Job.Kind.TRAIN, Job.State.SUCCEEDED, 1.0)
+    assert train_job.params["sentiment_candidates"] == ["ngram"] and train_job.result["trained"]
+    assert (score_job.kind, score_job.state, score_job.result["scored"]) == (Job.Kind.SCORE, Job.State.SUCCEEDED, scored)
+    assert f"Training job {train_job.pk}: Trained" in out and f"Scoring job {score_job.pk}: Scored {scored}" in out
+    # A training the command starts while another is queued is refused, and creates no job.
+    with tenant_context(tenant):
+        Job.objects.create(kind=Job.Kind.TRAIN, params={"as_of": END.isoformat()})
+    with pytest.raises(CommandError, match="already queued or running"):
+        call_command("train", "--tenant", tenant.slug, "--as-of", END.isoformat(), "--family", "bgnbd", "--sync")
+    with tenant_context(tenant):
+        assert Job.objects.filter(kind=Job.Kind.TRAIN).count() == 2
 
 
 def test_only_admins_retrain_and_one_training_at_a_time(trained, client, alice, bob, django_capture_on_commit_callbacks):

@@ -42,3 +42,24 @@ def queue_or_run_here(command: Any, tenant: Any, start: Callable[[], Any], *, qu
     if job.state != job.State.SUCCEEDED:
         raise CommandError(f"{kind} job {job.pk} {job.get_state_display().lower()}: {job.message}")
     command.stdout.write(f"No broker, so {kind.lower()} job {job.pk} ran here: {job.message}")
+
+
+def run_here(command: Any, tenant: Any, job: Any, work: Callable[..., tuple[dict[str, Any], str]], what: str, cancelled: str) -> dict[str, Any]:
+    """Run a job created for this command (``--sync``) here, with a terminal bar, as a worker
+    runs it: listed on the pages and in the API, cancellable from there, its heartbeat kept.
+    Prints its message; a job that did not succeed ends the command with it. Returns the
+    job's result."""
+    from django.core.management.base import CommandError
+
+    from clmsite.tenancy import tenant_context
+    from modeling.tasks import run_job_here
+
+    kind = job.get_kind_display()
+    with terminal_progress(f"{kind} {tenant.slug}") as bar:
+        result = run_job_here(tenant, job, work, what, cancelled, bar)
+    with tenant_context(tenant):
+        job.refresh_from_db()
+    if result is None:
+        raise CommandError(f"{kind} job {job.pk} {job.get_state_display().lower()}: {job.message}")
+    command.stdout.write(f"{kind} job {job.pk}: {job.message}")
+    return result

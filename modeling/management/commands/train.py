@@ -1,11 +1,13 @@
+from functools import partial
+
 from django.core.management.base import CommandError
 
 from clmsite.management.base import ClmCommand
 from clmsite.management.commands._arguments import iso_date
 from clmsite.management.commands._tenant import tenant_from_slug
-from modeling.management.commands._progress import queue_or_run_here, terminal_progress
-from modeling.services import InvalidAsOf, TrainingAlreadyRunning, active_training, check_as_of, do_start_training
-from modeling.training import FAMILIES, chosen_families, train_models
+from modeling.management.commands._progress import queue_or_run_here, run_here
+from modeling.services import InvalidAsOf, TrainingAlreadyRunning, check_as_of, do_start_training
+from modeling.training import FAMILIES, chosen_families
 
 
 class Command(ClmCommand):
@@ -18,19 +20,18 @@ class Command(ClmCommand):
         parser.add_argument("--family", default="auto", help=f"auto, or one or more of {','.join(FAMILIES)} (comma-separated): the families that may serve")
         parser.add_argument("--sync", action="store_true", help="train in this process instead of on a worker")
         parser.add_argument(
-            "--sentiment-candidates", default=None, help="comma-separated: ngram,transformer (default: the tenant's setting, else both)"
+            "--sentiment-candidates", default=None, help="comma-separated: ngram,transformer (default: the tenant's setting, else both), for this run only"
         )
 
     def handle(self, *args, tenant, as_of, horizon_days, family, sync, sentiment_candidates, **options):
+        from modeling import tasks
+
         target = tenant_from_slug(tenant)
+        chosen = None
         if sentiment_candidates:
             chosen = [c.strip() for c in sentiment_candidates.split(",") if c.strip()]
             if not chosen or set(chosen) - {"ngram", "transformer"}:
                 raise CommandError("--sentiment-candidates takes ngram, transformer or both")
-            if not sync:
-                raise CommandError("--sentiment-candidates applies to --sync runs")
-            # For this run only; the tenant's saved settings are unchanged.
-            target.settings = {**target.settings, "sentiment_candidates": chosen}
         try:
             chosen_families(family)
         except ValueError as exc:
@@ -41,21 +42,17 @@ class Command(ClmCommand):
             check_as_of(target, as_of)
         except InvalidAsOf as exc:
             raise CommandError(f"--as-of: {exc}") from None
-        if not sync:
-            try:
-                queue_or_run_here(self, target, lambda: do_start_training(target, as_of=as_of, horizon_days=horizon_days, family=family, score_after=False),
-                                  queued=f"Queued training job {{job.pk}} for {target.slug}; follow it on the Models page.")
-            except TrainingAlreadyRunning as exc:
-                raise CommandError(str(exc)) from None
-            return
-        if active_training(target) is not None:
-            raise CommandError("A training job is already queued or running for this shop; wait for it, or cancel it on the Models page.")
-        with terminal_progress(f"Training {target.slug}") as progress:
-            report = train_models(target, as_of, horizon_days, family=family, progress=progress)
-        if not report.champions and not report.trained:
-            raise CommandError(report.summary())
-        self.stdout.write(report.summary())
-        for name, scores in report.metrics.items():
+        try:
+            # For this run only (the job's parameters); the tenant's saved settings are unchanged.
+            start = partial(do_start_training, target, as_of=as_of, horizon_days=horizon_days, family=family, score_after=False, sentiment_candidates=chosen)
+            if not sync:
+                queue_or_run_here(self, target, start, queued=f"Queued training job {{job.pk}} for {target.slug}; follow it on the Models page.")
+                return
+            job = start(queue=False)
+        except TrainingAlreadyRunning:
+            raise CommandError("A training job is already queued or running for this shop; wait for it, or cancel it on the Models page.") from None
+        result = run_here(self, target, job, tasks.train, "Training", tasks.TRAINING_CANCELLED)
+        for name, scores in result["metrics"].items():
             if name.startswith("sentiment"):
                 self.stdout.write(f"  {name:<12} macro-F1 {scores.get('macro_f1')}  accuracy {scores.get('accuracy')}")
                 continue
@@ -63,5 +60,7 @@ class Command(ClmCommand):
                 f"  {name:<12} AUC {scores.get('auc')}  log loss {scores.get('log_loss')}  orders MAE {scores.get('orders_mae')}  "
                 f"revenue MAE {scores.get('revenue_mae')}"
             )
-        for target_name, version in report.champions.items():
+        for target_name, version in result["champions"].items():
             self.stdout.write(f"  serving {target_name}: model version {version}")
+        if not result["champions"] and not result["trained"]:
+            raise CommandError("Nothing was trained.")
