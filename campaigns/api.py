@@ -41,8 +41,9 @@ class CampaignSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "goal", "action", "channel", "segment", "filters", "persuadable_only", "skip_running", "offer", "control_share", "attribution_days",
             "scheduled_for", "webhook_url", "state", "audience_size", "value_at_risk", "launched_at", "completed_at", "created_at",
+            "segment_at_launch",
         ]
-        read_only_fields = ["id", "state", "audience_size", "value_at_risk", "launched_at", "completed_at", "created_at"]
+        read_only_fields = ["id", "state", "audience_size", "value_at_risk", "launched_at", "completed_at", "created_at", "segment_at_launch"]
 
     def validate_webhook_url(self, value: str) -> str:
         problem = services.webhook_url_problem(value)

@@ -103,6 +103,12 @@ class Campaign(TenantOwnedModel):
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.EMAIL)
     segment = models.ForeignKey("modeling.Segment", null=True, blank=True, on_delete=models.SET_NULL, related_name="campaigns")
     filters = models.JSONField(default=dict, blank=True, help_text="audience filters (as saved segments), applied with the segment")
+    # The segment as it was at launch (id, name, kind, a saved segment's filters): the report
+    # says whom the campaign was sent to after the segment is edited or deleted.
+    segment_at_launch = models.JSONField(
+        default=dict, blank=True,
+        help_text="the segment as it was at launch: id, name, kind and (a saved segment's) filters; empty before launch or without a segment",
+    )
     persuadable_only = models.BooleanField(default=False, help_text="keep only customers predicted to respond (uplift model)")
     # A running campaign's control group is left out of every other campaign either way:
     # contacting it would spoil that campaign's measurement.

@@ -167,6 +167,9 @@ def do_launch_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, vi
             ignore_conflicts=True,
         )
         campaign.audience_size = len(members)
+        if campaign.segment is not None:
+            segment = campaign.segment
+            campaign.segment_at_launch = {"id": segment.pk, "name": segment.name, "kind": segment.kind, "filters": segment.filters if segment.kind == segment.Kind.SAVED else {}}
         campaign.value_at_risk = round(float(sum(priority or 0.0 for *_, priority in members)), 2)
         campaign.state = Campaign.State.RUNNING
         campaign.launched_at = timezone.now()

@@ -279,11 +279,24 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
     return render(request, "campaigns/detail.html", {
         "campaign": campaign, "report": report, "preview": preview, "groups": groups, "chart_data": chart,
         "filters": describe_filters(campaign.filters, request.tenant.currency),  # type: ignore[attr-defined]
+        **_segment_at_launch(campaign, request.tenant.currency),  # type: ignore[attr-defined]
         "due": campaign.scheduled_for is not None and campaign.scheduled_for <= timezone.now(),
         "audit": campaign.audit.select_related("user")[:20], "deliveries": campaign.deliveries.all()[:50],
         "can_launch": request.membership.can(Role.ADMIN), "can_edit": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
         "show_secret": request.membership.can(Role.ADMIN) and bool(campaign.webhook_secret),  # type: ignore[attr-defined]
     })
+
+
+def _segment_at_launch(campaign: Campaign, currency: str) -> dict[str, Any]:
+    """A launched campaign's segment as it was at launch, its rule, and whether it has been
+    changed or deleted since (its audience was frozen then)."""
+    frozen = campaign.segment_at_launch if campaign.launched_at else {}
+    if not frozen:
+        return {"frozen_segment": None}
+    current = campaign.segment
+    since = ("deleted since" if current is None
+             else "changed since" if (current.name, current.filters if current.kind == current.Kind.SAVED else {}) != (frozen["name"], frozen["filters"]) else "")
+    return {"frozen_segment": frozen, "frozen_segment_rule": describe_filters(frozen["filters"], currency), "frozen_segment_since": since}
 
 
 @require_POST
