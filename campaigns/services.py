@@ -29,7 +29,7 @@ from django.utils.dateformat import format as date_format
 
 from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember, Channel
 from clmsite.models import Tenant
-from clmsite.tenancy import tenant_context
+from clmsite.tenancy import lock_tenant, tenant_context
 from modeling.exports import spreadsheet_safe
 from modeling.models import CustomerInsight, Stage
 
@@ -147,6 +147,9 @@ def do_launch_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, vi
     """Freeze the audience, split it into treatment and control, start the clock; then the
     webhook (if any) delivers the treatment group in the background."""
     with tenant_context(tenant), transaction.atomic():
+        # One launch per shop at a time: the audience leaves out the customers running campaigns
+        # hold, so two launches at once would each take the same customers.
+        lock_tenant(tenant)
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.state not in (Campaign.State.DRAFT, Campaign.State.SCHEDULED):
             raise CampaignStateError(f"A {campaign.get_state_display().lower()} campaign cannot be launched.")

@@ -353,11 +353,11 @@ class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         return Segment.objects.all()
 
     def perform_create(self, serializer: Any) -> None:
-        name = serializer.validated_data["name"]
-        segment = serializer.save(tenant=self.tenant, kind=Segment.Kind.SAVED, key=insights.saved_segment_key(name),
-                                  created_by=self.request.user if getattr(self.request.user, "pk", None) else None)
-        segment.size = insights.segment_members(segment).count()
-        segment.save(update_fields=["size"])
+        data = serializer.validated_data
+        try:
+            serializer.instance = insights.do_create_saved_segment(self.tenant, data["name"], data.get("filters", {}), created_by=self.request.user)
+        except insights.SegmentNameTaken as exc:
+            raise ValidationError({"name": [str(exc)]}) from None
 
     def perform_destroy(self, instance: Segment) -> None:
         if instance.kind != Segment.Kind.SAVED:

@@ -226,13 +226,11 @@ def segment_list(request: HttpRequest) -> HttpResponse:
             raise Http404("Not found")
         if form.is_valid():
             name = form.cleaned_data["name"].strip()
-            if _saved_name_taken(name):
-                form.add_error("name", "A saved segment with this name exists.")
+            try:
+                segment = insights.do_create_saved_segment(tenant, name, form.filters(), created_by=request.user)
+            except insights.SegmentNameTaken as exc:
+                form.add_error("name", str(exc))
             else:
-                segment = Segment.objects.create(tenant=tenant, kind=Segment.Kind.SAVED, key=insights.saved_segment_key(name), name=name,
-                                                 filters=form.filters(), created_by=request.user)
-                segment.size = insights.segment_members(segment).count()
-                segment.save(update_fields=["size"])
                 messages.success(request, f"Saved segment “{name}”: {segment.size:,} customers now.")
                 return redirect("segment_detail", segment_id=segment.pk)
     learned = list(Segment.objects.filter(kind=Segment.Kind.LEARNED, is_current=True).order_by("-size"))

@@ -482,6 +482,28 @@ def do_delete_saved_segment(segment: Segment) -> None:
         segment.delete()
 
 
+class SegmentNameTaken(Exception):
+    """Another saved segment of the shop has this name (in any case)."""
+
+    def __init__(self) -> None:
+        super().__init__("A saved segment with this name exists.")
+
+
+def do_create_saved_segment(tenant: Tenant, name: str, filters: dict[str, Any], *, created_by: Any = None) -> Segment:
+    """A new saved segment, with its size now. The name check and the insert are one step per
+    shop, so two requests with one name at once make one segment and one SegmentNameTaken."""
+    with tenant_context(tenant):
+        with transaction.atomic():
+            lock_tenant(tenant)
+            if Segment.objects.filter(kind=Segment.Kind.SAVED, name__iexact=name).exists():
+                raise SegmentNameTaken
+            segment = Segment.objects.create(tenant=tenant, kind=Segment.Kind.SAVED, key=saved_segment_key(name), name=name, filters=filters,
+                                             created_by=created_by if getattr(created_by, "pk", None) else None)
+        segment.size = segment_members(segment).count()
+        segment.save(update_fields=["size"])
+    return segment
+
+
 def saved_segment_key(name: str) -> str:
     """A free key for a new saved segment: its name's slug, numbered if taken."""
     from django.utils.text import slugify

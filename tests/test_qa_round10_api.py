@@ -74,3 +74,60 @@ def test_a_viewer_cannot_remove_attributes(tenant_a, customer) -> None:
 
     assert response.status_code == 403
     assert stored(tenant_a, customer)[0] == {"tier": "gold", "city": "Oslo"}
+
+
+def _at_once(count: int, work: Any) -> tuple[list[Any], list[Exception]]:
+    """``work(i)`` in ``count`` threads (each its own database connection), started together."""
+    import threading
+
+    from django.db import connection
+
+    results, errors = [], []
+    barrier = threading.Barrier(count)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results.append(work(i))
+        except Exception as exc:  # returned to the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results, errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_campaigns_launched_at_once_do_not_share_customers(tenant_a) -> None:
+    from campaigns import services
+    from campaigns.models import Action, Campaign, CampaignMember
+    from tests.test_qa_round5 import insights
+
+    insights(tenant_a, 30)
+    with tenant_context(tenant_a):
+        ids = [Campaign.objects.create(name=f"Race {i}", action=Action.WIN_BACK, control_share=0.1).pk for i in range(2)]
+
+    launched, refused = _at_once(2, lambda i: services.do_launch_campaign(tenant_a, ids[i]))
+
+    # One takes the audience; the other finds it held by a running campaign, as one after the other.
+    assert len(launched) == 1 and launched[0].audience_size == 30
+    assert len(refused) == 1 and isinstance(refused[0], services.CampaignStateError) and "running campaigns already" in str(refused[0])
+    with tenant_context(tenant_a):
+        assert CampaignMember.objects.count() == 30 and CampaignMember.objects.values("customer").distinct().count() == 30
+
+
+@pytest.mark.django_db(transaction=True)
+def test_saved_segments_created_at_once_with_one_name_make_one_segment(tenant_a) -> None:
+    from modeling import insights
+    from modeling.models import Segment
+
+    created, refused = _at_once(4, lambda i: insights.do_create_saved_segment(tenant_a, "Dup race" if i % 2 else "dup RACE", {"stages": ["new"]}))
+
+    assert len(created) == 1 and len(refused) == 3 and all(isinstance(e, insights.SegmentNameTaken) for e in refused)
+    with tenant_context(tenant_a):
+        assert Segment.objects.filter(kind=Segment.Kind.SAVED).count() == 1
