@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from typing import Any
 
@@ -14,6 +15,8 @@ from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.utils import html
 
 from campaigns.models import Action
 from clmsite.api import Conflict, TenantViewSet, conflict_response, refuse_a_body, refuse_unknown_fields
@@ -284,7 +287,21 @@ class SavedFiltersSerializer(serializers.Serializer):
     last_order_before = serializers.DateField(required=False, help_text="last order before this day (the day excluded)")
     last_order_after = serializers.DateField(required=False, help_text="last order on or after this day (the day included)")
 
+    def get_value(self, dictionary: Any) -> Any:
+        """In a form-encoded or multipart body, ``filters`` is one field holding the JSON object
+        (as a customer's ``attributes`` is): DRF would look for ``filters.stages`` keys instead,
+        find none, and read ``filters={"stages": ["lapsed"]}`` as no filters, every customer."""
+        if html.is_html_input(dictionary) and self.field_name in dictionary:
+            raw = dictionary.get(self.field_name)
+            try:
+                return json.loads(raw)
+            except (TypeError, ValueError):
+                return raw  # refused below, under the field's name
+        return super().get_value(dictionary)
+
     def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValidationError({api_settings.NON_FIELD_ERRORS_KEY: ['Must be a JSON object, e.g. {"stages": ["lapsed"]}.']})
         unknown = set(data) - set(self.fields) if isinstance(data, dict) else set()
         if unknown:
             raise ValidationError({key: ["unknown filter"] for key in sorted(unknown)})  # a field's errors are a list, as everywhere

@@ -131,3 +131,17 @@ def test_saved_segments_created_at_once_with_one_name_make_one_segment(tenant_a)
     assert len(created) == 1 and len(refused) == 3 and all(isinstance(e, insights.SegmentNameTaken) for e in refused)
     with tenant_context(tenant_a):
         assert Segment.objects.filter(kind=Segment.Kind.SAVED).count() == 1
+
+
+@pytest.mark.parametrize("url", ["/api/v1/campaigns/", "/api/v1/segments/"])
+def test_filters_in_a_form_encoded_or_multipart_body_are_read_as_json_not_dropped(tenant_a, api_a, url) -> None:
+    base = {"name": "Form", **({"action": "win_back"} if "campaigns" in url else {})}
+
+    form = api_a.post(url, {**base, "filters": '{"stages": ["lapsed"], "orders_min": 2}'}, format="multipart")
+    encoded = api_a.post(url, "&".join(f"{k}={v}" for k, v in {**base, "name": "Encoded", "filters": '{"stages":["new"]}'}.items()),
+                         content_type="application/x-www-form-urlencoded")
+    garbage = api_a.post(url, {**base, "name": "Garbage", "filters": "garbage"}, format="multipart")
+
+    assert form.status_code == 201 and form.json()["filters"] == {"stages": ["lapsed"], "orders_min": 2}
+    assert encoded.status_code == 201 and encoded.json()["filters"] == {"stages": ["new"]}
+    assert garbage.status_code == 400 and garbage.json() == {"filters": ['Must be a JSON object, e.g. {"stages": ["lapsed"]}.']}
