@@ -10,7 +10,7 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from campaigns import services
@@ -129,7 +129,14 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
     def _state_for(self, serializer: Any) -> str:
         return Campaign.State.SCHEDULED if serializer.validated_data.get("scheduled_for") else Campaign.State.DRAFT
 
+    def _refuse_admin_fields(self, campaign: Campaign | None, data: dict[str, Any]) -> None:
+        changed = [] if self._sees_secret() else services.admin_fields_changed(campaign, data)
+        if changed:
+            raise PermissionDenied(f"Only an admin or owner can set {' and '.join(changed)}: a launch time launches the campaign without anyone "
+                                   "pressing Launch, and a webhook receives the treated customers' contact details.")
+
     def perform_create(self, serializer: Any) -> None:
+        self._refuse_admin_fields(None, serializer.validated_data)
         url = serializer.validated_data.get("webhook_url")
         campaign = serializer.save(tenant=self.tenant, state=self._state_for(serializer), created_by=self.request.user if getattr(self.request.user, "pk", None) else None,
                                    webhook_secret=services.new_webhook_secret() if url else "")
@@ -144,6 +151,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
             self._save_edit(serializer)
 
     def _save_edit(self, serializer: Any) -> None:
+        self._refuse_admin_fields(serializer.instance, serializer.validated_data)
         extra = {"webhook_secret": services.new_webhook_secret()} if serializer.validated_data.get("webhook_url") and not serializer.instance.webhook_secret else {}
         before = {name: getattr(serializer.instance, name) for name in serializer.validated_data}
         campaign = serializer.save(state=self._state_for(serializer) if "scheduled_for" in serializer.validated_data else serializer.instance.state, updated_at=timezone.now(), **extra)

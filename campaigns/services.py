@@ -187,6 +187,18 @@ def do_launch_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, vi
     return campaign
 
 
+# What only admins and owners may set on a campaign, as only they launch one: a launch time
+# launches it with nobody pressing Launch, and a webhook receives the treated customers'
+# contact details.
+ADMIN_FIELDS = ("scheduled_for", "webhook_url")
+
+
+def admin_fields_changed(campaign: Campaign | None, data: dict[str, Any]) -> list[str]:
+    """The ADMIN_FIELDS that ``data`` would change on ``campaign`` (None: a new one)."""
+    return [name for name in ADMIN_FIELDS
+            if name in data and data[name] != (getattr(campaign, name) if campaign is not None else Campaign._meta.get_field(name).get_default())]
+
+
 def launch_summary(audience_size: int, control: int) -> str:
     """What a launch did, in counts: "17 customers: 16 treated, 1 held out as control"."""
     if not control:

@@ -233,6 +233,10 @@ def edit_campaign(request: HttpRequest, campaign_id: int | None = None) -> HttpR
         messages.error(request, "A launched campaign cannot be edited.")
         return redirect("campaign_detail", campaign_id=campaign.pk)
     form = CampaignForm(request.POST or None, instance=campaign)
+    if not request.membership.can(Role.ADMIN):  # type: ignore[attr-defined]
+        for name in services.ADMIN_FIELDS:  # kept as they are: an admin sets them
+            form.fields[name].disabled = True
+            form.fields[name].help_text = "set by an admin or owner, who launch campaigns"
     if request.method == "POST" and form.is_valid():
         saved = form.save(commit=False)
         saved.tenant = request.tenant  # type: ignore[attr-defined]

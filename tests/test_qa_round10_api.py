@@ -145,3 +145,43 @@ def test_filters_in_a_form_encoded_or_multipart_body_are_read_as_json_not_droppe
     assert form.status_code == 201 and form.json()["filters"] == {"stages": ["lapsed"], "orders_min": 2}
     assert encoded.status_code == 201 and encoded.json()["filters"] == {"stages": ["new"]}
     assert garbage.status_code == 400 and garbage.json() == {"filters": ['Must be a JSON object, e.g. {"stages": ["lapsed"]}.']}
+
+
+def test_only_admins_set_a_launch_time_or_a_webhook(tenant_a, api_a, client, django_user_model) -> None:
+    """A launch time launches with nobody pressing Launch, and a webhook receives the treated
+    customers' contact details: analysts, who may not launch, set neither."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from campaigns.models import Campaign
+    from clmsite.models import Role
+    from clmsite.services import do_add_member
+    from tests.conftest import api_client_for
+
+    analyst = api_client_for(tenant_a, Role.ANALYST)
+    when = (timezone.now() + dt.timedelta(days=1)).isoformat()
+    for body in ({"scheduled_for": when}, {"webhook_url": "https://hooks.example.com/x"}):
+        refused = analyst.post("/api/v1/campaigns/", {"name": "Sneaky", "action": "win_back", **body}, format="json")
+        assert refused.status_code == 403 and "Only an admin or owner can set" in refused.json()["detail"]
+    draft = analyst.post("/api/v1/campaigns/", {"name": "Plain", "action": "win_back", "webhook_url": ""}, format="json")
+    assert draft.status_code == 201
+    url = f"/api/v1/campaigns/{draft.json()['id']}/"
+    assert analyst.patch(url, {"scheduled_for": when}, format="json").status_code == 403
+    # An admin schedules it; the analyst may still edit the rest, sending the time unchanged too.
+    scheduled = api_a.patch(url, {"scheduled_for": when, "webhook_url": "https://hooks.example.com/x"}, format="json").json()
+    edited = analyst.patch(url, {"name": "Renamed", "scheduled_for": scheduled["scheduled_for"]}, format="json")
+    assert edited.status_code == 200 and edited.json()["state"] == "scheduled"
+    assert analyst.patch(url, {"scheduled_for": None}, format="json").status_code == 403
+
+    # The web form shows the two fields to an analyst but keeps them as they are.
+    user = django_user_model.objects.create_user("ana", password="ana-pass-123")
+    do_add_member(tenant_a, user, Role.ANALYST)
+    client.force_login(user)
+    page = client.get(f"/campaigns/{draft.json()['id']}/edit/").content.decode()
+    assert page.count("set by an admin or owner") == 2
+    client.post(f"/campaigns/{draft.json()['id']}/edit/", {"name": "Web", "action": "win_back", "channel": "email", "control_share": 0.1,
+                                                          "attribution_days": 30, "scheduled_for": "", "webhook_url": "https://evil.example.com/"})
+    with tenant_context(tenant_a):
+        campaign = Campaign.objects.get(pk=draft.json()["id"])
+    assert (campaign.name, campaign.webhook_url, campaign.state) == ("Web", "https://hooks.example.com/x", "scheduled")
