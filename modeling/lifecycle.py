@@ -120,7 +120,12 @@ def stages_as_of(
     if len(features):
         f = features
         gaps = order_days(history.orders[history.orders["ordered_at"] <= cut])
-        previous_gap = gaps.groupby("customer")["gap"].last().reindex(f.index)
+        # Each customer's latest return: the last order day after a silence longer than the
+        # lapse threshold, and that silence. Orders after it (back on Dec 3, again on Dec 5) do
+        # not hide it: the customer is reactivated for the window after coming back.
+        returns = gaps[gaps["gap"] > thresholds.lapse_days].groupby("customer")[["day", "gap"]].last()
+        came_back = returns["day"].dt.date.reindex(f.index)
+        away = returns["gap"].reindex(f.index)
         recency = np.floor(f["recency_days"]).astype(int)  # calendar days since the last order
         count, days = f["orders"].astype(int), f["order_days"].astype(int)
         own_gap = f["gap_median"].where(days >= 2, thresholds.usual_gap_days).fillna(thresholds.usual_gap_days).clip(lower=1)
@@ -134,16 +139,20 @@ def stages_as_of(
 
         window, lapse = thresholds.repurchase_window_days, thresholds.lapse_days
         for customer in f.index:
-            r, n, d, gap, last = int(recency[customer]), int(count[customer]), int(days[customer]), previous_gap[customer], last_order[customer]
+            r, n, d, last = int(recency[customer]), int(count[customer]), int(days[customer]), last_order[customer]
             p = probability[customer]
-            returning = d >= 2 and pd.notna(gap) and gap > lapse
-            # New and Reactivated hold for the repurchase window after the order: a stage that
-            # follows them begins the day after it.
-            after_window = last + dt.timedelta(days=window + 1) if d == 1 or returning else last
+            back = came_back[customer] if pd.notna(came_back[customer]) else None
+            # New and Reactivated hold for the repurchase window after the first order or the
+            # return: a stage that follows them begins the day after it.
+            if d == 1:
+                after_window = last + dt.timedelta(days=window + 1)
+            else:
+                after_window = max(last, back + dt.timedelta(days=window + 1)) if back is not None else last
             if r > lapse:
                 stage, start, template = Stage.LAPSED, last + dt.timedelta(days=lapse), f"lapsed: {{days}} days since the last order (lapse threshold {lapse:,})"
-            elif returning and r <= window:
-                stage, start, template = Stage.REACTIVATED, last, f"reactivated: ordered {{ago}} after {round(gap):,} days away"
+            elif back is not None and (as_of - back).days <= window:
+                stage, start, template = Stage.REACTIVATED, back, f"reactivated: came back {{ago}} after {round(away[customer]):,} days away"
+                last = back  # the reason counts the days from the return
             elif d == 1 and r <= window:
                 stage, start, template = Stage.NEW, last, f"new: first order {{ago}} (usual repurchase window {window} days)"
             elif r > overdue_after[customer]:

@@ -57,3 +57,32 @@ def test_a_draft_has_no_segment_at_launch(shop) -> None:
     body = api_client_for(shop).get(f"/api/v1/campaigns/{campaign.pk}/").json()
 
     assert body["segment"] == segment.pk and body["segment_at_launch"] == {}
+
+
+def test_an_order_soon_after_coming_back_keeps_the_customer_reactivated() -> None:
+    """Back after a lapse on the 20th, again on the 27th: still reactivated, since the 20th (the
+    stage looked only at the last gap, 7 days, and said active)."""
+    import datetime as dt
+
+    from modeling import lifecycle
+    from modeling.models import Stage
+    from tests.test_lifecycle import AS_OF, _history
+
+    rows = [(c, str(AS_OF - dt.timedelta(days=d)), 50.0) for c in range(100, 130) for d in (10, 40, 70, 100)]
+    rows += [(1, "2023-06-01", 80.0), (1, "2025-06-20", 90.0), (1, "2025-06-27", 40.0)]
+    rows += [(2, "2023-06-01", 80.0), (2, "2025-06-27", 40.0)]  # came back once: as before
+    history = _history(rows)
+    thresholds = lifecycle.derive_thresholds(history, AS_OF)
+
+    stages = lifecycle.stages_as_of(history, AS_OF, thresholds)
+
+    assert stages.at[1, "stage"] == Stage.REACTIVATED and stages.at[1, "since"] == dt.date(2025, 6, 20)
+    assert stages.at[1, "reason"] == "reactivated: came back 10 days ago after 750 days away"
+    assert stages.at[2, "stage"] == Stage.REACTIVATED and stages.at[2, "reason"] == "reactivated: came back 3 days ago after 757 days away"
+    # Past the window after the return, the customer is active from the day after it.
+    later = AS_OF + dt.timedelta(days=thresholds.repurchase_window_days + 5)
+    after = lifecycle.stages_as_of(history, later, lifecycle.derive_thresholds(history, later))
+    assert after.at[1, "stage"] in {Stage.ACTIVE, Stage.AT_RISK, Stage.LOYAL}
+    # No customer who ever came back: no returns at all is fine too.
+    quiet = _history([(c, str(AS_OF - dt.timedelta(days=d)), 50.0) for c in range(100, 130) for d in (10, 40, 70)])
+    assert set(lifecycle.stages_as_of(quiet, AS_OF, lifecycle.derive_thresholds(quiet, AS_OF))["stage"]) == {Stage.ACTIVE}
