@@ -18,6 +18,7 @@ from campaigns.playbook import ensure_default_playbook
 from clmsite.models import Role
 from clmsite.views import not_counted_note, stale_preview, tenant_required
 from modeling.exports import EXCEL_BOM
+from modeling.insight_views import PercentField
 from modeling.insights import describe_filters, latest_insights_refresh, queue_insights_refresh
 from modeling.models import CustomerInsight, Segment, Stage
 
@@ -146,7 +147,7 @@ class CampaignForm(forms.ModelForm):
     stages = forms.MultipleChoiceField(choices=Stage.choices, required=False, widget=forms.CheckboxSelectMultiple, help_text="audience: any of these stages")
     value_tiers = forms.MultipleChoiceField(choices=TIERS, required=False, widget=forms.CheckboxSelectMultiple, help_text="audience: any of these tiers")
     actions = forms.MultipleChoiceField(choices=Action.choices, required=False, widget=forms.CheckboxSelectMultiple, help_text="audience: customers whose recommended action is one of these")
-    churn_min = forms.FloatField(min_value=0, max_value=1, required=False, label="Churn probability at least", help_text="from 0 to 1 (0.5 = 50%)")
+    churn_min = PercentField(required=False, label="Churn risk at least (%)", help_text="from 0 to 100")
     orders_min = forms.IntegerField(min_value=0, required=False, label="Orders at least")
     webhook_url = forms.URLField(max_length=500, required=False, assume_scheme="https", label="Webhook URL", help_text="optional: POST the treatment group here, HMAC-signed")
 

@@ -416,8 +416,8 @@ def _snapshot_segments(tenant: Tenant, as_of: dt.date) -> None:
 # --- Membership ---------------------------------------------------------------------------
 
 SAVED_FILTERS = {
-    "stages": "stage is one of", "value_tiers": "value tier is one of", "actions": "recommended action is one of", "churn_min": "churn probability at least",
-    "churn_max": "churn probability at most", "sentiment_min": "mean review sentiment at least", "sentiment_max": "mean review sentiment at most",
+    "stages": "stage is one of", "value_tiers": "value tier is one of", "actions": "recommended action is one of", "churn_min": "churn risk at least",
+    "churn_max": "churn risk at most", "sentiment_min": "mean review sentiment at least", "sentiment_max": "mean review sentiment at most",
     "spend_min": "total spent at least", "spend_max": "total spent at most", "orders_min": "orders at least", "orders_max": "orders at most",
     "category": "bought from this category", "country": "country", "first_order_after": "first order on or after",
     "last_order_before": "last order before", "last_order_after": "last order on or after",
@@ -440,6 +440,7 @@ def crossed_filter_ranges(filters: dict[str, Any]) -> dict[str, str]:
 
 
 MONEY_FILTERS = ("spend_min", "spend_max")
+PERCENT_FILTERS = ("churn_min", "churn_max")  # stored as a fraction, read in percent as the pages show churn
 
 
 def describe_filters(filters: dict[str, Any], currency: str = "") -> list[tuple[str, str]]:
@@ -454,6 +455,8 @@ def describe_filters(filters: dict[str, Any], currency: str = "") -> list[tuple[
             value = ", ".join(str(names.get(key, {}).get(v, v)) for v in value)
         elif isinstance(value, bool):
             value = "yes" if value else "no"
+        elif isinstance(value, int | float) and key in PERCENT_FILTERS:
+            value = f"{value * 100:.2f}".rstrip("0").rstrip(".") + "%"  # 50%, 12.5%
         elif isinstance(value, int | float):
             value = f"{value:,.2f}".rstrip("0").rstrip(".")  # 5,000, not 5000.0
             if key in MONEY_FILTERS and currency:

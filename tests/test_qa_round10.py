@@ -86,3 +86,22 @@ def test_an_order_soon_after_coming_back_keeps_the_customer_reactivated() -> Non
     # No customer who ever came back: no returns at all is fine too.
     quiet = _history([(c, str(AS_OF - dt.timedelta(days=d)), 50.0) for c in range(100, 130) for d in (10, 40, 70)])
     assert set(lifecycle.stages_as_of(quiet, AS_OF, lifecycle.derive_thresholds(quiet, AS_OF))["stage"]) == {Stage.ACTIVE}
+
+
+def test_churn_is_typed_in_percent_in_the_segment_and_campaign_forms_as_the_pages_show_it(tenant_a, client, alice) -> None:
+    from tests.test_qa_round5 import insights
+
+    insights(tenant_a, 4)  # churn 50% each
+    client.force_login(alice)
+    assert client.get("/segments/preview/", {"churn_min": "50"}).json()["size"] == 4
+    assert client.get("/segments/preview/", {"churn_min": "60"}).json()["size"] == 0
+    assert client.get("/campaigns/preview/", {"action": "win_back", "churn_min": "50", "skip_running": "on"}).json()["size"] == 4
+
+    client.post("/segments/", {"name": "Half at risk", "churn_min": "50"})
+    with tenant_context(tenant_a):
+        segment = Segment.objects.get(kind=Segment.Kind.SAVED)
+    assert segment.filters == {"churn_min": 0.5}  # stored as the API takes it
+    page = client.get(f"/segments/{segment.pk}/").content.decode()
+    assert "churn risk at least" in page and "50%" in page
+    edit = client.get(f"/segments/{segment.pk}/edit/").content.decode()
+    assert 'name="churn_min" value="50"' in edit

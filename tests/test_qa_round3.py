@@ -25,7 +25,7 @@ def test_a_customer_whose_order_line_has_no_product_has_a_page(tenant_a, client,
 
 def test_a_saved_segment_no_customer_can_match_is_refused_by_the_form_as_by_the_api(tenant_a, client, alice) -> None:
     client.force_login(alice)
-    page = client.post("/segments/", {"name": "Nonsense", "churn_min": "0.9", "churn_max": "0.1", "orders_min": "10", "orders_max": "2",
+    page = client.post("/segments/", {"name": "Nonsense", "churn_min": "90", "churn_max": "10", "orders_min": "10", "orders_max": "2",
                                       "last_order_after": "2026-12-01", "last_order_before": "2020-01-01"})
     text = page.content.decode()
     assert page.status_code == 200 and text.count("no customer can match both") == 3

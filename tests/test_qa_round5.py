@@ -148,7 +148,7 @@ def test_pages_show_labels_not_codes(tenant_a) -> None:
     from modeling.insights import describe_filters
 
     assert describe_filters({"stages": ["at_risk"], "spend_min": 5000.0, "churn_min": 0.5}) == [
-        ("stage is one of", "At risk"), ("total spent at least", "5,000"), ("churn probability at least", "0.5")]
+        ("stage is one of", "At risk"), ("total spent at least", "5,000"), ("churn risk at least", "50%")]
     insight = CustomerInsight(action_channel="none")
     assert insight.channel_label == "No contact"
 

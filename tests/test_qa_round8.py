@@ -358,10 +358,10 @@ def test_a_task_handed_back_while_its_dead_workers_lease_is_fresh_asks_again_lat
 def test_the_campaign_preview_says_which_filter_it_left_out_as_invalid(tenant_a, client, alice) -> None:
     insights(tenant_a, 3)
     client.force_login(alice)
-    preview = client.get("/campaigns/preview/", {"action": "win_back", "churn_min": "1.5", "skip_running": "on"}).json()
+    preview = client.get("/campaigns/preview/", {"action": "win_back", "churn_min": "150", "skip_running": "on"}).json()
     assert preview["size"] == 3
-    assert preview["note"].startswith("Not counted until corrected: Churn probability at least: Ensure this value is less than or equal to 1.")
-    assert client.get("/campaigns/preview/", {"action": "win_back", "churn_min": "0.4", "skip_running": "on"}).json()["note"] == ""
+    assert preview["note"].startswith("Not counted until corrected: Churn risk at least (%): Ensure this value is less than or equal to 100.")
+    assert client.get("/campaigns/preview/", {"action": "win_back", "churn_min": "40", "skip_running": "on"}).json()["note"] == ""
 
 
 def test_factors_say_whose_they_are_when_another_family_serves_the_chance(tenant_a, client, alice) -> None:
@@ -394,6 +394,6 @@ def test_the_saved_segment_form_previews_its_size_live(tenant_a, client, alice) 
     client.force_login(alice)
     lapsed = client.get("/segments/preview/", {"stages": ["lapsed"]}).json()
     assert (lapsed["size"], lapsed["value_at_risk"], lapsed["note"]) == (1, 50.0, "")
-    refused = client.get("/segments/preview/", {"stages": ["lapsed"], "churn_min": "2"}).json()
-    assert refused["size"] == 1 and refused["note"].startswith("Not counted until corrected: Churn probability at least:")
+    refused = client.get("/segments/preview/", {"stages": ["lapsed"], "churn_min": "200"}).json()
+    assert refused["size"] == 1 and refused["note"].startswith("Not counted until corrected: Churn risk at least (%):")
     assert 'data-preview="/segments/preview/"' in client.get("/segments/").content.decode()
