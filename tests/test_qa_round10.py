@@ -105,3 +105,22 @@ def test_churn_is_typed_in_percent_in_the_segment_and_campaign_forms_as_the_page
     assert "churn risk at least" in page and "50%" in page
     edit = client.get(f"/segments/{segment.pk}/edit/").content.decode()
     assert 'name="churn_min" value="50"' in edit
+
+
+def test_the_customers_behind_a_transition_cell_are_counted_as_the_cell_counts_them(tenant_a, client, alice) -> None:
+    import datetime as dt
+
+    from customers.models import Customer
+    from modeling.models import StageSnapshot
+
+    start, end = dt.date(2025, 5, 31), dt.date(2025, 6, 30)
+    with tenant_context(tenant_a):
+        for i in range(53):
+            customer = Customer.objects.create(external_id=f"m{i}")
+            StageSnapshot.objects.create(customer=customer, as_of=start, stage="active", since=start, reason="r")
+            StageSnapshot.objects.create(customer=customer, as_of=end, stage="at_risk", since=end, reason="r")
+    client.force_login(alice)
+
+    page = client.get("/lifecycle/moves/", {"start": start, "end": end, "from": "active", "to": "at_risk"}).content.decode()
+
+    assert '<p class="muted" data-testid="moves-count">53 customers</p>' in page
