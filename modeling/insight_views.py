@@ -20,6 +20,7 @@ from clmsite.datacache import cached
 from clmsite.models import Role
 from clmsite.tenancy import tenant_context
 from clmsite.views import not_counted_note, stale_preview, tenant_required
+from customers.services.queries import month_in_progress
 from modeling import insights, lifecycle
 from modeling.exports import EXCEL_BOM, spreadsheet_safe
 from modeling.models import CustomerInsight, Segment, SegmentSnapshot, Stage, StageSnapshot
@@ -408,7 +409,8 @@ def reviews_page(request: HttpRequest) -> HttpResponse:
     query.pop("page", None)
     chart = {
         "aspects": aspects,
-        "monthly": [{"month": row["month"].strftime("%Y-%m"), "score": row["score"], "negative": row["negative"] / row["n"] if row["n"] else 0, "n": row["n"]}
+        "monthly": [{"month": row["month"].strftime("%Y-%m"), "score": row["score"], "negative": row["negative"] / row["n"] if row["n"] else 0, "n": row["n"],
+                     "partial": month_in_progress(row["month"])}
                     for row in monthly.to_dict("records") if hasattr(row.get("month"), "strftime")][-36:],
     }
     labels = review_insight.aspect_labels()

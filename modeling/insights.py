@@ -24,6 +24,7 @@ from campaigns import playbook
 from clmsite.datacache import bump_data_version
 from clmsite.models import Tenant
 from clmsite.tenancy import lock_tenant, tenant_context
+from customers.services.queries import month_in_progress
 from modeling import lifecycle, review_insight, segments
 from modeling.families.base import Progress, no_progress
 from modeling.features import History, as_timestamp, features_as_of, load_history
@@ -659,7 +660,8 @@ def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
             "series": [{"label": labels[s], "counts": [int(v) for v in counts[s]]} for s in counts.columns] if len(counts) else [],
             "segments": [{"name": s["name"], "size": s["size"]} for s in learned],
             "sentiment": [
-                {"month": row["month"].strftime("%Y-%m"), "negative": row["negative"] / row["n"], "positive": row["positive"] / row["n"], "n": row["n"]}
+                {"month": row["month"].strftime("%Y-%m"), "negative": row["negative"] / row["n"], "positive": row["positive"] / row["n"], "n": row["n"],
+                 "partial": month_in_progress(row["month"])}
                 for row in sentiment if isinstance(row["month"], dt.datetime | dt.date) and row["n"]
             ][-24:],
         },

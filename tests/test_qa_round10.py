@@ -124,3 +124,23 @@ def test_the_customers_behind_a_transition_cell_are_counted_as_the_cell_counts_t
     page = client.get("/lifecycle/moves/", {"start": start, "end": end, "from": "active", "to": "at_risk"}).content.decode()
 
     assert '<p class="muted" data-testid="moves-count">53 customers</p>' in page
+
+
+def test_sentiment_charts_mark_the_month_in_progress(tenant_a, client, alice) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from customers.models import Customer, Review
+    from modeling.insights import dashboard_overview
+
+    now = timezone.now()
+    with tenant_context(tenant_a):
+        customer = Customer.objects.create(external_id="r1")
+        for i, at in enumerate((now - dt.timedelta(days=70), now)):
+            Review.objects.create(customer=customer, external_id=f"rv{i}", rating=5, text="Great", created_at=at, sentiment="positive", sentiment_score=0.9)
+        months = dashboard_overview(tenant_a)["chart"]["sentiment"]
+    assert [m["partial"] for m in months] == [False, True]
+    client.force_login(alice)
+    page = client.get("/reviews/").content.decode()
+    assert '"partial": true' in page and 'm.partial ? m.month + " (so far)"' in page

@@ -46,6 +46,12 @@ def get_customer(tenant: Tenant, customer_id: int) -> Customer:
 LIST_COLUMNS = ("id", "external_id", "email", "name", "country", "order_count", "total_spent", "last_order_at")
 
 
+def month_in_progress(month: dt.date) -> bool:
+    """Whether ``month`` (any day of it) is the month under way (UTC): a chart marks it, as its
+    few days read as a collapse of sales, or a swing of sentiment."""
+    return month.strftime("%Y-%m") == timezone.now().strftime("%Y-%m")
+
+
 def search_customers(tenant: Tenant, *, query: str = "", sort: str = "-spent", stage: str = "", tier: str = "", country: str = "") -> Any:
     """The customer list's rows: only the columns it shows (not the attributes JSON), with
     each customer's stage and value tier as of the latest scoring, filtered by them."""
@@ -112,7 +118,7 @@ def dashboard_stats(tenant: Tenant) -> dict[str, Any]:
         # The month in progress is marked: its few days' sales would read as a collapse.
         "monthly": [
             {"month": row["month"].strftime("%Y-%m"), "revenue": float(row["revenue"] or 0), "orders": row["orders"], "buyers": row["buyers"],
-             "partial": row["month"].strftime("%Y-%m") == timezone.now().strftime("%Y-%m")}
+             "partial": month_in_progress(row["month"])}
             for row in monthly
             if isinstance(row["month"], dt.datetime | dt.date)
         ],
