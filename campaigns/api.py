@@ -187,8 +187,9 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
 
     @extend_schema(responses={200: inline_serializer("CampaignReport", {
         "launched": serializers.BooleanField(), "treatment": serializers.DictField(required=False), "control": serializers.DictField(required=False),
-        "uplift": serializers.FloatField(required=False, allow_null=True), "uplift_ci": serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True),
-        "significant": serializers.BooleanField(required=False), "small_sample": serializers.BooleanField(required=False),
+        "uplift": serializers.FloatField(required=False, allow_null=True, help_text="treatment's conversion minus control's, as a fraction: 0.104 is 10.4 percentage points"),
+        "uplift_ci": serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True, help_text="95% interval of `uplift`, as fractions"),
+        "significant": serializers.BooleanField(required=False, help_text="whether `uplift_ci` (conversion) excludes zero; `revenue_uplift_ci` says the same of revenue"), "small_sample": serializers.BooleanField(required=False),
         "no_orders_yet": serializers.BooleanField(required=False, help_text="no member of either group has ordered yet: the uplift says nothing so far"),
         "revenue_uplift_per_member": serializers.FloatField(required=False, allow_null=True),
         "revenue_uplift_ci": serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True),
