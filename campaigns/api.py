@@ -160,7 +160,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
 
     def perform_destroy(self, instance: Campaign) -> None:
         if not instance.is_deletable:
-            raise Conflict("A launched campaign is kept for its report; cancel it instead.")
+            raise Conflict(services.kept_for_its_report(instance))
         instance.delete()
 
     @extend_schema(request=None, responses={200: CampaignWithSecretSerializer, 409: conflict_response("Not a draft or a scheduled campaign, or its audience is empty.")})

@@ -187,6 +187,11 @@ def do_launch_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, vi
     return campaign
 
 
+def kept_for_its_report(campaign: Campaign) -> str:
+    """Why a launched campaign cannot be deleted, and what to do instead while it runs."""
+    return "A launched campaign is kept for its report: it cannot be deleted." + (" Cancel it to stop it." if campaign.state == Campaign.State.RUNNING else "")
+
+
 # What only admins and owners may set on a campaign, as only they launch one: a launch time
 # launches it with nobody pressing Launch, and a webhook receives the treated customers'
 # contact details.

@@ -323,7 +323,7 @@ def delete_campaign(request: HttpRequest, campaign_id: int) -> HttpResponse:
     """A campaign never launched can go; a launched one is kept for its report (cancel it)."""
     campaign = get_object_or_404(Campaign, pk=campaign_id)
     if not campaign.is_deletable:
-        messages.error(request, "A launched campaign is kept for its report; cancel it instead.")
+        messages.error(request, services.kept_for_its_report(campaign))
         return redirect("campaign_detail", campaign_id=campaign.pk)
     campaign.delete()
     messages.success(request, f"Deleted the {campaign.get_state_display().lower()} campaign “{campaign.name}”.")

@@ -188,7 +188,7 @@ class JobReporter:
             return
         self._last = now
         with tenant_context(self.job.tenant):
-            Job.objects.filter(pk=self.job.pk).update(progress=max(0.0, min(fraction, 1.0)), message=message[:500], heartbeat_at=timezone.now())
+            Job.objects.filter(pk=self.job.pk).update(progress=round(max(0.0, min(fraction, 1.0)), 4), message=message[:500], heartbeat_at=timezone.now())
             if self._cancellable and cancel_was_requested(self.job):
                 raise JobCancelled
 

@@ -180,7 +180,7 @@ def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: lis
         withdraw_unfinished_date(tenant, as_of, job.started_at or job.created_at)
         return
     with tenant_context(tenant):
-        Job.objects.filter(pk=job.pk).update(progress=SCORING_SHARE * job.steps_done / max(job.steps_total, 1), message=f"Scored batch {job.steps_done} of {job.steps_total}")
+        Job.objects.filter(pk=job.pk).update(progress=round(SCORING_SHARE * job.steps_done / max(job.steps_total, 1), 4), message=f"Scored batch {job.steps_done} of {job.steps_total}")
     if job.steps_done >= job.steps_total:
         # The last chunk assigns tiers (they need every customer's predicted value), then
         # stages, segments and actions, which need every customer's scores.
