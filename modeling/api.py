@@ -93,7 +93,10 @@ class RetrainSerializer(serializers.Serializer):
     as_of = serializers.DateField(required=False, help_text="default: today")
     horizon_days = serializers.IntegerField(required=False, min_value=1, max_value=730)
     family = serializers.CharField(default="auto", max_length=100,
-                                   help_text=f"auto (every family), or one or more of {', '.join(FAMILIES)}, comma-separated, as the CLI's --family")
+                                   help_text=f"auto (every family), or one or more of {', '.join(FAMILIES)}, comma-separated, as the CLI's --family: "
+                                   "the families that may serve after this run. The best of them on this run's validation window is "
+                                   "promoted for each target, replacing the serving version even when that is of a family left out "
+                                   "(roll back to restore it)")
     sentiment_candidates = serializers.ListField(
         child=serializers.ChoiceField(choices=["ngram", "transformer"]), required=False, allow_empty=False, max_length=2,
         help_text="the review-sentiment models to train this time, as the CLI's --sentiment-candidates (default: the shop's setting, else both; "
