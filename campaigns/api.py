@@ -14,13 +14,13 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from campaigns import services
-from campaigns.models import Campaign
+from campaigns.models import Action, Campaign
 from campaigns.webhooks import delivery_summary
 from clmsite.api import Conflict, TenantViewSet, conflict_response, refuse_a_body
 from clmsite.models import Role, role_at_least
 from clmsite.permissions import request_role
 from modeling.api import SavedFiltersSerializer
-from modeling.models import Segment
+from modeling.models import Segment, Stage
 
 
 @extend_schema_field({"anyOf": [{"type": "string", "format": "uri", "maxLength": 500}, {"type": "string", "maxLength": 0}]})
@@ -86,9 +86,9 @@ class AudienceMemberSerializer(serializers.Serializer):
     email = serializers.CharField()
     name = serializers.CharField()
     country = serializers.CharField()
-    stage = serializers.CharField()
+    stage = serializers.ChoiceField(choices=Stage.choices, allow_blank=True, help_text="at launch")
     stage_label = serializers.CharField()
-    action = serializers.CharField()
+    action = serializers.ChoiceField(choices=Action.choices, help_text="the campaign's action")
     action_label = serializers.CharField()
     offer = serializers.CharField()
     offer_amount = serializers.CharField(allow_null=True, help_text="the member's own offer as a number, when the campaign has none for everyone")

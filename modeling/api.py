@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.utils import html
 
-from campaigns.models import Action
+from campaigns.models import Action, Channel
 from clmsite.api import Conflict, TenantViewSet, conflict_response, refuse_a_body, refuse_unknown_fields
 from clmsite.filters import ClmFilterSet
 from clmsite.models import Role
@@ -250,6 +250,11 @@ class InsightSerializer(serializers.ModelSerializer):
     learned_segment_name = serializers.CharField(source="learned_segment.name", read_only=True, allow_null=True)
     rfm_segment_name = serializers.CharField(source="rfm_segment.name", read_only=True, allow_null=True)
     action_label = serializers.CharField(read_only=True)
+    # Declared with their choices, so that the schema lists them as the Prediction's and the
+    # Campaign's do (the model keeps them as plain text: the playbook writes them).
+    value_tier = serializers.ChoiceField(choices=Prediction.Tier.choices, allow_blank=True, read_only=True, help_text="blank without a prediction")
+    action = serializers.ChoiceField(choices=Action.choices, read_only=True)
+    action_channel = serializers.ChoiceField(choices=Channel.choices, allow_blank=True, read_only=True)
 
     class Meta:
         model = CustomerInsight
