@@ -14,7 +14,7 @@ window.CLM = {
   // A y axis for rates (0.025 is drawn as 2.5%), with its title.
   percentAxis(title) {
     const percent = (v) => (Math.round(v * 1000) / 10) + "%";
-    return {beginAtZero: true, title: {display: true, text: title}, ticks: {callback: percent}};
+    return {beginAtZero: true, grace: "5%", title: {display: true, text: title}, ticks: {callback: percent}};  // grace: the top bar or whisker does not touch the edge
   },
   percentTooltip(item) {
     const v = item.raw;
