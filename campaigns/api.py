@@ -82,7 +82,8 @@ class CampaignWithSecretSchema(OpenApiSerializerExtension):
 
 
 class AudienceMemberSerializer(serializers.Serializer):
-    customer_id = serializers.CharField()
+    customer = serializers.IntegerField(help_text="the customer's id in this API (/customers/{id}/)")
+    customer_id = serializers.CharField(help_text="the shop's own customer id, as imported (the CSV's and the webhook's customer_id)")
     email = serializers.CharField()
     name = serializers.CharField()
     country = serializers.CharField()
@@ -226,6 +227,8 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
     def audience(self, request: Any, pk: str | None = None) -> Response:
         campaign = self.get_object()
         page = self.paginate_queryset(services.treatment_rows(campaign))
-        return self.get_paginated_response([services.member_record(campaign, member) for member in page])
+        # ``customer`` as every other resource names it (the id of /customers/{id}/); ``customer_id``
+        # is the shop's own id, as in the CSV and the webhook.
+        return self.get_paginated_response([{"customer": member.customer_id, **services.member_record(campaign, member)} for member in page])
 
 

@@ -450,6 +450,8 @@ def test_api_roles_drafts_launch_report_and_audience(shop) -> None:
     assert report["launched"] and report["treatment"]["members"] + report["control"]["members"] == lapsed
     audience = viewer.get(f"/api/v1/campaigns/{created['id']}/audience/").json()
     assert audience["count"] == report["treatment"]["members"] and audience["results"][0]["action"] == "win_back"
+    first = audience["results"][0]
+    assert viewer.get(f"/api/v1/customers/{first['customer']}/").json()["external_id"] == first["customer_id"]  # both ids, each as named elsewhere
     with tenant_context(shop):
         audit = CampaignAudit.objects.get(campaign_id=created["id"], event="launch")
         assert audit.via == "api" and audit.audience_size == lapsed
