@@ -188,6 +188,7 @@ SPECTACULAR_SETTINGS = {
         "JobStateEnum": "modeling.models.Job.State",
         "ModelVersionStateEnum": "modeling.models.ModelVersion.State",
         "CampaignStateEnum": "campaigns.models.Campaign.State",
+        "ChannelEnum": "campaigns.models.Channel",
     },
 }
 
