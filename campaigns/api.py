@@ -152,6 +152,8 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
             self._save_edit(serializer)
 
     def _save_edit(self, serializer: Any) -> None:
+        if not self._sees_secret() and services.goes_out_unattended(serializer.instance):
+            raise PermissionDenied(services.ADMIN_EDITS)
         self._refuse_admin_fields(serializer.instance, serializer.validated_data)
         extra = {"webhook_secret": services.new_webhook_secret()} if serializer.validated_data.get("webhook_url") and not serializer.instance.webhook_secret else {}
         before = {name: getattr(serializer.instance, name) for name in serializer.validated_data}

@@ -198,6 +198,16 @@ def kept_for_its_report(campaign: Campaign) -> str:
 ADMIN_FIELDS = ("scheduled_for", "webhook_url")
 
 
+def goes_out_unattended(campaign: Campaign) -> bool:
+    """A campaign not launched yet that will act with nobody pressing Launch, or send contact
+    details out: an admin set its launch time or its webhook. Only admins and owners edit it,
+    and the saved segment it targets, since an edit decides who is sent."""
+    return campaign.launched_at is None and (campaign.scheduled_for is not None or bool(campaign.webhook_url))
+
+
+ADMIN_EDITS = "Only an admin or owner can change a campaign with a launch time or a webhook: the change decides who is sent, and it goes out without anyone pressing Launch."
+
+
 def admin_fields_changed(campaign: Campaign | None, data: dict[str, Any]) -> list[str]:
     """The ADMIN_FIELDS that ``data`` would change on ``campaign`` (None: a new one)."""
     return [name for name in ADMIN_FIELDS

@@ -233,6 +233,9 @@ def edit_campaign(request: HttpRequest, campaign_id: int | None = None) -> HttpR
     if campaign.pk and campaign.state not in (Campaign.State.DRAFT, Campaign.State.SCHEDULED):
         messages.error(request, "A launched campaign cannot be edited.")
         return redirect("campaign_detail", campaign_id=campaign.pk)
+    if campaign.pk and services.goes_out_unattended(campaign) and not request.membership.can(Role.ADMIN):  # type: ignore[attr-defined]
+        messages.error(request, services.ADMIN_EDITS)
+        return redirect("campaign_detail", campaign_id=campaign.pk)
     form = CampaignForm(request.POST or None, instance=campaign)
     if not request.membership.can(Role.ADMIN):  # type: ignore[attr-defined]
         for name in services.ADMIN_FIELDS:  # kept as they are: an admin sets them

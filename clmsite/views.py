@@ -17,7 +17,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from clmsite.models import ApiKey, Role
-from clmsite.services import do_create_api_key, do_revoke_api_key
+from clmsite.services import do_create_api_key, do_revoke_api_key, get_api_key
 from clmsite.templatetags.clm import SHOP_FIELD
 from clmsite.tenancy import SESSION_TENANT_KEY
 from modeling import jobs
@@ -142,13 +142,18 @@ def api_keys(request: HttpRequest) -> HttpResponse:
         return redirect("api_keys")
     new_key = request.session.pop(NEW_KEY_SESSION, None)
     keys = ApiKey.objects.filter(tenant=tenant).select_related("created_by")
-    return render(request, "api_keys.html", {"keys": keys, "new_key": new_key, "roles": Role.choices, "name_max": API_KEY_NAME_MAX})
+    return render(request, "api_keys.html", {"keys": keys, "new_key": new_key, "roles": Role.choices, "name_max": API_KEY_NAME_MAX,
+                                             "is_owner": request.membership.can(Role.OWNER)})  # type: ignore[attr-defined]
 
 
 @tenant_required(Role.ADMIN)
 @require_POST
 def revoke_api_key(request: HttpRequest, key_id: int) -> HttpResponse:
-    key = do_revoke_api_key(request.tenant, key_id, acting_user=request.user)  # type: ignore[attr-defined]
+    key = get_api_key(request.tenant, key_id)  # type: ignore[attr-defined]
+    if key.role == Role.OWNER and not request.membership.can(Role.OWNER):  # type: ignore[attr-defined]
+        messages.error(request, "Only an owner can revoke an owner key, as only an owner can create one.")
+        return redirect("api_keys")
+    key = do_revoke_api_key(request.tenant, key.pk, acting_user=request.user)  # type: ignore[attr-defined]
     messages.success(request, f"Revoked key '{key.name}'.")
     return redirect("api_keys")
 

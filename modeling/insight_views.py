@@ -15,7 +15,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from campaigns.models import Action
+from campaigns.models import Action, Campaign
+from campaigns.services import goes_out_unattended
 from clmsite.datacache import cached
 from clmsite.models import Role
 from clmsite.tenancy import tenant_context
@@ -303,6 +304,11 @@ def edit_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
     """Change a saved segment's name or filters. It is a live filter: its list, the drafts
     that target it and the next snapshots follow; a launched campaign keeps its frozen audience."""
     segment = get_object_or_404(Segment, pk=segment_id, kind=Segment.Kind.SAVED)
+    unattended = [c.name for c in segment.campaigns.filter(launched_at__isnull=True).exclude(state=Campaign.State.CANCELLED) if goes_out_unattended(c)]
+    if unattended and not request.membership.can(Role.ADMIN):  # type: ignore[attr-defined]
+        messages.error(request, f"“{unattended[0]}” targets this segment and has a launch time or a webhook: only an admin or owner can change the segment, "
+                                "since the change decides who is sent.")
+        return redirect("segment_detail", segment_id=segment.pk)
     form = SavedSegmentForm(request.POST or None, initial={"name": segment.name, **segment.filters})
     if request.method == "POST" and form.is_valid():
         name = form.cleaned_data["name"].strip()

@@ -47,7 +47,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
             "any_beaten": any(v.beaten_by for v in serving),
             "versions": versions,
             "jobs": jobs,
-            "can_retrain": request.membership.can(Role.ADMIN) or request.user.is_staff,  # type: ignore[attr-defined]
+            "can_retrain": request.membership.can(Role.ADMIN),  # type: ignore[attr-defined]
             "can_score": "purchase" in active and request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
             "last_scored": last_scored,
             "default_as_of": default_as_of(tenant),
@@ -72,7 +72,7 @@ def _beaten_by(version: ModelVersion) -> list[str]:
 @require_POST
 def retrain(request: HttpRequest) -> HttpResponse:
     """Owners, admins and staff may retrain; anyone else gets a 404 like a missing page."""
-    if not (request.membership.can(Role.ADMIN) or request.user.is_staff):  # type: ignore[attr-defined]
+    if not request.membership.can(Role.ADMIN):  # type: ignore[attr-defined]
         raise Http404("Not found")
     try:
         job = do_start_training(request.tenant, acting_user=request.user)  # type: ignore[attr-defined]

@@ -144,3 +144,31 @@ def test_sentiment_charts_mark_the_month_in_progress(tenant_a, client, alice) ->
     client.force_login(alice)
     page = client.get("/reviews/").content.decode()
     assert '"partial": true' in page and 'm.partial ? m.month + " (so far)"' in page
+
+
+def test_the_shop_role_decides_retraining_and_only_an_owner_revokes_an_owner_key(tenant_a, client, alice, django_user_model) -> None:
+    from clmsite.models import ApiKey, Role
+    from clmsite.services import do_add_member, do_create_api_key
+
+    staff_viewer = django_user_model.objects.create_user("sv", password="sv-pass-12345", is_staff=True)
+    do_add_member(tenant_a, staff_viewer, Role.VIEWER)
+    client.force_login(staff_viewer)
+    assert client.post("/models/retrain/").status_code == 404  # Django's is_staff is no role in a shop
+    from modeling.models import Job
+    with tenant_context(tenant_a):
+        assert not Job.objects.exists()
+
+    owner_key, _ = do_create_api_key(tenant_a, role=Role.OWNER, name="owner sync")
+    admin = django_user_model.objects.create_user("adm", password="adm-pass-12345")
+    do_add_member(tenant_a, admin, Role.ADMIN)
+    client.force_login(admin)
+    page = client.get("/settings/api-keys/").content.decode()
+    assert "an owner revokes it" in page
+    response = client.post(f"/settings/api-keys/{owner_key.pk}/revoke/", follow=True)
+    assert "Only an owner can revoke an owner key" in response.content.decode()
+    with tenant_context(tenant_a):
+        assert ApiKey.objects.get(pk=owner_key.pk).revoked_at is None
+    client.force_login(alice)  # the owner
+    client.post(f"/settings/api-keys/{owner_key.pk}/revoke/")
+    with tenant_context(tenant_a):
+        assert ApiKey.objects.get(pk=owner_key.pk).revoked_at is not None

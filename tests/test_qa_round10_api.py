@@ -147,9 +147,10 @@ def test_filters_in_a_form_encoded_or_multipart_body_are_read_as_json_not_droppe
     assert garbage.status_code == 400 and garbage.json() == {"filters": ['Must be a JSON object, e.g. {"stages": ["lapsed"]}.']}
 
 
-def test_only_admins_set_a_launch_time_or_a_webhook(tenant_a, api_a, client, django_user_model) -> None:
+def test_only_admins_set_a_launch_time_or_a_webhook_and_then_only_they_edit_the_campaign(tenant_a, api_a, client, django_user_model) -> None:
     """A launch time launches with nobody pressing Launch, and a webhook receives the treated
-    customers' contact details: analysts, who may not launch, set neither."""
+    customers' contact details: analysts, who may not launch, set neither, and cannot change
+    whom such a campaign (or the saved segment it targets) sends to."""
     import datetime as dt
 
     from django.utils import timezone
@@ -157,6 +158,7 @@ def test_only_admins_set_a_launch_time_or_a_webhook(tenant_a, api_a, client, dja
     from campaigns.models import Campaign
     from clmsite.models import Role
     from clmsite.services import do_add_member
+    from modeling.models import Segment
     from tests.conftest import api_client_for
 
     analyst = api_client_for(tenant_a, Role.ANALYST)
@@ -164,24 +166,35 @@ def test_only_admins_set_a_launch_time_or_a_webhook(tenant_a, api_a, client, dja
     for body in ({"scheduled_for": when}, {"webhook_url": "https://hooks.example.com/x"}):
         refused = analyst.post("/api/v1/campaigns/", {"name": "Sneaky", "action": "win_back", **body}, format="json")
         assert refused.status_code == 403 and "Only an admin or owner can set" in refused.json()["detail"]
-    draft = analyst.post("/api/v1/campaigns/", {"name": "Plain", "action": "win_back", "webhook_url": ""}, format="json")
+    with tenant_context(tenant_a):
+        segment = Segment.objects.create(kind=Segment.Kind.SAVED, key="vips", name="VIPs", filters={"value_tiers": ["high"]})
+    draft = analyst.post("/api/v1/campaigns/", {"name": "Plain", "action": "win_back", "segment": segment.pk, "webhook_url": ""}, format="json")
     assert draft.status_code == 201
     url = f"/api/v1/campaigns/{draft.json()['id']}/"
     assert analyst.patch(url, {"scheduled_for": when}, format="json").status_code == 403
-    # An admin schedules it; the analyst may still edit the rest, sending the time unchanged too.
-    scheduled = api_a.patch(url, {"scheduled_for": when, "webhook_url": "https://hooks.example.com/x"}, format="json").json()
-    edited = analyst.patch(url, {"name": "Renamed", "scheduled_for": scheduled["scheduled_for"]}, format="json")
-    assert edited.status_code == 200 and edited.json()["state"] == "scheduled"
-    assert analyst.patch(url, {"scheduled_for": None}, format="json").status_code == 403
+    assert analyst.patch(url, {"name": "Renamed"}, format="json").status_code == 200  # a plain draft is the analyst's to edit
+    # Once an admin schedules it with a webhook, only admins change it.
+    assert api_a.patch(url, {"scheduled_for": when, "webhook_url": "https://hooks.example.com/x"}, format="json").status_code == 200
+    refused = analyst.patch(url, {"filters": {}, "segment": None, "control_share": 0}, format="json")
+    assert refused.status_code == 403 and refused.json()["detail"].startswith("Only an admin or owner can change a campaign with a launch time")
+    assert api_a.patch(url, {"name": "Checked by an admin"}, format="json").status_code == 200
 
-    # The web form shows the two fields to an analyst but keeps them as they are.
+    # On the web: the form keeps the two fields for an analyst; such a campaign, and its
+    # saved segment, are not theirs to edit.
     user = django_user_model.objects.create_user("ana", password="ana-pass-123")
     do_add_member(tenant_a, user, Role.ANALYST)
     client.force_login(user)
-    page = client.get(f"/campaigns/{draft.json()['id']}/edit/").content.decode()
-    assert page.count("set by an admin or owner") == 2
-    client.post(f"/campaigns/{draft.json()['id']}/edit/", {"name": "Web", "action": "win_back", "channel": "email", "control_share": 0.1,
-                                                          "attribution_days": 30, "scheduled_for": "", "webhook_url": "https://evil.example.com/"})
+    other = analyst.post("/api/v1/campaigns/", {"name": "Other", "action": "win_back"}, format="json").json()
+    assert client.get(f"/campaigns/{other['id']}/edit/").content.decode().count("set by an admin or owner") == 2
+    client.post(f"/campaigns/{other['id']}/edit/", {"name": "Web", "action": "win_back", "channel": "email", "control_share": 0.1,
+                                                   "attribution_days": 30, "scheduled_for": "", "webhook_url": "https://evil.example.com/"})
+    response = client.post(f"/campaigns/{draft.json()['id']}/edit/", {"name": "Web", "action": "win_back", "channel": "email", "control_share": 0,
+                                                                     "attribution_days": 30})
+    assert response.status_code == 302
+    edited = client.post(f"/segments/{segment.pk}/edit/", {"name": "VIPs"})
+    assert edited.status_code == 302
     with tenant_context(tenant_a):
-        campaign = Campaign.objects.get(pk=draft.json()["id"])
-    assert (campaign.name, campaign.webhook_url, campaign.state) == ("Web", "https://hooks.example.com/x", "scheduled")
+        assert Campaign.objects.get(pk=other["id"]).webhook_url == "" and Campaign.objects.get(pk=other["id"]).name == "Web"
+        scheduled = Campaign.objects.get(pk=draft.json()["id"])
+        assert (scheduled.name, scheduled.control_share, scheduled.state) == ("Checked by an admin", 0.1, "scheduled")
+        assert Segment.objects.get(pk=segment.pk).filters == {"value_tiers": ["high"]}
