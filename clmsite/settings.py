@@ -82,6 +82,10 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
 AXES_VERBOSE = False
+# Reverse proxies in front of the app that append to X-Forwarded-For: the lockout reads the
+# client's address from there (clmsite/client_ip.py); 0 reads REMOTE_ADDR only.
+CLM_TRUSTED_PROXIES = int(os.environ.get("CLM_TRUSTED_PROXIES", "0"))
+AXES_CLIENT_IP_CALLABLE = "clmsite.client_ip.client_ip"
 
 ROOT_URLCONF = "clmsite.urls"
 WSGI_APPLICATION = "clmsite.wsgi.application"

@@ -172,3 +172,19 @@ def test_the_shop_role_decides_retraining_and_only_an_owner_revokes_an_owner_key
     client.post(f"/settings/api-keys/{owner_key.pk}/revoke/")
     with tenant_context(tenant_a):
         assert ApiKey.objects.get(pk=owner_key.pk).revoked_at is not None
+
+
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_the_login_lockout_tells_clients_behind_a_proxy_apart_and_ignores_what_they_forge(client, alice, settings, proxies) -> None:
+    settings.CLM_TRUSTED_PROXIES = proxies
+
+    def login(password: str, seen_by_proxy: str, forged: str = "") -> int:
+        chain = ", ".join(filter(None, [forged, seen_by_proxy]))
+        return client.post("/login/", {"username": "alice", "password": password}, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=chain).status_code
+
+    for i in range(6):  # an attacker at 203.0.113.9, forging a new address each time
+        login("wrong-password", "203.0.113.9", forged=f"198.51.100.{i}")
+    assert login("alice-pass-123", "203.0.113.9", forged="198.51.100.99") == 429
+    # Behind the proxy, alice at another address still signs in; without trusting the proxy
+    # (the default) every request is the proxy's address, so she is locked out too.
+    assert login("alice-pass-123", "192.0.2.7") == (302 if proxies else 429)
