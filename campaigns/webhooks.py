@@ -85,8 +85,10 @@ def _connect_public(host: str, port: int, timeout: float) -> socket.socket:
             address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
             kind = non_public_kind(address)
             if kind is not None:
-                raise WebhookRefused(f"refused: {host} resolves to {address}, a {kind} address "
-                                     "(set CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS=1 to allow private networks)")
+                # The merchant reads the delivery error: it names no inside address (which would
+                # map the private network one name at a time) nor the server's setting. The log does.
+                log.warning("webhook to %s refused: it resolves to %s, a %s address (CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS=1 allows it)", host, address, kind)
+                raise WebhookRefused(f"refused: {host} is not an address on the public internet")
     last_error: OSError = OSError(f"no address for {host}")
     for family, socktype, proto, _, sockaddr in infos:
         sock = socket.socket(family, socktype, proto)

@@ -258,11 +258,13 @@ def test_webhook_to_a_loopback_address_is_refused_and_nothing_is_sent(shop, sett
     finally:
         server.shutdown()
     assert Receiver.requests == [] and sleeps == []  # nothing sent, nothing retried
-    assert result["delivered"] == 0 and "loopback" in result["error"]
+    assert result["delivered"] == 0 and "not an address on the public internet" in result["error"]
     with tenant_context(shop):
         log = list(WebhookDelivery.objects.filter(campaign=campaign))
     assert [(d.batch, d.attempt, d.ok, d.status_code) for d in log] == [(1, 1, False, None)]
-    assert log[0].error.startswith("refused: ") and "a loopback address" in log[0].error and "CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS" in log[0].error
+    # The merchant is told the address is not public, not where it points inside nor the setting.
+    assert log[0].error.startswith("refused: ") and "public internet" in log[0].error
+    assert "resolves" not in log[0].error and "loopback" not in log[0].error and "CLM_WEBHOOK" not in log[0].error
 
 
 class Redirector(BaseHTTPRequestHandler):
