@@ -26,7 +26,7 @@ from clmsite.parsers import JSONParser
 from customers.models import Customer, Order, OrderItem, Product, Review
 from customers.services import parsing
 from customers.services.import_jobs import do_start_import
-from customers.services.imports import KINDS, SPECS, ImportResult, attribute_problem, column_name, import_rows
+from customers.services.imports import ATTRIBUTES_MAX, KINDS, SPECS, ImportResult, attribute_problem, column_name, import_rows
 from modeling.models import Job
 from modeling.review_insight import aspect_labels
 
@@ -156,7 +156,11 @@ class CustomerSerializer(serializers.ModelSerializer):
                 stored = Customer.objects.select_for_update().values_list("attributes", flat=True).get(pk=instance.pk)
                 merged = {**(stored or {}), **validated_data.get("attributes", {})}
                 # Compared as names are read, so a key stored before names were (``Loyalty Tier``) goes too.
-                validated_data["attributes"] = {name: value for name, value in merged.items() if column_name(name) not in removed}
+                kept = {name: value for name, value in merged.items() if column_name(name) not in removed}
+                if len(kept) > ATTRIBUTES_MAX:
+                    raise serializers.ValidationError({"attributes": [f"A customer keeps at most {ATTRIBUTES_MAX} attributes; this would make {len(kept):,}. "
+                                                                      "Remove some with remove_attributes."]})
+                validated_data["attributes"] = kept
             if all(getattr(instance, name) == value for name, value in validated_data.items()):
                 return instance  # nothing changes, so neither does updated_at (as an import leaves an unchanged row)
             return super().update(instance, {**validated_data, "updated_at": timezone.now()})

@@ -198,3 +198,21 @@ def test_only_admins_set_a_launch_time_or_a_webhook_and_then_only_they_edit_the_
         scheduled = Campaign.objects.get(pk=draft.json()["id"])
         assert (scheduled.name, scheduled.control_share, scheduled.state) == ("Checked by an admin", 0.1, "scheduled")
         assert Segment.objects.get(pk=segment.pk).filters == {"value_tiers": ["high"]}
+
+
+def test_a_customer_keeps_at_most_a_hundred_attributes(tenant_a, customer, api_a, tmp_path) -> None:
+    from customers.services.imports import ATTRIBUTES_MAX, import_rows
+
+    header = ",".join(f"a{i}" for i in range(ATTRIBUTES_MAX + 1))
+    path = write_csv(tmp_path / "wide.csv", f"customer_id,{header}\nc9,{','.join('x' * (ATTRIBUTES_MAX + 1))}\n")
+    refused = import_csv(tenant_a, "customers", path)
+    assert not refused.ok and "101 columns besides the customer's own would become attributes; a customer keeps at most 100" in refused.message
+    assert not import_rows(tenant_a, "customers", [{"customer_id": "c9", **{f"a{i}": "x" for i in range(ATTRIBUTES_MAX + 1)}}]).ok
+    with tenant_context(tenant_a):
+        assert not Customer.objects.filter(external_id="c9").exists()
+    # The customer has 2: 98 more fit, 99 do not.
+    url = f"/api/v1/customers/{customer.pk}/"
+    too_many = api_a.patch(url, {"attributes": {f"a{i}": "x" for i in range(99)}}, format="json")
+    assert too_many.status_code == 400 and too_many.json()["attributes"][0].startswith("A customer keeps at most 100 attributes; this would make 101.")
+    assert stored(tenant_a, customer)[0] == {"tier": "gold", "city": "Oslo"}
+    assert api_a.patch(url, {"attributes": {f"a{i}": "x" for i in range(98)}}, format="json").status_code == 200

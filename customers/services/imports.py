@@ -144,6 +144,7 @@ def column_name(raw: str) -> str:
 
 ATTRIBUTE_MAX_LENGTH = 1000  # a customer's extra column (attribute) value
 ATTRIBUTE_NAME_MAX_LENGTH = 100  # and its name (the column's)
+ATTRIBUTES_MAX = 100  # extra columns a customers file may keep as attributes (one row with 20,000 made pages of 500 KB)
 
 
 def attribute_name_problem(name: str) -> str | None:
@@ -440,6 +441,10 @@ def _validate_records(
             collector.add(1, parsing.shorten(name), problem)
         raise ImportError_("Nothing was imported: a column name is too long to keep as a customer attribute; shorten it or leave the column out.",
                            collector.errors, collector.count)
+    attributes = [name for name in names if name not in known]
+    if spec.kind == "customers" and len(attributes) > ATTRIBUTES_MAX:
+        raise ImportError_(f"Nothing was imported: {len(attributes):,} columns besides the customer's own would become attributes; "
+                           f"a customer keeps at most {ATTRIBUTES_MAX}. Leave out the columns you do not need.", collector.errors, collector.count)
     # A file of another kind chosen by mistake (orders imported as customers would make every
     # order column a customer attribute): it has all of that kind's required columns, and that
     # kind requires more than this one, so the header cannot be read as a file of this kind.
