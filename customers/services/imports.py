@@ -1160,6 +1160,11 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
     )
     if connection.vendor == "postgresql":
         cursor.execute(f"ANALYZE {STAGING}_existing")  # internal table name only  # nosec B608
+    else:
+        # SQLite plans a join with a temporary table it has no index on as a scan of that table for
+        # every row of the other: a re-import of 22k orders spent 27 s deleting no line.
+        cursor.execute(f"CREATE INDEX {STAGING}_existing_id ON {STAGING}_existing (id)")  # internal names only  # nosec B608
+        cursor.execute(f"CREATE INDEX {STAGING}_existing_order ON {STAGING}_existing (order_id)")  # internal names only  # nosec B608
     _keep_stored_lines(cursor, params)
     new_customers = _ensure_order_customers(cursor, params)
     new_products = _ensure_products(cursor, params, "product_name", "category")
