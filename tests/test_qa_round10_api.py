@@ -216,3 +216,13 @@ def test_a_customer_keeps_at_most_a_hundred_attributes(tenant_a, customer, api_a
     assert too_many.status_code == 400 and too_many.json()["attributes"][0].startswith("A customer keeps at most 100 attributes; this would make 101.")
     assert stored(tenant_a, customer)[0] == {"tier": "gold", "city": "Oslo"}
     assert api_a.patch(url, {"attributes": {f"a{i}": "x" for i in range(98)}}, format="json").status_code == 200
+
+
+def test_every_conflicting_order_line_is_counted_though_only_the_first_are_listed(tenant_a, tmp_path) -> None:
+    """150 order ids each given to two customers: 150 errors in 150 rows, the first 100 listed
+    (the total said 100, so a merchant who fixed those expected the file to go through)."""
+    lines = "".join(f"X{i},XO{i},2026-01-01,10.00\nY{i},XO{i},2026-01-01,10.00\n" for i in range(150))
+    result = import_csv(tenant_a, "orders", write_csv(tmp_path / "conflicts.csv", "customer_id,order_id,ordered_at,amount\n" + lines))
+
+    assert not result.ok and result.error_count == 150 and len(result.errors) == 100
+    assert result.message.startswith("Nothing was imported: 150 errors in 150 rows (the first 100 are listed).")

@@ -245,11 +245,11 @@ class _Collector:
         if len(self.errors) < self.cap:
             self.errors.append(RowError(row, column, message))
 
-    def add_staged(self, errors: list[RowError]) -> None:
-        """Add errors found among the staged rows (repeated ids): those rows were clean, so
-        each is a bad row of its own, and the list stays in row order."""
-        self.count += len(errors)
-        self.bad_rows += len({error.row for error in errors})
+    def add_staged(self, errors: list[RowError], total: int) -> None:
+        """Add errors found among the staged rows (repeated ids), the first of ``total``: those
+        rows were clean, so each is a bad row of its own, and the list stays in row order."""
+        self.count += total
+        self.bad_rows += total
         self.errors = sorted(self.errors + errors, key=lambda error: error.row)[: self.cap]
 
     def fail(self, what: str) -> ImportError_:
@@ -530,7 +530,7 @@ def _validate_records(
             staging.write(staged)
     if collector.count:
         staging.pause()
-        collector.add_staged(file_duplicates(staging.cursor, spec))
+        collector.add_staged(*file_duplicates(staging.cursor, spec))
         raise collector.fail(what)
     if rows == 0:
         raise ImportError_("Nothing was imported: the file has a header but no data rows.", [RowError(2, "", "no data rows")])
@@ -797,8 +797,9 @@ def _summarise_orders(cursor: Any) -> None:
         cursor.execute(f"ANALYZE {STAGING}_orders")
 
 
-def file_duplicates(cursor: Any, spec: Spec) -> list[RowError]:
-    """Index and summarise the staged rows, then find those that repeat an id with other data."""
+def file_duplicates(cursor: Any, spec: Spec) -> tuple[list[RowError], int]:
+    """Index and summarise the staged rows, then find those that repeat an id with other data:
+    the first of them (up to the report's cap) and how many there are."""
     cursor.execute(f"CREATE INDEX {STAGING}_key ON {STAGING} ({spec.key})")
     _analyze(cursor, STAGING)
     if spec.kind == "orders":
@@ -806,7 +807,7 @@ def file_duplicates(cursor: Any, spec: Spec) -> list[RowError]:
     return _duplicate_errors(cursor, spec)
 
 
-def _duplicate_errors(cursor: Any, spec: Spec) -> list[RowError]:
+def _duplicate_errors(cursor: Any, spec: Spec) -> tuple[list[RowError], int]:
     """Rows that repeat a key of an earlier row with different data (order lines may
     repeat an order id, but must agree on its customer, time, currency and status)."""
     key = spec.key
@@ -820,18 +821,19 @@ def _duplicate_errors(cursor: Any, spec: Spec) -> list[RowError]:
         first = f"(SELECT min(row_no) AS row_no, {key} AS k FROM {STAGING} GROUP BY {key} HAVING count(*) > 1)"  # internal table/column names only; every value is a bound parameter  # nosec B608
     checks = " OR ".join(f"s.{name} IS DISTINCT FROM f.{name}" for name in compare)
     cursor.execute(
-        f"SELECT s.row_no, f.row_no, {', '.join(f's.{n} IS DISTINCT FROM f.{n}' for n in compare)} "  # internal table/column names only; every value is a bound parameter  # nosec B608
+        f"SELECT s.row_no, f.row_no, {', '.join(f's.{n} IS DISTINCT FROM f.{n}' for n in compare)}, count(*) OVER () "  # internal table/column names only; every value is a bound parameter  # nosec B608
         f"FROM {STAGING} s JOIN {first} d ON d.k = s.{key} JOIN {STAGING} f ON f.row_no = d.row_no "
         f"WHERE s.row_no > f.row_no AND ({checks}) ORDER BY s.row_no LIMIT %s",
         [settings.IMPORT_MAX_REPORTED_ERRORS],
     )
-    errors = []
-    for row_no, first_row, *differs in cursor.fetchall():
+    rows = cursor.fetchall()
+    errors, total = [], rows[0][-1] if rows else 0  # count(*) OVER (): all of them, past the LIMIT
+    for row_no, first_row, *differs, _ in rows:
         column = next(name for name, differ in zip(compare, differs, strict=True) if differ)
         what = "order line" if spec.kind == "orders" else "row"
         different = "different extra columns (attributes)" if column == "attributes" else f"a different {column}"
         errors.append(RowError(row_no, column, f"{key} repeats row {first_row} with {different} in this {what}"))
-    return errors
+    return errors, total
 
 
 def _count_new(cursor: Any, table: str, key_column: str, tenant_id: int, spec: Spec) -> tuple[int, int]:
@@ -1373,11 +1375,11 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
                 # exactly as one import does, with no deadlock between their upserts.
                 cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SHOP_LOCK, tenant.pk])
                 _plan_joins(cursor, spec, tenant.pk, staging.rows)
-            duplicates = file_duplicates(cursor, spec)
-            if duplicates:
+            duplicates, total = file_duplicates(cursor, spec)
+            if total:
                 transaction.set_rollback(True)
                 collector = _Collector(settings.IMPORT_MAX_REPORTED_ERRORS)
-                collector.add_staged(duplicates)
+                collector.add_staged(duplicates, total)
                 raise collector.fail("file" if from_file else "rows")
             result = LOADERS[spec.kind](cursor, spec, params, present)
             if result.created or (result.updated and spec.kind != "customers"):
