@@ -33,7 +33,7 @@ DEFAULT_RULES: list[dict[str, Any]] = [
     # spent among the shop's top tenth is worth a personal win-back before giving up on them:
     # no discount by default, as offers elsewhere are capped by the (here low) predicted value.
     {"name": "Win-back for lapsed big spenders", "stages": ["lapsed"], "spent_top_share": 0.1, "action": Action.WIN_BACK, "channel": Channel.EMAIL},
-    {"name": "No action for low-value lapsed customers", "stages": ["lapsed"], "tiers": ["low"], "action": Action.NO_ACTION, "channel": Channel.NONE},
+    {"name": "No action for lapsed customers of low predicted value", "stages": ["lapsed"], "tiers": ["low"], "action": Action.NO_ACTION, "channel": Channel.NONE},
     {"name": "Win-back for other lapsed customers", "stages": ["lapsed"], "action": Action.WIN_BACK, "channel": Channel.ADS,
      "offer_pct": 0.10, "offer_cap": Decimal("20.00")},
     {"name": "Retention check-in for other customers at risk", "stages": ["at_risk"], "action": Action.RETENTION, "channel": Channel.EMAIL},
@@ -163,7 +163,7 @@ def _reason(rule: PlaybookRule, row: dict[str, Any], currency: str = "") -> str:
     """Why the rule matched, in words, money in the shop's currency (``currency`` as "USD ")."""
     parts = [row["stage_reason"]]
     if rule.tiers and "value tier" not in row["stage_reason"]:  # "loyal: 6 orders, top value tier" says it already
-        parts.append(f"{row['tier']} value tier")
+        parts.append(f"{row['tier']} predicted-value tier")  # the tier of the value to come: a big past spender can be low
     if rule.spent_top_share is not None and row.get("spend_top") is not None:
         parts.append(f"spent {currency}{_whole(row['spent'])} in all, top {max(row['spend_top'], 0.01):.0%} of buyers")
     if rule.sentiment_max is not None and row["recent_sentiment"] is not None:

@@ -139,6 +139,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+# WhiteNoise serves the app's own static files without collectstatic (migrate and runserver
+# show the pages with their styles and charts); the production profile serves the collected,
+# hashed and compressed ones only.
+WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = VAR_DIR / "media"
 # Uploaded import files wait here for the worker; web and workers share this volume.
 UPLOAD_DIR = VAR_DIR / "uploads"

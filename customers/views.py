@@ -32,7 +32,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         request,
         "dashboard.html",
         {"stats": stats, "monthly_data": stats["monthly"], "recent_imports": recent_imports, "overview": overview,
-         "overview_data": overview["chart"]},
+         "overview_data": overview["chart"], "can_retrain": request.membership.can(Role.ADMIN)},  # type: ignore[attr-defined]
     )
 
 

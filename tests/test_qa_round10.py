@@ -188,3 +188,32 @@ def test_the_login_lockout_tells_clients_behind_a_proxy_apart_and_ignores_what_t
     # Behind the proxy, alice at another address still signs in; without trusting the proxy
     # (the default) every request is the proxy's address, so she is locked out too.
     assert login("alice-pass-123", "192.0.2.7") == (302 if proxies else 429)
+
+
+def test_a_new_shop_is_told_its_next_step_and_that_revenue_adds_other_currencies_at_face_value(tenant_a, client, alice, tmp_path,
+                                                                                             django_capture_on_commit_callbacks) -> None:
+    from customers.services.imports import import_csv
+    from tests.conftest import write_csv
+
+    client.force_login(alice)
+    empty = client.get("/").content.decode()
+    assert 'data-testid="next-step"' in empty and "Imports page" in empty
+    orders = "customer_id,order_id,ordered_at,amount,currency\nc1,o1,2025-01-05,10.00,USD\nc1,o2,2025-02-05,20.00,EUR\nc2,o3,2025-02-06,5.00,GBP\n"
+    with django_capture_on_commit_callbacks(execute=True):  # the import's bump of the cached aggregates
+        assert import_csv(tenant_a, "orders", write_csv(tmp_path / "o.csv", orders)).ok
+    page = client.get("/").content.decode()
+    assert "Retrain now" in page and "Models page" in page  # alice owns the shop: she can train
+    assert tenant_a.currency == "USD" and "includes orders in EUR, GBP at face value" in page
+
+
+def test_a_command_line_import_is_listed_as_such_and_a_non_ascii_mailbox_is_named(tenant_a, client, alice, tmp_path) -> None:
+    from django.core.management import call_command
+
+    from customers.services.imports import import_csv
+    from tests.conftest import write_csv
+
+    call_command("import_data", "--tenant", tenant_a.slug, "--kind", "customers", write_csv(tmp_path / "c.csv", "customer_id\nc1\n"))
+    client.force_login(alice)
+    assert "<td>command line</td>" in client.get("/imports/").content.decode()
+    refused = import_csv(tenant_a, "customers", write_csv(tmp_path / "e.csv", "customer_id,email\nc2,zoë@example.com\n"))
+    assert "has letters outside ASCII before the @, which is not supported" in refused.errors[0].message

@@ -103,7 +103,7 @@ def test_an_actions_reason_names_the_value_tier_once() -> None:
     rule = PlaybookRule(name="VIP care", tiers=["high"], action=Action.VIP_CARE)
     row = {"stage_reason": "loyal: 6 orders, top value tier", "tier": "high", "recent_sentiment": None, "churn": 0.2, "value": 500.0, "value_at_risk": 100.0}
     assert _reason(rule, row) == "VIP care: loyal: 6 orders, top value tier; value at risk 100 (20% churn x 500 predicted)"
-    assert "; high value tier;" in _reason(rule, {**row, "stage_reason": "active: 3 orders"})
+    assert "; high predicted-value tier;" in _reason(rule, {**row, "stage_reason": "active: 3 orders"})
 
 
 def test_a_page_without_an_icon_link_finds_the_favicon(client) -> None:

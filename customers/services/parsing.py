@@ -181,6 +181,11 @@ def parse_email(raw: str) -> str:
     try:
         validate_email(text)
     except ValidationError:
+        local = text.rpartition("@")[0]
+        if "@" in text and not local.isascii():
+            # Valid under RFC 6531, but few mail systems deliver to it, nor does Django validate it.
+            raise FieldError(f"'{shorten(raw)}' has letters outside ASCII before the @, which is not supported; "
+                             "use the address the customer's mail provider gives in plain ASCII, or leave the cell blank") from None
         raise FieldError(f"'{shorten(raw)}' is not an email address") from None
     return text.lower()
 

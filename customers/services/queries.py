@@ -99,6 +99,9 @@ def dashboard_stats(tenant: Tenant) -> dict[str, Any]:
             .order_by("month")
         )
         products = Product.objects.count()
+        # Revenue adds every order's amount at face value: the page says which other currencies are in it.
+        other_currencies = list(Order.objects.exclude(status__in=Order.NOT_REVENUE).exclude(currency__in=["", tenant.currency])
+                                .order_by("currency").values_list("currency", flat=True).distinct()[:10])
         last_order = Order.objects.order_by("-ordered_at").values_list("ordered_at", flat=True).first()
         rated = Review.objects.filter(rating__isnull=False).aggregate(n=Count("id"), low=Count("id", filter=Q(rating__lte=2)))
     # SQLite keeps money as floats; round the sums back to cents.
@@ -114,6 +117,7 @@ def dashboard_stats(tenant: Tenant) -> dict[str, Any]:
         "reviews": totals["reviews"] or 0,
         "negative_review_share": (rated["low"] / rated["n"]) if rated["n"] else 0.0,
         "products": products,
+        "other_currencies": other_currencies,
         "last_order_at": last_order,
         # The month in progress is marked: its few days' sales would read as a collapse.
         "monthly": [
