@@ -226,3 +226,18 @@ def test_every_conflicting_order_line_is_counted_though_only_the_first_are_liste
 
     assert not result.ok and result.error_count == 150 and len(result.errors) == 100
     assert result.message.startswith("Nothing was imported: 150 errors in 150 rows (the first 100 are listed).")
+
+
+def test_order_lines_repeated_cell_for_cell_are_imported_with_a_warning(tenant_a, tmp_path) -> None:
+    """Rows sharing an order id are lines of one order, so an export that doubled a row adds it
+    to the order: imported as documented, but the result says so."""
+    body = "customer_id,order_id,ordered_at,amount,sku\nc1,o1,2025-01-05,10.00,A\nc1,o1,2025-01-05,10.00,A\nc1,o1,2025-01-05,5.00,B\nc2,o2,2025-01-06,7.00,A\n"
+    path = write_csv(tmp_path / "doubled.csv", body)
+
+    first, again = import_csv(tenant_a, "orders", path), import_csv(tenant_a, "orders", path)
+
+    for result in (first, again):
+        assert result.ok and result.details["repeated_lines"] == 1
+        assert "1 line repeats the line before cell for cell: it counts as another line of its order." in result.message
+    clean = import_csv(tenant_a, "orders", write_csv(tmp_path / "clean.csv", body.replace("c1,o1,2025-01-05,10.00,A\n", "", 1)))
+    assert clean.ok and "repeated_lines" not in clean.details and "cell for cell" not in clean.message

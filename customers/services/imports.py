@@ -330,6 +330,10 @@ class _Staging:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.rows = 0
+        # Order lines that repeat the line before them cell for cell: an export that doubled
+        # rows adds them to the order's amount, which the result warns of.
+        self.repeats = 0
+        self._previous: list[Any] | None = None
         self._postgres = connection.vendor == "postgresql"
         self._names = ", ".join(name for name, _ in spec.staging_columns)
         self._copy_stack: ExitStack | None = None
@@ -346,6 +350,10 @@ class _Staging:
 
     def write(self, values: list[Any]) -> None:
         self.rows += 1
+        if self.spec.kind == "orders":
+            cells = values[1:]  # all but row_no
+            self.repeats += cells == self._previous
+            self._previous = cells
         if not self._postgres:
             self._batch.append(values)
             if len(self._batch) >= _SQLITE_BATCH:
@@ -370,7 +378,7 @@ class _Staging:
         """Forget every row staged so far (the file is about to be read again)."""
         self.pause()
         self.cursor.execute(f"DELETE FROM {STAGING}")  # internal table/column names only; every value is a bound parameter  # nosec B608
-        self.rows = 0
+        self.rows, self.repeats, self._previous = 0, 0, None
 
     def _drop_tables(self) -> None:
         for table in _STAGING_TABLES:
@@ -1382,6 +1390,8 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
                 collector.add_staged(duplicates, total)
                 raise collector.fail("file" if from_file else "rows")
             result = LOADERS[spec.kind](cursor, spec, params, present)
+            if staging.repeats:
+                result.details["repeated_lines"] = staging.repeats
             if result.created or (result.updated and spec.kind != "customers"):
                 # Cached aggregates count customers and sum orders and reviews: a change of a
                 # customer's email or country leaves them as they are.
@@ -1412,6 +1422,10 @@ def _finish(result: ImportResult, spec: Spec, header: list[str]) -> ImportResult
         result.attribute_columns = [column_name(name) for name in extra]
     else:
         result.ignored_columns = extra
+    repeated = result.details.get("repeated_lines", 0)
+    if repeated:
+        result.message += (f" {repeated:,} line{'s' if repeated != 1 else ''} repeat{'s' if repeated == 1 else ''} the line before cell for cell: "
+                           f"{'each counts' if repeated != 1 else 'it counts'} as another line of its order. If your export doubled them, remove them and import the file again.")
     if result.attribute_columns:
         count = len(result.attribute_columns)
         result.message += f" Kept {count:,} column{'s' if count != 1 else ''} as attributes: {_first_named(result.attribute_columns)}."
