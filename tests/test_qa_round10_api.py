@@ -241,3 +241,12 @@ def test_order_lines_repeated_cell_for_cell_are_imported_with_a_warning(tenant_a
         assert "1 line repeats the line before cell for cell: it counts as another line of its order." in result.message
     clean = import_csv(tenant_a, "orders", write_csv(tmp_path / "clean.csv", body.replace("c1,o1,2025-01-05,10.00,A\n", "", 1)))
     assert clean.ok and "repeated_lines" not in clean.details and "cell for cell" not in clean.message
+
+
+def test_a_shop_systems_export_is_told_its_own_columns(tenant_a, tmp_path) -> None:
+    header = "Name,Email,Financial Status,Created at,Currency,Total,Lineitem quantity,Lineitem name,Lineitem price,Lineitem sku"
+    result = import_csv(tenant_a, "orders", write_csv(tmp_path / "shopify.csv", header + "\n#1001,a@example.com,paid,2025-01-05,EUR,10.00,1,Tee,10.00,T1\n"))
+
+    assert not result.ok
+    assert result.message.endswith("The file's columns are Name, Email, Financial Status, Created at, Currency, Total, Lineitem quantity, Lineitem name, "
+                                   "Lineitem price, Lineitem sku: rename those that hold them.")

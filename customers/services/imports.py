@@ -439,7 +439,10 @@ def _validate_records(
     if missing:
         # The file of another kind, chosen by mistake (reviews uploaded as orders): say which.
         hint = f" This looks like a file of {looks_like[0]} (it has {', '.join(looks_like[1])}): import it as {looks_like[0]}." if looks_like else ""
-        raise ImportError_(f"Nothing was imported: the header must contain {','.join(spec.required)}.{hint}", collector.errors, collector.count)
+        # Else name the file's own columns: an export from a shop system names them its own way
+        # ("Created at", "Total"), and the merchant renames them to these.
+        has = "" if hint else f" The file's columns are {_first_named([parsing.shorten(h.strip()) for h in header if h.strip()])}: rename those that hold them."
+        raise ImportError_(f"Nothing was imported: the header must contain {','.join(spec.required)}.{hint}{has}", collector.errors, collector.count)
     if twice:
         raise ImportError_(f"Nothing was imported: the header names {', '.join(dict.fromkeys(twice))} twice; name each column once.", collector.errors, collector.count)
     known = {c.name for c in spec.columns}
