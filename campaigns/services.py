@@ -31,7 +31,7 @@ from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember, Ch
 from clmsite.models import Tenant
 from clmsite.tenancy import lock_tenant, tenant_context
 from modeling.exports import spreadsheet_safe
-from modeling.models import CustomerInsight, Stage
+from modeling.models import CustomerInsight, Segment, Stage
 
 log = logging.getLogger(__name__)
 Z95 = 1.959964
@@ -171,8 +171,7 @@ def do_launch_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, vi
         )
         campaign.audience_size = len(members)
         if campaign.segment is not None:
-            segment = campaign.segment
-            campaign.segment_at_launch = {"id": segment.pk, "name": segment.name, "kind": segment.kind, "filters": segment.filters if segment.kind == segment.Kind.SAVED else {}}
+            campaign.segment_at_launch = segment_snapshot(campaign.segment)
         campaign.value_at_risk = round(float(sum(priority or 0.0 for *_, priority in members)), 2)
         campaign.state = Campaign.State.RUNNING
         campaign.launched_at = timezone.now()
@@ -185,6 +184,13 @@ def do_launch_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, vi
             transaction.on_commit(lambda: deliver_campaign_task.delay(tenant.pk, campaign.pk))
     log.info("campaign %s launched for tenant %s: %s members", campaign.pk, tenant.slug, len(members))
     return campaign
+
+
+def segment_snapshot(segment: Segment) -> dict[str, Any]:
+    """What a launched campaign keeps of its segment (``Campaign.segment_at_launch``): who it
+    was sent to, should the segment be changed or deleted. A learned or RFM segment's rule is
+    its clustering, so only a saved segment's filters are kept."""
+    return {"id": segment.pk, "name": segment.name, "kind": segment.kind, "filters": segment.filters if segment.kind == segment.Kind.SAVED else {}}
 
 
 def kept_for_its_report(campaign: Campaign) -> str:

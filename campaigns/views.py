@@ -302,8 +302,7 @@ def _segment_at_launch(campaign: Campaign, currency: str) -> dict[str, Any]:
     if not frozen:
         return {"frozen_segment": None}
     current = campaign.segment
-    since = ("deleted since" if current is None
-             else "changed since" if (current.name, current.filters if current.kind == current.Kind.SAVED else {}) != (frozen["name"], frozen["filters"]) else "")
+    since = "deleted since" if current is None else "changed since" if services.segment_snapshot(current) != frozen else ""
     return {"frozen_segment": frozen, "frozen_segment_rule": describe_filters(frozen["filters"], currency), "frozen_segment_since": since}
 
 

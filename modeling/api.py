@@ -329,8 +329,8 @@ class SegmentSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "kind", "key", "description", "stats", "size", "is_current", "created_at", "updated_at"]
 
     def validate_name(self, value: str) -> str:
-        if Segment.objects.filter(kind=Segment.Kind.SAVED, name__iexact=value.strip()).exists():
-            raise ValidationError("A saved segment with this name exists.")
+        if insights.saved_name_taken(value.strip()):
+            raise ValidationError(str(insights.SegmentNameTaken()))
         return value.strip()
 
 

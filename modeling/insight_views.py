@@ -295,10 +295,6 @@ def segment_preview(request: HttpRequest) -> JsonResponse:
                          "note": not_counted_note(form, [name for name in form.fields if name != "name"])})
 
 
-def _saved_name_taken(name: str, *, other_than: int | None = None) -> bool:
-    return Segment.objects.filter(kind=Segment.Kind.SAVED, name__iexact=name).exclude(pk=other_than).exists()
-
-
 @tenant_required(Role.ANALYST)
 def edit_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
     """Change a saved segment's name or filters. It is a live filter: its list, the drafts
@@ -312,8 +308,8 @@ def edit_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
     form = SavedSegmentForm(request.POST or None, initial={"name": segment.name, **segment.filters})
     if request.method == "POST" and form.is_valid():
         name = form.cleaned_data["name"].strip()
-        if _saved_name_taken(name, other_than=segment.pk):
-            form.add_error("name", "A saved segment with this name exists.")
+        if insights.saved_name_taken(name, other_than=segment.pk):
+            form.add_error("name", str(insights.SegmentNameTaken()))
         else:
             segment.name, segment.filters = name, form.filters()
             segment.size = insights.segment_members(segment).count()

@@ -493,13 +493,18 @@ class SegmentNameTaken(Exception):
         super().__init__("A saved segment with this name exists.")
 
 
+def saved_name_taken(name: str, *, other_than: int | None = None) -> bool:
+    """Whether another saved segment of the current shop has this name, in any case."""
+    return Segment.objects.filter(kind=Segment.Kind.SAVED, name__iexact=name).exclude(pk=other_than).exists()
+
+
 def do_create_saved_segment(tenant: Tenant, name: str, filters: dict[str, Any], *, created_by: Any = None) -> Segment:
     """A new saved segment, with its size now. The name check and the insert are one step per
     shop, so two requests with one name at once make one segment and one SegmentNameTaken."""
     with tenant_context(tenant):
         with transaction.atomic():
             lock_tenant(tenant)
-            if Segment.objects.filter(kind=Segment.Kind.SAVED, name__iexact=name).exists():
+            if saved_name_taken(name):
                 raise SegmentNameTaken
             segment = Segment.objects.create(tenant=tenant, kind=Segment.Kind.SAVED, key=saved_segment_key(name), name=name, filters=filters,
                                              created_by=created_by if getattr(created_by, "pk", None) else None)

@@ -85,14 +85,20 @@ def prospect_rate(history: History, as_of: pd.Timestamp, horizon_days: int) -> f
     return float(np.mean([c in during for c in prospects]))
 
 
-def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] | None = None, progress: Progress = no_progress) -> ScoreReport:
-    """Score (a chunk of) the tenant's customers as of ``as_of`` and store the predictions."""
-    from modeling.features import as_timestamp
-
+def serving_versions(tenant: Tenant) -> dict[str, ModelVersion]:
+    """The active version of every customer target, or NoActiveModel naming those without one."""
     versions = registry.active_versions(tenant)
     missing = [t for t in ("purchase", "orders", "revenue") if t not in versions]
     if missing:
         raise NoActiveModel(f"No active model for {', '.join(missing)}. Train models first.")
+    return versions
+
+
+def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] | None = None, progress: Progress = no_progress) -> ScoreReport:
+    """Score (a chunk of) the tenant's customers as of ``as_of`` and store the predictions."""
+    from modeling.features import as_timestamp
+
+    versions = serving_versions(tenant)
     report = ScoreReport(as_of=as_of, model_versions={t: v.pk for t, v in versions.items()})
     progress(0.05, "Loading data")
     history = load_history(tenant, ceiling=as_of)

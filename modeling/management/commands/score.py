@@ -4,6 +4,7 @@ from clmsite.management.base import ClmCommand
 from clmsite.management.commands._arguments import iso_date
 from clmsite.management.commands._tenant import tenant_from_slug
 from modeling.management.commands._progress import queue_or_run_here, run_here
+from modeling.scoring import NoActiveModel, serving_versions
 from modeling.services import InvalidAsOf, check_as_of, do_start_scoring
 
 
@@ -17,7 +18,7 @@ class Command(ClmCommand):
 
     def handle(self, *args, tenant, as_of, sync, **options):
         from clmsite.tenancy import tenant_context
-        from modeling import registry, tasks
+        from modeling import tasks
         from modeling.models import Job
 
         target = tenant_from_slug(tenant)
@@ -33,8 +34,9 @@ class Command(ClmCommand):
         if pending is not None:
             raise CommandError(f"A scoring of {as_of} is already {pending.get_state_display().lower()} (job {pending.pk}); "
                                "wait for it to finish, or score another date.")
-        missing = [t for t in ("purchase", "orders", "revenue") if t not in registry.active_versions(target)]
-        if missing:
-            raise CommandError(f"No active model for {', '.join(missing)}. Train models first.")
+        try:
+            serving_versions(target)
+        except NoActiveModel as exc:
+            raise CommandError(str(exc)) from None
         job = do_start_scoring(target, as_of=as_of, queue=False)
         run_here(self, target, job, tasks.score_whole, "Scoring", "Cancelled; the predictions of that date are as they were.")
