@@ -16,6 +16,11 @@ window.CLM = {
     const percent = (v) => (Math.round(v * 1000) / 10) + "%";
     return {beginAtZero: true, grace: "5%", title: {display: true, text: title}, ticks: {callback: percent}};  // grace: the top bar or whisker does not touch the edge
   },
+  // A month's label ("2026-12"), marked "(so far)" while it is under way (the server's
+  // `partial`): its few days would read as a fall.
+  monthLabel(row) {
+    return row.partial ? row.month + " (so far)" : row.month;
+  },
   percentTooltip(item) {
     const v = item.raw;
     const show = (x) => (Math.round(x * 1000) / 10) + "%";
