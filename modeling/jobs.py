@@ -31,6 +31,15 @@ class JobCancelled(Exception):
     """Raised inside a job when its cancellation was requested."""
 
 
+class JobFailed(Exception):
+    """Raised by a job's work that ran to its end without doing what it was asked: the job
+    fails with this message, and keeps ``result`` (what it did do)."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 def create_job(tenant: Tenant, kind: str, *, params: dict[str, Any] | None = None, acting_user: Any = None) -> Job:
     """A queued job. Without a broker it will run in this process, which it records; jobs
     left behind by an app process that has since exited are failed first, so that one of

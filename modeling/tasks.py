@@ -49,6 +49,9 @@ def _run_claimed_job(
     except jobs.JobCancelled:
         jobs.cancel_job(job, cancelled)
         return None
+    except jobs.JobFailed as failed:
+        jobs.finish_job(job, result=failed.result, succeeded=False, message=str(failed))
+        return None
     except TRANSIENT:
         with tenant_context(tenant):
             Job.objects.filter(pk=job.pk).update(state=Job.State.QUEUED, message="Retrying after a database error")
@@ -76,6 +79,8 @@ def train(tenant: Tenant, job: Job, echo: Callable[[float, str], None] | None = 
         tenant, dt.date.fromisoformat(params["as_of"]), params.get("horizon_days"), family=params.get("family", "auto"),
         job_id=job.pk, progress=jobs.JobReporter(job, echo=echo), acting_user=job.created_by,
     )
+    if not report.serves_customers:  # what did train (sentiment, say) stands; the job says what did not
+        raise jobs.JobFailed(f"No customer model can serve from this training. {report.summary()}", report.as_dict())
     return report.as_dict(), report.summary()
 
 

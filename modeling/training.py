@@ -68,6 +68,12 @@ class TrainingReport:
             parts.append("Skipped: " + "; ".join(self.skipped) + ".")
         return " ".join(parts)
 
+    @property
+    def serves_customers(self) -> bool:
+        """Whether a customer model from this training serves: what a training is asked for.
+        False when no family that may serve trained (or there were no orders to learn from)."""
+        return any(target in self.champions for target in CUSTOMER_TARGETS)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "as_of": self.as_of.isoformat(), "horizon_days": self.horizon_days, "trained": self.trained, "skipped": self.skipped,

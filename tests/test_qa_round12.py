@@ -1,0 +1,34 @@
+"""Round 12: what a training that served nothing, and the rest of the round, must show."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from clmsite.tenancy import tenant_context
+from customers.services.imports import import_csv
+from modeling.models import Job, ModelVersion
+from tests.conftest import write_csv
+from tests.test_modeling import END
+
+
+def test_a_training_no_customer_model_can_serve_from_fails_and_keeps_what_it_trained(tenant_b, tmp_path, settings) -> None:
+    """A shop with reviews but no orders: the sentiment model trains and serves, but the
+    training was asked for customer models too, so the job fails and says why (before, it
+    "succeeded" with nothing to score customers with)."""
+    settings.MODEL_DIR = tmp_path / "models"
+    texts = ["Great fit, love it", "Terrible quality, broke fast", "It is okay I guess", "Fantastic, fast delivery", "Awful service, never again"]
+    body = "customer_id,review_id,created_at,text,rating\n" + "".join(
+        f'c{i % 7},r{i},2025-01-{1 + i % 28:02d},"{texts[i % 5]} #{i}",{[5, 1, 3, 5, 1][i % 5]}\n' for i in range(60)
+    )
+    assert import_csv(tenant_b, "reviews", write_csv(tmp_path / "r.csv", body)).ok
+
+    with pytest.raises(CommandError, match="No customer model can serve from this training.*no orders up to the as-of date"):
+        call_command("train", "--tenant", tenant_b.slug, "--as-of", END.isoformat(), "--family", "tabular", "--sentiment-candidates", "ngram", "--sync")
+
+    with tenant_context(tenant_b):
+        job = Job.objects.get(kind=Job.Kind.TRAIN)
+        serving = set(ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE).values_list("target", flat=True))
+    assert job.state == Job.State.FAILED
+    assert "sentiment" in job.result["champions"] and "no orders" in job.message
+    assert serving == {"sentiment"}
