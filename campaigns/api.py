@@ -35,6 +35,10 @@ class CampaignSerializer(serializers.ModelSerializer):
     segment = serializers.PrimaryKeyRelatedField(queryset=Segment.objects.all(), required=False, allow_null=True)  # scoped to the tenant
     control_share = serializers.FloatField(min_value=0.0, max_value=0.5, default=0.1)
     attribution_days = serializers.IntegerField(min_value=1, max_value=365, default=30)
+    audience_size = serializers.IntegerField(read_only=True, allow_null=True, help_text=(
+        "customers in the audience, treated and control, counted when it launched; null before the launch (the report's preview has the live count)"))
+    value_at_risk = serializers.FloatField(read_only=True, allow_null=True, help_text=(
+        "the audience's value at risk (churn probability x predicted value, summed) at launch; null before the launch"))
 
     class Meta:
         model = Campaign
@@ -44,6 +48,12 @@ class CampaignSerializer(serializers.ModelSerializer):
             "segment_at_launch",
         ]
         read_only_fields = ["id", "state", "audience_size", "value_at_risk", "launched_at", "completed_at", "created_at", "segment_at_launch"]
+
+    def to_representation(self, instance: Campaign) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if instance.launched_at is None:  # counted at launch, as the pages say: not 0 before
+            data["audience_size"] = data["value_at_risk"] = None
+        return data
 
     def validate_webhook_url(self, value: str) -> str:
         problem = services.webhook_url_problem(value)

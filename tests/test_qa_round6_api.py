@@ -297,7 +297,7 @@ def test_a_campaign_without_segment_or_filters_reaches_every_customer_with_an_in
     everyone = api_a.post("/api/v1/campaigns/", {"name": "All", "action": "vip_care"}, format="json").json()
     targeted = api_a.post("/api/v1/campaigns/", {"name": "Lapsed", "action": "win_back", "filters": {"actions": ["win_back"]}}, format="json").json()
 
-    assert (everyone["audience_size"], targeted["audience_size"]) == (0, 0)  # set at launch
+    assert (everyone["audience_size"], targeted["value_at_risk"]) == (None, None)  # set at launch, null (not 0) before
     assert api_a.get(f"/api/v1/campaigns/{everyone['id']}/report/").json()["preview"]["size"] == 2
     assert api_a.get(f"/api/v1/campaigns/{targeted['id']}/report/").json()["preview"]["size"] == 1
     assert api_a.post(f"/api/v1/campaigns/{targeted['id']}/launch/").json()["audience_size"] == 1
