@@ -220,6 +220,7 @@ def describe(members: pd.DataFrame, population: pd.DataFrame, categories: list[s
         "size": len(members),
         "mean_value": round(float(members["value"].mean()), 2),
         "value_index": round(float(members["value"].mean()) / overall_value, 2),
+        "median_value_index": round(float(members["value"].median()) / overall_value, 2),
         "churn": number(members["churn"].mean(), 4),
         "median_orders": float(members["orders"].median()),
         "mean_orders": round(float(members["orders"].mean()), 2),
@@ -240,12 +241,14 @@ def name_for(stats: dict[str, Any]) -> str:
     """A readable name from the statistics, e.g. "Lapsed low-value one-time Jackets buyers".
 
     The stage leads only when most members are in it, and says "mostly" unless nearly all are:
-    a segment named "Lapsed" should not hold a loyal customer who ordered last week. A shop
-    without categories gets no category word."""
+    a segment named "Lapsed" should not hold a loyal customer who ordered last week. It is
+    "high-value" only when its typical (median) member is worth at least the average too,
+    not when a few big spenders lift the mean of a group most of whom lapsed. A shop without
+    categories gets no category word."""
     stage_word = STAGE_WORDS.get(Stage(stats["dominant_stage"]), "")
     share = stats["dominant_stage_share"]
     words = [stage_word if share >= STAGE_NAME_SHARE else f"mostly {stage_word.lower()}" if share >= 0.5 and stage_word else ""]
-    if stats["value_index"] >= 1.5:
+    if stats["value_index"] >= 1.5 and stats.get("median_value_index", stats["value_index"]) >= 1.0:
         words.append("high-value")
     elif stats["value_index"] <= 0.6:
         words.append("low-value")

@@ -32,3 +32,21 @@ def test_a_training_no_customer_model_can_serve_from_fails_and_keeps_what_it_tra
     assert job.state == Job.State.FAILED
     assert "sentiment" in job.result["champions"] and "no orders" in job.message
     assert serving == {"sentiment"}
+
+
+def test_a_segment_whose_mean_value_a_few_big_spenders_lift_is_not_named_high_value() -> None:
+    """Round 12: "High-value repeat buyers" had named a group most of whom had lapsed, worth
+    little each, because a few VIPs lifted the mean. The name now asks the median member too."""
+    import pandas as pd
+
+    from modeling import segments
+
+    population = pd.DataFrame({"stage": ["lapsed"] * 6 + ["active"] * 4 + ["loyal"] * 10, "orders": [2] * 20,
+                               "value": [5.0] * 6 + [2_000.0, 1_500.0, 40.0, 30.0] + [60.0] * 10, "churn": 0.5, "share_0": 1.0})
+    mostly_lapsed = population.iloc[:10]
+    stats = segments.describe(mostly_lapsed, population, ["Shoes"])
+    assert stats["value_index"] >= 1.5 and stats["median_value_index"] < 1.0
+    assert "high-value" not in segments.name_for(stats) and segments.name_for(stats).startswith("Mostly lapsed")
+
+    regulars = segments.describe(population.iloc[10:], population, ["Shoes"])
+    assert segments.name_for({**regulars, "value_index": 1.6, "median_value_index": 1.6}) == "Loyal high-value repeat Shoes buyers"
