@@ -49,6 +49,7 @@ class PlaybookRule(TenantOwnedModel):
     days_since_min = models.PositiveIntegerField(null=True, blank=True, help_text="days since the last order at least")
     days_since_max = models.PositiveIntegerField(null=True, blank=True, help_text="days since the last order at most")
     spent_top_share = models.FloatField(null=True, blank=True, help_text="lifetime spend among the shop's top share of buyers, from 0 to 1 (0.1 = top 10%)")
+    orders_min = models.PositiveIntegerField(null=True, blank=True, help_text="lifetime orders at least")
     action = models.CharField(max_length=32, choices=Action.choices)
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.EMAIL)
     offer_pct = models.FloatField(null=True, blank=True, help_text="discount as a share of predicted value (0-1)")
@@ -75,6 +76,7 @@ class PlaybookRule(TenantOwnedModel):
             (self.churn_min, "churn risk ≥ {:.0%}"), (self.churn_max, "churn risk ≤ {:.0%}"), (self.sentiment_max, "recent review tone ≤ {}"),
             (self.value_at_risk_min, "value at risk ≥ {:,.0f}"), (self.days_since_min, "{} days or more since the last order"),
             (self.days_since_max, "{} days or fewer since the last order"), (self.spent_top_share, "lifetime spend in the top {:.0%} of buyers"),
+            (self.orders_min, "{} or more orders in all"),
         )
         parts += [template.format(value) for value, template in bounds if value is not None]
         return parts or ["always"]

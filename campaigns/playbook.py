@@ -33,6 +33,9 @@ DEFAULT_RULES: list[dict[str, Any]] = [
     # spent among the shop's top tenth is worth a personal win-back before giving up on them:
     # no discount by default, as offers elsewhere are capped by the (here low) predicted value.
     {"name": "Win-back for lapsed big spenders", "stages": ["lapsed"], "spent_top_share": 0.1, "action": Action.WIN_BACK, "channel": Channel.EMAIL},
+    # A former regular's predicted value is low too, but several orders say the shop once
+    # suited them: a win-back email costs little, so they get one, without a discount.
+    {"name": "Win-back for lapsed regulars", "stages": ["lapsed"], "orders_min": 3, "action": Action.WIN_BACK, "channel": Channel.EMAIL},
     {"name": "No action for lapsed customers of low predicted value", "stages": ["lapsed"], "tiers": ["low"], "action": Action.NO_ACTION, "channel": Channel.NONE},
     {"name": "Win-back for other lapsed customers", "stages": ["lapsed"], "action": Action.WIN_BACK, "channel": Channel.ADS,
      "offer_pct": 0.10, "offer_cap": Decimal("20.00")},
@@ -120,6 +123,7 @@ def _matches(rule: PlaybookRule, row: dict[str, Any]) -> bool:
         rule.days_since_min is None or (row["days_since"] is not None and row["days_since"] >= rule.days_since_min),
         rule.days_since_max is None or (row["days_since"] is not None and row["days_since"] <= rule.days_since_max),
         rule.spent_top_share is None or (row.get("spend_top") is not None and row["spend_top"] <= rule.spent_top_share),
+        rule.orders_min is None or row.get("orders", 0) >= rule.orders_min,
     ]
     return all(checks)
 
@@ -127,7 +131,7 @@ def _matches(rule: PlaybookRule, row: dict[str, Any]) -> bool:
 def recommend(rules: list[PlaybookRule], row: dict[str, Any], affinity: pd.DataFrame, currency: str = "") -> dict[str, Any]:
     """The first matching rule's action for one customer, with detail, offer and reason.
 
-    ``row``: stage, tier, churn, value (predicted), value_at_risk, days_since, spent (lifetime) and
+    ``row``: stage, tier, churn, value (predicted), value_at_risk, days_since, orders and spent (lifetime),
     spend_top (the top share of buyers its spend is in: 0.01 = top 1%), recent_sentiment
     (the tone of the worst negative review in the window, see :func:`negative_review_tone`;
     None without one), negative_review (that review in words), categories (bought), stage_reason."""
@@ -166,6 +170,8 @@ def _reason(rule: PlaybookRule, row: dict[str, Any], currency: str = "") -> str:
         parts.append(f"{row['tier']} predicted-value tier")  # the tier of the value to come: a big past spender can be low
     if rule.spent_top_share is not None and row.get("spend_top") is not None:
         parts.append(f"spent {currency}{_whole(row['spent'])} in all, top {max(row['spend_top'], 0.01):.0%} of buyers")
+    if rule.orders_min is not None and f"{row.get('orders', 0)} orders" not in row["stage_reason"]:
+        parts.append(f"{row.get('orders', 0)} orders in all")
     if rule.sentiment_max is not None and row["recent_sentiment"] is not None:
         parts.append(row.get("negative_review") or f"negative review, sentiment {row['recent_sentiment']:+.2f}")
     if row["churn"] is not None and row["value"]:

@@ -33,7 +33,7 @@ class RuleForm(forms.ModelForm):
         model = PlaybookRule
         fields = [
             "position", "name", "enabled", "stages", "tiers", "churn_min", "churn_max", "sentiment_max", "value_at_risk_min",
-            "days_since_min", "days_since_max", "spent_top_share", "action", "channel", "offer_pct", "offer_cap",
+            "days_since_min", "days_since_max", "spent_top_share", "orders_min", "action", "channel", "offer_pct", "offer_cap",
         ]
         # Each help text adds what the label does not say: the scale, the unit, the window.
         help_texts = {"churn_min": "from 0 to 1 (0.5 = 50%)", "churn_max": "from 0 to 1 (0.5 = 50%)",
@@ -44,9 +44,10 @@ class RuleForm(forms.ModelForm):
         labels = {"position": "Order (lower is checked first)", "churn_min": "Churn probability at least", "churn_max": "Churn probability at most",
                   "sentiment_max": "Review tone at most", "value_at_risk_min": "Value at risk at least", "days_since_min": "Days since the last order, at least",
                   "days_since_max": "Days since the last order, at most", "offer_pct": "Offer, as a share of predicted value",
-                  "offer_cap": "Offer at most (in the shop's currency)", "spent_top_share": "Lifetime spend in the top share of buyers"}
+                  "offer_cap": "Offer at most (in the shop's currency)", "spent_top_share": "Lifetime spend in the top share of buyers",
+                  "orders_min": "Orders in all, at least"}
 
-    CONDITIONS = ("stages", "tiers", "churn_min", "churn_max", "sentiment_max", "value_at_risk_min", "days_since_min", "days_since_max", "spent_top_share")
+    CONDITIONS = ("stages", "tiers", "churn_min", "churn_max", "sentiment_max", "value_at_risk_min", "days_since_min", "days_since_max", "spent_top_share", "orders_min")
 
     def clean_name(self) -> str:
         """Names are unique per shop: each customer's next action names the rule it came from."""

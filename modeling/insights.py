@@ -361,6 +361,7 @@ def _insight_rows(
             "stage": stage["stage"], "stage_reason": stage["reason"], "tier": tier, "churn": churn, "value": value, "value_at_risk": at_risk,
             "days_since": int(round(features.at[customer, "recency_days"])) if has_features else None,
             "spent": float(features.at[customer, "total_spent"]) if has_features else 0.0,
+            "orders": int(features.at[customer, "orders"]) if has_features else 0,
             "spend_top": float(spend_top[customer]) if has_features else None,
             "recent_sentiment": recent_sentiment.get(customer), "negative_review": negative_review.get(customer, ""),
             "categories": [str(c) for c in bought.get(customer, [])],

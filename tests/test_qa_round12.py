@@ -50,3 +50,27 @@ def test_a_segment_whose_mean_value_a_few_big_spenders_lift_is_not_named_high_va
 
     regulars = segments.describe(population.iloc[10:], population, ["Shoes"])
     assert segments.name_for({**regulars, "value_index": 1.6, "median_value_index": 1.6}) == "Loyal high-value repeat Shoes buyers"
+
+
+def test_a_lapsed_former_regular_of_low_predicted_value_gets_a_win_back_email(tenant_a, client, alice) -> None:
+    """Round 12: the default playbook gave "no action" to every lapsed customer of low
+    predicted value outside the top tenth by spend, a customer of 12 orders included."""
+    import pandas as pd
+
+    from campaigns.models import PlaybookRule
+    from campaigns.playbook import ensure_default_playbook, recommend
+
+    rules = ensure_default_playbook(tenant_a)
+    lapsed = {"stage": "lapsed", "stage_reason": "lapsed: 400 days since the last order", "tier": "low", "churn": 0.97, "value": 3.0,
+              "value_at_risk": 2.91, "days_since": 400, "recent_sentiment": None, "negative_review": "", "categories": [], "spent": 300.0, "spend_top": 0.4}
+    regular = recommend(rules, {**lapsed, "orders": 12}, pd.DataFrame(), "USD ")
+    once = recommend(rules, {**lapsed, "orders": 1}, pd.DataFrame(), "USD ")
+    assert (regular["action"], regular["channel"], regular["offer"]) == ("win_back", "email", None)
+    assert regular["reason"].startswith("Win-back for lapsed regulars: lapsed: 400 days since the last order; 12 orders in all")
+    assert once["action"] == "no_action"
+
+    client.force_login(alice)  # the condition is the merchant's to edit, as the others are
+    rule = next(r for r in rules if r.orders_min is not None)
+    assert rule.conditions() == ["stage Lapsed", "3 or more orders in all"]
+    page = client.get(f"/playbook/{rule.pk}/").content.decode()
+    assert "Orders in all, at least" in page
