@@ -15,10 +15,10 @@ from django.views.decorators.http import require_POST
 from campaigns import services
 from campaigns.models import Action, Campaign, CampaignMember, PlaybookRule
 from campaigns.playbook import ensure_default_playbook
+from clmsite.forms import PercentField
 from clmsite.models import Role
 from clmsite.views import not_counted_note, stale_preview, tenant_required
 from modeling.exports import EXCEL_BOM
-from modeling.insight_views import PercentField
 from modeling.insights import describe_filters, latest_insights_refresh, queue_insights_refresh
 from modeling.models import CustomerInsight, Segment, Stage
 
@@ -28,6 +28,11 @@ TIERS = [("high", "High"), ("medium", "Medium"), ("low", "Low")]
 class RuleForm(forms.ModelForm):
     stages = forms.MultipleChoiceField(choices=Stage.choices, required=False, widget=forms.CheckboxSelectMultiple, help_text="any of; none = every stage")
     tiers = forms.MultipleChoiceField(choices=TIERS, required=False, widget=forms.CheckboxSelectMultiple, help_text="any of; none = every tier")
+    # Shares are typed in percent, as the playbook page shows them ("churn risk ≥ 50%").
+    churn_min = PercentField(required=False, label="Churn risk at least (%)", help_text="from 0 to 100")
+    churn_max = PercentField(required=False, label="Churn risk at most (%)", help_text="from 0 to 100")
+    spent_top_share = PercentField(required=False, label="Lifetime spend in the top share of buyers (%)", help_text="from 0 to 100 (10 = the top 10% by lifetime spend)")
+    offer_pct = PercentField(required=False, label="Offer, as a share of predicted value (%)", help_text="from 0 to 100; empty: the cap below for everyone")
 
     class Meta:
         model = PlaybookRule
@@ -36,16 +41,12 @@ class RuleForm(forms.ModelForm):
             "days_since_min", "days_since_max", "spent_top_share", "orders_min", "action", "channel", "offer_pct", "offer_cap",
         ]
         # Each help text adds what the label does not say: the scale, the unit, the window.
-        help_texts = {"churn_min": "from 0 to 1 (0.5 = 50%)", "churn_max": "from 0 to 1 (0.5 = 50%)",
-                      "offer_pct": "from 0 to 1 (0.1 = 10%); empty: the cap below for everyone",
-                      "days_since_min": "days", "days_since_max": "days",
+        help_texts = {"days_since_min": "days", "days_since_max": "days",
                       "value_at_risk_min": "in the shop's currency: churn probability × predicted value",
-                      "offer_cap": "empty: no offer", "spent_top_share": "from 0 to 1 (0.1 = the top 10% by lifetime spend)"}
-        labels = {"position": "Order (lower is checked first)", "churn_min": "Churn probability at least", "churn_max": "Churn probability at most",
-                  "sentiment_max": "Review tone at most", "value_at_risk_min": "Value at risk at least", "days_since_min": "Days since the last order, at least",
-                  "days_since_max": "Days since the last order, at most", "offer_pct": "Offer, as a share of predicted value",
-                  "offer_cap": "Offer at most (in the shop's currency)", "spent_top_share": "Lifetime spend in the top share of buyers",
-                  "orders_min": "Orders in all, at least"}
+                      "offer_cap": "empty: no offer"}
+        labels = {"position": "Order (lower is checked first)", "sentiment_max": "Review tone at most", "value_at_risk_min": "Value at risk at least", "days_since_min": "Days since the last order, at least",
+                  "days_since_max": "Days since the last order, at most",
+                  "offer_cap": "Offer at most (in the shop's currency)", "orders_min": "Orders in all, at least"}
 
     CONDITIONS = ("stages", "tiers", "churn_min", "churn_max", "sentiment_max", "value_at_risk_min", "days_since_min", "days_since_max", "spent_top_share", "orders_min")
 
@@ -64,9 +65,6 @@ class RuleForm(forms.ModelForm):
         for low, high in (("churn_min", "churn_max"), ("days_since_min", "days_since_max")):
             if data.get(low) is not None and data.get(high) is not None and data[low] > data[high]:
                 self.add_error(high, "Must be at least the minimum.")
-        for key in ("churn_min", "churn_max", "offer_pct"):
-            if data.get(key) is not None and not 0 <= data[key] <= 1:
-                self.add_error(key, "Between 0 and 1.")
         position = data.get("position")
         if position is not None and data.get("enabled"):
             earlier = PlaybookRule.objects.filter(enabled=True, position__lt=position).exclude(pk=self.instance.pk)

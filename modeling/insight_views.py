@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from campaigns.models import Action, Campaign
 from campaigns.services import goes_out_unattended
 from clmsite.datacache import cached
+from clmsite.forms import PercentField
 from clmsite.models import Role
 from clmsite.tenancy import tenant_context
 from clmsite.views import not_counted_note, stale_preview, tenant_required
@@ -34,21 +35,6 @@ STAGE_COLOURS = {
 
 def _stage_labels() -> dict[str, str]:
     return {s.value: s.label for s in lifecycle.FUNNEL}
-
-
-class PercentField(forms.FloatField):
-    """A probability typed and shown in percent (30), kept as a fraction (0.3), as the page's
-    text speaks of it ("below 30%")."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(min_value=0, max_value=100, **kwargs)
-
-    def prepare_value(self, value: Any) -> Any:
-        return f"{round(value * 100, 4):g}" if isinstance(value, int | float) and not isinstance(value, bool) else value
-
-    def clean(self, value: Any) -> float | None:
-        percent = super().clean(value)
-        return None if percent is None else percent / 100
 
 
 class ThresholdsForm(forms.Form):

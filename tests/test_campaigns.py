@@ -528,15 +528,19 @@ def test_uplift_model_finds_persuadable_customers_on_held_out_campaigns(shop) ->
 def test_a_changed_playbook_rule_recomputes_next_actions_right_away(shop, client, alice, django_capture_on_commit_callbacks) -> None:
     from campaigns.playbook import ensure_default_playbook
 
+    def percent(share):  # the form takes shares in percent, as the page shows them
+        return None if share is None else share * 100
+
     with tenant_context(shop):
         busiest = max(ensure_default_playbook(shop), key=lambda rule: CustomerInsight.objects.filter(rule_name=rule.name).count())
         assert CustomerInsight.objects.filter(rule_name=busiest.name).exists()
     client.force_login(alice)
     form = {field: value for field, value in {
         "position": busiest.position, "name": busiest.name, "action": busiest.action, "channel": busiest.channel,
-        "stages": busiest.stages, "tiers": busiest.tiers, "churn_min": busiest.churn_min, "churn_max": busiest.churn_max,
+        "stages": busiest.stages, "tiers": busiest.tiers, "churn_min": percent(busiest.churn_min), "churn_max": percent(busiest.churn_max),
         "sentiment_max": busiest.sentiment_max, "value_at_risk_min": busiest.value_at_risk_min, "days_since_min": busiest.days_since_min,
-        "days_since_max": busiest.days_since_max, "offer_pct": busiest.offer_pct, "offer_cap": busiest.offer_cap}.items() if value not in (None, [])}
+        "days_since_max": busiest.days_since_max, "offer_pct": percent(busiest.offer_pct), "offer_cap": busiest.offer_cap,
+        "spent_top_share": percent(busiest.spent_top_share), "orders_min": busiest.orders_min}.items() if value not in (None, [])}
     with django_capture_on_commit_callbacks(execute=True):
         saved = client.post(f"/playbook/{busiest.pk}/", form, follow=True)  # "enabled" left out: disabled
     assert "being recomputed with it now" in saved.content.decode()

@@ -74,3 +74,20 @@ def test_a_lapsed_former_regular_of_low_predicted_value_gets_a_win_back_email(te
     assert rule.conditions() == ["stage Lapsed", "3 or more orders in all"]
     page = client.get(f"/playbook/{rule.pk}/").content.decode()
     assert "Orders in all, at least" in page
+
+
+def test_the_playbook_form_takes_shares_in_percent_as_the_playbook_page_shows_them(tenant_a, client, alice) -> None:
+    """Round 12: the rule form took churn as 0.5 while the page beside it said "churn risk ≥ 50%"
+    (the segment and campaign forms already took percent)."""
+    from campaigns.models import PlaybookRule
+
+    client.force_login(alice)
+    saved = client.post("/playbook/new/", {"position": 5, "name": "Risky regulars", "enabled": "on", "action": "win_back", "channel": "email",
+                                           "churn_min": "60", "spent_top_share": "25", "offer_pct": "10", "offer_cap": "20"})
+    assert saved.status_code == 302
+    with tenant_context(tenant_a):
+        rule = PlaybookRule.objects.get(name="Risky regulars")
+    assert (rule.churn_min, rule.spent_top_share, rule.offer_pct) == (0.6, 0.25, 0.1)
+    assert "churn risk ≥ 60%" in rule.conditions() and "lifetime spend in the top 25% of buyers" in rule.conditions()
+    form = client.get(f"/playbook/{rule.pk}/").content.decode()
+    assert 'name="churn_min" value="60"' in form and 'name="offer_pct" value="10"' in form

@@ -128,12 +128,12 @@ def test_a_rule_without_conditions_placed_early_is_refused_naming_the_rules_it_w
     page = early.content.decode()
     assert "This rule has no conditions, so it matches every customer and" in page and f"“{second.name}”" in page and f"“{first.name}”" not in page
     # A condition that failed its own check does not make the rule look condition-less.
-    invalid = client.post("/playbook/new/", {"position": first.position, "name": "QA rule", "enabled": "on", "action": "cross_sell", "channel": "email", "churn_min": "7"})
-    assert "Between 0 and 1." in invalid.content.decode() and "This rule has no conditions" not in invalid.content.decode()
+    invalid = client.post("/playbook/new/", {"position": first.position, "name": "QA rule", "enabled": "on", "action": "cross_sell", "channel": "email", "churn_min": "700"})
+    assert "less than or equal to 100" in invalid.content.decode() and "This rule has no conditions" not in invalid.content.decode()
     with tenant_context(tenant_a):
         assert not PlaybookRule.objects.filter(name="QA rule").exists()
     # With a condition it is saved; the closing catch-all can still be edited in its place.
-    saved = client.post("/playbook/new/", {"position": first.position, "name": "QA rule", "enabled": "on", "action": "cross_sell", "channel": "email", "churn_min": "0.9"})
+    saved = client.post("/playbook/new/", {"position": first.position, "name": "QA rule", "enabled": "on", "action": "cross_sell", "channel": "email", "churn_min": "90"})
     assert saved.status_code == 302
     last = rules[-1]
     edit = client.post(f"/playbook/{last.pk}/", {"position": last.position, "name": last.name, "enabled": "on", "action": last.action, "channel": last.channel})
