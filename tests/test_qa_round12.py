@@ -91,3 +91,31 @@ def test_the_playbook_form_takes_shares_in_percent_as_the_playbook_page_shows_th
     assert "churn risk ≥ 60%" in rule.conditions() and "lifetime spend in the top 25% of buyers" in rule.conditions()
     form = client.get(f"/playbook/{rule.pk}/").content.decode()
     assert 'name="churn_min" value="60"' in form and 'name="offer_pct" value="10"' in form
+
+
+def test_the_transformer_stops_early_on_held_out_training_customers_never_on_the_validation_window() -> None:
+    """Round 12: the transformer kept its best epoch by the loss on the validation window,
+    the one the champion is then chosen on; on CDNOW it won validation and lost out of time.
+    It now learns without that window at all: here it is emptied, and the fit is the same."""
+    import dataclasses
+
+    import numpy as np
+
+    from modeling.families.transformer import TransformerModel, stopping_rows
+    from tests.test_encoder import training_data
+
+    data = training_data(60, {"max_train_seconds": 6, "transformer_strategy": "frozen-head", "seed": 3})
+    learn, watch = stopping_rows(data.x_train, 2000, seed=0)
+    customers = data.x_train.index.get_level_values(1)
+    cutoffs = data.x_train.index.get_level_values(0)
+    assert watch.any() and learn.sum() > 0.7 * len(learn)
+    assert not set(customers[learn]) & set(customers[watch])  # no customer is in both
+    assert set(cutoffs[watch]) == {cutoffs.max()}  # watched at the last training window
+
+    blind = dataclasses.replace(data, x_valid=data.x_valid.iloc[:0], y_valid=data.y_valid.iloc[:0])
+    model = TransformerModel()
+    model.fit(blind)
+    predictions = model.predict(data.history, data.validation.cutoff, data.x_valid)
+    assert predictions["purchase_probability"].between(0, 1).all() and len(predictions) == len(data.x_valid)
+    assert 0 < model.hyperparameters()["stopping_examples"] == int(watch.sum())
+    assert np.isfinite(predictions.to_numpy()).all()

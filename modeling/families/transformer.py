@@ -185,10 +185,13 @@ class TransformerModel(CustomerModel):
         enc.set_seed(seed)
         device = enc.pick_device()
         progress(0.0, "Writing customer profiles")
-        train_texts = _training_profiles(data)
-        valid_rows = _sample(len(data.x_valid), MAX_VALID_ROWS, seed)
-        x_valid = data.x_valid.iloc[valid_rows]
-        valid_texts = customer_profiles(data.history, data.validation.cutoff, x_valid).tolist()
+        # Early stopping watches customers held out of the training windows, never the
+        # validation window: that one must stay unseen to judge the champion fairly.
+        all_texts = _training_profiles(data)
+        learn, watch = stopping_rows(data.x_train, MAX_VALID_ROWS, seed)
+        train_texts = [text for text, keep in zip(all_texts, learn, strict=True) if keep]
+        valid_texts = [text for text, keep in zip(all_texts, watch, strict=True) if keep]
+        x_fit, x_stop = data.x_train[learn], data.x_train[watch]
 
         tokenizer = enc.load_tokenizer()
         mean_tokens = float(np.mean([len(ids) for ids in enc.tokenize(tokenizer, train_texts[:500])])) if train_texts else 64.0
@@ -199,14 +202,15 @@ class TransformerModel(CustomerModel):
         self.encoder = enc.TunedEncoder.prepare(strategy)
         self.strategy, self.base_model = strategy.name, self.encoder.base_path
         self.embedding_cache = None
-        self.scaler = NumericScaler.fit(data.x_train)
-        self.revenue_scale = float(data.y_train["revenue"].mean()) or 1.0
+        self.scaler = NumericScaler.fit(x_fit)
+        y_fit, y_stop = data.y_train[learn], data.y_train[watch]
+        self.revenue_scale = float(y_fit["revenue"].mean()) or 1.0
         self.net = FusionNet(self.encoder.hidden_size, self.scaler.width)
-        self.net.start_at_base_rates(float(data.y_train["purchased"].mean()), float(data.y_train["orders"].mean()), 1.0)
-        numeric = self.scaler.transform(data.x_train)
-        targets = self._targets(data.y_train)
-        valid_numeric = self.scaler.transform(x_valid)
-        valid_targets = self._targets(data.y_valid.loc[x_valid.index])
+        self.net.start_at_base_rates(float(y_fit["purchased"].mean()), float(y_fit["orders"].mean()), 1.0)
+        numeric = self.scaler.transform(x_fit)
+        targets = self._targets(y_fit)
+        valid_numeric = self.scaler.transform(x_stop)
+        valid_targets = self._targets(y_stop)
         progress(0.05, f"Transformer: {enc.STRATEGY_WORDS[strategy.name]} on the {device.type.upper()}; {strategy.reason}")
 
         if strategy.trains_encoder:
@@ -227,7 +231,7 @@ class TransformerModel(CustomerModel):
             "max_train_seconds": budget,
             "train_examples": len(train_texts),
             "train_examples_used": used,
-            "valid_examples": len(valid_texts),
+            "stopping_examples": len(valid_texts),  # held-out customers of the last training window
             "mean_profile_tokens": round(mean_tokens, 1),
         }
         progress(1.0, f"Trained ({strategy.name}, {epochs} epochs, {self.info['seconds']}s)")
@@ -275,7 +279,7 @@ class TransformerModel(CustomerModel):
         deadline: float, progress: Progress, seed: int,
     ) -> tuple[int, int]:
         """LoRA (CPU) or full fine-tuning (CUDA, autocast) of encoder and head together;
-        early stopping on the validation loss after each epoch, best epoch kept."""
+        early stopping on the held-out customers' loss (``stopping_rows``) after each epoch, best epoch kept."""
         assert self.encoder is not None and self.net is not None
         device = enc.pick_device()
         strategy = self.encoder.strategy
@@ -413,6 +417,23 @@ class TransformerModel(CustomerModel):
 
 def fused_inputs(pooled: np.ndarray, numeric: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.hstack([pooled, numeric]).astype(np.float32))
+
+
+def stopping_rows(x_train: pd.DataFrame, limit: int, seed: int, share: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """The training rows the model learns from and the rows early stopping watches (two
+    boolean masks). A random ``share`` of the customers is held out of every training
+    window; early stopping watches them at the last window's cutoff (the nearest to what
+    is predicted), at most ``limit`` rows. A held-out customer's earlier windows are in
+    neither set: their labels would tell the model about the watched rows."""
+    customers = x_train.index.get_level_values(1)
+    unique = customers.unique()
+    rng = np.random.default_rng(seed)
+    held = customers.isin(rng.choice(unique, size=max(1, round(share * len(unique))), replace=False))
+    cutoffs = x_train.index.get_level_values(0)
+    candidates = np.flatnonzero(held & (cutoffs == cutoffs.max()))
+    watched = np.zeros(len(x_train), dtype=bool)
+    watched[candidates[_sample(len(candidates), limit, seed)]] = True
+    return ~held, watched
 
 
 def _sample(n: int, limit: int, seed: int) -> np.ndarray:
