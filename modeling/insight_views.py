@@ -40,7 +40,7 @@ def _stage_labels() -> dict[str, str]:
 class ThresholdsForm(forms.Form):
     usual_gap_days = forms.IntegerField(min_value=1, max_value=3650, required=False, help_text="the shop's usual days between orders")
     repurchase_window_days = forms.IntegerField(min_value=1, max_value=3650, required=False, help_text="a first order this recent makes a customer New")
-    lapse_days = forms.IntegerField(min_value=1, max_value=3650, required=False, help_text="days without an order after which a customer is Lapsed")
+    lapse_days = forms.IntegerField(min_value=1, max_value=3650, required=False, help_text="days without an order after which a customer is Lapsed (a repeat buyer: also more than twice their own usual gap)")
     overdue_factor = forms.FloatField(min_value=1.0, max_value=10.0, required=False, help_text="At risk when silent this many times their own usual gap")
     at_risk_probability = PercentField(required=False, label="At risk probability (%)", help_text="At risk when the chance to buy again is below this")
     UNITS = {"usual_gap_days": " days", "repurchase_window_days": " days", "lapse_days": " days", "overdue_factor": "×", "at_risk_probability": "%"}

@@ -7,7 +7,8 @@ the models' outputs:
   the usual cadence, 75th percentile = the repurchase window, 90th percentile or twice the
   median = the lapse threshold); the tenant can override each in the UI;
 * a customer is overdue against their *own* median gap (or the tenant's, after one
-  order), or at risk when the purchase probability falls below a threshold;
+  order), or at risk when the purchase probability falls below a threshold; a repeat
+  buyer lapses past the lapse threshold and twice their own median gap;
 * "Loyal/VIP" needs a repeat buyer in the top value tier (the scoring's tier, or the top
   20% by spend when the date has no scoring);
 * gaps, cadence and "bought again" count days with an order (``features.order_days``):
@@ -123,13 +124,15 @@ def stages_as_of(
         # Each customer's latest return: the last order day after a silence longer than the
         # lapse threshold, and that silence. Orders after it (back on Dec 3, again on Dec 5) do
         # not hide it: the customer is reactivated for the window after coming back.
-        returns = gaps[gaps["gap"] > thresholds.lapse_days].groupby("customer")[["day", "gap"]].last()
-        came_back = returns["day"].dt.date.reindex(f.index)
-        away = returns["gap"].reindex(f.index)
         recency = np.floor(f["recency_days"]).astype(int)  # calendar days since the last order
         count, days = f["orders"].astype(int), f["order_days"].astype(int)
         own_gap = f["gap_median"].where(days >= 2, thresholds.usual_gap_days).fillna(thresholds.usual_gap_days).clip(lower=1)
         overdue_after = (thresholds.overdue_factor * own_gap).round().astype(int)
+        is_return, lapse_after = returns_and_lapse_days(gaps, thresholds.lapse_days)
+        lapse_after = lapse_after.reindex(f.index).fillna(thresholds.lapse_days).astype(int)
+        returns = gaps[is_return].groupby("customer")[["day", "gap"]].last()
+        came_back = returns["day"].dt.date.reindex(f.index)
+        away = returns["gap"].reindex(f.index)
         if predictions is not None and "value_tier" in predictions:
             high_tier = predictions["value_tier"].reindex(f.index).eq("high")
         else:
@@ -137,9 +140,10 @@ def stages_as_of(
         probability = predictions["purchase_probability"].reindex(f.index) if predictions is not None and "purchase_probability" in predictions else pd.Series(np.nan, index=f.index)
         last_order = (day - pd.to_timedelta(recency, unit="D")).dt.date
 
-        window, lapse = thresholds.repurchase_window_days, thresholds.lapse_days
+        window = thresholds.repurchase_window_days
         for customer in f.index:
             r, n, d, last = int(recency[customer]), int(count[customer]), int(days[customer]), last_order[customer]
+            lapse = int(lapse_after[customer])
             p = probability[customer]
             back = came_back[customer] if pd.notna(came_back[customer]) else None
             # New and Reactivated hold for the repurchase window after the first order or the
@@ -149,7 +153,9 @@ def stages_as_of(
             else:
                 after_window = max(last, back + dt.timedelta(days=window + 1)) if back is not None else last
             if r > lapse:
-                stage, start, template = Stage.LAPSED, last + dt.timedelta(days=lapse), f"lapsed: {{days}} days since the last order (lapse threshold {lapse:,})"
+                # From the first day past the threshold, as "more than" reads.
+                own = f"; twice their usual {lapse // 2:,}" if lapse > thresholds.lapse_days else ""
+                stage, start, template = Stage.LAPSED, last + dt.timedelta(days=lapse + 1), f"lapsed: {{days}} days since the last order (lapse threshold {lapse:,}{own})"
             elif back is not None and (as_of - back).days <= window:
                 stage, start, template = Stage.REACTIVATED, back, f"reactivated: came back {{ago}} after {round(away[customer]):,} days away"
                 last = back  # the reason counts the days from the return
@@ -182,6 +188,22 @@ def stages_as_of(
         rows.append((customer, stage, since, _reason(template, last, as_of), entry))
     result = pd.DataFrame.from_records(rows, columns=["customer", "stage", "since", "reason", "entry_reason"]).set_index("customer")
     return result.reindex(population)
+
+
+def returns_and_lapse_days(gaps: pd.DataFrame, lapse_days: int) -> tuple[pd.Series, pd.Series]:
+    """Which gaps (rows of ``order_days``) were a lapse and a return, and each repeat
+    buyer's lapse threshold.
+
+    The shop's threshold pools every gap, so frequent buyers set it: a customer who buys
+    every ten weeks is not lapsed at eight. A gap is a lapse when longer than the shop's
+    threshold and than twice the customer's median gap before it (the first gap: the
+    shop's threshold alone). The gaps that were not lapses are the customer's rhythm, and a
+    repeat buyer lapses past twice its median when that is longer than the shop's threshold."""
+    known = gaps.dropna(subset=["gap"])
+    before = known.groupby("customer")["gap"].expanding().median().groupby(level=0).shift(1).droplevel(0)
+    is_return = known["gap"] > np.maximum(2 * before.reindex(known.index).fillna(0), lapse_days)
+    rhythm = known.loc[~is_return].groupby("customer")["gap"].median()
+    return is_return.reindex(gaps.index, fill_value=False), np.maximum((2 * rhythm).round(), lapse_days).astype(int)
 
 
 def _reason(template: str, last_order: dt.date | None, day: dt.date, *, looking_back: bool = False) -> str:

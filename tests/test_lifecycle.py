@@ -53,7 +53,7 @@ def test_stages_follow_each_customers_rhythm_with_reasons() -> None:
     assert thresholds.usual_gap_days == 30 and thresholds.derived_from_gaps >= 20
     stages = lifecycle.stages_as_of(history, AS_OF, thresholds)
     assert stages.at[1, "stage"] == Stage.NEW and "first order 10 days ago" in stages.at[1, "reason"]
-    assert stages.at[2, "stage"] == Stage.LAPSED and stages.at[2, "since"] == dt.date(2024, 1, 10) + dt.timedelta(days=thresholds.lapse_days)
+    assert stages.at[2, "stage"] == Stage.LAPSED and stages.at[2, "since"] == dt.date(2024, 1, 10) + dt.timedelta(days=thresholds.lapse_days + 1)
     assert stages.at[3, "stage"] == Stage.REACTIVATED and "after" in stages.at[3, "reason"]
     assert stages.at[4, "stage"] == Stage.AT_RISK and stages.at[4, "reason"] == "overdue: 45 days vs. their usual 10"
     assert stages.at[5, "stage"] == Stage.LOYAL

@@ -119,3 +119,35 @@ def test_the_transformer_stops_early_on_held_out_training_customers_never_on_the
     assert predictions["purchase_probability"].between(0, 1).all() and len(predictions) == len(data.x_valid)
     assert 0 < model.hyperparameters()["stopping_examples"] == int(watch.sum())
     assert np.isfinite(predictions.to_numpy()).all()
+
+
+def test_a_slow_rhythm_customer_is_not_lapsed_by_the_shops_threshold_and_lapsed_starts_the_day_after_it() -> None:
+    """Round 12: the lapse threshold pooled every gap, so in a shop of monthly buyers a
+    customer who buys every 70 days was "Lapsed" at day 61 and "Reactivated" on every order.
+    And a stage history said "Lapsed from Dec 5: 59 days since the last order (threshold 59)"."""
+    import datetime as dt
+
+    from modeling import lifecycle
+    from modeling.models import Stage
+    from tests.test_lifecycle import AS_OF, _history
+
+    rows = [(c, str(AS_OF - dt.timedelta(days=d)), 50.0) for c in range(100, 140) for d in (10, 40, 70, 100)]
+    slow = [AS_OF - dt.timedelta(days=d) for d in (300, 370, 440, 510)]  # every 70 days, the last 300 days ago
+    rows += [(7, str(day), 80.0) for day in slow]
+    history = _history(rows)
+    thresholds = lifecycle.derive_thresholds(history, AS_OF)
+    assert thresholds.lapse_days == 60
+
+    def stage_on(day_after_last: int):
+        on = slow[0] + dt.timedelta(days=day_after_last)
+        return lifecycle.stages_as_of(history, on, thresholds).loc[7]
+
+    assert stage_on(65)["stage"] == Stage.ACTIVE and stage_on(65)["reason"].startswith("active:")  # within their rhythm
+    assert stage_on(120)["stage"] == Stage.AT_RISK  # past 1.5x their 70 days
+    assert stage_on(140)["stage"] == Stage.AT_RISK  # lapse: more than twice their usual gap
+    lapsed = stage_on(141)
+    assert lapsed["stage"] == Stage.LAPSED and lapsed["reason"] == "lapsed: 141 days since the last order (lapse threshold 140; twice their usual 70)"
+    assert lapsed["since"] == slow[0] + dt.timedelta(days=141)  # the first day past the threshold
+    # Their orders 70 days apart were never returns from a lapse (the first gap, with no rhythm yet, is).
+    back = lifecycle.stages_as_of(history, slow[1] + dt.timedelta(days=3), thresholds).loc[7]
+    assert back["stage"] != Stage.REACTIVATED
