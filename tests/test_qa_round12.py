@@ -151,3 +151,32 @@ def test_a_slow_rhythm_customer_is_not_lapsed_by_the_shops_threshold_and_lapsed_
     # Their orders 70 days apart were never returns from a lapse (the first gap, with no rhythm yet, is).
     back = lifecycle.stages_as_of(history, slow[1] + dt.timedelta(days=3), thresholds).loc[7]
     assert back["stage"] != Stage.REACTIVATED
+
+
+def test_predicted_value_never_exceeds_expected_orders_at_a_plausible_order_value(tenant_a, settings, tmp_path) -> None:
+    """Round 12: with orders served by BG/NBD and revenue by the trees, a customer 0.05% likely
+    to buy, expecting 0.0 orders, showed a predicted value of USD 14 in the High tier. Every
+    served prediction now keeps E[revenue] <= E[orders] x (the larger of 3x their average
+    order and the shop's 99th-percentile order)."""
+    import numpy as np
+    import pandas as pd
+
+    from customers.models import Order
+    from modeling.families.base import order_value_ceiling, within_expected_orders
+    from modeling.features import features_as_of, load_history
+    from modeling.models import Prediction
+    from tests.test_modeling import scored_demo
+
+    assert list(within_expected_orders(np.array([14.0, 50.0]), np.array([0.0005, 1.0]), np.array([40.0, 40.0]))) == [0.02, 40.0]
+    shop = scored_demo(tenant_a, settings, tmp_path, customers=300, seed=11)
+    history = load_history(shop, ceiling=END)
+    features = features_as_of(history, END)
+    ceiling = order_value_ceiling(history, END, features)
+    with tenant_context(shop):
+        served = pd.DataFrame.from_records(Prediction.objects.filter(as_of=END, customer__in=list(features.index)).values(
+            "customer_id", "expected_orders", "predicted_value")).set_index("customer_id")
+        largest = float(max(Order.objects.values_list("amount", flat=True)))
+    assert len(served) == len(features)
+    slack = served["expected_orders"] * ceiling.reindex(served.index) + 0.01 - served["predicted_value"].astype(float)
+    assert (slack >= 0).all()
+    assert ceiling.min() >= float(np.quantile([float(a) for a in history.orders["amount"]], 0.99)) - 1e-6 and ceiling.max() <= 3 * largest

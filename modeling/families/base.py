@@ -40,6 +40,28 @@ def at_least_the_chance_of_one(expected_orders: Any, purchase_probability: Any) 
     return np.maximum(expected_orders, purchase_probability)
 
 
+def order_value_ceiling(history: History, as_of: Any, features: pd.DataFrame) -> pd.Series:
+    """The most one order of each customer's plausibly brings: the larger of three times
+    their own average order and the 99th percentile of the shop's orders up to ``as_of``
+    (the same for a chunk of customers as for all of them)."""
+    from modeling.features import as_timestamp
+
+    amounts = history.orders.loc[history.orders["ordered_at"] <= as_timestamp(as_of), "amount"]
+    shop = float(amounts.quantile(0.99)) if len(amounts) else 0.0
+    return np.maximum(3 * features["avg_order_value"].fillna(0.0), shop)
+
+
+def within_expected_orders(expected_revenue: Any, expected_orders: Any, ceiling: Any) -> Any:
+    """Expected revenue lowered to expected orders × the order-value ceiling where above it.
+
+    Revenue and orders learnt by separate heads, or served by two families (orders from
+    BG/NBD, revenue from the trees), can disagree: "0.0 orders expected" beside a predicted
+    value of 14 ranks a customer 0.05% likely to buy in the High tier. Applied where the
+    trees and the transformer predict (so validation scores what is served) and where two
+    families' champions are put together."""
+    return np.minimum(expected_revenue, np.asarray(expected_orders) * np.asarray(ceiling))
+
+
 @dataclass
 class TrainingData:
     """Everything a family may learn from: all of it ends at the as-of date."""
