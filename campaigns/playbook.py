@@ -24,7 +24,9 @@ DEFAULT_RULES: list[dict[str, Any]] = [
     {"name": "Service recovery after a negative review", "sentiment_max": -0.3, "days_since_max": None,
      "action": Action.SERVICE_RECOVERY, "channel": Channel.PHONE},
     {"name": "VIP care for valuable loyal customers", "stages": ["loyal"], "tiers": ["high"], "action": Action.VIP_CARE, "channel": Channel.EMAIL},
-    {"name": "Win-back offer for high-value customers at risk", "stages": ["at_risk"], "tiers": ["high", "medium"],
+    # An offer where it may change the outcome: at risk by their rhythm but still likely to buy
+    # (the rhythm slipped), a customer gets the check-in below, not a discount.
+    {"name": "Win-back offer for high-value customers at risk", "stages": ["at_risk"], "tiers": ["high", "medium"], "churn_min": 0.5,
      "action": Action.WIN_BACK, "channel": Channel.EMAIL, "offer_pct": 0.15, "offer_cap": Decimal("50.00")},
     {"name": "Second-purchase nudge for new customers", "stages": ["new"], "action": Action.SECOND_PURCHASE, "channel": Channel.EMAIL,
      "offer_pct": 0.10, "offer_cap": Decimal("15.00")},
@@ -45,6 +47,8 @@ DEFAULT_RULES: list[dict[str, Any]] = [
     {"name": "Cross-sell the strongest co-purchased category", "stages": ["active", "loyal"], "action": Action.CROSS_SELL, "channel": Channel.EMAIL},
     {"name": "Nurture everyone else", "action": Action.NURTURE, "channel": Channel.EMAIL},
 ]
+# An offer of a share of predicted value smaller than this share of the rule's cap is not made.
+MIN_OFFER_SHARE = Decimal("0.1")
 SENTIMENT_WINDOW_DAYS = 60  # a negative review counts for service recovery this long
 NEGATIVE_RATING_MAX = 2
 # The tone a negative review counts with at most, on the sentiment scale (-1..1): a 1-2 star
@@ -149,7 +153,11 @@ def recommend(rules: list[PlaybookRule], row: dict[str, Any], affinity: pd.DataF
             offer = min(cap, rule.offer_pct * row["value"]) if rule.offer_pct is not None else cap
             offer = Decimal(str(round(max(offer, 0.0), 2)))
             capped = "capped by predicted value" if rule.offer_pct is not None and offer < rule.offer_cap else "at the rule's cap"
-            detail = detail or f"offer up to {currency}{offer:,.2f} ({capped})"
+            if offer < MIN_OFFER_SHARE * rule.offer_cap:  # cents off: worth less than the message
+                detail = detail or f"no offer: {rule.offer_pct:.0%} of the predicted value is {currency}{offer:,.2f}, under a tenth of the {currency}{rule.offer_cap:,.2f} cap"
+                offer = None
+            else:
+                detail = detail or f"offer up to {currency}{offer:,.2f} ({capped})"
         return {
             "action": rule.action, "channel": rule.channel, "offer": offer, "detail": detail,
             "rule_name": rule.name, "reason": _reason(rule, row, currency),

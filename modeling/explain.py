@@ -164,7 +164,10 @@ def explain_rows(
     features: pd.DataFrame, contributions: pd.DataFrame | None, categories: list[str], top: int = TOP_FACTORS,
     *, currency: str | None = None, overdue_factor: float = OVERDUE_FACTOR,
 ) -> dict[Any, list[dict[str, Any]]]:
-    """Top factors per customer: [{"text", "effect": "+"|"-", "weight"}], strongest first.
+    """Top factors per customer: [{"text", "effect": "+"|"-", "weight"}]. The factors that
+    push the way the prediction went (below the shop's average customer: those that lower
+    it) come first, strongest first, then the others. Ranked by size alone, a customer 10%
+    likely to buy could be shown only what raises the chance.
     ``currency`` is the shop's (``tenant.currency``) and ``overdue_factor`` its lifecycle
     threshold, so the words match the pages and the stage."""
     out: dict[Any, list[dict[str, Any]]] = {}
@@ -173,11 +176,15 @@ def explain_rows(
             weights = contributions.loc[customer]
         else:
             weights = _fallback_weights(row)
-        ranked = weights.reindex(weights.abs().sort_values(ascending=False).index)
+        by_size = weights.reindex(weights.abs().sort_values(ascending=False).index)
+        net = np.sign(float(weights.sum()))
+        ranked = pd.concat([by_size[np.sign(by_size) == net], by_size[np.sign(by_size) != net]]) if net else by_size
         factors, seen = [], set()
         for feature, weight in ranked.items():
-            if len(factors) >= top or abs(weight) < 1e-6:
+            if len(factors) >= top:
                 break
+            if abs(weight) < 1e-6:
+                continue
             text = describe(str(feature), row, categories, currency=currency, overdue_factor=overdue_factor)
             if text is None or text in seen:
                 continue

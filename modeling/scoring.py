@@ -23,7 +23,14 @@ from clmsite.models import Tenant
 from clmsite.tenancy import lock_tenant, tenant_context
 from modeling import lifecycle, registry
 from modeling.explain import explain_rows, money_text
-from modeling.families.base import CustomerModel, Progress, at_least_the_chance_of_one, no_progress, order_value_ceiling, within_expected_orders
+from modeling.families.base import (
+    CustomerModel,
+    Progress,
+    at_least_the_chance_of_one,
+    no_progress,
+    order_value_ceiling,
+    within_expected_orders,
+)
 from modeling.features import History, features_as_of, load_history
 from modeling.models import ModelVersion, Prediction
 from modeling.profiles import customer_profiles, profile_hash

@@ -57,7 +57,6 @@ def test_a_lapsed_former_regular_of_low_predicted_value_gets_a_win_back_email(te
     predicted value outside the top tenth by spend, a customer of 12 orders included."""
     import pandas as pd
 
-    from campaigns.models import PlaybookRule
     from campaigns.playbook import ensure_default_playbook, recommend
 
     rules = ensure_default_playbook(tenant_a)
@@ -180,3 +179,38 @@ def test_predicted_value_never_exceeds_expected_orders_at_a_plausible_order_valu
     slack = served["expected_orders"] * ceiling.reindex(served.index) + 0.01 - served["predicted_value"].astype(float)
     assert (slack >= 0).all()
     assert ceiling.min() >= float(np.quantile([float(a) for a in history.orders["amount"]], 0.99)) - 1e-6 and ceiling.max() <= 3 * largest
+
+
+def test_factors_lead_with_what_moved_the_prediction_the_way_it_went() -> None:
+    """Round 12: ranked by size alone, customers 10% likely to buy (below the shop's average)
+    were shown only factors that raise the chance."""
+    import pandas as pd
+
+    from modeling.explain import explain_rows
+
+    features = pd.DataFrame({"orders": [2], "recency_days": [200.0], "gap_median": [30.0], "total_spent": [99.0], "tenure_days": [400.0]}, index=[7])
+    contributions = pd.DataFrame({"orders": [0.9], "total_spent": [0.8], "tenure_days": [0.7], "recency_days": [-2.9]}, index=[7])
+    factors = explain_rows(features, contributions, [])[7]
+    assert [f["effect"] for f in factors] == ["-", "+", "+"]  # net -0.5: the one that lowered it first
+    rising = explain_rows(features, contributions.assign(recency_days=-0.5), [])[7]
+    assert [f["effect"] for f in rising] == ["+", "+", "+"]
+
+
+def test_no_discount_for_customers_likely_to_buy_anyway_nor_an_offer_of_cents(tenant_a) -> None:
+    """Round 12: at-risk customers 85-95% likely to buy got up to USD 50 off, and a lapsed
+    one-time buyer a paid-social win-back "up to USD 0.81"."""
+    import pandas as pd
+
+    from campaigns.playbook import ensure_default_playbook, recommend
+
+    rules = ensure_default_playbook(tenant_a)
+    base = {"stage_reason": "", "tier": "high", "value": 400.0, "days_since": 80, "recent_sentiment": None, "negative_review": "",
+            "categories": [], "spent": 900.0, "spend_top": 0.3, "orders": 2}
+    slipped = recommend(rules, {**base, "stage": "at_risk", "churn": 0.1, "value_at_risk": 40.0}, pd.DataFrame(), "USD ")
+    slipping = recommend(rules, {**base, "stage": "at_risk", "churn": 0.7, "value_at_risk": 280.0}, pd.DataFrame(), "USD ")
+    assert (slipped["action"], slipped["offer"]) == ("retention", None)
+    assert slipping["action"] == "win_back" and slipping["offer"] == 50
+    cents = recommend(rules, {**base, "stage": "lapsed", "tier": "medium", "churn": 0.99, "value": 8.1, "value_at_risk": 8.0, "orders": 1},
+                      pd.DataFrame(), "USD ")
+    assert cents["action"] == "win_back" and cents["offer"] is None
+    assert cents["detail"] == "no offer: 10% of the predicted value is USD 0.81, under a tenth of the USD 20.00 cap"

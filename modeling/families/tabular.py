@@ -17,7 +17,15 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from modeling.families.base import CustomerModel, Progress, TrainingData, at_least_the_chance_of_one, no_progress, order_value_ceiling, within_expected_orders
+from modeling.families.base import (
+    CustomerModel,
+    Progress,
+    TrainingData,
+    at_least_the_chance_of_one,
+    no_progress,
+    order_value_ceiling,
+    within_expected_orders,
+)
 from modeling.features import History
 
 HEADS = {

@@ -34,7 +34,16 @@ from safetensors.torch import load_file
 from torch import nn
 
 from modeling import encoder as enc
-from modeling.families.base import PREDICTION_COLUMNS, CustomerModel, Progress, TrainingData, at_least_the_chance_of_one, no_progress, order_value_ceiling, within_expected_orders
+from modeling.families.base import (
+    PREDICTION_COLUMNS,
+    CustomerModel,
+    Progress,
+    TrainingData,
+    at_least_the_chance_of_one,
+    no_progress,
+    order_value_ceiling,
+    within_expected_orders,
+)
 from modeling.features import History, as_timestamp
 from modeling.profiles import customer_profiles
 
