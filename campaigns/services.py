@@ -416,11 +416,15 @@ def _is_small(group: GroupOutcome) -> bool:
 def compare_groups(t: GroupOutcome, c: GroupOutcome, *, final: bool = False) -> dict[str, Any]:
     """Uplift of treatment over control with 95% intervals, significance and the verdict.
     The report and the tests call this one function."""
-    if not t.members or not c.members:
+    # Nobody in either group has ordered and more may: an uplift of 0 with a wide interval
+    # would be drawn from nothing, so there is none yet, and the pages say "no orders yet".
+    no_orders_yet = not t.converters and not c.converters and not final
+    if not t.members or not c.members or no_orders_yet:
         return {"uplift": None, "uplift_ci": None, "significant": False, "revenue_uplift_per_member": None, "revenue_uplift_ci": None,
-                "incremental_revenue": None, "incremental_conversions": None, "small_sample": False,
-                "no_orders_yet": not t.converters and not c.converters and not final,
-                "verdict": "No control group to compare with: uplift cannot be measured."}
+                "incremental_revenue": None, "incremental_revenue_ci": None, "incremental_conversions": None, "small_sample": False,
+                "no_orders_yet": no_orders_yet,
+                "verdict": verdict(0.0, 0.0, 0.0, False, t, c) if no_orders_yet and t.members and c.members
+                else "No control group to compare with: uplift cannot be measured."}
     uplift = t.conversion - c.conversion
     low, high = newcombe_interval(t.converters, t.members, c.converters, c.members)
     significant = low > 0 or high < 0
@@ -434,11 +438,10 @@ def compare_groups(t: GroupOutcome, c: GroupOutcome, *, final: bool = False) -> 
         "revenue_uplift_per_member": round(revenue_uplift, 4),
         "revenue_uplift_ci": [round(revenue_ci[0], 4), round(revenue_ci[1], 4)] if revenue_ci else None,
         "incremental_revenue": round(revenue_uplift * t.members, 2),
+        "incremental_revenue_ci": [round(revenue_ci[0] * t.members, 2), round(revenue_ci[1] * t.members, 2)] if revenue_ci else None,
         "incremental_conversions": round(uplift * t.members, 1),
         "small_sample": small,
-        # Nobody in either group has ordered and more may: an uplift of 0 with a wide interval
-        # would be drawn from nothing, so the pages show "no orders yet" instead.
-        "no_orders_yet": not t.converters and not c.converters and not final,
+        "no_orders_yet": False,
         "verdict": verdict(uplift, low, high, significant, t, c, final=final),
     }
 
@@ -548,7 +551,8 @@ def verdict(uplift: float, low: float, high: float, significant: bool, t: GroupO
         direction = "raised" if uplift > 0 else "lowered"
         text = f"The campaign {direction} conversion by {abs(uplift) * 100:.1f} percentage points (95% CI {_points(low)} to {_points(high)} pp)."
     else:
-        text = f"Not significant yet: the difference is {_points(uplift)} percentage points, but the 95% interval ({_points(low)} to {_points(high)} pp) includes zero."
+        text = (f"{'Not significant' if final else 'Not significant yet'}: the difference is {_points(uplift)} percentage points, "
+                f"but the 95% interval ({_points(low)} to {_points(high)} pp) includes zero.")
     small = [f"{name} has {_count(g.members, 'member')} and {_count(g.converters, 'conversion')}" for name, g in (("treatment", t), ("control", c))
              if _is_small(g)]
     if small:

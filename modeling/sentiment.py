@@ -376,15 +376,23 @@ class SentimentTrainingResult:
         return model.save(directory)
 
 
-def _split(labels: list[int], valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _split(labels: list[int], valid_fraction: float, seed: int, texts: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Stratified random split, so a rare class (often neutral) is in both parts. Reviews
     are weak labels of independent purchases, so a random split does not leak the way a
-    customer-level time series would."""
-    indices = np.arange(len(labels))
-    counts = Counter(labels)
-    stratify = labels if min(counts.values()) >= 2 and len(labels) * valid_fraction >= len(counts) else None
-    train, valid = train_test_split(indices, test_size=valid_fraction, random_state=seed, stratify=stratify)
-    return np.sort(train), np.sort(valid)
+    customer-level time series would; but the same text twice ("Great!", a review posted
+    again) would, so with ``texts`` identical texts (case and spaces aside) stay on one side."""
+    keys = [" ".join(text.lower().split()) for text in texts] if texts is not None else list(range(len(labels)))
+    label_of = dict(zip(reversed(keys), reversed(labels), strict=True))  # each text's first label
+    if len(label_of) < 2:
+        keys, label_of = list(range(len(labels))), dict(enumerate(labels))
+    unique = list(label_of)
+    unique_labels = [label_of[key] for key in unique]
+    counts = Counter(unique_labels)
+    stratify = unique_labels if min(counts.values()) >= 2 and len(unique) * valid_fraction >= len(counts) else None
+    _, valid_keys = train_test_split(unique, test_size=valid_fraction, random_state=seed, stratify=stratify)
+    chosen = set(valid_keys)
+    in_valid = np.array([key in chosen for key in keys])
+    return np.flatnonzero(~in_valid), np.flatnonzero(in_valid)
 
 
 def _fit_candidate(kind: str, fit: Callable[[], SentimentModel], valid_texts: list[str], valid_labels: list[int]) -> CandidateResult:
@@ -404,7 +412,7 @@ def _fit_candidate(kind: str, fit: Callable[[], SentimentModel], valid_texts: li
 def _train_transformer(texts: list[str], labels: list[int], *, seed: int, max_seconds: float | None, progress: Progress) -> SentimentModel:
     from modeling.encoder import TextClassifier
 
-    fit, stop = _split(labels, EARLY_STOPPING_FRACTION, seed)
+    fit, stop = _split(labels, EARLY_STOPPING_FRACTION, seed, texts)
     model: SentimentModel = TextClassifier.train(
         [texts[i] for i in fit],
         [labels[i] for i in fit],
@@ -450,7 +458,7 @@ def train_sentiment(
 
     all_texts = [text for text, _ in rated]
     all_labels = [label for _, label in rated]
-    train, valid = _split(all_labels, valid_fraction, seed)
+    train, valid = _split(all_labels, valid_fraction, seed, all_texts)
     train_texts, train_labels = [all_texts[i] for i in train], [all_labels[i] for i in train]
     valid_texts, valid_labels = [all_texts[i] for i in valid], [all_labels[i] for i in valid]
 

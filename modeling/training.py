@@ -89,18 +89,28 @@ def data_fingerprint(history: History) -> str:
     return digest.hexdigest()
 
 
-def persistence_baseline(x_valid: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
-    """The naive forecast: the next horizon repeats the last one."""
+def persistence_baseline(x_valid: pd.DataFrame, horizon_days: int, x_train: pd.DataFrame | None = None, y_train: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The naive forecast: the next horizon repeats the last one. Its chance to buy ranks
+    customers by recent activity, then recency; with training examples (``x_train``,
+    ``y_train``) the rank is made a probability (isotonic, fitted on them alone), so its log
+    loss and Brier score compare with the models' as probabilities, not as a rank's."""
     window = min((w for w in (30, 90, 180, 365) if w >= horizon_days), default=365)
     scale = horizon_days / window
-    recent_orders = x_valid[f"orders_{window}d"] * scale
-    recent_spend = x_valid[f"spent_{window}d"] * scale
+
+    def rank(x: pd.DataFrame) -> pd.Series:
+        return (x[f"orders_{window}d"] > 0).astype(float) * 0.5 + 0.5 / (1.0 + x["recency_days"] / 30.0)
+
+    probability = rank(x_valid)
+    if x_train is not None and y_train is not None and len(x_train) and y_train["purchased"].nunique() > 1:
+        from sklearn.isotonic import IsotonicRegression
+
+        isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(rank(x_train), y_train["purchased"].astype(float))
+        probability = pd.Series(isotonic.predict(probability), index=x_valid.index)
     return pd.DataFrame(
         {
-            # Rank by recent activity, break ties by recency.
-            "purchase_probability": (recent_orders > 0).astype(float) * 0.5 + 0.5 / (1.0 + x_valid["recency_days"] / 30.0),
-            "expected_orders": recent_orders,
-            "expected_revenue": recent_spend,
+            "purchase_probability": probability,
+            "expected_orders": x_valid[f"orders_{window}d"] * scale,
+            "expected_revenue": x_valid[f"spent_{window}d"] * scale,
         },
         index=x_valid.index,
     )
@@ -181,7 +191,7 @@ def train_customer_models(
     """Fit each family, evaluate on the validation window, save, and register candidates."""
     data = build_training_data(history, as_of, horizon_days, settings=tenant.settings)
     fingerprint = data_fingerprint(history)
-    baseline = evaluate(persistence_baseline(data.x_valid, horizon_days), data.y_valid)
+    baseline = evaluate(persistence_baseline(data.x_valid, horizon_days, data.x_train, data.y_train), data.y_valid)
     fitted: dict[str, tuple[CustomerModel, pd.DataFrame, dict[str, Any], Path, str]] = {}
     share = 1.0 / max(len(families), 1)
     for position, name in enumerate(families):

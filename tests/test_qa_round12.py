@@ -214,3 +214,65 @@ def test_no_discount_for_customers_likely_to_buy_anyway_nor_an_offer_of_cents(te
                       pd.DataFrame(), "USD ")
     assert cents["action"] == "win_back" and cents["offer"] is None
     assert cents["detail"] == "no offer: 10% of the predicted value is USD 0.81, under a tenth of the USD 20.00 cap"
+
+
+def test_a_report_says_nothing_of_uplift_before_any_order_and_a_finished_one_is_not_significant_yet_no_more(tenant_a) -> None:
+    """Round 12: before any order the API gave an uplift of 0.0 with an interval; a completed
+    campaign still said "Not significant yet"; incremental revenue had no interval."""
+    from campaigns.services import GroupOutcome, compare_groups
+
+    nothing = compare_groups(GroupOutcome(members=200, converters=0, revenue=0.0, revenue_sq=0.0), GroupOutcome(members=50, converters=0, revenue=0.0, revenue_sq=0.0))
+    assert nothing["no_orders_yet"] and nothing["uplift"] is None and nothing["uplift_ci"] is None and nothing["incremental_revenue_ci"] is None
+    assert nothing["verdict"].startswith("No orders from the audience since launch yet")
+
+    t = GroupOutcome(members=200, converters=30, revenue=3000.0, revenue_sq=3000.0 * 150)
+    c = GroupOutcome(members=50, converters=6, revenue=600.0, revenue_sq=600.0 * 150)
+    running, finished = compare_groups(t, c), compare_groups(t, c, final=True)
+    assert running["verdict"].startswith("Not significant yet:") and finished["verdict"].startswith("Not significant:")
+    low, high = finished["incremental_revenue_ci"]
+    assert low < finished["incremental_revenue"] < high and low < 0 < high
+
+
+def test_the_bgnbd_versions_name_is_not_read_as_a_path() -> None:
+    from modeling.models import ModelVersion
+
+    assert ModelVersion(base_model="BG/NBD + Gamma-Gamma").base_model_name == "BG/NBD + Gamma-Gamma"
+    assert ModelVersion(base_model="/srv/models/chinese-bert/model").base_model_name == "chinese-bert"
+
+
+def test_the_persistence_baseline_gives_probabilities_fitted_on_the_training_windows_only() -> None:
+    """Round 12: the baseline's "probability" was a rank score (0.5 + ...), so its log loss and
+    Brier flattered every model next to it."""
+    import numpy as np
+    import pandas as pd
+
+    from modeling.training import persistence_baseline
+
+    rng = np.random.default_rng(0)
+
+    def frame(n):
+        recent = rng.integers(0, 3, n)
+        x = pd.DataFrame({"orders_90d": recent, "spent_90d": recent * 40.0, "recency_days": rng.uniform(1, 400, n)})
+        y = pd.DataFrame({"purchased": (rng.random(n) < np.where(recent > 0, 0.4, 0.05)).astype(int)})
+        return x, y
+
+    x_train, y_train = frame(4000)
+    x_valid, y_valid = frame(2000)
+    raw = persistence_baseline(x_valid, 90)["purchase_probability"]
+    calibrated = persistence_baseline(x_valid, 90, x_train, y_train)["purchase_probability"]
+    assert raw.mean() > 0.3  # a rank, not a probability: twice and more the real rate
+    assert abs(calibrated.mean() - y_valid["purchased"].mean()) < 0.03
+    assert persistence_baseline(x_valid, 90, x_train.iloc[:0], y_train.iloc[:0])["purchase_probability"].equals(raw)
+
+
+def test_a_review_text_seen_twice_stays_on_one_side_of_the_sentiment_split() -> None:
+    """Round 12: 2,472 of the demo's 2,836 review texts are unique; a random split scored
+    copies of training texts, flattering macro-F1."""
+    from modeling.sentiment import _split
+
+    texts = [f"review {i % 40}" + (" " if i % 3 else "") for i in range(200)]  # 40 texts, five copies each (spacing aside)
+    labels = [i % 40 % 3 for i in range(200)]
+    train, valid = _split(labels, 0.2, seed=1, texts=texts)
+    assert len(train) + len(valid) == 200 and 20 <= len(valid) <= 60
+    assert not {" ".join(texts[i].split()) for i in train} & {" ".join(texts[i].split()) for i in valid}
+    assert {labels[i] for i in valid} == {0, 1, 2}
