@@ -276,3 +276,30 @@ def test_a_review_text_seen_twice_stays_on_one_side_of_the_sentiment_split() -> 
     assert len(train) + len(valid) == 200 and 20 <= len(valid) <= 60
     assert not {" ".join(texts[i].split()) for i in train} & {" ".join(texts[i].split()) for i in valid}
     assert {labels[i] for i in valid} == {0, 1, 2}
+
+
+def test_validation_also_reports_the_auc_among_recent_buyers(client, alice, tenant_a, settings, tmp_path) -> None:
+    """Round 12: the headline AUC is lifted by long-lapsed customers, sure not to buy and easy
+    to rank last; the AUC among those who ordered in the last 180 days is shown beside it."""
+    import numpy as np
+    import pandas as pd
+
+    from modeling.training import evaluate
+
+    recency = pd.Series([10.0, 20.0, 30.0, 40.0, 900.0, 950.0], index=range(6))
+    labels = pd.DataFrame({"purchased": [1, 0, 1, 0, 0, 0], "orders": 0, "revenue": 0.0}, index=range(6))
+    predictions = pd.DataFrame({"purchase_probability": [0.5, 0.6, 0.7, 0.4, 0.01, 0.02], "expected_orders": 0.0, "expected_revenue": 0.0}, index=range(6))
+    scores = evaluate(predictions, labels, pd.DataFrame({"recency_days": recency}))
+    assert scores["auc_recent"] == 0.75 and scores["n_recent"] == 4 and scores["auc"] > scores["auc_recent"]
+    assert np.isclose(scores["auc"], 0.875)
+
+    from tests.test_modeling import scored_demo
+
+    scored_demo(tenant_a, settings, tmp_path, customers=300, seed=4)
+    from modeling.models import ModelVersion
+
+    with tenant_context(tenant_a):
+        version = ModelVersion.objects.get(target="purchase", state=ModelVersion.State.ACTIVE)
+    assert version.metrics["auc_recent"] is not None and "auc_recent" in version.baseline_metrics["persistence"]
+    client.force_login(alice)
+    assert "AUC, customers who ordered in the last 180 days" in client.get(f"/models/{version.pk}/").content.decode()

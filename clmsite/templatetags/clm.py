@@ -111,7 +111,7 @@ def get(mapping, key):  # type: ignore[no-untyped-def]
 SHARE_METRICS = ("positive_rate", "mean_predicted")  # shares of customers, shown in percent
 
 METRIC_LABELS = {
-    "n": "Customers", "auc": "AUC", "pr_auc": "PR-AUC", "log_loss": "Log loss", "brier": "Brier score", "positive_rate": "Share who bought",
+    "n": "Customers", "auc": "AUC", "auc_recent": "AUC, customers who ordered in the last 180 days", "n_recent": "Customers who ordered in the last 180 days", "pr_auc": "PR-AUC", "log_loss": "Log loss", "brier": "Brier score", "positive_rate": "Share who bought",
     "mean_predicted": "Mean predicted probability", "macro_f1": "Macro-F1", "accuracy": "Accuracy", "f1": "F1 per class",
     "orders_mae": "Orders MAE", "orders_rmse": "Orders RMSE", "orders_total_actual": "Orders, actual total",
     "orders_total_predicted": "Orders, predicted total", "orders_total_error_pct": "Orders, total error",
