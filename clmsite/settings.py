@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CLM_VAR_DIR", BASE_DIR / "var"))
@@ -51,10 +52,12 @@ INSTALLED_APPS = [
     "modeling",
     "campaigns",
     "axes",
+    "csp",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -66,6 +69,25 @@ MIDDLEWARE = [
     # Brute-force lockout; last, as django-axes asks.
     "axes.middleware.AxesMiddleware",
 ]
+
+# Content-Security-Policy: scripts only from this server, or inline with the response's nonce
+# (django-csp; inline event handlers such as onclick never run), so markup injected into a
+# page cannot run script. Inline styles stay allowed (progress bars set their width; Redoc
+# styles itself). Nothing is loaded from another site; no page may be framed.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "worker-src": [SELF, "blob:"],  # Redoc's search runs in a worker made from a blob
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 # Sessions read from the shared cache (written through to the database): one query less
 # on every page.
@@ -103,6 +125,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "clmsite.tenancy.tenant_context_processor",
+                "csp.context_processors.nonce",
             ],
         },
     },

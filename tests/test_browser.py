@@ -38,6 +38,8 @@ def page(monkeypatch):
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # A script or handler the Content-Security-Policy refused fails every browser test.
+        page.on("console", lambda message: errors.append(message.text) if "Content Security Policy" in message.text else None)
         yield page
         browser.close()
         # The ORM calls made while Playwright ran used a connection of their own (Django keeps
@@ -343,3 +345,41 @@ def test_the_api_docs_render_without_asking_any_other_site(live_server, page, al
     page.wait_for_selector("text=Customers", timeout=30_000)
     page.wait_for_timeout(500)  # the footer logo appears after the first render
     assert offsite == []
+
+
+def test_pages_run_under_the_content_security_policy_with_their_forms_and_switcher(live_server, page, alice, tenant_a, tenant_b):
+    """The pages send a Content-Security-Policy that runs only this server's scripts and
+    inline ones carrying the response's nonce: no inline handler (onsubmit, onchange) runs,
+    so asking before a submit and the shop switcher live in app.js. The fixture fails the
+    test on any refused script."""
+    from clmsite.models import ApiKey, Role
+    from clmsite.services import do_add_member
+    from clmsite.tenancy import tenant_context
+
+    do_add_member(tenant_b, alice, Role.OWNER)
+    login(page, live_server, "alice", "alice-pass-123")
+    policy = page.request.get(f"{live_server.url}/").headers["content-security-policy"]
+    assert "script-src 'self' 'nonce-" in policy and "object-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    nonce = page.evaluate("() => [...document.scripts].filter(s => !s.src && s.type !== 'application/json').map(s => s.nonce)")
+    assert nonce and all(nonce)  # the dashboard's inline chart script carries it
+
+    page.select_option("#tenant-switch", label="Shop B")  # submits on change, no button
+    page.wait_for_function("() => document.querySelector('#tenant-switch').selectedOptions[0].text === 'Shop B'")
+
+    page.goto(f"{live_server.url}/settings/api-keys/")
+    page.fill("#key-name", "Shop feed")
+    page.click("text=Create key")
+    page.wait_for_load_state()
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.click("form[data-confirm] button.danger")
+    assert asked == ["Revoke this key? Every integration using it stops working at once."]
+    def active() -> bool:
+        with tenant_context(tenant_b):
+            return ApiKey.objects.filter(name="Shop feed", revoked_at__isnull=True).exists()
+
+    assert active()  # dismissed: not sent
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("form[data-confirm] button.danger")
+    page.wait_for_load_state()
+    assert not active()

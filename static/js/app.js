@@ -93,3 +93,22 @@ window.CLM = {
   },
 };
 document.addEventListener("DOMContentLoaded", () => { CLM.pollJobs(); CLM.livePreviews(); });
+
+// Forms that ask before they submit (data-confirm, and the scoring form's data-confirm-as-of),
+// and selects that submit when changed (data-autosubmit). Handled here rather than in
+// onsubmit/onchange attributes: the Content-Security-Policy runs no inline handler.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (form.dataset.confirm && !confirm(form.dataset.confirm)) event.preventDefault();
+  if (form.hasAttribute("data-confirm-as-of") && !confirmAsOf(form)) event.preventDefault();
+});
+document.addEventListener("change", (event) => {
+  if (event.target.matches("select[data-autosubmit]")) event.target.form.submit();
+});
+
+// Scoring long after the last order counts every customer as lapsed: ask first (the server warns as well).
+function confirmAsOf(form) {
+  const asOf = form.elements.as_of.value, last = form.dataset.lastOrder;
+  const days = (Date.parse(asOf) - Date.parse(last)) / 86400000;
+  return !(days > Number(form.dataset.staleAfter)) || confirm(`Your last order is on ${last}: scoring as of ${asOf} will count every customer as lapsed. Score as of ${asOf} anyway?`);
+}
