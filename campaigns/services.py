@@ -29,6 +29,7 @@ from django.utils.dateformat import format as date_format
 
 from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember, Channel
 from clmsite.models import Tenant
+from clmsite.statistics import refresh_statistics
 from clmsite.tenancy import lock_tenant, tenant_context
 from modeling.exports import spreadsheet_safe
 from modeling.models import CustomerInsight, Segment, Stage
@@ -182,6 +183,7 @@ def do_launch_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, vi
             from campaigns.tasks import deliver_campaign_task
 
             transaction.on_commit(lambda: deliver_campaign_task.delay(tenant.pk, campaign.pk))
+    refresh_statistics(CampaignMember)  # its reports join these rows next
     log.info("campaign %s launched for tenant %s: %s members", campaign.pk, tenant.slug, len(members))
     return campaign
 

@@ -312,7 +312,7 @@ class CustomerViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMod
 
     bulk_kind = "customers"
     search_fields = ["external_id", "email__uicontains", "name__uicontains"]  # accents and case aside
-    ordering_fields = ["external_id", "total_spent", "order_count", "last_order_at", "first_order_at", "created_at"]
+    ordering_fields = ["external_id", "name", "email", "total_spent", "order_count", "last_order_at", "first_order_at", "created_at"]
     ordering = ["external_id"]
     filterset_class = CustomerFilter
     action_roles = {"destroy": Role.ADMIN}

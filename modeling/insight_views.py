@@ -9,7 +9,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Avg, Count, Sum
+from django.db.models import Avg, Count, Exists, OuterRef, Sum
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -95,7 +95,7 @@ class ThresholdsForm(forms.Form):
 @tenant_required()
 def lifecycle_page(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
-    counts = insights.stage_counts(tenant)
+    counts = cached(tenant.pk, "stage-counts", lambda: insights.stage_counts(tenant))  # a group-by over every month-end snapshot
     dates = list(counts.index) if len(counts) else []
     labels = _stage_labels()
     as_of = insights.latest_scoring_date(tenant)
@@ -161,11 +161,10 @@ def stage_moves(request: HttpRequest) -> HttpResponse:
     if not start or not end or target not in _stage_labels() or (source != "none" and source not in _stage_labels()):
         raise Http404("Not found")
     after = StageSnapshot.objects.filter(as_of=end, stage=target)
-    before = StageSnapshot.objects.filter(as_of=start)
-    if source == "none":
-        after = after.exclude(customer_id__in=before.values("customer_id"))
-    else:
-        after = after.filter(customer_id__in=before.filter(stage=source).values("customer_id"))
+    # Each row's own snapshot at the start, looked up by its (customer, as_of) key: a plan that
+    # never compares every pair of the two stages, whatever the statistics say.
+    before = StageSnapshot.objects.filter(as_of=start, customer_id=OuterRef("customer_id"))
+    after = after.filter(~Exists(before)) if source == "none" else after.filter(Exists(before.filter(stage=source)))
     page = Paginator(after.select_related("customer").order_by("customer__external_id"), 50).get_page(request.GET.get("page"))
     labels = _stage_labels()
     query = request.GET.copy()
@@ -385,7 +384,7 @@ def reviews_page(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     aspects = review_insight.aspect_summary(tenant)
     monthly = review_insight.sentiment_by_month(tenant)
-    overview = insights.dashboard_overview(tenant)
+    overview = cached(tenant.pk, "dashboard-overview", lambda: insights.dashboard_overview(tenant))  # the dashboard's, its alert list included
     aspect = request.GET.get("aspect", "")
     sentiment = request.GET.get("sentiment", "")
     reviews = Review.objects.select_related("customer", "product").order_by("-created_at")

@@ -23,6 +23,7 @@ from django.utils import timezone
 from campaigns import playbook
 from clmsite.datacache import bump_data_version
 from clmsite.models import Tenant
+from clmsite.statistics import refresh_statistics
 from clmsite.tenancy import lock_tenant, tenant_context
 from customers.services.queries import month_in_progress
 from modeling import lifecycle, review_insight, segments
@@ -80,6 +81,7 @@ def refresh_insights(tenant: Tenant, as_of: dt.date, *, backfill_months: int = B
         CustomerInsight.objects.bulk_create(rows, batch_size=1000)
         _snapshot_segments(tenant, as_of)
         bump_data_version(tenant.pk)  # the dashboard's cached aggregates are stale now
+    refresh_statistics(CustomerInsight, StageSnapshot, SegmentSnapshot, Prediction)
     progress(1.0, f"Stages, segments and actions for {len(rows):,} customers")
     counts = pd.Series([r.stage for r in rows]).value_counts().to_dict() if rows else {}
     return {"customers": len(rows), "stages": counts, "learned_segments": len({r.learned_segment_id for r in rows}), "thresholds": thresholds.as_dict(), "reviews_tagged": tagged}

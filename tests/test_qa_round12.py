@@ -303,3 +303,38 @@ def test_validation_also_reports_the_auc_among_recent_buyers(client, alice, tena
     assert version.metrics["auc_recent"] is not None and "auc_recent" in version.baseline_metrics["persistence"]
     client.force_login(alice)
     assert "AUC, customers who ordered in the last 180 days" in client.get(f"/models/{version.pk}/").content.decode()
+
+
+def test_a_transition_cell_and_the_api_sort_by_name_at_a_larger_shop(tenant_a, client, alice) -> None:
+    """Round 12b (50,000 customers): a Lifecycle matrix cell took 37 s on a first scoring, its
+    query planned on tables never analysed; it now looks each row's start up by its key, and
+    a refresh analyses what it wrote. The API also sorts customers by name and email."""
+    import datetime as dt
+
+    from django.db import connection
+
+    from customers.models import Customer
+    from modeling.models import StageSnapshot
+    from tests.conftest import api_client_for
+
+    with tenant_context(tenant_a):
+        customers = Customer.objects.bulk_create([Customer(tenant=tenant_a, external_id=f"c{i:03}", name=f"Name {99 - i:02}") for i in range(60)])
+        start, end = dt.date(2026, 10, 31), dt.date(2026, 11, 30)
+        StageSnapshot.objects.bulk_create(
+            [StageSnapshot(tenant=tenant_a, customer=c, as_of=start, stage="lapsed" if i % 3 else "active", since=start) for i, c in enumerate(customers[:50])]
+            + [StageSnapshot(tenant=tenant_a, customer=c, as_of=end, stage="lapsed", since=start) for c in customers])
+    client.force_login(alice)
+    page = client.get("/lifecycle/moves/", {"start": start, "end": end, "from": "lapsed", "to": "lapsed"}).content.decode()
+    assert 'data-testid="moves-count">33 customers<' in page  # 50 at the start, a third of them active then
+    new = client.get("/lifecycle/moves/", {"start": start, "end": end, "from": "none", "to": "lapsed"}).content.decode()
+    assert 'data-testid="moves-count">10 customers<' in new and "Name 49" in new and "Name 98" not in new  # c050-c059 came after
+    if connection.vendor == "postgresql":
+        from clmsite.statistics import refresh_statistics
+
+        refresh_statistics(StageSnapshot)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'modeling_stagesnapshot'")
+            assert cursor.fetchone()[0] >= 110
+
+    names = [c["name"] for c in api_client_for(tenant_a).get("/api/v1/customers/?ordering=name").json()["results"]]
+    assert names[:3] == ["Name 40", "Name 41", "Name 42"]

@@ -117,14 +117,14 @@ def test_campaigns_segments_and_insights_are_searched(insights_a, tenant_a, api_
     assert [i["customer_external_id"] for i in api_a.get("/api/v1/insights/?search=c2").json()["results"]] == ["c2"]
 
 
-@pytest.mark.parametrize("ordering", ["email", "tenant", "-total_spent,tenant"])
+@pytest.mark.parametrize("ordering", ["country", "tenant", "-total_spent,tenant"])
 def test_an_unknown_ordering_is_a_400_naming_the_allowed_fields(shop_a_data, api_a, ordering) -> None:
     response = api_a.get(f"/api/v1/customers/?ordering={ordering}")
 
     assert response.status_code == 400
     assert list(response.json()) == ["ordering"]
     message = response.json()["ordering"][0]
-    assert message.startswith(f"Cannot order by {ordering.split(',')[-1]}. Allowed: external_id, total_spent, order_count, last_order_at")
+    assert message.startswith(f"Cannot order by {ordering.split(',')[-1]}. Allowed: external_id, name, email, total_spent, order_count, last_order_at")
 
 
 def test_a_known_ordering_orders_and_the_schema_names_the_allowed_fields(shop_a_data, api_a, schema) -> None:

@@ -43,6 +43,7 @@ from django.utils import timezone
 
 from clmsite.datacache import bump_data_version
 from clmsite.models import Tenant
+from clmsite.statistics import refresh_statistics
 from customers.models import Order
 from customers.services import parsing
 from customers.services.parsing import FieldError
@@ -780,9 +781,7 @@ def _refresh_statistics(spec: Spec) -> None:
     """ANALYZE the tables a big import wrote, right after it commits, rather than whenever
     autovacuum gets to them: a next import planned on statistics that miss a million new
     rows could still pick the quadratic nested loops _plan_joins avoids."""
-    with connection.cursor() as cursor:
-        for table in _TABLES[spec.kind]:
-            cursor.execute(f"ANALYZE {table}")
+    refresh_statistics(*_TABLES[spec.kind])
 
 
 def _money_sum(expression: str) -> str:
