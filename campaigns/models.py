@@ -72,13 +72,16 @@ class PlaybookRule(TenantOwnedModel):
             parts.append("stage " + " or ".join(str(stages.get(s, s)) for s in self.stages))
         if self.tiers:
             parts.append(" or ".join(str(tiers.get(t, t)) for t in self.tiers) + " value")
+        def percent(share: float) -> str:  # as typed in the form: 12.5%, not 12%
+            return f"{round(share * 100, 2):g}%"
+
         bounds = (
-            (self.churn_min, "churn risk ≥ {:.0%}"), (self.churn_max, "churn risk ≤ {:.0%}"), (self.sentiment_max, "recent review tone ≤ {}"),
-            (self.value_at_risk_min, "value at risk ≥ {:,.0f}"), (self.days_since_min, "{} days or more since the last order"),
-            (self.days_since_max, "{} days or fewer since the last order"), (self.spent_top_share, "lifetime spend in the top {:.0%} of buyers"),
-            (self.orders_min, "{} or more orders in all"),
+            (self.churn_min, "churn risk ≥ {}", percent), (self.churn_max, "churn risk ≤ {}", percent), (self.sentiment_max, "recent review tone ≤ {}", str),
+            (self.value_at_risk_min, "value at risk ≥ {}", "{:,.0f}".format), (self.days_since_min, "{} days or more since the last order", str),
+            (self.days_since_max, "{} days or fewer since the last order", str), (self.spent_top_share, "lifetime spend in the top {} of buyers", percent),
+            (self.orders_min, "{} or more orders in all", str),
         )
-        parts += [template.format(value) for value, template in bounds if value is not None]
+        parts += [template.format(shown(value)) for value, template, shown in bounds if value is not None]
         return parts or ["always"]
 
     def matches_everyone(self) -> bool:

@@ -33,6 +33,7 @@ class RuleForm(forms.ModelForm):
     churn_max = PercentField(required=False, label="Churn risk at most (%)", help_text="from 0 to 100")
     spent_top_share = PercentField(required=False, label="Lifetime spend in the top share of buyers (%)", help_text="from 0 to 100 (10 = the top 10% by lifetime spend)")
     offer_pct = PercentField(required=False, label="Offer, as a share of predicted value (%)", help_text="from 0 to 100; empty: the cap below for everyone")
+    orders_min = forms.IntegerField(min_value=1, required=False, label="Orders in all, at least")
 
     class Meta:
         model = PlaybookRule
@@ -62,6 +63,8 @@ class RuleForm(forms.ModelForm):
         for key in ("offer_cap", "value_at_risk_min"):
             if data.get(key) is not None and data[key] < 0:
                 self.add_error(key, "Must not be negative.")
+        if data.get("offer_pct") == 0:
+            self.add_error("offer_pct", "0% makes no offer: leave it empty for the cap below for everyone, or leave the cap empty for no offer.")
         for low, high in (("churn_min", "churn_max"), ("days_since_min", "days_since_max")):
             if data.get(low) is not None and data.get(high) is not None and data[low] > data[high]:
                 self.add_error(high, "Must be at least the minimum.")

@@ -165,8 +165,8 @@ def explain_rows(
     *, currency: str | None = None, overdue_factor: float = OVERDUE_FACTOR,
 ) -> dict[Any, list[dict[str, Any]]]:
     """Top factors per customer: [{"text", "effect": "+"|"-", "weight"}]. The factors that
-    push the way the prediction went (below the shop's average customer: those that lower
-    it) come first, strongest first, then the others. Ranked by size alone, a customer 10%
+    push the way the prediction went (below the model's typical customer, its base value:
+    those that lower it) come first, strongest first, then the others. Ranked by size alone, a customer 10%
     likely to buy could be shown only what raises the chance.
     ``currency`` is the shop's (``tenant.currency``) and ``overdue_factor`` its lifecycle
     threshold, so the words match the pages and the stage."""

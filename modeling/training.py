@@ -129,7 +129,8 @@ def evaluate(predictions: pd.DataFrame, labels: pd.DataFrame, features: pd.DataF
     if features is not None:
         recent = (features["recency_days"].reindex(predictions.index) <= RECENT_DAYS).to_numpy()
         scores = metrics.purchase_metrics(y["purchased"].to_numpy()[recent], predictions["purchase_probability"].to_numpy()[recent])
-        out["auc_recent"], out["n_recent"] = scores["auc"], int(recent.sum())
+        at = list(out).index("auc") + 1  # shown next to the AUC
+        out = dict([*list(out.items())[:at], ("auc_recent", scores["auc"]), ("n_recent", int(recent.sum())), *list(out.items())[at:]])
     out.update(metrics.count_metrics(y["orders"].to_numpy(), predictions["expected_orders"].to_numpy(), prefix="orders_"))
     out.update(metrics.count_metrics(y["revenue"].to_numpy(), predictions["expected_revenue"].to_numpy(), prefix="revenue_"))
     return out

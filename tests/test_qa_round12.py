@@ -338,3 +338,18 @@ def test_a_transition_cell_and_the_api_sort_by_name_at_a_larger_shop(tenant_a, c
 
     names = [c["name"] for c in api_client_for(tenant_a).get("/api/v1/customers/?ordering=name").json()["results"]]
     assert names[:3] == ["Name 40", "Name 41", "Name 42"]
+
+
+def test_the_playbook_page_shows_shares_as_typed_and_refuses_rules_that_mean_nothing(tenant_a, client, alice) -> None:
+    """Round 12c: 12.5% churn read "≥ 12%", a 0.5% spend share "top 0%", an offer of 0% "capped
+    at USD 30" (the engine makes none), and "0 or more orders" was accepted."""
+    from campaigns.models import PlaybookRule
+
+    assert PlaybookRule(churn_min=0.125, spent_top_share=0.005, orders_min=2).conditions() == [
+        "churn risk ≥ 12.5%", "lifetime spend in the top 0.5% of buyers", "2 or more orders in all"]
+    client.force_login(alice)
+    form = {"position": 5, "name": "Nothing", "enabled": "on", "action": "win_back", "channel": "email", "offer_pct": "0", "offer_cap": "30", "orders_min": "0"}
+    page = client.post("/playbook/new/", form).content.decode()
+    assert "0% makes no offer" in page and "greater than or equal to 1" in page
+    with tenant_context(tenant_a):
+        assert not PlaybookRule.objects.filter(name="Nothing").exists()

@@ -99,8 +99,9 @@ document.addEventListener("DOMContentLoaded", () => { CLM.pollJobs(); CLM.livePr
 // onsubmit/onchange attributes: the Content-Security-Policy runs no inline handler.
 document.addEventListener("submit", (event) => {
   const form = event.target;
-  if (form.dataset.confirm && !confirm(form.dataset.confirm)) event.preventDefault();
-  if (form.hasAttribute("data-confirm-as-of") && !confirmAsOf(form)) event.preventDefault();
+  if ((form.dataset.confirm && !confirm(form.dataset.confirm)) || (form.hasAttribute("data-confirm-as-of") && !confirmAsOf(form))) {
+    event.preventDefault();  // a cancelled question asks no other
+  }
 });
 document.addEventListener("change", (event) => {
   if (event.target.matches("select[data-autosubmit]")) event.target.form.submit();
