@@ -353,3 +353,26 @@ def test_the_playbook_page_shows_shares_as_typed_and_refuses_rules_that_mean_not
     assert "0% makes no offer" in page and "greater than or equal to 1" in page
     with tenant_context(tenant_a):
         assert not PlaybookRule.objects.filter(name="Nothing").exists()
+
+
+def test_the_customer_page_names_the_typical_chance_the_factors_are_measured_against(tenant_a, settings, tmp_path, client, alice) -> None:
+    """Round 12c: "against the shop's average customer" was wrong (the trees' base value is
+    their mean log-odds, far below the mean chance where most have stopped buying). The page
+    now names the typical customer's chance, the trees' own base value."""
+    import numpy as np
+
+    from modeling.models import ModelVersion, Prediction
+    from modeling.scoring import load_model
+    from tests.test_modeling import scored_demo
+
+    scored_demo(tenant_a, settings, tmp_path, customers=300, seed=12)
+    with tenant_context(tenant_a):
+        version = ModelVersion.objects.get(target="purchase", state=ModelVersion.State.ACTIVE, family="tabular")
+        prediction = Prediction.objects.filter(as_of=END).exclude(explanation=[]).order_by("purchase_probability").first()
+        mean_chance = float(np.mean(list(Prediction.objects.filter(as_of=END).values_list("purchase_probability", flat=True))))
+    typical = version.hyperparameters["typical_purchase_probability"]
+    model = load_model(version)
+    assert typical == model.typical_probability() and 0 < typical < mean_chance
+    client.force_login(alice)
+    page = client.get(f"/customers/{prediction.customer_id}/").content.decode()
+    assert f"against the model's typical customer ({typical * 100:.1f}% likely to buy)" in page

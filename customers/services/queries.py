@@ -213,6 +213,7 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         "latest_scoring": None if prediction is not None else latest_scoring_date(tenant),
         "trend": [{"as_of": p["as_of"].isoformat(), "purchase_probability": p["purchase_probability"]} for p in history_of_predictions],
         "factors_by": _factors_by(tenant, prediction),
+        "factors_against": _factors_against(tenant, prediction),
         "saved_segments": _saved_segments_of(tenant, state),
         "campaigns": _campaigns_of(tenant, customer),
         "days_before_scoring": _days_before_scoring(customer, state.as_of if state is not None else None),
@@ -232,6 +233,22 @@ def _factors_by(tenant: Tenant, prediction: Any) -> str:
     with tenant_context(tenant):
         family = ModelVersion.objects.filter(pk=prediction.model_versions["purchase"]).values_list("family", flat=True).first()
     return family_label(family) if family and family != "tabular" else ""
+
+
+def _factors_against(tenant: Tenant, prediction: Any) -> float | None:
+    """The typical customer's chance to buy that the factors are measured against: the base
+    value of the boosted trees that gave them (the serving purchase version, or the trees
+    trained beside it, as modeling.scoring.explainer_for picks them). None for versions
+    trained before it was recorded."""
+    from modeling.models import ModelVersion
+
+    if prediction is None or not prediction.explanation or not (prediction.model_versions or {}).get("purchase"):
+        return None
+    with tenant_context(tenant):
+        purchase = ModelVersion.objects.filter(pk=prediction.model_versions["purchase"]).first()
+        if purchase is not None and purchase.family != "tabular":
+            purchase = ModelVersion.objects.filter(target="purchase", family="tabular", job_id=purchase.job_id, as_of=purchase.as_of).order_by("-pk").first()
+    return (purchase.hyperparameters or {}).get("typical_purchase_probability") if purchase is not None else None
 
 
 def _saved_segments_of(tenant: Tenant, state: Any) -> list[Any]:

@@ -116,7 +116,19 @@ class TabularModel(CustomerModel):
         return model
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"params": BASE_PARAMS, "heads": {h: p for h, (_, p) in HEADS.items()}, "rounds": self.rounds, "max_rounds": MAX_ROUNDS}
+        return {"params": BASE_PARAMS, "heads": {h: p for h, (_, p) in HEADS.items()}, "rounds": self.rounds, "max_rounds": MAX_ROUNDS,
+                "typical_purchase_probability": self.typical_probability()}
+
+    def typical_probability(self) -> float | None:
+        """The chance to buy of the customer the attributions are measured against: the
+        purchase head's base value (its mean log-odds over the training examples), as a
+        probability. Where most customers have stopped buying it is far below the mean chance."""
+        booster = self.boosters.get("purchase")
+        if booster is None:
+            return None
+        row = pd.DataFrame([[np.nan] * len(self.columns)], columns=self.columns)
+        base = float(np.asarray(booster.predict(row, pred_contrib=True, num_iteration=self.rounds.get("purchase") or None))[0, -1])
+        return round(1.0 / (1.0 + np.exp(-base)), 4)
 
     def feature_importance(self, target: str = "purchase") -> list[tuple[str, float]]:
         """Each target's booster's share of the total split gain per feature."""
