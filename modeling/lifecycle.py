@@ -121,15 +121,15 @@ def stages_as_of(
     if len(features):
         f = features
         gaps = order_days(history.orders[history.orders["ordered_at"] <= cut])
-        # Each customer's latest return: the last order day after a silence longer than the
-        # lapse threshold, and that silence. Orders after it (back on Dec 3, again on Dec 5) do
-        # not hide it: the customer is reactivated for the window after coming back.
         recency = np.floor(f["recency_days"]).astype(int)  # calendar days since the last order
         count, days = f["orders"].astype(int), f["order_days"].astype(int)
         own_gap = f["gap_median"].where(days >= 2, thresholds.usual_gap_days).fillna(thresholds.usual_gap_days).clip(lower=1)
         overdue_after = (thresholds.overdue_factor * own_gap).round().astype(int)
         is_return, lapse_after = returns_and_lapse_days(gaps, thresholds.lapse_days)
         lapse_after = lapse_after.reindex(f.index).fillna(thresholds.lapse_days).astype(int)
+        # Each customer's latest return: the last order day after a silence longer than their
+        # lapse threshold, and that silence. Orders after it (back on Dec 3, again on Dec 5) do
+        # not hide it: the customer is reactivated for the window after coming back.
         returns = gaps[is_return].groupby("customer")[["day", "gap"]].last()
         came_back = returns["day"].dt.date.reindex(f.index)
         away = returns["gap"].reindex(f.index)

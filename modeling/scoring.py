@@ -70,14 +70,19 @@ def load_model(version: ModelVersion) -> CustomerModel:
     return _MODEL_CACHE[key]
 
 
+def explainer_version(purchase: ModelVersion) -> ModelVersion | None:
+    """The boosted-trees version whose attributions explain ``purchase``'s predictions: itself,
+    or the trees trained in the same run beside another family."""
+    if purchase.family == "tabular":
+        return purchase
+    with tenant_context(purchase.tenant):
+        return ModelVersion.objects.filter(target="purchase", family="tabular", job_id=purchase.job_id, as_of=purchase.as_of).order_by("-pk").first()
+
+
 def explainer_for(versions: dict[str, ModelVersion]) -> Any:
     """The boosted-trees model of the serving purchase version's run, for attributions."""
-    purchase = versions["purchase"]
-    if purchase.family == "tabular":
-        return load_model(purchase)
-    with tenant_context(purchase.tenant):
-        sibling = ModelVersion.objects.filter(target="purchase", family="tabular", job_id=purchase.job_id, as_of=purchase.as_of).order_by("-pk").first()
-    return load_model(sibling) if sibling is not None and sibling.artifact_path else None
+    version = explainer_version(versions["purchase"])
+    return load_model(version) if version is not None and (version is versions["purchase"] or version.artifact_path) else None
 
 
 def prospect_rate(history: History, as_of: pd.Timestamp, horizon_days: int) -> float:

@@ -755,7 +755,7 @@ _TABLES = {
 }
 # Every line of an order must agree on these; the order takes them from its lines.
 ORDER_FIELDS = ("customer_id", "ordered_at", "currency", "status")
-# After an import that wrote this many rows, statistics are refreshed at once (see _refresh_statistics).
+# After an import that wrote this many rows, statistics are refreshed at once (clmsite.statistics.refresh_statistics).
 ANALYZE_AFTER_ROWS = 10_000
 
 
@@ -775,13 +775,6 @@ def _plan_joins(cursor: Any, spec: Spec, tenant_id: int, rows: int) -> None:
     cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {_TABLES[spec.kind][0]} WHERE tenant_id = %s LIMIT %s) t", [tenant_id, limit])  # internal table/column names only; every value is a bound parameter  # nosec B608
     if cursor.fetchone()[0] < limit:
         cursor.execute("SET LOCAL enable_nestloop = off")
-
-
-def _refresh_statistics(spec: Spec) -> None:
-    """ANALYZE the tables a big import wrote, right after it commits, rather than whenever
-    autovacuum gets to them: a next import planned on statistics that miss a million new
-    rows could still pick the quadratic nested loops _plan_joins avoids."""
-    refresh_statistics(*_TABLES[spec.kind])
 
 
 def _money_sum(expression: str) -> str:
@@ -1400,7 +1393,10 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
                 # A file shows at once; an API batch may lag on cached pages for up to a minute.
                 bump_data_version(tenant.pk, hard=from_file)
     if postgres and result.created + result.updated + sum(result.details.values()) >= ANALYZE_AFTER_ROWS:
-        _refresh_statistics(spec)
+        # Right after the commit rather than whenever autovacuum gets to them: a next import
+        # planned on statistics that miss a million new rows could still pick the quadratic
+        # nested loops _plan_joins avoids.
+        refresh_statistics(*_TABLES[spec.kind])
     return result
 
 

@@ -199,6 +199,7 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         history = load_history(tenant, ceiling=as_of, customer_ids=[customer.pk])
         features = features_as_of(history, as_of)
         profile = customer_profiles(history, as_of, features).get(customer.pk, "") if len(features) else ""
+    factors_by, factors_against = _factors_source(tenant, prediction)
     return {
         "prediction": prediction,
         "state": state,
@@ -212,8 +213,8 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         # customer arrived after the latest scoring, and the next one includes them).
         "latest_scoring": None if prediction is not None else latest_scoring_date(tenant),
         "trend": [{"as_of": p["as_of"].isoformat(), "purchase_probability": p["purchase_probability"]} for p in history_of_predictions],
-        "factors_by": _factors_by(tenant, prediction),
-        "factors_against": _factors_against(tenant, prediction),
+        "factors_by": factors_by,
+        "factors_against": factors_against,
         "saved_segments": _saved_segments_of(tenant, state),
         "campaigns": _campaigns_of(tenant, customer),
         "days_before_scoring": _days_before_scoring(customer, state.as_of if state is not None else None),
@@ -221,34 +222,25 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     }
 
 
-def _factors_by(tenant: Tenant, prediction: Any) -> str:
-    """The family that serves the purchase probability when it is not the one whose
-    attributions give the factors (the boosted trees of its run, modeling.scoring.explainer_for):
-    the page says so rather than pass one model's reasons off as another's."""
+def _factors_source(tenant: Tenant, prediction: Any) -> tuple[str, float | None]:
+    """Where the customer's factors come from: the family serving the purchase probability
+    when it is not the one whose attributions give them (the boosted trees of its run,
+    modeling.scoring.explainer_version), so the page says so rather than pass one model's
+    reasons off as another's; and the typical customer's chance the factors are measured
+    against, the trees' base value (None for versions trained before it was recorded)."""
     from clmsite.templatetags.clm import family_label
     from modeling.models import ModelVersion
+    from modeling.scoring import explainer_version
 
     if prediction is None or not prediction.explanation or not (prediction.model_versions or {}).get("purchase"):
-        return ""
-    with tenant_context(tenant):
-        family = ModelVersion.objects.filter(pk=prediction.model_versions["purchase"]).values_list("family", flat=True).first()
-    return family_label(family) if family and family != "tabular" else ""
-
-
-def _factors_against(tenant: Tenant, prediction: Any) -> float | None:
-    """The typical customer's chance to buy that the factors are measured against: the base
-    value of the boosted trees that gave them (the serving purchase version, or the trees
-    trained beside it, as modeling.scoring.explainer_for picks them). None for versions
-    trained before it was recorded."""
-    from modeling.models import ModelVersion
-
-    if prediction is None or not prediction.explanation or not (prediction.model_versions or {}).get("purchase"):
-        return None
+        return "", None
     with tenant_context(tenant):
         purchase = ModelVersion.objects.filter(pk=prediction.model_versions["purchase"]).first()
-        if purchase is not None and purchase.family != "tabular":
-            purchase = ModelVersion.objects.filter(target="purchase", family="tabular", job_id=purchase.job_id, as_of=purchase.as_of).order_by("-pk").first()
-    return (purchase.hyperparameters or {}).get("typical_purchase_probability") if purchase is not None else None
+    if purchase is None:
+        return "", None
+    trees = explainer_version(purchase)
+    typical = (trees.hyperparameters or {}).get("typical_purchase_probability") if trees is not None else None
+    return (family_label(purchase.family) if purchase.family != "tabular" else ""), typical
 
 
 def _saved_segments_of(tenant: Tenant, state: Any) -> list[Any]:
