@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.http import Http404
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
-from clmsite.models import ApiKey, Membership, Role, Tenant
+from clmsite.models import ROLE_RANK, ApiKey, Membership, Role, Tenant
+from clmsite.tenancy import lock_tenant
+
+log = logging.getLogger("clm.team")
 
 
 @transaction.atomic
@@ -23,6 +33,133 @@ def do_create_tenant(slug: str, name: str, *, owner_username: str | None = None,
 
 def do_add_member(tenant: Tenant, user: Any, role: str) -> Membership:
     membership, _ = Membership.objects.update_or_create(user=user, tenant=tenant, defaults={"role": role})
+    return membership
+
+
+# --- The team: who may work in a shop, and as what ---------------------------------------
+
+
+class MembershipRefused(Exception):
+    """A team change the rules forbid; its message says why, in the merchant's words."""
+
+
+def team(tenant: Tenant) -> list[Membership]:
+    """The shop's members, owners first, then by name."""
+    members = Membership.objects.filter(tenant=tenant).select_related("user")
+    return sorted(members, key=lambda m: (-ROLE_RANK[Role(m.role)], m.user.get_username().lower()))
+
+
+def get_membership(tenant: Tenant, membership_id: int) -> Membership:
+    membership = Membership.objects.filter(tenant=tenant, pk=membership_id).select_related("user").first()
+    if membership is None:
+        raise Http404("No such member")
+    return membership
+
+
+def grantable_roles(acting_role: str) -> list[str]:
+    """The roles a member may give: an owner any; an admin any but owner (owners are made by
+    owners, so an admin cannot raise anyone, themselves included, above their own rank)."""
+    if acting_role == Role.OWNER:
+        return list(Role.values)
+    if acting_role == Role.ADMIN:
+        return [Role.ADMIN, Role.ANALYST, Role.VIEWER]
+    return []
+
+
+def _check_may_manage(acting_role: str, target_role: str, new_role: str | None = None) -> None:
+    if acting_role not in (Role.OWNER, Role.ADMIN):
+        raise MembershipRefused("Only owners and admins manage the team.")
+    if new_role is not None and new_role not in Role.values:
+        raise MembershipRefused(f"'{new_role}' is not a role: choose {', '.join(Role.values)}.")
+    if Role.OWNER in (target_role, new_role) and acting_role != Role.OWNER:
+        raise MembershipRefused("Only an owner can make, change or remove an owner.")
+
+
+def _check_keeps_an_owner(membership: Membership, new_role: str | None) -> None:
+    """A shop always keeps an owner: nobody else can make one. The tenant's row lock makes two
+    owners demoting each other at once queue, so the second sees the first's change."""
+    if membership.role == Role.OWNER and new_role != Role.OWNER:
+        lock_tenant(membership.tenant)
+        if Membership.objects.filter(tenant_id=membership.tenant_id, role=Role.OWNER).count() <= 1:
+            raise MembershipRefused(f"{membership.user.get_username()} is the shop's only owner. Make someone else an owner first.")
+
+
+def is_pending(user: Any) -> bool:
+    """Invited and not yet signed in with a password of their own."""
+    return not user.has_usable_password() and user.last_login is None
+
+
+def may_send_invite(membership: Membership) -> bool:
+    """A new set-password link may be made for a pending member whose account only this shop
+    knows: a link for an account another shop also holds would let this shop take it over."""
+    user = membership.user
+    return is_pending(user) and not (user.is_staff or user.is_superuser) and not Membership.objects.filter(user=user).exclude(tenant_id=membership.tenant_id).exists()
+
+
+def invite_path(user: Any) -> str:
+    """The path of the page where an invited member sets their password. The token is Django's
+    password-reset token: it stops working once the password is set, or after
+    ``PASSWORD_RESET_TIMEOUT``."""
+    return reverse("set_password", kwargs={"uidb64": urlsafe_base64_encode(force_bytes(user.pk)), "token": default_token_generator.make_token(user)})
+
+
+@transaction.atomic
+def do_invite_member(tenant: Tenant, username: str, role: str, *, email: str = "", acting_role: str = Role.OWNER,
+                     acting_user: Any = None) -> tuple[Membership, bool]:
+    """Add ``username`` to the shop with ``role``: the existing account of that name (any
+    case), or a new one without a password, which its owner sets from an invite link. Returns
+    the membership and whether the account is new."""
+    user_model = get_user_model()
+    username, email = username.strip(), email.strip()
+    _check_may_manage(acting_role, Role.VIEWER, role)
+    user = user_model.objects.filter(username__iexact=username).order_by("pk").first()
+    if user is None:
+        field = user_model._meta.get_field(user_model.USERNAME_FIELD)
+        try:
+            field.run_validators(username)
+            if not username:
+                raise ValidationError("empty")
+        except ValidationError:
+            raise MembershipRefused(f"A username takes 1 to {field.max_length} letters, digits and @ . + - _ (no spaces).") from None
+        if email:
+            try:
+                validate_email(email)
+            except ValidationError:
+                raise MembershipRefused(f"'{email}' is not an email address.") from None
+        user = user_model(username=username, email=email)
+        user.set_unusable_password()
+        user.save()
+        created = True
+    else:
+        created = False
+        if existing := Membership.objects.filter(tenant=tenant, user=user).first():
+            raise MembershipRefused(f"{user.get_username()} is already in the team, as {existing.get_role_display()}. Change the role in the list.")
+    membership = Membership.objects.create(tenant=tenant, user=user, role=role)
+    log.info("team: %s added %s to %s as %s%s", acting_user or "a command", user.get_username(), tenant.slug, role, " (new account)" if created else "")
+    return membership, created
+
+
+@transaction.atomic
+def do_change_member_role(tenant: Tenant, membership_id: int, role: str, *, acting_role: str, acting_user: Any = None) -> Membership:
+    membership = get_membership(tenant, membership_id)
+    _check_may_manage(acting_role, membership.role, role)
+    if membership.role != role:
+        _check_keeps_an_owner(membership, role)
+        old = membership.role
+        membership.role = role
+        membership.save(update_fields=["role"])
+        log.info("team: %s changed %s in %s from %s to %s", acting_user, membership.user.get_username(), tenant.slug, old, role)
+    return membership
+
+
+@transaction.atomic
+def do_remove_member(tenant: Tenant, membership_id: int, *, acting_role: str, acting_user: Any = None) -> Membership:
+    """Take the member out of the shop. Their account stays: it may belong to other shops."""
+    membership = get_membership(tenant, membership_id)
+    _check_may_manage(acting_role, membership.role)
+    _check_keeps_an_owner(membership, None)
+    membership.delete()
+    log.info("team: %s removed %s from %s", acting_user, membership.user.get_username(), tenant.slug)
     return membership
 
 

@@ -6,18 +6,35 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required as django_login_required
 from django.contrib.auth.views import redirect_to_login
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from clmsite.models import ApiKey, Role
-from clmsite.services import do_create_api_key, do_revoke_api_key, get_api_key
+from clmsite.services import (
+    MembershipRefused,
+    do_change_member_role,
+    do_create_api_key,
+    do_invite_member,
+    do_remove_member,
+    do_revoke_api_key,
+    get_api_key,
+    get_membership,
+    grantable_roles,
+    invite_path,
+    is_pending,
+    may_send_invite,
+    team,
+)
 from clmsite.templatetags.clm import SHOP_FIELD
 from clmsite.tenancy import SESSION_TENANT_KEY
 from modeling import jobs
@@ -278,6 +295,133 @@ def tenant_settings(request: HttpRequest) -> HttpResponse:
         messages.success(request, "Settings saved. The horizon applies from the next training; tiers from the next scoring.")
         return redirect("tenant_settings")
     return render(request, "tenant_settings.html", {"form": form})
+
+
+# --- The team -----------------------------------------------------------------------------
+
+NEW_INVITE_SESSION = "clm_new_invite"
+ROLE_HELP = {
+    Role.VIEWER: "sees every page and export",
+    Role.ANALYST: "also imports and edits data, saves segments, drafts campaigns and scores",
+    Role.ADMIN: "also manages the team, API keys and settings, trains, promotes and rolls back models, and launches campaigns",
+    Role.OWNER: "also makes and removes owners",
+}
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(max_length=150, help_text="an existing login joins with their own password; a new name gets an invite link")
+    email = forms.EmailField(required=False, help_text="for a new login only")
+    role = forms.ChoiceField(choices=Role.choices)
+
+    def __init__(self, *args: Any, roles: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = [(value, label) for value, label in Role.choices if value in roles]
+
+
+def _remember_invite(request: HttpRequest, user: Any) -> None:
+    """The invite link is shown once, by the page the browser is sent to (as a new API key is)."""
+    request.session[NEW_INVITE_SESSION] = {"username": user.get_username(), "url": request.build_absolute_uri(invite_path(user))}
+
+
+@tenant_required(Role.ADMIN)
+def team_page(request: HttpRequest) -> HttpResponse:
+    tenant, acting = request.tenant, request.membership  # type: ignore[attr-defined]
+    roles = grantable_roles(acting.role)
+    form = MemberForm(request.POST or None, roles=roles, initial={"role": Role.VIEWER})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            membership, created = do_invite_member(tenant, data["username"], data["role"], email=data["email"], acting_role=acting.role, acting_user=request.user)
+        except MembershipRefused as refusal:
+            form.add_error(None, str(refusal))
+        else:
+            name, role = membership.user.get_username(), membership.get_role_display()
+            if created:
+                _remember_invite(request, membership.user)
+                messages.success(request, f"Added {name} as {role}. Send them the invite link below: they choose their password there.")
+            else:
+                kept = " Their email stays as they set it." if data["email"] and data["email"].lower() != membership.user.email.lower() else ""
+                messages.success(request, f"Added {name} as {role}. They log in with their own password and find {tenant.name} in their shop list.{kept}")
+            return redirect("team")
+    members = team(tenant)
+    owners = sum(member.role == Role.OWNER for member in members)
+    for member in members:
+        member.sole_owner = member.role == Role.OWNER and owners == 1  # type: ignore[attr-defined]
+        member.pending = is_pending(member.user)  # type: ignore[attr-defined]
+        member.may_invite = member.pending and may_send_invite(member)  # type: ignore[attr-defined]
+        member.manageable = acting.role == Role.OWNER or member.role != Role.OWNER  # type: ignore[attr-defined]
+    return render(request, "team.html", {
+        "form": form, "members": members, "roles": [(value, label) for value, label in Role.choices if value in roles],
+        "role_help": [(label, ROLE_HELP[Role(value)]) for value, label in Role.choices][::-1],
+        "invite": request.session.pop(NEW_INVITE_SESSION, None), "invite_days": settings.PASSWORD_RESET_TIMEOUT // 86400,
+    }, status=400 if form.errors else 200)
+
+
+@tenant_required(Role.ADMIN)
+@require_POST
+def change_member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
+    tenant, acting = request.tenant, request.membership  # type: ignore[attr-defined]
+    membership = get_membership(tenant, membership_id)
+    try:
+        membership = do_change_member_role(tenant, membership.pk, request.POST.get("role", ""), acting_role=acting.role, acting_user=request.user)
+    except MembershipRefused as refusal:
+        messages.error(request, str(refusal))
+        return redirect("team")
+    messages.success(request, f"{membership.user.get_username()} is now {membership.get_role_display()} in {tenant.name}.")
+    # A member who gave up managing the team has no team page to go back to.
+    return redirect("team" if membership.user_id != request.user.pk or membership.can(Role.ADMIN) else "dashboard")
+
+
+@tenant_required(Role.ADMIN)
+@require_POST
+def remove_member(request: HttpRequest, membership_id: int) -> HttpResponse:
+    tenant, acting = request.tenant, request.membership  # type: ignore[attr-defined]
+    membership = get_membership(tenant, membership_id)
+    try:
+        membership = do_remove_member(tenant, membership.pk, acting_role=acting.role, acting_user=request.user)
+    except MembershipRefused as refusal:
+        messages.error(request, str(refusal))
+        return redirect("team")
+    who = "You have left" if membership.user_id == request.user.pk else f"Removed {membership.user.get_username()} from"
+    messages.success(request, f"{who} {tenant.name}. The login itself stays, with any other shops it belongs to.")
+    return redirect("dashboard" if membership.user_id == request.user.pk else "team")
+
+
+@tenant_required(Role.ADMIN)
+@require_POST
+def send_invite(request: HttpRequest, membership_id: int) -> HttpResponse:
+    membership = get_membership(request.tenant, membership_id)  # type: ignore[attr-defined]
+    if not may_send_invite(membership):
+        messages.error(request, f"{membership.user.get_username()} has a password already (or belongs to another shop too): they log in with it, "
+                                "and can change it under their name at the top of any page.")
+        return redirect("team")
+    _remember_invite(request, membership.user)
+    messages.success(request, f"A new invite link for {membership.user.get_username()}. Links made before it still work until one is used.")
+    return redirect("team")
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    template_name = "registration/password_change.html"
+    success_url = reverse_lazy("dashboard")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        messages.success(self.request, "Your password is changed. Your other sessions have been logged out.")
+        return super().form_valid(form)
+
+
+class SetPasswordView(auth_views.PasswordResetConfirmView):
+    """Where an invited member chooses their password, from the link the team page made. The
+    view moves the token out of the address (into the session) before showing the form."""
+
+    template_name = "registration/set_password.html"
+    success_url = reverse_lazy("dashboard")
+    post_reset_login = True
+    # django-axes' backend wants a request to authenticate; this login needs none.
+    post_reset_login_backend = "django.contrib.auth.backends.ModelBackend"
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        messages.success(self.request, f"Welcome, {form.user.get_username()}: your password is set and you are logged in.")
+        return super().form_valid(form)
 
 
 def favicon(request: HttpRequest) -> HttpResponse:

@@ -321,7 +321,7 @@ def test_pages_fit_a_phone_screen(live_server, page, alice, tenant_a):
     import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-01-05", "amount": "25.50", "sku": "S1", "product_name": "Trail shoe"}])
     page.set_viewport_size({"width": 390, "height": 800})
     login(page, live_server, "alice", "alice-pass-123")
-    for path in ("/", "/customers/", "/imports/", "/settings/api-keys/", "/campaigns/", "/campaigns/new/", "/reviews/", "/lifecycle/", "/segments/", "/models/"):
+    for path in ("/", "/customers/", "/imports/", "/settings/api-keys/", "/settings/team/", "/campaigns/", "/campaigns/new/", "/reviews/", "/lifecycle/", "/segments/", "/models/"):
         page.goto(f"{live_server.url}{path}")
         width = page.evaluate("() => document.documentElement.scrollWidth")
         assert width <= 391, f"{path} is {width} px wide"
@@ -383,3 +383,35 @@ def test_pages_run_under_the_content_security_policy_with_their_forms_and_switch
     page.click("form[data-confirm] button.danger")
     page.wait_for_load_state()
     assert not active()
+
+
+def test_owner_invites_a_teammate_who_sets_a_password_and_gets_a_new_role(live_server, page, alice, tenant_a):
+    """The Team page end to end: the invite link opens in another browser, the teammate
+    chooses a password and is in the shop; the owner's role select saves on change."""
+    from clmsite.models import Membership
+
+    login(page, live_server, "alice", "alice-pass-123")
+    follow(page, "nav.mainnav >> text=Team")
+    page.fill("#id_username", "dana")
+    page.fill("#id_email", "dana@example.com")
+    page.select_option("#id_role", "analyst")
+    page.click("text=Add member")
+    page.wait_for_selector("[data-testid=invite]")
+    link = page.inner_text("#invite-url").strip()
+    page.screenshot(path=str(SCREENSHOTS / "team.png"), full_page=True)
+
+    other = page.context.browser.new_context()
+    newcomer = other.new_page()
+    newcomer.goto(link)
+    newcomer.fill("#id_new_password1", "correct-horse-42")
+    newcomer.fill("#id_new_password2", "correct-horse-42")
+    newcomer.click("text=Set password and log in")
+    newcomer.wait_for_url(f"{live_server.url}/")
+    assert "dana" in newcomer.inner_text(".who") and "Analyst" in newcomer.inner_text(".who")
+    other.close()
+
+    page.reload()
+    assert "invite not used yet" not in page.inner_text("[data-member=dana]")
+    page.select_option("[data-member=dana] select", "admin")  # saves on change, no button
+    page.wait_for_selector("text=dana is now Admin")
+    assert Membership.objects.get(user__username="dana", tenant=tenant_a).role == "admin"

@@ -11,7 +11,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from campaigns.models import Campaign, PlaybookRule
-from clmsite.models import ApiKey, Role
+from clmsite.models import ApiKey, Membership, Role
 from clmsite.services import do_create_api_key
 from clmsite.tenancy import tenant_context
 from customers.models import Customer, Order, Product, Review
@@ -33,6 +33,9 @@ OBJECTS_BY_URL: dict[str, tuple[str, str]] = {
     "job_status": ("job", "GET"),
     "cancel_job": ("job", "POST"),
     "revoke_api_key": ("api_key", "POST"),
+    "change_member_role": ("membership", "POST"),
+    "remove_member": ("membership", "POST"),
+    "send_invite": ("membership", "POST"),
     "model_version": ("model_version", "GET"),
     "promote_version": ("model_version", "POST"),
     "model-detail": ("model_version", "GET"),
@@ -64,7 +67,8 @@ OBJECTS_BY_URL: dict[str, tuple[str, str]] = {
 # URLs whose parameter is not an object id; each is scoped inside its service.
 # <target> is a model target name (the rollback only sees the tenant's versions); <action> a
 # playbook action (the draft is built from the tenant's own insights).
-NOT_ID_PARAMETERS = {"rollback", "campaign_suggest"}
+# <uidb64>/<token> is an invite link: Django's signed token, checked against the login it names.
+NOT_ID_PARAMETERS = {"rollback", "campaign_suggest", "set_password"}
 # Lists and pages without ids, fetched as shop B and searched for shop A's data.
 LIST_URLS = {
     "/api/v1/customers/": "customer",
@@ -77,7 +81,7 @@ LIST_URLS = {
     "/api/v1/segments/": "segment",
     "/api/v1/campaigns/": "campaign",
 }
-PAGE_URLS = ["/", "/customers/", "/customers/?q=c1", "/imports/", "/settings/api-keys/", "/models/", "/settings/", "/lifecycle/", "/segments/", "/priorities/", "/playbook/", "/reviews/", "/campaigns/", "/campaigns/new/"]
+PAGE_URLS = ["/", "/customers/", "/customers/?q=c1", "/imports/", "/settings/api-keys/", "/settings/team/", "/account/password/", "/models/", "/settings/", "/lifecycle/", "/segments/", "/priorities/", "/playbook/", "/reviews/", "/campaigns/", "/campaigns/new/"]
 MISSING_ID = 987654321
 ODD_IDS = ["-1", "0", str(2**63), "00000000-0000-0000-0000-000000000000"]
 
@@ -136,12 +140,14 @@ def shop_a_objects(shop_a_data, shop_b_data, alice, django_capture_on_commit_cal
             "review": Review.objects.get(external_id="r1"),
             "job": Job.objects.get(pk=job.pk),
             "api_key": key,
+            "membership": Membership.objects.get(user=alice, tenant=shop_a_data),
         }
 
 
 def id_kwarg(name: str) -> str:
     return {
         "customer_detail": "customer_id", "import_detail": "job_id", "job_status": "job_id", "cancel_job": "job_id", "revoke_api_key": "key_id",
+        "change_member_role": "membership_id", "remove_member": "membership_id", "send_invite": "membership_id",
         "model_version": "version_id", "promote_version": "version_id", "segment_detail": "segment_id", "delete_segment": "segment_id", "edit_segment": "segment_id",
         "playbook_rule": "rule_id", "playbook_delete_rule": "rule_id", "insight-detail": "customer", "insight-stages": "customer",
         "campaign_detail": "campaign_id", "campaign_edit": "campaign_id", "campaign_launch": "campaign_id", "campaign_cancel": "campaign_id", "campaign_delete": "campaign_id",
@@ -201,6 +207,8 @@ def test_foreign_writes_change_nothing(shop_a_objects, charlie, api_b, client):
     client.post(reverse("playbook_delete_rule", kwargs={"rule_id": shop_a_objects["rule"].pk}))
     client.post(reverse("playbook_rule", kwargs={"rule_id": shop_a_objects["rule"].pk}), {"name": "pwned", "action": "nurture", "channel": "email", "position": 1})
     client.post(reverse("revoke_api_key", kwargs={"key_id": shop_a_objects["api_key"].pk}))
+    client.post(reverse("change_member_role", kwargs={"membership_id": shop_a_objects["membership"].pk}), {"role": "viewer"})
+    client.post(reverse("remove_member", kwargs={"membership_id": shop_a_objects["membership"].pk}))
     client.post(reverse("cancel_job", kwargs={"job_id": shop_a_objects["job"].pk}))
     client.post(reverse("promote_version", kwargs={"version_id": version.pk}))
     client.post(reverse("rollback", kwargs={"target": "purchase"}))
@@ -214,6 +222,7 @@ def test_foreign_writes_change_nothing(shop_a_objects, charlie, api_b, client):
         assert PlaybookRule.objects.get(pk=shop_a_objects["rule"].pk).name == "Trail shoe rule"
         assert Campaign.objects.get(pk=campaign.pk).state == "draft" and Campaign.objects.get(pk=campaign.pk).name == "Trail shoe win-back"
     assert ApiKey.objects.get(pk=shop_a_objects["api_key"].pk).revoked_at is None
+    assert Membership.objects.get(pk=shop_a_objects["membership"].pk).role == Role.OWNER
 
 
 # Values only shop A has (shop B has look-alike rows with other values).

@@ -36,6 +36,7 @@ class Command(ClmCommand):
         if clash := Tenant.objects.filter(slug__iexact=slug).first():  # "Shop" and "shop" would be told apart by case alone
             raise CommandError(f"A tenant with slug '{clash.slug}' already exists.")
         if owner and not get_user_model().objects.filter(username=owner).exists():
-            raise CommandError(f"No user named '{owner}'. Create it first with createsuperuser or the admin.")
+            raise CommandError(f"No user named '{owner}'. Create the tenant without --owner, then add one with "
+                               f"`python manage.py add_member --tenant {slug} {owner} --role owner`.")
         tenant = do_create_tenant(slug, name, owner_username=owner, currency=currency.upper())
         self.stdout.write(f"Created tenant {tenant.slug} ({tenant.name})" + (f" owned by {owner}" if owner else ""))

@@ -1,0 +1,214 @@
+"""The team page: owners and admins add logins to their shop with a role, change roles and
+remove members; a new login chooses its password from a one-time invite link. A shop always
+keeps an owner, only owners touch owners, and nothing crosses shops."""
+
+from __future__ import annotations
+
+import re
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+from clmsite.models import Membership, Role
+from clmsite.services import do_add_member, do_invite_member, may_send_invite
+
+pytestmark = pytest.mark.django_db
+
+
+def role_of(user, tenant) -> str | None:
+    membership = Membership.objects.filter(user=user, tenant=tenant).first()
+    return membership.role if membership else None
+
+
+def membership_id(user, tenant) -> int:
+    return Membership.objects.get(user=user, tenant=tenant).pk
+
+
+def invite_url(page: bytes) -> str:
+    found = re.search(rb'id="invite-url">http://testserver([^<]+)<', page)
+    assert found, "the page shows no invite link"
+    return found.group(1).decode()
+
+
+def test_a_new_login_chooses_its_password_from_the_invite_link_and_lands_in_the_shop(tenant_a, alice, client):
+    # Given the owner adds a login nobody has yet
+    client.force_login(alice)
+    response = client.post("/settings/team/", {"username": "dana", "email": "dana@example.com", "role": "analyst"})
+    assert response.status_code == 302 and response["Location"] == "/settings/team/"
+    dana = get_user_model().objects.get(username="dana")
+    assert dana.email == "dana@example.com" and not dana.has_usable_password()
+    assert role_of(dana, tenant_a) == Role.ANALYST
+    page = client.get("/settings/team/").content
+    link = invite_url(page)
+    assert b"invite not used yet" in page
+    assert b'id="invite-url"' not in client.get("/settings/team/").content  # shown once
+
+    # When dana opens the link and chooses a password
+    newcomer = Client()
+    opened = newcomer.get(link)
+    assert opened.status_code == 302 and "set-password" in opened["Location"] and link not in opened["Location"]  # the token leaves the address
+    form = newcomer.get(opened["Location"])
+    assert b"Choose your password" in form.content and b"dana" in form.content
+    done = newcomer.post(opened["Location"], {"new_password1": "correct-horse-42", "new_password2": "correct-horse-42"})
+
+    # Then she is logged in, in shop A, as an analyst; the link is spent; her password works
+    assert done.status_code == 302 and done["Location"] == "/"
+    dashboard = newcomer.get("/")
+    assert dashboard.status_code == 200 and b"Shop A" in dashboard.content and b"Analyst" in dashboard.content
+    spent = Client().get(link, follow=True)
+    assert spent.status_code == 200 and b"This link no longer works" in spent.content
+    assert Client().post("/login/", {"username": "dana", "password": "correct-horse-42"})["Location"] == "/"
+    assert b"invite not used yet" not in client.get("/settings/team/").content
+
+
+def test_a_weak_password_is_refused_and_the_link_still_works(tenant_a, alice, client):
+    client.force_login(alice)
+    client.post("/settings/team/", {"username": "dana", "role": "viewer"})
+    link = invite_url(client.get("/settings/team/").content)
+    newcomer = Client()
+    form_url = newcomer.get(link)["Location"]
+    refused = newcomer.post(form_url, {"new_password1": "dana", "new_password2": "dana"})
+    assert refused.status_code == 200 and b"too short" in refused.content
+    assert not get_user_model().objects.get(username="dana").has_usable_password()
+    assert newcomer.post(form_url, {"new_password1": "correct-horse-42", "new_password2": "correct-horse-42"}).status_code == 302
+
+
+def test_an_existing_login_joins_with_its_own_password_and_gets_no_invite(tenant_a, tenant_b, alice, charlie, client):
+    client.force_login(alice)
+    response = client.post("/settings/team/", {"username": "CHARLIE", "email": "other@example.com", "role": "viewer"}, follow=True)
+    assert b"Added charlie as Viewer" in response.content and b"Their email stays as they set it" in response.content
+    assert b'id="invite-url"' not in response.content
+    charlie.refresh_from_db()
+    assert charlie.email == "" and charlie.check_password("charlie-pass-123")
+    assert role_of(charlie, tenant_a) == Role.VIEWER and role_of(charlie, tenant_b) == Role.OWNER
+    # charlie now finds shop A in his switcher
+    other = Client()
+    other.force_login(charlie)
+    assert b"Shop A" in other.get("/customers/").content
+
+
+def test_adding_twice_or_a_bad_name_changes_nothing_and_says_why(tenant_a, alice, bob, client):
+    client.force_login(alice)
+    users = get_user_model().objects.count()
+    twice = client.post("/settings/team/", {"username": "bob", "role": "admin"})
+    assert twice.status_code == 400 and b"bob is already in the team, as Viewer" in twice.content
+    assert role_of(bob, tenant_a) == Role.VIEWER
+    bad = client.post("/settings/team/", {"username": "dana smith", "role": "viewer"})
+    assert bad.status_code == 400 and b"A username takes 1 to 150" in bad.content
+    bad_email = client.post("/settings/team/", {"username": "dana", "email": "not-an-address", "role": "viewer"})
+    assert bad_email.status_code == 400 and b"Enter a valid email address" in bad_email.content
+    assert get_user_model().objects.count() == users
+
+
+def test_admins_manage_the_team_but_not_its_owners(tenant_a, alice, bob, django_user_model, client):
+    erin = django_user_model.objects.create_user("erin", password="erin-pass-123")
+    do_add_member(tenant_a, erin, Role.ADMIN)
+    client.force_login(erin)
+    page = client.get("/settings/team/").content
+    assert b'<option value="owner"' not in page  # an admin cannot give what only owners give
+    assert b"an owner manages owners" in page  # alice's row has no controls for her
+
+    refused = client.post("/settings/team/", {"username": "dana", "role": "owner"})
+    assert refused.status_code == 400 and not django_user_model.objects.filter(username="dana").exists()
+    client.post(f"/settings/team/{membership_id(alice, tenant_a)}/role/", {"role": "viewer"})
+    client.post(f"/settings/team/{membership_id(alice, tenant_a)}/remove/")
+    client.post(f"/settings/team/{membership_id(erin, tenant_a)}/role/", {"role": "owner"})  # nor raise herself
+    assert role_of(alice, tenant_a) == Role.OWNER and role_of(erin, tenant_a) == Role.ADMIN
+
+    # Below owners an admin does everything
+    assert client.post(f"/settings/team/{membership_id(bob, tenant_a)}/role/", {"role": "analyst"}).status_code == 302
+    assert role_of(bob, tenant_a) == Role.ANALYST
+    assert client.post(f"/settings/team/{membership_id(bob, tenant_a)}/remove/").status_code == 302
+    assert role_of(bob, tenant_a) is None and django_user_model.objects.filter(username="bob").exists()  # the login stays
+
+    # Stepping down below admin, erin has no team page to go back to
+    assert client.post(f"/settings/team/{membership_id(erin, tenant_a)}/role/", {"role": "viewer"})["Location"] == "/"
+    assert client.get("/settings/team/").status_code == 404
+
+
+def test_a_shop_always_keeps_an_owner(tenant_a, alice, bob, client):
+    client.force_login(alice)
+    own = membership_id(alice, tenant_a)
+    assert b"the only owner: make another owner before stepping down" in client.get("/settings/team/").content
+    demoted = client.post(f"/settings/team/{own}/role/", {"role": "admin"}, follow=True)
+    assert b"alice is the shop&#x27;s only owner" in demoted.content and role_of(alice, tenant_a) == Role.OWNER
+    client.post(f"/settings/team/{own}/remove/")
+    assert role_of(alice, tenant_a) == Role.OWNER
+
+    # With a second owner, alice may step down, and then leave
+    client.post(f"/settings/team/{membership_id(bob, tenant_a)}/role/", {"role": "owner"})
+    assert role_of(bob, tenant_a) == Role.OWNER
+    stepped = client.post(f"/settings/team/{own}/role/", {"role": "admin"})
+    assert stepped["Location"] == "/settings/team/" and role_of(alice, tenant_a) == Role.ADMIN
+    left = client.post(f"/settings/team/{own}/remove/")
+    assert left["Location"] == "/" and role_of(alice, tenant_a) is None
+    assert client.get("/").status_code == 404  # a login with no shop
+
+
+def test_viewers_and_analysts_have_no_team_page(tenant_a, alice, bob, client):
+    client.force_login(bob)
+    assert client.get("/settings/team/").status_code == 404
+    assert client.post(f"/settings/team/{membership_id(alice, tenant_a)}/remove/").status_code == 404
+    assert client.post(f"/settings/team/{membership_id(bob, tenant_a)}/role/", {"role": "owner"}).status_code == 404
+    assert client.post("/settings/team/", {"username": "mallory", "role": "owner"}).status_code == 404
+    assert role_of(alice, tenant_a) == Role.OWNER and role_of(bob, tenant_a) == Role.VIEWER
+    assert not get_user_model().objects.filter(username="mallory").exists()
+    # Promoted, bob gets the page on his next request
+    do_add_member(tenant_a, bob, Role.ADMIN)
+    assert client.get("/settings/team/").status_code == 200
+
+
+def test_no_new_invite_link_for_a_login_another_shop_also_holds(tenant_a, tenant_b, alice, charlie, client):
+    dana, _ = do_invite_member(tenant_a, "dana", Role.VIEWER)
+    assert may_send_invite(dana)
+    do_invite_member(tenant_b, "dana", Role.VIEWER)  # shop B adds the same, still pending, login
+    dana.refresh_from_db()
+    assert not may_send_invite(dana)  # else A could set the password of a login B holds too
+    client.force_login(alice)
+    refused = client.post(f"/settings/team/{dana.pk}/invite/", follow=True)
+    assert b"belongs to another shop too" in refused.content and b'id="invite-url"' not in refused.content
+    alone = do_invite_member(tenant_a, "erin", Role.VIEWER)[0]
+    sent = client.post(f"/settings/team/{alone.pk}/invite/", follow=True)
+    assert b'id="invite-url"' in sent.content
+
+
+def test_another_shops_members_answer_404_and_stay(tenant_a, tenant_b, alice, charlie, client):
+    client.force_login(charlie)
+    team_b = client.get("/settings/team/").content
+    assert b"alice" not in team_b and b"charlie" in team_b
+    foreign = membership_id(alice, tenant_a)
+    for action, data in (("role", {"role": "viewer"}), ("remove", {}), ("invite", {})):
+        assert client.post(f"/settings/team/{foreign}/{action}/", data).status_code == 404
+    assert role_of(alice, tenant_a) == Role.OWNER
+
+
+def test_password_change(alice, client):
+    client.force_login(alice)
+    page = client.get("/account/password/")
+    assert page.status_code == 200 and b"Change your password" in page.content
+    wrong = client.post("/account/password/", {"old_password": "nope", "new_password1": "correct-horse-42", "new_password2": "correct-horse-42"})
+    assert wrong.status_code == 200 and b"incorrectly" in wrong.content
+    done = client.post("/account/password/", {"old_password": "alice-pass-123", "new_password1": "correct-horse-42", "new_password2": "correct-horse-42"})
+    assert done.status_code == 302 and client.get("/").status_code == 200  # this session stays
+    alice.refresh_from_db()
+    assert alice.check_password("correct-horse-42")
+    assert Client().get("/account/password/").status_code == 302  # a login first
+
+
+def test_add_member_command(tenant_a, alice):
+    out = StringIO()
+    call_command("add_member", "dana", "--tenant", "shop-a", "--role", "analyst", "--email", "dana@example.com", stdout=out)
+    assert "Added dana to shop-a as analyst." in out.getvalue() and "/account/set-password/" in out.getvalue()
+    dana = get_user_model().objects.get(username="dana")
+    assert role_of(dana, tenant_a) == Role.ANALYST
+    call_command("add_member", "dana", "--tenant", "shop-a", "--role", "owner", "--change", stdout=out)
+    assert role_of(dana, tenant_a) == Role.OWNER
+    with pytest.raises(CommandError, match="already in the team"):
+        call_command("add_member", "dana", "--tenant", "shop-a")
+    call_command("add_member", "dana", "--tenant", "shop-a", "--role", "viewer", "--change", stdout=out)
+    with pytest.raises(CommandError, match="only owner"):
+        call_command("add_member", "alice", "--tenant", "shop-a", "--role", "viewer", "--change")
+    assert role_of(alice, tenant_a) == Role.OWNER
