@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from clmsite.tenancy import TenantOwnedModel
+
 
 class Role(models.TextChoices):
     OWNER = "owner", "Owner"
@@ -103,3 +105,27 @@ class ApiKey(models.Model):
 
     def matches(self, raw_key: str) -> bool:
         return hmac.compare_digest(self.key_hash, hash_api_key(raw_key))
+
+
+class AccessEvent(TenantOwnedModel):
+    """Who changed who may reach the shop: its members and its API keys. The team page lists
+    them, so an owner can see who added, raised or removed whom, and when."""
+
+    EVENTS = {
+        "member_added": "Added a member", "role_changed": "Changed a role", "member_removed": "Removed a member",
+        "invite_link": "Made an invite link", "key_created": "Created an API key", "key_revoked": "Revoked an API key",
+    }
+
+    event = models.CharField(max_length=32)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    via = models.CharField(max_length=16, default="web", help_text="web or cli")
+    detail = models.CharField(max_length=300)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["tenant", "at"], name="access_event_tenant_at")]
+
+    @property
+    def event_label(self) -> str:
+        return self.EVENTS.get(self.event, self.event)

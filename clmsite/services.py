@@ -16,8 +16,8 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from clmsite.models import ROLE_RANK, ApiKey, Membership, Role, Tenant
-from clmsite.tenancy import lock_tenant
+from clmsite.models import ROLE_RANK, AccessEvent, ApiKey, Membership, Role, Tenant
+from clmsite.tenancy import lock_tenant, tenant_context
 
 log = logging.getLogger("clm.team")
 
@@ -37,6 +37,19 @@ def do_add_member(tenant: Tenant, user: Any, role: str) -> Membership:
 
 
 # --- The team: who may work in a shop, and as what ---------------------------------------
+
+
+def record_access(tenant: Tenant, event: str, detail: str, acting_user: Any = None) -> None:
+    """Note a change of who may reach the shop, by whom: a user on the web, or a command."""
+    by = acting_user if getattr(acting_user, "pk", None) else None
+    with tenant_context(tenant):
+        AccessEvent.objects.create(event=event, detail=detail[:300], user=by, via="web" if by else "cli")
+    log.info("access: %s %s in %s: %s", by or "a command", event, tenant.slug, detail)
+
+
+def access_events(tenant: Tenant, limit: int = 20) -> list[AccessEvent]:
+    with tenant_context(tenant):
+        return list(AccessEvent.objects.select_related("user")[:limit])
 
 
 class MembershipRefused(Exception):
@@ -135,7 +148,7 @@ def do_invite_member(tenant: Tenant, username: str, role: str, *, email: str = "
         if existing := Membership.objects.filter(tenant=tenant, user=user).first():
             raise MembershipRefused(f"{user.get_username()} is already in the team, as {existing.get_role_display()}. Change the role in the list.")
     membership = Membership.objects.create(tenant=tenant, user=user, role=role)
-    log.info("team: %s added %s to %s as %s%s", acting_user or "a command", user.get_username(), tenant.slug, role, " (new account)" if created else "")
+    record_access(tenant, "member_added", f"{user.get_username()} as {membership.get_role_display()}" + (" (a new login)" if created else ""), acting_user)
     return membership, created
 
 
@@ -145,10 +158,10 @@ def do_change_member_role(tenant: Tenant, membership_id: int, role: str, *, acti
     _check_may_manage(acting_role, membership.role, role)
     if membership.role != role:
         _check_keeps_an_owner(membership, role)
-        old = membership.role
+        old = membership.get_role_display()
         membership.role = role
         membership.save(update_fields=["role"])
-        log.info("team: %s changed %s in %s from %s to %s", acting_user, membership.user.get_username(), tenant.slug, old, role)
+        record_access(tenant, "role_changed", f"{membership.user.get_username()} from {old} to {membership.get_role_display()}", acting_user)
     return membership
 
 
@@ -159,10 +172,21 @@ def do_remove_member(tenant: Tenant, membership_id: int, *, acting_role: str, ac
     _check_may_manage(acting_role, membership.role)
     _check_keeps_an_owner(membership, None)
     membership.delete()
-    log.info("team: %s removed %s from %s", acting_user, membership.user.get_username(), tenant.slug)
+    record_access(tenant, "member_removed", f"{membership.user.get_username()}, who was {membership.get_role_display()}", acting_user)
     return membership
 
 
+def do_make_invite_link(tenant: Tenant, membership_id: int, *, acting_user: Any = None) -> str:
+    """A new set-password link for a pending member (see ``may_send_invite``); its path."""
+    membership = get_membership(tenant, membership_id)
+    if not may_send_invite(membership):
+        raise MembershipRefused(f"{membership.user.get_username()} has a password already (or belongs to another shop too): they log in with it, "
+                                "and can change it under their name at the top of any page.")
+    record_access(tenant, "invite_link", f"for {membership.user.get_username()}", acting_user)
+    return invite_path(membership.user)
+
+
+@transaction.atomic
 def do_create_api_key(tenant: Tenant, *, role: str = Role.ANALYST, name: str = "API key", acting_user: Any = None) -> tuple[ApiKey, str]:
     """Create a key and return it with the raw secret, which is shown once and never stored."""
     Role(role)  # raises ValueError for an unknown role
@@ -171,6 +195,7 @@ def do_create_api_key(tenant: Tenant, *, role: str = Role.ANALYST, name: str = "
         tenant=tenant, role=role, name=name[:100] or "API key", lookup=lookup, key_hash=key_hash,
         created_by=acting_user if getattr(acting_user, "pk", None) else None,
     )
+    record_access(tenant, "key_created", f"'{key.name}' ({key.get_role_display()}, clm_{key.lookup}_…)", acting_user)
     return key, raw
 
 
@@ -181,11 +206,13 @@ def get_api_key(tenant: Tenant, key_id: int) -> ApiKey:
     return key
 
 
+@transaction.atomic
 def do_revoke_api_key(tenant: Tenant, key_id: int, *, acting_user: Any = None) -> ApiKey:
     key = get_api_key(tenant, key_id)
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+        record_access(tenant, "key_revoked", f"'{key.name}' ({key.get_role_display()}, clm_{key.lookup}_…)", acting_user)
     return key
 
 

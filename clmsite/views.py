@@ -22,9 +22,11 @@ from django.views.decorators.http import require_POST
 from clmsite.models import ApiKey, Role
 from clmsite.services import (
     MembershipRefused,
+    access_events,
     do_change_member_role,
     do_create_api_key,
     do_invite_member,
+    do_make_invite_link,
     do_remove_member,
     do_revoke_api_key,
     get_api_key,
@@ -318,9 +320,9 @@ class MemberForm(forms.Form):
         self.fields["role"].choices = [(value, label) for value, label in Role.choices if value in roles]
 
 
-def _remember_invite(request: HttpRequest, user: Any) -> None:
+def _remember_invite(request: HttpRequest, user: Any, path: str) -> None:
     """The invite link is shown once, by the page the browser is sent to (as a new API key is)."""
-    request.session[NEW_INVITE_SESSION] = {"username": user.get_username(), "url": request.build_absolute_uri(invite_path(user))}
+    request.session[NEW_INVITE_SESSION] = {"username": user.get_username(), "url": request.build_absolute_uri(path)}
 
 
 @tenant_required(Role.ADMIN)
@@ -337,7 +339,7 @@ def team_page(request: HttpRequest) -> HttpResponse:
         else:
             name, role = membership.user.get_username(), membership.get_role_display()
             if created:
-                _remember_invite(request, membership.user)
+                _remember_invite(request, membership.user, invite_path(membership.user))
                 messages.success(request, f"Added {name} as {role}. Send them the invite link below: they choose their password there.")
             else:
                 kept = " Their email stays as they set it." if data["email"] and data["email"].lower() != membership.user.email.lower() else ""
@@ -354,6 +356,7 @@ def team_page(request: HttpRequest) -> HttpResponse:
         "form": form, "members": members, "roles": [(value, label) for value, label in Role.choices if value in roles],
         "role_help": [(label, ROLE_HELP[Role(value)]) for value, label in Role.choices][::-1],
         "invite": request.session.pop(NEW_INVITE_SESSION, None), "invite_days": settings.PASSWORD_RESET_TIMEOUT // 86400,
+        "events": access_events(tenant),
     }, status=400 if form.errors else 200)
 
 
@@ -391,11 +394,12 @@ def remove_member(request: HttpRequest, membership_id: int) -> HttpResponse:
 @require_POST
 def send_invite(request: HttpRequest, membership_id: int) -> HttpResponse:
     membership = get_membership(request.tenant, membership_id)  # type: ignore[attr-defined]
-    if not may_send_invite(membership):
-        messages.error(request, f"{membership.user.get_username()} has a password already (or belongs to another shop too): they log in with it, "
-                                "and can change it under their name at the top of any page.")
+    try:
+        path = do_make_invite_link(request.tenant, membership.pk, acting_user=request.user)  # type: ignore[attr-defined]
+    except MembershipRefused as refusal:
+        messages.error(request, str(refusal))
         return redirect("team")
-    _remember_invite(request, membership.user)
+    _remember_invite(request, membership.user, path)
     messages.success(request, f"A new invite link for {membership.user.get_username()}. Links made before it still work until one is used.")
     return redirect("team")
 

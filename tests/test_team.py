@@ -212,3 +212,42 @@ def test_add_member_command(tenant_a, alice):
     with pytest.raises(CommandError, match="only owner"):
         call_command("add_member", "alice", "--tenant", "shop-a", "--role", "viewer", "--change")
     assert role_of(alice, tenant_a) == Role.OWNER
+
+
+def test_the_team_page_lists_who_changed_access_and_keeps_it_to_the_shop(tenant_a, tenant_b, alice, bob, charlie, client):
+    from clmsite.models import AccessEvent
+    from clmsite.services import do_create_api_key, do_revoke_api_key
+    from clmsite.tenancy import tenant_context
+
+    client.force_login(alice)
+    client.post("/settings/team/", {"username": "dana", "role": "viewer"})
+    client.post(f"/settings/team/{membership_id(bob, tenant_a)}/role/", {"role": "analyst"})
+    client.post(f"/settings/team/{membership_id(bob, tenant_a)}/remove/")
+    client.post("/settings/api-keys/", {"name": "Shopify sync", "role": "viewer"})
+    with tenant_context(tenant_a):
+        key = AccessEvent.objects.filter(event="key_created").get()
+    key_id = tenant_a.api_keys.get(name="Shopify sync").pk
+    client.post(f"/settings/api-keys/{key_id}/revoke/")
+    client.post(f"/settings/api-keys/{key_id}/revoke/")  # twice: one event
+    do_create_api_key(tenant_a, name="CLI key")  # a command: no user
+    call_command("add_member", "erin", "--tenant", "shop-a", stdout=StringIO())
+
+    with tenant_context(tenant_a):
+        events = [(e.event, e.user.username if e.user else None, e.via, e.detail) for e in AccessEvent.objects.order_by("pk")]
+    assert events == [
+        ("member_added", "alice", "web", "dana as Viewer (a new login)"),
+        ("role_changed", "alice", "web", "bob from Viewer to Analyst"),
+        ("member_removed", "alice", "web", "bob, who was Analyst"),
+        ("key_created", "alice", "web", key.detail),
+        ("key_revoked", "alice", "web", key.detail),
+        ("key_created", None, "cli", events[5][3]),
+        ("member_added", None, "cli", "erin as Viewer (a new login)"),
+    ]
+    assert key.detail.startswith("'Shopify sync' (Viewer, clm_")
+    table = client.get("/settings/team/").content.split(b'data-testid="access-events"')[1]
+    assert b"bob from Viewer to Analyst" in table and b"a command" in table
+
+    other = Client()
+    other.force_login(charlie)
+    table_b = other.get("/settings/team/").content.split(b'data-testid="access-events"')[1]
+    assert b"No changes yet" in table_b and b"bob" not in table_b and b"Shopify" not in table_b
