@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
+from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from rest_framework.routers import SimpleRouter
 
@@ -43,6 +44,8 @@ urlpatterns = [
     path("settings/team/<int:membership_id>/invite/", site_views.send_invite, name="send_invite"),
     path("account/password/", site_views.PasswordChangeView.as_view(), name="password_change"),
     path("account/set-password/<uidb64>/<token>/", site_views.SetPasswordView.as_view(), name="set_password"),
+    path("account/forgot-password/", site_views.ForgotPasswordView.as_view(), name="forgot_password"),
+    path("account/forgot-password/sent/", TemplateView.as_view(template_name="registration/forgot_password_sent.html"), name="forgot_password_sent"),
     path("settings/api-keys/<int:key_id>/revoke/", site_views.revoke_api_key, name="revoke_api_key"),
     path("customers/", customers_views.customer_list, name="customer_list"),
     path("customers/<int:customer_id>/", customers_views.customer_detail, name="customer_detail"),

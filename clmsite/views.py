@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -11,6 +12,7 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required as django_login_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.mail import send_mail
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import redirect, render
@@ -41,6 +43,8 @@ from clmsite.templatetags.clm import SHOP_FIELD
 from clmsite.tenancy import SESSION_TENANT_KEY
 from modeling import jobs
 from modeling.models import Job
+
+log = logging.getLogger("clm.web")
 
 
 def login_required(view: Any) -> Any:
@@ -320,9 +324,21 @@ class MemberForm(forms.Form):
         self.fields["role"].choices = [(value, label) for value, label in Role.choices if value in roles]
 
 
-def _remember_invite(request: HttpRequest, user: Any, path: str) -> None:
-    """The invite link is shown once, by the page the browser is sent to (as a new API key is)."""
-    request.session[NEW_INVITE_SESSION] = {"username": user.get_username(), "url": request.build_absolute_uri(path)}
+def _remember_invite(request: HttpRequest, user: Any, path: str) -> str:
+    """The invite link is shown once, by the page the browser is sent to (as a new API key is),
+    and emailed to the login's address when it has one. Returns what became of the email."""
+    url = request.build_absolute_uri(path)
+    request.session[NEW_INVITE_SESSION] = {"username": user.get_username(), "url": url}
+    if not user.email:
+        return ""
+    shop = request.tenant.name  # type: ignore[attr-defined]
+    try:
+        send_mail(f"You are invited to {shop}", f"Hello {user.get_username()},\n\n{request.user.get_username()} added you to the team of {shop}. "
+                  f"Open this link to choose your password; it then logs you in:\n\n{url}\n\nIt works once, for three days.\n", None, [user.email])
+    except OSError:  # smtplib's errors are OSErrors: the mail server is down or refused us
+        log.exception("invite email not sent")
+        return f" It could not be emailed to {user.email} just now: send it yourself."
+    return f" It has also been emailed to {user.email}."
 
 
 @tenant_required(Role.ADMIN)
@@ -339,8 +355,8 @@ def team_page(request: HttpRequest) -> HttpResponse:
         else:
             name, role = membership.user.get_username(), membership.get_role_display()
             if created:
-                _remember_invite(request, membership.user, invite_path(membership.user))
-                messages.success(request, f"Added {name} as {role}. Send them the invite link below: they choose their password there.")
+                emailed = _remember_invite(request, membership.user, invite_path(membership.user))
+                messages.success(request, f"Added {name} as {role}. Send them the invite link below: they choose their password there.{emailed}")
             else:
                 kept = " Their email stays as they set it." if data["email"] and data["email"].lower() != membership.user.email.lower() else ""
                 messages.success(request, f"Added {name} as {role}. They log in with their own password and find {tenant.name} in their shop list.{kept}")
@@ -399,8 +415,8 @@ def send_invite(request: HttpRequest, membership_id: int) -> HttpResponse:
     except MembershipRefused as refusal:
         messages.error(request, str(refusal))
         return redirect("team")
-    _remember_invite(request, membership.user, path)
-    messages.success(request, f"A new invite link for {membership.user.get_username()}. Links made before it still work until one is used.")
+    emailed = _remember_invite(request, membership.user, path)
+    messages.success(request, f"A new invite link for {membership.user.get_username()}. Links made before it still work until one is used.{emailed}")
     return redirect("team")
 
 
@@ -410,6 +426,44 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
     def form_valid(self, form: Any) -> HttpResponse:
         messages.success(self.request, "Your password is changed. Your other sessions have been logged out.")
+        return super().form_valid(form)
+
+
+RESET_EMAILS_PER_HOUR = 3
+
+
+def _within_reset_limit(request: HttpRequest, email: str) -> bool:
+    """At most a few reset emails an hour per address and per client: the form answers the
+    same whether or not an account uses the address, so it must not become a way to flood one."""
+    import hashlib
+
+    from django.core.cache import cache
+
+    from clmsite.client_ip import client_ip
+
+    allowed = True
+    for who in (f"email:{email.strip().lower()}", f"ip:{client_ip(request)}"):
+        key = "clm:password-reset:" + hashlib.sha256(who.encode()).hexdigest()
+        cache.add(key, 0, timeout=3600)
+        allowed = cache.incr(key) <= RESET_EMAILS_PER_HOUR * (1 if who.startswith("email:") else 3) and allowed
+    return allowed
+
+
+class ForgotPasswordView(auth_views.PasswordResetView):
+    """Emails a set-password link to the logins with that address and a password (an invited
+    login that has not used its invite gets none: its invite link is the way in). The answer is
+    the same whether or not an account uses the address."""
+
+    template_name = "registration/forgot_password.html"
+    email_template_name = "registration/reset_email.txt"
+    subject_template_name = "registration/reset_subject.txt"
+    success_url = reverse_lazy("forgot_password_sent")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        # A failed send is logged by Django's form and answered like a sent one, which keeps
+        # the addresses secret; the page tells the user whom to ask when nothing arrives.
+        if not _within_reset_limit(self.request, form.cleaned_data["email"]):
+            return redirect(self.success_url)
         return super().form_valid(form)
 
 

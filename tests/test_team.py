@@ -216,7 +216,7 @@ def test_add_member_command(tenant_a, alice):
 
 def test_the_team_page_lists_who_changed_access_and_keeps_it_to_the_shop(tenant_a, tenant_b, alice, bob, charlie, client):
     from clmsite.models import AccessEvent
-    from clmsite.services import do_create_api_key, do_revoke_api_key
+    from clmsite.services import do_create_api_key
     from clmsite.tenancy import tenant_context
 
     client.force_login(alice)
@@ -251,3 +251,49 @@ def test_the_team_page_lists_who_changed_access_and_keeps_it_to_the_shop(tenant_
     other.force_login(charlie)
     table_b = other.get("/settings/team/").content.split(b'data-testid="access-events"')[1]
     assert b"No changes yet" in table_b and b"bob" not in table_b and b"Shopify" not in table_b
+
+
+def test_a_forgotten_password_is_reset_from_an_emailed_link(alice, client, mailoutbox):
+    alice.email = "alice@example.com"
+    alice.save()
+    assert b"Forgot your password?" in client.get("/login/").content
+    sent = client.post("/account/forgot-password/", {"email": "ALICE@example.com"}, follow=True)
+    assert b"If a login uses that address" in sent.content
+    assert len(mailoutbox) == 1 and mailoutbox[0].to == ["alice@example.com"]
+    link = re.search(r"http://testserver(/account/set-password/\S+)", mailoutbox[0].body).group(1)
+    form_url = client.get(link)["Location"]
+    done = client.post(form_url, {"new_password1": "correct-horse-42", "new_password2": "correct-horse-42"})
+    assert done["Location"] == "/" and client.get("/").status_code == 200
+    alice.refresh_from_db()
+    assert alice.check_password("correct-horse-42")
+    assert b"This link no longer works" in Client().get(link, follow=True).content
+
+
+def test_forgot_password_tells_nothing_and_floods_no_one(tenant_a, alice, client, mailoutbox):
+    do_invite_member(tenant_a, "dana", Role.VIEWER, email="dana@example.com")  # invited, link not used
+    for email in ("nobody@example.com", "dana@example.com"):
+        answer = client.post("/account/forgot-password/", {"email": email}, follow=True)
+        assert b"If a login uses that address" in answer.content
+    assert mailoutbox == []  # no such login; an invited login's way in is its invite link
+    alice.email = "alice@example.com"
+    alice.save()
+    for _ in range(5):
+        client.post("/account/forgot-password/", {"email": "alice@example.com"})
+    assert len(mailoutbox) == 3  # three an hour per address
+
+
+def test_a_new_members_invite_is_emailed_and_a_dead_mail_server_is_said(tenant_a, alice, client, mailoutbox, settings):
+    client.force_login(alice)
+    added = client.post("/settings/team/", {"username": "dana", "email": "dana@example.com", "role": "viewer"}, follow=True)
+    assert b"It has also been emailed to dana@example.com" in added.content
+    assert len(mailoutbox) == 1 and invite_url(added.content) in mailoutbox[0].body and "Shop A" in mailoutbox[0].subject
+    # A real SMTP client against a port nothing listens on
+    settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS = "django.core.mail.backends.smtp.EmailBackend", "127.0.0.1", 1, False
+    failed = client.post("/settings/team/", {"username": "erin", "email": "erin@example.com", "role": "viewer"}, follow=True)
+    assert failed.status_code == 200 and b"could not be emailed to erin@example.com just now" in failed.content
+    assert b'id="invite-url"' in failed.content and role_of(get_user_model().objects.get(username="erin"), tenant_a) == Role.VIEWER
+    alice.email = "alice@example.com"
+    alice.save()
+    client.logout()
+    down = client.post("/account/forgot-password/", {"email": "alice@example.com"}, follow=True)
+    assert down.status_code == 200 and b"If a login uses that address" in down.content  # as if sent: addresses stay secret
