@@ -50,6 +50,9 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    # False: a shop invited a login that existed already; it reaches the shop only once its
+    # owner accepts (a shop cannot pull someone else's login in, nor read its email).
+    accepted = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -113,7 +116,8 @@ class AccessEvent(TenantOwnedModel):
 
     EVENTS = {
         "member_added": "Added a member", "role_changed": "Changed a role", "member_removed": "Removed a member",
-        "invite_link": "Made an invite link", "key_created": "Created an API key", "key_revoked": "Revoked an API key",
+        "invite_link": "Made an invite link", "invite_accepted": "Accepted an invitation",
+        "invite_declined": "Declined an invitation", "key_created": "Created an API key", "key_revoked": "Revoked an API key",
     }
 
     event = models.CharField(max_length=32)

@@ -6,10 +6,10 @@ import logging
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.tokens import default_token_generator
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
@@ -57,13 +57,16 @@ class MembershipRefused(Exception):
 
 
 def team(tenant: Tenant) -> list[Membership]:
-    """The shop's members, owners first, then by name."""
+    """The shop's members, owners first, then by name; invitations not yet accepted last."""
     members = Membership.objects.filter(tenant=tenant).select_related("user")
-    return sorted(members, key=lambda m: (-ROLE_RANK[Role(m.role)], m.user.get_username().lower()))
+    return sorted(members, key=lambda m: (not m.accepted, -ROLE_RANK[Role(m.role)], m.user.get_username().lower()))
 
 
-def get_membership(tenant: Tenant, membership_id: int) -> Membership:
-    membership = Membership.objects.filter(tenant=tenant, pk=membership_id).select_related("user").first()
+def get_membership(tenant: Tenant, membership_id: int, *, lock: bool = False) -> Membership:
+    """The shop's membership, or 404. ``lock`` holds its row to the end of the transaction, so a
+    change and a removal of one member made at once queue instead of colliding."""
+    rows = Membership.objects.filter(tenant=tenant, pk=membership_id).select_related("user")
+    membership = (rows.select_for_update(of=("self",)) if lock else rows).first()
     if membership is None:
         raise Http404("No such member")
     return membership
@@ -91,70 +94,105 @@ def _check_may_manage(acting_role: str, target_role: str, new_role: str | None =
 def _check_keeps_an_owner(membership: Membership, new_role: str | None) -> None:
     """A shop always keeps an owner: nobody else can make one. The tenant's row lock makes two
     owners demoting each other at once queue, so the second sees the first's change."""
-    if membership.role == Role.OWNER and new_role != Role.OWNER:
+    if membership.role == Role.OWNER and membership.accepted and new_role != Role.OWNER:
         lock_tenant(membership.tenant)
-        if Membership.objects.filter(tenant_id=membership.tenant_id, role=Role.OWNER).count() <= 1:
+        if Membership.objects.filter(tenant_id=membership.tenant_id, role=Role.OWNER, accepted=True).count() <= 1:
             raise MembershipRefused(f"{membership.user.get_username()} is the shop's only owner. Make someone else an owner first.")
 
 
 def is_pending(user: Any) -> bool:
-    """Invited and not yet signed in with a password of their own."""
+    """A login made by an invite and not used yet: no password of its own, never logged in."""
     return not user.has_usable_password() and user.last_login is None
 
 
 def may_send_invite(membership: Membership) -> bool:
-    """A new set-password link may be made for a pending member whose account only this shop
-    knows: a link for an account another shop also holds would let this shop take it over."""
+    """A new set-password link may be made for a pending login that only this shop holds: a
+    link for a login another shop also holds would let this shop take it over."""
     user = membership.user
-    return is_pending(user) and not (user.is_staff or user.is_superuser) and not Membership.objects.filter(user=user).exclude(tenant_id=membership.tenant_id).exists()
+    return (is_pending(user) and membership.accepted and not (user.is_staff or user.is_superuser)
+            and not Membership.objects.filter(user=user).exclude(tenant_id=membership.tenant_id).exists())
+
+
+class LinkTokenGenerator(PasswordResetTokenGenerator):
+    """Django's password-reset token, also bound to the shops the login belongs to: a link made
+    while one shop held the login dies as soon as any shop adds or removes it, so no shop can
+    keep a way into a login another shop has since taken in."""
+
+    def _make_hash_value(self, user: Any, timestamp: int) -> str:
+        shops = sorted(Membership.objects.filter(user=user).values_list("tenant_id", flat=True))
+        return super()._make_hash_value(user, timestamp) + ",".join(map(str, shops))
+
+
+link_tokens = LinkTokenGenerator()
 
 
 def invite_path(user: Any) -> str:
-    """The path of the page where an invited member sets their password. The token is Django's
-    password-reset token: it stops working once the password is set, or after
-    ``PASSWORD_RESET_TIMEOUT``."""
-    return reverse("set_password", kwargs={"uidb64": urlsafe_base64_encode(force_bytes(user.pk)), "token": default_token_generator.make_token(user)})
+    """The path of the page where an invited member sets their password (one use, for
+    ``PASSWORD_RESET_TIMEOUT``, and only while the login's shops stay as they are)."""
+    return reverse("set_password", kwargs={"uidb64": urlsafe_base64_encode(force_bytes(user.pk)), "token": link_tokens.make_token(user)})
+
+
+def _new_login(username: str, email: str) -> Any:
+    """A login without a password, for an invite. New names are ASCII: a look-alike letter
+    (a Cyrillic а for a Latin a) would show two names as one in the team and the log."""
+    user_model = get_user_model()
+    field = user_model._meta.get_field(user_model.USERNAME_FIELD)
+    try:
+        field.run_validators(username)
+        if not username or not username.isascii():
+            raise ValidationError("not a username")
+    except ValidationError:
+        raise MembershipRefused(f"A new username takes 1 to {field.max_length} letters a-z, digits and @ . + - _ (no spaces).") from None
+    if email:
+        try:
+            validate_email(email)
+            if len(email) > user_model._meta.get_field("email").max_length:
+                raise ValidationError("too long")
+        except ValidationError:
+            raise MembershipRefused(f"'{email[:80]}' is not an email address.") from None
+    user = user_model(username=username, email=email)
+    user.set_unusable_password()
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:  # the same name made at this moment by another shop
+        raise MembershipRefused(f"A login named {username} has just been made elsewhere. Add {username} again to invite that login.") from None
+    return user
 
 
 @transaction.atomic
 def do_invite_member(tenant: Tenant, username: str, role: str, *, email: str = "", acting_role: str = Role.OWNER,
                      acting_user: Any = None) -> tuple[Membership, bool]:
-    """Add ``username`` to the shop with ``role``: the existing account of that name (any
-    case), or a new one without a password, which its owner sets from an invite link. Returns
-    the membership and whether the account is new."""
+    """Add ``username`` to the shop with ``role``. A new name becomes a login without a
+    password, in the team at once, whose owner chooses the password from an invite link. An
+    existing login (any case) is invited: it joins when its owner accepts, so no shop can pull
+    in someone else's login or read its details. Returns the membership and whether it needs an
+    invite link."""
     user_model = get_user_model()
-    username, email = username.strip(), email.strip()
+    username, email = user_model.normalize_username(username.strip()), email.strip()
     _check_may_manage(acting_role, Role.VIEWER, role)
+    lock_tenant(tenant)  # two admins adding one name at once queue here
     user = user_model.objects.filter(username__iexact=username).order_by("pk").first()
     if user is None:
-        field = user_model._meta.get_field(user_model.USERNAME_FIELD)
-        try:
-            field.run_validators(username)
-            if not username:
-                raise ValidationError("empty")
-        except ValidationError:
-            raise MembershipRefused(f"A username takes 1 to {field.max_length} letters, digits and @ . + - _ (no spaces).") from None
-        if email:
-            try:
-                validate_email(email)
-            except ValidationError:
-                raise MembershipRefused(f"'{email}' is not an email address.") from None
-        user = user_model(username=username, email=email)
-        user.set_unusable_password()
-        user.save()
-        created = True
+        user, accepted, note = _new_login(username, email), True, " (a new login)"
     else:
-        created = False
         if existing := Membership.objects.filter(tenant=tenant, user=user).first():
-            raise MembershipRefused(f"{user.get_username()} is already in the team, as {existing.get_role_display()}. Change the role in the list.")
-    membership = Membership.objects.create(tenant=tenant, user=user, role=role)
-    record_access(tenant, "member_added", f"{user.get_username()} as {membership.get_role_display()}" + (" (a new login)" if created else ""), acting_user)
-    return membership, created
+            state = "" if existing.accepted else ", invited and not accepted yet"
+            raise MembershipRefused(f"{user.get_username()} is already in the team, as {existing.get_role_display()}{state}. Change the role in the list.")
+        if is_pending(user):
+            if Membership.objects.filter(user=user).exists():
+                raise MembershipRefused(f"{user.get_username()} is a new login another shop has invited, not used yet. Choose another name.")
+            accepted, note = True, " (a login not used yet)"  # an unused login nobody holds: as good as new
+        else:
+            accepted, note = False, " (invited: joins on accepting)"
+    membership = Membership.objects.create(tenant=tenant, user=user, role=role, accepted=accepted)
+    record_access(tenant, "member_added", f"{user.get_username()} as {membership.get_role_display()}{note}", acting_user)
+    return membership, accepted and is_pending(user)
 
 
 @transaction.atomic
 def do_change_member_role(tenant: Tenant, membership_id: int, role: str, *, acting_role: str, acting_user: Any = None) -> Membership:
-    membership = get_membership(tenant, membership_id)
+    membership = get_membership(tenant, membership_id, lock=True)
     _check_may_manage(acting_role, membership.role, role)
     if membership.role != role:
         _check_keeps_an_owner(membership, role)
@@ -167,12 +205,14 @@ def do_change_member_role(tenant: Tenant, membership_id: int, role: str, *, acti
 
 @transaction.atomic
 def do_remove_member(tenant: Tenant, membership_id: int, *, acting_role: str, acting_user: Any = None) -> Membership:
-    """Take the member out of the shop. Their account stays: it may belong to other shops."""
-    membership = get_membership(tenant, membership_id)
+    """Take the member out of the shop, or withdraw an invitation. The login stays: it may
+    belong to other shops."""
+    membership = get_membership(tenant, membership_id, lock=True)
     _check_may_manage(acting_role, membership.role)
     _check_keeps_an_owner(membership, None)
     membership.delete()
-    record_access(tenant, "member_removed", f"{membership.user.get_username()}, who was {membership.get_role_display()}", acting_user)
+    what = "who was" if membership.accepted else "invited as"
+    record_access(tenant, "member_removed", f"{membership.user.get_username()}, {what} {membership.get_role_display()}", acting_user)
     return membership
 
 
@@ -184,6 +224,34 @@ def do_make_invite_link(tenant: Tenant, membership_id: int, *, acting_user: Any 
                                 "and can change it under their name at the top of any page.")
     record_access(tenant, "invite_link", f"for {membership.user.get_username()}", acting_user)
     return invite_path(membership.user)
+
+
+# --- Invitations, as the invited login sees them ----------------------------------------
+
+
+def get_invitation(user: Any, membership_id: int) -> Membership:
+    """The user's own invitation, or 404: nobody answers another login's invitations."""
+    invitation = Membership.objects.select_for_update(of=("self",)).filter(pk=membership_id, user=user, accepted=False).select_related("tenant").first()
+    if invitation is None:
+        raise Http404("No such invitation")
+    return invitation
+
+
+@transaction.atomic
+def do_accept_invitation(user: Any, membership_id: int) -> Membership:
+    invitation = get_invitation(user, membership_id)
+    invitation.accepted = True
+    invitation.save(update_fields=["accepted"])
+    record_access(invitation.tenant, "invite_accepted", f"{user.get_username()} joined as {invitation.get_role_display()}", user)
+    return invitation
+
+
+@transaction.atomic
+def do_decline_invitation(user: Any, membership_id: int) -> Membership:
+    invitation = get_invitation(user, membership_id)
+    invitation.delete()
+    record_access(invitation.tenant, "invite_declined", f"{user.get_username()} declined to join as {invitation.get_role_display()}", user)
+    return invitation
 
 
 @transaction.atomic

@@ -140,9 +140,12 @@ class TenantMiddleware:
     def __call__(self, request: Any) -> Any:
         request.tenant = None
         request.membership = None
+        request.invitations = []
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            memberships = user_memberships(user)
+            every = user_memberships(user)
+            memberships = [m for m in every if m.accepted]
+            request.invitations = [m for m in every if not m.accepted]  # reach nothing until accepted
             wanted = request.session.get(SESSION_TENANT_KEY)
             chosen = next((m for m in memberships if m.tenant_id == wanted), memberships[0] if memberships else None)
             request.memberships = memberships
@@ -233,4 +236,5 @@ def tenant_context_processor(request: Any) -> dict[str, Any]:
         "tenant": getattr(request, "tenant", None),
         "membership": getattr(request, "membership", None),
         "memberships": getattr(request, "memberships", []),
+        "invitations": getattr(request, "invitations", []),
     }

@@ -25,8 +25,10 @@ from clmsite.models import ApiKey, Role
 from clmsite.services import (
     MembershipRefused,
     access_events,
+    do_accept_invitation,
     do_change_member_role,
     do_create_api_key,
+    do_decline_invitation,
     do_invite_member,
     do_make_invite_link,
     do_remove_member,
@@ -36,6 +38,7 @@ from clmsite.services import (
     grantable_roles,
     invite_path,
     is_pending,
+    link_tokens,
     may_send_invite,
     team,
 )
@@ -315,8 +318,8 @@ ROLE_HELP = {
 
 
 class MemberForm(forms.Form):
-    username = forms.CharField(max_length=150, help_text="an existing login joins with their own password; a new name gets an invite link")
-    email = forms.EmailField(required=False, help_text="for a new login only")
+    username = forms.CharField(max_length=150, help_text="an existing login is invited, and joins when it accepts; a new name becomes a login with an invite link")
+    email = forms.EmailField(required=False, max_length=254, help_text="for a new login only")
     role = forms.ChoiceField(choices=Role.choices)
 
     def __init__(self, *args: Any, roles: list[str], **kwargs: Any) -> None:
@@ -329,16 +332,24 @@ def _remember_invite(request: HttpRequest, user: Any, path: str) -> str:
     and emailed to the login's address when it has one. Returns what became of the email."""
     url = request.build_absolute_uri(path)
     request.session[NEW_INVITE_SESSION] = {"username": user.get_username(), "url": url}
-    if not user.email:
-        return ""
     shop = request.tenant.name  # type: ignore[attr-defined]
+    sent = _send(request, user, f"You are invited to {shop}", f"{request.user.get_username()} added you to the team of {shop}. Open this link to "
+                 f"choose your password; it then logs you in:\n\n{url}\n\nIt works once, for three days.")
+    if sent is None:
+        return ""
+    return f" It has also been emailed to {user.email}." if sent else f" It could not be emailed to {user.email} just now: send it yourself."
+
+
+def _send(request: HttpRequest, user: Any, subject: str, text: str) -> bool | None:
+    """Email a login, if it has an address: True sent, False the mail server failed, None no address."""
+    if not user.email:
+        return None
     try:
-        send_mail(f"You are invited to {shop}", f"Hello {user.get_username()},\n\n{request.user.get_username()} added you to the team of {shop}. "
-                  f"Open this link to choose your password; it then logs you in:\n\n{url}\n\nIt works once, for three days.\n", None, [user.email])
+        send_mail(subject, f"Hello {user.get_username()},\n\n{text}\n", None, [user.email])
     except OSError:  # smtplib's errors are OSErrors: the mail server is down or refused us
-        log.exception("invite email not sent")
-        return f" It could not be emailed to {user.email} just now: send it yourself."
-    return f" It has also been emailed to {user.email}."
+        log.exception("email to a login not sent")
+        return False
+    return True
 
 
 @tenant_required(Role.ADMIN)
@@ -349,17 +360,19 @@ def team_page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            membership, created = do_invite_member(tenant, data["username"], data["role"], email=data["email"], acting_role=acting.role, acting_user=request.user)
+            membership, needs_link = do_invite_member(tenant, data["username"], data["role"], email=data["email"], acting_role=acting.role, acting_user=request.user)
         except MembershipRefused as refusal:
             form.add_error(None, str(refusal))
         else:
             name, role = membership.user.get_username(), membership.get_role_display()
-            if created:
+            if needs_link:
                 emailed = _remember_invite(request, membership.user, invite_path(membership.user))
                 messages.success(request, f"Added {name} as {role}. Send them the invite link below: they choose their password there.{emailed}")
             else:
-                kept = " Their email stays as they set it." if data["email"] and data["email"].lower() != membership.user.email.lower() else ""
-                messages.success(request, f"Added {name} as {role}. They log in with their own password and find {tenant.name} in their shop list.{kept}")
+                _send(request, membership.user, f"{tenant.name} invites you", f"{request.user.get_username()} invites you to the team of {tenant.name} "
+                      f"as {role}. Log in to accept or decline: the invitation is at the top of every page.")
+                messages.success(request, f"Invited {name} as {role}. {name} has a login already, so they join once they accept: the invitation waits "
+                                          "at the top of their pages. Until then they see nothing of this shop, and you see only their name.")
             return redirect("team")
     members = team(tenant)
     owners = sum(member.role == Role.OWNER for member in members)
@@ -420,9 +433,43 @@ def send_invite(request: HttpRequest, membership_id: int) -> HttpResponse:
     return redirect("team")
 
 
+@login_required
+@require_POST
+def answer_invitation(request: HttpRequest, membership_id: int, accept: bool) -> HttpResponse:
+    if accept:
+        membership = do_accept_invitation(request.user, membership_id)
+        request.session[SESSION_TENANT_KEY] = membership.tenant_id
+        messages.success(request, f"Welcome to {membership.tenant.name}: you are in its team as {membership.get_role_display()}.")
+    else:
+        membership = do_decline_invitation(request.user, membership_id)
+        messages.success(request, f"Declined the invitation of {membership.tenant.name}.")
+    return redirect("dashboard")
+
+
+OLD_PASSWORD_TRIES = 5
+
+
 class PasswordChangeView(auth_views.PasswordChangeView):
+    """The form checks the old password itself, past django-axes: after a few wrong ones in a
+    quarter of an hour the session is logged out, so a borrowed session cannot guess it while
+    the login page's lockout counts the guesses from there on."""
+
     template_name = "registration/password_change.html"
     success_url = reverse_lazy("dashboard")
+
+    def form_invalid(self, form: Any) -> HttpResponse:
+        from django.contrib.auth import logout
+        from django.core.cache import cache
+
+        if "old_password" in form.errors:
+            key = f"clm:old-password-tries:{self.request.user.pk}"
+            cache.add(key, 0, timeout=900)
+            if cache.incr(key) >= OLD_PASSWORD_TRIES:
+                cache.delete(key)
+                logout(self.request)
+                messages.error(self.request, "Too many wrong passwords: you have been logged out. Log in again to change your password.")
+                return redirect("login")
+        return super().form_invalid(form)
 
     def form_valid(self, form: Any) -> HttpResponse:
         messages.success(self.request, "Your password is changed. Your other sessions have been logged out.")
@@ -455,6 +502,7 @@ class ForgotPasswordView(auth_views.PasswordResetView):
     the same whether or not an account uses the address."""
 
     template_name = "registration/forgot_password.html"
+    token_generator = link_tokens
     email_template_name = "registration/reset_email.txt"
     subject_template_name = "registration/reset_subject.txt"
     success_url = reverse_lazy("forgot_password_sent")
@@ -472,6 +520,7 @@ class SetPasswordView(auth_views.PasswordResetConfirmView):
     view moves the token out of the address (into the session) before showing the form."""
 
     template_name = "registration/set_password.html"
+    token_generator = link_tokens
     success_url = reverse_lazy("dashboard")
     post_reset_login = True
     # django-axes' backend wants a request to authenticate; this login needs none.

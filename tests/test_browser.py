@@ -411,7 +411,7 @@ def test_owner_invites_a_teammate_who_sets_a_password_and_gets_a_new_role(live_s
     other.close()
 
     page.reload()
-    assert "invite not used yet" not in page.inner_text("[data-member=dana]")
+    assert "invite link not used yet" not in page.inner_text("[data-member=dana]")
     page.select_option("[data-member=dana] select", "admin")  # saves on change, no button
     page.wait_for_selector("text=dana is now Admin")
     assert Membership.objects.get(user__username="dana", tenant=tenant_a).role == "admin"

@@ -36,6 +36,8 @@ OBJECTS_BY_URL: dict[str, tuple[str, str]] = {
     "change_member_role": ("membership", "POST"),
     "remove_member": ("membership", "POST"),
     "send_invite": ("membership", "POST"),
+    "accept_invitation": ("invitation", "POST"),  # a login's own invitations: another login's is a 404
+    "decline_invitation": ("invitation", "POST"),
     "model_version": ("model_version", "GET"),
     "promote_version": ("model_version", "POST"),
     "model-detail": ("model_version", "GET"),
@@ -103,7 +105,7 @@ def url_patterns_with_ids() -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def shop_a_objects(shop_a_data, shop_b_data, alice, django_capture_on_commit_callbacks) -> dict[str, Any]:
+def shop_a_objects(shop_a_data, shop_b_data, alice, django_capture_on_commit_callbacks, django_user_model) -> dict[str, Any]:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -141,6 +143,7 @@ def shop_a_objects(shop_a_data, shop_b_data, alice, django_capture_on_commit_cal
             "job": Job.objects.get(pk=job.pk),
             "api_key": key,
             "membership": Membership.objects.get(user=alice, tenant=shop_a_data),
+            "invitation": Membership.objects.create(user=django_user_model.objects.create_user("zoe", password="zoe-pass-123"), tenant=shop_a_data, accepted=False),
         }
 
 
@@ -148,6 +151,7 @@ def id_kwarg(name: str) -> str:
     return {
         "customer_detail": "customer_id", "import_detail": "job_id", "job_status": "job_id", "cancel_job": "job_id", "revoke_api_key": "key_id",
         "change_member_role": "membership_id", "remove_member": "membership_id", "send_invite": "membership_id",
+        "accept_invitation": "membership_id", "decline_invitation": "membership_id",
         "model_version": "version_id", "promote_version": "version_id", "segment_detail": "segment_id", "delete_segment": "segment_id", "edit_segment": "segment_id",
         "playbook_rule": "rule_id", "playbook_delete_rule": "rule_id", "insight-detail": "customer", "insight-stages": "customer",
         "campaign_detail": "campaign_id", "campaign_edit": "campaign_id", "campaign_launch": "campaign_id", "campaign_cancel": "campaign_id", "campaign_delete": "campaign_id",
@@ -209,6 +213,7 @@ def test_foreign_writes_change_nothing(shop_a_objects, charlie, api_b, client):
     client.post(reverse("revoke_api_key", kwargs={"key_id": shop_a_objects["api_key"].pk}))
     client.post(reverse("change_member_role", kwargs={"membership_id": shop_a_objects["membership"].pk}), {"role": "viewer"})
     client.post(reverse("remove_member", kwargs={"membership_id": shop_a_objects["membership"].pk}))
+    client.post(reverse("accept_invitation", kwargs={"membership_id": shop_a_objects["invitation"].pk}))
     client.post(reverse("cancel_job", kwargs={"job_id": shop_a_objects["job"].pk}))
     client.post(reverse("promote_version", kwargs={"version_id": version.pk}))
     client.post(reverse("rollback", kwargs={"target": "purchase"}))
@@ -223,6 +228,7 @@ def test_foreign_writes_change_nothing(shop_a_objects, charlie, api_b, client):
         assert Campaign.objects.get(pk=campaign.pk).state == "draft" and Campaign.objects.get(pk=campaign.pk).name == "Trail shoe win-back"
     assert ApiKey.objects.get(pk=shop_a_objects["api_key"].pk).revoked_at is None
     assert Membership.objects.get(pk=shop_a_objects["membership"].pk).role == Role.OWNER
+    assert Membership.objects.get(pk=shop_a_objects["invitation"].pk).accepted is False
 
 
 # Values only shop A has (shop B has look-alike rows with other values).

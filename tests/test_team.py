@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from clmsite.models import Membership, Role
-from clmsite.services import do_add_member, do_invite_member, may_send_invite
+from clmsite.services import MembershipRefused, do_add_member, do_invite_member, do_remove_member, invite_path, may_send_invite
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +43,7 @@ def test_a_new_login_chooses_its_password_from_the_invite_link_and_lands_in_the_
     assert role_of(dana, tenant_a) == Role.ANALYST
     page = client.get("/settings/team/").content
     link = invite_url(page)
-    assert b"invite not used yet" in page
+    assert b"invite link not used yet" in page
     assert b'id="invite-url"' not in client.get("/settings/team/").content  # shown once
 
     # When dana opens the link and chooses a password
@@ -61,7 +61,7 @@ def test_a_new_login_chooses_its_password_from_the_invite_link_and_lands_in_the_
     spent = Client().get(link, follow=True)
     assert spent.status_code == 200 and b"This link no longer works" in spent.content
     assert Client().post("/login/", {"username": "dana", "password": "correct-horse-42"})["Location"] == "/"
-    assert b"invite not used yet" not in client.get("/settings/team/").content
+    assert b"invite link not used yet" not in client.get("/settings/team/").content
 
 
 def test_a_weak_password_is_refused_and_the_link_still_works(tenant_a, alice, client):
@@ -76,18 +76,47 @@ def test_a_weak_password_is_refused_and_the_link_still_works(tenant_a, alice, cl
     assert newcomer.post(form_url, {"new_password1": "correct-horse-42", "new_password2": "correct-horse-42"}).status_code == 302
 
 
-def test_an_existing_login_joins_with_its_own_password_and_gets_no_invite(tenant_a, tenant_b, alice, charlie, client):
+def test_an_existing_login_is_invited_and_reaches_the_shop_only_once_it_accepts(tenant_a, tenant_b, alice, charlie, client, mailoutbox):
+    charlie.email = "charlie@example.com"
+    charlie.save()
     client.force_login(alice)
-    response = client.post("/settings/team/", {"username": "CHARLIE", "email": "other@example.com", "role": "viewer"}, follow=True)
-    assert b"Added charlie as Viewer" in response.content and b"Their email stays as they set it" in response.content
-    assert b'id="invite-url"' not in response.content
+    response = client.post("/settings/team/", {"username": "CHARLIE", "role": "viewer"}, follow=True)
+    assert b"Invited charlie as Viewer" in response.content and b'id="invite-url"' not in response.content
+    row = response.content.split(b'data-member="charlie"')[1].split(b"</tr>")[0]
+    assert b"invited, not accepted yet" in row and b"charlie@example.com" not in row and b"last login" not in row  # the shop sees the name only
+    assert mailoutbox[0].to == ["charlie@example.com"] and "Shop A invites you" in mailoutbox[0].subject
     charlie.refresh_from_db()
-    assert charlie.email == "" and charlie.check_password("charlie-pass-123")
-    assert role_of(charlie, tenant_a) == Role.VIEWER and role_of(charlie, tenant_b) == Role.OWNER
-    # charlie now finds shop A in his switcher
+    assert charlie.check_password("charlie-pass-123")
+
+    # Until charlie accepts, shop A is not his: no switcher entry, no switching to it
     other = Client()
     other.force_login(charlie)
-    assert b"Shop A" in other.get("/customers/").content
+    page = other.get("/customers/").content
+    assert b"Shop A</strong> invites you to its team as Viewer" in page and b'<option value="%d"' % tenant_a.pk not in page
+    assert other.post("/tenant/switch/", {"tenant_id": tenant_a.pk}).status_code == 404
+    invitation = Membership.objects.get(user=charlie, tenant=tenant_a)
+    assert client.post(f"/invitations/{invitation.pk}/accept/").status_code == 404  # alice cannot answer for him
+    accepted = other.post(f"/invitations/{invitation.pk}/accept/", follow=True)
+    assert b"Welcome to Shop A" in accepted.content and b"Viewer" in accepted.content
+    assert Membership.objects.get(pk=invitation.pk).accepted and b"charlie@example.com" in client.get("/settings/team/").content
+
+
+def test_a_declined_invitation_is_gone(tenant_a, tenant_b, alice, charlie, client):
+    do_invite_member(tenant_a, "charlie", Role.ADMIN)
+    other = Client()
+    other.force_login(charlie)
+    invitation = Membership.objects.get(user=charlie, tenant=tenant_a)
+    declined = other.post(f"/invitations/{invitation.pk}/decline/", follow=True)
+    assert b"Declined the invitation of Shop A" in declined.content and b"invites you" not in declined.content
+    assert not Membership.objects.filter(user=charlie, tenant=tenant_a).exists()
+    assert other.post(f"/invitations/{invitation.pk}/accept/").status_code == 404
+
+
+def test_an_unaccepted_owner_invitation_is_no_owner(tenant_a, alice, charlie, client):
+    do_invite_member(tenant_a, "charlie", Role.OWNER)
+    client.force_login(alice)
+    client.post(f"/settings/team/{membership_id(alice, tenant_a)}/role/", {"role": "admin"})
+    assert role_of(alice, tenant_a) == Role.OWNER  # charlie has not accepted: alice is still the only owner
 
 
 def test_adding_twice_or_a_bad_name_changes_nothing_and_says_why(tenant_a, alice, bob, client):
@@ -97,7 +126,7 @@ def test_adding_twice_or_a_bad_name_changes_nothing_and_says_why(tenant_a, alice
     assert twice.status_code == 400 and b"bob is already in the team, as Viewer" in twice.content
     assert role_of(bob, tenant_a) == Role.VIEWER
     bad = client.post("/settings/team/", {"username": "dana smith", "role": "viewer"})
-    assert bad.status_code == 400 and b"A username takes 1 to 150" in bad.content
+    assert bad.status_code == 400 and b"A new username takes 1 to 150" in bad.content
     bad_email = client.post("/settings/team/", {"username": "dana", "email": "not-an-address", "role": "viewer"})
     assert bad_email.status_code == 400 and b"Enter a valid email address" in bad_email.content
     assert get_user_model().objects.count() == users
@@ -161,18 +190,51 @@ def test_viewers_and_analysts_have_no_team_page(tenant_a, alice, bob, client):
     assert client.get("/settings/team/").status_code == 200
 
 
-def test_no_new_invite_link_for_a_login_another_shop_also_holds(tenant_a, tenant_b, alice, charlie, client):
+def test_no_shop_keeps_a_way_into_a_login_another_shop_takes_in(tenant_a, tenant_b, alice, charlie, client):
+    # Shop B makes john, keeps his link, and lets him go; shop A then takes the unused login in
+    john, _ = do_invite_member(tenant_b, "john", Role.VIEWER)
+    old_link = invite_path(john.user)
+    do_remove_member(tenant_b, john.pk, acting_role=Role.OWNER)
+    taken, needs_link = do_invite_member(tenant_a, "John", Role.ADMIN)
+    assert taken.accepted and needs_link and may_send_invite(taken)
+    assert b"This link no longer works" in Client().get(old_link, follow=True).content  # B's link died with the change
+    assert Client().get(invite_path(taken.user)).status_code == 302  # A's works
+
+    # An unused login one shop holds cannot be taken in by another
     dana, _ = do_invite_member(tenant_a, "dana", Role.VIEWER)
+    with pytest.raises(MembershipRefused, match="another shop has invited, not used yet"):
+        do_invite_member(tenant_b, "DANA", Role.OWNER)
     assert may_send_invite(dana)
-    do_invite_member(tenant_b, "dana", Role.VIEWER)  # shop B adds the same, still pending, login
-    dana.refresh_from_db()
-    assert not may_send_invite(dana)  # else A could set the password of a login B holds too
     client.force_login(alice)
-    refused = client.post(f"/settings/team/{dana.pk}/invite/", follow=True)
-    assert b"belongs to another shop too" in refused.content and b'id="invite-url"' not in refused.content
-    alone = do_invite_member(tenant_a, "erin", Role.VIEWER)[0]
-    sent = client.post(f"/settings/team/{alone.pk}/invite/", follow=True)
-    assert b'id="invite-url"' in sent.content
+    assert b'id="invite-url"' in client.post(f"/settings/team/{dana.pk}/invite/", follow=True).content
+
+
+def test_odd_names_and_addresses_are_refused_or_normalised(tenant_a, alice, client, django_user_model):
+    client.force_login(alice)
+    long_email = client.post("/settings/team/", {"username": "longmail", "email": "a" * 250 + "@example.com", "role": "viewer"})
+    assert long_email.status_code == 400 and not django_user_model.objects.filter(username="longmail").exists()
+    cyrillic = client.post("/settings/team/", {"username": "\u0430lice2", "role": "viewer"})  # a Cyrillic a
+    assert cyrillic.status_code == 400 and b"letters a-z" in cyrillic.content
+    client.post("/settings/team/", {"username": "\uff46\uff55\uff4c\uff4c", "role": "viewer"})  # fullwidth "full"
+    assert django_user_model.objects.filter(username="full").exists()  # as the login form will read it
+
+
+def test_a_borrowed_session_cannot_guess_the_old_password(alice, client):
+    client.force_login(alice)
+    wrong = {"old_password": "guess", "new_password1": "correct-horse-42", "new_password2": "correct-horse-42"}
+    for _ in range(4):
+        assert client.post("/account/password/", wrong).status_code == 200
+    out = client.post("/account/password/", wrong)
+    assert out["Location"] == "/login/" and client.get("/account/password/").status_code == 302  # logged out
+    alice.refresh_from_db()
+    assert alice.check_password("alice-pass-123")
+
+
+def test_a_member_removed_meanwhile_answers_404(tenant_a, alice, bob, client):
+    client.force_login(alice)
+    gone = membership_id(bob, tenant_a)
+    client.post(f"/settings/team/{gone}/remove/")
+    assert client.post(f"/settings/team/{gone}/role/", {"role": "admin"}).status_code == 404
 
 
 def test_another_shops_members_answer_404_and_stay(tenant_a, tenant_b, alice, charlie, client):
