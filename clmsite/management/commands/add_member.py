@@ -27,11 +27,15 @@ class Command(ClmCommand):
                 membership = do_change_member_role(shop, membership.pk, role, acting_role=Role.OWNER)
                 self.stdout.write(f"{membership.user.get_username()} is now {membership.role} in {shop.slug}.")
                 return
-            membership, created = do_invite_member(shop, username, role, email=email, acting_role=Role.OWNER)
+            membership, needs_link = do_invite_member(shop, username, role, email=email, acting_role=Role.OWNER)
         except MembershipRefused as refusal:
             raise CommandError(str(refusal)) from None
         name = membership.user.get_username()
+        if not membership.accepted:
+            self.stdout.write(f"Invited {name} to {shop.slug} as {role}: {name} has a login already and joins on accepting the invitation, "
+                              "shown at the top of their pages.")
+            return
         self.stdout.write(f"Added {name} to {shop.slug} as {role}.")
-        if created:
-            self.stdout.write(f"{name} is a new login without a password. Set one with `python manage.py changepassword {name}`, "
+        if needs_link:
+            self.stdout.write(f"{name} has no password yet. Set one with `python manage.py changepassword {name}`, "
                               f"or send them this page of the site, where they choose it (valid for a few days): {invite_path(membership.user)}")
