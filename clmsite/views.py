@@ -21,6 +21,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from clmsite.datacache import bump_data_version
 from clmsite.models import ApiKey, Role
 from clmsite.services import (
     MembershipRefused,
@@ -258,7 +259,8 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 class TenantSettingsForm(forms.Form):
     name = forms.CharField(max_length=200)
-    currency = forms.CharField(max_length=3, help_text="ISO 4217 code, such as USD or EUR")
+    currency = forms.CharField(max_length=3, help_text="ISO 4217 code, such as USD or EUR: the currency the shop's amounts are in. Changing it converts nothing; "
+                                                       "orders imported with another currency stay as they are")
     horizon_days = forms.IntegerField(min_value=7, max_value=730, help_text="days ahead the predictions look")
     high_tier_quantile = forms.FloatField(min_value=0.5, max_value=0.99, help_text="customers above this quantile of predicted value are high value")
     medium_tier_quantile = forms.FloatField(min_value=0.05, max_value=0.95, help_text="above this quantile: medium value")
@@ -301,6 +303,7 @@ def tenant_settings(request: HttpRequest) -> HttpResponse:
             "schedule": {k: data[k] for k in ("retrain_weekday", "retrain_hour", "score_hour")},
         }
         tenant.save()
+        bump_data_version(tenant.pk)  # the dashboard's cached figures carry the currency
         messages.success(request, "Settings saved. The horizon applies from the next training; tiers from the next scoring.")
         return redirect("tenant_settings")
     return render(request, "tenant_settings.html", {"form": form})

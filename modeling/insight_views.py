@@ -241,7 +241,7 @@ def segment_list(request: HttpRequest) -> HttpResponse:
     scatter = [{"label": s.name, "colour": colour[s.pk], "points": [{"x": round(x, 3), "y": round(y, 3)} for x, y, sid in points if sid == s.pk]} for s in learned]
     sizes = {"labels": [s.name for s in learned], "sizes": [s.size for s in learned], "colours": [colour[s.pk] for s in learned]}
     return render(request, "insights/segments.html", {
-        "learned": learned, "rfm": rfm, "saved": saved, "form": form, "can_save": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
+        "learned": learned, "min_buyers": insights.MIN_CLUSTERED_BUYERS, "rfm": rfm, "saved": saved, "form": form, "can_save": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
         "map_data": scatter, "sizes_data": sizes,
     })
 

@@ -209,6 +209,7 @@ def _ensure_rfm_segments(tenant: Tenant) -> dict[str, Segment]:
 # --- Learned segments ------------------------------------------------------------------
 
 _BASE_ENCODER: dict[str, Any] = {}
+MIN_CLUSTERED_BUYERS = 10
 
 
 def customer_embeddings(tenant: Tenant, texts: pd.Series, progress: Progress = no_progress) -> np.ndarray | None:
@@ -256,8 +257,13 @@ def learn_segments(
             kind=Segment.Kind.LEARNED, key=PROSPECTS_KEY, defaults={"tenant": tenant, "name": "Prospects (no order yet)", "description": "Signed up, no order yet."}
         )
     assignment: dict[int, Segment] = {int(c): prospects_segment for c in stages.index if c not in features.index}
-    if len(features) < 10:
-        return {**assignment, **{int(c): prospects_segment for c in features.index}}, pd.DataFrame(columns=["x", "y"])
+    if len(features) < MIN_CLUSTERED_BUYERS:
+        # Too few buyers to cluster: they get no learned segment (they are not prospects), and
+        # segments learned before, from other customers, stop being current.
+        with tenant_context(tenant):
+            Segment.objects.filter(kind=Segment.Kind.LEARNED, is_current=True).exclude(key=PROSPECTS_KEY).update(is_current=False, size=0, updated_at=timezone.now())
+            Segment.objects.filter(pk=prospects_segment.pk).update(size=len(assignment))
+        return assignment, pd.DataFrame(columns=["x", "y"])
     behaviour = segments.behaviour_matrix(features, history.categories)
     texts = customer_profiles(history, as_of, features)
     progress(0.05, f"Embedding {len(texts):,} customer profiles")

@@ -10,8 +10,9 @@ fitted on the same split and the better one on the held-out part serves:
 * ``transformer``: :class:`modeling.encoder.TextClassifier`, fine-tuned from the
   configured encoder. With a language-appropriate pretrained model it should win.
 
-The champion is applied to every review, unrated ones included, and writes
-``Review.sentiment`` and ``Review.sentiment_score`` = P(positive) − P(negative).
+The champion serves only if it beats the majority class on held-out reviews. It reads the
+unrated reviews and writes ``Review.sentiment`` and ``Review.sentiment_score`` =
+P(positive) − P(negative); a rated review takes its stars' class and (stars − 3) / 2.
 Weights are stored as JSON and safetensors with a sha256 manifest, never pickled;
 :func:`load_sentiment_model` loads either kind.
 """
@@ -509,12 +510,19 @@ def review_texts_and_ratings(tenant: Tenant) -> tuple[list[str], list[int | None
     return [text for text, _ in rows], [rating for _, rating in rows]
 
 
-def sentiment_of(model: SentimentModel, texts: Sequence[str]) -> list[tuple[str, float | None]]:
-    """Per text, its label and score (P(positive) - P(negative), in [-1, 1]); a blank text gets
-    a blank label and no score: the model would only echo its class prior, and that would
-    pull the customer's sentiment aggregates towards "positive" for people who said nothing."""
-    with_text = [i for i, text in enumerate(texts) if text.strip()]
-    result: list[tuple[str, float | None]] = [("", None)] * len(texts)
+def sentiment_of(model: SentimentModel, texts: Sequence[str], ratings: Sequence[int | None] | None = None) -> list[tuple[str, float | None]]:
+    """Per review, its label and score in [-1, 1]. A rated review takes its stars' class and
+    (stars - 3) / 2: the customer's own verdict, which a text model trained on a few hundred
+    weak labels must not overrule (it read "Nice mug, solid and pretty", 5 stars, as negative).
+    The model reads the unrated ones: P(positive) - P(negative). A blank unrated text gets a
+    blank label and no score: the model would only echo its class prior, and that would pull
+    the customer's sentiment aggregates towards "positive" for people who said nothing."""
+    stars = [weak_label(rating) for rating in ratings] if ratings is not None else [None] * len(texts)
+    result: list[tuple[str, float | None]] = [
+        (LABELS[label], (int(rating) - 3) / 2) if label is not None and rating is not None else ("", None)
+        for label, rating in zip(stars, ratings if ratings is not None else stars, strict=True)
+    ]
+    with_text = [i for i, text in enumerate(texts) if text.strip() and stars[i] is None]
     if with_text:
         for i, row in zip(with_text, model.predict_proba([texts[i] for i in with_text]), strict=True):
             result[i] = (LABELS[int(row.argmax())], float(np.clip(row[POSITIVE] - row[NEGATIVE], -1.0, 1.0)))
@@ -522,8 +530,8 @@ def sentiment_of(model: SentimentModel, texts: Sequence[str]) -> list[tuple[str,
 
 
 def score_reviews(tenant: Tenant, model: SentimentModel, *, progress: Progress | None = None, chunk_size: int = SCORE_CHUNK) -> dict[str, int]:
-    """Write sentiment and sentiment_score (see ``sentiment_of``) on every review of
-    ``tenant``, rated or not. Returns the count per label and "blank"."""
+    """Write sentiment and sentiment_score (see ``sentiment_of``: stars for a rated review, the
+    model for an unrated one) on every review of ``tenant``. Returns the count per label and "blank"."""
     from customers.models import Review
 
     report = progress or _no_progress
@@ -533,11 +541,11 @@ def score_reviews(tenant: Tenant, model: SentimentModel, *, progress: Progress |
         done, last_pk = 0, 0
         while True:
             # Keyset pagination: the chunks stay cheap however many reviews there are.
-            chunk = list(Review.objects.filter(pk__gt=last_pk).order_by("pk").only("pk", "text")[:chunk_size])
+            chunk = list(Review.objects.filter(pk__gt=last_pk).order_by("pk").only("pk", "text", "rating")[:chunk_size])
             if not chunk:
                 break
             last_pk = chunk[-1].pk
-            for review, (label, score) in zip(chunk, sentiment_of(model, [review.text for review in chunk]), strict=True):
+            for review, (label, score) in zip(chunk, sentiment_of(model, [r.text for r in chunk], [r.rating for r in chunk]), strict=True):
                 review.sentiment, review.sentiment_score = label, score
             Review.objects.bulk_update(chunk, ["sentiment", "sentiment_score"])
             for review in chunk:

@@ -65,9 +65,17 @@ def train_sentiment_champion(
                 job_id=job_key if isinstance(job_key, int) else None,
             )
             report.metrics[f"sentiment-{kind}"] = candidate.metrics
+    if not result.beats_baseline:
+        with tenant_context(tenant):
+            ModelVersion.objects.filter(pk__in=[v.pk for v in versions.values()]).update(is_champion=False)
+        scores = result.candidates[result.champion].metrics
+        report.skipped.append(f"sentiment: no model beat always answering '{result.baseline.get('label')}' on the held-out reviews "
+                              f"(accuracy {scores.get('accuracy', 0):.2f} vs {result.baseline.get('accuracy', 0):.2f}, macro-F1 "
+                              f"{scores.get('macro_f1', 0):.2f} vs {result.baseline.get('macro_f1', 0):.2f}), so none serves")
+        return None
     report.trained.append(f"sentiment ({result.champion})")
     progress(0.92, "Scoring the reviews' sentiment for the customer models")
-    scores = sentiment_of(result.model, reviews["text"].fillna("").tolist())
+    scores = sentiment_of(result.model, reviews["text"].fillna("").tolist(), ratings)
     history.reviews["sentiment_score"] = [score for _label, score in scores]
     progress(1.0, "Sentiment done")
     return versions[result.champion], result.model
@@ -85,20 +93,18 @@ def score_unscored_reviews(tenant: Tenant) -> int:
     """Reviews imported since the last training have no sentiment yet: the active
     sentiment model scores them (before customers are scored, so their features see it)."""
     from customers.models import Review
-    from modeling.sentiment import LABELS, load_sentiment_model
+    from modeling.sentiment import load_sentiment_model, sentiment_of
 
     version = registry.active_versions(tenant).get(ModelVersion.Target.SENTIMENT)
     if version is None:
         return 0
     with tenant_context(tenant):
-        pending = list(Review.objects.filter(sentiment="").exclude(text="").only("pk", "text")[:50_000])
+        pending = list(Review.objects.filter(sentiment="").exclude(text="").only("pk", "text", "rating")[:50_000])
         if not pending:
             return 0
         registry.verify_artifact(Path(version.artifact_path), version.artifact_sha256)
         model = load_sentiment_model(Path(version.artifact_path))
-        probabilities = model.predict_proba([r.text for r in pending])
-        for review, row in zip(pending, probabilities, strict=True):
-            review.sentiment = LABELS[int(row.argmax())]
-            review.sentiment_score = round(float(row[LABELS.index("positive")] - row[LABELS.index("negative")]), 4)
+        for review, (label, score) in zip(pending, sentiment_of(model, [r.text for r in pending], [r.rating for r in pending]), strict=True):
+            review.sentiment, review.sentiment_score = label, None if score is None else round(score, 4)
         Review.objects.bulk_update(pending, ["sentiment", "sentiment_score"], batch_size=1000)
     return len(pending)

@@ -14,7 +14,7 @@ import pytest
 
 from clmsite.models import Tenant
 from clmsite.tenancy import tenant_context
-from customers.models import Review
+from customers.models import Customer, Review
 from modeling.sentiment import (
     LABELS,
     TIE_MARGIN,
@@ -24,6 +24,7 @@ from modeling.sentiment import (
     load_sentiment_model,
     review_texts_and_ratings,
     score_reviews,
+    sentiment_of,
     train_sentiment,
     weak_label,
 )
@@ -274,12 +275,13 @@ def test_score_reviews_fills_every_review_of_the_tenant_only(tenant_a: Tenant, t
     # When shop A's reviews are scored in chunks of two
     counts = score_reviews(tenant_a, model, progress=lambda fraction, message: steps.append(fraction), chunk_size=2)
 
-    # Then every review with text has a label and a score, rated or not; empty text stays blank
+    # Then every review has a label and a score: a rated one its stars' (its text may even be
+    # empty), an unrated one the model's
     with tenant_context(tenant_a):
         scored = {r.external_id: (r.rating, r.sentiment, r.sentiment_score) for r in Review.objects.all()}
     assert sum(counts.values()) == 6
-    assert counts["blank"] == 1
-    assert scored["r6"][1:] == ("", None)
+    assert counts["blank"] == 0
+    assert scored["r6"] == (4, "positive", 0.5) and scored["r3"] == (3, "neutral", 0.0) and scored["r5"] == (1, "negative", -1.0)
     for external_id in ("r1", "r2", "r3", "r4", "r5"):
         _, sentiment, score = scored[external_id]
         assert sentiment in LABELS
@@ -299,3 +301,34 @@ def test_review_texts_and_ratings_reads_the_tenant_oldest_first(shop_a_data: Ten
 
     assert texts == ["Great fit but slow delivery", "Socks wore out after a week"]
     assert ratings == [4, 1]
+
+
+def test_stars_outrank_the_text_model_and_a_model_below_the_majority_class_does_not_serve() -> None:
+    # A model that reads a 5-star review as negative does not overrule the stars
+    model = NgramSentimentModel.train(*rated_examples(*english_reviews()))
+    text = "Support was rude and refused the exchange. Save your money."
+    assert sentiment_of(model, [text])[0][0] == "negative"
+    assert sentiment_of(model, [text], [5])[0] == ("positive", 1.0)
+    assert sentiment_of(model, [text, ""], [None, None])[1] == ("", None)
+
+
+@pytest.mark.django_db
+def test_a_sentiment_model_that_loses_to_the_majority_class_is_not_served(tenant_a: Tenant, settings: Any, tmp_path: Path) -> None:
+    settings.MODEL_DIR = tmp_path / "models"
+    # Given reviews whose texts say nothing about their stars (the same few words for every rating)
+    import pandas as pd
+
+    from modeling import registry
+    from modeling.features import load_history
+    from modeling.sentiment_training import train_sentiment_champion
+    from modeling.training import TrainingReport
+
+    with tenant_context(tenant_a):
+        customer = Customer.objects.create(external_id="c1")
+        for i in range(120):
+            Review.objects.create(customer=customer, external_id=f"r{i}", text=f"Order number {i % 7}", rating=5 if i % 5 else 1,
+                                  created_at=pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(hours=i))
+    report = TrainingReport(as_of=dt.date(2024, 3, 1), horizon_days=90)
+    served = train_sentiment_champion(tenant_a, load_history(tenant_a, ceiling=dt.date(2024, 3, 1)), dt.date(2024, 3, 1), "t1", report, lambda f, m="": None)
+    assert served is None and any("no model beat always answering 'positive'" in line for line in report.skipped)
+    assert registry.active_versions(tenant_a).get("sentiment") is None
