@@ -174,6 +174,25 @@ def better(target: str, candidate: dict[str, Any], incumbent: dict[str, Any], *,
     return (candidate.get(key) if candidate.get(key) is not None else np.inf) < (1 - margin) * (incumbent.get(key) if incumbent.get(key) is not None else np.inf)
 
 
+# Below these a model has too few customers who did and did not buy again to learn from, or a
+# validation window too small to tell it from the baseline: a 4-customer shop got "0% to buy"
+# for everyone, from models that lost to persistence.
+MIN_EXAMPLES = {"training": (40, 5), "validation": (20, 3)}  # (customers, of each outcome)
+
+
+def check_enough_examples(train_labels: pd.Series, valid_labels: pd.Series, validation_cutoff: dt.date) -> None:
+    short = []
+    for part, labels in (("training", train_labels), ("validation", valid_labels)):
+        rows, each = MIN_EXAMPLES[part]
+        bought = int(labels.sum())
+        if len(labels) < rows or min(bought, len(labels) - bought) < each:
+            short.append(f"the {part} windows hold {len(labels):,} customer{'s' if len(labels) != 1 else ''}, {bought:,} of whom bought again "
+                         f"(at least {rows} needed, and {each} who did and {each} who did not)")
+    if short:
+        raise ValueError(f"too little history to learn from: {'; '.join(short)} (validation from {validation_cutoff}). Import more of the shop's "
+                         "order history, or train again when it has more customers; until then stages, RFM groups and saved segments work without predictions")
+
+
 def build_training_data(history: History, as_of: dt.date, horizon_days: int, settings: dict[str, Any] | None = None) -> TrainingData:
     train_windows, validation = plan_windows(history, as_of, horizon_days)
     if not train_windows:
@@ -185,6 +204,7 @@ def build_training_data(history: History, as_of: dt.date, horizon_days: int, set
     x_train, y_train = examples(history, train_windows)
     x_valid = features_as_of(history, validation.cutoff)
     y_valid = labels_after(history, validation.cutoff, horizon_days, x_valid.index)
+    check_enough_examples(y_train["purchased"], y_valid["purchased"], validation.cutoff.date())
     return TrainingData(history, horizon_days, train_windows, validation, x_train, y_train, x_valid.reindex(columns=x_train.columns), y_valid, settings or {})
 
 

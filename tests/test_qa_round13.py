@@ -1,0 +1,64 @@
+"""Round 13, a new merchant's first day on a tiny shop: what its training, segments and
+settings must say (the reviews' fixes are in test_sentiment.py, the team's in test_team.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from clmsite.tenancy import tenant_context
+from customers.services.imports import import_csv
+from modeling.models import Job, ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+TINY_ORDERS = "customer_id,order_id,ordered_at,amount\n" + "".join(
+    f"c{c},o{c}-{n},2024-{1 + (c + 3 * n) % 9:02d}-{1 + c:02d},{10 + c}.00\n" for c in range(6) for n in range(1 + c % 3)
+)
+
+
+def test_a_tiny_shops_training_fails_saying_it_has_too_little_history(tenant_a, tmp_path, settings) -> None:
+    settings.MODEL_DIR = tmp_path / "models"
+    assert import_csv(tenant_a, "orders", str(_write(tmp_path, TINY_ORDERS))).ok
+    with pytest.raises(CommandError, match="too little history to learn from: the training windows hold"):
+        call_command("train", "--tenant", tenant_a.slug, "--as-of", "2024-12-31", "--family", "tabular", "--sync")
+    with tenant_context(tenant_a):
+        job = Job.objects.get(kind=Job.Kind.TRAIN)
+        assert not ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE).exists()
+    assert job.state == Job.State.FAILED and "at least 40 needed" in job.message and "Traceback" not in job.message
+
+
+def test_too_few_buyers_to_cluster_get_no_learned_segment_and_are_not_called_prospects(tenant_a, tmp_path, client, alice) -> None:
+    from modeling.insights import refresh_insights
+    from modeling.models import CustomerInsight
+
+    assert import_csv(tenant_a, "orders", str(_write(tmp_path, TINY_ORDERS))).ok
+    assert import_csv(tenant_a, "customers", str(_write(tmp_path, "customer_id,created_at\nprospect1,2024-06-01\n", "c.csv"))).ok
+    refresh_insights(tenant_a, dt.date(2024, 12, 31))
+    with tenant_context(tenant_a):
+        segments = {i.customer.external_id: i.learned_segment.name if i.learned_segment else None for i in CustomerInsight.objects.select_related("customer", "learned_segment")}
+    assert segments.pop("prospect1") == "Prospects (no order yet)"
+    assert set(segments.values()) == {None}
+    client.force_login(alice)
+    assert b"once at least 10 customers have ordered" in client.get("/segments/").content
+
+
+def test_a_currency_change_shows_on_the_dashboard_at_once(tenant_a, tmp_path, client, alice, django_capture_on_commit_callbacks) -> None:
+    in_dollars = TINY_ORDERS.replace("amount\n", "amount,currency\n").replace(".00\n", ".00,USD\n")
+    assert import_csv(tenant_a, "orders", str(_write(tmp_path, in_dollars))).ok
+    client.force_login(alice)
+    assert b"USD" in client.get("/").content  # the cached overview now holds USD
+    form = client.get("/settings/").context["form"]
+    data = {**{name: form[name].value() for name in form.fields}, "currency": "EUR"}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post("/settings/", data).status_code == 302
+    page = client.get("/").content
+    assert b"EUR" in page and b"in USD at face value" in page  # the imported orders are in USD, and the page says so
+
+
+def _write(tmp_path, body: str, name: str = "orders.csv"):
+    path = tmp_path / name
+    path.write_text(body, encoding="utf-8")
+    return path
