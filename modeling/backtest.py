@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from modeling.families.base import no_progress
+from modeling.families.base import coherent_predictions, no_progress
 from modeling.features import History, features_as_of, history_from_frames, labels_after
 from modeling.training import CUSTOMER_TARGETS, build_training_data, evaluate, family_class
 
@@ -52,8 +52,9 @@ def backtest(history: History, as_of: dt.date, horizon_days: int, families: tupl
         model = family_class(name)()
         model.fit(data, no_progress)
         seconds = time.monotonic() - started
-        validation = evaluate(model.predict(history, data.validation.cutoff, data.x_valid), data.y_valid)
-        test = evaluate(model.predict(history, as_of, test_features), truth)
+        validation = evaluate(coherent_predictions(model.predict(history, data.validation.cutoff, data.x_valid), history, data.validation.cutoff,
+                                                   data.x_valid, horizon_days), data.y_valid)
+        test = evaluate(coherent_predictions(model.predict(history, as_of, test_features), history, as_of, test_features, horizon_days), truth)
         rows.append(BacktestRow(name, validation, test, seconds, []))
     for target in CUSTOMER_TARGETS:
         champion = champion_for(target, rows, family=lambda r: r.family, metrics=lambda r: r.validation)

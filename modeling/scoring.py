@@ -27,9 +27,8 @@ from modeling.families.base import (
     CustomerModel,
     Progress,
     at_least_the_chance_of_one,
+    coherent_predictions,
     no_progress,
-    order_value_ceiling,
-    within_expected_orders,
 )
 from modeling.features import History, features_as_of, load_history
 from modeling.models import ModelVersion, Prediction
@@ -133,10 +132,8 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
                 predicted_by_artifact[version.artifact_path] = load_model(version).predict(history, as_of, features)
             scores[column] = predicted_by_artifact[version.artifact_path][column]
             progress(0.15 + 0.2 * (position + 1), f"Scored {target}")
-        # The targets may come from two or three families: make them agree, as each family's own do.
-        scores["expected_orders"] = at_least_the_chance_of_one(scores["expected_orders"].clip(lower=0.0), scores["purchase_probability"].clip(0.0, 1.0))
-        scores["expected_revenue"] = within_expected_orders(
-            scores["expected_revenue"].clip(lower=0.0), scores["expected_orders"], order_value_ceiling(history, as_of, features))
+        # The targets may come from two or three families: make them agree, as validation did.
+        scores = coherent_predictions(scores, history, as_of, features, horizon)
         explainer = explainer_for(versions)
         overdue_factor = tenant.settings.get("lifecycle", {}).get("overdue_factor") or lifecycle.Thresholds().overdue_factor
         words = {"categories": history.categories, "currency": tenant.currency, "overdue_factor": overdue_factor}

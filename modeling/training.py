@@ -25,7 +25,7 @@ from django.db import transaction
 from clmsite.models import Tenant
 from clmsite.tenancy import tenant_context
 from modeling import metrics, registry
-from modeling.families.base import CustomerModel, Progress, TrainingData, no_progress
+from modeling.families.base import CustomerModel, Progress, TrainingData, coherent_predictions, no_progress
 from modeling.features import History, examples, features_as_of, labels_after, load_history, plan_windows
 from modeling.jobs import JobCancelled
 from modeling.models import ModelVersion
@@ -234,7 +234,8 @@ def train_customer_models(
         try:
             model = family_class(name)()
             model.fit(data, lambda f, m: family_progress(0.9 * f, m))
-            predictions = model.predict(history, data.validation.cutoff, data.x_valid, lambda f, m: family_progress(0.9 + 0.1 * f, m))
+            predictions = coherent_predictions(model.predict(history, data.validation.cutoff, data.x_valid, lambda f, m: family_progress(0.9 + 0.1 * f, m)),
+                                               history, data.validation.cutoff, data.x_valid, horizon_days)
         except JobCancelled:
             raise  # a cancel stops the whole training, not one family
         except Exception as exc:  # a family that cannot train must not stop the others

@@ -62,3 +62,25 @@ def _write(tmp_path, body: str, name: str = "orders.csv"):
     path = tmp_path / name
     path.write_text(body, encoding="utf-8")
     return path
+
+
+def test_predictions_put_together_from_different_families_agree(tenant_a, tmp_path) -> None:
+    """E[orders] = P(buy) x E[orders | buy]: no "0% to buy" beside "1.6 orders expected" and
+    a High-tier value (chance from BG/NBD, orders from the transformer, value from the trees)."""
+    import pandas as pd
+
+    from modeling.families.base import coherent_predictions, orders_ceiling
+    from modeling.features import features_as_of, load_history
+
+    assert import_csv(tenant_a, "orders", str(_write(tmp_path, TINY_ORDERS))).ok
+    as_of = dt.date(2024, 12, 31)
+    history = load_history(tenant_a, ceiling=as_of)
+    features = features_as_of(history, as_of)
+    mixed = pd.DataFrame({"purchase_probability": 0.001, "expected_orders": 1.6, "expected_revenue": 44.0}, index=features.index)
+    fixed = coherent_predictions(mixed, history, as_of, features, 90)
+    ceiling = orders_ceiling(history, as_of, features, 90)
+    assert (ceiling >= 1).all()
+    assert (fixed["expected_orders"] <= 0.001 * ceiling + 1e-12).all() and (fixed["expected_orders"] >= 0.001).all()
+    assert (fixed["expected_revenue"] < 1).all()
+    sure = coherent_predictions(mixed.assign(purchase_probability=0.9, expected_orders=0.2), history, as_of, features, 90)
+    assert (sure["expected_orders"] == 0.9).all()  # at least the chance of one order

@@ -62,6 +62,37 @@ def within_expected_orders(expected_revenue: Any, expected_orders: Any, ceiling:
     return np.minimum(expected_revenue, np.asarray(expected_orders) * np.asarray(ceiling))
 
 
+def orders_ceiling(history: History, as_of: Any, features: pd.DataFrame, horizon_days: int) -> pd.Series:
+    """The most orders one buyer plausibly places in a horizon: the larger of three times their
+    own pace (orders per month over their tenure) and the 99th percentile of the orders the
+    shop's buyers placed in the last horizon up to ``as_of``, and at least one."""
+    from modeling.features import as_timestamp
+
+    cut = as_timestamp(as_of)
+    orders = history.orders
+    recent = orders.loc[(orders["ordered_at"] > cut - pd.Timedelta(days=horizon_days)) & (orders["ordered_at"] <= cut)].groupby("customer").size()
+    shop = max(1.0, float(recent.quantile(0.99))) if len(recent) else 1.0
+    return np.maximum(3 * features["rate_per_month"].fillna(0.0) * horizon_days / 30.0, shop)
+
+
+def coherent_predictions(predictions: pd.DataFrame, history: History, as_of: Any, features: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+    """The three predictions made to agree, as E[orders] = P(buy) × E[orders | buy] and revenue
+    = orders × order value require: expected orders between the chance of buying and that
+    chance × ``orders_ceiling``, revenue within those orders × ``order_value_ceiling``.
+
+    Separate heads, or champions of different families put together (the chance from BG/NBD,
+    orders from the transformer), broke it: "0% to buy" beside "1.6 orders expected" and a
+    High-tier value. Applied to what validation scores and to what scoring serves alike."""
+    out = predictions.copy()
+    probability = out["purchase_probability"].clip(0.0, 1.0)
+    ceiling = orders_ceiling(history, as_of, features, horizon_days).reindex(out.index).fillna(1.0)
+    out["purchase_probability"] = probability
+    out["expected_orders"] = np.minimum(at_least_the_chance_of_one(out["expected_orders"].clip(lower=0.0), probability), probability * ceiling)
+    out["expected_revenue"] = within_expected_orders(
+        out["expected_revenue"].clip(lower=0.0), out["expected_orders"], order_value_ceiling(history, as_of, features).reindex(out.index).fillna(0.0))
+    return out
+
+
 @dataclass
 class TrainingData:
     """Everything a family may learn from: all of it ends at the as-of date."""
