@@ -84,3 +84,12 @@ def test_predictions_put_together_from_different_families_agree(tenant_a, tmp_pa
     assert (fixed["expected_revenue"] < 1).all()
     sure = coherent_predictions(mixed.assign(purchase_probability=0.9, expected_orders=0.2), history, as_of, features, 90)
     assert (sure["expected_orders"] == 0.9).all()  # at least the chance of one order
+
+
+def test_the_monthly_chart_keeps_the_months_without_orders() -> None:
+    from customers.services.queries import every_month
+
+    rows = [{"month": "2024-04", "orders": 1}, {"month": "2024-07", "orders": 2}]
+    assert every_month(rows, {"orders": 0}) == [
+        {"month": "2024-04", "orders": 1}, {"month": "2024-05", "orders": 0}, {"month": "2024-06", "orders": 0}, {"month": "2024-07", "orders": 2}]
+    assert every_month([], {"orders": 0}) == []

@@ -8,6 +8,7 @@ import statistics
 from decimal import Decimal
 from typing import Any
 
+import pandas as pd
 from django.core.paginator import Paginator
 from django.db.models import Count, F, Prefetch, Q, Sum
 from django.db.models.functions import TruncMonth
@@ -120,13 +121,23 @@ def dashboard_stats(tenant: Tenant) -> dict[str, Any]:
         "other_currencies": other_currencies,
         "last_order_at": last_order,
         # The month in progress is marked: its few days' sales would read as a collapse.
-        "monthly": [
+        "monthly": every_month([
             {"month": row["month"].strftime("%Y-%m"), "revenue": float(row["revenue"] or 0), "orders": row["orders"], "buyers": row["buyers"],
              "partial": month_in_progress(row["month"])}
             for row in monthly
             if isinstance(row["month"], dt.datetime | dt.date)
-        ],
+        ], {"revenue": 0.0, "orders": 0, "buyers": 0, "partial": False}),
     }
+
+
+def every_month(rows: list[dict[str, Any]], empty: dict[str, Any]) -> list[dict[str, Any]]:
+    """``rows`` (one per "YYYY-MM" month, ascending) with the months between them that had
+    none filled with ``empty``: a chart that skipped them would draw April next to July."""
+    if not rows:
+        return rows
+    by_month = {row["month"]: row for row in rows}
+    months = pd.period_range(rows[0]["month"], rows[-1]["month"], freq="M").strftime("%Y-%m")
+    return [by_month.get(month, {"month": month, **empty}) for month in months]
 
 
 ORDERS_PER_PAGE = 25

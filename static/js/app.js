@@ -11,6 +11,10 @@ window.CLM = {
   axis(title, options = {}) {
     return Object.assign({title: {display: true, text: title}}, options);
   },
+  // An axis of counts (customers, orders): whole-number ticks, never "0.5 customers".
+  countAxis(title, options = {}) {
+    return CLM.axis(title, Object.assign({ticks: {precision: 0}}, options));
+  },
   // A y axis for rates (0.025 is drawn as 2.5%), with its title.
   percentAxis(title) {
     const percent = (v) => (Math.round(v * 1000) / 10) + "%";
