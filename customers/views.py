@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -32,8 +33,20 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         request,
         "dashboard.html",
         {"stats": stats, "monthly_data": stats["monthly"], "recent_imports": recent_imports, "overview": overview,
-         "overview_data": overview["chart"], "can_retrain": request.membership.can(Role.ADMIN)},  # type: ignore[attr-defined]
+         "overview_data": overview["chart"], "can_retrain": request.membership.can(Role.ADMIN),  # type: ignore[attr-defined]
+         "imported_since_scoring": overview["has_insights"] and imported_since_scoring()},
     )
+
+
+def imported_since_scoring() -> bool:
+    """Whether an import finished after the latest scoring did: the stages, predictions and
+    actions on the page are then older than the data, and the page says so."""
+    def last(*kinds: str) -> Any:
+        return Job.objects.filter(kind__in=kinds, state=Job.State.SUCCEEDED).exclude(finished_at=None).order_by("-finished_at").values_list("finished_at", flat=True).first()
+
+    imported = last(Job.Kind.IMPORT)
+    scored = last(Job.Kind.SCORE)
+    return imported is not None and (scored is None or imported > scored)
 
 
 @tenant_required()

@@ -93,3 +93,24 @@ def test_the_monthly_chart_keeps_the_months_without_orders() -> None:
     assert every_month(rows, {"orders": 0}) == [
         {"month": "2024-04", "orders": 1}, {"month": "2024-05", "orders": 0}, {"month": "2024-06", "orders": 0}, {"month": "2024-07", "orders": 2}]
     assert every_month([], {"orders": 0}) == []
+
+
+def test_the_dashboard_says_when_data_came_after_the_latest_scoring(tenant_a, client, alice) -> None:
+    from django.utils import timezone
+
+    from modeling.models import CustomerInsight
+
+    with tenant_context(tenant_a):
+        from customers.models import Customer
+
+        customer = Customer.objects.create(external_id="c1")
+        CustomerInsight.objects.create(customer=customer, as_of="2024-12-31", stage="new", stage_since="2024-12-01")
+        scored = Job.objects.create(kind=Job.Kind.SCORE, state=Job.State.SUCCEEDED, finished_at=timezone.now() - dt.timedelta(hours=2))
+    client.force_login(alice)
+    assert b'data-testid="stale-note"' not in client.get("/").content
+    with tenant_context(tenant_a):
+        Job.objects.create(kind=Job.Kind.IMPORT, state=Job.State.SUCCEEDED, finished_at=timezone.now() - dt.timedelta(hours=1))
+    assert b"Data was imported after the latest scoring" in client.get("/").content
+    with tenant_context(tenant_a):
+        Job.objects.filter(pk=scored.pk).update(finished_at=timezone.now())
+    assert b'data-testid="stale-note"' not in client.get("/").content
