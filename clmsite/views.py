@@ -265,8 +265,8 @@ class TenantSettingsForm(forms.Form):
     high_tier_quantile = forms.FloatField(min_value=0.5, max_value=0.99, help_text="customers above this quantile of predicted value are high value")
     medium_tier_quantile = forms.FloatField(min_value=0.05, max_value=0.95, help_text="above this quantile: medium value")
     retrain_weekday = forms.TypedChoiceField(coerce=int, choices=[(i, d) for i, d in enumerate(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"])])
-    retrain_hour = forms.IntegerField(min_value=0, max_value=23, help_text="UTC")
-    score_hour = forms.IntegerField(min_value=0, max_value=23, help_text="UTC, nightly")
+    retrain_hour = forms.IntegerField(min_value=0, max_value=23, help_text="UTC; runs where the scheduler (celery beat, as in docker-compose.yml) runs")
+    score_hour = forms.IntegerField(min_value=0, max_value=23, help_text="UTC, nightly; runs where the scheduler runs (make demo has none: retrain and score from the Models page)")
 
     def clean_currency(self) -> str:
         from customers.services.parsing import FieldError, parse_currency

@@ -193,6 +193,11 @@ class SavedSegmentForm(forms.Form):
     last_order_after = forms.DateField(required=False, label="Last order on or after", input_formats=["%Y-%m-%d"], widget=forms.DateInput(attrs={"type": "date"}))
     last_order_before = forms.DateField(required=False, label="Last order before", input_formats=["%Y-%m-%d"], widget=forms.DateInput(attrs={"type": "date"}))
 
+    def __init__(self, *args: Any, currency: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if currency:
+            self.fields["spend_min"].label = f"Total spent at least ({currency})"
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         for field, message in insights.crossed_filter_ranges(cleaned).items():
@@ -207,7 +212,7 @@ class SavedSegmentForm(forms.Form):
 @tenant_required()
 def segment_list(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
-    form = SavedSegmentForm(request.POST or None)
+    form = SavedSegmentForm(request.POST or None, currency=request.tenant.currency)  # type: ignore[attr-defined]
     if request.method == "POST":
         if not request.membership.can(Role.ANALYST):  # type: ignore[attr-defined]
             raise Http404("Not found")
@@ -272,7 +277,7 @@ def segment_preview(request: HttpRequest) -> JsonResponse:
     stale = stale_preview(request)
     if stale is not None:
         return stale
-    form = SavedSegmentForm(request.GET)
+    form = SavedSegmentForm(request.GET, currency=request.tenant.currency)  # type: ignore[attr-defined]
     form.is_valid()  # the name does not matter here; a refused filter is left out and named
     filters = form.filters()  # the fields the form refused are not in it
     totals = insights.apply_filters(CustomerInsight.objects.all(), filters).aggregate(n=Count("id"), at_risk=Sum("priority"))
@@ -290,7 +295,7 @@ def edit_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
         messages.error(request, f"“{unattended[0]}” targets this segment and has a launch time or a webhook: only an admin or owner can change the segment, "
                                 "since the change decides who is sent.")
         return redirect("segment_detail", segment_id=segment.pk)
-    form = SavedSegmentForm(request.POST or None, initial={"name": segment.name, **segment.filters})
+    form = SavedSegmentForm(request.POST or None, initial={"name": segment.name, **segment.filters}, currency=request.tenant.currency)  # type: ignore[attr-defined]
     if request.method == "POST" and form.is_valid():
         name = form.cleaned_data["name"].strip()
         if insights.saved_name_taken(name, other_than=segment.pk):

@@ -46,7 +46,7 @@ from clmsite.models import Tenant
 from clmsite.statistics import refresh_statistics
 from customers.models import Order
 from customers.services import parsing
-from customers.services.parsing import FieldError
+from customers.services.parsing import FieldError, shorten
 
 KINDS = ("customers", "products", "orders", "reviews")
 ProgressCallback = Callable[[float, str], None]
@@ -823,19 +823,25 @@ def _duplicate_errors(cursor: Any, spec: Spec) -> tuple[list[RowError], int]:
         compare = [c.name for c in spec.columns if c.name != spec.key] + [name for name, _ in spec.computed if name == "attributes"]
         first = f"(SELECT min(row_no) AS row_no, {key} AS k FROM {STAGING} GROUP BY {key} HAVING count(*) > 1)"  # internal table/column names only; every value is a bound parameter  # nosec B608
     checks = " OR ".join(f"s.{name} IS DISTINCT FROM f.{name}" for name in compare)
+    values = ", ".join(f"s.{n}, f.{n}" for n in compare)
     cursor.execute(
-        f"SELECT s.row_no, f.row_no, {', '.join(f's.{n} IS DISTINCT FROM f.{n}' for n in compare)}, count(*) OVER () "  # internal table/column names only; every value is a bound parameter  # nosec B608
+        f"SELECT s.row_no, f.row_no, s.{key}, {values}, count(*) OVER () "  # internal table/column names only; every value is a bound parameter  # nosec B608
         f"FROM {STAGING} s JOIN {first} d ON d.k = s.{key} JOIN {STAGING} f ON f.row_no = d.row_no "
         f"WHERE s.row_no > f.row_no AND ({checks}) ORDER BY s.row_no LIMIT %s",
         [settings.IMPORT_MAX_REPORTED_ERRORS],
     )
     rows = cursor.fetchall()
     errors, total = [], rows[0][-1] if rows else 0  # count(*) OVER (): all of them, past the LIMIT
-    for row_no, first_row, *differs, _ in rows:
-        column = next(name for name, differ in zip(compare, differs, strict=True) if differ)
+    for row_no, first_row, key_value, *pairs in rows:
+        here_there = dict(zip(compare, zip(pairs[0:-1:2], pairs[1:-1:2], strict=True), strict=True))
+        column = next(name for name, (here, there) in here_there.items() if here != there)
         what = "order line" if spec.kind == "orders" else "row"
-        different = "different extra columns (attributes)" if column == "attributes" else f"a different {column}"
-        errors.append(RowError(row_no, column, f"{key} repeats row {first_row} with {different} in this {what}"))
+        if column == "attributes":
+            different = "different extra columns (attributes)"
+        else:
+            here, there = (shorten(str(v)) if v not in (None, "") else "blank" for v in here_there[column])
+            different = f"a different {column} ({here} here, {there} there)"
+        errors.append(RowError(row_no, column, f"{key} {shorten(str(key_value))} repeats row {first_row} with {different} in this {what}"))
     return errors, total
 
 
