@@ -103,10 +103,14 @@ def preview(campaign: Campaign) -> dict[str, Any]:
     if totals["small_offers"]:
         notes.append(f"{_count(totals['small_offers'], 'customer')} would get an offer under {campaign.tenant.currency} {SMALL_OFFER:.2f} "
                      "(a share of a low predicted value): give the campaign one offer for everyone to send none that small.")
+    control = control_size(campaign.control_share, totals["n"])
+    if totals["n"] and min(control, totals["n"] - control) < SMALL_GROUP_MEMBERS:
+        notes.append(f"Too small to measure: {totals['n'] - control:,} treated and {control:,} held out. With fewer than {SMALL_GROUP_MEMBERS} "
+                     "in a group the report's uplift will be too uncertain to read; widen the audience, or raise the control share.")
     note = " ".join(notes)
     # Money to the cent: a sum of floats would show its noise (17236.12000000001).
     return {"size": totals["n"], "left_out_running": left_out, "value_at_risk": round(float(totals["at_risk"] or 0.0), 2), "predicted_value": round(float(totals["value"] or 0.0), 2), "note": note,
-            "control": control_size(campaign.control_share, totals["n"]), "launch_summary": launch_summary(totals["n"], control_size(campaign.control_share, totals["n"]))}
+            "control": control, "launch_summary": launch_summary(totals["n"], control)}
 
 
 def assignment_hash(campaign_id: int, customer_id: int) -> float:
