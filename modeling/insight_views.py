@@ -117,8 +117,11 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
             return redirect(reverse("lifecycle") + "#thresholds")  # where the job's progress shows
     else:
         form = ThresholdsForm(initial=overrides, derived=derived, in_effect=in_effect)
-    start = _date(request.GET.get("start")) or (dates[0] if dates else None)
     end = _date(request.GET.get("end")) or (dates[-1] if dates else None)
+    # By default the last quarter's moves: from the first snapshot everyone would come from
+    # "not yet a customer", which says nothing about this season.
+    quarter_before = max((d for d in dates if end and d <= end - dt.timedelta(days=90)), default=dates[0] if dates else None)
+    start = _date(request.GET.get("start")) or quarter_before
     if start and end and start > end:
         start, end = end, start
         messages.info(request, f"Showing the moves from {start} to {end}: the earlier date comes first.")

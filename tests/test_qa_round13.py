@@ -114,3 +114,17 @@ def test_the_dashboard_says_when_data_came_after_the_latest_scoring(tenant_a, cl
     with tenant_context(tenant_a):
         Job.objects.filter(pk=scored.pk).update(finished_at=timezone.now())
     assert b'data-testid="stale-note"' not in client.get("/").content
+
+
+def test_the_lifecycle_moves_default_to_the_last_quarter(tenant_a, client, alice) -> None:
+    from customers.models import Customer
+    from modeling.models import StageSnapshot
+
+    with tenant_context(tenant_a):
+        customer = Customer.objects.create(external_id="c1")
+        for day in ("2024-01-31", "2024-06-30", "2024-09-30", "2024-12-31"):
+            StageSnapshot.objects.create(customer=customer, as_of=day, stage="active", since="2024-01-01", reason="active")
+    client.force_login(alice)
+    page = client.get("/lifecycle/")
+    assert (page.context["start"], page.context["end"]) == (dt.date(2024, 9, 30), dt.date(2024, 12, 31))
+    assert client.get("/lifecycle/?start=2024-01-31").context["start"] == dt.date(2024, 1, 31)
