@@ -23,6 +23,7 @@ from modeling.models import Job, Prediction, Stage
 def dashboard(request: HttpRequest) -> HttpResponse:
     from clmsite.datacache import cached
     from modeling.insights import dashboard_overview
+    from modeling.sentiment import MIN_RATED_REVIEWS
 
     tenant = request.tenant  # type: ignore[attr-defined]
     # Aggregates over every order and stage snapshot: computed once per data version.
@@ -34,7 +35,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "dashboard.html",
         {"stats": stats, "monthly_data": stats["monthly"], "recent_imports": recent_imports, "overview": overview,
          "overview_data": overview["chart"], "can_retrain": request.membership.can(Role.ADMIN),  # type: ignore[attr-defined]
-         "imported_since_scoring": overview["has_insights"] and imported_since_scoring()},
+         "imported_since_scoring": overview["has_insights"] and imported_since_scoring(), "min_rated_reviews": MIN_RATED_REVIEWS},
     )
 
 

@@ -79,7 +79,10 @@ def retrain(request: HttpRequest) -> HttpResponse:
     except TrainingAlreadyRunning as exc:
         messages.error(request, str(exc))
         return redirect("models")
-    messages.success(request, f"Training as of {job.params['as_of']} started (job {job.pk}). The current models keep serving until the new ones are validated.")
+    serving = registry.active_versions(request.tenant)  # type: ignore[attr-defined]
+    meanwhile = ("The current models keep serving until the new ones are validated." if serving else
+                 "No model serves yet: stages, RFM groups and saved segments work meanwhile, predictions come with the first model that validates.")
+    messages.success(request, f"Training as of {job.params['as_of']} started (job {job.pk}). {meanwhile}")
     return redirect("models")
 
 

@@ -128,3 +128,23 @@ def test_the_lifecycle_moves_default_to_the_last_quarter(tenant_a, client, alice
     page = client.get("/lifecycle/")
     assert (page.context["start"], page.context["end"]) == (dt.date(2024, 9, 30), dt.date(2024, 12, 31))
     assert client.get("/lifecycle/?start=2024-01-31").context["start"] == dt.date(2024, 1, 31)
+
+
+def test_a_shop_with_reviews_but_no_sentiment_model_is_told_why(tenant_a, tmp_path, client, alice) -> None:
+    body = "customer_id,review_id,created_at,text,rating\n" + "".join(f"c{i},r{i},2024-03-0{1 + i},Lovely tea,5\n" for i in range(3))
+    assert import_csv(tenant_a, "reviews", str(_write(tmp_path, body, "reviews.csv"))).ok
+    from customers.models import Customer
+    from modeling.models import CustomerInsight
+
+    with tenant_context(tenant_a):  # a scored shop: the dashboard's sections show
+        CustomerInsight.objects.create(customer=Customer.objects.get(external_id="c0"), as_of="2024-12-31", stage="new", stage_since="2024-12-01")
+    client.force_login(alice)
+    note = client.get("/").content.split(b'data-testid="no-sentiment">')[1].split(b"</p>")[0]
+    assert note.startswith(b"3 reviews imported, none scored yet") and b"at least 30 with text" in note
+
+
+def test_retraining_a_shop_nothing_serves_yet_says_what_works_meanwhile(tenant_a, client, alice) -> None:
+    client.force_login(alice)
+    page = client.post("/models/retrain/", follow=True).content
+    assert b"No model serves yet: stages, RFM groups and saved segments work meanwhile" in page
+    assert b"keep serving until" not in page
