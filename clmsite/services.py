@@ -216,14 +216,14 @@ def do_remove_member(tenant: Tenant, membership_id: int, *, acting_role: str, ac
     return membership
 
 
-def do_make_invite_link(tenant: Tenant, membership_id: int, *, acting_user: Any = None) -> str:
-    """A new set-password link for a pending member (see ``may_send_invite``); its path."""
+def do_make_invite_link(tenant: Tenant, membership_id: int, *, acting_user: Any = None) -> tuple[Membership, str]:
+    """A new set-password link for a pending member (see ``may_send_invite``): the member and the link's path."""
     membership = get_membership(tenant, membership_id)
     if not may_send_invite(membership):
         raise MembershipRefused(f"{membership.user.get_username()} has a password already (or belongs to another shop too): they log in with it, "
                                 "and can change it under their name at the top of any page.")
     record_access(tenant, "invite_link", f"for {membership.user.get_username()}", acting_user)
-    return invite_path(membership.user)
+    return membership, invite_path(membership.user)
 
 
 # --- Invitations, as the invited login sees them ----------------------------------------

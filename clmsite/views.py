@@ -35,7 +35,6 @@ from clmsite.services import (
     do_remove_member,
     do_revoke_api_key,
     get_api_key,
-    get_membership,
     grantable_roles,
     invite_path,
     is_pending,
@@ -396,9 +395,8 @@ def team_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def change_member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
     tenant, acting = request.tenant, request.membership  # type: ignore[attr-defined]
-    membership = get_membership(tenant, membership_id)
     try:
-        membership = do_change_member_role(tenant, membership.pk, request.POST.get("role", ""), acting_role=acting.role, acting_user=request.user)
+        membership = do_change_member_role(tenant, membership_id, request.POST.get("role", ""), acting_role=acting.role, acting_user=request.user)
     except MembershipRefused as refusal:
         messages.error(request, str(refusal))
         return redirect("team")
@@ -411,9 +409,8 @@ def change_member_role(request: HttpRequest, membership_id: int) -> HttpResponse
 @require_POST
 def remove_member(request: HttpRequest, membership_id: int) -> HttpResponse:
     tenant, acting = request.tenant, request.membership  # type: ignore[attr-defined]
-    membership = get_membership(tenant, membership_id)
     try:
-        membership = do_remove_member(tenant, membership.pk, acting_role=acting.role, acting_user=request.user)
+        membership = do_remove_member(tenant, membership_id, acting_role=acting.role, acting_user=request.user)
     except MembershipRefused as refusal:
         messages.error(request, str(refusal))
         return redirect("team")
@@ -425,9 +422,8 @@ def remove_member(request: HttpRequest, membership_id: int) -> HttpResponse:
 @tenant_required(Role.ADMIN)
 @require_POST
 def send_invite(request: HttpRequest, membership_id: int) -> HttpResponse:
-    membership = get_membership(request.tenant, membership_id)  # type: ignore[attr-defined]
     try:
-        path = do_make_invite_link(request.tenant, membership.pk, acting_user=request.user)  # type: ignore[attr-defined]
+        membership, path = do_make_invite_link(request.tenant, membership_id, acting_user=request.user)  # type: ignore[attr-defined]
     except MembershipRefused as refusal:
         messages.error(request, str(refusal))
         return redirect("team")
