@@ -545,6 +545,15 @@ def test_review_aspects_are_found_zero_shot_well_above_the_majority_baseline() -
     assert accuracy >= 0.75 and accuracy >= majority + 0.45, (accuracy, majority)
 
 
+def test_praise_is_about_what_it_praises_and_general_praise_about_nothing() -> None:
+    """A tea shop's "Lovely tea, will buy again" was tagged Delivery: it was held against the
+    complaints. Praise is read against praise sentences, general ones about no aspect."""
+    from modeling.review_insight import classify_aspects
+
+    texts = ["Lovely tea, will buy again.", "Love it!", "Fast delivery, arrived two days early.", "Great value for the price.", "Very helpful customer service."]
+    assert classify_aspects(texts) == ["other", "other", "delivery", "price", "service"]
+
+
 def test_reviews_get_aspects_and_a_changed_text_is_read_again(scored_shop) -> None:
     from customers.models import Review
     from customers.services.imports import import_rows
