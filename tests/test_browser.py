@@ -415,3 +415,21 @@ def test_owner_invites_a_teammate_who_sets_a_password_and_gets_a_new_role(live_s
     page.select_option("[data-member=dana] select", "admin")  # saves on change, no button
     page.wait_for_selector("text=dana is now Admin")
     assert Membership.objects.get(user__username="dana", tenant=tenant_a).role == "admin"
+
+
+def test_an_invited_login_accepts_from_the_banner_and_finds_the_shop_in_its_switcher(live_server, page, alice, charlie, tenant_a, tenant_b):
+    from clmsite.models import Role
+    from clmsite.services import do_invite_member
+
+    do_invite_member(tenant_a, "charlie", Role.ANALYST, acting_role=Role.OWNER)
+    page.set_viewport_size({"width": 390, "height": 800})
+    login(page, live_server, "charlie", "charlie-pass-123")
+    banner = page.inner_text("[data-testid=invitation]")
+    assert "Shop A invites you to its team as Analyst" in banner
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 391
+    page.screenshot(path=str(SCREENSHOTS / "invitation-phone.png"))
+    page.click("[data-testid=invitation] >> text=Accept")
+    page.wait_for_selector("text=Welcome to Shop A")
+    assert not page.query_selector("[data-testid=invitation]")
+    options = page.eval_on_selector_all("#tenant-switch option", "nodes => nodes.map(n => n.textContent)")
+    assert sorted(options) == ["Shop A", "Shop B"]
