@@ -23,7 +23,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from django.db import transaction
-from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
@@ -67,6 +67,8 @@ def audience(campaign: Campaign, *, leave_out_running: bool = True) -> QuerySet[
 # A customer's own offer (a share of their predicted value) below this is cents-sized: the
 # preview says how many there are.
 SMALL_OFFER = Decimal("1.00")
+# An audience from a scoring older than this is named as such: customers move between stages.
+STALE_SCORING_DAYS = 14
 
 
 def preview(campaign: Campaign) -> dict[str, Any]:
@@ -103,6 +105,12 @@ def preview(campaign: Campaign) -> dict[str, Any]:
     if totals["small_offers"]:
         notes.append(f"{_count(totals['small_offers'], 'customer')} would get an offer under {campaign.tenant.currency} {SMALL_OFFER:.2f} "
                      "(a share of a low predicted value): give the campaign one offer for everyone to send none that small.")
+    with tenant_context(campaign.tenant):
+        scored_on = CustomerInsight.objects.aggregate(as_of=Max("as_of"))["as_of"]
+    age = (timezone.now().date() - scored_on).days if scored_on else 0
+    if age > STALE_SCORING_DAYS:
+        notes.append(f"The audience comes from the scoring of {scored_on}, {age:,} days ago: its stages, predictions and actions may have moved "
+                     "since. An admin can score now on the Models page.")
     control = control_size(campaign.control_share, totals["n"])
     if totals["n"] and min(control, totals["n"] - control) < SMALL_GROUP_MEMBERS:
         notes.append(f"Too small to measure: {totals['n'] - control:,} treated and {control:,} held out. With fewer than {SMALL_GROUP_MEMBERS} "

@@ -148,3 +148,20 @@ def test_retraining_a_shop_nothing_serves_yet_says_what_works_meanwhile(tenant_a
     page = client.post("/models/retrain/", follow=True).content
     assert b"No model serves yet: stages, RFM groups and saved segments work meanwhile" in page
     assert b"keep serving until" not in page
+
+
+def test_a_campaign_preview_names_an_old_scoring(tenant_a) -> None:
+    from campaigns import services
+    from campaigns.models import Campaign
+    from customers.models import Customer
+    from modeling.models import CustomerInsight
+
+    with tenant_context(tenant_a):
+        customer = Customer.objects.create(external_id="c1")
+        insight = CustomerInsight.objects.create(customer=customer, as_of=dt.date.today() - dt.timedelta(days=40), stage="at_risk",
+                                                 stage_since="2024-01-01", action="win_back")
+        campaign = Campaign.objects.create(tenant=tenant_a, name="Back", action="win_back")
+    assert "The audience comes from the scoring of" in services.preview(campaign)["note"] and "40 days ago" in services.preview(campaign)["note"]
+    with tenant_context(tenant_a):
+        CustomerInsight.objects.filter(pk=insight.pk).update(as_of=dt.date.today())
+    assert "The audience comes from the scoring" not in services.preview(campaign)["note"]

@@ -362,8 +362,7 @@ def test_the_campaign_preview_says_which_filter_it_left_out_as_invalid(tenant_a,
     assert preview["size"] == 3
     assert preview["note"].startswith("Not counted until corrected: Churn risk at least (%): Ensure this value is less than or equal to 100.")
     valid = client.get("/campaigns/preview/", {"action": "win_back", "churn_min": "40", "skip_running": "on"}).json()["note"]
-    assert valid == ("Too small to measure: 2 treated and 1 held out. With fewer than 30 in a group the report's uplift will be too uncertain "
-                     "to read; widen the audience, or raise the control share.")  # nothing left out: only the size is worth a word
+    assert "Not counted" not in valid and "Too small to measure: 2 treated and 1 held out." in valid  # nothing left out
 
 
 def test_factors_say_whose_they_are_when_another_family_serves_the_chance(tenant_a, client, alice) -> None:
