@@ -211,6 +211,9 @@ class Prediction(TenantOwnedModel):
     value_tier = models.CharField(max_length=8, choices=Tier.choices)
     explanation = models.JSONField(default=list, blank=True, help_text="top factors of the purchase probability in plain words")
     value_explanation = models.JSONField(default=list, blank=True, help_text="top factors of the predicted value in plain words")
+    # The factors are the boosted trees' attributions; when another family's chance serves,
+    # the trees' own chance is kept beside it, so the page can say how far apart they are.
+    explainer_probability = models.FloatField(null=True, blank=True, help_text="the boosted trees' chance, when another family's serves")
     model_versions = models.JSONField(default=dict, blank=True, help_text="target -> ModelVersion id")
     profile_hash = models.CharField(max_length=64, blank=True, default="")
     profile = models.TextField(blank=True, default="", help_text="the text profile as of the date: what the transformer reads")

@@ -138,12 +138,14 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
         overdue_factor = tenant.settings.get("lifecycle", {}).get("overdue_factor") or lifecycle.Thresholds().overdue_factor
         words = {"categories": history.categories, "currency": tenant.currency, "overdue_factor": overdue_factor}
         contributions = explainer.contributions(features) if explainer is not None else None
+        trees_chance = (explainer.predict(history, as_of, features)["purchase_probability"]
+                        if explainer is not None and versions["purchase"].family != "tabular" else pd.Series(dtype=float))
         explanations = explain_rows(features, contributions, **words)
         # The value's factors need attributions: the rule-of-thumb fallback speaks of buying again.
         value_explanations = explain_rows(features, explainer.contributions(features, head="revenue"), **words) if explainer is not None else {}
         profiles = customer_profiles(history, as_of, features)
     else:
-        explanations, value_explanations, profiles = {}, {}, pd.Series(dtype=str)
+        explanations, value_explanations, profiles, trees_chance = {}, {}, pd.Series(dtype=str), pd.Series(dtype=float)
     prospects = [c for c in population if c not in features.index]
     rate = prospect_rate(history, cut, horizon) if prospects else 0.0
     first_order = history.orders.groupby("customer")["amount"].first()
@@ -155,6 +157,8 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
                                  explanations.get(customer, []), report.model_versions, profile_hash(profiles.get(customer, "")))
         prediction.profile = profiles.get(customer, "")  # kept, so the customer page need not rebuild it per request
         prediction.value_explanation = value_explanations.get(customer, [])
+        if customer in trees_chance.index:
+            prediction.explainer_probability = round(float(trees_chance[customer]), 6)
         rows.append(prediction)
     for customer in prospects:
         factors = [{"text": "no order yet", "effect": "-", "weight": 0.0}, {"text": f"{rate:.0%} of sign-ups like them order within {horizon} days", "effect": "+", "weight": 0.0}]

@@ -165,3 +165,29 @@ def test_a_campaign_preview_names_an_old_scoring(tenant_a) -> None:
     with tenant_context(tenant_a):
         CustomerInsight.objects.filter(pk=insight.pk).update(as_of=dt.date.today())
     assert "The audience comes from the scoring" not in services.preview(campaign)["note"]
+
+
+def test_when_bgnbd_serves_the_chance_the_trees_own_is_kept_beside_their_factors(tenant_a, settings, tmp_path, client, alice) -> None:
+    from modeling.models import Prediction
+    from modeling.scoring import score_customers
+    from modeling.training import train_models
+    from tests.test_modeling import END, load_demo
+
+    settings.MODEL_DIR = tmp_path / "models"
+    load_demo(tenant_a, customers=300, seed=5)
+    tenant_a.settings = {"sentiment_candidates": ["ngram"]}
+    tenant_a.save()
+    from modeling import registry
+    from modeling.models import ModelVersion
+
+    train_models(tenant_a, END, 60, family="bgnbd,tabular")
+    with tenant_context(tenant_a):  # BG/NBD's chance serves, the trees of its run give the factors
+        bgnbd = ModelVersion.objects.get(target="purchase", family="bgnbd")
+    registry.do_promote_model_version(tenant_a, bgnbd.pk)
+    score_customers(tenant_a, END)
+    with tenant_context(tenant_a):
+        buyer = Prediction.objects.filter(as_of=END).exclude(explanation=[]).exclude(explainer_probability=None).order_by("-purchase_probability").first()
+    assert buyer is not None and 0.0 <= buyer.explainer_probability <= 1.0
+    client.force_login(alice)
+    note = client.get(f"/customers/{buyer.customer_id}/").content.decode().split('data-testid="factors-by"')[1].split("</p>")[0]
+    assert "The chance above is the BG/NBD model's" in note and "likely to buy" in note
