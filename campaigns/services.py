@@ -101,7 +101,7 @@ def preview(campaign: Campaign) -> dict[str, Any]:
                      "(no action, to save budget): pick the recommended actions to target to leave them out.")
     if totals["other_channel"]:
         notes.append(f"{_count(totals['other_channel'], 'customer')} in it the playbook would reach by another channel "
-                     f"than {campaign.get_channel_display()}: this campaign reaches everyone by its own.")
+                     f"than {campaign.get_channel_display()}: this campaign reaches all of them by {campaign.get_channel_display()}.")
     if totals["small_offers"]:
         notes.append(f"{_count(totals['small_offers'], 'customer')} would get an offer under {campaign.tenant.currency} {SMALL_OFFER:.2f} "
                      "(a share of a low predicted value): give the campaign one offer for everyone to send none that small.")
@@ -113,8 +113,9 @@ def preview(campaign: Campaign) -> dict[str, Any]:
                      "since. An admin can score now on the Models page.")
     control = control_size(campaign.control_share, totals["n"])
     if totals["n"] and min(control, totals["n"] - control) < SMALL_GROUP_MEMBERS:
+        remedy = "widen the audience, or raise the control share" if totals["n"] >= 2 * SMALL_GROUP_MEMBERS else "widen the audience"
         notes.append(f"Too small to measure: {totals['n'] - control:,} treated and {control:,} held out. With fewer than {SMALL_GROUP_MEMBERS} "
-                     "in a group the report's uplift will be too uncertain to read; widen the audience, or raise the control share.")
+                     f"in a group the report's uplift will be too uncertain to read; {remedy}.")
     note = " ".join(notes)
     # Money to the cent: a sum of floats would show its noise (17236.12000000001).
     return {"size": totals["n"], "left_out_running": left_out, "value_at_risk": round(float(totals["at_risk"] or 0.0), 2), "predicted_value": round(float(totals["value"] or 0.0), 2), "note": note,

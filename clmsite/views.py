@@ -373,7 +373,7 @@ def team_page(request: HttpRequest) -> HttpResponse:
             else:
                 _send(request, membership.user, f"{tenant.name} invites you", f"{request.user.get_username()} invites you to the team of {tenant.name} "
                       f"as {role}. Log in to accept or decline: the invitation is at the top of every page.")
-                messages.success(request, f"Invited {name} as {role}. {name} has a login already, so they join once they accept: the invitation waits "
+                messages.success(request, f"Invited {name} as {role}. They have a login already, so they join once they accept: the invitation waits "
                                           "at the top of their pages. Until then they see nothing of this shop, and you see only their name.")
             return redirect("team")
     members = team(tenant)
@@ -400,7 +400,7 @@ def change_member_role(request: HttpRequest, membership_id: int) -> HttpResponse
     except MembershipRefused as refusal:
         messages.error(request, str(refusal))
         return redirect("team")
-    messages.success(request, f"{membership.user.get_username()} is now {membership.get_role_display()} in {tenant.name}.")
+    messages.success(request, f"{membership.user.get_username()} is now {membership.get_role_display()} in {tenant.name.rstrip('.')}.")
     # A member who gave up managing the team has no team page to go back to.
     return redirect("team" if membership.user_id != request.user.pk or membership.can(Role.ADMIN) else "dashboard")
 
@@ -415,7 +415,7 @@ def remove_member(request: HttpRequest, membership_id: int) -> HttpResponse:
         messages.error(request, str(refusal))
         return redirect("team")
     who = "You have left" if membership.user_id == request.user.pk else f"Removed {membership.user.get_username()} from"
-    messages.success(request, f"{who} {tenant.name}. The login itself stays, with any other shops it belongs to.")
+    messages.success(request, f"{who} {tenant.name.rstrip('.')}. The login itself stays, with any other shops it belongs to.")
     return redirect("dashboard" if membership.user_id == request.user.pk else "team")
 
 

@@ -545,6 +545,29 @@ def test_review_aspects_are_found_zero_shot_well_above_the_majority_baseline() -
     assert accuracy >= 0.75 and accuracy >= majority + 0.45, (accuracy, majority)
 
 
+def test_praise_reviews_get_the_aspect_they_praise() -> None:
+    """Generated good demo reviews (an opener, one aspect's praise, a general closer): the
+    clause most like an aspect's praise, not the closer, gives the aspect. 0.62 reading the
+    text whole, 0.87 by clauses (300 reviews, this seed)."""
+    import random
+
+    from customers.services import demo
+    from modeling.review_insight import classify_aspects
+
+    rng = random.Random(5)
+    catalogue = demo.build_catalogue()
+    texts, truth = [], []
+    while len(texts) < 200:
+        product, aspect = rng.choice(catalogue), rng.choice(list(demo._GOOD_ASPECTS))
+        if aspect == "fit" and product.category not in demo._FITTED:
+            continue
+        text = " ".join(part for part in (rng.choice(demo._GOOD_OPENERS), rng.choice(demo._GOOD_ASPECTS[aspect]), rng.choice(demo._GOOD_CLOSERS)) if part)
+        texts.append(demo._fill(rng, text, product))
+        truth.append(aspect)
+    accuracy = np.mean([found == aspect for found, aspect in zip(classify_aspects(texts), truth, strict=True)])
+    assert accuracy >= 0.8, accuracy
+
+
 def test_praise_is_about_what_it_praises_and_general_praise_about_nothing() -> None:
     """A tea shop's "Lovely tea, will buy again" was tagged Delivery: it was held against the
     complaints. Praise is read against praise sentences, general ones about no aspect."""

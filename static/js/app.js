@@ -25,6 +25,15 @@ window.CLM = {
   monthLabel(row) {
     return row.partial ? row.month + " (so far)" : row.month;
   },
+  // A tooltip line under a month's values: how many reviews stand behind them (two reviews
+  // swing a share from 0% to 100%). `rows` are the chart's months, each with its `n`.
+  reviewCount(rows) {
+    return (items) => items.length ? rows[items[0].dataIndex].n + " reviews that month" : "";
+  },
+  // A tooltip line in percent for the datasets on a percent axis (y1), as is for the others.
+  percentOnY1(item) {
+    return item.dataset.yAxisID === "y1" ? CLM.percentTooltip(item) : item.dataset.label + ": " + item.formattedValue;
+  },
   percentTooltip(item) {
     const v = item.raw;
     const show = (x) => (Math.round(x * 1000) / 10) + "%";
