@@ -93,6 +93,9 @@ def test_the_monthly_chart_keeps_the_months_without_orders() -> None:
     assert every_month(rows, {"orders": 0}) == [
         {"month": "2024-04", "orders": 1}, {"month": "2024-05", "orders": 0}, {"month": "2024-06", "orders": 0}, {"month": "2024-07", "orders": 2}]
     assert every_month([], {"orders": 0}) == []
+    # On to the latest scoring's month: a shop whose sales stopped shows the empty months
+    assert [row["month"] for row in every_month(rows, {"orders": 0}, until="2024-09")][-2:] == ["2024-08", "2024-09"]
+    assert len(every_month(rows, {"orders": 0}, until="2024-01")) == 4
 
 
 def test_the_dashboard_says_when_data_came_after_the_latest_scoring(tenant_a, client, alice) -> None:

@@ -126,18 +126,34 @@ def dashboard_stats(tenant: Tenant) -> dict[str, Any]:
              "partial": month_in_progress(row["month"])}
             for row in monthly
             if isinstance(row["month"], dt.datetime | dt.date)
-        ], {"revenue": 0.0, "orders": 0, "buyers": 0, "partial": False}),
+        ], {"revenue": 0.0, "orders": 0, "buyers": 0, "partial": False}, until=_latest_scoring_month(tenant)),
     }
 
 
-def every_month(rows: list[dict[str, Any]], empty: dict[str, Any]) -> list[dict[str, Any]]:
+def _latest_scoring_month(tenant: Tenant) -> str | None:
+    from modeling.insights import latest_scoring_date
+
+    scored = latest_scoring_date(tenant)
+    return scored.strftime("%Y-%m") if scored else None
+
+
+def every_month(rows: list[dict[str, Any]], empty: dict[str, Any], *, until: str | None = None) -> list[dict[str, Any]]:
     """``rows`` (one per "YYYY-MM" month, ascending) with the months between them that had
-    none filled with ``empty``: a chart that skipped them would draw April next to July."""
+    none filled with ``empty``, and on to ``until`` (the latest scoring's month) when that is
+    later: a chart that skipped them would draw April next to July, and a shop whose sales
+    stopped would not look it."""
     if not rows:
         return rows
     by_month = {row["month"]: row for row in rows}
-    months = pd.period_range(rows[0]["month"], rows[-1]["month"], freq="M").strftime("%Y-%m")
-    return [by_month.get(month, {"month": month, **empty}) for month in months]
+    last = max(rows[-1]["month"], until or "")
+    months = pd.period_range(rows[0]["month"], last, freq="M").strftime("%Y-%m")
+    def blank(month: str) -> dict[str, Any]:
+        row = {"month": month, **empty}
+        if "partial" in row:  # the month under way may have no order yet
+            row["partial"] = month_in_progress(dt.date.fromisoformat(f"{month}-01"))
+        return row
+
+    return [by_month.get(month) or blank(month) for month in months]
 
 
 ORDERS_PER_PAGE = 25
