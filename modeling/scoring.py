@@ -26,7 +26,6 @@ from modeling.explain import explain_rows, money_text
 from modeling.families.base import (
     CustomerModel,
     Progress,
-    at_least_the_chance_of_one,
     coherent_predictions,
     no_progress,
 )
@@ -185,10 +184,11 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
 
 def _prediction(tenant: Tenant, customer: int, as_of: dt.date, horizon: int, probability: float, orders: float, revenue: float,
                 explanation: list[dict[str, Any]], versions: dict[str, int], digest: str) -> Prediction:
+    """The stored row; ``orders`` and ``revenue`` already agree with ``probability`` (coherent_predictions, or a prospect's rate)."""
     return Prediction(
         tenant=tenant, customer_id=int(customer), as_of=as_of, horizon_days=horizon,
         purchase_probability=round(probability, 6), churn_probability=round(1.0 - probability, 6),
-        expected_orders=round(float(at_least_the_chance_of_one(max(orders, 0.0), probability)), 4), predicted_value=Decimal(str(round(max(revenue, 0.0), 2))),
+        expected_orders=round(orders, 4), predicted_value=Decimal(str(round(revenue, 2))),
         value_tier=Prediction.Tier.LOW, explanation=explanation, model_versions=versions, profile_hash=digest,
     )
 

@@ -35,8 +35,7 @@ def at_least_the_chance_of_one(expected_orders: Any, purchase_probability: Any) 
     buying expects at least 0.4 orders. Families that learn the two with separate heads
     (trees, transformer), and a champion set that serves them from two families, can break
     that; a page showing "expected orders 0.2" under "40% likely to buy" would contradict
-    itself. Applied where a family predicts (so validation scores what is served) and where
-    the two are put together for a customer."""
+    itself. Part of ``coherent_predictions``."""
     return np.maximum(expected_orders, purchase_probability)
 
 
@@ -56,9 +55,8 @@ def within_expected_orders(expected_revenue: Any, expected_orders: Any, ceiling:
 
     Revenue and orders learnt by separate heads, or served by two families (orders from
     BG/NBD, revenue from the trees), can disagree: "0.0 orders expected" beside a predicted
-    value of 14 ranks a customer 0.05% likely to buy in the High tier. Applied where the
-    trees and the transformer predict (so validation scores what is served) and where two
-    families' champions are put together."""
+    value of 14 ranks a customer 0.05% likely to buy in the High tier. Part of
+    ``coherent_predictions``."""
     return np.minimum(expected_revenue, np.asarray(expected_orders) * np.asarray(ceiling))
 
 

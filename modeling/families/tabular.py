@@ -21,10 +21,7 @@ from modeling.families.base import (
     CustomerModel,
     Progress,
     TrainingData,
-    at_least_the_chance_of_one,
     no_progress,
-    order_value_ceiling,
-    within_expected_orders,
 )
 from modeling.features import History
 
@@ -90,9 +87,10 @@ class TabularModel(CustomerModel):
         x = features.reindex(columns=self.columns)
         out = pd.DataFrame(index=features.index)
         out["purchase_probability"] = self._predict("purchase", x)
-        out["expected_orders"] = at_least_the_chance_of_one(np.maximum(self._predict("orders", x), 0.0), out["purchase_probability"].clip(0.0, 1.0))
-        revenue = np.maximum(self._predict("revenue", x), 0.0)
-        out["expected_revenue"] = within_expected_orders(revenue, out["expected_orders"], order_value_ceiling(history, as_of, features))
+        # The three heads as learnt: training, backtests and scoring make them agree
+        # (families.base.coherent_predictions).
+        out["expected_orders"] = np.maximum(self._predict("orders", x), 0.0)
+        out["expected_revenue"] = np.maximum(self._predict("revenue", x), 0.0)
         return out
 
     def _predict(self, head: str, x: pd.DataFrame) -> np.ndarray:

@@ -39,10 +39,7 @@ from modeling.families.base import (
     CustomerModel,
     Progress,
     TrainingData,
-    at_least_the_chance_of_one,
     no_progress,
-    order_value_ceiling,
-    within_expected_orders,
 )
 from modeling.features import History, as_timestamp
 from modeling.profiles import customer_profiles
@@ -367,13 +364,13 @@ class TransformerModel(CustomerModel):
             outputs = self.net.eval()(fused_inputs(pooled, numeric)).double().numpy()
         progress(1.0, f"Scored {len(texts)} customers")
         purchase = 1.0 / (1.0 + np.exp(-outputs[:, 0]))
-        orders = at_least_the_chance_of_one(np.exp(np.clip(outputs[:, 1], -30, 15)), purchase)
-        revenue = np.exp(np.clip(outputs[:, 2], -30, 15)) * self.revenue_scale
+        # The three heads as learnt: training, backtests and scoring make them agree
+        # (families.base.coherent_predictions).
         return pd.DataFrame(
             {
                 "purchase_probability": purchase,
-                "expected_orders": orders,
-                "expected_revenue": within_expected_orders(revenue, orders, order_value_ceiling(history, as_of, features).to_numpy()),
+                "expected_orders": np.exp(np.clip(outputs[:, 1], -30, 15)),
+                "expected_revenue": np.exp(np.clip(outputs[:, 2], -30, 15)) * self.revenue_scale,
             },
             index=features.index,
         )
