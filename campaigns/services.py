@@ -23,7 +23,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from django.db import transaction
-from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
@@ -105,8 +105,9 @@ def preview(campaign: Campaign) -> dict[str, Any]:
     if totals["small_offers"]:
         notes.append(f"{_count(totals['small_offers'], 'customer')} would get an offer under {campaign.tenant.currency} {SMALL_OFFER:.2f} "
                      "(a share of a low predicted value): give the campaign one offer for everyone to send none that small.")
-    with tenant_context(campaign.tenant):
-        scored_on = CustomerInsight.objects.aggregate(as_of=Max("as_of"))["as_of"]
+    from modeling.insights import latest_scoring_date
+
+    scored_on = latest_scoring_date(campaign.tenant)
     age = (timezone.now().date() - scored_on).days if scored_on else 0
     if age > STALE_SCORING_DAYS:
         notes.append(f"The audience comes from the scoring of {scored_on}, {age:,} days ago: its stages, predictions and actions may have moved "

@@ -462,8 +462,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
         if "old_password" in form.errors:
             key = f"clm:old-password-tries:{self.request.user.pk}"
-            cache.add(key, 0, timeout=900)
-            if cache.incr(key) >= OLD_PASSWORD_TRIES:
+            if _count_attempt(key, seconds=900) >= OLD_PASSWORD_TRIES:
                 cache.delete(key)
                 logout(self.request)
                 messages.error(self.request, "Too many wrong passwords: you have been logged out. Log in again to change your password.")
@@ -483,16 +482,21 @@ def _within_reset_limit(request: HttpRequest, email: str) -> bool:
     same whether or not an account uses the address, so it must not become a way to flood one."""
     import hashlib
 
-    from django.core.cache import cache
-
     from clmsite.client_ip import client_ip
 
     allowed = True
     for who in (f"email:{email.strip().lower()}", f"ip:{client_ip(request)}"):
-        key = "clm:password-reset:" + hashlib.sha256(who.encode()).hexdigest()
-        cache.add(key, 0, timeout=3600)
-        allowed = cache.incr(key) <= RESET_EMAILS_PER_HOUR * (1 if who.startswith("email:") else 3) and allowed
+        tries = _count_attempt("clm:password-reset:" + hashlib.sha256(who.encode()).hexdigest(), seconds=3600)
+        allowed = tries <= RESET_EMAILS_PER_HOUR * (1 if who.startswith("email:") else 3) and allowed
     return allowed
+
+
+def _count_attempt(key: str, *, seconds: int) -> int:
+    """One more attempt under ``key``; the attempts counted in the ``seconds`` since the first."""
+    from django.core.cache import cache
+
+    cache.add(key, 0, timeout=seconds)
+    return cache.incr(key)
 
 
 class ForgotPasswordView(auth_views.PasswordResetView):

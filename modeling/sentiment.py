@@ -517,12 +517,11 @@ def sentiment_of(model: SentimentModel, texts: Sequence[str], ratings: Sequence[
     The model reads the unrated ones: P(positive) - P(negative). A blank unrated text gets a
     blank label and no score: the model would only echo its class prior, and that would pull
     the customer's sentiment aggregates towards "positive" for people who said nothing."""
-    stars = [weak_label(rating) for rating in ratings] if ratings is not None else [None] * len(texts)
+    ratings = list(ratings) if ratings is not None else [None] * len(texts)
     result: list[tuple[str, float | None]] = [
-        (LABELS[label], (int(rating) - 3) / 2) if label is not None and rating is not None else ("", None)
-        for label, rating in zip(stars, ratings if ratings is not None else stars, strict=True)
+        (LABELS[label], (int(rating) - 3) / 2) if (label := weak_label(rating)) is not None else ("", None) for rating in ratings
     ]
-    with_text = [i for i, text in enumerate(texts) if text.strip() and stars[i] is None]
+    with_text = [i for i, text in enumerate(texts) if text.strip() and not result[i][0]]
     if with_text:
         for i, row in zip(with_text, model.predict_proba([texts[i] for i in with_text]), strict=True):
             result[i] = (LABELS[int(row.argmax())], float(np.clip(row[POSITIVE] - row[NEGATIVE], -1.0, 1.0)))

@@ -61,13 +61,11 @@ def train_sentiment_champion(
                 base_model=str(candidate.info.get("base_model", "")), hyperparameters=candidate.info, as_of=as_of,
                 horizon_days=0, validation_window=result.split, data_fingerprint="", metrics={**candidate.metrics, "label_counts": result.label_counts},
                 baseline_metrics={**result.baseline_metrics, **others}, charts={}, artifact_path=str(directory),
-                artifact_sha256=registry.write_manifest(directory), is_champion=kind == result.champion,
+                artifact_sha256=registry.write_manifest(directory), is_champion=kind == result.champion and result.beats_baseline,
                 job_id=job_key if isinstance(job_key, int) else None,
             )
             report.metrics[f"sentiment-{kind}"] = candidate.metrics
     if not result.beats_baseline:
-        with tenant_context(tenant):
-            ModelVersion.objects.filter(pk__in=[v.pk for v in versions.values()]).update(is_champion=False)
         scores = result.candidates[result.champion].metrics
         report.skipped.append(f"sentiment: no model beat always answering '{result.baseline.get('label')}' on the held-out reviews "
                               f"(accuracy {scores.get('accuracy', 0):.2f} vs {result.baseline.get('accuracy', 0):.2f}, macro-F1 "
