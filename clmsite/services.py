@@ -91,10 +91,15 @@ def _check_may_manage(acting_role: str, target_role: str, new_role: str | None =
         raise MembershipRefused("Only an owner can make, change or remove an owner.")
 
 
+def counts_as_owner(membership: Membership) -> bool:
+    """An owner of the shop: an owner invitation not yet accepted is none."""
+    return membership.role == Role.OWNER and membership.accepted
+
+
 def _check_keeps_an_owner(membership: Membership, new_role: str | None) -> None:
     """A shop always keeps an owner: nobody else can make one. The tenant's row lock makes two
     owners demoting each other at once queue, so the second sees the first's change."""
-    if membership.role == Role.OWNER and membership.accepted and new_role != Role.OWNER:
+    if counts_as_owner(membership) and new_role != Role.OWNER:
         lock_tenant(membership.tenant)
         if Membership.objects.filter(tenant_id=membership.tenant_id, role=Role.OWNER, accepted=True).count() <= 1:
             raise MembershipRefused(f"{membership.user.get_username()} is the shop's only owner. Make someone else an owner first.")

@@ -26,6 +26,7 @@ from clmsite.models import ApiKey, Role
 from clmsite.services import (
     MembershipRefused,
     access_events,
+    counts_as_owner,
     do_accept_invitation,
     do_change_member_role,
     do_create_api_key,
@@ -377,9 +378,9 @@ def team_page(request: HttpRequest) -> HttpResponse:
                                           "at the top of their pages. Until then they see nothing of this shop, and you see only their name.")
             return redirect("team")
     members = team(tenant)
-    owners = sum(member.role == Role.OWNER for member in members)
+    owners = sum(counts_as_owner(member) for member in members)
     for member in members:
-        member.sole_owner = member.role == Role.OWNER and owners == 1  # type: ignore[attr-defined]
+        member.sole_owner = counts_as_owner(member) and owners == 1  # type: ignore[attr-defined]
         member.pending = is_pending(member.user)  # type: ignore[attr-defined]
         member.may_invite = member.pending and may_send_invite(member)  # type: ignore[attr-defined]
         member.manageable = acting.role == Role.OWNER or member.role != Role.OWNER  # type: ignore[attr-defined]

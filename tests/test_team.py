@@ -115,6 +115,7 @@ def test_a_declined_invitation_is_gone(tenant_a, tenant_b, alice, charlie, clien
 def test_an_unaccepted_owner_invitation_is_no_owner(tenant_a, alice, charlie, client):
     do_invite_member(tenant_a, "charlie", Role.OWNER)
     client.force_login(alice)
+    assert b"the only owner: make another owner before stepping down" in client.get("/settings/team/").content  # the page counts as the rule does
     client.post(f"/settings/team/{membership_id(alice, tenant_a)}/role/", {"role": "admin"})
     assert role_of(alice, tenant_a) == Role.OWNER  # charlie has not accepted: alice is still the only owner
 
