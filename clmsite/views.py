@@ -336,14 +336,14 @@ def _remember_invite(request: HttpRequest, user: Any, path: str) -> str:
     url = request.build_absolute_uri(path)
     request.session[NEW_INVITE_SESSION] = {"username": user.get_username(), "url": url}
     shop = request.tenant.name  # type: ignore[attr-defined]
-    sent = _send(request, user, f"You are invited to {shop}", f"{request.user.get_username()} added you to the team of {shop}. Open this link to "
+    sent = _email_login(user, f"You are invited to {shop}", f"{request.user.get_username()} added you to the team of {shop}. Open this link to "
                  f"choose your password; it then logs you in:\n\n{url}\n\nIt works once, for three days.")
     if sent is None:
         return ""
     return f" It has also been emailed to {user.email}." if sent else f" It could not be emailed to {user.email} just now: send it yourself."
 
 
-def _send(request: HttpRequest, user: Any, subject: str, text: str) -> bool | None:
+def _email_login(user: Any, subject: str, text: str) -> bool | None:
     """Email a login, if it has an address: True sent, False the mail server failed, None no address."""
     if not user.email:
         return None
@@ -372,7 +372,7 @@ def team_page(request: HttpRequest) -> HttpResponse:
                 emailed = _remember_invite(request, membership.user, invite_path(membership.user))
                 messages.success(request, f"Added {name} as {role}. Send them the invite link below: they choose their password there.{emailed}")
             else:
-                _send(request, membership.user, f"{tenant.name} invites you", f"{request.user.get_username()} invites you to the team of {tenant.name} "
+                _email_login(membership.user, f"{tenant.name} invites you", f"{request.user.get_username()} invites you to the team of {tenant.name} "
                       f"as {role}. Log in to accept or decline: the invitation is at the top of every page.")
                 messages.success(request, f"Invited {name} as {role}. They have a login already, so they join once they accept: the invitation waits "
                                           "at the top of their pages. Until then they see nothing of this shop, and you see only their name.")
@@ -385,7 +385,7 @@ def team_page(request: HttpRequest) -> HttpResponse:
         member.may_invite = member.pending and may_send_invite(member)  # type: ignore[attr-defined]
         member.manageable = acting.role == Role.OWNER or member.role != Role.OWNER  # type: ignore[attr-defined]
     return render(request, "team.html", {
-        "form": form, "members": members, "roles": [(value, label) for value, label in Role.choices if value in roles],
+        "form": form, "members": members, "roles": form.fields["role"].choices,
         "role_help": [(label, ROLE_HELP[Role(value)]) for value, label in Role.choices][::-1],
         "invite": request.session.pop(NEW_INVITE_SESSION, None), "invite_days": settings.PASSWORD_RESET_TIMEOUT // 86400,
         "events": access_events(tenant),
