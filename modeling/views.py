@@ -74,12 +74,13 @@ def retrain(request: HttpRequest) -> HttpResponse:
     """Owners, admins and staff may retrain; anyone else gets a 404 like a missing page."""
     if not request.membership.can(Role.ADMIN):  # type: ignore[attr-defined]
         raise Http404("Not found")
+    # Read before the job starts: run in-process, it may have promoted models by the time it returns.
+    serving = registry.active_versions(request.tenant)  # type: ignore[attr-defined]
     try:
         job = do_start_training(request.tenant, acting_user=request.user)  # type: ignore[attr-defined]
     except TrainingAlreadyRunning as exc:
         messages.error(request, str(exc))
         return redirect("models")
-    serving = registry.active_versions(request.tenant)  # type: ignore[attr-defined]
     meanwhile = ("The current models keep serving until the new ones are validated." if serving else
                  "No model serves yet: stages, RFM groups and saved segments work meanwhile, predictions come with the first model that validates.")
     messages.success(request, f"Training as of {job.params['as_of']} started (job {job.pk}). {meanwhile}")
