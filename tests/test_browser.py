@@ -236,8 +236,8 @@ def test_campaign_pages_from_suggestion_to_report(live_server, page, alice, tena
     assert page.inner_text("[data-testid=campaign-state]") == "Draft"
     size = int(page.inner_text("[data-testid=preview-size]").replace(",", ""))
     assert size > 0
-    page.click("text=Edit")
-    page.wait_for_function("() => document.getElementById('preview-size').textContent.includes('customers')")
+    page.click("text=Edit")  # the edit page fills in its preview after it loads
+    page.wait_for_function("() => document.getElementById('preview-size')?.textContent.includes('customers')")
     page.fill("#id_control_share", "0.5")
     page.click("[data-testid=campaign-form] button[type=submit]")
     asked = []
@@ -281,12 +281,12 @@ def test_models_page_shows_a_running_training_job_progress_live(live_server, pag
     with tenant_context(tenant_a):
         Job.objects.filter(pk=job.pk).update(progress=0.8, message="transformer: epoch 3/3")
     # The page polls the job and moves the bar without a reload.
-    page.wait_for_function(f"() => document.querySelector(\"{row} [data-field=bar]\").style.width === '80%'", timeout=10_000)
+    page.wait_for_function(f"() => document.querySelector(\"{row} [data-field=bar]\")?.style.width === '80%'", timeout=10_000)
     assert page.inner_text(f"{row} [data-field=message]") == "transformer: epoch 3/3"
 
     with tenant_context(tenant_a):
         Job.objects.filter(pk=job.pk).update(state=Job.State.SUCCEEDED, progress=1.0, message="Trained bgnbd, tabular, transformer")
-    page.wait_for_function(f"() => document.querySelector(\"{row} [data-field=state]\").textContent === 'Succeeded'", timeout=10_000)
+    page.wait_for_function(f"() => document.querySelector(\"{row} [data-field=state]\")?.textContent === 'Succeeded'", timeout=10_000)
 
 
 def test_wide_content_stays_inside_its_card_on_a_laptop(live_server, page, alice, tenant_a):
@@ -364,7 +364,7 @@ def test_pages_run_under_the_content_security_policy_with_their_forms_and_switch
     assert nonce and all(nonce)  # the dashboard's inline chart script carries it
 
     page.select_option("#tenant-switch", label="Shop B")  # submits on change, no button
-    page.wait_for_function("() => document.querySelector('#tenant-switch').selectedOptions[0].text === 'Shop B'")
+    page.wait_for_function("() => document.querySelector('#tenant-switch')?.selectedOptions[0]?.text === 'Shop B'")
 
     page.goto(f"{live_server.url}/settings/api-keys/")
     page.fill("#key-name", "Shop feed")
