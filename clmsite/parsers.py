@@ -2,17 +2,58 @@
 
 from __future__ import annotations
 
+import codecs
+import re
 from typing import Any
 
 from rest_framework import exceptions, parsers
+from rest_framework.utils import json
+
+# An unpaired UTF-16 surrogate: JSON's "\ud800" escape decodes to one, which is no character
+# at all, so no database or response can hold it.
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _shown(key: str) -> str:
+    return SURROGATE.sub("\ufffd", key)[:60]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (Python's parser keeps the last quietly) and
+    unpaired surrogates in keys or string values."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if SURROGATE.search(key) or _holds_surrogate(value):
+            raise exceptions.ParseError(f"JSON parse error - the value of '{_shown(key)}' holds an unpaired surrogate escape (such as \\ud800), "
+                                        "which is not a character: send the text as UTF-8, or escape both halves of the pair.")
+        if key in result:
+            raise exceptions.ParseError(f"JSON parse error - an object has the key '{_shown(key)}' twice; send each key once.")
+        result[key] = value
+    return result
 
 
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, plus: a body nested deeper than Python's parser recurses is a 400
-    like any malformed JSON, not a RecursionError."""
+    like any malformed JSON, not a RecursionError; and a key given twice in one object, or text
+    with an unpaired surrogate (which no database column can store), is a 400 too."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+        encoding = parsers.get_encoding(parser_context or {})  # type: ignore[attr-defined]
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = json.load(codecs.getreader(encoding)(stream), object_pairs_hook=_object,
+                             parse_constant=json.strict_constant if self.strict else None)
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - the body is nested too deeply.") from None
+        except ValueError as exc:
+            raise exceptions.ParseError(f"JSON parse error - {exc}") from None
+        if _holds_surrogate(data):  # strings outside any object
+            raise exceptions.ParseError("JSON parse error - the body holds an unpaired surrogate escape (such as \\ud800), which is not a character.")
+        return data
+
+
+def _holds_surrogate(data: Any) -> bool:
+    if isinstance(data, str):
+        return bool(SURROGATE.search(data))
+    if isinstance(data, list):
+        return any(_holds_surrogate(item) for item in data)
+    return False  # numbers, and objects: checked as they were read

@@ -1,0 +1,54 @@
+"""Round 14: an integrator's and a merchant's walk on a fresh demo. Text that no database can
+hold, keys given twice, a file mixing two encodings, and the merchant pages' words."""
+
+from __future__ import annotations
+
+import pytest
+
+from clmsite.tenancy import tenant_context
+from customers.models import Customer, Review
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/api/v1/customers/bulk/", '[{"customer_id": "s\\ud800"}]'),
+    ("/api/v1/customers/bulk/", '[{"customer_id": "c9", "email": "x\\udfff@example.com"}]'),
+    ("/api/v1/customers/bulk/", '[{"customer_id": "c9", "tags": ["a\\ud83d"]}]'),
+    ("/api/v1/customers/bulk/", '[{"customer_id": "c9", "k\\ud800": "v"}]'),
+    ("/api/v1/reviews/bulk/", '[{"customer_id": "c9", "review_id": "r1", "created_at": "2024-01-02", "text": "x\\ud83d"}]'),
+    ("/api/v1/customers/bulk/", '"\\ud800"'),
+])
+def test_an_unpaired_surrogate_is_a_400_that_names_it_and_stores_nothing(tenant_a, api_a, path, body) -> None:
+    response = api_a.post(path, data=body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert "unpaired surrogate" in response.json()["detail"]
+    with tenant_context(tenant_a):
+        assert not Customer.objects.exists() and not Review.objects.exists()
+
+
+def test_an_escaped_surrogate_pair_is_one_character_and_imports(tenant_a, api_a) -> None:
+    response = api_a.post("/api/v1/customers/bulk/", data='[{"customer_id": "c9", "name": "Ann \\ud83d\\ude00"}]', content_type="application/json")
+
+    assert response.status_code == 200, response.json()
+    with tenant_context(tenant_a):
+        assert Customer.objects.get(external_id="c9").name == "Ann \U0001f600"
+
+
+@pytest.mark.parametrize("body", ['[{"customer_id": "d1", "email": "a@x.com", "email": "b@x.com"}]', '[{"customer_id": "u3", "customer_id": "u4"}]'])
+def test_a_key_given_twice_in_one_object_is_a_400_not_last_wins(tenant_a, api_a, body) -> None:
+    response = api_a.post("/api/v1/customers/bulk/", data=body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert "twice" in response.json()["detail"]
+    with tenant_context(tenant_a):
+        assert not Customer.objects.exists()
+
+
+def test_a_surrogate_in_a_patched_attribute_is_a_400(tenant_a, api_a) -> None:
+    with tenant_context(tenant_a):
+        customer = Customer.objects.create(tenant=tenant_a, external_id="c1")
+    response = api_a.patch(f"/api/v1/customers/{customer.pk}/", data='{"attributes": {"k": "v\\ud800"}}', content_type="application/json")
+
+    assert response.status_code == 400 and "unpaired surrogate" in response.json()["detail"]
