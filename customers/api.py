@@ -395,7 +395,7 @@ class UploadField(serializers.FileField):
 
 
 class ImportCreateSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=KINDS)
+    kind = serializers.ChoiceField(choices=KINDS, error_messages={"invalid_choice": f'"{{input}}" is not a kind of import: send one of {", ".join(KINDS)}.'})
     file = UploadField()
 
 
@@ -414,6 +414,8 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantView
     def create(self, request: Any) -> Response:
         if len(request.FILES.getlist("file")) > 1:  # which one was meant? Not the last by accident.
             raise serializers.ValidationError({"file": ["Send one file per import; this request has several."]})
+        if twice := [name for name in request.data if name != "file" and len(request.data.getlist(name)) > 1]:
+            raise serializers.ValidationError({name: ["Sent more than once: send it once."] for name in twice})
         form = self.validated_form(ImportCreateSerializer, request.data)
         upload = form["file"]
         job = do_start_import(self.tenant, form["kind"], upload, upload.name, acting_user=request.user)  # type: ignore[arg-type]

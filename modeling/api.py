@@ -25,6 +25,7 @@ from clmsite.models import Role
 from clmsite.permissions import request_role
 from modeling import insights, jobs, registry
 from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, Stage, StageSnapshot
+from modeling.scoring import NoActiveModel
 from modeling.services import InvalidAsOf, TrainingAlreadyRunning, do_start_scoring, do_start_training
 from modeling.training import FAMILIES, chosen_families
 
@@ -141,6 +142,8 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
             raise Conflict(str(exc)) from None
         except InvalidAsOf as exc:
             raise ValidationError({"as_of": [str(exc)]}) from None
+        except NoActiveModel as exc:
+            raise Conflict(str(exc)) from None
         job.refresh_from_db()
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
@@ -203,7 +206,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
             raise Conflict(str(exc)) from None
         return Response(JobSerializer(job).data)
 
-    @extend_schema(request=ScoreSerializer, responses={202: JobSerializer})
+    @extend_schema(request=ScoreSerializer, responses={202: JobSerializer, 409: conflict_response("No model serves one of the targets yet: train first.")})
     @action(detail=False, methods=["post"])
     def score(self, request: Any) -> Response:
         form = self.validated_form(ScoreSerializer, request.data)
@@ -211,6 +214,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
             job = do_start_scoring(self.tenant, as_of=form.get("as_of"), acting_user=request.user if getattr(request.user, "pk", None) else None)  # type: ignore[arg-type]
         except InvalidAsOf as exc:
             raise ValidationError({"as_of": [str(exc)]}) from None
+        except NoActiveModel as exc:
+            raise Conflict(str(exc)) from None
         job.refresh_from_db()
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 

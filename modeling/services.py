@@ -148,10 +148,13 @@ def do_start_scoring(tenant: Tenant, *, as_of: dt.date | None = None, acting_use
     date: a retried API call or beat's nightly run joins it rather than scoring the same
     customers twice at once. After a training (``new_models``) only a queued one is joined:
     it reads the models when it starts, while a running one began with the previous ones.
-    With ``queue=False`` a new job is created for the caller to run itself (``score --sync``)."""
+    A shop with no model serving a target is refused (NoActiveModel). With ``queue=False`` a new job is created for the caller to run itself (``score --sync``)."""
+    from modeling.scoring import serving_versions
     from modeling.tasks import score_customers_task
 
     day = check_as_of(tenant, as_of or default_as_of(tenant)).isoformat()
+    if not new_models:
+        serving_versions(tenant)  # NoActiveModel: refused now, not a job that fails when it starts
     states = [Job.State.QUEUED] if new_models else [Job.State.QUEUED, Job.State.RUNNING]
     with transaction.atomic():
         # Concurrent callers queue on the tenant: the check and the insert are one step.

@@ -223,9 +223,9 @@ def _stop_scoring(tenant: Tenant, job: Job, as_of: dt.date, reason: str, *, canc
     withdrawn = withdraw_unfinished_date(tenant, as_of, job.started_at or job.created_at)
     kept = f"; the {withdrawn:,} predictions already written for {as_of} were taken back" if withdrawn else ""
     if cancelled:
-        jobs.cancel_job(job, f"{reason}{kept}.")
+        jobs.cancel_job(job, f"{reason.rstrip('.')}{kept}.")
     else:
-        jobs.finish_job(job, result={}, succeeded=False, message=f"{reason}{kept}.")
+        jobs.finish_job(job, result={}, succeeded=False, message=f"{reason.rstrip('.')}{kept}.")
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)

@@ -13,6 +13,7 @@ from clmsite.models import Role
 from clmsite.views import tenant_required
 from modeling import explain, insights, registry
 from modeling.models import Job, ModelVersion
+from modeling.scoring import NoActiveModel
 from modeling.services import (
     STALE_AFTER_DAYS,
     InvalidAsOf,
@@ -99,6 +100,9 @@ def score_now(request: HttpRequest) -> HttpResponse:
         job = do_start_scoring(request.tenant, as_of=as_of, acting_user=request.user)  # type: ignore[attr-defined]
     except ValueError as exc:  # InvalidAsOf, or not a date
         messages.error(request, str(exc) if isinstance(exc, InvalidAsOf) else "Give the as-of date as YYYY-MM-DD.")
+        return redirect("models")
+    except NoActiveModel as exc:
+        messages.error(request, str(exc))
         return redirect("models")
     messages.success(request, f"Scoring as of {job.params['as_of']} (job {job.pk}): stages, segments and actions follow the new predictions.")
     warning = stale_scoring_warning(request.tenant, dt.date.fromisoformat(job.params["as_of"]))  # type: ignore[attr-defined]

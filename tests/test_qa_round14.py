@@ -52,3 +52,31 @@ def test_a_surrogate_in_a_patched_attribute_is_a_400(tenant_a, api_a) -> None:
     response = api_a.patch(f"/api/v1/customers/{customer.pk}/", data='{"attributes": {"k": "v\\ud800"}}', content_type="application/json")
 
     assert response.status_code == 400 and "unpaired surrogate" in response.json()["detail"]
+
+
+def test_scoring_a_shop_without_models_is_refused_up_front_on_every_entrance(tenant_a, api_a, client, alice) -> None:
+    from django.core.management import CommandError, call_command
+
+    from modeling.models import Job
+
+    refused = api_a.post("/api/v1/jobs/score/", {}, format="json")
+    assert refused.status_code == 409 and refused.json()["detail"] == "No active model for purchase, orders, revenue. Train models first."
+    client.force_login(alice)
+    page = client.post("/models/score/", {}, follow=True).content.decode()
+    assert "No active model for purchase, orders, revenue. Train models first." in page
+    with pytest.raises(CommandError, match="No active model"):
+        call_command("score", "--tenant", tenant_a.slug, "--as-of", "2024-01-31")
+    with tenant_context(tenant_a):
+        assert not Job.objects.exists()
+
+
+def test_an_import_field_sent_twice_is_refused_and_a_wrong_kind_lists_the_kinds(tenant_a, api_a) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    def upload() -> SimpleUploadedFile:
+        return SimpleUploadedFile("c.csv", b"customer_id\nc1\n", content_type="text/csv")
+
+    twice = api_a.post("/api/v1/imports/", {"kind": ["customers", "orders"], "file": upload()})
+    assert twice.status_code == 400 and twice.json() == {"kind": ["Sent more than once: send it once."]}
+    wrong = api_a.post("/api/v1/imports/", {"kind": "bogus", "file": upload()})
+    assert wrong.status_code == 400 and wrong.json()["kind"] == ['"bogus" is not a kind of import: send one of customers, products, orders, reviews.']

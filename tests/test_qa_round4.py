@@ -307,8 +307,8 @@ def test_without_a_broker_a_queued_command_job_runs_here_instead_of_in_a_thread_
     settings.CELERY_TASK_ALWAYS_EAGER, settings.JOBS_IN_THREAD = True, True  # the embedded default
     tenant = Tenant.objects.create(slug="cli-shop", name="CLI shop")
     assert import_rows(tenant, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2026-11-01", "amount": "10"}]).ok
-    with pytest.raises(CommandError, match=r"Scoring job \d+ failed"):  # it ran, here: no model serves yet
-        call_command("score", "--tenant", "cli-shop", "--as-of", "2026-11-30")
+    with pytest.raises(CommandError, match=r"Training job \d+ failed: No customer model can serve"):  # it ran, here: one order is nothing to learn from
+        call_command("train", "--tenant", "cli-shop", "--as-of", "2026-11-30")
     with tenant_context(tenant):
         assert not Job.objects.filter(state=Job.State.QUEUED).exists()
 

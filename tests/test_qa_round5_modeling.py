@@ -52,7 +52,8 @@ def test_a_shop_whose_orders_ended_long_ago_defaults_to_the_day_after_its_last_o
 
 def test_the_models_page_offers_the_shops_default_and_warns_about_a_date_long_after_the_last_order(tenant_a, client, alice) -> None:
     _orders(tenant_a, "1998-01-02", "1998-06-30")
-    _serving(tenant_a)
+    for target in ("purchase", "orders", "revenue"):
+        _serving(tenant_a, target)
     client.force_login(alice)
 
     page = client.get("/models/").content.decode()
@@ -72,7 +73,8 @@ def test_the_retrain_button_the_api_and_the_beat_start_from_the_same_default(ten
     from modeling.services import do_start_scoring
 
     _orders(tenant_a, "1998-01-02", "1998-06-30")
-    _serving(tenant_a)
+    for target in ("purchase", "orders", "revenue"):
+        _serving(tenant_a, target)
     client.force_login(alice)
     with django_capture_on_commit_callbacks(execute=False):  # queued, not run
         done = client.post("/models/retrain/", follow=True).content.decode()

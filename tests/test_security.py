@@ -53,6 +53,9 @@ def test_a_success_before_the_limit_resets_the_count(client, alice) -> None:
 def test_a_rolled_back_transaction_enqueues_nothing(tenant_a, django_capture_on_commit_callbacks) -> None:
     from modeling.services import do_start_scoring
 
+    with tenant_context(tenant_a):  # a shop with models: scoring one without any is refused before it queues
+        for target in ("purchase", "orders", "revenue"):
+            ModelVersion.objects.create(tenant=tenant_a, target=target, family="bgnbd", as_of="2024-01-31", state=ModelVersion.State.ACTIVE)
     with django_capture_on_commit_callbacks() as callbacks, pytest.raises(RuntimeError), transaction.atomic():
         do_start_scoring(tenant_a)
         raise RuntimeError("the request failed after queuing")

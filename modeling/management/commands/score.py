@@ -26,6 +26,10 @@ class Command(ClmCommand):
             check_as_of(target, as_of)
         except InvalidAsOf as exc:
             raise CommandError(f"--as-of: {exc}") from None
+        try:
+            serving_versions(target)
+        except NoActiveModel as exc:
+            raise CommandError(str(exc)) from None
         if not sync:
             queue_or_run_here(self, target, lambda: do_start_scoring(target, as_of=as_of), queued=f"Queued scoring job {{job.pk}} for {target.slug}.")
             return
@@ -34,9 +38,5 @@ class Command(ClmCommand):
         if pending is not None:
             raise CommandError(f"A scoring of {as_of} is already {pending.get_state_display().lower()} (job {pending.pk}); "
                                "wait for it to finish, or score another date.")
-        try:
-            serving_versions(target)
-        except NoActiveModel as exc:
-            raise CommandError(str(exc)) from None
         job = do_start_scoring(target, as_of=as_of, queue=False)
         run_here(self, target, job, tasks.score_whole, "Scoring", "Cancelled; the predictions of that date are as they were.")
