@@ -80,3 +80,33 @@ def test_an_import_field_sent_twice_is_refused_and_a_wrong_kind_lists_the_kinds(
     assert twice.status_code == 400 and twice.json() == {"kind": ["Sent more than once: send it once."]}
     wrong = api_a.post("/api/v1/imports/", {"kind": "bogus", "file": upload()})
     assert wrong.status_code == 400 and wrong.json()["kind"] == ['"bogus" is not a kind of import: send one of customers, products, orders, reviews.']
+
+
+def test_a_file_mixing_utf8_and_windows_1252_imports_nothing_and_names_the_lines(tenant_a, tmp_path) -> None:
+    from customers.services.imports import import_csv
+
+    path = tmp_path / "mixed.csv"
+    path.write_bytes("customer_id,name\nmx1,Müller\nmx2,Zoë\n".encode() + "mx3,Müller\n".encode("cp1252"))
+    result = import_csv(tenant_a, "customers", str(path))
+
+    assert not result.ok
+    assert "mixes two text encodings. Line 2 is UTF-8 and line 4 is not" in result.message
+    assert [(e.row, e.message) for e in result.errors] == [(4, "not UTF-8, unlike the file's other lines")]
+    with tenant_context(tenant_a):
+        assert not Customer.objects.exists()
+    path.write_bytes("customer_id,name\nmx3,Müller\n".encode("cp1252"))  # all Windows-1252: read as such
+    assert import_csv(tenant_a, "customers", str(path)).ok
+    with tenant_context(tenant_a):
+        assert Customer.objects.get().name == "Müller"
+
+
+def test_excels_sep_line_names_the_delimiter(tenant_a, tmp_path) -> None:
+    from customers.services.imports import import_csv
+
+    path = tmp_path / "excel.csv"
+    path.write_text("sep=;\ncustomer_id;email\nw15;w15@example.com\n")
+    result = import_csv(tenant_a, "customers", str(path))
+
+    assert result.ok, result.message
+    with tenant_context(tenant_a):
+        assert Customer.objects.get().email == "w15@example.com"

@@ -605,6 +605,9 @@ def _open_text(path: str, encoding: str) -> IO[str]:
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # Excel's "Unicode text" export
 
 
+EXCEL_SEPARATOR = re.compile(r"\ufeff?sep=([,;\t|])\r?\n?", re.IGNORECASE)
+
+
 def _delimiter(first_line: str) -> str:
     """Comma, or the semicolon or tab of a header that has more of those: spreadsheets
     in locales with a decimal comma save CSV with semicolons (and their amounts with that
@@ -643,8 +646,12 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
     for encoding in ("utf-16",) if utf16 else ("utf-8-sig", "cp1252", "latin-1"):
         try:
             with _open_text(path, encoding) as text:
-                delimiter = _delimiter(text.readline(65_536))
-                text.seek(0)
+                first_line = text.readline(65_536)
+                if excel_hint := EXCEL_SEPARATOR.fullmatch(first_line):  # Excel's "sep=;" line names the delimiter; the header follows it
+                    delimiter = excel_hint[1]
+                else:
+                    delimiter = _delimiter(first_line)
+                    text.seek(0)
                 reader = _csv_records(text, delimiter)
                 try:
                     _, header = next(reader)
@@ -665,8 +672,39 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
                 )
         except UnicodeDecodeError:
             staging.discard()
+            if encoding == "utf-8-sig" and (lines := _mixed_encodings(path)):
+                utf8, other = lines
+                raise ImportError_(f"Nothing was imported: the file mixes two text encodings. Line {utf8:,} is UTF-8 and line {other:,} is not "
+                                   "(an older spreadsheet's encoding, such as Windows-1252), so one of them would import garbled. "
+                                   "Save the whole file as UTF-8 CSV.", [RowError(other, "", "not UTF-8, unlike the file's other lines")]) from None
             continue
     raise ImportError_("Nothing was imported: the file's text encoding is not recognised; save it as UTF-8.")  # pragma: no cover
+
+
+# A multi-byte UTF-8 character: in a file read as Windows-1252 it would read as two or three
+# characters ("Müller" as "MÃ¼ller"), which no merchant's data holds.
+UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+
+
+def _mixed_encodings(path: str) -> tuple[int, int] | None:
+    """For a file that is not valid UTF-8: the numbers of a line in UTF-8 and of the first line
+    that is not, when it has both; None when no line holds a UTF-8 character."""
+    utf8 = other = None
+    with open(path, "rb") as raw:
+        for number, line in enumerate(raw, 1):
+            if line.isascii():
+                continue
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                other = other or number
+                if UTF8_MULTIBYTE.search(line):
+                    utf8 = utf8 or number
+            else:
+                utf8 = utf8 or number
+            if utf8 and other:
+                return utf8, other
+    return None
 
 
 # Distinct keys a bulk request's rows may use in all: each becomes a column of every row.
