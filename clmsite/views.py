@@ -258,15 +258,19 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 
 class TenantSettingsForm(forms.Form):
-    name = forms.CharField(max_length=200)
+    name = forms.CharField(max_length=200, label="Shop name")
     currency = forms.CharField(max_length=3, help_text="ISO 4217 code, such as USD or EUR: the currency the shop's amounts are in. Changing it converts nothing; "
                                                        "orders imported with another currency stay as they are")
-    horizon_days = forms.IntegerField(min_value=7, max_value=730, help_text="days ahead the predictions look")
-    high_tier_quantile = forms.FloatField(min_value=0.5, max_value=0.99, help_text="customers above this quantile of predicted value are high value")
-    medium_tier_quantile = forms.FloatField(min_value=0.05, max_value=0.95, help_text="above this quantile: medium value")
-    retrain_weekday = forms.TypedChoiceField(coerce=int, choices=[(i, d) for i, d in enumerate(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"])])
-    retrain_hour = forms.IntegerField(min_value=0, max_value=23, help_text="UTC; runs where the scheduler (celery beat, as in docker-compose.yml) runs")
-    score_hour = forms.IntegerField(min_value=0, max_value=23, help_text="UTC, nightly; runs where the scheduler runs (make demo has none: retrain and score from the Models page)")
+    horizon_days = forms.IntegerField(min_value=7, max_value=730, label="Prediction horizon (days)",
+                                      help_text="how far ahead the predictions look: the chance to buy again within this many days")
+    high_tier_percent = forms.IntegerField(min_value=1, max_value=50, label="High value: top % of customers",
+                                           help_text="the customers with the highest predicted value, as a percentage of all scored customers")
+    low_tier_percent = forms.IntegerField(min_value=5, max_value=95, label="Low value: bottom % of customers",
+                                          help_text="the customers with the lowest predicted value; those between are medium value")
+    retrain_weekday = forms.TypedChoiceField(coerce=int, label="Retrain on", choices=[(i, d) for i, d in enumerate(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"])])
+    retrain_hour = forms.IntegerField(min_value=0, max_value=23, label="Retrain hour", help_text="0–23, UTC: the weekly retraining starts then")
+    score_hour = forms.IntegerField(min_value=0, max_value=23, label="Scoring hour", help_text="0–23, UTC: every customer is scored again each night at this hour. "
+                                    "Where no scheduler runs (a trial install), retrain and score from the Models page")
 
     def clean_currency(self) -> str:
         from customers.services.parsing import FieldError, parse_currency
@@ -278,8 +282,8 @@ class TenantSettingsForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if data.get("medium_tier_quantile") is not None and data.get("high_tier_quantile") is not None and data["medium_tier_quantile"] >= data["high_tier_quantile"]:
-            raise forms.ValidationError("The medium-value quantile must be below the high-value one.")
+        if data.get("high_tier_percent") is not None and data.get("low_tier_percent") is not None and data["high_tier_percent"] + data["low_tier_percent"] >= 100:
+            raise forms.ValidationError("The top and bottom percentages must add up to less than 100, leaving some customers medium value.")
         return data
 
 
@@ -292,14 +296,14 @@ def tenant_settings(request: HttpRequest) -> HttpResponse:
     tiers = {**DEFAULT_TIER_QUANTILES, **tenant.settings.get("value_tier_quantiles", {})}
     schedule = {**DEFAULT_SCHEDULE, **tenant.settings.get("schedule", {})}
     initial = {"name": tenant.name, "currency": tenant.currency, "horizon_days": tenant.horizon_days,
-               "high_tier_quantile": tiers["high"], "medium_tier_quantile": tiers["medium"], **schedule}
+               "high_tier_percent": round(100 * (1 - tiers["high"])), "low_tier_percent": round(100 * tiers["medium"]), **schedule}
     form = TenantSettingsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         tenant.name, tenant.currency, tenant.horizon_days = data["name"], data["currency"].upper(), data["horizon_days"]
         tenant.settings = {
             **tenant.settings,
-            "value_tier_quantiles": {"high": data["high_tier_quantile"], "medium": data["medium_tier_quantile"]},
+            "value_tier_quantiles": {"high": round(1 - data["high_tier_percent"] / 100, 4), "medium": round(data["low_tier_percent"] / 100, 4)},
             "schedule": {k: data[k] for k in ("retrain_weekday", "retrain_hour", "score_hour")},
         }
         tenant.save()
@@ -336,6 +340,8 @@ def _remember_invite(request: HttpRequest, user: Any, path: str) -> str:
     url = request.build_absolute_uri(path)
     request.session[NEW_INVITE_SESSION] = {"username": user.get_username(), "url": url}
     shop = request.tenant.name  # type: ignore[attr-defined]
+    if user.email and settings.EMAIL_BACKEND.endswith(".console.EmailBackend"):  # no EMAIL_HOST: it would only reach the server's log
+        return " Email is not set up on this server, so it was not emailed: send it yourself."
     sent = _email_login(user, f"You are invited to {shop}", f"{request.user.get_username()} added you to the team of {shop}. Open this link to "
                  f"choose your password; it then logs you in:\n\n{url}\n\nIt works once, for three days.")
     if sent is None:

@@ -140,6 +140,9 @@ class CustomerSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError({"remove_attributes": [f"{', '.join(both)} is also set in attributes; send it in one of them"]})
         return data
 
+    def validate_country(self, value: str) -> str:
+        return parsing.parse_country(value)
+
     def validate_email(self, value: str) -> str:
         """The import's own check, so an edit cannot store what an import refuses."""
         try:

@@ -239,7 +239,7 @@ def segment_list(request: HttpRequest) -> HttpResponse:
     for segment in rfm:
         counts = sorted(mix.get(segment.pk, []), reverse=True)
         total = sum(n for n, _ in counts)
-        segment.mostly = f"{counts[0][0] / total:.0%} {stage_names.get(counts[0][1], counts[0][1]).lower()}" if total else ""
+        segment.mostly = f"{counts[0][0] / total:.0%} {stage_names.get(counts[0][1], counts[0][1])}" if total else ""
     saved = list(Segment.objects.filter(kind=Segment.Kind.SAVED).order_by("name"))
     for segment in saved:
         segment.live_size = insights.segment_members(segment).count()
@@ -269,6 +269,7 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
     page = Paginator(members.order_by("-priority", "customer_id"), 50).get_page(request.GET.get("page"))
     return render(request, "insights/segment_detail.html", {
         "segment": segment, "summary": summary, "page": page, "chart_data": chart,
+        "prospects": segment.kind == Segment.Kind.LEARNED and segment.key == insights.PROSPECTS_KEY,  # no order yet: no churn, no value at risk
         "can_delete": segment.kind == Segment.Kind.SAVED and request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
         "filters": insights.describe_filters(segment.filters, request.tenant.currency),  # type: ignore[attr-defined]
     })

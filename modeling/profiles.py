@@ -91,7 +91,7 @@ def customer_profiles(
     ``currency`` is the shop's (``tenant.currency``); a model must read the same at training
     and at scoring.
 
-    Example: "Customer for 13 months. 3 orders, last one 2 weeks ago, usually every 6 weeks.
+    Example: "First order 13 months ago. 3 orders, last one 2 weeks ago, usually every 6 weeks.
     Spent EUR 240 (avg EUR 80). Ordering less than before. Bought Running shoes, Socks (Trail
     Runner 2, Merino socks). Reviews: 2, avg 4.5 stars, positive tone; latest: ‘great fit
     but slow delivery’."
@@ -116,7 +116,7 @@ def _history_sentence(row: dict[str, float], currency: str | None) -> str:
     # Days with an order (features.order_days): orders on one day are one purchase, so a
     # rhythm and a trend need two days, as the lifecycle's "bought again" does.
     days = int(row.get("order_days", orders) or 0)
-    sentences = [f"Customer for {_duration(row.get('tenure_days', 0))}."]
+    sentences = [f"First order {_duration(row.get('tenure_days', 0))} ago."]
     order_word = "order" if orders == 1 else "orders"
     ago = f"{_duration(row.get('recency_days', 0))} ago"
     recency = f"last one {ago}" if days > 1 else f"all on one day, {ago}" if orders > 1 else ago

@@ -35,10 +35,12 @@ ASPECTS: dict[str, tuple[str, list[str]]] = {
     "quality": ("Quality", [
         "Poor quality: it broke and fell apart quickly.", "The material feels cheap and flimsy, defective product.",
         "It stopped working after a few uses.", "The seams ripped and the sole came off.",
+        "It leaked and let the water in; not waterproof at all.",
     ]),
     "fit": ("Size/fit", [
         "The size is wrong: too small or too big, it does not fit.", "Sizing runs small; check the size chart.",
         "Too tight, had to exchange for a larger size.", "The fit is off, too narrow and too long.",
+        "They rubbed my heels and gave me blisters.",
     ]),
     "price": ("Price", [
         "Too expensive, not worth the money.", "Overpriced for what you get; the price is too high.",

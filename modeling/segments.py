@@ -265,7 +265,7 @@ def name_for(stats: dict[str, Any]) -> str:
 
 
 # Words every profile is made of (modeling/profiles.py writes them for every customer), so
-# they say nothing about a segment: "Customer for 13 months. 3 orders, last one 2 weeks ago,
+# they say nothing about a segment: "First order 13 months ago. 3 orders, last one 2 weeks ago,
 # usually every 6 weeks. Spent $240 (avg $80). Ordering less than before. Bought ...
 # Reviews: 2, avg 4.5 stars, positive tone; latest: ...".
 PROFILE_TEMPLATE_WORDS = frozenset(["customer", "customers", "order", "orders", "ordering", "ordered", "last", "one", "usually", "every", "spent", "avg", "average", "less", "more", "than", "before", "bought", "products", "reviews", "review", "stars", "star", "tone", "positive", "negative", "mixed", "latest", "day", "days", "week", "weeks", "month", "months", "year", "years", "ago"])

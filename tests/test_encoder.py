@@ -217,7 +217,7 @@ def test_profile_describes_the_customer_with_rounded_numbers() -> None:
     as_of = dt.date(2024, 3, 31)
     profiles = customer_profiles(history, as_of, features_as_of(history, as_of))
     assert profiles.loc[1] == (
-        "Customer for 3 months. 3 orders, last one 4 weeks ago, usually every 4 weeks. Spent $240 (avg $80). "
+        "First order 3 months ago. 3 orders, last one 4 weeks ago, usually every 4 weeks. Spent $240 (avg $80). "
         "Ordering more than before. Bought Running shoes, Socks (Trail Runner 2, Merino socks). "
         "Reviews: 1, avg 5 stars, positive tone; latest: ‘great fit but slow delivery’."
     )

@@ -113,17 +113,17 @@ def test_unknown_page_is_a_friendly_404(alice, client):
 
 def test_owner_edits_horizon_and_tiers_and_viewer_cannot(tenant_a, alice, bob, client):
     client.force_login(alice)
-    response = client.post("/settings/", {"name": "Shop A+", "currency": "eur", "horizon_days": 60, "high_tier_quantile": 0.9, "medium_tier_quantile": 0.6,
+    response = client.post("/settings/", {"name": "Shop A+", "currency": "eur", "horizon_days": 60, "high_tier_percent": 10, "low_tier_percent": 60,
                                           "retrain_weekday": 2, "retrain_hour": 1, "score_hour": 5})
     assert response.status_code == 302
     tenant_a.refresh_from_db()
     assert (tenant_a.name, tenant_a.currency, tenant_a.horizon_days) == ("Shop A+", "EUR", 60)
     assert tenant_a.settings["value_tier_quantiles"] == {"high": 0.9, "medium": 0.6}
-    bad = client.post("/settings/", {"name": "x", "currency": "EUR", "horizon_days": 60, "high_tier_quantile": 0.5, "medium_tier_quantile": 0.6,
+    bad = client.post("/settings/", {"name": "x", "currency": "EUR", "horizon_days": 60, "high_tier_percent": 50, "low_tier_percent": 60,
                                      "retrain_weekday": 2, "retrain_hour": 1, "score_hour": 5})
-    assert bad.status_code == 200 and b"must be below" in bad.content
+    assert bad.status_code == 200 and b"must add up to less than 100" in bad.content
     for code in ("nan", "inf", "ABC"):
-        refused = client.post("/settings/", {"name": "x", "currency": code, "horizon_days": 60, "high_tier_quantile": 0.9, "medium_tier_quantile": 0.6,
+        refused = client.post("/settings/", {"name": "x", "currency": code, "horizon_days": 60, "high_tier_percent": 10, "low_tier_percent": 60,
                                              "retrain_weekday": 2, "retrain_hour": 1, "score_hour": 5})
         assert refused.status_code == 200 and b"ISO 4217" in refused.content
     tenant_a.refresh_from_db()

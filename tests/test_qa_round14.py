@@ -110,3 +110,29 @@ def test_excels_sep_line_names_the_delimiter(tenant_a, tmp_path) -> None:
     assert result.ok, result.message
     with tenant_context(tenant_a):
         assert Customer.objects.get().email == "w15@example.com"
+
+
+def test_without_a_mail_server_the_invite_says_it_was_not_emailed(tenant_a, alice, client, settings, mailoutbox) -> None:
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"  # the default without EMAIL_HOST
+    client.force_login(alice)
+    page = client.post("/settings/team/", {"username": "dana", "email": "dana@example.com", "role": "analyst"}, follow=True).content.decode()
+
+    assert "Email is not set up on this server, so it was not emailed: send it yourself." in page
+    assert "It has also been emailed" not in page and mailoutbox == []
+
+
+def test_country_codes_are_stored_in_capitals_and_names_as_given(tenant_a, api_a) -> None:
+    from customers.services.imports import import_rows
+
+    assert import_rows(tenant_a, "customers", [{"customer_id": "c1", "country": "us"}, {"customer_id": "c2", "country": "Germany"}]).ok
+    with tenant_context(tenant_a):
+        assert dict(Customer.objects.values_list("external_id", "country")) == {"c1": "US", "c2": "Germany"}
+        customer = Customer.objects.get(external_id="c2")
+    assert api_a.patch(f"/api/v1/customers/{customer.pk}/", {"country": "de"}, format="json").json()["country"] == "DE"
+
+
+def test_the_settings_page_speaks_in_percentages_and_keeps_the_quantiles(tenant_a, alice, client) -> None:
+    client.force_login(alice)
+    page = client.get("/settings/").content.decode()
+    assert "High value: top % of customers" in page and 'name="high_tier_percent" value="20"' in page and 'name="low_tier_percent" value="50"' in page
+    assert "quantile" not in page and "celery" not in page.lower() and "docker-compose" not in page

@@ -62,7 +62,7 @@ def test_three_orders_on_one_day_make_a_new_customer_with_no_rhythm(tenant_a, ap
     assert stages.at[new, "reason"] == "new: first order 31 days ago (usual repurchase window 60 days)"
     # The factors and the profile say the same, with no rhythm, rate or trend to contradict it.
     assert factors[new] == ["3 orders, all on one day", "last order 31 days ago"]
-    assert profiles[new] == "Customer for 5 weeks. 3 orders, all on one day, 5 weeks ago. Spent $120 (avg $40)."
+    assert profiles[new] == "First order 5 weeks ago. 3 orders, all on one day, 5 weeks ago. Spent $120 (avg $40)."
 
     # The split order makes no gap of 0 days: their rhythm is monthly, and they bought on 3 days.
     assert features.loc[repeat, ["orders", "order_days", "gap_median", "gap_std"]].tolist() == [4.0, 3.0, 30.0, 0.0]

@@ -175,7 +175,7 @@ SPECS: dict[str, Spec] = {
             Column("customer_id", ID, required=True, sql_type="id"),
             Column("email", parsing.parse_email),
             Column("name", _Text(200)),
-            Column("country", _Text(64)),
+            Column("country", parsing.parse_country),
             Column("created_at", parsing.parse_datetime, sql_type="ts"),
         ),
         computed=(("attributes", "json"),),

@@ -197,6 +197,16 @@ def parse_text(raw: str, *, max_length: int, column: str = "") -> str:
     return text
 
 
+COUNTRY_MAX_LENGTH = 64
+
+
+def parse_country(raw: str) -> str:
+    """A country as given; a two- or three-letter code in capitals ("us" is "US"), so one
+    country is one value in lists and filters."""
+    text = parse_text(raw, max_length=COUNTRY_MAX_LENGTH)
+    return text.upper() if len(text) <= 3 and text.isascii() and text.isalpha() else text
+
+
 def too_long(text: str, max_length: int) -> str:
     return f"is {len(text):,} characters long; the limit is {max_length:,}"
 
