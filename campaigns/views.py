@@ -150,6 +150,8 @@ class CampaignForm(forms.ModelForm):
     value_tiers = forms.MultipleChoiceField(choices=TIERS, required=False, widget=forms.CheckboxSelectMultiple, help_text="audience: any of these tiers")
     actions = forms.MultipleChoiceField(choices=Action.choices, required=False, widget=forms.CheckboxSelectMultiple, help_text="audience: customers whose recommended action is one of these")
     churn_min = PercentField(required=False, label="Churn risk at least (%)", help_text="from 0 to 100")
+    control_share = PercentField(max_percent=50, label="Control group (%)",
+                                 help_text="share of the audience held out to measure uplift, from 0 to 50; with a share, at least one customer")
     orders_min = forms.IntegerField(min_value=0, required=False, label="Orders at least")
     webhook_url = forms.URLField(max_length=500, required=False, assume_scheme="https", label="Webhook URL", help_text="optional: POST the treatment group here, HMAC-signed")
 
@@ -159,7 +161,7 @@ class CampaignForm(forms.ModelForm):
         model = Campaign
         fields = ["name", "goal", "action", "channel", "segment", "persuadable_only", "skip_running", "offer", "control_share", "attribution_days", "scheduled_for", "webhook_url"]
         widgets = {"scheduled_for": forms.DateTimeInput(attrs={"type": "datetime-local"})}
-        help_texts = {"control_share": "share held out as the control group, from 0 to 0.5 (0.1 = 10%); with a share, at least one customer", "segment": "optional: start from a segment, then narrow with the filters below",
+        help_texts = {"segment": "optional: start from a segment, then narrow with the filters below",
                       "scheduled_for": "in UTC; empty: launch by hand",
                       "persuadable_only": "the top 30% by predicted uplift, learned from the completed campaigns with this action",
                       "skip_running": "so nobody hears from two campaigns at once; a running campaign's control group is left out either way",

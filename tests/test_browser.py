@@ -238,7 +238,7 @@ def test_campaign_pages_from_suggestion_to_report(live_server, page, alice, tena
     assert size > 0
     page.click("text=Edit")  # the edit page fills in its preview after it loads
     page.wait_for_function("() => document.getElementById('preview-size')?.textContent.includes('customers')")
-    page.fill("#id_control_share", "0.5")
+    page.fill("#id_control_share", "50")
     page.click("[data-testid=campaign-form] button[type=submit]")
     asked = []
     page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))

@@ -186,7 +186,7 @@ def test_only_admins_set_a_launch_time_or_a_webhook_and_then_only_they_edit_the_
     client.force_login(user)
     other = analyst.post("/api/v1/campaigns/", {"name": "Other", "action": "win_back"}, format="json").json()
     assert client.get(f"/campaigns/{other['id']}/edit/").content.decode().count("set by an admin or owner") == 2
-    client.post(f"/campaigns/{other['id']}/edit/", {"name": "Web", "action": "win_back", "channel": "email", "control_share": 0.1,
+    client.post(f"/campaigns/{other['id']}/edit/", {"name": "Web", "action": "win_back", "channel": "email", "control_share": 10,
                                                    "attribution_days": 30, "scheduled_for": "", "webhook_url": "https://evil.example.com/"})
     response = client.post(f"/campaigns/{draft.json()['id']}/edit/", {"name": "Web", "action": "win_back", "channel": "email", "control_share": 0,
                                                                      "attribution_days": 30})

@@ -24,10 +24,10 @@ pytestmark = pytest.mark.django_db
 def test_the_campaign_form_refuses_an_attribution_window_the_api_refuses(tenant_a, client, alice) -> None:
     client.force_login(alice)
     for days, message in (("999999999", "less than or equal to 365"), ("0", "greater than or equal to 1")):
-        page = client.post("/campaigns/new/", {"name": "Too long", "action": Action.WIN_BACK, "channel": "email", "control_share": "0.1", "attribution_days": days})
+        page = client.post("/campaigns/new/", {"name": "Too long", "action": Action.WIN_BACK, "channel": "email", "control_share": "10", "attribution_days": days})
         assert page.status_code == 200 and message in page.content.decode()
-    page = client.post("/campaigns/new/", {"name": "Too big a control", "action": Action.WIN_BACK, "channel": "email", "control_share": "0.9", "attribution_days": "30"})
-    assert "less than or equal to 0.5" in page.content.decode()
+    page = client.post("/campaigns/new/", {"name": "Too big a control", "action": Action.WIN_BACK, "channel": "email", "control_share": "90", "attribution_days": "30"})
+    assert "less than or equal to 50" in page.content.decode()
     with tenant_context(tenant_a):
         assert not Campaign.objects.exists()
 

@@ -56,7 +56,7 @@ def test_the_edit_form_keeps_a_retired_learned_segment(tenant_a, alice, client) 
     detail = client.get(f"/campaigns/{campaign.pk}/").content.decode()
     assert "retired by the latest clustering" in detail and 'data-testid="launch"' not in detail  # nothing to launch to
     response = client.post(f"/campaigns/{campaign.pk}/edit/", {"name": "Cluster push", "action": "win_back", "channel": "email", "segment": retired.pk,
-                                                               "control_share": 0.1, "attribution_days": 30, "skip_running": "on"})
+                                                               "control_share": 10, "attribution_days": 30, "skip_running": "on"})
     assert response.status_code == 302
     with tenant_context(tenant_a):
         campaign.refresh_from_db()
@@ -73,12 +73,12 @@ def test_a_control_share_never_rounds_to_nobody(share, size, held) -> None:
 def test_launch_says_how_many_were_held_out_and_the_audit_is_complete(tenant_a, alice, client) -> None:
     insights(tenant_a, 17)
     client.force_login(alice)
-    created = client.post("/campaigns/new/", {"name": "Small", "action": "win_back", "channel": "email", "control_share": 0.02, "attribution_days": 30})
+    created = client.post("/campaigns/new/", {"name": "Small", "action": "win_back", "channel": "email", "control_share": 2, "attribution_days": 30})
     assert created.status_code == 302
     with tenant_context(tenant_a):
         campaign = Campaign.objects.get(name="Small")
     when = (timezone.now() + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
-    client.post(f"/campaigns/{campaign.pk}/edit/", {"name": "Small", "action": "win_back", "channel": "email", "control_share": 0.02, "attribution_days": 30, "scheduled_for": when})
+    client.post(f"/campaigns/{campaign.pk}/edit/", {"name": "Small", "action": "win_back", "channel": "email", "control_share": 2, "attribution_days": 30, "scheduled_for": when})
     page = client.post(f"/campaigns/{campaign.pk}/launch/", follow=True).content.decode()
     assert "Launched to 17 customers: 16 treated, 1 held out as control." in page
     with tenant_context(tenant_a):

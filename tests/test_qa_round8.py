@@ -102,7 +102,7 @@ def test_without_a_broker_the_campaign_pages_launch_a_due_scheduled_campaign(ten
     insights(tenant_a, 6)
     client.force_login(alice)
     when = timezone.now() + dt.timedelta(minutes=10)
-    response = client.post("/campaigns/new/", {"name": "Timed", "action": "win_back", "channel": "email", "control_share": 0.2, "attribution_days": 30,
+    response = client.post("/campaigns/new/", {"name": "Timed", "action": "win_back", "channel": "email", "control_share": 20, "attribution_days": 30,
                                                "scheduled_for": when.strftime("%Y-%m-%dT%H:%M"), "skip_running": "on"})
     assert response.status_code == 302
     with tenant_context(tenant_a):
@@ -166,7 +166,7 @@ def test_model_versions_are_numbered_per_shop_and_named_as_the_pages_name_them(t
 def test_a_webhook_to_a_private_address_is_refused_when_the_campaign_is_saved(tenant_a, client, alice, api_a, settings, url) -> None:
     settings.CLM_WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
     client.force_login(alice)
-    form = {"name": "Hooked", "action": "win_back", "channel": "email", "control_share": 0.1, "attribution_days": 30, "webhook_url": url}
+    form = {"name": "Hooked", "action": "win_back", "channel": "email", "control_share": 10, "attribution_days": 30, "webhook_url": url}
     page = client.post("/campaigns/new/", form)
     assert page.status_code == 200 and "webhooks go to public internet addresses only" in page.content.decode()
     response = api_a.post("/api/v1/campaigns/", {"name": "Hooked", "action": "win_back", "webhook_url": url}, format="json")

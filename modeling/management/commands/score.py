@@ -26,6 +26,12 @@ class Command(ClmCommand):
             check_as_of(target, as_of)
         except InvalidAsOf as exc:
             raise CommandError(f"--as-of: {exc}") from None
+        if sync:
+            with tenant_context(target):
+                pending = Job.objects.filter(kind=Job.Kind.SCORE, state__in=[Job.State.QUEUED, Job.State.RUNNING], params__as_of=as_of.isoformat()).first()
+            if pending is not None:
+                raise CommandError(f"A scoring of {as_of} is already {pending.get_state_display().lower()} (job {pending.pk}); "
+                                   "wait for it to finish, or score another date.")
         try:
             serving_versions(target)
         except NoActiveModel as exc:
@@ -33,10 +39,5 @@ class Command(ClmCommand):
         if not sync:
             queue_or_run_here(self, target, lambda: do_start_scoring(target, as_of=as_of), queued=f"Queued scoring job {{job.pk}} for {target.slug}.")
             return
-        with tenant_context(target):
-            pending = Job.objects.filter(kind=Job.Kind.SCORE, state__in=[Job.State.QUEUED, Job.State.RUNNING], params__as_of=as_of.isoformat()).first()
-        if pending is not None:
-            raise CommandError(f"A scoring of {as_of} is already {pending.get_state_display().lower()} (job {pending.pk}); "
-                               "wait for it to finish, or score another date.")
         job = do_start_scoring(target, as_of=as_of, queue=False)
         run_here(self, target, job, tasks.score_whole, "Scoring", "Cancelled; the predictions of that date are as they were.")
