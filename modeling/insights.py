@@ -288,7 +288,9 @@ def learn_segments(
     with tenant_context(tenant), transaction.atomic():
         previous = {s.key: s for s in Segment.objects.filter(kind=Segment.Kind.LEARNED, is_current=True).exclude(key=PROSPECTS_KEY)}
         matched = segments.match_previous(result.centroids, {key: s.centroid for key, s in previous.items()}, behaviour.std(ddof=0))
-        names = {label: (previous[matched[label]].name if label in matched else segments.name_for(stats[label])) for label in stats}
+        # Named afresh each run: a segment keeps its id and history through a retrain, but a name
+        # kept from an earlier run ("Mostly lapsed ...") could contradict who is in it now.
+        names = {label: segments.name_for(stats[label]) for label in stats}
         names = segments.unique_names(names, stats, words)
         used = {int(key[1:]) for key in Segment.objects.filter(kind=Segment.Kind.LEARNED).exclude(key=PROSPECTS_KEY).values_list("key", flat=True) if key[1:].isdigit()}
         next_number = max(used, default=0) + 1

@@ -120,18 +120,24 @@ class Clustering:
 
 
 CATEGORY_WEIGHT = 2.0  # all category shares together weigh as much as two behavioural features
+# Recency counts double: without it a shop's regulars and its lapsed former regulars (alike in
+# orders, spend and tenure) formed one segment, "Mostly lapsed frequent buyers", holding 96% of
+# the demo shop's Loyal/VIP customers; at double weight 74-93% of them form a segment of their own.
+RECENCY_WEIGHT = 2.0
 
 
 def clustering_space(behaviour: pd.DataFrame, embeddings: np.ndarray | None, *, embedding_dims: int = 8) -> np.ndarray:
     """Standardised behaviour next to PCA-reduced embeddings, each block with equal weight.
 
     Within the behaviour block the category shares share the weight of two features, so a
-    shop with many categories is not segmented by category alone."""
+    shop with many categories is not segmented by category alone, and recency counts double."""
     scaled = (behaviour - behaviour.mean()) / behaviour.std(ddof=0).replace(0, 1.0)
     shares = [c for c in scaled.columns if c.startswith("share_")]
     weights = pd.Series(1.0, index=scaled.columns)
     if shares:
         weights[shares] = np.sqrt(CATEGORY_WEIGHT / len(shares))
+    if "log_recency_days" in weights:
+        weights["log_recency_days"] = RECENCY_WEIGHT
     scaled = scaled * weights
     blocks = [scaled.to_numpy() / np.sqrt(float((weights**2).sum()))]
     if embeddings is not None and len(embeddings) == len(behaviour) and len(behaviour) > embedding_dims:
