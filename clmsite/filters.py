@@ -18,6 +18,8 @@ class UTCDateTimeField(IsoDateTimeField):
     """ISO 8601 date-times converted to UTC: PostgreSQL refuses offsets beyond ±15:59 that
     Python accepts (fuzzing sent +20:27), and UTC is what the database stores anyway."""
 
+    default_error_messages = {"invalid": "Enter a date or date-time in ISO 8601, such as 2024-05-01 or 2024-05-01T09:30:00Z."}
+
     def to_python(self, value: Any) -> Any:
         value = super().to_python(value)
         if value is None or value.tzinfo is None:
@@ -30,6 +32,21 @@ class UTCDateTimeField(IsoDateTimeField):
 
 class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UTCDateTimeField
+
+
+class ProbabilityField(forms.FloatField):
+    """A probability from 0 to 1, as the API writes them: 50 (thinking in percent) is a 400,
+    not a filter that quietly matches nobody."""
+
+    # %% because django-filter formats the message with the validator's params.
+    default_error_messages = {"min_value": "A probability from 0 to 1 (0.5 is 50%%).", "max_value": "A probability from 0 to 1 (0.5 is 50%%)."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(min_value=0, max_value=1, **kwargs)
+
+
+class ProbabilityFilter(django_filters.NumberFilter):
+    field_class = ProbabilityField
 
 
 class IdField(forms.IntegerField):

@@ -20,7 +20,7 @@ from rest_framework.utils import html
 
 from campaigns.models import Action, Channel
 from clmsite.api import Conflict, TenantViewSet, conflict_response, refuse_a_body, refuse_unknown_fields
-from clmsite.filters import ClmFilterSet
+from clmsite.filters import ClmFilterSet, ProbabilityFilter
 from clmsite.models import Role
 from clmsite.permissions import request_role
 from modeling import insights, jobs, registry
@@ -220,12 +220,21 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+class PredictionFilter(ClmFilterSet):
+    churn_probability__gte = ProbabilityFilter(field_name="churn_probability", lookup_expr="gte", label="churn probability at least (0 to 1)")
+    churn_probability__lte = ProbabilityFilter(field_name="churn_probability", lookup_expr="lte", label="churn probability at most (0 to 1)")
+
+    class Meta:
+        model = Prediction
+        fields = ["value_tier", "customer"]
+
+
 @extend_schema_view(list=extend_schema(parameters=[OpenApiParameter("as_of", OpenApiTypes.DATE, description="the scoring date to list (default: the latest)")]))
 class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     """Predictions; the list shows the latest as-of date unless ``?as_of=`` says otherwise."""
 
     serializer_class = PredictionSerializer
-    filterset_fields = {"value_tier": ["exact"], "churn_probability": ["gte", "lte"], "customer": ["exact"]}
+    filterset_class = PredictionFilter
     search_fields = ["customer__external_id", "customer__email"]
     ordering_fields = ["churn_probability", "purchase_probability", "predicted_value", "expected_orders"]
     ordering = ["-predicted_value"]

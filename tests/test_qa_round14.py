@@ -136,3 +136,11 @@ def test_the_settings_page_speaks_in_percentages_and_keeps_the_quantiles(tenant_
     page = client.get("/settings/").content.decode()
     assert "High value: top % of customers" in page and 'name="high_tier_percent" value="20"' in page and 'name="low_tier_percent" value="50"' in page
     assert "quantile" not in page and "celery" not in page.lower() and "docker-compose" not in page
+
+
+def test_a_churn_filter_in_percent_is_a_400_that_says_probabilities_run_to_1(tenant_a, api_a) -> None:
+    refused = api_a.get("/api/v1/predictions/", {"churn_probability__gte": "50"})
+    assert refused.status_code == 400 and refused.json() == {"churn_probability__gte": ["A probability from 0 to 1 (0.5 is 50%)."]}
+    assert api_a.get("/api/v1/predictions/", {"churn_probability__gte": "0.5"}).status_code == 200
+    dated = api_a.get("/api/v1/orders/", {"ordered_at__gte": "01/05/2024"})
+    assert dated.status_code == 400 and "ISO 8601, such as 2024-05-01" in dated.json()["ordered_at__gte"][0]
