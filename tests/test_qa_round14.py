@@ -144,3 +144,13 @@ def test_a_churn_filter_in_percent_is_a_400_that_says_probabilities_run_to_1(ten
     assert api_a.get("/api/v1/predictions/", {"churn_probability__gte": "0.5"}).status_code == 200
     dated = api_a.get("/api/v1/orders/", {"ordered_at__gte": "01/05/2024"})
     assert dated.status_code == 400 and "ISO 8601, such as 2024-05-01" in dated.json()["ordered_at__gte"][0]
+
+
+def test_an_analyst_setting_a_launch_time_hears_the_403_not_advice_on_the_time(tenant_a) -> None:
+    from clmsite.models import Role
+    from tests.conftest import api_client_for
+
+    response = api_client_for(tenant_a, Role.ANALYST).post("/api/v1/campaigns/", {"name": "C2", "action": "win_back", "scheduled_for": "2030-01-01T00:00:00Z"}, format="json")
+
+    assert response.status_code == 403, response.json()
+    assert "Only an admin or owner can set scheduled_for" in response.json()["detail"]
