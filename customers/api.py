@@ -160,7 +160,9 @@ class CustomerSerializer(serializers.ModelSerializer):
                 merged = {**(stored or {}), **validated_data.get("attributes", {})}
                 # Compared as names are read, so a key stored before names were (``Loyalty Tier``) goes too.
                 kept = {name: value for name, value in merged.items() if column_name(name) not in removed}
-                if len(kept) > ATTRIBUTES_MAX:
+                # Refused only when it adds past the cap: imports merge without one (each file row
+                # is capped), so a customer may hold more, and its existing keys stay editable.
+                if len(kept) > max(ATTRIBUTES_MAX, len(stored or {})):
                     raise serializers.ValidationError({"attributes": [f"A customer keeps at most {ATTRIBUTES_MAX} attributes; this would make {len(kept):,}. "
                                                                       "Remove some with remove_attributes."]})
                 validated_data["attributes"] = kept

@@ -154,3 +154,18 @@ def test_an_analyst_setting_a_launch_time_hears_the_403_not_advice_on_the_time(t
 
     assert response.status_code == 403, response.json()
     assert "Only an admin or owner can set scheduled_for" in response.json()["detail"]
+
+
+def test_a_customer_imports_took_past_a_hundred_attributes_can_still_edit_them(tenant_a, api_a) -> None:
+    from customers.services.imports import import_rows
+
+    assert import_rows(tenant_a, "customers", [{"customer_id": "c1", **{f"p{i}": "v" for i in range(60)}}]).ok
+    assert import_rows(tenant_a, "customers", [{"customer_id": "c1", **{f"r{i}": "v" for i in range(60)}}]).ok  # merged: 120
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get(external_id="c1")
+    url = f"/api/v1/customers/{customer.pk}/"
+
+    assert api_a.patch(url, {"attributes": {"p1": "changed"}}, format="json").status_code == 200  # no key added
+    grown = api_a.patch(url, {"attributes": {"new": "x"}}, format="json")
+    assert grown.status_code == 400 and "this would make 121" in grown.json()["attributes"][0]
+    assert api_a.patch(url, {"attributes": {"new": "x"}, "remove_attributes": ["p2"]}, format="json").status_code == 200
