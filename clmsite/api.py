@@ -137,6 +137,17 @@ class ContentNegotiation(negotiation.DefaultContentNegotiation):
             raise exceptions.ValidationError({self.settings.URL_FORMAT_OVERRIDE: [f"No format {wanted[:50]!r}; this API answers {formats}."]}) from None
 
 
+class ChoiceField(serializers.ChoiceField):
+    """DRF's ChoiceField, whose refusal also lists the choices: '"bogus" is not one of: ...'."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        try:
+            return super().to_internal_value(data)
+        except exceptions.ValidationError:
+            shown = str(data)[:40]
+            raise exceptions.ValidationError(f'"{shown}" is not one of: {", ".join(str(key) for key in self.choices)}.', code="invalid_choice") from None
+
+
 class Conflict(exceptions.APIException):
     """The object's state does not allow the request now (a campaign already launched, a job
     already finished): the request itself was well formed, so not a 400."""

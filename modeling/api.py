@@ -19,7 +19,7 @@ from rest_framework.settings import api_settings
 from rest_framework.utils import html
 
 from campaigns.models import Action, Channel
-from clmsite.api import Conflict, TenantViewSet, conflict_response, refuse_a_body, refuse_unknown_fields
+from clmsite.api import ChoiceField, Conflict, TenantViewSet, conflict_response, refuse_a_body, refuse_unknown_fields
 from clmsite.filters import ClmFilterSet, ProbabilityFilter
 from clmsite.models import Role
 from clmsite.permissions import request_role
@@ -290,9 +290,9 @@ class StageSnapshotSerializer(serializers.ModelSerializer):
 class SavedFiltersSerializer(serializers.Serializer):
     """The filters a saved segment may use; anything else is refused."""
 
-    stages = serializers.ListField(child=serializers.ChoiceField(choices=Stage.values), required=False)
-    value_tiers = serializers.ListField(child=serializers.ChoiceField(choices=["high", "medium", "low"]), required=False)
-    actions = serializers.ListField(child=serializers.ChoiceField(choices=Action.values), required=False)
+    stages = serializers.ListField(child=ChoiceField(choices=Stage.values), required=False)
+    value_tiers = serializers.ListField(child=ChoiceField(choices=["high", "medium", "low"]), required=False)
+    actions = serializers.ListField(child=ChoiceField(choices=Action.values), required=False)
     churn_min = serializers.FloatField(min_value=0, max_value=1, required=False)
     churn_max = serializers.FloatField(min_value=0, max_value=1, required=False)
     sentiment_min = serializers.FloatField(min_value=-1, max_value=1, required=False)
@@ -326,7 +326,7 @@ class SavedFiltersSerializer(serializers.Serializer):
             raise ValidationError({api_settings.NON_FIELD_ERRORS_KEY: ['Must be a JSON object, e.g. {"stages": ["lapsed"]}.']})
         unknown = set(data) - set(self.fields) if isinstance(data, dict) else set()
         if unknown:
-            raise ValidationError({key: ["unknown filter"] for key in sorted(unknown)})  # a field's errors are a list, as everywhere
+            raise ValidationError({key: [f"unknown filter; the filters are {', '.join(self.fields)}"] for key in sorted(unknown)})  # a field's errors are a list, as everywhere
         values = super().to_internal_value(data)
         crossed = insights.crossed_filter_ranges(values)
         if crossed:

@@ -169,3 +169,8 @@ def test_a_customer_imports_took_past_a_hundred_attributes_can_still_edit_them(t
     grown = api_a.patch(url, {"attributes": {"new": "x"}}, format="json")
     assert grown.status_code == 400 and "this would make 121" in grown.json()["attributes"][0]
     assert api_a.patch(url, {"attributes": {"new": "x"}, "remove_attributes": ["p2"]}, format="json").status_code == 200
+
+
+def test_a_refused_choice_lists_the_choices(tenant_a, api_a) -> None:
+    campaign = api_a.post("/api/v1/campaigns/", {"name": "C", "action": "bogus"}, format="json")
+    assert campaign.status_code == 400 and campaign.json()["action"][0].startswith('"bogus" is not one of: vip_care, second_purchase, win_back,')
