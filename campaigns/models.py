@@ -14,7 +14,7 @@ from clmsite.tenancy import TenantOwnedModel
 class Action(models.TextChoices):
     VIP_CARE = "vip_care", "VIP care"
     SECOND_PURCHASE = "second_purchase", "Second-purchase nudge"
-    WIN_BACK = "win_back", "Win-back offer"
+    WIN_BACK = "win_back", "Win-back"
     SERVICE_RECOVERY = "service_recovery", "Service recovery"
     CROSS_SELL = "cross_sell", "Cross-sell"
     REACTIVATION_THANKS = "welcome_back", "Welcome back"

@@ -414,7 +414,7 @@ def test_audience_csv_escapes_formula_cells(shop) -> None:
         assert by_id[customer.external_id]["email"] == "'" + name + "@example.test"
     assert by_id[plain.external_id]["name"] == "-5"
     assert {row["offer"] for row in rows} == {"'" + campaign.offer}
-    assert {(row["action"], row["action_label"]) for row in rows} == {("win_back", "Win-back offer")}
+    assert {(row["action"], row["action_label"]) for row in rows} == {("win_back", "Win-back")}
     assert all(row["stage_label"] == dict(Stage.choices)[row["stage"]] for row in rows)
 
 

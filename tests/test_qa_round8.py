@@ -50,7 +50,7 @@ def test_a_suggestion_whose_customers_are_all_in_running_campaigns_offers_no_dra
     insights(tenant_a, 12)
     client.force_login(alice)
     first, created = services.do_draft_from_suggestion(tenant_a, Action.WIN_BACK)
-    assert created and first.name.startswith("Win-back offer · ")
+    assert created and first.name.startswith("Win-back · ")
     services.do_launch_campaign(tenant_a, first.pk)
     page = client.get("/campaigns/").content.decode()
     assert "all in a running campaign already" in page and f'action="/campaigns/suggest/{Action.WIN_BACK}/"' not in page
