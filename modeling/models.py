@@ -83,7 +83,7 @@ class ModelVersion(TenantOwnedModel):
     class Target(models.TextChoices):
         PURCHASE = "purchase", "Purchase probability"
         ORDERS = "orders", "Expected orders"
-        REVENUE = "revenue", "Expected revenue"
+        REVENUE = "revenue", "Predicted value"
         SENTIMENT = "sentiment", "Review sentiment"
 
     class State(models.TextChoices):
