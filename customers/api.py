@@ -14,7 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -298,17 +298,21 @@ class BulkUpsertMixin:
     )
     @action(detail=False, methods=["post"], url_path="bulk", parser_classes=[JSONParser])
     def bulk(self, request: Any) -> Response:
-        refuse_unknown_query_params(request)  # ?dry_run=1 would otherwise write the rows
+        fields: dict[str, Any] = {}
         try:
+            refuse_unknown_query_params(request)  # ?dry_run=1 would otherwise write the rows
             data = request.data
+            refuse_unknown_fields(data, ["rows"])  # the {"rows": [...]} form: {"dry_run": true} alongside is refused, not ignored
         except ParseError as exc:  # malformed JSON: the documented 400, a result that imported nothing
             result = ImportResult(self.bulk_kind, False, message=str(exc.detail))
+        except ValidationError as exc:  # an unknown key or parameter: the documented result too, with the field's messages
+            fields = exc.detail if isinstance(exc.detail, dict) else {}
+            result = ImportResult(self.bulk_kind, False, message="Nothing was imported: " + "; ".join(f"{name}: {' '.join(map(str, messages))}" for name, messages in fields.items()))
         else:
-            refuse_unknown_fields(data, ["rows"])  # the {"rows": [...]} form: {"dry_run": true} alongside is refused, not ignored
             result = import_rows(self.tenant, self.bulk_kind, data.get("rows") if isinstance(data, dict) else data)  # type: ignore[attr-defined]
         if result.ok:
             return Response(result.as_dict())
-        return Response({**result.as_dict(), "detail": result.message}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({**fields, **result.as_dict(), "detail": result.message}, status=status.HTTP_400_BAD_REQUEST)
 
 
 @extend_schema_view(bulk=extend_schema(request=bulk_request("customers")))

@@ -174,3 +174,15 @@ def test_a_customer_imports_took_past_a_hundred_attributes_can_still_edit_them(t
 def test_a_refused_choice_lists_the_choices(tenant_a, api_a) -> None:
     campaign = api_a.post("/api/v1/campaigns/", {"name": "C", "action": "bogus"}, format="json")
     assert campaign.status_code == 400 and campaign.json()["action"][0].startswith('"bogus" is not one of: vip_care, second_purchase, win_back,')
+
+
+@pytest.mark.parametrize(("body", "query", "field"), [('{"rows": [{"customer_id": "q1"}], "dry_run": true}', "", "dry_run"), ('[{"customer_id": "q1"}]', "?dry_run=1", "dry_run")])
+def test_a_refused_bulk_request_answers_the_documented_result(tenant_a, api_a, body, query, field) -> None:
+    response = api_a.post(f"/api/v1/customers/bulk/{query}", data=body, content_type="application/json")
+
+    assert response.status_code == 400
+    answer = response.json()
+    assert {"kind", "ok", "rows", "created", "message", "detail", "errors"} <= set(answer) and answer["ok"] is False
+    assert field in answer and answer["detail"].startswith(f"Nothing was imported: {field}: Unknown")
+    with tenant_context(tenant_a):
+        assert not Customer.objects.exists()
