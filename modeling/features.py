@@ -144,6 +144,38 @@ def _safe_ratio(numerator: pd.Series, denominator: pd.Series, default: float = 0
     return out.replace([np.inf, -np.inf], np.nan).fillna(default)
 
 
+def _category_mix(history: History, cut: pd.Timestamp) -> pd.DataFrame | None:
+    """Spend per customer (rows) and category (columns) up to ``cut``; None without lines."""
+    lines = history.lines[history.lines["ordered_at"] <= cut]
+    if lines.empty:
+        return None
+    return lines.pivot_table(index="customer", columns="category", values="amount", aggfunc="sum", fill_value=0.0)
+
+
+def _category_shares(mix: pd.DataFrame, categories: list[str], index: pd.Index) -> dict[str, pd.Series]:
+    """``category_<i>_share``: each customer's share of spend in ``categories[i]``."""
+    total = mix.sum(axis=1).replace(0, np.nan)
+    shares = {}
+    for position, category in enumerate(categories):
+        share = (mix[category] / total) if category in mix else pd.Series(0.0, index=mix.index)
+        shares[f"category_{position}_share"] = share.reindex(index).fillna(0.0)
+    return shares
+
+
+def with_categories(features: pd.DataFrame, history: History, as_of: dt.date | dt.datetime | pd.Timestamp, categories: list[str]) -> pd.DataFrame:
+    """``features`` with the category shares of ``categories`` (a model's, in its order) in
+    place of the shop's current top categories: the shop's ranking is recomputed from its data
+    at every load, so ``category_1_share`` can be Jackets when a model learns and Hiking boots
+    when it scores (the demo shop's two swapped between June and September)."""
+    if list(categories) == list(history.categories) or features.empty:
+        return features
+    mix = _category_mix(history, as_timestamp(as_of))
+    aligned = features.drop(columns=[c for c in features.columns if c.startswith("category_") and c.endswith("_share")])
+    if mix is None:
+        return aligned.assign(**{f"category_{i}_share": 0.0 for i in range(len(categories))})
+    return aligned.assign(**_category_shares(mix, list(categories), features.index))
+
+
 def features_as_of(history: History, as_of: dt.date | dt.datetime | pd.Timestamp) -> pd.DataFrame:
     """One row per customer who had ordered by ``as_of``; only rows at or before it count.
 
@@ -186,13 +218,10 @@ def features_as_of(history: History, as_of: dt.date | dt.datetime | pd.Timestamp
     frame["overdue_ratio"] = _safe_ratio(frame["recency_days"], frame["gap_median"], default=np.nan)
     frame["rate_per_month"] = frame["order_days"] / np.maximum(frame["tenure_days"], 30.0) * 30.0
     # Category mix: share of spend in each of the tenant's top categories.
-    lines = history.lines[history.lines["ordered_at"] <= cut]
-    if not lines.empty:
-        mix = lines.pivot_table(index="customer", columns="category", values="amount", aggfunc="sum", fill_value=0.0)
-        total = mix.sum(axis=1).replace(0, np.nan)
-        for position, category in enumerate(history.categories):
-            share = (mix[category] / total) if category in mix else pd.Series(0.0, index=mix.index)
-            frame[f"category_{position}_share"] = share.reindex(frame.index).fillna(0.0)
+    mix = _category_mix(history, cut)
+    if mix is not None:
+        for column, share in _category_shares(mix, history.categories, frame.index).items():
+            frame[column] = share
         frame["categories_bought"] = (mix > 0).sum(axis=1).reindex(frame.index).fillna(0)
     # Reviews and their sentiment, as known at the cut.
     reviews = history.reviews[history.reviews["created_at"] <= cut]

@@ -128,20 +128,24 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
         for position, (target, column) in enumerate(TARGET_COLUMNS.items()):
             version = versions[target]
             if version.artifact_path not in predicted_by_artifact:
-                predicted_by_artifact[version.artifact_path] = load_model(version).predict(history, as_of, features)
+                model = load_model(version)
+                predicted_by_artifact[version.artifact_path] = model.predict(history, as_of, model.features_for(history, as_of, features))
             scores[column] = predicted_by_artifact[version.artifact_path][column]
             progress(0.15 + 0.2 * (position + 1), f"Scored {target}")
         # The targets may come from two or three families: make them agree, as validation did.
         scores = coherent_predictions(scores, history, as_of, features, horizon)
         explainer = explainer_for(versions)
         overdue_factor = tenant.settings.get("lifecycle", {}).get("overdue_factor") or lifecycle.Thresholds().overdue_factor
-        words = {"categories": history.categories, "currency": tenant.currency, "overdue_factor": overdue_factor}
-        contributions = explainer.contributions(features) if explainer is not None else None
-        trees_chance = (explainer.predict(history, as_of, features)["purchase_probability"]
+        # The factors speak of the features the explainer read: its own categories.
+        explained = explainer.features_for(history, as_of, features) if explainer is not None else features
+        categories = explainer.categories if explainer is not None and explainer.categories is not None else history.categories
+        words = {"categories": categories, "currency": tenant.currency, "overdue_factor": overdue_factor}
+        contributions = explainer.contributions(explained) if explainer is not None else None
+        trees_chance = (explainer.predict(history, as_of, explained)["purchase_probability"]
                         if explainer is not None and versions["purchase"].family != "tabular" else pd.Series(dtype=float))
-        explanations = explain_rows(features, contributions, **words)
+        explanations = explain_rows(explained, contributions, **words)
         # The value's factors need attributions: the rule-of-thumb fallback speaks of buying again.
-        value_explanations = explain_rows(features, explainer.contributions(features, head="revenue"), **words) if explainer is not None else {}
+        value_explanations = explain_rows(explained, explainer.contributions(explained, head="revenue"), **words) if explainer is not None else {}
         profiles = customer_profiles(history, as_of, features)
     else:
         explanations, value_explanations, profiles, trees_chance = {}, {}, pd.Series(dtype=str), pd.Series(dtype=float)

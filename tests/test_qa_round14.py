@@ -186,3 +186,29 @@ def test_a_refused_bulk_request_answers_the_documented_result(tenant_a, api_a, b
     assert field in answer and answer["detail"].startswith(f"Nothing was imported: {field}: Unknown")
     with tenant_context(tenant_a):
         assert not Customer.objects.exists()
+
+
+def test_a_model_scores_with_the_category_shares_it_learnt_even_after_the_ranking_changed() -> None:
+    """The shop's top categories are ranked by spend at every load: Boots led when the model
+    learnt, Jackets leads by the time it scores. category_0_share must still mean Boots."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from modeling.families.tabular import TabularModel
+    from modeling.features import features_as_of, history_from_frames
+
+    rows = [(1, "2024-01-05", "Boots", 100.0), (2, "2024-01-06", "Jackets", 50.0), (2, "2024-03-01", "Jackets", 200.0), (1, "2024-03-02", "Boots", 10.0)]
+    lines = pd.DataFrame([{"customer": c, "ordered_at": pd.Timestamp(d, tz="UTC"), "category": k, "product": k, "quantity": 1, "amount": a} for c, d, k, a in rows])
+    early = history_from_frames(lines[lines["ordered_at"] < pd.Timestamp("2024-02-01", tz="UTC")][["customer", "ordered_at", "amount"]],
+                                lines=lines[lines["ordered_at"] < pd.Timestamp("2024-02-01", tz="UTC")])
+    late = history_from_frames(lines[["customer", "ordered_at", "amount"]], lines=lines)
+    assert early.categories[:2] == ["Boots", "Jackets"] and late.categories[:2] == ["Jackets", "Boots"]
+
+    model = TabularModel()
+    model.categories = early.categories
+    as_of = dt.date(2024, 3, 31)
+    aligned = model.features_for(late, as_of, features_as_of(late, as_of))
+    assert aligned.loc[1, "category_0_share"] == 1.0 and aligned.loc[2, "category_0_share"] == 0.0  # Boots, as learnt
+    assert aligned.loc[2, "category_1_share"] == 1.0
+    assert features_as_of(late, as_of).loc[2, "category_0_share"] == 1.0  # the shop's own ranking: Jackets first

@@ -112,6 +112,15 @@ class CustomerModel(abc.ABC):
     family: ClassVar[str]
     strategy: str = ""
     base_model: str = ""
+    # The shop's top categories when the model learnt, in the order of its category_<i>_share
+    # features; None for a family that reads no features (or an artifact saved before).
+    categories: list[str] | None = None
+
+    def features_for(self, history: History, as_of: dt.date | dt.datetime | pd.Timestamp, features: pd.DataFrame) -> pd.DataFrame:
+        """``features`` as this model learnt them: the category shares of its own categories."""
+        from modeling.features import with_categories
+
+        return features if self.categories is None else with_categories(features, history, as_of, self.categories)
 
     @abc.abstractmethod
     def fit(self, data: TrainingData, progress: Progress = no_progress) -> None: ...

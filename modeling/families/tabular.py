@@ -64,6 +64,7 @@ class TabularModel(CustomerModel):
         window (never on the validation window, which must stay unseen to judge the
         champion fairly); the boosters are then refitted on every training window."""
         self.columns = list(data.x_train.columns)
+        self.categories = list(data.history.categories)
         x, y = data.x_train, data.y_train
         cutoffs = sorted(x.index.get_level_values("cutoff").unique())
         if len(cutoffs) >= 2:
@@ -101,13 +102,14 @@ class TabularModel(CustomerModel):
         directory.mkdir(parents=True, exist_ok=True)
         for head, booster in self.boosters.items():
             booster.save_model(str(directory / f"lightgbm_{head}.txt"), num_iteration=self.rounds.get(head) or None)
-        (directory / "tabular.json").write_text(json.dumps({"columns": self.columns, "rounds": self.rounds}, indent=2))
+        (directory / "tabular.json").write_text(json.dumps({"columns": self.columns, "rounds": self.rounds, "categories": self.categories}, indent=2))
 
     @classmethod
     def load(cls, directory: Path) -> TabularModel:
         model = cls()
         meta = json.loads((directory / "tabular.json").read_text())
         model.columns = meta["columns"]
+        model.categories = meta.get("categories")
         model.rounds = {head: 0 for head in meta["rounds"]}  # saved boosters are already truncated
         for head in HEADS:
             model.boosters[head] = lgb.Booster(model_file=str(directory / f"lightgbm_{head}.txt"))

@@ -189,6 +189,7 @@ class TransformerModel(CustomerModel):
         deadline = started + budget
         seed = int(data.settings.get("seed") or 0)
         enc.set_seed(seed)
+        self.categories = list(data.history.categories)
         device = enc.pick_device()
         progress(0.0, "Writing customer profiles")
         # Early stopping watches customers held out of the training windows, never the
@@ -394,6 +395,7 @@ class TransformerModel(CustomerModel):
             "width": WIDTH,
             "encoder": self.encoder.config(),
             "info": self.info,
+            "categories": self.categories,
         }
         (directory / "model.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         enc.write_manifest(directory, {"kind": KIND})
@@ -416,6 +418,7 @@ class TransformerModel(CustomerModel):
         model.net.load_state_dict({k.removeprefix("net."): v for k, v in tensors.items() if k.startswith("net.")})
         model.net.eval()
         model.info = config["info"]
+        model.categories = config.get("categories")
         model.strategy, model.base_model = model.info.get("strategy", ""), model.encoder.base_path
         return model
 
