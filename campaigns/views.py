@@ -274,6 +274,11 @@ def campaign_preview(request: HttpRequest) -> JsonResponse:
     draft = Campaign(tenant=request.tenant, action=data.get("action") or Action.NURTURE, segment=data.get("segment"),  # type: ignore[attr-defined]
                      filters={k: data[k] for k in CampaignForm.FILTER_FIELDS if data.get(k) not in (None, "", [])},
                      persuadable_only=bool(data.get("persuadable_only")), skip_running=bool(data.get("skip_running")))
+    # What the launch would do with the form's own control share, channel and offer (the model's
+    # defaults stand in for a field left blank or invalid).
+    for name in ("control_share", "channel", "offer"):
+        if data.get(name) not in (None, ""):
+            setattr(draft, name, data[name])
     preview = services.preview(draft)
     preview["note"] = " ".join(filter(None, [not_counted_note(form, (*CampaignForm.FILTER_FIELDS, "segment")), preview["note"]]))
     return JsonResponse(preview)

@@ -34,7 +34,7 @@ router.register("campaigns", campaigns_api.CampaignViewSet, basename="campaign")
 urlpatterns = [
     path("", customers_views.dashboard, name="dashboard"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", site_views.logout_view, name="logout"),
     path("tenant/switch/", site_views.switch_tenant, name="switch_tenant"),
     path("settings/", site_views.tenant_settings, name="tenant_settings"),
     path("settings/api-keys/", site_views.api_keys, name="api_keys"),

@@ -547,3 +547,12 @@ def favicon(request: HttpRequest) -> HttpResponse:
     from django.templatetags.static import static
 
     return HttpResponsePermanentRedirect(static("favicon.svg"))
+
+
+def logout_view(request: HttpRequest) -> HttpResponse:
+    """Log out on POST, as the header's button does (a link could log anyone out from another
+    site); a typed or bookmarked GET goes to the login page, or home while logged in, rather
+    than an empty 405."""
+    if request.method == "POST":
+        return auth_views.LogoutView.as_view()(request)
+    return redirect("dashboard" if request.user.is_authenticated else "login")

@@ -352,8 +352,8 @@ def _priority_csv_rows(tenant: Any, rows: Any) -> Any:
         for i in rows.iterator(chunk_size=2000):
             yield writer.writerow([spreadsheet_safe(str(v)) for v in (
                 i.customer.external_id, i.customer.name, i.customer.email, i.stage, i.get_stage_display(), i.stage_reason, i.value_tier,
-                "" if i.churn_probability is None else f"{i.churn_probability:.4f}", i.predicted_value or "", f"{i.priority:.2f}",
-                i.action, i.action_label, i.action_channel, i.channel_label if i.action_channel else "", i.action_offer or "", i.action_detail, i.action_reason)])
+                "" if i.churn_probability is None else f"{i.churn_probability:.4f}", "" if i.predicted_value is None else i.predicted_value, f"{i.priority:.2f}",
+                i.action, i.action_label, i.action_channel, i.channel_label if i.action_channel else "", "" if i.action_offer is None else i.action_offer, i.action_detail, i.action_reason)])
 
 
 @tenant_required()

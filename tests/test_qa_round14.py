@@ -212,3 +212,25 @@ def test_a_model_scores_with_the_category_shares_it_learnt_even_after_the_rankin
     assert aligned.loc[1, "category_0_share"] == 1.0 and aligned.loc[2, "category_0_share"] == 0.0  # Boots, as learnt
     assert aligned.loc[2, "category_1_share"] == 1.0
     assert features_as_of(late, as_of).loc[2, "category_0_share"] == 1.0  # the shop's own ranking: Jackets first
+
+
+def test_the_campaign_forms_preview_uses_the_control_share_typed_in(tenant_a, client, alice) -> None:
+    from tests.test_qa_round5 import insights
+
+    insights(tenant_a, 20)
+    client.force_login(alice)
+    at_default = client.get("/campaigns/preview/", {"action": "win_back", "actions": "win_back"}).json()
+    at_half = client.get("/campaigns/preview/", {"action": "win_back", "actions": "win_back", "control_share": "50"}).json()
+
+    assert "18 treated, 2 held out" in at_default["launch_summary"]
+    assert "10 treated, 10 held out" in at_half["launch_summary"]
+
+
+def test_a_typed_logout_address_leads_somewhere_and_only_a_post_logs_out(alice, client) -> None:
+    assert client.get("/logout/")["Location"] == "/login/"
+    client.force_login(alice)
+    assert client.get("/logout/")["Location"] == "/" and client.get("/").status_code == 200  # still logged in
+    assert client.post("/logout/").status_code == 302
+    assert client.get("/").status_code == 302  # logged out: the dashboard sends to the login page
+    page = client.get("/login/").content.decode()
+    assert 'class="skip-link" href="#content"' in page and 'id="content"' in page
