@@ -54,6 +54,7 @@ def backtest(history: History, as_of: dt.date, horizon_days: int, families: tupl
         seconds = time.monotonic() - started
         validation = evaluate(coherent_predictions(model.predict(history, data.validation.cutoff, data.x_valid), history, data.validation.cutoff,
                                                    data.x_valid, horizon_days), data.y_valid)
+        model.refit_with_validation(data)  # as training does before it saves the model that serves
         test = evaluate(coherent_predictions(model.predict(history, as_of, test_features), history, as_of, test_features, horizon_days), truth)
         rows.append(BacktestRow(name, validation, test, seconds, []))
     for target in CUSTOMER_TARGETS:

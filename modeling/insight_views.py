@@ -299,7 +299,9 @@ def edit_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
         messages.error(request, f"“{unattended[0]}” targets this segment and has a launch time or a webhook: only an admin or owner can change the segment, "
                                 "since the change decides who is sent.")
         return redirect("segment_detail", segment_id=segment.pk)
-    form = SavedSegmentForm(request.POST or None, initial={"name": segment.name, **segment.filters}, currency=request.tenant.currency)  # type: ignore[attr-defined]
+    # Stored amounts are floats (JSON): 1000.0 shows as typed, 1000.
+    shown = {k: ((int(v) if v.is_integer() else f"{v:.2f}") if isinstance(v, float) and k in ("spend_min", "spend_max") else v) for k, v in segment.filters.items()}
+    form = SavedSegmentForm(request.POST or None, initial={"name": segment.name, **shown}, currency=request.tenant.currency)  # type: ignore[attr-defined]
     if request.method == "POST" and form.is_valid():
         name = form.cleaned_data["name"].strip()
         if insights.saved_name_taken(name, other_than=segment.pk):

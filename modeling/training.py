@@ -242,12 +242,13 @@ def train_customer_models(
             log.exception("family %s failed for tenant %s", name, tenant.pk)
             report.skipped.append(f"{name} failed ({type(exc).__name__}: {str(exc)[:200]})")
             continue
+        scores = evaluate(predictions, data.y_valid, data.x_valid)  # the model as validated, before any refit
+        model.refit_with_validation(data)
         directory = registry.artifact_dir(tenant, job_id, name)
         if directory.exists():
             shutil.rmtree(directory)
         model.save(directory)
         sha = registry.write_manifest(directory)
-        scores = evaluate(predictions, data.y_valid, data.x_valid)
         fitted[name] = (model, predictions, scores, directory, sha)
         report.trained.append(name)
         report.metrics[name] = scores

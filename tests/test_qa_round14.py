@@ -234,3 +234,13 @@ def test_a_typed_logout_address_leads_somewhere_and_only_a_post_logs_out(alice, 
     assert client.get("/").status_code == 302  # logged out: the dashboard sends to the login page
     page = client.get("/login/").content.decode()
     assert 'class="skip-link" href="#content"' in page and 'id="content"' in page
+
+
+def test_a_saved_segments_amount_shows_as_typed_when_edited(tenant_a, client, alice) -> None:
+    from modeling.models import Segment
+
+    with tenant_context(tenant_a):
+        segment = Segment.objects.create(tenant=tenant_a, kind=Segment.Kind.SAVED, key="big", name="Big", filters={"spend_min": 1000.0})
+    client.force_login(alice)
+    page = client.get(f"/segments/{segment.pk}/edit/").content.decode()
+    assert 'name="spend_min" value="1000"' in page

@@ -173,7 +173,7 @@ def test_a_training_stores_each_targets_own_charts_and_importance(tenant_a, sett
     for target in ("orders", "revenue"):
         assert list(versions[target].charts) == ["deciles"] and len(versions[target].charts["deciles"]) == 10
         own = versions[target].feature_importance  # its own booster's gains
-        assert own and own != versions["purchase"].feature_importance and sum(share for _, share in own) == pytest.approx(1.0, abs=0.01)
+        assert own and own != versions["purchase"].feature_importance and 0.95 <= sum(share for _, share in own) <= 1.0001  # the top 25 features' shares
         assert versions[target].own_feature_importance == own
         client.force_login(alice)
         assert b'id="importance-chart"' in client.get(f"/models/{versions[target].pk}/").content

@@ -132,6 +132,12 @@ class CustomerModel(abc.ABC):
         than the features (the transformer reads the text profile); it must be cut at
         ``as_of`` by the family itself through features.py helpers."""
 
+    def refit_with_validation(self, data: TrainingData) -> bool:
+        """After validation, learn again with the validation window added to the training
+        windows, keeping what validation chose (such as the number of rounds): the model that
+        serves then knows the latest complete horizon. True when the family does this."""
+        return False
+
     @abc.abstractmethod
     def save(self, directory: Path) -> None:
         """Write the fitted model as safe files only (JSON, safetensors, LightGBM text)."""

@@ -51,10 +51,11 @@ EARLY_STOPPING = 40
 
 class TabularModel(CustomerModel):
     family: ClassVar[str] = "tabular"
-    strategy = "LightGBM; rounds chosen by early stopping on the last training window"
+    strategy = "LightGBM; rounds chosen by early stopping on the last training window; refitted with the validation window once validated"
     base_model = "lightgbm"
 
     def __init__(self) -> None:
+        self.refitted = False  # refit_with_validation ran
         self.columns: list[str] = []
         self.boosters: dict[str, lgb.Booster] = {}
         self.rounds: dict[str, int] = {}
@@ -83,6 +84,19 @@ class TabularModel(CustomerModel):
             self.boosters[head] = lgb.train({**BASE_PARAMS, **params}, lgb.Dataset(x, label=y[label]), num_boost_round=rounds)
             self.rounds[head] = rounds
         progress(1.0, "Boosted trees fitted")
+
+    def refit_with_validation(self, data: TrainingData) -> bool:
+        """The boosters again, on the training windows and the validation window, with the
+        rounds early stopping chose: without it the trees' newest labels end a horizon before
+        the validation cutoff (on CDNOW, refitting took the test log loss from 0.388 to 0.368
+        and the quarter's orders from +7.3% to -1.7%)."""
+        key = data.validation.cutoff.date().isoformat()
+        x = pd.concat([data.x_train, pd.concat({key: data.x_valid.reindex(columns=self.columns)}, names=["cutoff"])])
+        y = pd.concat([data.y_train, pd.concat({key: data.y_valid}, names=["cutoff"])])
+        for head, (label, params) in HEADS.items():
+            self.boosters[head] = lgb.train({**BASE_PARAMS, **params}, lgb.Dataset(x, label=y[label]), num_boost_round=self.rounds[head])
+        self.refitted = True
+        return True
 
     def predict(self, history: History, as_of: dt.date | dt.datetime | pd.Timestamp, features: pd.DataFrame, progress: Progress = no_progress) -> pd.DataFrame:
         x = features.reindex(columns=self.columns)
@@ -116,7 +130,7 @@ class TabularModel(CustomerModel):
         return model
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"params": BASE_PARAMS, "heads": {h: p for h, (_, p) in HEADS.items()}, "rounds": self.rounds, "max_rounds": MAX_ROUNDS,
+        return {"params": BASE_PARAMS, "heads": {h: p for h, (_, p) in HEADS.items()}, "rounds": self.rounds, "max_rounds": MAX_ROUNDS, "refitted_with_validation": self.refitted,
                 "typical_purchase_probability": self.typical_probability()}
 
     def typical_probability(self) -> float | None:
