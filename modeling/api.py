@@ -249,7 +249,7 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
             try:
                 as_of = dt.date.fromisoformat(raw)
             except ValueError:
-                raise ValidationError({"as_of": ["a date, YYYY-MM-DD"]}) from None
+                raise ValidationError({"as_of": ["Enter a scoring date as YYYY-MM-DD (or YYYYMMDD), such as 2024-05-01."]}) from None
         else:
             as_of = insights.latest_scoring_date(self.tenant)  # a scoring still running (or failed) is not the latest
         return queryset.filter(as_of=as_of)

@@ -244,3 +244,9 @@ def test_a_saved_segments_amount_shows_as_typed_when_edited(tenant_a, client, al
     client.force_login(alice)
     page = client.get(f"/segments/{segment.pk}/edit/").content.decode()
     assert 'name="spend_min" value="1000"' in page
+
+
+def test_a_bad_as_of_says_which_formats_it_takes(tenant_a, api_a) -> None:
+    refused = api_a.get("/api/v1/predictions/", {"as_of": "05/01/2024"})
+    assert refused.status_code == 400 and refused.json() == {"as_of": ["Enter a scoring date as YYYY-MM-DD (or YYYYMMDD), such as 2024-05-01."]}
+    assert api_a.get("/api/v1/predictions/", {"as_of": "20240501"}).status_code == 200
