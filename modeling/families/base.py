@@ -132,11 +132,10 @@ class CustomerModel(abc.ABC):
         than the features (the transformer reads the text profile); it must be cut at
         ``as_of`` by the family itself through features.py helpers."""
 
-    def refit_with_validation(self, data: TrainingData) -> bool:
+    def refit_with_validation(self, data: TrainingData) -> None:  # noqa: B027  # a hook: most families keep the model as validated
         """After validation, learn again with the validation window added to the training
         windows, keeping what validation chose (such as the number of rounds): the model that
-        serves then knows the latest complete horizon. True when the family does this."""
-        return False
+        serves then knows the latest complete horizon. Families that do not refit keep this."""
 
     @abc.abstractmethod
     def save(self, directory: Path) -> None:

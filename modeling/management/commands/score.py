@@ -4,7 +4,7 @@ from clmsite.management.base import ClmCommand
 from clmsite.management.commands._arguments import iso_date
 from clmsite.management.commands._tenant import tenant_from_slug
 from modeling.management.commands._progress import queue_or_run_here, run_here
-from modeling.scoring import NoActiveModel, serving_versions
+from modeling.scoring import NoActiveModel
 from modeling.services import InvalidAsOf, check_as_of, do_start_scoring
 
 
@@ -26,18 +26,16 @@ class Command(ClmCommand):
             check_as_of(target, as_of)
         except InvalidAsOf as exc:
             raise CommandError(f"--as-of: {exc}") from None
-        if sync:
+        try:  # do_start_scoring refuses a shop without a model for every target (NoActiveModel)
+            if not sync:
+                queue_or_run_here(self, target, lambda: do_start_scoring(target, as_of=as_of), queued=f"Queued scoring job {{job.pk}} for {target.slug}.")
+                return
             with tenant_context(target):
                 pending = Job.objects.filter(kind=Job.Kind.SCORE, state__in=[Job.State.QUEUED, Job.State.RUNNING], params__as_of=as_of.isoformat()).first()
             if pending is not None:
                 raise CommandError(f"A scoring of {as_of} is already {pending.get_state_display().lower()} (job {pending.pk}); "
                                    "wait for it to finish, or score another date.")
-        try:
-            serving_versions(target)
+            job = do_start_scoring(target, as_of=as_of, queue=False)
         except NoActiveModel as exc:
             raise CommandError(str(exc)) from None
-        if not sync:
-            queue_or_run_here(self, target, lambda: do_start_scoring(target, as_of=as_of), queued=f"Queued scoring job {{job.pk}} for {target.slug}.")
-            return
-        job = do_start_scoring(target, as_of=as_of, queue=False)
         run_here(self, target, job, tasks.score_whole, "Scoring", "Cancelled; the predictions of that date are as they were.")
