@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = backtest(cdnow_history(), AS_OF, HORIZON, tuple(args.families.split(",")))
     print(f"CDNOW sample, as of {AS_OF}, horizon {HORIZON} days (test = what happened after the as-of date)")
-    header = (f"{'family':<12} {'serves':<22} {'val AUC':>8} {'test AUC':>9} {'test PR-AUC':>11} {'log loss':>9} {'orders MAE':>11} "
+    header = (f"{'family':<12} {'serves':<22} {'val AUC':>8} {'test AUC':>9} {'test PR-AUC':>11} {'log loss':>9} {'orders dev.':>11} {'orders MAE':>11} "
               f"{'exp. orders':>12} {'actual':>7} {'error %':>8} {'train s':>8}")
     print(header)
     print("-" * len(header))
@@ -43,12 +43,13 @@ def main() -> None:
         t = row.test
         print(
             f"{row.family:<12} {','.join(row.served_for) or '-':<22} {row.validation['auc']:>8.4f} {t['auc']:>9.4f} {t['pr_auc']:>11.4f} {t['log_loss']:>9.4f} "
-            f"{t['orders_mae']:>11.4f} {t['orders_total_predicted']:>12.1f} {t['orders_total_actual']:>7.0f} {t['orders_total_error_pct']:>8.2f} {row.train_seconds:>8.1f}"
+            f"{t['orders_deviance']:>11.4f} {t['orders_mae']:>11.4f} {t['orders_total_predicted']:>12.1f} {t['orders_total_actual']:>7.0f} {t['orders_total_error_pct']:>8.2f} {row.train_seconds:>8.1f}"
         )
     print()
     # The served model against the best of the others on the test window: when BG/NBD serves,
     # comparing it with itself would say nothing.
-    for target, key, label, higher_is_better in (("purchase", "auc", "test AUC", True), ("orders", "orders_mae", "orders MAE (per customer)", False)):
+    for target, key, label, higher_is_better in (("purchase", "auc", "test AUC", True), ("orders", "orders_deviance", "orders deviance (per customer)", False),
+                                                      ("orders", "orders_mae", "orders MAE (per customer)", False)):
         served = next(r for r in rows if target in r.served_for)
         others = [r for r in rows if r is not served]
         if not others:

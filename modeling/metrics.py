@@ -30,14 +30,27 @@ def purchase_metrics(y_true: np.ndarray, probability: np.ndarray) -> dict[str, A
     }
 
 
+# The deviance a count target's champion is chosen by: Poisson for orders, Tweedie between
+# Poisson and Gamma for money (many zeros, a long tail of big spends). MAE would reward a
+# forecast of zero for everyone: on CDNOW's validation window it beat every model (orders
+# MAE 0.208 against 0.275), as most customers buy nothing in a quarter. A deviance punishes
+# a forecast of nothing for a customer who buys. Forecasts are floored at DEVIANCE_FLOOR, so
+# an exact zero costs a finite, large amount.
+DEVIANCE_POWER = {"orders_": 1.0, "revenue_": 1.5}
+DEVIANCE_FLOOR = 1e-3
+
+
 def count_metrics(actual: np.ndarray, predicted: np.ndarray, *, prefix: str = "") -> dict[str, Any]:
-    """MAE, RMSE and the error of the total (what a merchant plans with)."""
+    """The deviance (the champion's measure, see DEVIANCE_POWER), MAE, RMSE and the error of
+    the total (what a merchant plans with)."""
     a = np.asarray(actual, dtype=float)
     p = np.asarray(predicted, dtype=float)
     if not len(a):
         return {}
     total_actual, total_predicted = float(a.sum()), float(p.sum())
+    deviance = skm.mean_tweedie_deviance(np.clip(a, 0.0, None), np.clip(p, DEVIANCE_FLOOR, None), power=DEVIANCE_POWER.get(prefix, 1.0))
     return {
+        f"{prefix}deviance": round(float(deviance), 4),
         f"{prefix}mae": round(float(np.abs(a - p).mean()), 4),
         f"{prefix}rmse": round(float(np.sqrt(((a - p) ** 2).mean())), 4),
         f"{prefix}total_actual": round(total_actual, 2),

@@ -25,8 +25,8 @@ def words(value: str) -> str:
 
 HEADLINES = {
     "purchase": [("auc", "AUC"), ("log_loss", "log loss")],
-    "orders": [("orders_mae", "MAE"), ("orders_total_error_pct", "total error")],
-    "revenue": [("revenue_mae", "MAE"), ("revenue_total_error_pct", "total error")],
+    "orders": [("orders_deviance", "deviance"), ("orders_mae", "MAE"), ("orders_total_error_pct", "total error")],
+    "revenue": [("revenue_deviance", "deviance"), ("revenue_mae", "MAE"), ("revenue_total_error_pct", "total error")],
     "sentiment": [("macro_f1", "macro-F1"), ("accuracy", "accuracy")],
 }
 
@@ -39,8 +39,9 @@ def _headline(target: str, scores: dict, currency: str = "") -> str:
 
 @register.filter
 def is_money_metric(key: str) -> bool:
-    """Revenue errors and totals are money (shown with the shop's currency); their shares are not."""
-    return str(key).startswith("revenue_") and not str(key).endswith("_pct")
+    """Revenue errors and totals are money (shown with the shop's currency); their shares and
+    the deviance are not."""
+    return str(key).startswith("revenue_") and not str(key).endswith(("_pct", "_deviance"))
 
 
 def _currency(context: template.Context) -> str:
@@ -113,9 +114,9 @@ SHARE_METRICS = ("positive_rate", "mean_predicted")  # shares of customers, show
 METRIC_LABELS = {
     "n": "Customers", "auc": "AUC", "auc_recent": "AUC, customers who ordered in the last 180 days", "n_recent": "Customers who ordered in the last 180 days", "pr_auc": "PR-AUC", "log_loss": "Log loss", "brier": "Brier score", "positive_rate": "Share who bought",
     "mean_predicted": "Mean predicted probability", "macro_f1": "Macro-F1", "accuracy": "Accuracy", "f1": "F1 per class",
-    "orders_mae": "Orders MAE", "orders_rmse": "Orders RMSE", "orders_total_actual": "Orders, actual total",
+    "orders_deviance": "Orders deviance (Poisson)", "orders_mae": "Orders MAE", "orders_rmse": "Orders RMSE", "orders_total_actual": "Orders, actual total",
     "orders_total_predicted": "Orders, predicted total", "orders_total_error_pct": "Orders, total error",
-    "revenue_mae": "Revenue MAE", "revenue_rmse": "Revenue RMSE", "revenue_total_actual": "Revenue, actual total",
+    "revenue_deviance": "Revenue deviance (Tweedie)", "revenue_mae": "Revenue MAE", "revenue_rmse": "Revenue RMSE", "revenue_total_actual": "Revenue, actual total",
     "revenue_total_predicted": "Revenue, predicted total", "revenue_total_error_pct": "Revenue, total error",
 }
 

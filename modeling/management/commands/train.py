@@ -57,8 +57,8 @@ class Command(ClmCommand):
                 self.stdout.write(f"  {name:<12} macro-F1 {scores.get('macro_f1')}  accuracy {scores.get('accuracy')}")
                 continue
             self.stdout.write(
-                f"  {name:<12} AUC {scores.get('auc')}  log loss {scores.get('log_loss')}  orders MAE {scores.get('orders_mae')}  "
-                f"revenue MAE {scores.get('revenue_mae')}"
+                f"  {name:<12} AUC {scores.get('auc')}  log loss {scores.get('log_loss')}  orders deviance {scores.get('orders_deviance')}  "
+                f"MAE {scores.get('orders_mae')}  revenue deviance {scores.get('revenue_deviance')}  MAE {scores.get('revenue_mae')}"
             )
         for target_name, version in result["champions"].items():
             self.stdout.write(f"  serving {target_name}: model version {version}")

@@ -1,0 +1,70 @@
+"""Round 15: a data scientist's review of how the serving models are chosen and shown."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clmsite.tenancy import tenant_context
+from modeling import metrics
+from modeling.models import ModelVersion
+from modeling.training import better, champion_for
+
+
+def _shop_quarter(seed: int = 7, n: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    """Most customers buy nothing in a quarter: each customer's true rate, and what they did."""
+    rng = np.random.default_rng(seed)
+    rate = rng.gamma(0.4, 0.6, n)
+    return rate, rng.poisson(rate).astype(float)
+
+
+def test_a_forecast_of_nothing_for_everyone_wins_on_mae_but_never_on_deviance() -> None:
+    rate, orders = _shop_quarter()
+    zero = metrics.count_metrics(orders, np.zeros_like(rate), prefix="orders_")
+    model = metrics.count_metrics(orders, rate, prefix="orders_")
+
+    assert zero["orders_mae"] < model["orders_mae"]  # why MAE cannot choose the champion
+    assert model["orders_deviance"] < zero["orders_deviance"]
+    assert not better("orders", zero, model) and better("orders", model, zero)
+    revenue = orders * 40.0
+    zero_revenue = metrics.count_metrics(revenue, np.zeros_like(rate), prefix="revenue_")
+    model_revenue = metrics.count_metrics(revenue, rate * 40.0, prefix="revenue_")
+    assert zero_revenue["revenue_mae"] < model_revenue["revenue_mae"] and better("revenue", model_revenue, zero_revenue)
+
+
+def test_the_deviance_prefers_the_true_rate_to_a_biased_one() -> None:
+    rate, orders = _shop_quarter(seed=11)
+    true = metrics.count_metrics(orders, rate, prefix="orders_")["orders_deviance"]
+
+    assert all(true < metrics.count_metrics(orders, rate * k, prefix="orders_")["orders_deviance"] for k in (0.5, 0.8, 1.25, 2.0))
+
+
+def test_a_challenger_displaces_bgnbd_on_orders_only_by_the_margin_of_deviance() -> None:
+    bgnbd = {"orders_deviance": 0.800, "orders_mae": 0.40}
+    close = {"orders_deviance": 0.790, "orders_mae": 0.20}  # 1.25% better: noise, whatever its MAE
+    clear = {"orders_deviance": 0.700, "orders_mae": 0.45}  # 12.5% better, though its MAE is worse
+    pick = lambda *candidates: champion_for("orders", list(candidates), family=lambda c: c[0], metrics=lambda c: c[1])[0]  # noqa: E731
+
+    assert pick(("bgnbd", bgnbd), ("tabular", close)) == "bgnbd"
+    assert pick(("bgnbd", bgnbd), ("tabular", clear)) == "tabular"
+
+
+def test_versions_saved_before_the_deviance_are_compared_by_mae() -> None:
+    assert better("orders", {"orders_mae": 0.3}, {"orders_mae": 0.4, "orders_deviance": 0.9})
+    assert not better("revenue", {"revenue_mae": 14.0}, {"revenue_mae": 12.5})
+
+
+@pytest.mark.django_db
+def test_the_version_page_shows_the_deviance_first_and_not_as_money(tenant_a, client, alice) -> None:
+    from clmsite.templatetags.clm import _headline
+
+    scores = {"revenue_deviance": 3.2109, "revenue_mae": 12.5, "revenue_total_error_pct": 0.51}
+    assert _headline("revenue", scores, "USD") == "deviance 3.2109 · MAE USD 12.50 · total error 0.51%"
+    with tenant_context(tenant_a):
+        version = ModelVersion.objects.create(target="revenue", family="tabular", as_of="2024-03-01", metrics=scores,
+                                              baseline_metrics={"bgnbd": {"revenue_deviance": 3.5, "revenue_mae": 11.0, "revenue_total_error_pct": -2.5}})
+    client.force_login(alice)
+    page = client.get(f"/models/{version.pk}/").content.decode()
+
+    assert "<td>Revenue deviance (Tweedie)</td><td class=\"num\">3.2109</td><td class=\"num\">3.5</td>" in page
+    assert "Deviance</dt>" in page  # the glossary says what it is
