@@ -162,15 +162,21 @@ def decile_bins(actual: np.ndarray, predicted: np.ndarray, bins: int = 10) -> li
             for position, group in enumerate(groups) if len(group)]
 
 
+# An AUC lead smaller than this on one validation window is a tie (on CDNOW's 2,357 customers
+# the families' test AUCs move by a few thousandths with thread counts alone). A tie goes to the
+# lower log loss: the pages show the chance as a percentage, so calibration decides.
+AUC_TIE = 0.005
+
+
 def better(target: str, candidate: dict[str, Any], incumbent: dict[str, Any], *, margin: float = 0.0) -> bool:
-    """Champion rule per target: purchase by AUC (then log loss), counts by deviance (lower
-    than the incumbent's by ``margin``, a share; MAE for versions saved before deviance was
-    measured, see metrics.DEVIANCE_POWER)."""
+    """Champion rule per target: purchase by AUC, within AUC_TIE by log loss; counts by
+    deviance (lower than the incumbent's by ``margin``, a share; MAE for versions saved before
+    deviance was measured, see metrics.DEVIANCE_POWER)."""
     if target == "purchase":
         a, b = candidate.get("auc"), incumbent.get("auc")
-        if a is None or b is None:
+        if a is None or b is None or abs(a - b) <= AUC_TIE:
             return (candidate.get("log_loss") or np.inf) < (incumbent.get("log_loss") or np.inf)
-        return a > b + 1e-9 or (abs(a - b) <= 1e-9 and (candidate.get("log_loss") or np.inf) < (incumbent.get("log_loss") or np.inf))
+        return a > b
     prefix = "orders_" if target == "orders" else "revenue_"
     key = f"{prefix}deviance" if candidate.get(f"{prefix}deviance") is not None and incumbent.get(f"{prefix}deviance") is not None else f"{prefix}mae"
     return (candidate.get(key) if candidate.get(key) is not None else np.inf) < (1 - margin) * (incumbent.get(key) if incumbent.get(key) is not None else np.inf)

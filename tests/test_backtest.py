@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from modeling.backtest import backtest, cdnow_history
+from modeling.training import AUC_TIE
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +24,11 @@ def test_served_purchase_model_is_at_least_as_good_as_bgnbd_out_of_time(rows):
     bgnbd = next(r for r in rows if r.family == "bgnbd")
     challengers = [r for r in rows if r.family != "bgnbd"]
 
-    # The champion is the best on the validation window, the only data it may be chosen on...
-    assert served.validation["auc"] == max(r.validation["auc"] for r in rows)
+    # The champion is the best on the validation window, the only data it may be chosen on:
+    # the highest AUC, or within AUC_TIE of it the lowest log loss...
+    best = max(r.validation["auc"] for r in rows)
+    assert served.validation["auc"] >= best - AUC_TIE
+    assert served.validation["log_loss"] == min(r.validation["log_loss"] for r in rows if r.validation["auc"] >= best - AUC_TIE) or served.validation["auc"] == best
     # ...and, out of time, it is no worse than the baseline, which is not a given: BG/NBD
     # could serve, but the learned families rank next quarter's buyers better. Not by much
     # (0.7872 and 0.7858 against 0.7845 in a fresh process on 2026-12-06; the transformer's

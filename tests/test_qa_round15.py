@@ -68,3 +68,13 @@ def test_the_version_page_shows_the_deviance_first_and_not_as_money(tenant_a, cl
 
     assert "<td>Revenue deviance (Tweedie)</td><td class=\"num\">3.2109</td><td class=\"num\">3.5</td>" in page
     assert "Deviance</dt>" in page  # the glossary says what it is
+
+
+def test_an_auc_lead_within_the_tie_goes_to_the_better_calibrated_chance() -> None:
+    bgnbd = {"auc": 0.7343, "log_loss": 0.370}
+    sharper = {"auc": 0.7364, "log_loss": 0.395}  # 0.002 ahead in ranking, worse probabilities
+    pick = lambda *candidates: champion_for("purchase", list(candidates), family=lambda c: c[0], metrics=lambda c: c[1])[0]  # noqa: E731
+
+    assert pick(("bgnbd", bgnbd), ("transformer", sharper)) == "bgnbd"
+    assert pick(("bgnbd", bgnbd), ("transformer", {**sharper, "log_loss": 0.360})) == "transformer"
+    assert pick(("bgnbd", bgnbd), ("tabular", {"auc": 0.7500, "log_loss": 0.395})) == "tabular"  # a clear lead in ranking wins
