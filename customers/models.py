@@ -10,6 +10,10 @@ from django.utils import timezone
 from clmsite.tenancy import TenantOwnedModel, tenant_field
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
+# A sum of many amounts, each under parsing.MAX_MONEY: a customer's lifetime spend. Twelve
+# digits before the point overflowed after ten orders at the largest amount a file may hold,
+# and every later import of that customer failed; eighteen take ten million such orders.
+MONEY_TOTAL = {"max_digits": 20, "decimal_places": 2}
 
 
 class IdentifierField(models.CharField):
@@ -38,7 +42,7 @@ class Customer(TenantOwnedModel):
     # Aggregates kept up to date by every import (set-based), so lists and dashboards
     # never recompute them per request.
     order_count = models.PositiveIntegerField(default=0)
-    total_spent = models.DecimalField(default=0, **MONEY)
+    total_spent = models.DecimalField(default=0, **MONEY_TOTAL)
     first_order_at = models.DateTimeField(null=True, blank=True)
     last_order_at = models.DateTimeField(null=True, blank=True)
     review_count = models.PositiveIntegerField(default=0)

@@ -37,6 +37,9 @@ from modeling.training import family_class
 log = logging.getLogger(__name__)
 CHUNK_SIZE = 2000
 TARGET_COLUMNS = {"purchase": "purchase_probability", "orders": "expected_orders", "revenue": "expected_revenue"}
+# The largest value the column holds (twelve digits before the point): a forecast from orders of
+# the largest amounts a file may hold can pass it, and the whole scoring failed on one customer.
+MAX_PREDICTED_VALUE = 999_999_999_999.99
 DEFAULT_TIER_QUANTILES = {"high": 0.8, "medium": 0.5}  # top 20% high, next 30% medium
 
 
@@ -192,7 +195,7 @@ def _prediction(tenant: Tenant, customer: int, as_of: dt.date, horizon: int, pro
     return Prediction(
         tenant=tenant, customer_id=int(customer), as_of=as_of, horizon_days=horizon,
         purchase_probability=round(probability, 6), churn_probability=round(1.0 - probability, 6),
-        expected_orders=round(orders, 4), predicted_value=Decimal(str(round(revenue, 2))),
+        expected_orders=round(orders, 4), predicted_value=Decimal(str(round(min(revenue, MAX_PREDICTED_VALUE), 2))),
         value_tier=Prediction.Tier.LOW, explanation=explanation, model_versions=versions, profile_hash=digest,
     )
 

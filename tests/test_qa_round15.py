@@ -78,3 +78,41 @@ def test_an_auc_lead_within_the_tie_goes_to_the_better_calibrated_chance() -> No
     assert pick(("bgnbd", bgnbd), ("transformer", sharper)) == "bgnbd"
     assert pick(("bgnbd", bgnbd), ("transformer", {**sharper, "log_loss": 0.360})) == "transformer"
     assert pick(("bgnbd", bgnbd), ("tabular", {"auc": 0.7500, "log_loss": 0.395})) == "tabular"  # a clear lead in ranking wins
+
+
+# --- An integrator's walk: amounts at the limit ---------------------------------------------
+
+BIG = "99999999999.99"  # the largest amount a line may have
+
+
+@pytest.mark.django_db
+def test_an_order_whose_lines_add_up_past_the_limit_is_a_row_error_and_stores_nothing(tenant_a, api_a, tmp_path) -> None:
+    from customers.models import Order
+    from customers.services.imports import import_csv
+
+    rows = [{"customer_id": "ok1", "order_id": "fine", "ordered_at": "2024-01-01", "amount": "5.00"}] + [
+        {"customer_id": "big", "order_id": "huge", "ordered_at": "2024-01-02", "amount": BIG, "sku": f"s{i}"} for i in range(2)]
+    response = api_a.post("/api/v1/orders/bulk/", rows, format="json")
+
+    assert response.status_code == 400 and response.json()["ok"] is False
+    assert response.json()["errors"] == [{"row": 2, "column": "amount", "message": "order_id huge: its 2 lines add up to 199,999,999,999.98, "
+                                                                                   "more than an order may total (under 100,000,000,000)"}]
+    path = tmp_path / "orders.csv"
+    path.write_text("customer_id,order_id,ordered_at,amount,sku\n" + "".join(f"{r['customer_id']},{r['order_id']},{r['ordered_at']},{r['amount']},{r.get('sku', '')}\n" for r in rows))
+    result = import_csv(tenant_a, "orders", str(path))
+    assert not result.ok and [(e.row, e.column) for e in result.errors] == [(3, "amount")]  # the file's row 3: its header is row 1
+    with tenant_context(tenant_a):
+        assert not Order.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_customer_of_many_orders_at_the_limit_keeps_importing(tenant_a, api_a) -> None:
+    from customers.models import Customer
+
+    rows = [{"customer_id": "whale", "order_id": f"w{i}", "ordered_at": f"2024-01-{i + 1:02d}", "amount": BIG} for i in range(12)]
+    assert api_a.post("/api/v1/orders/bulk/", rows, format="json").status_code == 200
+    more = api_a.post("/api/v1/orders/bulk/", [{"customer_id": "whale", "order_id": "w99", "ordered_at": "2024-02-01", "amount": "1.00"}], format="json")
+
+    assert more.status_code == 200, more.json()
+    with tenant_context(tenant_a):
+        assert str(Customer.objects.get(external_id="whale").total_spent) == "1200000000000.88"  # 12 x the limit, and 1.00

@@ -845,7 +845,24 @@ def file_duplicates(cursor: Any, spec: Spec) -> tuple[list[RowError], int]:
     _analyze(cursor, STAGING)
     if spec.kind == "orders":
         _summarise_orders(cursor)
+        errors, total = _duplicate_errors(cursor, spec)
+        too_large, over = _order_totals_too_large(cursor)
+        return sorted(errors + too_large, key=lambda error: error.row), total + over
     return _duplicate_errors(cursor, spec)
+
+
+def _order_totals_too_large(cursor: Any) -> tuple[list[RowError], int]:
+    """Orders whose lines add up to more than an amount may be (each line is checked on its
+    own as it is read): the first line of each, up to the report's cap, and how many."""
+    cursor.execute(
+        f"SELECT first_row, order_id, lines, amount, count(*) OVER () FROM {STAGING}_orders WHERE amount >= %s ORDER BY first_row LIMIT %s",  # internal table/column names only; every value is a bound parameter  # nosec B608
+        [float(parsing.MAX_MONEY), settings.IMPORT_MAX_REPORTED_ERRORS],
+    )
+    rows = cursor.fetchall()
+    errors = [RowError(first_row, "amount", f"order_id {shorten(str(order_id))}: its {lines:,} lines add up to {Decimal(str(amount)):,.2f}, "
+                                            f"more than an order may total (under {parsing.MAX_MONEY:,.0f})")
+              for first_row, order_id, lines, amount, _ in rows]
+    return errors, rows[0][-1] if rows else 0
 
 
 def _duplicate_errors(cursor: Any, spec: Spec) -> tuple[list[RowError], int]:
