@@ -180,6 +180,8 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         services.audit_saved(campaign, created=False, user=self.request.user, via="api", changed=changed)
 
     def perform_destroy(self, instance: Campaign) -> None:
+        if not self._sees_secret() and services.goes_out_unattended(instance):
+            raise PermissionDenied(services.ADMIN_DELETES)
         if not instance.is_deletable:
             raise Conflict(services.kept_for_its_report(instance))
         instance.delete()
@@ -210,7 +212,8 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         "launched": serializers.BooleanField(), "treatment": serializers.DictField(required=False), "control": serializers.DictField(required=False),
         "uplift": serializers.FloatField(required=False, allow_null=True, help_text="treatment's conversion minus control's, as a fraction: 0.104 is 10.4 percentage points"),
         "uplift_ci": serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True, help_text="95% interval of `uplift`, as fractions"),
-        "significant": serializers.BooleanField(required=False, help_text="whether `uplift_ci` (conversion) excludes zero; `revenue_uplift_ci` says the same of revenue"), "small_sample": serializers.BooleanField(required=False),
+        "significant": serializers.BooleanField(required=False, help_text="whether `uplift_ci` (conversion) excludes zero; `revenue_uplift_ci` says the same of revenue"), "small_sample": serializers.BooleanField(required=False, help_text=(
+            f"a group has fewer than {services.SMALL_GROUP_MEMBERS} members or {services.SMALL_GROUP_CONVERSIONS} buyers (or none yet): any interval is a rough guide")),
         "no_orders_yet": serializers.BooleanField(required=False, help_text="no member of either group has ordered yet: the uplift and its intervals are null until one does"),
         "revenue_uplift_per_member": serializers.FloatField(required=False, allow_null=True),
         "revenue_uplift_ci": serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True),

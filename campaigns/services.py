@@ -211,7 +211,7 @@ def segment_snapshot(segment: Segment) -> dict[str, Any]:
 
 def kept_for_its_report(campaign: Campaign) -> str:
     """Why a launched campaign cannot be deleted, and what to do instead while it runs."""
-    return "A launched campaign is kept for its report: it cannot be deleted." + (" Cancel it to stop it." if campaign.state == Campaign.State.RUNNING else "")
+    return "A launched campaign is kept for its report: it cannot be deleted." + (" An admin or owner can cancel it to stop it." if campaign.state == Campaign.State.RUNNING else "")
 
 
 # What only admins and owners may set on a campaign, as only they launch one: a launch time
@@ -228,6 +228,7 @@ def goes_out_unattended(campaign: Campaign) -> bool:
 
 
 ADMIN_EDITS = "Only an admin or owner can change a campaign with a launch time or a webhook: the change decides who is sent, and it goes out without anyone pressing Launch."
+ADMIN_DELETES = "Only an admin or owner can delete a campaign with a launch time or a webhook: an admin or owner set it to go out."
 
 
 def admin_fields_changed(campaign: Campaign | None, data: dict[str, Any]) -> list[str]:
@@ -437,7 +438,7 @@ def compare_groups(t: GroupOutcome, c: GroupOutcome, *, final: bool = False) -> 
     no_orders_yet = not t.converters and not c.converters and not final
     if not t.members or not c.members or no_orders_yet:
         return {"uplift": None, "uplift_ci": None, "significant": False, "revenue_uplift_per_member": None, "revenue_uplift_ci": None,
-                "incremental_revenue": None, "incremental_revenue_ci": None, "incremental_conversions": None, "small_sample": False,
+                "incremental_revenue": None, "incremental_revenue_ci": None, "incremental_conversions": None, "small_sample": _is_small(t) or _is_small(c),
                 "no_orders_yet": no_orders_yet,
                 "verdict": verdict(0.0, 0.0, 0.0, False, t, c) if no_orders_yet and t.members and c.members
                 else "No control group to compare with: uplift cannot be measured."}

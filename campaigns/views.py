@@ -300,6 +300,7 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "due": campaign.scheduled_for is not None and campaign.scheduled_for <= timezone.now(),
         "audit": campaign.audit.select_related("user")[:20], "deliveries": campaign.deliveries.all()[:50],
         "can_launch": request.membership.can(Role.ADMIN), "can_edit": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
+        "may_delete": campaign.is_deletable and request.membership.can(Role.ADMIN if services.goes_out_unattended(campaign) else Role.ANALYST),  # type: ignore[attr-defined]
         "show_secret": request.membership.can(Role.ADMIN) and bool(campaign.webhook_secret),  # type: ignore[attr-defined]
     })
 
@@ -333,8 +334,10 @@ def launch_campaign(request: HttpRequest, campaign_id: int) -> HttpResponse:
 def delete_campaign(request: HttpRequest, campaign_id: int) -> HttpResponse:
     """A campaign never launched can go; a launched one is kept for its report (cancel it)."""
     campaign = get_object_or_404(Campaign, pk=campaign_id)
-    if not campaign.is_deletable:
-        messages.error(request, services.kept_for_its_report(campaign))
+    refusal = (services.ADMIN_DELETES if services.goes_out_unattended(campaign) and not request.membership.can(Role.ADMIN)  # type: ignore[attr-defined]
+               else None if campaign.is_deletable else services.kept_for_its_report(campaign))
+    if refusal:
+        messages.error(request, refusal)
         return redirect("campaign_detail", campaign_id=campaign.pk)
     campaign.delete()
     messages.success(request, f"Deleted the {campaign.get_state_display().lower()} campaign “{campaign.name}”.")

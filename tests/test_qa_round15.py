@@ -116,3 +116,38 @@ def test_a_customer_of_many_orders_at_the_limit_keeps_importing(tenant_a, api_a)
     assert more.status_code == 200, more.json()
     with tenant_context(tenant_a):
         assert str(Customer.objects.get(external_id="whale").total_spent) == "1200000000000.88"  # 12 x the limit, and 1.00
+
+
+# --- Campaigns: who may delete one, and a small sample said as such ---------------------------
+
+
+@pytest.mark.django_db
+def test_an_analyst_cannot_delete_a_campaign_an_admin_set_to_go_out(tenant_a, api_a, client, alice) -> None:
+    from campaigns.models import Campaign
+    from clmsite.models import Membership, Role
+    from tests.conftest import api_client_for
+
+    with tenant_context(tenant_a):
+        scheduled = Campaign.objects.create(tenant=tenant_a, name="Webhooked", action="win_back", webhook_url="https://example.com/hook")
+        draft = Campaign.objects.create(tenant=tenant_a, name="Plain draft", action="win_back")
+    analyst = api_client_for(tenant_a, Role.ANALYST)
+
+    refused = analyst.delete(f"/api/v1/campaigns/{scheduled.pk}/")
+    assert refused.status_code == 403 and "Only an admin or owner can delete" in refused.json()["detail"]
+    Membership.objects.filter(tenant=tenant_a, user=alice).update(role=Role.ANALYST)
+    client.force_login(alice)
+    assert 'data-testid="delete-campaign"' not in client.get(f"/campaigns/{scheduled.pk}/").content.decode()
+    page = client.post(f"/campaigns/{scheduled.pk}/delete/", {"shop": tenant_a.pk}, follow=True).content.decode()
+    assert "Only an admin or owner can delete" in page
+    assert analyst.delete(f"/api/v1/campaigns/{draft.pk}/").status_code == 204
+    assert api_a.delete(f"/api/v1/campaigns/{scheduled.pk}/").status_code == 204  # an admin may
+    with tenant_context(tenant_a):
+        assert not Campaign.objects.exists()
+
+
+def test_a_report_before_any_order_says_the_sample_is_small() -> None:
+    from campaigns import services
+
+    report = services.compare_groups(services.GroupOutcome(40, 0, 0.0, 0.0), services.GroupOutcome(16, 0, 0.0, 0.0))
+    assert report["no_orders_yet"] and report["small_sample"]
+    assert not services.compare_groups(services.GroupOutcome(400, 40, 4000.0, 1e5), services.GroupOutcome(400, 30, 3000.0, 1e5))["small_sample"]

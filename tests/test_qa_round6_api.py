@@ -242,7 +242,7 @@ def test_a_campaigns_state_conflicts_answer_409_with_detail_and_change_nothing(i
 
     assert (launch.status_code, launch.json()) == (409, {"detail": "A running campaign cannot be launched."})
     assert (edit.status_code, edit.json()) == (409, {"detail": "A launched campaign cannot be edited."})
-    assert (delete.status_code, delete.json()) == (409, {"detail": "A launched campaign is kept for its report: it cannot be deleted. Cancel it to stop it."})
+    assert (delete.status_code, delete.json()) == (409, {"detail": "A launched campaign is kept for its report: it cannot be deleted. An admin or owner can cancel it to stop it."})
     assert api_a.post(f"/api/v1/campaigns/{created['id']}/cancel/").status_code == 200
     # Cancelled, it is still kept, and nothing says to cancel it again.
     assert api_a.delete(f"/api/v1/campaigns/{created['id']}/").json() == {"detail": "A launched campaign is kept for its report: it cannot be deleted."}
