@@ -629,7 +629,7 @@ def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -
         taken = set(Campaign.objects.filter(name__startswith=name).values_list("name", flat=True))
         name = next(candidate for candidate in (name, *(f"{name} ({n})" for n in range(2, len(taken) + 2))) if candidate not in taken)
         campaign = Campaign.objects.create(
-            tenant=tenant, name=name, goal=f"Act on the playbook: {suggestion['label'].lower()}", action=action,
+            tenant=tenant, name=name, goal=f"Act on the playbook: {suggestion['label']}", action=action,
             channel=channel or Channel.EMAIL, filters={"actions": [action]}, created_by=user if getattr(user, "pk", None) else None,
             offer="",  # each customer's own: the rules behind one action cap their offers differently
         )

@@ -47,6 +47,9 @@ def _days(n: float) -> str:
     return f"{whole} day" if whole == 1 else f"{whole} days"
 
 
+OVERDUE_PREFIX = "overdue: "
+
+
 def _rhythm(recency: float, gap: float, overdue_factor: float) -> str:
     """Days since the last order against the customer's median gap, by the lifecycle's rule
     (``lifecycle.stages_as_of``): overdue past ``overdue_factor`` × the gap, "within" only up
@@ -54,7 +57,7 @@ def _rhythm(recency: float, gap: float, overdue_factor: float) -> str:
     gap rounded as the stage and the customer page round it."""
     days, usual = math.floor(recency), max(1, round(gap))
     if days > round(overdue_factor * gap):
-        return f"overdue: no order for {_days(days)}, {recency / gap:.1f}× their usual gap of {_days(usual)}"
+        return f"{OVERDUE_PREFIX}no order for {_days(days)}, {recency / gap:.1f}× their usual gap of {_days(usual)}"
     if days > usual:
         return f"last order {_days(days)} ago, a little past their usual {usual}-day rhythm"
     return f"last order {_days(days)} ago, within their usual {usual}-day rhythm"
@@ -189,6 +192,10 @@ def explain_rows(
             if text is None or text in seen:
                 continue
             seen.add(text)
+            if weight > 0 and text.startswith(OVERDUE_PREFIX):
+                # Overdue by their own rhythm, yet recent against the typical customer, who has
+                # often stopped buying: "▲ overdue" read as a contradiction on the page.
+                text = text.removeprefix(OVERDUE_PREFIX) + ": overdue for them, still recent next to the typical customer"
             factors.append({"text": text, "effect": "+" if weight > 0 else "-", "weight": round(float(weight), 4)})
         out[customer] = factors
     return out

@@ -327,7 +327,7 @@ def _describe_in_words(stats: dict[str, Any], currency: str) -> str:
     words = f"; profiles mention {', '.join(stats['words'][:3])}" if stats.get("words") else ""
     value = "mean predicted value" if stats.get("value_is_predicted", True) else "mean spend"
     return (f"{stats['size']:,} customers, {value} {currency} {stats['mean_value']:,.0f} ({relative_to_average(stats['value_index'])}){churn}; "
-            f"median {stats['median_orders']:.0f} order(s); mostly {stats['dominant_stage'].replace('_', ' ')} ({stats['dominant_stage_share']:.0%}); "
+            f"median {stats['median_orders']:.0f} order{'' if round(stats['median_orders']) == 1 else 's'}; mostly {stats['dominant_stage'].replace('_', ' ')} ({stats['dominant_stage_share']:.0%}); "
             f"top categories: {categories}{words}.")
 
 
@@ -446,7 +446,7 @@ FILTER_RANGES = (("churn_min", "churn_max"), ("sentiment_min", "sentiment_max"),
 def crossed_filter_ranges(filters: dict[str, Any]) -> dict[str, str]:
     """The upper bounds set below their lower bound: no customer can match such a segment, so it
     is a mistake to say, not a segment to save (the form and the API both refuse it)."""
-    return {high: f"is {'not after' if high in EXCLUSIVE_BOUNDS else 'below'} “{SAVED_FILTERS[low]}” ({filters[low]}): no customer can match both"
+    return {high: f"is {'not after' if high in EXCLUSIVE_BOUNDS else 'below'} “{SAVED_FILTERS[low]}” ({describe_filters({low: filters[low]})[0][1]}): no customer can match both"
             for low, high in FILTER_RANGES if filters.get(low) not in (None, "") and filters.get(high) not in (None, "")
             and (filters[high] <= filters[low] if high in EXCLUSIVE_BOUNDS else filters[high] < filters[low])}
 

@@ -59,14 +59,14 @@ def test_the_version_page_shows_the_deviance_first_and_not_as_money(tenant_a, cl
     from clmsite.templatetags.clm import _headline
 
     scores = {"revenue_deviance": 3.2109, "revenue_mae": 12.5, "revenue_total_error_pct": 0.51}
-    assert _headline("revenue", scores, "USD") == "deviance 3.2109 · MAE USD 12.50 · total error 0.51%"
+    assert _headline("revenue", scores, "USD") == "deviance 3.211 · MAE USD 12.50 · total error 0.51%"
     with tenant_context(tenant_a):
         version = ModelVersion.objects.create(target="revenue", family="tabular", as_of="2024-03-01", metrics=scores,
                                               baseline_metrics={"bgnbd": {"revenue_deviance": 3.5, "revenue_mae": 11.0, "revenue_total_error_pct": -2.5}})
     client.force_login(alice)
     page = client.get(f"/models/{version.pk}/").content.decode()
 
-    assert "<td>Revenue deviance (Tweedie)</td><td class=\"num\">3.2109</td><td class=\"num\">3.5</td>" in page
+    assert "<td>Revenue deviance (Tweedie)</td><td class=\"num\">3.211</td><td class=\"num\">3.500</td>" in page
     assert "Deviance</dt>" in page  # the glossary says what it is
 
 
@@ -151,3 +151,17 @@ def test_a_report_before_any_order_says_the_sample_is_small() -> None:
     report = services.compare_groups(services.GroupOutcome(40, 0, 0.0, 0.0), services.GroupOutcome(16, 0, 0.0, 0.0))
     assert report["no_orders_yet"] and report["small_sample"]
     assert not services.compare_groups(services.GroupOutcome(400, 40, 4000.0, 1e5), services.GroupOutcome(400, 30, 3000.0, 1e5))["small_sample"]
+
+
+def test_an_overdue_customer_whose_recency_still_raises_the_chance_is_not_shown_an_overdue_rise() -> None:
+    import pandas as pd
+
+    from modeling.explain import explain_rows
+
+    row = pd.DataFrame({"recency_days": [10.0], "gap_median": [6.0], "orders": [12.0], "order_days": [12.0]}, index=[7])
+    raised = explain_rows(row, pd.DataFrame({"recency_days": [0.8], "orders": [0.5]}, index=[7]), [])[7]
+    lowered = explain_rows(row, pd.DataFrame({"recency_days": [-0.8], "orders": [0.1]}, index=[7]), [])[7]
+
+    assert raised[0] == {"text": "no order for 10 days, 1.7× their usual gap of 6 days: overdue for them, still recent next to the typical customer",
+                         "effect": "+", "weight": 0.8}
+    assert lowered[0]["text"] == "overdue: no order for 10 days, 1.7× their usual gap of 6 days" and lowered[0]["effect"] == "-"

@@ -90,6 +90,8 @@ def metric_number(value, key=""):  # type: ignore[no-untyped-def]
         return value
     if key in SHARE_METRICS:
         return f"{value:.1%}"
+    if str(key).endswith("_deviance"):  # no unit: three decimals everywhere, so two versions' line up
+        return intcomma(f"{value:.3f}")
     if isinstance(value, float) and value.is_integer() and abs(value) >= 2:  # a count kept as a float; a score of 1.0 stays one
         value = int(value)
     money = is_money_metric(key)  # to the cent, as money is shown everywhere

@@ -15,9 +15,15 @@ window.CLM = {
   countAxis(title, options = {}) {
     return CLM.axis(title, Object.assign({ticks: {precision: 0}}, options));
   },
-  // A y axis for rates (0.025 is drawn as 2.5%), with its title.
+  // A y axis for rates (0.025 is drawn as 2.5%), with its title. Ticks get the decimals their
+  // step needs: steps of 0.02% read 0.02%, 0.04%, not 0%, 0%, 0.1% rounded to one decimal.
   percentAxis(title) {
-    const percent = (v) => (Math.round(v * 1000) / 10) + "%";
+    const percent = (v, index, ticks) => {
+      const step = ticks && ticks.length > 1 ? Math.abs(ticks[1].value - ticks[0].value) * 100 : 1;
+      let digits = 0;
+      while (digits < 4 && Math.abs(step * 10 ** digits - Math.round(step * 10 ** digits)) > 1e-6) digits += 1;
+      return (v * 100).toFixed(digits) + "%";
+    };
     return {beginAtZero: true, grace: "5%", title: {display: true, text: title}, ticks: {callback: percent}};  // grace: the top bar or whisker does not touch the edge
   },
   // A month's label ("2026-12"), marked "(so far)" while it is under way (the server's
