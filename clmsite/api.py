@@ -5,6 +5,7 @@ from the API key (or the session) and scopes every query to it. Subclasses defin
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -15,7 +16,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.db.models import QuerySet
 from django.db.models.expressions import OrderBy
-from django.http import Http404
+from django.http import Http404, QueryDict
 from django_filters.widgets import SuffixedMultiWidget
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions, filters, negotiation, pagination, serializers, status, viewsets
@@ -213,6 +214,42 @@ def missing_boolean_is_default(serializer: serializers.Serializer) -> None:
             field.default_empty_html = empty
 
 
+def _json_type(value: Any) -> str:
+    return {bool: "true/false", int: "a number", float: "a number", str: "a string", dict: "a JSON object", list: "a JSON list"}.get(type(value), type(value).__name__)
+
+
+def _holds_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_holds_non_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_non_finite(item) for item in value)
+    return False
+
+
+def refuse_wrong_json_types(serializer: serializers.Serializer, data: Any) -> None:
+    """A JSON body's types are taken at their word, as the bulk endpoints take them: a text field
+    takes a string, a switch true or false, and no number may be infinite. DRF itself stores
+    ``{"name": 12}`` as "12", reads ``"yes"`` as true and ``1e999`` (infinity in Python) as the
+    name "inf". A form-encoded body is all strings, and is read as DRF reads it."""
+    if not isinstance(data, dict) or isinstance(data, QueryDict):
+        return
+    problems = {}
+    for key, value in data.items():
+        field = serializer.fields.get(key)
+        if field is None or field.read_only or value is None:
+            continue
+        if _holds_non_finite(value):
+            problems[key] = ["Holds a number too large to read (such as 1e999)."]
+        elif isinstance(field, serializers.BooleanField) and not isinstance(value, bool):
+            problems[key] = [f"Must be true or false, not {_json_type(value)}."]
+        elif isinstance(field, serializers.CharField) and not isinstance(value, str):
+            problems[key] = [f"Must be a string, not {_json_type(value)}."]
+    if problems:
+        raise exceptions.ValidationError(problems)
+
+
 def refuse_a_body(request: Any) -> None:
     """An operation that takes no body (launch, cancel, promote) refuses one, as every other
     operation refuses fields it does not write: a ``{"control_share": 0.5}`` sent along must not
@@ -292,6 +329,7 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
         if "data" in kwargs:
             fields = serializer.fields
             refuse_unknown_fields(kwargs["data"], [name for name, field in fields.items() if not field.read_only], [name for name, field in fields.items() if field.read_only])
+            refuse_wrong_json_types(serializer, kwargs["data"])
             missing_boolean_is_default(serializer)
         return serializer
 
@@ -299,6 +337,7 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
         """An action's body, validated by ``form_class`` as ``get_serializer`` validates a model's."""
         form = form_class(data=data)
         refuse_unknown_fields(data, [name for name, field in form.fields.items() if not field.read_only])
+        refuse_wrong_json_types(form, data)
         missing_boolean_is_default(form)
         form.is_valid(raise_exception=True)
         return dict(form.validated_data)

@@ -165,3 +165,35 @@ def test_an_overdue_customer_whose_recency_still_raises_the_chance_is_not_shown_
     assert raised[0] == {"text": "no order for 10 days, 1.7× their usual gap of 6 days: overdue for them, still recent next to the typical customer",
                          "effect": "+", "weight": 0.8}
     assert lowered[0]["text"] == "overdue: no order for 10 days, 1.7× their usual gap of 6 days" and lowered[0]["effect"] == "-"
+
+
+# --- JSON types taken at their word ----------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("body", "field", "message"), [
+    ('{"name": 1e999}', "name", "Holds a number too large to read (such as 1e999)."),
+    ('{"name": 12}', "name", "Must be a string, not a number."),
+    ('{"attributes": {"a": 1e999}}', "attributes", "Holds a number too large to read (such as 1e999)."),
+    ('{"email": true}', "email", "Must be a string, not true/false."),
+])
+def test_a_customer_patch_refuses_a_value_of_the_wrong_json_type(tenant_a, api_a, body, field, message) -> None:
+    from customers.models import Customer
+
+    with tenant_context(tenant_a):
+        customer = Customer.objects.create(tenant=tenant_a, external_id="j1", name="Ann")
+    response = api_a.patch(f"/api/v1/customers/{customer.pk}/", data=body, content_type="application/json")
+
+    assert (response.status_code, response.json()) == (400, {field: [message]})
+    with tenant_context(tenant_a):
+        assert Customer.objects.get(pk=customer.pk).name == "Ann"
+
+
+@pytest.mark.django_db
+def test_a_campaign_takes_a_name_as_text_and_a_switch_as_true_or_false(tenant_a, api_a) -> None:
+    refused = api_a.post("/api/v1/campaigns/", data={"name": 12, "action": "win_back", "persuadable_only": "yes"}, format="json")
+
+    assert refused.status_code == 400
+    assert refused.json() == {"name": ["Must be a string, not a number."], "persuadable_only": ["Must be true or false, not a string."]}
+    form = api_a.post("/api/v1/campaigns/", data={"name": "Form", "action": "win_back", "persuadable_only": "true"})  # form-encoded: all strings
+    assert form.status_code == 201 and form.json()["persuadable_only"] is True
