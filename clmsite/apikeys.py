@@ -38,7 +38,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer":
-            return None
+            # A proxy's HTTP Basic login rides along with a logged-in browser's session: left
+            # to the session. Otherwise the key was sent the wrong way, and "no credentials"
+            # would mislead.
+            if getattr(getattr(request, "_request", request), "user", None) is not None and request._request.user.is_authenticated:
+                return None
+            raise exceptions.AuthenticationFailed(f"The API takes its key as 'Authorization: Bearer <key>'; this request's Authorization header is '{scheme[:20]} …'.")
         raw = raw.strip()
         key = authenticate_api_key(raw) if raw else None
         if key is None:

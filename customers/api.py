@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import django_filters
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import transaction
 from django.urls import reverse
@@ -339,6 +340,8 @@ class CustomerViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMod
 
 @extend_schema_view(bulk=extend_schema(request=bulk_request("orders")))
 class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """The shop's orders with their lines, newest first; filter by customer, status and time. Load them with ``POST /api/v1/orders/bulk/`` or a CSV import."""
+
     bulk_kind = "orders"
     serializer_class = OrderSerializer
     search_fields = ["external_id", "customer__external_id"]
@@ -360,6 +363,8 @@ class ProductFilter(ClmFilterSet):
 
 @extend_schema_view(bulk=extend_schema(request=bulk_request("products")))
 class ProductViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """The shop's product catalogue; filter by category, search by sku or name. Load it with ``POST /api/v1/products/bulk/`` or a CSV import (an orders file creates the products it names)."""
+
     bulk_kind = "products"
     serializer_class = ProductSerializer
     search_fields = ["sku", "name__uicontains", "category__uicontains"]  # accents and case aside
@@ -373,6 +378,8 @@ class ProductViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMode
 
 @extend_schema_view(bulk=extend_schema(request=bulk_request("reviews")))
 class ReviewViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """Product reviews with their rating and the sentiment read from their text; filter by customer, rating, sentiment and time. Load them with ``POST /api/v1/reviews/bulk/`` or a CSV import."""
+
     bulk_kind = "reviews"
     serializer_class = ReviewSerializer
     search_fields = ["external_id", "text", "customer__external_id"]
@@ -432,9 +439,16 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantView
         return Response(ImportSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
-        responses={200: inline_serializer("ImportErrors", fields={"error_count": serializers.IntegerField(), "errors": serializers.ListField(child=serializers.DictField())})}
+        responses={200: inline_serializer("ImportErrors", fields={
+            "error_count": serializers.IntegerField(help_text="every error the import found"),
+            "errors": inline_serializer("ImportRowError", fields={
+                "row": serializers.IntegerField(help_text="the file's line (the header is row 1)"), "column": serializers.CharField(), "message": serializers.CharField(),
+            }, many=True, help_text=f"the first {settings.IMPORT_MAX_REPORTED_ERRORS} of them in row order, all an import keeps: fix those and import again to see the next"),
+        })}
     )
     @action(detail=True, methods=["get"])
     def errors(self, request: Any, pk: str | None = None) -> Response:
+        """An import's row errors. Not paged: it keeps the first errors only, so ``?page`` is refused like any other parameter."""
+        refuse_unknown_query_params(request)
         job = self.get_object()
         return Response({"error_count": job.result.get("error_count", 0), "errors": job.result.get("errors", [])})

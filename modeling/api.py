@@ -134,6 +134,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
     @extend_schema(request=RetrainSerializer, responses={202: JobSerializer, 409: conflict_response("A training is already queued or running.")})
     @action(detail=False, methods=["post"])
     def retrain(self, request: Any) -> Response:
+        """Queue a training of the shop's models (admin): each family chosen is fitted on windows before the validation window, and the best per target on that window serves. Answers the job to poll at ``/api/v1/jobs/{id}/``."""
         form = self.validated_form(RetrainSerializer, request.data)
         user = request.user if getattr(request.user, "pk", None) else None
         try:
@@ -150,6 +151,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 409: conflict_response("The version's training was cancelled or failed, so it cannot serve.")})
     @action(detail=True, methods=["post"])
     def promote(self, request: Any, pk: str | None = None) -> Response:
+        """Make this version serve its target (admin), in place of the one serving now."""
         refuse_a_body(request)
         version = self.get_object()
         try:
@@ -164,10 +166,12 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
                    responses={200: ModelVersionSerializer, 409: conflict_response("There is no earlier version of the target to roll back to.")})
     @action(detail=False, methods=["post"])
     def rollback(self, request: Any) -> Response:
+        """Restore the version of ``target`` that served before the current one (admin); each rollback steps one further back."""
         target = request.data.get("target") if hasattr(request.data, "get") else None  # the body may be a JSON list or null
         refuse_unknown_fields(request.data, ["target"])
         if target not in ModelVersion.Target.values:
-            raise ValidationError({"target": [f"one of {', '.join(ModelVersion.Target.values)}"]})
+            given = "This field is required" if target is None else f'"{target}" is not a target'
+            raise ValidationError({"target": [f"{given}: send one of {', '.join(ModelVersion.Target.values)}."]})
         try:
             version = registry.do_rollback_model(self.tenant, target, acting_user=request.user if getattr(request.user, "pk", None) else None)  # type: ignore[arg-type]
         except registry.ArtifactError as exc:

@@ -197,3 +197,36 @@ def test_a_campaign_takes_a_name_as_text_and_a_switch_as_true_or_false(tenant_a,
     assert refused.json() == {"name": ["Must be a string, not a number."], "persuadable_only": ["Must be true or false, not a string."]}
     form = api_a.post("/api/v1/campaigns/", data={"name": "Form", "action": "win_back", "persuadable_only": "true"})  # form-encoded: all strings
     assert form.status_code == 201 and form.json()["persuadable_only"] is True
+
+
+@pytest.mark.django_db
+def test_an_imports_errors_are_not_paged_and_say_so(tenant_a, api_a, django_capture_on_commit_callbacks) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("bad.csv", b"customer_id,order_id,ordered_at,amount\nc1,o1,2024-01-01,-5\n", content_type="text/csv")
+    with django_capture_on_commit_callbacks(execute=True):
+        job = api_a.post("/api/v1/imports/", {"kind": "orders", "file": upload}).json()
+    errors = api_a.get(f"/api/v1/imports/{job['id']}/errors/")
+
+    assert errors.status_code == 200 and errors.json()["error_count"] == 1 and errors.json()["errors"][0]["row"] == 2
+    paged = api_a.get(f"/api/v1/imports/{job['id']}/errors/?page=2")
+    assert paged.status_code == 400 and "Unknown query parameter" in paged.json()["page"][0]
+    schema = api_a.get("/api/schema/?format=json").json()["components"]["schemas"]
+    assert set(schema["ImportRowError"]["properties"]) == {"row", "column", "message"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("scheme", ["Token", "Basic"])
+def test_a_key_sent_with_another_scheme_is_told_how_to_send_it(tenant_a, scheme) -> None:
+    from rest_framework.test import APIClient
+
+    from clmsite.models import Role
+    from clmsite.services import do_create_api_key
+
+    _, raw = do_create_api_key(tenant_a, role=Role.VIEWER)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {raw}")
+    response = client.get("/api/v1/customers/")
+
+    assert response.status_code == 401 and response.json()["detail"] == f"The API takes its key as 'Authorization: Bearer <key>'; this request's Authorization header is '{scheme} …'."
+    assert response["WWW-Authenticate"] == "Bearer"

@@ -233,7 +233,7 @@ def test_a_total_that_adds_other_currencies_says_so(tenant_a, client, alice) -> 
 
 def test_a_fields_errors_are_a_list_everywhere(tenant_a) -> None:
     api = api_client_for(tenant_a, Role.ADMIN)
-    assert api.post("/api/v1/models/rollback/", {}, format="json").json() == {"target": ["one of purchase, orders, revenue, sentiment"]}
+    assert api.post("/api/v1/models/rollback/", {}, format="json").json() == {"target": ["This field is required: send one of purchase, orders, revenue, sentiment."]}
     body = api.post("/api/v1/segments/", {"name": "x", "filters": {"bogus": 1, "spend_min": 10, "spend_max": 1}}, format="json").json()
     assert list(body["filters"]) == ["bogus"] and body["filters"]["bogus"][0].startswith("unknown filter; the filters are stages, value_tiers, actions")
     body = api.post("/api/v1/segments/", {"name": "x", "filters": {"spend_min": 10, "spend_max": 1}}, format="json").json()
