@@ -26,7 +26,7 @@ from clmsite.permissions import request_role
 from modeling import insights, jobs, registry
 from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, Stage, StageSnapshot
 from modeling.scoring import NoActiveModel
-from modeling.services import InvalidAsOf, TrainingAlreadyRunning, do_start_scoring, do_start_training
+from modeling.services import InvalidAsOf, NothingToLearn, TrainingAlreadyRunning, do_start_scoring, do_start_training
 from modeling.training import FAMILIES, chosen_families
 
 
@@ -131,7 +131,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
     def get_base_queryset(self) -> Any:
         return ModelVersion.objects.all()
 
-    @extend_schema(request=RetrainSerializer, responses={202: JobSerializer, 409: conflict_response("A training is already queued or running.")})
+    @extend_schema(request=RetrainSerializer, responses={202: JobSerializer, 409: conflict_response("A training is already queued or running, or the shop has no orders or reviews yet.")})
     @action(detail=False, methods=["post"])
     def retrain(self, request: Any) -> Response:
         """Queue a training of the shop's models (admin): each family chosen is fitted on windows before the validation window, and the best per target on that window serves. Answers the job to poll at ``/api/v1/jobs/{id}/``."""
@@ -139,7 +139,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
         user = request.user if getattr(request.user, "pk", None) else None
         try:
             job = do_start_training(self.tenant, acting_user=user, **form)  # type: ignore[arg-type]
-        except TrainingAlreadyRunning as exc:
+        except (TrainingAlreadyRunning, NothingToLearn) as exc:
             raise Conflict(str(exc)) from None
         except InvalidAsOf as exc:
             raise ValidationError({"as_of": [str(exc)]}) from None

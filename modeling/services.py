@@ -64,6 +64,10 @@ def stale_scoring_warning(tenant: Tenant, as_of: dt.date) -> str | None:
             f"counts every customer as lapsed. Score as of {default_as_of(tenant).isoformat()} to see them as your data last saw them.")
 
 
+class NothingToLearn(Exception):
+    """A shop with neither orders nor reviews: a training would only fail."""
+
+
 class InvalidAsOf(ValueError):
     """An as-of date no model can be trained or scored at."""
 
@@ -87,12 +91,17 @@ def do_start_training(
     tenant: Tenant, *, as_of: dt.date | None = None, horizon_days: int | None = None, family: str = "auto", score_after: bool = True,
     sentiment_candidates: list[str] | None = None, acting_user: Any = None, queue: bool = True,
 ) -> Job:
-    """Queue a training job on the gpu queue; refuse if one is already queued or running, or
-    if the as-of date is out of range (``InvalidAsOf``). ``sentiment_candidates`` (ngram,
+    """Queue a training job on the gpu queue; refuse if one is already queued or running, if
+    the shop has nothing to learn from (``NothingToLearn``), or if the as-of date is out of
+    range (``InvalidAsOf``). ``sentiment_candidates`` (ngram,
     transformer) replaces the shop's setting for this run only. With ``queue=False`` the job
     is created for the caller to run itself (``train --sync``)."""
+    from customers.models import Order, Review
     from modeling.tasks import train_models_task
 
+    with tenant_context(tenant):
+        if not Order.objects.exists() and not Review.objects.exists():
+            raise NothingToLearn("The shop has no orders or reviews to learn from yet: import its order history (and reviews), then train.")
     params = {
         "as_of": check_as_of(tenant, as_of or default_as_of(tenant)).isoformat(),
         "horizon_days": horizon_days or tenant.horizon_days,

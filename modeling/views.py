@@ -17,6 +17,7 @@ from modeling.scoring import NoActiveModel
 from modeling.services import (
     STALE_AFTER_DAYS,
     InvalidAsOf,
+    NothingToLearn,
     TrainingAlreadyRunning,
     default_as_of,
     do_start_scoring,
@@ -79,7 +80,7 @@ def retrain(request: HttpRequest) -> HttpResponse:
     serving = registry.active_versions(request.tenant)  # type: ignore[attr-defined]
     try:
         job = do_start_training(request.tenant, acting_user=request.user)  # type: ignore[attr-defined]
-    except TrainingAlreadyRunning as exc:
+    except (TrainingAlreadyRunning, NothingToLearn) as exc:
         messages.error(request, str(exc))
         return redirect("models")
     meanwhile = ("The current models keep serving until the new ones are validated." if serving else

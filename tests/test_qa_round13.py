@@ -147,6 +147,10 @@ def test_a_shop_with_reviews_but_no_sentiment_model_is_told_why(tenant_a, tmp_pa
 
 
 def test_retraining_a_shop_nothing_serves_yet_says_what_works_meanwhile(tenant_a, client, alice) -> None:
+    from customers.models import Customer, Order
+
+    with tenant_context(tenant_a):  # something to learn from (a shop with nothing is refused up front)
+        Order.objects.create(customer=Customer.objects.create(external_id="r1"), external_id="o1", ordered_at="2024-01-02T00:00:00Z", amount=5)
     client.force_login(alice)
     page = client.post("/models/retrain/", follow=True).content
     assert b"No model serves yet: stages, RFM groups and saved segments work meanwhile" in page

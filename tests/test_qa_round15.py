@@ -230,3 +230,20 @@ def test_a_key_sent_with_another_scheme_is_told_how_to_send_it(tenant_a, scheme)
 
     assert response.status_code == 401 and response.json()["detail"] == f"The API takes its key as 'Authorization: Bearer <key>'; this request's Authorization header is '{scheme} …'."
     assert response["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.django_db
+def test_a_shop_with_nothing_to_learn_from_is_refused_training_up_front(tenant_a, api_a, client, alice) -> None:
+    from django.core.management import CommandError, call_command
+
+    from modeling.models import Job
+
+    response = api_a.post("/api/v1/models/retrain/", {}, format="json")
+    assert response.status_code == 409 and "no orders or reviews to learn from yet" in response.json()["detail"]
+    client.force_login(alice)
+    page = client.post("/models/retrain/", {"shop": tenant_a.pk}, follow=True).content.decode()
+    assert "no orders or reviews to learn from yet" in page
+    with pytest.raises(CommandError, match="no orders or reviews to learn from yet"):
+        call_command("train", "--tenant", tenant_a.slug, "--as-of", "2024-06-01", "--sync")
+    with tenant_context(tenant_a):
+        assert not Job.objects.exists()

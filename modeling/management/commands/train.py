@@ -6,7 +6,7 @@ from clmsite.management.base import ClmCommand
 from clmsite.management.commands._arguments import iso_date
 from clmsite.management.commands._tenant import tenant_from_slug
 from modeling.management.commands._progress import queue_or_run_here, run_here
-from modeling.services import InvalidAsOf, TrainingAlreadyRunning, check_as_of, do_start_training
+from modeling.services import InvalidAsOf, NothingToLearn, TrainingAlreadyRunning, check_as_of, do_start_training
 from modeling.training import FAMILIES, chosen_families
 
 
@@ -51,6 +51,8 @@ class Command(ClmCommand):
             job = start(queue=False)
         except TrainingAlreadyRunning:
             raise CommandError("A training job is already queued or running for this shop; wait for it, or cancel it on the Models page.") from None
+        except NothingToLearn as exc:
+            raise CommandError(str(exc)) from None
         result = run_here(self, target, job, tasks.train, "Training", tasks.TRAINING_CANCELLED)
         for name, scores in result["metrics"].items():
             if name.startswith("sentiment"):
