@@ -247,3 +247,49 @@ def test_a_shop_with_nothing_to_learn_from_is_refused_training_up_front(tenant_a
         call_command("train", "--tenant", tenant_a.slug, "--as-of", "2024-06-01", "--sync")
     with tenant_context(tenant_a):
         assert not Job.objects.exists()
+
+
+# --- Bulk keys: misspelt, the API's own answers, attributes as an object -------------------------
+
+
+@pytest.mark.django_db
+def test_a_misspelt_column_is_refused_in_a_bulk_request_and_a_file(tenant_a, api_a, tmp_path) -> None:
+    from customers.models import Order
+    from customers.services.imports import import_csv
+
+    rows = [{"customer_id": "m1", "order_id": "m1", "ordered_at": "2024-01-01", "amount": "5", "staus": "refunded", "category_id": "77"}]
+    response = api_a.post("/api/v1/orders/bulk/", rows, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{"row": 1, "column": "staus", "message": "is not a column of orders: did you mean status?"}]
+    path = tmp_path / "orders.csv"
+    path.write_text("customer_id,order_id,ordered_at,ammount,category_id\nm1,m1,2024-01-01,5,77\n")
+    result = import_csv(tenant_a, "orders", str(path))
+    assert not result.ok and [(e.row, e.column, e.message) for e in result.errors] == [(1, "amount", "missing required column 'amount' ('ammount' looks like a misspelling of it)")]
+    assert result.message.endswith("'ammount' looks like a misspelling of amount. Rename it, or leave it out.")
+    path.write_text("customer_id,order_id,ordered_at,amount,Staus\nm1,m1,2024-01-01,5,refunded\n")
+    result = import_csv(tenant_a, "orders", str(path))
+    assert not result.ok and [(e.row, e.column, e.message) for e in result.errors] == [(1, "staus", "is not a column of orders: did you mean status?")]
+    with tenant_context(tenant_a):
+        assert not Order.objects.exists()
+    del rows[0]["staus"]
+    assert api_a.post("/api/v1/orders/bulk/", rows, format="json").json()["ignored_columns"] == ["category_id"]  # another column, ignored as before
+
+
+@pytest.mark.django_db
+def test_a_customer_sent_back_as_the_api_answered_it_is_refused_by_key_and_attributes_spread(tenant_a, api_a) -> None:
+    from customers.models import Customer
+
+    refused = api_a.post("/api/v1/customers/bulk/", [{"customer_id": "k1", "first_seen": "2024-01-01", "order_count": 3}], format="json")
+    assert refused.status_code == 400
+    assert {(e["column"], e["message"]) for e in refused.json()["errors"]} == {
+        ("first_seen", "is how the API answers the first-seen date; send it as created_at"), ("order_count", "is computed from the customer's orders; leave it out")}
+    clash = api_a.post("/api/v1/customers/bulk/", [{"customer_id": "k1", "attributes": {"email": "a@x.com"}}], format="json")
+    assert clash.status_code == 400 and clash.json()["errors"][0]["message"].startswith("'email' in attributes is a column of the customer's own")
+    with tenant_context(tenant_a):
+        assert not Customer.objects.exists()
+
+    ok = api_a.post("/api/v1/customers/bulk/", [{"customer_id": "k1", "email": "a@x.com", "attributes": {"tier": "gold", "Loyalty Points": 12}}], format="json")
+    assert ok.status_code == 200, ok.json()
+    with tenant_context(tenant_a):
+        assert Customer.objects.get(external_id="k1").attributes == {"tier": "gold", "loyalty_points": "12"}

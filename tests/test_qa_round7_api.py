@@ -132,8 +132,11 @@ def test_an_operation_that_takes_no_body_refuses_one(tenant_a, api_a) -> None:
 
 
 def test_retrain_takes_a_list_of_families_as_the_cli_does(tenant_a, api_a, django_capture_on_commit_callbacks) -> None:
+    from customers.models import Order
     from modeling.models import Job
 
+    with tenant_context(tenant_a):  # something to learn from (a shop with nothing is refused up front)
+        Order.objects.create(customer=Customer.objects.create(external_id="r1"), external_id="o1", ordered_at="2024-01-02T00:00:00Z", amount=5)
     with django_capture_on_commit_callbacks(execute=False):
         queued = api_a.post("/api/v1/models/retrain/", {"family": "bgnbd, tabular"}, format="json")
     assert queued.status_code == 202

@@ -24,6 +24,7 @@ API) row N is the N-th item.
 from __future__ import annotations
 
 import csv
+import difflib
 import functools
 import json
 import math
@@ -434,19 +435,26 @@ def _validate_records(
             twice.append(name)
         seen[name] = index
     missing = [name for name in spec.required if name not in seen]
+    misspelt = misspelt_columns(spec, names) if what == "file" else {}  # a bulk request's keys: in each row, by validate_rows
     for name in missing:
-        collector.add(1, name, f"missing required column '{name}'")
+        spelt = next((other for other, near in misspelt.items() if near == name), None)
+        collector.add(1, name, f"missing required column '{name}'" + (f" ('{parsing.shorten(spelt)}' looks like a misspelling of it)" if spelt else ""))
     looks_like = _looks_like(spec, set(seen))
     if missing:
         # The file of another kind, chosen by mistake (reviews uploaded as orders): say which.
         hint = f" This looks like a file of {looks_like[0]} (it has {', '.join(looks_like[1])}): import it as {looks_like[0]}." if looks_like else ""
-        # Else name the file's own columns: an export from a shop system names them its own way
-        # ("Created at", "Total"), and the merchant renames them to these.
-        has = "" if hint else f" The file's columns are {_first_named([parsing.shorten(h.strip()) for h in header if h.strip()])}: rename those that hold them."
+        # Else name the misspelt columns, or the file's own: an export from a shop system names
+        # them its own way ("Created at", "Total"), and the merchant renames them to these.
+        has = "" if hint else f" {_misspelt_message(misspelt)}" if misspelt else (
+            f" The file's columns are {_first_named([parsing.shorten(h.strip()) for h in header if h.strip()])}: rename those that hold them.")
         raise ImportError_(f"Nothing was imported: the header must contain {','.join(spec.required)}.{hint}{has}", collector.errors, collector.count)
     if twice:
         raise ImportError_(f"Nothing was imported: the header names {', '.join(dict.fromkeys(twice))} twice; name each column once.", collector.errors, collector.count)
     known = {c.name for c in spec.columns}
+    if misspelt:
+        for name, near in misspelt.items():
+            collector.add(1, parsing.shorten(name), f"is not a column of {spec.kind}: did you mean {near}?")
+        raise ImportError_(f"Nothing was imported: {_misspelt_message(misspelt)}", collector.errors, collector.count)
     overlong = [(name, problem) for name in names if name not in known and (problem := attribute_name_problem(name))]
     if overlong and spec.kind == "customers":
         for name, problem in overlong:
@@ -497,6 +505,10 @@ def _validate_records(
         if flagged is not None and "" in flagged:  # a key without a name: in no column below
             collector.add(row_no, "", flagged[""])
             bad = True
+        if flagged is not None and spec.kind != "customers":  # a misspelt key: in no column below either
+            for name in (name for name in flagged if name and name not in known):
+                collector.add(row_no, name, flagged[name])
+                bad = True
         for name, index, required, stage, max_length in columns:
             raw = values[index] if index is not None else ""
             if flagged is not None and name in flagged:
@@ -707,6 +719,60 @@ def _mixed_encodings(path: str) -> tuple[int, int] | None:
     return None
 
 
+def misspelt_columns(spec: Spec, names: Iterable[str]) -> dict[str, str]:
+    """Column names a letter or two away from one of the kind's own (staus, ammount, emial),
+    each with the column it must mean. Ignored, or kept as an attribute, its values would be
+    lost without a word: an order sent with "staus": "refunded" was stored as a sale. Longer
+    names that merely contain a column's (category_id, product_sku) are other columns."""
+    known = [c.name for c in spec.columns]
+    misspelt = {}
+    for name in dict.fromkeys(names):
+        if not name or name in known:
+            continue
+        near = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        if near and abs(len(near[0]) - len(name)) <= 2:
+            misspelt[name] = near[0]
+    return misspelt
+
+
+def _misspelt_message(misspelt: dict[str, str]) -> str:
+    named = "; ".join(f"'{parsing.shorten(name)}' looks like a misspelling of {near}" for name, near in misspelt.items())
+    return f"{named}. Rename {'it' if len(misspelt) == 1 else 'them'}, or leave {'it' if len(misspelt) == 1 else 'them'} out."
+
+
+# What the API answers for a customer but a bulk row cannot set, each with what to send instead:
+# a customer read from the API and sent back must not turn its figures into attributes.
+API_ANSWER_KEYS = {
+    "id": "is the API's own number for the customer; the shop's id goes in customer_id",
+    "external_id": "is how the API answers the customer's id; send it as customer_id",
+    "first_seen": "is how the API answers the first-seen date; send it as created_at",
+    "order_count": "is computed from the customer's orders; leave it out",
+    "total_spent": "is computed from the customer's orders; leave it out",
+    "first_order_at": "is computed from the customer's orders; leave it out",
+    "last_order_at": "is computed from the customer's orders; leave it out",
+    "review_count": "is computed from the customer's reviews; leave it out",
+    "updated_at": "is kept by the API; leave it out",
+}
+
+
+def _spread_attributes(row: dict[str, Any], row_no: int, clashes: dict[int, str]) -> dict[str, Any]:
+    """A customer row's ``attributes`` object (as the API answers a customer and its PATCH
+    takes them) spread into the row, as a file's extra columns: ``{"attributes": {"tier":
+    "gold"}}`` is ``{"tier": "gold"}``. A key that is also one of the customer's columns, or
+    another key of the row, is refused (``clashes``) rather than one of the two dropped."""
+    nested = row.get("attributes")
+    if not isinstance(nested, dict):
+        return row
+    known = {c.name for c in SPECS["customers"].columns}
+    taken = {column_name(str(key)) for key in row if key != "attributes"}
+    clash = next((str(key) for key in nested if column_name(str(key)) in known | taken), None)
+    if clash is not None:
+        where = "a column of the customer's own" if column_name(clash) in known else "also a key of the row"
+        clashes[row_no] = f"'{parsing.shorten(clash)}' in attributes is {where}: send it once, beside attributes"
+        return row
+    return {**{key: value for key, value in row.items() if key != "attributes"}, **{str(key): value for key, value in nested.items()}}
+
+
 # Distinct keys a bulk request's rows may use in all: each becomes a column of every row.
 API_BULK_MAX_COLUMNS = 100
 
@@ -725,6 +791,9 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
         raise ImportError_("Nothing was imported: the list is empty; send one object per row.")
     if len(rows) > settings.API_BULK_MAX_ROWS:
         raise ImportError_(f"Nothing was imported: {len(rows):,} rows sent; the limit per request is {settings.API_BULK_MAX_ROWS:,}.")
+    clashes: dict[int, str] = {}
+    if spec.kind == "customers":
+        rows = [_spread_attributes(row, index + 1, clashes) for index, row in enumerate(rows)]
     keys = dict.fromkeys(spec.required)
     for row in rows:
         keys.update(dict.fromkeys(str(key) for key in row))
@@ -738,9 +807,12 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
     written: dict[str, str] = {}  # each column as its first key writes it, for the report of unused keys
     for key, column in column_of.items():
         written.setdefault(column, key.strip().lower())
-    refused: dict[int, dict[str, str]] = {}
+    refused: dict[int, dict[str, str]] = {row_no: {"attributes": message} for row_no, message in clashes.items()}
     if any(key != column for key, column in column_of.items()):
         rows = [_by_column(row, column_of, index + 1, refused) for index, row in enumerate(rows)]
+    # A key one letter or two from a column is a misspelling, refused in each row that gives it a
+    # value (a file's header is refused whole, in validate_records).
+    misspelt = misspelt_columns(spec, header)
 
     # A named column takes a string or a number, an attribute also true/false; JSON objects and
     # lists (and booleans in a named column) are refused rather than stored as their text, each
@@ -749,7 +821,11 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
     not_scalar = {bool: "true/false", dict: "a JSON object", list: "a JSON list"}
     for index, row in enumerate(rows):
         for name, value in row.items():
-            if name in known and type(value) in not_scalar:
+            if name in misspelt and value not in (None, ""):
+                refused.setdefault(index + 1, {}).setdefault(name, f"is not a column of {spec.kind}: did you mean {misspelt[name]}?")
+            elif spec.kind == "customers" and name in API_ANSWER_KEYS and value not in (None, ""):
+                refused.setdefault(index + 1, {}).setdefault(name, API_ANSWER_KEYS[name])
+            elif name in known and type(value) in not_scalar:
                 refused.setdefault(index + 1, {}).setdefault(name, f"must be a string or a number, not {not_scalar[type(value)]}")
             elif isinstance(value, float) and not math.isfinite(value):  # 1e400 in the JSON reads as infinity
                 refused.setdefault(index + 1, {}).setdefault(name, "is a number too large to read")
