@@ -8,7 +8,7 @@ matched, and the priority is the value at risk (churn probability x predicted va
 from __future__ import annotations
 
 import datetime as dt
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
 
 import numpy as np
@@ -153,8 +153,11 @@ def recommend(rules: list[PlaybookRule], row: dict[str, Any], affinity: pd.DataF
             offer = min(cap, rule.offer_pct * row["value"]) if rule.offer_pct is not None else cap
             offer = Decimal(str(round(max(offer, 0.0), 2)))
             capped = "capped by predicted value" if rule.offer_pct is not None and offer < rule.offer_cap else "at the rule's cap"
-            if offer < MIN_OFFER_SHARE * rule.offer_cap:  # cents off: worth less than the message
-                detail = detail or f"no offer: {rule.offer_pct:.0%} of the predicted value is {currency}{offer:,.2f}, under a tenth of the {currency}{rule.offer_cap:,.2f} cap"
+            share = offer
+            if offer < rule.offer_cap:  # a share of a value: whole units, as a coupon reads (3, not 3.39), never above the share
+                offer = offer.quantize(Decimal(1), rounding=ROUND_DOWN)
+            if share < MIN_OFFER_SHARE * rule.offer_cap or offer <= 0:  # cents off: worth less than the message
+                detail = detail or f"no offer: {rule.offer_pct:.0%} of the predicted value is {currency}{share:,.2f}, under a tenth of the {currency}{rule.offer_cap:,.2f} cap"
                 offer = None
             else:
                 detail = detail or f"offer up to {currency}{offer:,.2f} ({capped})"

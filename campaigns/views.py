@@ -19,7 +19,7 @@ from clmsite.forms import PercentField
 from clmsite.models import Role
 from clmsite.views import not_counted_note, stale_preview, tenant_required
 from modeling.exports import EXCEL_BOM
-from modeling.insights import describe_filters, latest_insights_refresh, queue_insights_refresh
+from modeling.insights import describe_filters, latest_insights_refresh, latest_scoring_date, queue_insights_refresh
 from modeling.models import CustomerInsight, Segment, Stage
 
 TIERS = [("high", "High"), ("medium", "Medium"), ("low", "Low")]
@@ -213,6 +213,7 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
         campaign.outcome = services.outcomes(campaign, with_cumulative=False, groups=measured[campaign.pk]) if campaign.launched_at else None
     return render(request, "campaigns/list.html", {
         "campaigns": campaigns, "suggestions": services.suggested_campaigns(tenant), "can_draft": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
+        "scored_as_of": latest_scoring_date(tenant),
     })
 
 

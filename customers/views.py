@@ -82,10 +82,13 @@ def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
     timeline = queries.customer_timeline(request.tenant, customer)  # type: ignore[attr-defined]
     insight = queries.customer_insight(request.tenant, customer)  # type: ignore[attr-defined]
     orders = queries.customer_orders_page(request.tenant, customer, request.GET.get("orders_page"))  # type: ignore[attr-defined]
+    # The order chart's time axis runs on to the date the customer was scored as of: the silence since the last order shows.
+    scored = insight["prediction"].as_of if insight.get("prediction") else insight.get("latest_scoring")
+    chart = {"orders": timeline["chart"], "until": scored.isoformat() if scored else None}
     return render(
         request,
         "customers/detail.html",
-        {"customer": customer, "timeline": timeline, "insight": insight, "chart_data": timeline["chart"], "orders": orders},
+        {"customer": customer, "timeline": timeline, "insight": insight, "chart_data": chart, "orders": orders},
     )
 
 

@@ -293,3 +293,19 @@ def test_a_customer_sent_back_as_the_api_answered_it_is_refused_by_key_and_attri
     assert ok.status_code == 200, ok.json()
     with tenant_context(tenant_a):
         assert Customer.objects.get(external_id="k1").attributes == {"tier": "gold", "loyalty_points": "12"}
+
+
+@pytest.mark.django_db
+def test_an_offer_that_is_a_share_of_predicted_value_is_in_whole_units(tenant_a) -> None:
+    import pandas as pd
+
+    from campaigns.playbook import ensure_default_playbook, recommend
+
+    rules = ensure_default_playbook(tenant_a)
+    row = {"stage": "lapsed", "stage_reason": "", "tier": "medium", "churn": 0.99, "value": 33.9, "value_at_risk": 33.0, "days_since": 300,
+           "recent_sentiment": None, "negative_review": "", "categories": [], "spent": 90.0, "spend_top": 0.5, "orders": 1}
+    other = recommend(rules, row, pd.DataFrame(), "USD ")  # "Win-back for other lapsed customers": 10% of value, up to 20
+
+    assert other["offer"] == 3 and other["detail"] == "offer up to USD 3.00 (capped by predicted value)"
+    assert recommend(rules, {**row, "value": 500.0}, pd.DataFrame(), "USD ")["offer"] == 20  # the cap itself, as set
+    assert recommend(rules, {**row, "value": 19.0}, pd.DataFrame(), "USD ")["offer"] is None  # 1.90: under a tenth of the cap
