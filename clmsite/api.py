@@ -112,6 +112,18 @@ class PageNumberPagination(pagination.PageNumberPagination):
     page.", which reads as a missing list. A well-formed page past the last stays a 404."""
 
     page_query_description = "A page number from 1 (or `last`). One that is not a whole number from 1 is a 400; a page past the last is a 404."
+    page_size_query_param = "page_size"
+    max_page_size = 500
+    page_size_query_description = f"Rows per page, from 1 to {max_page_size} (50 when left out); any other value is a 400."
+
+    def get_page_size(self, request: Any) -> int | None:
+        """``?page_size=`` from 1 to ``max_page_size``; DRF quietly used its default for any other."""
+        raw = request.query_params.get(self.page_size_query_param)
+        if not raw:  # left out, or blank as an empty filter is
+            return self.page_size
+        if not re.fullmatch(r"[0-9]+", raw) or not 1 <= int(raw) <= self.max_page_size:
+            raise exceptions.ValidationError({self.page_size_query_param: [f"Not a page size: {raw[:50]!r}; give a whole number from 1 to {self.max_page_size}."]})
+        return int(raw)
 
     def get_page_number(self, request: Any, paginator: Any) -> Any:
         number = super().get_page_number(request, paginator)
@@ -122,6 +134,7 @@ class PageNumberPagination(pagination.PageNumberPagination):
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)
         parameters[0]["schema"]["minimum"] = 1
+        parameters[1]["schema"].update(minimum=1, maximum=self.max_page_size)
         return parameters
 
 

@@ -309,3 +309,18 @@ def test_an_offer_that_is_a_share_of_predicted_value_is_in_whole_units(tenant_a)
     assert other["offer"] == 3 and other["detail"] == "offer up to USD 3.00 (capped by predicted value)"
     assert recommend(rules, {**row, "value": 500.0}, pd.DataFrame(), "USD ")["offer"] == 20  # the cap itself, as set
     assert recommend(rules, {**row, "value": 19.0}, pd.DataFrame(), "USD ")["offer"] is None  # 1.90: under a tenth of the cap
+
+
+@pytest.mark.django_db
+def test_a_list_takes_a_page_size_up_to_500_and_refuses_any_other(tenant_a, api_a) -> None:
+    from customers.models import Customer
+
+    with tenant_context(tenant_a):
+        Customer.objects.bulk_create([Customer(tenant=tenant_a, external_id=f"p{i:03d}") for i in range(120)])
+    page = api_a.get("/api/v1/customers/?page_size=100").json()
+
+    assert (page["count"], len(page["results"])) == (120, 100) and "page_size=100" in page["next"]
+    assert len(api_a.get("/api/v1/customers/").json()["results"]) == 50
+    for bad in ("0", "501", "abc", "-5"):
+        response = api_a.get(f"/api/v1/customers/?page_size={bad}")
+        assert response.status_code == 400 and "Not a page size" in response.json()["page_size"][0]
