@@ -56,7 +56,7 @@ class OrderSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Order
-        fields = ["id", "external_id", "customer", "customer_external_id", "ordered_at", "amount", "currency", "status", "items"]
+        fields = ["id", "external_id", "customer", "customer_external_id", "ordered_at", "amount", "currency", "status", "items", "updated_at"]
         read_only_fields = fields
 
 
@@ -69,7 +69,7 @@ class ReviewSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Review
-        fields = ["id", "external_id", "customer", "customer_external_id", "sku", "rating", "text", "created_at", "sentiment", "sentiment_score", "aspect"]
+        fields = ["id", "external_id", "customer", "customer_external_id", "sku", "rating", "text", "created_at", "sentiment", "sentiment_score", "aspect", "updated_at"]
         read_only_fields = fields
         extra_kwargs = {
             "sentiment_score": {"help_text": "from -1 (negative) to 1 (positive); null until a scoring has read its text"},
@@ -222,7 +222,7 @@ class CustomerFilter(ClmFilterSet):
 
     class Meta:
         model = Customer
-        fields = ["external_id", "country", "email"]
+        fields = {"external_id": ["exact"], "country": ["exact"], "email": ["exact"], "updated_at": ["gte", "lt"]}
 
 
 class OrderFilter(ClmFilterSet):
@@ -232,7 +232,7 @@ class OrderFilter(ClmFilterSet):
 
     class Meta:
         model = Order
-        fields = {"ordered_at": ["gte", "lt"], "customer": ["exact"]}
+        fields = {"ordered_at": ["gte", "lt"], "customer": ["exact"], "updated_at": ["gte", "lt"]}
 
     def filter_status(self, queryset: Any, name: str, value: str) -> Any:
         """The status as an import stores it (lower case, its spellings of cancelled and refunded ours)."""
@@ -252,7 +252,7 @@ class ReviewFilter(ClmFilterSet):
 
     class Meta:
         model = Review
-        fields = {"rating": ["exact", "gte", "lte"], "created_at": ["gte", "lt"], "customer": ["exact"], "sentiment": ["exact"]}
+        fields = {"rating": ["exact", "gte", "lte"], "created_at": ["gte", "lt"], "customer": ["exact"], "sentiment": ["exact"], "updated_at": ["gte", "lt"]}
 
 
 BULK_RESULT = inline_serializer(
@@ -322,7 +322,7 @@ class CustomerViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMod
 
     bulk_kind = "customers"
     search_fields = ["external_id", "email__uicontains", "name__uicontains"]  # accents and case aside
-    ordering_fields = ["external_id", "name", "email", "total_spent", "order_count", "last_order_at", "first_order_at", "created_at"]
+    ordering_fields = ["external_id", "name", "email", "total_spent", "order_count", "last_order_at", "first_order_at", "created_at", "updated_at"]
     ordering = ["external_id"]
     filterset_class = CustomerFilter
     action_roles = {"destroy": Role.ADMIN}
@@ -345,7 +345,7 @@ class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelM
     bulk_kind = "orders"
     serializer_class = OrderSerializer
     search_fields = ["external_id", "customer__external_id"]
-    ordering_fields = ["ordered_at", "amount", "external_id"]
+    ordering_fields = ["ordered_at", "amount", "external_id", "updated_at"]
     ordering = ["-ordered_at"]
     filterset_class = OrderFilter
 
@@ -358,7 +358,7 @@ class ProductFilter(ClmFilterSet):
 
     class Meta:
         model = Product
-        fields = ["category"]
+        fields = {"category": ["exact"], "updated_at": ["gte", "lt"]}
 
 
 @extend_schema_view(bulk=extend_schema(request=bulk_request("products")))
@@ -368,7 +368,7 @@ class ProductViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMode
     bulk_kind = "products"
     serializer_class = ProductSerializer
     search_fields = ["sku", "name__uicontains", "category__uicontains"]  # accents and case aside
-    ordering_fields = ["sku", "name", "category", "price"]
+    ordering_fields = ["sku", "name", "category", "price", "updated_at"]
     ordering = ["sku"]
     filterset_class = ProductFilter
 
@@ -383,7 +383,7 @@ class ReviewViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModel
     bulk_kind = "reviews"
     serializer_class = ReviewSerializer
     search_fields = ["external_id", "text", "customer__external_id"]
-    ordering_fields = ["created_at", "rating"]
+    ordering_fields = ["created_at", "rating", "updated_at"]
     ordering = ["-created_at"]
     filterset_class = ReviewFilter
 

@@ -324,3 +324,25 @@ def test_a_list_takes_a_page_size_up_to_500_and_refuses_any_other(tenant_a, api_
     for bad in ("0", "501", "abc", "-5"):
         response = api_a.get(f"/api/v1/customers/?page_size={bad}")
         assert response.status_code == 400 and "Not a page size" in response.json()["page_size"][0]
+
+
+@pytest.mark.django_db
+def test_an_integrator_syncs_what_changed_since_its_last_read(tenant_a, api_a) -> None:
+    import datetime as dt
+    import time
+
+    from django.utils import timezone
+
+    rows = [{"customer_id": f"s{i}", "order_id": f"s{i}", "ordered_at": "2024-01-01", "amount": "5"} for i in range(3)]
+    assert api_a.post("/api/v1/orders/bulk/", rows, format="json").status_code == 200
+    since = (timezone.now() + dt.timedelta(milliseconds=5)).isoformat()
+    rows[1]["amount"] = "7"
+    time.sleep(0.01)
+    assert api_a.post("/api/v1/orders/bulk/", rows, format="json").json()["updated"] == 1
+
+    changed = api_a.get("/api/v1/orders/", {"updated_at__gte": since, "ordering": "updated_at"}).json()
+    assert [o["external_id"] for o in changed["results"]] == ["s1"] and changed["results"][0]["updated_at"] >= since[:19]
+    assert api_a.get("/api/v1/orders/", {"updated_at__lt": since}).json()["count"] == 2
+    assert [c["external_id"] for c in api_a.get("/api/v1/customers/", {"updated_at__gte": since}).json()["results"]] == ["s1"]  # its total changed
+    for path in ("/api/v1/reviews/", "/api/v1/products/"):
+        assert api_a.get(path, {"updated_at__gte": since, "ordering": "-updated_at"}).status_code == 200
