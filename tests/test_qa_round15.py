@@ -346,3 +346,18 @@ def test_an_integrator_syncs_what_changed_since_its_last_read(tenant_a, api_a) -
     assert [c["external_id"] for c in api_a.get("/api/v1/customers/", {"updated_at__gte": since}).json()["results"]] == ["s1"]  # its total changed
     for path in ("/api/v1/reviews/", "/api/v1/products/"):
         assert api_a.get(path, {"updated_at__gte": since, "ordering": "-updated_at"}).status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_version_its_training_passed_over_says_so_before_it_is_made_to_serve(tenant_a, client, alice) -> None:
+    from modeling.models import Job
+
+    with tenant_context(tenant_a):
+        job = Job.objects.create(kind=Job.Kind.TRAIN, state=Job.State.SUCCEEDED)
+        kept = ModelVersion.objects.create(target="orders", family="bgnbd", as_of="2024-03-01", job=job, metrics={"orders_deviance": 0.70, "orders_mae": 0.40})
+        passed = ModelVersion.objects.create(target="orders", family="tabular", as_of="2024-03-01", job=job, metrics={"orders_deviance": 0.80, "orders_mae": 0.30})
+    client.force_login(alice)
+
+    page = client.get(f"/models/{passed.pk}/").content.decode()
+    assert 'data-testid="chosen-over"' in page and "Its training chose the BG/NBD model over this one" in page and "deviance 0.700" in page
+    assert 'data-testid="chosen-over"' not in client.get(f"/models/{kept.pk}/").content.decode()
