@@ -100,8 +100,12 @@ def preview(campaign: Campaign) -> dict[str, Any]:
         notes.append(f"{_count(totals['no_contact'], 'customer')} in it the playbook would leave alone "
                      "(no action, to save budget): pick the recommended actions to target to leave them out.")
     if totals["other_channel"]:
-        notes.append(f"{_count(totals['other_channel'], 'customer')} in it the playbook would reach by another channel "
-                     f"than {campaign.get_channel_display()}: this campaign reaches all of them by {campaign.get_channel_display()}.")
+        with tenant_context(campaign.tenant):
+            channels = dict(Channel.choices)
+            by_channel = ", ".join(f"{row['n']:,} by {channels.get(row['action_channel'], row['action_channel'])}" for row in
+                                   audience(campaign).filter(other_channel).values("action_channel").annotate(n=Count("id")).order_by("-n"))
+        notes.append(f"The playbook would reach {_count(totals['other_channel'], 'customer')} in it another way ({by_channel}); "
+                     f"this campaign reaches everyone by {campaign.get_channel_display()}. For their own channels, make a campaign per channel.")
     if totals["small_offers"]:
         notes.append(f"{_count(totals['small_offers'], 'customer')} would get an offer under {campaign.tenant.currency} {SMALL_OFFER:.2f} "
                      "(a share of a low predicted value): give the campaign one offer for everyone to send none that small.")

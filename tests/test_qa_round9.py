@@ -209,7 +209,8 @@ def test_a_suggested_draft_takes_the_channel_most_of_its_customers_rules_name_an
         CustomerInsight.objects.filter(pk__in=ids[4:]).update(action_channel=Channel.EMAIL)
     campaign, created = services.do_draft_from_suggestion(tenant_a, Action.WIN_BACK)
     assert created and campaign.channel == Channel.ADS
-    assert "2 customers in it the playbook would reach by another channel than Paid social audience" in services.preview(campaign)["note"]
+    assert ("The playbook would reach 2 customers in it another way (2 by Email); this campaign reaches everyone by Paid social audience."
+            in services.preview(campaign)["note"])
 
 
 def test_the_customer_list_sorts_by_predicted_value_with_the_unscored_last(tenant_a, client, alice) -> None:
