@@ -129,7 +129,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
     search_fields = ["name"]
     ordering = ["-created_at"]
     ordering_fields = ["created_at", "launched_at"]
-    action_roles = {"launch": Role.ADMIN, "cancel": Role.ADMIN}
+    action_roles = {"launch": Role.ADMIN, "cancel": Role.ADMIN, "rotate_webhook_secret": Role.ADMIN}
 
     def get_base_queryset(self) -> Any:
         return Campaign.objects.select_related("segment")
@@ -193,6 +193,18 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         campaign = self.get_object()
         try:
             campaign = services.do_launch_campaign(self.tenant, campaign.pk, user=request.user, via="api")  # type: ignore[arg-type]
+        except services.CampaignStateError as exc:
+            raise Conflict(str(exc)) from None
+        return Response(self.get_serializer_class()(campaign).data)
+
+    @extend_schema(request=None, responses={200: CampaignWithSecretSerializer, 409: conflict_response("The campaign has no webhook.")})
+    @action(detail=True, methods=["post"], url_path="rotate-webhook-secret")
+    def rotate_webhook_secret(self, request: Any, pk: str | None = None) -> Response:
+        """A new webhook signing secret (admin), answered once here and on the admin's reads: every delivery from now on is signed with it, and the old one stops verifying."""
+        refuse_a_body(request)
+        campaign = self.get_object()
+        try:
+            campaign = services.do_rotate_webhook_secret(self.tenant, campaign.pk, user=request.user, via="api")  # type: ignore[arg-type]
         except services.CampaignStateError as exc:
             raise Conflict(str(exc)) from None
         return Response(self.get_serializer_class()(campaign).data)

@@ -155,6 +155,21 @@ def new_webhook_secret() -> str:
     return secrets.token_hex(24)
 
 
+def do_rotate_webhook_secret(tenant: Tenant, campaign_id: int, *, user: Any = None, via: str = "web") -> Campaign:
+    """A new signing secret for the campaign's webhook (a leaked one, or a routine change):
+    every delivery from now on, retries included, is signed with it; the old one stops
+    verifying at once. Audited, without either secret."""
+    with tenant_context(tenant), transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if not campaign.webhook_url:
+            raise CampaignStateError("This campaign has no webhook, so it has no signing secret to change.")
+        campaign.webhook_secret = new_webhook_secret()
+        campaign.updated_at = timezone.now()
+        campaign.save(update_fields=["webhook_secret", "updated_at"])
+        _audit(campaign, "rotate_secret", user, via, "a new webhook signing secret; the old one no longer verifies")
+    return campaign
+
+
 def _audit(campaign: Campaign, event: str, user: Any, via: str, detail: str = "") -> None:
     CampaignAudit.objects.create(
         tenant=campaign.tenant, campaign=campaign, event=event, user=user if getattr(user, "pk", None) else None, via=via,

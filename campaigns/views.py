@@ -347,6 +347,18 @@ def delete_campaign(request: HttpRequest, campaign_id: int) -> HttpResponse:
 
 @require_POST
 @tenant_required(Role.ADMIN)
+def rotate_webhook_secret(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    try:
+        services.do_rotate_webhook_secret(request.tenant, campaign.pk, user=request.user, via="web")  # type: ignore[attr-defined]
+        messages.success(request, "A new signing secret: deliveries from now on are signed with it, and the old one no longer verifies. Update your receiver.")
+    except services.CampaignStateError as exc:
+        messages.error(request, str(exc))
+    return redirect("campaign_detail", campaign_id=campaign.pk)
+
+
+@require_POST
+@tenant_required(Role.ADMIN)
 def cancel_campaign(request: HttpRequest, campaign_id: int) -> HttpResponse:
     campaign = get_object_or_404(Campaign, pk=campaign_id)
     try:

@@ -71,6 +71,7 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/launch/", campaign_views.launch_campaign, name="campaign_launch"),
     path("campaigns/<int:campaign_id>/cancel/", campaign_views.cancel_campaign, name="campaign_cancel"),
     path("campaigns/<int:campaign_id>/delete/", campaign_views.delete_campaign, name="campaign_delete"),
+    path("campaigns/<int:campaign_id>/rotate-webhook-secret/", campaign_views.rotate_webhook_secret, name="campaign_rotate_secret"),
     path("campaigns/<int:campaign_id>/audience.csv", campaign_views.campaign_audience_csv, name="campaign_audience_csv"),
     path("playbook/", campaign_views.playbook, name="playbook"),
     path("playbook/<int:rule_id>/", campaign_views.edit_rule, name="playbook_rule"),

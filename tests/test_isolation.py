@@ -58,12 +58,14 @@ OBJECTS_BY_URL: dict[str, tuple[str, str]] = {
     "campaign-launch": ("campaign", "POST"),
     "campaign_delete": ("campaign", "POST"),
     "campaign-cancel": ("campaign", "POST"),
+    "campaign-rotate-webhook-secret": ("campaign", "POST"),
     "campaign-report": ("campaign", "GET"),
     "campaign-audience": ("campaign", "GET"),
     "campaign_detail": ("campaign", "GET"),
     "campaign_edit": ("campaign", "GET"),
     "campaign_launch": ("campaign", "POST"),
     "campaign_cancel": ("campaign", "POST"),
+    "campaign_rotate_secret": ("campaign", "POST"),
     "campaign_audience_csv": ("campaign", "GET"),
 }
 # URLs whose parameter is not an object id; each is scoped inside its service.
@@ -155,7 +157,7 @@ def id_kwarg(name: str) -> str:
         "model_version": "version_id", "promote_version": "version_id", "segment_detail": "segment_id", "delete_segment": "segment_id", "edit_segment": "segment_id",
         "playbook_rule": "rule_id", "playbook_delete_rule": "rule_id", "insight-detail": "customer", "insight-stages": "customer",
         "campaign_detail": "campaign_id", "campaign_edit": "campaign_id", "campaign_launch": "campaign_id", "campaign_cancel": "campaign_id", "campaign_delete": "campaign_id",
-        "campaign_audience_csv": "campaign_id",
+        "campaign_audience_csv": "campaign_id", "campaign_rotate_secret": "campaign_id",
     }.get(name, "pk")
 
 

@@ -361,3 +361,28 @@ def test_a_version_its_training_passed_over_says_so_before_it_is_made_to_serve(t
     page = client.get(f"/models/{passed.pk}/").content.decode()
     assert 'data-testid="chosen-over"' in page and "Its training chose the BG/NBD model over this one" in page and "deviance 0.700" in page
     assert 'data-testid="chosen-over"' not in client.get(f"/models/{kept.pk}/").content.decode()
+
+
+@pytest.mark.django_db
+def test_an_admin_rotates_a_campaigns_webhook_secret_and_nobody_else_can(tenant_a, tenant_b, api_a, client, alice) -> None:
+    from campaigns.models import Campaign, CampaignAudit
+    from clmsite.models import Role
+    from tests.conftest import api_client_for
+
+    with tenant_context(tenant_a):
+        hooked = Campaign.objects.create(tenant=tenant_a, name="Hooked", action="win_back", webhook_url="https://example.com/hook", webhook_secret="old")
+        plain = Campaign.objects.create(tenant=tenant_a, name="Plain", action="win_back")
+    url = f"/api/v1/campaigns/{hooked.pk}/rotate-webhook-secret/"
+
+    assert api_client_for(tenant_a, Role.ANALYST).post(url).status_code == 403
+    assert api_client_for(tenant_b, Role.ADMIN).post(url).status_code == 404  # another shop's: as if missing
+    rotated = api_a.post(url)
+    assert rotated.status_code == 200 and rotated.json()["webhook_secret"] not in ("", "old") and len(rotated.json()["webhook_secret"]) == 48
+    assert api_a.post(f"/api/v1/campaigns/{plain.pk}/rotate-webhook-secret/").status_code == 409
+    client.force_login(alice)
+    page = client.post(f"/campaigns/{hooked.pk}/rotate-webhook-secret/", {"shop": tenant_a.pk}, follow=True).content.decode()
+    assert "A new signing secret" in page and 'data-testid="rotate-secret"' in page
+    with tenant_context(tenant_a):
+        secret = Campaign.objects.get(pk=hooked.pk).webhook_secret
+        assert secret != rotated.json()["webhook_secret"] and secret not in page.split('data-testid="audit"')[1].split("</table>")[0]
+        assert CampaignAudit.objects.filter(campaign=hooked, event="rotate_secret").count() == 2
