@@ -345,28 +345,28 @@ def delete_campaign(request: HttpRequest, campaign_id: int) -> HttpResponse:
     return redirect("campaigns")
 
 
-@require_POST
-@tenant_required(Role.ADMIN)
-def rotate_webhook_secret(request: HttpRequest, campaign_id: int) -> HttpResponse:
+def _act_on_campaign(request: HttpRequest, campaign_id: int, act: Any, done: str) -> HttpResponse:
+    """Run one of the services' ``do_…`` on the campaign and say how it went on its page."""
     campaign = get_object_or_404(Campaign, pk=campaign_id)
     try:
-        services.do_rotate_webhook_secret(request.tenant, campaign.pk, user=request.user, via="web")  # type: ignore[attr-defined]
-        messages.success(request, "A new signing secret: deliveries from now on are signed with it, and the old one no longer verifies. Update your receiver.")
+        act(request.tenant, campaign.pk, user=request.user, via="web")  # type: ignore[attr-defined]
+        messages.success(request, done)
     except services.CampaignStateError as exc:
         messages.error(request, str(exc))
     return redirect("campaign_detail", campaign_id=campaign.pk)
+
+
+@require_POST
+@tenant_required(Role.ADMIN)
+def rotate_webhook_secret(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    return _act_on_campaign(request, campaign_id, services.do_rotate_webhook_secret,
+                            "A new signing secret: deliveries from now on are signed with it, and the old one no longer verifies. Update your receiver.")
 
 
 @require_POST
 @tenant_required(Role.ADMIN)
 def cancel_campaign(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    campaign = get_object_or_404(Campaign, pk=campaign_id)
-    try:
-        services.do_cancel_campaign(request.tenant, campaign.pk, user=request.user, via="web")  # type: ignore[attr-defined]
-        messages.success(request, "Campaign cancelled.")
-    except services.CampaignStateError as exc:
-        messages.error(request, str(exc))
-    return redirect("campaign_detail", campaign_id=campaign.pk)
+    return _act_on_campaign(request, campaign_id, services.do_cancel_campaign, "Campaign cancelled.")
 
 
 @tenant_required()
