@@ -154,10 +154,15 @@ def recommend(rules: list[PlaybookRule], row: dict[str, Any], affinity: pd.DataF
             offer = Decimal(str(round(max(offer, 0.0), 2)))
             capped = "capped by predicted value" if rule.offer_pct is not None and offer < rule.offer_cap else "at the rule's cap"
             share = offer
-            if offer < rule.offer_cap:  # a share of a value: whole units, as a coupon reads (3, not 3.39), never above the share
+            if rule.offer_pct is not None and offer < rule.offer_cap:  # a share of a value: whole units, as a coupon reads (3, not 3.39), never above the share
                 offer = offer.quantize(Decimal(1), rounding=ROUND_DOWN)
-            if share < MIN_OFFER_SHARE * rule.offer_cap or offer <= 0:  # cents off: worth less than the message
-                detail = detail or f"no offer: {rule.offer_pct:.0%} of the predicted value is {currency}{share:,.2f}, under a tenth of the {currency}{rule.offer_cap:,.2f} cap"
+            if offer <= 0 or share < MIN_OFFER_SHARE * rule.offer_cap:  # cents off: worth less than the message
+                if rule.offer_pct is None:
+                    why = "the rule's cap is nothing"
+                else:
+                    short = f"under a tenth of the {currency}{rule.offer_cap:,.2f} cap" if share < MIN_OFFER_SHARE * rule.offer_cap else "less than a whole unit"
+                    why = f"{rule.offer_pct:.0%} of the predicted value is {currency}{share:,.2f}, {short}"
+                detail = detail or f"no offer: {why}"
                 offer = None
             else:
                 detail = detail or f"offer up to {currency}{offer:,.2f} ({capped})"

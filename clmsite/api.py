@@ -243,9 +243,10 @@ def _holds_non_finite(value: Any) -> bool:
 
 def refuse_wrong_json_types(serializer: serializers.Serializer, data: Any) -> None:
     """A JSON body's types are taken at their word, as the bulk endpoints take them: a text field
-    takes a string, a switch true or false, and no number may be infinite. DRF itself stores
-    ``{"name": 12}`` as "12", reads ``"yes"`` as true and ``1e999`` (infinity in Python) as the
-    name "inf". A form-encoded body is all strings, and is read as DRF reads it."""
+    takes a string or a number (an id of digits, as a bulk row's named column does), a switch
+    true or false, and no number may be infinite. DRF itself reads ``"yes"`` as true, stores
+    ``true`` as the name "True" and ``1e999`` (infinity in Python) as "inf". A form-encoded
+    body is all strings, and is read as DRF reads it."""
     if not isinstance(data, dict) or isinstance(data, QueryDict):
         return
     problems = {}
@@ -257,8 +258,8 @@ def refuse_wrong_json_types(serializer: serializers.Serializer, data: Any) -> No
             problems[key] = ["Holds a number too large to read (such as 1e999)."]
         elif isinstance(field, serializers.BooleanField) and not isinstance(value, bool):
             problems[key] = [f"Must be true or false, not {_json_type(value)}."]
-        elif isinstance(field, serializers.CharField) and not isinstance(value, str):
-            problems[key] = [f"Must be a string, not {_json_type(value)}."]
+        elif isinstance(field, serializers.CharField) and (isinstance(value, bool) or not isinstance(value, str | int | float)):
+            problems[key] = [f"Must be a string or a number, not {_json_type(value)}."]
     if problems:
         raise exceptions.ValidationError(problems)
 

@@ -38,12 +38,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer":
-            # A proxy's HTTP Basic login rides along with a logged-in browser's session: left
-            # to the session. Otherwise the key was sent the wrong way, and "no credentials"
-            # would mislead.
-            if getattr(getattr(request, "_request", request), "user", None) is not None and request._request.user.is_authenticated:
-                return None
-            raise exceptions.AuthenticationFailed(f"The API takes its key as 'Authorization: Bearer <key>'; this request's Authorization header is '{scheme[:20]} …'.")
+            # One of our keys under another scheme (Token clm_…) was meant for us: "no
+            # credentials" would mislead. Any other header (a proxy's HTTP Basic login, which a
+            # browser sends with every request) is not ours to refuse.
+            if raw.strip().startswith("clm_"):
+                raise exceptions.AuthenticationFailed(f"The API takes its key as 'Authorization: Bearer <key>'; this request's Authorization header is '{scheme[:20]} …'.")
+            return None
         raw = raw.strip()
         key = authenticate_api_key(raw) if raw else None
         if key is None:

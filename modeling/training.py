@@ -162,7 +162,7 @@ def decile_bins(actual: np.ndarray, predicted: np.ndarray, bins: int = 10) -> li
             for position, group in enumerate(groups) if len(group)]
 
 
-# An AUC lead smaller than this on one validation window is a tie (on CDNOW's 2,357 customers
+# An AUC lead of this or less on one validation window is a tie (on CDNOW's 2,357 customers
 # the families' test AUCs move by a few thousandths with thread counts alone). A tie goes to the
 # lower log loss: the pages show the chance as a percentage, so calibration decides.
 AUC_TIE = 0.005
@@ -301,8 +301,17 @@ def chosen_families(family: str) -> tuple[str, ...]:
 
 
 def champion_for(target: str, candidates: list[Any], *, family: Callable[[Any], str], metrics: Callable[[Any], dict[str, Any]]) -> Any:
-    """The candidate that serves ``target``, by the validation metrics: the baseline first, then
-    each challenger that beats the one ahead (by BASELINE_MARGIN, when that one is BG/NBD)."""
+    """The candidate that serves ``target``, by the validation metrics. The purchase chance: the
+    best AUC, and among the candidates within AUC_TIE of it the lowest log loss (in any order
+    of candidates: a pairwise tie is not transitive). Orders and revenue: the baseline first,
+    then each challenger that beats the one ahead (by BASELINE_MARGIN, when that one is BG/NBD)."""
+    if target == "purchase" and candidates:
+        loss = lambda c: (metrics(c).get("log_loss") if metrics(c).get("log_loss") is not None else np.inf, family(c) != "bgnbd")  # noqa: E731
+        ranked = [c for c in candidates if metrics(c).get("auc") is not None]
+        if not ranked:
+            return min(candidates, key=loss)
+        best = max(metrics(c)["auc"] for c in ranked)
+        return min((c for c in ranked if metrics(c)["auc"] >= best - AUC_TIE - 1e-12), key=loss)
     champion = None
     for candidate in sorted(candidates, key=lambda c: family(c) != "bgnbd"):
         margin = BASELINE_MARGIN if champion is not None and family(champion) == "bgnbd" else 0.0

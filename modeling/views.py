@@ -25,7 +25,6 @@ from modeling.services import (
     last_order_date,
     stale_scoring_warning,
 )
-from modeling.training import champion_for
 
 TARGET_ORDER = ["purchase", "orders", "revenue", "sentiment"]
 
@@ -117,9 +116,9 @@ def score_now(request: HttpRequest) -> HttpResponse:
 def model_version(request: HttpRequest, version_id: int) -> HttpResponse:
     version = registry.get_model_version(request.tenant, version_id)  # type: ignore[attr-defined]
     siblings = list(ModelVersion.objects.filter(job_id=version.job_id, target=version.target).exclude(pk=version.pk)) if version.job_id else []
-    # The model its own training chose over this one on the validation window, if any: making
-    # this one serve instead is allowed (an admin may know better), but not without saying so.
-    chosen = champion_for(version.target, [version, *siblings], family=lambda v: v.family, metrics=lambda v: v.metrics) if siblings and version.target != "sentiment" else version
+    # The model its own training chose over this one (its run's champion, as stored then), if
+    # any: making this one serve instead is allowed (an admin may know better), not unsaid.
+    chosen = next((v for v in siblings if v.is_champion), None) if not version.is_champion else None
     return render(
         request,
         "modeling/version.html",
@@ -130,7 +129,7 @@ def model_version(request: HttpRequest, version_id: int) -> HttpResponse:
             "importance_data": [[explain.feature_label(name), share] for name, share in version.own_feature_importance[:15]],
             "count_target": version.target in ("orders", "revenue"),
             "can_promote": request.membership.can(Role.ADMIN),  # type: ignore[attr-defined]
-            "chosen_over": chosen if chosen.pk != version.pk else None,
+            "chosen_over": chosen,
         },
     )
 

@@ -28,7 +28,7 @@ def test_served_purchase_model_is_at_least_as_good_as_bgnbd_out_of_time(rows):
     # the highest AUC, or within AUC_TIE of it the lowest log loss...
     best = max(r.validation["auc"] for r in rows)
     assert served.validation["auc"] >= best - AUC_TIE
-    assert served.validation["log_loss"] == min(r.validation["log_loss"] for r in rows if r.validation["auc"] >= best - AUC_TIE) or served.validation["auc"] == best
+    assert served.validation["log_loss"] == min(r.validation["log_loss"] for r in rows if r.validation["auc"] >= best - AUC_TIE)
     # ...and, out of time, it is no worse than the baseline, which is not a given: BG/NBD
     # could serve, but the learned families rank next quarter's buyers better. Not by much
     # (0.7872 and 0.7858 against 0.7845 in a fresh process on 2026-12-06; the transformer's

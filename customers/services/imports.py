@@ -720,19 +720,27 @@ def _mixed_encodings(path: str) -> tuple[int, int] | None:
 
 
 def misspelt_columns(spec: Spec, names: Iterable[str]) -> dict[str, str]:
-    """Column names a letter or two away from one of the kind's own (staus, ammount, emial),
-    each with the column it must mean. Ignored, or kept as an attribute, its values would be
-    lost without a word: an order sent with "staus": "refunded" was stored as a sale. Longer
-    names that merely contain a column's (category_id, product_sku) are other columns."""
+    """Column names a letter or two away from one of the kind's own (staus, ammount, emial,
+    cusomer_id), each with the column it must mean. Ignored, or kept as an attribute, its
+    values would be lost without a word: an order sent with "staus": "refunded" was stored as
+    a sale. Other columns are left alone: those that contain a column's name (email_2, names,
+    category_id, reorder_id) and those that differ by a word (ordered_by, created_by)."""
     known = [c.name for c in spec.columns]
     misspelt = {}
     for name in dict.fromkeys(names):
-        if not name or name in known:
+        if not name or name in known or any(column in name for column in known):
             continue
         near = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
-        if near and abs(len(near[0]) - len(name)) <= 2:
+        if near and abs(len(near[0]) - len(name)) <= 2 and _one_word_misspelt(name, near[0]):
             misspelt[name] = near[0]
     return misspelt
+
+
+def _one_word_misspelt(name: str, column: str) -> bool:
+    """Whether ``name`` has ``column``'s words with the ones that differ spelt nearly alike."""
+    words, column_words = name.split("_"), column.split("_")
+    return len(words) == len(column_words) and all(
+        a == b or difflib.SequenceMatcher(None, a, b).ratio() >= 0.75 for a, b in zip(words, column_words, strict=True))
 
 
 def _misspelt_message(misspelt: dict[str, str]) -> str:
@@ -745,7 +753,11 @@ def _misspelt_message(misspelt: dict[str, str]) -> str:
 API_ANSWER_KEYS = {
     "id": "is the API's own number for the customer; the shop's id goes in customer_id",
     "external_id": "is how the API answers the customer's id; send it as customer_id",
-    "first_seen": "is how the API answers the first-seen date; send it as created_at",
+    "first_seen": "is how the API answers the first-seen date; send it as created_at (the answer's own created_at is when the row was loaded: leave that out)",
+    "orders_url": "is a link the API answers; leave it out",
+    "reviews_url": "is a link the API answers; leave it out",
+    "orders": "is the customer's orders, as the API answers them; send orders to /api/v1/orders/bulk/",
+    "reviews": "is the customer's reviews, as the API answers them; send reviews to /api/v1/reviews/bulk/",
     "order_count": "is computed from the customer's orders; leave it out",
     "total_spent": "is computed from the customer's orders; leave it out",
     "first_order_at": "is computed from the customer's orders; leave it out",
