@@ -166,7 +166,7 @@ def do_rotate_webhook_secret(tenant: Tenant, campaign_id: int, *, user: Any = No
         campaign.webhook_secret = new_webhook_secret()
         campaign.updated_at = timezone.now()
         campaign.save(update_fields=["webhook_secret", "updated_at"])
-        _audit(campaign, "rotate_secret", user, via, "a new webhook signing secret; the old one no longer verifies")
+        _audit(campaign, "webhook_rekeyed", user, via, "a new webhook signing secret; the old one no longer verifies")
     return campaign
 
 

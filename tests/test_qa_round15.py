@@ -399,7 +399,7 @@ def test_an_admin_rotates_a_campaigns_webhook_secret_and_nobody_else_can(tenant_
     with tenant_context(tenant_a):
         secret = Campaign.objects.get(pk=hooked.pk).webhook_secret
         assert secret != rotated.json()["webhook_secret"] and secret not in page.split('data-testid="audit"')[1].split("</table>")[0]
-        assert CampaignAudit.objects.filter(campaign=hooked, event="rotate_secret").count() == 2
+        assert CampaignAudit.objects.filter(campaign=hooked, event="webhook_rekeyed").count() == 2
 
 
 @pytest.mark.django_db
