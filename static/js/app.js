@@ -26,6 +26,13 @@ window.CLM = {
     };
     return {beginAtZero: true, grace: "5%", title: {display: true, text: title}, ticks: {callback: percent}};  // grace: the top bar or whisker does not touch the edge
   },
+  // Category ticks that keep the last label (the month under way, marked "(so far)"): Chart.js's
+  // own skipping dropped it, and the last point's fall went unexplained. Every step-th label
+  // counted back from the last, at most about `most` of them.
+  lastLabelKept(labels, most = 12) {
+    const step = Math.max(1, Math.ceil(labels.length / most));
+    return {autoSkip: false, maxRotation: 50, callback: (value, index) => (labels.length - 1 - index) % step === 0 ? labels[index] : ""};
+  },
   // A month's label ("2026-12"), marked "(so far)" while it is under way (the server's
   // `partial`): its few days would read as a fall.
   monthLabel(row) {
