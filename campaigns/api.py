@@ -189,8 +189,8 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
     @extend_schema(request=None, responses={200: CampaignWithSecretSerializer, 409: conflict_response("Not a draft or a scheduled campaign, or its audience is empty.")})
     @action(detail=True, methods=["post"])
     def launch(self, request: Any, pk: str | None = None) -> Response:
+        campaign = self.get_object()  # a missing or another shop's id is a 404 before anything about the body
         refuse_a_body(request)
-        campaign = self.get_object()
         try:
             campaign = services.do_launch_campaign(self.tenant, campaign.pk, user=request.user, via="api")  # type: ignore[arg-type]
         except services.CampaignStateError as exc:
@@ -201,8 +201,8 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
     @action(detail=True, methods=["post"], url_path="rotate-webhook-secret")
     def rotate_webhook_secret(self, request: Any, pk: str | None = None) -> Response:
         """A new webhook signing secret (admin), answered once here and on the admin's reads: every delivery from now on is signed with it, and the old one stops verifying."""
+        campaign = self.get_object()  # a missing or another shop's id is a 404 before anything about the body
         refuse_a_body(request)
-        campaign = self.get_object()
         try:
             campaign = services.do_rotate_webhook_secret(self.tenant, campaign.pk, user=request.user, via="api")  # type: ignore[arg-type]
         except services.CampaignStateError as exc:
@@ -212,8 +212,8 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
     @extend_schema(request=None, responses={200: CampaignWithSecretSerializer, 409: conflict_response("The campaign is already completed or cancelled.")})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Any, pk: str | None = None) -> Response:
+        campaign = self.get_object()  # a missing or another shop's id is a 404 before anything about the body
         refuse_a_body(request)
-        campaign = self.get_object()
         try:
             campaign = services.do_cancel_campaign(self.tenant, campaign.pk, user=request.user, via="api")  # type: ignore[arg-type]
         except services.CampaignStateError as exc:

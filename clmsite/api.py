@@ -371,6 +371,8 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
     def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         if request.method == "DELETE":  # a body sent with a delete must not read as a condition of it
+            if (self.lookup_url_kwarg or self.lookup_field) in self.kwargs:  # a missing or another shop's id: a 404 first
+                self.get_object()
             refuse_a_body(request)
 
 

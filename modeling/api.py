@@ -152,8 +152,8 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
     @action(detail=True, methods=["post"])
     def promote(self, request: Any, pk: str | None = None) -> Response:
         """Make this version serve its target (admin), in place of the one serving now."""
+        version = self.get_object()  # a missing or another shop's id is a 404 before anything about the body
         refuse_a_body(request)
-        version = self.get_object()
         try:
             version = registry.do_promote_model_version(self.tenant, version.pk, acting_user=request.user if getattr(request.user, "pk", None) else None)  # type: ignore[arg-type]
         except registry.ArtifactError as exc:
@@ -200,8 +200,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
     @extend_schema(request=None, responses={200: JobSerializer, 409: conflict_response("The job has already finished.")})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Any, pk: str | None = None) -> Response:
+        job = self.get_object()  # a missing or another shop's id is a 404 before anything about the body
         refuse_a_body(request)
-        job = self.get_object()
         try:
             job = jobs.do_request_cancel(self.tenant, job.pk, role=request_role(request) or Role.VIEWER)  # type: ignore[arg-type]
         except jobs.CancelNotAllowed as exc:

@@ -417,3 +417,11 @@ def test_a_rule_with_a_cap_of_nothing_or_a_share_under_one_unit_makes_no_offer_a
     assert recommend([flat], row, pd.DataFrame(), "USD ")["detail"] == "no offer: the rule's cap is nothing"
     assert recommend([small], row, pd.DataFrame(), "USD ")["detail"] == "no offer: 10% of the predicted value is USD 0.80, less than a whole unit"
     assert recommend([small], {**row, "value": 30.0}, pd.DataFrame(), "USD ")["offer"] == 3
+
+
+@pytest.mark.django_db
+def test_a_missing_id_is_a_404_before_anything_about_the_body(tenant_a, api_a) -> None:
+    for method, path in (("delete", "/api/v1/segments/999999/"), ("delete", "/api/v1/campaigns/999999/"), ("post", "/api/v1/campaigns/999999/launch/"),
+                         ("post", "/api/v1/models/999999/promote/"), ("post", "/api/v1/jobs/999999/cancel/")):
+        response = getattr(api_a, method)(path, data={"why": "a body"}, format="json")
+        assert response.status_code == 404, (path, response.json())
