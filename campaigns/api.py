@@ -186,39 +186,33 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
             raise Conflict(services.kept_for_its_report(instance))
         instance.delete()
 
-    @extend_schema(request=None, responses={200: CampaignWithSecretSerializer, 409: conflict_response("Not a draft or a scheduled campaign, or its audience is empty.")})
-    @action(detail=True, methods=["post"])
-    def launch(self, request: Any, pk: str | None = None) -> Response:
-        campaign = self.get_object()  # a missing or another shop's id is a 404 before anything about the body
+    def _act(self, request: Any, act: Any) -> Response:
+        """Run one of the services' ``do_…`` on the campaign (launch, cancel, a new secret): a
+        missing or another shop's id is a 404 before anything about the body, and a state the
+        action does not apply to a 409."""
+        campaign = self.get_object()
         refuse_a_body(request)
         try:
-            campaign = services.do_launch_campaign(self.tenant, campaign.pk, user=request.user, via="api")  # type: ignore[arg-type]
+            campaign = act(self.tenant, campaign.pk, user=request.user, via="api")
         except services.CampaignStateError as exc:
             raise Conflict(str(exc)) from None
         return Response(self.get_serializer_class()(campaign).data)
+
+    @extend_schema(request=None, responses={200: CampaignWithSecretSerializer, 409: conflict_response("Not a draft or a scheduled campaign, or its audience is empty.")})
+    @action(detail=True, methods=["post"])
+    def launch(self, request: Any, pk: str | None = None) -> Response:
+        return self._act(request, services.do_launch_campaign)
 
     @extend_schema(request=None, responses={200: CampaignWithSecretSerializer, 409: conflict_response("The campaign has no webhook.")})
     @action(detail=True, methods=["post"], url_path="rotate-webhook-secret")
     def rotate_webhook_secret(self, request: Any, pk: str | None = None) -> Response:
         """A new webhook signing secret (admin), answered once here and on the admin's reads: every delivery from now on is signed with it, and the old one stops verifying."""
-        campaign = self.get_object()  # a missing or another shop's id is a 404 before anything about the body
-        refuse_a_body(request)
-        try:
-            campaign = services.do_rotate_webhook_secret(self.tenant, campaign.pk, user=request.user, via="api")  # type: ignore[arg-type]
-        except services.CampaignStateError as exc:
-            raise Conflict(str(exc)) from None
-        return Response(self.get_serializer_class()(campaign).data)
+        return self._act(request, services.do_rotate_webhook_secret)
 
     @extend_schema(request=None, responses={200: CampaignWithSecretSerializer, 409: conflict_response("The campaign is already completed or cancelled.")})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Any, pk: str | None = None) -> Response:
-        campaign = self.get_object()  # a missing or another shop's id is a 404 before anything about the body
-        refuse_a_body(request)
-        try:
-            campaign = services.do_cancel_campaign(self.tenant, campaign.pk, user=request.user, via="api")  # type: ignore[arg-type]
-        except services.CampaignStateError as exc:
-            raise Conflict(str(exc)) from None
-        return Response(self.get_serializer_class()(campaign).data)
+        return self._act(request, services.do_cancel_campaign)
 
     @extend_schema(responses={200: inline_serializer("CampaignReport", {
         "launched": serializers.BooleanField(), "treatment": serializers.DictField(required=False), "control": serializers.DictField(required=False),
