@@ -206,7 +206,7 @@ def refuse_unknown_fields(data: Any, writable: Iterable[str], read_only: Iterabl
 
 def refuse_unknown_query_params(request: Any, accepted: Iterable[str] = (), what: str = "operation") -> None:
     """A query parameter must be one the operation reads (the format override always is): an
-    ignored one, such as ``?dry_run=1`` on a bulk upsert, reads as if it had been obeyed."""
+    ignored one, such as ``?validate=1`` on a bulk upsert, reads as if it had been obeyed."""
     accepted = {name for name in (api_settings.URL_FORMAT_OVERRIDE, *accepted) if name}
     unknown = [name for name in request.query_params if name not in accepted]
     if unknown:

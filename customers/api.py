@@ -12,7 +12,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError, ValidationError
@@ -271,6 +271,7 @@ BULK_RESULT = inline_serializer(
         "detail": serializers.CharField(required=False, help_text="on a refused request: the same message, where every error body has it"),
         "error_count": serializers.IntegerField(),
         "errors": serializers.ListField(child=serializers.DictField(), help_text="row (1 = the first object), column, message"),
+        "dry_run": serializers.BooleanField(help_text="true for a check (`?dry_run=true`): the counts are what importing the rows would do, and nothing was written"),
     },
 )
 
@@ -284,7 +285,22 @@ def bulk_request(kind: str) -> dict[str, Any]:
     row = {"type": "object", "description": f"a row of the {kind} file: {others}", "additionalProperties": True, "required": spec.required,
            "properties": {column.name: {"oneOf": [{"type": "string"}, {"type": "number"}]} for column in spec.columns}}
     rows = {"type": "array", "items": row}
-    return {"application/json": {"oneOf": [rows, {"type": "object", "properties": {"rows": rows}, "required": ["rows"], "additionalProperties": False}]}}
+    dry_run = {"type": "boolean", "description": "true: check the rows and answer what importing them would do, writing nothing (as `?dry_run=true`)"}
+    return {"application/json": {"oneOf": [rows, {"type": "object", "properties": {"rows": rows, "dry_run": dry_run}, "required": ["rows"], "additionalProperties": False}]}}
+
+
+DRY_RUN_PARAMETER = OpenApiParameter(
+    "dry_run", OpenApiTypes.BOOL, description="true: check the rows or the file as an import would and answer what importing would do; nothing is written. "
+    "Only true, false, 1 or 0.")
+
+
+def dry_run_flag(value: Any, *, from_query: bool) -> bool:
+    """``dry_run`` as given: in a query, true, false, 1 or 0; in a JSON body, true or false."""
+    if isinstance(value, bool) and not from_query:
+        return value
+    if from_query and str(value).strip().lower() in {"true", "1", "false", "0"}:
+        return str(value).strip().lower() in {"true", "1"}
+    raise ValidationError({"dry_run": [f"Must be true or false{', 1 or 0' if from_query else ''}, not {str(value)[:40]!r}."]})
 
 
 class BulkUpsertMixin:
@@ -295,22 +311,27 @@ class BulkUpsertMixin:
 
     @extend_schema(
         responses={200: BULK_RESULT, 400: BULK_RESULT},
-        description="Upsert rows, keyed on their external ids. Any invalid row rejects the whole request, with each bad row named.",
+        parameters=[DRY_RUN_PARAMETER],
+        description="Upsert rows, keyed on their external ids. Any invalid row rejects the whole request, with each bad row named. "
+        "With `?dry_run=true` (or `\"dry_run\": true` beside `rows`) the rows are checked and counted as an import would, and nothing is written.",
     )
     @action(detail=False, methods=["post"], url_path="bulk", parser_classes=[JSONParser])
     def bulk(self, request: Any) -> Response:
         fields: dict[str, Any] = {}
         try:
-            refuse_unknown_query_params(request)  # ?dry_run=1 would otherwise write the rows
+            refuse_unknown_query_params(request, ["dry_run"])  # ?validate=1 would otherwise write the rows
             data = request.data
-            refuse_unknown_fields(data, ["rows"])  # the {"rows": [...]} form: {"dry_run": true} alongside is refused, not ignored
+            refuse_unknown_fields(data, ["rows", "dry_run"])  # the {"rows": [...]} form: {"validate": true} alongside is refused, not ignored
+            dry_run = dry_run_flag(request.query_params["dry_run"], from_query=True) if "dry_run" in request.query_params else False
+            if isinstance(data, dict) and "dry_run" in data:
+                dry_run = dry_run_flag(data["dry_run"], from_query=False) or dry_run
         except ParseError as exc:  # malformed JSON: the documented 400, a result that imported nothing
             result = ImportResult(self.bulk_kind, False, message=str(exc.detail))
         except ValidationError as exc:  # an unknown key or parameter: the documented result too, with the field's messages
             fields = exc.detail if isinstance(exc.detail, dict) else {}
             result = ImportResult(self.bulk_kind, False, message="Nothing was imported: " + "; ".join(f"{name}: {' '.join(map(str, messages))}" for name, messages in fields.items()))
         else:
-            result = import_rows(self.tenant, self.bulk_kind, data.get("rows") if isinstance(data, dict) else data)  # type: ignore[attr-defined]
+            result = import_rows(self.tenant, self.bulk_kind, data.get("rows") if isinstance(data, dict) else data, dry_run=dry_run)  # type: ignore[attr-defined]
         if result.ok:
             return Response(result.as_dict())
         return Response({**fields, **result.as_dict(), "detail": result.message}, status=status.HTTP_400_BAD_REQUEST)
@@ -395,11 +416,15 @@ class ImportSerializer(serializers.ModelSerializer):
     kind = serializers.CharField(source="params.kind", read_only=True)
     filename = serializers.CharField(source="params.filename", read_only=True)
     summary = serializers.SerializerMethodField()
+    dry_run = serializers.SerializerMethodField(help_text="true for a check: it wrote nothing, and its summary is what importing the file would do")
 
     class Meta:
         model = Job
-        fields = ["id", "kind", "filename", "state", "progress", "message", "summary", "created_at", "started_at", "finished_at"]
+        fields = ["id", "kind", "filename", "dry_run", "state", "progress", "message", "summary", "created_at", "started_at", "finished_at"]
         read_only_fields = fields
+
+    def get_dry_run(self, job: Job) -> bool:
+        return bool(job.params.get("dry_run"))
 
     def get_summary(self, job: Job) -> dict[str, Any]:
         return {k: job.result.get(k) for k in ("rows", "created", "updated", "unchanged", "error_count") if k in job.result}
@@ -413,10 +438,12 @@ class UploadField(serializers.FileField):
 class ImportCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=KINDS, error_messages={"invalid_choice": f'"{{input}}" is not a kind of import: send one of {", ".join(KINDS)}.'})
     file = UploadField()
+    dry_run = serializers.BooleanField(default=False, help_text="true: check the file as an import would and report what importing it would do, writing nothing")
 
 
 class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
-    """CSV imports run as background jobs: create one, poll its status, read its errors."""
+    """CSV imports run as background jobs: create one, poll its status, read its errors. A
+    check (``dry_run``) runs as an import does and writes nothing."""
 
     serializer_class = ImportSerializer
     parser_classes = [MultiPartParser, FormParser]
@@ -434,7 +461,7 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantView
             raise serializers.ValidationError({name: ["Sent more than once: send it once."] for name in twice})
         form = self.validated_form(ImportCreateSerializer, request.data)
         upload = form["file"]
-        job = do_start_import(self.tenant, form["kind"], upload, upload.name, acting_user=request.user)  # type: ignore[arg-type]
+        job = do_start_import(self.tenant, form["kind"], upload, upload.name, acting_user=request.user, dry_run=form["dry_run"])  # type: ignore[arg-type]
         job.refresh_from_db()
         return Response(ImportSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 

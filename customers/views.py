@@ -104,7 +104,8 @@ def imports(request: HttpRequest) -> HttpResponse:
         elif upload is None:
             messages.error(request, "Choose a CSV file to upload.")
         else:
-            job = do_start_import(request.tenant, kind, upload, upload.name, acting_user=request.user)  # type: ignore[attr-defined]
+            # "Check only" is a second submit button: the same job, writing nothing.
+            job = do_start_import(request.tenant, kind, upload, upload.name, acting_user=request.user, dry_run="dry_run" in request.POST)  # type: ignore[attr-defined]
             return redirect("import_detail", job_id=job.pk)
     jobs = Job.objects.filter(kind=Job.Kind.IMPORT).select_related("created_by")[:50]
     # A small file of each kind (static/samples/): imported in this order, they import cleanly.
@@ -122,5 +123,5 @@ def import_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         raise Http404("Not found")
     from modeling.insights import latest_scoring_date
 
-    changed = job.state == Job.State.SUCCEEDED and bool((job.result or {}).get("created") or (job.result or {}).get("updated"))
+    changed = job.state == Job.State.SUCCEEDED and not job.params.get("dry_run") and bool((job.result or {}).get("created") or (job.result or {}).get("updated"))
     return render(request, "imports/detail.html", {"job": job, "scored_as_of": latest_scoring_date(request.tenant) if changed else None})  # type: ignore[attr-defined]

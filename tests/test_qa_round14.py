@@ -176,7 +176,7 @@ def test_a_refused_choice_lists_the_choices(tenant_a, api_a) -> None:
     assert campaign.status_code == 400 and campaign.json()["action"][0].startswith('"bogus" is not one of: vip_care, second_purchase, win_back,')
 
 
-@pytest.mark.parametrize(("body", "query", "field"), [('{"rows": [{"customer_id": "q1"}], "dry_run": true}', "", "dry_run"), ('[{"customer_id": "q1"}]', "?dry_run=1", "dry_run")])
+@pytest.mark.parametrize(("body", "query", "field"), [('{"rows": [{"customer_id": "q1"}], "validate": true}', "", "validate"), ('[{"customer_id": "q1"}]', "?validate=1", "validate")])
 def test_a_refused_bulk_request_answers_the_documented_result(tenant_a, api_a, body, query, field) -> None:
     response = api_a.post(f"/api/v1/customers/bulk/{query}", data=body, content_type="application/json")
 

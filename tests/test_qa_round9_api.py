@@ -68,12 +68,12 @@ def test_paging_a_list_ordered_on_a_repeating_value_gives_every_row_once(tenant_
 
 
 def test_a_bulk_upsert_refuses_a_key_besides_rows_and_any_query_parameter_writing_nothing(tenant_a, api_a) -> None:
-    body = api_a.post("/api/v1/customers/bulk/", {"rows": [{"customer_id": "DRY1"}], "dry_run": True}, format="json")
+    body = api_a.post("/api/v1/customers/bulk/", {"rows": [{"customer_id": "DRY1"}], "validate": True}, format="json")
     assert body.status_code == 400
-    assert body.json()["dry_run"] == ["Unknown field; this operation writes rows."] and body.json()["ok"] is False  # the documented result, with the field's message
-    query = api_a.post("/api/v1/orders/bulk/?dry_run=1", [{"customer_id": "DRY2", "order_id": "o1", "ordered_at": "2025-01-01", "amount": "5"}], format="json")
+    assert body.json()["validate"] == ["Unknown field; this operation writes dry_run, rows."] and body.json()["ok"] is False  # the documented result, with the field's message
+    query = api_a.post("/api/v1/orders/bulk/?validate=1", [{"customer_id": "DRY2", "order_id": "o1", "ordered_at": "2025-01-01", "amount": "5"}], format="json")
     assert query.status_code == 400
-    assert query.json()["dry_run"] == ["Unknown query parameter; this operation takes format."] and query.json()["kind"] == "orders"
+    assert query.json()["validate"] == ["Unknown query parameter; this operation takes dry_run, format."] and query.json()["kind"] == "orders"
     with tenant_context(tenant_a):
         assert Customer.objects.count() == 0 and Order.objects.count() == 0
     # Both documented forms still write.

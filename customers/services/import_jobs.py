@@ -24,11 +24,17 @@ def upload_path(tenant: Tenant, token: str) -> Path:
     return directory / f"{token}.csv"
 
 
-def do_start_import(tenant: Tenant, kind: str, source: IO[bytes], filename: str, *, acting_user: Any = None) -> Job:
-    """Save the uploaded file where workers can read it and queue an import job."""
+def import_params(kind: str, filename: str, *, dry_run: bool = False, **more: Any) -> dict[str, Any]:
+    """An import job's params; ``dry_run`` is there only for a check, so an import's stay as they were."""
+    return {"kind": kind, "filename": Path(filename).name[:200], **({"dry_run": True} if dry_run else {}), **more}
+
+
+def do_start_import(tenant: Tenant, kind: str, source: IO[bytes], filename: str, *, acting_user: Any = None, dry_run: bool = False) -> Job:
+    """Save the uploaded file where workers can read it and queue an import job (with
+    ``dry_run``, a check that writes nothing)."""
     if kind not in KINDS:
         raise ValueError(f"Unknown import kind {kind!r}")
-    job = jobs.create_job(tenant, Job.Kind.IMPORT, params={"kind": kind, "filename": Path(filename).name[:200]}, acting_user=acting_user)
+    job = jobs.create_job(tenant, Job.Kind.IMPORT, params=import_params(kind, filename, dry_run=dry_run), acting_user=acting_user)
     path = upload_path(tenant, f"job-{job.pk}")
     with open(path, "wb") as target:
         shutil.copyfileobj(source, target, length=1 << 20)
@@ -56,12 +62,12 @@ def run_import_job(tenant_id: int, job_id: int, *, task: Any = None) -> ImportRe
     return result
 
 
-def do_import_here(tenant: Tenant, kind: str, path: str, *, echo: Any = None) -> tuple[Job, ImportResult | None]:
+def do_import_here(tenant: Tenant, kind: str, path: str, *, echo: Any = None, dry_run: bool = False) -> tuple[Job, ImportResult | None]:
     """Import a file in this process (the command line) as an import job, as an upload is:
     listed on the Imports page and in the API with its result, its progress shown there as it
     runs (and through ``echo`` here), cancellable from there. The file is left where it is.
     Returns the job and the result, None when it was cancelled."""
-    job = jobs.create_job(tenant, Job.Kind.IMPORT, params={"kind": kind, "filename": Path(path).name[:200], "source": "command line"})
+    job = jobs.create_job(tenant, Job.Kind.IMPORT, params=import_params(kind, path, dry_run=dry_run, source="command line"))
     claimed = jobs.claim_job(tenant, job.pk)
     if claimed is None:  # just created and queued for no worker: only a cancel asked this instant
         jobs.cancel_job(job, "Cancelled; nothing was imported.")
@@ -74,7 +80,7 @@ def _run(tenant: Tenant, job: Job, path: str, *, echo: Any = None) -> ImportResu
         # The write step is one transaction with no progress reports: the side thread keeps
         # the heartbeat fresh, so the reaper does not take a long write for a dead worker.
         with jobs.heartbeat(job):
-            result = import_csv(tenant, job.params["kind"], path, progress=jobs.JobReporter(job, echo=echo))
+            result = import_csv(tenant, job.params["kind"], path, progress=jobs.JobReporter(job, echo=echo), dry_run=job.params.get("dry_run", False))
     except jobs.JobCancelled:
         jobs.cancel_job(job, "Cancelled; nothing was imported.")
         return None
@@ -83,6 +89,6 @@ def _run(tenant: Tenant, job: Job, path: str, *, echo: Any = None) -> ImportResu
         jobs.finish_job(job, result={}, succeeded=False, message="The import failed with an internal error; nothing was imported.")
         raise
     too_late = jobs.cancel_was_requested(job)
-    message = f"{result.message} (The cancel came too late: the rows were already written.)" if too_late and result.ok else result.message
+    message = f"{result.message} (The cancel came too late: the rows were already written.)" if too_late and result.ok and not result.dry_run else result.message
     jobs.finish_job(job, result=result.as_dict(), succeeded=result.ok, message=message)
     return result

@@ -15,6 +15,10 @@ An import runs in two phases so that a bad file changes nothing:
    out before the upsert, so importing the same file twice writes nothing. Customer
    aggregates are refreshed for the customers the file touched.
 
+A dry run (``dry_run=True``, "Check only" in the UI) runs both phases and then rolls the
+transaction back: it finds every error an import would, and its counts are what importing
+would do.
+
 Row numbers count the header as row 1, as a spreadsheet shows them. For JSON rows (the
 API) row N is the N-th item.
 
@@ -79,6 +83,9 @@ class ImportResult:
     errors: list[RowError] = field(default_factory=list)
     error_count: int = 0
     message: str = ""
+    # A check: every step of the import ran, its counts are what importing would do, and the
+    # transaction was rolled back, so nothing was written.
+    dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -1508,7 +1515,8 @@ def _shop_lock_reporting_the_wait(tenant: Tenant, progress: ProgressCallback) ->
             connection.close()
 
 
-def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], progress: ProgressCallback | None, *, from_file: bool = True) -> ImportResult:
+def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], progress: ProgressCallback | None, *, from_file: bool = True,
+          dry_run: bool = False) -> ImportResult:
     params = {"tenant": tenant.pk, "now": timezone.now(), "currency": tenant.currency}
     postgres = connection.vendor == "postgresql"
     if not postgres:
@@ -1519,7 +1527,7 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
                 shop_lock.enter_context(_shop_lock_reporting_the_wait(tenant, progress))
             # Reported before the transaction opens, so that the job row is not locked by it. A
             # job's cancel is still looked for before each statement of the write, and rolls it back.
-            getattr(progress, "checkpoint", progress)(0.65, "Writing to the database")
+            getattr(progress, "checkpoint", progress)(0.65, "Checking against the stored data" if dry_run else "Writing to the database")
         watch = getattr(progress, "cancel_watch", nullcontext)
         with watch(), transaction.atomic(), connection.cursor() as cursor:
             if postgres:
@@ -1536,6 +1544,11 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
             result = LOADERS[spec.kind](cursor, spec, params, present)
             if staging.repeats:
                 result.details["repeated_lines"] = staging.repeats
+            if dry_run:
+                # The same statements as an import, so the same checks and counts, then undone.
+                transaction.set_rollback(True)
+                result.dry_run = True
+                return result
             if result.created or (result.updated and spec.kind != "customers"):
                 # Cached aggregates count customers and sum orders and reviews: a change of a
                 # customer's email or country leaves them as they are.
@@ -1561,7 +1574,11 @@ def _first_named(items: list[str]) -> str:
 
 def _finish(result: ImportResult, spec: Spec, header: list[str]) -> ImportResult:
     noun = result.kind if result.rows != 1 else result.kind.removesuffix("s")
-    result.message = f"Imported {result.rows:,} {noun}: {result.created:,} new, {result.updated:,} updated, {result.unchanged:,} unchanged."
+    if result.dry_run:
+        result.message = (f"Checked {result.rows:,} {noun}: no errors. Importing {'them' if result.rows != 1 else 'it'} would make {result.created:,} new, "
+                          f"update {result.updated:,} and leave {result.unchanged:,} unchanged. Nothing was written.")
+    else:
+        result.message = f"Imported {result.rows:,} {noun}: {result.created:,} new, {result.updated:,} updated, {result.unchanged:,} unchanged."
     # A customer's extra columns are its attributes; any other kind drops them. Either way, say so.
     known = {c.name for c in spec.columns}
     extra = [name for name in dict.fromkeys(header) if name and column_name(name) not in known]
@@ -1591,13 +1608,14 @@ def _failed(kind: str, exc: ImportError_) -> ImportResult:
     return ImportResult(kind, False, errors=exc.errors, error_count=exc.error_count or len(exc.errors), message=exc.message)
 
 
-def import_csv(tenant: Tenant, kind: str, path: str, *, progress: ProgressCallback | None = None) -> ImportResult:
-    """Import a CSV file of ``kind`` for ``tenant``: all rows or none."""
+def import_csv(tenant: Tenant, kind: str, path: str, *, progress: ProgressCallback | None = None, dry_run: bool = False) -> ImportResult:
+    """Import a CSV file of ``kind`` for ``tenant``: all rows or none. A dry run checks it as
+    an import would and reports what importing it would do, writing nothing."""
     spec = _spec(kind)
     try:
         with _Staging(spec) as staging:
             header = validate_file(spec, path, staging, progress=progress)
-            result = _load(tenant, spec, staging, _present_columns(spec, header), progress)
+            result = _load(tenant, spec, staging, _present_columns(spec, header), progress, dry_run=dry_run)
     except ImportError_ as exc:
         return _failed(kind, exc)
     if progress:
@@ -1605,13 +1623,14 @@ def import_csv(tenant: Tenant, kind: str, path: str, *, progress: ProgressCallba
     return _finish(result, spec, header)
 
 
-def import_rows(tenant: Tenant, kind: str, rows: list[dict[str, Any]]) -> ImportResult:
-    """Import JSON rows of ``kind`` for ``tenant`` (the REST bulk upsert): all rows or none."""
+def import_rows(tenant: Tenant, kind: str, rows: list[dict[str, Any]], *, dry_run: bool = False) -> ImportResult:
+    """Import JSON rows of ``kind`` for ``tenant`` (the REST bulk upsert): all rows or none,
+    or with ``dry_run`` only checked."""
     spec = _spec(kind)
     try:
         with _Staging(spec) as staging:
             header = validate_rows(spec, rows, staging)
-            result = _load(tenant, spec, staging, _present_columns(spec, header), None, from_file=False)
+            result = _load(tenant, spec, staging, _present_columns(spec, header), None, from_file=False, dry_run=dry_run)
     except ImportError_ as exc:
         return _failed(kind, exc)
     return _finish(result, spec, [name for name in header if name])  # a blank key with a value was refused, one without is nothing
