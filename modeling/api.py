@@ -21,7 +21,7 @@ from rest_framework.utils import html
 from campaigns.models import Action, Channel
 from clmsite.api import ChoiceField, Conflict, TenantViewSet, conflict_response, refuse_a_body, refuse_unknown_fields
 from clmsite.filters import ClmFilterSet, ProbabilityFilter
-from clmsite.models import Role
+from clmsite.models import Role, role_at_least
 from clmsite.permissions import request_role
 from modeling import insights, jobs, registry
 from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, Stage, StageSnapshot
@@ -347,7 +347,7 @@ class SegmentSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "kind", "key", "description", "stats", "size", "is_current", "created_at", "updated_at"]
 
     def validate_name(self, value: str) -> str:
-        if insights.saved_name_taken(value.strip()):
+        if insights.saved_name_taken(value.strip(), other_than=self.instance.pk if self.instance is not None else None):
             raise ValidationError(str(insights.SegmentNameTaken()))
         return value.strip()
 
@@ -381,8 +381,8 @@ class SegmentFilter(ClmFilterSet):
         fields = ["kind", "is_current"]
 
 
-class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
-    """Learned, RFM and saved segments. Create and delete apply to saved segments, whose
+class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
+    """Learned, RFM and saved segments. Create, edit and delete apply to saved segments, whose
     ``filters`` are live: ``members`` lists the customers matching them now."""
 
     serializer_class = SegmentSerializer
@@ -401,6 +401,27 @@ class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
             serializer.instance = insights.do_create_saved_segment(self.tenant, data["name"], data.get("filters", {}), created_by=self.request.user)
         except insights.SegmentNameTaken as exc:
             raise ValidationError({"name": [str(exc)]}) from None
+
+    @extend_schema(responses={200: SegmentSerializer, 409: conflict_response("The segment is a learned or RFM one, which follows the data.")},
+                   description="Change a saved segment's `name` or `filters`, the fields the body sends; `filters` is replaced as a whole, "
+                   "so send every filter the segment keeps (`{}` for none). Its members, the drafts that target it and the next snapshots follow; "
+                   "a launched campaign keeps its frozen audience. A segment that a campaign with a launch time or a webhook targets is changed "
+                   "by an admin or owner only (403).")
+    def partial_update(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        if self.get_object().kind != Segment.Kind.SAVED:  # 404 first, then this, then anything about the body
+            raise Conflict("Only saved segments can be changed; learned and RFM segments follow the data.")
+        return super().partial_update(request, *args, **kwargs)
+
+    def perform_update(self, serializer: Any) -> None:
+        segment, data = serializer.instance, serializer.validated_data
+        filters = data.get("filters", segment.filters)
+        try:
+            insights.do_edit_saved_segment(segment, name=data.get("name", segment.name), filters=filters,
+                                           by_admin=role_at_least(request_role(self.request) or Role.VIEWER, Role.ADMIN))
+        except insights.SegmentNameTaken as exc:
+            raise ValidationError({"name": [str(exc)]}) from None
+        except insights.SegmentNeedsAdmin as exc:
+            raise PermissionDenied(str(exc)) from None
 
     def perform_destroy(self, instance: Segment) -> None:
         if instance.kind != Segment.Kind.SAVED:

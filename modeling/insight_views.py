@@ -15,8 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from campaigns.models import Action, Campaign
-from campaigns.services import goes_out_unattended
+from campaigns.models import Action
 from clmsite.datacache import cached
 from clmsite.forms import PercentField
 from clmsite.models import Role
@@ -294,24 +293,21 @@ def edit_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
     """Change a saved segment's name or filters. It is a live filter: its list, the drafts
     that target it and the next snapshots follow; a launched campaign keeps its frozen audience."""
     segment = get_object_or_404(Segment, pk=segment_id, kind=Segment.Kind.SAVED)
-    unattended = [c.name for c in segment.campaigns.filter(launched_at__isnull=True).exclude(state=Campaign.State.CANCELLED) if goes_out_unattended(c)]
-    if unattended and not request.membership.can(Role.ADMIN):  # type: ignore[attr-defined]
-        messages.error(request, f"“{unattended[0]}” targets this segment and has a launch time or a webhook: only an admin or owner can change the segment, "
-                                "since the change decides who is sent.")
-        return redirect("segment_detail", segment_id=segment.pk)
+    by_admin = request.membership.can(Role.ADMIN)  # type: ignore[attr-defined]
     # Stored amounts are floats (JSON): 1000.0 shows as typed, 1000.
     shown = {k: ((int(v) if v.is_integer() else f"{v:.2f}") if isinstance(v, float) and k in ("spend_min", "spend_max") else v) for k, v in segment.filters.items()}
     form = SavedSegmentForm(request.POST or None, initial={"name": segment.name, **shown}, currency=request.tenant.currency)  # type: ignore[attr-defined]
-    if request.method == "POST" and form.is_valid():
-        name = form.cleaned_data["name"].strip()
-        if insights.saved_name_taken(name, other_than=segment.pk):
-            form.add_error("name", str(insights.SegmentNameTaken()))
-        else:
-            segment.name, segment.filters = name, form.filters()
-            segment.size = insights.segment_members(segment).count()
-            segment.save(update_fields=["name", "filters", "size"])
-            messages.success(request, f"Saved segment “{name}” changed: {segment.size:,} customers now.")
+    try:
+        insights.refuse_edit_unless_admin(segment, by_admin=by_admin)  # said before the merchant fills the form in
+        if request.method == "POST" and form.is_valid():
+            insights.do_edit_saved_segment(segment, name=form.cleaned_data["name"].strip(), filters=form.filters(), by_admin=by_admin)
+            messages.success(request, f"Saved segment “{segment.name}” changed: {segment.size:,} customers now.")
             return redirect("segment_detail", segment_id=segment.pk)
+    except insights.SegmentNeedsAdmin as exc:
+        messages.error(request, str(exc))
+        return redirect("segment_detail", segment_id=segment.pk)
+    except insights.SegmentNameTaken as exc:
+        form.add_error("name", str(exc))
     return render(request, "insights/segment_edit.html", {"segment": segment, "form": form})
 
 

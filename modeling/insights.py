@@ -524,6 +524,43 @@ def do_create_saved_segment(tenant: Tenant, name: str, filters: dict[str, Any], 
     return segment
 
 
+class SegmentNeedsAdmin(Exception):
+    """A campaign that goes out with nobody pressing Launch targets the saved segment."""
+
+
+def refuse_edit_unless_admin(segment: Segment, *, by_admin: bool) -> None:
+    """SegmentNeedsAdmin, unless ``by_admin``, when a campaign not launched yet that goes out
+    unattended (a launch time or a webhook) targets the segment."""
+    from campaigns.models import Campaign
+    from campaigns.services import goes_out_unattended
+
+    if by_admin:
+        return
+    pending = Campaign.objects.filter(segment=segment, launched_at__isnull=True).exclude(state=Campaign.State.CANCELLED)
+    unattended = [campaign.name for campaign in pending if goes_out_unattended(campaign)]
+    if unattended:
+        raise SegmentNeedsAdmin(f"“{unattended[0]}” targets this segment and has a launch time or a webhook: only an admin or owner can change the segment, "
+                                "since the change decides who is sent.")
+
+
+def do_edit_saved_segment(segment: Segment, *, name: str, filters: dict[str, Any], by_admin: bool) -> Segment:
+    """Change a saved segment's name or filters. It is a live filter: its list, the drafts
+    that target it and the next snapshots follow; a launched campaign keeps its frozen
+    audience. Only an admin or owner changes one that a campaign with a launch time or a
+    webhook targets, since the change decides who is sent (SegmentNeedsAdmin)."""
+    tenant = segment.tenant
+    with tenant_context(tenant), transaction.atomic():
+        lock_tenant(tenant)  # the name check and the write are one step per shop, as at creation
+        refuse_edit_unless_admin(segment, by_admin=by_admin)
+        if saved_name_taken(name, other_than=segment.pk):
+            raise SegmentNameTaken
+        if (name, filters) != (segment.name, segment.filters):
+            segment.name, segment.filters, segment.updated_at = name, filters, timezone.now()
+            segment.size = segment_members(segment).count()
+            segment.save(update_fields=["name", "filters", "size", "updated_at"])
+    return segment
+
+
 def saved_segment_key(name: str) -> str:
     """A free key for a new saved segment: its name's slug, numbered if taken."""
     from django.utils.text import slugify

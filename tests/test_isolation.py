@@ -203,6 +203,7 @@ def test_foreign_writes_change_nothing(shop_a_objects, charlie, api_b, client):
     assert api_b.post(f"/api/v1/models/{version.pk}/promote/").status_code == 404
     assert api_b.post(f"/api/v1/jobs/{shop_a_objects['job'].pk}/cancel/").status_code == 404
     assert api_b.delete(f"/api/v1/segments/{shop_a_objects['segment'].pk}/").status_code == 404
+    assert api_b.patch(f"/api/v1/segments/{shop_a_objects['segment'].pk}/", {"name": "pwned"}, format="json").status_code == 404
     campaign = shop_a_objects["campaign"]
     assert api_b.patch(f"/api/v1/campaigns/{campaign.pk}/", {"name": "pwned"}, format="json").status_code == 404
     assert api_b.post(f"/api/v1/campaigns/{campaign.pk}/launch/").status_code == 404
@@ -225,7 +226,7 @@ def test_foreign_writes_change_nothing(shop_a_objects, charlie, api_b, client):
         assert customer.name == ""
         assert Job.objects.get(pk=shop_a_objects["job"].pk).cancel_requested is False
         assert ModelVersion.objects.get(pk=version.pk).state == "candidate"
-        assert Segment.objects.filter(pk=shop_a_objects["segment"].pk).exists()
+        assert Segment.objects.filter(pk=shop_a_objects["segment"].pk).exclude(name="pwned").exists()
         assert PlaybookRule.objects.get(pk=shop_a_objects["rule"].pk).name == "Trail shoe rule"
         assert Campaign.objects.get(pk=campaign.pk).state == "draft" and Campaign.objects.get(pk=campaign.pk).name == "Trail shoe win-back"
     assert ApiKey.objects.get(pk=shop_a_objects["api_key"].pk).revoked_at is None

@@ -1,0 +1,89 @@
+"""Session 17: what integrators asked for. Saved segments are edited over the API as on the
+page, with the same rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from clmsite.tenancy import tenant_context
+from modeling.models import CustomerInsight, Segment
+from tests.conftest import api_client_for
+
+pytestmark = pytest.mark.django_db
+
+
+def _insights(tenant) -> None:
+    from customers.models import Customer
+
+    with tenant_context(tenant):
+        for i, stage in enumerate(["lapsed", "lapsed", "loyal"]):
+            customer = Customer.objects.create(external_id=f"c{i}", total_spent=100 * (i + 1))
+            CustomerInsight.objects.create(customer=customer, as_of=dt.date(2025, 6, 30), stage=stage, stage_since=dt.date(2025, 6, 1), stage_reason="t",
+                                           action="win_back", action_reason="t", churn_probability=0.5, predicted_value=10, priority=1)
+
+
+def test_a_saved_segment_is_edited_over_the_api_and_its_size_follows(tenant_a, api_a) -> None:
+    _insights(tenant_a)
+    created = api_a.post("/api/v1/segments/", {"name": "Lapsed", "filters": {"stages": ["lapsed"]}}, format="json").json()
+    assert created["size"] == 2
+    url = f"/api/v1/segments/{created['id']}/"
+
+    renamed = api_a.patch(url, {"name": "Lapsed regulars"}, format="json")
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Lapsed regulars" and renamed.json()["filters"] == {"stages": ["lapsed"]}
+    narrowed = api_a.patch(url, {"filters": {"stages": ["lapsed"], "spend_min": 150}}, format="json").json()
+    assert narrowed["size"] == 1 and narrowed["updated_at"] > created["updated_at"]
+    assert api_a.get(f"{url}members/").json()["count"] == 1
+    # filters are replaced as a whole; PUT is not a method of the API
+    widened = api_a.patch(url, {"name": "Everyone", "filters": {}}, format="json").json()
+    assert widened["filters"] == {} and widened["size"] == 3
+    assert api_a.put(url, {"name": "Everyone"}, format="json").status_code == 405
+    # Its own name again is no clash
+    assert api_a.patch(url, {"name": "everyone"}, format="json").status_code == 200
+
+
+def test_a_segment_edit_is_refused_as_the_page_refuses_it(tenant_a, api_a) -> None:
+    _insights(tenant_a)
+    one = api_a.post("/api/v1/segments/", {"name": "One", "filters": {}}, format="json").json()
+    two = api_a.post("/api/v1/segments/", {"name": "Two", "filters": {}}, format="json").json()
+    url = f"/api/v1/segments/{two['id']}/"
+
+    taken = api_a.patch(url, {"name": "ONE"}, format="json")
+    assert taken.status_code == 400 and taken.json()["name"] == ["A saved segment with this name exists."]
+    unknown = api_a.patch(url, {"filters": {"stage": ["lapsed"]}}, format="json")
+    assert unknown.status_code == 400 and "unknown filter" in unknown.json()["filters"]["stage"][0]
+    crossed = api_a.patch(url, {"filters": {"spend_min": 500, "spend_max": 100}}, format="json")
+    assert crossed.status_code == 400
+    read_only = api_a.patch(url, {"size": 1}, format="json")
+    assert read_only.status_code == 400 and "read-only" in read_only.json()["size"][0]
+    with tenant_context(tenant_a):
+        assert Segment.objects.get(pk=two["id"]).name == "Two" and Segment.objects.get(pk=one["id"]).name == "One"
+
+    with tenant_context(tenant_a):
+        learned = Segment.objects.create(kind=Segment.Kind.LEARNED, key="k0", name="Learned")
+    conflict = api_a.patch(f"/api/v1/segments/{learned.pk}/", {"name": "Mine now"}, format="json")
+    assert conflict.status_code == 409 and "Only saved segments can be changed" in conflict.json()["detail"]
+    assert api_client_for(tenant_a, "viewer").patch(url, {"name": "Viewer's"}, format="json").status_code == 403
+    assert api_client_for(tenant_a, "analyst").patch(url, {"name": "Analyst's"}, format="json").status_code == 200
+
+
+def test_only_an_admin_edits_a_segment_a_campaign_sends_to_unattended(tenant_a) -> None:
+    _insights(tenant_a)
+    admin, analyst = api_client_for(tenant_a, "admin"), api_client_for(tenant_a, "analyst")
+    segment = analyst.post("/api/v1/segments/", {"name": "Lapsed", "filters": {"stages": ["lapsed"]}}, format="json").json()
+    when = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()
+    assert admin.post("/api/v1/campaigns/", {"name": "Auto", "action": "win_back", "segment": segment["id"], "scheduled_for": when}, format="json").status_code == 201
+    url = f"/api/v1/segments/{segment['id']}/"
+
+    refused = analyst.patch(url, {"filters": {}}, format="json")
+    assert refused.status_code == 403 and refused.json()["detail"].startswith("“Auto” targets this segment and has a launch time or a webhook")
+    assert admin.patch(url, {"filters": {"stages": ["loyal"]}}, format="json").json()["size"] == 1
+
+
+def test_another_shops_segment_answers_404_to_an_edit(shop_a_data, tenant_b, api_a, api_b) -> None:
+    segment = api_a.post("/api/v1/segments/", {"name": "Mine", "filters": {}}, format="json").json()
+    foreign = api_b.patch(f"/api/v1/segments/{segment['id']}/", {"name": "pwned"}, format="json")
+    missing = api_b.patch("/api/v1/segments/999999999/", {"name": "pwned"}, format="json")
+    assert foreign.status_code == missing.status_code == 404 and foreign.json() == missing.json()
+    assert api_a.get(f"/api/v1/segments/{segment['id']}/").json()["name"] == "Mine"
