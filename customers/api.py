@@ -26,6 +26,7 @@ from clmsite.models import Role
 from clmsite.parsers import JSONParser
 from customers.models import Customer, Order, OrderItem, Product, Review
 from customers.services import parsing
+from customers.services.deletes import do_delete_record
 from customers.services.import_jobs import do_start_import
 from customers.services.imports import ATTRIBUTES_MAX, KINDS, SPECS, ImportResult, attribute_problem, column_name, import_rows
 from modeling.models import Job
@@ -360,18 +361,23 @@ class CustomerViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMod
 
 
 @extend_schema_view(bulk=extend_schema(request=bulk_request("orders")))
-class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
-    """The shop's orders with their lines, newest first; filter by customer, status and time. Load them with ``POST /api/v1/orders/bulk/`` or a CSV import."""
+class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantViewSet):
+    """The shop's orders with their lines, newest first; filter by customer, status and time. Load them with ``POST /api/v1/orders/bulk/`` or a CSV import.
+    An admin deletes one with its lines; its customer's order count and spend follow at once (a cancelled or refunded order is better imported with its status)."""
 
     bulk_kind = "orders"
     serializer_class = OrderSerializer
     search_fields = ["external_id", "customer__external_id"]
     ordering_fields = ["ordered_at", "amount", "external_id", "updated_at"]
     ordering = ["-ordered_at"]
+    action_roles = {"destroy": Role.ADMIN}  # as a customer's
     filterset_class = OrderFilter
 
     def get_base_queryset(self) -> Any:
         return Order.objects.select_related("customer").prefetch_related("items__product")
+
+    def perform_destroy(self, instance: Order) -> None:
+        do_delete_record(instance)
 
 
 class ProductFilter(ClmFilterSet):
@@ -398,18 +404,23 @@ class ProductViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMode
 
 
 @extend_schema_view(bulk=extend_schema(request=bulk_request("reviews")))
-class ReviewViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
-    """Product reviews with their rating and the sentiment read from their text; filter by customer, rating, sentiment and time. Load them with ``POST /api/v1/reviews/bulk/`` or a CSV import."""
+class ReviewViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantViewSet):
+    """Product reviews with their rating and the sentiment read from their text; filter by customer, rating, sentiment and time. Load them with ``POST /api/v1/reviews/bulk/`` or a CSV import.
+    An admin deletes one; its customer's review count follows at once."""
 
     bulk_kind = "reviews"
     serializer_class = ReviewSerializer
     search_fields = ["external_id", "text", "customer__external_id"]
     ordering_fields = ["created_at", "rating", "updated_at"]
     ordering = ["-created_at"]
+    action_roles = {"destroy": Role.ADMIN}  # as a customer's
     filterset_class = ReviewFilter
 
     def get_base_queryset(self) -> Any:
         return Review.objects.select_related("customer", "product")
+
+    def perform_destroy(self, instance: Review) -> None:
+        do_delete_record(instance)
 
 
 class ImportSerializer(serializers.ModelSerializer):

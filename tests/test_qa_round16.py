@@ -87,3 +87,50 @@ def test_another_shops_segment_answers_404_to_an_edit(shop_a_data, tenant_b, api
     missing = api_b.patch("/api/v1/segments/999999999/", {"name": "pwned"}, format="json")
     assert foreign.status_code == missing.status_code == 404 and foreign.json() == missing.json()
     assert api_a.get(f"/api/v1/segments/{segment['id']}/").json()["name"] == "Mine"
+
+
+# --- One order or review deleted ---------------------------------------------------------
+
+
+def test_deleting_an_order_removes_its_lines_and_its_customer_counts_follow(shop_a_data, api_a) -> None:
+    from customers.models import Customer, Order, OrderItem
+
+    with tenant_context(shop_a_data):
+        c1 = Customer.objects.get(external_id="c1")
+        assert (c1.order_count, str(c1.total_spent)) == (2, "65.50")
+        first, second = Order.objects.get(external_id="o1"), Order.objects.get(external_id="o2")
+    assert api_a.delete(f"/api/v1/orders/{second.pk}/").status_code == 204
+
+    with tenant_context(shop_a_data):
+        c1.refresh_from_db()
+        assert not Order.objects.filter(pk=second.pk).exists() and not OrderItem.objects.filter(order_id=second.pk).exists()
+        assert (c1.order_count, str(c1.total_spent), c1.first_order_at, c1.last_order_at) == (1, "25.50", first.ordered_at, first.ordered_at)
+        assert OrderItem.objects.filter(order=first).count() == 2  # the customer's other order is untouched
+    answer = api_a.get(f"/api/v1/customers/{c1.pk}/").json()
+    assert answer["order_count"] == 1 and [o["external_id"] for o in answer["orders"]] == ["o1"]
+    assert api_a.delete(f"/api/v1/orders/{second.pk}/").status_code == 404  # gone, as a missing one
+
+
+def test_deleting_a_review_updates_the_review_count_and_needs_an_admin(shop_a_data, api_a) -> None:
+    from customers.models import Customer, Review
+
+    with tenant_context(shop_a_data):
+        review = Review.objects.get(external_id="r1")
+    analyst = api_client_for(shop_a_data, "analyst")
+    refused = analyst.delete(f"/api/v1/reviews/{review.pk}/")
+    assert refused.status_code == 403 and refused.json()["detail"] == "This needs the admin role or above; this key is an analyst key."
+    assert api_a.delete(f"/api/v1/reviews/{review.pk}/").status_code == 204
+    with tenant_context(shop_a_data):
+        assert Customer.objects.get(external_id="c1").review_count == 0 and Review.objects.count() == 1
+
+
+def test_another_shops_order_or_review_answers_404_to_a_delete_and_stays(shop_a_data, shop_b_data, api_b) -> None:
+    from customers.models import Order, Review
+
+    with tenant_context(shop_a_data):
+        order, review = Order.objects.get(external_id="o1"), Review.objects.get(external_id="r1")
+    for url, missing in ((f"/api/v1/orders/{order.pk}/", "/api/v1/orders/999999999/"), (f"/api/v1/reviews/{review.pk}/", "/api/v1/reviews/999999999/")):
+        foreign, gone = api_b.delete(url), api_b.delete(missing)
+        assert foreign.status_code == gone.status_code == 404 and foreign.json() == gone.json()
+    with tenant_context(shop_a_data):
+        assert Order.objects.filter(pk=order.pk).exists() and Review.objects.filter(pk=review.pk).exists()

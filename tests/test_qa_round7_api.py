@@ -27,10 +27,10 @@ def orders_a(tenant_a, tmp_path):
 
 def test_a_method_the_endpoint_lacks_is_a_405_for_every_role(tenant_a, orders_a) -> None:
     with tenant_context(tenant_a):
-        order_id = orders_a.orders.first().pk
+        product_id = orders_a.orders.first().items.first().product_id
     for role in (Role.VIEWER, Role.ANALYST, Role.ADMIN):
         client = api_client_for(tenant_a, role)
-        assert client.delete(f"/api/v1/orders/{order_id}/").status_code == 405, role
+        assert client.delete(f"/api/v1/products/{product_id}/").status_code == 405, role
         assert client.post("/api/v1/customers/", {}, format="json").status_code == 405, role
         assert client.put(f"/api/v1/customers/{orders_a.pk}/", {}, format="json").status_code == 405, role
     # A method the endpoint has still needs its role.
