@@ -26,9 +26,9 @@ from clmsite.models import Role
 from clmsite.parsers import JSONParser
 from customers.models import Customer, Order, OrderItem, Product, Review
 from customers.services import parsing
-from customers.services.deletes import do_delete_record
 from customers.services.import_jobs import do_start_import
 from customers.services.imports import ATTRIBUTES_MAX, KINDS, SPECS, ImportResult, attribute_problem, column_name, import_rows
+from customers.services.records import do_delete_record, do_set_order_status
 from modeling.models import Job
 from modeling.review_insight import aspect_labels
 
@@ -58,7 +58,19 @@ class OrderSerializer(serializers.ModelSerializer):
     class Meta:
         model = Order
         fields = ["id", "external_id", "customer", "customer_external_id", "ordered_at", "amount", "currency", "status", "items", "updated_at"]
-        read_only_fields = fields
+        read_only_fields = [f for f in fields if f != "status"]  # PATCH changes the status only; the rest comes from imports
+        extra_kwargs = {"status": {"help_text": "as imported, in lower case (completed unless the file says otherwise); cancelled and refunded orders "
+                                                "are neither purchases nor spend. PATCH it when the shop cancels or refunds an order."}}
+
+    def validate_status(self, value: str) -> str:
+        """Parsed as an import parses it (``Canceled`` is cancelled); blank is refused, as there is no stored value to keep."""
+        try:
+            status = parsing.parse_status(value)
+        except parsing.FieldError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        if not status:
+            raise serializers.ValidationError("An order needs a status (completed, cancelled, refunded…).")
+        return status
 
 
 class ReviewSerializer(serializers.ModelSerializer):
@@ -361,9 +373,9 @@ class CustomerViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMod
 
 
 @extend_schema_view(bulk=extend_schema(request=bulk_request("orders")))
-class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantViewSet):
+class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
     """The shop's orders with their lines, newest first; filter by customer, status and time. Load them with ``POST /api/v1/orders/bulk/`` or a CSV import.
-    An admin deletes one with its lines; its customer's order count and spend follow at once (a cancelled or refunded order is better imported with its status)."""
+    PATCH an order's ``status`` when the shop cancels or refunds it; an admin deletes one with its lines. Either way its customer's order count and spend follow at once."""
 
     bulk_kind = "orders"
     serializer_class = OrderSerializer
@@ -375,6 +387,9 @@ class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelM
 
     def get_base_queryset(self) -> Any:
         return Order.objects.select_related("customer").prefetch_related("items__product")
+
+    def perform_update(self, serializer: Any) -> None:
+        serializer.instance = do_set_order_status(serializer.instance, serializer.validated_data["status"]) if "status" in serializer.validated_data else serializer.instance
 
     def perform_destroy(self, instance: Order) -> None:
         do_delete_record(instance)

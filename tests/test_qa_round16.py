@@ -134,3 +134,30 @@ def test_another_shops_order_or_review_answers_404_to_a_delete_and_stays(shop_a_
         assert foreign.status_code == gone.status_code == 404 and foreign.json() == gone.json()
     with tenant_context(shop_a_data):
         assert Order.objects.filter(pk=order.pk).exists() and Review.objects.filter(pk=review.pk).exists()
+
+
+def test_an_order_refunded_over_the_api_stops_counting_as_a_purchase_and_back_again(shop_a_data) -> None:
+    from customers.models import Customer, Order
+
+    analyst = api_client_for(shop_a_data, "analyst")
+    with tenant_context(shop_a_data):
+        order = Order.objects.get(external_id="o2")
+    url = f"/api/v1/orders/{order.pk}/"
+
+    refunded = analyst.patch(url, {"status": "Refunded"}, format="json")
+    assert refunded.status_code == 200 and refunded.json()["status"] == "refunded" and len(refunded.json()["items"]) == 1
+    with tenant_context(shop_a_data):
+        c1 = Customer.objects.get(external_id="c1")
+        assert (c1.order_count, str(c1.total_spent)) == (1, "25.50")
+    assert analyst.get(f"/api/v1/orders/?status=refunded&updated_at__gte={refunded.json()['updated_at']}").json()["count"] == 1
+
+    assert analyst.patch(url, {"status": "completed"}, format="json").status_code == 200
+    with tenant_context(shop_a_data):
+        assert Customer.objects.get(external_id="c1").order_count == 2
+
+    for body, field in (({"status": ""}, "status"), ({"status": "x" * 40}, "status"), ({"amount": "1.00"}, "amount"), ({"items": []}, "items")):
+        refused = analyst.patch(url, body, format="json")
+        assert refused.status_code == 400 and field in refused.json(), body
+    assert api_client_for(shop_a_data, "viewer").patch(url, {"status": "cancelled"}, format="json").status_code == 403
+    with tenant_context(shop_a_data):
+        assert Order.objects.get(pk=order.pk).status == "completed"
