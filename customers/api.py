@@ -15,7 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ParseError, ValidationError
+from rest_framework.exceptions import NotFound, ParseError, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -28,7 +28,7 @@ from customers.models import Customer, Order, OrderItem, Product, Review
 from customers.services import parsing
 from customers.services.import_jobs import do_start_import
 from customers.services.imports import ATTRIBUTES_MAX, KINDS, SPECS, ImportResult, attribute_problem, column_name, import_rows
-from customers.services.records import do_delete_record, do_set_order_status
+from customers.services.records import RecordGone, do_delete_record, do_set_order_status
 from modeling.models import Job
 from modeling.review_insight import aspect_labels
 
@@ -307,13 +307,24 @@ DRY_RUN_PARAMETER = OpenApiParameter(
     "Only true, false, 1 or 0.")
 
 
-def dry_run_flag(value: Any, *, from_query: bool) -> bool:
-    """``dry_run`` as given: in a query, true, false, 1 or 0; in a JSON body, true or false."""
-    if isinstance(value, bool) and not from_query:
+def dry_run_flag(value: Any, *, as_text: bool) -> bool:
+    """``dry_run`` as given: as text (a query or a form), true, false, 1 or 0; in a JSON body, true or false."""
+    if isinstance(value, bool) and not as_text:
         return value
-    if from_query and str(value).strip().lower() in {"true", "1", "false", "0"}:
+    if as_text and str(value).strip().lower() in {"true", "1", "false", "0"}:
         return str(value).strip().lower() in {"true", "1"}
-    raise ValidationError({"dry_run": [f"Must be true or false{', 1 or 0' if from_query else ''}, not {str(value)[:40]!r}."]})
+    raise ValidationError({"dry_run": [f"Must be true or false{', 1 or 0' if as_text else ''}, not {str(value)[:40]!r}."]})
+
+
+class DryRunField(serializers.BooleanField):
+    """A form's ``dry_run``: true, false, 1 or 0 only, as the bulk endpoints take it (DRF's
+    BooleanField also reads on, yes, t and y)."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        try:
+            return dry_run_flag(data, as_text=not isinstance(data, bool))
+        except ValidationError as exc:
+            raise ValidationError(exc.detail["dry_run"]) from None  # type: ignore[call-overload]
 
 
 class BulkUpsertMixin:
@@ -335,9 +346,9 @@ class BulkUpsertMixin:
             refuse_unknown_query_params(request, ["dry_run"])  # ?validate=1 would otherwise write the rows
             data = request.data
             refuse_unknown_fields(data, ["rows", "dry_run"])  # the {"rows": [...]} form: {"validate": true} alongside is refused, not ignored
-            dry_run = dry_run_flag(request.query_params["dry_run"], from_query=True) if "dry_run" in request.query_params else False
+            dry_run = dry_run_flag(request.query_params["dry_run"], as_text=True) if "dry_run" in request.query_params else False
             if isinstance(data, dict) and "dry_run" in data:
-                dry_run = dry_run_flag(data["dry_run"], from_query=False) or dry_run
+                dry_run = dry_run_flag(data["dry_run"], as_text=False) or dry_run
         except ParseError as exc:  # malformed JSON: the documented 400, a result that imported nothing
             result = ImportResult(self.bulk_kind, False, message=str(exc.detail))
         except ValidationError as exc:  # an unknown key or parameter: the documented result too, with the field's messages
@@ -372,6 +383,13 @@ class CustomerViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMod
         bump_data_version(self.tenant.pk)  # type: ignore[union-attr]
 
 
+def delete_record(instance: Order | Review) -> None:
+    try:
+        do_delete_record(instance)
+    except RecordGone:
+        raise NotFound() from None  # deleted meanwhile: as a missing id
+
+
 @extend_schema_view(bulk=extend_schema(request=bulk_request("orders")))
 class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
     """The shop's orders with their lines, newest first; filter by customer, status and time. Load them with ``POST /api/v1/orders/bulk/`` or a CSV import.
@@ -389,10 +407,14 @@ class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelM
         return Order.objects.select_related("customer").prefetch_related("items__product")
 
     def perform_update(self, serializer: Any) -> None:
-        serializer.instance = do_set_order_status(serializer.instance, serializer.validated_data["status"]) if "status" in serializer.validated_data else serializer.instance
+        if "status" in serializer.validated_data:
+            try:
+                serializer.instance = do_set_order_status(serializer.instance, serializer.validated_data["status"])
+            except RecordGone:
+                raise NotFound() from None  # deleted meanwhile: as a missing id
 
     def perform_destroy(self, instance: Order) -> None:
-        do_delete_record(instance)
+        delete_record(instance)
 
 
 class ProductFilter(ClmFilterSet):
@@ -435,7 +457,7 @@ class ReviewViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModel
         return Review.objects.select_related("customer", "product")
 
     def perform_destroy(self, instance: Review) -> None:
-        do_delete_record(instance)
+        delete_record(instance)
 
 
 class ImportSerializer(serializers.ModelSerializer):
@@ -464,7 +486,7 @@ class UploadField(serializers.FileField):
 class ImportCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=KINDS, error_messages={"invalid_choice": f'"{{input}}" is not a kind of import: send one of {", ".join(KINDS)}.'})
     file = UploadField()
-    dry_run = serializers.BooleanField(default=False, help_text="true: check the file as an import would and report what importing it would do, writing nothing")
+    dry_run = DryRunField(default=False, help_text="true (or 1): check the file as an import would and report what importing it would do, writing nothing")
 
 
 class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):

@@ -43,7 +43,9 @@ def imported_since_scoring() -> bool:
     """Whether an import finished after the latest scoring did: the stages, predictions and
     actions on the page are then older than the data, and the page says so."""
     def last(*kinds: str) -> Any:
-        return Job.objects.filter(kind__in=kinds, state=Job.State.SUCCEEDED).exclude(finished_at=None).order_by("-finished_at").values_list("finished_at", flat=True).first()
+        # A check (params carry dry_run only then) wrote nothing.
+        return (Job.objects.filter(kind__in=kinds, state=Job.State.SUCCEEDED).exclude(finished_at=None).exclude(params__has_key="dry_run")
+                .order_by("-finished_at").values_list("finished_at", flat=True).first())
 
     imported = last(Job.Kind.IMPORT)
     scored = last(Job.Kind.SCORE)

@@ -413,11 +413,10 @@ class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         return super().partial_update(request, *args, **kwargs)
 
     def perform_update(self, serializer: Any) -> None:
-        segment, data = serializer.instance, serializer.validated_data
-        filters = data.get("filters", segment.filters)
+        data = serializer.validated_data
         try:
-            insights.do_edit_saved_segment(segment, name=data.get("name", segment.name), filters=filters,
-                                           by_admin=role_at_least(request_role(self.request) or Role.VIEWER, Role.ADMIN))
+            serializer.instance = insights.do_edit_saved_segment(serializer.instance, name=data.get("name"), filters=data.get("filters"),
+                                                                 by_admin=role_at_least(request_role(self.request) or Role.VIEWER, Role.ADMIN))
         except insights.SegmentNameTaken as exc:
             raise ValidationError({"name": [str(exc)]}) from None
         except insights.SegmentNeedsAdmin as exc:

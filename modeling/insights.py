@@ -543,15 +543,20 @@ def refuse_edit_unless_admin(segment: Segment, *, by_admin: bool) -> None:
                                 "since the change decides who is sent.")
 
 
-def do_edit_saved_segment(segment: Segment, *, name: str, filters: dict[str, Any], by_admin: bool) -> Segment:
-    """Change a saved segment's name or filters. It is a live filter: its list, the drafts
-    that target it and the next snapshots follow; a launched campaign keeps its frozen
-    audience. Only an admin or owner changes one that a campaign with a launch time or a
-    webhook targets, since the change decides who is sent (SegmentNeedsAdmin)."""
+def do_edit_saved_segment(segment: Segment, *, name: str | None = None, filters: dict[str, Any] | None = None, by_admin: bool) -> Segment:
+    """Change a saved segment's name or filters (None keeps the stored one). It is a live
+    filter: its list, the drafts that target it and the next snapshots follow; a launched
+    campaign keeps its frozen audience. Only an admin or owner changes one that a campaign
+    with a launch time or a webhook targets, since the change decides who is sent
+    (SegmentNeedsAdmin). Returns the segment as stored now."""
     tenant = segment.tenant
     with tenant_context(tenant), transaction.atomic():
         lock_tenant(tenant)  # the name check and the write are one step per shop, as at creation
+        # Read again under the lock: an edit that waited must keep what the one before it changed.
+        segment = Segment.objects.get(pk=segment.pk)
         refuse_edit_unless_admin(segment, by_admin=by_admin)
+        name = segment.name if name is None else name
+        filters = segment.filters if filters is None else filters
         if saved_name_taken(name, other_than=segment.pk):
             raise SegmentNameTaken
         if (name, filters) != (segment.name, segment.filters):

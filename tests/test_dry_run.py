@@ -150,3 +150,31 @@ def test_a_dry_run_of_a_file_on_the_import_service_matches_the_import(shop_a_dat
     check = import_csv(shop_a_data, "orders", path, dry_run=True)
     real = import_csv(shop_a_data, "orders", path)
     assert check.dry_run and (check.rows, check.created, check.updated, check.unchanged) == (real.rows, real.created, real.updated, real.unchanged) == (3, 0, 1, 2)
+
+
+def test_a_failed_check_still_says_it_was_a_check(tenant_a, api_a) -> None:
+    answer = api_a.post("/api/v1/orders/bulk/?dry_run=true", [{**ORDER_ROWS[0], "amount": "lots"}], format="json")
+    assert answer.status_code == 400 and answer.json()["dry_run"] is True and answer.json()["errors"][0]["column"] == "amount"
+
+
+def test_a_csv_check_takes_only_true_false_1_or_0(tenant_a, api_a) -> None:
+    upload = io.BytesIO(ORDERS_A.encode())
+    upload.name = "orders.csv"
+    refused = api_a.post("/api/v1/imports/", {"kind": "orders", "file": upload, "dry_run": "yes"}, format="multipart")
+    assert refused.status_code == 400 and refused.json()["dry_run"] == ["Must be true or false, 1 or 0, not 'yes'."]
+    with tenant_context(tenant_a):
+        assert not Job.objects.exists()
+
+
+def test_a_check_after_the_scoring_does_not_make_the_dashboard_say_data_came_in(tenant_a, tmp_path) -> None:
+    from django.utils import timezone
+
+    from customers.services.import_jobs import do_import_here
+    from customers.views import imported_since_scoring
+
+    with tenant_context(tenant_a):
+        Job.objects.create(kind=Job.Kind.SCORE, state=Job.State.SUCCEEDED, finished_at=timezone.now())
+        do_import_here(tenant_a, "orders", write_csv(tmp_path / "o.csv", ORDERS_A), dry_run=True)
+        assert not imported_since_scoring()
+        do_import_here(tenant_a, "orders", write_csv(tmp_path / "o.csv", ORDERS_A))
+        assert imported_since_scoring()

@@ -161,3 +161,36 @@ def test_an_order_refunded_over_the_api_stops_counting_as_a_purchase_and_back_ag
     assert api_client_for(shop_a_data, "viewer").patch(url, {"status": "cancelled"}, format="json").status_code == 403
     with tenant_context(shop_a_data):
         assert Order.objects.get(pk=order.pk).status == "completed"
+
+
+def test_an_edit_that_waited_keeps_what_the_edit_before_it_changed(tenant_a, api_a) -> None:
+    """A rename read the segment before another request changed its filters: only the name it
+    sends is written, onto the segment as stored by then."""
+    from modeling import insights
+
+    _insights(tenant_a)
+    created = api_a.post("/api/v1/segments/", {"name": "Lapsed", "filters": {}}, format="json").json()
+    with tenant_context(tenant_a):
+        stale = Segment.objects.get(pk=created["id"])
+    assert api_a.patch(f"/api/v1/segments/{created['id']}/", {"filters": {"stages": ["lapsed"]}}, format="json").status_code == 200
+    renamed = insights.do_edit_saved_segment(stale, name="Renamed", by_admin=True)
+    assert (renamed.name, renamed.filters, renamed.size) == ("Renamed", {"stages": ["lapsed"]}, 2)
+
+
+def test_a_delete_recounts_the_customer_that_holds_the_order_when_it_runs(shop_a_data, tmp_path) -> None:
+    """The order was loaded, then an import moved it to another customer before the delete
+    took the shop's lock: the customer it is taken from is the one recounted."""
+    from customers.models import Customer, Order
+    from customers.services.imports import import_rows
+    from customers.services.records import RecordGone, do_delete_record, do_set_order_status
+
+    with tenant_context(shop_a_data):
+        stale = Order.objects.get(external_id="o3")  # c2's
+    assert import_rows(shop_a_data, "orders", [{"customer_id": "c1", "order_id": "o3", "ordered_at": "20240210", "amount": "13.37"}]).ok
+    with tenant_context(shop_a_data):
+        assert Customer.objects.get(external_id="c1").order_count == 3
+        do_delete_record(stale)
+        c1, c2 = Customer.objects.get(external_id="c1"), Customer.objects.get(external_id="c2")
+        assert (c1.order_count, str(c1.total_spent), c2.order_count) == (2, "65.50", 0)
+        with pytest.raises(RecordGone):
+            do_set_order_status(stale, "refunded")

@@ -1604,8 +1604,8 @@ def _finish(result: ImportResult, spec: Spec, header: list[str]) -> ImportResult
     return result
 
 
-def _failed(kind: str, exc: ImportError_) -> ImportResult:
-    return ImportResult(kind, False, errors=exc.errors, error_count=exc.error_count or len(exc.errors), message=exc.message)
+def _failed(kind: str, exc: ImportError_, *, dry_run: bool = False) -> ImportResult:
+    return ImportResult(kind, False, errors=exc.errors, error_count=exc.error_count or len(exc.errors), message=exc.message, dry_run=dry_run)
 
 
 def import_csv(tenant: Tenant, kind: str, path: str, *, progress: ProgressCallback | None = None, dry_run: bool = False) -> ImportResult:
@@ -1617,7 +1617,7 @@ def import_csv(tenant: Tenant, kind: str, path: str, *, progress: ProgressCallba
             header = validate_file(spec, path, staging, progress=progress)
             result = _load(tenant, spec, staging, _present_columns(spec, header), progress, dry_run=dry_run)
     except ImportError_ as exc:
-        return _failed(kind, exc)
+        return _failed(kind, exc, dry_run=dry_run)
     if progress:
         progress(1.0, "Done")
     return _finish(result, spec, header)
@@ -1632,7 +1632,7 @@ def import_rows(tenant: Tenant, kind: str, rows: list[dict[str, Any]], *, dry_ru
             header = validate_rows(spec, rows, staging)
             result = _load(tenant, spec, staging, _present_columns(spec, header), None, from_file=False, dry_run=dry_run)
     except ImportError_ as exc:
-        return _failed(kind, exc)
+        return _failed(kind, exc, dry_run=dry_run)
     return _finish(result, spec, [name for name in header if name])  # a blank key with a value was refused, one without is nothing
 
 
