@@ -499,6 +499,16 @@ class OnnxInt8Encoder:
         return SimpleNamespace(last_hidden_state=torch.from_numpy(hidden))
 
 
+def solo_batches(model: Any) -> bool:
+    """Whether each text is embedded on its own. Dynamic int8 quantisation scales a batch's
+    activations by the batch's own range, padding included, so a vector in a batch depended on
+    its batch-mates: the same texts in another order, or with part of them cached, gave other
+    vectors (cosine down to 0.987), enough to flip the number of learned segments from one
+    run to the next. Alone, a text's vector is its own (and, with no padding, no slower on
+    these CPUs: 9.7 s against 11.3 s for 1,117 profiles on one thread)."""
+    return str(getattr(model, "precision", "")).startswith("int8")
+
+
 def embed_texts(
     texts: Sequence[str],
     tokenizer: Any,
@@ -512,7 +522,7 @@ def embed_texts(
 ) -> np.ndarray:
     """Mean-pooled embeddings [n, hidden] via the fast path.
 
-    Batches of 32 measured best on 2 cores (64 was ~10-20% slower in CPU time: the
+    An int8 model embeds one text at a time (:func:`solo_batches`). Otherwise batches of 32 measured best on 2 cores (64 was ~10-20% slower in CPU time: the
     activations of a larger batch fall out of cache). Levers over the plain loop (see
     :func:`plain_embed_texts`): identical texts embedded
     once, cached vectors reused, length-bucketed batches padded per batch, inference_mode,
@@ -520,6 +530,8 @@ def embed_texts(
     int8 on CPU.
     """
     device = device or next(model.parameters(), torch.empty(0)).device
+    if solo_batches(model):
+        batch_size = 1
     keys = [text_hash(text) for text in texts]
     found: dict[str, np.ndarray] = {}
     if cache is not None:

@@ -82,6 +82,21 @@ def test_fast_embed_matches_the_plain_fp32_loop(encoder: tuple[Any, torch.nn.Mod
     assert cosine(quantized, plain).min() > 0.98
 
 
+def test_an_int8_vector_is_the_texts_own_whatever_the_order_or_the_cache(encoder: tuple[Any, torch.nn.Module]) -> None:
+    """Dynamic int8 scales activations per batch: in batches, a text's vector moved with its
+    batch-mates (and so did the number of learned segments). Each text alone, it does not."""
+    tokenizer, model = encoder
+    quantized = enc.inference_model(model, torch.device("cpu"), quantize=True)
+    assert enc.solo_batches(quantized) and not enc.solo_batches(model)
+    texts = [f"Customer for {i} months. {i % 4 + 1} orders." + " Bought socks." * (i % 5) for i in range(1, 20)]
+    forward = enc.embed_texts(texts, tokenizer, quantized)
+    backward = enc.embed_texts(texts[::-1], tokenizer, quantized)[::-1]
+    cache = enc.EmbeddingCache("test")
+    enc.embed_texts(texts[::3], tokenizer, quantized, cache=cache)  # a third already cached
+    partly_cached = enc.embed_texts(texts, tokenizer, quantized, cache=cache)
+    assert np.array_equal(forward, backward) and np.array_equal(forward, partly_cached)
+
+
 class CountingModel(torch.nn.Module):
     """Wraps an encoder and counts the rows it embeds."""
 

@@ -166,7 +166,8 @@ class TransformerModel(CustomerModel):
         if self.embedding_cache is None:
             device = enc.pick_device()
             model = self.encoder.scoring_model(device, quantize=self._quantize())
-            namespace = f"{self.encoder.version()}:{enc.MAX_LENGTH}:{device.type}-{getattr(model, 'precision', 'native')}"
+            # ":solo": vectors of texts embedded alone; those cached from batches are not reused
+            namespace = f"{self.encoder.version()}:{enc.MAX_LENGTH}:{device.type}-{getattr(model, 'precision', 'native')}{':solo' if enc.solo_batches(model) else ''}"
             path = self._cache_path / f"{namespace[:16]}.safetensors" if self._cache_path else None
             self.embedding_cache = enc.EmbeddingCache(namespace, path)
         return self.embedding_cache
