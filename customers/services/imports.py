@@ -1483,6 +1483,12 @@ SHOP_LOCK_RETRY_SECONDS = 0.25
 SHOP_LOCK_MAX_WAIT_SECONDS = 3600
 
 
+def take_shop_write_lock(cursor: Any, tenant_id: int) -> None:
+    """The shop's turn to write (PostgreSQL), held to the end of the transaction: an import,
+    and a change of one order or review, wait for the one writing before them."""
+    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SHOP_LOCK, tenant_id])
+
+
 @contextmanager
 def _shop_lock_reporting_the_wait(tenant: Tenant, progress: ProgressCallback) -> Iterator[None]:
     """Hold the shop's import lock for the block, at session level, first waiting for it with
@@ -1533,7 +1539,7 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
             if postgres:
                 # One import per tenant at a time: concurrent imports of the same file then end
                 # exactly as one import does, with no deadlock between their upserts.
-                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SHOP_LOCK, tenant.pk])
+                take_shop_write_lock(cursor, tenant.pk)
                 _plan_joins(cursor, spec, tenant.pk, staging.rows)
             duplicates, total = file_duplicates(cursor, spec)
             if total:

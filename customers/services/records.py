@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from clmsite.datacache import bump_data_version
 from customers.models import Order, Review
-from customers.services.imports import SHOP_LOCK, refresh_customer_aggregates
+from customers.services.imports import refresh_customer_aggregates, take_shop_write_lock
 
 
 class RecordGone(Exception):
@@ -29,7 +29,7 @@ def _recounting(record: Order | Review) -> Iterator[None]:
     postgres = connection.vendor == "postgresql"
     with transaction.atomic(), connection.cursor() as cursor:
         if postgres:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SHOP_LOCK, tenant_id])
+            take_shop_write_lock(cursor, tenant_id)
         customer_id = type(record).objects.select_for_update().filter(pk=record.pk).values_list("customer_id", flat=True).first()
         if customer_id is None:
             raise RecordGone
