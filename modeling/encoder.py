@@ -451,9 +451,24 @@ class _HiddenStates(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
+def _narrowing_matmuls(path: Path) -> list[str]:
+    """The MatMuls whose constant weight maps a wider input to a narrower output: in a
+    transformer encoder, each layer's feed-forward down-projection (1,536 to 384 in MiniLM),
+    whatever the architecture names it. Kept in fp32, they cost the int8 path 0.0010 purchase
+    AUC instead of 0.0075 (3,000 synthetic profiles, ten splits; min cosine to fp32 0.9925
+    against 0.9847), for about 40% more time per text (still 5x the plain loop)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    shapes = {tensor.name: list(tensor.dims) for tensor in graph.initializer}
+    return [node.name for node in graph.node
+            if node.op_type == "MatMul" and len(shapes.get(node.input[1], [])) == 2 and shapes[node.input[1]][0] > shapes[node.input[1]][1]]
+
+
 class OnnxInt8Encoder:
     """The encoder run by ONNX Runtime with int8 weights (per channel), dynamic activations
-    and its fused attention, LayerNorm and GELU kernels.
+    and its fused attention, LayerNorm and GELU kernels; the feed-forward down-projections
+    stay fp32 (:func:`_narrowing_matmuls`).
 
     It is built in memory from the already loaded (safetensors) weights: exported and
     quantised in a temporary directory that is removed before the session starts, so no
@@ -462,7 +477,7 @@ class OnnxInt8Encoder:
     Called like a Hugging Face model, on CPU tensors.
     """
 
-    precision = "int8-onnxruntime"
+    precision = "int8-onnxruntime-ffn32"  # (a new name: vectors of the earlier all-int8 export are not reused)
 
     def __init__(self, model: nn.Module) -> None:
         import onnxruntime as ort
@@ -482,7 +497,7 @@ class OnnxInt8Encoder:
             level = quiet.level
             quiet.setLevel(logging.ERROR)  # the quantiser logs one line per skipped tensor
             try:
-                quantize_dynamic(exported, quantized, weight_type=QuantType.QInt8, per_channel=True)
+                quantize_dynamic(exported, quantized, weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=_narrowing_matmuls(exported))
             finally:
                 quiet.setLevel(level)
             options = ort.SessionOptions()
