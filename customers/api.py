@@ -285,6 +285,8 @@ BULK_RESULT = inline_serializer(
         "error_count": serializers.IntegerField(),
         "errors": serializers.ListField(child=serializers.DictField(), help_text="row (1 = the first object), column, message"),
         "dry_run": serializers.BooleanField(help_text="true for a check (`?dry_run=true`): the counts are what importing the rows would do, and nothing was written"),
+        "ids": serializers.DictField(child=serializers.IntegerField(), help_text="each record the rows name, by its id as sent (customer_id, sku, order_id or review_id), "
+                                     "to its numeric `id` in this API (new, updated or unchanged alike); empty for a check or a refused request"),
     },
 )
 

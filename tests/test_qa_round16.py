@@ -194,3 +194,20 @@ def test_a_delete_recounts_the_customer_that_holds_the_order_when_it_runs(shop_a
         assert (c1.order_count, str(c1.total_spent), c2.order_count) == (2, "65.50", 0)
         with pytest.raises(RecordGone):
             do_set_order_status(stale, "refunded")
+
+
+def test_a_bulk_result_maps_each_id_sent_to_its_numeric_id(shop_a_data, api_a) -> None:
+    from customers.models import Customer, Order, Product
+
+    rows = [{"customer_id": "c1", "order_id": "o2", "ordered_at": "2024-03-01T10:00:00Z", "amount": "40.00", "quantity": "1", "sku": "s1"},  # unchanged
+            {"customer_id": "c7", "order_id": "o7", "ordered_at": "2024-05-01", "amount": "7.00"},
+            {"customer_id": "c7", "order_id": "o7", "ordered_at": "2024-05-01", "amount": "3.00"}]  # a second line of o7
+    answer = api_a.post("/api/v1/orders/bulk/", rows, format="json").json()
+    with tenant_context(shop_a_data):
+        assert answer["ids"] == {"o2": Order.objects.get(external_id="o2").pk, "o7": Order.objects.get(external_id="o7").pk}
+        customers = api_a.post("/api/v1/customers/bulk/", [{"customer_id": "c7", "name": "Seven"}], format="json").json()
+        assert customers["ids"] == {"c7": Customer.objects.get(external_id="c7").pk}
+        products = api_a.post("/api/v1/products/bulk/", [{"sku": "s1", "price": "9"}], format="json").json()
+        assert products["ids"] == {"s1": Product.objects.get(sku="s1").pk}
+    assert api_a.get(f"/api/v1/orders/{answer['ids']['o7']}/").json()["amount"] == "10.00"
+    assert api_a.post("/api/v1/orders/bulk/?dry_run=true", rows, format="json").json()["ids"] == {}

@@ -86,6 +86,9 @@ class ImportResult:
     # A check: every step of the import ran, its counts are what importing would do, and the
     # transaction was rolled back, so nothing was written.
     dry_run: bool = False
+    # JSON rows (the bulk API): each record's id as sent (customer_id, sku, order_id or
+    # review_id) and its numeric id in the API, so a client need not look them up.
+    ids: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -1467,6 +1470,17 @@ def _load_reviews(cursor: Any, spec: Spec, params: dict[str, Any], present: set[
 LOADERS = {"customers": _load_customers, "products": _load_products, "orders": _load_orders, "reviews": _load_reviews}
 
 
+def _record_ids(cursor: Any, spec: Spec, tenant_id: int) -> dict[str, int]:
+    """The staged rows' records as stored now: id as sent → numeric id (a bulk request's rows
+    are few; a file's are not asked for)."""
+    table, column = _TABLES[spec.kind][0], "sku" if spec.kind == "products" else "external_id"
+    cursor.execute(
+        f"SELECT DISTINCT s.{spec.key}, t.id FROM {STAGING} s JOIN {table} t ON t.tenant_id = %s AND t.{column} = s.{spec.key}",  # internal table/column names only; every value is a bound parameter  # nosec B608
+        [tenant_id],
+    )
+    return dict(sorted(cursor.fetchall(), key=lambda pair: pair[1]))
+
+
 def _present_columns(spec: Spec, header: list[str]) -> set[str]:
     present = {column_name(name) for name in header}
     if spec.kind == "customers" and present - {c.name for c in spec.columns}:
@@ -1555,6 +1569,8 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
                 transaction.set_rollback(True)
                 result.dry_run = True
                 return result
+            if not from_file:
+                result.ids = _record_ids(cursor, spec, tenant.pk)
             if result.created or (result.updated and spec.kind != "customers"):
                 # Cached aggregates count customers and sum orders and reviews: a change of a
                 # customer's email or country leaves them as they are.
