@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.templatetags.static import static
 
 from clmsite.models import Role
+from clmsite.templatetags.clm import words
 from clmsite.views import tenant_required
 from customers.services import queries
 from customers.services.import_jobs import do_start_import
@@ -125,5 +126,13 @@ def import_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         raise Http404("Not found")
     from modeling.insights import latest_scoring_date
 
-    changed = job.state == Job.State.SUCCEEDED and not job.params.get("dry_run") and bool((job.result or {}).get("created") or (job.result or {}).get("updated"))
-    return render(request, "imports/detail.html", {"job": job, "scored_as_of": latest_scoring_date(request.tenant) if changed else None})  # type: ignore[attr-defined]
+    check = bool(job.params.get("dry_run"))
+    changed = job.state == Job.State.SUCCEEDED and not check and bool((job.result or {}).get("created") or (job.result or {}).get("updated"))
+    # A result's details by name, "lines" aside (shown with the rows); a check's in the conditional.
+    details = [(CHECK_DETAIL_LABELS.get(name, words(name)) if check else words(name), value)
+               for name, value in (job.result or {}).get("details", {}).items() if name != "lines"]
+    return render(request, "imports/detail.html", {"job": job, "details": details,
+                                                   "scored_as_of": latest_scoring_date(request.tenant) if changed else None})  # type: ignore[attr-defined]
+
+
+CHECK_DETAIL_LABELS = {"new_customers": "Customers it would create", "new_products": "Products it would create", "order_lines_written": "Order lines it would write"}

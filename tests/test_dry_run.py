@@ -124,7 +124,7 @@ def test_the_upload_page_checks_a_file_with_check_only(tenant_a, alice, client, 
     assert job.state == Job.State.SUCCEEDED and job.params["dry_run"] is True
     assert answer.status_code == 302 and answer["Location"] == f"/imports/{job.pk}/"
     page = client.get(answer["Location"]).content.decode()
-    assert "Check of orders.csv" in page and 'data-testid="dry-run-note"' in page and "Would be new" in page
+    assert "Check of orders.csv" in page and 'data-testid="dry-run-note"' in page and "Would be new" in page and "Order lines it would write" in page
     assert "See your customers" not in page and 'data-testid="rescore-note"' not in page
     assert "check only" in client.get("/imports/").content.decode()
     with tenant_context(tenant_a):
