@@ -33,11 +33,22 @@ from modeling.models import Job
 from modeling.review_insight import aspect_labels
 
 
-class ProductSerializer(serializers.ModelSerializer):
+class StampedSerializer(serializers.ModelSerializer):
+    """An edit writes only what changes, and stamps ``updated_at`` only then, as an import
+    leaves an unchanged row alone (incremental sync reads ``updated_at``)."""
+
+    def update(self, instance: Any, validated_data: dict[str, Any]) -> Any:
+        if all(getattr(instance, name) == value for name, value in validated_data.items()):
+            return instance
+        return super().update(instance, {**validated_data, "updated_at": timezone.now()})
+
+
+class ProductSerializer(StampedSerializer):
     class Meta:
         model = Product
         fields = ["id", "sku", "name", "category", "price", "created_at", "updated_at"]
-        read_only_fields = fields
+        read_only_fields = ["id", "sku", "created_at", "updated_at"]  # PATCH changes name, category and price, as a products file does
+        extra_kwargs = {"price": {"min_value": 0}}
 
 
 class OrderItemSerializer(serializers.ModelSerializer):
@@ -73,7 +84,7 @@ class OrderSerializer(serializers.ModelSerializer):
         return status
 
 
-class ReviewSerializer(serializers.ModelSerializer):
+class ReviewSerializer(StampedSerializer):
     customer_external_id = serializers.CharField(source="customer.external_id", read_only=True)
     sku = serializers.CharField(source="product.sku", allow_null=True, read_only=True)
     # Declared, as a read-only model field would lose allow_blank and the schema the blank.
@@ -83,11 +94,18 @@ class ReviewSerializer(serializers.ModelSerializer):
     class Meta:
         model = Review
         fields = ["id", "external_id", "customer", "customer_external_id", "sku", "rating", "text", "created_at", "sentiment", "sentiment_score", "aspect", "updated_at"]
-        read_only_fields = fields
+        read_only_fields = [f for f in fields if f not in {"rating", "text"}]  # PATCH changes the rating and the text, as a reviews file does
         extra_kwargs = {
+            "rating": {"min_value": 1, "max_value": 5, "help_text": "1 to 5, or null for none"},
+            "text": {"allow_blank": False, "max_length": 20_000, "help_text": "a changed text is read again: sentiment and aspect are blank until the next scoring"},
             "sentiment_score": {"help_text": "from -1 (negative) to 1 (positive); null until a scoring has read its text"},
             "aspect": {"help_text": "what the review is about: delivery, quality, fit, price, service or other; blank until a scoring has read its text"},
         }
+
+    def update(self, instance: Review, validated_data: dict[str, Any]) -> Review:
+        if validated_data.get("text", instance.text) != instance.text:  # read again by the next scoring, as an import's changed review is
+            validated_data.update(sentiment="", sentiment_score=None, aspect="")
+        return super().update(instance, validated_data)
 
 
 # The customers file's own columns: an import never makes them attributes.
@@ -428,8 +446,9 @@ class ProductFilter(ClmFilterSet):
 
 
 @extend_schema_view(bulk=extend_schema(request=bulk_request("products")))
-class ProductViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
-    """The shop's product catalogue; filter by category, search by sku or name. Load it with ``POST /api/v1/products/bulk/`` or a CSV import (an orders file creates the products it names)."""
+class ProductViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, TenantViewSet):
+    """The shop's product catalogue; filter by category, search by sku or name. Load it with ``POST /api/v1/products/bulk/`` or a CSV import (an orders file creates the products it names).
+    PATCH changes a product's name, category or price."""
 
     bulk_kind = "products"
     serializer_class = ProductSerializer
@@ -441,11 +460,15 @@ class ProductViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMode
     def get_base_queryset(self) -> Any:
         return Product.objects.all()
 
+    def perform_update(self, serializer: Any) -> None:
+        serializer.save()
+        bump_data_version(self.tenant.pk)  # type: ignore[union-attr]  # the catalogue's categories feed cached charts
+
 
 @extend_schema_view(bulk=extend_schema(request=bulk_request("reviews")))
-class ReviewViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantViewSet):
+class ReviewViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
     """Product reviews with their rating and the sentiment read from their text; filter by customer, rating, sentiment and time. Load them with ``POST /api/v1/reviews/bulk/`` or a CSV import.
-    An admin deletes one; its customer's review count follows at once."""
+    PATCH changes a review's rating or text (a changed text is read again at the next scoring); an admin deletes one, and its customer's review count follows at once."""
 
     bulk_kind = "reviews"
     serializer_class = ReviewSerializer
@@ -457,6 +480,10 @@ class ReviewViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModel
 
     def get_base_queryset(self) -> Any:
         return Review.objects.select_related("customer", "product")
+
+    def perform_update(self, serializer: Any) -> None:
+        serializer.save()
+        bump_data_version(self.tenant.pk)  # type: ignore[union-attr]  # ratings feed the cached dashboard
 
     def perform_destroy(self, instance: Review) -> None:
         delete_record(instance)

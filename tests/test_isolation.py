@@ -208,6 +208,10 @@ def test_foreign_writes_change_nothing(shop_a_objects, charlie, api_b, client):
         order = customer.orders.first()
     assert api_b.patch(f"/api/v1/orders/{order.pk}/", {"status": "refunded"}, format="json").status_code == 404
     assert api_b.delete(f"/api/v1/orders/{order.pk}/").status_code == 404
+    with tenant_context(customer.tenant):
+        review, product = customer.reviews.first(), order.items.first().product
+    assert api_b.patch(f"/api/v1/reviews/{review.pk}/", {"text": "pwned"}, format="json").status_code == 404
+    assert api_b.patch(f"/api/v1/products/{product.pk}/", {"name": "pwned"}, format="json").status_code == 404
     campaign = shop_a_objects["campaign"]
     assert api_b.patch(f"/api/v1/campaigns/{campaign.pk}/", {"name": "pwned"}, format="json").status_code == 404
     assert api_b.post(f"/api/v1/campaigns/{campaign.pk}/launch/").status_code == 404
@@ -229,6 +233,7 @@ def test_foreign_writes_change_nothing(shop_a_objects, charlie, api_b, client):
         customer.refresh_from_db()
         assert customer.name == ""
         assert customer.orders.get(pk=order.pk).status == "completed"
+        assert customer.reviews.get(pk=review.pk).text != "pwned" and type(product).objects.get(pk=product.pk).name != "pwned"
         assert Job.objects.get(pk=shop_a_objects["job"].pk).cancel_requested is False
         assert ModelVersion.objects.get(pk=version.pk).state == "candidate"
         assert Segment.objects.filter(pk=shop_a_objects["segment"].pk).exclude(name="pwned").exists()

@@ -211,3 +211,31 @@ def test_a_bulk_result_maps_each_id_sent_to_its_numeric_id(shop_a_data, api_a) -
         assert products["ids"] == {"s1": Product.objects.get(sku="s1").pk}
     assert api_a.get(f"/api/v1/orders/{answer['ids']['o7']}/").json()["amount"] == "10.00"
     assert api_a.post("/api/v1/orders/bulk/?dry_run=true", rows, format="json").json()["ids"] == {}
+
+
+def test_a_product_and_a_review_are_edited_over_the_api(shop_a_data) -> None:
+    from customers.models import Review
+
+    analyst = api_client_for(shop_a_data, "analyst")
+    product = analyst.get("/api/v1/products/?search=s1").json()["results"][0]
+    edited = analyst.patch(f"/api/v1/products/{product['id']}/", {"name": " Trail shoe 2 ", "price": "89.90", "category": "Running"}, format="json")
+    assert edited.status_code == 200 and (edited.json()["name"], edited.json()["price"], edited.json()["category"]) == ("Trail shoe 2", "89.90", "Running")
+    assert edited.json()["updated_at"] > product["updated_at"]
+    same = analyst.patch(f"/api/v1/products/{product['id']}/", {"price": "89.90"}, format="json").json()
+    assert same["updated_at"] == edited.json()["updated_at"]  # nothing changed, so neither did updated_at
+    for body, field in (({"price": "-1"}, "price"), ({"price": "1.234"}, "price"), ({"sku": "x"}, "sku")):
+        assert analyst.patch(f"/api/v1/products/{product['id']}/", body, format="json").status_code == 400, body
+
+    with tenant_context(shop_a_data):
+        review = Review.objects.get(external_id="r1")
+        Review.objects.filter(pk=review.pk).update(sentiment="positive", sentiment_score=0.8, aspect="fit")
+    url = f"/api/v1/reviews/{review.pk}/"
+    rated = analyst.patch(url, {"rating": 2}, format="json").json()
+    assert rated["rating"] == 2 and rated["sentiment"] == "positive"  # the text is the same: still read
+    rewritten = analyst.patch(url, {"text": "Fell apart after a week."}, format="json").json()
+    assert (rewritten["text"], rewritten["sentiment"], rewritten["sentiment_score"], rewritten["aspect"]) == ("Fell apart after a week.", "", None, "")
+    for body, field in (({"rating": 6}, "rating"), ({"rating": 0}, "rating"), ({"text": "  "}, "text"), ({"created_at": "2024-01-01"}, "created_at")):
+        refused = analyst.patch(url, body, format="json")
+        assert refused.status_code == 400 and field in refused.json(), body
+    assert analyst.patch(url, {"rating": None}, format="json").json()["rating"] is None
+    assert api_client_for(shop_a_data, "viewer").patch(url, {"rating": 5}, format="json").status_code == 403
