@@ -53,6 +53,7 @@ urlpatterns = [
     path("customers/<int:customer_id>/", customers_views.customer_detail, name="customer_detail"),
     path("imports/", customers_views.imports, name="imports"),
     path("imports/<int:job_id>/", customers_views.import_detail, name="import_detail"),
+    path("imports/<int:job_id>/import/", customers_views.import_checked, name="import_checked"),
     path("lifecycle/", insight_views.lifecycle_page, name="lifecycle"),
     path("lifecycle/moves/", insight_views.stage_moves, name="stage_moves"),
     path("segments/", insight_views.segment_list, name="segments"),

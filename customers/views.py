@@ -10,12 +10,13 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
+from django.views.decorators.http import require_POST
 
 from clmsite.models import Role
 from clmsite.templatetags.clm import words
 from clmsite.views import tenant_required
 from customers.services import queries
-from customers.services.import_jobs import do_start_import
+from customers.services.import_jobs import CHECK_KEPT_HOURS, checked_file, do_import_checked, do_start_import
 from customers.services.imports import KINDS, SPECS
 from modeling.models import Job, Prediction, Stage
 
@@ -131,8 +132,24 @@ def import_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     # A result's details by name, "lines" aside (shown with the rows); a check's in the conditional.
     details = [(CHECK_DETAIL_LABELS.get(name, words(name)) if check else words(name), value)
                for name, value in (job.result or {}).get("details", {}).items() if name != "lines"]
-    return render(request, "imports/detail.html", {"job": job, "details": details,
-                                                   "scored_as_of": latest_scoring_date(request.tenant) if changed else None})  # type: ignore[attr-defined]
+    return render(request, "imports/detail.html", {
+        "job": job, "details": details, "scored_as_of": latest_scoring_date(request.tenant) if changed else None,  # type: ignore[attr-defined]
+        "importable": check and checked_file(job) is not None and request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
+    })
+
+
+@require_POST
+@tenant_required(Role.ANALYST)
+def import_checked(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Import the file a passed check read, without choosing it again."""
+    check = Job.objects.filter(kind=Job.Kind.IMPORT, pk=job_id).first()
+    if check is None:
+        raise Http404("Not found")
+    job = do_import_checked(request.tenant, check, acting_user=request.user)  # type: ignore[attr-defined]
+    if job is None:
+        messages.error(request, f"The checked file is no longer kept (a check keeps it for {CHECK_KEPT_HOURS} hours, until it is imported): upload it again.")
+        return redirect("import_detail", job_id=check.pk)
+    return redirect("import_detail", job_id=job.pk)
 
 
 CHECK_DETAIL_LABELS = {"new_customers": "Customers it would create", "new_products": "Products it would create", "order_lines_written": "Order lines it would write"}

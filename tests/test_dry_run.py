@@ -178,3 +178,53 @@ def test_a_check_after_the_scoring_does_not_make_the_dashboard_say_data_came_in(
         assert not imported_since_scoring()
         do_import_here(tenant_a, "orders", write_csv(tmp_path / "o.csv", ORDERS_A))
         assert imported_since_scoring()
+
+
+def test_a_passed_check_imports_its_file_without_choosing_it_again(tenant_a, alice, client, tmp_path, django_capture_on_commit_callbacks) -> None:
+    from customers.services.import_jobs import checked_file
+
+    client.force_login(alice)
+    with open(write_csv(tmp_path / "orders.csv", ORDERS_A), "rb") as handle, django_capture_on_commit_callbacks(execute=True):
+        check_url = client.post("/imports/", {"kind": "orders", "file": handle, "dry_run": "1"})["Location"]
+    with tenant_context(tenant_a):
+        check = Job.objects.get(kind=Job.Kind.IMPORT)
+        kept = checked_file(check)
+    assert kept is not None and kept.name == f"check-{check.pk}.csv"
+    assert 'data-testid="import-checked"' in client.get(check_url).content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        imported = client.post(f"/imports/{check.pk}/import/")
+    with tenant_context(tenant_a):
+        job = Job.objects.exclude(pk=check.pk).get(kind=Job.Kind.IMPORT)
+        assert imported["Location"] == f"/imports/{job.pk}/" and job.state == Job.State.SUCCEEDED and "dry_run" not in job.params
+        assert job.params["filename"] == "orders.csv" and job.result["created"] == 3 and Order.objects.count() == 3
+    assert not kept.exists()
+    # The file went with the import: a second press says so and imports nothing more.
+    again = client.post(f"/imports/{check.pk}/import/", follow=True).content.decode()
+    assert "The checked file is no longer kept" in again and 'data-testid="import-checked"' not in again
+    with tenant_context(tenant_a):
+        assert Job.objects.count() == 2
+
+
+def test_a_failed_check_keeps_no_file_and_old_checks_are_forgotten(tenant_a, alice, client, tmp_path, django_capture_on_commit_callbacks) -> None:
+    import os
+    import time
+
+    from customers.services.import_jobs import CHECK_KEPT_HOURS, checked_file, upload_path
+
+    client.force_login(alice)
+    with open(write_csv(tmp_path / "bad.csv", ORDERS_A.replace("13.37", "lots")), "rb") as handle, django_capture_on_commit_callbacks(execute=True):
+        client.post("/imports/", {"kind": "orders", "file": handle, "dry_run": "1"})
+    with tenant_context(tenant_a):
+        failed = Job.objects.get(kind=Job.Kind.IMPORT)
+    assert failed.state == Job.State.FAILED and checked_file(failed) is None and not list(upload_path(tenant_a, "x").parent.glob("check-*"))
+
+    with open(write_csv(tmp_path / "good.csv", ORDERS_A), "rb") as handle, django_capture_on_commit_callbacks(execute=True):
+        client.post("/imports/", {"kind": "orders", "file": handle, "dry_run": "1"})
+    with tenant_context(tenant_a):
+        passed = Job.objects.exclude(pk=failed.pk).get(kind=Job.Kind.IMPORT)
+    old = time.time() - (CHECK_KEPT_HOURS + 1) * 3600
+    os.utime(checked_file(passed), (old, old))
+    with open(write_csv(tmp_path / "c.csv", "customer_id\nc9\n"), "rb") as handle, django_capture_on_commit_callbacks(execute=True):
+        client.post("/imports/", {"kind": "customers", "file": handle})
+    assert checked_file(passed) is None  # the next upload removed the day-old check's file

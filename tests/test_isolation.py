@@ -30,6 +30,7 @@ OBJECTS_BY_URL: dict[str, tuple[str, str]] = {
     "import-errors": ("job", "GET"),
     "customer_detail": ("customer", "GET"),
     "import_detail": ("job", "GET"),
+    "import_checked": ("job", "POST"),
     "job_status": ("job", "GET"),
     "cancel_job": ("job", "POST"),
     "revoke_api_key": ("api_key", "POST"),
@@ -151,7 +152,7 @@ def shop_a_objects(shop_a_data, shop_b_data, alice, django_capture_on_commit_cal
 
 def id_kwarg(name: str) -> str:
     return {
-        "customer_detail": "customer_id", "import_detail": "job_id", "job_status": "job_id", "cancel_job": "job_id", "revoke_api_key": "key_id",
+        "customer_detail": "customer_id", "import_detail": "job_id", "import_checked": "job_id", "job_status": "job_id", "cancel_job": "job_id", "revoke_api_key": "key_id",
         "change_member_role": "membership_id", "remove_member": "membership_id", "send_invite": "membership_id",
         "accept_invitation": "membership_id", "decline_invitation": "membership_id",
         "model_version": "version_id", "promote_version": "version_id", "segment_detail": "segment_id", "delete_segment": "segment_id", "edit_segment": "segment_id",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,8 +35,9 @@ def do_start_import(tenant: Tenant, kind: str, source: IO[bytes], filename: str,
     ``dry_run``, a check that writes nothing)."""
     if kind not in KINDS:
         raise ValueError(f"Unknown import kind {kind!r}")
+    forget_old_checks(tenant)
     job = jobs.create_job(tenant, Job.Kind.IMPORT, params=import_params(kind, filename, dry_run=dry_run), acting_user=acting_user)
-    path = upload_path(tenant, f"job-{job.pk}")
+    path = upload_path(tenant, f"{'check' if dry_run else 'job'}-{job.pk}")
     with open(path, "wb") as target:
         shutil.copyfileobj(source, target, length=1 << 20)
     with tenant_context(tenant):
@@ -58,8 +60,42 @@ def run_import_job(tenant_id: int, job_id: int, *, task: Any = None) -> ImportRe
         return None
     path = job.params.get("path", "")
     result = _run(tenant, job, path)
-    Path(path).unlink(missing_ok=True)  # imported, refused or cancelled, the upload is not needed again: the report keeps the errors
+    if not (result is not None and result.ok and result.dry_run):
+        # Imported, refused or cancelled, the upload is not needed again: the report keeps the
+        # errors. A check that passed keeps its file for a while, to be imported as checked.
+        Path(path).unlink(missing_ok=True)
     return result
+
+
+# How long a passed check's upload is kept for "Import this file".
+CHECK_KEPT_HOURS = 24
+
+
+def checked_file(job: Job) -> Path | None:
+    """The upload of a passed check, while it is kept; None once imported or forgotten."""
+    path = Path(job.params.get("path", ""))
+    kept = job.params.get("dry_run") and job.state == Job.State.SUCCEEDED and path.name.startswith("check-") and path.is_file()
+    return path if kept else None
+
+
+def do_import_checked(tenant: Tenant, check: Job, *, acting_user: Any = None) -> Job | None:
+    """Import the file a passed check read, as checked: a new import job (which checks it
+    again against the data as it is by then). None when the file is no longer kept."""
+    path = checked_file(check)
+    if path is None:
+        return None
+    with open(path, "rb") as source:
+        job = do_start_import(tenant, check.params["kind"], source, check.params.get("filename", path.name), acting_user=acting_user)
+    path.unlink(missing_ok=True)
+    return job
+
+
+def forget_old_checks(tenant: Tenant) -> None:
+    """Remove the shop's kept check uploads older than CHECK_KEPT_HOURS (done at each upload)."""
+    cutoff = time.time() - CHECK_KEPT_HOURS * 3600
+    for path in upload_path(tenant, "x").parent.glob("check-*.csv"):
+        if path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
 
 
 def do_import_here(tenant: Tenant, kind: str, path: str, *, echo: Any = None, dry_run: bool = False) -> tuple[Job, ImportResult | None]:
