@@ -21,6 +21,7 @@ from django_filters.widgets import SuffixedMultiWidget
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions, filters, negotiation, pagination, serializers, status, viewsets
 from rest_framework.fields import empty
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -227,7 +228,7 @@ def missing_boolean_is_default(serializer: serializers.Serializer) -> None:
             field.default_empty_html = empty
 
 
-def _json_type(value: Any) -> str:
+def json_type_name(value: Any) -> str:
     return {bool: "true/false", int: "a number", float: "a number", str: "a string", dict: "a JSON object", list: "a JSON list"}.get(type(value), type(value).__name__)
 
 
@@ -257,9 +258,9 @@ def refuse_wrong_json_types(serializer: serializers.Serializer, data: Any) -> No
         if _holds_non_finite(value):
             problems[key] = ["Holds a number too large to read (such as 1e999)."]
         elif isinstance(field, serializers.BooleanField) and not isinstance(value, bool):
-            problems[key] = [f"Must be true or false, not {_json_type(value)}."]
+            problems[key] = [f"Must be true or false, not {json_type_name(value)}."]
         elif isinstance(field, serializers.CharField) and (isinstance(value, bool) or not isinstance(value, str | int | float)):
-            problems[key] = [f"Must be a string or a number, not {_json_type(value)}."]
+            problems[key] = [f"Must be a string or a number, not {json_type_name(value)}."]
     if problems:
         raise exceptions.ValidationError(problems)
 
@@ -282,6 +283,9 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
     content_negotiation_class = ContentNegotiation
     #: Query parameters a list reads itself, besides its filters, search, ordering and page.
     list_query_params: tuple[str, ...] = ()
+    #: Query parameters a write action reads, by action; any other is a 400 (``?dry_run=true``
+    #: on an edit would otherwise be applied for real). ``None``: the action checks its own.
+    write_query_params: dict[str, tuple[str, ...] | None] = {}
 
     def get_queryset(self) -> Any:
         # The model's default manager is already scoped to the current tenant.
@@ -370,9 +374,15 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
 
     def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        if request.method == "DELETE":  # a body sent with a delete must not read as a condition of it
+        if request.method in SAFE_METHODS:
+            return
+        accepted = self.write_query_params.get(self.action, ())
+        if (accepted is not None and request.query_params) or request.method == "DELETE":
             if (self.lookup_url_kwarg or self.lookup_field) in self.kwargs:  # a missing or another shop's id: a 404 first
                 self.get_object()
+            if accepted is not None:
+                refuse_unknown_query_params(request, accepted)
+        if request.method == "DELETE":  # a body sent with a delete must not read as a condition of it
             refuse_a_body(request)
 
 

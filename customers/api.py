@@ -19,7 +19,7 @@ from rest_framework.exceptions import NotFound, ParseError, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from clmsite.api import TenantViewSet, refuse_unknown_fields, refuse_unknown_query_params
+from clmsite.api import TenantViewSet, json_type_name, refuse_unknown_fields, refuse_unknown_query_params
 from clmsite.datacache import bump_data_version
 from clmsite.filters import ClmFilterSet, UTCDateTimeFilter
 from clmsite.models import Role
@@ -43,12 +43,34 @@ class StampedSerializer(serializers.ModelSerializer):
         return super().update(instance, {**validated_data, "updated_at": timezone.now()})
 
 
+class MoneyField(serializers.DecimalField):
+    """An amount read as an import reads one (``parsing.parse_money``: to the cent, not
+    negative, no scientific notation, thousands separated by commas allowed); ``null``
+    clears it, and a blank is refused (an import's blank keeps the stored value, which a
+    PATCH does by leaving the field out)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=14, decimal_places=2, min_value=0, allow_null=True, **kwargs)  # as the model's MONEY
+
+    def validate_empty_values(self, data: Any) -> tuple[bool, Any]:
+        if isinstance(data, str) and not data.strip():  # DRF reads a blank as null: here it would clear the amount
+            raise serializers.ValidationError("Send an amount, or null to clear it; leave the field out to keep it.")
+        return super().validate_empty_values(data)
+
+    def to_internal_value(self, data: Any) -> Any:
+        try:
+            return parsing.parse_money(str(data))
+        except (parsing.FieldError, ArithmeticError, ValueError) as exc:
+            raise serializers.ValidationError(str(exc) if isinstance(exc, parsing.FieldError) else f"'{str(data)[:40]}' is not an amount") from None
+
+
 class ProductSerializer(StampedSerializer):
+    price = MoneyField(required=False, help_text="to the cent, 0 or more (as a products file's: 1,234.50 reads as 1234.50); null clears it")
+
     class Meta:
         model = Product
         fields = ["id", "sku", "name", "category", "price", "created_at", "updated_at"]
         read_only_fields = ["id", "sku", "created_at", "updated_at"]  # PATCH changes name, category and price, as a products file does
-        extra_kwargs = {"price": {"min_value": 0}}
 
 
 class OrderItemSerializer(serializers.ModelSerializer):
@@ -295,7 +317,8 @@ BULK_RESULT = inline_serializer(
         "created": serializers.IntegerField(),
         "updated": serializers.IntegerField(),
         "unchanged": serializers.IntegerField(),
-        "details": serializers.DictField(child=serializers.IntegerField(), help_text="orders: new_customers, new_products, order_lines_written; reviews: new_customers, new_products"),
+        "details": serializers.DictField(child=serializers.IntegerField(), help_text="orders: lines (the rows sent), new_customers, new_products, order_lines_written, and "
+                                         "repeated_lines when a line repeats the one before; reviews: new_customers, new_products"),
         "ignored_columns": serializers.ListField(child=serializers.CharField(), help_text="keys of the rows this kind does not use (customers keep theirs as attributes)"),
         "attribute_columns": serializers.ListField(child=serializers.CharField(), help_text="customers: the extra keys of the rows, as the attribute names they were kept as"),
         "message": serializers.CharField(),
@@ -303,8 +326,9 @@ BULK_RESULT = inline_serializer(
         "error_count": serializers.IntegerField(),
         "errors": serializers.ListField(child=serializers.DictField(), help_text="row (1 = the first object), column, message"),
         "dry_run": serializers.BooleanField(help_text="true for a check (`?dry_run=true`): the counts are what importing the rows would do, and nothing was written"),
-        "ids": serializers.DictField(child=serializers.IntegerField(), help_text="each record the rows name, by its id as sent (customer_id, sku, order_id or review_id), "
-                                     "to its numeric `id` in this API (new, updated or unchanged alike); empty for a check or a refused request"),
+        "ids": serializers.DictField(child=serializers.IntegerField(), help_text="each record of the kind the rows name, by its id as stored (customer_id, sku, order_id or "
+                                     "review_id, without surrounding spaces), to its numeric `id` in this API (new, updated or unchanged alike); not the customers or "
+                                     "products an orders or reviews request created on the way. Empty for a check or a refused request"),
     },
 )
 
@@ -333,12 +357,18 @@ def dry_run_flag(value: Any, *, as_text: bool) -> bool:
         return value
     if as_text and str(value).strip().lower() in {"true", "1", "false", "0"}:
         return str(value).strip().lower() in {"true", "1"}
-    raise ValidationError({"dry_run": [f"Must be true or false{', 1 or 0' if as_text else ''}, not {str(value)[:40]!r}."]})
+    given = repr(str(value)[:40]) if as_text else "null" if value is None else f"{json_type_name(value)} ({json.dumps(value)[:40]})"
+    raise ValidationError({"dry_run": [f"Must be true or false{', 1 or 0' if as_text else ' (a JSON boolean)'}, not {given}."]})
 
 
 class DryRunField(serializers.BooleanField):
     """A form's ``dry_run``: true, false, 1 or 0 only, as the bulk endpoints take it (DRF's
-    BooleanField also reads on, yes, t and y)."""
+    BooleanField also reads on, yes, t and y, and a blank as false)."""
+
+    def get_value(self, dictionary: Any) -> Any:
+        if self.field_name in dictionary and dictionary.get(self.field_name) == "":
+            return ""  # refused below, as ?dry_run= is: not quietly an import
+        return super().get_value(dictionary)
 
     def to_internal_value(self, data: Any) -> bool:
         try:
@@ -352,6 +382,7 @@ class BulkUpsertMixin:
     Each viewset documents its kind's rows (``bulk_request``)."""
 
     bulk_kind = ""
+    write_query_params = {"bulk": None}  # bulk refuses its own, answering its documented result
 
     @extend_schema(
         responses={200: BULK_RESULT, 400: BULK_RESULT},
@@ -410,7 +441,7 @@ def delete_record(instance: Order | Review) -> None:
         raise NotFound() from None  # deleted meanwhile: as a missing id
 
 
-@extend_schema_view(bulk=extend_schema(request=bulk_request("orders")))
+@extend_schema_view(bulk=extend_schema(request=bulk_request("orders")), partial_update=extend_schema(description="Analyst: change the order's `status` (read as an import reads it) when the shop cancels or refunds it; its customer's order count and spend follow at once. Any other field is read-only."), destroy=extend_schema(description="Admin: delete the order with its lines; its customer's order count, spend and first and last order follow at once. A cancelled or refunded order is better kept with its status."))
 class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
     """The shop's orders with their lines, newest first; filter by customer, status and time. Load them with ``POST /api/v1/orders/bulk/`` or a CSV import.
     PATCH an order's ``status`` when the shop cancels or refunds it; an admin deletes one with its lines. Either way its customer's order count and spend follow at once."""
@@ -445,7 +476,7 @@ class ProductFilter(ClmFilterSet):
         fields = {"category": ["exact"], "updated_at": ["gte", "lt"]}
 
 
-@extend_schema_view(bulk=extend_schema(request=bulk_request("products")))
+@extend_schema_view(bulk=extend_schema(request=bulk_request("products")), partial_update=extend_schema(description="Analyst: change the product's `name`, `category` or `price` (read as a products file's; null clears it). Any other field is read-only."))
 class ProductViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, TenantViewSet):
     """The shop's product catalogue; filter by category, search by sku or name. Load it with ``POST /api/v1/products/bulk/`` or a CSV import (an orders file creates the products it names).
     PATCH changes a product's name, category or price."""
@@ -465,7 +496,7 @@ class ProductViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMode
         bump_data_version(self.tenant.pk)  # type: ignore[union-attr]  # the catalogue's categories feed cached charts
 
 
-@extend_schema_view(bulk=extend_schema(request=bulk_request("reviews")))
+@extend_schema_view(bulk=extend_schema(request=bulk_request("reviews")), partial_update=extend_schema(description="Analyst: change the review's `rating` (1–5, null for none) or `text` (a changed text is read again at the next scoring). Any other field is read-only."), destroy=extend_schema(description="Admin: delete the review; its customer's review count follows at once."))
 class ReviewViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
     """Product reviews with their rating and the sentiment read from their text; filter by customer, rating, sentiment and time. Load them with ``POST /api/v1/reviews/bulk/`` or a CSV import.
     PATCH changes a review's rating or text (a changed text is read again at the next scoring); an admin deletes one, and its customer's review count follows at once."""
@@ -524,6 +555,7 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantView
 
     serializer_class = ImportSerializer
     parser_classes = [MultiPartParser, FormParser]
+    write_query_params = {"create": ("dry_run",)}
     ordering = ["-created_at"]
     ordering_fields = ["created_at"]
 
@@ -538,7 +570,9 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantView
             raise serializers.ValidationError({name: ["Sent more than once: send it once."] for name in twice})
         form = self.validated_form(ImportCreateSerializer, request.data)
         upload = form["file"]
-        job = do_start_import(self.tenant, form["kind"], upload, upload.name, acting_user=request.user, dry_run=form["dry_run"])  # type: ignore[arg-type]
+        # As on the bulk endpoints, ?dry_run=true asks for a check too.
+        dry_run = form["dry_run"] or ("dry_run" in request.query_params and dry_run_flag(request.query_params["dry_run"], as_text=True))
+        job = do_start_import(self.tenant, form["kind"], upload, upload.name, acting_user=request.user, dry_run=dry_run)  # type: ignore[arg-type]
         job.refresh_from_db()
         return Response(ImportSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 

@@ -84,7 +84,8 @@ def test_the_bulk_api_takes_dry_run_in_the_query_or_beside_rows(tenant_a, api_a)
 
 @pytest.mark.parametrize(("url", "body", "message"), [
     ("/api/v1/customers/bulk/?dry_run=yes", [{"customer_id": "x"}], "Must be true or false, 1 or 0, not 'yes'."),
-    ("/api/v1/customers/bulk/", {"rows": [{"customer_id": "x"}], "dry_run": "true"}, "Must be true or false, not 'true'."),
+    ("/api/v1/customers/bulk/", {"rows": [{"customer_id": "x"}], "dry_run": "true"}, 'Must be true or false (a JSON boolean), not a string ("true").'),
+    ("/api/v1/customers/bulk/", {"rows": [{"customer_id": "x"}], "dry_run": None}, "Must be true or false (a JSON boolean), not null."),
 ])
 def test_a_dry_run_flag_that_is_neither_true_nor_false_is_refused_writing_nothing(tenant_a, api_a, url, body, message) -> None:
     answer = api_a.post(url, body, format="json")

@@ -223,7 +223,9 @@ def test_a_product_and_a_review_are_edited_over_the_api(shop_a_data) -> None:
     assert edited.json()["updated_at"] > product["updated_at"]
     same = analyst.patch(f"/api/v1/products/{product['id']}/", {"price": "89.90"}, format="json").json()
     assert same["updated_at"] == edited.json()["updated_at"]  # nothing changed, so neither did updated_at
-    for body, field in (({"price": "-1"}, "price"), ({"price": "1.234"}, "price"), ({"sku": "x"}, "sku")):
+    assert analyst.patch(f"/api/v1/products/{product['id']}/", {"price": "1,000.00"}, format="json").json()["price"] == "1000.00"  # read as a file's
+    assert analyst.patch(f"/api/v1/products/{product['id']}/", {"price": 12.5}, format="json").json()["price"] == "12.50"
+    for body, field in (({"price": "-1"}, "price"), ({"price": "1.234"}, "price"), ({"price": "1e3"}, "price"), ({"price": ""}, "price"), ({"sku": "x"}, "sku")):
         refused = analyst.patch(f"/api/v1/products/{product['id']}/", body, format="json")
         assert refused.status_code == 400 and field in refused.json(), body
 
@@ -240,3 +242,88 @@ def test_a_product_and_a_review_are_edited_over_the_api(shop_a_data) -> None:
         assert refused.status_code == 400 and field in refused.json(), body
     assert analyst.patch(url, {"rating": None}, format="json").json()["rating"] is None
     assert api_client_for(shop_a_data, "viewer").patch(url, {"rating": 5}, format="json").status_code == 403
+
+
+def test_an_order_whose_lines_change_counts_as_updated_and_moves_its_updated_at(shop_a_data) -> None:
+    """o1 is stored with two lines (s1 20.00 ×2, s2 5.50): the same order total with other
+    lines, or a line fewer, is an update, not "unchanged"."""
+    from customers.models import Order
+    from customers.services.imports import import_rows
+
+    def o1(*lines: tuple[str, str, str]) -> list[dict]:
+        return [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-01-05", "amount": amount, "quantity": quantity, "sku": sku} for sku, quantity, amount in lines]
+
+    def stamp() -> object:
+        with tenant_context(shop_a_data):
+            return Order.objects.get(external_id="o1").updated_at
+
+    as_stored = o1(("s1", "2", "20.00"), ("s2", "1", "5.50"))
+    assert (import_rows(shop_a_data, "orders", as_stored).unchanged, stamp()) == (1, first := stamp())
+    swapped = o1(("s2", "1", "5.50"), ("s1", "2", "20.00"))  # same total, other line order
+    check = import_rows(shop_a_data, "orders", swapped, dry_run=True)
+    assert (check.updated, check.unchanged, stamp()) == (1, 0, first)
+    done = import_rows(shop_a_data, "orders", swapped)
+    assert (done.updated, done.unchanged) == (1, 0) and stamp() > first
+    second = stamp()
+    assert import_rows(shop_a_data, "orders", swapped).unchanged == 1 and stamp() == second
+    fewer = import_rows(shop_a_data, "orders", o1(("s2", "1", "25.50")))  # one line: the amount changes too, counted once
+    assert (fewer.updated, fewer.unchanged) == (1, 0)
+
+
+def test_a_status_a_letter_from_refunded_or_cancelled_is_refused(shop_a_data, tmp_path) -> None:
+    from customers.models import Order
+    from customers.services.imports import import_rows
+
+    with tenant_context(shop_a_data):
+        order = Order.objects.get(external_id="o1")
+    analyst = api_client_for(shop_a_data, "analyst")
+    refused = analyst.patch(f"/api/v1/orders/{order.pk}/", {"status": "Refundd"}, format="json")
+    assert refused.status_code == 400 and refused.json()["status"] == ["'Refundd' looks like a misspelling of refunded; a status other than cancelled or refunded counts the order as a sale"]
+    row = {"customer_id": "c1", "order_id": "o9", "ordered_at": "2024-05-01", "amount": "5", "status": "cancled"}
+    result = import_rows(shop_a_data, "orders", [row])
+    assert not result.ok and result.errors[0].column == "status" and "misspelling of cancelled" in result.errors[0].message
+    for status in ("shipped", "refunding", "returned", "partially_refunded", "Canceled"):
+        assert import_rows(shop_a_data, "orders", [{**row, "status": status}]).ok, status
+
+
+@pytest.mark.parametrize(("method", "url", "body"), [
+    ("patch", "/api/v1/orders/{order}/", {"status": "refunded"}),
+    ("delete", "/api/v1/reviews/{review}/", None),
+    ("patch", "/api/v1/segments/{segment}/", {"name": "Renamed"}),
+    ("patch", "/api/v1/customers/{customer}/", {"name": "Renamed"}),
+])
+def test_a_query_parameter_a_write_does_not_read_is_refused_before_anything_is_written(shop_a_data, api_a, method, url, body) -> None:
+    from customers.models import Customer, Order, Review
+
+    segment = api_a.post("/api/v1/segments/", {"name": "Seg", "filters": {}}, format="json").json()["id"]
+    with tenant_context(shop_a_data):
+        ids = {"order": Order.objects.get(external_id="o1").pk, "review": Review.objects.get(external_id="r1").pk,
+               "segment": segment, "customer": Customer.objects.get(external_id="c1").pk}
+    target = url.format(**ids)
+    answer = getattr(api_a, method)(f"{target}?dry_run=true", body, format="json")
+    assert answer.status_code == 400 and answer.json()["dry_run"][0].startswith("Unknown query parameter")
+    with tenant_context(shop_a_data):
+        assert Order.objects.get(pk=ids["order"]).status == "completed" and Review.objects.filter(pk=ids["review"]).exists()
+        assert Customer.objects.get(pk=ids["customer"]).name != "Renamed" and Segment.objects.get(pk=segment).name == "Seg"
+    assert getattr(api_a, method)(f"{url.format(**{k: 987654321 for k in ids})}?dry_run=true", body, format="json").status_code == 404  # a missing id first
+
+
+def test_a_csv_job_takes_dry_run_in_the_query_and_refuses_a_blank_one(tenant_a, api_a, django_capture_on_commit_callbacks) -> None:
+    import io
+
+    from tests.conftest import ORDERS_A
+
+    def upload() -> io.BytesIO:
+        handle = io.BytesIO(ORDERS_A.encode())
+        handle.name = "orders.csv"
+        return handle
+
+    with django_capture_on_commit_callbacks(execute=True):
+        check = api_a.post("/api/v1/imports/?dry_run=true", {"kind": "orders", "file": upload()}, format="multipart")
+    assert check.status_code == 202 and check.json()["dry_run"] is True
+    blank = api_a.post("/api/v1/imports/", {"kind": "orders", "file": upload(), "dry_run": ""}, format="multipart")
+    assert blank.status_code == 400 and blank.json()["dry_run"] == ["Must be true or false, 1 or 0, not ''."]
+    other = api_a.post("/api/v1/imports/?validate=1", {"kind": "orders", "file": upload()}, format="multipart")
+    assert other.status_code == 400 and "validate" in other.json()
+    body = api_a.post("/api/v1/orders/bulk/", {"rows": [], "dry_run": "true"}, format="json")
+    assert body.json()["detail"] == "Nothing was imported: dry_run: Must be true or false (a JSON boolean), not a string (\"true\")."

@@ -324,7 +324,7 @@ _SQLITE_TYPES = {"text": "text", "id": "text", "ts": "text", "money": "numeric",
 STAGING = "clm_import_staging"
 NOT_REVENUE_SQL = ", ".join(f"'{status}'" for status in Order.NOT_REVENUE)  # constants of ours, not input
 # The staging table and the tables phase 2 derives from it; all are dropped together.
-_STAGING_TABLES = (STAGING, f"{STAGING}_orders", f"{STAGING}_existing")
+_STAGING_TABLES = (STAGING, f"{STAGING}_orders", f"{STAGING}_existing", f"{STAGING}_relined")
 _SQLITE_BATCH = 5000
 
 
@@ -1312,6 +1312,27 @@ def _load_products(cursor: Any, spec: Spec, params: dict[str, Any], present: set
     return ImportResult("products", True, rows=total, created=new, updated=written - new, unchanged=total - written)
 
 
+def _find_relined_orders(cursor: Any, params: dict[str, Any]) -> None:
+    """``{STAGING}_relined``: the ids of stored orders whose lines the file changes (a line
+    that differs or is new, or a stored line beyond the file's), read before the lines are
+    written. An order counts as updated, and its updated_at moves, when only its lines
+    change: a re-import with the same total but other lines was "unchanged", and
+    incremental sync never saw it. Only stored orders are compared, so a first import
+    spends nothing here."""
+    differs = " OR ".join(f"{_as_value(c, f'i.{c}')} IS DISTINCT FROM {_as_value(c, f'l.{c}')}" for c in ("quantity", "unit_price", "amount"))
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE {STAGING}_relined AS "  # internal table/column names only; every value is a bound parameter  # nosec B608
+        f"SELECT e.id FROM {STAGING}_existing e JOIN ("
+        f"  SELECT order_id, row_number() OVER (PARTITION BY order_id ORDER BY row_no) AS line_no, sku, COALESCE(quantity, 1) AS quantity, unit_price, amount "
+        f"  FROM {STAGING}) l ON l.order_id = e.order_id "
+        f"LEFT JOIN customers_product p ON p.tenant_id = %(tenant)s AND p.sku = l.sku "
+        f"LEFT JOIN customers_orderitem i ON i.tenant_id = %(tenant)s AND i.order_id = e.id AND i.line_no = l.line_no "
+        f"WHERE i.id IS NULL OR i.product_id IS DISTINCT FROM p.id OR {differs} "
+        f"UNION SELECT e.id FROM {STAGING}_existing e JOIN customers_orderitem i ON i.tenant_id = %(tenant)s AND i.order_id = e.id AND i.line_no > e.lines",
+        params,
+    )
+
+
 def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[str]) -> ImportResult:
     tenant = params["tenant"]
     # The file's orders the tenant already has, as they were: their customers need fresh
@@ -1332,6 +1353,7 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
     _keep_stored_lines(cursor, params)
     new_customers = _ensure_order_customers(cursor, params)
     new_products = _ensure_products(cursor, params, "product_name", "category")
+    _find_relined_orders(cursor, params)
     cursor.execute(f"SELECT (SELECT count(*) FROM {STAGING}_orders), (SELECT count(*) FROM {STAGING}_existing), (SELECT count(*) FROM {STAGING})")  # internal table/column names only; every value is a bound parameter  # nosec B608
     total, existing, lines = cursor.fetchone()
     new = total - existing
@@ -1385,6 +1407,13 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
         f"  SELECT 1 FROM {STAGING}_existing e WHERE e.id = customers_orderitem.order_id AND customers_orderitem.line_no > e.lines)",
         params,
     )
+    # An order whose own columns are as stored but whose lines changed was updated too.
+    cursor.execute(
+        f"UPDATE customers_order SET updated_at = %(now)s WHERE tenant_id = %(tenant)s AND updated_at <> %(now)s "  # internal table/column names only; every value is a bound parameter  # nosec B608
+        f"AND id IN (SELECT id FROM {STAGING}_relined)",
+        params,
+    )
+    relined = max(cursor.rowcount, 0)
     # The file's customers and the earlier customers of its orders, as one IN (see the docstring).
     refresh_customer_aggregates(
         cursor,
@@ -1398,8 +1427,8 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
         True,
         rows=total,
         created=new,
-        updated=written - new,
-        unchanged=total - written,
+        updated=written - new + relined,
+        unchanged=total - written - relined,
         # rows counts orders; lines, the file's lines (the upload page shows "Orders 5 (from 6 lines)").
         details={"lines": lines, "new_customers": new_customers, "new_products": new_products, "order_lines_written": lines_written},
     )

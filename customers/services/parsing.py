@@ -4,6 +4,7 @@ raises :class:`FieldError` with a message a merchant can act on."""
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -166,9 +167,15 @@ STATUS_MAX_LENGTH = 32
 
 def parse_status(raw: str) -> str:
     """An order status as the shop's platform writes it, compared without case: stored in
-    lower case, with the usual spellings of cancelled and refunded made ours."""
+    lower case, with the usual spellings of cancelled and refunded made ours. A status a
+    letter or two from cancelled or refunded (``refundd``) is refused: stored as it is, it
+    would count a refunded order as a sale."""
     text = parse_text(raw, max_length=STATUS_MAX_LENGTH).lower()
-    return STATUS_SPELLINGS.get(text, text)
+    status = STATUS_SPELLINGS.get(text, text)
+    for meant in ("cancelled", "refunded"):
+        if status != meant and meant not in status and difflib.SequenceMatcher(None, status, meant).ratio() >= 0.85:
+            raise FieldError(f"'{shorten(raw)}' looks like a misspelling of {meant}; a status other than cancelled or refunded counts the order as a sale")
+    return status
 
 
 EMAIL_MAX_LENGTH = 254  # RFC 5321's path limit, and Django's EmailField
