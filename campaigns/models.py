@@ -175,7 +175,7 @@ class CampaignMember(TenantOwnedModel):
 class CampaignAudit(TenantOwnedModel):
     """Who did what to a campaign, when, and the audience size at that moment."""
 
-    EVENTS = {"draft": "Drafted", "edit": "Edited", "launch": "Launched", "cancel": "Cancelled", "complete": "Completed", "webhook_rekeyed": "Webhook secret changed"}
+    EVENTS = {"draft": "Drafted", "edit": "Edited", "launch": "Launched", "cancel": "Cancelled", "complete": "Completed", "webhook_rekeyed": "Webhook secret changed", "segment_changed": "Segment changed"}
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="audit")
     event = models.CharField(max_length=32)

@@ -263,6 +263,14 @@ def launch_summary(audience_size: int, control: int) -> str:
     return f"{_count(audience_size, 'customer')}: {audience_size - control:,} treated, {control:,} held out as control"
 
 
+def audit_segment_changed(campaign: Campaign, segment: Any, before: tuple[str, int], *, user: Any, via: str) -> None:
+    """The audit line of a campaign not launched yet whose saved segment was edited: whom it
+    goes to changed without the campaign being edited."""
+    name, size = before
+    renamed = f"“{name}” is now “{segment.name}”; " if name != segment.name else ""
+    _audit(campaign, "segment_changed", user, via, f"its saved segment changed: {renamed}{size:,} customers then, {segment.size:,} now")
+
+
 def audit_saved(campaign: Campaign, *, created: bool, user: Any, via: str, changed: list[str] | None = None) -> None:
     """The audit line of a campaign created or edited by hand (web form or API)."""
     if created:

@@ -190,7 +190,7 @@ def _job_payload(job: Job) -> dict[str, Any]:
         "id": job.pk,
         "kind": job.kind,
         "state": job.state,
-        "state_label": job.get_state_display(),
+        "state_label": job.state_label,
         "progress": job.progress,
         "percent": job.percent,
         "message": job.message or _waiting(job),

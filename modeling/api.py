@@ -416,7 +416,8 @@ class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         data = serializer.validated_data
         try:
             serializer.instance = insights.do_edit_saved_segment(serializer.instance, name=data.get("name"), filters=data.get("filters"),
-                                                                 by_admin=role_at_least(request_role(self.request) or Role.VIEWER, Role.ADMIN))
+                                                                 by_admin=role_at_least(request_role(self.request) or Role.VIEWER, Role.ADMIN),
+                                                                 user=self.request.user, via="api")
         except insights.SegmentNameTaken as exc:
             raise ValidationError({"name": [str(exc)]}) from None
         except insights.SegmentNeedsAdmin as exc:

@@ -300,7 +300,7 @@ def edit_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
     try:
         insights.refuse_edit_unless_admin(segment, by_admin=by_admin)  # said before the merchant fills the form in
         if request.method == "POST" and form.is_valid():
-            segment = insights.do_edit_saved_segment(segment, name=form.cleaned_data["name"].strip(), filters=form.filters(), by_admin=by_admin)
+            segment = insights.do_edit_saved_segment(segment, name=form.cleaned_data["name"].strip(), filters=form.filters(), by_admin=by_admin, user=request.user)
             messages.success(request, f"Saved segment “{segment.name}” changed: {segment.size:,} customers now.")
             return redirect("segment_detail", segment_id=segment.pk)
     except insights.SegmentNeedsAdmin as exc:
@@ -308,7 +308,7 @@ def edit_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
         return redirect("segment_detail", segment_id=segment.pk)
     except insights.SegmentNameTaken as exc:
         form.add_error("name", str(exc))
-    return render(request, "insights/segment_edit.html", {"segment": segment, "form": form})
+    return render(request, "insights/segment_edit.html", {"segment": segment, "form": form, "pending": insights.pending_campaigns(segment)})
 
 
 @require_POST

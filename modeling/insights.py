@@ -528,22 +528,29 @@ class SegmentNeedsAdmin(Exception):
     """A campaign that goes out with nobody pressing Launch targets the saved segment."""
 
 
+def pending_campaigns(segment: Segment) -> list[Any]:
+    """The campaigns not launched yet (nor cancelled) that target the segment: its change
+    decides whom they go to."""
+    from campaigns.models import Campaign
+
+    return list(Campaign.objects.filter(segment=segment, launched_at__isnull=True).exclude(state=Campaign.State.CANCELLED).order_by("scheduled_for", "name"))
+
+
 def refuse_edit_unless_admin(segment: Segment, *, by_admin: bool) -> None:
     """SegmentNeedsAdmin, unless ``by_admin``, when a campaign not launched yet that goes out
     unattended (a launch time or a webhook) targets the segment."""
-    from campaigns.models import Campaign
     from campaigns.services import goes_out_unattended
 
     if by_admin:
         return
-    pending = Campaign.objects.filter(segment=segment, launched_at__isnull=True).exclude(state=Campaign.State.CANCELLED)
-    unattended = [campaign.name for campaign in pending if goes_out_unattended(campaign)]
+    unattended = [campaign.name for campaign in pending_campaigns(segment) if goes_out_unattended(campaign)]
     if unattended:
         raise SegmentNeedsAdmin(f"“{unattended[0]}” targets this segment and has a launch time or a webhook: only an admin or owner can change the segment, "
                                 "since the change decides who is sent.")
 
 
-def do_edit_saved_segment(segment: Segment, *, name: str | None = None, filters: dict[str, Any] | None = None, by_admin: bool) -> Segment:
+def do_edit_saved_segment(segment: Segment, *, name: str | None = None, filters: dict[str, Any] | None = None, by_admin: bool,
+                          user: Any = None, via: str = "web") -> Segment:
     """Change a saved segment's name or filters (None keeps the stored one). It is a live
     filter: its list, the drafts that target it and the next snapshots follow; a launched
     campaign keeps its frozen audience. Only an admin or owner changes one that a campaign
@@ -560,9 +567,14 @@ def do_edit_saved_segment(segment: Segment, *, name: str | None = None, filters:
         if saved_name_taken(name, other_than=segment.pk):
             raise SegmentNameTaken
         if (name, filters) != (segment.name, segment.filters):
+            from campaigns.services import audit_segment_changed
+
+            before = (segment.name, segment.size)
             segment.name, segment.filters, segment.updated_at = name, filters, timezone.now()
             segment.size = segment_members(segment).count()
             segment.save(update_fields=["name", "filters", "size", "updated_at"])
+            for campaign in pending_campaigns(segment):  # their audience is the segment's: their audit says it changed
+                audit_segment_changed(campaign, segment, before, user=user, via=via)
     return segment
 
 

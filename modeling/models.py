@@ -73,6 +73,14 @@ class Job(TenantOwnedModel):
     def percent(self) -> int:
         return round(100 * self.progress)
 
+    @property
+    def state_label(self) -> str:
+        """The state as pages show it: an import check that found errors did its job, so it
+        reads "Errors found", not "Failed"."""
+        if self.kind == self.Kind.IMPORT and self.state == self.State.FAILED and (self.params or {}).get("dry_run"):
+            return "Errors found"
+        return str(self.get_state_display())
+
 
 PACKAGED_ENCODER_NAME = "all-MiniLM-L6-v2"
 

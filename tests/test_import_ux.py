@@ -184,7 +184,7 @@ def test_a_customers_file_imported_as_orders_says_it_looks_like_customers(tenant
 
     assert not result.ok
     assert result.message == (
-        "Nothing was imported: the header must contain customer_id,order_id,ordered_at,amount. This looks like a file of "
+        "Nothing was imported: the header must contain customer_id, order_id, ordered_at, amount. This looks like a file of "
         "customers (it has customer_id, email, name, country, created_at): import it as customers."
     )
     assert [e.column for e in result.errors] == ["order_id", "ordered_at", "amount"]

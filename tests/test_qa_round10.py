@@ -218,6 +218,6 @@ def test_a_command_line_import_is_listed_as_such_and_a_non_ascii_mailbox_is_name
 
     call_command("import_data", "--tenant", tenant_a.slug, "--kind", "customers", write_csv(tmp_path / "c.csv", "customer_id\nc1\n"))
     client.force_login(alice)
-    assert "<td>command line</td>" in client.get("/imports/").content.decode()
+    assert '<td data-label="By">command line</td>' in client.get("/imports/").content.decode()
     refused = import_csv(tenant_a, "customers", write_csv(tmp_path / "e.csv", "customer_id,email\nc2,zoë@example.com\n"))
     assert "has letters outside ASCII before the @, which is not supported" in refused.errors[0].message

@@ -327,3 +327,23 @@ def test_a_csv_job_takes_dry_run_in_the_query_and_refuses_a_blank_one(tenant_a, 
     assert other.status_code == 400 and "validate" in other.json()
     body = api_a.post("/api/v1/orders/bulk/", {"rows": [], "dry_run": "true"}, format="json")
     assert body.json()["detail"] == "Nothing was imported: dry_run: Must be true or false (a JSON boolean), not a string (\"true\")."
+
+
+def test_a_segment_edit_names_the_campaigns_it_changes_and_their_audit_records_it(tenant_a, alice, client, api_a) -> None:
+    from campaigns.models import CampaignAudit
+
+    _insights(tenant_a)
+    segment = api_a.post("/api/v1/segments/", {"name": "Lapsed", "filters": {"stages": ["lapsed"]}}, format="json").json()
+    when = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()
+    scheduled = api_a.post("/api/v1/campaigns/", {"name": "Auto", "action": "win_back", "segment": segment["id"], "scheduled_for": when}, format="json").json()
+    draft = api_a.post("/api/v1/campaigns/", {"name": "Draft", "action": "win_back", "segment": segment["id"]}, format="json").json()
+    client.force_login(alice)
+    page = client.get(f"/segments/{segment['id']}/edit/").content.decode()
+    assert 'data-testid="segment-campaigns"' in page and "2 campaigns not launched yet target this segment" in page and "launches on its own at" in page
+
+    assert client.post(f"/segments/{segment['id']}/edit/", {"name": "Loyal", "stages": ["loyal"]}).status_code == 302
+    with tenant_context(tenant_a):
+        for campaign in (scheduled, draft):
+            line = CampaignAudit.objects.filter(campaign_id=campaign["id"], event="segment_changed").get()
+            assert line.detail == "its saved segment changed: “Lapsed” is now “Loyal”; 2 customers then, 1 now" and line.user == alice
+            assert line.get_event_display() == "Segment changed" if hasattr(line, "get_event_display") else True

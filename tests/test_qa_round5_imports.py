@@ -171,7 +171,7 @@ def test_a_column_named_twice_says_so_not_that_a_required_column_is_missing(tena
 def test_a_missing_required_column_is_still_named_with_a_repeated_one(tenant_a, tmp_path):
     result = import_csv(tenant_a, "orders", write_csv(tmp_path / "o.csv", "customer_id,order_id,amount,amount\nc1,o1,1,1\n"))
 
-    assert result.message == ("Nothing was imported: the header must contain customer_id,order_id,ordered_at,amount. "
+    assert result.message == ("Nothing was imported: the header must contain customer_id, order_id, ordered_at, amount. "
                               "The file's columns are customer_id, order_id, amount, amount: rename those that hold them.")
     assert [(e.row, e.column, e.message) for e in result.errors] == [
         (1, "amount", "column appears twice (positions 3 and 4)"), (1, "ordered_at", "missing required column 'ordered_at'"),
