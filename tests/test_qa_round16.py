@@ -347,3 +347,22 @@ def test_a_segment_edit_names_the_campaigns_it_changes_and_their_audit_records_i
             line = CampaignAudit.objects.filter(campaign_id=campaign["id"], event="segment_changed").get()
             assert line.detail == "its saved segment changed: “Lapsed” is now “Loyal”; 2 customers then, 1 now" and line.user == alice
             assert line.get_event_display() == "Segment changed" if hasattr(line, "get_event_display") else True
+
+
+def test_a_customer_changed_after_the_scoring_says_so_on_their_page(shop_a_data, alice, client) -> None:
+    """A refund imported after the scoring, of an order placed before its date: the totals at
+    the top are new, the stage below is not, and the page says which is which."""
+    from django.utils import timezone
+
+    from customers.models import Customer
+    from customers.services.imports import import_rows
+
+    with tenant_context(shop_a_data):
+        customer = Customer.objects.get(external_id="c2")
+        CustomerInsight.objects.create(customer=customer, as_of=dt.date(2024, 3, 1), stage="active", stage_since=dt.date(2024, 2, 10), stage_reason="t",
+                                       action="nurture", action_reason="t", updated_at=timezone.now())
+    client.force_login(alice)
+    assert 'data-testid="changed-since-scoring"' not in client.get(f"/customers/{customer.pk}/").content.decode()
+    assert import_rows(shop_a_data, "orders", [{"customer_id": "c2", "order_id": "o3", "ordered_at": "20240210", "amount": "13.37", "status": "refunded"}]).ok
+    page = client.get(f"/customers/{customer.pk}/").content.decode()
+    assert 'data-testid="changed-since-scoring"' in page and 'data-testid="orders-since-scoring"' not in page

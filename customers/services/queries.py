@@ -246,6 +246,9 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         "campaigns": _campaigns_of(tenant, customer),
         "days_before_scoring": _days_before_scoring(customer, state.as_of if state is not None else None),
         "orders_since_scoring": _orders_since(tenant, customer, state.as_of if state is not None else prediction.as_of if prediction is not None else None),
+        # The customer's own row changed after the scoring wrote the state (an import refunded an
+        # old order, say): the totals at the top are newer than the stage and prediction below.
+        "changed_since_scoring": state is not None and customer.updated_at > state.updated_at,
     }
 
 
