@@ -244,6 +244,9 @@ def refresh_insights_task(self, tenant_id: int, job_id: int) -> None:
 
 @shared_task
 def reap_stale_jobs_task() -> int:
+    from customers.services.import_jobs import forget_old_checks
+
+    forget_old_checks()  # a shop that uploads nothing more would otherwise keep its last checks' files
     return jobs.reap_stale_jobs()
 
 

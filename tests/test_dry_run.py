@@ -230,6 +230,17 @@ def test_a_failed_check_keeps_no_file_and_old_checks_are_forgotten(tenant_a, ali
         client.post("/imports/", {"kind": "customers", "file": handle})
     assert checked_file(passed) is None  # the next upload removed the day-old check's file
 
+    # Without another upload, beat's reaper does it (every shop's, each minute).
+    from customers.services.import_jobs import forget_old_checks
+
+    with open(write_csv(tmp_path / "good.csv", ORDERS_A), "rb") as handle, django_capture_on_commit_callbacks(execute=True):
+        client.post("/imports/", {"kind": "orders", "file": handle, "dry_run": "1"})
+    with tenant_context(tenant_a):
+        latest = Job.objects.filter(kind=Job.Kind.IMPORT).order_by("-pk").first()
+    assert forget_old_checks() == 0 and checked_file(latest) is not None  # a fresh one stays
+    os.utime(checked_file(latest), (old, old))
+    assert forget_old_checks() == 1 and checked_file(latest) is None
+
 
 def test_a_check_that_finds_errors_says_so_rather_than_failed(tenant_a, alice, client, tmp_path, django_capture_on_commit_callbacks) -> None:
     client.force_login(alice)

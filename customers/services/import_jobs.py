@@ -90,12 +90,16 @@ def do_import_checked(tenant: Tenant, check: Job, *, acting_user: Any = None) ->
     return job
 
 
-def forget_old_checks(tenant: Tenant) -> None:
-    """Remove the shop's kept check uploads older than CHECK_KEPT_HOURS (done at each upload)."""
+def forget_old_checks(tenant: Tenant | None = None) -> int:
+    """Remove kept check uploads older than CHECK_KEPT_HOURS: the shop's (at each upload), or
+    every shop's (beat's reaper, each minute). Returns how many went."""
     cutoff = time.time() - CHECK_KEPT_HOURS * 3600
-    for path in upload_path(tenant, "x").parent.glob("check-*.csv"):
+    removed = 0
+    for path in Path(settings.UPLOAD_DIR).glob(f"{tenant.pk if tenant else '*'}/check-*.csv"):
         if path.stat().st_mtime < cutoff:
             path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def do_import_here(tenant: Tenant, kind: str, path: str, *, echo: Any = None, dry_run: bool = False) -> tuple[Job, ImportResult | None]:
