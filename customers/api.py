@@ -434,11 +434,12 @@ class CustomerViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMod
         bump_data_version(self.tenant.pk)  # type: ignore[union-attr]
 
 
-def delete_record(instance: Order | Review) -> None:
+def gone_is_missing(change: Any, *args: Any) -> Any:
+    """Run one of ``records``' changes; a record deleted while it waited answers as a missing id."""
     try:
-        do_delete_record(instance)
+        return change(*args)
     except RecordGone:
-        raise NotFound() from None  # deleted meanwhile: as a missing id
+        raise NotFound() from None
 
 
 @extend_schema_view(bulk=extend_schema(request=bulk_request("orders")), partial_update=extend_schema(description="Analyst: change the order's `status` (read as an import reads it) when the shop cancels or refunds it; its customer's order count and spend follow at once. Any other field is read-only."), destroy=extend_schema(description="Admin: delete the order with its lines; its customer's order count, spend and first and last order follow at once. A cancelled or refunded order is better kept with its status."))
@@ -459,13 +460,10 @@ class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelM
 
     def perform_update(self, serializer: Any) -> None:
         if "status" in serializer.validated_data:
-            try:
-                serializer.instance = do_set_order_status(serializer.instance, serializer.validated_data["status"])
-            except RecordGone:
-                raise NotFound() from None  # deleted meanwhile: as a missing id
+            serializer.instance = gone_is_missing(do_set_order_status, serializer.instance, serializer.validated_data["status"])
 
     def perform_destroy(self, instance: Order) -> None:
-        delete_record(instance)
+        gone_is_missing(do_delete_record, instance)
 
 
 class ProductFilter(ClmFilterSet):
@@ -517,7 +515,7 @@ class ReviewViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModel
         bump_data_version(self.tenant.pk)  # type: ignore[union-attr]  # ratings feed the cached dashboard
 
     def perform_destroy(self, instance: Review) -> None:
-        delete_record(instance)
+        gone_is_missing(do_delete_record, instance)
 
 
 class ImportSerializer(serializers.ModelSerializer):

@@ -308,7 +308,7 @@ def edit_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
         return redirect("segment_detail", segment_id=segment.pk)
     except insights.SegmentNameTaken as exc:
         form.add_error("name", str(exc))
-    return render(request, "insights/segment_edit.html", {"segment": segment, "form": form, "pending": insights.pending_campaigns(segment)})
+    return render(request, "insights/segment_edit.html", {"segment": segment, "form": form, "pending": insights.pending_campaigns(segment).order_by("scheduled_for", "name")})
 
 
 @require_POST

@@ -485,11 +485,8 @@ def do_delete_saved_segment(segment: Segment) -> None:
     """Delete a saved segment, unless a draft or scheduled campaign targets it: without its
     segment that campaign would target every customer. Launched campaigns froze their
     audience and keep their report."""
-    from campaigns.models import Campaign
-
     with transaction.atomic():
-        pending = list(Campaign.objects.select_for_update().filter(segment=segment, launched_at__isnull=True)
-                       .exclude(state=Campaign.State.CANCELLED).values_list("name", flat=True))
+        pending = list(pending_campaigns(segment).select_for_update().values_list("name", flat=True))
         if pending:
             names = ", ".join(f"“{name}”" for name in pending[:3]) + (f" and {len(pending) - 3} more" if len(pending) > 3 else "")
             raise SegmentInUse(f"{names} {'targets' if len(pending) == 1 else 'target'} this segment and {'has' if len(pending) == 1 else 'have'} not launched yet: "
@@ -528,12 +525,12 @@ class SegmentNeedsAdmin(Exception):
     """A campaign that goes out with nobody pressing Launch targets the saved segment."""
 
 
-def pending_campaigns(segment: Segment) -> list[Any]:
+def pending_campaigns(segment: Segment) -> QuerySet[Any]:
     """The campaigns not launched yet (nor cancelled) that target the segment: its change
-    decides whom they go to."""
+    decides whom they go to, and they keep it from being deleted."""
     from campaigns.models import Campaign
 
-    return list(Campaign.objects.filter(segment=segment, launched_at__isnull=True).exclude(state=Campaign.State.CANCELLED).order_by("scheduled_for", "name"))
+    return Campaign.objects.filter(segment=segment, launched_at__isnull=True).exclude(state=Campaign.State.CANCELLED)
 
 
 def refuse_edit_unless_admin(segment: Segment, *, by_admin: bool) -> None:

@@ -86,7 +86,7 @@ class ImportResult:
     # A check: every step of the import ran, its counts are what importing would do, and the
     # transaction was rolled back, so nothing was written.
     dry_run: bool = False
-    # JSON rows (the bulk API): each record's id as sent (customer_id, sku, order_id or
+    # JSON rows (the bulk API): each record's id as stored (customer_id, sku, order_id or
     # review_id) and its numeric id in the API, so a client need not look them up.
     ids: dict[str, int] = field(default_factory=dict)
 
@@ -1312,6 +1312,11 @@ def _load_products(cursor: Any, spec: Spec, params: dict[str, Any], present: set
     return ImportResult("products", True, rows=total, created=new, updated=written - new, unchanged=total - written)
 
 
+# The file's order lines as stored lines are numbered: 1, 2… in file order within each order.
+_STAGED_LINES = (f"(SELECT order_id, row_number() OVER (PARTITION BY order_id ORDER BY row_no) AS line_no, sku, "  # internal table/column names only  # nosec B608
+                 f"COALESCE(quantity, 1) AS quantity, unit_price, amount FROM {STAGING})")
+
+
 def _find_relined_orders(cursor: Any, params: dict[str, Any]) -> None:
     """``{STAGING}_relined``: the ids of stored orders whose lines the file changes (a line
     that differs or is new, or a stored line beyond the file's), read before the lines are
@@ -1322,9 +1327,8 @@ def _find_relined_orders(cursor: Any, params: dict[str, Any]) -> None:
     differs = " OR ".join(f"{_as_value(c, f'i.{c}')} IS DISTINCT FROM {_as_value(c, f'l.{c}')}" for c in ("quantity", "unit_price", "amount"))
     cursor.execute(
         f"CREATE TEMPORARY TABLE {STAGING}_relined AS "  # internal table/column names only; every value is a bound parameter  # nosec B608
-        f"SELECT e.id FROM {STAGING}_existing e JOIN ("
-        f"  SELECT order_id, row_number() OVER (PARTITION BY order_id ORDER BY row_no) AS line_no, sku, COALESCE(quantity, 1) AS quantity, unit_price, amount "
-        f"  FROM {STAGING}) l ON l.order_id = e.order_id "
+        f"SELECT e.id FROM {STAGING}_existing e JOIN "
+        f"{_STAGED_LINES} l ON l.order_id = e.order_id "
         f"LEFT JOIN customers_product p ON p.tenant_id = %(tenant)s AND p.sku = l.sku "
         f"LEFT JOIN customers_orderitem i ON i.tenant_id = %(tenant)s AND i.order_id = e.id AND i.line_no = l.line_no "
         f"WHERE i.id IS NULL OR i.product_id IS DISTINCT FROM p.id OR {differs} "
@@ -1392,9 +1396,7 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
             "unit_price": "l.unit_price",
             "amount": "l.amount",
         },
-        f"(SELECT order_id, row_number() OVER (PARTITION BY order_id ORDER BY row_no) AS line_no, sku,"  # internal table/column names only; every value is a bound parameter  # nosec B608
-        f"  COALESCE(quantity, 1) AS quantity, unit_price, amount FROM {STAGING}) l "
-        f"JOIN customers_order o ON o.tenant_id = %(tenant)s AND o.external_id = l.order_id "
+        f"{_STAGED_LINES} l JOIN customers_order o ON o.tenant_id = %(tenant)s AND o.external_id = l.order_id "
         f"LEFT JOIN customers_product p ON p.tenant_id = %(tenant)s AND p.sku = l.sku",
         ["order_id", "line_no"],
         ["product_id", "quantity", "unit_price", "amount"],
@@ -1564,12 +1566,17 @@ def _shop_lock_reporting_the_wait(tenant: Tenant, progress: ProgressCallback) ->
             connection.close()
 
 
+def sql_now() -> Any:
+    """Now, as the set-based statements bind it: SQLite keeps Django datetimes as naive UTC
+    text (as ``_stager`` stages them), PostgreSQL takes an aware datetime."""
+    now = timezone.now()
+    return now if connection.vendor == "postgresql" else now.replace(tzinfo=None).isoformat(" ")
+
+
 def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], progress: ProgressCallback | None, *, from_file: bool = True,
           dry_run: bool = False) -> ImportResult:
-    params = {"tenant": tenant.pk, "now": timezone.now(), "currency": tenant.currency}
+    params = {"tenant": tenant.pk, "now": sql_now(), "currency": tenant.currency}
     postgres = connection.vendor == "postgresql"
-    if not postgres:
-        params["now"] = params["now"].replace(tzinfo=None).isoformat(" ")
     with ExitStack() as shop_lock:
         if progress:
             if postgres:

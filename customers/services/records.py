@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from clmsite.datacache import bump_data_version
 from customers.models import Order, Review
-from customers.services.imports import refresh_customer_aggregates, take_shop_write_lock
+from customers.services.imports import refresh_customer_aggregates, sql_now, take_shop_write_lock
 
 
 class RecordGone(Exception):
@@ -25,17 +25,15 @@ def _recounting(record: Order | Review) -> Iterator[None]:
     writing, then reads the record's customer again (that import may have moved an order to
     another customer) and at its end recomputes that customer's order count, spend, first
     and last order and review count. RecordGone when the record no longer exists."""
-    tenant_id, now = record.tenant_id, timezone.now()
-    postgres = connection.vendor == "postgresql"
+    tenant_id, now = record.tenant_id, sql_now()
     with transaction.atomic(), connection.cursor() as cursor:
-        if postgres:
+        if connection.vendor == "postgresql":
             take_shop_write_lock(cursor, tenant_id)
         customer_id = type(record).objects.select_for_update().filter(pk=record.pk).values_list("customer_id", flat=True).first()
         if customer_id is None:
             raise RecordGone
         yield
-        refresh_customer_aggregates(cursor, tenant_id, "c.id = %(customer)s",
-                                    {"customer": customer_id, "now": now if postgres else now.replace(tzinfo=None).isoformat(" ")})
+        refresh_customer_aggregates(cursor, tenant_id, "c.id = %(customer)s", {"customer": customer_id, "now": now})
     bump_data_version(tenant_id)
 
 
