@@ -15,11 +15,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ParseError, ValidationError
+from rest_framework.exceptions import NotFound, ParseError, UnsupportedMediaType, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from clmsite.api import TenantViewSet, json_type_name, refuse_unknown_fields, refuse_unknown_query_params
+from clmsite.api import NON_FIELD_ERRORS, TenantViewSet, json_type_name, refuse_unknown_fields, refuse_unknown_query_params
 from clmsite.datacache import bump_data_version
 from clmsite.filters import ClmFilterSet, UTCDateTimeFilter
 from clmsite.models import Role
@@ -27,7 +27,7 @@ from clmsite.parsers import JSONParser
 from customers.models import Customer, Order, OrderItem, Product, Review
 from customers.services import parsing
 from customers.services.import_jobs import do_start_import
-from customers.services.imports import ATTRIBUTES_MAX, KINDS, SPECS, ImportResult, attribute_problem, column_name, import_rows
+from customers.services.imports import ATTRIBUTES_MAX, KINDS, SPECS, ImportResult, RecordExists, attribute_problem, column_name, import_rows
 from customers.services.records import RecordGone, do_delete_record, do_set_order_status
 from modeling.models import Job
 from modeling.review_insight import aspect_labels
@@ -412,8 +412,92 @@ class BulkUpsertMixin:
         return Response({**fields, **result.as_dict(), "detail": result.message}, status=status.HTTP_400_BAD_REQUEST)
 
 
-@extend_schema_view(bulk=extend_schema(request=bulk_request("customers")))
-class CustomerViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
+# An order's columns that belong to each of its lines: a created order takes them per line, in ``lines``.
+LINE_COLUMNS = ("sku", "quantity", "amount", "product_name", "category")
+KEY_NAMES = {"customers": "customer_id", "orders": "order_id", "products": "sku", "reviews": "review_id"}
+
+
+def create_request(kind: str) -> dict[str, Any]:
+    """The schema of a create's body: one row of the kind's CSV file, as bulk takes it; an
+    order may instead give its lines in ``lines``."""
+    row = bulk_request(kind)["application/json"]["oneOf"][0]["items"]
+    if kind != "orders":
+        return {"application/json": row}
+    line = {"type": "object", "additionalProperties": False, "required": ["amount"],
+            "properties": {name: row["properties"][name] for name in LINE_COLUMNS}}
+    lined = {"type": "object", "description": "an order of several lines: the order's columns, and each line's in `lines`", "additionalProperties": False,
+             "required": [name for name in row["required"] if name not in LINE_COLUMNS] + ["lines"],
+             "properties": {**{name: value for name, value in row["properties"].items() if name not in LINE_COLUMNS},
+                            "lines": {"type": "array", "minItems": 1, "items": line}}}
+    return {"application/json": {"oneOf": [{**row, "description": "an order of one line, as a row of the orders file"}, lined]}}
+
+
+def create_schema(kind: str, serializer: Any) -> Any:
+    what = {"orders": "an order: a row of the orders file (one line), or its columns with `lines`, a list of each line's `sku, quantity, amount, product_name, category` "
+                      "(the order's amount is their sum)"}.get(kind, f"a {kind.removesuffix('s')}: an object with the columns of a row of the {kind} file")
+    return extend_schema(
+        request=create_request(kind),
+        responses={201: serializer, 409: inline_serializer(f"{kind.title()}Exists", fields={"detail": serializers.CharField(), "id": serializers.IntegerField()})},
+        description=f"Analyst: create {what}, read and checked as an import reads it (an unknown customer or sku named on the way is created too). "
+        f"201 with the new record as its detail answers it, and its URL in `Location`; 400 with each bad column under its name; "
+        f"409 with the record's `id` when the shop has its `{KEY_NAMES[kind]}` already (change it with PATCH, or upsert with bulk).",
+    )
+
+
+def _lines_as_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """An order with ``lines`` as the rows of an orders file: its columns repeated on each line."""
+    lines = data["lines"]
+    if not isinstance(lines, list) or not lines or not all(isinstance(line, dict) for line in lines):
+        raise ValidationError({"lines": ["A list of at least one line, each an object of sku, quantity, amount, product_name and category."]})
+    misplaced = [name for name in LINE_COLUMNS if name in data]
+    if misplaced:
+        raise ValidationError({name: ["Give it for each line, in lines."] for name in misplaced})
+    strangers = {f"Item {index}: {name}: Unknown field; a line has {', '.join(LINE_COLUMNS)}." for index, line in enumerate(lines, 1) for name in line if name not in LINE_COLUMNS}
+    if strangers:
+        raise ValidationError({"lines": sorted(strangers)})
+    order = {name: value for name, value in data.items() if name != "lines"}
+    return [{**order, **line} for line in lines]
+
+
+class CreateFromRowMixin:
+    """``POST`` to the list: create one record from a row of its kind's CSV format, as bulk
+    reads rows, refusing one that exists (409) instead of updating it."""
+
+    bulk_kind = ""
+
+    def create(self, request: Any) -> Response:
+        data = request.data
+        if hasattr(data, "getlist") and data:  # a form: the rows are JSON, as bulk's
+            raise UnsupportedMediaType(request.content_type)
+        if not isinstance(data, dict) or hasattr(data, "getlist"):
+            raise ValidationError({"detail": f"Send one {self.bulk_kind.removesuffix('s')} as a JSON object; for many, POST a list to bulk/."})
+        lined = self.bulk_kind == "orders" and "lines" in data
+        rows = _lines_as_rows(data) if lined else [data]
+        try:
+            result = import_rows(self.tenant, self.bulk_kind, rows, create_only=True)  # type: ignore[attr-defined]
+        except RecordExists as exc:
+            key, pk = next(iter(exc.ids.items()))
+            return Response({"detail": f"This shop has {KEY_NAMES[self.bulk_kind]} {key} already, as id {pk}: change it with PATCH, or upsert it with bulk/.", "id": pk},
+                            status=status.HTTP_409_CONFLICT)
+        if not result.ok:
+            errors: dict[str, list[str]] = {}
+            for error in result.errors:
+                if lined and error.column in LINE_COLUMNS:
+                    errors.setdefault("lines", []).append(f"Item {error.row}: {error.column}: {error.message}")
+                else:  # an order's own column is on each of its lines: said once
+                    messages = errors.setdefault(error.column or NON_FIELD_ERRORS, [])
+                    if error.message not in messages:
+                        messages.append(error.message)
+            said = "; ".join(f"{name}: {message}" if name != NON_FIELD_ERRORS else message for name, messages in errors.items() for message in messages)
+            errors[NON_FIELD_ERRORS] = [f"Nothing was created: {said}" if said else result.message.replace("Nothing was imported", "Nothing was created")]
+            raise ValidationError(errors)
+        instance = self.get_queryset().get(pk=next(iter(result.ids.values())))  # type: ignore[attr-defined]
+        url = reverse(f"{self.basename}-detail", args=[instance.pk])  # type: ignore[attr-defined]
+        return Response(self.get_serializer(instance).data, status=status.HTTP_201_CREATED, headers={"Location": request.build_absolute_uri(url)})  # type: ignore[attr-defined]
+
+
+@extend_schema_view(create=create_schema("customers", CustomerDetailSerializer), bulk=extend_schema(request=bulk_request("customers")))
+class CustomerViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
     """Customers: search by id, email or name; filter; order by spend, orders or recency."""
 
     bulk_kind = "customers"
@@ -427,7 +511,7 @@ class CustomerViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMod
         return Customer.objects.all()
 
     def get_serializer_class(self) -> Any:
-        return CustomerDetailSerializer if self.action == "retrieve" else CustomerSerializer
+        return CustomerDetailSerializer if self.action in ("retrieve", "create") else CustomerSerializer
 
     def perform_destroy(self, instance: Customer) -> None:
         super().perform_destroy(instance)
@@ -442,8 +526,8 @@ def gone_is_missing(change: Any, *args: Any) -> Any:
         raise NotFound() from None
 
 
-@extend_schema_view(bulk=extend_schema(request=bulk_request("orders")), partial_update=extend_schema(description="Analyst: change the order's `status` (read as an import reads it) when the shop cancels or refunds it; its customer's order count and spend follow at once. Any other field is read-only."), destroy=extend_schema(description="Admin: delete the order with its lines; its customer's order count, spend and first and last order follow at once. A cancelled or refunded order is better kept with its status."))
-class OrderViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
+@extend_schema_view(create=create_schema("orders", OrderSerializer), bulk=extend_schema(request=bulk_request("orders")), partial_update=extend_schema(description="Analyst: change the order's `status` (read as an import reads it) when the shop cancels or refunds it; its customer's order count and spend follow at once. Any other field is read-only."), destroy=extend_schema(description="Admin: delete the order with its lines; its customer's order count, spend and first and last order follow at once. A cancelled or refunded order is better kept with its status."))
+class OrderViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
     """The shop's orders with their lines, newest first; filter by customer, status and time. Load them with ``POST /api/v1/orders/bulk/`` or a CSV import.
     PATCH an order's ``status`` when the shop cancels or refunds it; an admin deletes one with its lines. Either way its customer's order count and spend follow at once."""
 
@@ -474,8 +558,8 @@ class ProductFilter(ClmFilterSet):
         fields = {"category": ["exact"], "updated_at": ["gte", "lt"]}
 
 
-@extend_schema_view(bulk=extend_schema(request=bulk_request("products")), partial_update=extend_schema(description="Analyst: change the product's `name`, `category` or `price` (read as a products file's; null clears it). Any other field is read-only."))
-class ProductViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, TenantViewSet):
+@extend_schema_view(create=create_schema("products", ProductSerializer), bulk=extend_schema(request=bulk_request("products")), partial_update=extend_schema(description="Analyst: change the product's `name`, `category` or `price` (read as a products file's; null clears it). Any other field is read-only."))
+class ProductViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, TenantViewSet):
     """The shop's product catalogue; filter by category, search by sku or name. Load it with ``POST /api/v1/products/bulk/`` or a CSV import (an orders file creates the products it names).
     PATCH changes a product's name, category or price."""
 
@@ -494,8 +578,8 @@ class ProductViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveMode
         bump_data_version(self.tenant.pk)  # type: ignore[union-attr]  # the catalogue's categories feed cached charts
 
 
-@extend_schema_view(bulk=extend_schema(request=bulk_request("reviews")), partial_update=extend_schema(description="Analyst: change the review's `rating` (1–5, null for none) or `text` (a changed text is read again at the next scoring). Any other field is read-only."), destroy=extend_schema(description="Admin: delete the review; its customer's review count follows at once."))
-class ReviewViewSet(BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
+@extend_schema_view(create=create_schema("reviews", ReviewSerializer), bulk=extend_schema(request=bulk_request("reviews")), partial_update=extend_schema(description="Analyst: change the review's `rating` (1–5, null for none) or `text` (a changed text is read again at the next scoring). Any other field is read-only."), destroy=extend_schema(description="Admin: delete the review; its customer's review count follows at once."))
+class ReviewViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
     """Product reviews with their rating and the sentiment read from their text; filter by customer, rating, sentiment and time. Load them with ``POST /api/v1/reviews/bulk/`` or a CSV import.
     PATCH changes a review's rating or text (a changed text is read again at the next scoring); an admin deletes one, and its customer's review count follows at once."""
 

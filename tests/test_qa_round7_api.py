@@ -31,7 +31,7 @@ def test_a_method_the_endpoint_lacks_is_a_405_for_every_role(tenant_a, orders_a)
     for role in (Role.VIEWER, Role.ANALYST, Role.ADMIN):
         client = api_client_for(tenant_a, role)
         assert client.delete(f"/api/v1/products/{product_id}/").status_code == 405, role
-        assert client.post("/api/v1/customers/", {}, format="json").status_code == 405, role
+        assert client.post("/api/v1/predictions/", {}, format="json").status_code == 405, role  # (customers take a POST: a create)
         assert client.put(f"/api/v1/customers/{orders_a.pk}/", {}, format="json").status_code == 405, role
     # A method the endpoint has still needs its role.
     assert api_client_for(tenant_a, Role.VIEWER).delete(f"/api/v1/customers/{orders_a.pk}/").status_code == 403

@@ -94,6 +94,15 @@ class ImportResult:
         return asdict(self)
 
 
+class RecordExists(Exception):
+    """A create (``import_rows(..., create_only=True)``) named a record the shop has: nothing
+    was written. ``ids`` maps its id as stored to its numeric id."""
+
+    def __init__(self, ids: dict[str, int]) -> None:
+        super().__init__(f"exists already: {ids}")
+        self.ids = ids
+
+
 class ImportError_(Exception):  # noqa: N801 - the builtin ImportError means something else
     """The file cannot be imported; nothing was written."""
 
@@ -1574,7 +1583,7 @@ def sql_now() -> Any:
 
 
 def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], progress: ProgressCallback | None, *, from_file: bool = True,
-          dry_run: bool = False) -> ImportResult:
+          dry_run: bool = False, create_only: bool = False) -> ImportResult:
     params = {"tenant": tenant.pk, "now": sql_now(), "currency": tenant.currency}
     postgres = connection.vendor == "postgresql"
     with ExitStack() as shop_lock:
@@ -1607,6 +1616,10 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
                 return result
             if not from_file:
                 result.ids = _record_ids(cursor, spec, tenant.pk)
+            if create_only and not result.created:
+                # Decided under the shop's write lock, so two creates of one id cannot both pass;
+                # raising rolls back the customers or products the rows made on the way.
+                raise RecordExists(result.ids)
             if result.created or (result.updated and spec.kind != "customers"):
                 # Cached aggregates count customers and sum orders and reviews: a change of a
                 # customer's email or country leaves them as they are.
@@ -1687,14 +1700,15 @@ def import_csv(tenant: Tenant, kind: str, path: str, *, progress: ProgressCallba
     return _finish(result, spec, header)
 
 
-def import_rows(tenant: Tenant, kind: str, rows: list[dict[str, Any]], *, dry_run: bool = False) -> ImportResult:
+def import_rows(tenant: Tenant, kind: str, rows: list[dict[str, Any]], *, dry_run: bool = False, create_only: bool = False) -> ImportResult:
     """Import JSON rows of ``kind`` for ``tenant`` (the REST bulk upsert): all rows or none,
-    or with ``dry_run`` only checked."""
+    or with ``dry_run`` only checked. With ``create_only`` (the rows of one new record, as
+    the API's create sends them) a record that exists raises RecordExists, writing nothing."""
     spec = _spec(kind)
     try:
         with _Staging(spec) as staging:
             header = validate_rows(spec, rows, staging)
-            result = _load(tenant, spec, staging, _present_columns(spec, header), None, from_file=False, dry_run=dry_run)
+            result = _load(tenant, spec, staging, _present_columns(spec, header), None, from_file=False, dry_run=dry_run, create_only=create_only)
     except ImportError_ as exc:
         return _failed(kind, exc, dry_run=dry_run)
     return _finish(result, spec, [name for name in header if name])  # a blank key with a value was refused, one without is nothing

@@ -1,0 +1,146 @@
+"""Creating one record over the API (``POST /api/v1/{customers,orders,products,reviews}/``):
+the body is a row of the kind's CSV format, read and checked as an import reads it; 201 with
+the record, 400 naming each bad column, 409 for an id the shop has, and nothing written unless
+it is created."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from clmsite.models import Role
+from clmsite.tenancy import tenant_context
+from customers.models import Customer, Order, OrderItem, Product, Review
+from tests.conftest import api_client_for
+
+pytestmark = pytest.mark.django_db
+
+
+def _counts(tenant) -> tuple[int, ...]:
+    with tenant_context(tenant):
+        return Customer.objects.count(), Order.objects.count(), OrderItem.objects.count(), Product.objects.count(), Review.objects.count()
+
+
+def test_each_kind_is_created_with_its_detail_and_location(api_a, tenant_a) -> None:
+    customer = api_a.post("/api/v1/customers/", {"customer_id": "c1", "email": "Ann@Example.com", "name": "Ann", "loyalty tier": "gold"}, format="json")
+    assert customer.status_code == 201, customer.json()
+    body = customer.json()
+    assert (body["external_id"], body["email"], body["attributes"], body["orders"]) == ("c1", "ann@example.com", {"loyalty_tier": "gold"}, [])
+    assert customer["Location"].rstrip("/").endswith(f"/api/v1/customers/{body['id']}")
+    assert api_a.get(customer["Location"]).json() == body  # what its detail answers
+
+    product = api_a.post("/api/v1/products/", {"sku": "SKU-1", "name": "Trail shoe", "category": "Shoes", "price": "89.90"}, format="json")
+    assert product.status_code == 201 and product.json()["price"] == "89.90"
+
+    order = api_a.post("/api/v1/orders/", {"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-05-01", "amount": "19.90", "sku": "SKU-1"}, format="json")
+    assert order.status_code == 201, order.json()
+    assert (order.json()["amount"], [line["sku"] for line in order.json()["items"]]) == ("19.90", ["SKU-1"])
+
+    review = api_a.post("/api/v1/reviews/", {"customer_id": "c1", "review_id": "r1", "created_at": "2024-05-09", "text": "Great fit", "rating": 5, "sku": "SKU-1"},
+                        format="json")
+    assert review.status_code == 201 and (review.json()["rating"], review.json()["sku"]) == (5, "SKU-1")
+
+    with tenant_context(tenant_a):  # the customer's counts follow, as after an import
+        ann = Customer.objects.get(external_id="c1")
+        assert (ann.order_count, ann.total_spent, ann.review_count) == (1, Decimal("19.90"), 1)
+
+
+def test_an_order_with_lines_is_one_order_whose_amount_is_their_sum(api_a, tenant_a) -> None:
+    body = {"customer_id": "new-c", "order_id": "o7", "ordered_at": "2024-06-01T10:00:00Z", "status": "Completed",
+            "lines": [{"sku": "a", "quantity": 2, "amount": "10.00", "product_name": "Socks"}, {"sku": "b", "amount": "5.50"}]}
+    answer = api_a.post("/api/v1/orders/", body, format="json")
+    assert answer.status_code == 201, answer.json()
+    order = answer.json()
+    assert (order["amount"], order["status"], [(line["sku"], line["quantity"]) for line in order["items"]]) == ("15.50", "completed", [("a", 2), ("b", 1)])
+    assert _counts(tenant_a) == (1, 1, 2, 2, 0)  # the unknown customer and skus were created on the way
+
+
+def test_an_id_the_shop_has_is_a_409_with_its_id_and_changes_nothing(api_a, shop_a_data) -> None:
+    with tenant_context(shop_a_data):
+        stored = Order.objects.get(external_id="o1")
+        before = (stored.amount, stored.updated_at, Customer.objects.order_by("pk").values_list("pk", "updated_at")[0])
+    counts = _counts(shop_a_data)
+    answer = api_a.post("/api/v1/orders/", {"customer_id": "someone-new", "order_id": "o1", "ordered_at": "2024-05-01", "amount": "99.00", "sku": "new-sku"},
+                        format="json")
+    assert answer.status_code == 409
+    assert answer.json() == {"detail": f"This shop has order_id o1 already, as id {stored.pk}: change it with PATCH, or upsert it with bulk/.", "id": stored.pk}
+    assert _counts(shop_a_data) == counts  # not the customer or the sku it named either
+    with tenant_context(shop_a_data):
+        stored.refresh_from_db()
+        assert (stored.amount, stored.updated_at, Customer.objects.order_by("pk").values_list("pk", "updated_at")[0]) == before
+
+
+def test_bad_columns_are_a_400_under_their_names_and_nothing_is_written(api_a, tenant_a) -> None:
+    answer = api_a.post("/api/v1/orders/", {"customer_id": "c1", "order_id": "o1", "ordered_at": "yesterday", "amount": "-3"}, format="json")
+    assert answer.status_code == 400
+    body = answer.json()
+    assert set(body) == {"ordered_at", "amount", "detail"}
+    assert body["detail"].startswith("Nothing was created: ordered_at: ") and "; amount: " in body["detail"]
+    assert all(isinstance(messages, list) and messages for name, messages in body.items() if name != "detail")
+
+    lined = api_a.post("/api/v1/orders/", {"customer_id": "c1", "order_id": "o1", "ordered_at": "bad",
+                                           "lines": [{"sku": "a", "amount": "1"}, {"sku": "b", "amount": "x"}]}, format="json")
+    assert lined.status_code == 400
+    errors = lined.json()
+    assert len(errors["ordered_at"]) == 1  # said once, not once per line
+    assert [message.split(":")[:2] for message in errors["lines"]] == [["Item 2", " amount"]]
+
+    missing = api_a.post("/api/v1/reviews/", {"customer_id": "c1", "review_id": "r1", "created_at": "2024-01-01"}, format="json")
+    assert missing.status_code == 400 and "text" in missing.json()
+    assert _counts(tenant_a) == (0, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ([{"customer_id": "c1"}], "detail"),  # a list: that is bulk's
+    ({"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-05-01", "amount": "1", "lines": [{"amount": "1"}]}, "amount"),  # amount belongs to the lines
+    ({"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-05-01", "lines": []}, "lines"),
+    ({"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-05-01", "lines": [{"amount": "1", "price": "1"}]}, "lines"),
+])
+def test_a_body_that_is_not_one_order_is_a_400(api_a, tenant_a, body, field) -> None:
+    answer = api_a.post("/api/v1/orders/", body, format="json")
+    assert answer.status_code == 400 and field in answer.json(), answer.json()
+    assert _counts(tenant_a) == (0, 0, 0, 0, 0)
+
+
+def test_create_needs_an_analyst_json_and_no_query_parameters(tenant_a) -> None:
+    row = {"customer_id": "c1"}
+    assert api_client_for(tenant_a, Role.VIEWER).post("/api/v1/customers/", row, format="json").status_code == 403
+    analyst = api_client_for(tenant_a, Role.ANALYST)
+    assert analyst.post("/api/v1/customers/", row).status_code == 415  # a form
+    assert analyst.post("/api/v1/customers/?dry_run=true", row, format="json").status_code == 400  # a check is bulk's
+    assert _counts(tenant_a)[0] == 0
+    assert analyst.post("/api/v1/customers/", row, format="json").status_code == 201
+
+
+def test_a_created_record_belongs_to_the_keys_shop_only(api_a, api_b, tenant_a, tenant_b) -> None:
+    assert api_a.post("/api/v1/customers/", {"customer_id": "same"}, format="json").status_code == 201
+    other = api_b.post("/api/v1/customers/", {"customer_id": "same"}, format="json")  # another shop's id is not a conflict
+    assert other.status_code == 201
+    assert api_a.get(other["Location"]).status_code == 404
+    assert _counts(tenant_a)[0] == _counts(tenant_b)[0] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_creates_of_one_id_at_once_make_one_record_and_one_409(tenant_a) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite writes one at a time")
+    rows = [{"customer_id": "c1", "name": f"writer {n}"} for n in range(2)]
+    answers: list[int] = []
+
+    def create(row: dict) -> None:
+        try:
+            answers.append(api_client_for(tenant_a).post("/api/v1/customers/", row, format="json").status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=create, args=(row,)) for row in rows]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers) == [201, 409]
+    with tenant_context(tenant_a):
+        assert Customer.objects.count() == 1
