@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import django_filters
@@ -21,7 +22,16 @@ class UTCDateTimeField(IsoDateTimeField):
     default_error_messages = {"invalid": "Enter a date or date-time in ISO 8601, such as 2024-05-01 or 2024-05-01T09:30:00Z."}
 
     def to_python(self, value: Any) -> Any:
-        value = super().to_python(value)
+        try:
+            value = super().to_python(value)
+        except DjangoValidationError:
+            if isinstance(value, str) and re.fullmatch(r".*\d \d{2}(:?\d{2})?", value.strip()):
+                # 2024-05-01T09:30:00+02:00 sent unencoded: a query's + reads as a space.
+                # %% as django-filter formats the message with its params; the value's own % too.
+                given = value.strip()[:40].replace("%", "%%")
+                raise DjangoValidationError(f"'{given}' is not a date-time: a + in a URL's query reads as a space. Write it as %%2B "
+                                            "(2024-05-01T09:30:00%%2B02:00), or give the time in UTC with Z.", code="invalid") from None
+            raise
         if value is None or value.tzinfo is None:
             return value
         try:

@@ -35,12 +35,15 @@ from modeling.review_insight import aspect_labels
 
 class StampedSerializer(serializers.ModelSerializer):
     """An edit writes only what changes, and stamps ``updated_at`` only then, as an import
-    leaves an unchanged row alone (incremental sync reads ``updated_at``)."""
+    leaves an unchanged row alone (incremental sync reads ``updated_at``). A change refreshes
+    the shop's cached pages: a product's category and a review's rating feed the dashboard."""
 
     def update(self, instance: Any, validated_data: dict[str, Any]) -> Any:
         if all(getattr(instance, name) == value for name, value in validated_data.items()):
             return instance
-        return super().update(instance, {**validated_data, "updated_at": timezone.now()})
+        instance = super().update(instance, {**validated_data, "updated_at": timezone.now()})
+        bump_data_version(instance.tenant_id)
+        return instance
 
 
 class MoneyField(serializers.DecimalField):
@@ -573,10 +576,6 @@ class ProductViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin,
     def get_base_queryset(self) -> Any:
         return Product.objects.all()
 
-    def perform_update(self, serializer: Any) -> None:
-        serializer.save()
-        bump_data_version(self.tenant.pk)  # type: ignore[union-attr]  # the catalogue's categories feed cached charts
-
 
 @extend_schema_view(create=create_schema("reviews", ReviewSerializer), bulk=extend_schema(request=bulk_request("reviews")), partial_update=extend_schema(description="Analyst: change the review's `rating` (1–5, null for none) or `text` (a changed text is read again at the next scoring). Any other field is read-only."), destroy=extend_schema(description="Admin: delete the review; its customer's review count follows at once."))
 class ReviewViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
@@ -594,10 +593,6 @@ class ReviewViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin, 
     def get_base_queryset(self) -> Any:
         return Review.objects.select_related("customer", "product")
 
-    def perform_update(self, serializer: Any) -> None:
-        serializer.save()
-        bump_data_version(self.tenant.pk)  # type: ignore[union-attr]  # ratings feed the cached dashboard
-
     def perform_destroy(self, instance: Review) -> None:
         gone_is_missing(do_delete_record, instance)
 
@@ -614,7 +609,7 @@ class ImportSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_dry_run(self, job: Job) -> bool:
-        return bool(job.params.get("dry_run"))
+        return job.is_check
 
     def get_summary(self, job: Job) -> dict[str, Any]:
         return {k: job.result.get(k) for k in ("rows", "created", "updated", "unchanged", "error_count") if k in job.result}

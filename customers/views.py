@@ -127,7 +127,7 @@ def import_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         raise Http404("Not found")
     from modeling.insights import latest_scoring_date
 
-    check = bool(job.params.get("dry_run"))
+    check = job.is_check
     changed = job.state == Job.State.SUCCEEDED and not check and bool((job.result or {}).get("created") or (job.result or {}).get("updated"))
     # A result's details by name, "lines" aside (shown with the rows); a check's in the conditional.
     details = [(CHECK_DETAIL_LABELS.get(name, words(name)) if check else words(name), value)

@@ -74,10 +74,15 @@ class Job(TenantOwnedModel):
         return round(100 * self.progress)
 
     @property
+    def is_check(self) -> bool:
+        """An import run as a check (a dry run): it wrote nothing."""
+        return bool((self.params or {}).get("dry_run"))
+
+    @property
     def state_label(self) -> str:
         """The state as pages show it: an import check that found errors did its job, so it
         reads "Errors found", not "Failed"."""
-        if self.kind == self.Kind.IMPORT and self.state == self.State.FAILED and (self.params or {}).get("dry_run"):
+        if self.kind == self.Kind.IMPORT and self.state == self.State.FAILED and self.is_check:
             return "Errors found"
         return str(self.get_state_display())
 

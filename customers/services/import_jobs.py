@@ -74,7 +74,7 @@ CHECK_KEPT_HOURS = 24
 def checked_file(job: Job) -> Path | None:
     """The upload of a passed check, while it is kept; None once imported or forgotten."""
     path = Path(job.params.get("path", ""))
-    kept = job.params.get("dry_run") and job.state == Job.State.SUCCEEDED and path.name.startswith("check-") and path.is_file()
+    kept = job.is_check and job.state == Job.State.SUCCEEDED and path.name.startswith("check-") and path.is_file()
     return path if kept else None
 
 
