@@ -364,7 +364,7 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
         role = request_role(request)
         needed = self.required_role(request)
         if role is not None and not role_at_least(role, needed):
-            caller = f"this key is {_a(role)} key" if isinstance(request.auth, ApiKey) else f"you are {_a(role)} in this shop"
+            caller = f"this key is {with_article(role)} key" if isinstance(request.auth, ApiKey) else f"you are {with_article(role)} in this shop"
             message = f"This needs the {needed} role or above; {caller}."
         super().permission_denied(request, message, code)
 
@@ -386,8 +386,9 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
             refuse_a_body(request)
 
 
-def _a(role: str) -> str:
-    return f"{'an' if role[0] in 'aeiou' else 'a'} {role}"
+def with_article(noun: str) -> str:
+    """``an admin``, ``a viewer``."""
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -19,7 +19,7 @@ from rest_framework.exceptions import NotFound, ParseError, UnsupportedMediaType
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from clmsite.api import NON_FIELD_ERRORS, TenantViewSet, json_type_name, refuse_unknown_fields, refuse_unknown_query_params
+from clmsite.api import NON_FIELD_ERRORS, TenantViewSet, json_type_name, refuse_unknown_fields, refuse_unknown_query_params, with_article
 from clmsite.datacache import bump_data_version
 from clmsite.filters import ClmFilterSet, UTCDateTimeFilter
 from clmsite.models import Role
@@ -475,6 +475,12 @@ class CreateFromRowMixin:
         if not isinstance(data, dict) or hasattr(data, "getlist"):
             raise ValidationError({"detail": f"Send one {self.bulk_kind.removesuffix('s')} as a JSON object; for many, POST a list to bulk/."})
         lined = self.bulk_kind == "orders" and "lines" in data
+        if self.bulk_kind != "customers":  # bulk ignores such a key and says so; a create would drop it unseen (an order's "items")
+            columns = [column.name for column in SPECS[self.bulk_kind].columns] + (["lines"] if self.bulk_kind == "orders" else [])
+            unknown = [str(key) for key in data if column_name(str(key)) not in columns]
+            if unknown:
+                noun = self.bulk_kind.removesuffix("s")
+                raise ValidationError({key: [f"Unknown field; {with_article(noun)} takes {', '.join(columns)}."] for key in unknown})
         rows = _lines_as_rows(data) if lined else [data]
         try:
             result = import_rows(self.tenant, self.bulk_kind, rows, create_only=True)  # type: ignore[attr-defined]

@@ -98,6 +98,8 @@ def test_bad_columns_are_a_400_under_their_names_and_nothing_is_written(api_a, t
     ({"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-05-01", "amount": "1", "lines": [{"amount": "1"}]}, "amount"),  # amount belongs to the lines
     ({"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-05-01", "lines": []}, "lines"),
     ({"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-05-01", "lines": [{"amount": "1", "price": "1"}]}, "lines"),
+    ({"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-05-01", "amount": "1", "items": [{"sku": "a"}]}, "items"),  # as the API answers it: not dropped
+    ({"id": 4, "customer_id": "c1", "order_id": "o1", "ordered_at": "2024-05-01", "amount": "1"}, "id"),
 ])
 def test_a_body_that_is_not_one_order_is_a_400(api_a, tenant_a, body, field) -> None:
     answer = api_a.post("/api/v1/orders/", body, format="json")
