@@ -95,7 +95,7 @@ class OrderSerializer(serializers.ModelSerializer):
         model = Order
         fields = ["id", "external_id", "customer", "customer_external_id", "ordered_at", "amount", "currency", "status", "items", "updated_at"]
         read_only_fields = [f for f in fields if f != "status"]  # PATCH changes the status only; the rest comes from imports
-        extra_kwargs = {"status": {"help_text": "as imported, in lower case (completed unless the file says otherwise); cancelled and refunded orders "
+        extra_kwargs = {"status": {"help_text": "as imported, in lower case (completed unless the file says otherwise); cancelled, refunded, failed and voided orders "
                                                 "are neither purchases nor spend. PATCH it when the shop cancels or refunds an order."}}
 
     def validate_status(self, value: str) -> str:
@@ -324,6 +324,8 @@ BULK_RESULT = inline_serializer(
                                          "repeated_lines when a line repeats the one before; reviews: new_customers, new_products"),
         "ignored_columns": serializers.ListField(child=serializers.CharField(), help_text="keys of the rows this kind does not use (customers keep theirs as attributes)"),
         "attribute_columns": serializers.ListField(child=serializers.CharField(), help_text="customers: the extra keys of the rows, as the attribute names they were kept as"),
+        "unusual_statuses": serializers.DictField(child=serializers.IntegerField(), help_text="orders: each status the app does not know (neither a usual sale's nor "
+                                                  "cancelled, refunded, failed or voided) with its number of orders: they count as sales, and the message names them"),
         "message": serializers.CharField(),
         "detail": serializers.CharField(required=False, help_text="on a refused request: the same message, where every error body has it"),
         "error_count": serializers.IntegerField(),

@@ -86,8 +86,13 @@ class Product(TenantOwnedModel):
 
 class Order(TenantOwnedModel):
     # Statuses that are not a sale: left out of the customer's totals, the dashboard's
-    # revenue, the models' features and the campaigns' outcomes.
-    NOT_REVENUE = ("cancelled", "refunded")
+    # revenue, the models' features and the campaigns' outcomes. A failed payment
+    # (WooCommerce's "failed") and a voided one (Shopify's "voided") never were a sale.
+    NOT_REVENUE = ("cancelled", "refunded", "failed", "voided")
+    # Statuses that the usual platforms give a sale (paid, on its way, or done): any other
+    # counts as a sale too, and an import names it, in case it is not one.
+    SALE_STATUSES = ("completed", "complete", "paid", "processing", "shipped", "delivered", "fulfilled", "partially_fulfilled", "unfulfilled",
+                     "partially_shipped", "closed", "open", "on-hold", "on_hold", "pending", "authorized", "partially_paid", "partially_refunded", "archived")
 
     tenant = tenant_field(bulk=True)
     external_id = IdentifierField(max_length=128)

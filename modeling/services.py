@@ -30,7 +30,7 @@ STALE_AFTER_DAYS = 365
 
 
 def last_order_date(tenant: Tenant) -> dt.date | None:
-    """The day of the shop's last sale (cancelled and refunded orders left out, as the
+    """The day of the shop's last sale (orders that are not a sale left out, as the
     features and the stages leave them out)."""
     from customers.models import Order
 

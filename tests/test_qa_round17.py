@@ -18,3 +18,52 @@ def test_an_unencoded_plus_in_a_date_time_filter_says_so(api_a) -> None:
     assert plain.startswith("Enter a date or date-time in ISO 8601")  # any other bad value: the usual message
     odd = api_a.get("/api/v1/orders/", {"updated_at__gte": "%d-01 02:00"})  # a % of the value's own is not a format
     assert odd.status_code == 400 and odd.json()["updated_at__gte"][0].startswith("'%d-01 02:00' is not a date-time")
+
+
+def test_failed_and_voided_orders_are_not_sales_and_unknown_statuses_are_named(tenant_a) -> None:
+    from decimal import Decimal
+
+    from clmsite.tenancy import tenant_context
+    from customers.models import Customer
+    from customers.services.imports import import_rows
+
+    rows = [{"customer_id": "c1", "order_id": f"o{n}", "ordered_at": f"2024-0{n}-01", "amount": "10.00", "status": status}
+            for n, status in enumerate(["Completed", "FAILED", "void", "backorder", "weird", "weird", "Paid"], 1)]
+    check = import_rows(tenant_a, "orders", rows, dry_run=True)
+    result = import_rows(tenant_a, "orders", rows)
+    assert result.ok and result.unusual_statuses == check.unusual_statuses == {"weird": 2, "backorder": 1}
+    assert ("3 orders have a status this app does not know, counted as a sale: weird (2), backorder (1). "
+            "If one is not a sale, send it as cancelled, refunded, failed or voided.") in result.message
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get(external_id="c1")
+        assert (customer.order_count, customer.total_spent) == (5, Decimal("50.00"))  # the failed and the voided are not sales
+        assert sorted(customer.orders.values_list("status", flat=True)) == ["backorder", "completed", "failed", "paid", "voided", "weird", "weird"]
+    usual = import_rows(tenant_a, "orders", [{**rows[0], "order_id": "o9", "status": "shipped"}])
+    assert usual.unusual_statuses == {} and "does not know" not in usual.message
+    misspelt = import_rows(tenant_a, "orders", [{**rows[0], "order_id": "o10", "status": "faild"}])
+    assert not misspelt.ok and "misspelling of failed" in misspelt.errors[0].message
+
+
+def test_the_migration_takes_failed_and_voided_orders_out_of_stored_totals(tenant_a) -> None:
+    import importlib
+    from decimal import Decimal
+
+    from django.db import connection
+
+    from clmsite.tenancy import tenant_context
+    from customers.models import Customer, Order
+    from customers.services.imports import import_rows
+
+    rows = [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-01-01", "amount": "10.00"},
+            {"customer_id": "c1", "order_id": "o2", "ordered_at": "2024-02-01", "amount": "7.00"}]
+    assert import_rows(tenant_a, "orders", rows).ok
+    with tenant_context(tenant_a):
+        Order.objects.filter(external_id="o2").update(status="failed")  # stored before failed stopped being a sale
+        Customer.objects.update(order_count=2, total_spent=Decimal("17.00"))
+        migration = importlib.import_module("customers.migrations.0010_failed_and_voided_orders_are_not_sales")
+        with connection.cursor() as cursor:
+            cursor.execute(migration.RECOMPUTE)
+        customer = Customer.objects.get()
+        assert (customer.order_count, customer.total_spent, customer.last_order_at.month) == (1, Decimal("10.00"), 1)
+    assert set(migration.NOT_SALE.strip("()").replace("'", "").split(", ")) == set(Order.NOT_REVENUE)
+    assert migration.RECOMPUTE.count(f"NOT IN {migration.NOT_SALE}") == 4

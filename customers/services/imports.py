@@ -86,6 +86,9 @@ class ImportResult:
     # A check: every step of the import ran, its counts are what importing would do, and the
     # transaction was rolled back, so nothing was written.
     dry_run: bool = False
+    # Orders: statuses that are neither a usual sale's nor one that is not a sale, each with
+    # its number of orders in the file: they count as sales, and the message names them.
+    unusual_statuses: dict[str, int] = field(default_factory=dict)
     # JSON rows (the bulk API): each record's id as stored (customer_id, sku, order_id or
     # review_id) and its numeric id in the API, so a client need not look them up.
     ids: dict[str, int] = field(default_factory=dict)
@@ -1433,9 +1436,13 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
         f"UNION ALL SELECT customer_id FROM {STAGING}_existing)",
         params,
     )
+    usual = ", ".join(f"'{status}'" for status in (*Order.SALE_STATUSES, *Order.NOT_REVENUE))  # constants of ours, not input
+    cursor.execute(f"SELECT status, count(*) FROM {STAGING}_orders WHERE status NOT IN ({usual}) GROUP BY status ORDER BY count(*) DESC, status")  # internal names and constants only  # nosec B608
+    unusual = dict(cursor.fetchall())
     return ImportResult(
         "orders",
         True,
+        unusual_statuses=unusual,
         rows=total,
         created=new,
         updated=written - new + relined,
@@ -1661,6 +1668,11 @@ def _finish(result: ImportResult, spec: Spec, header: list[str]) -> ImportResult
     if repeated:
         result.message += (f" {repeated:,} line{'s' if repeated != 1 else ''} repeat{'s' if repeated == 1 else ''} the line before cell for cell: "
                            f"{'each counts' if repeated != 1 else 'it counts'} as another line of its order. If your export doubled them, remove them and import the file again.")
+    if result.unusual_statuses:
+        orders = sum(result.unusual_statuses.values())
+        named = _first_named([f"{status} ({count:,})" for status, count in result.unusual_statuses.items()])
+        result.message += (f" {orders:,} order{'s have' if orders != 1 else ' has'} a status this app does not know, counted as a sale: {named}. "
+                           f"If one is not a sale, send it as {', '.join(Order.NOT_REVENUE[:-1])} or {Order.NOT_REVENUE[-1]}.")
     if result.attribute_columns:
         count = len(result.attribute_columns)
         result.message += f" Kept {count:,} column{'s' if count != 1 else ''} as attributes: {_first_named(result.attribute_columns)}."

@@ -11,6 +11,8 @@ from decimal import Decimal, InvalidOperation
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from customers.models import Order
+
 UTC = dt.UTC
 MAX_MONEY = Decimal("1e11")
 CENT = Decimal("0.01")
@@ -161,20 +163,24 @@ def parse_currency(raw: str) -> str:
 
 # Spellings of a status that mean one of ours (models.Order.NOT_REVENUE): "Canceled" is
 # a cancelled order, not a sale.
-STATUS_SPELLINGS = {"canceled": "cancelled", "cancel": "cancelled", "refund": "refunded"}
+STATUS_SPELLINGS = {"canceled": "cancelled", "cancel": "cancelled", "refund": "refunded", "void": "voided", "fail": "failed"}
 STATUS_MAX_LENGTH = 32
+
+
+def _or(words: tuple[str, ...]) -> str:
+    return ", ".join(words[:-1]) + f" or {words[-1]}"
 
 
 def parse_status(raw: str) -> str:
     """An order status as the shop's platform writes it, compared without case: stored in
-    lower case, with the usual spellings of cancelled and refunded made ours. A status a
-    letter or two from cancelled or refunded (``refundd``) is refused: stored as it is, it
+    lower case, with the usual spellings of the statuses that are not a sale made ours. A
+    status a letter or two from one of those (``refundd``) is refused: stored as it is, it
     would count a refunded order as a sale."""
     text = parse_text(raw, max_length=STATUS_MAX_LENGTH).lower()
     status = STATUS_SPELLINGS.get(text, text)
-    for meant in ("cancelled", "refunded"):
+    for meant in Order.NOT_REVENUE:
         if status != meant and meant not in status and difflib.SequenceMatcher(None, status, meant).ratio() >= 0.85:
-            raise FieldError(f"'{shorten(raw)}' looks like a misspelling of {meant}; a status other than cancelled or refunded counts the order as a sale")
+            raise FieldError(f"'{shorten(raw)}' looks like a misspelling of {meant}; a status other than {_or(Order.NOT_REVENUE)} counts the order as a sale")
     return status
 
 

@@ -187,7 +187,7 @@ def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     days = sorted({order.ordered_at.astimezone(dt.UTC).date() for order in sales})
     gaps = [(later - earlier).days for earlier, later in zip(days, days[1:], strict=False)]
     categories: dict[str, int] = {}
-    for order in sales:  # what they bought: a cancelled or refunded order was not a purchase
+    for order in sales:  # what they bought: a cancelled, refunded, failed or voided order was not a purchase
         for item in order.items.all():
             if item.product and item.product.category:
                 categories[item.product.category] = categories.get(item.product.category, 0) + item.quantity
