@@ -116,7 +116,7 @@ def stages_as_of(
     # last order ({days}: "45", {ago}: "45 days ago"), and that last order's date.
     first_seen = customers.set_index("customer")["first_seen"].reindex(population)
     periods: dict[Any, tuple[str, dt.date, str, dt.date | None]] = {
-        customer: (Stage.PROSPECT.value, ts.date() if pd.notna(ts) else as_of, "no order yet", None) for customer, ts in first_seen.items()
+        customer: (Stage.PROSPECT.value, ts.date() if pd.notna(ts) else as_of, "no purchase yet", None) for customer, ts in first_seen.items()
     }
     if len(features):
         f = features

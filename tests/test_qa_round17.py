@@ -67,3 +67,23 @@ def test_the_migration_takes_failed_and_voided_orders_out_of_stored_totals(tenan
         assert (customer.order_count, customer.total_spent, customer.last_order_at.month) == (1, Decimal("10.00"), 1)
     assert set(migration.NOT_SALE.strip("()").replace("'", "").split(", ")) == set(Order.NOT_REVENUE)
     assert migration.RECOMPUTE.count(f"NOT IN {migration.NOT_SALE}") == 4
+
+
+def test_a_customer_whose_only_order_was_refunded_has_no_purchase_not_no_order(tenant_a, alice, client) -> None:
+    import datetime as dt
+
+    from clmsite.tenancy import tenant_context
+    from customers.models import Customer
+    from customers.services.imports import import_rows
+    from modeling.features import load_history
+    from modeling.lifecycle import derive_thresholds, stages_as_of
+
+    assert import_rows(tenant_a, "orders", [{"customer_id": "r1", "order_id": "o1", "ordered_at": "2024-03-01", "amount": "30", "status": "refunded"}]).ok
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get()
+        history, day = load_history(tenant_a), dt.date(2024, 6, 1)
+        stages = stages_as_of(history, day, derive_thresholds(history, day))
+    assert (stages.loc[customer.pk, "stage"], stages.loc[customer.pk, "reason"]) == ("prospect", "no purchase yet")
+    client.force_login(alice)
+    page = client.get(f"/customers/{customer.pk}/").content.decode()
+    assert "no purchase yet: none of their orders is a sale" in page and "no order yet" not in page
