@@ -87,3 +87,25 @@ def test_a_customer_whose_only_order_was_refunded_has_no_purchase_not_no_order(t
     client.force_login(alice)
     page = client.get(f"/customers/{customer.pk}/").content.decode()
     assert "no purchase yet: none of their orders is a sale" in page and "no order yet" not in page
+
+
+def test_a_big_spender_whose_predicted_value_is_not_high_is_named_one(tenant_a, alice, client) -> None:
+    import datetime as dt
+
+    from clmsite.tenancy import tenant_context
+    from customers.models import Customer
+    from customers.services.imports import import_rows
+    from modeling.models import Prediction
+
+    rows = [{"customer_id": f"c{n}", "order_id": f"o{n}", "ordered_at": "2024-03-01", "amount": str(10 + n)} for n in range(20)]
+    assert import_rows(tenant_a, "orders", [*rows, {"customer_id": "vip", "order_id": "big", "ordered_at": "2023-01-01", "amount": "5000"}]).ok
+    client.force_login(alice)
+    with tenant_context(tenant_a):
+        customers = {c.external_id: c for c in Customer.objects.all()}
+        for key in ("vip", "c19", "c3"):
+            Prediction.objects.create(tenant=tenant_a, customer=customers[key], as_of=dt.date(2024, 6, 1), horizon_days=90, purchase_probability=0.1,
+                                      churn_probability=0.9, expected_orders=0.1, predicted_value=4.0, value_tier="low")
+    tier = {key: client.get(f"/customers/{customers[key].pk}/").content.decode().split('data-testid="value-tier">')[1].split("</span>")[0] for key in ("vip", "c19", "c3")}
+    assert tier["vip"] == "Low value for the next 90 days; what they spent before is in the shop's top 5%"  # 1 of 21 buyers
+    assert tier["c19"] == "Low value for the next 90 days; what they spent before is in the shop's top 10%"  # 2 of 21: 9.5%
+    assert tier["c3"] == "Low value for the next 90 days"

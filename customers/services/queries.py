@@ -4,6 +4,7 @@ current tenant's scope (the default managers), and fetch-by-id takes the tenant 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import statistics
 from decimal import Decimal
 from typing import Any
@@ -249,7 +250,25 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         # The customer's own row changed after the scoring wrote the state (an import refunded an
         # old order, say): the totals at the top are newer than the stage and prediction below.
         "changed_since_scoring": state is not None and customer.updated_at > state.updated_at,
+        "spend_top_percent": _spend_top_percent(tenant, customer),
     }
+
+
+# A customer whose lifetime spend is in this top share of buyers is named a big spender beside
+# a predicted value tier that is not high (the tier looks ahead; the spend is behind them).
+BIG_SPENDER_SHARE = 0.1
+
+
+def _spend_top_percent(tenant: Tenant, customer: Customer) -> int | None:
+    """The top percent of the shop's buyers this customer's lifetime spend is in (1 = top 1%),
+    when it is within the top tenth; otherwise None."""
+    if not customer.order_count:
+        return None
+    with tenant_context(tenant):
+        buyers = Customer.objects.filter(order_count__gt=0)
+        total, at_least = buyers.count(), buyers.filter(total_spent__gte=customer.total_spent).count()
+    share = at_least / total if total else 1.0
+    return max(1, math.ceil(100 * share)) if share <= BIG_SPENDER_SHARE else None
 
 
 def _factors_source(tenant: Tenant, prediction: Any) -> tuple[str, float | None]:
