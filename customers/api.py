@@ -426,6 +426,8 @@ def create_request(kind: str) -> dict[str, Any]:
     """The schema of a create's body: one row of the kind's CSV file, as bulk takes it; an
     order may instead give its lines in ``lines``."""
     row = bulk_request(kind)["application/json"]["oneOf"][0]["items"]
+    if kind != "customers":  # a key that is not a column is refused, not ignored as bulk ignores it
+        row = {**row, "additionalProperties": False, "description": f"a row of the {kind} file"}
     if kind != "orders":
         return {"application/json": row}
     line = {"type": "object", "additionalProperties": False, "required": ["amount"],
@@ -443,7 +445,8 @@ def create_schema(kind: str, serializer: Any) -> Any:
     return extend_schema(
         request=create_request(kind),
         responses={201: serializer, 409: inline_serializer(f"{kind.title()}Exists", fields={"detail": serializers.CharField(), "id": serializers.IntegerField()})},
-        description=f"Analyst: create {what}, read and checked as an import reads it (an unknown customer or sku named on the way is created too). "
+        description=f"Analyst: create {what}, read and checked as an import reads it"
+        f"{' (an unknown customer or sku it names is created too)' if kind in ('orders', 'reviews') else ''}. "
         f"201 with the new record as its detail answers it, and its URL in `Location`; 400 with each bad column under its name; "
         f"409 with the record's `id` when the shop has its `{KEY_NAMES[kind]}` already (change it with PATCH, or upsert with bulk).",
     )
