@@ -28,6 +28,7 @@ from modeling.families.base import (
     Progress,
     coherent_predictions,
     no_progress,
+    served_together,
 )
 from modeling.features import History, features_as_of, load_history
 from modeling.models import ModelVersion, Prediction
@@ -128,14 +129,17 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
     if len(features):
         # Targets served by the same artifact (one family fits all three) are predicted once.
         predicted_by_artifact: dict[str, pd.DataFrame] = {}
-        for position, (target, column) in enumerate(TARGET_COLUMNS.items()):
+        for position, target in enumerate(TARGET_COLUMNS):
             version = versions[target]
             if version.artifact_path not in predicted_by_artifact:
                 model = load_model(version)
                 predicted_by_artifact[version.artifact_path] = model.predict(history, as_of, model.features_for(history, as_of, features))
-            scores[column] = predicted_by_artifact[version.artifact_path][column]
             progress(0.15 + 0.2 * (position + 1), f"Scored {target}")
-        # The targets may come from two or three families: make them agree, as validation did.
+        by_target = {target: predicted_by_artifact[versions[target].artifact_path] for target in TARGET_COLUMNS}
+        if len(predicted_by_artifact) == 1:
+            scores = by_target["purchase"][list(TARGET_COLUMNS.values())]
+        else:  # champions of two or three families: each gives what it won on (served_together), as training validated
+            scores = served_together(by_target["purchase"], by_target["orders"], by_target["revenue"], features["avg_order_value"])
         scores = coherent_predictions(scores, history, as_of, features, horizon)
         explainer = explainer_for(versions)
         overdue_factor = tenant.settings.get("lifecycle", {}).get("overdue_factor") or lifecycle.Thresholds().overdue_factor

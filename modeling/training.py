@@ -25,7 +25,7 @@ from django.db import transaction
 from clmsite.models import Tenant
 from clmsite.tenancy import tenant_context
 from modeling import metrics, registry
-from modeling.families.base import CustomerModel, Progress, TrainingData, coherent_predictions, no_progress
+from modeling.families.base import CustomerModel, Progress, TrainingData, coherent_predictions, no_progress, served_together
 from modeling.features import History, examples, features_as_of, labels_after, load_history, plan_windows
 from modeling.jobs import JobCancelled
 from modeling.models import ModelVersion
@@ -61,6 +61,9 @@ class TrainingReport:
     champions: dict[str, int] = field(default_factory=dict)  # target -> ModelVersion id
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # family -> validation metrics
     seconds: float = 0.0
+    # The validation window and each family's predictions on it, to score the champions served
+    # together (served_together); not part of the job's result.
+    validation: tuple[TrainingData, dict[str, pd.DataFrame]] | None = field(default=None, repr=False)
 
     def summary(self) -> str:
         parts = [f"Trained {', '.join(self.trained) or 'nothing'} as of {self.as_of} (horizon {self.horizon_days} days)."]
@@ -232,6 +235,8 @@ def train_customer_models(
     fingerprint = data_fingerprint(history)
     baseline = evaluate(persistence_baseline(data.x_valid, horizon_days, data.x_train, data.y_train), data.y_valid, data.x_valid)
     fitted: dict[str, tuple[CustomerModel, pd.DataFrame, dict[str, Any], Path, str]] = {}
+    raw_by_family: dict[str, pd.DataFrame] = {}
+    report.validation = (data, raw_by_family)
     share = 1.0 / max(len(families), 1)
     for position, name in enumerate(families):
         start = position * share
@@ -242,8 +247,8 @@ def train_customer_models(
         try:
             model = family_class(name)()
             model.fit(data, lambda f, m: family_progress(0.9 * f, m))
-            predictions = coherent_predictions(model.predict(history, data.validation.cutoff, data.x_valid, lambda f, m: family_progress(0.9 + 0.1 * f, m)),
-                                               history, data.validation.cutoff, data.x_valid, horizon_days)
+            raw = model.predict(history, data.validation.cutoff, data.x_valid, lambda f, m: family_progress(0.9 + 0.1 * f, m))
+            predictions = coherent_predictions(raw, history, data.validation.cutoff, data.x_valid, horizon_days)
         except JobCancelled:
             raise  # a cancel stops the whole training, not one family
         except Exception as exc:  # a family that cannot train must not stop the others
@@ -260,7 +265,10 @@ def train_customer_models(
         fitted[name] = (model, predictions, scores, directory, sha)
         report.trained.append(name)
         report.metrics[name] = scores
-    baselines = {"persistence": baseline} | {name: fitted[name][2] for name in ("bgnbd",) if name in fitted}
+        raw_by_family[name] = raw
+    # Each version is shown beside the persistence baseline and every other family of this run,
+    # so that a page never shows a champion beside fewer rivals than it beat.
+    baselines = {"persistence": baseline} | {name: fitted[name][2] for name in fitted}
     versions = []
     with tenant_context(tenant), transaction.atomic():
         for name, (model, predictions, scores, directory, sha) in fitted.items():
@@ -320,6 +328,14 @@ def champion_for(target: str, candidates: list[Any], *, family: Callable[[Any], 
     return champion
 
 
+def served_together_metrics(champions: dict[str, ModelVersion], data: TrainingData, raw: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """The validation metrics of the champions as scoring serves them when they are not one
+    family (served_together): the mix is validated too, not only each champion alone."""
+    frames = {target: raw[champions[target].family] for target in CUSTOMER_TARGETS}
+    mixed = served_together(frames["purchase"], frames["orders"], frames["revenue"], data.x_valid["avg_order_value"])
+    return evaluate(coherent_predictions(mixed, data.history, data.validation.cutoff, data.x_valid, data.horizon_days), data.y_valid, data.x_valid)
+
+
 def choose_champions(versions: list[ModelVersion]) -> dict[str, ModelVersion]:
     targets = dict.fromkeys(v.target for v in versions)
     return {t: champion_for(t, [v for v in versions if v.target == t], family=lambda v: v.family, metrics=lambda v: v.metrics) for t in targets}
@@ -366,6 +382,8 @@ def train_models(
             report.skipped.append(f"customer models: {exc}")
         eligible = [v for v in versions if v.family in servable]  # BG/NBD trains as the baseline either way
         champions = choose_champions(eligible)
+        if len({version.family for version in champions.values()}) > 1 and report.validation is not None:
+            report.metrics["served_together"] = served_together_metrics(champions, *report.validation)
     # The last point a cancel stops the run: nothing it trained serves before this line.
     getattr(progress, "checkpoint", progress)(0.96, "Promoting the champions")
     if sentiment is not None:

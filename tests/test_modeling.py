@@ -81,6 +81,9 @@ def test_training_registers_candidates_next_to_baselines_and_promotes_champions(
     purchase = active["purchase"]
     assert purchase.metrics["auc"] > 0.6
     assert "persistence" in purchase.baseline_metrics
+    with tenant_context(tenant):  # every version beside every rival of its run, the baseline family's too (JSONB keeps no key order)
+        for version in ModelVersion.objects.filter(target__in=("purchase", "orders", "revenue")):
+            assert set(version.baseline_metrics) == {"persistence", "bgnbd", "tabular"} - {version.family}
     assert {w["label_end"] <= purchase.validation_window["cutoff"] for w in purchase.training_windows} == {True}
     assert purchase.validation_window["label_end"] == END.isoformat()
     assert purchase.charts["calibration"] and purchase.charts["gain"]

@@ -109,3 +109,48 @@ def test_a_big_spender_whose_predicted_value_is_not_high_is_named_one(tenant_a, 
     assert tier["vip"] == "Low value for the next 90 days; what they spent before is in the shop's top 5%"  # 1 of 21 buyers
     assert tier["c19"] == "Low value for the next 90 days; what they spent before is in the shop's top 10%"  # 2 of 21: 9.5%
     assert tier["c3"] == "Low value for the next 90 days"
+
+
+def test_champions_of_different_families_are_served_together_as_one_model_would_be() -> None:
+    import pandas as pd
+
+    from modeling.families.base import served_together
+
+    index = pd.Index([1, 2, 3], name="customer")
+    trees = pd.DataFrame({"purchase_probability": [0.67, 0.2, 0.5], "expected_orders": [0.7, 0.25, 0.6], "expected_revenue": [75.0, 10.0, 30.0]}, index=index)
+    bgnbd = pd.DataFrame({"purchase_probability": [0.06, 0.1, 0.0], "expected_orders": [0.06, 0.2, 0.0], "expected_revenue": [16.0, 8.0, 0.0]}, index=index)
+    order_value = pd.Series([515.0, 40.0, 55.0], index=index)
+
+    mixed = served_together(trees, trees, bgnbd, order_value)  # chance and orders from the trees, value from BG/NBD
+    assert mixed.loc[1, "purchase_probability"] == 0.67 and mixed.loc[1, "expected_orders"] == 0.7
+    assert round(mixed.loc[1, "expected_revenue"], 2) == round(0.7 * 16.0 / 0.06, 2)  # its orders at BG/NBD's value per order, not BG/NBD's USD 16
+    assert mixed.loc[3, "expected_revenue"] == 0.6 * 55.0  # BG/NBD expects no order: the customer's own average order stands in
+    again = served_together(bgnbd, trees, trees, order_value)  # orders per buyer from the trees, applied to BG/NBD's chance
+    assert round(again.loc[2, "expected_orders"], 6) == round(0.1 * max(1.0, 0.25 / 0.2), 6)
+    same = served_together(trees, trees, trees, order_value)  # one family: its own figures
+    pd.testing.assert_frame_equal(same, trees, check_exact=False)
+
+
+def test_the_value_factors_say_when_another_family_serves_the_value(tenant_a, alice, client) -> None:
+    import datetime as dt
+
+    from clmsite.tenancy import tenant_context
+    from customers.models import Customer
+    from customers.services.imports import import_rows
+    from modeling.models import ModelVersion, Prediction
+
+    assert import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-03-01", "amount": "515"}]).ok
+    client.force_login(alice)
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get()
+        versions = {family: ModelVersion.objects.create(tenant=tenant_a, target="revenue", family=family, as_of=dt.date(2024, 6, 1), horizon_days=90)
+                    for family in ("bgnbd", "tabular")}
+        prediction = Prediction.objects.create(tenant=tenant_a, customer=customer, as_of=dt.date(2024, 6, 1), horizon_days=90, purchase_probability=0.6,
+                                               churn_probability=0.4, expected_orders=0.7, predicted_value=180, value_tier="high",
+                                               model_versions={"revenue": versions["bgnbd"].pk},
+                                               value_explanation=[{"text": "spent USD 515 in all", "effect": "+", "weight": 1.0}])
+    page = client.get(f"/customers/{customer.pk}/").content.decode()
+    assert "The value above is the BG/NBD model's value per order, times the orders expected" in page
+    with tenant_context(tenant_a):
+        Prediction.objects.filter(pk=prediction.pk).update(model_versions={"revenue": versions["tabular"].pk})
+    assert 'data-testid="value-factors-by"' not in client.get(f"/customers/{customer.pk}/").content.decode()  # the trees explain their own value

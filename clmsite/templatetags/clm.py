@@ -56,7 +56,7 @@ def headline(context, version) -> str:  # type: ignore[no-untyped-def]
 
 
 FAMILY_LABELS = {"bgnbd": "BG/NBD", "tabular": "Boosted trees", "transformer": "Transformer", "ngram": "N-gram",
-                 "persistence": "Persistence", "majority_class": "Majority class"}
+                 "persistence": "Persistence", "majority_class": "Majority class", "served_together": "Champions served together"}
 
 
 @register.filter

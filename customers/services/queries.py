@@ -243,6 +243,7 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         "trend": [{"as_of": p["as_of"].isoformat(), "purchase_probability": p["purchase_probability"]} for p in history_of_predictions],
         "factors_by": factors_by,
         "factors_against": factors_against,
+        "value_factors_by": _value_source(tenant, prediction),
         "saved_segments": _saved_segments_of(tenant, state),
         "campaigns": _campaigns_of(tenant, customer),
         "days_before_scoring": _days_before_scoring(customer, state.as_of if state is not None else None),
@@ -290,6 +291,19 @@ def _factors_source(tenant: Tenant, prediction: Any) -> tuple[str, float | None]
     trees = explainer_version(purchase)
     typical = (trees.hyperparameters or {}).get("typical_purchase_probability") if trees is not None else None
     return (family_label(purchase.family) if purchase.family != "tabular" else ""), typical
+
+
+def _value_source(tenant: Tenant, prediction: Any) -> str:
+    """The family serving the predicted value when it is not the boosted trees, whose
+    attributions give its factors: the page says so, as for the chance (``_factors_source``)."""
+    from clmsite.templatetags.clm import family_label
+    from modeling.models import ModelVersion
+
+    if prediction is None or not prediction.value_explanation or not (prediction.model_versions or {}).get("revenue"):
+        return ""
+    with tenant_context(tenant):
+        family = ModelVersion.objects.filter(pk=prediction.model_versions["revenue"]).values_list("family", flat=True).first()
+    return family_label(family) if family not in (None, "tabular") else ""
 
 
 def _saved_segments_of(tenant: Tenant, state: Any) -> list[Any]:
