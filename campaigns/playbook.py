@@ -190,6 +190,8 @@ def _reason(rule: PlaybookRule, row: dict[str, Any], currency: str = "") -> str:
         parts.append(f"{row.get('orders', 0)} orders in all")
     if rule.sentiment_max is not None and row["recent_sentiment"] is not None:
         parts.append(row.get("negative_review") or f"negative review, sentiment {row['recent_sentiment']:+.2f}")
-    if row["churn"] is not None and row["value"]:
+    if row["churn"] is not None and row["value"] and row.get("stage") == "prospect":  # never bought: nothing to churn from
+        parts.append(f"{1 - row['churn']:.0%} likely to place a first order, {currency}{_whole(row['value'])} predicted")
+    elif row["churn"] is not None and row["value"]:
         parts.append(f"value at risk {currency}{_whole(row['value_at_risk'])} ({row['churn']:.0%} churn x {currency}{_whole(row['value'])} predicted)")
     return f"{rule.name}: " + "; ".join(part for part in parts if part)

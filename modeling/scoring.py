@@ -87,16 +87,34 @@ def explainer_for(versions: dict[str, ModelVersion]) -> Any:
     return load_model(version) if version is not None and (version is versions["purchase"] or version.artifact_path) else None
 
 
-def prospect_rate(history: History, as_of: pd.Timestamp, horizon_days: int) -> float:
-    """Share of customers known before the last horizon, without an order then, who ordered in it."""
+# A prospect's chance of a first order depends on how long ago they signed up: most who order
+# do so soon after. Age brackets, by days since sign-up (upper bounds), then older.
+PROSPECT_AGES = (30, 90, 365)
+PROSPECT_AGE_LABELS = ("up to 30 days", "31 to 90 days", "3 to 12 months", "over a year")
+MIN_PROSPECTS = 20  # a bracket with fewer prospects takes the pooled share; fewer in all, DEFAULT_PROSPECT_RATE
+DEFAULT_PROSPECT_RATE = 0.05
+
+
+def _age_bracket(days: Any) -> Any:
+    return np.searchsorted(PROSPECT_AGES, days, side="left")
+
+
+def prospect_rates(history: History, as_of: pd.Timestamp, horizon_days: int) -> tuple[dict[int, float], float]:
+    """Of the customers known before the last horizon without an order then, the share who
+    ordered in it: by age bracket of their sign-up at its start (PROSPECT_AGES), and pooled.
+    In the demo shop 21 of 25 week-old sign-ups ordered, and none of 274 older than 90 days."""
     start = as_of - pd.Timedelta(days=horizon_days)
-    known = history.customers[history.customers["first_seen"].notna() & (history.customers["first_seen"] <= start)]["customer"]
-    before = set(history.orders[history.orders["ordered_at"] <= start]["customer"])
-    prospects = [c for c in known if c not in before]
-    if len(prospects) < 20:
-        return 0.05
-    during = set(history.orders[(history.orders["ordered_at"] > start) & (history.orders["ordered_at"] <= as_of)]["customer"])
-    return float(np.mean([c in during for c in prospects]))
+    customers = history.customers
+    known = customers[customers["first_seen"].notna() & (pd.to_datetime(customers["first_seen"], utc=True) <= start)]
+    before = set(history.orders.loc[history.orders["ordered_at"] <= start, "customer"])
+    prospects = known[~known["customer"].isin(before)]
+    if len(prospects) < MIN_PROSPECTS:
+        return {}, DEFAULT_PROSPECT_RATE
+    during = set(history.orders.loc[(history.orders["ordered_at"] > start) & (history.orders["ordered_at"] <= as_of), "customer"])
+    ordered = prospects["customer"].isin(during)
+    brackets = _age_bracket((start - pd.to_datetime(prospects["first_seen"], utc=True)).dt.days.to_numpy())
+    by_bracket = pd.Series(ordered.to_numpy()).groupby(brackets).agg(["mean", "size"])
+    return {int(b): float(row["mean"]) for b, row in by_bracket.iterrows() if row["size"] >= MIN_PROSPECTS}, float(ordered.mean())
 
 
 def serving_versions(tenant: Tenant) -> dict[str, ModelVersion]:
@@ -157,7 +175,8 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
     else:
         explanations, value_explanations, profiles, trees_chance = {}, {}, pd.Series(dtype=str), pd.Series(dtype=float)
     prospects = [c for c in population if c not in features.index]
-    rate = prospect_rate(history, cut, horizon) if prospects else 0.0
+    rates, pooled = prospect_rates(history, cut, horizon) if prospects else ({}, 0.0)
+    signed_up = pd.to_datetime(history.customers.set_index("customer")["first_seen"], utc=True)
     first_order = history.orders.groupby("customer")["amount"].first()
     prospect_value = float(first_order.median()) if len(first_order) else 0.0
     rows = []
@@ -171,7 +190,14 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
             prediction.explainer_probability = round(float(trees_chance[customer]), 6)
         rows.append(prediction)
     for customer in prospects:
-        factors = [{"text": "no order yet", "effect": "-", "weight": 0.0}, {"text": f"{rate:.0%} of sign-ups like them order within {horizon} days", "effect": "+", "weight": 0.0}]
+        since = signed_up.get(customer)
+        bracket = int(_age_bracket((cut - since).days)) if since is not None and pd.notna(since) else None
+        if bracket is not None and bracket in rates:
+            rate, like = rates[bracket], f"signed up {PROSPECT_AGE_LABELS[bracket]} before, with no order"
+        else:
+            rate, like = pooled, "signed up before, with no order"
+        factors = [{"text": "no order yet", "effect": "-", "weight": 0.0},
+                   {"text": f"{rate:.0%} of customers {like}, ordered within the next {horizon} days", "effect": "+", "weight": 0.0}]
         prediction = _prediction(tenant, customer, as_of, horizon, rate, rate, rate * prospect_value, factors, report.model_versions, "")
         prediction.value_explanation = [{"text": f"a first order here is typically {money_text(prospect_value, tenant.currency)}", "effect": "+", "weight": 0.0},
                                         {"text": f"times the {rate:.0%} chance of one within {horizon} days", "effect": "-", "weight": 0.0}]

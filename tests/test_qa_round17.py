@@ -154,3 +154,40 @@ def test_the_value_factors_say_when_another_family_serves_the_value(tenant_a, al
     with tenant_context(tenant_a):
         Prediction.objects.filter(pk=prediction.pk).update(model_versions={"revenue": versions["tabular"].pk})
     assert 'data-testid="value-factors-by"' not in client.get(f"/customers/{customer.pk}/").content.decode()  # the trees explain their own value
+
+
+def test_a_prospects_chance_of_a_first_order_depends_on_how_long_ago_they_signed_up() -> None:
+    import dataclasses
+
+    import pandas as pd
+
+    from modeling.features import history_from_frames
+    from modeling.scoring import prospect_rates
+
+    as_of = pd.Timestamp("2024-12-31", tz="UTC")
+    start = as_of - pd.Timedelta(days=90)
+    # 40 sign-ups 10 days before the last horizon, 30 of whom ordered in it; 60 signed up two years
+    # before it, 3 of whom ordered; and buyers who are not prospects at all.
+    fresh = [(f"f{n}", start - pd.Timedelta(days=10)) for n in range(40)]
+    old = [(f"o{n}", start - pd.Timedelta(days=730)) for n in range(60)]
+    orders = pd.DataFrame({"customer": [c for c, _ in fresh[:30] + old[:3]] + ["b1", "b1"],
+                           "ordered_at": [start + pd.Timedelta(days=5)] * 33 + [start - pd.Timedelta(days=200), start + pd.Timedelta(days=3)],
+                           "amount": [20.0] * 35})
+    history = history_from_frames(orders)
+    customers = pd.DataFrame({"customer": [c for c, _ in fresh + old] + ["b1"], "first_seen": [t for _, t in fresh + old] + [start - pd.Timedelta(days=300)]})
+    history = dataclasses.replace(history, customers=customers.assign(external_id=customers["customer"], country=""))
+
+    rates, pooled = prospect_rates(history, as_of, 90)
+    assert rates == {0: 0.75, 3: 0.05}  # up to 30 days: 30 of 40; over a year: 3 of 60
+    assert pooled == 33 / 100
+
+
+def test_a_prospects_action_reason_speaks_of_a_first_order_not_of_churn(tenant_a) -> None:
+    import pandas as pd
+
+    from campaigns.playbook import ensure_default_playbook, recommend
+
+    row = {"stage": "prospect", "stage_reason": "no purchase yet", "tier": "low", "churn": 0.88, "value": 4.0, "value_at_risk": 3.5, "days_since": None,
+           "recent_sentiment": None, "negative_review": "", "categories": [], "spent": 0.0, "spend_top": None, "orders": 0}
+    action = recommend(ensure_default_playbook(tenant_a), row, pd.DataFrame(), "USD ")
+    assert "12% likely to place a first order, USD 4 predicted" in action["reason"] and "churn" not in action["reason"]
