@@ -42,6 +42,9 @@ DEFAULT_RULES: list[dict[str, Any]] = [
     {"name": "Win-back for other lapsed customers", "stages": ["lapsed"], "action": Action.WIN_BACK, "channel": Channel.ADS,
      "offer_pct": 0.10, "offer_cap": Decimal("20.00")},
     {"name": "Retention check-in for other customers at risk", "stages": ["at_risk"], "action": Action.RETENTION, "channel": Channel.EMAIL},
+    # Sign-ups who have stayed silent for long almost never order (none of 274 over 90 days in
+    # the demo): an incentive for them is budget spent on nobody.
+    {"name": "No incentive for prospects unlikely to order", "stages": ["prospect"], "churn_min": 0.98, "action": Action.NO_ACTION, "channel": Channel.NONE},
     {"name": "First-purchase incentive for prospects", "stages": ["prospect"], "action": Action.CONVERT_PROSPECT, "channel": Channel.EMAIL,
      "offer_pct": None, "offer_cap": Decimal("10.00")},
     {"name": "Cross-sell the strongest co-purchased category", "stages": ["active", "loyal"], "action": Action.CROSS_SELL, "channel": Channel.EMAIL},

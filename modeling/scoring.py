@@ -90,7 +90,7 @@ def explainer_for(versions: dict[str, ModelVersion]) -> Any:
 # A prospect's chance of a first order depends on how long ago they signed up: most who order
 # do so soon after. Age brackets, by days since sign-up (upper bounds), then older.
 PROSPECT_AGES = (30, 90, 365)
-PROSPECT_AGE_LABELS = ("up to 30 days", "31 to 90 days", "3 to 12 months", "over a year")
+PROSPECT_AGE_LABELS = ("up to 30 days", "31 to 90 days", "3 to 12 months", "over a year")  # after signing up
 MIN_PROSPECTS = 20  # a bracket with fewer prospects takes the pooled share; fewer in all, DEFAULT_PROSPECT_RATE
 DEFAULT_PROSPECT_RATE = 0.05
 
@@ -193,11 +193,11 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
         since = signed_up.get(customer)
         bracket = int(_age_bracket((cut - since).days)) if since is not None and pd.notna(since) else None
         if bracket is not None and bracket in rates:
-            rate, like = rates[bracket], f"signed up {PROSPECT_AGE_LABELS[bracket]} before, with no order"
+            rate, like = rates[bracket], f"with no order {PROSPECT_AGE_LABELS[bracket]} after signing up"
         else:
-            rate, like = pooled, "signed up before, with no order"
+            rate, like = pooled, "who had signed up with no order"
         factors = [{"text": "no order yet", "effect": "-", "weight": 0.0},
-                   {"text": f"{rate:.0%} of customers {like}, ordered within the next {horizon} days", "effect": "+", "weight": 0.0}]
+                   {"text": f"{rate:.0%} of customers {like} ordered within the next {horizon} days", "effect": "+", "weight": 0.0}]
         prediction = _prediction(tenant, customer, as_of, horizon, rate, rate, rate * prospect_value, factors, report.model_versions, "")
         prediction.value_explanation = [{"text": f"a first order here is typically {money_text(prospect_value, tenant.currency)}", "effect": "+", "weight": 0.0},
                                         {"text": f"times the {rate:.0%} chance of one within {horizon} days", "effect": "-", "weight": 0.0}]

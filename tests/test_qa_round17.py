@@ -191,3 +191,6 @@ def test_a_prospects_action_reason_speaks_of_a_first_order_not_of_churn(tenant_a
            "recent_sentiment": None, "negative_review": "", "categories": [], "spent": 0.0, "spend_top": None, "orders": 0}
     action = recommend(ensure_default_playbook(tenant_a), row, pd.DataFrame(), "USD ")
     assert "12% likely to place a first order, USD 4 predicted" in action["reason"] and "churn" not in action["reason"]
+    assert action["action"] == "first_purchase"
+    silent = recommend(ensure_default_playbook(tenant_a), {**row, "churn": 1.0, "value": 0.0, "value_at_risk": 0.0}, pd.DataFrame(), "USD ")
+    assert silent["action"] == "no_action"  # a sign-up silent for a year gets no incentive spent on them
