@@ -37,6 +37,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "dashboard.html",
         {"stats": stats, "monthly_data": stats["monthly"], "recent_imports": recent_imports, "overview": overview,
          "overview_data": overview["chart"], "can_retrain": request.membership.can(Role.ADMIN),  # type: ignore[attr-defined]
+         "can_score": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]  # as modeling.views.score_now
          "imported_since_scoring": overview["has_insights"] and imported_since_scoring(), "min_rated_reviews": MIN_RATED_REVIEWS},
     )
 

@@ -117,7 +117,7 @@ def describe(feature: str, row: pd.Series, categories: list[str], *, currency: s
         name = categories[index] if index < len(categories) else "one category"
         return f"{v:.0%} of spend on {name}" if v > 0 else f"never bought {name}"
     if feature == "categories_bought" and v is not None:
-        return f"bought from {v:.0f} categories"
+        return f"bought from {v:.0f} categor{'y' if round(v) == 1 else 'ies'}"
     if feature == "negative_reviews" and v is not None:
         return f"left {v:.0f} negative review{'s' if v != 1 else ''}" if v else "no negative reviews"
     if feature == "reviews" and v is not None:

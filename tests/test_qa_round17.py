@@ -194,3 +194,28 @@ def test_a_prospects_action_reason_speaks_of_a_first_order_not_of_churn(tenant_a
     assert action["action"] == "first_purchase"
     silent = recommend(ensure_default_playbook(tenant_a), {**row, "churn": 1.0, "value": 0.0, "value_at_risk": 0.0}, pd.DataFrame(), "USD ")
     assert silent["action"] == "no_action"  # a sign-up silent for a year gets no incentive spent on them
+
+
+def test_the_stale_note_offers_score_now_to_an_analyst_who_may_score(tenant_a, bob, client, django_user_model) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from clmsite.models import Role
+    from clmsite.services import do_add_member
+    from clmsite.tenancy import tenant_context
+    from customers.models import Customer
+    from modeling.models import CustomerInsight, Job
+
+    with tenant_context(tenant_a):
+        customer = Customer.objects.create(external_id="c1")
+        CustomerInsight.objects.create(customer=customer, as_of="2024-12-31", stage="new", stage_since="2024-12-01")
+        Job.objects.create(kind=Job.Kind.SCORE, state=Job.State.SUCCEEDED, finished_at=timezone.now() - dt.timedelta(hours=2))
+        Job.objects.create(kind=Job.Kind.IMPORT, state=Job.State.SUCCEEDED, finished_at=timezone.now() - dt.timedelta(hours=1))
+    ana = django_user_model.objects.create_user("ana", password="ana-pass-123")
+    do_add_member(tenant_a, ana, Role.ANALYST)
+    client.force_login(ana)
+    note = client.get("/").content.decode().split('data-testid="stale-note">')[1].split("</p>")[0]
+    assert ">Score now</a> on the Models page" in note and "admin" not in note
+    client.force_login(bob)  # a viewer
+    assert "An analyst or admin can score now from the Models page." in client.get("/").content.decode()

@@ -738,7 +738,7 @@ _GOOD_OPENERS = (
     "Love the {name}.",
     "Really happy with {this}.",
     "{This} {is} exactly what I needed.",
-    "Five stars from me.",
+    "Would buy again.",  # good reviews are rated 4 or 5: not "five stars"
     "Second order from this shop and still impressed.",
     "Bought {this} for a weekend trip.",
     "Excellent {noun}.",
