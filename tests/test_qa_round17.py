@@ -219,3 +219,41 @@ def test_the_stale_note_offers_score_now_to_an_analyst_who_may_score(tenant_a, b
     assert ">Score now</a> on the Models page" in note and "admin" not in note
     client.force_login(bob)  # a viewer
     assert "An analyst or admin can score now from the Models page." in client.get("/").content.decode()
+
+
+def test_lists_of_customers_show_the_id_beside_a_name_two_customers_may_share(tenant_a, alice, client) -> None:
+    from clmsite.tenancy import tenant_context
+    from customers.models import Customer
+    from modeling.models import CustomerInsight
+
+    with tenant_context(tenant_a):
+        for key, name in (("c-17", "Felix Davis"), ("c-42", "Felix Davis"), ("c-99", "")):
+            customer = Customer.objects.create(external_id=key, name=name)
+            CustomerInsight.objects.create(customer=customer, as_of="2024-12-31", stage="at_risk", stage_since="2024-12-01", action="win_back", priority=10)
+    client.force_login(alice)
+    page = client.get("/priorities/").content.decode()
+    assert page.count("Felix Davis</a> <small") == 2 and ">c-17</small>" in page and ">c-42</small>" in page
+    assert "Customer c-99</a>" in page and ">c-99</small>" not in page  # a customer without a name is named by the id already
+
+
+def test_the_segment_map_draws_an_even_sample_and_says_so(tenant_a, alice, client, monkeypatch) -> None:
+    import json
+
+    from clmsite.tenancy import tenant_context
+    from customers.models import Customer
+    from modeling import insight_views
+    from modeling.models import CustomerInsight, Segment
+
+    monkeypatch.setattr(insight_views, "MAP_POINTS", 10)
+    with tenant_context(tenant_a):
+        big = Segment.objects.create(tenant=tenant_a, kind=Segment.Kind.LEARNED, key="l1", name="Big", size=32, is_current=True)
+        small = Segment.objects.create(tenant=tenant_a, kind=Segment.Kind.LEARNED, key="l2", name="Small", size=8, is_current=True)
+        for n in range(40):  # every 5th customer is in the small segment
+            customer = Customer.objects.create(external_id=f"c{n:02d}")
+            CustomerInsight.objects.create(customer=customer, as_of="2024-12-31", stage="active", stage_since="2024-12-01",
+                                           learned_segment=small if n % 5 == 3 else big, map_x=float(n), map_y=0.0)
+    client.force_login(alice)
+    page = client.get("/segments/").content.decode()
+    assert "(an even sample: 10 of 40, every segment in proportion)" in page
+    data = json.loads(page.split('id="map-data" type="application/json">')[1].split("</script>")[0])
+    assert {s["label"]: len(s["points"]) for s in data} == {"Big": 8, "Small": 2}  # 32:8, in proportion
