@@ -350,7 +350,7 @@ def test_pages_show_uplift_in_points_with_both_intervals_and_the_list_outcome(sh
     visible = re.sub(r"<script.*?</script>", "", detail, flags=re.S)  # the charts' JSON holds fractions
     assert f"{report['uplift']:.3f}" not in visible  # no raw fraction
     listing = client.get("/campaigns/").content.decode()
-    assert f'data-testid="list-uplift">{points}' in listing
+    assert f'data-testid="list-uplift" data-label="Conversion uplift">{points}' in listing
     assert report["verdict"] in listing and report["verdict"].startswith("The campaign raised conversion")
     assert draft.name in listing and "not launched" in listing
 
