@@ -301,10 +301,16 @@ def learn_segments(
             else:
                 segment = Segment(tenant=tenant, kind=Segment.Kind.LEARNED, key=f"s{next_number}")
                 next_number += 1
+            renamed = segment.stats.get("renamed_from") if segment.pk else None
+            if segment.pk and segment.name != names[label][:200] and segment.name:
+                # The same segment (its centroid moved little) now reads otherwise: say what it was,
+                # so that a campaign drafted for it is checked against who is in it now.
+                renamed = {"name": segment.name, "size": segment.size, "until": as_of.isoformat()}
+            segment.stats = {**stats[label], "k": result.k, "k_scores": {str(k): v for k, v in result.scores.items()}, "matched_previous": label in matched,
+                             **({"renamed_from": renamed} if renamed else {})}
             segment.name = names[label][:200]
             segment.description = _describe_in_words(stats[label], tenant.currency)[:500]
             segment.centroid = {k: round(float(v), 6) for k, v in result.centroids.loc[label].items()}
-            segment.stats = {**stats[label], "k": result.k, "k_scores": {str(k): v for k, v in result.scores.items()}, "matched_previous": label in matched}
             segment.size = stats[label]["size"]
             segment.is_current = True
             segment.updated_at = timezone.now()

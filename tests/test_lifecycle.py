@@ -263,6 +263,11 @@ def test_learned_segments_survive_a_retrain_on_a_month_of_new_data(scored_shop) 
     assert kept >= 0.7, kept
     survivors = set(names_before) & set(names_after)
     assert len(survivors) >= 0.75 * len(names_before), (names_before, names_after)
+    with tenant_context(scored_shop):  # a survivor named otherwise says what it was, for the campaigns drafted for it
+        was = {pk: (stats or {}).get("renamed_from") for pk, stats in Segment.objects.filter(pk__in=survivors).values_list("pk", "stats")}
+    for pk in survivors:
+        renamed = names_before[pk] != names_after[pk]
+        assert (was[pk] is not None) == renamed and (not renamed or (was[pk]["name"], was[pk]["until"]) == (names_before[pk], END.isoformat())), was[pk]
 
 
 def test_playbook_rules_are_editable_and_win_back_offers_are_capped_by_value(scored_shop) -> None:

@@ -257,3 +257,19 @@ def test_the_segment_map_draws_an_even_sample_and_says_so(tenant_a, alice, clien
     assert "(an even sample: 10 of 40, every segment in proportion)" in page
     data = json.loads(page.split('id="map-data" type="application/json">')[1].split("</script>")[0])
     assert {s["label"]: len(s["points"]) for s in data} == {"Big": 8, "Small": 2}  # 32:8, in proportion
+
+
+def test_a_learned_segment_named_afresh_says_what_it_was_and_its_draft_campaigns_warn(tenant_a, alice, client) -> None:
+    from campaigns.models import Campaign
+    from clmsite.tenancy import tenant_context
+    from modeling.models import Segment
+
+    with tenant_context(tenant_a):
+        segment = Segment.objects.create(tenant=tenant_a, kind=Segment.Kind.LEARNED, key="s19", name="Lapsed one-time multi-category buyers", size=671,
+                                         is_current=True, stats={"renamed_from": {"name": "Lapsed one-time Camping kitchen buyers", "size": 502, "until": "2026-12-07"}})
+        draft = Campaign.objects.create(tenant=tenant_a, name="Kitchen win-back", action="win_back", channel="email", segment=segment)
+    client.force_login(alice)
+    page = client.get(f"/segments/{segment.pk}/").content.decode()
+    assert "Until the scoring of 2026-12-07 this segment was “Lapsed one-time Camping kitchen buyers” (502 customers)." in page
+    campaign = client.get(f"/campaigns/{draft.pk}/").content.decode()
+    assert 'data-testid="segment-renamed"' in campaign and "“Lapsed one-time Camping kitchen buyers” until the scoring of 2026-12-07" in campaign
