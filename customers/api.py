@@ -273,12 +273,16 @@ class CustomerFilter(ClmFilterSet):
                                          label="last order at or after this date-time (inclusive); a date alone is its midnight UTC, so its day is included")
     last_order_before = UTCDateTimeFilter(field_name="last_order_at", lookup_expr="lt",
                                           label="last order before this date-time (exclusive); a date alone is its midnight UTC, so its day is excluded")
-    country = django_filters.CharFilter(lookup_expr="iexact")
+    country = django_filters.CharFilter(method="filter_country", label="a two-letter code, a three-letter code or an English name, without case (USA and us find US)")
     email = django_filters.CharFilter(lookup_expr="iexact", label="compared without case, as mail servers compare addresses in practice")
 
     class Meta:
         model = Customer
         fields = {"external_id": ["exact"], "country": ["exact"], "email": ["exact"], "updated_at": ["gte", "lt"]}
+
+
+    def filter_country(self, queryset: Any, name: str, value: str) -> Any:
+        return queryset.filter(parsing.country_matches("country", value))
 
 
 class OrderFilter(ClmFilterSet):

@@ -25,6 +25,7 @@ from clmsite.datacache import bump_data_version
 from clmsite.models import Tenant
 from clmsite.statistics import refresh_statistics
 from clmsite.tenancy import lock_tenant, tenant_context
+from customers.services import parsing
 from customers.services.queries import month_in_progress
 from modeling import lifecycle, review_insight, segments
 from modeling.families.base import Progress, no_progress
@@ -618,7 +619,7 @@ def apply_filters(queryset: QuerySet[CustomerInsight], filters: dict[str, Any]) 
         if f.get(key) not in (None, ""):
             queryset = queryset.filter(**{lookup: f[key]})
     if f.get("country"):
-        queryset = queryset.filter(customer__country__iexact=f["country"])
+        queryset = queryset.filter(parsing.country_matches("customer__country", f["country"]))
     if f.get("category"):
         # One uncorrelated subquery (the category's buyers), not an EXISTS per customer, which
         # SQLite ran as a scan of every order line for each customer.

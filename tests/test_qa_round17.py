@@ -273,3 +273,23 @@ def test_a_learned_segment_named_afresh_says_what_it_was_and_its_draft_campaigns
     assert "Until the scoring of 2026-12-07 this segment was “Lapsed one-time Camping kitchen buyers” (502 customers)." in page
     campaign = client.get(f"/campaigns/{draft.pk}/").content.decode()
     assert 'data-testid="segment-renamed"' in campaign and "“Lapsed one-time Camping kitchen buyers” until the scoring of 2026-12-07" in campaign
+
+
+def test_a_country_is_stored_as_its_code_and_found_by_any_of_its_names(tenant_a, api_a, alice, client) -> None:
+    from clmsite.tenancy import tenant_context
+    from customers.models import Customer
+    from customers.services.imports import import_rows
+
+    rows = [{"customer_id": "c1", "country": "USA"}, {"customer_id": "c2", "country": "us"}, {"customer_id": "c3", "country": "United States"},
+            {"customer_id": "c4", "country": "DEU"}, {"customer_id": "c5", "country": "Atlantis"}, {"customer_id": "c6", "country": "xk"}]
+    assert import_rows(tenant_a, "customers", rows).ok
+    with tenant_context(tenant_a):
+        stored = dict(Customer.objects.values_list("external_id", "country"))
+        Customer.objects.create(external_id="old", country="USA")  # stored before countries were read as codes
+    assert stored == {"c1": "US", "c2": "US", "c3": "US", "c4": "DE", "c5": "Atlantis", "c6": "XK"}
+    for given in ("USA", "us", "united states"):
+        found = {c["external_id"] for c in api_a.get("/api/v1/customers/", {"country": given}).json()["results"]}
+        assert found == {"c1", "c2", "c3", "old"}, given
+    client.force_login(alice)
+    page = client.get("/customers/", {"country": "usa"}).content.decode()
+    assert all(f">{key}<" in page for key in ("c1", "c2", "c3")) and ">c4<" not in page

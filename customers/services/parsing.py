@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import re
 from decimal import Decimal, InvalidOperation
 
+import pycountry
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.db.models import Q
 
 from customers.models import Order
 
@@ -214,10 +217,36 @@ COUNTRY_MAX_LENGTH = 64
 
 
 def parse_country(raw: str) -> str:
-    """A country as given; a two- or three-letter code in capitals ("us" is "US"), so one
-    country is one value in lists and filters."""
+    """A country as its ISO 3166 two-letter code where the text names one ("us", "USA", "DEU",
+    "United States" and "germany" are US and DE: ``pycountry``'s codes and English names), so
+    that one country is one value in lists and filters; any other text as given (a code we do
+    not know in capitals)."""
     text = parse_text(raw, max_length=COUNTRY_MAX_LENGTH)
-    return text.upper() if len(text) <= 3 and text.isascii() and text.isalpha() else text
+    return country_code(text) or (text.upper() if len(text) <= 3 and text.isascii() and text.isalpha() else text)
+
+
+def country_matches(field: str, value: str) -> Q:
+    """A filter on a country as a person types it: the stored value without case, or any code or
+    English name of the country the text names ("us" finds US, as an import now stores it, and
+    USA or United States, as one stored before)."""
+    query = Q(**{f"{field}__iexact": value.strip()})
+    code = country_code(value)
+    country = pycountry.countries.get(alpha_2=code) if code else None
+    if country is not None:  # a code or a name: every way an older import may have stored it
+        for spelling in {code, country.alpha_3, country.name, getattr(country, "common_name", None), getattr(country, "official_name", None)} - {None}:
+            query |= Q(**{f"{field}__iexact": spelling})
+    return query
+
+
+@functools.lru_cache(maxsize=4096)
+def country_code(text: str) -> str | None:
+    """The ISO 3166 alpha-2 code of a country code (alpha-2 or alpha-3) or English name, or None."""
+    if not text.strip():
+        return None
+    try:
+        return str(pycountry.countries.lookup(text.strip()).alpha_2)
+    except LookupError:
+        return None
 
 
 def too_long(text: str, max_length: int) -> str:

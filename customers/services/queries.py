@@ -19,6 +19,7 @@ from django.utils import timezone
 from clmsite.models import Tenant
 from clmsite.tenancy import tenant_context
 from customers.models import Customer, Order, OrderItem, Product, Review
+from customers.services import parsing
 
 CUSTOMER_SORTS = {
     "external_id": "external_id",
@@ -71,7 +72,7 @@ def search_customers(tenant: Tenant, *, query: str = "", sort: str = "-spent", s
         if tier:
             customers = customers.filter(insight__value_tier=tier)
         if country:
-            customers = customers.filter(country__iexact=country)
+            customers = customers.filter(parsing.country_matches("country", country))
         order = CUSTOMER_SORTS.get(sort, "-total_spent")
         field = order.lstrip("-")
         descending = order.startswith("-")
