@@ -281,7 +281,9 @@ def campaign_preview(request: HttpRequest) -> JsonResponse:
         if data.get(name) not in (None, ""):
             setattr(draft, name, data[name])
     preview = services.preview(draft)
-    preview["note"] = " ".join(filter(None, [not_counted_note(form, (*CampaignForm.FILTER_FIELDS, "segment")), preview["note"]]))
+    refused = not_counted_note(form, (*CampaignForm.FILTER_FIELDS, "segment"))
+    preview["note"] = " ".join(filter(None, [refused, preview["note"]]))
+    preview["partial"] = bool(refused)  # the count leaves the refused fields out: the size says so
     return JsonResponse(preview)
 
 

@@ -291,8 +291,8 @@ def segment_preview(request: HttpRequest) -> JsonResponse:
     form.is_valid()  # the name does not matter here; a refused filter is left out and named
     filters = form.filters()  # the fields the form refused are not in it
     totals = insights.apply_filters(CustomerInsight.objects.all(), filters).aggregate(n=Count("id"), at_risk=Sum("priority"))
-    return JsonResponse({"size": totals["n"], "value_at_risk": round(float(totals["at_risk"] or 0.0), 2),
-                         "note": not_counted_note(form, [name for name in form.fields if name != "name"])})
+    refused = not_counted_note(form, [name for name in form.fields if name != "name"])
+    return JsonResponse({"size": totals["n"], "value_at_risk": round(float(totals["at_risk"] or 0.0), 2), "note": refused, "partial": bool(refused)})
 
 
 @tenant_required(Role.ANALYST)

@@ -359,7 +359,7 @@ def test_the_campaign_preview_says_which_filter_it_left_out_as_invalid(tenant_a,
     insights(tenant_a, 3)
     client.force_login(alice)
     preview = client.get("/campaigns/preview/", {"action": "win_back", "churn_min": "150", "skip_running": "on"}).json()
-    assert preview["size"] == 3
+    assert preview["size"] == 3 and preview["partial"] is True  # the page writes "3 customers without the refused filters"
     assert preview["note"].startswith("Not counted until corrected: Churn risk at least (%): Ensure this value is less than or equal to 100.")
     valid = client.get("/campaigns/preview/", {"action": "win_back", "churn_min": "40", "skip_running": "on"}).json()["note"]
     assert "Not counted" not in valid and "Too small to measure: 2 treated and 1 held out." in valid  # nothing left out
@@ -394,7 +394,7 @@ def test_the_saved_segment_form_previews_its_size_live(tenant_a, client, alice) 
         CustomerInsight.objects.filter(customer__external_id="C0").update(stage="lapsed")
     client.force_login(alice)
     lapsed = client.get("/segments/preview/", {"stages": ["lapsed"]}).json()
-    assert (lapsed["size"], lapsed["value_at_risk"], lapsed["note"]) == (1, 50.0, "")
+    assert (lapsed["size"], lapsed["value_at_risk"], lapsed["note"], lapsed["partial"]) == (1, 50.0, "", False)
     refused = client.get("/segments/preview/", {"stages": ["lapsed"], "churn_min": "200"}).json()
-    assert refused["size"] == 1 and refused["note"].startswith("Not counted until corrected: Churn risk at least (%):")
+    assert refused["size"] == 1 and refused["partial"] and refused["note"].startswith("Not counted until corrected: Churn risk at least (%):")
     assert 'data-preview="/segments/preview/"' in client.get("/segments/").content.decode()

@@ -104,7 +104,8 @@ window.CLM = {
         try {
           const data = await (await fetch(form.dataset.preview + "?" + params, {headers: {Accept: "application/json"}})).json();
           if (request !== latest) return;
-          part("size").textContent = data.stale ? "—" : data.size.toLocaleString() + " customers";
+          // With a refused filter the count leaves it out: the size says so, beside the note naming it.
+          part("size").textContent = data.stale ? "—" : data.size.toLocaleString() + " customers" + (data.partial ? " without the refused filters" : "");
           part("value").textContent = data.stale ? "" : "value at risk " + form.dataset.currency + " " + Math.round(data.value_at_risk).toLocaleString();
           part("note").textContent = data.stale || data.note || "";
         } catch (e) { /* keep the last preview */ }
