@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -41,12 +42,14 @@ def models_page(request: HttpRequest) -> HttpResponse:
         version.beaten_by = _beaten_by(version)
         version.can_roll_back = version.target in earlier
     last_scored = insights.latest_scoring_date(tenant)
+    together = _served_together(serving)
     return render(
         request,
         "modeling/models.html",
         {
             "serving": serving,
             "any_beaten": any(v.beaten_by for v in serving),
+            "together": together,
             "versions": versions,
             "jobs": jobs,
             "can_retrain": request.membership.can(Role.ADMIN),  # type: ignore[attr-defined]
@@ -59,15 +62,33 @@ def models_page(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _served_together(serving: list[ModelVersion]) -> dict[str, Any] | None:
+    """When the customer figures are served by more than one family (scoring's served_together):
+    which family gives what, and the mix's validation metrics from the training that chose
+    them (None when they come from different trainings, so no run validated them together)."""
+    from clmsite.templatetags.clm import family_label
+
+    customer = {v.target: v for v in serving if v.target in ("purchase", "orders", "revenue")}
+    if len(customer) < 3 or len({v.family for v in customer.values()}) == 1:
+        return None
+    runs = {v.job_id for v in customer.values()}
+    job = customer["purchase"].job if len(runs) == 1 and None not in runs else None
+    metrics = ((job.result or {}).get("metrics") or {}).get("served_together") if job is not None else None
+    return {"families": {target: family_label(v.family) for target, v in customer.items()}, "metrics": metrics}
+
+
 def _beaten_by(version: ModelVersion) -> list[str]:
     """The baselines measured in the same window that score better than a serving model: it
     serves because it was the best candidate of a narrower training (one family), and the
     page says so rather than hide it."""
     from clmsite.templatetags.clm import family_label
-    from modeling.training import better
+    from modeling.training import BASELINE_MARGIN, better
+
+    def margin(name: str) -> float:  # a family beats a serving BG/NBD only by the margin the champion rule asks
+        return BASELINE_MARGIN if version.family == "bgnbd" and name != "persistence" else 0.0
 
     return [family_label(name) for name, scores in (version.baseline_metrics or {}).items()
-            if isinstance(scores, dict) and better(version.target, scores, version.metrics)]
+            if isinstance(scores, dict) and better(version.target, scores, version.metrics, margin=margin(name))]
 
 
 @tenant_required()

@@ -293,3 +293,30 @@ def test_a_country_is_stored_as_its_code_and_found_by_any_of_its_names(tenant_a,
     client.force_login(alice)
     page = client.get("/customers/", {"country": "usa"}).content.decode()
     assert all(f">{key}<" in page for key in ("c1", "c2", "c3")) and ">c4<" not in page
+
+
+def test_the_models_page_shows_the_champions_served_together_and_no_rival_within_the_margin_as_better(tenant_a, alice, client) -> None:
+    from clmsite.tenancy import tenant_context
+    from modeling.models import Job, ModelVersion
+
+    mix = {"orders_deviance": 0.566, "orders_mae": 0.34, "revenue_deviance": 20.371, "revenue_mae": 100.69, "revenue_total_error_pct": 0.81}
+    trees = {"auc": 0.945, "log_loss": 0.22, "orders_deviance": 0.566, "revenue_deviance": 24.15}
+    bgnbd = {"auc": 0.937, "log_loss": 0.24, "orders_deviance": 0.57, "revenue_deviance": 23.96}
+    with tenant_context(tenant_a):
+        job = Job.objects.create(kind=Job.Kind.TRAIN, state=Job.State.SUCCEEDED, result={"metrics": {"served_together": mix}})
+        for target, family, own, rival in (("purchase", "tabular", trees, ("bgnbd", bgnbd)), ("orders", "tabular", trees, ("bgnbd", bgnbd)),
+                                           ("revenue", "bgnbd", bgnbd, ("tabular", trees))):
+            ModelVersion.objects.create(target=target, family=family, as_of="2026-12-07", state=ModelVersion.State.ACTIVE, job=job, metrics=own,
+                                        baseline_metrics={rival[0]: rival[1]})
+        # Orders: BG/NBD serves where the trees lead it by less than the 2% a challenger needs.
+        ModelVersion.objects.filter(target="orders").update(family="bgnbd", metrics={**bgnbd, "orders_deviance": 0.57},
+                                                            baseline_metrics={"tabular": {**trees, "orders_deviance": 0.565}})
+    client.force_login(alice)
+    page = client.get("/models/").content.decode()
+    note = page.split('data-testid="served-together">')[1].split("</p>")[0]
+    assert "the chance to buy from Boosted trees, orders per buyer from BG/NBD, value per order from BG/NBD" in note
+    assert "value deviance 20.371 · MAE USD 100.69 · total error 0.81%" in note
+    assert 'data-testid="beaten-by"' not in page  # 0.565 against 0.57 is inside the margin: not "scores better here"
+    with tenant_context(tenant_a):
+        ModelVersion.objects.filter(target="revenue").update(job=Job.objects.create(kind=Job.Kind.TRAIN, state=Job.State.SUCCEEDED, result={}))
+    assert "so no run validated them together" in client.get("/models/").content.decode()

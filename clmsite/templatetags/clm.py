@@ -55,6 +55,12 @@ def headline(context, version) -> str:  # type: ignore[no-untyped-def]
     return _headline(version.target, version.metrics, _currency(context))
 
 
+@register.simple_tag(takes_context=True)
+def target_headline(context, target, scores) -> str:  # type: ignore[no-untyped-def]
+    """A target's headline numbers from a set of scores that is no version's (the champions served together)."""
+    return _headline(target, scores or {}, _currency(context))
+
+
 FAMILY_LABELS = {"bgnbd": "BG/NBD", "tabular": "Boosted trees", "transformer": "Transformer", "ngram": "N-gram",
                  "persistence": "Persistence", "majority_class": "Majority class", "served_together": "Champions served together"}
 
