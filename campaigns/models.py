@@ -3,6 +3,8 @@ sentiment and recency into one recommended next action. Campaigns build on these
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -144,6 +146,17 @@ class Campaign(TenantOwnedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def segment_renamed_since_drafted(self) -> dict | None:
+        """What a learned segment this unlaunched campaign targets was called when it was drafted,
+        if the clustering has named it afresh since (modeling.insights: ``renamed_from``)."""
+        segment = self.segment if self.segment_id and self.launched_at is None else None
+        was = (segment.stats or {}).get("renamed_from") if segment is not None and segment.is_current else None
+        if not was:
+            return None
+        at = was.get("at")
+        return was if at is None or dt.datetime.fromisoformat(at) > self.created_at else None
 
     @property
     def attribution_ends(self) -> object:

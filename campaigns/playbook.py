@@ -8,7 +8,7 @@ matched, and the priority is the value at risk (churn probability x predicted va
 from __future__ import annotations
 
 import datetime as dt
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from django.db.models import Q
 from campaigns.models import Action, Channel, PlaybookRule
 from clmsite.models import Tenant
 from clmsite.tenancy import tenant_context
+from modeling.explain import whole_units
 
 # The defaults a new tenant starts from; the Playbook page edits them.
 DEFAULT_RULES: list[dict[str, Any]] = [
@@ -176,25 +177,19 @@ def recommend(rules: list[PlaybookRule], row: dict[str, Any], affinity: pd.DataF
     return {"action": Action.NURTURE, "channel": Channel.EMAIL, "offer": None, "detail": "", "rule_name": "", "reason": "no playbook rule matched"}
 
 
-def _whole(amount: float) -> str:
-    """Money to the unit as the pages round it (half up, as Django's floatformat does):
-    Python's format rounds 31.5 to 32 but 30.5 to 30."""
-    return f"{Decimal(str(amount)).quantize(Decimal(1), rounding=ROUND_HALF_UP):,}"
-
-
 def _reason(rule: PlaybookRule, row: dict[str, Any], currency: str = "") -> str:
     """Why the rule matched, in words, money in the shop's currency (``currency`` as "USD ")."""
     parts = [row["stage_reason"]]
     if rule.tiers and "value tier" not in row["stage_reason"]:  # "loyal: 6 orders, top value tier" says it already
         parts.append(f"{row['tier']} predicted-value tier")  # the tier of the value to come: a big past spender can be low
     if rule.spent_top_share is not None and row.get("spend_top") is not None:
-        parts.append(f"spent {currency}{_whole(row['spent'])} in all, top {max(row['spend_top'], 0.01):.0%} of buyers")
+        parts.append(f"spent {currency}{whole_units(row['spent'])} in all, top {max(row['spend_top'], 0.01):.0%} of buyers")
     if rule.orders_min is not None and f"{row.get('orders', 0)} orders" not in row["stage_reason"]:
         parts.append(f"{row.get('orders', 0)} orders in all")
     if rule.sentiment_max is not None and row["recent_sentiment"] is not None:
         parts.append(row.get("negative_review") or f"negative review, sentiment {row['recent_sentiment']:+.2f}")
     if row["churn"] is not None and row["value"] and row.get("stage") == "prospect":  # never bought: nothing to churn from
-        parts.append(f"{1 - row['churn']:.0%} likely to place a first order, {currency}{_whole(row['value'])} predicted")
+        parts.append(f"{1 - row['churn']:.0%} likely to place a first order, {currency}{whole_units(row['value'])} predicted")
     elif row["churn"] is not None and row["value"]:
-        parts.append(f"value at risk {currency}{_whole(row['value_at_risk'])} ({row['churn']:.0%} churn x {currency}{_whole(row['value'])} predicted)")
+        parts.append(f"value at risk {currency}{whole_units(row['value_at_risk'])} ({row['churn']:.0%} churn x {currency}{whole_units(row['value'])} predicted)")
     return f"{rule.name}: " + "; ".join(part for part in parts if part)

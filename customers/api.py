@@ -456,18 +456,20 @@ def create_schema(kind: str, serializer: Any) -> Any:
     )
 
 
-def _lines_as_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """An order with ``lines`` as the rows of an orders file: its columns repeated on each line."""
-    lines = data["lines"]
+def _lines_as_rows(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """An order with lines (under ``key``, which reads as ``lines`` as a header reads: "Lines"
+    too) as the rows of an orders file: its columns repeated on each line."""
+    lines = data[key]
     if not isinstance(lines, list) or not lines or not all(isinstance(line, dict) for line in lines):
-        raise ValidationError({"lines": ["A list of at least one line, each an object of sku, quantity, amount, product_name and category."]})
-    misplaced = [name for name in LINE_COLUMNS if name in data]
+        raise ValidationError({key: ["A list of at least one line, each an object of sku, quantity, amount, product_name and category."]})
+    misplaced = [name for name in data if column_name(str(name)) in LINE_COLUMNS]
     if misplaced:
         raise ValidationError({name: ["Give it for each line, in lines."] for name in misplaced})
-    strangers = {f"Item {index}: {name}: Unknown field; a line has {', '.join(LINE_COLUMNS)}." for index, line in enumerate(lines, 1) for name in line if name not in LINE_COLUMNS}
+    strangers = {f"Item {index}: {name}: Unknown field; a line has {', '.join(LINE_COLUMNS)}." for index, line in enumerate(lines, 1)
+                 for name in line if column_name(str(name)) not in LINE_COLUMNS}
     if strangers:
-        raise ValidationError({"lines": sorted(strangers)})
-    order = {name: value for name, value in data.items() if name != "lines"}
+        raise ValidationError({key: sorted(strangers)})
+    order = {name: value for name, value in data.items() if name != key}
     return [{**order, **line} for line in lines]
 
 
@@ -483,14 +485,14 @@ class CreateFromRowMixin:
             raise UnsupportedMediaType(request.content_type)
         if not isinstance(data, dict) or hasattr(data, "getlist"):
             raise ValidationError({"detail": f"Send one {self.bulk_kind.removesuffix('s')} as a JSON object; for many, POST a list to bulk/."})
-        lined = self.bulk_kind == "orders" and "lines" in data
+        lines_key = next((str(key) for key in data if column_name(str(key)) == "lines"), None) if self.bulk_kind == "orders" else None
         if self.bulk_kind != "customers":  # bulk ignores such a key and says so; a create would drop it unseen (an order's "items")
             columns = [column.name for column in SPECS[self.bulk_kind].columns] + (["lines"] if self.bulk_kind == "orders" else [])
             unknown = [str(key) for key in data if column_name(str(key)) not in columns]
             if unknown:
                 noun = self.bulk_kind.removesuffix("s")
                 raise ValidationError({key: [f"Unknown field; {with_article(noun)} takes {', '.join(columns)}."] for key in unknown})
-        rows = _lines_as_rows(data) if lined else [data]
+        rows = _lines_as_rows(data, lines_key) if lines_key is not None else [data]
         try:
             result = import_rows(self.tenant, self.bulk_kind, rows, create_only=True)  # type: ignore[attr-defined]
         except RecordExists as exc:
@@ -500,8 +502,8 @@ class CreateFromRowMixin:
         if not result.ok:
             errors: dict[str, list[str]] = {}
             for error in result.errors:
-                if lined and error.column in LINE_COLUMNS:
-                    errors.setdefault("lines", []).append(f"Item {error.row}: {error.column}: {error.message}")
+                if lines_key is not None and error.column in LINE_COLUMNS:
+                    errors.setdefault(lines_key, []).append(f"Item {error.row}: {error.column}: {error.message}")
                 else:  # an order's own column is on each of its lines: said once
                     messages = errors.setdefault(error.column or NON_FIELD_ERRORS, [])
                     if error.message not in messages:

@@ -91,8 +91,9 @@ class Order(TenantOwnedModel):
     NOT_REVENUE = ("cancelled", "refunded", "failed", "voided")
     # Statuses that the usual platforms give a sale (paid, on its way, or done): any other
     # counts as a sale too, and an import names it, in case it is not one.
+    # Unpaid states (pending, on-hold, authorized) are not among them: they often never become sales.
     SALE_STATUSES = ("completed", "complete", "paid", "processing", "shipped", "delivered", "fulfilled", "partially_fulfilled", "unfulfilled",
-                     "partially_shipped", "closed", "open", "on-hold", "on_hold", "pending", "authorized", "partially_paid", "partially_refunded", "archived")
+                     "partially_shipped", "closed", "open", "partially_paid", "partially_refunded", "archived")
 
     tenant = tenant_field(bulk=True)
     external_id = IdentifierField(max_length=128)

@@ -14,6 +14,7 @@ never contradicts the stage shown next to it. Rhythm, rate and trend count days 
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import numpy as np
@@ -33,12 +34,19 @@ def _num(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
+def whole_units(amount: float) -> str:
+    """Money to the unit as the pages round it (half up, as Django's floatformat does), with
+    thousands separated: Python's format rounds 20.5 to 20 but 21.5 to 22, so a segment's
+    description said USD 20 beside a table's 21."""
+    return f"{Decimal(str(amount)).quantize(Decimal(1), rounding=ROUND_HALF_UP):,}"
+
+
 def money_text(value: float | None, currency: str | None) -> str:
     """As the pages show money: "EUR 1,245". Without a currency (a caller that does not know
     the shop) the dollar sign these texts always had: "$1,245"."""
     if value is None:
         return "—"
-    return f"{currency} {value:,.0f}" if currency else f"${value:,.0f}"
+    return f"{currency} {whole_units(value)}" if currency else f"${whole_units(value)}"
 
 
 def _days(n: float) -> str:

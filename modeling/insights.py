@@ -28,6 +28,7 @@ from clmsite.tenancy import lock_tenant, tenant_context
 from customers.services import parsing
 from customers.services.queries import month_in_progress
 from modeling import lifecycle, review_insight, segments
+from modeling.explain import money_text
 from modeling.families.base import Progress, no_progress
 from modeling.features import History, as_timestamp, features_as_of, load_history
 from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, SegmentSnapshot, Stage, StageSnapshot
@@ -306,7 +307,7 @@ def learn_segments(
             if segment.pk and segment.name != names[label][:200] and segment.name:
                 # The same segment (its centroid moved little) now reads otherwise: say what it was,
                 # so that a campaign drafted for it is checked against who is in it now.
-                renamed = {"name": segment.name, "size": segment.size, "until": as_of.isoformat()}
+                renamed = {"name": segment.name, "size": segment.size, "until": as_of.isoformat(), "at": timezone.now().isoformat()}
             segment.stats = {**stats[label], "k": result.k, "k_scores": {str(k): v for k, v in result.scores.items()}, "matched_previous": label in matched,
                              **({"renamed_from": renamed} if renamed else {})}
             segment.name = names[label][:200]
@@ -333,7 +334,7 @@ def _describe_in_words(stats: dict[str, Any], currency: str) -> str:
     categories = ", ".join(c["category"] for c in stats["top_categories"][:2]) or "no dominant category"
     words = f"; profiles mention {', '.join(stats['words'][:3])}" if stats.get("words") else ""
     value = "mean predicted value" if stats.get("value_is_predicted", True) else "mean spend"
-    return (f"{stats['size']:,} customers, {value} {currency} {stats['mean_value']:,.0f} ({relative_to_average(stats['value_index'])}){churn}; "
+    return (f"{stats['size']:,} customers, {value} {money_text(stats['mean_value'], currency)} ({relative_to_average(stats['value_index'])}){churn}; "
             f"median {stats['median_orders']:.0f} order{'' if round(stats['median_orders']) == 1 else 's'}; mostly {stats['dominant_stage'].replace('_', ' ')} ({stats['dominant_stage_share']:.0%}); "
             f"top categories: {categories}{words}.")
 

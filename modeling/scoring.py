@@ -195,7 +195,9 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
         if bracket is not None and bracket in rates:
             rate, like = rates[bracket], f"with no order {PROSPECT_AGE_LABELS[bracket]} after signing up"
         else:
-            rate, like = pooled, "who had signed up with no order"
+            # Too few of their age to measure: the pooled share, which long-silent sign-ups can pull
+            # to nothing, is not read as "unlikely" for a sign-up of last week.
+            rate, like = max(pooled, DEFAULT_PROSPECT_RATE), "who had signed up with no order"
         factors = [{"text": "no order yet", "effect": "-", "weight": 0.0},
                    {"text": f"{rate:.0%} of customers {like} ordered within the next {horizon} days", "effect": "+", "weight": 0.0}]
         prediction = _prediction(tenant, customer, as_of, horizon, rate, rate, rate * prospect_value, factors, report.model_versions, "")

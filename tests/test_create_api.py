@@ -48,6 +48,13 @@ def test_each_kind_is_created_with_its_detail_and_location(api_a, tenant_a) -> N
         assert (ann.order_count, ann.total_spent, ann.review_count) == (1, Decimal("19.90"), 1)
 
 
+def test_lines_named_as_a_header_names_them_are_lines_not_dropped(api_a, tenant_a) -> None:
+    answer = api_a.post("/api/v1/orders/", {"Customer ID": "c1", "order_id": "o1", "ordered_at": "2024-05-01",
+                                            "Lines": [{"SKU": "a", "amount": "1.00"}, {"sku": "b", "Amount": "2.50"}]}, format="json")
+    assert answer.status_code == 201, answer.json()
+    assert (answer.json()["amount"], len(answer.json()["items"])) == ("3.50", 2)
+
+
 def test_an_order_with_lines_is_one_order_whose_amount_is_their_sum(api_a, tenant_a) -> None:
     body = {"customer_id": "new-c", "order_id": "o7", "ordered_at": "2024-06-01T10:00:00Z", "status": "Completed",
             "lines": [{"sku": "a", "quantity": 2, "amount": "10.00", "product_name": "Socks"}, {"sku": "b", "amount": "5.50"}]}
@@ -100,6 +107,7 @@ def test_bad_columns_are_a_400_under_their_names_and_nothing_is_written(api_a, t
     ({"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-05-01", "lines": [{"amount": "1", "price": "1"}]}, "lines"),
     ({"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-05-01", "amount": "1", "items": [{"sku": "a"}]}, "items"),  # as the API answers it: not dropped
     ({"id": 4, "customer_id": "c1", "order_id": "o1", "ordered_at": "2024-05-01", "amount": "1"}, "id"),
+    ({"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-05-01", "Amount": "1", "Lines": [{"amount": "1"}]}, "Amount"),  # keys read as a header's
 ])
 def test_a_body_that_is_not_one_order_is_a_400(api_a, tenant_a, body, field) -> None:
     answer = api_a.post("/api/v1/orders/", body, format="json")

@@ -272,7 +272,13 @@ def test_a_learned_segment_named_afresh_says_what_it_was_and_its_draft_campaigns
     page = client.get(f"/segments/{segment.pk}/").content.decode()
     assert "Until the scoring of 2026-12-07 this segment was “Lapsed one-time Camping kitchen buyers” (502 customers)." in page
     campaign = client.get(f"/campaigns/{draft.pk}/").content.decode()
-    assert 'data-testid="segment-renamed"' in campaign and "“Lapsed one-time Camping kitchen buyers” until the scoring of 2026-12-07" in campaign
+    assert 'data-testid="segment-renamed"' in campaign and "“Lapsed one-time Camping kitchen buyers” when it was drafted, until the scoring of 2026-12-07" in campaign
+    with tenant_context(tenant_a):  # a draft made after the renaming knew the new name: no warning
+        Segment.objects.filter(pk=segment.pk).update(stats={"renamed_from": {**segment.stats["renamed_from"], "at": "2026-12-07T03:00:00+00:00"}})
+        later = Campaign.objects.create(tenant=tenant_a, name="Later", action="win_back", channel="email", segment=segment)
+        Campaign.objects.filter(pk=draft.pk).update(created_at="2026-12-06T12:00:00+00:00")
+    assert 'data-testid="segment-renamed"' not in client.get(f"/campaigns/{later.pk}/").content.decode()
+    assert 'data-testid="segment-renamed"' in client.get(f"/campaigns/{draft.pk}/").content.decode()
 
 
 def test_a_country_is_stored_as_its_code_and_found_by_any_of_its_names(tenant_a, api_a, alice, client) -> None:

@@ -25,4 +25,9 @@ WHERE EXISTS (SELECT 1 FROM customers_order o WHERE o.customer_id = customers_cu
 class Migration(migrations.Migration):
     dependencies = [("customers", "0009_customer_total_spent_wider")]
 
-    operations = [migrations.RunSQL(RECOMPUTE, reverse_sql=migrations.RunSQL.noop)]
+    operations = [
+        # An import stored these spellings as given before it read them as ours (as 0007 did for "canceled").
+        migrations.RunSQL("UPDATE customers_order SET status = CASE status WHEN 'void' THEN 'voided' ELSE 'failed' END WHERE status IN ('void', 'fail')",
+                          reverse_sql=migrations.RunSQL.noop),
+        migrations.RunSQL(RECOMPUTE, reverse_sql=migrations.RunSQL.noop),
+    ]
