@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any
 
@@ -27,7 +28,17 @@ from clmsite.parsers import JSONParser
 from customers.models import Customer, Order, OrderItem, Product, Review
 from customers.services import parsing
 from customers.services.import_jobs import do_start_import
-from customers.services.imports import ATTRIBUTES_MAX, KINDS, SPECS, ImportResult, RecordExists, attribute_problem, column_name, import_rows
+from customers.services.imports import (
+    ATTRIBUTES_MAX,
+    KINDS,
+    NOTHING_IMPORTED,
+    SPECS,
+    ImportResult,
+    RecordExists,
+    attribute_problem,
+    column_name,
+    import_rows,
+)
 from customers.services.records import RecordGone, do_delete_record, do_set_order_status
 from modeling.models import Job
 from modeling.review_insight import aspect_labels
@@ -448,6 +459,7 @@ def create_schema(kind: str, serializer: Any) -> Any:
                       "(the order's amount is their sum)"}.get(kind, f"a {kind.removesuffix('s')}: an object with the columns of a row of the {kind} file")
     return extend_schema(
         request=create_request(kind),
+        parameters=[OpenApiParameter("Location", OpenApiTypes.URI, location=OpenApiParameter.HEADER, response=[201], description="the new record's URL")],
         responses={201: serializer, 409: inline_serializer(f"{kind.title()}Exists", fields={"detail": serializers.CharField(), "id": serializers.IntegerField()})},
         description=f"Analyst: create {what}, read and checked as an import reads it"
         f"{' (an unknown customer or sku it names is created too)' if kind in ('orders', 'reviews') else ''}. "
@@ -473,6 +485,20 @@ def _lines_as_rows(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return [{**order, **line} for line in lines]
 
 
+def did_you_mean(name: str, names: list[str]) -> str:
+    """``did you mean status? `` for a name a letter or two from one of ``names``, else nothing."""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    return f"did you mean {close[0]}? " if close else ""
+
+
+def refuse(errors: Any) -> None:
+    """A create's 400: each field's messages under its name, and ``detail`` saying them all."""
+    said = "; ".join(f"{name}: {message}" for name, messages in errors.items() if name != NON_FIELD_ERRORS for message in messages)
+    whole = " ".join(str(message) for message in errors.get(NON_FIELD_ERRORS, []))
+    raise ValidationError({**{name: messages for name, messages in errors.items() if name != NON_FIELD_ERRORS},
+                           NON_FIELD_ERRORS: [whole or f"Nothing was created: {said}"]})
+
+
 class CreateFromRowMixin:
     """``POST`` to the list: create one record from a row of its kind's CSV format, as bulk
     reads rows, refusing one that exists (409) instead of updating it."""
@@ -491,8 +517,12 @@ class CreateFromRowMixin:
             unknown = [str(key) for key in data if column_name(str(key)) not in columns]
             if unknown:
                 noun = self.bulk_kind.removesuffix("s")
-                raise ValidationError({key: [f"Unknown field; {with_article(noun)} takes {', '.join(columns)}."] for key in unknown})
-        rows = _lines_as_rows(data, lines_key) if lines_key is not None else [data]
+                takes = f"{with_article(noun)} takes {', '.join(columns)}."
+                refuse({key: [f"Unknown field; {hint}{takes.capitalize() if hint else takes}" for hint in [did_you_mean(column_name(key), columns)]] for key in unknown})
+        try:
+            rows = _lines_as_rows(data, lines_key) if lines_key is not None else [data]
+        except ValidationError as exc:
+            refuse(exc.detail)
         try:
             result = import_rows(self.tenant, self.bulk_kind, rows, create_only=True)  # type: ignore[attr-defined]
         except RecordExists as exc:
@@ -508,9 +538,9 @@ class CreateFromRowMixin:
                     messages = errors.setdefault(error.column or NON_FIELD_ERRORS, [])
                     if error.message not in messages:
                         messages.append(error.message)
-            said = "; ".join(f"{name}: {message}" if name != NON_FIELD_ERRORS else message for name, messages in errors.items() for message in messages)
-            errors[NON_FIELD_ERRORS] = [f"Nothing was created: {said}" if said else result.message.replace("Nothing was imported", "Nothing was created")]
-            raise ValidationError(errors)
+            if NON_FIELD_ERRORS in errors or not errors:  # about the row as a whole ("this looks like a file of orders"): the import's own words
+                errors[NON_FIELD_ERRORS] = [result.message.replace(NOTHING_IMPORTED, "Nothing was created: ")]
+            refuse(errors)
         instance = self.get_queryset().get(pk=next(iter(result.ids.values())))  # type: ignore[attr-defined]
         url = reverse(f"{self.basename}-detail", args=[instance.pk])  # type: ignore[attr-defined]
         return Response(self.get_serializer(instance).data, status=status.HTTP_201_CREATED, headers={"Location": request.build_absolute_uri(url)})  # type: ignore[attr-defined]
@@ -629,7 +659,7 @@ class ImportSerializer(serializers.ModelSerializer):
         return job.is_check
 
     def get_summary(self, job: Job) -> dict[str, Any]:
-        return {k: job.result.get(k) for k in ("rows", "created", "updated", "unchanged", "error_count") if k in job.result}
+        return {k: job.result.get(k) for k in ("rows", "created", "updated", "unchanged", "error_count", "unusual_statuses") if k in job.result}
 
 
 @extend_schema_field(OpenApiTypes.BINARY)  # a multipart upload, not a URI (drf-spectacular's FileField)

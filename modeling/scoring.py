@@ -198,7 +198,7 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
             # Too few of their age to measure: the pooled share, which long-silent sign-ups can pull
             # to nothing, is not read as "unlikely" for a sign-up of last week.
             rate, like = max(pooled, DEFAULT_PROSPECT_RATE), "who had signed up with no order"
-        factors = [{"text": "no order yet", "effect": "-", "weight": 0.0},
+        factors = [{"text": "no purchase yet", "effect": "-", "weight": 0.0},
                    {"text": f"{rate:.0%} of customers {like} ordered within the next {horizon} days", "effect": "+", "weight": 0.0}]
         prediction = _prediction(tenant, customer, as_of, horizon, rate, rate, rate * prospect_value, factors, report.model_versions, "")
         prediction.value_explanation = [{"text": f"a first order here is typically {money_text(prospect_value, tenant.currency)}", "effect": "+", "weight": 0.0},

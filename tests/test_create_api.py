@@ -154,3 +154,16 @@ def test_two_creates_of_one_id_at_once_make_one_record_and_one_409(tenant_a) -> 
     assert sorted(answers) == [201, 409]
     with tenant_context(tenant_a):
         assert Customer.objects.count() == 1
+
+
+def test_every_refusal_of_a_create_has_a_detail_and_a_misspelt_key_a_suggestion(api_a, tenant_a) -> None:
+    misspelt = api_a.post("/api/v1/orders/", {"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-01-01", "amount": "1", "staus": "refunded"}, format="json")
+    assert misspelt.status_code == 400
+    assert misspelt.json()["staus"][0].startswith("Unknown field; did you mean status? An order takes customer_id, order_id")
+    assert misspelt.json()["detail"].startswith("Nothing was created: staus: Unknown field")
+    bad_line = api_a.post("/api/v1/orders/", {"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-01-01", "lines": [{"amount": "1"}, {"foo": 1}]},
+                          format="json").json()
+    assert bad_line["lines"] == ["Item 2: foo: Unknown field; a line has sku, quantity, amount, product_name, category."] and "detail" in bad_line
+    an_order = api_a.post("/api/v1/customers/", {"customer_id": "w1", "order_id": "o1", "ordered_at": "2024-01-01", "amount": "10"}, format="json").json()
+    assert an_order == {"detail": "Nothing was created: this looks like a file of orders (it has customer_id, order_id, ordered_at, amount), not of customers. "
+                                  "Import it as orders."}

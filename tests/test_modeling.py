@@ -150,7 +150,7 @@ def test_scoring_writes_every_customer_with_tiers_and_explanations(trained):
         assert p.predicted_value >= Decimal("0")
     # Expected orders are never below the chance of one order (the trees learn them apart).
     assert all(p.expected_orders >= p.purchase_probability - 1e-4 for p in rows)
-    buyers = [p for p in rows if p.explanation and p.explanation[0]["text"] != "no order yet"]
+    buyers = [p for p in rows if p.explanation and p.explanation[0]["text"] != "no purchase yet"]
     assert buyers and all(1 <= len(p.explanation) <= 3 for p in buyers)
     # The value has factors of its own (the revenue booster's attributions): the most valuable
     # buyer's strongest one raises it, the least valuable's lowers it, and the size of their
@@ -160,7 +160,7 @@ def test_scoring_writes_every_customer_with_tiers_and_explanations(trained):
     assert ranked[-1].value_explanation[0]["effect"] == "+" and ranked[0].value_explanation[0]["effect"] == "-"
     basket = {key: sum(f["text"].startswith(("average order of", "last order of")) for p in buyers for f in getattr(p, key)) for key in ("explanation", "value_explanation")}
     assert basket["value_explanation"] > 1.3 * basket["explanation"], basket
-    prospect = next(p for p in rows if p.explanation[0]["text"] == "no order yet")
+    prospect = next(p for p in rows if p.explanation[0]["text"] == "no purchase yet")
     assert prospect.value_explanation[0]["text"].startswith(f"a first order here is typically {tenant.currency} ")
 
 

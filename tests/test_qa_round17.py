@@ -287,15 +287,19 @@ def test_a_country_is_stored_as_its_code_and_found_by_any_of_its_names(tenant_a,
     from customers.services.imports import import_rows
 
     rows = [{"customer_id": "c1", "country": "USA"}, {"customer_id": "c2", "country": "us"}, {"customer_id": "c3", "country": "United States"},
-            {"customer_id": "c4", "country": "DEU"}, {"customer_id": "c5", "country": "Atlantis"}, {"customer_id": "c6", "country": "xk"}]
+            {"customer_id": "c4", "country": "DEU"}, {"customer_id": "c5", "country": "Atlantis"}, {"customer_id": "c6", "country": "xk"},
+            {"customer_id": "c7", "country": "UK"}, {"customer_id": "c8", "country": "Great Britain"}]
     assert import_rows(tenant_a, "customers", rows).ok
     with tenant_context(tenant_a):
         stored = dict(Customer.objects.values_list("external_id", "country"))
         Customer.objects.create(external_id="old", country="USA")  # stored before countries were read as codes
-    assert stored == {"c1": "US", "c2": "US", "c3": "US", "c4": "DE", "c5": "Atlantis", "c6": "XK"}
+    assert stored == {"c1": "US", "c2": "US", "c3": "US", "c4": "DE", "c5": "Atlantis", "c6": "XK", "c7": "GB", "c8": "GB"}  # UK: an everyday alias
     for given in ("USA", "us", "united states"):
         found = {c["external_id"] for c in api_a.get("/api/v1/customers/", {"country": given}).json()["results"]}
         assert found == {"c1", "c2", "c3", "old"}, given
+    with tenant_context(tenant_a):
+        Customer.objects.create(external_id="old-uk", country="UK")
+    assert {c["external_id"] for c in api_a.get("/api/v1/customers/", {"country": "gb"}).json()["results"]} == {"c7", "c8", "old-uk"}
     client.force_login(alice)
     page = client.get("/customers/", {"country": "usa"}).content.decode()
     assert all(f">{key}<" in page for key in ("c1", "c2", "c3")) and ">c4<" not in page

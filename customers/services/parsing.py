@@ -233,18 +233,33 @@ def country_matches(field: str, value: str) -> Q:
     code = country_code(value)
     country = pycountry.countries.get(alpha_2=code) if code else None
     if country is not None:  # a code or a name: every way an older import may have stored it
-        for spelling in {code, country.alpha_3, country.name, getattr(country, "common_name", None), getattr(country, "official_name", None)} - {None}:
+        aliases = {alias for alias, aliased in COUNTRY_ALIASES.items() if aliased == code}
+        for spelling in {code, country.alpha_3, country.name, getattr(country, "common_name", None), getattr(country, "official_name", None), *aliases} - {None}:
             query |= Q(**{f"{field}__iexact": spelling})
     return query
 
 
+# Everyday English names and codes that ISO 3166 (and so pycountry) spells otherwise.
+COUNTRY_ALIASES = {
+    "uk": "GB", "u.k.": "GB", "great britain": "GB", "britain": "GB", "england": "GB", "scotland": "GB", "wales": "GB", "northern ireland": "GB",
+    "u.s.": "US", "u.s.a.": "US", "america": "US", "united states of america": "US", "russia": "RU", "turkey": "TR", "holland": "NL",
+    "the netherlands": "NL", "ivory coast": "CI", "brunei": "BN", "south korea": "KR", "korea": "KR", "north korea": "KP", "vietnam": "VN",
+    "iran": "IR", "syria": "SY", "laos": "LA", "moldova": "MD", "bolivia": "BO", "venezuela": "VE", "tanzania": "TZ", "taiwan": "TW",
+    "czech republic": "CZ", "uae": "AE", "macedonia": "MK", "swaziland": "SZ", "cape verde": "CV", "the gambia": "GM", "vatican": "VA",
+}
+
+
 @functools.lru_cache(maxsize=4096)
 def country_code(text: str) -> str | None:
-    """The ISO 3166 alpha-2 code of a country code (alpha-2 or alpha-3) or English name, or None."""
-    if not text.strip():
+    """The ISO 3166 alpha-2 code of a country code (alpha-2 or alpha-3) or English name (and
+    the everyday names of COUNTRY_ALIASES: UK, Russia, Turkey), or None."""
+    text = text.strip()
+    if not text:
         return None
+    if text.lower() in COUNTRY_ALIASES:
+        return COUNTRY_ALIASES[text.lower()]
     try:
-        return str(pycountry.countries.lookup(text.strip()).alpha_2)
+        return str(pycountry.countries.lookup(text).alpha_2)
     except LookupError:
         return None
 
