@@ -278,7 +278,7 @@ def test_a_status_a_letter_from_refunded_or_cancelled_is_refused(shop_a_data, tm
         order = Order.objects.get(external_id="o1")
     analyst = api_client_for(shop_a_data, "analyst")
     refused = analyst.patch(f"/api/v1/orders/{order.pk}/", {"status": "Refundd"}, format="json")
-    assert refused.status_code == 400 and refused.json()["status"] == ["'Refundd' looks like a misspelling of refunded; a status other than cancelled or refunded counts the order as a sale"]
+    assert refused.status_code == 400 and refused.json()["status"] == ["'Refundd' looks like a misspelling of refunded; a status other than cancelled, refunded, failed or voided counts the order as a sale"]
     row = {"customer_id": "c1", "order_id": "o9", "ordered_at": "2024-05-01", "amount": "5", "status": "cancled"}
     result = import_rows(shop_a_data, "orders", [row])
     assert not result.ok and result.errors[0].column == "status" and "misspelling of cancelled" in result.errors[0].message

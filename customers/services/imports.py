@@ -1672,7 +1672,7 @@ def _finish(result: ImportResult, spec: Spec, header: list[str]) -> ImportResult
         orders = sum(result.unusual_statuses.values())
         named = _first_named([f"{status} ({count:,})" for status, count in result.unusual_statuses.items()])
         result.message += (f" {orders:,} order{'s have' if orders != 1 else ' has'} a status this app does not know, counted as a sale: {named}. "
-                           f"If one is not a sale, send it as {', '.join(Order.NOT_REVENUE[:-1])} or {Order.NOT_REVENUE[-1]}.")
+                           f"If one is not a sale, send it as {parsing.one_of(Order.NOT_REVENUE)}.")
     if result.attribute_columns:
         count = len(result.attribute_columns)
         result.message += f" Kept {count:,} column{'s' if count != 1 else ''} as attributes: {_first_named(result.attribute_columns)}."

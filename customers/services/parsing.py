@@ -170,7 +170,8 @@ STATUS_SPELLINGS = {"canceled": "cancelled", "cancel": "cancelled", "refund": "r
 STATUS_MAX_LENGTH = 32
 
 
-def _or(words: tuple[str, ...]) -> str:
+def one_of(words: tuple[str, ...]) -> str:
+    """``a, b or c``."""
     return ", ".join(words[:-1]) + f" or {words[-1]}"
 
 
@@ -183,7 +184,7 @@ def parse_status(raw: str) -> str:
     status = STATUS_SPELLINGS.get(text, text)
     for meant in Order.NOT_REVENUE:
         if status != meant and meant not in status and difflib.SequenceMatcher(None, status, meant).ratio() >= 0.85:
-            raise FieldError(f"'{shorten(raw)}' looks like a misspelling of {meant}; a status other than {_or(Order.NOT_REVENUE)} counts the order as a sale")
+            raise FieldError(f"'{shorten(raw)}' looks like a misspelling of {meant}; a status other than {one_of(Order.NOT_REVENUE)} counts the order as a sale")
     return status
 
 
