@@ -659,7 +659,8 @@ class ImportSerializer(serializers.ModelSerializer):
         return job.is_check
 
     def get_summary(self, job: Job) -> dict[str, Any]:
-        return {k: job.result.get(k) for k in ("rows", "created", "updated", "unchanged", "error_count", "unusual_statuses") if k in job.result}
+        # unusual_statuses only when an orders file had some (the message names them too)
+        return {k: job.result.get(k) for k in ("rows", "created", "updated", "unchanged", "error_count", "unusual_statuses") if job.result.get(k) not in (None, {})}
 
 
 @extend_schema_field(OpenApiTypes.BINARY)  # a multipart upload, not a URI (drf-spectacular's FileField)

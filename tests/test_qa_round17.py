@@ -330,3 +330,18 @@ def test_the_models_page_shows_the_champions_served_together_and_no_rival_within
     with tenant_context(tenant_a):
         ModelVersion.objects.filter(target="revenue").update(job=Job.objects.create(kind=Job.Kind.TRAIN, state=Job.State.SUCCEEDED, result={}))
     assert "so no run validated them together" in client.get("/models/").content.decode()
+
+
+def test_an_imports_summary_names_unusual_statuses_only_when_there_are_some(tenant_a, api_a, django_capture_on_commit_callbacks) -> None:
+    import io
+
+    def job_summary(text: str) -> dict:
+        upload = io.BytesIO(text.encode())
+        upload.name = "orders.csv"
+        with django_capture_on_commit_callbacks(execute=True):
+            created = api_a.post("/api/v1/imports/", {"kind": "orders", "file": upload}, format="multipart")
+        return api_a.get(f"/api/v1/imports/{created.json()['id']}/").json()["summary"]
+
+    header = "customer_id,order_id,ordered_at,amount,status\n"
+    assert job_summary(header + "c1,o1,2024-01-01,10,chargeback\nc1,o2,2024-02-01,10,paid\n")["unusual_statuses"] == {"chargeback": 1}
+    assert "unusual_statuses" not in job_summary(header + "c2,o3,2024-01-01,10,shipped\n")

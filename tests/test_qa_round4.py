@@ -190,11 +190,12 @@ def test_playbook_rules_have_their_own_names_no_negative_offer_and_a_disabled_ru
 
 
 def test_reasons_round_as_the_pages_do() -> None:
-    from campaigns.playbook import _whole
+    from modeling.explain import money_text, whole_units
     from modeling.lifecycle import _below
 
     assert _below(0.296, 0.3) == "29.6% is below 30%" and _below(0.21, 0.3) == "21% is below 30%"
-    assert (_whole(30.5), _whole(31.5), _whole(1234.49)) == ("31", "32", "1,234")
+    assert (whole_units(30.5), whole_units(31.5), whole_units(1234.49)) == ("31", "32", "1,234")
+    assert (money_text(20.5, "USD"), money_text(20.5, None)) == ("USD 21", "$21")  # as floatformat rounds: a segment's description and its table agree
 
 
 def test_a_serving_model_beaten_by_a_baseline_says_so_and_the_demo_serves_the_better_family(tenant_a, client, alice) -> None:
