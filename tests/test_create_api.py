@@ -167,3 +167,12 @@ def test_every_refusal_of_a_create_has_a_detail_and_a_misspelt_key_a_suggestion(
     an_order = api_a.post("/api/v1/customers/", {"customer_id": "w1", "order_id": "o1", "ordered_at": "2024-01-01", "amount": "10"}, format="json").json()
     assert an_order == {"detail": "Nothing was created: this looks like a file of orders (it has customer_id, order_id, ordered_at, amount), not of customers. "
                                   "Import it as orders."}
+
+
+def test_json_numbers_are_read_as_their_plain_decimal(api_a, tenant_a) -> None:
+    assert api_a.post("/api/v1/customers/", {"customer_id": 5000}, format="json").status_code == 201
+    same = api_a.post("/api/v1/customers/", {"customer_id": 5000.0}, format="json")  # one number, however the client's encoder wrote it
+    assert same.status_code == 409 and same.json()["detail"].startswith("This shop has customer_id 5000 already")
+    fine = api_a.post("/api/v1/products/", {"sku": "p1", "price": 0.00001}, format="json").json()
+    assert "scientific" not in fine["price"][0] and "0.00001" in fine["price"][0]
+    assert api_a.post("/api/v1/products/", {"sku": "p2", "price": 1e3}, format="json").json()["price"] == "1000.00"

@@ -873,6 +873,10 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
             return ""
         if isinstance(value, bool | dict | list):
             return json.dumps(value)
+        if isinstance(value, float) and math.isfinite(value):
+            # A JSON number as its plain decimal: 5000.0 is the id 5000 (as the integer 5000 is), 1e-05
+            # is 0.00001 (refused as finer than a cent, not as "scientific notation" it was not sent in).
+            return str(int(value)) if value.is_integer() and abs(value) < 1e15 else format(Decimal(repr(value)), "f")
         return str(value)
 
     records = ((index + 1, [cell(row.get(name)) for name in header]) for index, row in enumerate(rows))
