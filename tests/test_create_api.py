@@ -176,3 +176,12 @@ def test_json_numbers_are_read_as_their_plain_decimal(api_a, tenant_a) -> None:
     fine = api_a.post("/api/v1/products/", {"sku": "p1", "price": 0.00001}, format="json").json()
     assert "scientific" not in fine["price"][0] and "0.00001" in fine["price"][0]
     assert api_a.post("/api/v1/products/", {"sku": "p2", "price": 1e3}, format="json").json()["price"] == "1000.00"
+
+
+def test_a_customers_attributes_are_an_object_however_the_key_is_written(api_a, tenant_a) -> None:
+    refused = api_a.post("/api/v1/customers/", {"customer_id": "a1", "attributes": "gold"}, format="json")
+    assert refused.status_code == 400 and refused.json()["attributes"] == ["attributes must be a JSON object of names and values, as the API answers a customer"]
+    bulk = api_a.post("/api/v1/customers/bulk/", [{"customer_id": "a1", "attributes": "gold"}], format="json")
+    assert bulk.status_code == 400 and bulk.json()["errors"][0]["column"] == "attributes"
+    created = api_a.post("/api/v1/customers/", {"customer_id": "a2", "Attributes": {"tier": "gold"}}, format="json")
+    assert created.status_code == 201 and created.json()["attributes"] == {"tier": "gold"}

@@ -793,18 +793,22 @@ def _spread_attributes(row: dict[str, Any], row_no: int, clashes: dict[int, str]
     """A customer row's ``attributes`` object (as the API answers a customer and its PATCH
     takes them) spread into the row, as a file's extra columns: ``{"attributes": {"tier":
     "gold"}}`` is ``{"tier": "gold"}``. A key that is also one of the customer's columns, or
-    another key of the row, is refused (``clashes``) rather than one of the two dropped."""
-    nested = row.get("attributes")
+    another key of the row, is refused (``clashes``) rather than one of the two dropped, and so
+    is an ``attributes`` that is not an object (it would be kept as an attribute so named)."""
+    key = next((str(name) for name in row if column_name(str(name)) == "attributes"), None)  # "Attributes" too, as a header reads
+    nested = row.get(key) if key is not None else None
     if not isinstance(nested, dict):
+        if nested not in (None, ""):
+            clashes[row_no] = "attributes must be a JSON object of names and values, as the API answers a customer"
         return row
     known = {c.name for c in SPECS["customers"].columns}
-    taken = {column_name(str(key)) for key in row if key != "attributes"}
-    clash = next((str(key) for key in nested if column_name(str(key)) in known | taken), None)
+    taken = {column_name(str(name)) for name in row if name != key}
+    clash = next((str(inner) for inner in nested if column_name(str(inner)) in known | taken), None)
     if clash is not None:
         where = "a column of the customer's own" if column_name(clash) in known else "also a key of the row"
         clashes[row_no] = f"'{parsing.shorten(clash)}' in attributes is {where}: send it once, beside attributes"
         return row
-    return {**{key: value for key, value in row.items() if key != "attributes"}, **{str(key): value for key, value in nested.items()}}
+    return {**{name: value for name, value in row.items() if name != key}, **{str(name): value for name, value in nested.items()}}
 
 
 # Distinct keys a bulk request's rows may use in all: each becomes a column of every row.
