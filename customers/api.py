@@ -35,6 +35,7 @@ from customers.services.imports import (
     SPECS,
     ImportResult,
     RecordExists,
+    RowError,
     attribute_problem,
     column_name,
     import_rows,
@@ -344,7 +345,7 @@ BULK_RESULT = inline_serializer(
         "message": serializers.CharField(),
         "detail": serializers.CharField(required=False, help_text="on a refused request: the same message, where every error body has it"),
         "error_count": serializers.IntegerField(),
-        "errors": serializers.ListField(child=serializers.DictField(), help_text="row (1 = the first object), column, message"),
+        "errors": serializers.ListField(child=serializers.DictField(), help_text="row (1 = the first object; 0 = the request itself, such as a bad dry_run), column, message"),
         "dry_run": serializers.BooleanField(help_text="true for a check (`?dry_run=true`): the counts are what importing the rows would do, and nothing was written"),
         "ids": serializers.DictField(child=serializers.IntegerField(), help_text="each record of the kind the rows name, by its id as stored (customer_id, sku, order_id or "
                                      "review_id, without surrounding spaces), to its numeric `id` in this API (new, updated or unchanged alike); not the customers or "
@@ -424,7 +425,10 @@ class BulkUpsertMixin:
             result = ImportResult(self.bulk_kind, False, message=str(exc.detail))
         except ValidationError as exc:  # an unknown key or parameter: the documented result too, with the field's messages
             fields = exc.detail if isinstance(exc.detail, dict) else {}
-            result = ImportResult(self.bulk_kind, False, message="Nothing was imported: " + "; ".join(f"{name}: {' '.join(map(str, messages))}" for name, messages in fields.items()))
+            said = {name: " ".join(map(str, messages)) for name, messages in fields.items()}
+            # Also in errors as row 0, the request itself: a result key of the same name (dry_run) would hide it beside the fields.
+            result = ImportResult(self.bulk_kind, False, message="Nothing was imported: " + "; ".join(f"{name}: {text}" for name, text in said.items()),
+                                  errors=[RowError(0, name, text) for name, text in said.items()], error_count=len(said))
         else:
             result = import_rows(self.tenant, self.bulk_kind, data.get("rows") if isinstance(data, dict) else data, dry_run=dry_run)  # type: ignore[attr-defined]
         if result.ok:

@@ -251,3 +251,12 @@ def test_a_check_that_finds_errors_says_so_rather_than_failed(tenant_a, alice, c
     with tenant_context(tenant_a):
         job = Job.objects.get(kind=Job.Kind.IMPORT)
     assert client.get(f"/jobs/{job.pk}/status/").json()["state_label"] == "Errors found"
+
+
+def test_a_bad_dry_run_flag_on_bulk_is_named_in_the_errors(api_a, tenant_a) -> None:
+    for answer in (api_a.post("/api/v1/customers/bulk/?dry_run=yes", [{"customer_id": "c1"}], format="json"),
+                   api_a.post("/api/v1/customers/bulk/", {"rows": [{"customer_id": "c1"}], "dry_run": "yes"}, format="json")):
+        body = answer.json()
+        assert answer.status_code == 400 and body["dry_run"] is False  # the result's own flag: nothing was checked
+        assert [(e["row"], e["column"]) for e in body["errors"]] == [(0, "dry_run")] and body["error_count"] == 1
+        assert body["errors"][0]["message"].startswith("Must be true or false")
