@@ -185,3 +185,12 @@ def test_a_customers_attributes_are_an_object_however_the_key_is_written(api_a, 
     assert bulk.status_code == 400 and bulk.json()["errors"][0]["column"] == "attributes"
     created = api_a.post("/api/v1/customers/", {"customer_id": "a2", "Attributes": {"tier": "gold"}}, format="json")
     assert created.status_code == 201 and created.json()["attributes"] == {"tier": "gold"}
+
+
+def test_a_customer_may_be_created_with_its_columns_and_a_hundred_attributes(api_a, tenant_a) -> None:
+    row = {"customer_id": "a1", "email": "a@example.com", "name": "A", "country": "US", "created_at": "2024-01-01", **{f"k{n}": "v" for n in range(100)}}
+    created = api_a.post("/api/v1/customers/", row, format="json")
+    assert created.status_code == 201, created.json()
+    assert len(created.json()["attributes"]) == 100
+    too_many = api_a.post("/api/v1/customers/", {**row, "customer_id": "a2", "k100": "v"}, format="json")
+    assert too_many.status_code == 400

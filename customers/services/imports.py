@@ -811,7 +811,8 @@ def _spread_attributes(row: dict[str, Any], row_no: int, clashes: dict[int, str]
     return {**{name: value for name, value in row.items() if name != key}, **{str(name): value for name, value in nested.items()}}
 
 
-# Distinct keys a bulk request's rows may use in all: each becomes a column of every row.
+# Distinct keys a bulk request's rows may use in all beyond the kind's own columns (a customer's
+# attributes): each becomes a column of every row.
 API_BULK_MAX_COLUMNS = 100
 
 
@@ -835,8 +836,8 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
     keys = dict.fromkeys(spec.required)
     for row in rows:
         keys.update(dict.fromkeys(str(key) for key in row))
-        if len(keys) > API_BULK_MAX_COLUMNS:
-            raise ImportError_(f"Nothing was imported: the rows use more than {API_BULK_MAX_COLUMNS} different keys; "
+        if len(keys) > API_BULK_MAX_COLUMNS + len(spec.columns):  # the kind's own columns and 100 more, as a customer may keep 100 attributes
+            raise ImportError_(f"Nothing was imported: the rows use more than {API_BULK_MAX_COLUMNS} different keys besides the {spec.kind} columns; "
                                "send the same columns in every row (a customer's extra keys are its attributes).")
     # A key names its column as a CSV header does (column_name); a row with two keys for one
     # column (Customer ID and customer_id) has that cell refused, reported with the other errors.
