@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from typing import Any
 
@@ -39,6 +38,7 @@ from customers.services.imports import (
     attribute_problem,
     column_name,
     import_rows,
+    misspelt_columns,
 )
 from customers.services.records import RecordGone, do_delete_record, do_set_order_status
 from modeling.models import Job
@@ -292,7 +292,6 @@ class CustomerFilter(ClmFilterSet):
         model = Customer
         fields = {"external_id": ["exact"], "country": ["exact"], "email": ["exact"], "updated_at": ["gte", "lt"]}
 
-
     def filter_country(self, queryset: Any, name: str, value: str) -> Any:
         return queryset.filter(parsing.country_matches("country", value))
 
@@ -438,7 +437,6 @@ class BulkUpsertMixin:
 
 # An order's columns that belong to each of its lines: a created order takes them per line, in ``lines``.
 LINE_COLUMNS = ("sku", "quantity", "amount", "product_name", "category")
-KEY_NAMES = {"customers": "customer_id", "orders": "order_id", "products": "sku", "reviews": "review_id"}
 
 
 def create_request(kind: str) -> dict[str, Any]:
@@ -468,7 +466,7 @@ def create_schema(kind: str, serializer: Any) -> Any:
         description=f"Analyst: create {what}, read and checked as an import reads it"
         f"{' (an unknown customer or sku it names is created too)' if kind in ('orders', 'reviews') else ''}. "
         f"201 with the new record as its detail answers it, and its URL in `Location`; 400 with each bad column under its name; "
-        f"409 with the record's `id` when the shop has its `{KEY_NAMES[kind]}` already (change it with PATCH, or upsert with bulk).",
+        f"409 with the record's `id` when the shop has its `{SPECS[kind].key}` already (change it with PATCH, or upsert with bulk).",
     )
 
 
@@ -487,12 +485,6 @@ def _lines_as_rows(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
         raise ValidationError({key: sorted(strangers)})
     order = {name: value for name, value in data.items() if name != key}
     return [{**order, **line} for line in lines]
-
-
-def did_you_mean(name: str, names: list[str]) -> str:
-    """``did you mean status? `` for a name a letter or two from one of ``names``, else nothing."""
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
-    return f"did you mean {close[0]}? " if close else ""
 
 
 def refuse(errors: Any) -> None:
@@ -520,9 +512,10 @@ class CreateFromRowMixin:
             columns = [column.name for column in SPECS[self.bulk_kind].columns] + (["lines"] if self.bulk_kind == "orders" else [])
             unknown = [str(key) for key in data if column_name(str(key)) not in columns]
             if unknown:
-                noun = self.bulk_kind.removesuffix("s")
-                takes = f"{with_article(noun)} takes {', '.join(columns)}."
-                refuse({key: [f"Unknown field; {hint}{takes.capitalize() if hint else takes}" for hint in [did_you_mean(column_name(key), columns)]] for key in unknown})
+                takes = f"{with_article(self.bulk_kind.removesuffix('s'))} takes {', '.join(columns)}."
+                meant = misspelt_columns(SPECS[self.bulk_kind], [column_name(key) for key in unknown])  # as an import names a misspelt column
+                refuse({key: [f"Unknown field; did you mean {meant[column_name(key)]}? {takes.capitalize()}" if column_name(key) in meant else f"Unknown field; {takes}"]
+                        for key in unknown})
         try:
             rows = _lines_as_rows(data, lines_key) if lines_key is not None else [data]
         except ValidationError as exc:
@@ -531,7 +524,7 @@ class CreateFromRowMixin:
             result = import_rows(self.tenant, self.bulk_kind, rows, create_only=True)  # type: ignore[attr-defined]
         except RecordExists as exc:
             key, pk = next(iter(exc.ids.items()))
-            return Response({"detail": f"This shop has {KEY_NAMES[self.bulk_kind]} {key} already, as id {pk}: change it with PATCH, or upsert it with bulk/.", "id": pk},
+            return Response({"detail": f"This shop has {SPECS[self.bulk_kind].key} {key} already, as id {pk}: change it with PATCH, or upsert it with bulk/.", "id": pk},
                             status=status.HTTP_409_CONFLICT)
         if not result.ok:
             errors: dict[str, list[str]] = {}

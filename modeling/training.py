@@ -294,6 +294,11 @@ def train_customer_models(
 BASELINE_MARGIN = 0.02
 
 
+def margin_over(incumbent_family: str) -> float:
+    """The share by which a challenger's deviance must beat the incumbent's: BASELINE_MARGIN over BG/NBD, none over another family."""
+    return BASELINE_MARGIN if incumbent_family == "bgnbd" else 0.0
+
+
 def chosen_families(family: str) -> tuple[str, ...]:
     """The families a training may serve from: ``auto`` (every family), one family, or a
     comma-separated list such as ``bgnbd,tabular`` (the demo's quick first set)."""
@@ -322,7 +327,7 @@ def champion_for(target: str, candidates: list[Any], *, family: Callable[[Any], 
         return min((c for c in ranked if metrics(c)["auc"] >= best - AUC_TIE - 1e-12), key=loss)
     champion = None
     for candidate in sorted(candidates, key=lambda c: family(c) != "bgnbd"):
-        margin = BASELINE_MARGIN if champion is not None and family(champion) == "bgnbd" else 0.0
+        margin = margin_over(family(champion)) if champion is not None else 0.0
         if champion is None or better(target, metrics(candidate), metrics(champion), margin=margin):
             champion = candidate
     return champion

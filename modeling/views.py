@@ -82,13 +82,11 @@ def _beaten_by(version: ModelVersion) -> list[str]:
     serves because it was the best candidate of a narrower training (one family), and the
     page says so rather than hide it."""
     from clmsite.templatetags.clm import family_label
-    from modeling.training import BASELINE_MARGIN, better
+    from modeling.training import better, margin_over
 
-    def margin(name: str) -> float:  # a family beats a serving BG/NBD only by the margin the champion rule asks
-        return BASELINE_MARGIN if version.family == "bgnbd" and name != "persistence" else 0.0
-
+    # A family beats a serving BG/NBD only by the margin the champion rule asks; persistence, a rule that never serves, by any.
     return [family_label(name) for name, scores in (version.baseline_metrics or {}).items()
-            if isinstance(scores, dict) and better(version.target, scores, version.metrics, margin=margin(name))]
+            if isinstance(scores, dict) and better(version.target, scores, version.metrics, margin=0.0 if name == "persistence" else margin_over(version.family))]
 
 
 @tenant_required()

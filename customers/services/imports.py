@@ -335,6 +335,7 @@ _PG_TYPES = {"text": "text", "id": 'text COLLATE "C"', "ts": "timestamptz", "mon
 _SQLITE_TYPES = {"text": "text", "id": "text", "ts": "text", "money": "numeric", "int": "integer", "json": "text"}
 STAGING = "clm_import_staging"
 NOT_REVENUE_SQL = ", ".join(f"'{status}'" for status in Order.NOT_REVENUE)  # constants of ours, not input
+KNOWN_STATUSES_SQL = ", ".join(f"'{status}'" for status in (*Order.SALE_STATUSES, *Order.NOT_REVENUE))  # an import names any other
 # The staging table and the tables phase 2 derives from it; all are dropped together.
 _STAGING_TABLES = (STAGING, f"{STAGING}_orders", f"{STAGING}_existing", f"{STAGING}_relined")
 _SQLITE_BATCH = 5000
@@ -1445,8 +1446,7 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
         f"UNION ALL SELECT customer_id FROM {STAGING}_existing)",
         params,
     )
-    usual = ", ".join(f"'{status}'" for status in (*Order.SALE_STATUSES, *Order.NOT_REVENUE))  # constants of ours, not input
-    cursor.execute(f"SELECT status, count(*) FROM {STAGING}_orders WHERE status NOT IN ({usual}) GROUP BY status ORDER BY count(*) DESC, status")  # internal names and constants only  # nosec B608
+    cursor.execute(f"SELECT status, count(*) FROM {STAGING}_orders WHERE status NOT IN ({KNOWN_STATUSES_SQL}) GROUP BY status ORDER BY count(*) DESC, status")  # internal names and constants only  # nosec B608
     unusual = dict(cursor.fetchall())
     return ImportResult(
         "orders",
