@@ -9,6 +9,8 @@ PORT ?= 8000
 # CELERY_BROKER_URL in the environment are left alone (tests must not feed a running worker).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/clm
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
+# The tests clear the cache before each test: never the app's (CACHE_URL is not read).
+TEST_CACHE_URL ?= redis://127.0.0.1:6379/13
 # Test processes (pytest-xdist), one per core; each gets its own test database, Redis
 # databases and var/ directory (tests/xdist_services.py). TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
@@ -52,7 +54,7 @@ audit: setup
 	$(BIN)/python .ci/audit.py
 
 test: setup lint
-	DB_CONN_MAX_AGE=0 DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+	DB_CONN_MAX_AGE=0 DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) CACHE_URL=$(TEST_CACHE_URL) \
 		$(BIN)/python -m pytest -q -p tests.xdist_services -n $(TEST_WORKERS) --dist worksteal --durations=25 $(PYTEST_ARGS)
 
 run: setup

@@ -1,4 +1,4 @@
-"""``make audit``: pip-audit over the installed requirements, with an honest count.
+"""``make audit``: pip-audit over the pinned versions (constraints.txt), with an honest count.
 
 pip-audit looks every package up on PyPI's JSON API; a package it cannot look up is
 skipped with a reason, and "No known vulnerabilities found" is printed all the same, even
@@ -22,7 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
-    command = [str(Path(sys.executable).with_name("pip-audit")), "-r", str(ROOT / "requirements.txt"), "-f", "json", "--progress-spinner", "off"]
+    # The exact pins (constraints.txt), read as they are: "-r requirements.txt" had pip-audit
+    # resolve the ranges afresh in a scratch venv, so it checked the newest releases allowed,
+    # not the versions installed.
+    command = [str(Path(sys.executable).with_name("pip-audit")), "-r", str(ROOT / "constraints.txt"), "--no-deps", "--disable-pip",
+               "-f", "json", "--progress-spinner", "off"]
     run = subprocess.run(command, capture_output=True, text=True, check=False)
     try:
         report = json.loads(run.stdout)

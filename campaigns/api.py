@@ -39,7 +39,7 @@ class CampaignSerializer(serializers.ModelSerializer):
     audience_size = serializers.IntegerField(read_only=True, allow_null=True, help_text=(
         "customers in the audience, treated and control, counted when it launched; null before the launch (the report's preview has the live count)"))
     value_at_risk = serializers.FloatField(read_only=True, allow_null=True, help_text=(
-        "the audience's value at risk (churn probability x predicted value, summed) at launch; null before the launch"))
+        "the audience's value at risk (churn probability x what each would spend if they ordered again, summed) at launch; null before the launch"))
 
     class Meta:
         model = Campaign
@@ -116,7 +116,7 @@ class AudienceMemberSerializer(serializers.Serializer):
 NOT_A_DRAFT = conflict_response("The campaign's state does not allow this (`detail` says why).")
 
 
-@extend_schema_view(partial_update=extend_schema(responses={200: CampaignSerializer, 409: NOT_A_DRAFT}),
+@extend_schema_view(partial_update=extend_schema(responses={200: CampaignWithSecretSerializer, 409: NOT_A_DRAFT}),
                     destroy=extend_schema(responses={204: None, 409: NOT_A_DRAFT}))
 class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
     """Campaigns. Analysts create and edit drafts; admins launch and cancel. ``report`` has

@@ -2,7 +2,8 @@
 
 The playbook is an ordered list of :class:`PlaybookRule`; the first enabled rule whose
 conditions all hold gives the customer's one primary action. The reason names what
-matched, and the priority is the value at risk (churn probability x predicted value).
+matched, and the priority is the value at risk (churn probability x what the customer would spend
+if they ordered again, :func:`value_at_risk`).
 """
 
 from __future__ import annotations
@@ -120,6 +121,25 @@ def cross_sell_category(bought: list[str], affinity: pd.DataFrame) -> tuple[str,
     return str(scores.idxmax()), float(scores.max())
 
 
+# Under this chance to buy, the value a customer would bring if they did buy is not read as
+# predicted value / chance: a model's value and chance need not shrink together that far.
+MIN_CHANCE_FOR_VALUE = 0.02
+
+
+def value_if_ordering(churn: float | None, value: float) -> float:
+    """What a customer would spend in the horizon if they order again: predicted value (which
+    already weighs the chance to buy) over that chance, the value given a purchase."""
+    return value / max(1.0 - (churn or 0.0), MIN_CHANCE_FOR_VALUE)
+
+
+def value_at_risk(churn: float | None, value: float) -> float:
+    """What the shop stands to lose in the horizon: churn risk x what the customer would spend
+    if they ordered again (:func:`value_if_ordering`). Churn x predicted value counted the chance
+    twice, P(1 - P) x value: a lapsed top spender, whose predicted value is near zero because
+    they are unlikely to come back, sank to the bottom of the priorities that win-backs sort by."""
+    return round((churn or 0.0) * value_if_ordering(churn, value), 2)
+
+
 def _matches(rule: PlaybookRule, row: dict[str, Any]) -> bool:
     checks = [
         not rule.stages or row["stage"] in rule.stages,
@@ -191,5 +211,6 @@ def _reason(rule: PlaybookRule, row: dict[str, Any], currency: str = "") -> str:
     if row["churn"] is not None and row["value"] and row.get("stage") == "prospect":  # never bought: nothing to churn from
         parts.append(f"{1 - row['churn']:.0%} likely to place a first order, {currency}{whole_units(row['value'])} predicted")
     elif row["churn"] is not None and row["value"]:
-        parts.append(f"value at risk {currency}{whole_units(row['value_at_risk'])} ({row['churn']:.0%} churn x {currency}{whole_units(row['value'])} predicted)")
+        parts.append(f"value at risk {currency}{whole_units(row['value_at_risk'])} ({row['churn']:.0%} churn x {currency}"
+                     f"{whole_units(value_if_ordering(row['churn'], row['value']))} if they order again)")
     return f"{rule.name}: " + "; ".join(part for part in parts if part)

@@ -39,13 +39,17 @@ class JSONParser(parsers.JSONParser):
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
         encoding = parsers.get_encoding(parser_context or {})  # type: ignore[attr-defined]
+        if codecs.lookup(encoding).name == "utf-8":
+            encoding = "utf-8-sig"  # a byte order mark some clients write (RFC 8259 lets a parser ignore it)
         try:
             data = json.load(codecs.getreader(encoding)(stream), object_pairs_hook=_object,
                              parse_constant=json.strict_constant if self.strict else None)
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - the body is nested too deeply.") from None
         except ValueError as exc:
-            raise exceptions.ParseError(f"JSON parse error - {exc}") from None
+            # Python's own advice ("use sys.set_int_max_str_digits()") means nothing to a client.
+            said = "a number has too many digits to read" if "int_max_str_digits" in str(exc) else str(exc)
+            raise exceptions.ParseError(f"JSON parse error - {said}") from None
         if _holds_surrogate(data):  # strings outside any object
             raise exceptions.ParseError("JSON parse error - the body holds an unpaired surrogate escape (such as \\ud800), which is not a character.")
         return data

@@ -11,7 +11,9 @@ from clmsite.settings import *  # noqa: F403
 from clmsite.settings import INSECURE_DEV_SECRET_KEY, SECRET_KEY, env_bool
 
 DEBUG = False
-if SECRET_KEY == INSECURE_DEV_SECRET_KEY or len(SECRET_KEY) < 50:
+# docker-compose.yml's placeholder, public in the repository like the dev key.
+COMPOSE_PLACEHOLDER_KEY = "change-me-to-a-long-random-string-of-at-least-fifty-characters"
+if SECRET_KEY in (INSECURE_DEV_SECRET_KEY, COMPOSE_PLACEHOLDER_KEY) or len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("Set SECRET_KEY to a random string of at least 50 characters.")
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

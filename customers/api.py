@@ -263,7 +263,7 @@ class CustomerDetailSerializer(CustomerSerializer):
         return ReviewSerializer(customer.reviews.select_related("product").order_by("-created_at")[:DETAIL_LATEST], many=True).data
 
     def _list_url(self, name: str, customer: Customer) -> str:
-        url = f"{reverse(name)}?customer={customer.pk}"
+        url = f"{api_path(name)}?customer={customer.pk}"
         request = self.context.get("request")
         return request.build_absolute_uri(url) if request is not None else url
 
@@ -353,12 +353,18 @@ BULK_RESULT = inline_serializer(
 )
 
 
+def api_path(name: str, *args: Any) -> str:
+    """An API route's path with its trailing slash, as the page links (``next``) have it: the
+    router takes either (``trailing_slash = "/?"``), and reverse() leaves the slash out."""
+    return reverse(name, args=args).rstrip("/") + "/"
+
+
 def bulk_request(kind: str) -> dict[str, Any]:
     """The schema of a bulk upsert's body: a list of rows, or ``{"rows": [...]}`` and no other key;
     a row has the columns of the kind's CSV file (a string or a number each)."""
     spec = SPECS[kind]
     others = ("any other key is an attribute of the customer (a string, a number or true/false)" if kind == "customers"
-              else "any other key is ignored (the answer's ignored_columns names it)")
+              else "any other key with a string or a number is ignored (the answer's ignored_columns names it); one with a JSON object or list is a row error")
     row = {"type": "object", "description": f"a row of the {kind} file: {others}", "additionalProperties": True, "required": spec.required,
            "properties": {column.name: {"oneOf": [{"type": "string"}, {"type": "number"}]} for column in spec.columns}}
     rows = {"type": "array", "items": row}
@@ -539,7 +545,7 @@ class CreateFromRowMixin:
                 errors[NON_FIELD_ERRORS] = [result.message.replace(NOTHING_IMPORTED, "Nothing was created: ")]
             refuse(errors)
         instance = self.get_queryset().get(pk=next(iter(result.ids.values())))  # type: ignore[attr-defined]
-        url = reverse(f"{self.basename}-detail", args=[instance.pk])  # type: ignore[attr-defined]
+        url = api_path(f"{self.basename}-detail", instance.pk)  # type: ignore[attr-defined]
         return Response(self.get_serializer(instance).data, status=status.HTTP_201_CREATED, headers={"Location": request.build_absolute_uri(url)})  # type: ignore[attr-defined]
 
 

@@ -374,7 +374,7 @@ def _insight_rows(
         churn = float(prediction["churn_probability"]) if prediction is not None else None
         value = float(prediction["predicted_value"]) if prediction is not None else (float(features.at[customer, "total_spent"]) if has_features else 0.0)
         tier = str(prediction["value_tier"]) if prediction is not None else ""
-        at_risk = round((churn or 0.0) * value, 2)  # as stored (the priority), so the reason's figure is the page's
+        at_risk = playbook.value_at_risk(churn, value)  # as stored (the priority), so the reason's figure is the page's
         row = {
             "stage": stage["stage"], "stage_reason": stage["reason"], "tier": tier, "churn": churn, "value": value, "value_at_risk": at_risk,
             "days_since": int(round(features.at[customer, "recency_days"])) if has_features else None,
@@ -663,8 +663,8 @@ def stages_chart_note(tenant: Tenant, dates: list[dt.date], scored: list[bool]) 
     named = ", ".join(d.isoformat() for d in with_scoring[-3:]) + (f" and {len(with_scoring) - 3} earlier" if len(with_scoring) > 3 else "")
     threshold = lifecycle.with_overrides(lifecycle.Thresholds(), tenant.settings.get("lifecycle", {})).at_risk_probability
     return (f"Scored: {named} (marked with a dot). On a scored date a customer whose purchase probability is below {threshold:.0%} is At risk too, "
-            "and a regular is Loyal/VIP by the predicted value tier; the other dates have no scoring, so their stages follow the order rhythm "
-            "and the top fifth by spend, and At risk and Loyal/VIP can jump at a scored date.")
+            f"and an overdue one the models still give {lifecycle.STILL_LIKELY:.0%} or more keeps their stage; the other dates have no scoring, "
+            "so their stages follow the order rhythm alone, and At risk can jump at a scored date.")
 
 
 def transitions(tenant: Tenant, start: dt.date, end: dt.date) -> pd.DataFrame:

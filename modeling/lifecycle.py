@@ -6,11 +6,12 @@ the models' outputs:
 * thresholds derive from the tenant's inter-purchase gaps up to the date (median gap =
   the usual cadence, 75th percentile = the repurchase window, 90th percentile or twice the
   median = the lapse threshold); the tenant can override each in the UI;
-* a customer is overdue against their *own* median gap (or the tenant's, after one
-  order), or at risk when the purchase probability falls below a threshold; a repeat
-  buyer lapses past the lapse threshold and twice their own median gap;
-* "Loyal/VIP" needs a repeat buyer in the top value tier (the scoring's tier, or the top
-  20% by spend when the date has no scoring);
+* a customer is at risk when overdue against their *own* median gap (or the tenant's,
+  after one order) unless the scoring still gives them a 70% chance to buy, or when the
+  purchase probability falls below a threshold; a repeat buyer lapses past the lapse
+  threshold and twice their own median gap;
+* "Loyal/VIP" needs a repeat buyer whose lifetime spend is in the shop's top 20% of buyers
+  (on every date, scored or not);
 * gaps, cadence and "bought again" count days with an order (``features.order_days``):
   orders on one day are one purchase.
 
@@ -33,6 +34,11 @@ import pandas as pd
 from modeling.features import History, as_timestamp, features_as_of, order_days
 from modeling.models import Stage
 
+# Lifetime spend in this top share of the shop's buyers (with a repeat order, in rhythm) makes Loyal/VIP.
+LOYAL_SPEND_SHARE = 0.2
+# An overdue customer the model still gives this chance to buy within the horizon keeps their
+# stage (with the overdue noted), rather than At risk.
+STILL_LIKELY = 0.7
 FUNNEL = [Stage.PROSPECT, Stage.NEW, Stage.ACTIVE, Stage.LOYAL, Stage.REACTIVATED, Stage.AT_RISK, Stage.LAPSED]
 
 
@@ -133,10 +139,11 @@ def stages_as_of(
         returns = gaps[is_return].groupby("customer")[["day", "gap"]].last()
         came_back = returns["day"].dt.date.reindex(f.index)
         away = returns["gap"].reindex(f.index)
-        if predictions is not None and "value_tier" in predictions:
-            high_tier = predictions["value_tier"].reindex(f.index).eq("high")
-        else:
-            high_tier = f["total_spent"] > f["total_spent"].quantile(0.8)  # no scoring that day: top 20% by spend
+        # Loyal/VIP: lifetime spend in the top 20% of the shop's buyers, known on every date.
+        # The predicted value tier (the top 20% of everyone's predicted value, lapsed customers
+        # included) held nearly every buyer still in rhythm, so Active was all but empty on a
+        # scored date while the month-ends between scorings were cut by spend.
+        top_spender = f["total_spent"] > f["total_spent"].quantile(1 - LOYAL_SPEND_SHARE)
         probability = predictions["purchase_probability"].reindex(f.index) if predictions is not None and "purchase_probability" in predictions else pd.Series(np.nan, index=f.index)
         last_order = (day - pd.to_timedelta(recency, unit="D")).dt.date
 
@@ -146,6 +153,7 @@ def stages_as_of(
             lapse = int(lapse_after[customer])
             p = probability[customer]
             back = came_back[customer] if pd.notna(came_back[customer]) else None
+            usual = "their usual" if d >= 2 else "the shop's usual"
             # New and Reactivated hold for the repurchase window after the first order or the
             # return: a stage that follows them begins the day after it.
             if d == 1:
@@ -161,19 +169,22 @@ def stages_as_of(
                 last = back  # the reason counts the days from the return
             elif d == 1 and r <= window:
                 stage, start, template = Stage.NEW, last, f"new: first order {{ago}} (usual repurchase window {window} days)"
-            elif r > overdue_after[customer]:
-                usual = "their usual" if d >= 2 else "the shop's usual"
+            elif r > overdue_after[customer] and not (pd.notna(p) and p >= STILL_LIKELY):
                 # From the first day past the overdue mark, when the factors say "overdue" too (explain._rhythm).
                 stage, start = Stage.AT_RISK, max(last + dt.timedelta(days=int(overdue_after[customer]) + 1), after_window)
                 template = f"overdue: {{days}} days vs. {usual} {round(own_gap[customer])}"
-                if pd.notna(p) and p >= 0.7:  # early in a long horizon: say why the stage and the chance to buy differ
-                    template += f" (still {p:.0%} likely to buy within the horizon: the rhythm slipped, not the customer yet)"
             elif pd.notna(p) and p < thresholds.at_risk_probability:
                 stage, start, template = Stage.AT_RISK, as_of, f"purchase probability {_below(p, thresholds.at_risk_probability)}"
-            elif d >= 2 and high_tier[customer]:
-                stage, start, template = Stage.LOYAL, after_window, f"loyal: {n} orders, top value tier"
             else:
-                stage, start, template = Stage.ACTIVE, after_window, f"active: last order {{ago}}, {n} order{'s' if n != 1 else ''}"
+                if d >= 2 and top_spender[customer]:
+                    stage, template = Stage.LOYAL, f"loyal: {n} orders, lifetime spend in the shop's top {LOYAL_SPEND_SHARE:.0%} of buyers"
+                else:
+                    stage, template = Stage.ACTIVE, f"active: last order {{ago}}, {n} order{'s' if n != 1 else ''}"
+                start = after_window
+                if r > overdue_after[customer]:
+                    # Overdue by their rhythm, but the model still expects an order: At risk beside
+                    # "96% likely to buy" read as a contradiction, so the stage stays and says so.
+                    template += f"; overdue ({{days}} days vs. {usual} {round(own_gap[customer])}) but still {p:.0%} likely to buy"
             periods[customer] = (stage.value, min(start, as_of), template, last)
 
     before: dict[Any, dict[str, Any]] = previous.to_dict("index") if previous is not None else {}

@@ -201,9 +201,10 @@ def test_insights_give_every_customer_a_stage_segment_rfm_group_and_reasoned_act
         assert len(insights) == customers == summary["customers"]
         assert all(i.stage and i.stage_reason and i.learned_segment and i.rfm_segment and i.action and i.action_reason for i in insights)
         assert len({i.stage for i in insights}) >= 5
-        # Priority is the value at risk: churn x predicted value.
+        # Priority is the value at risk: churn x what they would spend if they ordered again.
         top = max(insights, key=lambda i: i.priority)
-        assert top.priority == pytest.approx(top.churn_probability * float(top.predicted_value), abs=0.01)
+        given_an_order = float(top.predicted_value) / max(1 - top.churn_probability, 0.02)
+        assert top.priority == pytest.approx(top.churn_probability * given_an_order, abs=0.01)
         # Stage history: 6 month ends plus the scoring date, and the transition matrix between
         # two of them accounts for every customer of the later date.
         dates = sorted(set(StageSnapshot.objects.values_list("as_of", flat=True)))

@@ -66,24 +66,25 @@ def test_three_orders_on_one_day_make_a_new_customer_with_no_rhythm(tenant_a, ap
 
     # The split order makes no gap of 0 days: their rhythm is monthly, and they bought on 3 days.
     assert features.loc[repeat, ["orders", "order_days", "gap_median", "gap_std"]].tolist() == [4.0, 3.0, 30.0, 0.0]
-    assert stages.at[repeat, "stage"] == Stage.LOYAL and stages.at[repeat, "reason"] == "loyal: 4 orders, top value tier"  # the top spender
+    assert stages.at[repeat, "stage"] == Stage.LOYAL and stages.at[repeat, "reason"] == "loyal: 4 orders, lifetime spend in the shop's top 20% of buyers"  # the top spender
     assert "steady rhythm (±0 days)" in factors[repeat] and "usually orders every 30 days" in factors[repeat]
     assert "usually every 4 weeks" in profiles[repeat]
 
 
 def test_only_a_second_day_of_orders_is_buying_again() -> None:
     as_of = dt.date(2026, 11, 21)
-    rows = [(1, "2026-11-20T09:00:00Z", 900.0), (1, "2026-11-20T21:00:00Z", 900.0),  # big spender, one day
+    rows = [(1, "2026-11-20T09:00:00Z", 800.0), (1, "2026-11-20T21:00:00Z", 800.0),  # big spender, one day
             (2, "2026-11-19T23:30:00Z", 900.0), (2, "2026-11-20T00:30:00Z", 900.0)]  # an hour apart, two UTC days
+    rows += [(c, "2026-11-01T12:00:00Z", 10.0) for c in (3, 4, 5, 6)]  # small first orders: 1 and 2 are the shop's top spenders
     history = history_from_frames(pd.DataFrame(rows, columns=["customer", "ordered_at", "amount"]))
-    top_tier = pd.DataFrame({"purchase_probability": [0.9, 0.9], "value_tier": ["high", "high"]}, index=[1, 2])
+    top_tier = pd.DataFrame({"purchase_probability": [0.9, 0.9], "value_tier": ["high", "high"]}, index=[1, 2]).reindex(range(1, 7))
 
     stages = lifecycle.stages_as_of(history, as_of, lifecycle.Thresholds(), predictions=top_tier)
 
     # Two orders on one day in the top tier: still a first purchase, not a loyal repeat buyer.
     assert stages.at[1, "stage"] == Stage.NEW and stages.at[1, "reason"] == "new: first order 1 day ago (usual repurchase window 60 days)"
     # Two UTC dates are two purchases, as the rest of the app counts days.
-    assert stages.at[2, "stage"] == Stage.LOYAL and stages.at[2, "reason"] == "loyal: 2 orders, top value tier"
+    assert stages.at[2, "stage"] == Stage.LOYAL and stages.at[2, "reason"] == "loyal: 2 orders, lifetime spend in the shop's top 20% of buyers"
 
 
 def test_the_shops_usual_gap_counts_days_with_an_order() -> None:
@@ -157,9 +158,9 @@ def test_a_stage_begins_after_the_stage_it_follows_ended() -> None:
     # New holds for the 60-day repurchase window: at risk (past 45 days) from the day after it.
     assert stages.loc[1, ["stage", "since", "entry_reason"]].tolist() == [Stage.AT_RISK, dt.date(2026, 7, 10), "overdue: 61 days vs. the shop's usual 30"]
     assert stages.at[1, "reason"] == "overdue: 82 days vs. the shop's usual 30"
-    # Loyal once the tier is high: after June 30, when the snapshot still showed them active.
-    assert stages.loc[2, ["stage", "since", "entry_reason"]].tolist() == [Stage.LOYAL, dt.date(2026, 7, 1), "loyal: 3 orders, top value tier"]
+    # Loyal now: from the day after June 30, when the snapshot still showed them active.
+    assert stages.loc[2, ["stage", "since", "entry_reason"]].tolist() == [Stage.LOYAL, dt.date(2026, 7, 1), "loyal: 3 orders, lifetime spend in the shop's top 20% of buyers"]
     # A stage the previous snapshot showed goes on: its day and its reason are kept.
-    loyal_before = active_at_june_end.assign(stage="loyal", since=dt.date(2026, 6, 25), reason="loyal: 3 orders, top value tier (June)")
+    loyal_before = active_at_june_end.assign(stage="loyal", since=dt.date(2026, 6, 25), reason="loyal: 3 orders, top 20% of buyers (June)")
     again = lifecycle.stages_as_of(history, as_of, lifecycle.Thresholds(), predictions=scoring, previous=loyal_before)
-    assert again.loc[2, ["since", "entry_reason"]].tolist() == [dt.date(2026, 6, 25), "loyal: 3 orders, top value tier (June)"]
+    assert again.loc[2, ["since", "entry_reason"]].tolist() == [dt.date(2026, 6, 25), "loyal: 3 orders, top 20% of buyers (June)"]

@@ -270,7 +270,7 @@ def test_an_unreachable_webhook_stops_after_the_first_batch_and_the_report_says_
     assert report["webhook"]["last_error"] and report["webhook"]["last_attempt_at"].endswith("Z")
 
 
-def test_an_overdue_customer_the_model_still_expects_says_so_in_the_at_risk_reason() -> None:
+def test_an_overdue_customer_the_model_still_expects_keeps_their_stage_and_says_they_are_overdue() -> None:
     import pandas as pd
 
     from modeling import lifecycle
@@ -283,9 +283,10 @@ def test_an_overdue_customer_the_model_still_expects_says_so_in_the_at_risk_reas
     history = _history(rows)
     predictions = pd.DataFrame({"purchase_probability": {4: 0.99, 5: 0.2}, "value_tier": {4: "medium", 5: "medium"}})
     stages = lifecycle.stages_as_of(history, AS_OF, lifecycle.derive_thresholds(history, AS_OF), predictions=predictions)
-    assert stages.at[4, "stage"] == Stage.AT_RISK
-    assert stages.at[4, "reason"] == "overdue: 15 days vs. their usual 8 (still 99% likely to buy within the horizon: the rhythm slipped, not the customer yet)"
-    assert stages.at[5, "reason"] == "overdue: 45 days vs. their usual 10"
+    # At risk beside "99% likely to buy" read as a contradiction: the stage stays, with the overdue said.
+    assert stages.at[4, "stage"] == Stage.LOYAL  # 240 spent, in the top fifth of the shop's buyers (the others spent 200)
+    assert stages.at[4, "reason"] == "loyal: 4 orders, lifetime spend in the shop's top 20% of buyers; overdue (15 days vs. their usual 8) but still 99% likely to buy"
+    assert (stages.at[5, "stage"], stages.at[5, "reason"]) == (Stage.AT_RISK, "overdue: 45 days vs. their usual 10")
 
 
 def test_a_stage_historys_reason_speaks_of_the_day_the_period_began_not_of_today() -> None:

@@ -873,6 +873,10 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
                 refused.setdefault(index + 1, {}).setdefault(name, "an attribute needs a name" if spec.kind == "customers" else "a key needs a name")
             elif spec.kind == "customers" and name not in known and isinstance(value, dict | list):  # an attribute, as the API's PATCH checks it
                 refused.setdefault(index + 1, {}).setdefault(name, f"an attribute must be text, a number or true/false, not {not_scalar[type(value)]}")
+            elif name not in known and isinstance(value, dict | list):  # structured data: refused, never ignored unseen (an order's "lines")
+                refused.setdefault(index + 1, {}).setdefault(name, (
+                    "a single create (POST /api/v1/orders/) takes lines; here send each line as a row of its own, with the order's order_id"
+                    if spec.kind == "orders" and name == "lines" else f"is not a column of {spec.kind}, and {not_scalar[type(value)]} is refused rather than ignored"))
 
     def cell(value: Any) -> str:
         if value is None:
@@ -1699,7 +1703,8 @@ def _finish(result: ImportResult, spec: Spec, header: list[str]) -> ImportResult
 def _failed(kind: str, exc: ImportError_, *, dry_run: bool = False) -> ImportResult:
     message = exc.message
     if dry_run and message.startswith(NOTHING_IMPORTED):  # a check that found errors did its job: it did not fail to import
-        message = "The check found " + message.removeprefix(NOTHING_IMPORTED)
+        found = message.removeprefix(NOTHING_IMPORTED)
+        message = "The check found " + (found if found[:1].isdigit() else "a problem: " + found)  # "1 error in 1 row" / "a problem: the header …"
     return ImportResult(kind, False, errors=exc.errors, error_count=exc.error_count or len(exc.errors), message=message, dry_run=dry_run)
 
 

@@ -42,4 +42,5 @@ class Command(ClmCommand):
             raise CommandError(f"Check of {path.name} failed; nothing was written." if dry_run else f"Import of {path.name} failed; nothing was imported.")
         self.stdout.write(self.style.SUCCESS(f"{result.message} ({'check' if dry_run else 'import'} job {job.pk})"))
         for name, value in result.details.items():
-            self.stdout.write(f"  {name.replace('_', ' ')}: {value:,}")
+            label = name.replace("_", " ")
+            self.stdout.write(f"  {label.replace(' written', ' an import would write') if dry_run else label}: {value:,}")
