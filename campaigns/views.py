@@ -136,7 +136,7 @@ def delete_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
 
 def _recompute(request: HttpRequest) -> str:
     """Recompute every customer's next action with the changed playbook, in the background."""
-    job = queue_insights_refresh(request.tenant, acting_user=request.user)  # type: ignore[attr-defined]
+    job = queue_insights_refresh(request.tenant, acting_user=request.user, actions_only=True)  # type: ignore[attr-defined]
     if job is None:
         return "Actions follow it from the first scoring."
     return "Every customer's next action is being recomputed with it now; the counts update when that finishes."

@@ -66,6 +66,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "clmsite.tenancy.TenantMiddleware",
+    "clmsite.views.ActionPageMiddleware",
     # Brute-force lockout; last, as django-axes asks.
     "axes.middleware.AxesMiddleware",
 ]

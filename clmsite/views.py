@@ -556,3 +556,20 @@ def logout_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         return auth_views.LogoutView.as_view()(request)
     return redirect("dashboard" if request.user.is_authenticated else "login")
+
+
+class ActionPageMiddleware:
+    """A page address that only takes its form's POST (draft, launch, save), opened as a link:
+    a page that says so, with the way back, rather than the blank 405 that require_POST
+    answers. The API's 405 stays the JSON its clients read."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code == 405 and not response.content and not request.path.startswith("/api/"):
+            page = render(request, "405.html", status=405)
+            page["Allow"] = response.get("Allow", "")
+            return page
+        return response

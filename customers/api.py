@@ -422,6 +422,8 @@ class BulkUpsertMixin:
         try:
             refuse_unknown_query_params(request, ["dry_run"])  # ?validate=1 would otherwise write the rows
             data = request.data
+            if isinstance(data, dict) and "rows" not in data:  # one row sent as an object: not "customer_id: unknown field"
+                raise ValidationError({"rows": ['Send the rows as a JSON list, or as {"rows": [...]}; for one record, POST it to the list URL.']})
             refuse_unknown_fields(data, ["rows", "dry_run"])  # the {"rows": [...]} form: {"validate": true} alongside is refused, not ignored
             dry_run = dry_run_flag(request.query_params["dry_run"], as_text=True) if "dry_run" in request.query_params else False
             if isinstance(data, dict) and "dry_run" in data:
@@ -677,11 +679,21 @@ class ImportCreateSerializer(serializers.Serializer):
     dry_run = DryRunField(default=False, help_text="true (or 1): check the file as an import would and report what importing it would do, writing nothing")
 
 
+class ImportFilter(ClmFilterSet):
+    state = django_filters.ChoiceFilter(choices=Job.State.choices, help_text="a finished import with row errors is failed; its summary's error_count says how many")
+    kind = django_filters.ChoiceFilter(field_name="params__kind", choices=[(kind, kind) for kind in KINDS])
+
+    class Meta:
+        model = Job
+        fields = ["state", "kind"]
+
+
 class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     """CSV imports run as background jobs: create one, poll its status, read its errors. A
     check (``dry_run``) runs as an import does and writes nothing."""
 
     serializer_class = ImportSerializer
+    filterset_class = ImportFilter
     parser_classes = [MultiPartParser, FormParser]
     write_query_params = {"create": ("dry_run",)}
     ordering = ["-created_at"]
@@ -690,7 +702,8 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantView
     def get_base_queryset(self) -> Any:
         return Job.objects.filter(kind=Job.Kind.IMPORT)
 
-    @extend_schema(request={"multipart/form-data": ImportCreateSerializer}, responses={202: ImportSerializer})
+    @extend_schema(request={"multipart/form-data": ImportCreateSerializer}, responses={202: ImportSerializer},
+                   parameters=[OpenApiParameter("Location", OpenApiTypes.URI, location=OpenApiParameter.HEADER, response=[202], description="the import's URL, to poll")])
     def create(self, request: Any) -> Response:
         if len(request.FILES.getlist("file")) > 1:  # which one was meant? Not the last by accident.
             raise serializers.ValidationError({"file": ["Send one file per import; this request has several."]})
@@ -702,7 +715,8 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantView
         dry_run = form["dry_run"] or ("dry_run" in request.query_params and dry_run_flag(request.query_params["dry_run"], as_text=True))
         job = do_start_import(self.tenant, form["kind"], upload, upload.name, acting_user=request.user, dry_run=dry_run)  # type: ignore[arg-type]
         job.refresh_from_db()
-        return Response(ImportSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        where = request.build_absolute_uri(api_path("import-detail", job.pk))  # where to poll its status
+        return Response(ImportSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers={"Location": where})
 
     @extend_schema(
         responses={200: inline_serializer("ImportErrors", fields={

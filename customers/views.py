@@ -64,6 +64,11 @@ def customer_list(request: HttpRequest) -> HttpResponse:
     sort = request.GET.get("sort", "-spent")
     stage = request.GET.get("stage", "") if request.GET.get("stage") in Stage.values else ""
     tier = request.GET.get("tier", "") if request.GET.get("tier") in Prediction.Tier.values else ""
+    # A filter or sort the list does not know (an edited or old link) is left out, and said so.
+    unknown = [f"{name} '{request.GET[name][:40]}'" for name, known in (("stage", Stage.values), ("tier", Prediction.Tier.values), ("sort", queries.CUSTOMER_SORTS))
+               if request.GET.get(name) and request.GET[name] not in known]
+    if unknown:
+        messages.info(request, f"Not a choice of this list, so left out: {', '.join(unknown)}.")
     tenant = request.tenant  # type: ignore[attr-defined]
     customers = queries.search_customers(tenant, query=query, sort=sort, stage=stage, tier=tier, country=country)
     paginator = Paginator(customers, 25)

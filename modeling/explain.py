@@ -65,7 +65,9 @@ def _rhythm(recency: float, gap: float, overdue_factor: float) -> str:
     gap rounded as the stage and the customer page round it."""
     days, usual = math.floor(recency), max(1, round(gap))
     if days > round(overdue_factor * gap):
-        return f"{OVERDUE_PREFIX}no order for {_days(days)}, {recency / gap:.1f}× their usual gap of {_days(usual)}"
+        ratio = recency / gap
+        times = f"{ratio:.1f}" if ratio < 10 else f"{ratio:,.0f}"  # 1.7×, and 446× rather than 446.0×
+        return f"{OVERDUE_PREFIX}no order for {_days(days)}, {times}× their usual gap of {_days(usual)}"
     if days > usual:
         return f"last order {_days(days)} ago, a little past their usual {usual}-day rhythm"
     return f"last order {_days(days)} ago, within their usual {usual}-day rhythm"

@@ -61,7 +61,6 @@ def refresh_insights(tenant: Tenant, as_of: dt.date, *, backfill_months: int = B
                                                              predictions=past if len(past) else None, previous=previous_stages(tenant, date)))
     stages = lifecycle.stages_as_of(history, as_of, thresholds, features=features, predictions=predictions if len(predictions) else None,
                                     previous=previous_stages(tenant, as_of))
-    save_stages(tenant, as_of, stages)
 
     progress(0.3, "RFM groups")
     rfm = segments.rfm_scores(features) if len(features) else pd.DataFrame(columns=["group", "code"])
@@ -79,6 +78,9 @@ def refresh_insights(tenant: Tenant, as_of: dt.date, *, backfill_months: int = B
         # One refresh writes at a time per tenant (a threshold change can meet a scoring's
         # last chunk): the second waits here, then deletes what the first wrote.
         lock_tenant(tenant)
+        # The date's stages with the insights, in one commit: saved before learning the segments,
+        # the dashboard's funnel (the snapshots) and its cards (the insights) disagreed for minutes.
+        save_stages(tenant, as_of, stages)
         CustomerInsight.objects.all().delete()
         CustomerInsight.objects.bulk_create(rows, batch_size=1000)
         _snapshot_segments(tenant, as_of)
@@ -126,9 +128,10 @@ def latest_insights_refresh() -> Any:
     return Job.objects.filter(kind=Job.Kind.INSIGHTS).order_by("-created_at")[:1]
 
 
-def queue_insights_refresh(tenant: Tenant, *, acting_user: Any = None) -> Job | None:
+def queue_insights_refresh(tenant: Tenant, *, acting_user: Any = None, actions_only: bool = False) -> Job | None:
     """Queue the recomputation of the stages, segments and next actions as of the latest
-    scoring, after a setting they follow changed (the lifecycle thresholds, a playbook rule).
+    scoring, after a setting they follow changed (the lifecycle thresholds), or with
+    ``actions_only`` of the next actions alone (a playbook rule, :func:`refresh_actions`).
     Returns the job, or None when nothing has been scored yet."""
     from modeling import jobs
     from modeling.tasks import refresh_insights_task
@@ -139,10 +142,13 @@ def queue_insights_refresh(tenant: Tenant, *, acting_user: Any = None) -> Job | 
             return None
         with tenant_context(tenant):
             # A recomputation not yet started reads the settings when it starts: no second one.
-            pending = Job.objects.filter(kind=Job.Kind.INSIGHTS, state=Job.State.QUEUED, params__as_of=as_of.isoformat()).first()
-        if pending is not None:
-            return pending
-        job = jobs.create_job(tenant, Job.Kind.INSIGHTS, params={"as_of": as_of.isoformat()}, acting_user=acting_user)
+            # A full one recomputes the actions too; one of the actions alone does not cover a full one.
+            pending = [job for job in Job.objects.filter(kind=Job.Kind.INSIGHTS, state=Job.State.QUEUED, params__as_of=as_of.isoformat())
+                       if actions_only or not job.params.get("actions_only")]
+        if pending:
+            return pending[0]
+        params = {"as_of": as_of.isoformat(), **({"actions_only": True} if actions_only else {})}
+        job = jobs.create_job(tenant, Job.Kind.INSIGHTS, params=params, acting_user=acting_user)
         jobs.enqueue_job(job, refresh_insights_task)
     return job
 
@@ -352,53 +358,104 @@ def relative_to_average(index: float) -> str:
 # --- Actions and the per-customer row ---------------------------------------------------
 
 
+class _Actions:
+    """Each customer's next action by the playbook, from the stage, the scoring of the date and
+    the data up to it: what a full refresh stores with the stages, and what a playbook edit
+    recomputes alone (:func:`refresh_actions`)."""
+
+    def __init__(self, tenant: Tenant, history: History, as_of: dt.date, features: pd.DataFrame, predictions: pd.DataFrame) -> None:
+        self.rules = playbook.ensure_default_playbook(tenant)
+        lines = history.lines[history.lines["ordered_at"] <= as_timestamp(as_of)]
+        self.affinity = playbook.category_affinity(lines)
+        self.bought = lines.groupby("customer")["category"].unique().to_dict() if len(lines) else {}
+        self.recent_sentiment, self.negative_review = _negative_reviews(tenant, as_of)
+        self.currency = tenant.currency + " " if getattr(tenant, "currency", "") else ""
+        self.features, self.predictions = features, predictions
+        # The top share of buyers each buyer's lifetime spend is in (0.01: the top 1%), as of the date.
+        self.spend_top = features["total_spent"].rank(ascending=False, pct=True, method="max") if len(features) else pd.Series(dtype=float)
+
+    def prediction(self, customer: int) -> tuple[float | None, float, str]:
+        """Churn, predicted value (lifetime spend when not scored) and value tier."""
+        has_features = customer in self.features.index
+        prediction = self.predictions.loc[customer] if customer in self.predictions.index else None
+        churn = float(prediction["churn_probability"]) if prediction is not None else None
+        value = float(prediction["predicted_value"]) if prediction is not None else (float(self.features.at[customer, "total_spent"]) if has_features else 0.0)
+        return churn, value, str(prediction["value_tier"]) if prediction is not None else ""
+
+    def recommend(self, customer: int, stage: str, stage_reason: str) -> tuple[dict[str, Any], float]:
+        """The playbook's action for one customer, and the value at risk (the priority)."""
+        f, has_features = self.features, customer in self.features.index
+        churn, value, tier = self.prediction(customer)
+        at_risk = playbook.value_at_risk(churn, value)  # as stored (the priority), so the reason's figure is the page's
+        row = {
+            "stage": stage, "stage_reason": stage_reason, "tier": tier, "churn": churn, "value": value, "value_at_risk": at_risk,
+            "days_since": int(round(f.at[customer, "recency_days"])) if has_features else None,
+            "spent": float(f.at[customer, "total_spent"]) if has_features else 0.0,
+            "orders": int(f.at[customer, "orders"]) if has_features else 0,
+            "spend_top": float(self.spend_top[customer]) if has_features else None,
+            "recent_sentiment": self.recent_sentiment.get(customer), "negative_review": self.negative_review.get(customer, ""),
+            "categories": [str(c) for c in self.bought.get(customer, [])],
+        }
+        return playbook.recommend(self.rules, row, self.affinity, self.currency), at_risk
+
+
+# The fields of a customer's insight that its next action sets.
+ACTION_FIELDS = ["action", "action_channel", "action_offer", "action_detail", "action_reason", "rule_name", "priority", "updated_at"]
+
+
+def _set_action(insight: CustomerInsight, action: dict[str, Any], at_risk: float, now: dt.datetime) -> None:
+    insight.action, insight.action_channel, insight.action_offer = action["action"], action["channel"], action["offer"]
+    insight.action_detail, insight.action_reason, insight.rule_name = action["detail"][:200], action["reason"][:400], action["rule_name"][:100]
+    insight.priority, insight.updated_at = at_risk, now
+
+
 def _insight_rows(
     tenant: Tenant, history: History, as_of: dt.date, features: pd.DataFrame, stages: pd.DataFrame, predictions: pd.DataFrame,
     rfm: pd.DataFrame, rfm_segments: dict[str, Segment], learned: dict[int, Segment], map_xy: pd.DataFrame,
 ) -> list[CustomerInsight]:
-    rules = playbook.ensure_default_playbook(tenant)
-    cut = as_timestamp(as_of)
-    lines = history.lines[history.lines["ordered_at"] <= cut]
-    affinity = playbook.category_affinity(lines)
-    bought = lines.groupby("customer")["category"].unique().to_dict() if len(lines) else {}
-    recent_sentiment, negative_review = _negative_reviews(tenant, as_of)
-    currency = tenant.currency + " " if getattr(tenant, "currency", "") else ""
+    actions = _Actions(tenant, history, as_of, features, predictions)
     rows = []
     now = timezone.now()
-    # The top share of buyers each buyer's lifetime spend is in (0.01: the top 1%), as of the date.
-    spend_top = features["total_spent"].rank(ascending=False, pct=True, method="max") if len(features) else pd.Series(dtype=float)
     for customer, stage in stages.iterrows():
         customer = int(customer)
-        has_features = customer in features.index
-        prediction = predictions.loc[customer] if customer in predictions.index else None
-        churn = float(prediction["churn_probability"]) if prediction is not None else None
-        value = float(prediction["predicted_value"]) if prediction is not None else (float(features.at[customer, "total_spent"]) if has_features else 0.0)
-        tier = str(prediction["value_tier"]) if prediction is not None else ""
-        at_risk = playbook.value_at_risk(churn, value)  # as stored (the priority), so the reason's figure is the page's
-        row = {
-            "stage": stage["stage"], "stage_reason": stage["reason"], "tier": tier, "churn": churn, "value": value, "value_at_risk": at_risk,
-            "days_since": int(round(features.at[customer, "recency_days"])) if has_features else None,
-            "spent": float(features.at[customer, "total_spent"]) if has_features else 0.0,
-            "orders": int(features.at[customer, "orders"]) if has_features else 0,
-            "spend_top": float(spend_top[customer]) if has_features else None,
-            "recent_sentiment": recent_sentiment.get(customer), "negative_review": negative_review.get(customer, ""),
-            "categories": [str(c) for c in bought.get(customer, [])],
-        }
-        action = playbook.recommend(rules, row, affinity, currency)
+        churn, value, tier = actions.prediction(customer)
+        action, at_risk = actions.recommend(customer, stage["stage"], stage["reason"])
         rfm_row = rfm.loc[customer] if customer in rfm.index else None
-        mean_sentiment = features.at[customer, "sentiment_mean"] if has_features else np.nan
-        rows.append(CustomerInsight(
+        mean_sentiment = features.at[customer, "sentiment_mean"] if customer in features.index else np.nan
+        insight = CustomerInsight(
             tenant=tenant, customer_id=customer, as_of=as_of, stage=stage["stage"], stage_since=stage["since"], stage_reason=stage["reason"][:300],
             rfm_segment=rfm_segments[rfm_row["group"] if rfm_row is not None else segments.NO_ORDER[0]], rfm_score=rfm_row["code"] if rfm_row is not None else "",
             learned_segment=learned.get(customer),
             map_x=float(map_xy.at[customer, "x"]) if customer in map_xy.index else None, map_y=float(map_xy.at[customer, "y"]) if customer in map_xy.index else None,
             sentiment=None if pd.isna(mean_sentiment) else round(float(mean_sentiment), 4),
-            action=action["action"], action_channel=action["channel"], action_offer=action["offer"], action_detail=action["detail"][:200],
-            action_reason=action["reason"][:400], rule_name=action["rule_name"][:100],
-            churn_probability=churn, predicted_value=Decimal(str(round(value, 2))) if prediction is not None else None, value_tier=tier,
-            priority=at_risk, updated_at=now,
-        ))
+            churn_probability=churn, predicted_value=Decimal(str(round(value, 2))) if customer in predictions.index else None, value_tier=tier,
+        )
+        _set_action(insight, action, at_risk, now)
+        rows.append(insight)
     return rows
+
+
+def refresh_actions(tenant: Tenant, as_of: dt.date, *, progress: Progress = no_progress) -> dict[str, Any]:
+    """Every customer's next action again, after a playbook rule changed. The stages, segments
+    and their history stay as they are: a rule edit used to re-learn the segments (minutes on
+    the encoder, and a retitled segment) to change a few actions."""
+    progress(0.0, "Loading data")
+    history = load_history(tenant, ceiling=as_of)
+    features = features_as_of(history, as_of)
+    actions = _Actions(tenant, history, as_of, features, _predictions(tenant, as_of))
+    progress(0.6, "Recommending actions")
+    now = timezone.now()
+    with tenant_context(tenant), transaction.atomic():
+        lock_tenant(tenant)  # after a full refresh that was writing: its rows, with this playbook
+        insights = list(CustomerInsight.objects.filter(as_of=as_of).only("id", "customer_id", "stage", "stage_reason"))
+        for insight in insights:
+            _set_action(insight, *actions.recommend(insight.customer_id, insight.stage, insight.stage_reason), now)
+        CustomerInsight.objects.bulk_update(insights, ACTION_FIELDS, batch_size=1000)
+        _snapshot_segments(tenant, as_of)  # a saved segment may filter by action
+        bump_data_version(tenant.pk)
+    progress(1.0, f"Next actions for {len(insights):,} customers")
+    counts = pd.Series([i.action for i in insights]).value_counts().to_dict() if insights else {}
+    return {"customers": len(insights), "actions": counts}
 
 
 def _negative_reviews(tenant: Tenant, as_of: dt.date) -> tuple[dict[int, float], dict[int, str]]:

@@ -199,7 +199,8 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
             # to nothing, is not read as "unlikely" for a sign-up of last week.
             rate, like = max(pooled, DEFAULT_PROSPECT_RATE), "who had signed up with no order"
         factors = [{"text": "no purchase yet", "effect": "-", "weight": 0.0},
-                   {"text": f"{rate:.0%} of customers {like} ordered within the next {horizon} days", "effect": "+", "weight": 0.0}]
+                   # Raises the chance where their age orders more than sign-ups do overall; a 0% does not.
+                   {"text": f"{rate:.0%} of customers {like} ordered within the next {horizon} days", "effect": "+" if rate > 0 and rate >= pooled else "-", "weight": 0.0}]
         prediction = _prediction(tenant, customer, as_of, horizon, rate, rate, rate * prospect_value, factors, report.model_versions, "")
         prediction.value_explanation = [{"text": f"a first order here is typically {money_text(prospect_value, tenant.currency)}", "effect": "+", "weight": 0.0},
                                         {"text": f"times the {rate:.0%} chance of one within {horizon} days", "effect": "-", "weight": 0.0}]

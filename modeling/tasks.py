@@ -230,15 +230,19 @@ def _stop_scoring(tenant: Tenant, job: Job, as_of: dt.date, reason: str, *, canc
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
 def refresh_insights_task(self, tenant_id: int, job_id: int) -> None:
-    """Stages, segments and actions again for a scoring date (after the thresholds changed)."""
-    from modeling.insights import insights_summary, refresh_insights
+    """Stages, segments and actions again for a scoring date (after the thresholds changed),
+    or the actions alone (``actions_only``: after a playbook rule changed)."""
+    from modeling.insights import insights_summary, refresh_actions, refresh_insights
 
     def refresh(tenant: Tenant, job: Job) -> tuple[dict[str, Any], str]:
         as_of = dt.date.fromisoformat(job.params["as_of"])
+        if job.params.get("actions_only"):
+            summary = refresh_actions(tenant, as_of, progress=jobs.JobReporter(job))
+            return summary, f"Next actions recomputed as of {as_of} for {summary['customers']:,} customers."
         summary = refresh_insights(tenant, as_of, progress=jobs.JobReporter(job))
         return summary, f"Stages recomputed as of {as_of}: {insights_summary(summary)}"
 
-    _run_claimed_job(tenant_id, job_id, "Recomputing stages", refresh, cancelled="Cancelled: the stage history of that date may already use the new thresholds; save them again to finish.",
+    _run_claimed_job(tenant_id, job_id, "Recomputing", refresh, cancelled="Cancelled: the stage history of that date may already use the new thresholds; save them again to finish.",
                      task=self)
 
 

@@ -21,7 +21,7 @@ from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember, We
 from clmsite.tenancy import tenant_context
 from customers.models import Customer, Order
 from modeling.insights import refresh_insights
-from modeling.models import CustomerInsight, Job, Stage
+from modeling.models import CustomerInsight, Job, Segment, Stage
 from tests.test_lifecycle import scored_shop  # noqa: F401 (fixture)
 from tests.test_modeling import END
 
@@ -534,6 +534,8 @@ def test_a_changed_playbook_rule_recomputes_next_actions_right_away(shop, client
     with tenant_context(shop):
         busiest = max(ensure_default_playbook(shop), key=lambda rule: CustomerInsight.objects.filter(rule_name=rule.name).count())
         assert CustomerInsight.objects.filter(rule_name=busiest.name).exists()
+        kept = (list(CustomerInsight.objects.order_by("customer_id").values_list("customer_id", "stage", "stage_since", "learned_segment_id", "rfm_segment_id")),
+                sorted(Segment.objects.values_list("pk", "name", "updated_at")))
     client.force_login(alice)
     form = {field: value for field, value in {
         "position": busiest.position, "name": busiest.name, "action": busiest.action, "channel": busiest.channel,
@@ -546,7 +548,11 @@ def test_a_changed_playbook_rule_recomputes_next_actions_right_away(shop, client
     assert "being recomputed with it now" in saved.content.decode()
     with tenant_context(shop):
         assert CustomerInsight.objects.filter(rule_name=busiest.name).count() == 0  # its customers went to the next matching rules
-        assert Job.objects.filter(kind=Job.Kind.INSIGHTS).latest("created_at").state == Job.State.SUCCEEDED
+        job = Job.objects.filter(kind=Job.Kind.INSIGHTS).latest("created_at")
+        assert job.state == Job.State.SUCCEEDED and job.params["actions_only"] and job.message.startswith("Next actions recomputed as of")
+        # Only the actions: the stages and the segments (learned on the encoder, named by their members) are as they were.
+        assert (list(CustomerInsight.objects.order_by("customer_id").values_list("customer_id", "stage", "stage_since", "learned_segment_id", "rfm_segment_id")),
+                sorted(Segment.objects.values_list("pk", "name", "updated_at"))) == kept
 
 
 def test_playbook_counts_say_they_are_updating_while_the_actions_are_recomputed(shop, client, alice) -> None:

@@ -134,3 +134,40 @@ def test_a_dry_run_from_the_command_line_says_what_an_import_would_write(tenant_
     call_command("import_data", "--tenant", tenant_a.slug, "--kind", "orders", "--dry-run", path, stdout=out)
     text = out.getvalue()
     assert "order lines an import would write: 2" in text and "lines written" not in text
+
+
+def test_the_customer_list_says_which_filter_it_left_out(shop_a_data, alice, client) -> None:
+    client.force_login(alice)
+    page = client.get("/customers/?stage=nonsense&tier=high&sort=bogus").content.decode()
+    assert "Not a choice of this list, so left out: stage &#x27;nonsense&#x27;, sort &#x27;bogus&#x27;." in page
+    assert "left out" not in client.get("/customers/?stage=lapsed&sort=-spent").content.decode()
+
+
+
+def test_one_row_sent_to_bulk_as_an_object_is_told_to_send_a_list(api_a) -> None:
+    body = api_a.post("/api/v1/customers/bulk/", {"customer_id": "x"}, format="json").json()
+    said = 'Send the rows as a JSON list, or as {"rows": [...]}; for one record, POST it to the list URL.'
+    assert body["errors"] == [{"row": 0, "column": "rows", "message": said}] and said in body["detail"]
+    assert "customer_id" not in body and body["ok"] is False
+
+
+def test_imports_answer_where_to_poll_and_filter_by_state_and_kind(api_a, django_capture_on_commit_callbacks) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    good = SimpleUploadedFile("c.csv", b"customer_id,email\nc1,a@example.com\n", content_type="text/csv")
+    bad = SimpleUploadedFile("o.csv", b"customer_id,order_id,ordered_at,amount\nc1,o1,not-a-date,5\n", content_type="text/csv")
+    with django_capture_on_commit_callbacks(execute=True):
+        created = api_a.post("/api/v1/imports/", {"kind": "customers", "file": good}, format="multipart")
+        failed = api_a.post("/api/v1/imports/", {"kind": "orders", "file": bad}, format="multipart")
+    assert created.status_code == 202 and created["Location"].endswith(f"/api/v1/imports/{created.json()['id']}/")
+    assert api_a.get(created["Location"]).json()["state"] == "succeeded"
+    assert [job["id"] for job in api_a.get("/api/v1/imports/?state=failed").json()["results"]] == [failed.json()["id"]]
+    assert [job["id"] for job in api_a.get("/api/v1/imports/?kind=customers").json()["results"]] == [created.json()["id"]]
+    assert api_a.get("/api/v1/imports/?kind=coupons").status_code == 400
+
+
+def test_an_action_address_opened_as_a_link_says_to_use_its_button(alice, client, api_a) -> None:
+    client.force_login(alice)
+    page = client.get("/campaigns/suggest/win_back/")
+    assert page.status_code == 405 and "Use the page's button" in page.content.decode() and page["Allow"] == "POST"
+    assert api_a.get("/api/v1/models/retrain/").json()["detail"].startswith("Method")  # the API's 405 stays JSON
