@@ -62,15 +62,19 @@ def within_expected_orders(expected_revenue: Any, expected_orders: Any, ceiling:
 
 def orders_ceiling(history: History, as_of: Any, features: pd.DataFrame, horizon_days: int) -> pd.Series:
     """The most orders one buyer plausibly places in a horizon: the larger of three times their
-    own pace (orders per month over their tenure) and the 99th percentile of the orders the
-    shop's buyers placed in the last horizon up to ``as_of``, and at least one."""
+    own pace (days with an order over their tenure, or over one horizon for a newer customer)
+    and the 99th percentile of the orders the shop's buyers placed in the last horizon up to
+    ``as_of``, and at least one. Over a month's tenure, one order 24 days ago made a pace of
+    one a month: a new customer "could" place nine orders in a quarter, and a purchase head
+    and an orders head that disagreed put ten orders per buyer behind their value."""
     from modeling.features import as_timestamp
 
     cut = as_timestamp(as_of)
     orders = history.orders
     recent = orders.loc[(orders["ordered_at"] > cut - pd.Timedelta(days=horizon_days)) & (orders["ordered_at"] <= cut)].groupby("customer").size()
     shop = max(1.0, float(recent.quantile(0.99))) if len(recent) else 1.0
-    return np.maximum(3 * features["rate_per_month"].fillna(0.0) * horizon_days / 30.0, shop)
+    pace = features["order_days"].fillna(0.0) / np.maximum(features["tenure_days"].fillna(0.0), float(horizon_days))
+    return np.maximum(3 * pace * horizon_days, shop)
 
 
 def coherent_predictions(predictions: pd.DataFrame, history: History, as_of: Any, features: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
