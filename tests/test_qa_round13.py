@@ -78,7 +78,7 @@ def test_predictions_put_together_from_different_families_agree(tenant_a, tmp_pa
     features = features_as_of(history, as_of)
     mixed = pd.DataFrame({"purchase_probability": 0.001, "expected_orders": 1.6, "expected_revenue": 44.0}, index=features.index)
     fixed = coherent_predictions(mixed, history, as_of, features, 90)
-    ceiling = orders_ceiling(history, as_of, features, 90)
+    ceiling = orders_ceiling(features, 90)
     assert (ceiling >= 1).all()
     assert (fixed["expected_orders"] <= 0.001 * ceiling + 1e-12).all() and (fixed["expected_orders"] >= 0.001).all()
     assert (fixed["expected_revenue"] < 1).all()

@@ -60,21 +60,16 @@ def within_expected_orders(expected_revenue: Any, expected_orders: Any, ceiling:
     return np.minimum(expected_revenue, np.asarray(expected_orders) * np.asarray(ceiling))
 
 
-def orders_ceiling(history: History, as_of: Any, features: pd.DataFrame, horizon_days: int) -> pd.Series:
-    """The most orders one buyer plausibly places in a horizon: the larger of three times their
-    own pace (days with an order over their tenure, or over one horizon for a newer customer)
-    and the 99th percentile of the orders the shop's buyers placed in the last horizon up to
-    ``as_of``, and at least one. Over a month's tenure, one order 24 days ago made a pace of
-    one a month: a new customer "could" place nine orders in a quarter, and a purchase head
-    and an orders head that disagreed put ten orders per buyer behind their value."""
-    from modeling.features import as_timestamp
-
-    cut = as_timestamp(as_of)
-    orders = history.orders
-    recent = orders.loc[(orders["ordered_at"] > cut - pd.Timedelta(days=horizon_days)) & (orders["ordered_at"] <= cut)].groupby("customer").size()
-    shop = max(1.0, float(recent.quantile(0.99))) if len(recent) else 1.0
+def orders_ceiling(features: pd.DataFrame, horizon_days: int) -> pd.Series:
+    """The most orders one buyer plausibly places in a horizon: three times their own pace
+    (days with an order over their tenure, or over one horizon for a newer customer), and at
+    least one. The shop's busiest buyers (its 99th percentile, ten orders a quarter on the
+    demo) no longer lift everyone's ceiling, nor a month's tenure a new customer's: a purchase
+    head and an orders head that disagreed put ten orders per buyer behind a one-order new
+    customer's value. Validated the same way: orders deviance 0.642 -> 0.595 for the trees
+    on CDNOW, and the demo's mix 20.51 -> 20.50 (2026-12-07)."""
     pace = features["order_days"].fillna(0.0) / np.maximum(features["tenure_days"].fillna(0.0), float(horizon_days))
-    return np.maximum(3 * pace * horizon_days, shop)
+    return np.maximum(3 * pace * horizon_days, 1.0)
 
 
 def coherent_predictions(predictions: pd.DataFrame, history: History, as_of: Any, features: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
@@ -87,8 +82,10 @@ def coherent_predictions(predictions: pd.DataFrame, history: History, as_of: Any
     High-tier value. Applied to what validation scores and to what scoring serves alike."""
     out = predictions.copy()
     probability = out["purchase_probability"].clip(0.0, 1.0)
-    ceiling = orders_ceiling(history, as_of, features, horizon_days).reindex(out.index).fillna(1.0)
+    ceiling = orders_ceiling(features, horizon_days).reindex(out.index).fillna(1.0)
     out["purchase_probability"] = probability
+    # Revenue is not cut with the orders: scaling it down where orders met the ceiling took the
+    # trees' validation revenue deviance from 26.0 to 32.2 on the demo (2026-12-07).
     out["expected_orders"] = np.minimum(at_least_the_chance_of_one(out["expected_orders"].clip(lower=0.0), probability), probability * ceiling)
     out["expected_revenue"] = within_expected_orders(
         out["expected_revenue"].clip(lower=0.0), out["expected_orders"], order_value_ceiling(history, as_of, features).reindex(out.index).fillna(0.0))
