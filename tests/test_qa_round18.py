@@ -24,7 +24,7 @@ def test_value_at_risk_puts_a_lapsed_big_spender_above_a_customer_sure_to_stay()
     lapsed, regular = value_at_risk(0.98, 10.0), value_at_risk(0.10, 90.0)
     assert (lapsed, regular) == (490.0, 10.0)
     assert lapsed > regular  # churn x predicted value ranked them 9.8 against 9.0, nearly level, and the VIP above a 60% one
-    assert value_if_ordering(0.999, 1.0) == pytest.approx(50.0)  # a chance under 2% is read as 2%: the value is not blown up
+    assert value_if_ordering(0.999, 1.0) == pytest.approx(50.0)  # under a 2% chance, read as 2%: one long gone fades
     assert value_at_risk(None, 40.0) == 0.0  # not scored: nothing at risk
 
 
