@@ -62,11 +62,11 @@ def customer_list(request: HttpRequest) -> HttpResponse:
 
     query, country = text("q", 100), text("country", 64)
     sort = request.GET.get("sort", "-spent")
-    stage = request.GET.get("stage", "") if request.GET.get("stage") in Stage.values else ""
-    tier = request.GET.get("tier", "") if request.GET.get("tier") in Prediction.Tier.values else ""
     # A filter or sort the list does not know (an edited or old link) is left out, and said so.
-    unknown = [f"{name} '{request.GET[name][:40]}'" for name, known in (("stage", Stage.values), ("tier", Prediction.Tier.values), ("sort", queries.CUSTOMER_SORTS))
-               if request.GET.get(name) and request.GET[name] not in known]
+    choices = {"stage": Stage.values, "tier": Prediction.Tier.values, "sort": queries.CUSTOMER_SORTS}
+    given = {name: request.GET.get(name, "") for name in choices}
+    stage, tier = (given[name] if given[name] in choices[name] else "" for name in ("stage", "tier"))
+    unknown = [f"{name} '{value[:40]}'" for name, value in given.items() if value and value not in choices[name]]
     if unknown:
         messages.info(request, f"Not a choice of this list, so left out: {', '.join(unknown)}.")
     tenant = request.tenant  # type: ignore[attr-defined]

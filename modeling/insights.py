@@ -382,10 +382,11 @@ class _Actions:
         value = float(prediction["predicted_value"]) if prediction is not None else (float(self.features.at[customer, "total_spent"]) if has_features else 0.0)
         return churn, value, str(prediction["value_tier"]) if prediction is not None else ""
 
-    def recommend(self, customer: int, stage: str, stage_reason: str) -> tuple[dict[str, Any], float]:
-        """The playbook's action for one customer, and the value at risk (the priority)."""
+    def recommend(self, customer: int, stage: str, stage_reason: str, predicted: tuple[float | None, float, str]) -> tuple[dict[str, Any], float]:
+        """The playbook's action for one customer, and the value at risk (the priority).
+        ``predicted``: the customer's :meth:`prediction`."""
         f, has_features = self.features, customer in self.features.index
-        churn, value, tier = self.prediction(customer)
+        churn, value, tier = predicted
         at_risk = playbook.value_at_risk(churn, value)  # as stored (the priority), so the reason's figure is the page's
         row = {
             "stage": stage, "stage_reason": stage_reason, "tier": tier, "churn": churn, "value": value, "value_at_risk": at_risk,
@@ -418,8 +419,8 @@ def _insight_rows(
     now = timezone.now()
     for customer, stage in stages.iterrows():
         customer = int(customer)
-        churn, value, tier = actions.prediction(customer)
-        action, at_risk = actions.recommend(customer, stage["stage"], stage["reason"])
+        churn, value, tier = predicted = actions.prediction(customer)
+        action, at_risk = actions.recommend(customer, stage["stage"], stage["reason"], predicted)
         rfm_row = rfm.loc[customer] if customer in rfm.index else None
         mean_sentiment = features.at[customer, "sentiment_mean"] if customer in features.index else np.nan
         insight = CustomerInsight(
@@ -449,7 +450,7 @@ def refresh_actions(tenant: Tenant, as_of: dt.date, *, progress: Progress = no_p
         lock_tenant(tenant)  # after a full refresh that was writing: its rows, with this playbook
         insights = list(CustomerInsight.objects.filter(as_of=as_of).only("id", "customer_id", "stage", "stage_reason"))
         for insight in insights:
-            _set_action(insight, *actions.recommend(insight.customer_id, insight.stage, insight.stage_reason), now)
+            _set_action(insight, *actions.recommend(insight.customer_id, insight.stage, insight.stage_reason, actions.prediction(insight.customer_id)), now)
         CustomerInsight.objects.bulk_update(insights, ACTION_FIELDS, batch_size=1000)
         _snapshot_segments(tenant, as_of)  # a saved segment may filter by action
         bump_data_version(tenant.pk)

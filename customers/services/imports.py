@@ -871,12 +871,12 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
                 refused.setdefault(index + 1, {}).setdefault(name, "is a number too large to read")
             elif not name and value not in (None, ""):  # a value with nowhere to go (the API's PATCH says the same)
                 refused.setdefault(index + 1, {}).setdefault(name, "an attribute needs a name" if spec.kind == "customers" else "a key needs a name")
-            elif spec.kind == "customers" and name not in known and isinstance(value, dict | list):  # an attribute, as the API's PATCH checks it
-                refused.setdefault(index + 1, {}).setdefault(name, f"an attribute must be text, a number or true/false, not {not_scalar[type(value)]}")
-            elif name not in known and isinstance(value, dict | list):  # structured data: refused, never ignored unseen (an order's "lines")
+            elif name not in known and isinstance(value, dict | list):  # a customer's attribute, as the API's PATCH checks it; elsewhere never ignored unseen
+                what = not_scalar[type(value)]
                 refused.setdefault(index + 1, {}).setdefault(name, (
-                    "a single create (POST /api/v1/orders/) takes lines; here send each line as a row of its own, with the order's order_id"
-                    if spec.kind == "orders" and name == "lines" else f"is not a column of {spec.kind}, and {not_scalar[type(value)]} is refused rather than ignored"))
+                    f"an attribute must be text, a number or true/false, not {what}" if spec.kind == "customers"
+                    else "a single create (POST /api/v1/orders/) takes lines; here send each line as a row of its own, with the order's order_id"
+                    if spec.kind == "orders" and name == "lines" else f"is not a column of {spec.kind}, and {what} is refused rather than ignored"))
 
     def cell(value: Any) -> str:
         if value is None:
