@@ -54,7 +54,7 @@ class PlaybookRule(TenantOwnedModel):
     orders_min = models.PositiveIntegerField(null=True, blank=True, help_text="lifetime orders at least")
     action = models.CharField(max_length=32, choices=Action.choices)
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.EMAIL)
-    offer_pct = models.FloatField(null=True, blank=True, help_text="discount as a share of predicted value (0-1)")
+    offer_pct = models.FloatField(null=True, blank=True, help_text="discount as a share of what the customer would spend if they ordered again (0-1)")
     offer_cap = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True, help_text="maximum discount")
     updated_at = models.DateTimeField(default=timezone.now)
 

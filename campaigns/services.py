@@ -64,7 +64,7 @@ def audience(campaign: Campaign, *, leave_out_running: bool = True) -> QuerySet[
     return queryset
 
 
-# A customer's own offer (a share of their predicted value) below this is cents-sized: the
+# A customer's own offer (a share of what they would spend if they order again) below this is cents-sized: the
 # preview says how many there are.
 SMALL_OFFER = Decimal("1.00")
 # An audience from a scoring older than this is named as such: customers move between stages.

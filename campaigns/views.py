@@ -32,7 +32,7 @@ class RuleForm(forms.ModelForm):
     churn_min = PercentField(required=False, label="Churn risk at least (%)", help_text="from 0 to 100")
     churn_max = PercentField(required=False, label="Churn risk at most (%)", help_text="from 0 to 100")
     spent_top_share = PercentField(required=False, label="Lifetime spend in the top share of buyers (%)", help_text="from 0 to 100 (10 = the top 10% by lifetime spend)")
-    offer_pct = PercentField(required=False, label="Offer, as a share of predicted value (%)", help_text="from 0 to 100; empty: the cap below for everyone")
+    offer_pct = PercentField(required=False, label="Offer, as a share of what the customer would spend (%)", help_text="from 0 to 100; empty: the cap below for everyone")
     orders_min = forms.IntegerField(min_value=1, required=False, label="Orders in all, at least")
 
     class Meta:

@@ -163,8 +163,9 @@ def insights_summary(summary: dict[str, Any]) -> str:
 
 def _predictions(tenant: Tenant, as_of: dt.date) -> pd.DataFrame:
     with tenant_context(tenant):
-        rows = Prediction.objects.filter(as_of=as_of).values_list("customer_id", "purchase_probability", "churn_probability", "predicted_value", "value_tier")
-        frame = pd.DataFrame.from_records(list(rows), columns=["customer", "purchase_probability", "churn_probability", "predicted_value", "value_tier"])
+        columns = ["purchase_probability", "churn_probability", "expected_orders", "predicted_value", "value_tier"]
+        rows = Prediction.objects.filter(as_of=as_of).values_list("customer_id", *columns)
+        frame = pd.DataFrame.from_records(list(rows), columns=["customer", *columns])
     frame["predicted_value"] = frame["predicted_value"].astype(float)
     return frame.set_index("customer")
 
@@ -373,6 +374,8 @@ class _Actions:
         self.features, self.predictions = features, predictions
         # The top share of buyers each buyer's lifetime spend is in (0.01: the top 1%), as of the date.
         self.spend_top = features["total_spent"].rank(ascending=False, pct=True, method="max") if len(features) else pd.Series(dtype=float)
+        self.shop_average = float(features["total_spent"].sum() / features["orders"].sum()) if len(features) and features["orders"].sum() else 0.0
+        self.horizon = float(tenant.horizon_days)
 
     def prediction(self, customer: int) -> tuple[float | None, float, str]:
         """Churn, predicted value (lifetime spend when not scored) and value tier."""
@@ -382,14 +385,26 @@ class _Actions:
         value = float(prediction["predicted_value"]) if prediction is not None else (float(self.features.at[customer, "total_spent"]) if has_features else 0.0)
         return churn, value, str(prediction["value_tier"]) if prediction is not None else ""
 
+    def if_ordering(self, customer: int) -> float:
+        """What the customer would spend in the horizon if they order again (playbook.spend_if_ordering)."""
+        prediction = self.predictions.loc[customer] if customer in self.predictions.index else None
+        chance = float(prediction["purchase_probability"]) if prediction is not None else 0.0
+        per_buyer = float(prediction["expected_orders"]) / chance if chance > 1e-9 else 1.0
+        if customer not in self.features.index:
+            return playbook.spend_if_ordering(per_buyer, 1.0, 0.0, 0, self.shop_average)
+        own = self.features.loc[customer]
+        pace = own["order_days"] / max(own["tenure_days"], self.horizon) * self.horizon  # their orders in a horizon, at their own rate
+        return playbook.spend_if_ordering(per_buyer, float(pace), float(own["avg_order_value"] or 0.0), int(own["orders"]), self.shop_average)
+
     def recommend(self, customer: int, stage: str, stage_reason: str, predicted: tuple[float | None, float, str]) -> tuple[dict[str, Any], float]:
         """The playbook's action for one customer, and the value at risk (the priority).
         ``predicted``: the customer's :meth:`prediction`."""
         f, has_features = self.features, customer in self.features.index
         churn, value, tier = predicted
-        at_risk = playbook.value_at_risk(churn, value)  # as stored (the priority), so the reason's figure is the page's
+        if_ordering = self.if_ordering(customer)
+        at_risk = playbook.value_at_risk(churn, if_ordering)  # as stored (the priority), so the reason's figure is the page's
         row = {
-            "stage": stage, "stage_reason": stage_reason, "tier": tier, "churn": churn, "value": value, "value_at_risk": at_risk,
+            "stage": stage, "stage_reason": stage_reason, "tier": tier, "churn": churn, "value": value, "if_ordering": if_ordering, "value_at_risk": at_risk,
             "days_since": int(round(f.at[customer, "recency_days"])) if has_features else None,
             "spent": float(f.at[customer, "total_spent"]) if has_features else 0.0,
             "orders": int(f.at[customer, "orders"]) if has_features else 0,
@@ -756,7 +771,7 @@ def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
     from django.db.models.functions import TruncMonth
 
     from campaigns.models import Action
-    from customers.models import Review
+    from customers.models import Order, Review
 
     counts = stage_counts(tenant)
     labels = dict(lifecycle.Stage.choices)
@@ -775,11 +790,18 @@ def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
             alerts = list(review_alerts(totals["as_of"]).select_related("customer", "customer__insight", "product")[:8])
     latest = counts.iloc[-1].to_dict() if len(counts) else {}
     scored = scored_dates(tenant, list(counts.index))
+    recent_revenue = None
+    if totals["as_of"] is not None:  # what the shop took in the horizon up to the date: the scale to read the value at risk on
+        end = timezone.make_aware(dt.datetime.combine(totals["as_of"] + dt.timedelta(days=1), dt.time.min), dt.UTC)
+        with tenant_context(tenant):
+            recent_revenue = Order.objects.exclude(status__in=Order.NOT_REVENUE).filter(
+                ordered_at__gte=end - dt.timedelta(days=tenant.horizon_days), ordered_at__lt=end).aggregate(total=Sum("amount"))["total"] or 0
     return {
         "has_insights": bool(totals["n"]),
         "stages_note": stages_chart_note(tenant, list(counts.index), scored),
         "as_of": totals["as_of"],
         "value_at_risk": totals["at_risk"] or 0.0,
+        "recent_revenue": recent_revenue,
         # The part of it with an action to take: what the priorities page lists.
         "actionable_value_at_risk": totals["actionable"] or 0.0,
         "alerts": alerts,

@@ -249,7 +249,7 @@ def finish_job(job: Job, *, result: dict[str, Any], succeeded: bool, message: st
 def cancel_job(job: Job, message: str = "Cancelled") -> None:
     with tenant_context(job.tenant):
         Job.objects.filter(pk=job.pk).exclude(state__in=Job.FINISHED_STATES).update(
-            state=Job.State.CANCELLED, message=message, finished_at=timezone.now()
+            state=Job.State.CANCELLED, message=message[:500], finished_at=timezone.now()
         )
 
 
@@ -314,10 +314,10 @@ def reap_stale_jobs(*, now: dt.datetime | None = None) -> int:
 def _withdraw_reaped_scoring(job: Job) -> None:
     """A scoring reaped halfway takes back what it wrote for a date no scoring had completed,
     as a failed or cancelled one does: a half-scored new date must not become the latest."""
-    from modeling.scoring import withdraw_unfinished_date
+    from modeling.scoring import settle_unfinished_date
 
     as_of = dt.date.fromisoformat(job.params["as_of"])
-    withdrawn = withdraw_unfinished_date(job.tenant, as_of, job.started_at or job.created_at)
+    withdrawn, _ = settle_unfinished_date(job.tenant, as_of, job.started_at or job.created_at)
     if withdrawn:
         with tenant_context(job.tenant):
             Job.objects.filter(pk=job.pk).update(message=f"{job.message} The {withdrawn:,} predictions it had written for {as_of} were taken back.")

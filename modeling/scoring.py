@@ -233,6 +233,14 @@ def _prediction(tenant: Tenant, customer: int, as_of: dt.date, horizon: int, pro
     )
 
 
+def tier_meaning(tenant: Tenant, tier: str) -> str:
+    """What a value tier holds, in words: "the top 20% of the shop's predicted values"."""
+    quantiles = {**DEFAULT_TIER_QUANTILES, **tenant.settings.get("value_tier_quantiles", {})}
+    high, low = round(100 * (1 - quantiles["high"])), round(100 * quantiles["medium"])
+    return {"high": f"the top {high}% of the shop's predicted values", "medium": f"the {100 - high - low}% below the top {high}%",
+            "low": f"the bottom {low}% of the shop's predicted values"}.get(tier, "")
+
+
 def assign_value_tiers(tenant: Tenant, as_of: dt.date) -> dict[str, float]:
     """High / medium / low by quantiles of predicted value among all of the date's predictions.
     A tier holds the values above its quantile: customers tied at a quantile's value (a shop with
@@ -263,6 +271,23 @@ def withdraw_unfinished_date(tenant: Tenant, as_of: dt.date, since: dt.datetime)
             return 0
         deleted, _ = dated.delete()
     return deleted
+
+
+def settle_unfinished_date(tenant: Tenant, as_of: dt.date, since: dt.datetime) -> tuple[int, int]:
+    """After a scoring that failed or was cancelled, started at ``since``: a date no scoring
+    completed before is taken back whole (:func:`withdraw_unfinished_date`); a date scored
+    before keeps this run's predictions for the chunks that finished, and its value tiers are
+    ranked again over them all. Those rows were written in the low tier, for the last chunk to
+    rank, and a cancel left a USD 4,263 customer reading "Low value" (2026-12-07). Returns
+    (withdrawn, rescored) counts."""
+    withdrawn = withdraw_unfinished_date(tenant, as_of, since)
+    if withdrawn:
+        return withdrawn, 0
+    with tenant_context(tenant):
+        rescored = Prediction.objects.filter(as_of=as_of, created_at__gte=since).count()
+    if rescored:
+        assign_value_tiers(tenant, as_of)
+    return 0, rescored
 
 
 def chunk_customer_ids(tenant: Tenant, size: int | None = None) -> list[list[int]]:

@@ -90,7 +90,7 @@ def score_whole(tenant: Tenant, job: Job, echo: Callable[[float, str], None] | N
     the end of the scoring: a cancel before then leaves the date as it was. Past that
     checkpoint a cancel is too late, as for the chunked job."""
     from modeling.insights import insights_summary, refresh_insights
-    from modeling.scoring import score_customers, withdraw_unfinished_date
+    from modeling.scoring import score_customers, settle_unfinished_date
     from modeling.sentiment_training import score_unscored_reviews
 
     as_of = dt.date.fromisoformat(job.params["as_of"])
@@ -101,7 +101,7 @@ def score_whole(tenant: Tenant, job: Job, echo: Callable[[float, str], None] | N
     try:
         reporter.checkpoint(SCORING_SHARE, "Stages, segments and actions")
     except jobs.JobCancelled:  # asked while the predictions were written: a new date is taken back
-        withdraw_unfinished_date(tenant, as_of, job.started_at or job.created_at)
+        settle_unfinished_date(tenant, as_of, job.started_at or job.created_at)
         raise
     summary = refresh_insights(tenant, as_of, progress=lambda f, m: reporter(SCORING_SHARE + (1 - SCORING_SHARE) * f, m))
     late = " (The cancel came after every customer was scored.)" if jobs.cancel_was_requested(job) else ""
@@ -154,7 +154,7 @@ def score_customers_task(self, tenant_id: int, job_id: int) -> None:
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
 def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: list[int]) -> None:
-    from modeling.scoring import NoActiveModel, assign_value_tiers, score_customers, withdraw_unfinished_date
+    from modeling.scoring import NoActiveModel, assign_value_tiers, score_customers, settle_unfinished_date
 
     tenant = _tenant(tenant_id)
     if tenant is None:
@@ -182,7 +182,7 @@ def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: lis
         Job.objects.filter(pk=job.pk).update(steps_done=F("steps_done") + 1, heartbeat_at=jobs.timezone.now())
         job.refresh_from_db()
     if job.is_finished:  # another chunk failed, or the job was cancelled, while this one ran
-        withdraw_unfinished_date(tenant, as_of, job.started_at or job.created_at)
+        settle_unfinished_date(tenant, as_of, job.started_at or job.created_at)
         return
     with tenant_context(tenant):
         Job.objects.filter(pk=job.pk).update(progress=round(SCORING_SHARE * job.steps_done / max(job.steps_total, 1), 4), message=f"Scored batch {job.steps_done} of {job.steps_total}")
@@ -218,10 +218,13 @@ def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: lis
 def _stop_scoring(tenant: Tenant, job: Job, as_of: dt.date, reason: str, *, cancelled: bool = False) -> None:
     """End a scoring job that cannot finish (failed or cancelled). The chunks still queued see it
     finished and do nothing; a date no scoring completed before is taken back whole."""
-    from modeling.scoring import withdraw_unfinished_date
+    from modeling.scoring import settle_unfinished_date
 
-    withdrawn = withdraw_unfinished_date(tenant, as_of, job.started_at or job.created_at)
+    withdrawn, rescored = settle_unfinished_date(tenant, as_of, job.started_at or job.created_at)
     kept = f"; the {withdrawn:,} predictions already written for {as_of} were taken back" if withdrawn else ""
+    if rescored:
+        kept = (f"; the {rescored:,} customers scored before it keep their new predictions for {as_of}, the others the last complete "
+                "scoring's; stages, segments and actions are that scoring's until the next one")
     if cancelled:
         jobs.cancel_job(job, f"{reason.rstrip('.')}{kept}.")
     else:

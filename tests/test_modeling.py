@@ -580,6 +580,12 @@ def test_a_scoring_that_fails_or_is_cancelled_midway_leaves_the_last_complete_da
     assert rescore.state == Job.State.FAILED and "taken back" not in rescore.message
     assert after.keys() == before.keys()
     assert sum(after[c] != before[c] for c in after) == len(calls[0]) == 150
+    assert rescore.message.endswith("the 150 customers scored before it keep their new predictions for "
+                                    f"{END}, the others the last complete scoring's; stages, segments and actions are that scoring's until the next one.")
+    with tenant_context(tenant):  # the tiers ranked again over the mix: a higher value is never in a lower tier
+        rank = {"low": 0, "medium": 1, "high": 2}
+        tiers = sorted((float(v), rank[t]) for v, t in Prediction.objects.filter(as_of=END).values_list("predicted_value", "value_tier"))
+    assert [t for _, t in tiers] == sorted(t for _, t in tiers) and tiers[-1][1] == 2
 
     # A cancel asked while the first chunk runs stops the job before the second one.
     def cancel_during_first_chunk(*args, **kwargs):

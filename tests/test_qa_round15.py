@@ -310,19 +310,19 @@ def test_a_customer_sent_back_as_the_api_answered_it_is_refused_by_key_and_attri
 
 
 @pytest.mark.django_db
-def test_an_offer_that_is_a_share_of_predicted_value_is_in_whole_units(tenant_a) -> None:
+def test_an_offer_that_is_a_share_of_what_they_would_spend_is_in_whole_units(tenant_a) -> None:
     import pandas as pd
 
     from campaigns.playbook import ensure_default_playbook, recommend
 
     rules = ensure_default_playbook(tenant_a)
-    row = {"stage": "lapsed", "stage_reason": "", "tier": "medium", "churn": 0.99, "value": 33.9, "value_at_risk": 33.0, "days_since": 300,
+    row = {"stage": "lapsed", "stage_reason": "", "tier": "medium", "churn": 0.99, "value": 0.7, "if_ordering": 33.9, "value_at_risk": 16.8, "days_since": 300,
            "recent_sentiment": None, "negative_review": "", "categories": [], "spent": 90.0, "spend_top": 0.5, "orders": 1}
-    other = recommend(rules, row, pd.DataFrame(), "USD ")  # "Win-back for other lapsed customers": 10% of value, up to 20
+    other = recommend(rules, row, pd.DataFrame(), "USD ")  # "Win-back for other lapsed customers": 10% of the spend, up to 20
 
-    assert other["offer"] == 3 and other["detail"] == "offer up to USD 3.00 (capped by predicted value)"
-    assert recommend(rules, {**row, "value": 500.0}, pd.DataFrame(), "USD ")["offer"] == 20  # the cap itself, as set
-    assert recommend(rules, {**row, "value": 19.0}, pd.DataFrame(), "USD ")["offer"] is None  # 1.90: under a tenth of the cap
+    assert other["offer"] == 3 and other["detail"] == "offer up to USD 3.00 (10% of the USD 34 they would spend)"
+    assert recommend(rules, {**row, "if_ordering": 500.0}, pd.DataFrame(), "USD ")["offer"] == 20  # the cap itself, as set
+    assert recommend(rules, {**row, "if_ordering": 19.0}, pd.DataFrame(), "USD ")["offer"] is None  # 1.90: under a tenth of the cap
 
 
 @pytest.mark.django_db
@@ -409,14 +409,14 @@ def test_a_rule_with_a_cap_of_nothing_or_a_share_under_one_unit_makes_no_offer_a
     from campaigns.models import Action, Channel, PlaybookRule
     from campaigns.playbook import recommend
 
-    row = {"stage": "lapsed", "stage_reason": "", "tier": "low", "churn": 0.9, "value": 8.0, "value_at_risk": 7.0, "days_since": 300,
+    row = {"stage": "lapsed", "stage_reason": "", "tier": "low", "churn": 0.9, "value": 0.8, "if_ordering": 8.0, "value_at_risk": 7.0, "days_since": 300,
            "recent_sentiment": None, "negative_review": "", "categories": [], "spent": 50.0, "spend_top": 0.5, "orders": 1}
     flat = PlaybookRule(tenant=tenant_a, name="Nothing off", action=Action.WIN_BACK, channel=Channel.EMAIL, offer_cap=0)
     small = PlaybookRule(tenant=tenant_a, name="Small share", action=Action.WIN_BACK, channel=Channel.EMAIL, offer_pct=0.10, offer_cap=5)
 
     assert recommend([flat], row, pd.DataFrame(), "USD ")["detail"] == "no offer: the rule's cap is nothing"
-    assert recommend([small], row, pd.DataFrame(), "USD ")["detail"] == "no offer: 10% of the predicted value is USD 0.80, less than a whole unit"
-    assert recommend([small], {**row, "value": 30.0}, pd.DataFrame(), "USD ")["offer"] == 3
+    assert recommend([small], row, pd.DataFrame(), "USD ")["detail"] == "no offer: 10% of the USD 8 they would spend is USD 0.80, less than a whole unit"
+    assert recommend([small], {**row, "if_ordering": 30.0}, pd.DataFrame(), "USD ")["offer"] == 3
 
 
 @pytest.mark.django_db

@@ -17,26 +17,48 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_value_at_risk_puts_a_lapsed_big_spender_above_a_customer_sure_to_stay() -> None:
-    from campaigns.playbook import value_at_risk, value_if_ordering
+    from campaigns.playbook import value_at_risk
 
-    # Predicted value already weighs the chance to buy: a lapsed top spender is worth USD 10
-    # at a 2% chance, that is USD 500 if they order again; a regular is worth USD 90 at 90%.
-    lapsed, regular = value_at_risk(0.98, 10.0), value_at_risk(0.10, 90.0)
+    # A lapsed top spender who would spend USD 500 if they ordered, at a 2% chance; a regular
+    # who would spend USD 100, at 90%.
+    lapsed, regular = value_at_risk(0.98, 500.0), value_at_risk(0.10, 100.0)
     assert (lapsed, regular) == (490.0, 10.0)
     assert lapsed > regular  # churn x predicted value ranked them 9.8 against 9.0, nearly level, and the VIP above a 60% one
-    assert value_if_ordering(0.999, 1.0) == pytest.approx(50.0)  # under a 2% chance, read as 2%: one long gone fades
+    assert value_at_risk(0.999, 1000.0) == pytest.approx(49.95)  # under a 2% chance only chance / 2% counts: one long gone fades
     assert value_at_risk(None, 40.0) == 0.0  # not scored: nothing at risk
+
+
+def test_what_a_customer_would_spend_comes_from_their_orders_not_from_two_models_that_disagree() -> None:
+    from campaigns.playbook import spend_if_ordering, value_at_risk
+
+    # The demo's C01128: one USD 20 order 24 days ago, a 6% chance to buy from the trees and a
+    # value from BG/NBD that came to "USD 2,990 if they order again" (predicted value / chance).
+    # Now: the three orders per buyer the orders model gave, no more than their own pace (one
+    # order in a 90-day horizon) x their USD 20 weighed with the shop's USD 246 average as two
+    # orders of theirs.
+    once = spend_if_ordering(3.0, 1.0, 19.81, 1, 246.0)
+    assert once == pytest.approx((19.81 + 2 * 246.0) / 3)
+    # C00587: 86 orders of USD 450 on average, lapsed, 0.4% likely: USD 73 "if they order
+    # again" before. Their own average now carries nearly all the weight.
+    regular = spend_if_ordering(1.5, 8.0, 450.0, 86, 246.0)
+    assert regular == pytest.approx(1.5 * (86 * 450.0 + 2 * 246.0) / 88) and regular > 660
+    # At least one order if they buy; a prospect's order is the shop's average.
+    assert spend_if_ordering(0.4, 1.0, 0.0, 0, 246.0) == pytest.approx(246.0)
+    # The regular slipping away outranks the one-time buyer unlikely to return.
+    assert value_at_risk(0.70, regular) > value_at_risk(0.94, once)
 
 
 def test_an_actions_reason_says_what_the_customer_would_spend_if_they_ordered_again(tenant_a) -> None:
     from campaigns.playbook import ensure_default_playbook, recommend, value_at_risk
 
     row = {"stage": "lapsed", "stage_reason": "lapsed: 400 days since the last order (lapse threshold 180)", "tier": "low", "churn": 0.98, "value": 10.0,
-           "value_at_risk": value_at_risk(0.98, 10.0), "days_since": 400, "recent_sentiment": None, "negative_review": "", "categories": [],
-           "spent": 9000.0, "spend_top": 0.01, "orders": 12}
+           "if_ordering": 500.0, "value_at_risk": value_at_risk(0.98, 500.0), "days_since": 400, "recent_sentiment": None, "negative_review": "",
+           "categories": [], "spent": 9000.0, "spend_top": 0.01, "orders": 12}
     action = recommend(ensure_default_playbook(tenant_a), row, pd.DataFrame(), "USD ")
     assert action["action"] == "win_back"
     assert "value at risk USD 490 (98% churn x USD 500 if they order again)" in action["reason"]
+    gone = recommend(ensure_default_playbook(tenant_a), {**row, "churn": 0.996, "value_at_risk": value_at_risk(0.996, 500.0)}, pd.DataFrame(), "USD ")
+    assert "value at risk USD 100 (USD 500 if they order again, counted at 20% as they are only 0.4% likely to: mostly gone)" in gone["reason"]
 
 
 def test_loyal_is_a_top_spender_in_rhythm_on_scored_and_unscored_dates_alike() -> None:

@@ -211,6 +211,7 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     from modeling.insights import latest_scoring_date
     from modeling.models import CustomerInsight, Prediction
     from modeling.profiles import customer_profiles
+    from modeling.scoring import tier_meaning
 
     with tenant_context(tenant):
         state = CustomerInsight.objects.filter(customer=customer).select_related("learned_segment", "rfm_segment").first()
@@ -253,6 +254,7 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         # old order, say): the totals at the top are newer than the stage and prediction below.
         "changed_since_scoring": state is not None and customer.updated_at > state.updated_at,
         "spend_top_percent": _spend_top_percent(tenant, customer),
+        "tier_meaning": tier_meaning(tenant, prediction.value_tier) if prediction is not None else "",
     }
 
 
