@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from campaigns import services
 from campaigns.models import Action, Campaign
 from campaigns.webhooks import delivery_summary
-from clmsite.api import ChoiceField, Conflict, TenantViewSet, conflict_response, refuse_a_body
+from clmsite.api import ChoiceField, Conflict, CreateModelMixin, TenantViewSet, conflict_response, refuse_a_body
 from clmsite.models import Role, role_at_least
 from clmsite.permissions import request_role
 from modeling.api import SavedFiltersSerializer
@@ -118,7 +118,7 @@ NOT_A_DRAFT = conflict_response("The campaign's state does not allow this (`deta
 
 @extend_schema_view(partial_update=extend_schema(responses={200: CampaignWithSecretSerializer, 409: NOT_A_DRAFT}),
                     destroy=extend_schema(responses={204: None, 409: NOT_A_DRAFT}))
-class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
+class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
     """Campaigns. Analysts create and edit drafts; admins launch and cancel. ``report`` has
     the outcome (uplift with its 95% CI); ``audience`` lists the launched treatment group.
     Admins and owners also get ``webhook_secret`` (to verify the webhook's signatures);

@@ -17,9 +17,10 @@ from django.db import DataError
 from django.db.models import QuerySet
 from django.db.models.expressions import OrderBy
 from django.http import Http404, QueryDict
+from django.urls import reverse
 from django_filters.widgets import SuffixedMultiWidget
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
-from rest_framework import exceptions, filters, negotiation, pagination, serializers, status, viewsets
+from rest_framework import exceptions, filters, mixins, negotiation, pagination, serializers, status, viewsets
 from rest_framework.fields import empty
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
@@ -265,6 +266,38 @@ def refuse_wrong_json_types(serializer: serializers.Serializer, data: Any) -> No
         raise exceptions.ValidationError(problems)
 
 
+def refuse_bad_fields(serializer: serializers.Serializer, data: Any, writable: Iterable[str], read_only: Iterable[str] = ()) -> None:
+    """``refuse_unknown_fields`` and ``refuse_wrong_json_types`` together, with what the
+    serializer says of the body's other fields: every error in one answer. One at a time, a
+    misspelt field hid a bad value beside it, and fixing one error revealed the next."""
+    errors: dict[str, Any] = {}
+    for check in (lambda: refuse_unknown_fields(data, writable, read_only), lambda: refuse_wrong_json_types(serializer, data)):
+        try:
+            check()
+        except exceptions.ValidationError as exc:
+            errors.update(exc.detail)
+    if not errors:
+        return
+    if isinstance(data, Mapping):
+        rest = {key: value for key, value in data.items() if key not in errors}
+        probe = type(serializer)(instance=serializer.instance, data=rest, partial=serializer.partial, context=serializer.context)
+        if not probe.is_valid():
+            for key, messages in probe.errors.items():
+                errors.setdefault(key, messages)
+    raise exceptions.ValidationError(errors)
+
+
+def api_path(name: str, *args: Any) -> str:
+    """An API route's path with its trailing slash, as the page links (``next``) have it: the
+    router takes either (``trailing_slash = "/?"``), and reverse() leaves the slash out."""
+    return reverse(name, args=args).rstrip("/") + "/"
+
+
+def created_at(request: Any, basename: str, pk: Any) -> dict[str, str]:
+    """The ``Location`` header of a 201 or 202: the new object's (or the job's) address."""
+    return {"Location": request.build_absolute_uri(api_path(f"{basename}-detail", pk))}
+
+
 def refuse_a_body(request: Any) -> None:
     """An operation that takes no body (launch, cancel, promote) refuses one, as every other
     operation refuses fields it does not write: a ``{"control_share": 0.5}`` sent along must not
@@ -274,6 +307,13 @@ def refuse_a_body(request: Any) -> None:
         refuse_unknown_fields(data, [])
     elif data not in (None, "", b""):
         raise exceptions.ValidationError({"detail": "This operation takes no body."})
+
+
+class CreateModelMixin(mixins.CreateModelMixin):
+    """DRF's create, answering where the new object lives (``Location``), as every create here does."""
+
+    def get_success_headers(self, data: Any) -> dict[str, str]:
+        return created_at(self.request, self.basename, data["id"]) if isinstance(data, Mapping) and data.get("id") is not None else {}  # type: ignore[attr-defined]
 
 
 class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
@@ -346,17 +386,15 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
         serializer = super().get_serializer(*args, **kwargs)
         if "data" in kwargs:
             fields = serializer.fields
-            refuse_unknown_fields(kwargs["data"], [name for name, field in fields.items() if not field.read_only], [name for name, field in fields.items() if field.read_only])
-            refuse_wrong_json_types(serializer, kwargs["data"])
             missing_boolean_is_default(serializer)
+            refuse_bad_fields(serializer, kwargs["data"], [name for name, field in fields.items() if not field.read_only], [name for name, field in fields.items() if field.read_only])
         return serializer
 
     def validated_form(self, form_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
         """An action's body, validated by ``form_class`` as ``get_serializer`` validates a model's."""
         form = form_class(data=data)
-        refuse_unknown_fields(data, [name for name, field in form.fields.items() if not field.read_only])
-        refuse_wrong_json_types(form, data)
         missing_boolean_is_default(form)
+        refuse_bad_fields(form, data, [name for name, field in form.fields.items() if not field.read_only])
         form.is_valid(raise_exception=True)
         return dict(form.validated_data)
 
@@ -374,7 +412,7 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
 
     def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        if request.method in SAFE_METHODS:
+        if request.method in SAFE_METHODS or self.action is None or request.method.lower() not in self.http_method_names:  # a method the route has not: the 405 comes next
             return
         accepted = self.write_query_params.get(self.action, ())
         if (accepted is not None and request.query_params) or request.method == "DELETE":

@@ -9,7 +9,6 @@ import django_filters
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import transaction
-from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view, inline_serializer
@@ -19,7 +18,16 @@ from rest_framework.exceptions import NotFound, ParseError, UnsupportedMediaType
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from clmsite.api import NON_FIELD_ERRORS, TenantViewSet, json_type_name, refuse_unknown_fields, refuse_unknown_query_params, with_article
+from clmsite.api import (
+    NON_FIELD_ERRORS,
+    TenantViewSet,
+    api_path,
+    created_at,
+    json_type_name,
+    refuse_unknown_fields,
+    refuse_unknown_query_params,
+    with_article,
+)
 from clmsite.datacache import bump_data_version
 from clmsite.filters import ClmFilterSet, UTCDateTimeFilter
 from clmsite.models import Role
@@ -40,6 +48,7 @@ from customers.services.imports import (
     import_rows,
     misspelt_columns,
 )
+from customers.services.queries import order_lines
 from customers.services.records import RecordGone, do_delete_record, do_set_order_status
 from modeling.models import Job
 from modeling.review_insight import aspect_labels
@@ -255,7 +264,7 @@ class CustomerDetailSerializer(CustomerSerializer):
 
     @extend_schema_field(OrderSerializer(many=True))
     def get_orders(self, customer: Customer) -> list[dict[str, Any]]:
-        orders = customer.orders.prefetch_related("items__product").order_by("-ordered_at")[:DETAIL_LATEST]
+        orders = customer.orders.prefetch_related(order_lines()).order_by("-ordered_at")[:DETAIL_LATEST]
         return OrderSerializer(orders, many=True).data
 
     @extend_schema_field(ReviewSerializer(many=True))
@@ -351,12 +360,6 @@ BULK_RESULT = inline_serializer(
                                      "products an orders or reviews request created on the way. Empty for a check or a refused request"),
     },
 )
-
-
-def api_path(name: str, *args: Any) -> str:
-    """An API route's path with its trailing slash, as the page links (``next``) have it: the
-    router takes either (``trailing_slash = "/?"``), and reverse() leaves the slash out."""
-    return reverse(name, args=args).rstrip("/") + "/"
 
 
 def bulk_request(kind: str) -> dict[str, Any]:
@@ -547,8 +550,7 @@ class CreateFromRowMixin:
                 errors[NON_FIELD_ERRORS] = [result.message.replace(NOTHING_IMPORTED, "Nothing was created: ")]
             refuse(errors)
         instance = self.get_queryset().get(pk=next(iter(result.ids.values())))  # type: ignore[attr-defined]
-        url = api_path(f"{self.basename}-detail", instance.pk)  # type: ignore[attr-defined]
-        return Response(self.get_serializer(instance).data, status=status.HTTP_201_CREATED, headers={"Location": request.build_absolute_uri(url)})  # type: ignore[attr-defined]
+        return Response(self.get_serializer(instance).data, status=status.HTTP_201_CREATED, headers=created_at(request, self.basename, instance.pk))  # type: ignore[attr-defined]
 
 
 @extend_schema_view(create=create_schema("customers", CustomerDetailSerializer), bulk=extend_schema(request=bulk_request("customers")))
@@ -595,7 +597,7 @@ class OrderViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin, m
     filterset_class = OrderFilter
 
     def get_base_queryset(self) -> Any:
-        return Order.objects.select_related("customer").prefetch_related("items__product")
+        return Order.objects.select_related("customer").prefetch_related(order_lines())
 
     def perform_update(self, serializer: Any) -> None:
         if "status" in serializer.validated_data:
@@ -715,8 +717,7 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantView
         dry_run = form["dry_run"] or ("dry_run" in request.query_params and dry_run_flag(request.query_params["dry_run"], as_text=True))
         job = do_start_import(self.tenant, form["kind"], upload, upload.name, acting_user=request.user, dry_run=dry_run)  # type: ignore[arg-type]
         job.refresh_from_db()
-        where = request.build_absolute_uri(api_path("import-detail", job.pk))  # where to poll its status
-        return Response(ImportSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers={"Location": where})
+        return Response(ImportSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers=created_at(request, "import", job.pk))  # where to poll its status
 
     @extend_schema(
         responses={200: inline_serializer("ImportErrors", fields={

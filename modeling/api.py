@@ -19,7 +19,16 @@ from rest_framework.settings import api_settings
 from rest_framework.utils import html
 
 from campaigns.models import Action, Channel
-from clmsite.api import ChoiceField, Conflict, TenantViewSet, conflict_response, refuse_a_body, refuse_unknown_fields
+from clmsite.api import (
+    ChoiceField,
+    Conflict,
+    CreateModelMixin,
+    TenantViewSet,
+    conflict_response,
+    created_at,
+    refuse_a_body,
+    refuse_unknown_fields,
+)
 from clmsite.filters import ClmFilterSet, ProbabilityFilter
 from clmsite.models import Role, role_at_least
 from clmsite.permissions import request_role
@@ -146,7 +155,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
         except NoActiveModel as exc:
             raise Conflict(str(exc)) from None
         job.refresh_from_db()
-        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers=created_at(request, "job", job.pk))
 
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 409: conflict_response("The version's training was cancelled or failed, so it cannot serve.")})
     @action(detail=True, methods=["post"])
@@ -221,7 +230,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
         except NoActiveModel as exc:
             raise Conflict(str(exc)) from None
         job.refresh_from_db()
-        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers=created_at(request, "job", job.pk))
 
 
 class PredictionFilter(ClmFilterSet):
@@ -381,7 +390,7 @@ class SegmentFilter(ClmFilterSet):
         fields = ["kind", "is_current"]
 
 
-class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
+class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
     """Learned, RFM and saved segments. Create, edit and delete apply to saved segments, whose
     ``filters`` are live: ``members`` lists the customers matching them now."""
 

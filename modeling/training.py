@@ -304,7 +304,9 @@ def chosen_families(family: str) -> tuple[str, ...]:
     comma-separated list such as ``bgnbd,tabular`` (the demo's quick first set)."""
     if family == "auto":
         return FAMILIES
-    names = tuple(dict.fromkeys(name.strip() for name in family.split(",") if name.strip()))
+    if any(not name.strip() for name in family.split(",")):  # "bgnbd,,tabular": a name left out, not one to guess
+        raise ValueError(f"An empty family name in {family!r}; expected auto, or one or more of {', '.join(FAMILIES)}, comma-separated")
+    names = tuple(dict.fromkeys(name.strip() for name in family.split(",")))
     if "auto" in names:
         raise ValueError("auto means every family and stands alone; or list families, such as bgnbd,tabular")
     unknown = [name for name in names if name not in FAMILIES]
