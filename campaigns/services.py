@@ -214,8 +214,9 @@ def do_launch_campaign(tenant: Tenant, campaign_id: int, *, user: Any = None, vi
         _audit(campaign, "launch", user, via, launch_summary(len(members), len(control)))
         if campaign.webhook_url:
             from campaigns.tasks import deliver_campaign_task
+            from modeling.jobs import send_on_commit
 
-            transaction.on_commit(lambda: deliver_campaign_task.delay(tenant.pk, campaign.pk))
+            send_on_commit(deliver_campaign_task, tenant.pk, campaign.pk)
     refresh_statistics(CampaignMember)  # its reports join these rows next
     log.info("campaign %s launched for tenant %s: %s members", campaign.pk, tenant.slug, len(members))
     return campaign

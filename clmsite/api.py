@@ -424,6 +424,21 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
             refuse_a_body(request)
 
 
+class DayField(serializers.DateField):
+    """A day in a body as the query parameters and the CSV files take it: ISO 8601 or
+    ``YYYYMMDD`` (a string or a number), with a message that says so, not DRF's format list."""
+
+    default_error_messages = {"invalid": "Enter a date as YYYY-MM-DD (or YYYYMMDD), such as 2024-05-01."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(input_formats=["iso-8601", "%Y%m%d"], **kwargs)
+
+    def to_internal_value(self, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        return super().to_internal_value(value)
+
+
 def with_article(noun: str) -> str:
     """``an admin``, ``a viewer``."""
     return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"

@@ -59,6 +59,36 @@ class ProbabilityFilter(django_filters.NumberFilter):
     field_class = ProbabilityField
 
 
+class ChoiceField(django_filters.fields.ChoiceField):
+    """A choice read without case (``HIGH`` is high, as ``?status=`` reads a status), and a
+    wrong one answered with the choices: "Select a valid choice" left the client to guess."""
+
+    def to_python(self, value: Any) -> Any:
+        value = super().to_python(value)
+        known = {str(key).lower(): key for key, _ in self.choices if key not in ("", None)}
+        return known.get(value.lower(), value) if isinstance(value, str) else value
+
+    def validate(self, value: Any) -> None:
+        try:
+            super().validate(value)
+        except DjangoValidationError:
+            allowed = ", ".join(str(key) for key, _ in self.choices if key not in ("", None))
+            # %% as django-filter formats the message with its params; the value's own % too.
+            given = str(value)[:40].replace("%", "%%")
+            raise DjangoValidationError(f"'{given}' is not one of the choices: {allowed}.", code="invalid_choice") from None
+
+
+class ChoiceFilter(django_filters.ChoiceFilter):
+    field_class = ChoiceField
+
+
+class WholeNumberFilter(django_filters.NumberFilter):
+    """A count (orders, a rating): ``1.5`` is a 400, where a NumberFilter compared it as 1 and
+    ``?min_orders=1.5`` took in the one-order customers."""
+
+    field_class = forms.IntegerField
+
+
 class IdField(forms.IntegerField):
     """A whole number a bigint holds (a larger one would reach the database as an error)."""
 
@@ -78,11 +108,17 @@ ID_FILTER = {"filter_class": IdFilter, "extra": lambda field: {"label": f"the {f
 
 
 class ClmFilterSet(django_filters.FilterSet):
-    """The base of every API filter: date-time lookups parse ISO 8601 and compare in UTC, and a
-    related object is named by its numeric id (``IdFilter``)."""
+    """The base of every API filter: date-time lookups parse ISO 8601 and compare in UTC, a
+    related object is named by its numeric id (``IdFilter``), and a field of choices reads them
+    without case and names them when refused (``ChoiceFilter``)."""
 
     FILTER_DEFAULTS = {**FILTER_FOR_DBFIELD_DEFAULTS, models.DateTimeField: {"filter_class": UTCDateTimeFilter},
                        models.ForeignKey: ID_FILTER, models.OneToOneField: ID_FILTER}
+
+    @classmethod
+    def filter_for_lookup(cls, field: Any, lookup_type: str) -> tuple[Any, dict[str, Any]]:
+        filter_class, params = super().filter_for_lookup(field, lookup_type)
+        return (ChoiceFilter if filter_class is django_filters.ChoiceFilter else filter_class), params
 
 
 class ClmFilterBackend(DjangoFilterBackend):

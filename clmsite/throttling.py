@@ -1,3 +1,4 @@
+import math
 from typing import Any
 
 from rest_framework.throttling import SimpleRateThrottle
@@ -16,7 +17,7 @@ class TenantRateThrottle(SimpleRateThrottle):
         if self.rate is not None and getattr(self, "history", None) is not None:
             oldest = self.history[-1] if self.history else self.now
             request.rate_limit = {"limit": self.num_requests, "remaining": max(0, self.num_requests - len(self.history)),
-                                  "reset": max(0, int(self.duration - (self.now - oldest)))}
+                                  "reset": max(0, math.ceil(self.duration - (self.now - oldest)))}  # rounded up, as Retry-After is
         return allowed
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:

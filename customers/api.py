@@ -29,7 +29,7 @@ from clmsite.api import (
     with_article,
 )
 from clmsite.datacache import bump_data_version
-from clmsite.filters import ClmFilterSet, UTCDateTimeFilter
+from clmsite.filters import ChoiceFilter, ClmFilterSet, UTCDateTimeFilter, WholeNumberFilter
 from clmsite.models import Role
 from clmsite.parsers import JSONParser
 from customers.models import Customer, Order, OrderItem, Product, Review
@@ -286,8 +286,8 @@ class CustomerDetailSerializer(CustomerSerializer):
 class CustomerFilter(ClmFilterSet):
     # min and max include their value; a date "after" includes its day and "before" excludes it
     # (a half-open range), as a saved segment's filters do (modeling.insights.apply_filters).
-    min_orders = django_filters.NumberFilter(field_name="order_count", lookup_expr="gte", label="orders at least (inclusive)")
-    max_orders = django_filters.NumberFilter(field_name="order_count", lookup_expr="lte", label="orders at most (inclusive)")
+    min_orders = WholeNumberFilter(field_name="order_count", lookup_expr="gte", label="orders at least (inclusive)")
+    max_orders = WholeNumberFilter(field_name="order_count", lookup_expr="lte", label="orders at most (inclusive)")
     min_spent = django_filters.NumberFilter(field_name="total_spent", lookup_expr="gte", label="total spent at least (inclusive)")
     max_spent = django_filters.NumberFilter(field_name="total_spent", lookup_expr="lte", label="total spent at most (inclusive)")
     last_order_after = UTCDateTimeFilter(field_name="last_order_at", lookup_expr="gte",
@@ -324,11 +324,11 @@ class OrderFilter(ClmFilterSet):
 
 class ReviewFilter(ClmFilterSet):
     customer_id = django_filters.CharFilter(field_name="customer__external_id", label="the customer's id as imported (customer_id)")
-    aspect = django_filters.ChoiceFilter(choices=list(aspect_labels().items()))
+    aspect = ChoiceFilter(choices=list(aspect_labels().items()))
     # Ratings are 1 to 5: a 0 or a 6 is a mistake to name, not an empty list.
-    rating = django_filters.NumberFilter(validators=[MinValueValidator(1), MaxValueValidator(5)])
-    rating__gte = django_filters.NumberFilter(field_name="rating", lookup_expr="gte", validators=[MinValueValidator(1), MaxValueValidator(5)])
-    rating__lte = django_filters.NumberFilter(field_name="rating", lookup_expr="lte", validators=[MinValueValidator(1), MaxValueValidator(5)])
+    rating = WholeNumberFilter(validators=[MinValueValidator(1), MaxValueValidator(5)])
+    rating__gte = WholeNumberFilter(field_name="rating", lookup_expr="gte", validators=[MinValueValidator(1), MaxValueValidator(5)])
+    rating__lte = WholeNumberFilter(field_name="rating", lookup_expr="lte", validators=[MinValueValidator(1), MaxValueValidator(5)])
 
     class Meta:
         model = Review
@@ -443,6 +443,8 @@ class BulkUpsertMixin:
             result = import_rows(self.tenant, self.bulk_kind, data.get("rows") if isinstance(data, dict) else data, dry_run=dry_run)  # type: ignore[attr-defined]
         if result.ok:
             return Response(result.as_dict())
+        if not result.errors:  # refused as a whole (malformed JSON, no rows, too many): row 0 too, so a refusal always has error_count > 0
+            result.errors, result.error_count = [RowError(0, "", result.message.removeprefix(NOTHING_IMPORTED))], 1
         return Response({**fields, **result.as_dict(), "detail": result.message}, status=status.HTTP_400_BAD_REQUEST)
 
 
@@ -682,8 +684,8 @@ class ImportCreateSerializer(serializers.Serializer):
 
 
 class ImportFilter(ClmFilterSet):
-    state = django_filters.ChoiceFilter(choices=Job.State.choices, help_text="a finished import with row errors is failed; its summary's error_count says how many")
-    kind = django_filters.ChoiceFilter(field_name="params__kind", choices=[(kind, kind) for kind in KINDS])
+    state = ChoiceFilter(choices=Job.State.choices, help_text="a finished import with row errors is failed; its summary's error_count says how many")
+    kind = ChoiceFilter(field_name="params__kind", choices=[(kind, kind) for kind in KINDS])
 
     class Meta:
         model = Job

@@ -118,12 +118,17 @@ def imports(request: HttpRequest) -> HttpResponse:
             job = do_start_import(request.tenant, kind, upload, upload.name, acting_user=request.user, dry_run="dry_run" in request.POST)  # type: ignore[attr-defined]
             return redirect("import_detail", job_id=job.pk)
     jobs = Job.objects.filter(kind=Job.Kind.IMPORT).select_related("created_by")[:50]
+    # The kind chosen stays chosen: the one just posted (a file was missing), the one asked for
+    # (?kind=, the links from an import's page), or the latest import's; the form started at
+    # Customers after every upload, a trap for the next file of orders.
+    latest = jobs[0].params.get("kind") if jobs else None
+    selected = next((kind for kind in (request.POST.get("kind"), request.GET.get("kind"), latest) if kind in KINDS), KINDS[0])
     # A small file of each kind (static/samples/): imported in this order, they import cleanly.
     formats = [
         {"kind": kind, "required": spec.required, "optional": [c.name for c in spec.columns if not c.required], "sample": static(f"samples/{kind}.csv")}
         for kind, spec in SPECS.items()
     ]
-    return render(request, "imports/list.html", {"jobs": jobs, "kinds": KINDS, "formats": formats})
+    return render(request, "imports/list.html", {"jobs": jobs, "kinds": KINDS, "selected": selected, "formats": formats})
 
 
 @tenant_required()

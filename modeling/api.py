@@ -23,13 +23,15 @@ from clmsite.api import (
     ChoiceField,
     Conflict,
     CreateModelMixin,
+    DayField,
     TenantViewSet,
     conflict_response,
     created_at,
+    json_type_name,
     refuse_a_body,
     refuse_unknown_fields,
 )
-from clmsite.filters import ClmFilterSet, ProbabilityFilter
+from clmsite.filters import ChoiceFilter, ClmFilterSet, ProbabilityFilter
 from clmsite.models import Role, role_at_least
 from clmsite.permissions import request_role
 from modeling import insights, jobs, registry
@@ -100,7 +102,7 @@ class PredictionSerializer(serializers.ModelSerializer):
 
 
 class RetrainSerializer(serializers.Serializer):
-    as_of = serializers.DateField(required=False, help_text="default: today")
+    as_of = DayField(required=False, help_text="default: today")
     horizon_days = serializers.IntegerField(required=False, min_value=1, max_value=730)
     family = serializers.CharField(default="auto", max_length=100,
                                    help_text=f"auto (every family), or one or more of {', '.join(FAMILIES)}, comma-separated, as the CLI's --family: "
@@ -121,7 +123,7 @@ class RetrainSerializer(serializers.Serializer):
 
 class ModelVersionFilter(ClmFilterSet):
     # A misspelt family is a 400, as a misspelt target is, not an empty list.
-    family = django_filters.ChoiceFilter(choices=[(name, name) for name in (*FAMILIES, "ngram")])
+    family = ChoiceFilter(choices=[(name, name) for name in (*FAMILIES, "ngram")])
 
     class Meta:
         model = ModelVersion
@@ -191,7 +193,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
 
 
 class ScoreSerializer(serializers.Serializer):
-    as_of = serializers.DateField(required=False)
+    as_of = DayField(required=False)
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
@@ -318,9 +320,9 @@ class SavedFiltersSerializer(serializers.Serializer):
     country = serializers.CharField(max_length=64, required=False)
     # Bounds: min and max include their value, a date "after" its day and "before" not (UTC
     # dates), as the customer list's ?last_order_after= and ?last_order_before= do.
-    first_order_after = serializers.DateField(required=False, help_text="first order on or after this day (the day included)")
-    last_order_before = serializers.DateField(required=False, help_text="last order before this day (the day excluded)")
-    last_order_after = serializers.DateField(required=False, help_text="last order on or after this day (the day included)")
+    first_order_after = DayField(required=False, help_text="first order on or after this day (the day included)")
+    last_order_before = DayField(required=False, help_text="last order before this day (the day excluded)")
+    last_order_after = DayField(required=False, help_text="last order on or after this day (the day included)")
 
     def get_value(self, dictionary: Any) -> Any:
         """In a form-encoded or multipart body, ``filters`` is one field holding the JSON object
@@ -337,10 +339,17 @@ class SavedFiltersSerializer(serializers.Serializer):
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
             raise ValidationError({api_settings.NON_FIELD_ERRORS_KEY: ['Must be a JSON object, e.g. {"stages": ["lapsed"]}.']})
-        unknown = set(data) - set(self.fields) if isinstance(data, dict) else set()
-        if unknown:
-            raise ValidationError({key: [f"unknown filter; the filters are {', '.join(self.fields)}"] for key in sorted(unknown)})  # a field's errors are a list, as everywhere
-        values = super().to_internal_value(data)
+        # Every problem at once (a field's errors are a list, as everywhere): an unknown filter,
+        # a number given as true or false (DRF reads true as 1), and what the fields say.
+        errors = {key: [f"unknown filter; the filters are {', '.join(self.fields)}"] for key in sorted(set(data) - set(self.fields))}
+        errors.update({key: [f"Must be a number, not {json_type_name(value)}."] for key, value in data.items()
+                       if isinstance(value, bool) and isinstance(self.fields.get(key), serializers.FloatField | serializers.IntegerField)})
+        try:
+            values = super().to_internal_value({key: value for key, value in data.items() if key not in errors})
+        except ValidationError as exc:
+            errors.update(exc.detail)
+        if errors:
+            raise ValidationError(errors)
         crossed = insights.crossed_filter_ranges(values)
         if crossed:
             raise ValidationError({field: [message] for field, message in crossed.items()})
@@ -454,8 +463,8 @@ class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CreateMod
 
 class InsightFilter(ClmFilterSet):
     # Choices, as ``stage``'s are: a misspelt action or tier is a 400, not an empty list.
-    action = django_filters.ChoiceFilter(choices=Action.choices)
-    value_tier = django_filters.ChoiceFilter(choices=Prediction.Tier.choices)
+    action = ChoiceFilter(choices=Action.choices)
+    value_tier = ChoiceFilter(choices=Prediction.Tier.choices)
 
     class Meta:
         model = CustomerInsight

@@ -60,14 +60,22 @@ def enqueue_job(job: Job, task: Any, *, run_in_thread: bool | None = None) -> No
     progress.
     """
 
+    send_on_commit(task, job.tenant_id, job.pk, run_in_thread=run_in_thread)
+
+
+def send_on_commit(task: Any, *args: Any, run_in_thread: bool | None = None) -> None:
+    """Send ``task(*args)`` to the workers once the surrounding transaction commits; without a
+    broker, onto the process's background job thread (on a web request), so that the request
+    does not wait for it: a campaign launch waited 15 s for its webhook's retries."""
+
     def send() -> None:
         in_thread = settings.CELERY_TASK_ALWAYS_EAGER and (
             run_in_thread if run_in_thread is not None else getattr(settings, "JOBS_IN_THREAD", False)
         )
         if in_thread:
-            _in_process_jobs.put(task, (job.tenant_id, job.pk))
+            _in_process_jobs.put(task, args)
         else:
-            task.delay(job.tenant_id, job.pk)
+            task.delay(*args)
 
     transaction.on_commit(send)
 

@@ -45,3 +45,55 @@ def test_a_body_with_several_errors_names_them_all_at_once(api_a) -> None:
     patched = api_a.patch(f"/api/v1/customers/{created['id']}/", {"name": True, "email": "bad", "bogus": 1}, format="json")
     assert patched.status_code == 400 and {"name", "email", "bogus"} <= set(patched.json())
     assert api_a.get(f"/api/v1/customers/{created['id']}/").json()["email"] == ""  # nothing written
+
+
+def test_a_choice_filter_reads_without_case_and_names_its_choices_and_a_count_takes_whole_numbers(api_a) -> None:
+    assert api_a.get("/api/v1/predictions/", {"value_tier": "HIGH"}).status_code == 200
+    assert api_a.get("/api/v1/imports/", {"kind": "Orders", "state": "Failed"}).status_code == 200
+    wrong = api_a.get("/api/v1/predictions/", {"value_tier": "huge"})
+    assert wrong.status_code == 400 and wrong.json() == {"value_tier": ["'huge' is not one of the choices: high, medium, low."]}
+    stage = api_a.get("/api/v1/insights/", {"stage": "gone"}).json()["stage"][0]
+    assert stage.startswith("'gone' is not one of the choices: ") and "lapsed" in stage
+    assert api_a.get("/api/v1/customers/", {"min_orders": "1.5"}).json() == {"min_orders": ["Enter a whole number."]}
+    assert api_a.get("/api/v1/reviews/", {"rating": "4.5"}).status_code == 400
+    assert api_a.get("/api/v1/customers/", {"min_orders": "2"}).status_code == 200
+
+
+def test_a_segments_filters_name_every_problem_and_refuse_true_for_a_number(api_a) -> None:
+    response = api_a.post("/api/v1/segments/", {"name": "Odd", "filters": {"spend_min": True, "colour": "red", "churn_min": 5}}, format="json")
+    assert response.status_code == 400
+    errors = response.json()["filters"]
+    assert errors["spend_min"] == ["Must be a number, not true/false."] and "colour" in errors and "churn_min" in errors
+
+
+def test_a_bulk_request_refused_as_a_whole_says_why_in_its_errors_too(api_a) -> None:
+    for body in ("[", "null", "[]"):
+        response = api_a.post("/api/v1/customers/bulk/", body, content_type="application/json")
+        result = response.json()
+        assert response.status_code == 400 and not result["ok"] and result["error_count"] == 1
+        assert result["errors"][0]["row"] == 0 and result["errors"][0]["message"]
+
+
+def test_a_day_in_a_body_takes_yyyymmdd_as_the_query_does() -> None:
+    import datetime as dt
+
+    from rest_framework.exceptions import ValidationError
+
+    from clmsite.api import DayField
+
+    field = DayField()
+    assert field.to_internal_value(20261207) == field.to_internal_value("20261207") == field.to_internal_value("2026-12-07") == dt.date(2026, 12, 7)
+    with pytest.raises(ValidationError, match=r"YYYY-MM-DD \(or YYYYMMDD\)"):
+        field.to_internal_value("07/12/2026")
+
+
+def test_the_imports_page_keeps_the_kind_of_the_last_file(client, alice) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(alice)
+    assert '<option value="customers" selected>' in client.get("/imports/").content.decode()
+    client.post("/imports/", {"kind": "orders", "file": SimpleUploadedFile("o.csv", b"customer_id,order_id,ordered_at,amount\nc1,o1,2024-01-01,10\n")})
+    assert '<option value="orders" selected>' in client.get("/imports/").content.decode()
+    assert '<option value="reviews" selected>' in client.get("/imports/?kind=reviews").content.decode()
+    missing = client.post("/imports/", {"kind": "products"}).content.decode()  # no file: the kind stays as chosen
+    assert "Choose a CSV file" in missing and '<option value="products" selected>' in missing
