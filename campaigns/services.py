@@ -108,9 +108,16 @@ def preview(campaign: Campaign) -> dict[str, Any]:
                      f"this campaign reaches everyone by {campaign.get_channel_display()}. For their own channels, make a campaign per channel.")
     if totals["small_offers"]:
         notes.append(f"{_count(totals['small_offers'], 'customer')} would get an offer under {campaign.tenant.currency} {SMALL_OFFER:.2f} "
-                     "(a share of a low predicted value): give the campaign one offer for everyone to send none that small.")
+                     "(a share of a small spend): give the campaign one offer for everyone to send none that small.")
+    from customers.models import Customer
     from modeling.insights import latest_scoring_date
 
+    with tenant_context(campaign.tenant):
+        unscored = Customer.objects.filter(insight__isnull=True).count()
+    if unscored:  # an audience is made of customers with a stage and an action: the count would not match the customer list
+        has, are = ("has", "is") if unscored == 1 else ("have", "are")
+        notes.append(f"{_count(unscored, 'customer')} {has} no stage yet (loaded since the stages were last worked out) "
+                     f"and so {are} in no audience until the next scoring gives them one.")
     scored_on = latest_scoring_date(campaign.tenant)
     age = (timezone.now().date() - scored_on).days if scored_on else 0
     if age > STALE_SCORING_DAYS:
