@@ -653,6 +653,25 @@ class ReviewViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin, 
         gone_is_missing(do_delete_record, instance)
 
 
+class ImportSummarySerializer(serializers.Serializer):
+    """What an import did (or a check would do), as a bulk request's result says it; a key is
+    left out until it has something (``unusual_statuses`` when an orders file had some)."""
+
+    rows = serializers.IntegerField(required=False)
+    created = serializers.IntegerField(required=False)
+    updated = serializers.IntegerField(required=False)
+    unchanged = serializers.IntegerField(required=False)
+    error_count = serializers.IntegerField(required=False)
+    details = serializers.DictField(child=serializers.IntegerField(), required=False,
+                                    help_text="counts by what was written: lines, new_customers, new_products, order_lines_written, repeated_lines…")
+    ignored_columns = serializers.ListField(child=serializers.CharField(), required=False, help_text="columns of the file this kind has no use for")
+    attribute_columns = serializers.ListField(child=serializers.CharField(), required=False, help_text="a customers file's extra columns, kept as attributes")
+    unusual_statuses = serializers.DictField(child=serializers.IntegerField(), required=False, help_text="statuses that are not a usual sale's, with their orders")
+
+
+IMPORT_SUMMARY_KEYS = tuple(ImportSummarySerializer().fields)
+
+
 class ImportSerializer(serializers.ModelSerializer):
     kind = serializers.CharField(source="params.kind", read_only=True)
     filename = serializers.CharField(source="params.filename", read_only=True)
@@ -667,9 +686,9 @@ class ImportSerializer(serializers.ModelSerializer):
     def get_dry_run(self, job: Job) -> bool:
         return job.is_check
 
+    @extend_schema_field(ImportSummarySerializer)
     def get_summary(self, job: Job) -> dict[str, Any]:
-        # unusual_statuses only when an orders file had some (the message names them too)
-        return {k: job.result.get(k) for k in ("rows", "created", "updated", "unchanged", "error_count", "unusual_statuses") if job.result.get(k) not in (None, {})}
+        return {k: job.result.get(k) for k in IMPORT_SUMMARY_KEYS if job.result.get(k) not in (None, {}, [])}
 
 
 @extend_schema_field(OpenApiTypes.BINARY)  # a multipart upload, not a URI (drf-spectacular's FileField)

@@ -234,11 +234,11 @@ def _prediction(tenant: Tenant, customer: int, as_of: dt.date, horizon: int, pro
 
 
 def tier_meaning(tenant: Tenant, tier: str) -> str:
-    """What a value tier holds, in words: "the top 20% of the shop's predicted values"."""
+    """What a value tier holds, in words: "the top 20% of predicted values"."""
     quantiles = {**DEFAULT_TIER_QUANTILES, **tenant.settings.get("value_tier_quantiles", {})}
     high, low = round(100 * (1 - quantiles["high"])), round(100 * quantiles["medium"])
-    return {"high": f"the top {high}% of the shop's predicted values", "medium": f"the {100 - high - low}% below the top {high}%",
-            "low": f"the bottom {low}% of the shop's predicted values"}.get(tier, "")
+    return {"high": f"the top {high}% of predicted values", "medium": f"the {100 - high - low}% below the top {high}%",
+            "low": f"the bottom {low}% of predicted values"}.get(tier, "")
 
 
 def assign_value_tiers(tenant: Tenant, as_of: dt.date) -> dict[str, float]:

@@ -104,7 +104,8 @@ def test_a_csv_check_over_the_api_is_a_job_that_writes_nothing_and_says_so(tenan
     assert created.status_code == 202, created.content
     job = api_a.get(f"/api/v1/imports/{created.json()['id']}/").json()  # tasks run in-process in tests
     assert job["dry_run"] is True and job["state"] == "succeeded"
-    assert job["summary"] == {"rows": 3, "created": 3, "updated": 0, "unchanged": 0, "error_count": 0}
+    assert job["summary"] == {"rows": 3, "created": 3, "updated": 0, "unchanged": 0, "error_count": 0,
+                              "details": {"lines": 4, "new_customers": 2, "new_products": 2, "order_lines_written": 4}}
     assert job["message"].startswith("Checked 3 orders: no errors.")
     with tenant_context(tenant_a):
         assert not Order.objects.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numpy as np
 import pandas as pd
@@ -201,10 +202,13 @@ def test_insights_give_every_customer_a_stage_segment_rfm_group_and_reasoned_act
         assert len(insights) == customers == summary["customers"]
         assert all(i.stage and i.stage_reason and i.learned_segment and i.rfm_segment and i.action and i.action_reason for i in insights)
         assert len({i.stage for i in insights}) >= 5
-        # Priority is the value at risk: churn x what they would spend if they ordered again.
+        # Priority is the value at risk: churn x what they would spend if they ordered again,
+        # as the action's reason says it (in whole units).
         top = max(insights, key=lambda i: i.priority)
-        given_an_order = float(top.predicted_value) / max(1 - top.churn_probability, 0.02)
-        assert top.priority == pytest.approx(top.churn_probability * given_an_order, abs=0.01)
+        said = re.search(r"value at risk (?:[A-Z]{3} )?([\d,]+) \((\d+)% churn x (?:[A-Z]{3} )?([\d,]+) if they order again\)", top.action_reason)
+        at_risk, churn, spend = (float(said.group(i).replace(",", "")) for i in (1, 2, 3))
+        assert at_risk == round(top.priority) and churn == round(100 * top.churn_probability)
+        assert top.priority == pytest.approx(top.churn_probability * spend, abs=0.01 * top.priority + 1)
         # Stage history: 6 month ends plus the scoring date, and the transition matrix between
         # two of them accounts for every customer of the later date.
         dates = sorted(set(StageSnapshot.objects.values_list("as_of", flat=True)))
@@ -275,9 +279,13 @@ def test_playbook_rules_are_editable_and_win_back_offers_are_capped_by_value(sco
     refresh_insights(scored_shop, END, backfill_months=0)
     with tenant_context(scored_shop):
         win_back = CustomerInsight.objects.filter(action=Action.WIN_BACK).exclude(action_offer=None)
-        for insight in win_back:
+        assert win_back.exists()
+        for insight in win_back:  # a share of what they would spend if they ordered again, up to the rule's cap
             assert float(insight.action_offer) <= 50.0
-            assert float(insight.action_offer) <= 0.15 * float(insight.predicted_value) + 0.01
+            share = re.search(r"\((\d+)% of the (?:[A-Z]{3} )?([\d,]+) they would spend\)", insight.action_detail)
+            assert share is not None or insight.action_detail.endswith("(at the rule's cap)"), insight.action_detail
+            if share is not None:
+                assert float(insight.action_offer) <= int(share.group(1)) / 100 * (float(share.group(2).replace(",", "")) + 0.5)
         # Disable every rule but the catch-all: everyone gets "nurture".
         PlaybookRule.objects.exclude(action=Action.NURTURE).update(enabled=False)
     refresh_insights(scored_shop, END, backfill_months=0)

@@ -106,9 +106,9 @@ def test_a_big_spender_whose_predicted_value_is_not_high_is_named_one(tenant_a, 
             Prediction.objects.create(tenant=tenant_a, customer=customers[key], as_of=dt.date(2024, 6, 1), horizon_days=90, purchase_probability=0.1,
                                       churn_probability=0.9, expected_orders=0.1, predicted_value=4.0, value_tier="low")
     tier = {key: client.get(f"/customers/{customers[key].pk}/").content.decode().split('data-testid="value-tier">')[1].split("</span>")[0] for key in ("vip", "c19", "c3")}
-    assert tier["vip"] == "Low value for the next 90 days; what they spent before is in the shop's top 5%"  # 1 of 21 buyers
-    assert tier["c19"] == "Low value for the next 90 days; what they spent before is in the shop's top 10%"  # 2 of 21: 9.5%
-    assert tier["c3"] == "Low value for the next 90 days"
+    assert tier["vip"] == "Low value for the next 90 days: the bottom 50% of predicted values; what they spent before is in the shop's top 5%"  # 1 of 21 buyers
+    assert tier["c19"] == "Low value for the next 90 days: the bottom 50% of predicted values; what they spent before is in the shop's top 10%"  # 2 of 21: 9.5%
+    assert tier["c3"] == "Low value for the next 90 days: the bottom 50% of predicted values"
 
 
 def test_champions_of_different_families_are_served_together_as_one_model_would_be() -> None:

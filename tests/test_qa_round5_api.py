@@ -172,8 +172,9 @@ def test_malformed_json_to_bulk_answers_the_documented_bulk_result(tenant_a, api
     documented = schema["paths"]["/api/v1/orders/bulk/"]["post"]["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     refused = api_a.post("/api/v1/orders/bulk/", [], format="json").json()  # the answer of any other refused bulk request
     assert set(body) == set(refused) == set(properties(schema, documented))
-    assert (body["ok"], body["kind"], body["rows"], body["error_count"], body["errors"]) == (False, "orders", 0, 0, [])
+    assert (body["ok"], body["kind"], body["rows"], body["error_count"]) == (False, "orders", 0, 1)
     assert body["message"] == body["detail"] and body["detail"].startswith("JSON parse error")
+    assert body["errors"] == [{"row": 0, "column": "", "message": body["detail"]}]  # the request as a whole, as row 0
     with tenant_context(tenant_a):
         assert not Order.objects.exists()
 
