@@ -77,8 +77,13 @@ class PlaybookRule(TenantOwnedModel):
         def percent(share: float) -> str:  # as typed in the form: 12.5%, not 12%
             return f"{round(share * 100, 2):g}%"
 
+        def chance(share: float) -> str:  # a prospect has nothing to churn from: their chance of a first order
+            return percent(1 - share)
+
+        first_order = self.stages == ["prospect"]
         bounds = (
-            (self.churn_min, "churn risk ≥ {}", percent), (self.churn_max, "churn risk ≤ {}", percent), (self.sentiment_max, "recent review tone ≤ {}", str),
+            (self.churn_min, "chance of a first order ≤ {}" if first_order else "churn risk ≥ {}", chance if first_order else percent),
+            (self.churn_max, "chance of a first order ≥ {}" if first_order else "churn risk ≤ {}", chance if first_order else percent), (self.sentiment_max, "recent review tone ≤ {}", str),
             (self.value_at_risk_min, "value at risk ≥ {}", "{:,.0f}".format), (self.days_since_min, "{} days or more since the last order", str),
             (self.days_since_max, "{} days or fewer since the last order", str), (self.spent_top_share, "lifetime spend in the top {} of buyers", percent),
             (self.orders_min, "{} or more orders in all", str),

@@ -22,6 +22,9 @@ class UTCDateTimeField(IsoDateTimeField):
     default_error_messages = {"invalid": "Enter a date or date-time in ISO 8601, such as 2024-05-01 or 2024-05-01T09:30:00Z."}
 
     def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            # A sync's cursor left empty (?updated_at__gte=) filtered nothing and answered every row.
+            raise DjangoValidationError("Empty: give a date or date-time, or leave the parameter out.", code="invalid")
         try:
             value = super().to_python(value)
         except DjangoValidationError:

@@ -97,3 +97,16 @@ def test_the_imports_page_keeps_the_kind_of_the_last_file(client, alice) -> None
     assert '<option value="reviews" selected>' in client.get("/imports/?kind=reviews").content.decode()
     missing = client.post("/imports/", {"kind": "products"}).content.decode()  # no file: the kind stays as chosen
     assert "Choose a CSV file" in missing and '<option value="products" selected>' in missing
+
+
+def test_an_empty_time_filter_is_refused_not_read_as_no_filter(api_a) -> None:
+    response = api_a.get("/api/v1/customers/", {"updated_at__gte": ""})
+    assert response.status_code == 400 and response.json() == {"updated_at__gte": ["Empty: give a date or date-time, or leave the parameter out."]}
+    assert api_a.get("/api/v1/customers/").status_code == 200
+
+
+def test_a_prospect_rule_speaks_of_the_chance_of_a_first_order() -> None:
+    from campaigns.models import PlaybookRule
+
+    assert PlaybookRule(stages=["prospect"], churn_min=0.98).conditions() == ["stage Prospect", "chance of a first order ≤ 2%"]
+    assert PlaybookRule(stages=["lapsed"], churn_min=0.98).conditions() == ["stage Lapsed", "churn risk ≥ 98%"]
