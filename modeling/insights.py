@@ -342,8 +342,13 @@ def _describe_in_words(stats: dict[str, Any], currency: str) -> str:
     words = f"; profiles mention {', '.join(stats['words'][:3])}" if stats.get("words") else ""
     value = "mean predicted value" if stats.get("value_is_predicted", True) else "mean spend"
     return (f"{stats['size']:,} customers, {value} {money_text(stats['mean_value'], currency)} ({relative_to_average(stats['value_index'])}){churn}; "
-            f"median {stats['median_orders']:.0f} order{'' if round(stats['median_orders']) == 1 else 's'}; mostly {stats['dominant_stage'].replace('_', ' ')} ({stats['dominant_stage_share']:.0%}); "
+            f"median {stats['median_orders']:.0f} order{'' if round(stats['median_orders']) == 1 else 's'}; {_how_many(stats['dominant_stage_share'])} {stats['dominant_stage'].replace('_', ' ')} ({stats['dominant_stage_share']:.0%}); "
             f"top categories: {categories}{words}.")
+
+
+def _how_many(share: float) -> str:
+    """The word for a share of a segment: "all", "nearly all", "mostly", or "largest group" (under half)."""
+    return "all" if share >= 0.995 else "nearly all" if share >= 0.85 else "mostly" if share >= 0.5 else "largest group"
 
 
 def relative_to_average(index: float) -> str:

@@ -264,8 +264,11 @@ def name_for(stats: dict[str, Any]) -> str:
         words.append("frequent")
     else:
         words.append("repeat")
+    # A category names the segment when it holds nearly half of its members' spend. Otherwise
+    # no category word: "multi-category" read as each member buying several, and named one-time
+    # buyers of one product so (the description lists the top categories).
     top = stats["top_categories"]
-    words.append(f"{top[0]['category']} buyers" if top and top[0]["share"] >= 0.45 else "multi-category buyers" if len(top) > 1 else "buyers")
+    words.append(f"{top[0]['category']} buyers" if top and top[0]["share"] >= 0.45 else "buyers")
     name = " ".join(word for word in words if word)
     return name[0].upper() + name[1:]
 

@@ -110,3 +110,16 @@ def test_a_prospect_rule_speaks_of_the_chance_of_a_first_order() -> None:
 
     assert PlaybookRule(stages=["prospect"], churn_min=0.98).conditions() == ["stage Prospect", "chance of a first order ≤ 2%"]
     assert PlaybookRule(stages=["lapsed"], churn_min=0.98).conditions() == ["stage Lapsed", "churn risk ≥ 98%"]
+
+
+def test_a_segment_of_mixed_categories_is_named_without_a_category_and_its_stage_share_in_words() -> None:
+    from modeling.insights import _describe_in_words
+    from modeling.segments import name_for
+
+    stats = {"size": 2296, "mean_value": 20.0, "value_index": 0.17, "median_value_index": 0.1, "churn": 0.95, "median_orders": 1.0, "population_orders_p75": 4.0,
+             "dominant_stage": "lapsed", "dominant_stage_share": 1.0,
+             "top_categories": [{"category": "Accessories", "share": 0.3}, {"category": "Hiking", "share": 0.2}]}
+    assert name_for(stats) == "Lapsed low-value one-time buyers"  # not "multi-category": each of them bought one thing
+    assert "; all lapsed (100%); top categories: Accessories, Hiking" in _describe_in_words(stats, "USD")
+    assert "; mostly lapsed (58%);" in _describe_in_words({**stats, "dominant_stage_share": 0.58}, "USD")
+    assert "; largest group lapsed (40%);" in _describe_in_words({**stats, "dominant_stage_share": 0.4}, "USD")
