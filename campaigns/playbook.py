@@ -9,6 +9,7 @@ if they ordered again, :func:`value_at_risk`).
 from __future__ import annotations
 
 import datetime as dt
+import math
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -122,11 +123,6 @@ def cross_sell_category(bought: list[str], affinity: pd.DataFrame) -> tuple[str,
     return str(scores.idxmax()), float(scores.max())
 
 
-# Under this chance to buy a customer reads as gone rather than at risk: their value at risk
-# is what they would spend times the chance over this, so it fades with the chance (a top
-# spender at 0.07% counts 4% of what they would spend). Nearly 60% of the demo's customers are
-# below it, nearly all lapsed; the lapsed-big-spenders rule reaches those by their past.
-MIN_CHANCE_FOR_VALUE = 0.02
 # A customer's expected order value counts the shop's average order as this many orders of
 # their own: one order says little about the next (the demo's Gamma-Gamma fit weighs it even
 # less), eighty say nearly all.
@@ -144,21 +140,32 @@ def spend_if_ordering(per_buyer: float, own_pace: float, own_average: float, own
     return max(min(per_buyer, own_pace), 1.0) * order_value
 
 
-def gone_share(churn: float) -> float:
-    """The share of what they would spend that counts as at risk: all of it down to a
-    MIN_CHANCE_FOR_VALUE chance to buy, then fading with the chance."""
-    return min(1.0, (1.0 - churn) / MIN_CHANCE_FOR_VALUE)
+def usual_chance(own_pace: float) -> float:
+    """The chance of an order in a horizon at the customer's own pace (``own_pace`` orders a
+    horizon), counted as a Poisson process: 1 - e^-pace. None yet (a prospect): 0."""
+    return 1.0 - math.exp(-max(own_pace, 0.0))
 
 
-def value_at_risk(churn: float | None, if_ordering: float) -> float:
-    """What the shop stands to lose in the horizon: churn risk x what the customer would spend
-    if they ordered again (:func:`spend_if_ordering`), faded below a 2% chance (:func:`gone_share`).
-    Churn x predicted value counted the chance twice, P(1 - P) x value: a lapsed top spender,
-    whose predicted value is near zero because they are unlikely to come back, sank to the
-    bottom of the priorities that win-backs sort by. Not scored: nothing at risk."""
+def value_at_risk(churn: float | None, if_ordering: float, usual: float) -> float:
+    """What the shop stands to lose in the horizon: the chance of an order the customer has
+    lost against their own pace (``usual``, :func:`usual_chance`, less the predicted chance,
+    1 - churn), x what they would spend if they ordered (:func:`spend_if_ordering`).
+
+    A regular of 86 orders gone quiet loses nearly all of a near-certain order, and ranks
+    first; a one-time buyer of two years ago had little chance to lose. Churn x that spend, with
+    a fade below a 2% chance, ranked them the other way: the models give a long-gone one-time
+    buyer 2-3% (nothing says they stopped) and the quiet regular 0.1%. Churn x predicted value,
+    before, counted the chance twice. A prospect has nothing to lose yet: 0. Not scored: 0."""
     if churn is None:
         return 0.0
-    return round(churn * if_ordering * gone_share(churn), 2)
+    return round(max(0.0, usual - (1.0 - churn)) * if_ordering, 2)
+
+
+def chance_text(chance: float) -> str:
+    """A chance as a page shows it: 37%, and under 10% with one decimal (0.4%, not 0%)."""
+    if 0.0 < chance < 0.001:
+        return "under 0.1%"
+    return f"{chance:.0%}" if chance >= 0.1 or chance <= 0.0 else f"{chance:.1%}"
 
 
 def _matches(rule: PlaybookRule, row: dict[str, Any]) -> bool:
@@ -181,7 +188,8 @@ def recommend(rules: list[PlaybookRule], row: dict[str, Any], affinity: pd.DataF
     """The first matching rule's action for one customer, with detail, offer and reason.
 
     ``row``: stage, tier, churn, value (predicted), if_ordering (what they would spend if they
-    order again, :func:`spend_if_ordering`), value_at_risk, days_since, orders and spent (lifetime),
+    order again, :func:`spend_if_ordering`), usual (their chance of an order at their own pace,
+    :func:`usual_chance`), value_at_risk, days_since, orders and spent (lifetime),
     spend_top (the top share of buyers its spend is in: 0.01 = top 1%), recent_sentiment
     (the tone of the worst negative review in the window, see :func:`negative_review_tone`;
     None without one), negative_review (that review in words), categories (bought), stage_reason."""
@@ -235,9 +243,8 @@ def _reason(rule: PlaybookRule, row: dict[str, Any], currency: str = "") -> str:
     if row["churn"] is not None and row["value"] and row.get("stage") == "prospect":  # never bought: nothing to churn from
         parts.append(f"{1 - row['churn']:.0%} likely to place a first order, {currency}{whole_units(row['value'])} predicted")
     elif row["churn"] is not None and row["if_ordering"]:
-        spend = f"{currency}{whole_units(row['if_ordering'])} if they order again"
-        share = gone_share(row["churn"])
-        parts.append(f"value at risk {currency}{whole_units(row['value_at_risk'])} ({row['churn']:.0%} churn x {spend})" if share >= 1.0 else
-                     f"value at risk {currency}{whole_units(row['value_at_risk'])} ({spend}, counted at {share:.0%} as they are only "
-                     f"{1.0 - row['churn']:.1%} likely to: mostly gone)")
+        usual, now = chance_text(row["usual"]), chance_text(1.0 - row["churn"])
+        parts.append(f"value at risk {currency}{whole_units(row['value_at_risk'])} ({usual} likely to order at their usual pace, {now} now, "
+                     f"x {currency}{whole_units(row['if_ordering'])} if they order)" if row["value_at_risk"] > 0 else
+                     f"nothing at risk: {now} likely to order, at or above the {usual} of their usual pace")
     return f"{rule.name}: " + "; ".join(part for part in parts if part)

@@ -390,26 +390,29 @@ class _Actions:
         value = float(prediction["predicted_value"]) if prediction is not None else (float(self.features.at[customer, "total_spent"]) if has_features else 0.0)
         return churn, value, str(prediction["value_tier"]) if prediction is not None else ""
 
-    def if_ordering(self, customer: int) -> float:
-        """What the customer would spend in the horizon if they order again (playbook.spend_if_ordering)."""
+    def if_ordering(self, customer: int) -> tuple[float, float]:
+        """What the customer would spend in the horizon if they order (playbook.spend_if_ordering),
+        and their chance of an order at their own pace (playbook.usual_chance; 0 for a prospect)."""
         prediction = self.predictions.loc[customer] if customer in self.predictions.index else None
         chance = float(prediction["purchase_probability"]) if prediction is not None else 0.0
         per_buyer = float(prediction["expected_orders"]) / chance if chance > 1e-9 else 1.0
         if customer not in self.features.index:
-            return playbook.spend_if_ordering(per_buyer, 1.0, 0.0, 0, self.shop_average)
+            return playbook.spend_if_ordering(per_buyer, 1.0, 0.0, 0, self.shop_average), 0.0
         own = self.features.loc[customer]
-        pace = own["order_days"] / max(own["tenure_days"], self.horizon) * self.horizon  # their orders in a horizon, at their own rate
-        return playbook.spend_if_ordering(per_buyer, float(pace), float(own["avg_order_value"] or 0.0), int(own["orders"]), self.shop_average)
+        pace = float(own["order_days"] / max(own["tenure_days"], self.horizon) * self.horizon)  # their orders in a horizon, at their own rate
+        spend = playbook.spend_if_ordering(per_buyer, pace, float(own["avg_order_value"] or 0.0), int(own["orders"]), self.shop_average)
+        return spend, playbook.usual_chance(pace)
 
     def recommend(self, customer: int, stage: str, stage_reason: str, predicted: tuple[float | None, float, str]) -> tuple[dict[str, Any], float]:
         """The playbook's action for one customer, and the value at risk (the priority).
         ``predicted``: the customer's :meth:`prediction`."""
         f, has_features = self.features, customer in self.features.index
         churn, value, tier = predicted
-        if_ordering = self.if_ordering(customer)
-        at_risk = playbook.value_at_risk(churn, if_ordering)  # as stored (the priority), so the reason's figure is the page's
+        if_ordering, usual = self.if_ordering(customer)
+        at_risk = playbook.value_at_risk(churn, if_ordering, usual)  # as stored (the priority), so the reason's figure is the page's
         row = {
-            "stage": stage, "stage_reason": stage_reason, "tier": tier, "churn": churn, "value": value, "if_ordering": if_ordering, "value_at_risk": at_risk,
+            "stage": stage, "stage_reason": stage_reason, "tier": tier, "churn": churn, "value": value, "if_ordering": if_ordering, "usual": usual,
+            "value_at_risk": at_risk,
             "days_since": int(round(f.at[customer, "recency_days"])) if has_features else None,
             "spent": float(f.at[customer, "total_spent"]) if has_features else 0.0,
             "orders": int(f.at[customer, "orders"]) if has_features else 0,

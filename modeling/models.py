@@ -345,7 +345,7 @@ class CustomerInsight(TenantOwnedModel):
     churn_probability = models.FloatField(null=True, blank=True)
     predicted_value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     value_tier = models.CharField(max_length=8, blank=True, default="")
-    priority = models.FloatField(default=0.0, help_text="value at risk: churn probability x what they would spend in the horizon if they ordered again (their orders as a buyer x their average order, weighed with the shop's), faded below a 2% chance to buy")
+    priority = models.FloatField(default=0.0, help_text="value at risk: the chance of an order in the horizon lost against their own pace x what they would spend if they ordered (their orders as a buyer x their average order, weighed with the shop's)")
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -202,13 +202,14 @@ def test_insights_give_every_customer_a_stage_segment_rfm_group_and_reasoned_act
         assert len(insights) == customers == summary["customers"]
         assert all(i.stage and i.stage_reason and i.learned_segment and i.rfm_segment and i.action and i.action_reason for i in insights)
         assert len({i.stage for i in insights}) >= 5
-        # Priority is the value at risk: churn x what they would spend if they ordered again,
-        # as the action's reason says it (in whole units).
+        # Priority is the value at risk: the chance of an order lost against their own pace x
+        # what they would spend if they ordered, as the action's reason says it (rounded).
         top = max(insights, key=lambda i: i.priority)
-        said = re.search(r"value at risk (?:[A-Z]{3} )?([\d,]+) \((\d+)% churn x (?:[A-Z]{3} )?([\d,]+) if they order again\)", top.action_reason)
-        at_risk, churn, spend = (float(said.group(i).replace(",", "")) for i in (1, 2, 3))
-        assert at_risk == round(top.priority) and churn == round(100 * top.churn_probability)
-        assert top.priority == pytest.approx(top.churn_probability * spend, abs=0.01 * top.priority + 1)
+        said = re.search(r"value at risk (?:[A-Z]{3} )?([\d,]+) \(([\d.]+)% likely to order at their usual pace, ([\d.]+)% now, x (?:[A-Z]{3} )?([\d,]+) if they order\)",
+                         top.action_reason)
+        at_risk, usual, now, spend = (float(said.group(i).replace(",", "")) for i in (1, 2, 3, 4))
+        assert at_risk == round(top.priority) and now == pytest.approx(100 * (1 - top.churn_probability), abs=0.051)
+        assert top.priority == pytest.approx((usual - now) / 100 * spend, abs=0.01 * spend + 1)
         # Stage history: 6 month ends plus the scoring date, and the transition matrix between
         # two of them accounts for every customer of the later date.
         dates = sorted(set(StageSnapshot.objects.values_list("as_of", flat=True)))

@@ -61,7 +61,7 @@ def test_a_lapsed_former_regular_of_low_predicted_value_gets_a_win_back_email(te
 
     rules = ensure_default_playbook(tenant_a)
     lapsed = {"stage": "lapsed", "stage_reason": "lapsed: 400 days since the last order", "tier": "low", "churn": 0.97, "value": 3.0,
-              "if_ordering": 100.0, "value_at_risk": 97.0, "days_since": 400, "recent_sentiment": None, "negative_review": "", "categories": [], "spent": 300.0, "spend_top": 0.4}
+              "if_ordering": 100.0, "usual": 0.9, "value_at_risk": 97.0, "days_since": 400, "recent_sentiment": None, "negative_review": "", "categories": [], "spent": 300.0, "spend_top": 0.4}
     regular = recommend(rules, {**lapsed, "orders": 12}, pd.DataFrame(), "USD ")
     once = recommend(rules, {**lapsed, "orders": 1}, pd.DataFrame(), "USD ")
     assert (regular["action"], regular["channel"], regular["offer"]) == ("win_back", "email", None)
@@ -204,7 +204,7 @@ def test_no_discount_for_customers_likely_to_buy_anyway_nor_an_offer_of_cents(te
     from campaigns.playbook import ensure_default_playbook, recommend
 
     rules = ensure_default_playbook(tenant_a)
-    base = {"stage_reason": "", "tier": "high", "value": 400.0, "if_ordering": 800.0, "days_since": 80, "recent_sentiment": None, "negative_review": "",
+    base = {"stage_reason": "", "tier": "high", "value": 400.0, "if_ordering": 800.0, "usual": 0.9, "days_since": 80, "recent_sentiment": None, "negative_review": "",
             "categories": [], "spent": 900.0, "spend_top": 0.3, "orders": 2}
     slipped = recommend(rules, {**base, "stage": "at_risk", "churn": 0.1, "value_at_risk": 40.0}, pd.DataFrame(), "USD ")
     slipping = recommend(rules, {**base, "stage": "at_risk", "churn": 0.7, "value_at_risk": 280.0}, pd.DataFrame(), "USD ")

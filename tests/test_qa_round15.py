@@ -316,7 +316,7 @@ def test_an_offer_that_is_a_share_of_what_they_would_spend_is_in_whole_units(ten
     from campaigns.playbook import ensure_default_playbook, recommend
 
     rules = ensure_default_playbook(tenant_a)
-    row = {"stage": "lapsed", "stage_reason": "", "tier": "medium", "churn": 0.99, "value": 0.7, "if_ordering": 33.9, "value_at_risk": 16.8, "days_since": 300,
+    row = {"stage": "lapsed", "stage_reason": "", "tier": "medium", "churn": 0.99, "value": 0.7, "if_ordering": 33.9, "usual": 0.9, "value_at_risk": 16.8, "days_since": 300,
            "recent_sentiment": None, "negative_review": "", "categories": [], "spent": 90.0, "spend_top": 0.5, "orders": 1}
     other = recommend(rules, row, pd.DataFrame(), "USD ")  # "Win-back for other lapsed customers": 10% of the spend, up to 20
 
@@ -409,7 +409,7 @@ def test_a_rule_with_a_cap_of_nothing_or_a_share_under_one_unit_makes_no_offer_a
     from campaigns.models import Action, Channel, PlaybookRule
     from campaigns.playbook import recommend
 
-    row = {"stage": "lapsed", "stage_reason": "", "tier": "low", "churn": 0.9, "value": 0.8, "if_ordering": 8.0, "value_at_risk": 7.0, "days_since": 300,
+    row = {"stage": "lapsed", "stage_reason": "", "tier": "low", "churn": 0.9, "value": 0.8, "if_ordering": 8.0, "usual": 0.9, "value_at_risk": 7.0, "days_since": 300,
            "recent_sentiment": None, "negative_review": "", "categories": [], "spent": 50.0, "spend_top": 0.5, "orders": 1}
     flat = PlaybookRule(tenant=tenant_a, name="Nothing off", action=Action.WIN_BACK, channel=Channel.EMAIL, offer_cap=0)
     small = PlaybookRule(tenant=tenant_a, name="Small share", action=Action.WIN_BACK, channel=Channel.EMAIL, offer_pct=0.10, offer_cap=5)

@@ -187,7 +187,7 @@ def test_a_prospects_action_reason_speaks_of_a_first_order_not_of_churn(tenant_a
 
     from campaigns.playbook import ensure_default_playbook, recommend
 
-    row = {"stage": "prospect", "stage_reason": "no purchase yet", "tier": "low", "churn": 0.88, "value": 4.0, "if_ordering": 33.0, "value_at_risk": 3.5, "days_since": None,
+    row = {"stage": "prospect", "stage_reason": "no purchase yet", "tier": "low", "churn": 0.88, "value": 4.0, "if_ordering": 33.0, "usual": 0.0, "value_at_risk": 3.5, "days_since": None,
            "recent_sentiment": None, "negative_review": "", "categories": [], "spent": 0.0, "spend_top": None, "orders": 0}
     action = recommend(ensure_default_playbook(tenant_a), row, pd.DataFrame(), "USD ")
     assert "12% likely to place a first order, USD 4 predicted" in action["reason"] and "churn" not in action["reason"]

@@ -16,20 +16,24 @@ pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_value_at_risk_puts_a_lapsed_big_spender_above_a_customer_sure_to_stay() -> None:
-    from campaigns.playbook import value_at_risk
+def test_value_at_risk_is_the_chance_lost_against_their_own_pace_times_their_spend() -> None:
+    from campaigns.playbook import usual_chance, value_at_risk
 
-    # A lapsed top spender who would spend USD 500 if they ordered, at a 2% chance; a regular
-    # who would spend USD 100, at 90%.
-    lapsed, regular = value_at_risk(0.98, 500.0), value_at_risk(0.10, 100.0)
-    assert (lapsed, regular) == (490.0, 10.0)
-    assert lapsed > regular  # churn x predicted value ranked them 9.8 against 9.0, nearly level, and the VIP above a 60% one
-    assert value_at_risk(0.999, 1000.0) == pytest.approx(49.95)  # under a 2% chance only chance / 2% counts: one long gone fades
-    assert value_at_risk(None, 40.0) == 0.0  # not scored: nothing at risk
+    # The demo's C00587: 86 orders, about seven a horizon at their pace, quiet for 163 days and
+    # 0.1% likely now; they would spend USD 2,078. C00084: one USD 704 order 643 days ago (pace
+    # 0.14 a horizon), 2% likely now; USD 399. Churn x spend with a fade below 2% ranked them
+    # USD 76 against USD 390.
+    regular, once = value_at_risk(0.999, 2078.0, usual_chance(7.0)), value_at_risk(0.98, 399.0, usual_chance(0.14))
+    assert regular == pytest.approx((1 - 2.718281828 ** -7 - 0.001) * 2078, abs=0.01) and once == pytest.approx(0.11 * 399, abs=1)
+    assert regular > 40 * once
+    assert value_at_risk(0.10, 500.0, usual_chance(3.0)) == pytest.approx(0.05 * 500, abs=1)  # a regular buying as usual (95%, now 90%): little lost
+    assert value_at_risk(0.05, 500.0, usual_chance(1.0)) == 0.0  # more likely than their usual: nothing lost
+    assert value_at_risk(0.96, 246.0, usual_chance(0.0)) == 0.0  # a prospect: nothing to lose yet
+    assert value_at_risk(None, 40.0, 1.0) == 0.0  # not scored: nothing at risk
 
 
 def test_what_a_customer_would_spend_comes_from_their_orders_not_from_two_models_that_disagree() -> None:
-    from campaigns.playbook import spend_if_ordering, value_at_risk
+    from campaigns.playbook import spend_if_ordering
 
     # The demo's C01128: one USD 20 order 24 days ago, a 6% chance to buy from the trees and a
     # value from BG/NBD that came to "USD 2,990 if they order again" (predicted value / chance).
@@ -38,27 +42,27 @@ def test_what_a_customer_would_spend_comes_from_their_orders_not_from_two_models
     # orders of theirs.
     once = spend_if_ordering(3.0, 1.0, 19.81, 1, 246.0)
     assert once == pytest.approx((19.81 + 2 * 246.0) / 3)
-    # C00587: 86 orders of USD 450 on average, lapsed, 0.4% likely: USD 73 "if they order
-    # again" before. Their own average now carries nearly all the weight.
+    # C00587: 86 orders of USD 450 on average: USD 73 "if they order again" before. Their own
+    # average now carries nearly all the weight.
     regular = spend_if_ordering(1.5, 8.0, 450.0, 86, 246.0)
     assert regular == pytest.approx(1.5 * (86 * 450.0 + 2 * 246.0) / 88) and regular > 660
     # At least one order if they buy; a prospect's order is the shop's average.
     assert spend_if_ordering(0.4, 1.0, 0.0, 0, 246.0) == pytest.approx(246.0)
-    # The regular slipping away outranks the one-time buyer unlikely to return.
-    assert value_at_risk(0.70, regular) > value_at_risk(0.94, once)
 
 
-def test_an_actions_reason_says_what_the_customer_would_spend_if_they_ordered_again(tenant_a) -> None:
+def test_an_actions_reason_gives_the_value_at_risk_with_its_arithmetic(tenant_a) -> None:
     from campaigns.playbook import ensure_default_playbook, recommend, value_at_risk
 
-    row = {"stage": "lapsed", "stage_reason": "lapsed: 400 days since the last order (lapse threshold 180)", "tier": "low", "churn": 0.98, "value": 10.0,
-           "if_ordering": 500.0, "value_at_risk": value_at_risk(0.98, 500.0), "days_since": 400, "recent_sentiment": None, "negative_review": "",
-           "categories": [], "spent": 9000.0, "spend_top": 0.01, "orders": 12}
+    row = {"stage": "lapsed", "stage_reason": "lapsed: 400 days since the last order (lapse threshold 180)", "tier": "low", "churn": 0.999, "value": 2.0,
+           "if_ordering": 2078.0, "usual": 0.999, "value_at_risk": value_at_risk(0.999, 2078.0, 0.999), "days_since": 400, "recent_sentiment": None,
+           "negative_review": "", "categories": [], "spent": 38987.0, "spend_top": 0.01, "orders": 86}
     action = recommend(ensure_default_playbook(tenant_a), row, pd.DataFrame(), "USD ")
     assert action["action"] == "win_back"
-    assert "value at risk USD 490 (98% churn x USD 500 if they order again)" in action["reason"]
-    gone = recommend(ensure_default_playbook(tenant_a), {**row, "churn": 0.996, "value_at_risk": value_at_risk(0.996, 500.0)}, pd.DataFrame(), "USD ")
-    assert "value at risk USD 100 (USD 500 if they order again, counted at 20% as they are only 0.4% likely to: mostly gone)" in gone["reason"]
+    assert "value at risk USD 2,074 (100% likely to order at their usual pace, 0.1% now, x USD 2,078 if they order)" in action["reason"]
+    calm = recommend(ensure_default_playbook(tenant_a), {**row, "churn": 0.2, "usual": 0.6, "value_at_risk": 0.0}, pd.DataFrame(), "USD ")
+    assert "nothing at risk: 80% likely to order, at or above the 60% of their usual pace" in calm["reason"]
+    tiny = recommend(ensure_default_playbook(tenant_a), {**row, "churn": 0.99995}, pd.DataFrame(), "USD ")
+    assert "under 0.1% now" in tiny["reason"]
 
 
 def test_loyal_is_a_top_spender_in_rhythm_on_scored_and_unscored_dates_alike() -> None:

@@ -80,7 +80,7 @@ def test_a_lapsed_big_spender_gets_a_win_back_not_no_action(tenant_a) -> None:
 
     rules = ensure_default_playbook(tenant_a)
     lapsed = {"stage": "lapsed", "stage_reason": "lapsed: 400 days since the last order", "tier": "low", "churn": 0.97, "value": 3.0,
-              "if_ordering": 100.0, "value_at_risk": 97.0, "days_since": 400, "recent_sentiment": None, "negative_review": "", "categories": []}
+              "if_ordering": 100.0, "usual": 0.9, "value_at_risk": 97.0, "days_since": 400, "recent_sentiment": None, "negative_review": "", "categories": []}
     big = recommend(rules, {**lapsed, "spent": 38987.0, "spend_top": 0.004}, pd.DataFrame(), "USD ")
     small = recommend(rules, {**lapsed, "spent": 40.0, "spend_top": 0.8}, pd.DataFrame(), "USD ")
     assert (big["action"], big["rule_name"]) == ("win_back", "Win-back for lapsed big spenders")

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='customerinsight',
             name='priority',
-            field=models.FloatField(default=0.0, help_text="value at risk: churn probability x what they would spend in the horizon if they ordered again (their orders as a buyer x their average order, weighed with the shop's), faded below a 2% chance to buy"),
+            field=models.FloatField(default=0.0, help_text="value at risk: the chance of an order in the horizon lost against their own pace x what they would spend if they ordered (their orders as a buyer x their average order, weighed with the shop's)"),
         ),
     ]
