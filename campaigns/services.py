@@ -112,9 +112,11 @@ def preview(campaign: Campaign) -> dict[str, Any]:
     from customers.models import Customer
     from modeling.insights import latest_scoring_date
 
-    with tenant_context(campaign.tenant):
-        unscored = Customer.objects.filter(insight__isnull=True).count()
-    if unscored:  # an audience is made of customers with a stage and an action: the count would not match the customer list
+    unscored = 0
+    if not campaign.segment_id and not campaign.filters:  # every customer: the count would not match the customer list's
+        with tenant_context(campaign.tenant):
+            unscored = Customer.objects.filter(insight__isnull=True).count()
+    if unscored:  # an audience is made of customers with a stage and an action
         has, are = ("has", "is") if unscored == 1 else ("have", "are")
         notes.append(f"{_count(unscored, 'customer')} {has} no stage yet (loaded since the stages were last worked out) "
                      f"and so {are} in no audience until the next scoring gives them one.")

@@ -4,6 +4,7 @@ from the API key (or the session) and scopes every query to it. Subclasses defin
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -154,13 +155,16 @@ class ContentNegotiation(negotiation.DefaultContentNegotiation):
 
 
 class ChoiceField(serializers.ChoiceField):
-    """DRF's ChoiceField, whose refusal also lists the choices: '"bogus" is not one of: ...'."""
+    """DRF's ChoiceField read without case (``HIGH`` is high, as the query filters read it),
+    whose refusal also lists the choices: '"bogus" is not one of: ...'."""
 
     def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {str(key).lower(): key for key in self.choices}.get(data.lower(), data)
         try:
             return super().to_internal_value(data)
         except exceptions.ValidationError:
-            shown = str(data)[:40]
+            shown = json.dumps(data) if isinstance(data, bool) else str(data)[:40]  # true, not Python's True
             raise exceptions.ValidationError(f'"{shown}" is not one of: {", ".join(str(key) for key in self.choices)}.', code="invalid_choice") from None
 
 
@@ -410,9 +414,18 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
         """The least role the action needs (``clmsite.permissions.required_role``)."""
         return required_role(request, self)
 
+    def lacks_method(self, request: Any) -> bool:
+        """The route has no such operation (PUT anywhere, DELETE on a list): the 405 comes next."""
+        return self.action is None or request.method.lower() not in self.http_method_names
+
+    def perform_content_negotiation(self, request: Any, force: bool = False) -> Any:
+        """As DRF's, but a method the route lacks is not refused for its ``?format=`` first: it
+        is a 405 whatever its query string."""
+        return super().perform_content_negotiation(request, force=force or self.lacks_method(request))
+
     def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        if request.method in SAFE_METHODS or self.action is None or request.method.lower() not in self.http_method_names:  # a method the route has not: the 405 comes next
+        if request.method in SAFE_METHODS or self.lacks_method(request):  # a method the route has not: the 405 comes next
             return
         accepted = self.write_query_params.get(self.action, ())
         if (accepted is not None and request.query_params) or request.method == "DELETE":

@@ -514,6 +514,22 @@ class CreateFromRowMixin:
 
     bulk_kind = ""
 
+    @staticmethod
+    def row_errors(result: ImportResult, lines_key: str | None) -> dict[str, list[str]]:
+        """An import's row errors as a create's field errors: a line's under ``lines`` ("Item 2:
+        amount: …"), an order's own column once, the row as a whole in the import's own words."""
+        errors: dict[str, list[str]] = {}
+        for error in result.errors:
+            if lines_key is not None and error.column in LINE_COLUMNS:
+                errors.setdefault(lines_key, []).append(f"Item {error.row}: {error.column}: {error.message}")
+            else:  # an order's own column is on each of its lines: said once
+                messages = errors.setdefault(error.column or NON_FIELD_ERRORS, [])
+                if error.message not in messages:
+                    messages.append(error.message)
+        if not result.ok and (NON_FIELD_ERRORS in errors or not errors):  # about the row as a whole ("this looks like a file of orders")
+            errors[NON_FIELD_ERRORS] = [result.message.replace(NOTHING_IMPORTED, "Nothing was created: ")]
+        return errors
+
     def create(self, request: Any) -> Response:
         data = request.data
         if hasattr(data, "getlist") and data:  # a form: the rows are JSON, as bulk's
@@ -521,18 +537,22 @@ class CreateFromRowMixin:
         if not isinstance(data, dict) or hasattr(data, "getlist"):
             raise ValidationError({"detail": f"Send one {self.bulk_kind.removesuffix('s')} as a JSON object; for many, POST a list to bulk/."})
         lines_key = next((str(key) for key in data if column_name(str(key)) == "lines"), None) if self.bulk_kind == "orders" else None
+        early: dict[str, Any] = {}
         if self.bulk_kind != "customers":  # bulk ignores such a key and says so; a create would drop it unseen (an order's "items")
             columns = [column.name for column in SPECS[self.bulk_kind].columns] + (["lines"] if self.bulk_kind == "orders" else [])
             unknown = [str(key) for key in data if column_name(str(key)) not in columns]
             if unknown:
                 takes = f"{with_article(self.bulk_kind.removesuffix('s'))} takes {', '.join(columns)}."
                 meant = misspelt_columns(SPECS[self.bulk_kind], [column_name(key) for key in unknown])  # as an import names a misspelt column
-                refuse({key: [f"Unknown field; did you mean {meant[column_name(key)]}? {takes.capitalize()}" if column_name(key) in meant else f"Unknown field; {takes}"]
-                        for key in unknown})
+                early = {key: [f"Unknown field; did you mean {meant[column_name(key)]}? {takes.capitalize()}" if column_name(key) in meant else f"Unknown field; {takes}"]
+                         for key in unknown}
+                data = {key: value for key, value in data.items() if str(key) not in unknown}
         try:
             rows = _lines_as_rows(data, lines_key) if lines_key is not None else [data]
         except ValidationError as exc:
-            refuse(exc.detail)
+            refuse({**early, **exc.detail})
+        if early:  # the rest is read too, writing nothing, so that one answer names every problem
+            refuse({**early, **self.row_errors(import_rows(self.tenant, self.bulk_kind, rows, dry_run=True), lines_key)})  # type: ignore[attr-defined]
         try:
             result = import_rows(self.tenant, self.bulk_kind, rows, create_only=True)  # type: ignore[attr-defined]
         except RecordExists as exc:
@@ -540,17 +560,7 @@ class CreateFromRowMixin:
             return Response({"detail": f"This shop has {SPECS[self.bulk_kind].key} {key} already, as id {pk}: change it with PATCH, or upsert it with bulk/.", "id": pk},
                             status=status.HTTP_409_CONFLICT)
         if not result.ok:
-            errors: dict[str, list[str]] = {}
-            for error in result.errors:
-                if lines_key is not None and error.column in LINE_COLUMNS:
-                    errors.setdefault(lines_key, []).append(f"Item {error.row}: {error.column}: {error.message}")
-                else:  # an order's own column is on each of its lines: said once
-                    messages = errors.setdefault(error.column or NON_FIELD_ERRORS, [])
-                    if error.message not in messages:
-                        messages.append(error.message)
-            if NON_FIELD_ERRORS in errors or not errors:  # about the row as a whole ("this looks like a file of orders"): the import's own words
-                errors[NON_FIELD_ERRORS] = [result.message.replace(NOTHING_IMPORTED, "Nothing was created: ")]
-            refuse(errors)
+            refuse(self.row_errors(result, lines_key))
         instance = self.get_queryset().get(pk=next(iter(result.ids.values())))  # type: ignore[attr-defined]
         return Response(self.get_serializer(instance).data, status=status.HTTP_201_CREATED, headers=created_at(request, self.basename, instance.pk))  # type: ignore[attr-defined]
 

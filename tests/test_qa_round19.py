@@ -20,6 +20,8 @@ def test_a_method_a_route_lacks_is_a_405_with_or_without_a_query_string(api_a) -
     assert api_a.put(f"/api/v1/customers/{created['id']}/?foo=1", {"name": "x"}, format="json").status_code == 405
     assert api_a.delete("/api/v1/customers/?page=1").status_code == 405
     assert api_a.generic("TRACE", "/api/v1/jobs/?page=1").status_code == 405
+    assert api_a.put(f"/api/v1/customers/{created['id']}/?format=csv", {"name": "x"}, format="json").status_code == 405
+    assert api_a.delete("/api/v1/customers/?format=xml").status_code == 405
 
 
 def test_every_create_says_where_the_new_object_is(api_a, tenant_a) -> None:
@@ -123,3 +125,24 @@ def test_a_segment_of_mixed_categories_is_named_without_a_category_and_its_stage
     assert "; all lapsed (100%); top categories: Accessories, Hiking" in _describe_in_words(stats, "USD")
     assert "; mostly lapsed (58%);" in _describe_in_words({**stats, "dominant_stage_share": 0.58}, "USD")
     assert "; largest group lapsed (40%);" in _describe_in_words({**stats, "dominant_stage_share": 0.4}, "USD")
+
+
+def test_a_create_with_an_unknown_field_names_the_other_problems_too_and_writes_nothing(api_a, tenant_a) -> None:
+    from clmsite.tenancy import tenant_context
+    from customers.models import Order, Product
+
+    product = api_a.post("/api/v1/products/", {"bogus": 1, "price": "abc"}, format="json")
+    assert product.status_code == 400 and {"bogus", "sku", "price"} <= set(product.json()), product.json()
+    order = api_a.post("/api/v1/orders/", {"zz": 1, "customer_id": "c1", "order_id": "o1", "ordered_at": "x", "lines": [{"sku": "a", "amount": "x"}]},
+                       format="json")
+    body = order.json()
+    assert order.status_code == 400 and {"zz", "ordered_at", "lines"} <= set(body) and body["lines"][0].startswith("Item 1: amount:"), body
+    with tenant_context(tenant_a):
+        assert not Product.objects.exists() and not Order.objects.exists()
+
+
+def test_a_segments_choice_filters_read_without_case_and_say_true_as_json_does(api_a) -> None:
+    made = api_a.post("/api/v1/segments/", {"name": "Top", "filters": {"value_tiers": ["HIGH"], "stages": ["Lapsed"]}}, format="json")
+    assert made.status_code == 201 and made.json()["filters"] == {"value_tiers": ["high"], "stages": ["lapsed"]}
+    wrong = api_a.post("/api/v1/segments/", {"name": "Odd", "filters": {"stages": [True]}}, format="json").json()
+    assert wrong["filters"]["stages"] == ['Item 1: "true" is not one of: ' + wrong["filters"]["stages"][0].split("is not one of: ")[1]]
