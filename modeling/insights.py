@@ -817,7 +817,8 @@ def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
         "watch": [{"stage": s.value, "label": s.label, "count": by_stage.get(s.value, {}).get("n", 0), "value_at_risk": by_stage.get(s.value, {}).get("at_risk") or 0.0}
                   for s in (lifecycle.Stage.AT_RISK, lifecycle.Stage.LAPSED)],
         "chart": {
-            "funnel": [{"stage": s.value, "label": s.label, "count": int(latest.get(s.value, 0))} for s in lifecycle.FUNNEL],
+            "funnel": [{"stage": s.value, "label": s.label, "count": int(latest.get(s.value, 0)), "value_at_risk": by_stage.get(s.value, {}).get("at_risk") or 0.0}
+                       for s in lifecycle.FUNNEL],
             "dates": [d.isoformat() for d in counts.index] if len(counts) else [],
             "scored": scored,
             "series": [{"label": labels[s], "counts": [int(v) for v in counts[s]]} for s in counts.columns] if len(counts) else [],
