@@ -173,7 +173,10 @@ def test_every_documented_query_parameter_of_a_list_is_taken(shop_a_data, api_a,
         for parameter in schema["paths"][path]["get"]["parameters"]:
             if parameter["in"] == "query":
                 response = api_a.get(f"{path}?{parameter['name']}=")
-                assert response.status_code == 200, (path, parameter["name"], response.json())
+                if parameter.get("schema", {}).get("format") == "date-time":  # an empty cursor is refused, not read as no filter
+                    assert response.status_code == 400 and parameter["name"] in response.json(), (path, parameter["name"])
+                else:
+                    assert response.status_code == 200, (path, parameter["name"], response.json())
     assert api_a.get("/api/v1/predictions/?as_of=2024-03-31&format=json").status_code == 200  # read by the view itself, and DRF's format override
 
 
