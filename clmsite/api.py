@@ -234,7 +234,8 @@ def missing_boolean_is_default(serializer: serializers.Serializer) -> None:
 
 
 def json_type_name(value: Any) -> str:
-    return {bool: "true/false", int: "a number", float: "a number", str: "a string", dict: "a JSON object", list: "a JSON list"}.get(type(value), type(value).__name__)
+    return {bool: "true/false", int: "a number", float: "a number", str: "a string", dict: "a JSON object", list: "a JSON list",
+            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _holds_non_finite(value: Any) -> bool:

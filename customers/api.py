@@ -487,8 +487,12 @@ def _lines_as_rows(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
     """An order with lines (under ``key``, which reads as ``lines`` as a header reads: "Lines"
     too) as the rows of an orders file: its columns repeated on each line."""
     lines = data[key]
-    if not isinstance(lines, list) or not lines or not all(isinstance(line, dict) for line in lines):
+    if not isinstance(lines, list) or not lines:
         raise ValidationError({key: ["A list of at least one line, each an object of sku, quantity, amount, product_name and category."]})
+    not_objects = [f"Item {index}: an object of sku, quantity, amount, product_name and category, not {json_type_name(line)}."
+                   for index, line in enumerate(lines, 1) if not isinstance(line, dict)]
+    if not_objects:
+        raise ValidationError({key: not_objects})
     misplaced = [name for name in data if column_name(str(name)) in LINE_COLUMNS]
     if misplaced:
         raise ValidationError({name: ["Give it for each line, in lines."] for name in misplaced})

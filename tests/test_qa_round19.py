@@ -146,3 +146,11 @@ def test_a_segments_choice_filters_read_without_case_and_say_true_as_json_does(a
     assert made.status_code == 201 and made.json()["filters"] == {"value_tiers": ["high"], "stages": ["lapsed"]}
     wrong = api_a.post("/api/v1/segments/", {"name": "Odd", "filters": {"stages": [True]}}, format="json").json()
     assert wrong["filters"]["stages"] == ['Item 1: "true" is not one of: ' + wrong["filters"]["stages"][0].split("is not one of: ")[1]]
+
+
+def test_an_order_line_that_is_not_an_object_is_named_by_its_item_number(api_a) -> None:
+    response = api_a.post("/api/v1/orders/", {"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-01-01", "lines": [{"sku": "a", "amount": "1"}, "x", None]},
+                          format="json")
+    assert response.status_code == 400
+    assert response.json()["lines"] == ["Item 2: an object of sku, quantity, amount, product_name and category, not a string.",
+                                        "Item 3: an object of sku, quantity, amount, product_name and category, not null."]

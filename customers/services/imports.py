@@ -830,7 +830,7 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
     if not rows:
         raise ImportError_("Nothing was imported: the list is empty; send one object per row.")
     if len(rows) > settings.API_BULK_MAX_ROWS:
-        raise ImportError_(f"Nothing was imported: {len(rows):,} rows sent; the limit per request is {settings.API_BULK_MAX_ROWS:,}.")
+        raise ImportError_(f"Nothing was imported: the request holds {len(rows):,} rows; the limit per request is {settings.API_BULK_MAX_ROWS:,}.")
     clashes: dict[int, str] = {}
     if spec.kind == "customers":
         rows = [_spread_attributes(row, index + 1, clashes) for index, row in enumerate(rows)]
