@@ -28,7 +28,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from clmsite.filters import ClmFilterBackend
+from clmsite.filters import ClmFilterBackend, choice_without_case
 from clmsite.models import ApiKey, Tenant, role_at_least
 from clmsite.permissions import request_role, required_role
 from clmsite.tenancy import _current_tenant
@@ -159,8 +159,7 @@ class ChoiceField(serializers.ChoiceField):
     whose refusal also lists the choices: '"bogus" is not one of: ...'."""
 
     def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, str):
-            data = {str(key).lower(): key for key in self.choices}.get(data.lower(), data)
+        data = choice_without_case(data, self.choices)
         try:
             return super().to_internal_value(data)
         except exceptions.ValidationError:

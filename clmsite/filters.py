@@ -62,14 +62,19 @@ class ProbabilityFilter(django_filters.NumberFilter):
     field_class = ProbabilityField
 
 
+def choice_without_case(value: Any, keys: Any) -> Any:
+    """``value`` as the choice among ``keys`` it names without case (``HIGH`` is high), else as given."""
+    if not isinstance(value, str):
+        return value
+    return {str(key).lower(): key for key in keys if key not in ("", None)}.get(value.lower(), value)
+
+
 class ChoiceField(django_filters.fields.ChoiceField):
     """A choice read without case (``HIGH`` is high, as ``?status=`` reads a status), and a
     wrong one answered with the choices: "Select a valid choice" left the client to guess."""
 
     def to_python(self, value: Any) -> Any:
-        value = super().to_python(value)
-        known = {str(key).lower(): key for key, _ in self.choices if key not in ("", None)}
-        return known.get(value.lower(), value) if isinstance(value, str) else value
+        return choice_without_case(super().to_python(value), (key for key, _ in self.choices))
 
     def validate(self, value: Any) -> None:
         try:

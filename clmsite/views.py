@@ -289,11 +289,11 @@ class TenantSettingsForm(forms.Form):
 
 @tenant_required(Role.ADMIN)
 def tenant_settings(request: HttpRequest) -> HttpResponse:
-    from modeling.scoring import DEFAULT_TIER_QUANTILES
+    from modeling.scoring import tier_quantiles
     from modeling.services import DEFAULT_SCHEDULE
 
     tenant = request.tenant  # type: ignore[attr-defined]
-    tiers = {**DEFAULT_TIER_QUANTILES, **tenant.settings.get("value_tier_quantiles", {})}
+    tiers = tier_quantiles(tenant)
     schedule = {**DEFAULT_SCHEDULE, **tenant.settings.get("schedule", {})}
     initial = {"name": tenant.name, "currency": tenant.currency, "horizon_days": tenant.horizon_days,
                "high_tier_percent": round(100 * (1 - tiers["high"])), "low_tier_percent": round(100 * tiers["medium"]), **schedule}

@@ -29,7 +29,7 @@ from customers.services import parsing
 from customers.services.queries import month_in_progress
 from modeling import lifecycle, review_insight, segments
 from modeling.explain import money_text
-from modeling.families.base import Progress, no_progress
+from modeling.families.base import Progress, horizon_pace, no_progress
 from modeling.features import History, as_timestamp, features_as_of, load_history
 from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, SegmentSnapshot, Stage, StageSnapshot
 from modeling.profiles import customer_profiles
@@ -380,7 +380,7 @@ class _Actions:
         # The top share of buyers each buyer's lifetime spend is in (0.01: the top 1%), as of the date.
         self.spend_top = features["total_spent"].rank(ascending=False, pct=True, method="max") if len(features) else pd.Series(dtype=float)
         self.shop_average = float(features["total_spent"].sum() / features["orders"].sum()) if len(features) and features["orders"].sum() else 0.0
-        self.horizon = float(tenant.horizon_days)
+        self.pace = horizon_pace(features, tenant.horizon_days) if len(features) else pd.Series(dtype=float)
 
     def prediction(self, customer: int) -> tuple[float | None, float, str]:
         """Churn, predicted value (lifetime spend when not scored) and value tier."""
@@ -390,7 +390,7 @@ class _Actions:
         value = float(prediction["predicted_value"]) if prediction is not None else (float(self.features.at[customer, "total_spent"]) if has_features else 0.0)
         return churn, value, str(prediction["value_tier"]) if prediction is not None else ""
 
-    def if_ordering(self, customer: int) -> tuple[float, float]:
+    def spend_and_usual_chance(self, customer: int) -> tuple[float, float]:
         """What the customer would spend in the horizon if they order (playbook.spend_if_ordering),
         and their chance of an order at their own pace (playbook.usual_chance; 0 for a prospect)."""
         prediction = self.predictions.loc[customer] if customer in self.predictions.index else None
@@ -398,8 +398,7 @@ class _Actions:
         per_buyer = float(prediction["expected_orders"]) / chance if chance > 1e-9 else 1.0
         if customer not in self.features.index:
             return playbook.spend_if_ordering(per_buyer, 1.0, 0.0, 0, self.shop_average), 0.0
-        own = self.features.loc[customer]
-        pace = float(own["order_days"] / max(own["tenure_days"], self.horizon) * self.horizon)  # their orders in a horizon, at their own rate
+        own, pace = self.features.loc[customer], float(self.pace[customer])
         spend = playbook.spend_if_ordering(per_buyer, pace, float(own["avg_order_value"] or 0.0), int(own["orders"]), self.shop_average)
         return spend, playbook.usual_chance(pace)
 
@@ -408,7 +407,7 @@ class _Actions:
         ``predicted``: the customer's :meth:`prediction`."""
         f, has_features = self.features, customer in self.features.index
         churn, value, tier = predicted
-        if_ordering, usual = self.if_ordering(customer)
+        if_ordering, usual = self.spend_and_usual_chance(customer)
         at_risk = playbook.value_at_risk(churn, if_ordering, usual)  # as stored (the priority), so the reason's figure is the page's
         row = {
             "stage": stage, "stage_reason": stage_reason, "tier": tier, "churn": churn, "value": value, "if_ordering": if_ordering, "usual": usual,
@@ -798,6 +797,10 @@ def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
             alerts = list(review_alerts(totals["as_of"]).select_related("customer", "customer__insight", "product")[:8])
     latest = counts.iloc[-1].to_dict() if len(counts) else {}
     scored = scored_dates(tenant, list(counts.index))
+
+    def at_risk_of(stage: lifecycle.Stage) -> float:
+        return by_stage.get(stage.value, {}).get("at_risk") or 0.0
+
     recent_revenue = None
     if totals["as_of"] is not None:  # what the shop took in the horizon up to the date: the scale to read the value at risk on
         end = timezone.make_aware(dt.datetime.combine(totals["as_of"] + dt.timedelta(days=1), dt.time.min), dt.UTC)
@@ -814,11 +817,10 @@ def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
         "actionable_value_at_risk": totals["actionable"] or 0.0,
         "alerts": alerts,
         # What a merchant acts on first: who is slipping away and how much they are worth.
-        "watch": [{"stage": s.value, "label": s.label, "count": by_stage.get(s.value, {}).get("n", 0), "value_at_risk": by_stage.get(s.value, {}).get("at_risk") or 0.0}
+        "watch": [{"stage": s.value, "label": s.label, "count": by_stage.get(s.value, {}).get("n", 0), "value_at_risk": at_risk_of(s)}
                   for s in (lifecycle.Stage.AT_RISK, lifecycle.Stage.LAPSED)],
         "chart": {
-            "funnel": [{"stage": s.value, "label": s.label, "count": int(latest.get(s.value, 0)), "value_at_risk": by_stage.get(s.value, {}).get("at_risk") or 0.0}
-                       for s in lifecycle.FUNNEL],
+            "funnel": [{"stage": s.value, "label": s.label, "count": int(latest.get(s.value, 0)), "value_at_risk": at_risk_of(s)} for s in lifecycle.FUNNEL],
             "dates": [d.isoformat() for d in counts.index] if len(counts) else [],
             "scored": scored,
             "series": [{"label": labels[s], "counts": [int(v) for v in counts[s]]} for s in counts.columns] if len(counts) else [],

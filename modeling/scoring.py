@@ -233,9 +233,14 @@ def _prediction(tenant: Tenant, customer: int, as_of: dt.date, horizon: int, pro
     )
 
 
+def tier_quantiles(tenant: Tenant) -> dict[str, float]:
+    """The quantiles of predicted value the high and medium tiers start at: the shop's settings, else the defaults."""
+    return {**DEFAULT_TIER_QUANTILES, **tenant.settings.get("value_tier_quantiles", {})}
+
+
 def tier_meaning(tenant: Tenant, tier: str) -> str:
     """What a value tier holds, in words: "the top 20% of predicted values"."""
-    quantiles = {**DEFAULT_TIER_QUANTILES, **tenant.settings.get("value_tier_quantiles", {})}
+    quantiles = tier_quantiles(tenant)
     high, low = round(100 * (1 - quantiles["high"])), round(100 * quantiles["medium"])
     return {"high": f"the top {high}% of predicted values", "medium": f"the {100 - high - low}% below the top {high}%",
             "low": f"the bottom {low}% of predicted values"}.get(tier, "")
@@ -246,7 +251,7 @@ def assign_value_tiers(tenant: Tenant, as_of: dt.date) -> dict[str, float]:
     A tier holds the values above its quantile: customers tied at a quantile's value (a shop with
     thousands of sign-ups who share one "no order yet" value) stay in the tier below, so tied
     prospects never outrank the buyers worth more than them."""
-    quantiles = {**DEFAULT_TIER_QUANTILES, **tenant.settings.get("value_tier_quantiles", {})}
+    quantiles = tier_quantiles(tenant)
     with tenant_context(tenant), transaction.atomic():
         values = np.array([float(v) for v in Prediction.objects.filter(as_of=as_of).values_list("predicted_value", flat=True)])
         if not len(values):

@@ -304,14 +304,14 @@ def chosen_families(family: str) -> tuple[str, ...]:
     comma-separated list such as ``bgnbd,tabular`` (the demo's quick first set)."""
     if family == "auto":
         return FAMILIES
-    if any(not name.strip() for name in family.split(",")):  # "bgnbd,,tabular": a name left out, not one to guess
-        raise ValueError(f"An empty family name in {family!r}; expected auto, or one or more of {', '.join(FAMILIES)}, comma-separated")
     names = tuple(dict.fromkeys(name.strip() for name in family.split(",")))
+    if "" in names:  # "bgnbd,,tabular": a name left out, not one to guess
+        raise ValueError(f"An empty family name in {family!r}; expected auto, or one or more of {', '.join(FAMILIES)}, comma-separated")
     if "auto" in names:
         raise ValueError("auto means every family and stands alone; or list families, such as bgnbd,tabular")
     unknown = [name for name in names if name not in FAMILIES]
-    if unknown or not names:
-        raise ValueError(f"Unknown family {', '.join(unknown) or family!r}; expected auto, or one or more of {', '.join(FAMILIES)}")
+    if unknown:
+        raise ValueError(f"Unknown family {', '.join(unknown)}; expected auto, or one or more of {', '.join(FAMILIES)}")
     return names
 
 
