@@ -36,6 +36,7 @@ from customers.models import Customer, Order, OrderItem, Product, Review
 from customers.services import parsing
 from customers.services.import_jobs import do_start_import
 from customers.services.imports import (
+    API_ANSWER_KEYS,
     ATTRIBUTES_MAX,
     KINDS,
     NOTHING_IMPORTED,
@@ -193,6 +194,8 @@ class CustomerSerializer(serializers.ModelSerializer):
                 problem = "an attribute needs a name"
             elif name in CUSTOMER_COLUMNS:
                 problem = f"{name} is a column of the customer, not an attribute"
+            elif name in API_ANSWER_KEYS["customers"]:  # as a bulk row refuses it, so that what PATCH stored a bulk row takes back
+                problem = f"{name} {API_ANSWER_KEYS['customers'][name]}"
             elif name in seen:
                 problem = f"names the same attribute as another key ({name}); send one of them"
             else:
@@ -483,9 +486,11 @@ def create_schema(kind: str, serializer: Any) -> Any:
     )
 
 
-def _lines_as_rows(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
+def _lines_as_rows(data: dict[str, Any], key: str) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
     """An order with lines (under ``key``, which reads as ``lines`` as a header reads: "Lines"
-    too) as the rows of an orders file: its columns repeated on each line."""
+    too) as the rows of an orders file: its columns repeated on each line; and a line's keys
+    that are not a line's columns, refused under ``key`` and left out of the rows, so that the
+    rest is still read and one answer names every problem."""
     lines = data[key]
     if not isinstance(lines, list) or not lines:
         raise ValidationError({key: ["A list of at least one line, each an object of sku, quantity, amount, product_name and category."]})
@@ -498,10 +503,9 @@ def _lines_as_rows(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
         raise ValidationError({name: ["Give it for each line, in lines."] for name in misplaced})
     strangers = {f"Item {index}: {name}: Unknown field; a line has {', '.join(LINE_COLUMNS)}." for index, line in enumerate(lines, 1)
                  for name in line if column_name(str(name)) not in LINE_COLUMNS}
-    if strangers:
-        raise ValidationError({key: sorted(strangers)})
     order = {name: value for name, value in data.items() if name != key}
-    return [{**order, **line} for line in lines]
+    rows = [{**order, **{name: value for name, value in line.items() if column_name(str(name)) in LINE_COLUMNS}} for line in lines]
+    return rows, ({key: sorted(strangers)} if strangers else {})
 
 
 def refuse(errors: Any) -> None:
@@ -552,11 +556,13 @@ class CreateFromRowMixin:
                          for key in unknown}
                 data = {key: value for key, value in data.items() if str(key) not in unknown}
         try:
-            rows = _lines_as_rows(data, lines_key) if lines_key is not None else [data]
+            rows, strangers = _lines_as_rows(data, lines_key) if lines_key is not None else ([data], {})
         except ValidationError as exc:
             refuse({**early, **exc.detail})
+        early.update(strangers)
         if early:  # the rest is read too, writing nothing, so that one answer names every problem
-            refuse({**early, **self.row_errors(import_rows(self.tenant, self.bulk_kind, rows, dry_run=True), lines_key)})  # type: ignore[attr-defined]
+            rest = self.row_errors(import_rows(self.tenant, self.bulk_kind, rows, dry_run=True), lines_key)  # type: ignore[attr-defined]
+            refuse({**rest, **{name: messages + rest.get(name, []) for name, messages in early.items()}})
         try:
             result = import_rows(self.tenant, self.bulk_kind, rows, create_only=True)  # type: ignore[attr-defined]
         except RecordExists as exc:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.db import transaction
+from django.db.models import Max, Min, Q
 
 from clmsite.models import Tenant
 from clmsite.tenancy import lock_tenant, tenant_context
@@ -211,6 +212,7 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
         # write one after the other: the later replaces the earlier's rows rather than both
         # inserting and one failing on the unique (customer, as_of).
         lock_tenant(tenant)
+        provisional_tiers(rows, as_of)
         ids = [p.customer_id for p in rows]
         Prediction.objects.filter(as_of=as_of, customer_id__in=ids).delete()
         Prediction.objects.bulk_create(rows, batch_size=1000)
@@ -244,6 +246,23 @@ def tier_meaning(tenant: Tenant, tier: str) -> str:
     high, low = round(100 * (1 - quantiles["high"])), round(100 * quantiles["medium"])
     return {"high": f"the top {high}% of predicted values", "medium": f"the {100 - high - low}% below the top {high}%",
             "low": f"the bottom {low}% of predicted values"}.get(tier, "")
+
+
+def provisional_tiers(rows: list[Prediction], as_of: dt.date) -> None:
+    """Tier new rows by where the latest ranked date (this one, else the one before) put its
+    tiers' floors, until :func:`assign_value_tiers` ranks the whole date: a rescoring used to
+    show its finished chunks all "low" (USD 386 among them) for as long as it ran. In the
+    caller's tenant context."""
+    ranked = Prediction.objects.filter(as_of__lte=as_of, value_tier=Prediction.Tier.HIGH).aggregate(latest=Max("as_of"))["latest"]
+    if ranked is None:
+        return
+    floors = Prediction.objects.filter(as_of=ranked).aggregate(
+        high=Min("predicted_value", filter=Q(value_tier=Prediction.Tier.HIGH)), medium=Min("predicted_value", filter=Q(value_tier=Prediction.Tier.MEDIUM)))
+    for row in rows:
+        if row.predicted_value >= floors["high"]:
+            row.value_tier = Prediction.Tier.HIGH
+        elif floors["medium"] is not None and row.predicted_value >= floors["medium"]:
+            row.value_tier = Prediction.Tier.MEDIUM
 
 
 def assign_value_tiers(tenant: Tenant, as_of: dt.date) -> dict[str, float]:

@@ -771,22 +771,48 @@ def _misspelt_message(misspelt: dict[str, str]) -> str:
     return f"{named}. Rename {'it' if len(misspelt) == 1 else 'them'}, or leave {'it' if len(misspelt) == 1 else 'them'} out."
 
 
-# What the API answers for a customer but a bulk row cannot set, each with what to send instead:
-# a customer read from the API and sent back must not turn its figures into attributes.
-API_ANSWER_KEYS = {
-    "id": "is the API's own number for the customer; the shop's id goes in customer_id",
-    "external_id": "is how the API answers the customer's id; send it as customer_id",
-    "first_seen": "is how the API answers the first-seen date; send it as created_at (the answer's own created_at is when the row was loaded: leave that out)",
-    "orders_url": "is a link the API answers; leave it out",
-    "reviews_url": "is a link the API answers; leave it out",
-    "orders": "is the customer's orders, as the API answers them; send orders to /api/v1/orders/bulk/",
-    "reviews": "is the customer's reviews, as the API answers them; send reviews to /api/v1/reviews/bulk/",
-    "order_count": "is computed from the customer's orders; leave it out",
-    "total_spent": "is computed from the customer's orders; leave it out",
-    "first_order_at": "is computed from the customer's orders; leave it out",
-    "last_order_at": "is computed from the customer's orders; leave it out",
-    "review_count": "is computed from the customer's reviews; leave it out",
-    "updated_at": "is kept by the API; leave it out",
+# What the API answers for a record but a bulk row cannot set, each with what to send instead:
+# a record read from the API and sent back must not turn its figures into a customer's
+# attributes, nor be stored without them unseen (an order's "external_id" was ignored).
+KEPT_BY_API = "is kept by the API; leave it out"
+SCORED = "is read from the review's text by a scoring; leave it out"
+API_ANSWER_KEYS: dict[str, dict[str, str]] = {
+    "customers": {
+        "id": "is the API's own number for the customer; the shop's id goes in customer_id",
+        "external_id": "is how the API answers the customer's id; send it as customer_id",
+        "first_seen": "is how the API answers the first-seen date; send it as created_at (the answer's own created_at is when the row was loaded: leave that out)",
+        "orders_url": "is a link the API answers; leave it out",
+        "reviews_url": "is a link the API answers; leave it out",
+        "orders": "is the customer's orders, as the API answers them; send orders to /api/v1/orders/bulk/",
+        "reviews": "is the customer's reviews, as the API answers them; send reviews to /api/v1/reviews/bulk/",
+        "order_count": "is computed from the customer's orders; leave it out",
+        "total_spent": "is computed from the customer's orders; leave it out",
+        "first_order_at": "is computed from the customer's orders; leave it out",
+        "last_order_at": "is computed from the customer's orders; leave it out",
+        "review_count": "is computed from the customer's reviews; leave it out",
+        "updated_at": KEPT_BY_API,
+    },
+    "orders": {
+        "id": "is the API's own number for the order; the shop's id goes in order_id",
+        "external_id": "is how the API answers the order's id; send it as order_id",
+        "customer": "is the API's own number for the customer; the shop's id goes in customer_id",
+        "customer_external_id": "is how the API answers the customer's id; send it as customer_id",
+        "items": "is the order's lines, as the API answers them; send each line as a row of its own, with the order's order_id",
+        "updated_at": KEPT_BY_API,
+    },
+    "reviews": {
+        "id": "is the API's own number for the review; the shop's id goes in review_id",
+        "external_id": "is how the API answers the review's id; send it as review_id",
+        "customer": "is the API's own number for the customer; the shop's id goes in customer_id",
+        "customer_external_id": "is how the API answers the customer's id; send it as customer_id",
+        "sentiment": SCORED, "sentiment_score": SCORED, "aspect": SCORED,
+        "updated_at": KEPT_BY_API,
+    },
+    "products": {
+        "id": "is the API's own number for the product; the shop's id goes in sku",
+        "created_at": "is when the API loaded the product; leave it out",
+        "updated_at": KEPT_BY_API,
+    },
 }
 
 
@@ -804,6 +830,10 @@ def _spread_attributes(row: dict[str, Any], row_no: int, clashes: dict[int, str]
         return row
     known = {c.name for c in SPECS["customers"].columns}
     taken = {column_name(str(name)) for name in row if name != key}
+    answered = next((str(inner) for inner in nested if column_name(str(inner)) in API_ANSWER_KEYS["customers"]), None)
+    if answered is not None:
+        clashes[row_no] = f"'{parsing.shorten(answered)}' in attributes {API_ANSWER_KEYS['customers'][column_name(answered)]}"
+        return row
     clash = next((str(inner) for inner in nested if column_name(str(inner)) in known | taken), None)
     if clash is not None:
         where = "a column of the customer's own" if column_name(clash) in known else "also a key of the row"
@@ -863,8 +893,8 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
         for name, value in row.items():
             if name in misspelt and value not in (None, ""):
                 refused.setdefault(index + 1, {}).setdefault(name, f"is not a column of {spec.kind}: did you mean {misspelt[name]}?")
-            elif spec.kind == "customers" and name in API_ANSWER_KEYS and value not in (None, ""):
-                refused.setdefault(index + 1, {}).setdefault(name, API_ANSWER_KEYS[name])
+            elif name in API_ANSWER_KEYS[spec.kind] and value not in (None, ""):
+                refused.setdefault(index + 1, {}).setdefault(name, API_ANSWER_KEYS[spec.kind][name])
             elif name in known and type(value) in not_scalar:
                 refused.setdefault(index + 1, {}).setdefault(name, f"must be a string or a number, not {not_scalar[type(value)]}")
             elif isinstance(value, float) and not math.isfinite(value):  # 1e400 in the JSON reads as infinity

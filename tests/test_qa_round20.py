@@ -1,0 +1,75 @@
+"""Session 21's follow-ups: what a merchant and an integrator met."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from tests.conftest import scoped
+
+pytestmark = pytest.mark.django_db
+
+
+def test_an_empty_filter_is_a_400_not_every_row(api_a, shop_a_data) -> None:
+    for name in ("external_id", "email", "country", "min_orders"):
+        response = api_a.get("/api/v1/customers/", {name: ""})
+        assert response.status_code == 400 and response.json() == {name: ["Empty: give a value, or leave the parameter out."]}, name
+    assert api_a.get("/api/v1/customers/", {"external_id": "  "}).status_code == 400
+    assert api_a.get("/api/v1/orders/", {"status": ""}).status_code == 400
+    assert api_a.get("/api/v1/customers/", {"external_id": "c1"}).json()["count"] == 1
+    assert api_a.get("/api/v1/customers/", {"search": "", "ordering": ""}).json()["count"] == 2  # search and ordering are not filters
+
+
+def test_a_rescoring_tiers_its_finished_rows_by_the_last_ranking_until_it_ranks_them_again(tenant_a) -> None:
+    from customers.models import Customer
+    from modeling.models import Prediction
+    from modeling.scoring import _prediction, assign_value_tiers, provisional_tiers
+
+    day = dt.date(2024, 6, 1)
+    with scoped(tenant_a):
+        customers = [Customer.objects.create(external_id=f"c{i}") for i in range(10)]
+        Prediction.objects.bulk_create([_prediction(tenant_a, c.pk, day, 90, 0.5, 1.0, float(10 * i), [], {}, "") for i, c in enumerate(customers)])
+    assert assign_value_tiers(tenant_a, day)
+    with scoped(tenant_a):
+        tiers = dict(Prediction.objects.values_list("predicted_value", "value_tier"))
+        assert tiers[Decimal("90")] == "high" and tiers[Decimal("50")] == "medium" and tiers[Decimal("0")] == "low"
+        rows = [_prediction(tenant_a, customers[0].pk, day, 90, 0.5, 1.0, value, [], {}, "") for value in (500.0, 60.0, 1.0)]
+        provisional_tiers(rows, dt.date(2024, 7, 1))  # a later date: the last ranked one's floors
+        assert [row.value_tier for row in rows] == ["high", "medium", "low"]
+        fresh = [_prediction(tenant_a, customers[0].pk, day, 90, 0.5, 1.0, 500.0, [], {}, "")]
+        provisional_tiers(fresh, dt.date(2024, 5, 1))  # nothing ranked yet on or before it
+        assert fresh[0].value_tier == "low"
+
+
+def test_a_record_sent_back_as_the_api_answered_it_is_refused_with_what_to_send_instead(api_a) -> None:
+    order = {"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-01-01", "amount": "5", "external_id": "o1", "id": 3}
+    answer = api_a.post("/api/v1/orders/bulk/", [order], format="json").json()
+    assert not answer["ok"] and {(e["column"], e["message"]) for e in answer["errors"]} == {
+        ("external_id", "is how the API answers the order's id; send it as order_id"),
+        ("id", "is the API's own number for the order; the shop's id goes in order_id")}
+    review = {"customer_id": "c1", "review_id": "r1", "created_at": "2024-01-01", "text": "fine", "sentiment": "positive"}
+    answer = api_a.post("/api/v1/reviews/bulk/", [review], format="json").json()
+    assert answer["errors"] == [{"row": 1, "column": "sentiment", "message": "is read from the review's text by a scoring; leave it out"}]
+    assert api_a.post("/api/v1/products/bulk/", [{"sku": "p1", "id": 1}], format="json").status_code == 400
+    assert api_a.post("/api/v1/products/bulk/", [{"sku": "p1", "id": None, "updated_at": ""}], format="json").json()["ok"]  # blank: nothing to lose
+
+
+def test_patch_refuses_the_attribute_names_a_bulk_row_refuses(api_a) -> None:
+    created = api_a.post("/api/v1/customers/", {"customer_id": "c1"}, format="json").json()
+    patched = api_a.patch(f"/api/v1/customers/{created['id']}/", {"attributes": {"total_spent": "5", "id": "7", "tier": "gold"}}, format="json")
+    assert patched.status_code == 400 and patched.json()["attributes"] == {
+        "total_spent": ["total_spent is computed from the customer's orders; leave it out"],
+        "id": ["id is the API's own number for the customer; the shop's id goes in customer_id"]}
+    bulk = api_a.post("/api/v1/customers/bulk/", [{"customer_id": "c1", "attributes": {"total_spent": "5"}}], format="json").json()
+    assert bulk["errors"] == [{"row": 1, "column": "attributes", "message": "'total_spent' in attributes is computed from the customer's orders; leave it out"}]
+
+
+def test_an_unknown_key_in_a_line_does_not_hide_the_orders_other_errors(api_a) -> None:
+    body = {"customer_id": "c1", "order_id": "o1", "ordered_at": "bad", "lines": [{"sku": "s1", "amount": "1", "zzz": 1}]}
+    answer = api_a.post("/api/v1/orders/", body, format="json")
+    assert answer.status_code == 400
+    errors = answer.json()
+    assert errors["lines"] == ["Item 1: zzz: Unknown field; a line has sku, quantity, amount, product_name, category."]
+    assert "ordered_at" in errors and api_a.get("/api/v1/orders/").json()["count"] == 0
