@@ -425,23 +425,28 @@ class BulkUpsertMixin:
     @action(detail=False, methods=["post"], url_path="bulk", parser_classes=[JSONParser])
     def bulk(self, request: Any) -> Response:
         fields: dict[str, Any] = {}
+        dry_run = False  # a refusal echoes the check that was asked for, once it is known
         try:
+            asked = request.query_params.get("dry_run")
+            dry_run = dry_run_flag(asked, as_text=True) if asked is not None else False
             refuse_unknown_query_params(request, ["dry_run"])  # ?validate=1 would otherwise write the rows
             data = request.data
             if isinstance(data, dict) and "rows" not in data:  # one row sent as an object: not "customer_id: unknown field"
                 raise ValidationError({"rows": ['Send the rows as a JSON list, or as {"rows": [...]}; for one record, POST it to the list URL.']})
             refuse_unknown_fields(data, ["rows", "dry_run"])  # the {"rows": [...]} form: {"validate": true} alongside is refused, not ignored
-            dry_run = dry_run_flag(request.query_params["dry_run"], as_text=True) if "dry_run" in request.query_params else False
             if isinstance(data, dict) and "dry_run" in data:
-                dry_run = dry_run_flag(data["dry_run"], as_text=False) or dry_run
+                in_body = dry_run_flag(data["dry_run"], as_text=False)
+                if asked is not None and in_body != dry_run:  # which was meant? Not the check by accident, nor the import.
+                    raise ValidationError({"dry_run": [f"The query says dry_run={asked} and the body {json.dumps(in_body)}: send it once."]})
+                dry_run = in_body
         except ParseError as exc:  # malformed JSON: the documented 400, a result that imported nothing
-            result = ImportResult(self.bulk_kind, False, message=str(exc.detail))
+            result = ImportResult(self.bulk_kind, False, message=str(exc.detail), dry_run=dry_run)
         except ValidationError as exc:  # an unknown key or parameter: the documented result too, with the field's messages
             fields = exc.detail if isinstance(exc.detail, dict) else {}
             said = {name: " ".join(map(str, messages)) for name, messages in fields.items()}
             # Also in errors as row 0, the request itself: a result key of the same name (dry_run) would hide it beside the fields.
             result = ImportResult(self.bulk_kind, False, message="Nothing was imported: " + "; ".join(f"{name}: {text}" for name, text in said.items()),
-                                  errors=[RowError(0, name, text) for name, text in said.items()], error_count=len(said))
+                                  errors=[RowError(0, name, text) for name, text in said.items()], error_count=len(said), dry_run=dry_run)
         else:
             result = import_rows(self.tenant, self.bulk_kind, data.get("rows") if isinstance(data, dict) else data, dry_run=dry_run)  # type: ignore[attr-defined]
         if result.ok:
@@ -754,8 +759,14 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantView
             raise serializers.ValidationError({name: ["Sent more than once: send it once."] for name in twice})
         form = self.validated_form(ImportCreateSerializer, request.data)
         upload = form["file"]
-        # As on the bulk endpoints, ?dry_run=true asks for a check too.
-        dry_run = form["dry_run"] or ("dry_run" in request.query_params and dry_run_flag(request.query_params["dry_run"], as_text=True))
+        # As on the bulk endpoints, ?dry_run=true asks for a check too; the form and the query saying two things is a 400.
+        dry_run = form["dry_run"]
+        if "dry_run" in request.query_params:
+            asked = dry_run_flag(request.query_params["dry_run"], as_text=True)
+            if "dry_run" in request.data and asked != dry_run:
+                raise serializers.ValidationError({"dry_run": [f"The query says dry_run={request.query_params['dry_run']} and the form "
+                                                               f"{request.data['dry_run']}: send it once."]})
+            dry_run = asked
         job = do_start_import(self.tenant, form["kind"], upload, upload.name, acting_user=request.user, dry_run=dry_run)  # type: ignore[arg-type]
         job.refresh_from_db()
         return Response(ImportSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers=created_at(request, "import", job.pk))  # where to poll its status

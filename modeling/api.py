@@ -9,11 +9,12 @@ from typing import Any
 
 import django_filters
 from django import forms
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.utils import html
@@ -34,6 +35,7 @@ from clmsite.api import (
 from clmsite.filters import ChoiceFilter, ClmFilterSet, ProbabilityFilter
 from clmsite.models import Role, role_at_least
 from clmsite.permissions import request_role
+from customers.models import Customer
 from modeling import insights, jobs, registry
 from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, Stage, StageSnapshot
 from modeling.scoring import NoActiveModel
@@ -486,6 +488,17 @@ class InsightViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
 
     def get_base_queryset(self) -> Any:
         return CustomerInsight.objects.select_related("customer", "learned_segment", "rfm_segment")
+
+    def get_object(self) -> Any:
+        try:
+            return super().get_object()
+        except Http404:
+            # The shop's own customer, not scored yet, is not "no such customer" (a foreign or
+            # missing id still is: Customer's manager is the shop's).
+            if Customer.objects.filter(pk=self.kwargs["customer"]).exists():
+                raise NotFound("This customer has no insight yet: a scoring adds one for every customer it finds "
+                               "(one loaded since the last scoring waits for the next).") from None
+            raise
 
     @extend_schema(responses={200: StageSnapshotSerializer(many=True)})
     @action(detail=True, methods=["get"])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 
 from clmsite.models import Tenant
 from clmsite.tenancy import tenant_context
@@ -86,7 +87,10 @@ def load_history(tenant: Tenant, *, ceiling: dt.date | dt.datetime | None = None
             lines_qs = lines_qs.filter(order__ordered_at__lte=limit.to_pydatetime())
             reviews_qs = reviews_qs.filter(created_at__lte=limit.to_pydatetime())
         customers = pd.DataFrame.from_records(
-            customers_qs.values_list("pk", "external_id", "first_seen", "country"), columns=["customer", "external_id", "first_seen", "country"]
+            # First seen unknown: when the customer was loaded, as the limit above reads it (a
+            # customer loaded today without a date had a stage history back a year).
+            customers_qs.annotate(seen=Coalesce("first_seen", "created_at")).values_list("pk", "external_id", "seen", "country"),
+            columns=["customer", "external_id", "first_seen", "country"]
         )
         orders = pd.DataFrame.from_records(orders_qs.values_list("customer_id", "ordered_at", "amount"), columns=["customer", "ordered_at", "amount"])
         lines = pd.DataFrame.from_records(

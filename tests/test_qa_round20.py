@@ -73,3 +73,48 @@ def test_an_unknown_key_in_a_line_does_not_hide_the_orders_other_errors(api_a) -
     errors = answer.json()
     assert errors["lines"] == ["Item 1: zzz: Unknown field; a line has sku, quantity, amount, product_name, category."]
     assert "ordered_at" in errors and api_a.get("/api/v1/orders/").json()["count"] == 0
+
+
+def test_a_check_is_echoed_on_a_refused_request_and_two_different_asks_are_a_400(api_a) -> None:
+    refused = api_a.post("/api/v1/customers/bulk/?dry_run=true", {"rows": [{"customer_id": "c1"}], "validate": True}, format="json").json()
+    assert not refused["ok"] and refused["dry_run"] is True
+    malformed = api_a.generic("POST", "/api/v1/customers/bulk/?dry_run=true", "[{", content_type="application/json").json()
+    assert malformed["dry_run"] is True and not malformed["ok"]
+    both = api_a.post("/api/v1/customers/bulk/?dry_run=false", {"rows": [{"customer_id": "c1"}], "dry_run": True}, format="json")
+    assert both.status_code == 400 and both.json()["errors"][0]["column"] == "dry_run"
+    assert api_a.post("/api/v1/customers/bulk/?dry_run=1", {"rows": [{"customer_id": "c1"}], "dry_run": True}, format="json").json()["dry_run"] is True
+    assert api_a.get("/api/v1/customers/").json()["count"] == 0
+
+
+def test_an_upload_whose_form_and_query_disagree_on_the_check_is_a_400(api_a) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("c.csv", b"customer_id\nc1\n", content_type="text/csv")
+    response = api_a.post("/api/v1/imports/?dry_run=false", {"kind": "customers", "file": upload, "dry_run": "true"}, format="multipart")
+    assert response.status_code == 400 and "dry_run" in response.json()
+
+
+def test_a_customer_not_scored_yet_is_told_apart_from_a_missing_one(api_a, api_b) -> None:
+    created = api_a.post("/api/v1/customers/", {"customer_id": "c1"}, format="json").json()
+    unscored = api_a.get(f"/api/v1/insights/{created['id']}/")
+    assert unscored.status_code == 404 and "no insight yet" in unscored.json()["detail"]
+    for client, pk in ((api_b, created["id"]), (api_a, created["id"] + 1000)):  # another shop's and a missing id: the same plain 404
+        assert client.get(f"/api/v1/insights/{pk}/").json() == {"detail": "Not found."}
+    assert api_b.get(f"/api/v1/insights/{created['id']}/stages/").json() == {"detail": "Not found."}
+
+
+def test_a_customer_loaded_today_without_a_date_has_no_stage_history_before_it(api_a, tenant_a) -> None:
+    from django.utils import timezone
+
+    from modeling import lifecycle
+    from modeling.features import load_history
+
+    api_a.post("/api/v1/orders/", {"customer_id": "old", "order_id": "o1", "ordered_at": "2024-01-05", "amount": "10"}, format="json")
+    new = api_a.post("/api/v1/customers/", {"customer_id": "new"}, format="json").json()
+    today = timezone.now().date()
+    history = load_history(tenant_a, ceiling=today)
+    thresholds = lifecycle.derive_thresholds(history, today, {})
+    past = lifecycle.stages_as_of(history, dt.date(2024, 6, 30), lifecycle.derive_thresholds(history, dt.date(2024, 6, 30), {}))
+    assert new["id"] not in past.index and len(past) == 1
+    now = lifecycle.stages_as_of(history, today, thresholds)
+    assert now.loc[new["id"], "stage"] == "prospect" and now.loc[new["id"], "since"] == today
