@@ -468,7 +468,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         log.warning("API input refused by the database: %s", exc)
         exc = exceptions.ValidationError({"detail": "A value in the request is out of range."})
     if isinstance(exc, RequestDataTooBig):
-        return Response({"detail": f"The request body is larger than {body_limit_mb()} MB. For bulk rows, send fewer per request or upload a CSV file to /api/v1/imports/."},
+        request = context.get("request")
+        advice = " For bulk rows, send fewer per request or upload a CSV file to /api/v1/imports/." if request is None or request.method == "POST" else ""
+        return Response({"detail": f"The request body is larger than {body_limit_mb()} MB.{advice}"},
                         status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     response = drf_exception_handler(exc, context)
     if response is None:

@@ -32,6 +32,19 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+class JSONNumber(float):
+    """A JSON number with a fraction or an exponent, keeping the text it was written as: an id
+    sent as 1.00000000000000000001 is that id, where the float alone read as 1 (and merged it
+    with customer "1"). Everywhere else it is the float."""
+
+    text: str
+
+    def __new__(cls, text: str) -> JSONNumber:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, plus: a body nested deeper than Python's parser recurses is a 400
     like any malformed JSON, not a RecursionError; and a key given twice in one object, or text
@@ -42,10 +55,13 @@ class JSONParser(parsers.JSONParser):
         if codecs.lookup(encoding).name == "utf-8":
             encoding = "utf-8-sig"  # a byte order mark some clients write (RFC 8259 lets a parser ignore it)
         try:
-            data = json.load(codecs.getreader(encoding)(stream), object_pairs_hook=_object,
+            data = json.load(codecs.getreader(encoding)(stream), object_pairs_hook=_object, parse_float=JSONNumber,
                              parse_constant=json.strict_constant if self.strict else None)
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - the body is nested too deeply.") from None
+        except UnicodeDecodeError:  # Python's "'utf-8' codec can't decode byte 0xff in position 0" names its internals
+            raise exceptions.ParseError(f"JSON parse error - the body is not {encoding.removesuffix('-sig').upper()} text (UTF-16 starts as this one does, "
+                                        "with the byte 0xFF or 0xFE): send JSON encoded as UTF-8.") from None
         except ValueError as exc:
             # Python's own advice ("use sys.set_int_max_str_digits()") means nothing to a client.
             said = "a number has too many digits to read" if "int_max_str_digits" in str(exc) else str(exc)

@@ -118,3 +118,24 @@ def test_a_customer_loaded_today_without_a_date_has_no_stage_history_before_it(a
     assert new["id"] not in past.index and len(past) == 1
     now = lifecycle.stages_as_of(history, today, thresholds)
     assert now.loc[new["id"], "stage"] == "prospect" and now.loc[new["id"], "since"] == today
+
+
+def test_a_json_number_is_read_as_written_and_a_body_not_in_utf8_is_told_so(api_a) -> None:
+    sent = b'[{"customer_id": 1.00000000000000000001}, {"customer_id": 5000.0}, {"customer_id": 7e2}]'
+    answer = api_a.generic("POST", "/api/v1/customers/bulk/", sent, content_type="application/json").json()
+    assert answer["ok"] and set(answer["ids"]) == {"1.00000000000000000001", "5000", "700"}
+    amounts = api_a.post("/api/v1/orders/bulk/", [{"customer_id": "c", "order_id": "o", "ordered_at": "2024-01-01", "amount": 1e-05}], format="json").json()
+    assert amounts["errors"][0]["column"] == "amount" and "0.00001" in amounts["errors"][0]["message"]
+    utf16 = api_a.generic("POST", "/api/v1/customers/bulk/", '[{"customer_id": "x"}]'.encode("utf-16"), content_type="application/json")
+    assert utf16.status_code == 400 and "send JSON encoded as UTF-8" in utf16.json()["detail"] and "codec" not in utf16.json()["detail"]
+
+
+def test_two_spellings_of_one_accented_id_are_one_customer(api_a) -> None:
+    import unicodedata
+
+    composed, decomposed = (unicodedata.normalize(form, "QA-José") for form in ("NFC", "NFD"))
+    assert composed != decomposed
+    first = api_a.post("/api/v1/customers/bulk/", [{"customer_id": composed, "name": decomposed}], format="json").json()
+    again = api_a.post("/api/v1/customers/bulk/", [{"customer_id": decomposed, "name": composed}], format="json").json()
+    assert first["created"] == 1 and again["unchanged"] == 1 and again["ids"] == first["ids"] == {composed: again["ids"][composed]}
+    assert api_a.get("/api/v1/customers/").json()["results"][0]["name"] == composed

@@ -35,6 +35,7 @@ import math
 import os
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -543,6 +544,9 @@ def _validate_records(
                 bad = True
                 continue
             text = raw.strip()
+            if not text.isascii():  # one spelling of "José" (composed, NFC), not two customers that look alike
+                text = unicodedata.normalize("NFC", text)
+                raw = unicodedata.normalize("NFC", raw)
             if not text:
                 if required:
                     collector.add(row_no, name, "is required")
@@ -914,9 +918,11 @@ def validate_rows(spec: Spec, rows: list[dict[str, Any]], staging: _Staging) -> 
         if isinstance(value, bool | dict | list):
             return json.dumps(value)
         if isinstance(value, float) and math.isfinite(value):
-            # A JSON number as its plain decimal: 5000.0 is the id 5000 (as the integer 5000 is), 1e-05
-            # is 0.00001 (refused as finer than a cent, not as "scientific notation" it was not sent in).
-            return str(int(value)) if value.is_integer() and abs(value) < 1e15 else format(Decimal(repr(value)), "f")
+            # A JSON number as its plain decimal, as written (JSONNumber's text): 5000.0 is the id
+            # 5000 (as the integer 5000 is), 1e-05 is 0.00001 (refused as finer than a cent, not as
+            # "scientific notation" it was not sent in), 1.00000000000000000001 is not 1.
+            number = Decimal(getattr(value, "text", repr(value)))
+            return str(int(number)) if number == number.to_integral_value() else format(number.normalize(), "f")
         return str(value)
 
     records = ((index + 1, [cell(row.get(name)) for name in header]) for index, row in enumerate(rows))
