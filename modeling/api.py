@@ -262,6 +262,8 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         if self.action != "list" or getattr(self, "swagger_fake_view", False):
             return queryset
         raw = self.request.query_params.get("as_of")
+        if raw is not None and not raw.strip():  # as an empty filter is
+            raise ValidationError({"as_of": ["Empty: give a value, or leave the parameter out."]})
         if raw:
             try:
                 as_of = dt.date.fromisoformat(raw)

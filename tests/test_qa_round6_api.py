@@ -173,7 +173,7 @@ def test_every_documented_query_parameter_of_a_list_is_taken(shop_a_data, api_a,
         for parameter in schema["paths"][path]["get"]["parameters"]:
             if parameter["in"] == "query":
                 response = api_a.get(f"{path}?{parameter['name']}=")
-                if parameter.get("schema", {}).get("format") == "date-time":  # an empty cursor is refused, not read as no filter
+                if parameter["name"] not in ("page", "page_size", "search", "ordering", "format"):  # an empty filter is refused, not read as no filter
                     assert response.status_code == 400 and parameter["name"] in response.json(), (path, parameter["name"])
                 else:
                     assert response.status_code == 200, (path, parameter["name"], response.json())
