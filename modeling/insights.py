@@ -153,7 +153,24 @@ def queue_insights_refresh(tenant: Tenant, *, acting_user: Any = None, actions_o
     return job
 
 
+def refresh_after_scoring(tenant: Tenant, as_of: dt.date, *, progress: Progress = no_progress) -> dict[str, Any]:
+    """What a finished scoring of ``as_of`` brings in line: the stages, segments and actions,
+    unless the pages already show a later date. A scoring of an earlier date (the Models
+    page's "as of", or the API's) adds its predictions to the history and leaves the current
+    view as it is: it replaced the shop's actions and cards with June's, under a funnel of
+    December (2026-12-07)."""
+    with tenant_context(tenant):
+        current = CustomerInsight.objects.aggregate(as_of=Max("as_of"))["as_of"]
+    if current is not None and as_of < current:
+        progress(1.0, f"Kept the current view as of {current.isoformat()}")
+        return {"customers": 0, "stages": {}, "learned_segments": 0, "kept_as_of": current.isoformat()}
+    return refresh_insights(tenant, as_of, progress=progress)
+
+
 def insights_summary(summary: dict[str, Any]) -> str:
+    if "kept_as_of" in summary:
+        return (f"The pages still show {summary['kept_as_of']}, a later date: this scoring's predictions are kept as history "
+                "(the API lists them with ?as_of=), and its stages, segments and actions were not computed.")
     stages = ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count in sorted(summary["stages"].items(), key=lambda item: -item[1]))
     n, k = summary["customers"], summary["learned_segments"]
     if not n:

@@ -89,7 +89,7 @@ def score_whole(tenant: Tenant, job: Job, echo: Callable[[float, str], None] | N
     workers split it in chunks (below). Its predictions are written in one transaction at
     the end of the scoring: a cancel before then leaves the date as it was. Past that
     checkpoint a cancel is too late, as for the chunked job."""
-    from modeling.insights import insights_summary, refresh_insights
+    from modeling.insights import insights_summary, refresh_after_scoring
     from modeling.scoring import score_customers, settle_unfinished_date
     from modeling.sentiment_training import score_unscored_reviews
 
@@ -103,7 +103,7 @@ def score_whole(tenant: Tenant, job: Job, echo: Callable[[float, str], None] | N
     except jobs.JobCancelled:  # asked while the predictions were written: a new date is taken back
         settle_unfinished_date(tenant, as_of, job.started_at or job.created_at)
         raise
-    summary = refresh_insights(tenant, as_of, progress=lambda f, m: reporter(SCORING_SHARE + (1 - SCORING_SHARE) * f, m))
+    summary = refresh_after_scoring(tenant, as_of, progress=lambda f, m: reporter(SCORING_SHARE + (1 - SCORING_SHARE) * f, m))
     late = " (The cancel came after every customer was scored.)" if jobs.cancel_was_requested(job) else ""
     return ({"as_of": as_of.isoformat(), "chunks": 1, "scored": report.scored, "insights": summary},
             f"{report.summary()} {insights_summary(summary)}{late}")
@@ -193,7 +193,7 @@ def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: lis
         with tenant_context(tenant):
             scored = Prediction.objects.filter(as_of=as_of).count()
         result = {"as_of": as_of.isoformat(), "chunks": job.steps_total, "scored": scored}
-        from modeling.insights import refresh_insights
+        from modeling.insights import insights_summary, refresh_after_scoring
 
         # Every customer is scored: past this checkpoint a cancel is too late. The stages,
         # segments and actions are brought in line with the new predictions all the same,
@@ -205,14 +205,15 @@ def score_chunk(self, tenant_id: int, job_id: int, index: int, customer_ids: lis
             _stop_scoring(tenant, job, as_of, "Cancelled", cancelled=True)
             return
         try:
-            result["insights"] = refresh_insights(tenant, as_of, progress=lambda f, m: reporter(SCORING_SHARE + (1 - SCORING_SHARE) * f, m))
+            result["insights"] = refresh_after_scoring(tenant, as_of, progress=lambda f, m: reporter(SCORING_SHARE + (1 - SCORING_SHARE) * f, m))
         except Exception as exc:  # the predictions stand; say plainly what is missing
             log.exception("insights failed for tenant %s as of %s", tenant.slug, as_of)
             reason = str(exc) or type(exc).__name__
             jobs.finish_job(job, result=result, succeeded=False, message=f"Scored {scored:,} customers, but stages, segments and actions failed: {reason}"[:500])
             return
         late = " (The cancel came after every customer was scored.)" if jobs.cancel_was_requested(job) else ""
-        jobs.finish_job(job, result=result, succeeded=True, message=f"Scored {scored:,} customers as of {as_of}; stages, segments and actions updated.{late}")
+        updated = f". {insights_summary(result['insights'])}" if "kept_as_of" in result["insights"] else "; stages, segments and actions updated."
+        jobs.finish_job(job, result=result, succeeded=True, message=f"Scored {scored:,} customers as of {as_of}{updated}{late}"[:500])
 
 
 def _stop_scoring(tenant: Tenant, job: Job, as_of: dt.date, reason: str, *, cancelled: bool = False) -> None:

@@ -139,3 +139,19 @@ def test_two_spellings_of_one_accented_id_are_one_customer(api_a) -> None:
     again = api_a.post("/api/v1/customers/bulk/", [{"customer_id": decomposed, "name": composed}], format="json").json()
     assert first["created"] == 1 and again["unchanged"] == 1 and again["ids"] == first["ids"] == {composed: again["ids"][composed]}
     assert api_a.get("/api/v1/customers/").json()["results"][0]["name"] == composed
+
+
+def test_a_scoring_of_an_earlier_date_keeps_the_pages_on_the_later_one(tenant_a, settings, tmp_path) -> None:
+    from customers.models import Customer
+    from modeling.insights import insights_summary, latest_scoring_date, refresh_after_scoring
+    from modeling.models import CustomerInsight
+
+    with scoped(tenant_a):
+        customer = Customer.objects.create(external_id="c1")
+        CustomerInsight.objects.create(customer=customer, as_of=dt.date(2024, 12, 1), stage="active", stage_since=dt.date(2024, 11, 1),
+                                       stage_reason="x", action="nurture", action_reason="x")
+    summary = refresh_after_scoring(tenant_a, dt.date(2024, 6, 30))
+    assert summary["kept_as_of"] == "2024-12-01" and latest_scoring_date(tenant_a) == dt.date(2024, 12, 1)
+    assert insights_summary(summary).startswith("The pages still show 2024-12-01, a later date")
+    with scoped(tenant_a):
+        assert CustomerInsight.objects.get().as_of == dt.date(2024, 12, 1)
