@@ -240,8 +240,9 @@ def _reason(rule: PlaybookRule, row: dict[str, Any], currency: str = "") -> str:
         parts.append(f"{row.get('orders', 0)} orders in all")
     if rule.sentiment_max is not None and row["recent_sentiment"] is not None:
         parts.append(row.get("negative_review") or f"negative review, sentiment {row['recent_sentiment']:+.2f}")
-    if row["churn"] is not None and row["value"] and row.get("stage") == "prospect":  # never bought: nothing to churn from
-        parts.append(f"{1 - row['churn']:.0%} likely to place a first order, {currency}{whole_units(row['value'])} predicted")
+    if row["churn"] is not None and row.get("stage") == "prospect":  # never bought: nothing to churn from, no pace to fall behind
+        predicted = f", {currency}{whole_units(row['value'])} predicted" if row["value"] else ""
+        parts.append(f"{chance_text(1.0 - row['churn'])} likely to place a first order{predicted}")
     elif row["churn"] is not None and row["if_ordering"]:
         usual, now = chance_text(row["usual"]), chance_text(1.0 - row["churn"])
         parts.append(f"value at risk {currency}{whole_units(row['value_at_risk'])} ({usual} likely to order at their usual pace, {now} now, "

@@ -570,6 +570,10 @@ def outcomes(campaign: Campaign, *, now: dt.datetime | None = None, with_cumulat
                     row[name] = round(converted / group.members, 6) if group.members else None
                 cumulative.append(row)
     t, c = result[CampaignMember.Group.TREATMENT], result[CampaignMember.Group.CONTROL]
+    compared = compare_groups(t, c, final=now >= campaign.attribution_ends)
+    if compared["no_orders_yet"] and campaign.state == Campaign.State.CANCELLED:  # nothing more is sent: "check back" read as if it were
+        compared["verdict"] = (f"No orders from the audience since launch yet. The campaign was cancelled; its audience's orders still count "
+                               f"until its window ends on {campaign.attribution_ends:%Y-%m-%d}.")
     return {
         "launched": True,
         "window_end": campaign.attribution_ends,
@@ -580,7 +584,7 @@ def outcomes(campaign: Campaign, *, now: dt.datetime | None = None, with_cumulat
         # Customers deleted since launch leave both groups (with their orders): the outcome
         # compares those who remain, and says how many are gone.
         "members_removed": max((campaign.audience_size or 0) - t.members - c.members, 0),
-        **compare_groups(t, c, final=now >= campaign.attribution_ends),
+        **compared,
         "cumulative": cumulative,
     }
 

@@ -832,6 +832,10 @@ def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
         "recent_revenue": recent_revenue,
         # The part of it with an action to take: what the priorities page lists.
         "actionable_value_at_risk": totals["actionable"] or 0.0,
+        # The stages without a card of their own (active, reactivated, prospects): so the cards
+        # add up to the headline (a merchant summed them and found USD 16,798 missing).
+        "uncarded_value_at_risk": sum(at_risk_of(s) for s in lifecycle.Stage if s not in (
+            lifecycle.Stage.AT_RISK, lifecycle.Stage.LAPSED, lifecycle.Stage.NEW, lifecycle.Stage.LOYAL)),
         "alerts": alerts,
         # What a merchant acts on first: who is slipping away and how much they are worth.
         "watch": [{"stage": s.value, "label": s.label, "count": by_stage.get(s.value, {}).get("n", 0), "value_at_risk": at_risk_of(s)}

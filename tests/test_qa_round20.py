@@ -155,3 +155,13 @@ def test_a_scoring_of_an_earlier_date_keeps_the_pages_on_the_later_one(tenant_a,
     assert insights_summary(summary).startswith("The pages still show 2024-12-01, a later date")
     with scoped(tenant_a):
         assert CustomerInsight.objects.get().as_of == dt.date(2024, 12, 1)
+
+
+def test_a_bare_majority_in_one_stage_does_not_name_a_segment() -> None:
+    from modeling.segments import name_for
+
+    stats = {"size": 2349, "mean_value": 200.0, "value_index": 1.0, "median_value_index": 1.0, "median_orders": 6.0, "population_orders_p75": 4.0,
+             "dominant_stage": "lapsed", "dominant_stage_share": 0.578, "top_categories": []}
+    assert name_for(stats) == "Frequent buyers"  # 16% loyal and 11% active among them: not "Mostly lapsed"
+    assert name_for({**stats, "dominant_stage_share": 0.7}) == "Mostly lapsed frequent buyers"
+    assert name_for({**stats, "dominant_stage_share": 0.9}) == "Lapsed frequent buyers"
