@@ -27,6 +27,7 @@ from customers.services.queries import month_in_progress
 from modeling import insights, lifecycle
 from modeling.exports import EXCEL_BOM, spreadsheet_safe
 from modeling.models import CustomerInsight, Segment, SegmentSnapshot, Stage, StageSnapshot
+from modeling.segments import NO_ORDER
 
 STAGE_COLOURS = {
     "prospect": "#b8c0cc", "new": "#6cc4ff", "active": "#3aa55d", "loyal": "#7b5cff",
@@ -272,14 +273,17 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
     stage_mix = {row["stage"]: row["n"] for row in members.values("stage").annotate(n=Count("id"))}
     labels = _stage_labels()
     trend = list(SegmentSnapshot.objects.filter(segment=segment).values("as_of", "size", "mean_value", "churn"))
+    # No order yet (the learned prospects, the RFM group of sign-ups): no churn, no value at risk
+    prospects = (segment.kind, segment.key) in ((Segment.Kind.LEARNED, insights.PROSPECTS_KEY), (Segment.Kind.RFM, NO_ORDER[0]))
     chart = {
+        "prospects": prospects,
         "trend": [{"as_of": t["as_of"].isoformat(), "size": t["size"], "mean_value": t["mean_value"], "churn": t["churn"]} for t in trend],
         "stages": [{"label": labels[s], "count": stage_mix.get(s, 0), "colour": STAGE_COLOURS[s]} for s in labels],
     }
     page = Paginator(members.order_by("-priority", "customer_id"), 50).get_page(request.GET.get("page"))
     return render(request, "insights/segment_detail.html", {
         "segment": segment, "summary": summary, "page": page, "chart_data": chart,
-        "prospects": segment.kind == Segment.Kind.LEARNED and segment.key == insights.PROSPECTS_KEY,  # no order yet: no churn, no value at risk
+        "prospects": prospects,
         "can_delete": segment.kind == Segment.Kind.SAVED and request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
         "filters": insights.describe_filters(segment.filters, request.tenant.currency),  # type: ignore[attr-defined]
     })

@@ -165,3 +165,17 @@ def test_a_bare_majority_in_one_stage_does_not_name_a_segment() -> None:
     assert name_for(stats) == "Frequent buyers"  # 16% loyal and 11% active among them: not "Mostly lapsed"
     assert name_for({**stats, "dominant_stage_share": 0.7}) == "Mostly lapsed frequent buyers"
     assert name_for({**stats, "dominant_stage_share": 0.9}) == "Lapsed frequent buyers"
+
+
+def test_the_rfm_group_of_sign_ups_shows_a_chance_of_a_first_order_not_a_churn_risk(client, alice, tenant_a) -> None:
+    from customers.models import Customer
+    from modeling.models import CustomerInsight, Segment
+
+    with scoped(tenant_a):
+        group = Segment.objects.create(kind=Segment.Kind.RFM, key="no_order", name="No order yet")
+        CustomerInsight.objects.create(customer=Customer.objects.create(external_id="p1"), as_of=dt.date(2024, 6, 1), stage="prospect",
+                                       stage_since=dt.date(2024, 5, 1), stage_reason="no purchase yet", action="nurture", action_reason="x",
+                                       rfm_segment=group, churn_probability=0.96)
+    client.force_login(alice)
+    page = client.get(f"/segments/{group.pk}/").content.decode()
+    assert 'data-testid="first-order-chance"' in page and '<span class="label">Churn risk</span>' not in page and ">4%<" in page
