@@ -179,3 +179,23 @@ def test_the_rfm_group_of_sign_ups_shows_a_chance_of_a_first_order_not_a_churn_r
     client.force_login(alice)
     page = client.get(f"/segments/{group.pk}/").content.decode()
     assert 'data-testid="first-order-chance"' in page and '<span class="label">Churn risk</span>' not in page and ">4%<" in page
+
+
+def test_the_stage_timeline_adds_the_stages_the_monthly_snapshots_fell_between(tenant_a, api_a, alice, client) -> None:
+    from customers.models import Customer
+    from customers.services.queries import stage_changes
+    from modeling.models import StageSnapshot
+
+    rows = [{"customer_id": "c1", "order_id": f"o{i}", "ordered_at": day, "amount": "20"} for i, day in enumerate(("2026-09-06", "2026-09-25", "2026-11-30"))]
+    assert api_a.post("/api/v1/orders/bulk/", rows, format="json").json()["ok"]
+    with scoped(tenant_a):
+        customer = Customer.objects.get(external_id="c1")
+        for as_of, stage, since, reason in (("2026-09-30", "active", "2026-09-25", "active: last order that day, 2 orders"),
+                                            ("2026-10-31", "at_risk", "2026-10-24", "overdue: 29 days vs. their usual 19"),
+                                            ("2026-11-30", "reactivated", "2026-11-30", "reactivated: came back that day after 66 days away")):
+            StageSnapshot.objects.create(customer=customer, as_of=dt.date.fromisoformat(as_of), stage=stage, since=dt.date.fromisoformat(since), reason=reason)
+    timeline = stage_changes(tenant_a, customer)
+    assert [(c["stage"], c["since"], bool(c.get("inferred"))) for c in timeline] == [
+        ("reactivated", dt.date(2026, 11, 30), False), ("lapsed", None, True), ("at_risk", dt.date(2026, 10, 24), False),
+        ("active", dt.date(2026, 9, 25), False), ("new", dt.date(2026, 9, 6), True)]
+    assert timeline[1]["reason"] == "away long enough to count as lapsed after the order of September 25, 2026, between two monthly snapshots"

@@ -138,6 +138,7 @@ def test_the_stage_timeline_gives_each_period_the_reason_of_the_day_it_began(ten
         timeline = stage_changes(tenant_a, Customer.objects.get(pk=customer))
     assert [(c["label"], c["since"], c["reason"]) for c in timeline] == [
         ("At risk", dt.date(2026, 7, 1), entry), ("Active", dt.date(2026, 4, 28), "active: last order that day, 2 orders"),
+        ("New", dt.date(2026, 4, 23), "first order that day (between two monthly snapshots)"),  # before the first month end
     ]
     client.force_login(alice)
     page = client.get(f"/customers/{customer}/").content.decode()

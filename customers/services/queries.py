@@ -358,14 +358,32 @@ def _days_before_scoring(customer: Customer, as_of: dt.date | None) -> int | Non
 
 def stage_changes(tenant: Tenant, customer: Customer) -> list[dict[str, Any]]:
     """The customer's stage history: each snapshot whose stage differs from the one before,
-    newest first, with the date the stage began and the reason."""
+    newest first, with the date the stage began and the reason. Snapshots are a month apart,
+    so a stage that began and ended between two of them is added from the orders (``inferred``):
+    "New" from a first order in the month of the first snapshot, and "Lapsed" before a return
+    the snapshots saw only as "Reactivated" ("Active, At risk, Reactivated" skipped the lapse
+    that "came back after 66 days away" speaks of)."""
     from modeling.models import Stage, StageSnapshot
 
     labels = dict(Stage.choices)
     with tenant_context(tenant):
         snapshots = list(StageSnapshot.objects.filter(customer=customer).order_by("as_of").values("as_of", "stage", "since", "reason"))
-    changes = []
+    changes: list[dict[str, Any]] = []
     for snapshot in snapshots:
         if not changes or changes[-1]["stage"] != snapshot["stage"]:
             changes.append({**snapshot, "label": labels.get(snapshot["stage"], snapshot["stage"])})
+    first_order = customer.first_order_at.astimezone(dt.UTC).date() if customer.first_order_at else None
+    if (changes and first_order is not None and changes[0]["stage"] not in (Stage.NEW, Stage.PROSPECT)
+            and first_order < changes[0]["since"] and (changes[0]["as_of"] - first_order).days <= 31):
+        changes.insert(0, {"as_of": None, "stage": Stage.NEW.value, "since": first_order, "label": labels[Stage.NEW],
+                           "reason": "first order that day (between two monthly snapshots)", "inferred": True})
+    for index in range(len(changes) - 1, 0, -1):
+        returned = changes[index]
+        if returned["stage"] == Stage.REACTIVATED and changes[index - 1]["stage"] != Stage.LAPSED:
+            with tenant_context(tenant):
+                before = (Order.objects.filter(customer=customer, ordered_at__lt=dt.datetime.combine(returned["since"], dt.time.min, tzinfo=dt.UTC))
+                          .exclude(status__in=Order.NOT_REVENUE).order_by("-ordered_at").values_list("ordered_at", flat=True).first())
+            after = f" after the order of {before.astimezone(dt.UTC):%B %-d, %Y}" if before is not None else ""
+            changes.insert(index, {"as_of": None, "stage": Stage.LAPSED.value, "since": None, "label": labels[Stage.LAPSED], "inferred": True,
+                                   "reason": f"away long enough to count as lapsed{after}, between two monthly snapshots"})
     return changes[::-1]
