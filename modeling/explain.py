@@ -117,7 +117,10 @@ def describe(feature: str, row: pd.Series, categories: list[str], *, currency: s
     if feature == "gap_median" and v is not None:
         return "usually orders every day" if round(v) <= 1 else f"usually orders every {round(v)} days"
     if feature == "gap_mean" and v is not None:  # not "usually": that is the median, as the customer page says
-        return f"on average {_days(round(v))} between orders"
+        # Named beside the usual gap where the two differ: "usually every 6 days" on the page and
+        # "on average 7 days between orders" in the factors read as two rhythms for one customer.
+        usual = f", usually {_days(max(1, round(gap)))}" if gap is not None and max(1, round(gap)) != round(v) else ""
+        return f"on average {_days(round(v))} between orders{usual}"
     if feature == "gap_std" and v is not None:
         # Steady while the gaps vary by at most half the usual gap (a memoryless buyer's vary by about all of it).
         steady = gap is not None and v <= 0.5 * gap

@@ -199,3 +199,12 @@ def test_the_stage_timeline_adds_the_stages_the_monthly_snapshots_fell_between(t
         ("reactivated", dt.date(2026, 11, 30), False), ("lapsed", None, True), ("at_risk", dt.date(2026, 10, 24), False),
         ("active", dt.date(2026, 9, 25), False), ("new", dt.date(2026, 9, 6), True)]
     assert timeline[1]["reason"] == "away long enough to count as lapsed after the order of September 25, 2026, between two monthly snapshots"
+
+
+def test_the_mean_gap_factor_names_the_usual_gap_where_they_differ() -> None:
+    import pandas as pd
+
+    from modeling.explain import describe
+
+    assert describe("gap_mean", pd.Series({"gap_mean": 7.2, "gap_median": 5.8, "order_days": 4}), []) == "on average 7 days between orders, usually 6 days"
+    assert describe("gap_mean", pd.Series({"gap_mean": 7.8, "gap_median": 8.1, "order_days": 4}), []) == "on average 8 days between orders"
