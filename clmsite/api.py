@@ -546,4 +546,8 @@ def document_error_responses(result: dict[str, Any], generator: Any, request: An
             for code, description in sorted(answers.items()):
                 responses.setdefault(code, {"description": description.format(limit=body_limit_mb()),
                                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+            for code in ("201", "202"):  # every create and every accepted job says where it is (clmsite.api.created_at)
+                if code in responses:
+                    responses[code].setdefault("headers", {}).setdefault("Location", {
+                        "schema": {"type": "string", "format": "uri"}, "description": "the URL of what was created (a job's, to poll)"})
     return result

@@ -356,7 +356,10 @@ BULK_RESULT = inline_serializer(
         "message": serializers.CharField(),
         "detail": serializers.CharField(required=False, help_text="on a refused request: the same message, where every error body has it"),
         "error_count": serializers.IntegerField(),
-        "errors": serializers.ListField(child=serializers.DictField(), help_text="row (1 = the first object; 0 = the request itself, such as a bad dry_run), column, message"),
+        "errors": inline_serializer("BulkRowError", fields={
+            "row": serializers.IntegerField(help_text="1 = the first object; 0 = the request itself, such as a bad dry_run"),
+            "column": serializers.CharField(help_text="the key (column) at fault; empty for the row or the request as a whole"),
+            "message": serializers.CharField()}, many=True),
         "dry_run": serializers.BooleanField(help_text="true for a check (`?dry_run=true`): the counts are what importing the rows would do, and nothing was written"),
         "ids": serializers.DictField(child=serializers.IntegerField(), help_text="each record of the kind the rows name, by its id as stored (customer_id, sku, order_id or "
                                      "review_id, without surrounding spaces), to its numeric `id` in this API (new, updated or unchanged alike); not the customers or "
@@ -751,7 +754,7 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantView
         return Job.objects.filter(kind=Job.Kind.IMPORT)
 
     @extend_schema(request={"multipart/form-data": ImportCreateSerializer}, responses={202: ImportSerializer},
-                   parameters=[OpenApiParameter("Location", OpenApiTypes.URI, location=OpenApiParameter.HEADER, response=[202], description="the import's URL, to poll")])
+                   parameters=[DRY_RUN_PARAMETER, OpenApiParameter("Location", OpenApiTypes.URI, location=OpenApiParameter.HEADER, response=[202], description="the import's URL, to poll")])
     def create(self, request: Any) -> Response:
         if len(request.FILES.getlist("file")) > 1:  # which one was meant? Not the last by accident.
             raise serializers.ValidationError({"file": ["Send one file per import; this request has several."]})
