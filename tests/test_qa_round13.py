@@ -197,4 +197,4 @@ def test_when_bgnbd_serves_the_chance_the_trees_own_is_kept_beside_their_factors
     assert buyer is not None and 0.0 <= buyer.explainer_probability <= 1.0
     client.force_login(alice)
     note = client.get(f"/customers/{buyer.customer_id}/").content.decode().split('data-testid="factors-by"')[1].split("</p>")[0]
-    assert "The chance above is the BG/NBD model's" in note and "likely to buy" in note
+    assert "The chance above comes from the serving model (BG/NBD)" in note and "likely to buy" in note

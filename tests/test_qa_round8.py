@@ -381,7 +381,7 @@ def test_factors_say_whose_they_are_when_another_family_serves_the_chance(tenant
                                                model_versions={"purchase": transformer.pk})
     client.force_login(alice)
     page = client.get(f"/customers/{customer.pk}/").content.decode()
-    assert "The chance above is the Transformer model's; these factors are how the boosted trees trained beside it read this customer" in page
+    assert "The chance above comes from the serving model (Transformer). These factors explain a second model, trained on the same data to give reasons" in page
     with tenant_context(tenant_a):
         Prediction.objects.filter(pk=prediction.pk).update(model_versions={"purchase": trees.pk})
     assert 'data-testid="factors-by"' not in client.get(f"/customers/{customer.pk}/").content.decode()
