@@ -207,8 +207,12 @@ def recommend(rules: list[PlaybookRule], row: dict[str, Any], affinity: pd.DataF
             # A share of what they would spend if they order again: the offer is only used then.
             offer = min(cap, rule.offer_pct * row["if_ordering"]) if rule.offer_pct is not None else cap
             offer = Decimal(str(round(max(offer, 0.0), 2)))
+            # At the cap, the spend it was drawn from is named too: "up to USD 50" beside a predicted
+            # value of USD 51 read as a discount worth all they are expected to bring.
             capped = (f"{rule.offer_pct:.0%} of the {currency}{whole_units(row['if_ordering'])} they would spend"
-                      if rule.offer_pct is not None and offer < rule.offer_cap else "at the rule's cap")
+                      if rule.offer_pct is not None and offer < rule.offer_cap
+                      else f"at the rule's cap: {rule.offer_pct:.0%} of the {currency}{whole_units(row['if_ordering'])} they would spend is more"
+                      if rule.offer_pct is not None else "at the rule's cap")
             share = offer
             if rule.offer_pct is not None and offer < rule.offer_cap:  # a share of a value: whole units, as a coupon reads (3, not 3.39), never above the share
                 offer = offer.quantize(Decimal(1), rounding=ROUND_DOWN)
