@@ -150,7 +150,7 @@ def test_the_value_factors_say_when_another_family_serves_the_value(tenant_a, al
                                                model_versions={"revenue": versions["bgnbd"].pk},
                                                value_explanation=[{"text": "spent USD 515 in all", "effect": "+", "weight": 1.0}])
     page = client.get(f"/customers/{customer.pk}/").content.decode()
-    assert "The value above is the BG/NBD model's value per order, times the orders expected" in page
+    assert "The value above comes from the serving model (BG/NBD). These factors explain a second model" in page
     with tenant_context(tenant_a):
         Prediction.objects.filter(pk=prediction.pk).update(model_versions={"revenue": versions["tabular"].pk})
     assert 'data-testid="value-factors-by"' not in client.get(f"/customers/{customer.pk}/").content.decode()  # the trees explain their own value
