@@ -55,7 +55,22 @@ from modeling.models import Job
 from modeling.review_insight import aspect_labels
 
 
-class StampedSerializer(serializers.ModelSerializer):
+class ImportWordsMixin:
+    """A PATCH refuses a value in the words an import uses for it: "Ensure this field has no
+    more than 200 characters" and "Ensure this value is less than or equal to 5" beside bulk's
+    "the limit is 200" and "not a rating from 1 to 5" read as two rules."""
+
+    def build_standard_field(self, field_name: str, model_field: Any) -> tuple[Any, dict[str, Any]]:
+        field_class, kwargs = super().build_standard_field(field_name, model_field)  # type: ignore[misc]
+        messages = kwargs.setdefault("error_messages", {})
+        if "max_length" in kwargs:
+            messages.setdefault("max_length", "is longer than the limit: the limit is {max_length} characters")
+        if field_name == "rating":
+            messages["min_value"] = messages["max_value"] = "is not a rating from 1 to 5"
+        return field_class, kwargs
+
+
+class StampedSerializer(ImportWordsMixin, serializers.ModelSerializer):
     """An edit writes only what changes, and stamps ``updated_at`` only then, as an import
     leaves an unchanged row alone (incremental sync reads ``updated_at``). A change refreshes
     the shop's cached pages: a product's category and a review's rating feed the dashboard."""
@@ -159,7 +174,7 @@ class ReviewSerializer(StampedSerializer):
 CUSTOMER_COLUMNS = frozenset(column.name for column in SPECS["customers"].columns)
 
 
-class CustomerSerializer(serializers.ModelSerializer):
+class CustomerSerializer(ImportWordsMixin, serializers.ModelSerializer):
     remove_attributes = serializers.ListField(
         child=serializers.CharField(), write_only=True, required=False, max_length=1000,
         help_text="Names of attributes to delete (as `attributes` names them; a name the customer does not have is no error). "

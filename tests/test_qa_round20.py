@@ -208,3 +208,13 @@ def test_the_mean_gap_factor_names_the_usual_gap_where_they_differ() -> None:
 
     assert describe("gap_mean", pd.Series({"gap_mean": 7.2, "gap_median": 5.8, "order_days": 4}), []) == "on average 7 days between orders, usually 6 days"
     assert describe("gap_mean", pd.Series({"gap_mean": 7.8, "gap_median": 8.1, "order_days": 4}), []) == "on average 8 days between orders"
+
+
+def test_a_patch_refuses_a_value_in_the_words_an_import_uses(api_a) -> None:
+    review = {"customer_id": "c1", "review_id": "r1", "created_at": "2024-01-01", "text": "fine", "rating": "4"}
+    assert api_a.post("/api/v1/reviews/bulk/", [review], format="json").json()["ok"]
+    pk = api_a.get("/api/v1/reviews/").json()["results"][0]["id"]
+    assert api_a.patch(f"/api/v1/reviews/{pk}/", {"rating": 6}, format="json").json()["rating"] == ["is not a rating from 1 to 5"]
+    customer = api_a.get("/api/v1/customers/").json()["results"][0]["id"]
+    long = api_a.patch(f"/api/v1/customers/{customer}/", {"name": "x" * 5000}, format="json").json()["name"]
+    assert long == ["is longer than the limit: the limit is 200 characters"]
