@@ -518,15 +518,23 @@ def _negative_reviews(tenant: Tenant, as_of: dt.date) -> tuple[dict[int, float],
 
 def _snapshot_segments(tenant: Tenant, as_of: dt.date) -> None:
     """Sizes, value and churn of every current segment as of the date (the trend), and the
-    live size of each saved segment."""
+    live size of each saved segment. RFM groups and saved segments get these as their
+    statistics too (a learned segment's come from its clustering, ``segments.describe``): the
+    API answered them ``stats: {}``."""
     for segment in Segment.objects.filter(Q(is_current=True) | Q(kind=Segment.Kind.SAVED)):
-        rows = list(segment_members(segment).values_list("predicted_value", "churn_probability"))
+        rows = list(segment_members(segment).values_list("predicted_value", "churn_probability", "stage"))
         size = len(rows)
-        values = [float(v) for v, _ in rows if v is not None]
-        churns = [c for _, c in rows if c is not None]
+        values = [float(v) for v, _, _ in rows if v is not None]
+        churns = [c for _, c, _ in rows if c is not None]
         mean_value = float(np.mean(values)) if values else 0.0
         churn = float(np.mean(churns)) if churns else 0.0
-        Segment.objects.filter(pk=segment.pk).update(size=size)
+        update: dict[str, Any] = {"size": size}
+        if segment.kind != Segment.Kind.LEARNED:
+            stages = pd.Series([stage for _, _, stage in rows], dtype=object).value_counts(normalize=True)
+            update["stats"] = {"as_of": as_of.isoformat(), "size": size, "mean_value": round(mean_value, 2), "churn": round(churn, 4) if churns else None,
+                               "stages": {str(k): round(float(v), 3) for k, v in stages.items()},
+                               "dominant_stage": str(stages.index[0]) if size else None, "dominant_stage_share": round(float(stages.iloc[0]), 3) if size else None}
+        Segment.objects.filter(pk=segment.pk).update(**update)
         SegmentSnapshot.objects.update_or_create(segment=segment, as_of=as_of, defaults={"tenant": tenant, "size": size, "mean_value": round(mean_value, 2), "churn": round(churn, 4)})
 
 

@@ -218,3 +218,18 @@ def test_a_patch_refuses_a_value_in_the_words_an_import_uses(api_a) -> None:
     customer = api_a.get("/api/v1/customers/").json()["results"][0]["id"]
     long = api_a.patch(f"/api/v1/customers/{customer}/", {"name": "x" * 5000}, format="json").json()["name"]
     assert long == ["is longer than the limit: the limit is 200 characters"]
+
+
+def test_rfm_groups_and_saved_segments_carry_statistics(tenant_a, api_a, settings) -> None:
+    from customers.services.imports import import_rows
+    from modeling.insights import refresh_insights
+
+    settings.CLM_SEGMENT_EMBEDDINGS = False
+    rows = [{"customer_id": f"c{n}", "order_id": f"c{n}-{i}", "ordered_at": f"2026-0{1 + i}-1{n % 9}", "amount": "40"} for n in range(12) for i in range(1 + n % 3)]
+    assert import_rows(tenant_a, "orders", rows).ok
+    saved = api_a.post("/api/v1/segments/", {"name": "Two orders or more", "filters": {"orders_min": 2}}, format="json").json()
+    refresh_insights(tenant_a, dt.date(2026, 6, 30), backfill_months=0)
+    listed = api_a.get("/api/v1/segments/", {"kind": "rfm"}).json()["results"]
+    assert listed and all(s["stats"]["size"] == s["size"] and "stages" in s["stats"] for s in listed if s["size"])
+    stats = api_a.get(f"/api/v1/segments/{saved['id']}/").json()["stats"]
+    assert stats["size"] == 8 and stats["as_of"] == "2026-06-30" and abs(sum(stats["stages"].values()) - 1) < 0.01
