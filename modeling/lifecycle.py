@@ -196,6 +196,8 @@ def stages_as_of(
         else:
             since = max(start, shown["as_of"] + dt.timedelta(days=1)) if shown is not None else start
             entry = _reason(template, last, since, looking_back=True)
+            if shown is not None and shown["stage"] == Stage.LOYAL and stage == Stage.ACTIVE:  # no order moved them: the shop's top spenders did
+                entry += f"; no longer in the shop's top {LOYAL_SPEND_SHARE:.0%} of spenders"
         rows.append((customer, stage, since, _reason(template, last, as_of), entry))
     result = pd.DataFrame.from_records(rows, columns=["customer", "stage", "since", "reason", "entry_reason"]).set_index("customer")
     return result.reindex(population)

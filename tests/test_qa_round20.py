@@ -233,3 +233,21 @@ def test_rfm_groups_and_saved_segments_carry_statistics(tenant_a, api_a, setting
     assert listed and all(s["stats"]["size"] == s["size"] and "stages" in s["stats"] for s in listed if s["size"])
     stats = api_a.get(f"/api/v1/segments/{saved['id']}/").json()["stats"]
     assert stats["size"] == 8 and stats["as_of"] == "2026-06-30" and abs(sum(stats["stages"].values()) - 1) < 0.01
+
+
+def test_a_loyal_customer_who_becomes_active_is_told_why() -> None:
+    import pandas as pd
+
+    from modeling import lifecycle
+    from modeling.features import history_from_frames
+
+    # c1 spent most of three buyers until c2 and c3 outspent them; c1 kept ordering.
+    orders = pd.DataFrame({"customer": [1, 1, 1, 2, 2, 3, 3], "amount": [300.0, 300.0, 300.0, 100.0, 900.0, 50.0, 900.0],
+                           "ordered_at": pd.to_datetime(["2026-05-01", "2026-06-01", "2026-06-20", "2026-05-01", "2026-06-25", "2026-05-02", "2026-06-26"], utc=True)})
+    history = history_from_frames(orders)
+    day = dt.date(2026, 6, 30)
+    previous = pd.DataFrame({"stage": ["loyal"], "as_of": [dt.date(2026, 5, 31)], "since": [dt.date(2026, 5, 1)], "reason": ["loyal: 2 orders, …"]},
+                            index=pd.Index([1], name="customer"))
+    stages = lifecycle.stages_as_of(history, day, lifecycle.derive_thresholds(history, day, {}), previous=previous)
+    assert stages.loc[1, "stage"] == "active" and stages.loc[1, "entry_reason"].endswith("; no longer in the shop's top 20% of spenders")
+    assert stages.loc[2, "stage"] == "loyal" and "no longer" not in stages.loc[2, "entry_reason"]
