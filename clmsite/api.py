@@ -8,11 +8,12 @@ import json
 import logging
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.db.models import QuerySet
@@ -79,9 +80,10 @@ class SearchFilter(filters.SearchFilter):
 
     def get_search_terms(self, request: Any) -> list[str]:
         try:
-            return super().get_search_terms(request)
+            terms = super().get_search_terms(request)
         except exceptions.ValidationError as exc:  # a NUL: named after its parameter, as every filter's error is
             raise exceptions.ValidationError({self.search_param: exc.detail}) from None
+        return [unicodedata.normalize("NFC", term) for term in terms]  # as imports store text: "José" typed either way finds it
 
 
 class OrderingFilter(filters.OrderingFilter):
@@ -209,10 +211,18 @@ def refuse_unknown_fields(data: Any, writable: Iterable[str], read_only: Iterabl
         raise exceptions.ValidationError({key: [f"{'This field is read-only' if key in read_only else 'Unknown field'}; {takes}"] for key in unknown})
 
 
+QUERY_VALUE_MAX = 1000
+
+
 def refuse_unknown_query_params(request: Any, accepted: Iterable[str] = (), what: str = "operation") -> None:
     """A query parameter must be one the operation reads (the format override always is): an
     ignored one, such as ``?validate=1`` on a bulk upsert, reads as if it had been obeyed."""
     accepted = {name for name in (api_settings.URL_FORMAT_OVERRIDE, *accepted) if name}
+    # A value longer than any id, email or search needs: SQLite refuses a LIKE pattern past
+    # 50,000 bytes with an error, which answered a 500.
+    long = {name: len(value) for name, values in request.query_params.lists() for value in values if len(value) > QUERY_VALUE_MAX}
+    if long:
+        raise exceptions.ValidationError({name: [f"{n:,} characters long; a query parameter takes at most {QUERY_VALUE_MAX:,}."] for name, n in long.items()})
     unknown = [name for name in request.query_params if name not in accepted]
     if unknown:
         raise exceptions.ValidationError({name: [f"Unknown query parameter; this {what} takes {', '.join(sorted(accepted))}."] for name in unknown})
@@ -467,6 +477,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DataError):  # a value the database cannot hold (out of range): the client's input
         log.warning("API input refused by the database: %s", exc)
         exc = exceptions.ValidationError({"detail": "A value in the request is out of range."})
+    if isinstance(exc, TooManyFieldsSent):  # Django's own words name its setting
+        return Response({"detail": f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:,} query parameters or form fields."},
+                        status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, RequestDataTooBig):
         request = context.get("request")
         advice = " For bulk rows, send fewer per request or upload a CSV file to /api/v1/imports/." if request is None or request.method == "POST" else ""
@@ -551,3 +564,18 @@ def document_error_responses(result: dict[str, Any], generator: Any, request: An
                     responses[code].setdefault("headers", {}).setdefault("Location", {
                         "schema": {"type": "string", "format": "uri"}, "description": "the URL of what was created (a job's, to poll)"})
     return result
+
+
+class Utf8ApiMiddleware:
+    """The API reads the query, forms and JSON as UTF-8 whatever charset the Content-Type
+    declares: ``application/json; charset=utf-16`` made Django decode the query string as
+    UTF-16 too (``?dry_run=true`` became an unknown parameter in CJK), and JSON between
+    systems is UTF-8 (RFC 8259), so a body in another encoding is refused by the parser."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        if request.path.startswith("/api/") and (request.encoding or "utf-8").lower().replace("_", "-") not in ("utf-8", "utf8"):
+            request.encoding = "utf-8"
+        return self.get_response(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from typing import Any
 
 import django_filters
@@ -122,6 +123,13 @@ class ClmFilterSet(django_filters.FilterSet):
 
     FILTER_DEFAULTS = {**FILTER_FOR_DBFIELD_DEFAULTS, models.DateTimeField: {"filter_class": UTCDateTimeFilter},
                        models.ForeignKey: ID_FILTER, models.OneToOneField: ID_FILTER}
+
+    def __init__(self, data: Any = None, *args: Any, **kwargs: Any) -> None:
+        if data is not None and hasattr(data, "setlist") and any(not value.isascii() for _, values in data.lists() for value in values):
+            data = data.copy()  # compared with text as imports store it, in NFC: "José" typed either way finds it
+            for name, values in list(data.lists()):
+                data.setlist(name, [unicodedata.normalize("NFC", value) for value in values])
+        super().__init__(data, *args, **kwargs)
 
     def is_valid(self) -> bool:
         """Valid, and no filter given empty: ``?external_id=`` with a blank variable answered every

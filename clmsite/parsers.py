@@ -59,9 +59,10 @@ class JSONParser(parsers.JSONParser):
                              parse_constant=json.strict_constant if self.strict else None)
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - the body is nested too deeply.") from None
-        except UnicodeDecodeError:  # Python's "'utf-8' codec can't decode byte 0xff in position 0" names its internals
-            raise exceptions.ParseError(f"JSON parse error - the body is not {encoding.removesuffix('-sig').upper()} text (UTF-16 starts as this one does, "
-                                        "with the byte 0xFF or 0xFE): send JSON encoded as UTF-8.") from None
+        except UnicodeDecodeError as exc:  # Python's "'utf-8' codec can't decode byte 0xff in position 0" names its internals
+            utf16 = exc.start == 0 and bytes(exc.object[:2]) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+            where = "it starts with a UTF-16 byte order mark" if utf16 else f"it holds the byte 0x{exc.object[exc.start]:02X}, which UTF-8 does not have there; Latin-1 text, say"
+            raise exceptions.ParseError(f"JSON parse error - the body is not UTF-8 text ({where}): send JSON encoded as UTF-8.") from None
         except ValueError as exc:
             # Python's own advice ("use sys.set_int_max_str_digits()") means nothing to a client.
             said = "a number has too many digits to read" if "int_max_str_digits" in str(exc) else str(exc)

@@ -251,3 +251,28 @@ def test_a_loyal_customer_who_becomes_active_is_told_why() -> None:
     stages = lifecycle.stages_as_of(history, day, lifecycle.derive_thresholds(history, day, {}), previous=previous)
     assert stages.loc[1, "stage"] == "active" and stages.loc[1, "entry_reason"].endswith("; no longer in the shop's top 20% of spenders")
     assert stages.loc[2, "stage"] == "loyal" and "no longer" not in stages.loc[2, "entry_reason"]
+
+
+def test_a_query_is_read_as_utf8_whatever_charset_the_body_declares(api_a) -> None:
+    answer = api_a.generic("POST", "/api/v1/customers/bulk/?dry_run=true", '[{"customer_id": "x"}]'.encode("utf-16"),
+                           content_type="application/json; charset=utf-16")
+    assert answer.status_code == 400 and answer.json()["dry_run"] is True and "UTF-16 byte order mark" in answer.json()["detail"]
+    latin = api_a.generic("POST", "/api/v1/customers/bulk/", '[{"customer_id": "caf\u00e9"}]'.encode("latin-1"), content_type="application/json")
+    assert latin.status_code == 400 and "0xE9" in latin.json()["detail"] and "UTF-16" not in latin.json()["detail"]
+    assert api_a.get("/api/v1/customers/").json()["count"] == 0
+
+
+def test_too_many_or_too_long_query_parameters_are_a_400(api_a) -> None:
+    many = api_a.get("/api/v1/customers/?" + "&".join(f"p{i}=1" for i in range(1001)))
+    assert many.status_code == 400 and "more than 1,000 query parameters" in many.json()["detail"]
+    long = api_a.get("/api/v1/customers/", {"search": "x" * 50_000})
+    assert long.status_code == 400 and long.json() == {"search": ["50,000 characters long; a query parameter takes at most 1,000."]}
+
+
+def test_filters_and_search_find_an_accented_id_typed_either_way(api_a) -> None:
+    import unicodedata
+
+    composed, decomposed = (unicodedata.normalize(form, "José") for form in ("NFC", "NFD"))
+    api_a.post("/api/v1/customers/bulk/", [{"customer_id": composed, "name": composed}], format="json")
+    for params in ({"external_id": decomposed}, {"search": decomposed}, {"external_id": composed}):
+        assert api_a.get("/api/v1/customers/", params).json()["count"] == 1, params
