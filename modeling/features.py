@@ -59,9 +59,11 @@ def as_timestamp(value: dt.date | dt.datetime | pd.Timestamp) -> pd.Timestamp:
     return pd.Timestamp(dt.datetime.combine(value, dt.time.max), tz="UTC").floor("s")
 
 
-def load_history(tenant: Tenant, *, ceiling: dt.date | dt.datetime | None = None, customer_ids: list[int] | None = None) -> History:
+def load_history(tenant: Tenant, *, ceiling: dt.date | dt.datetime | None = None, customer_ids: list[int] | None = None,
+                 loaded_before: dt.datetime | None = None) -> History:
     """Read the tenant's data once, ignoring everything after ``ceiling`` (and, for one
-    customer's page, everyone but ``customer_ids``)."""
+    customer's page, everyone but ``customer_ids``; with ``loaded_before``, the customers and
+    orders imported since then, which the predictions of that moment did not see)."""
     from customers.models import Customer, Order, OrderItem, Review
 
     limit = as_timestamp(ceiling) if ceiling is not None else None
@@ -85,6 +87,10 @@ def load_history(tenant: Tenant, *, ceiling: dt.date | dt.datetime | None = None
             )
             orders_qs = orders_qs.filter(ordered_at__lte=limit.to_pydatetime())
             lines_qs = lines_qs.filter(order__ordered_at__lte=limit.to_pydatetime())
+        if loaded_before is not None:
+            customers_qs = customers_qs.filter(created_at__lt=loaded_before)
+            orders_qs = orders_qs.filter(created_at__lt=loaded_before)
+            lines_qs = lines_qs.filter(order__created_at__lt=loaded_before)
             reviews_qs = reviews_qs.filter(created_at__lte=limit.to_pydatetime())
         customers = pd.DataFrame.from_records(
             # First seen unknown: when the customer was loaded, as the limit above reads it (a

@@ -276,3 +276,27 @@ def test_filters_and_search_find_an_accented_id_typed_either_way(api_a) -> None:
     api_a.post("/api/v1/customers/bulk/", [{"customer_id": composed, "name": composed}], format="json")
     for params in ({"external_id": decomposed}, {"search": decomposed}, {"external_id": composed}):
         assert api_a.get("/api/v1/customers/", params).json()["count"] == 1, params
+
+
+def test_stages_recomputed_after_a_scoring_leave_out_what_was_imported_since(tenant_a, settings) -> None:
+    from customers.models import Customer
+    from customers.services.imports import import_rows
+    from modeling.insights import refresh_insights
+    from modeling.models import CustomerInsight, Prediction
+    from modeling.scoring import _prediction
+
+    settings.CLM_SEGMENT_EMBEDDINGS = False
+    day = dt.date(2026, 6, 30)
+    assert import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2026-01-10", "amount": "40"},
+                                            {"customer_id": "c1", "order_id": "o2", "ordered_at": "2026-02-10", "amount": "40"}]).ok
+    with scoped(tenant_a):
+        c1 = Customer.objects.get(external_id="c1")
+        Prediction.objects.bulk_create([_prediction(tenant_a, c1.pk, day, 90, 0.05, 0.05, 2.0, [], {}, "")])
+    # An order dated on the scoring date, imported after the scoring, and a new customer
+    assert import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o3", "ordered_at": "2026-06-30", "amount": "40"},
+                                            {"customer_id": "c2", "order_id": "o4", "ordered_at": "2026-06-29", "amount": "40"}]).ok
+    refresh_insights(tenant_a, day, backfill_months=0)
+    with scoped(tenant_a):
+        insight = CustomerInsight.objects.get(customer=c1)
+        assert insight.stage_reason == "overdue: 140 days vs. their usual 31"  # the order of June 30, imported after the scoring, is not seen
+        assert not CustomerInsight.objects.filter(customer__external_id="c2").exists()  # waits for the next scoring
