@@ -39,7 +39,7 @@ class CampaignSerializer(serializers.ModelSerializer):
     audience_size = serializers.IntegerField(read_only=True, allow_null=True, help_text=(
         "customers in the audience, treated and control, counted when it launched; null before the launch (the report's preview has the live count)"))
     value_at_risk = serializers.FloatField(read_only=True, allow_null=True, help_text=(
-        "the audience's value at risk (churn probability x what each would spend if they ordered again, summed) at launch; null before the launch"))
+        "the audience's value at risk (the chance of an order each has lost against their usual pace x what they would spend if they ordered, summed) at launch; null before the launch"))
 
     class Meta:
         model = Campaign

@@ -2,8 +2,8 @@
 
 The playbook is an ordered list of :class:`PlaybookRule`; the first enabled rule whose
 conditions all hold gives the customer's one primary action. The reason names what
-matched, and the priority is the value at risk (churn probability x what the customer would spend
-if they ordered again, :func:`value_at_risk`).
+matched, and the priority is the value at risk (the chance of an order lost against the customer's own
+pace x what they would spend if they ordered again, :func:`value_at_risk`).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ class RuleForm(forms.ModelForm):
         ]
         # Each help text adds what the label does not say: the scale, the unit, the window.
         help_texts = {"days_since_min": "days", "days_since_max": "days",
-                      "value_at_risk_min": "in the shop's currency: churn probability × what the customer would spend if they ordered again",
+                      "value_at_risk_min": "in the shop's currency: the chance of an order lost against the customer's usual pace × what they would spend if they ordered",
                       "offer_cap": "empty: no offer"}
         labels = {"position": "Order (lower is checked first)", "sentiment_max": "Review tone at most", "value_at_risk_min": "Value at risk at least", "days_since_min": "Days since the last order, at least",
                   "days_since_max": "Days since the last order, at most",

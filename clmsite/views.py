@@ -206,7 +206,8 @@ def _waiting(job: Job) -> str:
     ahead = Job.objects.filter(state__in=[Job.State.QUEUED, Job.State.RUNNING], created_at__lt=job.created_at).values_list("kind", flat=True)
     kinds = sorted({str(Job.Kind(kind).label).lower() for kind in ahead})
     if kinds:
-        return f"Waiting behind {len(ahead)} {' and '.join(kinds)} job{'s' if len(ahead) > 1 else ''} of this shop."
+        n = len(ahead)
+        return f"Waiting for {n} other job{'s' if n > 1 else ''} of this shop to finish ({', '.join(kinds)})."
     return "Waiting for a free worker."
 
 

@@ -280,7 +280,9 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
         "trend": [{"as_of": t["as_of"].isoformat(), "size": t["size"], "mean_value": t["mean_value"], "churn": t["churn"]} for t in trend],
         "stages": [{"label": labels[s], "count": stage_mix.get(s, 0), "colour": STAGE_COLOURS[s]} for s in labels],
     }
-    page = Paginator(members.order_by("-priority", "customer_id"), 50).get_page(request.GET.get("page"))
+    # Prospects have no value at risk (all 0): the likeliest first buyers first instead
+    order = ("churn_probability", "customer_id") if prospects else ("-priority", "customer_id")
+    page = Paginator(members.order_by(*order), 50).get_page(request.GET.get("page"))
     return render(request, "insights/segment_detail.html", {
         "segment": segment, "summary": summary, "page": page, "chart_data": chart,
         "prospects": prospects,

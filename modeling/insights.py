@@ -370,8 +370,8 @@ def _describe_in_words(stats: dict[str, Any], currency: str) -> str:
 
 
 def _how_many(share: float) -> str:
-    """The word for a share of a segment: "all", "nearly all", "mostly", or "largest group" (under half)."""
-    return "all" if share >= 0.995 else "nearly all" if share >= 0.85 else "mostly" if share >= 0.5 else "largest group"
+    """The word for a share of a segment: "all", "nearly all", "mostly" (two thirds, as a name says it), "more than half", or "largest group"."""
+    return "all" if share >= 0.995 else "nearly all" if share >= 0.85 else "mostly" if share >= 2 / 3 else "more than half" if share > 0.5 else "largest group"
 
 
 def relative_to_average(index: float) -> str:
@@ -528,20 +528,23 @@ def _snapshot_segments(tenant: Tenant, as_of: dt.date) -> None:
     statistics too (a learned segment's come from its clustering, ``segments.describe``): the
     API answered them ``stats: {}``."""
     for segment in Segment.objects.filter(Q(is_current=True) | Q(kind=Segment.Kind.SAVED)):
-        rows = list(segment_members(segment).values_list("predicted_value", "churn_probability", "stage"))
-        size = len(rows)
-        values = [float(v) for v, _, _ in rows if v is not None]
-        churns = [c for _, c, _ in rows if c is not None]
-        mean_value = float(np.mean(values)) if values else 0.0
-        churn = float(np.mean(churns)) if churns else 0.0
-        update: dict[str, Any] = {"size": size}
-        if segment.kind != Segment.Kind.LEARNED:
-            stages = pd.Series([stage for _, _, stage in rows], dtype=object).value_counts(normalize=True)
-            update["stats"] = {"as_of": as_of.isoformat(), "size": size, "mean_value": round(mean_value, 2), "churn": round(churn, 4) if churns else None,
-                               "stages": {str(k): round(float(v), 3) for k, v in stages.items()},
-                               "dominant_stage": str(stages.index[0]) if size else None, "dominant_stage_share": round(float(stages.iloc[0]), 3) if size else None}
-        Segment.objects.filter(pk=segment.pk).update(**update)
-        SegmentSnapshot.objects.update_or_create(segment=segment, as_of=as_of, defaults={"tenant": tenant, "size": size, "mean_value": round(mean_value, 2), "churn": round(churn, 4)})
+        stats = member_stats(segment, as_of)
+        size, mean_value, churn = stats["size"], stats["mean_value"], stats["churn"] or 0.0
+        Segment.objects.filter(pk=segment.pk).update(size=size, **({"stats": stats} if segment.kind != Segment.Kind.LEARNED else {}))
+        SegmentSnapshot.objects.update_or_create(segment=segment, as_of=as_of, defaults={"tenant": tenant, "size": size, "mean_value": mean_value, "churn": round(churn, 4)})
+
+
+def member_stats(segment: Segment, as_of: dt.date | None) -> dict[str, Any]:
+    """A segment's members now: size, mean predicted value, churn and the share of each stage,
+    as of the scoring date their insights are of (an RFM group's and a saved segment's
+    statistics; a learned segment's come from its clustering)."""
+    rows = list(segment_members(segment).values_list("predicted_value", "churn_probability", "stage"))
+    values = [float(v) for v, _, _ in rows if v is not None]
+    churns = [c for _, c, _ in rows if c is not None]
+    stages = pd.Series([stage for _, _, stage in rows], dtype=object).value_counts(normalize=True)
+    return {"as_of": as_of.isoformat() if as_of else None, "size": len(rows), "mean_value": round(float(np.mean(values)), 2) if values else 0.0,
+            "churn": round(float(np.mean(churns)), 4) if churns else None, "stages": {str(k): round(float(v), 3) for k, v in stages.items()},
+            "dominant_stage": str(stages.index[0]) if rows else None, "dominant_stage_share": round(float(stages.iloc[0]), 3) if rows else None}
 
 
 # --- Membership ---------------------------------------------------------------------------
@@ -635,8 +638,9 @@ def do_create_saved_segment(tenant: Tenant, name: str, filters: dict[str, Any], 
                 raise SegmentNameTaken
             segment = Segment.objects.create(tenant=tenant, kind=Segment.Kind.SAVED, key=saved_segment_key(name), name=name, filters=filters,
                                              created_by=created_by if getattr(created_by, "pk", None) else None)
-        segment.size = segment_members(segment).count()
-        segment.save(update_fields=["size"])
+        segment.stats = member_stats(segment, latest_scoring_date(tenant))
+        segment.size = segment.stats["size"]
+        segment.save(update_fields=["size", "stats"])
     return segment
 
 
@@ -687,8 +691,9 @@ def do_edit_saved_segment(segment: Segment, *, name: str | None = None, filters:
 
             before = (segment.name, segment.size)
             segment.name, segment.filters, segment.updated_at = name, filters, timezone.now()
-            segment.size = segment_members(segment).count()
-            segment.save(update_fields=["name", "filters", "size", "updated_at"])
+            segment.stats = member_stats(segment, latest_scoring_date(segment.tenant))  # not the old filters' (a PATCH left them stale)
+            segment.size = segment.stats["size"]
+            segment.save(update_fields=["name", "filters", "size", "stats", "updated_at"])
             for campaign in pending_campaigns(segment):  # their audience is the segment's: their audit says it changed
                 audit_segment_changed(campaign, segment, before, user=user, via=via)
     return segment

@@ -124,7 +124,10 @@ def score_now(request: HttpRequest) -> HttpResponse:
     except NoActiveModel as exc:
         messages.error(request, str(exc))
         return redirect("models")
-    messages.success(request, f"Scoring as of {job.params['as_of']} (job {job.pk}): stages, segments and actions follow the new predictions.")
+    shown = insights.latest_scoring_date(request.tenant)  # type: ignore[attr-defined]
+    follows = (f"the pages keep showing {shown}, a later date; this date's predictions join the history" if shown is not None and job.params["as_of"] < shown.isoformat()
+               else "stages, segments and actions follow the new predictions")
+    messages.success(request, f"Scoring as of {job.params['as_of']} (job {job.pk}): {follows}.")
     warning = stale_scoring_warning(request.tenant, dt.date.fromisoformat(job.params["as_of"]))  # type: ignore[attr-defined]
     if warning:
         messages.warning(request, warning)

@@ -123,7 +123,8 @@ def test_a_segment_of_mixed_categories_is_named_without_a_category_and_its_stage
              "top_categories": [{"category": "Accessories", "share": 0.3}, {"category": "Hiking", "share": 0.2}]}
     assert name_for(stats) == "Lapsed low-value one-time buyers"  # not "multi-category": each of them bought one thing
     assert "; all lapsed (100%); top categories: Accessories, Hiking" in _describe_in_words(stats, "USD")
-    assert "; mostly lapsed (58%);" in _describe_in_words({**stats, "dominant_stage_share": 0.58}, "USD")
+    assert "; more than half lapsed (58%);" in _describe_in_words({**stats, "dominant_stage_share": 0.58}, "USD")  # "mostly" from two thirds, as in a name
+    assert "; mostly lapsed (70%);" in _describe_in_words({**stats, "dominant_stage_share": 0.7}, "USD")
     assert "; largest group lapsed (40%);" in _describe_in_words({**stats, "dominant_stage_share": 0.4}, "USD")
 
 

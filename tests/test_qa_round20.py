@@ -233,6 +233,8 @@ def test_rfm_groups_and_saved_segments_carry_statistics(tenant_a, api_a, setting
     assert listed and all(s["stats"]["size"] == s["size"] and "stages" in s["stats"] for s in listed if s["size"])
     stats = api_a.get(f"/api/v1/segments/{saved['id']}/").json()["stats"]
     assert stats["size"] == 8 and stats["as_of"] == "2026-06-30" and abs(sum(stats["stages"].values()) - 1) < 0.01
+    changed = api_a.patch(f"/api/v1/segments/{saved['id']}/", {"filters": {"orders_min": 3}}, format="json").json()
+    assert changed["size"] == changed["stats"]["size"] == 4  # the new filters' members, not the old ones' until the next scoring
 
 
 def test_a_loyal_customer_who_becomes_active_is_told_why() -> None:
