@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from campaigns import services
 from campaigns.models import Action, Campaign
 from campaigns.webhooks import delivery_summary
-from clmsite.api import ChoiceField, Conflict, CreateModelMixin, TenantViewSet, conflict_response, refuse_a_body
+from clmsite.api import ChoiceField, Conflict, CreateModelMixin, ImportWordsMixin, TenantViewSet, conflict_response, refuse_a_body
 from clmsite.models import Role, role_at_least
 from clmsite.permissions import request_role
 from modeling.api import SavedFiltersSerializer
@@ -29,7 +29,7 @@ class WebhookUrlField(serializers.URLField):
     of the two, drf-spectacular's for a blank URLField, left "" matching both branches)."""
 
 
-class CampaignSerializer(serializers.ModelSerializer):
+class CampaignSerializer(ImportWordsMixin, serializers.ModelSerializer):
     serializer_choice_field = ChoiceField  # a refused action or channel lists the choices
     webhook_url = WebhookUrlField(max_length=500, required=False, allow_blank=True, help_text="where the audience is POSTed at launch; blank for none")
     filters = SavedFiltersSerializer(required=False)

@@ -71,6 +71,25 @@ class TenantScopedMixin:
         return response
 
 
+class ImportWordsMixin:
+    """A model serializer that refuses a value in the words an import uses for it: "Ensure this
+    field has no more than 200 characters" and "Ensure this value is less than or equal to 5"
+    beside bulk's "the limit is 200" and "not a rating from 1 to 5" read as two rules."""
+
+    def build_standard_field(self, field_name: str, model_field: Any) -> tuple[Any, dict[str, Any]]:
+        field_class, kwargs = super().build_standard_field(field_name, model_field)  # type: ignore[misc]
+        if field_name == "rating":
+            messages = kwargs.setdefault("error_messages", {})
+            messages["min_value"] = messages["max_value"] = "is not a rating from 1 to 5"
+        return field_class, kwargs
+
+    def include_extra_kwargs(self, kwargs: dict[str, Any], extra_kwargs: dict[str, Any]) -> dict[str, Any]:
+        kwargs = super().include_extra_kwargs(kwargs, extra_kwargs)  # type: ignore[misc]
+        if "max_length" in kwargs:  # the model's or the serializer's own limit
+            kwargs["error_messages"] = {**kwargs.get("error_messages", {}), "max_length": "is longer than the limit: the limit is {max_length} characters"}
+        return kwargs
+
+
 class SearchFilter(filters.SearchFilter):
     """DRF's search, documented only where the view has ``search_fields`` (elsewhere it
     searches nothing, so ``?search=`` would be a parameter that does nothing)."""

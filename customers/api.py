@@ -20,6 +20,7 @@ from rest_framework.response import Response
 
 from clmsite.api import (
     NON_FIELD_ERRORS,
+    ImportWordsMixin,
     TenantViewSet,
     api_path,
     created_at,
@@ -53,21 +54,6 @@ from customers.services.queries import order_lines
 from customers.services.records import RecordGone, do_delete_record, do_set_order_status
 from modeling.models import Job
 from modeling.review_insight import aspect_labels
-
-
-class ImportWordsMixin:
-    """A PATCH refuses a value in the words an import uses for it: "Ensure this field has no
-    more than 200 characters" and "Ensure this value is less than or equal to 5" beside bulk's
-    "the limit is 200" and "not a rating from 1 to 5" read as two rules."""
-
-    def build_standard_field(self, field_name: str, model_field: Any) -> tuple[Any, dict[str, Any]]:
-        field_class, kwargs = super().build_standard_field(field_name, model_field)  # type: ignore[misc]
-        messages = kwargs.setdefault("error_messages", {})
-        if "max_length" in kwargs:
-            messages.setdefault("max_length", "is longer than the limit: the limit is {max_length} characters")
-        if field_name == "rating":
-            messages["min_value"] = messages["max_value"] = "is not a rating from 1 to 5"
-        return field_class, kwargs
 
 
 class StampedSerializer(ImportWordsMixin, serializers.ModelSerializer):

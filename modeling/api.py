@@ -25,6 +25,7 @@ from clmsite.api import (
     Conflict,
     CreateModelMixin,
     DayField,
+    ImportWordsMixin,
     TenantViewSet,
     conflict_response,
     created_at,
@@ -360,7 +361,7 @@ class SavedFiltersSerializer(serializers.Serializer):
         return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in values.items()}
 
 
-class SegmentSerializer(serializers.ModelSerializer):
+class SegmentSerializer(ImportWordsMixin, serializers.ModelSerializer):
     filters = SavedFiltersSerializer(required=False)
 
     class Meta:

@@ -302,3 +302,17 @@ def test_stages_recomputed_after_a_scoring_leave_out_what_was_imported_since(ten
         insight = CustomerInsight.objects.get(customer=c1)
         assert insight.stage_reason == "overdue: 140 days vs. their usual 31"  # the order of June 30, imported after the scoring, is not seen
         assert not CustomerInsight.objects.filter(customer__external_id="c2").exists()  # waits for the next scoring
+
+
+def test_every_too_long_name_or_text_is_refused_in_the_same_words(api_a) -> None:
+    limit = "is longer than the limit: the limit is"
+    segment = api_a.post("/api/v1/segments/", {"name": "x" * 500, "filters": {}}, format="json").json()
+    campaign = api_a.post("/api/v1/campaigns/", {"name": "x" * 500, "action": "win_back"}, format="json").json()
+    assert segment["name"][0].startswith(limit) and campaign["name"][0].startswith(limit)
+    review = {"customer_id": "c1", "review_id": "r1", "created_at": "2024-01-01", "text": "fine"}
+    assert api_a.post("/api/v1/reviews/bulk/", [review], format="json").json()["ok"]
+    pk = api_a.get("/api/v1/reviews/").json()["results"][0]["id"]
+    assert api_a.patch(f"/api/v1/reviews/{pk}/", {"text": "x" * 20_001}, format="json").json()["text"] == [f"{limit} 20000 characters"]
+    lines = api_a.post("/api/v1/orders/bulk/", [{"customer_id": "c", "order_id": "o", "ordered_at": "2024-01-01", "amount": "5", "unit_price": "5", "lines": "x"}],
+                       format="json").json()
+    assert {e["column"] for e in lines["errors"]} == {"unit_price", "lines"}

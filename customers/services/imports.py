@@ -802,6 +802,9 @@ API_ANSWER_KEYS: dict[str, dict[str, str]] = {
         "customer": "is the API's own number for the customer; the shop's id goes in customer_id",
         "customer_external_id": "is how the API answers the customer's id; send it as customer_id",
         "items": "is the order's lines, as the API answers them; send each line as a row of its own, with the order's order_id",
+        "lines": "a single create (POST /api/v1/orders/) takes lines; here send each line as a row of its own, with the order's order_id",
+        "line_no": "is a line's place in its order, as the API answers it: the rows' order gives it; leave it out",
+        "unit_price": "is computed from the line's amount and quantity; leave it out",
         "updated_at": KEPT_BY_API,
     },
     "reviews": {
