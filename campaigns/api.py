@@ -131,6 +131,13 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CreateMo
     ordering_fields = ["created_at", "launched_at"]
     action_roles = {"launch": Role.ADMIN, "cancel": Role.ADMIN, "rotate_webhook_secret": Role.ADMIN}
 
+    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # Without a broker there is no beat: a due campaign launches when the API reads the
+        # shop's campaigns too, not only when a campaign page is opened (an API-only client
+        # saw "scheduled" past its time).
+        services.run_schedule_in_process(self.tenant)  # type: ignore[arg-type]
+
     def get_base_queryset(self) -> Any:
         return Campaign.objects.select_related("segment")
 

@@ -183,6 +183,16 @@ def test_a_campaign_launched_a_moment_ago_shows_no_uplift_until_members_order(sh
     assert "no orders yet" in listed and not re.search(r"[+-]\d+\.\d pp", listed)
 
 
+def test_a_due_campaign_launches_when_the_api_reads_the_shops_campaigns(shop, settings) -> None:
+    from clmsite.models import Role
+    from tests.conftest import api_client_for
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # the embedded default: no broker, no beat
+    due = make_campaign(shop, state=Campaign.State.SCHEDULED, scheduled_for=timezone.now() - dt.timedelta(minutes=1))
+    answer = api_client_for(shop, Role.VIEWER).get(f"/api/v1/campaigns/{due.pk}/").json()
+    assert answer["state"] == "running" and answer["launched_at"] is not None
+
+
 def test_completed_when_the_window_ends_and_orders_after_it_do_not_count(shop) -> None:
     campaign = launched_in_the_past(shop, make_campaign(shop, attribution_days=10), days_ago=40)
     with tenant_context(shop):
