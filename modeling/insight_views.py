@@ -15,6 +15,7 @@ from django.db.models.functions import Mod
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from campaigns.models import Action
@@ -282,6 +283,11 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
     }
     # Prospects have no value at risk (all 0): the likeliest first buyers first instead
     order = ("churn_probability", "customer_id") if prospects else ("-priority", "customer_id")
+    if request.GET.get("format") == "csv":  # every member, for an email tool: the priorities file's columns
+        response = StreamingHttpResponse(_priority_csv_rows(request.tenant, members.select_related("customer").order_by(*order)),  # type: ignore[attr-defined]
+                                         content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="segment-{segment.pk}-{slugify(segment.name)[:60]}.csv"'
+        return response
     page = Paginator(members.order_by(*order), 50).get_page(request.GET.get("page"))
     return render(request, "insights/segment_detail.html", {
         "segment": segment, "summary": summary, "page": page, "chart_data": chart,

@@ -316,3 +316,23 @@ def test_every_too_long_name_or_text_is_refused_in_the_same_words(api_a) -> None
     lines = api_a.post("/api/v1/orders/bulk/", [{"customer_id": "c", "order_id": "o", "ordered_at": "2024-01-01", "amount": "5", "unit_price": "5", "lines": "x"}],
                        format="json").json()
     assert {e["column"] for e in lines["errors"]} == {"unit_price", "lines"}
+
+
+def test_a_segments_members_download_as_csv(client, alice, tenant_a) -> None:
+    import csv
+    import io
+
+    from customers.models import Customer
+    from modeling.models import CustomerInsight, Segment
+
+    with scoped(tenant_a):
+        group = Segment.objects.create(kind=Segment.Kind.RFM, key="champions", name="Champions")
+        for key, priority in (("c1", 5.0), ("c2", 50.0)):
+            CustomerInsight.objects.create(customer=Customer.objects.create(external_id=key, name=f"=cmd {key}"), as_of=dt.date(2024, 6, 1), stage="active",
+                                           stage_since=dt.date(2024, 5, 1), stage_reason="x", action="nurture", action_reason="x", rfm_segment=group, priority=priority)
+    client.force_login(alice)
+    assert 'data-testid="segment-csv"' in client.get(f"/segments/{group.pk}/").content.decode()
+    response = client.get(f"/segments/{group.pk}/", {"format": "csv"})
+    assert response["Content-Disposition"] == f'attachment; filename="segment-{group.pk}-champions.csv"'
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
+    assert [row[0] for row in rows[1:]] == ["c2", "c1"] and rows[1][1] == "'=cmd c2"  # highest value at risk first; a formula escaped
