@@ -404,6 +404,9 @@ class _Actions:
         self.spend_top = features["total_spent"].rank(ascending=False, pct=True, method="max") if len(features) else pd.Series(dtype=float)
         self.shop_average = float(features["total_spent"].sum() / features["orders"].sum()) if len(features) and features["orders"].sum() else 0.0
         self.pace = horizon_pace(features, tenant.horizon_days) if len(features) else pd.Series(dtype=float)
+        # A sign-up's first order, as the scoring values it (modeling.scoring: the typical first order here).
+        orders = history.orders[history.orders["ordered_at"] <= as_timestamp(as_of)]
+        self.first_order = float(orders.groupby("customer")["amount"].first().median()) if len(orders) else self.shop_average
 
     def prediction(self, customer: int) -> tuple[float | None, float, str]:
         """Churn, predicted value (lifetime spend when not scored) and value tier."""
@@ -419,8 +422,8 @@ class _Actions:
         prediction = self.predictions.loc[customer] if customer in self.predictions.index else None
         chance = float(prediction["purchase_probability"]) if prediction is not None else 0.0
         per_buyer = float(prediction["expected_orders"]) / chance if chance > 1e-9 else 1.0
-        if customer not in self.features.index:
-            return playbook.spend_if_ordering(per_buyer, 1.0, 0.0, 0, self.shop_average), 0.0
+        if customer not in self.features.index:  # a prospect: the typical first order, as their factors say ("typically USD 138"), not every order's mean
+            return playbook.spend_if_ordering(per_buyer, 1.0, 0.0, 0, self.first_order), 0.0
         own, pace = self.features.loc[customer], float(self.pace[customer])
         spend = playbook.spend_if_ordering(per_buyer, pace, float(own["avg_order_value"] or 0.0), int(own["orders"]), self.shop_average)
         return spend, playbook.usual_chance(pace)

@@ -336,3 +336,18 @@ def test_a_segments_members_download_as_csv(client, alice, tenant_a) -> None:
     assert response["Content-Disposition"] == f'attachment; filename="segment-{group.pk}-champions.csv"'
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
     assert [row[0] for row in rows[1:]] == ["c2", "c1"] and rows[1][1] == "'=cmd c2"  # highest value at risk first; a formula escaped
+
+
+def test_a_prospect_would_spend_the_shops_typical_first_order(tenant_a) -> None:
+    import pandas as pd
+
+    from modeling.features import features_as_of, history_from_frames
+    from modeling.insights import _Actions
+
+    orders = pd.DataFrame({"customer": [1, 1, 2, 3], "amount": [100.0, 2000.0, 150.0, 200.0],
+                           "ordered_at": pd.to_datetime(["2026-01-01", "2026-02-01", "2026-01-05", "2026-01-09"], utc=True)})
+    history = history_from_frames(orders)
+    day = dt.date(2026, 6, 30)
+    actions = _Actions(tenant_a, history, day, features_as_of(history, day), pd.DataFrame())
+    spend, usual = actions.spend_and_usual_chance(99)  # no order yet
+    assert spend == 150.0 and usual == 0.0  # the median first order (100, 150, 200), not the mean order (612.50)
