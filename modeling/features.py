@@ -87,11 +87,11 @@ def load_history(tenant: Tenant, *, ceiling: dt.date | dt.datetime | None = None
             )
             orders_qs = orders_qs.filter(ordered_at__lte=limit.to_pydatetime())
             lines_qs = lines_qs.filter(order__ordered_at__lte=limit.to_pydatetime())
+            reviews_qs = reviews_qs.filter(created_at__lte=limit.to_pydatetime())
         if loaded_before is not None:
             customers_qs = customers_qs.filter(created_at__lt=loaded_before)
             orders_qs = orders_qs.filter(created_at__lt=loaded_before)
             lines_qs = lines_qs.filter(order__created_at__lt=loaded_before)
-            reviews_qs = reviews_qs.filter(created_at__lte=limit.to_pydatetime())
         customers = pd.DataFrame.from_records(
             # First seen unknown: when the customer was loaded, as the limit above reads it (a
             # customer loaded today without a date had a stage history back a year).
