@@ -683,8 +683,8 @@ AUDIENCE_CSV_COLUMNS = ["customer_id", "email", "name", "country", "stage", "sta
 STAGE_LABELS = dict(Stage.choices)
 
 
-def treatment_rows(campaign: Campaign) -> QuerySet[CampaignMember]:
-    return CampaignMember.objects.filter(campaign=campaign, group=CampaignMember.Group.TREATMENT).select_related("customer").order_by("customer__external_id")
+def treatment_rows(campaign: Campaign, group: str = CampaignMember.Group.TREATMENT) -> QuerySet[CampaignMember]:
+    return CampaignMember.objects.filter(campaign=campaign, group=group).select_related("customer").order_by("customer__external_id")
 
 
 def member_record(campaign: Campaign, member: CampaignMember) -> dict[str, Any]:
@@ -700,14 +700,17 @@ def member_record(campaign: Campaign, member: CampaignMember) -> dict[str, Any]:
             "predicted_value": None if member.predicted_value is None else str(member.predicted_value)}
 
 
-def write_audience_csv(campaign: Campaign, out: IO[str]) -> int:
-    """The treatment group, with every cell a spreadsheet could read as a formula escaped."""
+def write_audience_csv(campaign: Campaign, out: IO[str], group: str = CampaignMember.Group.TREATMENT) -> int:
+    """The treatment group (or the control group: the customers to keep out of this message,
+    with no offer), with every cell a spreadsheet could read as a formula escaped."""
     writer = csv.writer(out)
     writer.writerow(AUDIENCE_CSV_COLUMNS)
     count = 0
     with tenant_context(campaign.tenant):
-        for member in treatment_rows(campaign).iterator():
+        for member in treatment_rows(campaign, group).iterator():
             record = member_record(campaign, member)
+            if group == CampaignMember.Group.CONTROL:  # held out: nothing is offered to them
+                record.update(offer="", offer_amount=None)
             writer.writerow([spreadsheet_safe(record[c]) for c in AUDIENCE_CSV_COLUMNS])
             count += 1
     return count

@@ -376,8 +376,9 @@ def campaign_audience_csv(request: HttpRequest, campaign_id: int) -> HttpRespons
     campaign = get_object_or_404(Campaign, pk=campaign_id)
     if campaign.launched_at is None:
         raise Http404("Not found")
+    group = CampaignMember.Group.CONTROL if request.GET.get("group") == "control" else CampaignMember.Group.TREATMENT
     response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-treatment.csv"'
+    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-{group}.csv"'
     response.write(EXCEL_BOM)
-    services.write_audience_csv(campaign, response)
+    services.write_audience_csv(campaign, response, group)
     return response

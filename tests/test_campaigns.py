@@ -193,6 +193,18 @@ def test_a_due_campaign_launches_when_the_api_reads_the_shops_campaigns(shop, se
     assert answer["state"] == "running" and answer["launched_at"] is not None
 
 
+def test_the_control_group_downloads_too_without_offers(shop, client, alice) -> None:
+    campaign = services.do_launch_campaign(shop, make_campaign(shop, offer="10% off").pk)
+    client.force_login(alice)
+    assert 'data-testid="control-csv"' in client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    response = client.get(f"/campaigns/{campaign.pk}/audience.csv", {"group": "control"})
+    assert response["Content-Disposition"] == f'attachment; filename="campaign-{campaign.pk}-control.csv"'
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    with tenant_context(shop):
+        held_out = set(CampaignMember.objects.filter(campaign=campaign, group="control").values_list("customer__external_id", flat=True))
+    assert {row["customer_id"] for row in rows} == held_out and held_out and all(row["offer"] == "" for row in rows)
+
+
 def test_completed_when_the_window_ends_and_orders_after_it_do_not_count(shop) -> None:
     campaign = launched_in_the_past(shop, make_campaign(shop, attribution_days=10), days_ago=40)
     with tenant_context(shop):
