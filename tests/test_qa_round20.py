@@ -351,3 +351,16 @@ def test_a_prospect_would_spend_the_shops_typical_first_order(tenant_a) -> None:
     actions = _Actions(tenant_a, history, day, features_as_of(history, day), pd.DataFrame())
     spend, usual = actions.spend_and_usual_chance(99)  # no order yet
     assert spend == 150.0 and usual == 0.0  # the median first order (100, 150, 200), not the mean order (612.50)
+
+
+def test_the_customer_list_downloads_as_filtered_and_sorted(client, alice, shop_a_data) -> None:
+    import csv
+    import io
+
+    client.force_login(alice)
+    page = client.get("/customers/", {"q": "c", "sort": "external_id"}).content.decode()
+    assert 'data-testid="customers-csv"' in page and "?q=c&amp;sort=external_id&amp;format=csv" in page
+    response = client.get("/customers/", {"q": "c", "sort": "-external_id", "format": "csv"})
+    assert response["Content-Disposition"] == 'attachment; filename="customers.csv"'
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
+    assert [row["customer_id"] for row in rows] == ["c2", "c1"] and (rows[0]["orders"], rows[1]["orders"], rows[1]["total_spent"]) == ("1", "2", "65.50")
