@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -30,6 +29,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from clmsite.filters import ClmFilterBackend, choice_without_case
+from clmsite.lookups import nfc
 from clmsite.models import ApiKey, Tenant, role_at_least
 from clmsite.permissions import request_role, required_role
 from clmsite.tenancy import _current_tenant
@@ -102,7 +102,7 @@ class SearchFilter(filters.SearchFilter):
             terms = super().get_search_terms(request)
         except exceptions.ValidationError as exc:  # a NUL: named after its parameter, as every filter's error is
             raise exceptions.ValidationError({self.search_param: exc.detail}) from None
-        return [unicodedata.normalize("NFC", term) for term in terms]  # as imports store text: "José" typed either way finds it
+        return [nfc(term) for term in terms]  # as imports store text: "José" typed either way finds it
 
 
 class OrderingFilter(filters.OrderingFilter):

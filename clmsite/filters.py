@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import unicodedata
 from typing import Any
 
 import django_filters
@@ -14,6 +13,8 @@ from django.db import models
 from django_filters.fields import IsoDateTimeField
 from django_filters.filterset import FILTER_FOR_DBFIELD_DEFAULTS
 from django_filters.rest_framework import DjangoFilterBackend
+
+from clmsite.lookups import nfc
 
 
 class UTCDateTimeField(IsoDateTimeField):
@@ -126,9 +127,9 @@ class ClmFilterSet(django_filters.FilterSet):
 
     def __init__(self, data: Any = None, *args: Any, **kwargs: Any) -> None:
         if data is not None and hasattr(data, "setlist") and any(not value.isascii() for _, values in data.lists() for value in values):
-            data = data.copy()  # compared with text as imports store it, in NFC: "José" typed either way finds it
+            data = data.copy()  # compared with text as imports store it: "José" typed either way finds it
             for name, values in list(data.lists()):
-                data.setlist(name, [unicodedata.normalize("NFC", value) for value in values])
+                data.setlist(name, [nfc(value) for value in values])
         super().__init__(data, *args, **kwargs)
 
     def is_valid(self) -> bool:

@@ -19,6 +19,12 @@ NOT_DECOMPOSED = str.maketrans({"ß": "ss", "ø": "o", "Ø": "O", "æ": "ae", "�
                                 "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "þ": "th", "Þ": "TH", "ı": "i"})
 
 
+def nfc(text: str) -> str:
+    """Text in the one Unicode form the app stores and compares it in (NFC): "José" typed with
+    a composed é or with e and a combining accent is one id, one name. ASCII is left as it is."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
 def unaccent(text: str | None) -> str | None:
     if text is None:
         return None

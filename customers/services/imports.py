@@ -35,7 +35,6 @@ import math
 import os
 import re
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -48,6 +47,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from clmsite.datacache import bump_data_version
+from clmsite.lookups import nfc
 from clmsite.models import Tenant
 from clmsite.statistics import refresh_statistics
 from customers.models import Order
@@ -543,10 +543,8 @@ def _validate_records(
                 collector.add(row_no, name, "contains a NUL byte")
                 bad = True
                 continue
+            raw = nfc(raw)  # one spelling of "José", not two customers that look alike
             text = raw.strip()
-            if not text.isascii():  # one spelling of "José" (composed, NFC), not two customers that look alike
-                text = unicodedata.normalize("NFC", text)
-                raw = unicodedata.normalize("NFC", raw)
             if not text:
                 if required:
                     collector.add(row_no, name, "is required")
