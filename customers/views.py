@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.views.decorators.http import require_POST
@@ -18,6 +18,7 @@ from clmsite.views import tenant_required
 from customers.services import queries
 from customers.services.import_jobs import CHECK_KEPT_HOURS, checked_file, do_import_checked, do_start_import
 from customers.services.imports import KINDS, SPECS
+from modeling.exports import csv_download
 from modeling.models import Job, Prediction, Stage
 
 
@@ -58,23 +59,10 @@ def imported_since_scoring() -> bool:
 CUSTOMER_CSV_COLUMNS = ["customer_id", "name", "email", "country", "orders", "total_spent", "last_order_at", "stage", "value_tier"]
 
 
-def customer_csv_rows(tenant: Any, customers: Any) -> Any:
-    """The customer list's CSV lines, streamed in chunks (the tenant context is set again: the
-    response reads them after the view returned)."""
-    import csv
-
-    from clmsite.tenancy import tenant_context
-    from modeling.exports import EXCEL_BOM, spreadsheet_safe
-    from modeling.insight_views import _Echo
-
-    writer = csv.writer(_Echo())
-    yield EXCEL_BOM + writer.writerow(CUSTOMER_CSV_COLUMNS)
-    with tenant_context(tenant):
-        for c in customers.iterator(chunk_size=2000):
-            insight = getattr(c, "insight", None)
-            yield writer.writerow([spreadsheet_safe(v) for v in (
-                c.external_id, c.name, c.email, c.country, c.order_count, c.total_spent, c.last_order_at.isoformat() if c.last_order_at else "",
-                insight.stage if insight else "", insight.value_tier if insight else "")])
+def _customer_row(c: Any) -> list[object]:
+    insight = getattr(c, "insight", None)
+    return [c.external_id, c.name, c.email, c.country, c.order_count, c.total_spent, c.last_order_at.isoformat() if c.last_order_at else "",
+            insight.stage if insight else "", insight.value_tier if insight else ""]
 
 
 @tenant_required()
@@ -94,9 +82,7 @@ def customer_list(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     customers = queries.search_customers(tenant, query=query, sort=sort, stage=stage, tier=tier, country=country)
     if request.GET.get("format") == "csv":  # the list as filtered and sorted, every page
-        response = StreamingHttpResponse(customer_csv_rows(tenant, customers), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="customers.csv"'
-        return response
+        return csv_download(tenant, "customers.csv", CUSTOMER_CSV_COLUMNS, customers, _customer_row)
     paginator = Paginator(customers, 25)
     filtered = bool(query or stage or tier or country)
     if not filtered:  # counting every customer is the page's costliest query: once per data version

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import math
 from typing import Any
@@ -12,7 +11,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Avg, Count, Exists, F, OuterRef, Sum
 from django.db.models.functions import Mod
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.text import slugify
@@ -22,11 +21,10 @@ from campaigns.models import Action
 from clmsite.datacache import cached
 from clmsite.forms import PercentField
 from clmsite.models import Role
-from clmsite.tenancy import tenant_context
 from clmsite.views import not_counted_note, stale_preview, tenant_required
 from customers.services.queries import month_in_progress
 from modeling import insights, lifecycle
-from modeling.exports import EXCEL_BOM, spreadsheet_safe
+from modeling.exports import csv_download
 from modeling.models import CustomerInsight, Segment, SegmentSnapshot, Stage, StageSnapshot
 from modeling.segments import NO_ORDER
 
@@ -284,10 +282,8 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
     # Prospects have no value at risk (all 0): the likeliest first buyers first instead
     order = ("churn_probability", "customer_id") if prospects else ("-priority", "customer_id")
     if request.GET.get("format") == "csv":  # every member, for an email tool: the priorities file's columns
-        response = StreamingHttpResponse(_priority_csv_rows(request.tenant, members.select_related("customer").order_by(*order)),  # type: ignore[attr-defined]
-                                         content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="segment-{segment.pk}-{slugify(segment.name)[:60]}.csv"'
-        return response
+        return csv_download(request.tenant, f"segment-{segment.pk}-{slugify(segment.name)[:60]}.csv", PRIORITY_COLUMNS,  # type: ignore[attr-defined]
+                            members.select_related("customer").order_by(*order), _priority_row)
     page = Paginator(members.order_by(*order), 50).get_page(request.GET.get("page"))
     return render(request, "insights/segment_detail.html", {
         "segment": segment, "summary": summary, "page": page, "chart_data": chart,
@@ -357,24 +353,11 @@ PRIORITY_COLUMNS = ["customer_id", "name", "email", "stage", "stage_label", "sta
 PRIORITIES_PER_PAGE = 50
 
 
-class _Echo:
-    """A file-like object whose write returns the line, for streaming csv.writer rows."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def _priority_csv_rows(tenant: Any, rows: Any) -> Any:
-    """The CSV lines, read in chunks while the response streams: after the view returns, so
-    the tenant context is set again here."""
-    writer = csv.writer(_Echo())
-    yield EXCEL_BOM + writer.writerow(PRIORITY_COLUMNS)
-    with tenant_context(tenant):
-        for i in rows.iterator(chunk_size=2000):
-            yield writer.writerow([spreadsheet_safe(str(v)) for v in (
-                i.customer.external_id, i.customer.name, i.customer.email, i.stage, i.get_stage_display(), i.stage_reason, i.value_tier,
-                "" if i.churn_probability is None else f"{i.churn_probability:.4f}", "" if i.predicted_value is None else i.predicted_value, f"{i.priority:.2f}",
-                i.action, i.action_label, i.action_channel, i.channel_label if i.action_channel else "", "" if i.action_offer is None else i.action_offer, i.action_detail, i.action_reason)])
+def _priority_row(i: CustomerInsight) -> list[object]:
+    return [i.customer.external_id, i.customer.name, i.customer.email, i.stage, i.get_stage_display(), i.stage_reason, i.value_tier,
+            "" if i.churn_probability is None else f"{i.churn_probability:.4f}", "" if i.predicted_value is None else i.predicted_value, f"{i.priority:.2f}",
+            i.action, i.action_label, i.action_channel, i.channel_label if i.action_channel else "", "" if i.action_offer is None else i.action_offer,
+            i.action_detail, i.action_reason]
 
 
 @tenant_required()
@@ -388,10 +371,7 @@ def priorities(request: HttpRequest) -> HttpResponse:
     else:
         action = ""
     if request.GET.get("format") == "csv":
-        response = StreamingHttpResponse(_priority_csv_rows(request.tenant, rows),  # type: ignore[attr-defined]
-                                          content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="priorities.csv"'
-        return response
+        return csv_download(request.tenant, "priorities.csv", PRIORITY_COLUMNS, rows, _priority_row)  # type: ignore[attr-defined]
     totals = CustomerInsight.objects.values("action").annotate(n=Count("id"), at_risk=Sum("priority")).order_by("-at_risk")
     names = dict(Action.choices)
     page = Paginator(rows, PRIORITIES_PER_PAGE).get_page(request.GET.get("page"))
