@@ -263,7 +263,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CreateMo
     @action(detail=True, methods=["get"])
     def audience(self, request: Any, pk: str | None = None) -> Response:
         campaign = self.get_object()
-        page = self.paginate_queryset(services.treatment_rows(campaign))
+        page = self.paginate_queryset(services.group_rows(campaign))
         # ``customer`` as every other resource names it (the id of /customers/{id}/); ``customer_id``
         # is the shop's own id, as in the CSV and the webhook.
         return self.get_paginated_response([{"customer": member.customer_id, **services.member_record(campaign, member)} for member in page])

@@ -683,7 +683,8 @@ AUDIENCE_CSV_COLUMNS = ["customer_id", "email", "name", "country", "stage", "sta
 STAGE_LABELS = dict(Stage.choices)
 
 
-def treatment_rows(campaign: Campaign, group: str = CampaignMember.Group.TREATMENT) -> QuerySet[CampaignMember]:
+def group_rows(campaign: Campaign, group: str = CampaignMember.Group.TREATMENT) -> QuerySet[CampaignMember]:
+    """A launched campaign's treatment group (or its control group), by the shop's customer id."""
     return CampaignMember.objects.filter(campaign=campaign, group=group).select_related("customer").order_by("customer__external_id")
 
 
@@ -707,7 +708,7 @@ def write_audience_csv(campaign: Campaign, out: IO[str], group: str = CampaignMe
     writer.writerow(AUDIENCE_CSV_COLUMNS)
     count = 0
     with tenant_context(campaign.tenant):
-        for member in treatment_rows(campaign, group).iterator():
+        for member in group_rows(campaign, group).iterator():
             record = member_record(campaign, member)
             if group == CampaignMember.Group.CONTROL:  # held out: nothing is offered to them
                 record.update(offer="", offer_amount=None)

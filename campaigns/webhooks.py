@@ -29,7 +29,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from campaigns.models import Campaign, WebhookDelivery
-from campaigns.services import member_record, treatment_rows
+from campaigns.services import group_rows, member_record
 from clmsite.tenancy import tenant_context
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def deliver(campaign: Campaign, *, batch_size: int | None = None, backoff: float
     tenant = campaign.tenant
     batch_size, backoff = batch_size or BATCH_SIZE, BACKOFF_SECONDS if backoff is None else backoff
     with tenant_context(tenant):
-        records = [member_record(campaign, m) for m in treatment_rows(campaign)]
+        records = [member_record(campaign, m) for m in group_rows(campaign)]
         done = set(WebhookDelivery.objects.filter(campaign=campaign, ok=True).values_list("batch", flat=True))
     batches = [records[i : i + batch_size] for i in range(0, len(records), batch_size)] or [[]]
     delivered = len(done)

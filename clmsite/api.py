@@ -595,6 +595,6 @@ class Utf8ApiMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: Any) -> Any:
-        if request.path.startswith("/api/") and (request.encoding or "utf-8").lower().replace("_", "-") not in ("utf-8", "utf8"):
+        if request.path.startswith("/api/") and request.encoding:  # a declared charset; without one Django reads UTF-8 already
             request.encoding = "utf-8"
         return self.get_response(request)

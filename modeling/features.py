@@ -59,6 +59,12 @@ def as_timestamp(value: dt.date | dt.datetime | pd.Timestamp) -> pd.Timestamp:
     return pd.Timestamp(dt.datetime.combine(value, dt.time.max), tz="UTC").floor("s")
 
 
+def typical_first_order(orders: pd.DataFrame) -> float | None:
+    """The median of the customers' first orders (``orders`` in time order): what a sign-up's
+    first order is worth here, for the scoring and the playbook alike. None without orders."""
+    return float(orders.groupby("customer")["amount"].first().median()) if len(orders) else None
+
+
 def load_history(tenant: Tenant, *, ceiling: dt.date | dt.datetime | None = None, customer_ids: list[int] | None = None,
                  loaded_before: dt.datetime | None = None) -> History:
     """Read the tenant's data once, ignoring everything after ``ceiling`` (and, for one

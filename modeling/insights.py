@@ -30,7 +30,7 @@ from customers.services.queries import month_in_progress
 from modeling import lifecycle, review_insight, segments
 from modeling.explain import money_text
 from modeling.families.base import Progress, horizon_pace, no_progress
-from modeling.features import History, as_timestamp, features_as_of, load_history
+from modeling.features import History, as_timestamp, features_as_of, load_history, typical_first_order
 from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, SegmentSnapshot, Stage, StageSnapshot
 from modeling.profiles import customer_profiles
 
@@ -371,7 +371,8 @@ def _describe_in_words(stats: dict[str, Any], currency: str) -> str:
 
 def _how_many(share: float) -> str:
     """The word for a share of a segment: "all", "nearly all", "mostly" (two thirds, as a name says it), "more than half", or "largest group"."""
-    return "all" if share >= 0.995 else "nearly all" if share >= 0.85 else "mostly" if share >= 2 / 3 else "more than half" if share > 0.5 else "largest group"
+    return ("all" if share >= 0.995 else "nearly all" if share >= segments.STAGE_NAME_SHARE else "mostly" if share >= segments.STAGE_MOSTLY_SHARE
+            else "more than half" if share > 0.5 else "largest group")
 
 
 def relative_to_average(index: float) -> str:
@@ -404,9 +405,9 @@ class _Actions:
         self.spend_top = features["total_spent"].rank(ascending=False, pct=True, method="max") if len(features) else pd.Series(dtype=float)
         self.shop_average = float(features["total_spent"].sum() / features["orders"].sum()) if len(features) and features["orders"].sum() else 0.0
         self.pace = horizon_pace(features, tenant.horizon_days) if len(features) else pd.Series(dtype=float)
-        # A sign-up's first order, as the scoring values it (modeling.scoring: the typical first order here).
-        orders = history.orders[history.orders["ordered_at"] <= as_timestamp(as_of)]
-        self.first_order = float(orders.groupby("customer")["amount"].first().median()) if len(orders) else self.shop_average
+        # A sign-up's first order, as the scoring values it.
+        typical = typical_first_order(history.orders[history.orders["ordered_at"] <= as_timestamp(as_of)])
+        self.first_order = typical if typical is not None else self.shop_average
 
     def prediction(self, customer: int) -> tuple[float | None, float, str]:
         """Churn, predicted value (lifetime spend when not scored) and value tier."""

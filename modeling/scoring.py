@@ -31,7 +31,7 @@ from modeling.families.base import (
     no_progress,
     served_together,
 )
-from modeling.features import History, features_as_of, load_history
+from modeling.features import History, features_as_of, load_history, typical_first_order
 from modeling.models import ModelVersion, Prediction
 from modeling.profiles import customer_profiles, profile_hash
 from modeling.training import family_class
@@ -178,8 +178,8 @@ def score_customers(tenant: Tenant, as_of: dt.date, *, customer_ids: list[int] |
     prospects = [c for c in population if c not in features.index]
     rates, pooled = prospect_rates(history, cut, horizon) if prospects else ({}, 0.0)
     signed_up = pd.to_datetime(history.customers.set_index("customer")["first_seen"], utc=True)
-    first_order = history.orders.groupby("customer")["amount"].first()
-    prospect_value = float(first_order.median()) if len(first_order) else 0.0
+    typical = typical_first_order(history.orders)
+    prospect_value = typical if typical is not None else 0.0
     rows = []
     for customer, row in scores.iterrows():
         probability = float(np.clip(row["purchase_probability"], 0.0, 1.0))

@@ -506,7 +506,7 @@ def test_a_suggestion_campaign_offers_each_customer_their_own_capped_offer(shop,
     services.do_launch_campaign(shop, campaign.pk)
     with tenant_context(shop):
         own = {i.customer.external_id: i.action_offer for i in CustomerInsight.objects.filter(action=Action.WIN_BACK).select_related("customer")}
-        records = [services.member_record(campaign, m) for m in services.treatment_rows(campaign)]
+        records = [services.member_record(campaign, m) for m in services.group_rows(campaign)]
     assert records and len({r["offer"] for r in records}) > 1
     for record in records:
         expected = own[record["customer_id"]]
