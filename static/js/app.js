@@ -52,6 +52,36 @@ window.CLM = {
     const show = (x) => (Math.round(x * 1000) / 10) + "%";
     return item.dataset.label + ": " + (Array.isArray(v) ? show(v[0]) + " to " + show(v[1]) : show(v));
   },
+  // Ticks for a linear axis of UTC timestamps (ms) from `from` to `until`: calendar steps (days,
+  // weeks, months, quarters, years) so that at most `most` labelled ticks fall inside (fewer on a
+  // narrow chart, about 80 px each), never one past `until` (read as days to come). Chart.js's own
+  // linear ticks fell on odd dates, and blanking those outside the data left two or three labels.
+  dateTicks(from, until, most = 6) {
+    const DAY = 86400000, start = new Date(from), span = (until - from) / DAY;
+    const iso = (v) => new Date(v).toISOString().slice(0, 10);
+    const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const month = (v) => MONTHS[new Date(v).getUTCMonth()] + " " + new Date(v).getUTCFullYear();
+    let label = iso;
+    const values = (width) => {
+      const fit = Math.max(3, Math.min(most, Math.floor(width / 80))), out = [];
+      const dayStep = [1, 2, 7, 14].find((d) => span / d <= fit);
+      label = iso;
+      if (dayStep) {
+        const first = Date.UTC(start.getUTCFullYear(), start.getUTCMonth(), start.getUTCDate()) + DAY;
+        for (let v = first; v <= until; v += dayStep * DAY) out.push(v);
+      } else {
+        const step = [1, 2, 3, 6, 12, 24, 60].find((m) => span / 30.44 / m <= fit) || 120;
+        label = step >= 12 ? (v) => String(new Date(v).getUTCFullYear()) : month;
+        // the first month start after `from` on the step's grid (quarters start in Jan, Apr, Jul, Oct)
+        let y = start.getUTCFullYear(), m = Math.ceil((start.getUTCMonth() + 1) / step) * step;
+        if (step >= 12) { y = Math.ceil((y + 1) / (step / 12)) * (step / 12); m = 0; }
+        for (let v = Date.UTC(y, m, 1); v <= until; m += step, v = Date.UTC(y, m, 1)) out.push(v);
+      }
+      return out.length ? out : [from];
+    };
+    return {afterBuildTicks: (axis) => { axis.ticks = values(axis.width).map((value) => ({value})); },
+            ticks: {autoSkip: false, maxRotation: 0, callback: (v) => label(v)}};
+  },
   // A long axis label ("Lapsed low-value one-time Tents buyers") as lines of at most
   // `width` characters, so a phone's narrow chart does not clip it; tooltips keep the full text.
   wrapLabel(text, width = 26) {
