@@ -4,6 +4,7 @@ from the API key (or the session) and scopes every query to it. Subclasses defin
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.expressions import OrderBy
 from django.http import Http404, QueryDict
 from django.urls import reverse
@@ -26,6 +27,7 @@ from rest_framework.fields import empty
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from clmsite.filters import ClmFilterBackend, choice_without_case
@@ -155,11 +157,75 @@ class PageNumberPagination(pagination.PageNumberPagination):
             return number
         raise exceptions.ValidationError({self.page_query_param: [f"Not a page number: {str(number)[:50]!r}; a page is a whole number from 1, or last."]})
 
+    # --- The sync walk: ``?ordering=updated_at`` pages continue after the last row read ---
+    # A page number counts rows from the start: a row read on page 1 and changed before page 2
+    # moved to the end (its updated_at is newer), everything after it moved up one, and page 2
+    # began one row late, so one row was never read. Under ``ordering=updated_at`` a ``next`` link
+    # names the last row instead (``after``: its updated_at and id), and the next page is the rows
+    # after that one in (updated_at, id): a changed row is read again at the end, none is skipped.
+    after_query_param = "after"
+    after_query_description = ("With `ordering=updated_at` only: the rows after this position, as a `next` link of that "
+                               "ordering gives it (the last row's `updated_at` and `id`). Follow `next` rather than building it; "
+                               "`page` cannot go with it, and there is no `previous`.")
+    sync_ordering = "updated_at"
+
+    def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> Any:
+        self.request, self.after_rows = request, None
+        self.sync_walk = request.query_params.get("ordering", "") == self.sync_ordering and is_sync_list(view)
+        raw = request.query_params.get(self.after_query_param)
+        if raw is None:
+            return super().paginate_queryset(queryset, request, view)
+        if not self.sync_walk:
+            raise self.after_error(f"after continues a walk in ordering={self.sync_ordering}: add ?ordering={self.sync_ordering}, or leave after out.")
+        if self.page_query_param in request.query_params:
+            raise self.after_error("Give after or page, not both: after already says where the page starts.")
+        stamp_text, _, pk = raw.rpartition("_")
+        try:
+            stamp = dt.datetime.strptime(stamp_text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+        except ValueError:
+            stamp = None
+        if stamp is None or not re.fullmatch(r"[0-9]{1,18}", pk):
+            raise self.after_error(f"Not a position: {raw[:60]!r}; use the after of a next link (an updated_at, _, an id).")
+        size = self.get_page_size(request)
+        self.count = queryset.count()
+        rows = list(queryset.filter(Q(updated_at__gt=stamp) | Q(updated_at=stamp, pk__gt=int(pk)))[: size + 1])
+        self.after_rows, self.after_more = rows[:size], len(rows) > size
+        return self.after_rows
+
+    def after_error(self, why: str) -> exceptions.ValidationError:
+        return exceptions.ValidationError({self.after_query_param: [why]})
+
+    def get_paginated_response(self, data: Any) -> Response:
+        if self.after_rows is None:
+            return super().get_paginated_response(data)
+        return Response({"count": self.count, "next": self.get_next_link(), "previous": None, "results": data})
+
+    def get_next_link(self) -> str | None:
+        if not self.sync_walk:
+            return super().get_next_link()
+        rows, more = (self.after_rows, self.after_more) if self.after_rows is not None else (self.page.object_list, self.page.has_next())
+        if not (more and rows):
+            return None
+        last = rows[-1]
+        position = f"{last.updated_at.astimezone(dt.UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}_{last.pk}"
+        return replace_query_param(remove_query_param(self.request.build_absolute_uri(), self.page_query_param), self.after_query_param, position)
+
+    def get_previous_link(self) -> str | None:
+        return None if self.after_rows is not None else super().get_previous_link()
+
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)
         parameters[0]["schema"]["minimum"] = 1
         parameters[1]["schema"].update(minimum=1, maximum=self.max_page_size)
+        if is_sync_list(view):
+            parameters.append({"name": self.after_query_param, "required": False, "in": "query",
+                               "description": self.after_query_description, "schema": {"type": "string"}})
         return parameters
+
+
+def is_sync_list(view: Any) -> bool:
+    """A list that offers the sync walk: one ordered by ``updated_at`` (customers, orders, products, reviews)."""
+    return getattr(view, "action", None) == "list" and PageNumberPagination.sync_ordering in getattr(view, "ordering_fields", ())
 
 
 class ContentNegotiation(negotiation.DefaultContentNegotiation):
@@ -387,6 +453,8 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
         the page, the format override and what the view reads itself (``list_query_params``)."""
         accepted = {api_settings.URL_FORMAT_OVERRIDE, *self.list_query_params}
         accepted.update(self.page_query_params())
+        if is_sync_list(self):
+            accepted.add(PageNumberPagination.after_query_param)
         for backend in self.filter_backends:
             if issubclass(backend, ClmFilterBackend):
                 filterset = backend().get_filterset_class(self, queryset)

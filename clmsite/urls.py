@@ -99,5 +99,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
+handler400 = "clmsite.views.bad_request"
 handler404 = "clmsite.views.not_found"
 handler500 = "clmsite.views.server_error"

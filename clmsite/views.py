@@ -19,6 +19,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import defaults
 from django.views.decorators.http import require_POST
 
 from clmsite.datacache import bump_data_version
@@ -250,6 +251,14 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
         patch_vary_headers(response, ["Accept"])
         return response
     return render(request, "404.html", status=404)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """A request Django refuses before any view (a Host header not in ALLOWED_HOSTS, a malformed
+    cookie): JSON for the API, whose clients read every error body as JSON; Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Bad request: the server refused its headers (a Host it does not serve, say)."}, status=400)
+    return defaults.bad_request(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -175,6 +175,9 @@ class CustomerSerializer(ImportWordsMixin, serializers.ModelSerializer):
         ]
         # Writable fields are an explicit allow-list; tenant, ids and timestamps never are.
         read_only_fields = [f for f in fields if f not in {"email", "name", "country", "attributes", "remove_attributes"}]
+        extra_kwargs = {"first_seen": {"help_text": "when the customer signed up (the `created_at` of a customers file or bulk row), and never after their "
+                                                    "earliest order or review; blank when neither is known"},
+                        "created_at": {"help_text": "when this row was first loaded into the app (not the customer's sign-up: that is `first_seen`)"}}
 
     def validate_attributes(self, value: Any) -> dict[str, str]:
         """The attributes as an import stores them: names as a header's (column_name: no case,
@@ -369,14 +372,24 @@ BULK_RESULT = inline_serializer(
 )
 
 
+# What a column means where its name alone could mislead: a customer's created_at is read back
+# as first_seen, and the answer's own created_at is another date (when the row was loaded).
+COLUMN_NOTES = {
+    ("customers", "created_at"): "when the customer signed up (ISO 8601 or YYYYMMDD); answered as `first_seen`, which is never after the customer's "
+                                 "earliest order or review. Not the answer's `created_at`, which is when the row was loaded: sent back, it is a later date.",
+}
+
+
 def bulk_request(kind: str) -> dict[str, Any]:
     """The schema of a bulk upsert's body: a list of rows, or ``{"rows": [...]}`` and no other key;
     a row has the columns of the kind's CSV file (a string or a number each)."""
     spec = SPECS[kind]
     others = ("any other key is an attribute of the customer (a string, a number or true/false)" if kind == "customers"
               else "any other key with a string or a number is ignored (the answer's ignored_columns names it); one with a JSON object or list is a row error")
+    cell = {"oneOf": [{"type": "string"}, {"type": "number"}]}
     row = {"type": "object", "description": f"a row of the {kind} file: {others}", "additionalProperties": True, "required": spec.required,
-           "properties": {column.name: {"oneOf": [{"type": "string"}, {"type": "number"}]} for column in spec.columns}}
+           "properties": {column.name: {**cell, **({"description": COLUMN_NOTES[kind, column.name]} if (kind, column.name) in COLUMN_NOTES else {})}
+                          for column in spec.columns}}
     rows = {"type": "array", "items": row}
     dry_run = {"type": "boolean", "description": "true: check the rows and answer what importing them would do, writing nothing (as `?dry_run=true`)"}
     return {"application/json": {"oneOf": [rows, {"type": "object", "properties": {"rows": rows, "dry_run": dry_run}, "required": ["rows"], "additionalProperties": False}]}}

@@ -1209,7 +1209,7 @@ def _ensure_products(cursor: Any, params: dict[str, Any], name_column: str, cate
 
 def refresh_customer_aggregates(cursor: Any, tenant_id: int, customer_filter_sql: str, params: dict[str, Any]) -> None:
     """Recompute order and review aggregates for the customers selected by the filter; a
-    customer loaded without a first-seen date is first seen at their first order.
+    customer is first seen no later than their earliest order (a sale or not) or review.
 
     Built in steps through small temporary tables that are analysed before use: in one
     statement, PostgreSQL cannot estimate how many customers the filter picks and can fall
@@ -1219,6 +1219,7 @@ def refresh_customer_aggregates(cursor: Any, tenant_id: int, customer_filter_sql
     once its hash table would not fit in work_mem (20 minutes on a 1M-line orders file)."""
     params = {**params, "tenant": tenant_id}
     affected, orders, reviews = f"{STAGING}_affected", f"{STAGING}_agg_orders", f"{STAGING}_agg_reviews"
+    sale = f"o.status NOT IN ({NOT_REVENUE_SQL})"
     for table in (affected, orders, reviews):
         cursor.execute(f"DROP TABLE IF EXISTS {table}")
     cursor.execute(
@@ -1228,27 +1229,32 @@ def refresh_customer_aggregates(cursor: Any, tenant_id: int, customer_filter_sql
     cursor.execute(f"CREATE INDEX {affected}_id ON {affected} (id)")
     _analyze(cursor, affected)
     cursor.execute(
-        f"CREATE TEMPORARY TABLE {orders} AS SELECT o.customer_id AS id, count(*) AS order_count, {_money_sum('o.amount')} AS total_spent, "  # internal table/column names only; every value is a bound parameter  # nosec B608
-        f"min(o.ordered_at) AS first_order_at, max(o.ordered_at) AS last_order_at "
-        f"FROM customers_order o JOIN {affected} a ON a.id = o.customer_id WHERE o.status NOT IN ({NOT_REVENUE_SQL}) GROUP BY o.customer_id"
+        # Sales make the totals; every order, a sale or not, says when the customer was first seen.
+        f"CREATE TEMPORARY TABLE {orders} AS SELECT o.customer_id AS id, count(CASE WHEN {sale} THEN 1 END) AS order_count, "  # internal table/column names only; every value is a bound parameter  # nosec B608
+        f"{_money_sum(f'CASE WHEN {sale} THEN o.amount END')} AS total_spent, min(CASE WHEN {sale} THEN o.ordered_at END) AS first_order_at, "
+        f"max(CASE WHEN {sale} THEN o.ordered_at END) AS last_order_at, min(o.ordered_at) AS first_seen_at "
+        f"FROM customers_order o JOIN {affected} a ON a.id = o.customer_id GROUP BY o.customer_id"
     )
     cursor.execute(
-        f"CREATE TEMPORARY TABLE {reviews} AS SELECT r.customer_id AS id, count(*) AS review_count "  # internal table/column names only; every value is a bound parameter  # nosec B608
+        f"CREATE TEMPORARY TABLE {reviews} AS SELECT r.customer_id AS id, count(*) AS review_count, min(r.created_at) AS first_seen_at "  # internal table/column names only; every value is a bound parameter  # nosec B608
         f"FROM customers_review r JOIN {affected} a ON a.id = r.customer_id GROUP BY r.customer_id"
     )
     for table in (orders, reviews):
         cursor.execute(f"CREATE INDEX {table}_id ON {table} (id)")
         _analyze(cursor, table)
+    # First seen moves back to an earlier order or review (history loaded after live data), never forward.
+    earlier = "(agg.first_seen_at IS NOT NULL AND (customers_customer.first_seen IS NULL OR agg.first_seen_at < customers_customer.first_seen))"
     cursor.execute(
         f"""
         UPDATE customers_customer SET
             order_count = agg.order_count, total_spent = agg.total_spent,
             first_order_at = agg.first_order_at, last_order_at = agg.last_order_at,
-            first_seen = COALESCE(customers_customer.first_seen, agg.first_order_at),
+            first_seen = CASE WHEN {earlier} THEN agg.first_seen_at ELSE customers_customer.first_seen END,
             review_count = agg.review_count, updated_at = %(now)s
         FROM (
             SELECT a.id AS id, COALESCE(o.order_count, 0) AS order_count, COALESCE(o.total_spent, 0) AS total_spent,
-                o.first_order_at AS first_order_at, o.last_order_at AS last_order_at, COALESCE(r.review_count, 0) AS review_count
+                o.first_order_at AS first_order_at, o.last_order_at AS last_order_at, COALESCE(r.review_count, 0) AS review_count,
+                CASE WHEN r.first_seen_at IS NULL OR o.first_seen_at <= r.first_seen_at THEN o.first_seen_at ELSE r.first_seen_at END AS first_seen_at
             FROM {affected} a LEFT JOIN {orders} o ON o.id = a.id LEFT JOIN {reviews} r ON r.id = a.id
         ) agg
         WHERE customers_customer.id = agg.id AND (
@@ -1257,7 +1263,7 @@ def refresh_customer_aggregates(cursor: Any, tenant_id: int, customer_filter_sql
             OR customers_customer.first_order_at IS DISTINCT FROM agg.first_order_at
             OR customers_customer.last_order_at IS DISTINCT FROM agg.last_order_at
             OR customers_customer.review_count IS DISTINCT FROM agg.review_count
-            OR (customers_customer.first_seen IS NULL AND agg.first_order_at IS NOT NULL))
+            OR {earlier})
         """,  # internal table/column names only; every value is a bound parameter  # nosec B608
         params,
     )
@@ -1320,6 +1326,19 @@ def _load_customers(cursor: Any, spec: Spec, params: dict[str, Any], present: se
         cursor.execute(
             f"UPDATE {STAGING} AS s SET attributes = {merged} FROM customers_customer t "  # internal table/column names only; every value is a bound parameter  # nosec B608
             "WHERE t.tenant_id = %(tenant)s AND t.external_id = s.customer_id AND s.attributes IS NOT NULL",
+            params,
+        )
+    if "created_at" in present:
+        # First seen is never after a stored order or review of the customer's (a sign-up date
+        # after a guest order): the file's date moves back to it here, before the comparison,
+        # so that importing the file again finds the row unchanged.
+        cursor.execute(
+            f"UPDATE {STAGING} AS s SET created_at = e.first_seen_at FROM ("  # internal table/column names only; every value is a bound parameter  # nosec B608
+            "SELECT c.external_id AS customer_id, min(x.at) AS first_seen_at FROM customers_customer c JOIN ("
+            "SELECT customer_id, ordered_at AS at FROM customers_order WHERE tenant_id = %(tenant)s "
+            "UNION ALL SELECT customer_id, created_at FROM customers_review WHERE tenant_id = %(tenant)s) x ON x.customer_id = c.id "
+            f"WHERE c.tenant_id = %(tenant)s AND c.external_id IN (SELECT customer_id FROM {STAGING}) GROUP BY c.external_id) e "
+            "WHERE e.customer_id = s.customer_id AND e.first_seen_at < s.created_at",
             params,
         )
     written = _upsert(

@@ -1,0 +1,86 @@
+"""Session 22's follow-ups: what a merchant and an integrator met."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def _walk(api, url: str, params: dict, change=None) -> list[int]:
+    """Every id a client reads by following ``next`` from the first page; ``change`` runs after page 1."""
+    page = api.get(url, params).json()
+    seen = [row["id"] for row in page["results"]]
+    if change:
+        change(seen)
+    while page["next"]:
+        response = api.get(page["next"])
+        assert response.status_code == 200, response.json()
+        page = response.json()
+        assert page["previous"] is None and page["count"] >= len(page["results"])
+        seen += [row["id"] for row in page["results"]]
+    return seen
+
+
+def test_a_sync_walk_in_updated_at_order_reads_every_row_when_one_changes_midway(api_a) -> None:
+    # One bulk request: six orders that share one updated_at, so only the id orders them.
+    rows = [{"customer_id": "c1", "order_id": f"o{i}", "ordered_at": "2024-01-01", "amount": "5"} for i in range(6)]
+    assert api_a.post("/api/v1/orders/bulk/", rows, format="json").json()["ok"]
+    ids = sorted(row["id"] for row in api_a.get("/api/v1/orders/").json()["results"])
+
+    def refund_the_first(seen: list[int]) -> None:
+        assert api_a.patch(f"/api/v1/orders/{seen[0]}/", {"status": "refunded"}, format="json").status_code == 200
+
+    seen = _walk(api_a, "/api/v1/orders/", {"ordering": "updated_at", "page_size": 2}, refund_the_first)
+    assert sorted(set(seen)) == ids  # a page number would have skipped the third order
+    assert seen[-1] == seen[0]  # the changed order is read again, last, with its new state
+    assert "after=" in api_a.get("/api/v1/orders/", {"ordering": "updated_at", "page_size": 2}).json()["next"]
+    assert "page=2" in api_a.get("/api/v1/orders/", {"ordering": "amount", "page_size": 2}).json()["next"]  # other orderings keep page numbers
+
+
+def test_after_is_refused_out_of_a_sync_walk_and_when_malformed(api_a, shop_a_data) -> None:
+    cases = [({"after": "2024-01-01T00:00:00.000000Z_1"}, "add ?ordering=updated_at"),
+             ({"after": "2024-01-01T00:00:00.000000Z_1", "ordering": "updated_at", "page": "2"}, "not both"),
+             ({"after": "yesterday", "ordering": "updated_at"}, "Not a position"),
+             ({"after": "2024-01-01T00:00:00+01:00_1", "ordering": "updated_at"}, "Not a position"),
+             ({"after": "2024-13-01T00:00:00.000000Z_1", "ordering": "updated_at"}, "Not a position")]
+    for params, words in cases:
+        response = api_a.get("/api/v1/customers/", params)
+        assert response.status_code == 400 and words in response.json()["after"][0], (params, response.json())
+    first = api_a.get("/api/v1/customers/", {"ordering": "updated_at", "page_size": 1}).json()
+    second = api_a.get(first["next"]).json()
+    assert second["count"] == first["count"] == 2 and second["results"][0]["id"] != first["results"][0]["id"] and second["next"] is None
+    assert api_a.get("/api/v1/segments/", {"after": "2024-01-01T00:00:00.000000Z_1"}).status_code == 400  # not a sync list
+
+
+def _first_seen(api, customer_id: str) -> str:
+    return api.get("/api/v1/customers/", {"external_id": customer_id}).json()["results"][0]["first_seen"]
+
+
+def test_first_seen_moves_back_to_history_loaded_later_and_never_after_an_order(api_a) -> None:
+    def order(day: str, status: str = "completed", customer: str = "late") -> dict:
+        return {"customer_id": customer, "order_id": f"{customer}-{day}", "ordered_at": day, "amount": "5", "status": status}
+
+    assert api_a.post("/api/v1/orders/bulk/", [order("2026-11-20")], format="json").json()["ok"]
+    assert _first_seen(api_a, "late").startswith("2026-11-20")
+    assert api_a.post("/api/v1/orders/bulk/", [order("2024-03-05", "refunded")], format="json").json()["ok"]  # a backfill: not a sale, still a sighting
+    assert _first_seen(api_a, "late").startswith("2024-03-05")
+    review = {"customer_id": "late", "review_id": "r1", "created_at": "2023-01-02", "text": "fine"}
+    assert api_a.post("/api/v1/reviews/bulk/", [review], format="json").json()["ok"]
+    assert _first_seen(api_a, "late").startswith("2023-01-02")
+    assert api_a.post("/api/v1/orders/bulk/", [order("2022-05-05", customer="reviewer")], format="json").json()["ok"]
+    # A sign-up date after the customer's first order (or the row's own created_at sent back): first seen stays at the order.
+    rows = [{"customer_id": "reviewer", "created_at": "2026-12-07T15:22:45.004718Z"}, {"customer_id": "new", "created_at": "2025-01-01"}]
+    first = api_a.post("/api/v1/customers/bulk/", rows, format="json").json()
+    assert first["ok"] and (first["created"], first["updated"]) == (1, 0), first
+    assert _first_seen(api_a, "reviewer").startswith("2022-05-05") and _first_seen(api_a, "new").startswith("2025-01-01")
+    again = api_a.post("/api/v1/customers/bulk/", rows, format="json").json()
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 2), again
+    earlier = api_a.post("/api/v1/customers/bulk/", [{"customer_id": "reviewer", "created_at": "2020-01-01"}], format="json").json()
+    assert earlier["updated"] == 1 and _first_seen(api_a, "reviewer").startswith("2020-01-01")  # an earlier sign-up date still wins
+
+
+def test_a_host_the_server_does_not_serve_is_a_json_400_on_the_api(api_a, client) -> None:
+    response = api_a.get("/api/v1/customers/", HTTP_HOST="evil.example.com")
+    assert response.status_code == 400 and response["Content-Type"] == "application/json" and "Host" in response.json()["detail"]
+    assert client.get("/login/", HTTP_HOST="evil.example.com").status_code == 400  # the pages keep Django's own
