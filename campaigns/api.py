@@ -7,14 +7,14 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiSerializerExtension
-from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from campaigns import services
-from campaigns.models import Action, Campaign
+from campaigns.models import Action, Campaign, CampaignMember
 from campaigns.webhooks import delivery_summary
 from clmsite.api import ChoiceField, Conflict, CreateModelMixin, ImportWordsMixin, TenantViewSet, conflict_response, refuse_a_body
 from clmsite.models import Role, role_at_least
@@ -106,8 +106,8 @@ class AudienceMemberSerializer(serializers.Serializer):
     stage_label = serializers.CharField()
     action = serializers.ChoiceField(choices=Action.choices, help_text="the campaign's action")
     action_label = serializers.CharField()
-    offer = serializers.CharField()
-    offer_amount = serializers.CharField(allow_null=True, help_text="the member's own offer as a number, when the campaign has none for everyone")
+    offer = serializers.CharField(help_text="blank in the control group: nothing is offered to them")
+    offer_amount = serializers.CharField(allow_null=True, help_text="the member's own offer as a number, when the campaign has none for everyone (null in the control group)")
     predicted_value = serializers.CharField(allow_null=True)
 
 
@@ -120,7 +120,7 @@ NOT_A_DRAFT = conflict_response("The campaign's state does not allow this (`deta
                     destroy=extend_schema(responses={204: None, 409: NOT_A_DRAFT}))
 class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
     """Campaigns. Analysts create and edit drafts; admins launch and cancel. ``report`` has
-    the outcome (uplift with its 95% CI); ``audience`` lists the launched treatment group.
+    the outcome (uplift with its 95% CI); ``audience`` lists the launched treatment group (``?group=control``: the control group).
     Admins and owners also get ``webhook_secret`` (to verify the webhook's signatures);
     viewers and analysts never see it."""
 
@@ -259,11 +259,19 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CreateMo
         return Response({**report, "window_end": when.to_representation(report["window_end"]), "measured_until": when.to_representation(report["measured_until"]),
                          "webhook": webhook})
 
-    @extend_schema(responses={200: AudienceMemberSerializer(many=True)})
+    def page_query_params(self) -> list[str]:
+        return [*super().page_query_params(), *(["group"] if self.action == "audience" else [])]
+
+    @extend_schema(parameters=[OpenApiParameter("group", str, enum=CampaignMember.Group.values, description=(
+        "treatment (the default): the customers the campaign reaches, with their offers; control: the customers held out "
+        "to measure it against, to keep out of the message (no offer)"))], responses={200: AudienceMemberSerializer(many=True)})
     @action(detail=True, methods=["get"])
     def audience(self, request: Any, pk: str | None = None) -> Response:
         campaign = self.get_object()
-        page = self.paginate_queryset(services.group_rows(campaign))
+        group = request.query_params.get("group", CampaignMember.Group.TREATMENT)
+        if group not in CampaignMember.Group.values:
+            raise ValidationError({"group": [f'"{group[:40]}" is not one of: {", ".join(CampaignMember.Group.values)}.']})
+        page = self.paginate_queryset(services.group_rows(campaign, group))
         # ``customer`` as every other resource names it (the id of /customers/{id}/); ``customer_id``
         # is the shop's own id, as in the CSV and the webhook.
         return self.get_paginated_response([{"customer": member.customer_id, **services.member_record(campaign, member)} for member in page])

@@ -691,13 +691,15 @@ def group_rows(campaign: Campaign, group: str = CampaignMember.Group.TREATMENT) 
 def member_record(campaign: Campaign, member: CampaignMember) -> dict[str, Any]:
     """One member as the CSV, the API and the webhook deliver it. ``offer`` is the campaign's
     when it has one for everyone, else the member's own from the playbook ("up to USD 12.50");
-    ``offer_amount`` is that own amount as a number, for an email tool's merge field."""
+    ``offer_amount`` is that own amount as a number, for an email tool's merge field. A control
+    member is held out: nothing is offered to them."""
     customer = member.customer
-    amount = None if member.offer_amount is None else str(member.offer_amount)
-    own = f"up to {campaign.tenant.currency} {member.offer_amount:,.2f}" if member.offer_amount is not None else ""
+    held_out = member.group == CampaignMember.Group.CONTROL
+    amount = None if member.offer_amount is None or held_out else str(member.offer_amount)
+    own = f"up to {campaign.tenant.currency} {member.offer_amount:,.2f}" if amount is not None else ""
     return {"customer_id": customer.external_id, "email": customer.email, "name": customer.name, "country": customer.country, "stage": member.stage,
             "stage_label": STAGE_LABELS.get(member.stage, member.stage), "action": campaign.action, "action_label": campaign.get_action_display(),
-            "offer": campaign.offer or own, "offer_amount": None if campaign.offer else amount,
+            "offer": "" if held_out else campaign.offer or own, "offer_amount": None if campaign.offer else amount,
             "predicted_value": None if member.predicted_value is None else str(member.predicted_value)}
 
 
@@ -710,8 +712,6 @@ def write_audience_csv(campaign: Campaign, out: IO[str], group: str = CampaignMe
     with tenant_context(campaign.tenant):
         for member in group_rows(campaign, group).iterator():
             record = member_record(campaign, member)
-            if group == CampaignMember.Group.CONTROL:  # held out: nothing is offered to them
-                record.update(offer="", offer_amount=None)
             writer.writerow([spreadsheet_safe(record[c]) for c in AUDIENCE_CSV_COLUMNS])
             count += 1
     return count

@@ -622,12 +622,20 @@ ERROR_RESPONSES = {
     "401": "No API key, or an unknown or revoked one (`WWW-Authenticate: Bearer`).",
     "403": "The key's role may not do this; `detail` names the role it needs.",
     "404": "Not found: a missing id, and an id of another shop, answer alike.",
+    "406": "The `Accept` header admits no type the API answers (it answers application/json).",
     "429": "The shop's request budget is spent; retry after `Retry-After` seconds.",
 }
 # ...and those of an operation that takes a body.
 BODY_ERROR_RESPONSES = {
     "413": "The body (apart from an uploaded file) is larger than {limit} MB.",
     "415": "The body's `Content-Type` is not one the operation takes (those of its request body).",
+}
+# ...and those of a write that takes none: a body sent anyway is read, so a type the API cannot read is refused.
+BODILESS_WRITE_ERROR_RESPONSES = {"415": "A body was sent with a `Content-Type` the API does not read; this operation takes no body, so leave it out."}
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": "requests the shop's budget allows per window (on every answer)",
+    "RateLimit-Remaining": "requests left in the window (on every answer)",
+    "RateLimit-Reset": "seconds until the window has room again (on every answer)",
 }
 
 
@@ -640,12 +648,15 @@ def document_error_responses(result: dict[str, Any], generator: Any, request: An
     schemas["Error"] = {"type": "object", "properties": {"detail": {"type": "string"}}, "additionalProperties": True,
                         "description": "Every error body is a JSON object; `detail` carries a message about the whole request."}
     for path in result.get("paths", {}).values():
-        for operation in path.values():
+        for method, operation in path.items():
             responses = operation.setdefault("responses", {})
-            answers = {**ERROR_RESPONSES, **(BODY_ERROR_RESPONSES if "requestBody" in operation else {})}
-            for code, description in sorted(answers.items()):
+            body_errors = BODY_ERROR_RESPONSES if "requestBody" in operation else {} if method == "get" else BODILESS_WRITE_ERROR_RESPONSES
+            for code, description in sorted({**ERROR_RESPONSES, **body_errors}.items()):
                 responses.setdefault(code, {"description": description.format(limit=body_limit_mb()),
                                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+            responses["429"].setdefault("headers", {}).update(
+                {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait before the next request"},
+                 **{name: {"schema": {"type": "integer"}, "description": text} for name, text in RATE_LIMIT_HEADERS.items()}})
             for code in ("201", "202"):  # every create and every accepted job says where it is (clmsite.api.created_at)
                 if code in responses:
                     responses[code].setdefault("headers", {}).setdefault("Location", {

@@ -119,8 +119,11 @@ class NotPromotable(ValueError):
 
 
 def do_promote_model_version(tenant: Tenant, version_id: int, *, acting_user: Any = None) -> ModelVersion:
-    """Make a version the active one for its target; the previous active one is archived."""
+    """Make a version the active one for its target; the previous active one is archived. The
+    active version itself is left as it is: promoting it again re-stamped when it began serving."""
     version = get_model_version(tenant, version_id)
+    if version.state == ModelVersion.State.ACTIVE:
+        return version
     with tenant_context(tenant):
         job = version.job
     if job is not None and job.state in (job.State.CANCELLED, job.State.FAILED):

@@ -230,7 +230,7 @@ def _prediction(tenant: Tenant, customer: int, as_of: dt.date, horizon: int, pro
     return Prediction(
         tenant=tenant, customer_id=int(customer), as_of=as_of, horizon_days=horizon,
         purchase_probability=round(probability, 6), churn_probability=round(1.0 - probability, 6),
-        expected_orders=round(orders, 4), predicted_value=Decimal(str(round(min(revenue, MAX_PREDICTED_VALUE), 2))),
+        expected_orders=round(orders, 6), predicted_value=Decimal(str(round(min(revenue, MAX_PREDICTED_VALUE), 2))),
         value_tier=Prediction.Tier.LOW, explanation=explanation, model_versions=versions, profile_hash=digest,
     )
 

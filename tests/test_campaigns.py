@@ -476,6 +476,10 @@ def test_api_roles_drafts_launch_report_and_audience(shop) -> None:
     assert audience["count"] == report["treatment"]["members"] and audience["results"][0]["action"] == "win_back"
     first = audience["results"][0]
     assert viewer.get(f"/api/v1/customers/{first['customer']}/").json()["external_id"] == first["customer_id"]  # both ids, each as named elsewhere
+    control = viewer.get(f"/api/v1/campaigns/{created['id']}/audience/", {"group": "control"}).json()
+    assert control["count"] == report["control"]["members"] and all(row["offer"] == "" and row["offer_amount"] is None for row in control["results"])
+    assert not {row["customer"] for row in control["results"]} & {row["customer"] for row in audience["results"]}
+    assert viewer.get(f"/api/v1/campaigns/{created['id']}/audience/", {"group": "everyone"}).json() == {"group": ['"everyone" is not one of: treatment, control.']}
     with tenant_context(shop):
         audit = CampaignAudit.objects.get(campaign_id=created["id"], event="launch")
         assert audit.via == "api" and audit.audience_size == lapsed

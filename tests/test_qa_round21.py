@@ -84,3 +84,17 @@ def test_a_host_the_server_does_not_serve_is_a_json_400_on_the_api(api_a, client
     response = api_a.get("/api/v1/customers/", HTTP_HOST="evil.example.com")
     assert response.status_code == 400 and response["Content-Type"] == "application/json" and "Host" in response.json()["detail"]
     assert client.get("/login/", HTTP_HOST="evil.example.com").status_code == 400  # the pages keep Django's own
+
+
+def test_stored_expected_orders_are_never_below_the_stored_chance_to_buy(tenant_a) -> None:
+    import datetime as dt
+
+    from customers.models import Customer
+    from modeling.scoring import _prediction
+    from tests.conftest import scoped
+
+    with scoped(tenant_a):
+        customer = Customer.objects.create(external_id="c1")
+    for chance in (0.022043, 0.12345678, 0.99999951):
+        row = _prediction(tenant_a, customer.pk, dt.date(2024, 6, 1), 90, chance, chance, 1.0, [], {}, "")
+        assert row.expected_orders >= row.purchase_probability, chance  # 0.022 below 0.022043 read as "fewer orders than the chance of one"

@@ -240,6 +240,9 @@ def test_rollbacks_walk_back_through_the_history_and_a_cancelled_trainings_model
         registry.do_rollback_model(tenant_a, "purchase")
     # Promoting a rolled-back version by hand makes it part of the history again.
     registry.do_promote_model_version(tenant_a, third.pk)
+    serving_since = registry.get_model_version(tenant_a, third.pk).activated_at
+    registry.do_promote_model_version(tenant_a, third.pk)  # the active one again: nothing changes
+    assert serving_since is not None and registry.get_model_version(tenant_a, third.pk).activated_at == serving_since
     assert registry.do_rollback_model(tenant_a, "purchase").pk == first.pk
     with tenant_context(tenant_a):
         job = Job.objects.create(kind=Job.Kind.TRAIN, state=Job.State.CANCELLED)
