@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
-from campaigns.models import Action
+from campaigns.models import Action, Campaign, CampaignMember
 from clmsite.datacache import cached
 from clmsite.forms import PercentField
 from clmsite.models import Role
@@ -366,17 +366,23 @@ def priorities(request: HttpRequest) -> HttpResponse:
     The page is paginated; the CSV streams every row, however many."""
     action = request.GET.get("action", "")
     rows = CustomerInsight.objects.select_related("customer").exclude(action=Action.NO_ACTION).order_by("-priority", "customer_id")
-    if action in Action.values and action != Action.NO_ACTION:  # listed nowhere: it is the budget saved
+    unknown_action = action if action and (action not in Action.values or action == Action.NO_ACTION) else ""  # no action is listed nowhere: it is the budget saved
+    if action and not unknown_action:
         rows = rows.filter(action=action)
     else:
         action = ""
+    # A running campaign's control group is not to be contacted until its window ends: an export
+    # of them to an email tool would spoil the measurement.
+    held = CampaignMember.objects.filter(group=CampaignMember.Group.CONTROL, campaign__state=Campaign.State.RUNNING).values("customer_id")
+    held_out = rows.filter(customer_id__in=held).count()
+    rows = rows.exclude(customer_id__in=held)
     if request.GET.get("format") == "csv":
         return csv_download(request.tenant, "priorities.csv", PRIORITY_COLUMNS, rows, _priority_row)  # type: ignore[attr-defined]
     totals = CustomerInsight.objects.values("action").annotate(n=Count("id"), at_risk=Sum("priority")).order_by("-at_risk")
     names = dict(Action.choices)
     page = Paginator(rows, PRIORITIES_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "insights/priorities.html", {
-        "page": page, "rows": page.object_list, "action": action, "actions": [c for c in Action.choices if c[0] != Action.NO_ACTION], "query_prefix": f"action={action}&" if action else "",
+        "page": page, "rows": page.object_list, "action": action, "unknown_action": unknown_action, "held_out": held_out, "actions": [c for c in Action.choices if c[0] != Action.NO_ACTION], "query_prefix": f"action={action}&" if action else "",
         "totals": [{"action": t["action"], "label": names.get(t["action"], t["action"]), "n": t["n"], "at_risk": t["at_risk"] or 0} for t in totals],
         "as_of": insights.latest_scoring_date(request.tenant),  # type: ignore[attr-defined]
     })

@@ -98,3 +98,31 @@ def test_stored_expected_orders_are_never_below_the_stored_chance_to_buy(tenant_
     for chance in (0.022043, 0.12345678, 0.99999951):
         row = _prediction(tenant_a, customer.pk, dt.date(2024, 6, 1), 90, chance, chance, 1.0, [], {}, "")
         assert row.expected_orders >= row.purchase_probability, chance  # 0.022 below 0.022043 read as "fewer orders than the chance of one"
+
+
+def test_a_running_campaigns_control_group_is_left_out_of_the_priorities_and_told_not_to_contact(tenant_a, alice, client) -> None:
+    import csv
+    import io
+
+    from campaigns import services
+    from campaigns.models import Campaign, CampaignMember
+    from tests.conftest import scoped
+    from tests.test_qa_round5 import insights
+
+    insights(tenant_a, 40)
+    with scoped(tenant_a):
+        campaign = Campaign.objects.create(name="Win back", action="win_back", control_share=0.25)
+    services.do_launch_campaign(tenant_a, campaign.pk)
+    with scoped(tenant_a):
+        control = list(CampaignMember.objects.filter(group="control").values_list("customer__external_id", "customer_id"))
+    assert control
+    client.force_login(alice)
+    page = client.get("/priorities/").content.decode()
+    assert f"{len(control)} customers held out as control by running campaigns are left out" in page
+    exported = {row["customer_id"] for row in csv.DictReader(io.StringIO(b"".join(client.get("/priorities/?format=csv").streaming_content).decode("utf-8-sig")))}
+    assert len(exported) == 40 - len(control) and not exported & {external for external, _ in control}
+    card = client.get(f"/customers/{control[0][1]}/").content.decode()
+    assert 'data-testid="held-out"' in card and "held out as control by the running campaign" in card
+    assert "not an action of this list" in client.get("/priorities/?action=bogus").content.decode()
+    services.do_cancel_campaign(tenant_a, campaign.pk)
+    assert "held out as control" not in client.get("/priorities/").content.decode()  # ended: they may be contacted again

@@ -251,7 +251,9 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         "factors_against": factors_against,
         "value_factors_by": _value_source(tenant, prediction),
         "saved_segments": _saved_segments_of(tenant, state),
-        "campaigns": _campaigns_of(tenant, customer),
+        "campaigns": (campaigns := _campaigns_of(tenant, customer)),
+        # Held out as control by a running campaign: the suggested action waits until its window ends.
+        "held_out_by": next((m.campaign for m in campaigns if m.group == "control" and m.campaign.state == "running"), None),
         "days_before_scoring": _days_before_scoring(customer, state.as_of if state is not None else None),
         "orders_since_scoring": _orders_since(tenant, customer, state.as_of if state is not None else prediction.as_of if prediction is not None else None),
         # The customer's own row changed after the scoring wrote the state (an import refunded an
