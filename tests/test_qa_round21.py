@@ -126,3 +126,27 @@ def test_a_running_campaigns_control_group_is_left_out_of_the_priorities_and_tol
     assert "not an action of this list" in client.get("/priorities/?action=bogus").content.decode()
     services.do_cancel_campaign(tenant_a, campaign.pk)
     assert "held out as control" not in client.get("/priorities/").content.decode()  # ended: they may be contacted again
+
+
+def test_a_german_export_reads_e_mail_as_the_email_and_deutschland_as_de(tenant_a, tmp_path) -> None:
+    from customers.services.imports import import_csv
+    from tests.conftest import scoped, write_csv
+
+    path = write_csv(tmp_path / "kunden.csv", "\ufeffCustomer ID;E-Mail;Name;Country\n"
+                     + "K1;anna@example.de;Anna;Deutschland\nK2;jo@example.at;Jo;Österreich\nK3;x@example.es;X;España\n")
+    result = import_csv(tenant_a, "customers", path)
+    assert result.ok and not result.attribute_columns, result
+    with scoped(tenant_a):
+        from customers.models import Customer
+
+        assert dict(Customer.objects.values_list("email", "country")) == {"anna@example.de": "DE", "jo@example.at": "AT", "x@example.es": "ES"}
+        assert Customer.objects.filter(country="DE").get().attributes == {}
+
+
+def test_rows_of_separators_only_under_a_spreadsheets_rows_are_skipped(tenant_a, tmp_path) -> None:
+    from customers.services.imports import import_csv
+    from tests.conftest import write_csv
+
+    path = write_csv(tmp_path / "c.csv", "customer_id;email;name;country\nK1;a@example.de;A;DE\n;;;\n;;;;;\n  ; ;;\n")
+    result = import_csv(tenant_a, "customers", path)
+    assert result.ok and result.rows == 1 and result.created == 1, result

@@ -164,8 +164,15 @@ def column_name(raw: str) -> str:
     """The column a header cell (or a bulk row's key) names: read without case, with spaces
     and hyphens as underscores, as exports title their columns ("Customer ID", "customer-id"
     and "Order  Id" are customer_id and order_id). A customer's extra column is kept as the
-    attribute of this name, so that re-importing either spelling updates the same one."""
-    return _SEPARATORS.sub("_", raw.strip().lower())
+    attribute of this name, so that re-importing either spelling updates the same one.
+    The other usual spellings of a column are read as it (HEADER_ALIASES: "E-Mail" is email)."""
+    name = _SEPARATORS.sub("_", raw.strip().lower())
+    return HEADER_ALIASES.get(name, name)
+
+
+# Headers that spell a column otherwise, as shops' exports do (a German one's "E-Mail"): kept as
+# an attribute, the customer had no email, and a campaign's export no address.
+HEADER_ALIASES = {"e_mail": "email", "email_address": "email", "e_mail_address": "email", "emailaddress": "email"}
 
 ATTRIBUTE_MAX_LENGTH = 1000  # a customer's extra column (attribute) value
 ATTRIBUTE_NAME_MAX_LENGTH = 100  # and its name (the column's)
@@ -517,10 +524,10 @@ def _validate_records(
         if progress is not None and rows % 5000 == 0:
             staging.pause()
             progress()
+        if not "".join(values).strip():  # a blank line, or one of separators only (";;;;" under a spreadsheet's rows)
+            rows -= 1
+            continue
         if len(values) != width:
-            if not any(v.strip() for v in values):
-                rows -= 1  # blank line
-                continue
             collector.add(row_no, "", f"has {len(values)} field{'s' if len(values) != 1 else ''} but the header has {width}")
             continue
         staged: list[Any] = [row_no]

@@ -247,6 +247,14 @@ COUNTRY_ALIASES = {
     "the netherlands": "NL", "ivory coast": "CI", "brunei": "BN", "south korea": "KR", "korea": "KR", "north korea": "KP", "vietnam": "VN",
     "iran": "IR", "syria": "SY", "laos": "LA", "moldova": "MD", "bolivia": "BO", "venezuela": "VE", "tanzania": "TZ", "taiwan": "TW",
     "czech republic": "CZ", "uae": "AE", "macedonia": "MK", "swaziland": "SZ", "cape verde": "CV", "the gambia": "GM", "vatican": "VA",
+    # ...and the names shops' own customers write in their languages (pycountry knows English only).
+    "deutschland": "DE", "österreich": "AT", "schweiz": "CH", "suisse": "CH", "svizzera": "CH", "españa": "ES", "espana": "ES",
+    "italia": "IT", "nederland": "NL", "belgië": "BE", "belgie": "BE", "belgique": "BE", "belgien": "BE", "frankreich": "FR",
+    "polska": "PL", "sverige": "SE", "norge": "NO", "danmark": "DK", "suomi": "FI", "éire": "IE", "brasil": "BR", "méxico": "MX",
+    "magyarország": "HU", "česko": "CZ", "česká republika": "CZ", "slovensko": "SK", "hrvatska": "HR", "slovenija": "SI", "românia": "RO",
+    "ελλάδα": "GR", "россия": "RU", "україна": "UA", "türkiye": "TR", "日本": "JP", "中国": "CN", "大韩民国": "KR", "대한민국": "KR", "한국": "KR",
+    "vereinigte staaten": "US", "vereinigtes königreich": "GB", "großbritannien": "GB", "estados unidos": "US", "reino unido": "GB", "états-unis": "US",
+    "royaume-uni": "GB", "allemagne": "DE", "alemania": "DE", "germania": "DE", "autriche": "AT", "espagne": "ES", "italien": "IT", "spanien": "ES",
 }
 
 
