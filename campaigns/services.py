@@ -23,7 +23,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from django.db import transaction
-from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
@@ -106,6 +106,16 @@ def preview(campaign: Campaign) -> dict[str, Any]:
                                    audience(campaign).filter(other_channel).values("action_channel").annotate(n=Count("id")).order_by("-n"))
         notes.append(f"The playbook would reach {_count(totals['other_channel'], 'customer')} in it another way ({by_channel}); "
                      f"this campaign reaches everyone by {campaign.get_channel_display()}. For their own channels, make a campaign per channel.")
+    if not campaign.offer and totals["n"]:
+        # Without an offer for everyone, each member takes their own from the playbook, if any:
+        # say so before launch, as the treatment CSV shows it after.
+        with tenant_context(campaign.tenant):
+            own = audience(campaign).filter(action=campaign.action, action_offer__isnull=False).aggregate(n=Count("id"), low=Min("action_offer"), high=Max("action_offer"))
+        currency = campaign.tenant.currency
+        if own["n"]:
+            amounts = f"{currency} {own['low']:,.2f}" if own["low"] == own["high"] else f"{currency} {own['low']:,.2f} to {own['high']:,.2f}"
+            notes.append(f"No offer for everyone: {_count(own['n'], 'customer')} will get their own from the playbook (up to {amounts} each) "
+                         f"and {_count(totals['n'] - own['n'], 'customer')} none. Give the campaign an offer to send the same to everyone.")
     if totals["small_offers"]:
         notes.append(f"{_count(totals['small_offers'], 'customer')} would get an offer under {campaign.tenant.currency} {SMALL_OFFER:.2f} "
                      "(a share of a small spend): give the campaign one offer for everyone to send none that small.")
@@ -571,6 +581,11 @@ def outcomes(campaign: Campaign, *, now: dt.datetime | None = None, with_cumulat
                 cumulative.append(row)
     t, c = result[CampaignMember.Group.TREATMENT], result[CampaignMember.Group.CONTROL]
     compared = compare_groups(t, c, final=now >= campaign.attribution_ends)
+    if now < campaign.attribution_ends and compared.get("uplift_ci") and not compared["no_orders_yet"]:
+        # A firm-sounding verdict a few hours after launch invites stopping early (peeking).
+        day = min((now - campaign.launched_at).days + 1, campaign.attribution_days)
+        compared["verdict"] += (f" Early reading: day {day} of {campaign.attribution_days}; it moves as orders come in, so judge the campaign "
+                                f"when its window ends on {campaign.attribution_ends:%Y-%m-%d}.")
     if compared["no_orders_yet"] and campaign.state == Campaign.State.CANCELLED:  # nothing more is sent: "check back" read as if it were
         compared["verdict"] = (f"No orders from the audience since launch yet. The campaign was cancelled; its audience's orders still count "
                                f"until its window ends on {campaign.attribution_ends:%Y-%m-%d}.")

@@ -178,7 +178,7 @@ class CampaignForm(forms.ModelForm):
         segment = self.fields["segment"]
         segment.queryset = Segment.objects.filter(Q(is_current=True) | Q(kind=Segment.Kind.SAVED) | keep).order_by("kind", "name")
         segment.empty_label = "All customers (no segment)"
-        segment.label_from_instance = lambda s: f"{s.name} ({s.get_kind_display().lower()}{'' if s.is_current or s.kind != Segment.Kind.LEARNED else ', retired: no members'})"
+        segment.label_from_instance = lambda s: f"{s.name} ({_kind_word(s)}{'' if s.is_current or s.kind != Segment.Kind.LEARNED else ', retired: no members'})"
         for key in self.FILTER_FIELDS:
             if self.instance.pk and key in self.instance.filters:
                 self.initial[key] = self.instance.filters[key]
@@ -382,3 +382,9 @@ def campaign_audience_csv(request: HttpRequest, campaign_id: int) -> HttpRespons
     response.write(EXCEL_BOM)
     services.write_audience_csv(campaign, response, group)
     return response
+
+
+def _kind_word(segment: Segment) -> str:
+    """A segment's kind as a word inside a sentence: "learned", "saved", but "RFM" as written."""
+    label = segment.get_kind_display()
+    return label if label.isupper() else label.lower()

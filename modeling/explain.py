@@ -55,6 +55,11 @@ def _days(n: float) -> str:
     return f"{whole} day" if whole == 1 else f"{whole} days"
 
 
+def _ago(n: float) -> str:
+    """``today``, ``1 day ago``, ``12 days ago``: "0 days ago" read as a slip."""
+    return "today" if int(n) == 0 else f"{_days(n)} ago"
+
+
 OVERDUE_PREFIX = "overdue: "
 
 
@@ -69,8 +74,8 @@ def _rhythm(recency: float, gap: float, overdue_factor: float) -> str:
         times = f"{ratio:.1f}" if ratio < 10 else f"{ratio:,.0f}"  # 1.7×, and 446× rather than 446.0×
         return f"{OVERDUE_PREFIX}no order for {_days(days)}, {times}× their usual gap of {_days(usual)}"
     if days > usual:
-        return f"last order {_days(days)} ago, a little past their usual {usual}-day rhythm"
-    return f"last order {_days(days)} ago, within their usual {usual}-day rhythm"
+        return f"last order {_ago(days)}, a little past their usual {usual}-day rhythm"
+    return f"last order {_ago(days)}, within their usual {usual}-day rhythm"
 
 
 def describe(feature: str, row: pd.Series, categories: list[str], *, currency: str | None = None, overdue_factor: float = OVERDUE_FACTOR) -> str | None:
@@ -82,7 +87,7 @@ def describe(feature: str, row: pd.Series, categories: list[str], *, currency: s
     days = _num(row.get("order_days"))
     days = days if days is not None else _num(row.get("orders"))
     if feature == "recency_days" and v is not None:
-        return _rhythm(v, gap, overdue_factor) if gap and gap >= 1 else f"last order {_days(math.floor(v))} ago"
+        return _rhythm(v, gap, overdue_factor) if gap and gap >= 1 else f"last order {_ago(math.floor(v))}"
     if feature == "overdue_ratio" and v is not None and gap and gap >= 1:
         return _rhythm(_num(row.get("recency_days")) or v * gap, gap, overdue_factor)
     if feature == "orders" and v is not None:
@@ -92,7 +97,7 @@ def describe(feature: str, row: pd.Series, categories: list[str], *, currency: s
     if feature == "order_days" and v is not None:
         return "bought on one day only" if v <= 1 else f"bought on {v:.0f} different days"
     if feature == "tenure_days" and v is not None:
-        return f"first order {_days(round(v))} ago"
+        return f"first order {_ago(round(v))}"
     if feature == "order_trend" and v is not None:
         if days is not None and days <= 1:  # one day of orders: no pace to compare yet
             return None
@@ -103,7 +108,7 @@ def describe(feature: str, row: pd.Series, categories: list[str], *, currency: s
         return "ordering as often as the quarter before"
     if feature.startswith("orders_") and feature.endswith("d") and v is not None:
         days = feature[len("orders_") : -1]
-        return f"{v:.0f} orders in the last {days} days"
+        return f"{v:.0f} order{'' if round(v) == 1 else 's'} in the last {days} days"
     if feature.startswith("spent_") and feature.endswith("d") and v is not None:
         days = feature[len("spent_") : -1]
         return f"spent {money_text(v, currency)} in the last {days} days"
@@ -141,7 +146,7 @@ def describe(feature: str, row: pd.Series, categories: list[str], *, currency: s
         tone = "positive" if v > 0.2 else "negative" if v < -0.2 else "mixed"
         return f"{'latest review' if feature == 'sentiment_last' else 'reviews'} read {tone}"
     if feature == "days_since_review" and v is not None:
-        return f"last review {_days(round(v))} ago"
+        return f"last review {_ago(round(v))}"
     return None
 
 

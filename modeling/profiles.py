@@ -158,7 +158,8 @@ def _review_sentences(reviews: pd.DataFrame) -> dict[int, str]:
     for customer, count in counts.items():
         text = f"Reviews: {count}"
         if pd.notna(ratings[customer]):
-            text += f", avg {round(float(ratings[customer]) * 2) / 2:g} stars"
+            stars = round(float(ratings[customer]) * 2) / 2
+            text += f", avg {stars:g} star{'' if stars == 1 else 's'}"
         if pd.notna(tones[customer]):
             text += f", {_sentiment_word(float(tones[customer]))} tone"
         if customer in snippets:

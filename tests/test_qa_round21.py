@@ -150,3 +150,25 @@ def test_rows_of_separators_only_under_a_spreadsheets_rows_are_skipped(tenant_a,
     path = write_csv(tmp_path / "c.csv", "customer_id;email;name;country\nK1;a@example.de;A;DE\n;;;\n;;;;;\n  ; ;;\n")
     result = import_csv(tenant_a, "customers", path)
     assert result.ok and result.rows == 1 and result.created == 1, result
+
+
+def test_a_draft_without_an_offer_for_everyone_says_who_gets_their_own_before_launch(tenant_a) -> None:
+    from decimal import Decimal
+
+    from campaigns import services
+    from campaigns.models import Campaign
+    from modeling.models import CustomerInsight
+    from tests.conftest import scoped
+    from tests.test_qa_round5 import insights
+
+    insights(tenant_a, 5)
+    with scoped(tenant_a):
+        for amount, insight in zip((Decimal("3.00"), Decimal("10.00")), CustomerInsight.objects.order_by("pk"), strict=False):
+            CustomerInsight.objects.filter(pk=insight.pk).update(action_offer=amount)
+        campaign = Campaign.objects.create(name="Win back", action="win_back")
+    note = services.preview(campaign)["note"]
+    assert "No offer for everyone: 2 customers will get their own from the playbook (up to USD 3.00 to 10.00 each) and 3 customers none." in note, note
+    with scoped(tenant_a):
+        Campaign.objects.filter(pk=campaign.pk).update(offer="10% off")
+        campaign.refresh_from_db()
+    assert "No offer for everyone" not in (services.preview(campaign)["note"] or "")

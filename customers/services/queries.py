@@ -102,6 +102,7 @@ def dashboard_stats(tenant: Tenant) -> dict[str, Any]:
             .order_by("month")
         )
         products = Product.objects.count()
+        not_sales = Order.objects.filter(status__in=Order.NOT_REVENUE).count()  # listed, not counted: said beside the count
         # Revenue adds every order's amount at face value: the page says which other currencies are in it.
         other_currencies = list(Order.objects.exclude(status__in=Order.NOT_REVENUE).exclude(currency__in=["", tenant.currency])
                                 .order_by("currency").values_list("currency", flat=True).distinct()[:10])
@@ -116,6 +117,7 @@ def dashboard_stats(tenant: Tenant) -> dict[str, Any]:
         "repeat_rate": (totals["repeat"] / totals["buyers"]) if totals["buyers"] else 0.0,
         "revenue": revenue,
         "orders": orders,
+        "not_sales": not_sales,
         "average_order_value": (revenue / orders) if orders else Decimal(0),
         "reviews": totals["reviews"] or 0,
         "negative_review_share": (rated["low"] / rated["n"]) if rated["n"] else 0.0,
@@ -248,6 +250,10 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         "latest_scoring": None if prediction is not None else latest_scoring_date(tenant),
         "trend": [{"as_of": p["as_of"].isoformat(), "purchase_probability": p["purchase_probability"]} for p in history_of_predictions],
         "factors_by": factors_by,
+        # How far the model the factors explain reads this customer from the serving one: a
+        # 60-point gap called "a little differently" read as a contradiction.
+        "explainer_gap": (abs(prediction.explainer_probability - prediction.purchase_probability)
+                          if prediction is not None and prediction.explainer_probability is not None else None),
         "factors_against": factors_against,
         "value_factors_by": _value_source(tenant, prediction),
         "saved_segments": _saved_segments_of(tenant, state),
