@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from modeling.models import STRATEGY_WORDS
 from modeling.registry import MANIFEST, UNSAFE_SUFFIXES, sha256_file, verify_directory, write_manifest
 
 Progress = Callable[[float, str], None]
@@ -235,12 +236,6 @@ def choose_strategy(
     return make_strategy("frozen-head", device, f"adapting the encoder would take ~{wanted} on this CPU, over the {budget} budget")
 
 
-# How each strategy reads in a progress bar.
-STRATEGY_WORDS = {
-    "full-finetune": "fine-tuning the whole encoder",
-    "lora": "adapting the encoder (LoRA)",
-    "frozen-head": "training a head on the pretrained encoder",
-}
 
 
 def _in_words(seconds: float) -> str:

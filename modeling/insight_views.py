@@ -126,6 +126,9 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
     if start and end and start > end:
         start, end = end, start
         messages.info(request, f"Showing the moves from {start} to {end}: the earlier date comes first.")
+    if dates and start and end and (end > dates[-1] or start < dates[0]):  # no stages there to move from or to
+        start, end = max(start, dates[0]), min(end, dates[-1])
+        messages.info(request, f"Stages are known from {dates[0]} to {dates[-1]}: showing the moves from {start} to {end}.")
     matrix = insights.transitions(tenant, start, end) if start and end else None
     latest = counts.iloc[-1].to_dict() if len(counts) else {}
     scored = insights.scored_dates(tenant, dates)

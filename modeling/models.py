@@ -90,6 +90,16 @@ class Job(TenantOwnedModel):
 PACKAGED_ENCODER_NAME = "all-MiniLM-L6-v2"
 
 
+# How each training strategy stored as a code word reads, in a progress bar and on the pages
+# (the others are stored in words already).
+STRATEGY_WORDS = {
+    "full-finetune": "fine-tuning the whole encoder",
+    "lora": "adapting the encoder (LoRA)",
+    "frozen-head": "training a head on the pretrained encoder",
+    "tfidf-char-word-logreg": "word and character n-grams with logistic regression",
+}
+
+
 class ModelVersion(TenantOwnedModel):
     """One trained candidate for one target, with everything needed to trust and reload it."""
 

@@ -52,6 +52,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
             "together": together,
             "versions": versions,
             "jobs": jobs,
+            "training_now": any(job.kind == Job.Kind.TRAIN and not job.is_finished for job in jobs),
             "can_retrain": request.membership.can(Role.ADMIN),  # type: ignore[attr-defined]
             "can_score": "purchase" in active and request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
             "last_scored": last_scored,
@@ -103,7 +104,7 @@ def retrain(request: HttpRequest) -> HttpResponse:
         messages.error(request, str(exc))
         return redirect("models")
     meanwhile = ("The current models keep serving until the new ones are validated." if serving else
-                 "No model serves yet: stages, RFM groups and saved segments work meanwhile, predictions come with the first model that validates.")
+                 "No model serves yet: once this training validates one, a scoring follows by itself and brings predictions, stages, segments and next actions.")
     messages.success(request, f"Training as of {job.params['as_of']} started (job {job.pk}). {meanwhile}")
     return redirect("models")
 

@@ -153,7 +153,7 @@ def test_retraining_a_shop_nothing_serves_yet_says_what_works_meanwhile(tenant_a
         Order.objects.create(customer=Customer.objects.create(external_id="r1"), external_id="o1", ordered_at="2024-01-02T00:00:00Z", amount=5)
     client.force_login(alice)
     page = client.post("/models/retrain/", follow=True).content
-    assert b"No model serves yet: stages, RFM groups and saved segments work meanwhile" in page
+    assert b"No model serves yet: once this training validates one, a scoring follows by itself" in page
     assert b"keep serving until" not in page
 
 

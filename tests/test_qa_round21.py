@@ -172,3 +172,20 @@ def test_a_draft_without_an_offer_for_everyone_says_who_gets_their_own_before_la
         Campaign.objects.filter(pk=campaign.pk).update(offer="10% off")
         campaign.refresh_from_db()
     assert "No offer for everyone" not in (services.preview(campaign)["note"] or "")
+
+
+def test_the_moves_between_dates_outside_the_known_stages_are_clamped_to_them(tenant_a, alice, client) -> None:
+    import datetime as dt
+
+    from customers.models import Customer
+    from modeling.models import StageSnapshot
+    from tests.conftest import scoped
+
+    with scoped(tenant_a):
+        customer = Customer.objects.create(external_id="c1")
+        for day, stage in ((dt.date(2025, 1, 31), "new"), (dt.date(2025, 6, 30), "active")):
+            StageSnapshot.objects.create(customer=customer, as_of=day, stage=stage, since=day, reason="t")
+    client.force_login(alice)
+    page = client.get("/lifecycle/", {"start": "1990-01-01", "end": "2030-01-01"})
+    assert page.status_code == 200 and (page.context["start"], page.context["end"]) == (dt.date(2025, 1, 31), dt.date(2025, 6, 30))
+    assert "Stages are known from 2025-01-31 to 2025-06-30" in page.content.decode()

@@ -86,6 +86,14 @@ def family_label(name: str) -> str:
 
 
 @register.filter
+def strategy_label(name: str) -> str:
+    """A model's training strategy as a page names it: ``lora`` → ``adapting the encoder (LoRA)``."""
+    from modeling.models import STRATEGY_WORDS
+
+    return STRATEGY_WORDS.get(str(name), str(name))
+
+
+@register.filter
 def metric_number(value, key=""):  # type: ignore[no-untyped-def]
     """A metric as a page shows it: counts and money with thousands separators (485,454.89),
     whole counts without a ".0" (1,849), scores as they are (0.8185, 1.0), and a percentage

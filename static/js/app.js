@@ -163,6 +163,14 @@ document.addEventListener("submit", (event) => {
 document.addEventListener("change", (event) => {
   if (event.target.matches("select[data-autosubmit]")) event.target.form.submit();
 });
+// The phone menu is a checkbox, which Space toggles; Enter, which a keyboard user presses on
+// a menu button, did nothing.
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && event.target.matches("#nav-toggle")) {
+    event.preventDefault();
+    event.target.click();
+  }
+});
 
 // Scoring long after the last order counts every customer as lapsed: ask first (the server warns as well).
 function confirmAsOf(form) {
