@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.db import transaction
-from django.db.models import Max, Min, Q
+from django.db.models import Count, Max, Min, Q
 
 from clmsite.models import Tenant
 from clmsite.tenancy import lock_tenant, tenant_context
@@ -240,10 +240,20 @@ def tier_quantiles(tenant: Tenant) -> dict[str, float]:
     return {**DEFAULT_TIER_QUANTILES, **tenant.settings.get("value_tier_quantiles", {})}
 
 
-def tier_meaning(tenant: Tenant, tier: str) -> str:
-    """What a value tier holds, in words: "the top 20% of predicted values"."""
+def tier_meaning(tenant: Tenant, tier: str, as_of: dt.date | None = None) -> str:
+    """What a value tier holds, in words: "the top 20% of predicted values". With ``as_of``, the
+    shares the tiers of that scoring really hold: the settings' quantiles change at once, the
+    tiers only at the next scoring (and customers tied at a quantile stay in the tier below)."""
     quantiles = tier_quantiles(tenant)
     high, low = round(100 * (1 - quantiles["high"])), round(100 * quantiles["medium"])
+    if as_of is not None:
+        with tenant_context(tenant):
+            counts = Prediction.objects.filter(as_of=as_of).aggregate(
+                n=Count("id"), high=Count("id", filter=Q(value_tier=Prediction.Tier.HIGH)), low=Count("id", filter=Q(value_tier=Prediction.Tier.LOW)))
+        if counts["n"]:
+            high, low = round(100 * counts["high"] / counts["n"]), round(100 * counts["low"] / counts["n"])
+            if max(high, low, 100 - high - low) == 100:  # one tier holds everyone: their values tie
+                return "every customer of this scoring is in it (their predicted values tie)"
     return {"high": f"the top {high}% of predicted values", "medium": f"the {100 - high - low}% below the top {high}%",
             "low": f"the bottom {low}% of predicted values"}.get(tier, "")
 

@@ -102,13 +102,16 @@ def test_a_big_spender_whose_predicted_value_is_not_high_is_named_one(tenant_a, 
     client.force_login(alice)
     with tenant_context(tenant_a):
         customers = {c.external_id: c for c in Customer.objects.all()}
-        for key in ("vip", "c19", "c3"):
-            Prediction.objects.create(tenant=tenant_a, customer=customers[key], as_of=dt.date(2024, 6, 1), horizon_days=90, purchase_probability=0.1,
-                                      churn_probability=0.9, expected_orders=0.1, predicted_value=4.0, value_tier="low")
-    tier = {key: client.get(f"/customers/{customers[key].pk}/").content.decode().split('data-testid="value-tier">')[1].split("</span>")[0] for key in ("vip", "c19", "c3")}
-    assert tier["vip"] == "Low value for the next 90 days: the bottom 50% of predicted values; what they spent before is in the shop's top 5%"  # 1 of 21 buyers
-    assert tier["c19"] == "Low value for the next 90 days: the bottom 50% of predicted values; what they spent before is in the shop's top 10%"  # 2 of 21: 9.5%
-    assert tier["c3"] == "Low value for the next 90 days: the bottom 50% of predicted values"
+        # The tiers as that scoring left them (4 high, 6 medium, 11 low), whatever the settings say now.
+        tiers = {f"c{n}": "high" for n in range(4, 8)} | {f"c{n}": "medium" for n in range(8, 14)}
+        for key, customer in customers.items():
+            Prediction.objects.create(tenant=tenant_a, customer=customer, as_of=dt.date(2024, 6, 1), horizon_days=90, purchase_probability=0.1,
+                                      churn_probability=0.9, expected_orders=0.1, predicted_value=4.0, value_tier=tiers.get(key, "low"))
+    tier = {key: client.get(f"/customers/{customers[key].pk}/").content.decode().split('data-testid="value-tier">')[1].split("</span>")[0] for key in ("vip", "c19", "c3", "c4")}
+    assert tier["vip"] == "Low value for the next 90 days: the bottom 52% of predicted values; what they spent before is in the shop's top 5%"  # 1 of 21 buyers
+    assert tier["c19"] == "Low value for the next 90 days: the bottom 52% of predicted values; what they spent before is in the shop's top 10%"  # 2 of 21: 9.5%
+    assert tier["c3"] == "Low value for the next 90 days: the bottom 52% of predicted values"
+    assert tier["c4"] == "High value for the next 90 days: the top 19% of predicted values"  # 4 of 21, not the settings' 20%
 
 
 def test_champions_of_different_families_are_served_together_as_one_model_would_be() -> None:

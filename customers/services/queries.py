@@ -266,7 +266,7 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         # old order, say): the totals at the top are newer than the stage and prediction below.
         "changed_since_scoring": state is not None and customer.updated_at > state.updated_at,
         "spend_top_percent": _spend_top_percent(tenant, customer),
-        "tier_meaning": tier_meaning(tenant, prediction.value_tier) if prediction is not None else "",
+        "tier_meaning": tier_meaning(tenant, prediction.value_tier, prediction.as_of) if prediction is not None else "",
     }
 
 
