@@ -21,7 +21,7 @@ from django.db.models.expressions import OrderBy
 from django.http import Http404, QueryDict
 from django.urls import reverse
 from django_filters.widgets import SuffixedMultiWidget
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, filters, mixins, negotiation, pagination, serializers, status, viewsets
 from rest_framework.fields import empty
 from rest_framework.permissions import SAFE_METHODS
@@ -32,7 +32,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from clmsite.filters import ClmFilterBackend, choice_without_case
 from clmsite.lookups import nfc
-from clmsite.models import ApiKey, Tenant, role_at_least
+from clmsite.models import ApiKey, Role, Tenant, role_at_least
 from clmsite.permissions import request_role, required_role
 from clmsite.tenancy import _current_tenant
 
@@ -677,3 +677,26 @@ class Utf8ApiMiddleware:
         if request.path.startswith("/api/") and request.encoding:  # a declared charset; without one Django reads UTF-8 already
             request.encoding = "utf-8"
         return self.get_response(request)
+
+
+class ShopSerializer(serializers.Serializer):
+    slug = serializers.CharField(help_text="the shop's short name, as `create_api_key --tenant` takes it")
+    name = serializers.CharField()
+    currency = serializers.CharField(help_text="ISO 4217: the currency of every money figure the API answers (an order carries its own `currency`)")
+    horizon_days = serializers.IntegerField(help_text="how far ahead predictions look: the chance to buy within this many days")
+    role = serializers.ChoiceField(choices=Role.choices, help_text="the role of the key (or the signed-in user) asking")
+    latest_scoring = serializers.DateField(allow_null=True, help_text="the date the current predictions, stages and next actions are as of; null before the first scoring")
+
+
+class ShopViewSet(TenantViewSet):
+    """The shop the API key belongs to: what its other answers are in (the currency, the
+    prediction horizon) and the key's own role."""
+
+    @extend_schema(responses=ShopSerializer)
+    def retrieve(self, request: Any) -> Response:
+        from modeling.insights import latest_scoring_date
+
+        refuse_unknown_query_params(request)
+        shop = self.tenant
+        return Response(ShopSerializer({"slug": shop.slug, "name": shop.name, "currency": shop.currency, "horizon_days": shop.horizon_days,
+                                        "role": request_role(request), "latest_scoring": latest_scoring_date(shop)}).data)

@@ -8,6 +8,7 @@ from rest_framework.routers import SimpleRouter
 
 from campaigns import api as campaigns_api
 from campaigns import views as campaign_views
+from clmsite import api as clmsite_api
 from clmsite import views as site_views
 from customers import api as customers_api
 from customers import views as customers_views
@@ -89,6 +90,7 @@ urlpatterns = [
     path("healthz", site_views.healthz, name="healthz"),
     # Pages that do not link an icon (the API docs) ask for this one.
     path("favicon.ico", site_views.favicon),
+    re_path(r"^api/v1/shop/?$", clmsite_api.ShopViewSet.as_view({"get": "retrieve"}), name="api-shop"),
     path("api/v1/", include(router.urls)),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="api_schema"),
     re_path(r"^api/docs/?$", SpectacularRedocView.as_view(url_name="api_schema"), name="api_docs"),

@@ -189,3 +189,18 @@ def test_the_moves_between_dates_outside_the_known_stages_are_clamped_to_them(te
     page = client.get("/lifecycle/", {"start": "1990-01-01", "end": "2030-01-01"})
     assert page.status_code == 200 and (page.context["start"], page.context["end"]) == (dt.date(2025, 1, 31), dt.date(2025, 6, 30))
     assert "Stages are known from 2025-01-31 to 2025-06-30" in page.content.decode()
+
+
+def test_the_shop_endpoint_says_what_the_answers_are_in_and_the_keys_role(tenant_a, tenant_b, api_a) -> None:
+    from rest_framework.test import APIClient
+
+    from clmsite.models import Role
+    from tests.conftest import api_client_for
+
+    shop = api_a.get("/api/v1/shop/")
+    assert shop.status_code == 200 and shop.json() == {"slug": tenant_a.slug, "name": tenant_a.name, "currency": tenant_a.currency,
+                                                        "horizon_days": tenant_a.horizon_days, "role": "admin", "latest_scoring": None}
+    assert api_client_for(tenant_b, Role.VIEWER).get("/api/v1/shop").json()["slug"] == tenant_b.slug  # the key's shop, with or without the slash
+    assert api_a.get("/api/v1/shop/", {"slug": tenant_b.slug}).status_code == 400  # no way to name another shop
+    assert api_a.post("/api/v1/shop/").status_code == 405
+    assert APIClient().get("/api/v1/shop/").status_code == 401
