@@ -524,10 +524,10 @@ def _validate_records(
         if progress is not None and rows % 5000 == 0:
             staging.pause()
             progress()
-        if not "".join(values).strip():  # a blank line, or one of separators only (";;;;" under a spreadsheet's rows)
-            rows -= 1
-            continue
         if len(values) != width:
+            if not any(v.strip() for v in values):
+                rows -= 1  # blank line
+                continue
             collector.add(row_no, "", f"has {len(values)} field{'s' if len(values) != 1 else ''} but the header has {width}")
             continue
         staged: list[Any] = [row_no]
@@ -626,6 +626,8 @@ def _csv_records(text: IO[str], delimiter: str = ",") -> Iterator[tuple[int, lis
     try:
         for values in reader:
             record_no += 1
+            if not "".join(values).strip():  # a blank line, or one of separators only (";;;;" under a spreadsheet's rows)
+                continue
             yield record_no, values
     except csv.Error as exc:
         message = str(exc)
