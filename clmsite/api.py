@@ -664,6 +664,36 @@ def document_error_responses(result: dict[str, Any], generator: Any, request: An
     return result
 
 
+# Answers whose keys depend on the case (a report before and after launch, an import's kind, a
+# refused request): their optional fields stay optional.
+CONDITIONAL_ANSWERS = {"CampaignReport", "ImportSummary", "BulkImportResult", "Error"}
+
+
+def require_answered_fields(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """Mark every field of an answer-only component required (``null`` where it may be null):
+    DRF writes every field of a serializer, but drf-spectacular, with one component for both
+    directions, marks a field required only where a request must send it, and code generators
+    made ``email`` or a page's ``next`` optional. A component some request body uses keeps its
+    marks; so do the answers whose keys depend on the case (CONDITIONAL_ANSWERS)."""
+    schemas = result.get("components", {}).get("schemas", {})
+
+    def refs(node: Any) -> set[str]:
+        if isinstance(node, dict):
+            return set().union(*(refs(v) for v in node.values()), {node["$ref"].rsplit("/", 1)[-1]} if isinstance(node.get("$ref"), str) else set())
+        return set().union(*(refs(v) for v in node)) if isinstance(node, list) else set()
+
+    sent = set().union(*(refs(op.get("requestBody", {})) for ops in result.get("paths", {}).values() for op in ops.values()))
+    while grown := set().union(*(refs(schemas.get(name, {})) for name in sent)) - sent:  # and what those refer to
+        sent |= grown
+    for name, component in schemas.items():
+        if name in sent or name in CONDITIONAL_ANSWERS or component.get("type") != "object":
+            continue
+        answered = [key for key, field in component.get("properties", {}).items() if not field.get("writeOnly")]
+        if answered:
+            component["required"] = sorted(set(component.get("required", [])) | set(answered), key=answered.index)
+    return result
+
+
 class Utf8ApiMiddleware:
     """The API reads the query, forms and JSON as UTF-8 whatever charset the Content-Type
     declares: ``application/json; charset=utf-16`` made Django decode the query string as

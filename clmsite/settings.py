@@ -229,7 +229,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "REDOC_DIST": "SIDECAR",  # from static files, not a CDN
     "SCHEMA_PATH_PREFIX": "/api/v1",
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "clmsite.api.document_error_responses"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "clmsite.api.document_error_responses", "clmsite.api.require_answered_fields"],
     "ENUM_NAME_OVERRIDES": {
         "JobStateEnum": "modeling.models.Job.State",
         "ModelVersionStateEnum": "modeling.models.ModelVersion.State",

@@ -204,3 +204,15 @@ def test_the_shop_endpoint_says_what_the_answers_are_in_and_the_keys_role(tenant
     assert api_a.get("/api/v1/shop/", {"slug": tenant_b.slug}).status_code == 400  # no way to name another shop
     assert api_a.post("/api/v1/shop/").status_code == 405
     assert APIClient().get("/api/v1/shop/").status_code == 401
+
+
+def test_the_schema_marks_every_field_an_answer_always_has_required(api_a) -> None:
+    schemas = api_a.get("/api/schema/?format=json").json()["components"]["schemas"]
+    for name, fields in {"Customer": {"email", "name", "country", "attributes"}, "Order": {"status"}, "Product": {"price", "name"},
+                         "Review": {"rating", "text"}, "PaginatedCustomerList": {"next", "previous", "count", "results"}}.items():
+        assert fields <= set(schemas[name]["required"]), name
+    assert "remove_attributes" not in schemas["Customer"]["required"]  # sent, never answered
+    assert "uplift" not in schemas["CampaignReport"]["required"]  # after launch only
+    assert "offer" not in schemas["CampaignWithSecret"].get("required", [])  # a create may leave it out
+    customer = api_a.post("/api/v1/customers/", {"customer_id": "c1"}, format="json").json()
+    assert set(schemas["CustomerDetail"]["required"]) <= set(customer)  # and every answer has them
