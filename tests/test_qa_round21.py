@@ -216,3 +216,8 @@ def test_the_schema_marks_every_field_an_answer_always_has_required(api_a) -> No
     assert "offer" not in schemas["CampaignWithSecret"].get("required", [])  # a create may leave it out
     customer = api_a.post("/api/v1/customers/", {"customer_id": "c1"}, format="json").json()
     assert set(schemas["CustomerDetail"]["required"]) <= set(customer)  # and every answer has them
+
+
+def test_a_customer_row_sent_back_as_answered_names_every_problem_at_once(api_a) -> None:
+    answer = api_a.post("/api/v1/customers/bulk/", [{"id": 3, "external_id": "c1", "email": "a@b.c", "order_count": 2}], format="json").json()
+    assert {e["column"] for e in answer["errors"]} == {"customer_id", "email", "id", "external_id", "order_count"}, answer["errors"]

@@ -565,11 +565,7 @@ def _validate_records(
                 except FieldError as exc:
                     collector.add(row_no, name, str(exc))
                     bad = True
-        if bad:
-            continue
-        if spec.kind == "orders":
-            staged.append(_unit_price(staged[amount_at], staged[quantity_at]))
-        elif spec.kind == "customers":
+        if spec.kind == "customers":  # checked even when a cell is bad: one answer names every problem of the row
             attributes = {}
             for name, index in extra:
                 text = values[index].strip()
@@ -582,8 +578,11 @@ def _validate_records(
             # Compact on SQLite, where the merge with stored attributes (json_patch) writes
             # compact text: the same attributes then compare equal on the next import.
             staged.append(json.dumps(attributes, sort_keys=True, separators=json_separators) if extra else None)
-        if not bad:
-            staging.write(staged)
+        if bad:
+            continue
+        if spec.kind == "orders":
+            staged.append(_unit_price(staged[amount_at], staged[quantity_at]))
+        staging.write(staged)
     if collector.count:
         staging.pause()
         collector.add_staged(*file_duplicates(staging.cursor, spec))
