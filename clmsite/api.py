@@ -569,7 +569,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
                         status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, RequestDataTooBig):
         request = context.get("request")
-        advice = " For bulk rows, send fewer per request or upload a CSV file to /api/v1/imports/." if request is None or request.method == "POST" else ""
+        bulk = request is None or request.path.rstrip("/").endswith("/bulk")  # other bodies are far below the limit unless something is wrong
+        advice = " Send fewer rows per request, or upload a CSV file to /api/v1/imports/." if bulk else ""
         return Response({"detail": f"The request body is larger than {body_limit_mb()} MB.{advice}"},
                         status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     response = drf_exception_handler(exc, context)

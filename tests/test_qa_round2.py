@@ -116,7 +116,9 @@ def test_an_api_body_over_the_upload_limit_answers_413(tenant_a, settings) -> No
     api = api_client_for(tenant_a, Role.ADMIN)
     rows = [{"customer_id": f"c{i}", "name": "x" * 100} for i in range(200)]
     response = api.post("/api/v1/customers/bulk/", data=json.dumps(rows), content_type="application/json")
-    assert response.status_code == 413 and "larger than" in response.json()["detail"]
+    assert response.status_code == 413 and "larger than" in response.json()["detail"] and "fewer rows" in response.json()["detail"]
+    segment = api.post("/api/v1/segments/", data=json.dumps({"name": "x" * 20_000, "filters": {}}), content_type="application/json")
+    assert segment.status_code == 413 and "rows" not in segment.json()["detail"]  # not a bulk request: no advice about rows
 
 
 def test_an_email_too_long_is_a_row_error_and_an_edit_is_checked_as_an_import_is(tenant_a) -> None:
