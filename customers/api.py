@@ -129,6 +129,11 @@ class OrderSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(str(exc)) from None
         if not status:
             raise serializers.ValidationError("An order needs a status (completed, cancelled, refunded…).")
+        if status not in (*Order.SALE_STATUSES, *Order.NOT_REVENUE):
+            # An import takes a shop's own statuses as sales and names them in its result; an edit has
+            # no result to name them in, and a typo ("7", "refundd") would count the order as a sale.
+            raise serializers.ValidationError(f"'{parsing.shorten(status)}' is not a status this app knows: a sale ({', '.join(Order.SALE_STATUSES[:4])}…) "
+                                              f"or {', '.join(Order.NOT_REVENUE)}. An import takes a shop's own statuses (as sales) and names them.")
         return status
 
 

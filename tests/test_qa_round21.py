@@ -221,3 +221,11 @@ def test_the_schema_marks_every_field_an_answer_always_has_required(api_a) -> No
 def test_a_customer_row_sent_back_as_answered_names_every_problem_at_once(api_a) -> None:
     answer = api_a.post("/api/v1/customers/bulk/", [{"id": 3, "external_id": "c1", "email": "a@b.c", "order_count": 2}], format="json").json()
     assert {e["column"] for e in answer["errors"]} == {"customer_id", "email", "id", "external_id", "order_count"}, answer["errors"]
+
+
+def test_an_order_edit_refuses_a_status_the_app_does_not_know(api_a) -> None:
+    assert api_a.post("/api/v1/orders/bulk/", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-01-01", "amount": "5"}], format="json").json()["ok"]
+    order = api_a.get("/api/v1/orders/").json()["results"][0]
+    refused = api_a.patch(f"/api/v1/orders/{order['id']}/", {"status": 7}, format="json")
+    assert refused.status_code == 400 and "'7' is not a status this app knows" in refused.json()["status"][0]
+    assert api_a.patch(f"/api/v1/orders/{order['id']}/", {"status": "Canceled"}, format="json").json()["status"] == "cancelled"
