@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.db.models.expressions import OrderBy
 from django.http import Http404, QueryDict
 from django.urls import reverse
@@ -118,9 +118,18 @@ class OrderingFilter(filters.OrderingFilter):
             raise exceptions.ValidationError({self.ordering_param: [f"Cannot order by {', '.join(unknown)}. {self._choices(allowed)}"]})
         return [term for term in fields if term]
 
+    def filter_queryset(self, request: Any, queryset: Any, view: Any) -> Any:
+        """Missing values (null) last in either direction, on every database: PostgreSQL put
+        them last going up and first going down, SQLite the other way round."""
+        ordering = self.get_ordering(request, queryset, view)
+        if not ordering:
+            return queryset
+        return queryset.order_by(*(F(term[1:]).desc(nulls_last=True) if term.startswith("-") else F(term).asc(nulls_last=True) for term in ordering))
+
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)
         parameters[0]["description"] = (f"{self._choices(self._allowed(view.get_queryset(), view))} Any other field is a 400. "
+                                        "Missing values (null) come last in either direction. "
                                         "Rows that tie are ordered by `id` (in the direction of the last field), so pages neither skip nor repeat a row.")
         return parameters
 
@@ -215,7 +224,7 @@ class PageNumberPagination(pagination.PageNumberPagination):
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)
-        parameters[0]["schema"]["minimum"] = 1
+        parameters[0]["schema"] = {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "enum": ["last"]}]}
         parameters[1]["schema"].update(minimum=1, maximum=self.max_page_size)
         if is_sync_list(view):
             parameters.append({"name": self.after_query_param, "required": False, "in": "query",

@@ -229,3 +229,12 @@ def test_an_order_edit_refuses_a_status_the_app_does_not_know(api_a) -> None:
     refused = api_a.patch(f"/api/v1/orders/{order['id']}/", {"status": 7}, format="json")
     assert refused.status_code == 400 and "'7' is not a status this app knows" in refused.json()["status"][0]
     assert api_a.patch(f"/api/v1/orders/{order['id']}/", {"status": "Canceled"}, format="json").json()["status"] == "cancelled"
+
+
+def test_missing_values_sort_last_in_either_direction(api_a) -> None:
+    rows = [{"customer_id": "buyer", "order_id": "o1", "ordered_at": "2024-01-01", "amount": "5"},
+            {"customer_id": "later", "order_id": "o2", "ordered_at": "2024-03-01", "amount": "5"}]
+    assert api_a.post("/api/v1/orders/bulk/", rows, format="json").json()["ok"]
+    assert api_a.post("/api/v1/customers/bulk/", [{"customer_id": "prospect"}], format="json").json()["ok"]
+    for ordering, expected in (("last_order_at", ["buyer", "later", "prospect"]), ("-last_order_at", ["later", "buyer", "prospect"])):
+        assert [c["external_id"] for c in api_a.get("/api/v1/customers/", {"ordering": ordering}).json()["results"]] == expected, ordering
