@@ -142,6 +142,7 @@ def test_json_objects_lists_and_booleans_in_named_columns_are_refused(tenant_a) 
     assert not result.ok
     assert [(e.row, e.column, e.message) for e in result.errors] == [
         (1, "customer_id", "must be a string or a number, not a JSON object"), (1, "name", "must be a string or a number, not true/false"),
+        (1, "loyalty", "an attribute must be text, a number or true/false, not a JSON object"),  # every problem of the row in one answer
     ]
     # Other keys are attributes: text, a number or true/false, flat as a CSV column (and as
     # the API's PATCH takes them); an object is a row error of its own.
