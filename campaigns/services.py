@@ -57,11 +57,16 @@ def audience(campaign: Campaign, *, leave_out_running: bool = True) -> QuerySet[
         if ids is not None:
             queryset = queryset.filter(customer_id__in=ids)
     if leave_out_running:
-        held = CampaignMember.objects.filter(campaign__state=Campaign.State.RUNNING).exclude(campaign_id=campaign.pk)
-        if not campaign.skip_running:
-            held = held.filter(group=CampaignMember.Group.CONTROL)
+        held = held_by_running(control_only=not campaign.skip_running).exclude(campaign_id=campaign.pk)
         queryset = queryset.exclude(customer_id__in=held.values("customer_id"))
     return queryset
+
+
+def held_by_running(*, control_only: bool = True) -> QuerySet[CampaignMember]:
+    """The members of running campaigns: their control groups (``control_only``), not to be
+    contacted until the campaign ends, or everyone they reach."""
+    members = CampaignMember.objects.filter(campaign__state=Campaign.State.RUNNING)
+    return members.filter(group=CampaignMember.Group.CONTROL) if control_only else members
 
 
 # A customer's own offer (a share of what they would spend if they order again) below this is cents-sized: the
@@ -73,11 +78,15 @@ STALE_SCORING_DAYS = 14
 
 def preview(campaign: Campaign) -> dict[str, Any]:
     """Live count and value at risk of the audience (before launch)."""
-    own_offer = Q(action=campaign.action, action_offer__lt=SMALL_OFFER) if not campaign.offer else Q(pk__in=[])
+    # Without an offer for everyone, each member takes their own from the playbook, if any.
+    own_offer = Q(action=campaign.action, action_offer__isnull=False) if not campaign.offer else Q(pk__in=[])
     other_channel = Q(action=campaign.action) & ~Q(action_channel__in=["", campaign.channel])
     with tenant_context(campaign.tenant):
         totals = audience(campaign).aggregate(n=Count("id"), at_risk=Sum("priority"), value=Sum("predicted_value"),
-                                              no_contact=Count("id", filter=Q(action=Action.NO_ACTION)), small_offers=Count("id", filter=own_offer),
+                                              no_contact=Count("id", filter=Q(action=Action.NO_ACTION)),
+                                              own_offers=Count("id", filter=own_offer), lowest_offer=Min("action_offer", filter=own_offer),
+                                              highest_offer=Max("action_offer", filter=own_offer),
+                                              small_offers=Count("id", filter=own_offer & Q(action_offer__lt=SMALL_OFFER)),
                                               other_channel=Count("id", filter=other_channel))
         left_out = audience(campaign, leave_out_running=False).count() - totals["n"]
     notes = []  # what the count alone would not say, each a sentence or two
@@ -106,16 +115,11 @@ def preview(campaign: Campaign) -> dict[str, Any]:
                                    audience(campaign).filter(other_channel).values("action_channel").annotate(n=Count("id")).order_by("-n"))
         notes.append(f"The playbook would reach {_count(totals['other_channel'], 'customer')} in it another way ({by_channel}); "
                      f"this campaign reaches everyone by {campaign.get_channel_display()}. For their own channels, make a campaign per channel.")
-    if not campaign.offer and totals["n"]:
-        # Without an offer for everyone, each member takes their own from the playbook, if any:
-        # say so before launch, as the treatment CSV shows it after.
-        with tenant_context(campaign.tenant):
-            own = audience(campaign).filter(action=campaign.action, action_offer__isnull=False).aggregate(n=Count("id"), low=Min("action_offer"), high=Max("action_offer"))
-        currency = campaign.tenant.currency
-        if own["n"]:
-            amounts = f"{currency} {own['low']:,.2f}" if own["low"] == own["high"] else f"{currency} {own['low']:,.2f} to {own['high']:,.2f}"
-            notes.append(f"No offer for everyone: {_count(own['n'], 'customer')} will get their own from the playbook (up to {amounts} each) "
-                         f"and {_count(totals['n'] - own['n'], 'customer')} none. Give the campaign an offer to send the same to everyone.")
+    if totals["own_offers"]:  # said before launch, as the treatment CSV shows it after
+        low, high, currency = totals["lowest_offer"], totals["highest_offer"], campaign.tenant.currency
+        amounts = f"{currency} {low:,.2f}" if low == high else f"{currency} {low:,.2f} to {high:,.2f}"
+        notes.append(f"No offer for everyone: {_count(totals['own_offers'], 'customer')} will get their own from the playbook (up to {amounts} each) "
+                     f"and {_count(totals['n'] - totals['own_offers'], 'customer')} none. Give the campaign an offer to send the same to everyone.")
     if totals["small_offers"]:
         notes.append(f"{_count(totals['small_offers'], 'customer')} would get an offer under {campaign.tenant.currency} {SMALL_OFFER:.2f} "
                      "(a share of a small spend): give the campaign one offer for everyone to send none that small.")

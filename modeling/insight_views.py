@@ -17,7 +17,8 @@ from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
-from campaigns.models import Action, Campaign, CampaignMember
+from campaigns.models import Action
+from campaigns.services import held_by_running
 from clmsite.datacache import cached
 from clmsite.forms import PercentField
 from clmsite.models import Role
@@ -376,7 +377,7 @@ def priorities(request: HttpRequest) -> HttpResponse:
         action = ""
     # A running campaign's control group is not to be contacted until its window ends: an export
     # of them to an email tool would spoil the measurement.
-    held = CampaignMember.objects.filter(group=CampaignMember.Group.CONTROL, campaign__state=Campaign.State.RUNNING).values("customer_id")
+    held = held_by_running().values("customer_id")
     held_out = rows.filter(customer_id__in=held).count()
     rows = rows.exclude(customer_id__in=held)
     if request.GET.get("format") == "csv":
