@@ -362,6 +362,8 @@ BULK_RESULT = inline_serializer(
         "attribute_columns": serializers.ListField(child=serializers.CharField(), help_text="customers: the extra keys of the rows, as the attribute names they were kept as"),
         "unusual_statuses": serializers.DictField(child=serializers.IntegerField(), help_text="orders: each status the app does not know (neither a usual sale's nor "
                                                   "cancelled, refunded, failed or voided) with its number of orders: they count as sales, and the message names them"),
+        "unknown_countries": serializers.DictField(child=serializers.IntegerField(), help_text="customers: each country that names no country the app knows "
+                                                   "(kept as written; the country filters find it only so) with its number of customers; the message names them"),
         "message": serializers.CharField(),
         "detail": serializers.CharField(required=False, help_text="on a refused request: the same message, where every error body has it"),
         "error_count": serializers.IntegerField(),
@@ -714,6 +716,7 @@ class ImportSummarySerializer(serializers.Serializer):
     ignored_columns = serializers.ListField(child=serializers.CharField(), required=False, help_text="columns of the file this kind has no use for")
     attribute_columns = serializers.ListField(child=serializers.CharField(), required=False, help_text="a customers file's extra columns, kept as attributes")
     unusual_statuses = serializers.DictField(child=serializers.IntegerField(), required=False, help_text="statuses that are not a usual sale's, with their orders")
+    unknown_countries = serializers.DictField(child=serializers.IntegerField(), required=False, help_text="countries the app does not recognise, kept as written, with their customers")
 
 
 IMPORT_SUMMARY_KEYS = tuple(ImportSummarySerializer().fields)

@@ -51,7 +51,7 @@ from clmsite.lookups import nfc
 from clmsite.models import Tenant
 from clmsite.statistics import refresh_statistics
 from customers.models import Order
-from customers.services import parsing
+from customers.services import parsing, shopify
 from customers.services.parsing import FieldError, shorten
 
 KINDS = ("customers", "products", "orders", "reviews")
@@ -90,6 +90,10 @@ class ImportResult:
     # Orders: statuses that are neither a usual sale's nor one that is not a sale, each with
     # its number of orders in the file: they count as sales, and the message names them.
     unusual_statuses: dict[str, int] = field(default_factory=dict)
+    # Customers: countries that name no country the app knows (kept as written), each with
+    # its number of customers in the file: the message names them, as a typo stays unfound
+    # by the country filters, which match codes and names.
+    unknown_countries: dict[str, int] = field(default_factory=dict)
     # JSON rows (the bulk API): each record's id as stored (customer_id, sku, order_id or
     # review_id) and its numeric id in the API, so a client need not look them up.
     ids: dict[str, int] = field(default_factory=dict)
@@ -669,8 +673,9 @@ def _looks_binary(head: bytes) -> bool:
     return b"\x00" in first_line or control > len(head) * 0.1
 
 
-def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: ProgressCallback | None = None) -> list[str]:
-    """Check the file and stage its rows; returns the header's column names."""
+def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: ProgressCallback | None = None) -> tuple[list[str], str]:
+    """Check the file and stage its rows; returns the header's column names, and what the
+    import's message says of how the file was read (a Shopify orders export: ``shopify``)."""
     size = os.path.getsize(path)
     limit = settings.IMPORT_MAX_BYTES
     if size > limit:
@@ -711,10 +716,21 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
                 # A file separated by semicolons comes from a spreadsheet whose decimal mark is a
                 # comma, so its amounts are read 1.234,56 (19.99 is still 19.99). Tab-separated
                 # files keep the dot: Excel's "Unicode text" writes them in every locale.
-                return _validate_records(
-                    spec, header, reader, staging, max_rows=settings.IMPORT_MAX_ROWS, progress=report if progress is not None else None,
-                    decimal_comma=delimiter == ";",
-                )
+                decimal_comma = delimiter == ";"
+                if not shopify.is_orders_export(header):
+                    return _validate_records(spec, header, reader, staging, max_rows=settings.IMPORT_MAX_ROWS,
+                                             progress=report if progress is not None else None, decimal_comma=decimal_comma), ""
+                if spec.kind != "orders":
+                    raise ImportError_(f"Nothing was imported: this is a Shopify orders export, not a file of {spec.kind}. Import it as orders.",
+                                       [RowError(1, "", "a Shopify orders export")])
+                export = shopify.OrdersExport(header, decimal_comma=decimal_comma)
+                try:
+                    return _validate_records(spec, shopify.COLUMNS, export.records(reader), staging, max_rows=settings.IMPORT_MAX_ROWS,
+                                             progress=report if progress is not None else None, refused=export.refused, decimal_comma=decimal_comma), export.note()
+                except ImportError_ as exc:  # each bad cell named by the export's column
+                    for error in exc.errors:
+                        error.column = shopify.SOURCE_OF.get(error.column, error.column)
+                    raise
         except UnicodeDecodeError:
             staging.discard()
             if encoding == "utf-8-sig" and (lines := _mixed_encodings(path)):
@@ -1137,7 +1153,14 @@ def _upsert(
     return max(cursor.rowcount, 0)
 
 
-_NEW_CUSTOMER = {"email": "''", "name": "''", "country": "''", "attributes": "'{}'", "review_count": "0", "created_at": "%(now)s", "updated_at": "%(now)s"}
+def _email_of_id(column: str) -> str:
+    """SQL: a customer id that is an email address (a shop that names its customers by email,
+    as Shopify's export does) as the email of the customer it creates; else blank."""
+    return (f"CASE WHEN {column} LIKE '%%_@_%%._%%' AND {column} NOT LIKE '%%@%%@%%' AND {column} NOT LIKE '%% %%' "  # %% : a parameter query
+            f"AND length({column}) <= {parsing.EMAIL_MAX_LENGTH} THEN {column} ELSE '' END")
+
+
+_NEW_CUSTOMER = {"name": "''", "country": "''", "attributes": "'{}'", "review_count": "0", "created_at": "%(now)s", "updated_at": "%(now)s"}
 
 
 def _ensure_customers(cursor: Any, params: dict[str, Any], first_seen_column: str) -> int:
@@ -1149,6 +1172,7 @@ def _ensure_customers(cursor: Any, params: dict[str, Any], first_seen_column: st
             "tenant_id": "%(tenant)s",
             "external_id": "s.customer_id",
             "first_seen": f"min(s.{first_seen_column})",
+            "email": _email_of_id("s.customer_id"),
             "order_count": "0",
             "total_spent": "0",
             **_NEW_CUSTOMER,
@@ -1177,6 +1201,7 @@ def _ensure_order_customers(cursor: Any, params: dict[str, Any]) -> int:
             "tenant_id": "%(tenant)s",
             "external_id": "g.customer_id",
             "first_seen": "min(g.ordered_at)",
+            "email": _email_of_id("g.customer_id"),
             "order_count": f"count(CASE WHEN {_SALE} THEN 1 END)",
             "total_spent": f"COALESCE({_money_sum(f'CASE WHEN {_SALE} THEN g.amount END')}, 0)",
             "first_order_at": f"min(CASE WHEN {_SALE} THEN g.ordered_at END)",
@@ -1373,7 +1398,12 @@ def _load_customers(cursor: Any, spec: Spec, params: dict[str, Any], present: se
         where=f"s.row_no IN (SELECT min(row_no) FROM {STAGING} GROUP BY customer_id)",  # internal table/column names only; every value is a bound parameter  # nosec B608
         order_by="s.customer_id",
     )
-    return ImportResult("customers", True, rows=total, created=new, updated=written - new, unchanged=total - written)
+    unknown: dict[str, int] = {}
+    if "country" in present:
+        cursor.execute(f"SELECT country, count(DISTINCT customer_id) FROM {STAGING} WHERE country IS NOT NULL GROUP BY country "  # internal names only  # nosec B608
+                       "ORDER BY count(DISTINCT customer_id) DESC, country")
+        unknown = {country: count for country, count in cursor.fetchall() if not parsing.is_country_code(country)}
+    return ImportResult("customers", True, rows=total, created=new, updated=written - new, unchanged=total - written, unknown_countries=unknown)
 
 
 def _load_products(cursor: Any, spec: Spec, params: dict[str, Any], present: set[str]) -> ImportResult:
@@ -1750,6 +1780,11 @@ def _finish(result: ImportResult, spec: Spec, header: list[str]) -> ImportResult
         named = _first_named([f"{status} ({count:,})" for status, count in result.unusual_statuses.items()])
         result.message += (f" {orders:,} order{'s have' if orders != 1 else ' has'} a status this app does not know, counted as a sale: {named}. "
                            f"If one is not a sale, send it as {parsing.one_of(Order.NOT_REVENUE)}.")
+    if result.unknown_countries:
+        customers = sum(result.unknown_countries.values())
+        named = _first_named([f"{country} ({count:,})" for country, count in result.unknown_countries.items()])
+        result.message += (f" {customers:,} customer{'s have' if customers != 1 else ' has'} a country this app does not recognise, kept as written: {named}. "
+                           "The country filters find them only as written; if one is a typo, correct it and import the file again.")
     if result.attribute_columns:
         count = len(result.attribute_columns)
         result.message += f" Kept {count:,} column{'s' if count != 1 else ''} as attributes: {_first_named(result.attribute_columns)}."
@@ -1781,13 +1816,16 @@ def import_csv(tenant: Tenant, kind: str, path: str, *, progress: ProgressCallba
     spec = _spec(kind)
     try:
         with _Staging(spec) as staging:
-            header = validate_file(spec, path, staging, progress=progress)
+            header, read_as = validate_file(spec, path, staging, progress=progress)
             result = _load(tenant, spec, staging, _present_columns(spec, header), progress, dry_run=dry_run)
     except ImportError_ as exc:
         return _failed(kind, exc, dry_run=dry_run)
     if progress:
         progress(1.0, "Done")
-    return _finish(result, spec, header)
+    result = _finish(result, spec, header)
+    if read_as:
+        result.message += f" {read_as}"
+    return result
 
 
 def import_rows(tenant: Tenant, kind: str, rows: list[dict[str, Any]], *, dry_run: bool = False, create_only: bool = False) -> ImportResult:

@@ -273,6 +273,13 @@ def country_code(text: str) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=512)
+def is_country_code(text: str) -> bool:
+    """Whether a stored country is the ISO 3166 two-letter code of a country (what an import
+    stores for every country it recognises)."""
+    return len(text) == 2 and pycountry.countries.get(alpha_2=text) is not None
+
+
 def too_long(text: str, max_length: int) -> str:
     return f"is {len(text):,} characters long; the limit is {max_length:,}"
 

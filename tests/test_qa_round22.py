@@ -1,0 +1,28 @@
+"""Session 23: what a merchant meets on the way in (countries typed as they come, the
+customer list on a phone)."""
+
+from __future__ import annotations
+
+import pytest
+
+from clmsite.tenancy import tenant_context
+from customers.models import Customer
+from customers.services.imports import import_csv, import_rows
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_country_the_app_does_not_recognise_is_kept_and_named_in_the_result(tenant_a, tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("customer_id,country\nc1,Untied States\nc2,Bavaria\nc3,Bavaria\nc4,Deutschland\nc5,us\nc6,XX\nc7,\n", encoding="utf-8")
+
+    result = import_csv(tenant_a, "customers", str(path))
+
+    assert result.ok, result.errors
+    assert result.unknown_countries == {"Bavaria": 2, "Untied States": 1, "XX": 1}
+    assert "4 customers have a country this app does not recognise, kept as written: Bavaria (2), Untied States (1), XX (1)." in result.message
+    with tenant_context(tenant_a):
+        assert dict(Customer.objects.values_list("external_id", "country")) == {
+            "c1": "Untied States", "c2": "Bavaria", "c3": "Bavaria", "c4": "DE", "c5": "US", "c6": "XX", "c7": ""}
+    known = import_rows(tenant_a, "customers", [{"customer_id": "c8", "country": "France"}])
+    assert known.ok and known.unknown_countries == {} and "recognise" not in known.message

@@ -1,0 +1,94 @@
+"""Shopify's orders export, uploaded as it comes: read as an orders file."""
+
+from __future__ import annotations
+
+import csv
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from clmsite.tenancy import tenant_context
+from customers.models import Customer, Order
+from customers.services.imports import import_csv
+from customers.services.shopify import spread
+
+pytestmark = pytest.mark.django_db
+
+EXPORT = Path(__file__).parent / "fixtures" / "shopify_orders_export.csv"
+
+
+def edited(tmp_path: Path, changes: dict[tuple[int, str], str]) -> str:
+    """The fixture with some cells changed: (row number as a spreadsheet shows it, column) → text."""
+    with EXPORT.open(newline="") as file:
+        rows = list(csv.reader(file))
+    for (row_no, column), text in changes.items():
+        rows[row_no - 1][rows[0].index(column)] = text
+    path = tmp_path / "orders_export.csv"
+    with path.open("w", newline="") as file:
+        csv.writer(file).writerows(rows)
+    return str(path)
+
+
+def test_an_orders_export_imports_as_it_comes_and_again_changes_nothing(tenant_a):
+    result = import_csv(tenant_a, "orders", str(EXPORT))
+
+    assert result.ok, result.errors
+    assert result.created == 5 and result.ignored_columns == []
+    assert "Read as a Shopify orders export" in result.message
+    assert "1 order without an email (guest or point-of-sale checkouts) was left out" in result.message
+    with tenant_context(tenant_a):
+        orders = {o.external_id: o for o in Order.objects.select_related("customer")}
+        assert sorted(orders) == ["#1001", "#1002", "#1004", "#1005", "#1006"]  # #1003 has no email
+        first = orders["#1001"]
+        # The Total (52.00 with shipping) spread over the lines by price x quantity: 20 and 30 of 50.
+        assert (first.amount, first.currency, first.status) == (Decimal("52.00"), "EUR", "paid")
+        assert [(i.product.sku, i.quantity, i.amount) for i in first.items.select_related("product")] == [
+            ("SOCK-1", 2, Decimal("20.80")), ("CAP-1", 1, Decimal("31.20"))]
+        assert first.ordered_at.isoformat() == "2025-03-04T09:15:00+00:00"  # Created at, +0100
+        # One customer for two spellings of her email, which is also her address.
+        alice = Customer.objects.get(external_id="alice@example.com")
+        assert (alice.email, alice.order_count, alice.total_spent) == ("alice@example.com", 1, Decimal("52.00"))
+        assert orders["#1002"].customer_id == alice.pk and orders["#1002"].status == "refunded"
+        assert orders["#1004"].status == "cancelled"  # Cancelled at set, whatever its payment
+        assert (orders["#1005"].amount, orders["#1005"].status) == (Decimal("60.00"), "partially_refunded")  # 100 less 40 refunded
+        assert orders["#1006"].status == "voided"  # an expired payment
+        gift = orders["#1004"].items.get()
+        assert (gift.product.sku, gift.product.name) == ("Gift card", "Gift card")  # no sku: the title is its product
+    again = import_csv(tenant_a, "orders", str(EXPORT))
+    assert (again.ok, again.created, again.updated, again.unchanged) == (True, 0, 0, 5)
+
+
+def test_a_bad_cell_is_named_by_the_exports_column_and_nothing_is_imported(tenant_a, tmp_path):
+    path = edited(tmp_path, {(2, "Created at"): "yesterday", (3, "Lineitem price"): "thirty", (6, "Total"): "1OO.00", (7, "Lineitem quantity"): "0"})
+
+    result = import_csv(tenant_a, "orders", path)
+
+    assert not result.ok
+    found = {(error.row, error.column) for error in result.errors}
+    assert {(2, "Created at"), (3, "Created at"), (3, "Lineitem price"), (6, "Total"), (7, "Lineitem quantity")} <= found, result.errors
+    assert not {error.column for error in result.errors} & {"ordered_at", "amount", "quantity"}
+    with tenant_context(tenant_a):
+        assert not Order.objects.exists() and not Customer.objects.exists()
+
+
+def test_an_orders_export_uploaded_as_customers_says_to_import_it_as_orders(tenant_a):
+    result = import_csv(tenant_a, "customers", str(EXPORT))
+
+    assert not result.ok
+    assert result.message == "Nothing was imported: this is a Shopify orders export, not a file of customers. Import it as orders."
+
+
+def test_the_total_is_spread_to_the_cent_and_adds_up():
+    assert spread(Decimal("10.00"), [Decimal(1)] * 3) == [Decimal("3.33"), Decimal("3.33"), Decimal("3.34")]
+    assert spread(Decimal("52.00"), [Decimal(20), Decimal(30)]) == [Decimal("20.80"), Decimal("31.20")]
+    assert spread(Decimal("9.99"), [Decimal(0), Decimal(0)]) == [Decimal("5.00"), Decimal("4.99")]  # free lines: equal shares
+
+
+def test_an_email_customer_id_in_a_plain_orders_file_becomes_the_new_customers_email(tenant_a, tmp_path):
+    path = tmp_path / "o.csv"
+    path.write_text("customer_id,order_id,ordered_at,amount\nana@example.com,o1,2024-01-05,10.00\nc-17,o2,2024-01-06,5.00\n", encoding="utf-8")
+
+    assert import_csv(tenant_a, "orders", str(path)).ok
+    with tenant_context(tenant_a):
+        assert dict(Customer.objects.values_list("external_id", "email")) == {"ana@example.com": "ana@example.com", "c-17": ""}
