@@ -34,7 +34,8 @@ def test_an_orders_export_imports_as_it_comes_and_again_changes_nothing(tenant_a
     result = import_csv(tenant_a, "orders", str(EXPORT))
 
     assert result.ok, result.errors
-    assert result.created == 5 and result.ignored_columns == []
+    assert result.created == 5 and len(result.ignored_columns) == 79 - 12  # read: Name, Email, Created at, Total, the line's four, …
+    assert "Paid at" in result.ignored_columns and "Lineitem sku" not in result.ignored_columns
     assert "Read as a Shopify orders export" in result.message
     assert "1 order without an email (guest or point-of-sale checkouts) was left out" in result.message
     with tenant_context(tenant_a):
@@ -92,3 +93,41 @@ def test_an_email_customer_id_in_a_plain_orders_file_becomes_the_new_customers_e
     assert import_csv(tenant_a, "orders", str(path)).ok
     with tenant_context(tenant_a):
         assert dict(Customer.objects.values_list("external_id", "email")) == {"ana@example.com": "ana@example.com", "c-17": ""}
+
+
+CUSTOMERS_EXPORT = Path(__file__).parent / "fixtures" / "shopify_customers_export.csv"
+
+
+def test_a_customers_export_names_customers_by_email_so_they_meet_their_orders(tenant_a):
+    assert import_csv(tenant_a, "orders", str(EXPORT)).ok
+
+    result = import_csv(tenant_a, "customers", str(CUSTOMERS_EXPORT))
+
+    assert result.ok, result.errors
+    assert (result.created, result.updated) == (0, 2)  # both came with their orders
+    assert "Read as a Shopify customers export" in result.message
+    assert "1 customer without an email was left out" in result.message
+    assert result.attribute_columns == ["shopify_customer_id", "accepts_email_marketing", "accepts_sms_marketing", "tags"]
+    assert "Default Address Address1" in result.ignored_columns and "Total Spent" in result.ignored_columns
+    with tenant_context(tenant_a):
+        assert Customer.objects.count() == 3  # alice, bob and carol of the orders: no second Alice
+        alice = Customer.objects.get(external_id="alice@example.com")
+        assert (alice.name, alice.email, alice.country, alice.order_count) == ("Alice Martin", "alice@example.com", "FR", 1)
+        assert alice.attributes == {"shopify_customer_id": "7011000000001", "accepts_email_marketing": "yes", "accepts_sms_marketing": "no", "tags": "vip, newsletter"}
+    assert import_csv(tenant_a, "customers", str(CUSTOMERS_EXPORT)).unchanged == 2
+
+
+def test_a_customers_export_uploaded_as_orders_says_to_import_it_as_customers(tenant_a):
+    result = import_csv(tenant_a, "orders", str(CUSTOMERS_EXPORT))
+
+    assert result.message == "Nothing was imported: this is a Shopify customers export, not a file of orders. Import it as customers."
+
+
+def test_a_row_of_another_width_is_named_in_the_exports_own_count(tenant_a, tmp_path):
+    path = tmp_path / "customers_export.csv"
+    path.write_text(CUSTOMERS_EXPORT.read_text(encoding="utf-8") + "'7011000000004,Dan,Short,dan@example.com\n", encoding="utf-8")
+
+    result = import_csv(tenant_a, "customers", str(path))
+
+    assert not result.ok
+    assert [(e.row, e.column, e.message) for e in result.errors] == [(5, "", "has 4 fields but the header has 20")]

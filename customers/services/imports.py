@@ -532,7 +532,8 @@ def _validate_records(
             if not any(v.strip() for v in values):
                 rows -= 1  # blank line
                 continue
-            collector.add(row_no, "", f"has {len(values)} field{'s' if len(values) != 1 else ''} but the header has {width}")
+            said = refused.get(row_no, {}).get("") if refused else None  # a Shopify export's row, said in the export's own count
+            collector.add(row_no, "", said or f"has {len(values)} field{'s' if len(values) != 1 else ''} but the header has {width}")
             continue
         staged: list[Any] = [row_no]
         bad = False
@@ -673,9 +674,9 @@ def _looks_binary(head: bytes) -> bool:
     return b"\x00" in first_line or control > len(head) * 0.1
 
 
-def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: ProgressCallback | None = None) -> tuple[list[str], str]:
-    """Check the file and stage its rows; returns the header's column names, and what the
-    import's message says of how the file was read (a Shopify orders export: ``shopify``)."""
+def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: ProgressCallback | None = None) -> tuple[list[str], shopify.Export | None]:
+    """Check the file and stage its rows; returns the header's column names (a Shopify
+    export's: those of the rows it was read as), and the Shopify export it was, or None."""
     size = os.path.getsize(path)
     limit = settings.IMPORT_MAX_BYTES
     if size > limit:
@@ -717,19 +718,19 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
                 # comma, so its amounts are read 1.234,56 (19.99 is still 19.99). Tab-separated
                 # files keep the dot: Excel's "Unicode text" writes them in every locale.
                 decimal_comma = delimiter == ";"
-                if not shopify.is_orders_export(header):
+                export = shopify.export_of(header, decimal_comma=decimal_comma)
+                if export is None:
                     return _validate_records(spec, header, reader, staging, max_rows=settings.IMPORT_MAX_ROWS,
-                                             progress=report if progress is not None else None, decimal_comma=decimal_comma), ""
-                if spec.kind != "orders":
-                    raise ImportError_(f"Nothing was imported: this is a Shopify orders export, not a file of {spec.kind}. Import it as orders.",
-                                       [RowError(1, "", "a Shopify orders export")])
-                export = shopify.OrdersExport(header, decimal_comma=decimal_comma)
+                                             progress=report if progress is not None else None, decimal_comma=decimal_comma), None
+                if export.kind != spec.kind:
+                    raise ImportError_(f"Nothing was imported: this is a Shopify {export.kind} export, not a file of {spec.kind}. Import it as {export.kind}.",
+                                       [RowError(1, "", f"a Shopify {export.kind} export")])
                 try:
-                    return _validate_records(spec, shopify.COLUMNS, export.records(reader), staging, max_rows=settings.IMPORT_MAX_ROWS,
-                                             progress=report if progress is not None else None, refused=export.refused, decimal_comma=decimal_comma), export.note()
+                    return _validate_records(spec, export.columns, export.records(reader), staging, max_rows=settings.IMPORT_MAX_ROWS,
+                                             progress=report if progress is not None else None, refused=export.refused, decimal_comma=decimal_comma), export
                 except ImportError_ as exc:  # each bad cell named by the export's column
                     for error in exc.errors:
-                        error.column = shopify.SOURCE_OF.get(error.column, error.column)
+                        error.column = export.source_of.get(error.column, error.column)
                     raise
         except UnicodeDecodeError:
             staging.discard()
@@ -1757,13 +1758,15 @@ def _first_named(items: list[str]) -> str:
     return ", ".join(items[:IGNORED_COLUMNS_NAMED]) + (f" and {more:,} more" if more > 0 else "")
 
 
-def _finish(result: ImportResult, spec: Spec, header: list[str]) -> ImportResult:
+def _finish(result: ImportResult, spec: Spec, header: list[str], export: shopify.Export | None = None) -> ImportResult:
     noun = result.kind if result.rows != 1 else result.kind.removesuffix("s")
     if result.dry_run:
         result.message = (f"Checked {result.rows:,} {noun}: no errors. Importing {'them' if result.rows != 1 else 'it'} would make {result.created:,} new, "
                           f"update {result.updated:,} and leave {result.unchanged:,} unchanged. Nothing was written.")
     else:
         result.message = f"Imported {result.rows:,} {noun}: {result.created:,} new, {result.updated:,} updated, {result.unchanged:,} unchanged."
+    if export is not None:  # a Shopify export: how it was read (its columns not read are the ignored ones)
+        result.message += f" {export.note()}"
     # A customer's extra columns are its attributes; any other kind drops them. Either way, say so.
     known = {c.name for c in spec.columns}
     extra = [name for name in dict.fromkeys(header) if name and column_name(name) not in known]
@@ -1771,6 +1774,8 @@ def _finish(result: ImportResult, spec: Spec, header: list[str]) -> ImportResult
         result.attribute_columns = [column_name(name) for name in extra]
     else:
         result.ignored_columns = extra
+    if export is not None:
+        result.ignored_columns = export.unread
     repeated = result.details.get("repeated_lines", 0)
     if repeated:
         result.message += (f" {repeated:,} line{'s' if repeated != 1 else ''} repeat{'s' if repeated == 1 else ''} the line before cell for cell: "
@@ -1816,16 +1821,13 @@ def import_csv(tenant: Tenant, kind: str, path: str, *, progress: ProgressCallba
     spec = _spec(kind)
     try:
         with _Staging(spec) as staging:
-            header, read_as = validate_file(spec, path, staging, progress=progress)
+            header, export = validate_file(spec, path, staging, progress=progress)
             result = _load(tenant, spec, staging, _present_columns(spec, header), progress, dry_run=dry_run)
     except ImportError_ as exc:
         return _failed(kind, exc, dry_run=dry_run)
     if progress:
         progress(1.0, "Done")
-    result = _finish(result, spec, header)
-    if read_as:
-        result.message += f" {read_as}"
-    return result
+    return _finish(result, spec, header, export)
 
 
 def import_rows(tenant: Tenant, kind: str, rows: list[dict[str, Any]], *, dry_run: bool = False, create_only: bool = False) -> ImportResult:

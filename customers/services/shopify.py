@@ -1,8 +1,11 @@
-"""Shopify's orders export (Admin → Orders → Export, "CSV for Excel, Numbers, or other
-spreadsheet programs"), read as an orders file, so that a Shopify merchant uploads the file
-the shop gives them instead of renaming its columns.
+"""Shopify's orders and customers exports (Admin → Orders or Customers → Export, "CSV for
+Excel, Numbers, or other spreadsheet programs"), read as orders and customers files, so that
+a Shopify merchant uploads the files the shop gives them instead of renaming their columns.
+Both name a customer by their email, in lower case, as ``customer_id``: the orders export
+names them by nothing else, so the customers export must too, or one person would be two
+customers (the customers export's numeric Customer ID is kept as an attribute).
 
-The export writes one row per line item. The order's own fields (Email, Created at,
+**Orders.** The export writes one row per line item. The order's own fields (Email, Created at,
 Currency, Financial Status, Total, Cancelled at, Refunded Amount) are on its first row and
 blank on the rows after it, which share its Name (#1001). Each order becomes:
 
@@ -21,6 +24,13 @@ blank on the rows after it, which share its Name (#1001). Each order becomes:
 
 An order without an email (a guest or point-of-sale checkout with none given) belongs to
 no customer the app can follow: it is left out, and the import's message counts them.
+
+**Customers.** Each row with an email is a customer: ``name`` is First Name and Last Name,
+``country`` the (Default Address) Country Code, and the consent to marketing, the tags and
+Shopify's Customer ID are kept as attributes (``accepts_email_marketing``,
+``accepts_sms_marketing``, ``tags``, ``shopify_customer_id``). Addresses, phones and Shopify's
+own totals are not read (the app counts orders and spend from the orders themselves), and
+the message lists them as ignored. A customer without an email is left out and counted.
 """
 
 from __future__ import annotations
@@ -31,20 +41,31 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from customers.services.parsing import FieldError, parse_money, shorten
 
-# The export's columns that tell it apart from any other file (lower case, as the import reads a header).
-SIGNATURE = {"name", "email", "created at", "total", "lineitem quantity", "lineitem price"}
+# Each export's columns that tell it apart from any other file (lower case, as the import reads a header).
+ORDERS_SIGNATURE = {"name", "email", "created at", "total", "lineitem quantity", "lineitem price"}
+CUSTOMERS_SIGNATURE = {"first name", "last name", "email", "total spent", "total orders"}
 # Our orders column → the export's column it comes from: a row error is named by the export's.
-SOURCE_OF = {"customer_id": "Email", "order_id": "Name", "ordered_at": "Created at", "amount": "Total", "currency": "Currency",
-             "quantity": "Lineitem quantity", "sku": "Lineitem sku", "product_name": "Lineitem name", "status": "Financial Status"}
-COLUMNS = list(SOURCE_OF)  # the header the rows are read under
+ORDERS_SOURCE_OF = {"customer_id": "Email", "order_id": "Name", "ordered_at": "Created at", "amount": "Total", "currency": "Currency",
+                    "quantity": "Lineitem quantity", "sku": "Lineitem sku", "product_name": "Lineitem name", "status": "Financial Status"}
 ORDER_FIELDS = ("email", "created at", "currency", "financial status", "total", "cancelled at", "refunded amount")
 STATUSES = {"expired": "voided"}  # a payment that expired never became a sale
 CENT = Decimal("0.01")
 SKU_MAX_LENGTH = 128  # imports.ID: a line without a sku (many shops set none) is its product's title
+# A customer's attributes kept from the customers export: attribute → the export's columns
+# that may hold it (older exports say "Accepts Marketing", newer "Accepts Email Marketing").
+CUSTOMER_ATTRIBUTES = {"shopify_customer_id": ("customer id",), "accepts_email_marketing": ("accepts email marketing", "accepts marketing"),
+                       "accepts_sms_marketing": ("accepts sms marketing",), "tags": ("tags",)}
+COUNTRY_COLUMNS = ("default address country code", "country code")
 
 
-def is_orders_export(header: Iterable[str]) -> bool:
-    return {name.strip().lower() for name in header} >= SIGNATURE
+def export_of(header: list[str], *, decimal_comma: bool = False) -> OrdersExport | CustomersExport | None:
+    """The Shopify export a header is the header of, ready to read its rows; or None."""
+    names = {name.strip().lower() for name in header}
+    if names >= ORDERS_SIGNATURE:
+        return OrdersExport(header, decimal_comma=decimal_comma)
+    if names >= CUSTOMERS_SIGNATURE:
+        return CustomersExport(header)
+    return None
 
 
 def spread(total: Decimal, weights: list[Decimal]) -> list[Decimal]:
@@ -57,24 +78,53 @@ def spread(total: Decimal, weights: list[Decimal]) -> list[Decimal]:
 
 
 @dataclass
-class OrdersExport:
-    """Turns the export's records into rows of the orders format (``COLUMNS``), one order at
-    a time. Cells it finds bad itself (a Total or a line's price or quantity it cannot read)
-    go into ``refused`` (row → the export's column → message) before their row is yielded,
-    where the import reports them with its own findings."""
+class Export:
+    """An export's records read as rows of one of the app's formats (``columns``). Cells it
+    finds bad itself go into ``refused`` (row → the export's column → message) before their
+    row is yielded, where the import reports them with its own findings; ``source_of`` names
+    the export's column behind each of ours, so that every error is named by the export's."""
 
     header: list[str]
     decimal_comma: bool = False  # a file separated by semicolons writes 1.234,56 (see imports.validate_file)
-    guest_orders: int = 0
+    kind = ""
+    left_out = 0  # orders or customers without an email
 
     def __post_init__(self) -> None:
-        names = [name.strip().lower() for name in self.header]
-        self.at = {name: names.index(name) for name in {*SIGNATURE, *ORDER_FIELDS, "lineitem sku", "lineitem name", "financial status"} if name in names}
+        self.at: dict[str, int] = {}
+        for index, name in enumerate(self.header):
+            self.at.setdefault(name.strip().lower(), index)
         self.refused: dict[int, dict[str, str]] = {}
+        self.source_of: dict[str, str] = {}
+        self.columns: list[str] = []
+        self.unread: list[str] = []  # the export's columns the import does not read
 
     def cell(self, values: list[str], name: str) -> str:
         index = self.at.get(name)
         return values[index].strip() if index is not None and index < len(values) else ""
+
+    def misshapen(self, row_no: int, values: list[str]) -> tuple[int, list[str]] | None:
+        """A row of another width than the header's, refused as the import refuses one (the
+        rows it is read as have their own width); or None."""
+        if len(values) == len(self.header):
+            return None
+        self.refused.setdefault(row_no, {})[""] = f"has {len(values)} field{'s' if len(values) != 1 else ''} but the header has {len(self.header)}"
+        return row_no, ["misshapen"]  # a width the import refuses, in the words above
+
+    def ignored(self, read: set[str]) -> list[str]:
+        """The export's columns not among ``read`` (lower case), as the header names them."""
+        return [name.strip() for name in self.header if name.strip() and name.strip().lower() not in read]
+
+
+class OrdersExport(Export):
+    """One order at a time: its lines, with the order's own fields of its first line."""
+
+    kind = "orders"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.source_of = ORDERS_SOURCE_OF
+        self.columns = list(ORDERS_SOURCE_OF)
+        self.unread = self.ignored({*ORDERS_SIGNATURE, *ORDER_FIELDS, "lineitem sku", "lineitem name"})
 
     def money(self, row_no: int, column: str, text: str) -> Decimal | None:
         """The amount in a cell, or None with the cell refused."""
@@ -95,13 +145,13 @@ class OrdersExport:
             yield from self.order(group)
 
     def order(self, group: list[tuple[int, list[str]]]) -> Iterator[tuple[int, list[str]]]:
-        width = len(self.header)
-        if any(len(values) != width for _, values in group):  # the import names a row of the wrong width
-            yield from ((row_no, values) for row_no, values in group)
+        misshapen = [refused for row_no, values in group if (refused := self.misshapen(row_no, values))]
+        if misshapen:
+            yield from misshapen
             return
         own = {name: next((self.cell(values, name) for _, values in group if self.cell(values, name)), "") for name in ORDER_FIELDS}
         if not own["email"]:
-            self.guest_orders += 1
+            self.left_out += 1
             return
         first_row = group[0][0]
         weights = []
@@ -127,7 +177,45 @@ class OrdersExport:
         """What the import's message adds: how the file was read, and the orders left out."""
         said = ("Read as a Shopify orders export: each Name is an order, its Email the customer, "
                 "and its Total is spread over its lines by their price × quantity.")
-        if self.guest_orders:
-            said += (f" {self.guest_orders:,} order{'s' if self.guest_orders != 1 else ''} without an email (guest or point-of-sale checkouts) "
-                     f"{'were' if self.guest_orders != 1 else 'was'} left out: the export names a customer by their email only.")
+        if self.left_out:
+            said += (f" {self.left_out:,} order{'s' if self.left_out != 1 else ''} without an email (guest or point-of-sale checkouts) "
+                     f"{'were' if self.left_out != 1 else 'was'} left out: the export names a customer by their email only.")
         return said
+
+
+class CustomersExport(Export):
+    """One customer a row, named by their email as the orders export names them."""
+
+    kind = "customers"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.country = next((name for name in COUNTRY_COLUMNS if name in self.at), "")
+        self.attributes = {attribute: next(name for name in names if name in self.at)
+                           for attribute, names in CUSTOMER_ATTRIBUTES.items() if any(name in self.at for name in names)}
+        self.source_of = {"customer_id": "Email", "email": "Email", "name": "First Name", "country": self.header[self.at[self.country]].strip() if self.country else "",
+                          **{attribute: self.header[self.at[name]].strip() for attribute, name in self.attributes.items()}}
+        self.columns = ["customer_id", "email", "name", *(["country"] if self.country else []), *self.attributes]
+        self.unread = self.ignored({"email", "first name", "last name", self.country, *self.attributes.values()})
+
+    def records(self, records: Iterable[tuple[int, list[str]]]) -> Iterator[tuple[int, list[str]]]:
+        for row_no, values in records:
+            if refused := self.misshapen(row_no, values):
+                yield refused
+                continue
+            email = self.cell(values, "email")
+            if not email:
+                self.left_out += 1
+                continue
+            name = " ".join(part for part in (self.cell(values, "first name"), self.cell(values, "last name")) if part)
+            # Shopify writes its numeric id behind an apostrophe, so that a spreadsheet keeps its digits.
+            yield row_no, [email.lower(), email, name, *([self.cell(values, self.country)] if self.country else []),
+                           *(self.cell(values, column).removeprefix("'") for column in self.attributes.values())]
+
+    def note(self) -> str:
+        said = "Read as a Shopify customers export: each customer is named by their email, as the orders export names them."
+        if self.left_out:
+            said += (f" {self.left_out:,} customer{'s' if self.left_out != 1 else ''} without an email {'were' if self.left_out != 1 else 'was'} left out: "
+                     "their orders could not be told apart from anyone's.")
+        return said
+
