@@ -97,6 +97,21 @@ def test_merchant_uploads_a_csv_and_sees_the_customer(live_server, page, alice, 
     page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
 
 
+def test_a_shopify_orders_export_uploads_as_it_comes(live_server, page, alice):
+    login(page, live_server, "alice", "alice-pass-123")
+    page.goto(f"{live_server.url}/imports/")
+    assert page.is_visible("[data-testid=shopify-hint]")
+    page.select_option("#kind", "orders")
+    page.set_input_files("#file", str(Path(__file__).parent / "fixtures" / "shopify_orders_export.csv"))
+    page.click("[data-testid=upload-form] button[type=submit]")
+    page.wait_for_selector("[data-testid=import-state]:has-text('Succeeded')", timeout=30_000)
+    assert "Read as a Shopify orders export" in page.inner_text("[data-testid=import-message]")
+
+    page.goto(f"{live_server.url}/customers/?q=alice")
+    follow(page, "[data-testid=customer-table] >> text=alice@example.com")
+    assert "#1001" in page.content() and "52.00" in page.content()
+
+
 def test_bad_upload_shows_row_errors_in_the_browser(live_server, page, alice, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("customer_id,order_id,ordered_at,amount\nc1,o1,2024-01-01,1\nc2,o2,not-a-date,2\n")
@@ -333,7 +348,11 @@ def test_pages_fit_a_phone_screen(live_server, page, alice, tenant_a):
         header = page.evaluate("() => document.querySelector('header.topbar').getBoundingClientRect().height")
         assert header <= 160, f"{path}: the header takes {header} px of 800"  # the pages fold into a menu
     assert not page.is_visible("nav.mainnav >> text=Campaigns")
+    page.set_viewport_size({"width": 375, "height": 800})
     page.goto(f"{live_server.url}/customers/")
+    # The list itself does not scroll sideways: country, predicted value and spend step aside.
+    assert page.evaluate("() => { const w = document.querySelector('.table-wrap'); return w.scrollWidth <= w.clientWidth; }")
+    assert page.is_visible("[data-testid=customer-table] >> text=c1") and not page.is_visible("[data-testid=customer-table] >> text=25.50")
     page.screenshot(path=str(SCREENSHOTS / "phone-customers.png"))
     page.click("[data-testid=menu-button]")
     page.screenshot(path=str(SCREENSHOTS / "phone-menu.png"))
