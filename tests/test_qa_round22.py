@@ -26,3 +26,11 @@ def test_a_country_the_app_does_not_recognise_is_kept_and_named_in_the_result(te
             "c1": "Untied States", "c2": "Bavaria", "c3": "Bavaria", "c4": "DE", "c5": "US", "c6": "XX", "c7": ""}
     known = import_rows(tenant_a, "customers", [{"customer_id": "c8", "country": "France"}])
     assert known.ok and known.unknown_countries == {} and "recognise" not in known.message
+
+
+def test_a_blank_country_is_not_an_unknown_one_nor_is_the_stored_one_it_keeps(tenant_a):
+    assert import_rows(tenant_a, "customers", [{"customer_id": "c1", "country": "Bavaria"}]).unknown_countries == {"Bavaria": 1}
+
+    again = import_rows(tenant_a, "customers", [{"customer_id": "c1", "country": " ", "name": "Ann"}, {"customer_id": "c2", "country": ""}])
+
+    assert again.ok and again.unknown_countries == {} and "recognise" not in again.message

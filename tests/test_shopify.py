@@ -66,8 +66,10 @@ def test_a_bad_cell_is_named_by_the_exports_column_and_nothing_is_imported(tenan
     result = import_csv(tenant_a, "orders", path)
 
     assert not result.ok
-    found = {(error.row, error.column) for error in result.errors}
-    assert {(2, "Created at"), (3, "Created at"), (3, "Lineitem price"), (6, "Total"), (7, "Lineitem quantity")} <= found, result.errors
+    # Each bad cell once, where it is: row 3 only carries #1001's Created at from row 2.
+    assert [(error.row, error.column) for error in result.errors] == [
+        (2, "Created at"), (3, "Lineitem price"), (6, "Total"), (7, "Lineitem quantity")], result.errors
+    assert result.error_count == 4
     assert not {error.column for error in result.errors} & {"ordered_at", "amount", "quantity"}
     with tenant_context(tenant_a):
         assert not Order.objects.exists() and not Customer.objects.exists()
@@ -131,3 +133,56 @@ def test_a_row_of_another_width_is_named_in_the_exports_own_count(tenant_a, tmp_
 
     assert not result.ok
     assert [(e.row, e.column, e.message) for e in result.errors] == [(5, "", "has 4 fields but the header has 20")]
+
+
+def test_an_order_pasted_twice_is_read_once_and_one_split_apart_is_refused(tenant_a, tmp_path):
+    with EXPORT.open(newline="") as file:
+        rows = list(csv.reader(file))
+    twice = tmp_path / "twice.csv"
+    with twice.open("w", newline="") as file:
+        csv.writer(file).writerows(rows + rows[1:3])  # #1001's two lines again, as two overlapping exports pasted together
+    result = import_csv(tenant_a, "orders", str(twice))
+    assert result.ok, result.errors
+    assert "1 order appeared twice in the file, line for line (two exports pasted together?): each was read once." in result.message
+    with tenant_context(tenant_a):
+        assert Order.objects.get(external_id="#1001").amount == Decimal("52.00")
+
+    split = tmp_path / "sorted.csv"  # sorted by another column: #1001's second line away from its first
+    with split.open("w", newline="") as file:
+        csv.writer(file).writerows([rows[0], rows[1], *rows[3:], rows[2]])
+    refused = import_csv(tenant_a, "orders", str(split))
+    assert not refused.ok
+    assert [(e.row, e.column) for e in refused.errors] == [(8, "Name")]
+    assert refused.errors[0].message.startswith("order #1001 has lines at row 2 too: the export lists an order's lines one after another")
+
+
+def test_an_export_s_impossible_order_is_refused_not_guessed(tenant_a, tmp_path):
+    path = edited(tmp_path, {(2, "Total"): "", (7, "Refunded Amount"): "140.00", (8, "Email"): "carol-at-example.com"})
+
+    result = import_csv(tenant_a, "orders", path)
+
+    assert [(e.row, e.column, e.message) for e in result.errors] == [
+        (2, "Total", "is required: the export writes each order's Total on its first line"),
+        (7, "Refunded Amount", "140.00 is more than the order's Total, 100.00"),
+        (8, "Email", "'carol-at-example.com' is not an email address")]
+
+
+def test_a_customers_export_error_found_among_the_rows_is_named_by_the_exports_column(tenant_a, tmp_path):
+    path = tmp_path / "customers_export.csv"  # Alice twice, her email in other capitals, her name otherwise
+    path.write_text(CUSTOMERS_EXPORT.read_text(encoding="utf-8") + "'7011000000009,Alicia,Martin,ALICE@example.com,yes,,,,,,FR,,,,no,0.00,0,,no,\n",
+                    encoding="utf-8")
+
+    result = import_csv(tenant_a, "customers", str(path))
+
+    assert not result.ok
+    assert [(e.row, e.column) for e in result.errors] == [(5, "First Name")]  # found when loading, and named as the file names it
+
+
+def test_an_email_customer_id_is_checked_and_kept_in_lower_case_as_an_email_column_is(tenant_a, tmp_path):
+    path = tmp_path / "o.csv"
+    path.write_text("customer_id,order_id,ordered_at,amount\nMixed.Case@Example.COM,o1,2024-01-05,10.00\n<x@example.com>,o2,2024-01-06,5.00\n"
+                    "mailto:y@example.com,o3,2024-01-06,5.00\nx@example..com,o4,2024-01-06,5.00\nmüller@example.de,o5,2024-01-06,5.00\n", encoding="utf-8")
+
+    assert import_csv(tenant_a, "orders", str(path)).ok
+    with tenant_context(tenant_a):
+        assert dict(Customer.objects.exclude(email="").values_list("external_id", "email")) == {"Mixed.Case@Example.COM": "mixed.case@example.com"}

@@ -27,6 +27,7 @@ API) row N is the N-th item.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
 import functools
@@ -532,8 +533,9 @@ def _validate_records(
             if not any(v.strip() for v in values):
                 rows -= 1  # blank line
                 continue
-            said = refused.get(row_no, {}).get("") if refused else None  # a Shopify export's row, said in the export's own count
-            collector.add(row_no, "", said or f"has {len(values)} field{'s' if len(values) != 1 else ''} but the header has {width}")
+            said = refused.get(row_no) if refused else None  # a Shopify export's row refused as a whole, in the export's own words
+            for column, message in (said or {"": f"has {len(values)} field{'s' if len(values) != 1 else ''} but the header has {width}"}).items():
+                collector.add(row_no, column, message)
             continue
         staged: list[Any] = [row_no]
         bad = False
@@ -728,10 +730,8 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
                 try:
                     return _validate_records(spec, export.columns, export.records(reader), staging, max_rows=settings.IMPORT_MAX_ROWS,
                                              progress=report if progress is not None else None, refused=export.refused, decimal_comma=decimal_comma), export
-                except ImportError_ as exc:  # each bad cell named by the export's column
-                    for error in exc.errors:
-                        error.column = export.source_of.get(error.column, error.column)
-                    raise
+                except ImportError_ as exc:
+                    raise export.named(exc) from None
         except UnicodeDecodeError:
             staging.discard()
             if encoding == "utf-8-sig" and (lines := _mixed_encodings(path)):
@@ -1154,14 +1154,21 @@ def _upsert(
     return max(cursor.rowcount, 0)
 
 
-def _email_of_id(column: str) -> str:
-    """SQL: a customer id that is an email address (a shop that names its customers by email,
-    as Shopify's export does) as the email of the customer it creates; else blank."""
-    return (f"CASE WHEN {column} LIKE '%%_@_%%._%%' AND {column} NOT LIKE '%%@%%@%%' AND {column} NOT LIKE '%% %%' "  # %% : a parameter query
-            f"AND length({column}) <= {parsing.EMAIL_MAX_LENGTH} THEN {column} ELSE '' END")
+def _emails_from_ids(cursor: Any, params: dict[str, Any]) -> None:
+    """The customers this import created whose id is an email address (a shop that names its
+    customers by email, as Shopify's export does) get it as their email, checked and in lower
+    case as a customers file's email column is; other ids leave the email blank."""
+    cursor.execute("SELECT id, external_id FROM customers_customer WHERE tenant_id = %(tenant)s AND created_at = %(now)s "
+                   "AND email = '' AND external_id LIKE '%%@%%'", params)
+    emails = []
+    for pk, external_id in cursor.fetchall():
+        with contextlib.suppress(FieldError):
+            emails.append((parsing.parse_email(external_id), pk))
+    if emails:
+        cursor.executemany("UPDATE customers_customer SET email = %s WHERE id = %s", emails)
 
 
-_NEW_CUSTOMER = {"name": "''", "country": "''", "attributes": "'{}'", "review_count": "0", "created_at": "%(now)s", "updated_at": "%(now)s"}
+_NEW_CUSTOMER = {"email": "''", "name": "''", "country": "''", "attributes": "'{}'", "review_count": "0", "created_at": "%(now)s", "updated_at": "%(now)s"}
 
 
 def _ensure_customers(cursor: Any, params: dict[str, Any], first_seen_column: str) -> int:
@@ -1173,7 +1180,6 @@ def _ensure_customers(cursor: Any, params: dict[str, Any], first_seen_column: st
             "tenant_id": "%(tenant)s",
             "external_id": "s.customer_id",
             "first_seen": f"min(s.{first_seen_column})",
-            "email": _email_of_id("s.customer_id"),
             "order_count": "0",
             "total_spent": "0",
             **_NEW_CUSTOMER,
@@ -1202,7 +1208,6 @@ def _ensure_order_customers(cursor: Any, params: dict[str, Any]) -> int:
             "tenant_id": "%(tenant)s",
             "external_id": "g.customer_id",
             "first_seen": "min(g.ordered_at)",
-            "email": _email_of_id("g.customer_id"),
             "order_count": f"count(CASE WHEN {_SALE} THEN 1 END)",
             "total_spent": f"COALESCE({_money_sum(f'CASE WHEN {_SALE} THEN g.amount END')}, 0)",
             "first_order_at": f"min(CASE WHEN {_SALE} THEN g.ordered_at END)",
@@ -1348,6 +1353,11 @@ def _keep_stored_lines(cursor: Any, params: dict[str, Any]) -> None:
 
 def _load_customers(cursor: Any, spec: Spec, params: dict[str, Any], present: set[str]) -> ImportResult:
     total, new = _count_new(cursor, "customers_customer", "external_id", params["tenant"], spec)
+    unknown: dict[str, int] = {}
+    if "country" in present:  # the file's own countries, before a blank cell takes the stored one
+        cursor.execute(f"SELECT country, count(DISTINCT customer_id) FROM {STAGING} WHERE country <> '' GROUP BY country "  # internal names only  # nosec B608
+                       "ORDER BY count(DISTINCT customer_id) DESC, country")
+        unknown = {country: count for country, count in cursor.fetchall() if not parsing.is_country_code(country)}
     # Only the columns the file has are updated: a file of emails does not blank out names.
     mapping = {"email": "email", "name": "name", "country": "country", "created_at": "first_seen", "attributes": "attributes"}
     update = [target for source, target in mapping.items() if source in present]
@@ -1399,11 +1409,6 @@ def _load_customers(cursor: Any, spec: Spec, params: dict[str, Any], present: se
         where=f"s.row_no IN (SELECT min(row_no) FROM {STAGING} GROUP BY customer_id)",  # internal table/column names only; every value is a bound parameter  # nosec B608
         order_by="s.customer_id",
     )
-    unknown: dict[str, int] = {}
-    if "country" in present:
-        cursor.execute(f"SELECT country, count(DISTINCT customer_id) FROM {STAGING} WHERE country IS NOT NULL GROUP BY country "  # internal names only  # nosec B608
-                       "ORDER BY count(DISTINCT customer_id) DESC, country")
-        unknown = {country: count for country, count in cursor.fetchall() if not parsing.is_country_code(country)}
     return ImportResult("customers", True, rows=total, created=new, updated=written - new, unchanged=total - written, unknown_countries=unknown)
 
 
@@ -1477,6 +1482,7 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
         cursor.execute(f"CREATE INDEX {STAGING}_existing_order ON {STAGING}_existing (order_id)")  # internal names only  # nosec B608
     _keep_stored_lines(cursor, params)
     new_customers = _ensure_order_customers(cursor, params)
+    _emails_from_ids(cursor, params)
     new_products = _ensure_products(cursor, params, "product_name", "category")
     _find_relined_orders(cursor, params)
     cursor.execute(f"SELECT (SELECT count(*) FROM {STAGING}_orders), (SELECT count(*) FROM {STAGING}_existing), (SELECT count(*) FROM {STAGING})")  # internal table/column names only; every value is a bound parameter  # nosec B608
@@ -1573,6 +1579,7 @@ def _load_reviews(cursor: Any, spec: Spec, params: dict[str, Any], present: set[
     _keep_stored_for_blanks(cursor, spec, "customers_review", "external_id", {"rating": "t.rating", "sku": "p.sku"}, params,
                             join="LEFT JOIN customers_product p ON p.id = t.product_id")
     new_customers = _ensure_customers(cursor, params, "created_at")
+    _emails_from_ids(cursor, params)
     new_products = _ensure_products(cursor, params, "product_name", None)
     total, new = _count_new(cursor, "customers_review", "external_id", tenant, spec)
     written = _upsert(
@@ -1819,12 +1826,13 @@ def import_csv(tenant: Tenant, kind: str, path: str, *, progress: ProgressCallba
     """Import a CSV file of ``kind`` for ``tenant``: all rows or none. A dry run checks it as
     an import would and reports what importing it would do, writing nothing."""
     spec = _spec(kind)
+    export = None
     try:
         with _Staging(spec) as staging:
             header, export = validate_file(spec, path, staging, progress=progress)
             result = _load(tenant, spec, staging, _present_columns(spec, header), progress, dry_run=dry_run)
     except ImportError_ as exc:
-        return _failed(kind, exc, dry_run=dry_run)
+        return _failed(kind, export.named(exc) if export is not None else exc, dry_run=dry_run)
     if progress:
         progress(1.0, "Done")
     return _finish(result, spec, header, export)

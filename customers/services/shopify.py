@@ -35,11 +35,12 @@ the message lists them as ignored. A customer without an email is left out and c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
-from customers.services.parsing import FieldError, parse_money, shorten
+from customers.services.parsing import FieldError, parse_currency, parse_datetime, parse_email, parse_money, parse_status
 
 # Each export's columns that tell it apart from any other file (lower case, as the import reads a header).
 ORDERS_SIGNATURE = {"name", "email", "created at", "total", "lineitem quantity", "lineitem price"}
@@ -49,6 +50,8 @@ ORDERS_SOURCE_OF = {"customer_id": "Email", "order_id": "Name", "ordered_at": "C
                     "quantity": "Lineitem quantity", "sku": "Lineitem sku", "product_name": "Lineitem name", "status": "Financial Status"}
 ORDER_FIELDS = ("email", "created at", "currency", "financial status", "total", "cancelled at", "refunded amount")
 STATUSES = {"expired": "voided"}  # a payment that expired never became a sale
+# What a line that only carries a bad order field is read with: the line that holds it names it.
+STAND_IN = {"customer_id": "stand-in", "ordered_at": "2000-01-01", "currency": "", "status": ""}
 CENT = Decimal("0.01")
 SKU_MAX_LENGTH = 128  # imports.ID: a line without a sku (many shops set none) is its product's title
 # A customer's attributes kept from the customers export: attribute → the export's columns
@@ -107,8 +110,18 @@ class Export:
         rows it is read as have their own width); or None."""
         if len(values) == len(self.header):
             return None
-        self.refused.setdefault(row_no, {})[""] = f"has {len(values)} field{'s' if len(values) != 1 else ''} but the header has {len(self.header)}"
-        return row_no, ["misshapen"]  # a width the import refuses, in the words above
+        return self.reject(row_no, "", f"has {len(values)} field{'s' if len(values) != 1 else ''} but the header has {len(self.header)}")
+
+    def named(self, exc: Any) -> Any:
+        """An import's error with each bad cell named by the export's column, not ours."""
+        for error in getattr(exc, "errors", []):
+            error.column = self.source_of.get(error.column, error.column)
+        return exc
+
+    def reject(self, row_no: int, column: str, message: str) -> tuple[int, list[str]]:
+        """A row refused as a whole, with ``message`` under ``column``."""
+        self.refused.setdefault(row_no, {})[column] = message
+        return row_no, ["rejected"]  # a width the import does not read, so it names the row by ``refused`` alone
 
     def ignored(self, read: set[str]) -> list[str]:
         """The export's columns not among ``read`` (lower case), as the header names them."""
@@ -122,6 +135,8 @@ class OrdersExport(Export):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.seen: dict[str, tuple[int, int]] = {}  # each order's Name → its first row and its lines' fingerprint
+        self.repeated = 0  # orders whose lines the file repeats, cell for cell, further down
         self.source_of = ORDERS_SOURCE_OF
         self.columns = list(ORDERS_SOURCE_OF)
         self.unread = self.ignored({*ORDERS_SIGNATURE, *ORDER_FIELDS, "lineitem sku", "lineitem name"})
@@ -149,29 +164,76 @@ class OrdersExport(Export):
         if misshapen:
             yield from misshapen
             return
-        own = {name: next((self.cell(values, name) for _, values in group if self.cell(values, name)), "") for name in ORDER_FIELDS}
-        if not own["email"]:
+        name, first_row = self.cell(group[0][1], "name"), group[0][0]
+        # An order's lines come one after another. Its Name again further down is the same lines
+        # pasted twice (two overlapping exports), read once; or a file sorted by another column,
+        # which split orders apart and left their later lines without the order's own fields.
+        fingerprint = hash(tuple(tuple(values) for _, values in group))
+        if name in self.seen:
+            earlier, earlier_print = self.seen[name]
+            if earlier_print == fingerprint:
+                self.repeated += 1
+                return
+            message = (f"order {name} has lines at row {earlier} too: the export lists an order's lines one after another, so sort the file "
+                       "by Name (or export it again) and import it")
+            yield from (self.reject(row_no, "Name", message) for row_no, _ in group)
+            return
+        self.seen[name] = (first_row, fingerprint)
+        # The order's own fields, from the first line that has each: problems are named on that
+        # line, and the lines that only carry them get a stand-in, so each problem is named once.
+        held = {field: next(((row_no, self.cell(values, field)) for row_no, values in group if self.cell(values, field)), (first_row, ""))
+                for field in ORDER_FIELDS}
+        if not held["email"][1]:
             self.left_out += 1
             return
-        first_row = group[0][0]
+        own: dict[str, str] = {}
+        bad: set[str] = set()
+        for ours, field, parse in (("customer_id", "email", parse_email), ("ordered_at", "created at", parse_datetime), ("currency", "currency", parse_currency)):
+            row_no, text = held[field]
+            own[ours] = text.lower() if ours == "customer_id" else text
+            if text and not self.check(row_no, ours, text, parse):
+                bad.add(ours)
+        status = "cancelled" if held["cancelled at"][1] else STATUSES.get(held["financial status"][1].lower(), held["financial status"][1])
+        own["status"] = status
+        if status and not self.check(held["financial status"][0], "status", status, parse_status):
+            bad.add("status")
         weights = []
         for row_no, values in group:
             quantity, price = self.cell(values, "lineitem quantity") or "1", self.cell(values, "lineitem price")
             each = self.money(row_no, "Lineitem price", price) if price else Decimal(0)
-            if not quantity.isdigit():
-                self.refused.setdefault(row_no, {})["Lineitem quantity"] = f"'{shorten(quantity)}' is not a whole number"
-            weights.append(each * int(quantity) if each is not None and quantity.isdigit() else Decimal(0))
-        total = self.money(first_row, "Total", own["total"]) if own["total"] else sum(weights, Decimal(0))
-        status = "cancelled" if own["cancelled at"] else STATUSES.get(own["financial status"].lower(), own["financial status"])
-        if total is None:
-            total = Decimal(0)  # the row is refused: it is not staged
-        if status.lower() == "partially_refunded" and own["refunded amount"] and (refunded := self.money(first_row, "Refunded Amount", own["refunded amount"])):
-            total = max(total - refunded, Decimal(0))
-        for (row_no, values), amount in zip(group, spread(total, weights), strict=True):
+            weights.append(each * int(quantity) if each is not None and quantity.isdigit() else Decimal(0))  # a bad quantity: the import names it
+        total_row, total_text = held["total"]
+        total = self.money(total_row, "amount", total_text) if total_text else None
+        if not total_text:
+            self.refused.setdefault(total_row, {})["amount"] = "is required: the export writes each order's Total on its first line"
+        refunded_row, refunded_text = held["refunded amount"]
+        if total is not None and status.lower() == "partially_refunded" and refunded_text:
+            refunded = self.money(refunded_row, "Refunded Amount", refunded_text)
+            if refunded is not None and refunded > total:
+                self.refused.setdefault(refunded_row, {})["Refunded Amount"] = f"{refunded} is more than the order's Total, {total}"
+            elif refunded is not None:
+                total -= refunded
+        for (row_no, values), amount in zip(group, spread(total or Decimal(0), weights), strict=True):
             title = self.cell(values, "lineitem name")
             sku = self.cell(values, "lineitem sku") or (title if len(title) <= SKU_MAX_LENGTH else "")
-            yield row_no, [own["email"].lower(), self.cell(values, "name"), own["created at"], str(amount), own["currency"],
-                           self.cell(values, "lineitem quantity"), sku, title, status]
+            # A line that only carries a bad order field gets a stand-in: the line that holds it names it.
+            cells = {ours: (STAND_IN[ours] if ours in bad and held_row != row_no else own[ours])
+                     for ours, held_row in (("customer_id", held["email"][0]), ("ordered_at", held["created at"][0]),
+                                            ("currency", held["currency"][0]), ("status", held["financial status"][0]))}
+            if not own["ordered_at"] and row_no != held["created at"][0]:
+                cells["ordered_at"] = STAND_IN["ordered_at"]  # a blank Created at is named once, on the order's first line
+            yield row_no, [cells["customer_id"], name, cells["ordered_at"], str(amount), cells["currency"],
+                           self.cell(values, "lineitem quantity"), sku, title, cells["status"]]
+
+    def check(self, row_no: int, column: str, text: str, parse: Callable[[str], object]) -> bool:
+        """Whether ``text`` reads; if not, the cell is refused under ``column`` (ours: the import
+        names it by the export's)."""
+        try:
+            parse(text)
+        except FieldError as exc:
+            self.refused.setdefault(row_no, {})[column] = str(exc)
+            return False
+        return True
 
     def note(self) -> str:
         """What the import's message adds: how the file was read, and the orders left out."""
@@ -180,6 +242,9 @@ class OrdersExport(Export):
         if self.left_out:
             said += (f" {self.left_out:,} order{'s' if self.left_out != 1 else ''} without an email (guest or point-of-sale checkouts) "
                      f"{'were' if self.left_out != 1 else 'was'} left out: the export names a customer by their email only.")
+        if self.repeated:
+            said += (f" {self.repeated:,} order{'s' if self.repeated != 1 else ''} appeared twice in the file, line for line "
+                     "(two exports pasted together?): each was read once.")
         return said
 
 
