@@ -24,6 +24,8 @@ from clmsite.models import Role, Tenant, role_at_least
 from clmsite.tenancy import tenant_context
 from modeling.models import Job
 
+JOB_MESSAGE_MAX = 5000  # a bound, not a cut: an import's longest message (every finding named) is shorter
+
 log = logging.getLogger(__name__)
 
 
@@ -205,7 +207,7 @@ class JobReporter:
             return
         self._last = now
         with tenant_context(self.job.tenant):
-            Job.objects.filter(pk=self.job.pk).update(progress=round(max(0.0, min(fraction, 1.0)), 4), message=message[:500], heartbeat_at=timezone.now())
+            Job.objects.filter(pk=self.job.pk).update(progress=round(max(0.0, min(fraction, 1.0)), 4), message=message[:JOB_MESSAGE_MAX], heartbeat_at=timezone.now())
             if self._cancellable and cancel_was_requested(self.job):
                 raise JobCancelled
 
@@ -248,7 +250,7 @@ def finish_job(job: Job, *, result: dict[str, Any], succeeded: bool, message: st
             state=Job.State.SUCCEEDED if succeeded else Job.State.FAILED,
             progress=1.0 if succeeded else job.progress,
             result=result,
-            message=message[:500],
+            message=message[:JOB_MESSAGE_MAX],
             finished_at=timezone.now(),
             heartbeat_at=timezone.now(),
         )
@@ -257,7 +259,7 @@ def finish_job(job: Job, *, result: dict[str, Any], succeeded: bool, message: st
 def cancel_job(job: Job, message: str = "Cancelled") -> None:
     with tenant_context(job.tenant):
         Job.objects.filter(pk=job.pk).exclude(state__in=Job.FINISHED_STATES).update(
-            state=Job.State.CANCELLED, message=message[:500], finished_at=timezone.now()
+            state=Job.State.CANCELLED, message=message[:JOB_MESSAGE_MAX], finished_at=timezone.now()
         )
 
 

@@ -32,7 +32,7 @@ class Job(TenantOwnedModel):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     progress = models.FloatField(default=0.0)
-    message = models.CharField(max_length=500, blank=True, default="")
+    message = models.TextField(blank=True, default="")  # an import's result says every finding: no cut in mid-sentence
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)
     attempts = models.PositiveIntegerField(default=0)

@@ -60,7 +60,7 @@ def _run_claimed_job(
         log.exception("%s job %s failed", what, job_id)
         jobs.finish_job(job, result={}, succeeded=False, message=f"{what} failed: {exc}"[:500])
         return None
-    jobs.finish_job(job, result=result, succeeded=True, message=message[:500])
+    jobs.finish_job(job, result=result, succeeded=True, message=message)
     return tenant, job, result
 
 

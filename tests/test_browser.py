@@ -352,7 +352,8 @@ def test_pages_fit_a_phone_screen(live_server, page, alice, tenant_a):
     page.goto(f"{live_server.url}/customers/")
     # The list itself does not scroll sideways: country, predicted value and spend step aside.
     assert page.evaluate("() => { const w = document.querySelector('.table-wrap'); return w.scrollWidth <= w.clientWidth; }")
-    assert page.is_visible("[data-testid=customer-table] >> text=c1") and not page.is_visible("[data-testid=customer-table] >> text=25.50")
+    assert page.is_visible("[data-testid=customer-table] >> text=c1") and page.is_visible("[data-testid=customer-table] >> text=25.50")  # sorted by spend
+    assert not page.is_visible("[data-testid=customer-table] th:has-text('Country')") and not page.is_visible("[data-testid=customer-table] th:has-text('Orders')")
     page.screenshot(path=str(SCREENSHOTS / "phone-customers.png"))
     page.click("[data-testid=menu-button]")
     page.screenshot(path=str(SCREENSHOTS / "phone-menu.png"))

@@ -244,9 +244,10 @@ def test_order_lines_repeated_cell_for_cell_are_imported_with_a_warning(tenant_a
 
 
 def test_a_shop_systems_export_is_told_its_own_columns(tenant_a, tmp_path) -> None:
-    header = "Name,Email,Financial Status,Created at,Currency,Total,Lineitem quantity,Lineitem name,Lineitem price,Lineitem sku"
-    result = import_csv(tenant_a, "orders", write_csv(tmp_path / "shopify.csv", header + "\n#1001,a@example.com,paid,2025-01-05,EUR,10.00,1,Tee,10.00,T1\n"))
+    # A WooCommerce-style export (Shopify's own exports import as they come: tests/test_shopify.py).
+    header = "Order Number,Order Date,Billing Email,Order Currency,Order Total,Quantity,Item Name,Item Cost,SKU"
+    result = import_csv(tenant_a, "orders", write_csv(tmp_path / "woo.csv", header + "\n1001,2025-01-05,a@example.com,EUR,10.00,1,Tee,10.00,T1\n"))
 
     assert not result.ok
-    assert result.message.endswith("The file's columns are Name, Email, Financial Status, Created at, Currency, Total, Lineitem quantity, Lineitem name, "
-                                   "Lineitem price, Lineitem sku: rename those that hold them.")
+    assert result.message.endswith("The file's columns are Order Number, Order Date, Billing Email, Order Currency, Order Total, Quantity, Item Name, "
+                                   "Item Cost, SKU: rename those that hold them.")

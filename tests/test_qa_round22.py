@@ -34,3 +34,23 @@ def test_a_blank_country_is_not_an_unknown_one_nor_is_the_stored_one_it_keeps(te
     again = import_rows(tenant_a, "customers", [{"customer_id": "c1", "country": " ", "name": "Ann"}, {"customer_id": "c2", "country": ""}])
 
     assert again.ok and again.unknown_countries == {} and "recognise" not in again.message
+
+
+@pytest.mark.parametrize(("written", "code"), [
+    ("XK", "XK"), ("Kosovo", "XK"), ("Côte d’Ivoire", "CI"), ("Turkiye", "TR"), ("São Tomé and Príncipe", "ST"), ("Democratic Republic of the Congo", "CD"),
+    ("Vatican City", "VA"), ("Macau", "MO"), ("Palestine", "PS"), ("Trinidad & Tobago", "TT"), ("Bosnia & Herzegovina", "BA"), ("St. Lucia", "LC"),
+    ("The Bahamas", "BS"), ("Republic of Korea", "KR"), ("Falkland Islands", "FK")])
+def test_country_names_as_platforms_and_people_write_them_are_recognised(written, code):
+    from customers.services.parsing import is_country_code, parse_country
+
+    assert parse_country(written) == code and is_country_code(code)
+
+
+def test_a_date_a_spreadsheet_rewrote_says_so():
+    from customers.services.parsing import FieldError, parse_datetime
+
+    with pytest.raises(FieldError, match="a spreadsheet may have rewritten the dates in its local style"):
+        parse_datetime("30.11.2026 18:20")
+    with pytest.raises(FieldError) as plain:
+        parse_datetime("yesterday")
+    assert "spreadsheet" not in str(plain.value)

@@ -38,6 +38,8 @@ def test_an_orders_export_imports_as_it_comes_and_again_changes_nothing(tenant_a
     assert "Paid at" in result.ignored_columns and "Lineitem sku" not in result.ignored_columns
     assert "Read as a Shopify orders export" in result.message
     assert "1 order without an email (guest or point-of-sale checkouts) was left out" in result.message
+    # The shop sells in USD (the default); the export is in EUR: said, as totals add amounts as they are.
+    assert result.other_currencies == {"EUR": 5} and "5 orders are in another currency than the shop's: EUR (5)." in result.message
     with tenant_context(tenant_a):
         orders = {o.external_id: o for o in Order.objects.select_related("customer")}
         assert sorted(orders) == ["#1001", "#1002", "#1004", "#1005", "#1006"]  # #1003 has no email
@@ -186,3 +188,11 @@ def test_an_email_customer_id_is_checked_and_kept_in_lower_case_as_an_email_colu
     assert import_csv(tenant_a, "orders", str(path)).ok
     with tenant_context(tenant_a):
         assert dict(Customer.objects.exclude(email="").values_list("external_id", "email")) == {"Mixed.Case@Example.COM": "mixed.case@example.com"}
+
+
+def test_shopify_s_unpaid_states_are_named_as_such_not_as_statuses_to_rename(tenant_a, tmp_path):
+    result = import_csv(tenant_a, "orders", edited(tmp_path, {(2, "Financial Status"): "pending", (8, "Financial Status"): "authorized"}))
+
+    assert result.ok and result.unusual_statuses == {"authorized": 1, "pending": 1}
+    assert "2 orders have a payment status that is not yet a sale's, counted as a sale: authorized (1), pending (1)." in result.message
+    assert "send it as" not in result.message

@@ -95,6 +95,9 @@ class ImportResult:
     # its number of customers in the file: the message names them, as a typo stays unfound
     # by the country filters, which match codes and names.
     unknown_countries: dict[str, int] = field(default_factory=dict)
+    # Orders: currencies other than the shop's, each with its number of orders in the file:
+    # totals add amounts as they are, so the message says so (a EUR export into a USD shop).
+    other_currencies: dict[str, int] = field(default_factory=dict)
     # JSON rows (the bulk API): each record's id as stored (customer_id, sku, order_id or
     # review_id) and its numeric id in the API, so a client need not look them up.
     ids: dict[str, int] = field(default_factory=dict)
@@ -1553,10 +1556,14 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
     )
     cursor.execute(f"SELECT status, count(*) FROM {STAGING}_orders WHERE status NOT IN ({KNOWN_STATUSES_SQL}) GROUP BY status ORDER BY count(*) DESC, status")  # internal names and constants only  # nosec B608
     unusual = dict(cursor.fetchall())
+    cursor.execute(f"SELECT currency, count(*) FROM {STAGING}_orders WHERE currency <> %(currency)s GROUP BY currency "  # internal names only  # nosec B608
+                   "ORDER BY count(*) DESC, currency", params)
+    other_currencies = dict(cursor.fetchall())
     return ImportResult(
         "orders",
         True,
         unusual_statuses=unusual,
+        other_currencies=other_currencies,
         rows=total,
         created=new,
         updated=written - new + relined,
@@ -1790,8 +1797,17 @@ def _finish(result: ImportResult, spec: Spec, header: list[str], export: shopify
     if result.unusual_statuses:
         orders = sum(result.unusual_statuses.values())
         named = _first_named([f"{status} ({count:,})" for status, count in result.unusual_statuses.items()])
-        result.message += (f" {orders:,} order{'s have' if orders != 1 else ' has'} a status this app does not know, counted as a sale: {named}. "
-                           f"If one is not a sale, send it as {parsing.one_of(Order.NOT_REVENUE)}.")
+        if export is not None:  # Shopify's own payment states (pending, authorized): the merchant cannot rename them
+            result.message += (f" {orders:,} order{'s have' if orders != 1 else ' has'} a payment status that is not yet a sale's, counted as a sale: {named}. "
+                               "Import a newer export once they are paid, refunded or voided, and it updates them.")
+        else:
+            result.message += (f" {orders:,} order{'s have' if orders != 1 else ' has'} a status this app does not know, counted as a sale: {named}. "
+                               f"If one is not a sale, send it as {parsing.one_of(Order.NOT_REVENUE)}.")
+    if result.other_currencies:
+        orders = sum(result.other_currencies.values())
+        named = _first_named([f"{currency} ({count:,})" for currency, count in result.other_currencies.items()])
+        result.message += (f" {orders:,} order{'s are' if orders != 1 else ' is'} in another currency than the shop's: {named}. Totals, charts and models add "
+                           "amounts as they are, with no exchange rates: if the shop sells in that currency, set it in Settings.")
     if result.unknown_countries:
         customers = sum(result.unknown_countries.values())
         named = _first_named([f"{country} ({count:,})" for country, count in result.unknown_countries.items()])

@@ -7,6 +7,7 @@ import datetime as dt
 import difflib
 import functools
 import re
+import unicodedata
 from decimal import Decimal, InvalidOperation
 
 import pycountry
@@ -20,6 +21,7 @@ UTC = dt.UTC
 MAX_MONEY = Decimal("1e11")
 CENT = Decimal("0.01")
 _YYYYMMDD = re.compile(r"^\d{8}$")
+_LOCAL_DATE = re.compile(r"^\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b")  # 30.11.2026, 11/30/26, 30-11-2026
 _DECIMAL_COMMA = re.compile(r"-?\d{1,3}(?:\.\d{3})*,\d{1,2}|-?\d+,\d{1,2}")  # 19,99 or 1.234,50
 # A plain decimal number (ASCII digits, no exponent), commas only as thousands separators
 # in groups of three and only beside a decimal point: "1,000" alone could be a decimal
@@ -56,7 +58,11 @@ def parse_datetime(raw: str) -> dt.datetime:
         else:
             value = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise FieldError(f"'{shorten(raw)}' is not a date; use ISO 8601 (2024-03-31 or 2024-03-31T14:05:00Z) or YYYYMMDD") from None
+        # A spreadsheet that opened the file rewrote its dates in the local style (30.11.2026 18:20, 11/30/2026):
+        # say so, as every date of the file then fails alike.
+        rewritten = ("; a spreadsheet may have rewritten the dates in its local style: format the column as 2026-11-30 18:20 before saving, "
+                     "or export the file again") if _LOCAL_DATE.match(text) else ""
+        raise FieldError(f"'{shorten(raw)}' is not a date; use ISO 8601 (2024-03-31 or 2024-03-31T14:05:00Z) or YYYYMMDD{rewritten}") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     if not 1900 <= value.year <= 2100:
@@ -255,7 +261,13 @@ COUNTRY_ALIASES = {
     "ελλάδα": "GR", "россия": "RU", "україна": "UA", "türkiye": "TR", "日本": "JP", "中国": "CN", "大韩民国": "KR", "대한민국": "KR", "한국": "KR",
     "vereinigte staaten": "US", "vereinigtes königreich": "GB", "großbritannien": "GB", "estados unidos": "US", "reino unido": "GB", "états-unis": "US",
     "royaume-uni": "GB", "allemagne": "DE", "alemania": "DE", "germania": "DE", "autriche": "AT", "espagne": "ES", "italien": "IT", "spanien": "ES",
+    # Names shops' platforms and customers use that ISO 3166 words otherwise.
+    "turkiye": "TR", "macau": "MO", "macao": "MO", "palestine": "PS", "vatican city": "VA", "democratic republic of the congo": "CD",
+    "dr congo": "CD", "drc": "CD", "congo-kinshasa": "CD", "republic of the congo": "CG", "congo-brazzaville": "CG", "republic of korea": "KR",
+    "falkland islands": "FK", "cote d'ivoire": "CI", "micronesia": "FM", "east timor": "TL", "burma": "MM", "kosovo": "XK",
 }
+# Codes in use that ISO 3166 has not assigned: Kosovo's, as Shopify, the EU and banks write it.
+EXTRA_CODES = {"XK"}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -265,19 +277,27 @@ def country_code(text: str) -> str | None:
     text = text.strip()
     if not text:
         return None
-    if text.lower() in COUNTRY_ALIASES:
-        return COUNTRY_ALIASES[text.lower()]
-    try:
-        return str(pycountry.countries.lookup(text).alpha_2)
-    except LookupError:
-        return None
+    if text.upper() in EXTRA_CODES:
+        return text.upper()
+    # As written, then as people abbreviate (St. Lucia, Trinidad & Tobago, The Bahamas), then
+    # without accents (São Tomé and Príncipe, which ISO writes Sao Tome and Principe).
+    plain = re.sub(r"^the\s+", "", re.sub(r"^st\.?\s+", "saint ", text.lower().replace("&", "and").replace("’", "'")))
+    plain = re.sub(r"\s+", " ", plain)
+    for spelling in dict.fromkeys((text.lower(), plain, unicodedata.normalize("NFKD", plain).encode("ascii", "ignore").decode())):
+        if spelling in COUNTRY_ALIASES:
+            return COUNTRY_ALIASES[spelling]
+        try:
+            return str(pycountry.countries.lookup(spelling).alpha_2)
+        except LookupError:
+            continue
+    return None
 
 
 @functools.lru_cache(maxsize=512)
 def is_country_code(text: str) -> bool:
     """Whether a stored country is the ISO 3166 two-letter code of a country (what an import
     stores for every country it recognises)."""
-    return len(text) == 2 and pycountry.countries.get(alpha_2=text) is not None
+    return len(text) == 2 and (text in EXTRA_CODES or pycountry.countries.get(alpha_2=text) is not None)
 
 
 def too_long(text: str, max_length: int) -> str:
