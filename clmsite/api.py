@@ -60,6 +60,17 @@ class TenantScopedMixin:
         if self.tenant is None:
             raise exceptions.NotFound() if request.user and request.user.is_authenticated else exceptions.NotAuthenticated()
 
+    def check_permissions(self, request: Any) -> None:
+        # The budget first: a request its role refuses counts against it too (a loop of 403s is
+        # load all the same), and its answer carries the budget's headers as any other does.
+        self.check_throttles(request)
+        super().check_permissions(request)  # type: ignore[misc]
+
+    def check_throttles(self, request: Any) -> None:
+        if not getattr(request, "_budget_checked", False):  # DRF's initial() asks again after the permissions
+            request._budget_checked = True
+            super().check_throttles(request)  # type: ignore[misc]
+
     def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
         token = getattr(self, "_tenant_token", None)
@@ -441,6 +452,15 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
 
     def get_base_queryset(self) -> Any:
         raise NotImplementedError
+
+    def get_object(self) -> Any:
+        # An id is written in ASCII digits: Python's int() also reads "１２" and " 1", which
+        # found object 12 and 1 on some routes; any other spelling is looked up as id 0, which
+        # no row has, so that it answers exactly as a missing id does.
+        lookup = self.lookup_url_kwarg or self.lookup_field
+        if lookup == "pk" and not re.fullmatch(r"[0-9]{1,18}", str(self.kwargs.get(lookup, ""))):
+            self.kwargs[lookup] = "0"
+        return super().get_object()
 
     @property
     def filter_backends(self) -> list[Any]:  # type: ignore[override]

@@ -54,3 +54,30 @@ def test_a_date_a_spreadsheet_rewrote_says_so():
     with pytest.raises(FieldError) as plain:
         parse_datetime("yesterday")
     assert "spreadsheet" not in str(plain.value)
+
+
+def test_a_request_its_role_refuses_counts_against_the_budget_and_says_what_is_left(tenant_a):
+    from clmsite.models import Role
+    from tests.conftest import api_client_for
+
+    viewer = api_client_for(tenant_a, Role.VIEWER)
+    first = viewer.get("/api/v1/customers/")
+    refused = viewer.post("/api/v1/customers/bulk/", [{"customer_id": "c1"}], format="json")
+
+    assert refused.status_code == 403
+    assert int(refused["RateLimit-Remaining"]) == int(first["RateLimit-Remaining"]) - 1 and refused["RateLimit-Limit"] == first["RateLimit-Limit"]
+
+
+def test_an_id_in_other_digits_answers_as_a_missing_one_on_every_route(tenant_a):
+    from clmsite.models import Role
+    from modeling import jobs
+    from tests.conftest import api_client_for
+
+    job = jobs.create_job(tenant_a, "import", params={"kind": "orders", "filename": "o.csv"})
+    api = api_client_for(tenant_a, Role.ADMIN)
+    missing = api.get("/api/v1/jobs/999999/")
+    assert api.get(f"/api/v1/jobs/{job.pk}/").status_code == 200
+    for spelled in ("".join(chr(0xFF10 + int(d)) for d in str(job.pk)), f"%20{job.pk}", f"{job.pk}.0"):
+        for route in ("jobs", "imports"):
+            answer = api.get(f"/api/v1/{route}/{spelled}/")
+            assert (answer.status_code, answer.json()) == (404, missing.json()), (route, spelled)
