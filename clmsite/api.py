@@ -21,6 +21,7 @@ from django.db.models.expressions import OrderBy
 from django.http import Http404, QueryDict
 from django.urls import reverse
 from django_filters.widgets import SuffixedMultiWidget
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, filters, mixins, negotiation, pagination, serializers, status, viewsets
 from rest_framework.fields import empty
@@ -433,6 +434,20 @@ class CreateModelMixin(mixins.CreateModelMixin):
 
     def get_success_headers(self, data: Any) -> dict[str, str]:
         return created_at(self.request, self.basename, data["id"]) if isinstance(data, Mapping) and data.get("id") is not None else {}  # type: ignore[attr-defined]
+
+
+class RoleSayingSchema(AutoSchema):
+    """drf-spectacular's schema, with each write operation's least role said at the end of its
+    description (an integrator should not learn it from a 403)."""
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> Any:
+        operation = super().get_operation(*args, **kwargs)
+        if operation is None or self.method in SAFE_METHODS or not isinstance(self.view, TenantScopedMixin):
+            return operation
+        needed = getattr(self.view, "action_roles", {}).get(getattr(self.view, "action", None)) or getattr(self.view, "write_role", Role.ANALYST)
+        says = f"Role: {needed} or above ({' > '.join(Role.values)}); a lower one answers 403."
+        operation["description"] = f"{operation['description']}\n\n{says}" if operation.get("description") else says
+        return operation
 
 
 class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):

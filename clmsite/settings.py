@@ -216,7 +216,7 @@ REST_FRAMEWORK = {
     # Empty: every API view is a TenantViewSet, whose filter_backends (clmsite/api.py)
     # filter its list, and only its list.
     "DEFAULT_FILTER_BACKENDS": [],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "clmsite.api.RoleSayingSchema",
     "DEFAULT_THROTTLE_CLASSES": ["clmsite.throttling.TenantRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"tenant": os.environ.get("API_THROTTLE_RATE", "6000/min")},
     "EXCEPTION_HANDLER": "clmsite.api.exception_handler",

@@ -81,3 +81,12 @@ def test_an_id_in_other_digits_answers_as_a_missing_one_on_every_route(tenant_a)
         for route in ("jobs", "imports"):
             answer = api.get(f"/api/v1/{route}/{spelled}/")
             assert (answer.status_code, answer.json()) == (404, missing.json()), (route, spelled)
+
+
+def test_the_schema_says_each_write_operation_s_least_role(tenant_a):
+    from tests.conftest import api_client_for
+
+    paths = api_client_for(tenant_a).get("/api/schema/?format=json").json()["paths"]
+    said = {(method, path): op.get("description", "") for path, ops in paths.items() for method, op in ops.items() if method in ("post", "patch", "delete")}
+    assert said and all(text.count("Role: ") == 1 for text in said.values()), [key for key, text in said.items() if text.count("Role: ") != 1]
+    assert "Role: admin or above" in said[("delete", "/api/v1/customers/{id}/")] and "Role: analyst or above" in said[("post", "/api/v1/orders/bulk/")]
