@@ -1807,7 +1807,7 @@ def _finish(result: ImportResult, spec: Spec, header: list[str], export: shopify
         orders = sum(result.other_currencies.values())
         named = _first_named([f"{currency} ({count:,})" for currency, count in result.other_currencies.items()])
         result.message += (f" {orders:,} order{'s are' if orders != 1 else ' is'} in another currency than the shop's: {named}. Totals, charts and models add "
-                           "amounts as they are, with no exchange rates: if the shop sells in that currency, set it in Settings.")
+                           "amounts as they are, with no exchange rates: export amounts in the shop's currency, or, if the shop sells in another, set that one in Settings.")
     if result.unknown_countries:
         customers = sum(result.unknown_countries.values())
         named = _first_named([f"{country} ({count:,})" for country, count in result.unknown_countries.items()])
