@@ -775,3 +775,4 @@ class ShopViewSet(TenantViewSet):
         shop = self.tenant
         return Response(ShopSerializer({"slug": shop.slug, "name": shop.name, "currency": shop.currency, "horizon_days": shop.horizon_days,
                                         "role": request_role(request), "latest_scoring": latest_scoring_date(shop)}).data)
+

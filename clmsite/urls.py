@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import TemplateView
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+from drf_spectacular.views import SpectacularRedocView
 from rest_framework.routers import SimpleRouter
 
 from campaigns import api as campaigns_api
@@ -92,7 +92,7 @@ urlpatterns = [
     path("favicon.ico", site_views.favicon),
     re_path(r"^api/v1/shop/?$", clmsite_api.ShopViewSet.as_view({"get": "retrieve"}), name="api-shop"),
     path("api/v1/", include(router.urls)),
-    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="api_schema"),
+    re_path(r"^api/schema/?$", site_views.SchemaView.as_view(), name="api_schema"),
     re_path(r"^api/docs/?$", SpectacularRedocView.as_view(url_name="api_schema"), name="api_docs"),
     # Any other path under /api/ (an unknown endpoint, an id the lookup refuses) answers the
     # API's JSON 404, DEBUG or not, rather than Django's HTML page, which under DEBUG lists

@@ -21,7 +21,10 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import defaults
 from django.views.decorators.http import require_POST
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.renderers import JSONRenderer
 
+from clmsite.api import ContentNegotiation
 from clmsite.datacache import bump_data_version
 from clmsite.models import ApiKey, Role
 from clmsite.services import (
@@ -583,3 +586,16 @@ class ActionPageMiddleware:
             page["Allow"] = response.get("Allow", "")
             return page
         return response
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema (YAML, or JSON with ``?format=json``); an error, such as an unknown
+    ``?format=xml``, is JSON like every other error of the API, not a YAML document."""
+
+    content_negotiation_class = ContentNegotiation  # an unknown ?format= is a 400 naming format
+
+    def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+        if response.status_code >= 400:
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
+

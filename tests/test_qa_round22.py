@@ -90,3 +90,11 @@ def test_the_schema_says_each_write_operation_s_least_role(tenant_a):
     said = {(method, path): op.get("description", "") for path, ops in paths.items() for method, op in ops.items() if method in ("post", "patch", "delete")}
     assert said and all(text.count("Role: ") == 1 for text in said.values()), [key for key, text in said.items() if text.count("Role: ") != 1]
     assert "Role: admin or above" in said[("delete", "/api/v1/customers/{id}/")] and "Role: analyst or above" in said[("post", "/api/v1/orders/bulk/")]
+
+
+def test_the_schema_answers_an_unknown_format_in_json_as_every_error(client):
+    assert client.get("/api/schema/").status_code == 200 and client.get("/api/schema/?format=json").json()["openapi"].startswith("3.")
+
+    refused = client.get("/api/schema/?format=xml")
+
+    assert refused.status_code == 400 and refused["Content-Type"].startswith("application/json") and "format" in refused.json()
