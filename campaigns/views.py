@@ -162,7 +162,7 @@ class CampaignForm(forms.ModelForm):
         fields = ["name", "goal", "action", "channel", "segment", "persuadable_only", "skip_running", "offer", "control_share", "attribution_days", "scheduled_for", "webhook_url"]
         widgets = {"scheduled_for": forms.DateTimeInput(attrs={"type": "datetime-local"})}
         help_texts = {"segment": "optional: start from a segment, then narrow with the filters below",
-                      "scheduled_for": "in UTC; empty: launch by hand",
+                      "scheduled_for": "in the shop's time zone (Settings); empty: launch by hand",
                       "persuadable_only": "the top 30% by predicted uplift, learned from the completed campaigns with this action",
                       "skip_running": "so nobody hears from two campaigns at once; a running campaign's control group is left out either way",
                       "offer": "text for your email tool, e.g. “15% off”; blank: each customer's own offer from the playbook"}

@@ -759,6 +759,7 @@ class ShopSerializer(serializers.Serializer):
     name = serializers.CharField()
     currency = serializers.CharField(help_text="ISO 4217: the currency of every money figure the API answers (an order carries its own `currency`)")
     horizon_days = serializers.IntegerField(help_text="how far ahead predictions look: the chance to buy within this many days")
+    time_zone = serializers.CharField(help_text="the IANA time zone the shop's pages show times in (`Europe/Berlin`); the API's date-times are UTC whatever it is")
     role = serializers.ChoiceField(choices=Role.choices, help_text="the role of the key (or the signed-in user) asking")
     latest_scoring = serializers.DateField(allow_null=True, help_text="the date the current predictions, stages and next actions are as of; null before the first scoring")
 
@@ -774,5 +775,5 @@ class ShopViewSet(TenantViewSet):
         refuse_unknown_query_params(request)
         shop = self.tenant
         return Response(ShopSerializer({"slug": shop.slug, "name": shop.name, "currency": shop.currency, "horizon_days": shop.horizon_days,
-                                        "role": request_role(request), "latest_scoring": latest_scoring_date(shop)}).data)
+                                        "time_zone": shop.time_zone, "role": request_role(request), "latest_scoring": latest_scoring_date(shop)}).data)
 

@@ -34,6 +34,9 @@ class Tenant(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     currency = models.CharField(max_length=3, default="USD")
+    # The IANA time zone the pages show dates and times in (the API, the exports and the
+    # models keep UTC): a Shopify order placed at 23:56 in New York is on the 22nd, as there.
+    time_zone = models.CharField(max_length=64, default="UTC")
     # Prediction horizon in days; the models issue makes it editable in the UI.
     horizon_days = models.PositiveIntegerField(default=90)
     settings = models.JSONField(default=dict, blank=True)

@@ -11,12 +11,15 @@ through ``Model.unscoped`` and reads as the deliberate exception it is.
 from __future__ import annotations
 
 import contextvars
+import functools
 import time
+import zoneinfo
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from django.db import models
+from django.utils import timezone
 
 if TYPE_CHECKING:
     from clmsite.models import Tenant
@@ -126,6 +129,20 @@ class TenantOwnedModel(models.Model):
 SESSION_TENANT_KEY = "tenant_id"
 
 
+def shop_zone(tenant: Any) -> zoneinfo.ZoneInfo | None:
+    """The shop's time zone for its pages, or None for UTC (or a name this system lacks)."""
+    name = getattr(tenant, "time_zone", "UTC") or "UTC"
+    return None if name == "UTC" else _zone(name)
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(name: str) -> zoneinfo.ZoneInfo | None:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None
+
+
 class TenantMiddleware:
     """Resolves the signed-in user's active tenant and scopes the request to it.
 
@@ -154,7 +171,9 @@ class TenantMiddleware:
                 request.membership = chosen
         if request.tenant is None:
             return self.get_response(request)
-        with tenant_context(request.tenant):
+        # The pages speak the shop's time zone; the API answers in UTC, as its schema says.
+        zone = None if request.path.startswith("/api/") else shop_zone(request.tenant)
+        with tenant_context(request.tenant), (timezone.override(zone) if zone is not None else nullcontext()):
             response = self.get_response(request)
         if user is not None and user.is_authenticated:
             # Pages of one merchant's customers must not be kept by shared caches.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zoneinfo
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -274,6 +275,9 @@ class TenantSettingsForm(forms.Form):
     name = forms.CharField(max_length=200, label="Shop name")
     currency = forms.CharField(max_length=3, help_text="ISO 4217 code, such as USD or EUR: the currency the shop's amounts are in. Changing it converts nothing; "
                                                        "orders imported with another currency stay as they are")
+    time_zone = forms.ChoiceField(choices=[(zone, zone) for zone in sorted(zoneinfo.available_timezones() | {"UTC"})], label="Time zone", required=False,
+                                  help_text="the pages show dates and times in it, and chart months by it (the API, the CSV exports, the models "
+                                  "and the schedule below keep UTC)")
     horizon_days = forms.IntegerField(min_value=7, max_value=730, label="Prediction horizon (days)",
                                       help_text="how far ahead the predictions look: the chance to buy again within this many days")
     high_tier_percent = forms.IntegerField(min_value=1, max_value=50, label="High value: top % of customers",
@@ -308,19 +312,19 @@ def tenant_settings(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     tiers = tier_quantiles(tenant)
     schedule = {**DEFAULT_SCHEDULE, **tenant.settings.get("schedule", {})}
-    initial = {"name": tenant.name, "currency": tenant.currency, "horizon_days": tenant.horizon_days,
+    initial = {"name": tenant.name, "currency": tenant.currency, "time_zone": tenant.time_zone, "horizon_days": tenant.horizon_days,
                "high_tier_percent": round(100 * (1 - tiers["high"])), "low_tier_percent": round(100 * tiers["medium"]), **schedule}
     form = TenantSettingsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        tenant.name, tenant.currency, tenant.horizon_days = data["name"], data["currency"].upper(), data["horizon_days"]
+        tenant.name, tenant.currency, tenant.horizon_days, tenant.time_zone = data["name"], data["currency"].upper(), data["horizon_days"], data["time_zone"] or tenant.time_zone
         tenant.settings = {
             **tenant.settings,
             "value_tier_quantiles": {"high": round(1 - data["high_tier_percent"] / 100, 4), "medium": round(data["low_tier_percent"] / 100, 4)},
             "schedule": {k: data[k] for k in ("retrain_weekday", "retrain_hour", "score_hour")},
         }
         tenant.save()
-        bump_data_version(tenant.pk)  # the dashboard's cached figures carry the currency
+        bump_data_version(tenant.pk)  # the dashboard's cached figures carry the currency, and months by the time zone
         messages.success(request, "Settings saved. The horizon applies from the next training; tiers from the next scoring.")
         return redirect("tenant_settings")
     return render(request, "tenant_settings.html", {"form": form})

@@ -199,7 +199,7 @@ def test_the_shop_endpoint_says_what_the_answers_are_in_and_the_keys_role(tenant
 
     shop = api_a.get("/api/v1/shop/")
     assert shop.status_code == 200 and shop.json() == {"slug": tenant_a.slug, "name": tenant_a.name, "currency": tenant_a.currency,
-                                                        "horizon_days": tenant_a.horizon_days, "role": "admin", "latest_scoring": None}
+                                                        "horizon_days": tenant_a.horizon_days, "time_zone": "UTC", "role": "admin", "latest_scoring": None}
     assert api_client_for(tenant_b, Role.VIEWER).get("/api/v1/shop").json()["slug"] == tenant_b.slug  # the key's shop, with or without the slash
     assert api_a.get("/api/v1/shop/", {"slug": tenant_b.slug}).status_code == 400  # no way to name another shop
     assert api_a.post("/api/v1/shop/").status_code == 405

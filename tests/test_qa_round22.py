@@ -98,3 +98,29 @@ def test_the_schema_answers_an_unknown_format_in_json_as_every_error(client):
     refused = client.get("/api/schema/?format=xml")
 
     assert refused.status_code == 400 and refused["Content-Type"].startswith("application/json") and "format" in refused.json()
+
+
+def test_the_pages_speak_the_shop_s_time_zone_and_the_api_keeps_utc(client, alice, tenant_a):
+    from clmsite.models import Role
+    from customers.models import Order
+    from tests.conftest import api_client_for
+
+    import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2025-07-23T03:56:00Z", "amount": "10.00"}])
+    client.force_login(alice)
+    settings_page = client.get("/settings/")
+    assert 'name="time_zone"' in settings_page.content.decode()
+    form = {"name": tenant_a.name, "currency": "USD", "time_zone": "America/New_York", "horizon_days": 90, "high_tier_percent": 20,
+            "low_tier_percent": 40, "retrain_weekday": 6, "retrain_hour": 3, "score_hour": 2}
+    assert client.post("/settings/", form).status_code == 302
+    tenant_a.refresh_from_db()
+    assert tenant_a.time_zone == "America/New_York"
+    with tenant_context(tenant_a):
+        order = Order.objects.get()
+
+    page = client.get(f"/customers/{order.customer_id}/").content.decode()
+
+    assert "2025-07-22 23:56" in page and "Date (America/New_York)" in page  # the evening before, as the shop saw it
+    api = api_client_for(tenant_a, Role.VIEWER)
+    assert api.get(f"/api/v1/orders/{order.pk}/").json()["ordered_at"] == "2025-07-23T03:56:00Z"
+    assert api.get("/api/v1/shop/").json()["time_zone"] == "America/New_York"
+    assert client.post("/settings/", {**form, "time_zone": "Mars/Olympus"}).status_code == 200  # refused, the form again

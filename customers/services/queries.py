@@ -206,7 +206,7 @@ def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         "top_categories": sorted(categories.items(), key=lambda kv: -kv[1])[:5],
         # Totals add amounts as they are: orders in another currency count at face value.
         "other_currencies": sorted({o.currency for o in sales if o.currency and o.currency != tenant.currency}),
-        "chart": [{"date": o.ordered_at.date().isoformat(), "amount": float(o.amount)} for o in reversed(sales)],
+        "chart": [{"date": timezone.localtime(o.ordered_at).date().isoformat(), "amount": float(o.amount)} for o in reversed(sales)],  # the page's time zone
     }
 
 
