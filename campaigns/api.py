@@ -243,7 +243,8 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CreateMo
             "attempts": serializers.IntegerField(), "last_error": serializers.CharField(help_text="the last failed attempt's error, blank if none failed"),
             "last_attempt_at": serializers.DateTimeField(allow_null=True)}, required=False, allow_null=True,
             help_text="launched campaigns: how the webhook delivery went; null without a webhook"),
-        "preview": serializers.DictField(required=False, help_text="before launch: size, value_at_risk, predicted_value, control, launch_summary, left_out_running (customers other running campaigns hold), note")})})
+        "preview": serializers.DictField(required=False, help_text="before launch: size, value_at_risk, predicted_value, control, launch_summary, left_out_running (customers other running campaigns hold), left_out_declined (customers who declined the channel's marketing: "
+                                                                  "their accepts_email_marketing, or accepts_sms_marketing for sms, attribute is no), note")})})
     @action(detail=True, methods=["get"])
     def report(self, request: Any, pk: str | None = None) -> Response:
         campaign = self.get_object()

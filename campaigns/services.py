@@ -31,6 +31,7 @@ from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember, Ch
 from clmsite.models import Tenant
 from clmsite.statistics import refresh_statistics
 from clmsite.tenancy import lock_tenant, tenant_context
+from customers.models import Customer
 from modeling.exports import spreadsheet_safe
 from modeling.models import CustomerInsight, Segment, Stage
 
@@ -42,10 +43,32 @@ class CampaignStateError(Exception):
     """The campaign is not in a state that allows this."""
 
 
-def audience(campaign: Campaign, *, leave_out_running: bool = True) -> QuerySet[CustomerInsight]:
+# Marketing consent, kept as a customer attribute (Shopify's customers export brings both; a
+# customers file may send them as columns): a customer who declined a channel's marketing is
+# in no campaign by that channel. A paid social audience is matched by email, so it asks the
+# email consent. A blank or missing attribute is no answer, and does not leave anyone out.
+CONSENT_ATTRIBUTES = {Channel.EMAIL: "accepts_email_marketing", Channel.ADS: "accepts_email_marketing", Channel.SMS: "accepts_sms_marketing"}
+DECLINED = ("no", "false", "0", "n", "unsubscribed", "not_subscribed", "declined", "opted_out")
+
+
+def declined(channel: str) -> QuerySet[Customer]:
+    """The customers who declined ``channel``'s marketing (nobody for a channel without consent).
+    A set to leave out by id: excluding the condition itself would leave out everyone without
+    the attribute too, as SQL's NOT of an unknown is unknown."""
+    attribute = CONSENT_ATTRIBUTES.get(Channel(channel)) if channel in Channel.values else None
+    if attribute is None:
+        return Customer.objects.none()
+    said = Q()
+    for word in DECLINED:
+        said |= Q(**{f"attributes__{attribute}__iexact": word})
+    return Customer.objects.filter(said)
+
+
+def audience(campaign: Campaign, *, leave_out_running: bool = True, leave_out_declined: bool = True) -> QuerySet[CustomerInsight]:
     """The customers a campaign targets now: its segment's members and its filters, less
-    the customers other running campaigns hold (their control groups always; their treated
-    customers too unless the campaign allows the overlap)."""
+    those who declined its channel's marketing, and the customers other running campaigns
+    hold (their control groups always; their treated customers too unless the campaign
+    allows the overlap)."""
     from modeling.insights import apply_filters, segment_members
 
     queryset = segment_members(campaign.segment) if campaign.segment_id else CustomerInsight.objects.select_related("customer")
@@ -56,6 +79,8 @@ def audience(campaign: Campaign, *, leave_out_running: bool = True) -> QuerySet[
         ids = persuadable_customer_ids(campaign.tenant, campaign.action)
         if ids is not None:
             queryset = queryset.filter(customer_id__in=ids)
+    if leave_out_declined:
+        queryset = queryset.exclude(customer_id__in=declined(campaign.channel).values("pk"))
     if leave_out_running:
         held = held_by_running(control_only=not campaign.skip_running).exclude(campaign_id=campaign.pk)
         queryset = queryset.exclude(customer_id__in=held.values("customer_id"))
@@ -89,7 +114,12 @@ def preview(campaign: Campaign) -> dict[str, Any]:
                                               small_offers=Count("id", filter=own_offer & Q(action_offer__lt=SMALL_OFFER)),
                                               other_channel=Count("id", filter=other_channel))
         left_out = audience(campaign, leave_out_running=False).count() - totals["n"]
+        said_no = audience(campaign, leave_out_declined=False).count() - totals["n"]
     notes = []  # what the count alone would not say, each a sentence or two
+    if said_no:
+        attribute = CONSENT_ATTRIBUTES[Channel(campaign.channel)]
+        notes.append(f"{_count(said_no, 'customer')} {'is' if said_no == 1 else 'are'} left out: they declined "
+                     f"{campaign.get_channel_display()} marketing ({attribute} is no).")
     if left_out:
         held = "in a running campaign already" if campaign.skip_running else "in a running campaign's control group"
         notes.append(f"{_count(left_out, 'customer')} {'is' if left_out == 1 else 'are'} left out: {held}.")
@@ -123,7 +153,6 @@ def preview(campaign: Campaign) -> dict[str, Any]:
     if totals["small_offers"]:
         notes.append(f"{_count(totals['small_offers'], 'customer')} would get an offer under {campaign.tenant.currency} {SMALL_OFFER:.2f} "
                      "(a share of a small spend): give the campaign one offer for everyone to send none that small.")
-    from customers.models import Customer
     from modeling.insights import latest_scoring_date
 
     unscored = 0
@@ -146,7 +175,7 @@ def preview(campaign: Campaign) -> dict[str, Any]:
                      f"in a group the report's uplift will be too uncertain to read; {remedy}.")
     note = " ".join(notes)
     # Money to the cent: a sum of floats would show its noise (17236.12000000001).
-    return {"size": totals["n"], "left_out_running": left_out, "value_at_risk": round(float(totals["at_risk"] or 0.0), 2), "predicted_value": round(float(totals["value"] or 0.0), 2), "note": note,
+    return {"size": totals["n"], "left_out_running": left_out, "left_out_declined": said_no, "value_at_risk": round(float(totals["at_risk"] or 0.0), 2), "predicted_value": round(float(totals["value"] or 0.0), 2), "note": note,
             "control": control, "launch_summary": launch_summary(totals["n"], control)}
 
 

@@ -351,16 +351,26 @@ def delete_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
 
 # Codes, each followed by its name, as in the campaign's treatment CSV.
 PRIORITY_COLUMNS = ["customer_id", "name", "email", "stage", "stage_label", "stage_reason", "value_tier", "churn_probability", "predicted_value", "value_at_risk",
-                    "action", "action_label", "channel", "channel_label", "offer", "detail", "reason"]
+                    "action", "action_label", "channel", "channel_label", "marketing_consent", "offer", "detail", "reason"]
 
 
 PRIORITIES_PER_PAGE = 50
 
 
+def consent_of(customer: Any, channel: str) -> str:
+    """The customer's consent to the channel's marketing as stored (``yes``, ``no``…), or blank
+    where the channel asks none or the shop never sent it: an email tool must not mail a no."""
+    from campaigns.services import CONSENT_ATTRIBUTES
+
+    attribute = CONSENT_ATTRIBUTES.get(channel) if channel else None  # type: ignore[call-overload]
+    return str((customer.attributes or {}).get(attribute, "")) if attribute else ""
+
+
 def _priority_row(i: CustomerInsight) -> list[object]:
     return [i.customer.external_id, i.customer.name, i.customer.email, i.stage, i.get_stage_display(), i.stage_reason, i.value_tier,
             "" if i.churn_probability is None else f"{i.churn_probability:.4f}", "" if i.predicted_value is None else i.predicted_value, f"{i.priority:.2f}",
-            i.action, i.action_label, i.action_channel, i.channel_label if i.action_channel else "", "" if i.action_offer is None else i.action_offer,
+            i.action, i.action_label, i.action_channel, i.channel_label if i.action_channel else "", consent_of(i.customer, i.action_channel),
+            "" if i.action_offer is None else i.action_offer,
             i.action_detail, i.action_reason]
 
 

@@ -590,3 +590,30 @@ def test_playbook_counts_say_they_are_updating_while_the_actions_are_recomputed(
     assert "as before the change, updating…" in page and f'data-job="{job.pk}"' in page
     Job.unscoped.filter(pk=job.pk).update(state=Job.State.SUCCEEDED)
     assert 'data-testid="counts-updating"' not in client.get("/playbook/").content.decode()
+
+
+def test_a_customer_who_declined_the_channels_marketing_is_left_out_and_the_preview_says_so(shop, client, alice) -> None:
+    email = make_campaign(shop, control_share=0.2)
+    everyone = services.preview(email)["size"]
+    with tenant_context(shop):
+        ids = list(services.audience(email).values_list("customer_id", flat=True)[:5])
+        for pk, said in zip(ids, ["no", "No", "false", "yes", ""], strict=True):
+            customer = Customer.objects.get(pk=pk)
+            customer.attributes = {**customer.attributes, "accepts_email_marketing": said, "accepts_sms_marketing": "no"}
+            customer.save()
+
+    preview = services.preview(email)
+
+    assert (preview["size"], preview["left_out_declined"]) == (everyone - 3, 3)
+    assert "3 customers are left out: they declined Email marketing (accepts_email_marketing is no)." in preview["note"]
+    assert services.preview(make_campaign(shop, name="By phone", channel="phone"))["size"] == everyone  # a call asks no marketing consent
+    assert services.preview(make_campaign(shop, name="By SMS", channel="sms"))["size"] == everyone - 5
+    launched = services.do_launch_campaign(shop, email.pk)
+    with tenant_context(shop):
+        assert launched.audience_size == everyone - 3 and not CampaignMember.objects.filter(campaign=email, customer_id__in=ids[:3]).exists()
+    client.force_login(alice)
+    rows = list(csv.DictReader(io.StringIO(b"".join(client.get("/priorities/?format=csv").streaming_content).decode("utf-8-sig"))))
+    consent = {row["customer_id"]: row["marketing_consent"] for row in rows}
+    with tenant_context(shop):
+        declined = Customer.objects.get(pk=ids[0])
+    assert consent.get(declined.external_id, "no") == "no" and all(value in ("", "no", "No", "false", "yes") for value in consent.values())
