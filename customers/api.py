@@ -362,6 +362,8 @@ BULK_RESULT = inline_serializer(
         "attribute_columns": serializers.ListField(child=serializers.CharField(), help_text="customers: the extra keys of the rows, as the attribute names they were kept as"),
         "unusual_statuses": serializers.DictField(child=serializers.IntegerField(), help_text="orders: each status the app does not know (neither a usual sale's nor "
                                                   "cancelled, refunded, failed or voided) with its number of orders: they count as sales, and the message names them"),
+        "sales_again": serializers.DictField(child=serializers.CharField(), help_text="orders: each order stored as cancelled, refunded, failed or voided that the "
+                                             "rows make a sale again, with its change (`refunded → paid`): a correction, or an older export after a newer one"),
         "other_currencies": serializers.DictField(child=serializers.IntegerField(), help_text="orders: each currency other than the shop's (GET /api/v1/shop/) "
                                                   "with its number of orders: totals add amounts as they are, with no exchange rates, and the message says so"),
         "unknown_countries": serializers.DictField(child=serializers.IntegerField(), help_text="customers: each country that names no country the app knows "
@@ -718,6 +720,7 @@ class ImportSummarySerializer(serializers.Serializer):
     ignored_columns = serializers.ListField(child=serializers.CharField(), required=False, help_text="columns of the file this kind has no use for")
     attribute_columns = serializers.ListField(child=serializers.CharField(), required=False, help_text="a customers file's extra columns, kept as attributes")
     unusual_statuses = serializers.DictField(child=serializers.IntegerField(), required=False, help_text="statuses that are not a usual sale's, with their orders")
+    sales_again = serializers.DictField(child=serializers.CharField(), required=False, help_text="orders that were not sales and are again, with their change")
     other_currencies = serializers.DictField(child=serializers.IntegerField(), required=False, help_text="currencies other than the shop's, with their orders")
     unknown_countries = serializers.DictField(child=serializers.IntegerField(), required=False, help_text="countries the app does not recognise, kept as written, with their customers")
 

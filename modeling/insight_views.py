@@ -231,7 +231,7 @@ def segment_list(request: HttpRequest) -> HttpResponse:
             except insights.SegmentNameTaken as exc:
                 form.add_error("name", str(exc))
             else:
-                messages.success(request, f"Saved segment “{name}”: {segment.size:,} customers now.")
+                messages.success(request, f"Saved segment “{name}”: {segment.size:,} customer{'s' if segment.size != 1 else ''} now.")
                 return redirect("segment_detail", segment_id=segment.pk)
     learned = list(Segment.objects.filter(kind=Segment.Kind.LEARNED, is_current=True).order_by("-size"))
     rfm = list(Segment.objects.filter(kind=Segment.Kind.RFM).order_by("-size"))
@@ -324,7 +324,7 @@ def edit_segment(request: HttpRequest, segment_id: int) -> HttpResponse:
         insights.refuse_edit_unless_admin(segment, by_admin=by_admin)  # said before the merchant fills the form in
         if request.method == "POST" and form.is_valid():
             segment = insights.do_edit_saved_segment(segment, name=form.cleaned_data["name"].strip(), filters=form.filters(), by_admin=by_admin, user=request.user)
-            messages.success(request, f"Saved segment “{segment.name}” changed: {segment.size:,} customers now.")
+            messages.success(request, f"Saved segment “{segment.name}” changed: {segment.size:,} customer{'s' if segment.size != 1 else ''} now.")
             return redirect("segment_detail", segment_id=segment.pk)
     except insights.SegmentNeedsAdmin as exc:
         messages.error(request, str(exc))

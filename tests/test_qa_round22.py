@@ -124,3 +124,14 @@ def test_the_pages_speak_the_shop_s_time_zone_and_the_api_keeps_utc(client, alic
     assert api.get(f"/api/v1/orders/{order.pk}/").json()["ordered_at"] == "2025-07-23T03:56:00Z"
     assert api.get("/api/v1/shop/").json()["time_zone"] == "America/New_York"
     assert client.post("/settings/", {**form, "time_zone": "Mars/Olympus"}).status_code == 200  # refused, the form again
+
+
+def test_an_older_file_that_makes_refunded_orders_sales_again_says_so(tenant_a):
+    import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2025-01-05", "amount": "10.00", "status": "refunded"},
+                                     {"customer_id": "c1", "order_id": "o2", "ordered_at": "2025-01-06", "amount": "10.00", "status": "cancelled"}])
+
+    older = import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2025-01-05", "amount": "10.00", "status": "paid"},
+                                             {"customer_id": "c1", "order_id": "o2", "ordered_at": "2025-01-06", "amount": "10.00"}])
+
+    assert older.ok and older.sales_again == {"o1": "refunded → paid"}  # a blank status keeps o2's
+    assert "The import made 1 order that was cancelled, refunded, failed or voided a sale again: o1 (refunded → paid)." in older.message

@@ -196,3 +196,25 @@ def test_shopify_s_unpaid_states_are_named_as_such_not_as_statuses_to_rename(ten
     assert result.ok and result.unusual_statuses == {"authorized": 1, "pending": 1}
     assert "2 orders have a payment status that is not yet a sale's, counted as a sale: authorized (1), pending (1)." in result.message
     assert "send it as" not in result.message
+
+
+def test_two_exports_of_different_days_pasted_together_are_refused_as_such_sorted_or_not(tenant_a, tmp_path):
+    with EXPORT.open(newline="") as file:
+        rows = list(csv.reader(file))
+    newer = [list(row) for row in rows[1:3]]
+    newer[0][rows[0].index("Financial Status")] = "refunded"  # #1001 refunded since the first export
+    pasted = tmp_path / "pasted.csv"
+    with pasted.open("w", newline="") as file:
+        csv.writer(file).writerows(rows + newer)
+    result = import_csv(tenant_a, "orders", str(pasted))
+    assert [(e.row, e.column) for e in result.errors] == [(9, "Name"), (10, "Name")]
+    assert result.errors[0].message.startswith("order #1001 is in the file twice, at rows 2 and 9, with other lines or fields: two exports from different days")
+
+    sorted_by_name = tmp_path / "sorted.csv"  # the advice a merchant might follow: sort by Name, so the copies meet
+    with sorted_by_name.open("w", newline="") as file:
+        csv.writer(file).writerows([rows[0], rows[1], rows[2], *newer, *rows[3:]])
+    result = import_csv(tenant_a, "orders", str(sorted_by_name))
+    assert {e.row for e in result.errors} == {2, 3, 4, 5} and {e.column for e in result.errors} == {"Name"}
+    assert "order #1001 is in the file twice (its financial status differs between its lines)" in result.errors[0].message
+    with tenant_context(tenant_a):
+        assert not Order.objects.exists()

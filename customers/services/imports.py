@@ -95,6 +95,9 @@ class ImportResult:
     # its number of customers in the file: the message names them, as a typo stays unfound
     # by the country filters, which match codes and names.
     unknown_countries: dict[str, int] = field(default_factory=dict)
+    # Orders: orders stored as cancelled, refunded, failed or voided that the file makes sales
+    # again, each with its change ("refunded → paid"): the message names them.
+    sales_again: dict[str, str] = field(default_factory=dict)
     # Orders: currencies other than the shop's, each with its number of orders in the file:
     # totals add amounts as they are, so the message says so (a EUR export into a USD shop).
     other_currencies: dict[str, int] = field(default_factory=dict)
@@ -1559,11 +1562,17 @@ def _load_orders(cursor: Any, spec: Spec, params: dict[str, Any], present: set[s
     cursor.execute(f"SELECT currency, count(*) FROM {STAGING}_orders WHERE currency <> %(currency)s GROUP BY currency "  # internal names only  # nosec B608
                    "ORDER BY count(*) DESC, currency", params)
     other_currencies = dict(cursor.fetchall())
+    # Orders stored as not a sale (cancelled, refunded…) that the file makes sales again: a
+    # correction, or an older export imported after a newer one, which undoes refunds unseen.
+    cursor.execute(f"SELECT g.order_id, e.status, COALESCE(g.status, e.status) FROM {STAGING}_existing e JOIN {STAGING}_orders g ON g.order_id = e.order_id "  # internal names and constants only  # nosec B608
+                   f"WHERE e.status IN ({NOT_REVENUE_SQL}) AND COALESCE(g.status, e.status) NOT IN ({NOT_REVENUE_SQL}) ORDER BY g.order_id")
+    unrefunded = {order_id: f"{before} → {after}" for order_id, before, after in cursor.fetchall()}
     return ImportResult(
         "orders",
         True,
         unusual_statuses=unusual,
         other_currencies=other_currencies,
+        sales_again=unrefunded,
         rows=total,
         created=new,
         updated=written - new + relined,
@@ -1803,6 +1812,12 @@ def _finish(result: ImportResult, spec: Spec, header: list[str], export: shopify
         else:
             result.message += (f" {orders:,} order{'s have' if orders != 1 else ' has'} a status this app does not know, counted as a sale: {named}. "
                                f"If one is not a sale, send it as {parsing.one_of(Order.NOT_REVENUE)}.")
+    if result.sales_again:
+        count = len(result.sales_again)
+        named = _first_named([f"{order_id} ({change})" for order_id, change in result.sales_again.items()])
+        verb = "would make" if result.dry_run else "made"
+        result.message += (f" The import {verb} {count:,} order{'s' if count != 1 else ''} that {'were' if count != 1 else 'was'} cancelled, refunded, failed or voided "
+                           f"{'sales' if count != 1 else 'a sale'} again: {named}. If its data is older than data imported before (an older export), import the newer again.")
     if result.other_currencies:
         orders = sum(result.other_currencies.values())
         named = _first_named([f"{currency} ({count:,})" for currency, count in result.other_currencies.items()])

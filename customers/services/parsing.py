@@ -60,8 +60,8 @@ def parse_datetime(raw: str) -> dt.datetime:
     except ValueError:
         # A spreadsheet that opened the file rewrote its dates in the local style (30.11.2026 18:20, 11/30/2026):
         # say so, as every date of the file then fails alike.
-        rewritten = ("; a spreadsheet may have rewritten the dates in its local style: format the column as 2026-11-30 18:20 before saving, "
-                     "or export the file again") if _LOCAL_DATE.match(text) else ""
+        rewritten = ("; a spreadsheet may have rewritten the dates in its local style: export the file again and import it without opening it "
+                     "in a spreadsheet (or format the column as 2026-11-30 18:20, adding the times' UTC offset if they had one)") if _LOCAL_DATE.match(text) else ""
         raise FieldError(f"'{shorten(raw)}' is not a date; use ISO 8601 (2024-03-31 or 2024-03-31T14:05:00Z) or YYYYMMDD{rewritten}") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)

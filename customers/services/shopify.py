@@ -169,16 +169,31 @@ class OrdersExport(Export):
         # pasted twice (two overlapping exports), read once; or a file sorted by another column,
         # which split orders apart and left their later lines without the order's own fields.
         fingerprint = hash(tuple(tuple(values) for _, values in group))
+        starts = [row_no for row_no, values in group if self.cell(values, "email") or self.cell(values, "created at")]  # lines with the order's own fields
         if name in self.seen:
             earlier, earlier_print = self.seen[name]
             if earlier_print == fingerprint:
                 self.repeated += 1
                 return
-            message = (f"order {name} has lines at row {earlier} too: the export lists an order's lines one after another, so sort the file "
-                       "by Name (or export it again) and import it")
+            if starts and starts[0] == first_row:  # a whole second copy, changed in between: two exports of different days
+                message = (f"order {name} is in the file twice, at rows {earlier} and {first_row}, with other lines or fields: two exports from "
+                           "different days pasted together? Keep each order once, from the newer export, and import it")
+            else:
+                message = (f"order {name} has lines at row {earlier} too: the export lists an order's lines one after another, so sort the file "
+                           "by Name (or export it again) and import it")
             yield from (self.reject(row_no, "Name", message) for row_no, _ in group)
             return
         self.seen[name] = (first_row, fingerprint)
+        # The export writes the order's own fields on its first line only (some tools on every
+        # line): on a few lines but not all, or differing, they start a second copy of the order.
+        copies = len(starts) > 1 and len(starts) < len(group)
+        differing = [field for field in ORDER_FIELDS if len({self.cell(values, field) for _, values in group} - {""}) > 1]
+        if copies or differing:
+            what = f"its {', '.join(differing)} {'differ' if len(differing) > 1 else 'differs'} between its lines" if differing else f"its own fields start it again at row {starts[1]}"
+            message = (f"order {name} is in the file twice ({what}): two exports pasted together and sorted? Keep each order once, from the newer "
+                       "export, and import it")
+            yield from (self.reject(row_no, "Name", message) for row_no, _ in group)
+            return
         # The order's own fields, from the first line that has each: problems are named on that
         # line, and the lines that only carry them get a stand-in, so each problem is named once.
         held = {field: next(((row_no, self.cell(values, field)) for row_no, values in group if self.cell(values, field)), (first_row, ""))
