@@ -218,3 +218,15 @@ def test_two_exports_of_different_days_pasted_together_are_refused_as_such_sorte
     assert "order #1001 is in the file twice (its financial status differs between its lines)" in result.errors[0].message
     with tenant_context(tenant_a):
         assert not Order.objects.exists()
+
+
+def test_a_shopify_customer_under_a_new_email_is_named_as_one_person_under_two(tenant_a, tmp_path):
+    assert import_csv(tenant_a, "customers", str(CUSTOMERS_EXPORT)).ok
+    newer = tmp_path / "customers_export.csv"  # Bob changed his email in Shopify since
+    newer.write_text(CUSTOMERS_EXPORT.read_text(encoding="utf-8").replace("bob@example.com", "robert@example.com"), encoding="utf-8")
+
+    result = import_csv(tenant_a, "customers", str(newer))
+
+    assert result.ok and result.created == 1
+    assert ("1 Shopify customer is here under two emails or more (an email changed?), each a customer of its own, with the orders placed under it: "
+            "7011000000002: bob@example.com, robert@example.com.") in result.message

@@ -1864,6 +1864,8 @@ def import_csv(tenant: Tenant, kind: str, path: str, *, progress: ProgressCallba
             result = _load(tenant, spec, staging, _present_columns(spec, header), progress, dry_run=dry_run)
     except ImportError_ as exc:
         return _failed(kind, export.named(exc) if export is not None else exc, dry_run=dry_run)
+    if isinstance(export, shopify.CustomersExport) and not dry_run:
+        export.under_two_emails(tenant)
     if progress:
         progress(1.0, "Done")
     return _finish(result, spec, header, export)

@@ -59,6 +59,7 @@ SKU_MAX_LENGTH = 128  # imports.ID: a line without a sku (many shops set none) i
 CUSTOMER_ATTRIBUTES = {"shopify_customer_id": ("customer id",), "accepts_email_marketing": ("accepts email marketing", "accepts marketing"),
                        "accepts_sms_marketing": ("accepts sms marketing",), "tags": ("tags",)}
 COUNTRY_COLUMNS = ("default address country code", "country code")
+SAME_PERSON_NAMED = 5  # Shopify customers under several emails that a customers import's message names
 
 
 def export_of(header: list[str], *, decimal_comma: bool = False) -> OrdersExport | CustomersExport | None:
@@ -277,6 +278,8 @@ class CustomersExport(Export):
                           **{attribute: self.header[self.at[name]].strip() for attribute, name in self.attributes.items()}}
         self.columns = ["customer_id", "email", "name", *(["country"] if self.country else []), *self.attributes]
         self.unread = self.ignored({"email", "first name", "last name", self.country, *self.attributes.values()})
+        self.shopify_ids: set[str] = set()  # the file's Customer IDs
+        self.same_person: dict[str, list[str]] = {}  # after the import: Customer ID → its emails, where several
 
     def records(self, records: Iterable[tuple[int, list[str]]]) -> Iterator[tuple[int, list[str]]]:
         for row_no, values in records:
@@ -288,12 +291,33 @@ class CustomersExport(Export):
                 self.left_out += 1
                 continue
             name = " ".join(part for part in (self.cell(values, "first name"), self.cell(values, "last name")) if part)
+            self.shopify_ids.add(self.cell(values, "customer id").removeprefix("'"))
             # Shopify writes its numeric id behind an apostrophe, so that a spreadsheet keeps its digits.
             yield row_no, [email.lower(), email, name, *([self.cell(values, self.country)] if self.country else []),
                            *(self.cell(values, column).removeprefix("'") for column in self.attributes.values())]
 
+    def under_two_emails(self, tenant: Any) -> None:
+        """After an import: the file's Shopify customers that the shop now has under two emails
+        or more (an email changed between exports), for the message. Grouped here, not in SQL:
+        SQLite reads the id ``'7011…'`` out of the JSON as a number, PostgreSQL as text."""
+        from clmsite.tenancy import tenant_context
+        from customers.models import Customer
+
+        emails: dict[str, list[str]] = {}
+        with tenant_context(tenant):
+            stored = Customer.objects.filter(attributes__has_key="shopify_customer_id").order_by("external_id").values_list("external_id", "attributes")
+            for external_id, attributes in stored.iterator():
+                shopify_id = str(attributes.get("shopify_customer_id", ""))
+                if shopify_id in self.shopify_ids:
+                    emails.setdefault(shopify_id, []).append(external_id)
+        self.same_person = dict(sorted((key, found) for key, found in emails.items() if len(found) > 1)[:SAME_PERSON_NAMED])
+
     def note(self) -> str:
         said = "Read as a Shopify customers export: each customer is named by their email, as the orders export names them."
+        if self.same_person:
+            named = "; ".join(f"{shopify_id}: {', '.join(emails)}" for shopify_id, emails in self.same_person.items())
+            said += (f" {len(self.same_person):,} Shopify customer{'s are' if len(self.same_person) != 1 else ' is'} here under two emails or more "
+                     f"(an email changed?), each a customer of its own, with the orders placed under it: {named}.")
         if self.left_out:
             said += (f" {self.left_out:,} customer{'s' if self.left_out != 1 else ''} without an email {'were' if self.left_out != 1 else 'was'} left out: "
                      "their orders could not be told apart from anyone's.")
