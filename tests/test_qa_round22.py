@@ -135,3 +135,16 @@ def test_an_older_file_that_makes_refunded_orders_sales_again_says_so(tenant_a):
 
     assert older.ok and older.sales_again == {"o1": "refunded → paid"}  # a blank status keeps o2's
     assert "The import made 1 order that was cancelled, refunded, failed or voided a sale again: o1 (refunded → paid)." in older.message
+
+
+def test_letters_a_windows_1252_save_replaced_by_question_marks_are_refused_not_stored(tenant_a, tmp_path):
+    path = tmp_path / "customers.csv"  # Excel's "CSV (Comma delimited)": é survives, ł, ễ and 山田 become "?"
+    path.write_bytes("customer_id,name\nc1,José Núñez\nc2,Ma?gorzata Wi?niewska\nc3,?? ??\nc4,Is it you?\n".encode("cp1252"))
+
+    result = import_csv(tenant_a, "customers", str(path))
+
+    assert not result.ok and [(e.row, e.column) for e in result.errors] == [(3, "name"), (4, "name")]
+    assert "has '?' where letters were" in result.errors[0].message and 'save it as "CSV UTF-8"' in result.errors[0].message
+    utf8 = tmp_path / "utf8.csv"
+    utf8.write_text("customer_id,name\nc1,José Núñez\nc2,Ma?gorzata\n", encoding="utf-8")
+    assert import_csv(tenant_a, "customers", str(utf8)).ok  # a UTF-8 file keeps what it says

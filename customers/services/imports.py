@@ -454,13 +454,15 @@ def _validate_records(
     refused: dict[int, dict[str, str]] | None = None,
     what: str = "file",
     decimal_comma: bool = False,
+    lossy: bool = False,
 ) -> list[str]:
     """Check every record, stage the clean ones and return the header's names as the file
     writes them (stripped, in lower case; ``column_name`` gives the column each names).
     A file with bad rows is still read to its end and its clean rows staged, so that the
     report also names the rows that repeat an id with different data. ``refused`` holds
     cells already found bad (row → column → message): they are reported in their place.
-    ``decimal_comma``: money is written 1.234,56 (see ``validate_file``)."""
+    ``decimal_comma``: money is written 1.234,56 (see ``validate_file``). ``lossy``: the file
+    is in an encoding of one alphabet (Windows-1252), whose save replaced other letters by "?"."""
     collector = _Collector(settings.IMPORT_MAX_REPORTED_ERRORS)
     written = [h.strip().lower() for h in header]
     names = [column_name(h) for h in written]
@@ -570,6 +572,10 @@ def _validate_records(
                     collector.add(row_no, name, "is required")
                     bad = True
                 staged.append(None)
+            elif lossy and max_length and "?" in text and LOST_LETTERS.search(text):
+                collector.add(row_no, name, f"'{parsing.shorten(text)}' has '?' where letters were: the file was saved in an encoding without them "
+                                            "(Excel's \"CSV (Comma delimited)\"), which replaced them for good; save it as \"CSV UTF-8\" and import it again")
+                bad = True
             elif len(text) <= max_length:
                 staged.append(text)  # plain text that fits: what _Text returns
             else:
@@ -661,6 +667,9 @@ def _open_text(path: str, encoding: str) -> IO[str]:
 
 
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # Excel's "Unicode text" export
+# A "?" inside a word (Ma?gorzata, Nguy?n) or a word of "?" only (?? ??, a Japanese name): what
+# a save in Windows-1252 makes of letters it lacks. Only looked for in such files.
+LOST_LETTERS = re.compile(r"[^\W\d_]\?+[^\W\d_]|(?:^|\s)\?+(?:\s|$)")
 
 
 EXCEL_SEPARATOR = re.compile(r"\ufeff?sep=([,;\t|])\r?\n?", re.IGNORECASE)
@@ -727,15 +736,17 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
                 # files keep the dot: Excel's "Unicode text" writes them in every locale.
                 decimal_comma = delimiter == ";"
                 export = shopify.export_of(header, decimal_comma=decimal_comma)
+                lossy = encoding != "utf-8-sig" and not utf16
                 if export is None:
                     return _validate_records(spec, header, reader, staging, max_rows=settings.IMPORT_MAX_ROWS,
-                                             progress=report if progress is not None else None, decimal_comma=decimal_comma), None
+                                             progress=report if progress is not None else None, decimal_comma=decimal_comma, lossy=lossy), None
                 if export.kind != spec.kind:
                     raise ImportError_(f"Nothing was imported: this is a Shopify {export.kind} export, not a file of {spec.kind}. Import it as {export.kind}.",
                                        [RowError(1, "", f"a Shopify {export.kind} export")])
                 try:
                     return _validate_records(spec, export.columns, export.records(reader), staging, max_rows=settings.IMPORT_MAX_ROWS,
-                                             progress=report if progress is not None else None, refused=export.refused, decimal_comma=decimal_comma), export
+                                             progress=report if progress is not None else None, refused=export.refused, decimal_comma=decimal_comma,
+                                             lossy=lossy), export
                 except ImportError_ as exc:
                     raise export.named(exc) from None
         except UnicodeDecodeError:
