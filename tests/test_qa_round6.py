@@ -18,7 +18,7 @@ def test_a_whole_number_may_carry_a_spreadsheets_trailing_zero(raw, value) -> No
 @pytest.mark.parametrize(("raw", "message"), [
     ("1e1", "'1e1' is in scientific notation; write a plain whole number"),
     ("2.5", "'2.5' is not a whole number"), ("1_0", "'1_0' is not a whole number"), ("٣", "'٣' is not a whole number"),
-    ("0", "must be between 1 and 1,000,000"), ("-1", "must be between 1 and 1,000,000"),
+    ("0", "'0' is not between 1 and 1,000,000"), ("-1", "'-1' is not between 1 and 1,000,000"),
 ])
 def test_anything_but_a_plain_whole_number_is_refused_with_its_reason(raw, message) -> None:
     with pytest.raises(FieldError, match=f"^{message}$"):

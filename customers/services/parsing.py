@@ -151,7 +151,7 @@ def parse_positive_int(raw: str, *, maximum: int = 1_000_000) -> int:
         raise FieldError(f"'{shorten(raw)}' is not a whole number")
     value = int(Decimal(text))
     if not 1 <= value <= maximum:
-        raise FieldError(f"must be between 1 and {maximum:,}")
+        raise FieldError(f"'{shorten(raw)}' is not between 1 and {maximum:,}")
     return value
 
 
@@ -265,6 +265,8 @@ COUNTRY_ALIASES = {
     "turkiye": "TR", "macau": "MO", "macao": "MO", "palestine": "PS", "vatican city": "VA", "democratic republic of the congo": "CD",
     "dr congo": "CD", "drc": "CD", "congo-kinshasa": "CD", "republic of the congo": "CG", "congo-brazzaville": "CG", "republic of korea": "KR",
     "falkland islands": "FK", "cote d'ivoire": "CI", "micronesia": "FM", "east timor": "TL", "burma": "MM", "kosovo": "XK",
+    "ísland": "IS", "island": "IS", "eesti": "EE", "latvija": "LV", "lietuva": "LT", "lëtzebuerg": "LU", "luxemburg": "LU", "българия": "BG",
+    "srbija": "RS", "србија": "RS", "shqipëria": "AL", "türkei": "TR", "dänemark": "DK", "schweden": "SE", "norwegen": "NO", "polen": "PL",
 }
 # Codes in use that ISO 3166 has not assigned: Kosovo's, as Shopify, the EU and banks write it.
 EXTRA_CODES = {"XK"}
