@@ -148,3 +148,16 @@ def test_letters_a_windows_1252_save_replaced_by_question_marks_are_refused_not_
     utf8 = tmp_path / "utf8.csv"
     utf8.write_text("customer_id,name\nc1,José Núñez\nc2,Ma?gorzata\n", encoding="utf-8")
     assert import_csv(tenant_a, "customers", str(utf8)).ok  # a UTF-8 file keeps what it says
+
+
+def test_an_order_number_finds_its_customer_in_the_list(tenant_a):
+    from customers.services.queries import search_customers
+
+    import_rows(tenant_a, "orders", [{"customer_id": "ana@example.com", "order_id": "#1611", "ordered_at": "2025-01-05", "amount": "10.00"},
+                                     {"customer_id": "c2", "order_id": "A-77", "ordered_at": "2025-01-05", "amount": "10.00"}])
+
+    def found(query: str) -> list[str]:
+        with tenant_context(tenant_a):
+            return [c.external_id for c in search_customers(tenant_a, query=query)]
+
+    assert found("#1611") == found("1611") == ["ana@example.com"] and found("A-77") == ["c2"] and found("#16") == []

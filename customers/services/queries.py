@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 from django.core.paginator import Paginator
-from django.db.models import Count, F, Prefetch, Q, Sum
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, Sum
 from django.db.models.functions import TruncMonth
 from django.http import Http404
 from django.utils import timezone
@@ -66,6 +66,9 @@ def search_customers(tenant: Tenant, *, query: str = "", sort: str = "-spent", s
             last, comma, first = query.partition(",")
             if comma and last.strip() and first.strip():  # "Davis, Chloe" (or "Davis, C"), as a spreadsheet lists names, finds Chloe Davis
                 matches |= Q(name__uicontains=last.strip()) & Q(name__uicontains=first.strip())
+            # An order number finds its customer ("#1611", or "1611" for Shopify's "#1611"), as a support request quotes it.
+            numbers = {query.strip(), f"#{query.strip().lstrip('#')}"}
+            matches |= Exists(Order.objects.filter(customer_id=OuterRef("pk"), external_id__in=numbers))
             customers = customers.filter(matches)
         if stage:
             customers = customers.filter(insight__stage=stage)
