@@ -34,7 +34,7 @@ def test_an_orders_export_imports_as_it_comes_and_again_changes_nothing(tenant_a
     result = import_csv(tenant_a, "orders", str(EXPORT))
 
     assert result.ok, result.errors
-    assert result.created == 5 and len(result.ignored_columns) == 79 - 12  # read: Name, Email, Created at, Total, the line's four, …
+    assert result.created == 5 and len(result.ignored_columns) == 79 - 13  # read: Name, Email, Created at, Total, the line's four, Vendor, …
     assert "Paid at" in result.ignored_columns and "Lineitem sku" not in result.ignored_columns
     assert "Read as a Shopify orders export" in result.message
     assert "1 order without an email (guest or point-of-sale checkouts) was left out" in result.message
@@ -46,8 +46,8 @@ def test_an_orders_export_imports_as_it_comes_and_again_changes_nothing(tenant_a
         first = orders["#1001"]
         # The Total (52.00 with shipping) spread over the lines by price x quantity: 20 and 30 of 50.
         assert (first.amount, first.currency, first.status) == (Decimal("52.00"), "EUR", "paid")
-        assert [(i.product.sku, i.quantity, i.amount) for i in first.items.select_related("product")] == [
-            ("SOCK-1", 2, Decimal("20.80")), ("CAP-1", 1, Decimal("31.20"))]
+        assert [(i.product.sku, i.quantity, i.amount, i.product.category) for i in first.items.select_related("product")] == [
+            ("SOCK-1", 2, Decimal("20.80"), "Acme"), ("CAP-1", 1, Decimal("31.20"), "Acme")]  # the Vendor: the export has no product type
         assert first.ordered_at.isoformat() == "2025-03-04T09:15:00+00:00"  # Created at, +0100
         # One customer for two spellings of her email, which is also her address.
         alice = Customer.objects.get(external_id="alice@example.com")

@@ -20,7 +20,9 @@ blank on the rows after it, which share its Name (#1001). Each order becomes:
   payment is voided);
 - each line's ``quantity``, ``sku`` and ``product_name`` from Lineitem quantity, sku and name;
   a line without a sku (many shops set none) takes its name as its sku, so that its
-  product, and what the customer bought, are still known.
+  product, and what the customer bought, are still known; a new product's ``category`` is
+  the line's Vendor (the export has no product type), so that segments and profiles can
+  say what kind of thing a customer buys.
 
 An order without an email (a guest or point-of-sale checkout with none given) belongs to
 no customer the app can follow: it is left out, and the import's message counts them.
@@ -47,7 +49,8 @@ ORDERS_SIGNATURE = {"name", "email", "created at", "total", "lineitem quantity",
 CUSTOMERS_SIGNATURE = {"first name", "last name", "email", "total spent", "total orders"}
 # Our orders column → the export's column it comes from: a row error is named by the export's.
 ORDERS_SOURCE_OF = {"customer_id": "Email", "order_id": "Name", "ordered_at": "Created at", "amount": "Total", "currency": "Currency",
-                    "quantity": "Lineitem quantity", "sku": "Lineitem sku", "product_name": "Lineitem name", "status": "Financial Status"}
+                    "quantity": "Lineitem quantity", "sku": "Lineitem sku", "product_name": "Lineitem name", "status": "Financial Status",
+                    "category": "Vendor"}
 ORDER_FIELDS = ("email", "created at", "currency", "financial status", "total", "cancelled at", "refunded amount")
 STATUSES = {"expired": "voided"}  # a payment that expired never became a sale
 # What a line that only carries a bad order field is read with: the line that holds it names it.
@@ -140,7 +143,7 @@ class OrdersExport(Export):
         self.repeated = 0  # orders whose lines the file repeats, cell for cell, further down
         self.source_of = ORDERS_SOURCE_OF
         self.columns = list(ORDERS_SOURCE_OF)
-        self.unread = self.ignored({*ORDERS_SIGNATURE, *ORDER_FIELDS, "lineitem sku", "lineitem name"})
+        self.unread = self.ignored({*ORDERS_SIGNATURE, *ORDER_FIELDS, "lineitem sku", "lineitem name", "vendor"})
 
     def money(self, row_no: int, column: str, text: str) -> Decimal | None:
         """The amount in a cell, or None with the cell refused."""
@@ -239,7 +242,7 @@ class OrdersExport(Export):
             if not own["ordered_at"] and row_no != held["created at"][0]:
                 cells["ordered_at"] = STAND_IN["ordered_at"]  # a blank Created at is named once, on the order's first line
             yield row_no, [cells["customer_id"], name, cells["ordered_at"], str(amount), cells["currency"],
-                           self.cell(values, "lineitem quantity"), sku, title, cells["status"]]
+                           self.cell(values, "lineitem quantity"), sku, title, cells["status"], self.cell(values, "vendor")]
 
     def check(self, row_no: int, column: str, text: str, parse: Callable[[str], object]) -> bool:
         """Whether ``text`` reads; if not, the cell is refused under ``column`` (ours: the import
