@@ -327,7 +327,8 @@ def audit_segment_changed(campaign: Campaign, segment: Any, before: tuple[str, i
 def audit_saved(campaign: Campaign, *, created: bool, user: Any, via: str, changed: list[str] | None = None) -> None:
     """The audit line of a campaign created or edited by hand (web form or API)."""
     if created:
-        when = f"; launch scheduled for {campaign.scheduled_for:%Y-%m-%d %H:%M} UTC" if campaign.scheduled_for else ""
+        # In UTC, as the audit keeps it: a form's time comes in the shop's time zone.
+        when = f"; launch scheduled for {campaign.scheduled_for.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC" if campaign.scheduled_for else ""
         _audit(campaign, "draft", user, via, f"by hand{when}")
         return
     if not changed:
@@ -335,7 +336,7 @@ def audit_saved(campaign: Campaign, *, created: bool, user: Any, via: str, chang
     labels = [str(Campaign._meta.get_field(name).verbose_name) for name in changed if name in {f.name for f in Campaign._meta.get_fields()}]
     detail = "changed " + ", ".join(labels)
     if "scheduled_for" in changed:
-        detail += f"; {'launch scheduled for ' + campaign.scheduled_for.strftime('%Y-%m-%d %H:%M') + ' UTC' if campaign.scheduled_for else 'schedule cleared'}"
+        detail += f"; {'launch scheduled for ' + campaign.scheduled_for.astimezone(dt.UTC).strftime('%Y-%m-%d %H:%M') + ' UTC' if campaign.scheduled_for else 'schedule cleared'}"
     _audit(campaign, "edit", user, via, detail)
 
 

@@ -182,6 +182,8 @@ class CampaignForm(forms.ModelForm):
         for key in self.FILTER_FIELDS:
             if self.instance.pk and key in self.instance.filters:
                 self.initial[key] = self.instance.filters[key]
+        zone = timezone.get_current_timezone_name()  # the shop's, on its pages (clmsite.tenancy)
+        self.fields["scheduled_for"].help_text = f"in {zone}, the shop's time zone (Settings); empty: launch by hand"
 
     def clean_scheduled_for(self) -> Any:
         when = self.cleaned_data.get("scheduled_for")

@@ -161,3 +161,28 @@ def test_an_order_number_finds_its_customer_in_the_list(tenant_a):
             return [c.external_id for c in search_customers(tenant_a, query=query)]
 
     assert found("#1611") == found("1611") == ["ana@example.com"] and found("A-77") == ["c2"] and found("#16") == []
+
+
+def test_a_launch_time_typed_in_the_shop_s_time_zone_is_kept_and_audited_in_utc(client, alice, tenant_a):
+    import datetime as dt
+
+    from campaigns.models import Campaign, CampaignAudit
+
+    tenant_a.time_zone = "America/New_York"
+    tenant_a.save()
+    client.force_login(alice)
+    year = dt.date.today().year + 1 if dt.date.today().month > 6 else dt.date.today().year
+    local = f"{year}-12-01T09:00"  # 09:00 in New York in December is 14:00 UTC (EST)
+    form = client.get("/campaigns/new/").content.decode()
+    assert "in America/New_York, the shop's time zone" in form
+
+    created = client.post("/campaigns/new/", {"name": "Morning", "action": "win_back", "channel": "email", "control_share": 10,
+                                              "attribution_days": 30, "scheduled_for": local})
+
+    assert created.status_code == 302
+    with tenant_context(tenant_a):
+        campaign = Campaign.objects.get()
+        assert campaign.scheduled_for == dt.datetime(year, 12, 1, 14, 0, tzinfo=dt.UTC)
+        assert f"launch scheduled for {year}-12-01 14:00 UTC" in CampaignAudit.objects.get(campaign=campaign).detail
+    page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert f"{year}-12-01 09:00 America/New_York" in page
