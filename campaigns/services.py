@@ -113,8 +113,11 @@ def preview(campaign: Campaign) -> dict[str, Any]:
                                               highest_offer=Max("action_offer", filter=own_offer),
                                               small_offers=Count("id", filter=own_offer & Q(action_offer__lt=SMALL_OFFER)),
                                               other_channel=Count("id", filter=other_channel))
-        left_out = audience(campaign, leave_out_running=False).count() - totals["n"]
-        said_no = audience(campaign, leave_out_declined=False).count() - totals["n"]
+        # Each customer left out is counted once, so the three add up to the segment: those who
+        # declined the channel (held by a running campaign or not), then those held.
+        consenting = audience(campaign, leave_out_running=False).count()
+        said_no = audience(campaign, leave_out_running=False, leave_out_declined=False).count() - consenting
+        left_out = consenting - totals["n"]
     notes = []  # what the count alone would not say, each a sentence or two
     if said_no:
         attribute = CONSENT_ATTRIBUTES[Channel(campaign.channel)]

@@ -276,8 +276,8 @@ class TenantSettingsForm(forms.Form):
     currency = forms.CharField(max_length=3, help_text="ISO 4217 code, such as USD or EUR: the currency the shop's amounts are in. Changing it converts nothing; "
                                                        "orders imported with another currency stay as they are")
     time_zone = forms.ChoiceField(choices=[(zone, zone) for zone in sorted(zoneinfo.available_timezones() | {"UTC"})], label="Time zone", required=False,
-                                  help_text="the pages show dates and times in it, and chart months by it (the API, the CSV exports, the models "
-                                  "and the schedule below keep UTC)")
+                                  help_text="the pages show the times of orders, reviews, imports, jobs and campaigns in it, and chart months by it; "
+                                  "stage dates and the models' as-of dates are days in UTC, and the API, the CSV exports and the schedule below keep UTC")
     horizon_days = forms.IntegerField(min_value=7, max_value=730, label="Prediction horizon (days)",
                                       help_text="how far ahead the predictions look: the chance to buy again within this many days")
     high_tier_percent = forms.IntegerField(min_value=1, max_value=50, label="High value: top % of customers",

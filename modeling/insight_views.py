@@ -395,6 +395,10 @@ def priorities(request: HttpRequest) -> HttpResponse:
     totals = CustomerInsight.objects.values("action").annotate(n=Count("id"), at_risk=Sum("priority")).order_by("-at_risk")
     names = dict(Action.choices)
     page = Paginator(rows, PRIORITIES_PER_PAGE).get_page(request.GET.get("page"))
+    from campaigns.services import DECLINED
+
+    for row in page.object_list:  # a customer who declined the action's channel: said beside it, as no campaign by it reaches them
+        row.declined_channel = consent_of(row.customer, row.action_channel).strip().lower() in DECLINED
     return render(request, "insights/priorities.html", {
         "page": page, "rows": page.object_list, "action": action, "unknown_action": unknown_action, "held_out": held_out, "actions": [c for c in Action.choices if c[0] != Action.NO_ACTION], "query_prefix": f"action={action}&" if action else "",
         "totals": [{"action": t["action"], "label": names.get(t["action"], t["action"]), "n": t["n"], "at_risk": t["at_risk"] or 0} for t in totals],

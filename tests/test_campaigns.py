@@ -604,7 +604,7 @@ def test_a_customer_who_declined_the_channels_marketing_is_left_out_and_the_prev
 
     preview = services.preview(email)
 
-    assert (preview["size"], preview["left_out_declined"]) == (everyone - 3, 3)
+    assert (preview["size"], preview["left_out_declined"], preview["left_out_running"]) == (everyone - 3, 3, 0)
     assert "3 customers are left out: they declined Email marketing (accepts_email_marketing is no)." in preview["note"]
     assert services.preview(make_campaign(shop, name="By phone", channel="phone"))["size"] == everyone  # a call asks no marketing consent
     assert services.preview(make_campaign(shop, name="By SMS", channel="sms"))["size"] == everyone - 5
@@ -617,3 +617,9 @@ def test_a_customer_who_declined_the_channels_marketing_is_left_out_and_the_prev
     with tenant_context(shop):
         declined = Customer.objects.get(pk=ids[0])
     assert consent.get(declined.external_id, "no") == "no" and all(value in ("", "no", "No", "false", "yes") for value in consent.values())
+    with tenant_context(shop):
+        for customer in Customer.objects.all():
+            customer.attributes = {**customer.attributes, "accepts_email_marketing": "no"}
+            customer.save()
+    page = client.get("/priorities/").content.decode()
+    assert 'data-testid="declined-channel"' in page and "declined Email marketing" in page
