@@ -64,6 +64,18 @@ def declined(channel: str) -> QuerySet[Customer]:
     return Customer.objects.filter(said)
 
 
+def consent_of(customer: Customer, channel: str) -> str:
+    """The customer's consent to ``channel``'s marketing as stored (``yes``, ``no``…), or blank
+    where the channel asks none or the shop never sent it."""
+    attribute = CONSENT_ATTRIBUTES.get(Channel(channel)) if channel in Channel.values else None
+    return str((customer.attributes or {}).get(attribute, "")) if attribute else ""
+
+
+def has_declined(customer: Customer, channel: str) -> bool:
+    """``declined`` for one customer already loaded: the same words, without case."""
+    return consent_of(customer, channel).strip().lower() in DECLINED
+
+
 def audience(campaign: Campaign, *, leave_out_running: bool = True, leave_out_declined: bool = True) -> QuerySet[CustomerInsight]:
     """The customers a campaign targets now: its segment's members and its filters, less
     those who declined its channel's marketing, and the customers other running campaigns

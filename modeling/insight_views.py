@@ -18,7 +18,7 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from campaigns.models import Action
-from campaigns.services import held_by_running
+from campaigns.services import consent_of, has_declined, held_by_running
 from clmsite.datacache import cached
 from clmsite.forms import PercentField
 from clmsite.models import Role
@@ -357,15 +357,6 @@ PRIORITY_COLUMNS = ["customer_id", "name", "email", "stage", "stage_label", "sta
 PRIORITIES_PER_PAGE = 50
 
 
-def consent_of(customer: Any, channel: str) -> str:
-    """The customer's consent to the channel's marketing as stored (``yes``, ``no``…), or blank
-    where the channel asks none or the shop never sent it: an email tool must not mail a no."""
-    from campaigns.services import CONSENT_ATTRIBUTES
-
-    attribute = CONSENT_ATTRIBUTES.get(channel) if channel else None  # type: ignore[call-overload]
-    return str((customer.attributes or {}).get(attribute, "")) if attribute else ""
-
-
 def _priority_row(i: CustomerInsight) -> list[object]:
     return [i.customer.external_id, i.customer.name, i.customer.email, i.stage, i.get_stage_display(), i.stage_reason, i.value_tier,
             "" if i.churn_probability is None else f"{i.churn_probability:.4f}", "" if i.predicted_value is None else i.predicted_value, f"{i.priority:.2f}",
@@ -395,10 +386,8 @@ def priorities(request: HttpRequest) -> HttpResponse:
     totals = CustomerInsight.objects.values("action").annotate(n=Count("id"), at_risk=Sum("priority")).order_by("-at_risk")
     names = dict(Action.choices)
     page = Paginator(rows, PRIORITIES_PER_PAGE).get_page(request.GET.get("page"))
-    from campaigns.services import DECLINED
-
     for row in page.object_list:  # a customer who declined the action's channel: said beside it, as no campaign by it reaches them
-        row.declined_channel = consent_of(row.customer, row.action_channel).strip().lower() in DECLINED
+        row.declined_channel = has_declined(row.customer, row.action_channel)
     return render(request, "insights/priorities.html", {
         "page": page, "rows": page.object_list, "action": action, "unknown_action": unknown_action, "held_out": held_out, "actions": [c for c in Action.choices if c[0] != Action.NO_ACTION], "query_prefix": f"action={action}&" if action else "",
         "totals": [{"action": t["action"], "label": names.get(t["action"], t["action"]), "n": t["n"], "at_risk": t["at_risk"] or 0} for t in totals],

@@ -1792,6 +1792,12 @@ def _first_named(items: list[str]) -> str:
     return ", ".join(items[:IGNORED_COLUMNS_NAMED]) + (f" and {more:,} more" if more > 0 else "")
 
 
+def _tally(counts: dict[str, int]) -> tuple[int, str]:
+    """What a result counts by value (statuses, currencies, countries): the total, and the first
+    values with their counts, ``pending (17), authorized (16)``."""
+    return sum(counts.values()), _first_named([f"{value} ({count:,})" for value, count in counts.items()])
+
+
 def _finish(result: ImportResult, spec: Spec, header: list[str], export: shopify.Export | None = None) -> ImportResult:
     noun = result.kind if result.rows != 1 else result.kind.removesuffix("s")
     if result.dry_run:
@@ -1806,17 +1812,16 @@ def _finish(result: ImportResult, spec: Spec, header: list[str], export: shopify
     extra = [name for name in dict.fromkeys(header) if name and column_name(name) not in known]
     if spec.kind == "customers":
         result.attribute_columns = [column_name(name) for name in extra]
-    else:
-        result.ignored_columns = extra
-    if export is not None:
+    if export is not None:  # the export's columns it does not read, as it names them
         result.ignored_columns = export.unread
+    elif spec.kind != "customers":
+        result.ignored_columns = extra
     repeated = result.details.get("repeated_lines", 0)
     if repeated:
         result.message += (f" {repeated:,} line{'s' if repeated != 1 else ''} repeat{'s' if repeated == 1 else ''} the line before cell for cell: "
                            f"{'each counts' if repeated != 1 else 'it counts'} as another line of its order. If your export doubled them, remove them and import the file again.")
     if result.unusual_statuses:
-        orders = sum(result.unusual_statuses.values())
-        named = _first_named([f"{status} ({count:,})" for status, count in result.unusual_statuses.items()])
+        orders, named = _tally(result.unusual_statuses)
         if export is not None:  # Shopify's own payment states (pending, authorized): the merchant cannot rename them
             result.message += (f" {orders:,} order{'s have' if orders != 1 else ' has'} a payment status that is not yet a sale's, counted as a sale: {named}. "
                                "Import a newer export once they are paid, refunded or voided, and it updates them.")
@@ -1830,13 +1835,11 @@ def _finish(result: ImportResult, spec: Spec, header: list[str], export: shopify
         result.message += (f" The import {verb} {count:,} order{'s' if count != 1 else ''} that {'were' if count != 1 else 'was'} cancelled, refunded, failed or voided "
                            f"{'sales' if count != 1 else 'a sale'} again: {named}. If its data is older than data imported before (an older export), import the newer again.")
     if result.other_currencies:
-        orders = sum(result.other_currencies.values())
-        named = _first_named([f"{currency} ({count:,})" for currency, count in result.other_currencies.items()])
+        orders, named = _tally(result.other_currencies)
         result.message += (f" {orders:,} order{'s are' if orders != 1 else ' is'} in another currency than the shop's: {named}. Totals, charts and models add "
                            "amounts as they are, with no exchange rates: export amounts in the shop's currency, or, if the shop sells in another, set that one in Settings.")
     if result.unknown_countries:
-        customers = sum(result.unknown_countries.values())
-        named = _first_named([f"{country} ({count:,})" for country, count in result.unknown_countries.items()])
+        customers, named = _tally(result.unknown_countries)
         result.message += (f" {customers:,} customer{'s have' if customers != 1 else ' has'} a country this app does not recognise, kept as written: {named}. "
                            "The country filters find them only as written; if one is a typo, correct it and import the file again.")
     if result.attribute_columns:
