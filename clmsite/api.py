@@ -118,6 +118,14 @@ class SearchFilter(filters.SearchFilter):
             raise exceptions.ValidationError({self.search_param: exc.detail}) from None
         return [nfc(term) for term in terms]  # as imports store text: "José" typed either way finds it
 
+    def filter_queryset(self, request: Any, queryset: Any, view: Any) -> Any:
+        """DRF's search, or'ed with the view's ``search_also(query)`` where it has one (the
+        customers' order numbers, as the customer list in the UI finds them)."""
+        found = super().filter_queryset(request, queryset, view)
+        also = getattr(view, "search_also", None)
+        terms = self.get_search_terms(request) if also else []
+        return found | queryset.filter(also(" ".join(terms))) if terms else found
+
 
 class OrderingFilter(filters.OrderingFilter):
     """DRF's ordering, except that an unknown field is a 400 naming the allowed ones: DRF

@@ -50,7 +50,7 @@ from customers.services.imports import (
     import_rows,
     misspelt_columns,
 )
-from customers.services.queries import order_lines
+from customers.services.queries import order_lines, ordered_as
 from customers.services.records import RecordGone, do_delete_record, do_set_order_status
 from modeling.models import Job
 from modeling.review_insight import aspect_labels
@@ -610,7 +610,7 @@ class CreateFromRowMixin:
 
 @extend_schema_view(create=create_schema("customers", CustomerDetailSerializer), bulk=extend_schema(request=bulk_request("customers")))
 class CustomerViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
-    """Customers: search by id, email or name; filter; order by spend, orders or recency."""
+    """Customers: search by id, email, name or order number; filter; order by spend, orders or recency."""
 
     bulk_kind = "customers"
     search_fields = ["external_id", "email__uicontains", "name__uicontains"]  # accents and case aside
@@ -621,6 +621,9 @@ class CustomerViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin
 
     def get_base_queryset(self) -> Any:
         return Customer.objects.all()
+
+    def search_also(self, query: str) -> Any:
+        return ordered_as(query)
 
     def get_serializer_class(self) -> Any:
         return CustomerDetailSerializer if self.action in ("retrieve", "create") else CustomerSerializer

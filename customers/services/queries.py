@@ -55,6 +55,13 @@ def month_in_progress(month: dt.date) -> bool:
     return month.strftime("%Y-%m") == timezone.now().strftime("%Y-%m")
 
 
+def ordered_as(query: str) -> Q:
+    """The customers with an order numbered ``query``: an order number finds its customer
+    ("#1611", or "1611" for Shopify's "#1611"), as a support request quotes it."""
+    numbers = {query.strip(), f"#{query.strip().lstrip('#')}"}
+    return Q(Exists(Order.objects.filter(customer_id=OuterRef("pk"), external_id__in=numbers)))
+
+
 def search_customers(tenant: Tenant, *, query: str = "", sort: str = "-spent", stage: str = "", tier: str = "", country: str = "") -> Any:
     """The customer list's rows: only the columns it shows (not the attributes JSON), with
     each customer's stage and value tier as of the latest scoring, filtered by them."""
@@ -66,9 +73,7 @@ def search_customers(tenant: Tenant, *, query: str = "", sort: str = "-spent", s
             last, comma, first = query.partition(",")
             if comma and last.strip() and first.strip():  # "Davis, Chloe" (or "Davis, C"), as a spreadsheet lists names, finds Chloe Davis
                 matches |= Q(name__uicontains=last.strip()) & Q(name__uicontains=first.strip())
-            # An order number finds its customer ("#1611", or "1611" for Shopify's "#1611"), as a support request quotes it.
-            numbers = {query.strip(), f"#{query.strip().lstrip('#')}"}
-            matches |= Exists(Order.objects.filter(customer_id=OuterRef("pk"), external_id__in=numbers))
+            matches |= ordered_as(query)
             customers = customers.filter(matches)
         if stage:
             customers = customers.filter(insight__stage=stage)
