@@ -19,7 +19,7 @@ from django.db.models import Q
 
 from campaigns.models import Action, Channel, PlaybookRule
 from clmsite.models import Tenant
-from clmsite.tenancy import tenant_context
+from clmsite.tenancy import shop_day_end, tenant_context
 from modeling.explain import whole_units
 
 # The defaults a new tenant starts from; the Playbook page edits them.
@@ -63,13 +63,11 @@ NEGATIVE_RATING_MAX = 2
 NEGATIVE_TONE_MAX = -0.5
 
 
-def negative_review_filter(as_of: dt.date) -> Q:
+def negative_review_filter(as_of: dt.date, tenant: Any) -> Q:
     """The one definition of a negative review, for the dashboard's alert list and for the
     playbook's sentiment condition alike: rated 1-2 stars or read as negative by the
-    sentiment model, written in the 60 days up to the end of ``as_of``."""
-    from modeling.features import as_timestamp
-
-    end = as_timestamp(as_of).to_pydatetime()
+    sentiment model, written in the 60 days up to the end of ``as_of`` (the shop's day)."""
+    end = shop_day_end(as_of, tenant)
     return (Q(created_at__lte=end, created_at__gt=end - dt.timedelta(days=SENTIMENT_WINDOW_DAYS))
             & (Q(rating__lte=NEGATIVE_RATING_MAX) | Q(sentiment="negative")))
 

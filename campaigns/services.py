@@ -30,7 +30,7 @@ from django.utils.dateformat import format as date_format
 from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember, Channel
 from clmsite.models import Tenant
 from clmsite.statistics import refresh_statistics
-from clmsite.tenancy import lock_tenant, tenant_context
+from clmsite.tenancy import lock_tenant, shop_today, tenant_context
 from customers.models import Customer
 from modeling.exports import spreadsheet_safe
 from modeling.models import CustomerInsight, Segment, Stage
@@ -179,7 +179,7 @@ def preview(campaign: Campaign) -> dict[str, Any]:
         notes.append(f"{_count(unscored, 'customer')} {has} no stage yet (loaded since the stages were last worked out) "
                      f"and so {are} in no audience until the next scoring gives them one.")
     scored_on = latest_scoring_date(campaign.tenant)
-    age = (timezone.now().date() - scored_on).days if scored_on else 0
+    age = (shop_today(campaign.tenant) - scored_on).days if scored_on else 0
     if age > STALE_SCORING_DAYS:
         notes.append(f"The audience comes from the scoring of {scored_on}, {age:,} days ago: its stages, predictions and actions may have moved "
                      "since. An admin can score now on the Models page.")

@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 from campaigns.models import Campaign, CampaignMember
 from clmsite.models import Tenant
-from clmsite.tenancy import tenant_context
+from clmsite.tenancy import shop_day, shop_today, tenant_context
 
 MIN_TREATED, MIN_CONTROL = 150, 60
 TOP_SHARE = 0.3
@@ -76,14 +76,14 @@ def training_frame(tenant: Tenant, action: str) -> pd.DataFrame:
         campaigns = list(Campaign.objects.filter(action=action, state=Campaign.State.COMPLETED).exclude(launched_at=None).order_by("launched_at"))
         if not campaigns:
             return pd.DataFrame()
-        history = load_history(tenant, ceiling=max(c.launched_at for c in campaigns).date())
+        history = load_history(tenant, ceiling=shop_day(max(c.launched_at for c in campaigns), tenant))
         frames = []
         for campaign in campaigns:
             members = pd.DataFrame.from_records(list(CampaignMember.objects.filter(campaign=campaign).values_list("customer_id", "group")), columns=["customer", "group"])
             converted = set(Order.objects.filter(customer_id__in=members["customer"].tolist(), ordered_at__gt=campaign.launched_at,
                                                  ordered_at__lte=campaign.attribution_ends).exclude(status__in=Order.NOT_REVENUE)
                             .values_list("customer_id", flat=True))
-            launch = campaign.launched_at.date() - dt.timedelta(days=1)  # features strictly before the launch day
+            launch = shop_day(campaign.launched_at, tenant) - dt.timedelta(days=1)  # features strictly before the launch day
             features = features_as_of(history, launch).reindex(members["customer"])
             features = features.reset_index(drop=True)
             frame = pd.concat([members.reset_index(drop=True), features], axis=1)
@@ -148,14 +148,13 @@ def persuadable_customer_ids(tenant: Tenant, action: str) -> list[int] | None:
     """The top 30% of customers by predicted uplift for ``action`` (the share the held-out
     validation measures), keeping only those predicted to gain at least 2 points; None when
     no completed campaign of that action teaches the model yet."""
-    from django.utils import timezone
 
     from modeling.features import features_as_of, load_history
 
     model = model_for(tenant, action)
     if model is None:
         return None
-    today = timezone.now().date()
+    today = shop_today(tenant)
     features = features_as_of(load_history(tenant, ceiling=today), today)
     uplift = model.predict(features)
     cut = max(float(uplift.quantile(1 - TOP_SHARE)), PERSUADABLE_UPLIFT) if len(uplift) else PERSUADABLE_UPLIFT

@@ -767,7 +767,7 @@ class ShopSerializer(serializers.Serializer):
     name = serializers.CharField()
     currency = serializers.CharField(help_text="ISO 4217: the currency of every money figure the API answers (an order carries its own `currency`)")
     horizon_days = serializers.IntegerField(help_text="how far ahead predictions look: the chance to buy within this many days")
-    time_zone = serializers.CharField(help_text="the IANA time zone the shop's pages show times in (`Europe/Berlin`); the API's date-times are UTC whatever it is")
+    time_zone = serializers.CharField(help_text="the IANA time zone the shop's pages show times in (`Europe/Berlin`) and whose days the models count (`as_of`, a stage's `since`); the API's date-times are UTC whatever it is")
     role = serializers.ChoiceField(choices=Role.choices, help_text="the role of the key (or the signed-in user) asking")
     latest_scoring = serializers.DateField(allow_null=True, help_text="the date the current predictions, stages and next actions are as of; null before the first scoring")
 

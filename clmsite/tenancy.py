@@ -11,6 +11,7 @@ through ``Model.unscoped`` and reads as the deliberate exception it is.
 from __future__ import annotations
 
 import contextvars
+import datetime as dt
 import functools
 import time
 import zoneinfo
@@ -133,6 +134,28 @@ def shop_zone(tenant: Any) -> zoneinfo.ZoneInfo | None:
     """The shop's time zone for its pages, or None for UTC (or a name this system lacks)."""
     name = getattr(tenant, "time_zone", "UTC") or "UTC"
     return None if name == "UTC" else _zone(name)
+
+
+def shop_day(moment: dt.datetime, tenant: Any) -> dt.date:
+    """The shop's calendar day of an instant. Stages, gaps and as-of dates count the shop's
+    days: an order at 8 pm in Los Angeles on 6 December is the 6th there (UTC's 7th), as
+    the customer's page lists it."""
+    return moment.astimezone(shop_zone(tenant) or dt.UTC).date()
+
+
+def shop_today(tenant: Any) -> dt.date:
+    return shop_day(timezone.now(), tenant)
+
+
+def shop_midnight(day: dt.date, tenant: Any) -> dt.datetime:
+    """The instant the shop's day ``day`` begins, for a query of the database."""
+    return dt.datetime.combine(day, dt.time.min, tzinfo=shop_zone(tenant) or dt.UTC)
+
+
+def shop_day_end(day: dt.date, tenant: Any) -> dt.datetime:
+    """The last second of the shop's day ``day``: what "as of" a date means in a query (as
+    :func:`modeling.features.as_timestamp` reads a date on the shop's clock)."""
+    return dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=shop_zone(tenant) or dt.UTC)
 
 
 @functools.lru_cache(maxsize=64)

@@ -276,8 +276,9 @@ class TenantSettingsForm(forms.Form):
     currency = forms.CharField(max_length=3, help_text="ISO 4217 code, such as USD or EUR: the currency the shop's amounts are in. Changing it converts nothing; "
                                                        "orders imported with another currency stay as they are")
     time_zone = forms.ChoiceField(choices=[(zone, zone) for zone in sorted(zoneinfo.available_timezones() | {"UTC"})], label="Time zone", required=False,
-                                  help_text="the pages show the times of orders, reviews, imports, jobs and campaigns in it, and chart months by it; "
-                                  "stage dates and the models' as-of dates are days in UTC, and the API, the CSV exports and the schedule below keep UTC")
+                                  help_text="the pages show the times of orders, reviews, imports, jobs and campaigns in it and chart months by it, and the "
+                                  "models count the shop's days in it (stage dates, as-of dates, days since an order) from the next scoring; "
+                                  "the API's and the CSV exports' times and the schedule below keep UTC")
     horizon_days = forms.IntegerField(min_value=7, max_value=730, label="Prediction horizon (days)",
                                       help_text="how far ahead the predictions look: the chance to buy again within this many days")
     high_tier_percent = forms.IntegerField(min_value=1, max_value=50, label="High value: top % of customers",
@@ -325,7 +326,7 @@ def tenant_settings(request: HttpRequest) -> HttpResponse:
         }
         tenant.save()
         bump_data_version(tenant.pk)  # the dashboard's cached figures carry the currency, and months by the time zone
-        messages.success(request, "Settings saved. The horizon applies from the next training; tiers from the next scoring.")
+        messages.success(request, "Settings saved. The horizon applies from the next training; tiers and the time zone's days from the next scoring.")
         return redirect("tenant_settings")
     return render(request, "tenant_settings.html", {"form": form})
 

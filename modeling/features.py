@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 
 from clmsite.models import Tenant
-from clmsite.tenancy import tenant_context
+from clmsite.tenancy import shop_day_end, shop_zone, tenant_context
 
 DAY = np.timedelta64(1, "D")
 # Rolling windows (days) for counts and spend, and the comparison period of the trend.
@@ -50,13 +51,23 @@ class History:
 
 
 def as_timestamp(value: dt.date | dt.datetime | pd.Timestamp) -> pd.Timestamp:
-    """A date means the end of that day (UTC): as of 2024-03-31 includes orders on the 31st."""
+    """A date means the end of that day: as of 2024-03-31 includes orders on the 31st. The
+    day is the shop's: a History's times are on the shop's clock (:func:`shop_clock`)."""
     if isinstance(value, pd.Timestamp):
         return value.tz_convert("UTC") if value.tzinfo else value.tz_localize("UTC")
     if isinstance(value, dt.datetime):
         stamp = pd.Timestamp(value)
         return stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
     return pd.Timestamp(dt.datetime.combine(value, dt.time.max), tz="UTC").floor("s")
+
+
+def shop_clock(stamps: pd.Series, zone: Any) -> pd.Series:
+    """UTC instants as the shop's clock reads them, still labelled UTC, so that every day
+    counted from them (gaps, recency, stages, windows, as-of dates) is the shop's day. With
+    no zone (UTC), as they are."""
+    if zone is None:
+        return stamps
+    return stamps.dt.tz_convert(zone).dt.tz_localize(None).dt.tz_localize("UTC")
 
 
 def typical_first_order(orders: pd.DataFrame) -> float | None:
@@ -72,7 +83,13 @@ def load_history(tenant: Tenant, *, ceiling: dt.date | dt.datetime | None = None
     orders imported since then, which the predictions of that moment did not see)."""
     from customers.models import Customer, Order, OrderItem, Review
 
-    limit = as_timestamp(ceiling) if ceiling is not None else None
+    zone = shop_zone(tenant)
+    limit = moment = None
+    if isinstance(ceiling, dt.datetime):  # an instant (pd.Timestamp is one too)
+        moment = as_timestamp(ceiling).to_pydatetime()
+        limit = shop_clock(pd.Series([pd.Timestamp(moment)]), zone).iloc[0]
+    elif ceiling is not None:  # the end of the shop's day
+        limit, moment = as_timestamp(ceiling), shop_day_end(ceiling, tenant)
     with tenant_context(tenant):
         orders_qs = Order.objects.exclude(status__in=Order.NOT_REVENUE)
         lines_qs = OrderItem.objects.exclude(order__status__in=Order.NOT_REVENUE)
@@ -83,17 +100,16 @@ def load_history(tenant: Tenant, *, ceiling: dt.date | dt.datetime | None = None
             orders_qs = orders_qs.filter(customer_id__in=customer_ids)
             lines_qs = lines_qs.filter(order__customer_id__in=customer_ids)
             reviews_qs = reviews_qs.filter(customer_id__in=customer_ids)
-        if limit is not None:
+        if moment is not None:
             # Only customers who existed by then: first seen by then, or with an order by then,
             # or (first seen unknown) loaded by then. A customer who arrived later is not
             # scored at a date before they arrived.
-            moment = limit.to_pydatetime()
             customers_qs = customers_qs.filter(
                 Q(first_seen__lte=moment) | Q(first_seen__isnull=True, created_at__lte=moment) | Q(pk__in=Order.objects.filter(ordered_at__lte=moment).values("customer_id"))
             )
-            orders_qs = orders_qs.filter(ordered_at__lte=limit.to_pydatetime())
-            lines_qs = lines_qs.filter(order__ordered_at__lte=limit.to_pydatetime())
-            reviews_qs = reviews_qs.filter(created_at__lte=limit.to_pydatetime())
+            orders_qs = orders_qs.filter(ordered_at__lte=moment)
+            lines_qs = lines_qs.filter(order__ordered_at__lte=moment)
+            reviews_qs = reviews_qs.filter(created_at__lte=moment)
         if loaded_before is not None:
             customers_qs = customers_qs.filter(created_at__lt=loaded_before)
             orders_qs = orders_qs.filter(created_at__lt=loaded_before)
@@ -114,7 +130,7 @@ def load_history(tenant: Tenant, *, ceiling: dt.date | dt.datetime | None = None
             columns=["review", "customer", "created_at", "rating", "text", "sentiment_score"],
         )
     for frame, column in ((orders, "ordered_at"), (lines, "ordered_at"), (reviews, "created_at"), (customers, "first_seen")):
-        frame[column] = pd.to_datetime(frame[column], utc=True)
+        frame[column] = shop_clock(pd.to_datetime(frame[column], utc=True), zone)
     orders["amount"] = orders["amount"].astype(float)
     lines["amount"] = lines["amount"].astype(float)
     lines["category"] = lines["category"].fillna("").replace("", "Other")
@@ -141,7 +157,7 @@ def history_from_frames(orders: pd.DataFrame, *, reviews: pd.DataFrame | None = 
 
 
 def order_days(orders: pd.DataFrame) -> pd.DataFrame:
-    """Each customer's days with an order (UTC dates), oldest first, with the whole days since
+    """Each customer's days with an order (the shop's days: :func:`shop_clock`), oldest first, with the whole days since
     their previous one (``gap``, NaN on the first).
 
     Orders on the same day (an order split in two, an add-on bought an hour later) are one

@@ -22,6 +22,7 @@ from campaigns.services import consent_of, has_declined, held_by_running
 from clmsite.datacache import cached
 from clmsite.forms import PercentField
 from clmsite.models import Role
+from clmsite.tenancy import shop_today
 from clmsite.views import not_counted_note, stale_preview, tenant_required
 from customers.services.queries import month_in_progress
 from modeling import insights, lifecycle
@@ -101,7 +102,7 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
     dates = list(counts.index) if len(counts) else []
     labels = _stage_labels()
     as_of = insights.latest_scoring_date(tenant)
-    day = as_of or dt.datetime.now(dt.UTC).date()
+    day = as_of or shop_today(tenant)
     # Reads every order of the shop: cached until the shop's data changes (clmsite.datacache).
     derived = cached(tenant.pk, f"derived-thresholds:{day}", lambda: insights.derived_thresholds(tenant, day))
     overrides = tenant.settings.get("lifecycle", {})

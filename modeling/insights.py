@@ -24,13 +24,13 @@ from campaigns import playbook
 from clmsite.datacache import bump_data_version
 from clmsite.models import Tenant
 from clmsite.statistics import refresh_statistics
-from clmsite.tenancy import lock_tenant, tenant_context
+from clmsite.tenancy import lock_tenant, require_tenant, shop_day, shop_day_end, shop_midnight, shop_zone, tenant_context
 from customers.services import parsing
 from customers.services.queries import month_in_progress
 from modeling import lifecycle, review_insight, segments
 from modeling.explain import money_text
 from modeling.families.base import Progress, horizon_pace, no_progress
-from modeling.features import History, as_timestamp, features_as_of, load_history, typical_first_order
+from modeling.features import History, as_timestamp, features_as_of, load_history, shop_clock, typical_first_order
 from modeling.models import CustomerInsight, Job, ModelVersion, Prediction, Segment, SegmentSnapshot, Stage, StageSnapshot
 from modeling.profiles import customer_profiles
 
@@ -102,9 +102,9 @@ def derived_thresholds(tenant: Tenant, as_of: dt.date) -> lifecycle.Thresholds:
     from customers.models import Order
 
     with tenant_context(tenant):
-        rows = Order.objects.exclude(status__in=Order.NOT_REVENUE).filter(ordered_at__lte=as_timestamp(as_of).to_pydatetime())
+        rows = Order.objects.exclude(status__in=Order.NOT_REVENUE).filter(ordered_at__lte=shop_day_end(as_of, tenant))
         orders = pd.DataFrame.from_records(list(rows.values_list("customer_id", "ordered_at")), columns=["customer", "ordered_at"])
-    orders["ordered_at"] = pd.to_datetime(orders["ordered_at"], utc=True)
+    orders["ordered_at"] = shop_clock(pd.to_datetime(orders["ordered_at"], utc=True), shop_zone(tenant))
     return lifecycle.thresholds_from_orders(orders, as_of)
 
 
@@ -516,13 +516,13 @@ def _negative_reviews(tenant: Tenant, as_of: dt.date) -> tuple[dict[int, float],
     tone: dict[int, float] = {}
     words: dict[int, str] = {}
     with tenant_context(tenant):
-        reviews = Review.objects.filter(playbook.negative_review_filter(as_of)).values_list("customer_id", "created_at", "rating", "sentiment_score")
+        reviews = Review.objects.filter(playbook.negative_review_filter(as_of, tenant)).values_list("customer_id", "created_at", "rating", "sentiment_score")
         for customer, created_at, rating, score in reviews.order_by("customer_id", "created_at"):
             value = playbook.negative_review_tone(rating, score)
             if customer not in tone or value <= tone[customer]:
                 tone[customer] = value
                 stars = f"{rating}★ " if rating else ""
-                words[customer] = f"negative {stars}review on {created_at.date().isoformat()}"
+                words[customer] = f"negative {stars}review on {shop_day(created_at, tenant).isoformat()}"
     return tone, words
 
 
@@ -806,7 +806,7 @@ def review_alerts(as_of: dt.date) -> QuerySet[Any]:
     from customers.models import Review
 
     valuable = CustomerInsight.objects.filter(value_tier__in=["high", "medium"]).values("customer_id")
-    return (Review.objects.filter(playbook.negative_review_filter(as_of), customer_id__in=valuable)
+    return (Review.objects.filter(playbook.negative_review_filter(as_of, require_tenant()), customer_id__in=valuable)
             .order_by("-customer__insight__predicted_value", "-created_at"))
 
 
@@ -843,7 +843,7 @@ def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
 
     recent_revenue = None
     if totals["as_of"] is not None:  # what the shop took in the horizon up to the date: the scale to read the value at risk on
-        end = timezone.make_aware(dt.datetime.combine(totals["as_of"] + dt.timedelta(days=1), dt.time.min), dt.UTC)
+        end = shop_midnight(totals["as_of"] + dt.timedelta(days=1), tenant)
         with tenant_context(tenant):
             recent_revenue = Order.objects.exclude(status__in=Order.NOT_REVENUE).filter(
                 ordered_at__gte=end - dt.timedelta(days=tenant.horizon_days), ordered_at__lt=end).aggregate(total=Sum("amount"))["total"] or 0

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from clmsite.models import Tenant
-from clmsite.tenancy import lock_tenant, tenant_context
+from clmsite.tenancy import lock_tenant, shop_day, shop_today, tenant_context
 from modeling import jobs
 from modeling.models import Job
 
@@ -36,17 +36,17 @@ def last_order_date(tenant: Tenant) -> dt.date | None:
 
     with tenant_context(tenant):
         last = Order.objects.exclude(status__in=Order.NOT_REVENUE).order_by("-ordered_at").values_list("ordered_at", flat=True).first()
-    return last.date() if last is not None else None
+    return shop_day(last, tenant) if last is not None else None
 
 
 def default_as_of(tenant: Tenant) -> dt.date:
-    """Today (UTC), so the models learn from everything known so far; but for a shop whose
+    """Today (the shop's day), so the models learn from everything known so far; but for a shop whose
     last order is more than STALE_AFTER_DAYS old, the latest scoring date (when it covers
     the last order) or else the day after the last order. The Models page's forms, the API
     and the beat all start from this date."""
     from modeling.insights import latest_scoring_date
 
-    today = timezone.now().date()
+    today = shop_today(tenant)
     last = last_order_date(tenant)
     if last is None or (today - last).days <= STALE_AFTER_DAYS:
         return today
@@ -73,17 +73,17 @@ class InvalidAsOf(ValueError):
 
 
 def check_as_of(tenant: Tenant, as_of: dt.date) -> dt.date:
-    """Refuse a date after tomorrow (UTC; a shop east of Greenwich may already be there) or
-    before the shop's first order: features would see the future, or nothing at all."""
+    """Refuse a date after the shop's tomorrow or before the shop's first order: features
+    would see the future, or nothing at all."""
     from customers.models import Order
 
-    latest = timezone.now().date() + dt.timedelta(days=1)
+    latest = shop_today(tenant) + dt.timedelta(days=1)
     if as_of > latest:
         raise InvalidAsOf(f"{as_of.isoformat()} is in the future; the latest as-of date is {latest.isoformat()}.")
     with tenant_context(tenant):
         first = Order.objects.order_by("ordered_at").values_list("ordered_at", flat=True).first()
-    if first is not None and as_of < first.date():
-        raise InvalidAsOf(f"{as_of.isoformat()} is before the shop's first order ({first.date().isoformat()}).")
+    if first is not None and as_of < shop_day(first, tenant):
+        raise InvalidAsOf(f"{as_of.isoformat()} is before the shop's first order ({shop_day(first, tenant).isoformat()}).")
     return as_of
 
 

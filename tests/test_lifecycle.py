@@ -316,7 +316,7 @@ def test_every_customer_in_the_review_alerts_gets_service_recovery(scored_shop, 
     with tenant_context(scored_shop):
         alerted = set(review_alerts(END).values_list("customer_id", flat=True))
         recovery = set(CustomerInsight.objects.filter(action=Action.SERVICE_RECOVERY).values_list("customer_id", flat=True))
-        with_negative_review = set(Review.objects.filter(playbook.negative_review_filter(END)).values_list("customer_id", flat=True))
+        with_negative_review = set(Review.objects.filter(playbook.negative_review_filter(END, scored_shop)).values_list("customer_id", flat=True))
         overview = dashboard_overview(scored_shop)
     # Then: every alerted customer gets service recovery (the rule comes first), and nobody
     # gets it without a negative review in the window.

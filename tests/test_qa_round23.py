@@ -1,10 +1,16 @@
-"""Session 24: the API answers as the pages do (a customer found by an order number)."""
+"""Session 24: the API answers as the pages do (a customer found by an order number); a shop's
+models count its own days, in its time zone."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
+from clmsite.tenancy import shop_day, shop_day_end, shop_midnight
 from customers.services.imports import import_rows
+from modeling.features import features_as_of, load_history, order_days
+from modeling.services import InvalidAsOf, check_as_of, last_order_date
 
 pytestmark = pytest.mark.django_db
 
@@ -30,3 +36,65 @@ def test_an_order_number_finds_nothing_in_another_shop(shop_a_data, shop_b_data,
 
     assert ids(api_b.get("/api/v1/customers/", {"search": "a-only"})) == []
     assert ids(api_b.get("/api/v1/customers/", {"search": "o3"})) == ["c2"]  # its own c2's
+
+
+# --- The shop's days: a shop in Los Angeles counts its own calendar days ---------------------
+
+# 04:00 UTC on 1 March 2024 is 20:00 on 29 February in Los Angeles; 09:00 UTC is 01:00 on the 1st there.
+EVENING = [
+    {"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-02-10T18:00:00Z", "amount": "10"},
+    {"customer_id": "c1", "order_id": "o2", "ordered_at": "2024-03-01T04:00:00Z", "amount": "20"},
+    {"customer_id": "c1", "order_id": "o3", "ordered_at": "2024-03-01T09:00:00Z", "amount": "30"},
+]
+
+
+def in_zone(tenant, zone):
+    tenant.time_zone = zone
+    tenant.save()
+    assert import_rows(tenant, "orders", EVENING).ok
+    return tenant
+
+
+def test_the_shop_day_helpers_read_the_shops_clock(tenant_a):
+    tenant_a.time_zone = "America/Los_Angeles"
+    moment = dt.datetime(2024, 3, 1, 4, 0, tzinfo=dt.UTC)
+
+    assert shop_day(moment, tenant_a) == dt.date(2024, 2, 29)
+    assert shop_midnight(dt.date(2024, 3, 1), tenant_a) == dt.datetime(2024, 3, 1, 8, 0, tzinfo=dt.UTC)
+    assert shop_day_end(dt.date(2024, 2, 29), tenant_a) == dt.datetime(2024, 3, 1, 7, 59, 59, tzinfo=dt.UTC)
+    tenant_a.time_zone = "UTC"
+    assert shop_day(moment, tenant_a) == dt.date(2024, 3, 1)
+
+
+def test_as_of_a_day_means_the_end_of_the_shops_day(tenant_a):
+    shop = in_zone(tenant_a, "America/Los_Angeles")
+
+    history = load_history(shop, ceiling=dt.date(2024, 2, 29))
+
+    assert len(history.orders) == 2  # the 8 pm order of the 29th (UTC's 1 March) is in; 1 am on the 1st is not
+    days = order_days(history.orders)
+    assert [d.date() for d in days["day"]] == [dt.date(2024, 2, 10), dt.date(2024, 2, 29)]
+    features = features_as_of(load_history(shop), dt.date(2024, 3, 1))
+    assert features.loc[features.index[0], "orders"] == 3
+    assert features.loc[features.index[0], "recency_days"] < 1  # the last order is 1 am on the as-of day, not "yesterday"
+    assert last_order_date(shop) == dt.date(2024, 3, 1)
+
+
+def test_a_utc_shop_counts_the_same_orders_on_utc_days(tenant_a):
+    shop = in_zone(tenant_a, "UTC")
+
+    history = load_history(shop, ceiling=dt.date(2024, 2, 29))
+
+    assert len(history.orders) == 1
+    assert [d.date() for d in order_days(load_history(shop).orders)["day"]] == [dt.date(2024, 2, 10), dt.date(2024, 3, 1)]  # one day, one purchase
+
+
+def test_the_first_order_day_that_bounds_an_as_of_date_is_the_shops(tenant_a):
+    shop = tenant_a
+    shop.time_zone = "Asia/Tokyo"  # 18:00 UTC on 10 February is 03:00 on the 11th in Tokyo
+    shop.save()
+    assert import_rows(shop, "orders", EVENING).ok
+
+    with pytest.raises(InvalidAsOf, match=r"before the shop's first order \(2024-02-11\)"):
+        check_as_of(shop, dt.date(2024, 2, 10))
+    assert check_as_of(shop, dt.date(2024, 2, 11)) == dt.date(2024, 2, 11)

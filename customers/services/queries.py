@@ -17,7 +17,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from clmsite.models import Tenant
-from clmsite.tenancy import tenant_context
+from clmsite.tenancy import shop_day, shop_midnight, shop_today, tenant_context
 from customers.models import Customer, Order, OrderItem, Product, Review
 from customers.services import parsing
 
@@ -200,7 +200,7 @@ def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     # days with a sale (orders on one day are one purchase), so that the page, the factors
     # and the profile say the same number.
     sales = [order for order in orders if order.status not in Order.NOT_REVENUE]
-    days = sorted({order.ordered_at.astimezone(dt.UTC).date() for order in sales})
+    days = sorted({shop_day(order.ordered_at, tenant) for order in sales})
     gaps = [(later - earlier).days for earlier, later in zip(days, days[1:], strict=False)]
     categories: dict[str, int] = {}
     for order in sales:  # what they bought: a cancelled, refunded, failed or voided order was not a purchase
@@ -268,7 +268,7 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         "campaigns": (campaigns := _campaigns_of(tenant, customer)),
         # Held out as control by a running campaign: the suggested action waits until its window ends.
         "held_out_by": next((m.campaign for m in campaigns if m.group == "control" and m.campaign.state == "running"), None),
-        "days_before_scoring": _days_before_scoring(customer, state.as_of if state is not None else None),
+        "days_before_scoring": _days_before_scoring(tenant, customer, state.as_of if state is not None else None),
         "orders_since_scoring": _orders_since(tenant, customer, state.as_of if state is not None else prediction.as_of if prediction is not None else None),
         # The customer's own row changed after the scoring wrote the state (an import refunded an
         # old order, say): the totals at the top are newer than the stage and prediction below.
@@ -352,9 +352,9 @@ def _campaigns_of(tenant: Tenant, customer: Customer) -> list[Any]:
 def _orders_since(tenant: Tenant, customer: Customer, as_of: dt.date | None) -> int:
     """Orders placed after the scoring date: the stage, prediction and action shown are as of
     that date and count them only at the next scoring."""
-    if as_of is None or customer.last_order_at is None or customer.last_order_at.date() <= as_of:
+    if as_of is None or customer.last_order_at is None or shop_day(customer.last_order_at, tenant) <= as_of:
         return 0
-    start = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    start = shop_midnight(as_of + dt.timedelta(days=1), tenant)
     with tenant_context(tenant):
         return customer.orders.filter(ordered_at__gte=start).count()
 
@@ -362,14 +362,15 @@ def _orders_since(tenant: Tenant, customer: Customer, as_of: dt.date | None) -> 
 HISTORICAL_SCORING_DAYS = 30
 
 
-def _days_before_scoring(customer: Customer, as_of: dt.date | None) -> int | None:
+def _days_before_scoring(tenant: Tenant, customer: Customer, as_of: dt.date | None) -> int | None:
     """For a shop scored at a past date (a historical data set such as CDNOW), how long
     before that date the last order was: the recency the stage and the predictions read,
     where "29 years ago" would say nothing. None for a shop scored lately."""
-    recent = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=HISTORICAL_SCORING_DAYS)
-    if as_of is None or customer.last_order_at is None or as_of >= recent or customer.last_order_at.date() > as_of:
+    recent = shop_today(tenant) - dt.timedelta(days=HISTORICAL_SCORING_DAYS)
+    last = shop_day(customer.last_order_at, tenant) if customer.last_order_at is not None else None
+    if as_of is None or last is None or as_of >= recent or last > as_of:
         return None
-    return (as_of - customer.last_order_at.date()).days
+    return (as_of - last).days
 
 
 def stage_changes(tenant: Tenant, customer: Customer) -> list[dict[str, Any]]:
@@ -388,7 +389,7 @@ def stage_changes(tenant: Tenant, customer: Customer) -> list[dict[str, Any]]:
     for snapshot in snapshots:
         if not changes or changes[-1]["stage"] != snapshot["stage"]:
             changes.append({**snapshot, "label": labels.get(snapshot["stage"], snapshot["stage"])})
-    first_order = customer.first_order_at.astimezone(dt.UTC).date() if customer.first_order_at else None
+    first_order = shop_day(customer.first_order_at, tenant) if customer.first_order_at else None
     if (changes and first_order is not None and changes[0]["stage"] not in (Stage.NEW, Stage.PROSPECT)
             and first_order < changes[0]["since"] and (changes[0]["as_of"] - first_order).days <= 31):
         changes.insert(0, {"as_of": None, "stage": Stage.NEW.value, "since": first_order, "label": labels[Stage.NEW],
@@ -397,9 +398,9 @@ def stage_changes(tenant: Tenant, customer: Customer) -> list[dict[str, Any]]:
         returned = changes[index]
         if returned["stage"] == Stage.REACTIVATED and changes[index - 1]["stage"] != Stage.LAPSED:
             with tenant_context(tenant):
-                before = (Order.objects.filter(customer=customer, ordered_at__lt=dt.datetime.combine(returned["since"], dt.time.min, tzinfo=dt.UTC))
+                before = (Order.objects.filter(customer=customer, ordered_at__lt=shop_midnight(returned["since"], tenant))
                           .exclude(status__in=Order.NOT_REVENUE).order_by("-ordered_at").values_list("ordered_at", flat=True).first())
-            after = f" after the order of {before.astimezone(dt.UTC):%B %-d, %Y}" if before is not None else ""
+            after = f" after the order of {shop_day(before, tenant):%B %-d, %Y}" if before is not None else ""
             changes.insert(index, {"as_of": None, "stage": Stage.LAPSED.value, "since": None, "label": labels[Stage.LAPSED], "inferred": True,
                                    "reason": f"away long enough to count as lapsed{after}, between two monthly snapshots"})
     return changes[::-1]
