@@ -278,7 +278,7 @@ class TenantSettingsForm(forms.Form):
     time_zone = forms.ChoiceField(choices=[(zone, zone) for zone in sorted(zoneinfo.available_timezones() | {"UTC"})], label="Time zone", required=False,
                                   help_text="the pages show the times of orders, reviews, imports, jobs and campaigns in it and chart months by it, and the "
                                   "models count the shop's days in it (stage dates, as-of dates, days since an order) from the next scoring; "
-                                  "the API's and the CSV exports' times and the schedule below keep UTC")
+                                  "the API's and the CSV exports' times keep UTC")
     horizon_days = forms.IntegerField(min_value=7, max_value=730, label="Prediction horizon (days)",
                                       help_text="how far ahead the predictions look: the chance to buy again within this many days")
     high_tier_percent = forms.IntegerField(min_value=1, max_value=50, label="High value: top % of customers",
@@ -286,8 +286,8 @@ class TenantSettingsForm(forms.Form):
     low_tier_percent = forms.IntegerField(min_value=5, max_value=95, label="Low value: bottom % of customers",
                                           help_text="the customers with the lowest predicted value; those between are medium value")
     retrain_weekday = forms.TypedChoiceField(coerce=int, label="Retrain on", choices=[(i, d) for i, d in enumerate(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"])])
-    retrain_hour = forms.IntegerField(min_value=0, max_value=23, label="Retrain hour", help_text="0–23, UTC: the weekly retraining starts then")
-    score_hour = forms.IntegerField(min_value=0, max_value=23, label="Scoring hour", help_text="0–23, UTC: every customer is scored again each night at this hour. "
+    retrain_hour = forms.IntegerField(min_value=0, max_value=23, label="Retrain hour", help_text="0–23, in the shop's time zone: the weekly retraining starts then")
+    score_hour = forms.IntegerField(min_value=0, max_value=23, label="Scoring hour", help_text="0–23, in the shop's time zone: every customer is scored again each night at this hour. "
                                     "Where no scheduler runs (a trial install), retrain and score from the Models page")
 
     def clean_currency(self) -> str:

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from clmsite.models import Tenant
-from clmsite.tenancy import lock_tenant, shop_day, shop_today, tenant_context
+from clmsite.tenancy import lock_tenant, shop_day, shop_midnight, shop_today, shop_zone, tenant_context
 from modeling import jobs
 from modeling.models import Job
 
@@ -184,13 +184,14 @@ def active_training(tenant: Tenant) -> Job | None:
         return Job.objects.filter(kind=Job.Kind.TRAIN, state__in=[Job.State.QUEUED, Job.State.RUNNING]).first()
 
 
-DEFAULT_SCHEDULE = {"retrain_weekday": 6, "retrain_hour": 2, "score_hour": 4}  # Sunday 02:00 and nightly 04:00 UTC
+DEFAULT_SCHEDULE = {"retrain_weekday": 6, "retrain_hour": 2, "score_hour": 4}  # Sunday 02:00 and nightly 04:00, the shop's time
 
 
 def plan_scheduled_jobs(*, now: dt.datetime | None = None) -> list[Job]:
     """The beat's hourly pass over tenants: weekly retraining and nightly scoring by default,
-    each at most once per period, through the same services as the button and the CLI. The
-    nightly scoring is skipped when it would score the same date on the same inputs again."""
+    each at most once per period, through the same services as the button and the CLI, at
+    the hours of the shop's clock (its time zone). The nightly scoring is skipped when it
+    would score the same date on the same inputs again."""
     from customers.models import Order
 
     now = now or timezone.now()
@@ -200,12 +201,14 @@ def plan_scheduled_jobs(*, now: dt.datetime | None = None) -> list[Job]:
         with tenant_context(tenant):
             if not Order.objects.exists():
                 continue
+            local = now.astimezone(shop_zone(tenant) or dt.UTC)
             trained_recently = Job.objects.filter(kind=Job.Kind.TRAIN, created_at__gte=now - dt.timedelta(days=6)).exists()
-            scored_today = Job.objects.filter(kind=Job.Kind.SCORE, created_at__date=now.date()).exists()
-        if now.weekday() == schedule["retrain_weekday"] and now.hour == schedule["retrain_hour"] and not trained_recently:
+            day = (shop_midnight(local.date(), tenant), shop_midnight(local.date() + dt.timedelta(days=1), tenant))
+            scored_today = Job.objects.filter(kind=Job.Kind.SCORE, created_at__gte=day[0], created_at__lt=day[1]).exists()
+        if local.weekday() == schedule["retrain_weekday"] and local.hour == schedule["retrain_hour"] and not trained_recently:
             with contextlib.suppress(TrainingAlreadyRunning):
                 started.append(do_start_training(tenant))
-        elif now.hour == schedule["score_hour"] and not scored_today and active_training(tenant) is None:
+        elif local.hour == schedule["score_hour"] and not scored_today and active_training(tenant) is None:
             from modeling.registry import active_versions
 
             if "purchase" in active_versions(tenant):  # the cheap check first: the digest counts every row

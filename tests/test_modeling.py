@@ -416,6 +416,22 @@ def test_beat_plans_weekly_training_and_nightly_scoring(trained, django_capture_
     assert [j.kind for j in nightly] == ["score"]
 
 
+def test_beat_keeps_the_hours_of_the_shops_clock(trained, django_capture_on_commit_callbacks):
+    """Scoring at 04:00 means 04:00 where the shop is: 19:00 UTC the day before in Tokyo."""
+    from modeling.services import plan_scheduled_jobs
+
+    tenant, _ = trained
+    tenant.time_zone = "Asia/Tokyo"
+    tenant.save()
+    with tenant_context(tenant):
+        Job.objects.filter(kind=Job.Kind.TRAIN).update(state=Job.State.SUCCEEDED)
+    with django_capture_on_commit_callbacks(execute=False):
+        at_four_utc = plan_scheduled_jobs(now=dt.datetime(2026, 11, 26, 4, 0, tzinfo=dt.UTC))  # 13:00 in Tokyo
+        at_four_tokyo = plan_scheduled_jobs(now=dt.datetime(2026, 11, 25, 19, 0, tzinfo=dt.UTC))
+    assert at_four_utc == []
+    assert [j.kind for j in at_four_tokyo] == ["score"]
+
+
 def test_beat_does_not_rescore_a_stopped_shop_until_something_changes(trained, django_capture_on_commit_callbacks):
     """The shop's data ends in 2025: every night would score the same date on the same rows."""
     from modeling.services import plan_scheduled_jobs
