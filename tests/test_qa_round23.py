@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from clmsite.tenancy import shop_day, shop_day_end, shop_midnight
+from clmsite.tenancy import shop_day, shop_day_end, shop_midnight, tenant_context
 from customers.services.imports import import_rows
 from modeling.features import features_as_of, load_history, order_days
 from modeling.services import InvalidAsOf, check_as_of, last_order_date
@@ -98,3 +98,27 @@ def test_the_first_order_day_that_bounds_an_as_of_date_is_the_shops(tenant_a):
     with pytest.raises(InvalidAsOf, match=r"before the shop's first order \(2024-02-11\)"):
         check_as_of(shop, dt.date(2024, 2, 10))
     assert check_as_of(shop, dt.date(2024, 2, 11)) == dt.date(2024, 2, 11)
+
+
+def test_a_date_without_a_time_is_the_shops_day_and_a_time_without_an_offset_the_shops_time(tenant_a, tmp_path):
+    from customers.models import Customer, Order
+    from customers.services.imports import import_csv
+
+    tenant_a.time_zone = "America/Los_Angeles"
+    tenant_a.save()
+    path = tmp_path / "c.csv"
+    path.write_text("customer_id,created_at\nc1,2025-10-28\nc2,20251028\nc3,2025-10-28T10:00:00Z\n", encoding="utf-8")
+
+    assert import_csv(tenant_a, "customers", str(path)).ok
+    assert import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2025-11-02 09:30", "amount": "5"}]).ok
+
+    with tenant_context(tenant_a):
+        seen = dict(Customer.objects.values_list("external_id", "first_seen"))
+        ordered = Order.objects.get().ordered_at
+    assert seen["c1"] == seen["c2"] == dt.datetime(2025, 10, 28, 7, 0, tzinfo=dt.UTC)  # midnight in Los Angeles (PDT)
+    assert seen["c3"] == dt.datetime(2025, 10, 28, 10, 0, tzinfo=dt.UTC)  # an offset is kept as written
+    assert ordered == dt.datetime(2025, 11, 2, 17, 30, tzinfo=dt.UTC)  # 09:30 PST, after the clocks went back
+    assert shop_day(seen["c1"], tenant_a) == dt.date(2025, 10, 28)
+    # Read again, the same file changes nothing.
+    again = import_csv(tenant_a, "customers", str(path))
+    assert (again.created, again.updated) == (0, 0)

@@ -51,6 +51,7 @@ from clmsite.datacache import bump_data_version
 from clmsite.lookups import nfc
 from clmsite.models import Tenant
 from clmsite.statistics import refresh_statistics
+from clmsite.tenancy import shop_zone
 from customers.models import Order
 from customers.services import parsing, shopify
 from customers.services.parsing import FieldError, shorten
@@ -314,13 +315,16 @@ _CACHE_SIZE = 4096
 _PLAIN_MONEY = re.compile(r"(?:0|[1-9][0-9]{0,10})\.[0-9]{2}")
 
 
-def _stager(column: Column, vendor: str, *, decimal_comma: bool = False) -> Callable[[str], Any]:
+def _stager(column: Column, vendor: str, *, decimal_comma: bool = False, zone: Any = None) -> Callable[[str], Any]:
     """The function turning a non-blank raw cell into its staging value (or raising FieldError).
-    ``decimal_comma``: the file writes money with a decimal comma (see ``validate_file``)."""
+    ``decimal_comma``: the file writes money with a decimal comma (see ``validate_file``);
+    ``zone``: the shop's time zone, which a date or time without an offset is read in."""
     parse = column.parse
     if isinstance(parse, _Text):
         return parse
     if column.sql_type == "ts":
+        if zone is not None:
+            parse = functools.partial(parse, zone=zone)
         if vendor == "sqlite":
             # SQLite keeps Django datetimes as naive UTC text; PostgreSQL takes ISO with offset.
             def stage(raw: str) -> Any:
@@ -371,8 +375,10 @@ class _Staging:
     :meth:`pause` ends it before anything else may run there; the next row starts another.
     """
 
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec, zone: Any = None) -> None:
         self.spec = spec
+        # The shop's time zone: a date or time written without an offset is the shop's.
+        self.zone = zone
         self.rows = 0
         # Order lines that repeat the line before them cell for cell: an export that doubled
         # rows adds them to the order's amount, which the result warns of.
@@ -522,7 +528,7 @@ def _validate_records(
     columns = []
     for column in spec.columns:
         max_length = column.parse.max_length if isinstance(column.parse, _Text) else 0  # 0: not plain text
-        columns.append((column.name, seen.get(column.name), column.required, _stager(column, vendor, decimal_comma=decimal_comma), max_length))
+        columns.append((column.name, seen.get(column.name), column.required, _stager(column, vendor, decimal_comma=decimal_comma, zone=staging.zone), max_length))
     # Where an order line's amount and quantity sit in its staged row (after row_no).
     staged_names = ["row_no"] + [c.name for c in spec.columns]
     amount_at = staged_names.index("amount") if spec.kind == "orders" else 0
@@ -1873,7 +1879,7 @@ def import_csv(tenant: Tenant, kind: str, path: str, *, progress: ProgressCallba
     spec = _spec(kind)
     export = None
     try:
-        with _Staging(spec) as staging:
+        with _Staging(spec, shop_zone(tenant)) as staging:
             header, export = validate_file(spec, path, staging, progress=progress)
             result = _load(tenant, spec, staging, _present_columns(spec, header), progress, dry_run=dry_run)
     except ImportError_ as exc:
@@ -1891,7 +1897,7 @@ def import_rows(tenant: Tenant, kind: str, rows: list[dict[str, Any]], *, dry_ru
     the API's create sends them) a record that exists raises RecordExists, writing nothing."""
     spec = _spec(kind)
     try:
-        with _Staging(spec) as staging:
+        with _Staging(spec, shop_zone(tenant)) as staging:
             header = validate_rows(spec, rows, staging)
             result = _load(tenant, spec, staging, _present_columns(spec, header), None, from_file=False, dry_run=dry_run, create_only=create_only)
     except ImportError_ as exc:

@@ -45,8 +45,10 @@ class FieldError(ValueError):
 FUTURE_SLACK = dt.timedelta(days=1)
 
 
-def parse_datetime(raw: str) -> dt.datetime:
-    """ISO 8601 (date or date-time, with or without offset) or ``YYYYMMDD``; naive means UTC.
+def parse_datetime(raw: str, *, zone: dt.tzinfo | None = None) -> dt.datetime:
+    """ISO 8601 (date or date-time, with or without offset) or ``YYYYMMDD``, in UTC. Without
+    an offset it is the shop's time (``zone``; UTC when None): a date alone is the start of
+    the shop's day, so that 2025-10-28 stays the 28th on every page of a shop in Los Angeles.
 
     Every imported time records something that happened (an order, a review, a first
     visit), so a time more than a day ahead is refused: a typo'd year would otherwise make
@@ -54,7 +56,7 @@ def parse_datetime(raw: str) -> dt.datetime:
     text = raw.strip()
     try:
         if _YYYYMMDD.match(text):
-            value = dt.datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), tzinfo=UTC)
+            value = dt.datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), tzinfo=zone or UTC)
         else:
             value = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -64,7 +66,7 @@ def parse_datetime(raw: str) -> dt.datetime:
                      "in a spreadsheet (or format the column as 2026-11-30 18:20, adding the times' UTC offset if they had one)") if _LOCAL_DATE.match(text) else ""
         raise FieldError(f"'{shorten(raw)}' is not a date; use ISO 8601 (2024-03-31 or 2024-03-31T14:05:00Z) or YYYYMMDD{rewritten}") from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
+        value = value.replace(tzinfo=zone or UTC)
     if not 1900 <= value.year <= 2100:
         raise FieldError(f"year {value.year} is out of range (1900-2100)")
     value = value.astimezone(UTC)
