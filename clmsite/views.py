@@ -142,7 +142,7 @@ def switch_tenant(request: HttpRequest) -> HttpResponse:
     if match is None:
         raise Http404("Not found")
     request.session[SESSION_TENANT_KEY] = match.tenant_id
-    messages.success(request, f"Switched to {match.tenant.name}.")
+    messages.success(request, f"Switched to {match.tenant.name}" + ("" if match.tenant.name.endswith((".", "!", "?")) else "."))  # "Demo Outdoor Co.", not "Co.."
     return redirect("dashboard")
 
 
@@ -305,6 +305,15 @@ class TenantSettingsForm(forms.Form):
         return data
 
 
+# When a changed setting shows in what the models made (the rest shows at once).
+SETTINGS_TAKE_EFFECT = {
+    "horizon_days": "the horizon applies from the next training",
+    "high_tier_percent": "value tiers follow from the next scoring",
+    "low_tier_percent": "value tiers follow from the next scoring",
+    "time_zone": "pages show times in the new time zone now, and stage and as-of dates count its days from the next scoring",
+}
+
+
 @tenant_required(Role.ADMIN)
 def tenant_settings(request: HttpRequest) -> HttpResponse:
     from modeling.scoring import tier_quantiles
@@ -318,6 +327,7 @@ def tenant_settings(request: HttpRequest) -> HttpResponse:
     form = TenantSettingsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        changed = [name for name in form.changed_data if name in SETTINGS_TAKE_EFFECT]
         tenant.name, tenant.currency, tenant.horizon_days, tenant.time_zone = data["name"], data["currency"].upper(), data["horizon_days"], data["time_zone"] or tenant.time_zone
         tenant.settings = {
             **tenant.settings,
@@ -326,7 +336,8 @@ def tenant_settings(request: HttpRequest) -> HttpResponse:
         }
         tenant.save()
         bump_data_version(tenant.pk)  # the dashboard's cached figures carry the currency, and months by the time zone
-        messages.success(request, "Settings saved. The horizon applies from the next training; tiers and the time zone's days from the next scoring.")
+        later = "; ".join(dict.fromkeys(SETTINGS_TAKE_EFFECT[name] for name in changed))  # only what this save changed, each once
+        messages.success(request, f"Settings saved. {later[0].upper()}{later[1:]}." if later else "Settings saved.")
         return redirect("tenant_settings")
     return render(request, "tenant_settings.html", {"form": form})
 

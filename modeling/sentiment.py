@@ -377,12 +377,18 @@ class SentimentTrainingResult:
         return model.save(directory)
 
 
-def _split(labels: list[int], valid_fraction: float, seed: int, texts: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified random split, so a rare class (often neutral) is in both parts. Reviews
-    are weak labels of independent purchases, so a random split does not leak the way a
-    customer-level time series would; but the same text twice ("Great!", a review posted
-    again) would, so with ``texts`` identical texts (case and spaces aside) stay on one side."""
-    keys = [" ".join(text.lower().split()) for text in texts] if texts is not None else list(range(len(labels)))
+def _text_key(text: str) -> str:
+    """A review's text with case and spacing aside: "Great!" and "great! " are one text."""
+    return " ".join(text.lower().split())
+
+
+def _split(labels: list[int], valid_fraction: float, seed: int, texts: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Stratified random split, so a rare class (often neutral) is in both parts; the last
+    value says whether it could be stratified (each class needs two texts). Reviews are weak
+    labels of independent purchases, so a random split does not leak the way a customer-level
+    time series would; but the same text twice ("Great!", a review posted again) would, so
+    with ``texts`` identical texts (:func:`_text_key`) stay on one side."""
+    keys = [_text_key(text) for text in texts] if texts is not None else list(range(len(labels)))
     label_of = dict(zip(reversed(keys), reversed(labels), strict=True))  # each text's first label
     if len(label_of) < 2:
         keys, label_of = list(range(len(labels))), dict(enumerate(labels))
@@ -393,7 +399,7 @@ def _split(labels: list[int], valid_fraction: float, seed: int, texts: Sequence[
     _, valid_keys = train_test_split(unique, test_size=valid_fraction, random_state=seed, stratify=stratify)
     chosen = set(valid_keys)
     in_valid = np.array([key in chosen for key in keys])
-    return np.flatnonzero(~in_valid), np.flatnonzero(in_valid)
+    return np.flatnonzero(~in_valid), np.flatnonzero(in_valid), stratify is not None
 
 
 def _fit_candidate(kind: str, fit: Callable[[], SentimentModel], valid_texts: list[str], valid_labels: list[int]) -> CandidateResult:
@@ -413,7 +419,7 @@ def _fit_candidate(kind: str, fit: Callable[[], SentimentModel], valid_texts: li
 def _train_transformer(texts: list[str], labels: list[int], *, seed: int, max_seconds: float | None, progress: Progress) -> SentimentModel:
     from modeling.encoder import TextClassifier
 
-    fit, stop = _split(labels, EARLY_STOPPING_FRACTION, seed, texts)
+    fit, stop, _ = _split(labels, EARLY_STOPPING_FRACTION, seed, texts)
     model: SentimentModel = TextClassifier.train(
         [texts[i] for i in fit],
         [labels[i] for i in fit],
@@ -456,12 +462,21 @@ def train_sentiment(
     if len(counts) < 2:
         only = LABELS[next(iter(counts))]
         return SentimentTrainingResult("skipped", reason=f"every rated review is {only}; sentiment needs at least two classes", label_counts=label_counts)
+    distinct = len({_text_key(text) for text, _ in rated})
+    if distinct < MIN_RATED_REVIEWS:  # the same text twice teaches once, and is held out or not as one
+        return SentimentTrainingResult("skipped", reason=f"the {len(rated)} rated reviews have only {distinct} different texts; "
+                                       f"sentiment needs at least {MIN_RATED_REVIEWS}", label_counts=label_counts)
 
     all_texts = [text for text, _ in rated]
     all_labels = [label for _, label in rated]
-    train, valid = _split(all_labels, valid_fraction, seed, all_texts)
+    train, valid, stratified = _split(all_labels, valid_fraction, seed, all_texts)
     train_texts, train_labels = [all_texts[i] for i in train], [all_labels[i] for i in train]
     valid_texts, valid_labels = [all_texts[i] for i in valid], [all_labels[i] for i in valid]
+    if len(set(valid_labels)) < 2 or len(set(train_labels)) < 2:
+        # One class on a side: a model could not be told from always answering it, or learn the other.
+        held = ", ".join(f"{n} {name}" for name, n in label_counts.items() if n)
+        return SentimentTrainingResult("skipped", reason=f"too few different texts of the rarer class ({held} rated reviews) to hold some out "
+                                       "and check a model on both classes", label_counts=label_counts)
 
     # The majority class of the training part, scored on the validation part.
     majority = Counter(train_labels).most_common(1)[0][0]
@@ -482,7 +497,7 @@ def train_sentiment(
             valid_labels,
         )
     fitted = [kind for kind in ("ngram", "transformer") if kind in results and results[kind].ok]
-    split = {"method": "stratified_random", "seed": seed, "valid_fraction": valid_fraction, "train": len(train), "valid": len(valid)}
+    split = {"method": "stratified_random" if stratified else "random", "seed": seed, "valid_fraction": valid_fraction, "train": len(train), "valid": len(valid)}
     if not fitted:
         errors = "; ".join(f"{kind}: {r.error}" for kind, r in results.items())
         return SentimentTrainingResult(

@@ -272,8 +272,8 @@ def test_a_review_text_seen_twice_stays_on_one_side_of_the_sentiment_split() -> 
 
     texts = [f"review {i % 40}" + (" " if i % 3 else "") for i in range(200)]  # 40 texts, five copies each (spacing aside)
     labels = [i % 40 % 3 for i in range(200)]
-    train, valid = _split(labels, 0.2, seed=1, texts=texts)
-    assert len(train) + len(valid) == 200 and 20 <= len(valid) <= 60
+    train, valid, stratified = _split(labels, 0.2, seed=1, texts=texts)
+    assert len(train) + len(valid) == 200 and 20 <= len(valid) <= 60 and stratified
     assert not {" ".join(texts[i].split()) for i in train} & {" ".join(texts[i].split()) for i in valid}
     assert {labels[i] for i in valid} == {0, 1, 2}
 

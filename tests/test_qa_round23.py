@@ -122,3 +122,61 @@ def test_a_date_without_a_time_is_the_shops_day_and_a_time_without_an_offset_the
     # Read again, the same file changes nothing.
     again = import_csv(tenant_a, "customers", str(path))
     assert (again.created, again.updated) == (0, 0)
+
+
+def test_sentiment_trains_on_no_fewer_different_texts_than_its_minimum():
+    """The QA shop's 40 rated reviews had 5 texts: the held-out part was one text of one class,
+    on which the transformer scored 1.0 and the majority baseline 0.0, and it served."""
+    from modeling.sentiment import MIN_RATED_REVIEWS, train_sentiment
+
+    texts = ["Love it", "Great fit", "Broke fast", "Too small", "Fine"] * 8
+    ratings = [5, 5, 1, 2, 3] * 8
+
+    result = train_sentiment(texts, ratings, candidates=("ngram",))
+
+    assert result.status == "skipped" and not result.champion
+    assert result.reason == f"the 40 rated reviews have only 5 different texts; sentiment needs at least {MIN_RATED_REVIEWS}"
+
+
+def test_sentiment_refuses_a_split_that_leaves_one_class_on_a_side():
+    """One negative text, posted three times: it stays on one side of the split, so the other
+    side has positives only, and no model can be checked (or trained) on both classes."""
+    from modeling.sentiment import train_sentiment
+
+    texts = [f"happy with order number {i}" for i in range(40)] + ["awful"] * 3
+    ratings = [5] * 40 + [1] * 3
+
+    result = train_sentiment(texts, ratings, candidates=("ngram",))
+
+    assert result.status == "skipped" and not result.champion
+    assert result.reason == "too few different texts of the rarer class (3 negative, 40 positive rated reviews) to hold some out and check a model on both classes"
+
+
+def test_saving_settings_says_when_what_changed_takes_effect_and_nothing_else(tenant_a, alice, client):
+    client.force_login(alice)
+    form = {"name": "Shop A", "currency": "USD", "time_zone": "UTC", "horizon_days": 90, "high_tier_percent": 20, "low_tier_percent": 50,
+            "retrain_weekday": 6, "retrain_hour": 2, "score_hour": 4}
+
+    def saved(**changes):
+        response = client.post("/settings/", {**form, **changes}, follow=True)
+        assert response.status_code == 200
+        return [str(m) for m in response.context["messages"]]
+
+    assert saved(time_zone="America/Los_Angeles") == [
+        "Settings saved. Pages show times in the new time zone now, and stage and as-of dates count its days from the next scoring."]
+    form["time_zone"] = "America/Los_Angeles"
+    assert saved(name="Shop A Co.") == ["Settings saved."]
+    assert saved(horizon_days=60, high_tier_percent=10) == ["Settings saved. The horizon applies from the next training; value tiers follow from the next scoring."]
+
+
+def test_switching_to_a_shop_whose_name_ends_in_a_period_says_it_once(tenant_a, tenant_b, alice, client):
+    from clmsite.models import Membership, Role
+
+    tenant_b.name = "Demo Outdoor Co."
+    tenant_b.save()
+    Membership.objects.create(user=alice, tenant=tenant_b, role=Role.VIEWER)
+    client.force_login(alice)
+
+    response = client.post("/tenant/switch/", {"tenant_id": tenant_b.pk}, follow=True)
+
+    assert "Switched to Demo Outdoor Co." in [str(m) for m in response.context["messages"]]

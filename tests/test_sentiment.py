@@ -315,7 +315,7 @@ def test_stars_outrank_the_text_model_and_a_model_below_the_majority_class_does_
 @pytest.mark.django_db
 def test_a_sentiment_model_that_loses_to_the_majority_class_is_not_served(tenant_a: Tenant, settings: Any, tmp_path: Path) -> None:
     settings.MODEL_DIR = tmp_path / "models"
-    # Given reviews whose texts say nothing about their stars (the same few words for every rating)
+    # Given reviews whose texts say nothing about their stars (the same few words and 37 order numbers, each under several ratings)
     import pandas as pd
 
     from modeling import registry
@@ -326,7 +326,7 @@ def test_a_sentiment_model_that_loses_to_the_majority_class_is_not_served(tenant
     with tenant_context(tenant_a):
         customer = Customer.objects.create(external_id="c1")
         for i in range(120):
-            Review.objects.create(customer=customer, external_id=f"r{i}", text=f"Order number {i % 7}", rating=5 if i % 5 else 1,
+            Review.objects.create(customer=customer, external_id=f"r{i}", text=f"Order number {i % 37}", rating=5 if i % 5 else 1,
                                   created_at=pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(hours=i))
     report = TrainingReport(as_of=dt.date(2024, 3, 1), horizon_days=90)
     served = train_sentiment_champion(tenant_a, load_history(tenant_a, ceiling=dt.date(2024, 3, 1)), dt.date(2024, 3, 1), "t1", report, lambda f, m="": None)
