@@ -719,7 +719,9 @@ def document_error_responses(result: dict[str, Any], generator: Any, request: An
 
 # Answers whose keys depend on the case (a report before and after launch, an import's kind, a
 # refused request): their optional fields stay optional.
-CONDITIONAL_ANSWERS = {"CampaignReport", "ImportSummary", "BulkImportResult", "Error"}
+CONDITIONAL_ANSWERS = {"CampaignReport", "ImportSummary", "BulkImportResult", "Error", "SavedFilters"}  # a segment's filters: those it sets
+# Fields an answer has for some roles only: admins' and owners' campaigns carry the webhook secret.
+ROLE_DEPENDENT_FIELDS = {"CampaignWithSecret": {"webhook_secret"}}
 
 
 def require_answered_fields(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
@@ -741,7 +743,7 @@ def require_answered_fields(result: dict[str, Any], generator: Any, request: Any
     for name, component in schemas.items():
         if name in sent or name in CONDITIONAL_ANSWERS or component.get("type") != "object":
             continue
-        answered = [key for key, field in component.get("properties", {}).items() if not field.get("writeOnly")]
+        answered = [key for key, field in component.get("properties", {}).items() if not field.get("writeOnly") and key not in ROLE_DEPENDENT_FIELDS.get(name, ())]
         if answered:
             component["required"] = sorted(set(component.get("required", [])) | set(answered), key=answered.index)
     return result

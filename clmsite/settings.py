@@ -229,6 +229,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "REDOC_DIST": "SIDECAR",  # from static files, not a CDN
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # A body's component apart from the answer's (CampaignRequest, Campaign), so that an answer
+    # marks required every field it always has (clmsite.api.require_answered_fields).
+    "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "clmsite.api.document_error_responses", "clmsite.api.require_answered_fields"],
     "ENUM_NAME_OVERRIDES": {
         "JobStateEnum": "modeling.models.Job.State",
