@@ -16,7 +16,17 @@ from rest_framework.response import Response
 from campaigns import services
 from campaigns.models import Action, Campaign, CampaignMember
 from campaigns.webhooks import delivery_summary
-from clmsite.api import ChoiceField, Conflict, CreateModelMixin, ImportWordsMixin, TenantViewSet, conflict_response, refuse_a_body
+from clmsite.api import (
+    ChoiceField,
+    Conflict,
+    CreateModelMixin,
+    ImportWordsMixin,
+    MoneyField,
+    TenantViewSet,
+    conflict_response,
+    money,
+    refuse_a_body,
+)
 from clmsite.models import Role, role_at_least
 from clmsite.permissions import request_role
 from modeling.api import SavedFiltersSerializer
@@ -38,7 +48,7 @@ class CampaignSerializer(ImportWordsMixin, serializers.ModelSerializer):
     attribution_days = serializers.IntegerField(min_value=1, max_value=365, default=30)
     audience_size = serializers.IntegerField(read_only=True, allow_null=True, help_text=(
         "customers in the audience, treated and control, counted when it launched; null before the launch (the report's preview has the live count)"))
-    value_at_risk = serializers.FloatField(read_only=True, allow_null=True, help_text=(
+    value_at_risk = MoneyField(allow_null=True, help_text=(
         "the audience's value at risk (the chance of an order each has lost against their usual pace x what they would spend if they ordered, summed) at launch; null before the launch"))
 
     class Meta:
@@ -94,6 +104,19 @@ class CampaignWithSecretSchema(OpenApiSerializerExtension):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         required = [name for name in schema.pop("required", []) if name != "webhook_secret"]
         return {**schema, "required": required} if required else schema
+
+
+GROUP_HELP = "members, converters, conversion (a fraction), revenue and revenue_per_member (money, as decimal strings)"
+REPORT_MONEY = {"revenue_uplift_per_member", "revenue_uplift_ci", "incremental_revenue", "incremental_revenue_ci"}
+
+
+def money_in_report(key: str, value: Any) -> Any:
+    """A report's money figures as the API writes money (decimal strings): its revenue keys, and a group's."""
+    if key in ("treatment", "control") and isinstance(value, dict):
+        return {**value, **{k: money(value[k]) for k in ("revenue", "revenue_per_member") if k in value}}
+    if key in REPORT_MONEY:
+        return [money(v) for v in value] if isinstance(value, list) else money(value)
+    return value
 
 
 class AudienceMemberSerializer(serializers.Serializer):
@@ -222,16 +245,16 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CreateMo
         return self._act(request, services.do_cancel_campaign)
 
     @extend_schema(responses={200: inline_serializer("CampaignReport", {
-        "launched": serializers.BooleanField(), "treatment": serializers.DictField(required=False), "control": serializers.DictField(required=False),
+        "launched": serializers.BooleanField(), "treatment": serializers.DictField(required=False, help_text=GROUP_HELP), "control": serializers.DictField(required=False, help_text=GROUP_HELP),
         "uplift": serializers.FloatField(required=False, allow_null=True, help_text="treatment's conversion minus control's, as a fraction: 0.104 is 10.4 percentage points"),
         "uplift_ci": serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True, help_text="95% interval of `uplift`, as fractions"),
         "significant": serializers.BooleanField(required=False, help_text="whether `uplift_ci` (conversion) excludes zero; `revenue_uplift_ci` says the same of revenue"), "small_sample": serializers.BooleanField(required=False, help_text=(
             f"a group has fewer than {services.SMALL_GROUP_MEMBERS} members or {services.SMALL_GROUP_CONVERSIONS} buyers (or none yet): any interval is a rough guide")),
         "no_orders_yet": serializers.BooleanField(required=False, help_text="no member of either group has ordered yet: the uplift and its intervals are null until one does"),
-        "revenue_uplift_per_member": serializers.FloatField(required=False, allow_null=True),
-        "revenue_uplift_ci": serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True),
-        "incremental_revenue": serializers.FloatField(required=False, allow_null=True, help_text="revenue uplift per member x treated members"),
-        "incremental_revenue_ci": serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True, help_text="95% interval of `incremental_revenue`"),
+        "revenue_uplift_per_member": MoneyField(required=False, allow_null=True),
+        "revenue_uplift_ci": serializers.ListField(child=MoneyField(), required=False, allow_null=True),
+        "incremental_revenue": MoneyField(required=False, allow_null=True, help_text="revenue uplift per member x treated members"),
+        "incremental_revenue_ci": serializers.ListField(child=MoneyField(), required=False, allow_null=True, help_text="95% interval of `incremental_revenue`"),
         "incremental_conversions": serializers.FloatField(required=False, allow_null=True),
         "window_end": serializers.DateTimeField(required=False, help_text="the end of the attribution window"),
         "measured_until": serializers.DateTimeField(required=False, help_text="orders are counted up to here: the window's end, or now"),
@@ -243,7 +266,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CreateMo
             "attempts": serializers.IntegerField(), "last_error": serializers.CharField(help_text="the last failed attempt's error, blank if none failed"),
             "last_attempt_at": serializers.DateTimeField(allow_null=True)}, required=False, allow_null=True,
             help_text="launched campaigns: how the webhook delivery went; null without a webhook"),
-        "preview": serializers.DictField(required=False, help_text="before launch: size, value_at_risk, predicted_value, control, launch_summary, left_out_running (customers other running campaigns hold), left_out_declined (customers who declined the channel's marketing: "
+        "preview": serializers.DictField(required=False, help_text="before launch: size, value_at_risk and predicted_value (money, as decimal strings), control, launch_summary, left_out_running (customers other running campaigns hold), left_out_declined (customers who declined the channel's marketing: "
                                                                   "their accepts_email_marketing, or accepts_sms_marketing for sms, attribute is no), note")})})
     @action(detail=True, methods=["get"])
     def report(self, request: Any, pk: str | None = None) -> Response:
@@ -251,8 +274,9 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CreateMo
         services.complete_if_due(campaign)
         report = services.outcomes(campaign)
         if not report.get("launched"):
-            return Response({"launched": False, "preview": services.preview(campaign)})
-        report = {k: v for k, v in report.items() if k != "cumulative"}
+            preview = services.preview(campaign)
+            return Response({"launched": False, "preview": {**preview, "value_at_risk": money(preview["value_at_risk"]), "predicted_value": money(preview["predicted_value"])}})
+        report = {k: money_in_report(k, v) for k, v in report.items() if k != "cumulative"}
         when = serializers.DateTimeField()  # as every other time the API writes (UTC as Z)
         webhook = delivery_summary(campaign)
         if webhook is not None and webhook["last_attempt_at"] is not None:
@@ -269,7 +293,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CreateMo
     @action(detail=True, methods=["get"])
     def audience(self, request: Any, pk: str | None = None) -> Response:
         campaign = self.get_object()
-        group = request.query_params.get("group", CampaignMember.Group.TREATMENT)
+        group = request.query_params.get("group", CampaignMember.Group.TREATMENT).lower()  # a choice without case, as every filter's
         if group not in CampaignMember.Group.values:
             raise ValidationError({"group": [f'"{group[:40]}" is not one of: {", ".join(CampaignMember.Group.values)}.']})
         page = self.paginate_queryset(services.group_rows(campaign, group))

@@ -586,6 +586,19 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
             refuse_a_body(request)
 
 
+class MoneyField(serializers.DecimalField):
+    """A money figure the app computes as a float (a value at risk, a report's revenue), written
+    as every stored amount is: a decimal string to the cent ("311281.51"), null for none."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=18, decimal_places=2, **{"read_only": True, **kwargs})
+
+
+def money(value: Any) -> str | None:
+    """A computed money figure as :class:`MoneyField` writes it, for answers built as dicts."""
+    return None if value is None else MoneyField().to_representation(value)
+
+
 class DayField(serializers.DateField):
     """A day in a body as the query parameters and the CSV files take it: ISO 8601 or
     ``YYYYMMDD`` (a string or a number), with a message that says so, not DRF's format list."""

@@ -26,10 +26,12 @@ from clmsite.api import (
     CreateModelMixin,
     DayField,
     ImportWordsMixin,
+    MoneyField,
     TenantViewSet,
     conflict_response,
     created_at,
     json_type_name,
+    money,
     refuse_a_body,
     refuse_unknown_fields,
 )
@@ -289,6 +291,7 @@ class InsightSerializer(serializers.ModelSerializer):
     value_tier = serializers.ChoiceField(choices=Prediction.Tier.choices, allow_blank=True, read_only=True, help_text="blank without a prediction")
     action = serializers.ChoiceField(choices=Action.choices, read_only=True)
     action_channel = serializers.ChoiceField(choices=Channel.choices, allow_blank=True, read_only=True)
+    priority = MoneyField(help_text="the value at risk, which ranks the customers: the chance of an order in the horizon lost against their own pace x what they would spend if they ordered")
 
     class Meta:
         model = CustomerInsight
@@ -368,6 +371,13 @@ class SegmentSerializer(ImportWordsMixin, serializers.ModelSerializer):
         model = Segment
         fields = ["id", "kind", "key", "name", "description", "filters", "stats", "size", "is_current", "created_at", "updated_at"]
         read_only_fields = ["id", "kind", "key", "description", "stats", "size", "is_current", "created_at", "updated_at"]
+
+    def to_representation(self, instance: Segment) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if isinstance(data.get("stats"), dict) and "mean_value" in data["stats"]:  # money as the API writes it; none for no members
+            stats = data["stats"]
+            data["stats"] = {**stats, "mean_value": money(stats["mean_value"]) if stats.get("size") else None}
+        return data
 
     def validate_name(self, value: str) -> str:
         if insights.saved_name_taken(value.strip(), other_than=self.instance.pk if self.instance is not None else None):

@@ -480,9 +480,20 @@ def test_api_roles_drafts_launch_report_and_audience(shop) -> None:
     assert control["count"] == report["control"]["members"] and all(row["offer"] == "" and row["offer_amount"] is None for row in control["results"])
     assert not {row["customer"] for row in control["results"]} & {row["customer"] for row in audience["results"]}
     assert viewer.get(f"/api/v1/campaigns/{created['id']}/audience/", {"group": "everyone"}).json() == {"group": ['"everyone" is not one of: treatment, control.']}
+    assert viewer.get(f"/api/v1/campaigns/{created['id']}/audience/", {"group": "CONTROL"}).json()["count"] == control["count"]  # a choice without case, as everywhere
     with tenant_context(shop):
         audit = CampaignAudit.objects.get(campaign_id=created["id"], event="launch")
         assert audit.via == "api" and audit.audience_size == lapsed
+    # Money is a decimal string to the cent everywhere, computed figures as stored amounts (session 24: some were JSON numbers).
+    cents = re.compile(r"-?\d+\.\d\d")
+    assert cents.fullmatch(preview["preview"]["value_at_risk"]) and cents.fullmatch(preview["preview"]["predicted_value"])
+    assert cents.fullmatch(launched.json()["value_at_risk"])
+    for group in ("treatment", "control"):
+        assert cents.fullmatch(report[group]["revenue"]) and cents.fullmatch(report[group]["revenue_per_member"])
+    assert all(value is None or cents.fullmatch(value) for value in (report["incremental_revenue"], report["revenue_uplift_per_member"]))
+    assert cents.fullmatch(viewer.get("/api/v1/insights/", {"page_size": 1}).json()["results"][0]["priority"])
+    segments = viewer.get("/api/v1/segments/", {"page_size": 100}).json()["results"]
+    assert segments and all(s["stats"]["mean_value"] is None or cents.fullmatch(s["stats"]["mean_value"]) for s in segments if "mean_value" in s["stats"])
 
 
 def test_suggested_campaigns_come_from_recommended_actions_and_become_drafts(shop, alice) -> None:

@@ -91,8 +91,8 @@ def _schema(api) -> dict:
 def test_the_schema_documents_the_upload_the_webhook_url_and_both_bulk_forms(tenant_a, api_a) -> None:
     schema = _schema(api_a)
     components = schema["components"]["schemas"]
-    assert components["ImportCreate"]["properties"]["file"] == {"type": "string", "format": "binary"}
-    webhook = components["CampaignWithSecret"]["properties"]["webhook_url"]
+    assert components["ImportCreateRequest"]["properties"]["file"] == {"type": "string", "format": "binary"}
+    webhook = components["CampaignWithSecretRequest"]["properties"]["webhook_url"]
     assert "oneOf" not in webhook and webhook["anyOf"] == [{"type": "string", "format": "uri", "maxLength": 500}, {"type": "string", "maxLength": 0}]
     body = schema["paths"]["/api/v1/orders/bulk/"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     as_list, as_object = body["oneOf"]
