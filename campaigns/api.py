@@ -41,7 +41,9 @@ class WebhookUrlField(serializers.URLField):
 
 class CampaignSerializer(ImportWordsMixin, serializers.ModelSerializer):
     serializer_choice_field = ChoiceField  # a refused action or channel lists the choices
-    webhook_url = WebhookUrlField(max_length=500, required=False, allow_blank=True, help_text="where the audience is POSTed at launch; blank for none")
+    webhook_url = WebhookUrlField(max_length=500, required=False, allow_blank=True, help_text=(
+        "where the audience is POSTed at launch; blank for none. Viewers and analysts read only its scheme and host (https://hooks.example.com/…): "
+        "its path and query may hold the receiver's token"))
     filters = SavedFiltersSerializer(required=False)
     segment = serializers.PrimaryKeyRelatedField(queryset=Segment.objects.all(), required=False, allow_null=True)  # scoped to the tenant
     control_share = serializers.FloatField(min_value=0.0, max_value=0.5, default=0.1)
@@ -64,10 +66,14 @@ class CampaignSerializer(ImportWordsMixin, serializers.ModelSerializer):
         data = super().to_representation(instance)
         if instance.launched_at is None:  # counted at launch, as the pages say: not 0 before
             data["audience_size"] = data["value_at_risk"] = None
+        if not self.context.get("admin", True):  # its path and query may be the receiver's token: admins and owners see them
+            data["webhook_url"] = services.webhook_host(data.get("webhook_url") or "")
         return data
 
     def validate_webhook_url(self, value: str) -> str:
         if not self.context.get("admin", True):
+            if self.instance is not None and value == services.webhook_host(self.instance.webhook_url):
+                return self.instance.webhook_url  # the answer sent back as it was read: unchanged
             return value
         problem = services.webhook_url_problem(value)
         if problem:

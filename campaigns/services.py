@@ -375,6 +375,10 @@ def webhook_url_problem(url: str) -> str | None:
     checked again at delivery (campaigns.webhooks), when the name is resolved."""
     if url and not url.startswith(("https://", "http://")):
         return "An http(s) URL."
+    parts = urlsplit(url) if url else None
+    if parts is not None and (parts.username or parts.password):  # every role reads the URL (its path only admins)
+        return ("Put no user name or password in the URL: every delivery is signed with the campaign's webhook secret "
+                "(X-CLM-Signature), which your endpoint checks instead.")
     from campaigns.webhooks import allow_private_networks, non_public_kind
 
     host = (urlsplit(url).hostname or "").rstrip(".").lower() if url else ""
@@ -386,6 +390,15 @@ def webhook_url_problem(url: str) -> str | None:
         if kind is not None:
             return f"{host} is a {kind} address, and webhooks go to public internet addresses only: give your endpoint's public URL."
     return None
+
+
+def webhook_host(url: str) -> str:
+    """A webhook URL as viewers and analysts see it: where it goes, not its path or query, which
+    often carry the receiver's token (a Slack or Zapier hook). Blank stays blank."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}/…" if parts.hostname else "…"
 
 
 SCHEDULE_HORIZON = dt.timedelta(days=366)

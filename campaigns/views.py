@@ -307,6 +307,7 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "can_launch": request.membership.can(Role.ADMIN), "can_edit": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
         "may_delete": campaign.is_deletable and request.membership.can(Role.ADMIN if services.goes_out_unattended(campaign) else Role.ANALYST),  # type: ignore[attr-defined]
         "show_secret": request.membership.can(Role.ADMIN) and bool(campaign.webhook_secret),  # type: ignore[attr-defined]
+        "show_webhook_path": request.membership.can(Role.ADMIN), "webhook_host": services.webhook_host(campaign.webhook_url),  # type: ignore[attr-defined]
     })
 
 

@@ -348,6 +348,8 @@ def test_webhook_secret_is_shown_to_admins_and_owners_only(shop, client, alice, 
         assert ("webhook_secret" in detail) is sees and all(("webhook_secret" in row) is sees for row in listing), role
         if sees:
             assert detail["webhook_secret"] == "the-signing-secret-42"
+        # The URL's path may be the receiver's token (a Slack hook): below admin, where it goes only.
+        assert detail["webhook_url"] == ("https://hooks.example.test/clm" if sees else "https://hooks.example.test/…"), role
     analyst = django_user_model.objects.create_user("ann", password="ann-pass-123456")
     do_add_member(shop, analyst, Role.ANALYST)
     for user, sees in ((alice, True), (bob, False), (analyst, False)):
@@ -355,6 +357,9 @@ def test_webhook_secret_is_shown_to_admins_and_owners_only(shop, client, alice, 
         page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
         assert ("the-signing-secret-42" in page) is sees, user.username
         assert ("&lt;X-CLM-Timestamp&gt;.&lt;raw body&gt;" in page) is sees
+        assert ("hooks.example.test/clm" in page) is sees and "hooks.example.test/" in page
+    refused = api_client_for(shop, Role.ADMIN).post("/api/v1/campaigns/", {"name": "Creds", "action": "win_back", "webhook_url": "https://user:pw@hooks.example.test/x"}, format="json")
+    assert refused.status_code == 400 and "Put no user name or password in the URL" in refused.json()["webhook_url"][0]
 
 
 def test_pages_show_uplift_in_points_with_both_intervals_and_the_list_outcome(shop, client, alice) -> None:
