@@ -23,7 +23,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from django.db import transaction
-from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
@@ -707,20 +707,37 @@ SUGGESTED_ACTIONS = {
 
 
 def suggested_campaigns(tenant: Tenant) -> list[dict[str, Any]]:
-    """One suggestion per recommended action, biggest value at risk first, with how many of
-    its customers a running campaign already has (treated, or held out: contacting a control
-    member spoils that campaign's measurement)."""
+    """One suggestion per recommended action, biggest value at risk first: the customers and
+    value at risk of the draft it makes (``audience`` of that draft, as its preview counts
+    them), and of the others with the action, how many a running campaign has (treated, or held
+    out: contacting a control member spoils that campaign's measurement) and how many declined
+    the draft's channel."""
     with tenant_context(tenant):
-        running = CampaignMember.objects.filter(campaign__state=Campaign.State.RUNNING, customer_id=OuterRef("customer_id"))
-        rows = list(CustomerInsight.objects.filter(action__in=list(SUGGESTED_ACTIONS)).values("action")
-                    .annotate(n=Count("id"), at_risk=Sum("priority"), in_running=Count("id", filter=Q(Exists(running)))).order_by("-at_risk"))
-    labels = dict(Action.choices)
-    return [
-        {"action": r["action"], "label": labels[r["action"]], "customers": r["n"], "value_at_risk": round(float(r["at_risk"] or 0.0), 2),
-         "in_running": r["in_running"],
-         "title": f"{_count(r['n'], 'customer')} → {labels[r['action']]}", "name": f"{SUGGESTED_ACTIONS[r['action']]} {_count(r['n'], 'customer')}"}
-        for r in rows if r["n"]
-    ]
+        rows = list(CustomerInsight.objects.filter(action__in=list(SUGGESTED_ACTIONS)).values("action").annotate(n=Count("id"), at_risk=Sum("priority")))
+        labels = dict(Action.choices)
+        suggestions = []
+        for r in rows:
+            if not r["n"]:
+                continue
+            draft = _suggested_draft(tenant, r["action"])
+            reach = audience(draft).aggregate(n=Count("id"), at_risk=Sum("priority"))
+            declined_n = audience(draft, leave_out_running=False).count()
+            suggestions.append({
+                "action": r["action"], "label": labels[r["action"]], "channel": draft.channel, "channel_label": draft.get_channel_display(),
+                "customers": reach["n"], "value_at_risk": round(float(reach["at_risk"] or 0.0), 2),
+                "with_action": r["n"], "value_at_risk_with_action": round(float(r["at_risk"] or 0.0), 2),
+                "declined": r["n"] - declined_n, "in_running": declined_n - reach["n"],
+                "title": f"{_count(r['n'], 'customer')} → {labels[r['action']]}",
+            })
+    return sorted(suggestions, key=lambda s: (-s["value_at_risk"], s["action"]))
+
+
+def _suggested_draft(tenant: Tenant, action: str) -> Campaign:
+    """The draft a suggestion makes, unsaved: its action's customers, on the channel most of
+    their rules name (rules behind one action can differ; the preview counts the others)."""
+    channel = (CustomerInsight.objects.filter(action=action).exclude(action_channel="").values("action_channel")
+               .annotate(n=Count("id")).order_by("-n", "action_channel").values_list("action_channel", flat=True).first())
+    return Campaign(tenant=tenant, action=action, channel=channel or Channel.EMAIL, filters={"actions": [action]})
 
 
 def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -> tuple[Campaign, bool]:
@@ -731,13 +748,12 @@ def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -
     suggestion = next((s for s in suggested_campaigns(tenant) if s["action"] == action), None)
     if suggestion is None:
         raise CampaignStateError("No customer has this recommended action now.")
-    if suggestion["in_running"] == suggestion["customers"]:
-        raise CampaignStateError(f"All {_count(suggestion['customers'], 'customer')} with this action are in a running campaign already.")
+    if not suggestion["customers"]:
+        held = f"{suggestion['in_running']:,} in a running campaign already" if suggestion["in_running"] else ""
+        said_no = f"{suggestion['declined']:,} declined {suggestion['channel_label']} marketing" if suggestion["declined"] else ""
+        raise CampaignStateError(f"None of the {_count(suggestion['with_action'], 'customer')} with this action can be reached: {' and '.join(filter(None, (held, said_no)))}.")
     with tenant_context(tenant):
-        # The channel most of these customers' rules name (rules behind one action can differ;
-        # the preview counts the others).
-        channel = (CustomerInsight.objects.filter(action=action).exclude(action_channel="").values("action_channel")
-                   .annotate(n=Count("id")).order_by("-n", "action_channel").values_list("action_channel", flat=True).first())
+        channel = _suggested_draft(tenant, action).channel
         existing = Campaign.objects.filter(state=Campaign.State.DRAFT, action=action, filters={"actions": [action]}).order_by("-created_at").first()
         if existing is not None:
             return existing, False

@@ -53,8 +53,8 @@ def test_a_suggestion_whose_customers_are_all_in_running_campaigns_offers_no_dra
     assert created and first.name.startswith("Win-back · ")
     services.do_launch_campaign(tenant_a, first.pk)
     page = client.get("/campaigns/").content.decode()
-    assert "all in a running campaign already" in page and f'action="/campaigns/suggest/{Action.WIN_BACK}/"' not in page
-    with pytest.raises(services.CampaignStateError, match="All 12 customers with this action are in a running campaign already"):
+    assert "none of the 12 can be reached: 12 in a running campaign already" in page and f'action="/campaigns/suggest/{Action.WIN_BACK}/"' not in page
+    with pytest.raises(services.CampaignStateError, match="None of the 12 customers with this action can be reached: 12 in a running campaign already"):
         services.do_draft_from_suggestion(tenant_a, Action.WIN_BACK)
     # Once it ends, a new draft of the same day gets its own name.
     with tenant_context(tenant_a):
