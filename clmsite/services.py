@@ -137,17 +137,29 @@ def invite_path(user: Any) -> str:
     return reverse("set_password", kwargs={"uidb64": urlsafe_base64_encode(force_bytes(user.pk)), "token": link_tokens.make_token(user)})
 
 
-def _new_login(username: str, email: str) -> Any:
-    """A login without a password, for an invite. New names are ASCII: a look-alike letter
-    (a Cyrillic а for a Latin a) would show two names as one in the team and the log."""
+def new_username_problem(username: str) -> str | None:
+    """Why ``username`` cannot be a new login, or None. New names are ASCII: a look-alike
+    letter (a Cyrillic а for a Latin a) would show two names as one in the team and the log.
+    A name that is a login already needs none of this: it is invited as it is."""
     user_model = get_user_model()
+    if user_model.objects.filter(username__iexact=username).exists():
+        return None
     field = user_model._meta.get_field(user_model.USERNAME_FIELD)
     try:
         field.run_validators(username)
         if not username or not username.isascii():
             raise ValidationError("not a username")
     except ValidationError:
-        raise MembershipRefused(f"A new username takes 1 to {field.max_length} letters a-z, digits and @ . + - _ (no spaces).") from None
+        return f"A new username takes 1 to {field.max_length} letters a-z, digits and @ . + - _ (no spaces)."
+    return None
+
+
+def _new_login(username: str, email: str) -> Any:
+    """A login without a password, for an invite (:func:`new_username_problem`)."""
+    user_model = get_user_model()
+    problem = new_username_problem(username)
+    if problem:
+        raise MembershipRefused(problem)
     if email:
         try:
             validate_email(email)

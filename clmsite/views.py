@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required as django_login_required
 from django.contrib.auth.views import redirect_to_login
@@ -46,6 +47,7 @@ from clmsite.services import (
     is_pending,
     link_tokens,
     may_send_invite,
+    new_username_problem,
     team,
 )
 from clmsite.templatetags.clm import SHOP_FIELD
@@ -361,6 +363,14 @@ class MemberForm(forms.Form):
     def __init__(self, *args: Any, roles: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["role"].choices = [(value, label) for value, label in Role.choices if value in roles]
+
+    def clean_username(self) -> str:
+        """Checked with the other fields, so that one answer names every problem, beside its field."""
+        username = get_user_model().normalize_username(self.cleaned_data["username"].strip())
+        problem = new_username_problem(username)
+        if problem:
+            raise forms.ValidationError(problem)
+        return username
 
 
 def _remember_invite(request: HttpRequest, user: Any, path: str) -> str:

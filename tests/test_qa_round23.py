@@ -180,3 +180,15 @@ def test_switching_to_a_shop_whose_name_ends_in_a_period_says_it_once(tenant_a, 
     response = client.post("/tenant/switch/", {"tenant_id": tenant_b.pk}, follow=True)
 
     assert "Switched to Demo Outdoor Co." in [str(m) for m in response.context["messages"]]
+
+
+def test_the_team_form_names_a_bad_username_and_a_bad_email_at_once_beside_their_fields(alice, client):
+    client.force_login(alice)
+
+    response = client.post("/settings/team/", {"username": "has space", "email": "not-an-email", "role": "viewer"})
+
+    assert response.status_code == 400
+    form = response.context["form"]
+    assert form.errors["username"] == ["A new username takes 1 to 150 letters a-z, digits and @ . + - _ (no spaces)."]
+    assert "email" in form.errors and not form.non_field_errors()
+    assert 'value="has space"' in response.content.decode()  # what was typed stays
