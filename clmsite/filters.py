@@ -117,6 +117,9 @@ class IdFilter(django_filters.NumberFilter):
 ID_FILTER = {"filter_class": IdFilter, "extra": lambda field: {"label": f"the {field.verbose_name}'s numeric id (one the shop does not have matches nothing)"}}
 
 
+PLAIN_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
 class ClmFilterSet(django_filters.FilterSet):
     """The base of every API filter: date-time lookups parse ISO 8601 and compare in UTC, a
     related object is named by its numeric id (``IdFilter``), and a field of choices reads them
@@ -136,9 +139,16 @@ class ClmFilterSet(django_filters.FilterSet):
         """Valid, and no filter given empty: ``?external_id=`` with a blank variable answered every
         row (an arbitrary customer for a lookup by id), where an empty date-time was already a 400."""
         valid = super().is_valid()
-        for name in self.form.fields:
-            if name in self.data and name not in self.form.errors and not str(self.data.get(name) or "").strip():
+        for name, field in self.form.fields.items():
+            raw = str(self.data.get(name) or "").strip() if name in self.data else None
+            if raw is None or name in self.form.errors:
+                continue
+            if not raw:
                 self.form.add_error(name, "Empty: give a value, or leave the parameter out.")
+                valid = False
+            elif isinstance(field, forms.IntegerField | forms.DecimalField | forms.FloatField) and not PLAIN_NUMBER.fullmatch(raw):
+                # Django's number fields also read "1e3" and other scripts' digits ("２"), which ?page= refuses.
+                self.form.add_error(name, "Write a plain number in the digits 0-9, such as 100 or 99.50.")
                 valid = False
         return valid
 

@@ -192,3 +192,19 @@ def test_the_team_form_names_a_bad_username_and_a_bad_email_at_once_beside_their
     assert form.errors["username"] == ["A new username takes 1 to 150 letters a-z, digits and @ . + - _ (no spaces)."]
     assert "email" in form.errors and not form.non_field_errors()
     assert 'value="has space"' in response.content.decode()  # what was typed stays
+
+
+@pytest.mark.parametrize(("params", "status"), [
+    ({"min_orders": "２"}, 400), ({"min_spent": "２"}, 400), ({"min_spent": "1e3"}, 400),
+    ({"min_spent": "99.5"}, 200), ({"min_spent": "-1"}, 200), ({"min_orders": "2"}, 200),
+])
+def test_number_filters_take_plain_digits_as_page_does(shop_a_data, api_a, params, status):
+    response = api_a.get("/api/v1/customers/", params)
+
+    assert response.status_code == status, response.content
+    if status == 400:
+        assert response.json() == {next(iter(params)): ["Write a plain number in the digits 0-9, such as 100 or 99.50."]}
+
+
+def test_a_probability_filter_still_takes_a_leading_point(api_a):
+    assert api_a.get("/api/v1/predictions/", {"churn_probability__gte": ".5"}).status_code == 200
