@@ -57,6 +57,9 @@ class TenantScopedMixin:
         self.tenant = request_tenant(request)
         if self.tenant is not None:
             self._tenant_token = _current_tenant.set(self.tenant)
+            # The budget before DRF's content negotiation, so that a 406 counts and carries the
+            # budget's headers as every other answer does.
+            self.check_throttles(request)
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         if self.tenant is None:
             raise exceptions.NotFound() if request.user and request.user.is_authenticated else exceptions.NotAuthenticated()

@@ -208,3 +208,10 @@ def test_number_filters_take_plain_digits_as_page_does(shop_a_data, api_a, param
 
 def test_a_probability_filter_still_takes_a_leading_point(api_a):
     assert api_a.get("/api/v1/predictions/", {"churn_probability__gte": ".5"}).status_code == 200
+
+
+def test_a_406_carries_the_rate_limit_headers_as_every_answer_does(api_a):
+    response = api_a.get("/api/v1/customers/", HTTP_ACCEPT="text/html")
+
+    assert response.status_code == 406
+    assert {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} <= set(response.headers)
