@@ -197,6 +197,11 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CreateMo
                                    webhook_secret=services.new_webhook_secret() if url else "")
         services.audit_saved(campaign, created=True, user=self.request.user, via="api")
 
+    def update(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        if self.get_object().state not in (Campaign.State.DRAFT, Campaign.State.SCHEDULED):  # the state first: fixing the body would not help
+            raise Conflict("A launched campaign cannot be edited.")
+        return super().update(request, *args, **kwargs)
+
     def perform_update(self, serializer: Any) -> None:
         with transaction.atomic():
             # Locked as a launch locks it, so that an edit cannot slip in beside a launch.

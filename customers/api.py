@@ -129,11 +129,12 @@ class OrderSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(str(exc)) from None
         if not status:
             raise serializers.ValidationError("An order needs a status (completed, cancelled, refunded…).")
-        if status not in (*Order.SALE_STATUSES, *Order.NOT_REVENUE):
+        if status not in (*Order.SALE_STATUSES, *Order.NOT_REVENUE) and not Order.objects.filter(status=status).exists():
             # An import takes a shop's own statuses as sales and names them in its result; an edit has
             # no result to name them in, and a typo ("7", "refundd") would count the order as a sale.
+            # A status the shop's orders already have (an imported "pending") is its own, not a typo.
             raise serializers.ValidationError(f"'{parsing.shorten(status)}' is not a status this app knows: a sale ({', '.join(Order.SALE_STATUSES[:4])}…) "
-                                              f"or {', '.join(Order.NOT_REVENUE)}. An import takes a shop's own statuses (as sales) and names them.")
+                                              f"or {', '.join(Order.NOT_REVENUE)}, or one of this shop's orders has. An import takes a shop's own statuses (as sales) and names them.")
         return status
 
 
@@ -567,6 +568,8 @@ class CreateFromRowMixin:
                 messages = errors.setdefault(error.column or NON_FIELD_ERRORS, [])
                 if error.message not in messages:
                     messages.append(error.message)
+        if lines_key in errors:  # in the lines' order (the import reports them by column)
+            errors[lines_key].sort(key=lambda message: int(message.split(":", 1)[0].removeprefix("Item ")))
         if not result.ok and (NON_FIELD_ERRORS in errors or not errors):  # about the row as a whole ("this looks like a file of orders")
             errors[NON_FIELD_ERRORS] = [result.message.replace(NOTHING_IMPORTED, "Nothing was created: ")]
         return errors
@@ -614,7 +617,7 @@ class CustomerViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin
 
     bulk_kind = "customers"
     search_fields = ["external_id", "email__uicontains", "name__uicontains"]  # accents and case aside
-    ordering_fields = ["external_id", "name", "email", "total_spent", "order_count", "last_order_at", "first_order_at", "created_at", "updated_at"]
+    ordering_fields = ["id", "external_id", "name", "email", "total_spent", "order_count", "last_order_at", "first_order_at", "created_at", "updated_at"]
     ordering = ["external_id"]
     filterset_class = CustomerFilter
     action_roles = {"destroy": Role.ADMIN}
@@ -649,7 +652,7 @@ class OrderViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin, m
     bulk_kind = "orders"
     serializer_class = OrderSerializer
     search_fields = ["external_id", "customer__external_id"]
-    ordering_fields = ["ordered_at", "amount", "external_id", "updated_at"]
+    ordering_fields = ["id", "ordered_at", "amount", "external_id", "updated_at"]
     ordering = ["-ordered_at"]
     action_roles = {"destroy": Role.ADMIN}  # as a customer's
     filterset_class = OrderFilter
@@ -681,7 +684,7 @@ class ProductViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin,
     bulk_kind = "products"
     serializer_class = ProductSerializer
     search_fields = ["sku", "name__uicontains", "category__uicontains"]  # accents and case aside
-    ordering_fields = ["sku", "name", "category", "price", "updated_at"]
+    ordering_fields = ["id", "sku", "name", "category", "price", "updated_at"]
     ordering = ["sku"]
     filterset_class = ProductFilter
 
@@ -697,7 +700,7 @@ class ReviewViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin, 
     bulk_kind = "reviews"
     serializer_class = ReviewSerializer
     search_fields = ["external_id", "text", "customer__external_id"]
-    ordering_fields = ["created_at", "rating", "updated_at"]
+    ordering_fields = ["id", "created_at", "rating", "updated_at"]
     ordering = ["-created_at"]
     action_roles = {"destroy": Role.ADMIN}  # as a customer's
     filterset_class = ReviewFilter

@@ -215,3 +215,38 @@ def test_a_406_carries_the_rate_limit_headers_as_every_answer_does(api_a):
 
     assert response.status_code == 406
     assert {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} <= set(response.headers)
+
+
+def test_an_orders_line_errors_come_in_the_lines_order(api_a):
+    response = api_a.post("/api/v1/orders/", {"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-01-01",
+                                              "lines": [{"amount": "x"}, {"amount": "5", "quantity": "lots"}, {"amount": "y"}]}, format="json")
+
+    assert response.status_code == 400
+    assert [message.split(":")[0] for message in response.json()["lines"]] == ["Item 1", "Item 2", "Item 3"]
+
+
+def test_a_launched_campaigns_edit_is_a_409_before_its_body_is_read(tenant_a, api_a):
+    from campaigns.models import Campaign
+
+    with tenant_context(tenant_a):
+        campaign = Campaign.objects.create(name="Gone out", action="win_back", state=Campaign.State.RUNNING)
+
+    response = api_a.patch(f"/api/v1/campaigns/{campaign.pk}/", {"name": ""}, format="json")
+
+    assert response.status_code == 409 and response.json() == {"detail": "A launched campaign cannot be edited."}
+
+
+def test_an_order_may_be_set_back_to_a_status_the_shops_orders_have(shop_a_data, api_a):
+    from customers.models import Order
+
+    assert import_rows(shop_a_data, "orders", [{"customer_id": "c1", "order_id": "p1", "ordered_at": "2024-04-01", "amount": "9", "status": "pending"}]).ok
+    with tenant_context(shop_a_data):
+        order = Order.objects.get(external_id="o1")
+
+    assert api_a.patch(f"/api/v1/orders/{order.pk}/", {"status": "Pending"}, format="json").json()["status"] == "pending"
+    assert api_a.patch(f"/api/v1/orders/{order.pk}/", {"status": "authorized"}, format="json").status_code == 400  # no order of the shop has it
+
+
+def test_lists_order_by_id(shop_a_data, api_a):
+    ids = [c["id"] for c in api_a.get("/api/v1/customers/", {"ordering": "-id"}).json()["results"]]
+    assert ids == sorted(ids, reverse=True) and len(ids) == 2

@@ -124,7 +124,7 @@ def test_an_unknown_ordering_is_a_400_naming_the_allowed_fields(shop_a_data, api
     assert response.status_code == 400
     assert list(response.json()) == ["ordering"]
     message = response.json()["ordering"][0]
-    assert message.startswith(f"Cannot order by {ordering.split(',')[-1]}. Allowed: external_id, name, email, total_spent, order_count, last_order_at")
+    assert message.startswith(f"Cannot order by {ordering.split(',')[-1]}. Allowed: id, external_id, name, email, total_spent, order_count, last_order_at")
 
 
 def test_a_known_ordering_orders_and_the_schema_names_the_allowed_fields(shop_a_data, api_a, schema) -> None:
