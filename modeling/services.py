@@ -116,7 +116,9 @@ def do_start_training(
             if queue:
                 jobs.enqueue_job(job, train_models_task)
     except IntegrityError:
-        raise TrainingAlreadyRunning("A training job is already queued or running for this shop.") from None
+        running = active_training(tenant)
+        which = f" (job {running.pk}: its progress is at /api/v1/jobs/{running.pk}/)" if running is not None else ""
+        raise TrainingAlreadyRunning(f"A training job is already queued or running for this shop{which}.") from None
     log.info("training job %s queued for tenant %s by %s", job.pk, tenant.slug, getattr(acting_user, "username", "system"))
     return job
 

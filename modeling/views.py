@@ -100,7 +100,10 @@ def retrain(request: HttpRequest) -> HttpResponse:
     serving = registry.active_versions(request.tenant)  # type: ignore[attr-defined]
     try:
         job = do_start_training(request.tenant, acting_user=request.user)  # type: ignore[attr-defined]
-    except (TrainingAlreadyRunning, NothingToLearn) as exc:
+    except TrainingAlreadyRunning:
+        messages.error(request, "A training job is already queued or running for this shop: its progress bar is below.")
+        return redirect("models")
+    except NothingToLearn as exc:
         messages.error(request, str(exc))
         return redirect("models")
     meanwhile = ("The current models keep serving until the new ones are validated." if serving else

@@ -300,8 +300,8 @@ def test_sync_training_and_scoring_run_as_jobs_the_pages_list(trained, capsys, s
     assert f"Training job {train_job.pk}: Trained" in out and f"Scoring job {score_job.pk}: Scored {scored}" in out
     # A training the command starts while another is queued is refused, and creates no job.
     with tenant_context(tenant):
-        Job.objects.create(kind=Job.Kind.TRAIN, params={"as_of": END.isoformat()})
-    with pytest.raises(CommandError, match="already queued or running"):
+        queued = Job.objects.create(kind=Job.Kind.TRAIN, params={"as_of": END.isoformat()})
+    with pytest.raises(CommandError, match=rf"already queued or running for this shop \(job {queued.pk}: its progress is at /api/v1/jobs/{queued.pk}/"):
         call_command("train", "--tenant", tenant.slug, "--as-of", END.isoformat(), "--family", "bgnbd", "--sync")
     with tenant_context(tenant):
         assert Job.objects.filter(kind=Job.Kind.TRAIN).count() == 2

@@ -49,8 +49,8 @@ class Command(ClmCommand):
                 queue_or_run_here(self, target, start, queued=f"Queued training job {{job.pk}} for {target.slug}; follow it on the Models page.")
                 return
             job = start(queue=False)
-        except TrainingAlreadyRunning:
-            raise CommandError("A training job is already queued or running for this shop; wait for it, or cancel it on the Models page.") from None
+        except TrainingAlreadyRunning as exc:
+            raise CommandError(f"{str(exc).removesuffix('.')}; wait for it, or cancel it on the Models page.") from None
         except NothingToLearn as exc:
             raise CommandError(str(exc)) from None
         result = run_here(self, target, job, tasks.train, "Training", tasks.TRAINING_CANCELLED)
