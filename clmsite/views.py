@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import zoneinfo
 from typing import Any
@@ -273,11 +274,28 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return render(request, "500.html", status=500)
 
 
+ZONE_REGIONS = ("Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe", "Indian", "Pacific")
+
+
+def time_zone_choices() -> list[Any]:
+    """The zones by region, each with its offset now ("Los Angeles (UTC−08:00)"), UTC first.
+    The old aliases (US/Pacific, EST, Etc/GMT+8) are left out: each is a region's zone by
+    another name. A shop saved with one keeps it (``TenantSettingsForm``)."""
+    now = dt.datetime.now(dt.UTC)
+    by_region: dict[str, list[tuple[str, str]]] = {}
+    for name in sorted(zoneinfo.available_timezones()):
+        region, _, place = name.partition("/")
+        if region in ZONE_REGIONS and place:
+            offset = now.astimezone(zoneinfo.ZoneInfo(name)).strftime("%z")
+            by_region.setdefault(region, []).append((name, f"{place.replace('_', ' ').replace('/', ' / ')} (UTC{offset[0].replace('-', '−')}{offset[1:3]}:{offset[3:]})"))
+    return [("UTC", "UTC"), *by_region.items()]
+
+
 class TenantSettingsForm(forms.Form):
     name = forms.CharField(max_length=200, label="Shop name")
     currency = forms.CharField(max_length=3, help_text="ISO 4217 code, such as USD or EUR: the currency the shop's amounts are in. Changing it converts nothing; "
                                                        "orders imported with another currency stay as they are")
-    time_zone = forms.ChoiceField(choices=[(zone, zone) for zone in sorted(zoneinfo.available_timezones() | {"UTC"})], label="Time zone", required=False,
+    time_zone = forms.ChoiceField(choices=time_zone_choices, label="Time zone", required=False,
                                   help_text="the pages show the times of orders, reviews, imports, jobs and campaigns in it and chart months by it, and the "
                                   "models count the shop's days in it (stage dates, as-of dates, days since an order) from the next scoring; "
                                   "the API's and the CSV exports' times keep UTC")
@@ -327,6 +345,8 @@ def tenant_settings(request: HttpRequest) -> HttpResponse:
     initial = {"name": tenant.name, "currency": tenant.currency, "time_zone": tenant.time_zone, "horizon_days": tenant.horizon_days,
                "high_tier_percent": round(100 * (1 - tiers["high"])), "low_tier_percent": round(100 * tiers["medium"]), **schedule}
     form = TenantSettingsForm(request.POST or None, initial=initial)
+    if not any(tenant.time_zone == value for _, group in form.fields["time_zone"].choices[1:] for value, _ in group) and tenant.time_zone != "UTC":
+        form.fields["time_zone"].choices = [(tenant.time_zone, tenant.time_zone), *form.fields["time_zone"].choices]  # an alias saved before
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         changed = [name for name in form.changed_data if name in SETTINGS_TAKE_EFFECT]
