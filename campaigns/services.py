@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 from django.db import transaction
 from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 from django.utils import timezone
-from django.utils.dateformat import format as date_format
 
 from campaigns.models import Action, Campaign, CampaignAudit, CampaignMember, Channel
 from clmsite.models import Tenant
@@ -759,7 +758,7 @@ def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -
             return existing, False
         # Named by action and day, not by the audience's size, which an edit of the filters changes;
         # a second campaign of the day gets a number.
-        name = f"{suggestion['label']} · {date_format(timezone.now(), 'N j, Y')}"
+        name = f"{suggestion['label']} · {shop_today(tenant).isoformat()}"
         taken = set(Campaign.objects.filter(name__startswith=name).values_list("name", flat=True))
         name = next(candidate for candidate in (name, *(f"{name} ({n})" for n in range(2, len(taken) + 2))) if candidate not in taken)
         campaign = Campaign.objects.create(

@@ -170,6 +170,7 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Customer Lifecycle <n
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
+FORMAT_MODULE_PATH = ["clmsite.formats"]  # dates in ISO 8601 on every page (clmsite/formats/en)
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

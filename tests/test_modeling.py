@@ -391,7 +391,7 @@ def test_score_now_on_the_models_page_scores_the_date_given(trained, client, ali
         job = Job.objects.get(kind=Job.Kind.SCORE)
         assert job.state == Job.State.SUCCEEDED and job.created_by == alice
         assert Prediction.objects.filter(as_of=END).count() == Customer.objects.count()
-    assert "Customers were last scored as of June 30, 2025." in client.get("/models/").content.decode()
+    assert "Customers were last scored as of 2025-06-30." in client.get("/models/").content.decode()
     client.force_login(bob)  # a viewer: neither the button nor the action exists
     assert 'data-testid="score-now"' not in client.get("/models/").content.decode()
     assert client.post("/models/score/", {"as_of": END.isoformat()}).status_code == 404

@@ -198,7 +198,7 @@ def test_the_stage_timeline_adds_the_stages_the_monthly_snapshots_fell_between(t
     assert [(c["stage"], c["since"], bool(c.get("inferred"))) for c in timeline] == [
         ("reactivated", dt.date(2026, 11, 30), False), ("lapsed", None, True), ("at_risk", dt.date(2026, 10, 24), False),
         ("active", dt.date(2026, 9, 25), False), ("new", dt.date(2026, 9, 6), True)]
-    assert timeline[1]["reason"] == "away long enough to count as lapsed after the order of September 25, 2026, between two monthly snapshots"
+    assert timeline[1]["reason"] == "away long enough to count as lapsed after the order of 2026-09-25, between two monthly snapshots"
 
 
 def test_the_mean_gap_factor_names_the_usual_gap_where_they_differ() -> None:

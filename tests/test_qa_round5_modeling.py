@@ -59,7 +59,7 @@ def test_the_models_page_offers_the_shops_default_and_warns_about_a_date_long_af
     page = client.get("/models/").content.decode()
     assert 'name="as_of" value="1998-07-01"' in page and f'value="{dt.datetime.now(dt.UTC).date().isoformat()}"' not in page
     assert 'data-last-order="1998-06-30" data-stale-after="365" data-confirm-as-of' in page  # the page asks first
-    assert "<b>Retrain now</b> trains on the data up to July 1, 1998." in page
+    assert "<b>Retrain now</b> trains on the data up to 1998-07-01." in page
 
     usual = client.post("/models/score/", {"as_of": "1998-07-01"}, follow=True).content.decode()
     assert "Scoring as of 1998-07-01" in usual and "Your last order is on 1998-06-30" not in usual

@@ -142,7 +142,7 @@ def test_the_stage_timeline_gives_each_period_the_reason_of_the_day_it_began(ten
     ]
     client.force_login(alice)
     page = client.get(f"/customers/{customer}/").content.decode()
-    assert f"<strong>At risk</strong> from July 1, 2026 <span class=\"muted\">— {entry}</span>" in page and "overdue: 39 days" not in page
+    assert f"<strong>At risk</strong> from 2026-07-01 <span class=\"muted\">— {entry}</span>" in page and "overdue: 39 days" not in page
     assert api_a.get(f"/api/v1/insights/{customer}/stages/").json()["results"][3] == {"as_of": "2026-07-31", "stage": "at_risk", "since": "2026-07-01", "reason": entry}
 
 

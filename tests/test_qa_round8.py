@@ -141,7 +141,7 @@ def test_the_customer_page_names_saved_segments_campaigns_review_tone_and_orders
     assert "Active ones" in page and "Lapsed ones" not in page
     assert f'href="/campaigns/{campaign.pk}/">Nudge</a> <span class="muted">(treated, running)' in page
     assert 'data-testid="review-sentiment">Positive' in page
-    assert "1 order since the scoring date (June 30, 2025): the stage, prediction and next action below are as of that date and take it in" in page
+    assert "1 order since the scoring date (2025-06-30): the stage, prediction and next action below are as of that date and take it in" in page
 
 
 def test_model_versions_are_numbered_per_shop_and_named_as_the_pages_name_them(tenant_a, tenant_b, client, alice) -> None:
@@ -327,7 +327,7 @@ def test_an_import_that_changed_rows_says_the_predictions_take_them_in_at_the_ne
                                   result={"rows": 1, "created": 0, "updated": 0, "unchanged": 1})
     client.force_login(alice)
     page = client.get(f"/imports/{changed.pk}/").content.decode()
-    assert "are as of the last scoring (June 30, 2025) and take these rows in at the next one" in page
+    assert "are as of the last scoring (2025-06-30) and take these rows in at the next one" in page
     assert 'data-testid="rescore-note"' not in client.get(f"/imports/{same.pk}/").content.decode()
 
 

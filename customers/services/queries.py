@@ -400,7 +400,7 @@ def stage_changes(tenant: Tenant, customer: Customer) -> list[dict[str, Any]]:
             with tenant_context(tenant):
                 before = (Order.objects.filter(customer=customer, ordered_at__lt=shop_midnight(returned["since"], tenant))
                           .exclude(status__in=Order.NOT_REVENUE).order_by("-ordered_at").values_list("ordered_at", flat=True).first())
-            after = f" after the order of {shop_day(before, tenant):%B %-d, %Y}" if before is not None else ""
+            after = f" after the order of {shop_day(before, tenant).isoformat()}" if before is not None else ""
             changes.insert(index, {"as_of": None, "stage": Stage.LAPSED.value, "since": None, "label": labels[Stage.LAPSED], "inferred": True,
                                    "reason": f"away long enough to count as lapsed{after}, between two monthly snapshots"})
     return changes[::-1]
