@@ -10,16 +10,20 @@ import django_filters
 from django import forms
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
+from django.utils.dateparse import parse_date
 from django_filters.fields import IsoDateTimeField
 from django_filters.filterset import FILTER_FOR_DBFIELD_DEFAULTS
 from django_filters.rest_framework import DjangoFilterBackend
 
 from clmsite.lookups import nfc
+from clmsite.tenancy import current_tenant, shop_zone
 
 
 class UTCDateTimeField(IsoDateTimeField):
     """ISO 8601 date-times converted to UTC: PostgreSQL refuses offsets beyond ±15:59 that
-    Python accepts (fuzzing sent +20:27), and UTC is what the database stores anyway."""
+    Python accepts (fuzzing sent +20:27), and UTC is what the database stores anyway. A date
+    alone is the start of the shop's day (days are the shop's, as an ``as_of`` is); a time
+    without an offset stays UTC, as a sync's cursor is read back."""
 
     default_error_messages = {"invalid": "Enter a date or date-time in ISO 8601, such as 2024-05-01 or 2024-05-01T09:30:00Z."}
 
@@ -27,6 +31,7 @@ class UTCDateTimeField(IsoDateTimeField):
         if isinstance(value, str) and not value.strip():
             # A sync's cursor left empty (?updated_at__gte=) filtered nothing and answered every row.
             raise DjangoValidationError("Empty: give a date or date-time, or leave the parameter out.", code="invalid")
+        day_alone = isinstance(value, str) and parse_date(value.strip()) is not None
         try:
             value = super().to_python(value)
         except DjangoValidationError:
@@ -39,6 +44,9 @@ class UTCDateTimeField(IsoDateTimeField):
             raise
         if value is None or value.tzinfo is None:
             return value
+        zone = shop_zone(current_tenant())
+        if day_alone and zone is not None:
+            value = value.replace(tzinfo=None).replace(tzinfo=zone)  # midnight on the shop's clock
         try:
             return value.astimezone(dt.UTC)
         except (OverflowError, ValueError):

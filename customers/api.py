@@ -304,9 +304,9 @@ class CustomerFilter(ClmFilterSet):
     min_spent = django_filters.NumberFilter(field_name="total_spent", lookup_expr="gte", label="total spent at least (inclusive)")
     max_spent = django_filters.NumberFilter(field_name="total_spent", lookup_expr="lte", label="total spent at most (inclusive)")
     last_order_after = UTCDateTimeFilter(field_name="last_order_at", lookup_expr="gte",
-                                         label="last order at or after this date-time (inclusive); a date alone is its midnight UTC, so its day is included")
+                                         label="last order at or after this date-time (inclusive); a date alone is the shop's midnight, so its day is included")
     last_order_before = UTCDateTimeFilter(field_name="last_order_at", lookup_expr="lt",
-                                          label="last order before this date-time (exclusive); a date alone is its midnight UTC, so its day is excluded")
+                                          label="last order before this date-time (exclusive); a date alone is the shop's midnight, so its day is excluded")
     country = django_filters.CharFilter(method="filter_country", label="a two-letter code, a three-letter code or an English name, without case (USA and us find US)")
     email = django_filters.CharFilter(lookup_expr="iexact", label="compared without case, as mail servers compare addresses in practice")
 

@@ -326,8 +326,8 @@ class SavedFiltersSerializer(serializers.Serializer):
     orders_max = serializers.IntegerField(min_value=0, required=False)
     category = serializers.CharField(max_length=128, required=False)
     country = serializers.CharField(max_length=64, required=False)
-    # Bounds: min and max include their value, a date "after" its day and "before" not (UTC
-    # dates), as the customer list's ?last_order_after= and ?last_order_before= do.
+    # Bounds: min and max include their value, a date "after" its day and "before" not (the
+    # shop's days), as the customer list's ?last_order_after= and ?last_order_before= do.
     first_order_after = DayField(required=False, help_text="first order on or after this day (the day included)")
     last_order_before = DayField(required=False, help_text="last order before this day (the day excluded)")
     last_order_after = DayField(required=False, help_text="last order on or after this day (the day included)")

@@ -745,10 +745,13 @@ def apply_filters(queryset: QuerySet[CustomerInsight], filters: dict[str, Any]) 
         # One uncorrelated subquery (the category's buyers), not an EXISTS per customer, which
         # SQLite ran as a scan of every order line for each customer.
         queryset = queryset.filter(customer_id__in=Order.objects.filter(items__product__category__iexact=f["category"]).values("customer_id"))
-    for key, lookup in (("first_order_after", "customer__first_order_at__date__gte"), ("last_order_before", "customer__last_order_at__date__lt"),
-                        ("last_order_after", "customer__last_order_at__date__gte")):
+    # Days are the shop's: from its midnight (``__date`` would take the zone of whoever asks: the
+    # shop's on its pages, UTC in the API and the workers, so one segment had two memberships).
+    for key, lookup in (("first_order_after", "customer__first_order_at__gte"), ("last_order_before", "customer__last_order_at__lt"),
+                        ("last_order_after", "customer__last_order_at__gte")):
         if f.get(key):
-            queryset = queryset.filter(**{lookup: f[key]})
+            day = f[key] if isinstance(f[key], dt.date) else dt.date.fromisoformat(str(f[key]))
+            queryset = queryset.filter(**{lookup: shop_midnight(day, require_tenant())})
     return queryset
 
 

@@ -250,3 +250,24 @@ def test_an_order_may_be_set_back_to_a_status_the_shops_orders_have(shop_a_data,
 def test_lists_order_by_id(shop_a_data, api_a):
     ids = [c["id"] for c in api_a.get("/api/v1/customers/", {"ordering": "-id"}).json()["results"]]
     assert ids == sorted(ids, reverse=True) and len(ids) == 2
+
+
+def test_a_day_in_a_filter_is_the_shops_day_on_the_api_and_in_a_saved_segment(tenant_a, api_a):
+    from customers.models import Customer
+    from modeling.insights import apply_filters
+    from modeling.models import CustomerInsight
+
+    shop = in_zone(tenant_a, "America/Los_Angeles")  # c1's last order: 1 March 09:00 UTC, 01:00 on the 1st in Los Angeles
+    assert import_rows(shop, "orders", [{"customer_id": "c2", "order_id": "o9", "ordered_at": "2024-03-01T04:00:00Z", "amount": "5"}]).ok  # 8 pm on 29 February there
+
+    def listed(**params):
+        return ids(api_a.get("/api/v1/customers/", {**params, "ordering": "external_id"}))
+
+    assert listed(last_order_after="2024-03-01") == ["c1"]
+    assert listed(last_order_before="2024-03-01") == ["c2"]
+    assert listed(last_order_after="2024-03-01T00:00:00") == ["c1", "c2"]  # a time without an offset stays UTC, as a sync's cursor
+    with tenant_context(shop):
+        for customer in Customer.objects.all():
+            CustomerInsight.objects.create(customer=customer, as_of="2024-03-02", stage="active", stage_since="2024-03-01", stage_reason="-", action="nurture", action_reason="-")
+        members = apply_filters(CustomerInsight.objects.all(), {"last_order_after": "2024-03-01"})
+        assert [i.customer.external_id for i in members] == ["c1"]
