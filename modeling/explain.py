@@ -97,7 +97,7 @@ def describe(feature: str, row: pd.Series, categories: list[str], *, currency: s
     if feature == "order_days" and v is not None:
         return "bought on one day only" if v <= 1 else f"bought on {v:.0f} different days"
     if feature == "tenure_days" and v is not None:
-        return f"first order {_ago(round(v))}"
+        return f"first order {_ago(math.floor(v))}"  # calendar days, as "last order" and the stage count them
     if feature == "order_trend" and v is not None:
         if days is not None and days <= 1:  # one day of orders: no pace to compare yet
             return None

@@ -116,7 +116,8 @@ def lifecycle_page(request: HttpRequest) -> HttpResponse:
             if job is None:
                 messages.success(request, "Thresholds saved. Stages are computed with the first scoring.")
             else:
-                messages.success(request, f"Thresholds saved. Stages, segments and next actions are being recomputed as of {as_of} (job {job.pk}, below).")
+                messages.success(request, f"Thresholds saved. Stages, segments and next actions are being recomputed as of {as_of}, and the month-end "
+                                          f"stage history before it with the same thresholds, so that the stages over time compare like with like (job {job.pk}, below).")
             return redirect(reverse("lifecycle") + "#thresholds")  # where the job's progress shows
     else:
         form = ThresholdsForm(initial=overrides, derived=derived, in_effect=in_effect)

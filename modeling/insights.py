@@ -125,7 +125,9 @@ def do_set_lifecycle_thresholds(tenant: Tenant, overrides: dict[str, Any], *, ac
     with transaction.atomic():
         tenant.settings = {**tenant.settings, "lifecycle": {k: v for k, v in overrides.items() if v is not None}}
         tenant.save(update_fields=["settings"])
-        return queue_insights_refresh(tenant, acting_user=acting_user)
+        # The month-end history too: kept on the old rule, the stages over time showed a drop on
+        # the latest date that was only the rule changing, and its transitions with it.
+        return queue_insights_refresh(tenant, acting_user=acting_user, rebuild_history=True)
 
 
 def latest_insights_refresh() -> Any:
@@ -134,11 +136,12 @@ def latest_insights_refresh() -> Any:
     return Job.objects.filter(kind=Job.Kind.INSIGHTS).order_by("-created_at")[:1]
 
 
-def queue_insights_refresh(tenant: Tenant, *, acting_user: Any = None, actions_only: bool = False) -> Job | None:
+def queue_insights_refresh(tenant: Tenant, *, acting_user: Any = None, actions_only: bool = False, rebuild_history: bool = False) -> Job | None:
     """Queue the recomputation of the stages, segments and next actions as of the latest
-    scoring, after a setting they follow changed (the lifecycle thresholds), or with
-    ``actions_only`` of the next actions alone (a playbook rule, :func:`refresh_actions`).
-    Returns the job, or None when nothing has been scored yet."""
+    scoring, after a setting they follow changed (the lifecycle thresholds, which
+    ``rebuild_history`` applies to the month-end stage history too), or with ``actions_only``
+    of the next actions alone (a playbook rule, :func:`refresh_actions`). Returns the job, or
+    None when nothing has been scored yet."""
     from modeling import jobs
     from modeling.tasks import refresh_insights_task
 
@@ -150,10 +153,10 @@ def queue_insights_refresh(tenant: Tenant, *, acting_user: Any = None, actions_o
             # A recomputation not yet started reads the settings when it starts: no second one.
             # A full one recomputes the actions too; one of the actions alone does not cover a full one.
             pending = [job for job in Job.objects.filter(kind=Job.Kind.INSIGHTS, state=Job.State.QUEUED, params__as_of=as_of.isoformat())
-                       if actions_only or not job.params.get("actions_only")]
+                       if (actions_only or not job.params.get("actions_only")) and (job.params.get("rebuild_history") or not rebuild_history)]
         if pending:
             return pending[0]
-        params = {"as_of": as_of.isoformat(), **({"actions_only": True} if actions_only else {})}
+        params = {"as_of": as_of.isoformat(), **({"actions_only": True} if actions_only else {}), **({"rebuild_history": True} if rebuild_history else {})}
         job = jobs.create_job(tenant, Job.Kind.INSIGHTS, params=params, acting_user=acting_user)
         jobs.enqueue_job(job, refresh_insights_task)
     return job
@@ -744,7 +747,9 @@ def apply_filters(queryset: QuerySet[CustomerInsight], filters: dict[str, Any]) 
     if f.get("category"):
         # One uncorrelated subquery (the category's buyers), not an EXISTS per customer, which
         # SQLite ran as a scan of every order line for each customer.
-        queryset = queryset.filter(customer_id__in=Order.objects.filter(items__product__category__iexact=f["category"]).values("customer_id"))
+        # A sale's category: a refunded or cancelled order was not a purchase (as the customer's page lists what they bought).
+        queryset = queryset.filter(customer_id__in=Order.objects.filter(items__product__category__iexact=f["category"]).exclude(status__in=Order.NOT_REVENUE)
+                                   .values("customer_id"))
     # Days are the shop's: from its midnight (``__date`` would take the zone of whoever asks: the
     # shop's on its pages, UTC in the API and the workers, so one segment had two memberships).
     for key, lookup in (("first_order_after", "customer__first_order_at__gte"), ("last_order_before", "customer__last_order_at__lt"),

@@ -73,11 +73,11 @@ class InvalidAsOf(ValueError):
 
 
 def check_as_of(tenant: Tenant, as_of: dt.date) -> dt.date:
-    """Refuse a date after the shop's tomorrow or before the shop's first order: features
-    would see the future, or nothing at all."""
+    """Refuse a date after the shop's today or before the shop's first order: features would
+    see the future, or nothing at all (and every page would then stay on the later date)."""
     from customers.models import Order
 
-    latest = shop_today(tenant) + dt.timedelta(days=1)
+    latest = shop_today(tenant)
     if as_of > latest:
         raise InvalidAsOf(f"{as_of.isoformat()} is in the future; the latest as-of date is {latest.isoformat()}.")
     with tenant_context(tenant):

@@ -243,8 +243,9 @@ def refresh_insights_task(self, tenant_id: int, job_id: int) -> None:
         if job.params.get("actions_only"):
             summary = refresh_actions(tenant, as_of, progress=jobs.JobReporter(job))
             return summary, f"Next actions recomputed as of {as_of} for {summary['customers']:,} customers."
-        summary = refresh_insights(tenant, as_of, progress=jobs.JobReporter(job))
-        return summary, f"Stages recomputed as of {as_of}: {insights_summary(summary)}"
+        rebuilt = bool(job.params.get("rebuild_history"))
+        summary = refresh_insights(tenant, as_of, progress=jobs.JobReporter(job), rebuild_history=rebuilt)
+        return summary, f"Stages recomputed as of {as_of}{' and the month-end history before it' if rebuilt else ''}: {insights_summary(summary)}"
 
     _run_claimed_job(tenant_id, job_id, "Recomputing", refresh, cancelled="Cancelled: the stage history of that date may already use the new thresholds; save them again to finish.",
                      task=self)

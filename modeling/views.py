@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from clmsite.models import Role
+from clmsite.tenancy import shop_today
 from clmsite.views import tenant_required
 from modeling import explain, insights, registry
 from modeling.models import Job, ModelVersion
@@ -57,6 +58,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
             "can_score": "purchase" in active and request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
             "last_scored": last_scored,
             "default_as_of": default_as_of(tenant),
+            "shop_today": shop_today(tenant),  # the latest as-of date
             "last_order": last_order_date(tenant),
             "stale_after_days": STALE_AFTER_DAYS,
         },

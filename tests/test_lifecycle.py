@@ -352,7 +352,7 @@ def test_every_customer_in_the_review_alerts_gets_service_recovery(scored_shop, 
 def test_thresholds_form_shows_derived_values_and_saving_recomputes_stages(scored_shop, client, alice, django_capture_on_commit_callbacks) -> None:
     from modeling.insights import derived_thresholds
 
-    refresh_insights(scored_shop, END, backfill_months=0)
+    refresh_insights(scored_shop, END, backfill_months=2)
     derived = derived_thresholds(scored_shop, END)
     assert derived.derived_from_gaps >= 20
     client.force_login(alice)  # an owner
@@ -363,7 +363,8 @@ def test_thresholds_form_shows_derived_values_and_saving_recomputes_stages(score
     with tenant_context(scored_shop):
         lapsed_before = CustomerInsight.objects.filter(stage=Stage.LAPSED).count()
         snapshots_before = StageSnapshot.objects.filter(as_of=END, stage=Stage.LAPSED).count()
-    assert lapsed_before > 0
+        history_before = StageSnapshot.objects.filter(as_of__lt=END, stage=Stage.LAPSED).count()
+    assert lapsed_before > 0 and history_before > 0
     # When: the admin sets a lapse threshold far beyond every gap.
     with django_capture_on_commit_callbacks(execute=True):  # the job runs in-process here
         response = client.post("/lifecycle/", {"lapse_days": 3000}, follow=True)
@@ -381,7 +382,10 @@ def test_thresholds_form_shows_derived_values_and_saving_recomputes_stages(score
     with tenant_context(scored_shop):
         assert CustomerInsight.objects.filter(stage=Stage.LAPSED).count() == 0
         assert StageSnapshot.objects.filter(as_of=END, stage=Stage.LAPSED).count() == 0 < snapshots_before
-    assert "in effect: 3000 days (your setting)" in text
+        # The month-end history follows the new rule too: kept on the old one, the stages over
+        # time showed a drop on the latest date that was only the rule changing.
+        assert StageSnapshot.objects.filter(as_of__lt=END).exists() and not StageSnapshot.objects.filter(stage=Stage.LAPSED).exists()
+    assert "in effect: 3000 days (your setting)" in text and "and the month-end history before it" in job.message
 
 
 def test_saving_thresholds_twice_before_the_job_starts_queues_one_recomputation(scored_shop) -> None:

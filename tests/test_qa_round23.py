@@ -271,3 +271,38 @@ def test_a_day_in_a_filter_is_the_shops_day_on_the_api_and_in_a_saved_segment(te
             CustomerInsight.objects.create(customer=customer, as_of="2024-03-02", stage="active", stage_since="2024-03-01", stage_reason="-", action="nurture", action_reason="-")
         members = apply_filters(CustomerInsight.objects.all(), {"last_order_after": "2024-03-01"})
         assert [i.customer.external_id for i in members] == ["c1"]
+
+
+def test_an_as_of_date_after_the_shops_today_is_refused(tenant_a):
+    from clmsite.tenancy import shop_today
+
+    shop = in_zone(tenant_a, "America/Los_Angeles")
+    today = shop_today(shop)
+
+    assert check_as_of(shop, today) == today
+    with pytest.raises(InvalidAsOf, match=rf"is in the future; the latest as-of date is {today.isoformat()}"):
+        check_as_of(shop, today + dt.timedelta(days=1))
+
+
+@pytest.mark.parametrize(("tenure", "said"), [(28.2, "first order 28 days ago"), (28.9, "first order 28 days ago"), (0.6, "first order today")])
+def test_the_first_order_factor_counts_calendar_days_as_the_stage_does(tenure, said):
+    import pandas as pd
+
+    from modeling.explain import describe
+
+    assert describe("tenure_days", pd.Series({"tenure_days": tenure}), []) == said
+
+
+def test_a_segments_category_counts_sales_only(tenant_a):
+    from customers.models import Customer
+    from modeling.insights import apply_filters
+    from modeling.models import CustomerInsight
+
+    assert import_rows(tenant_a, "orders", [
+        {"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-03-01", "amount": "5", "category": "Kitchen", "sku": "k1"},
+        {"customer_id": "c2", "order_id": "o2", "ordered_at": "2024-03-01", "amount": "5", "category": "Kitchen", "sku": "k1", "status": "refunded"},
+    ]).ok
+    with tenant_context(tenant_a):
+        for customer in Customer.objects.all():
+            CustomerInsight.objects.create(customer=customer, as_of="2024-03-02", stage="active", stage_since="2024-03-01", stage_reason="-", action="nurture", action_reason="-")
+        assert [i.customer.external_id for i in apply_filters(CustomerInsight.objects.all(), {"category": "kitchen"})] == ["c1"]
