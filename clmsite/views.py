@@ -298,7 +298,7 @@ class TenantSettingsForm(forms.Form):
     time_zone = forms.ChoiceField(choices=time_zone_choices, label="Time zone", required=False,
                                   help_text="the pages show the times of orders, reviews, imports, jobs and campaigns in it and chart months by it, and the "
                                   "models count the shop's days in it (stage dates, as-of dates, days since an order) from the next scoring; "
-                                  "the API's and the CSV exports' times keep UTC")
+                                  "the API's times keep UTC, and the customer list's CSV writes each time with its offset from UTC")
     horizon_days = forms.IntegerField(min_value=7, max_value=730, label="Prediction horizon (days)",
                                       help_text="how far ahead the predictions look: the chance to buy again within this many days")
     high_tier_percent = forms.IntegerField(min_value=1, max_value=50, label="High value: top % of customers",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from clmsite.models import Role
 from clmsite.templatetags.clm import words
+from clmsite.tenancy import shop_zone
 from clmsite.views import tenant_required
 from customers.services import queries
 from customers.services.import_jobs import CHECK_KEPT_HOURS, checked_file, do_import_checked, do_start_import
@@ -56,13 +58,20 @@ def imported_since_scoring() -> bool:
     return imported is not None and (scored is None or imported > scored)
 
 
-CUSTOMER_CSV_COLUMNS = ["customer_id", "name", "email", "country", "orders", "total_spent", "last_order_at", "stage", "value_tier"]
+# Codes for a program and labels for a person, as the priorities file gives them.
+CUSTOMER_CSV_COLUMNS = ["customer_id", "name", "email", "country", "orders", "total_spent", "last_order_at", "stage", "stage_label", "value_tier", "value_tier_label"]
+STAGE_LABELS, TIER_LABELS = dict(Stage.choices), dict(Prediction.Tier.choices)
 
 
-def _customer_row(c: Any) -> list[object]:
-    insight = getattr(c, "insight", None)
-    return [c.external_id, c.name, c.email, c.country, c.order_count, c.total_spent, c.last_order_at.isoformat() if c.last_order_at else "",
-            insight.stage if insight else "", insight.value_tier if insight else ""]
+def _customer_row(zone: Any) -> Any:
+    """A customer as the list's CSV writes it. The last order's time is on the shop's clock, with
+    its offset (2026-12-06T23:45:00-08:00): the day the list shows, and still one instant."""
+    def row(c: Any) -> list[object]:
+        insight = getattr(c, "insight", None)
+        stage, tier = (insight.stage, insight.value_tier) if insight else ("", "")
+        last = c.last_order_at.astimezone(zone or dt.UTC).isoformat() if c.last_order_at else ""
+        return [c.external_id, c.name, c.email, c.country, c.order_count, c.total_spent, last, stage, STAGE_LABELS.get(stage, ""), tier, TIER_LABELS.get(tier, "")]
+    return row
 
 
 @tenant_required()
@@ -82,7 +91,7 @@ def customer_list(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     customers = queries.search_customers(tenant, query=query, sort=sort, stage=stage, tier=tier, country=country)
     if request.GET.get("format") == "csv":  # the list as filtered and sorted, every page
-        return csv_download(tenant, "customers.csv", CUSTOMER_CSV_COLUMNS, customers, _customer_row)
+        return csv_download(tenant, "customers.csv", CUSTOMER_CSV_COLUMNS, customers, _customer_row(shop_zone(tenant)))
     paginator = Paginator(customers, 25)
     filtered = bool(query or stage or tier or country)
     if not filtered:  # counting every customer is the page's costliest query: once per data version

@@ -364,3 +364,17 @@ def test_the_customer_list_downloads_as_filtered_and_sorted(client, alice, shop_
     assert response["Content-Disposition"] == 'attachment; filename="customers.csv"'
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
     assert [row["customer_id"] for row in rows] == ["c2", "c1"] and (rows[0]["orders"], rows[1]["orders"], rows[1]["total_spent"]) == ("1", "2", "65.50")
+
+
+def test_the_customer_list_csv_writes_times_on_the_shops_clock_and_labels_beside_codes(client, alice, shop_a_data) -> None:
+    """Session 24: the list showed the 6th where the file said 2026-12-07T07:45:00+00:00."""
+    import csv
+    import io
+
+    shop_a_data.time_zone = "America/Los_Angeles"
+    shop_a_data.save()
+    client.force_login(alice)
+    response = client.get("/customers/", {"sort": "external_id", "format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
+    assert rows[0]["last_order_at"] == "2024-03-01T02:00:00-08:00"  # c1's last order, 10:00 UTC
+    assert {"stage_label", "value_tier_label"} <= set(rows[0])
