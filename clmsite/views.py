@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import zoneinfo
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -277,15 +279,29 @@ def server_error(request: HttpRequest) -> HttpResponse:
 ZONE_REGIONS = ("Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe", "Indian", "Pacific")
 
 
+@functools.lru_cache(maxsize=1)
+def _listed_zones() -> frozenset[str] | None:
+    """The zones the time zone database lists by country (``zone.tab``): its current names, not
+    the old spellings it keeps as links (Asia/Calcutta for Asia/Kolkata, Europe/Kiev). None
+    where the system has no such file: then every zone of a region is offered."""
+    for root in zoneinfo.TZPATH:
+        path = Path(root) / "zone.tab"
+        if path.is_file():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            return frozenset(line.split("\t")[2] for line in lines if line.strip() and not line.startswith("#") and line.count("\t") >= 2)
+    return None
+
+
 def time_zone_choices() -> list[Any]:
     """The zones by region, each with its offset now ("Los Angeles (UTC−08:00)"), UTC first.
-    The old aliases (US/Pacific, EST, Etc/GMT+8) are left out: each is a region's zone by
-    another name. A shop saved with one keeps it (``TenantSettingsForm``)."""
+    The old aliases (US/Pacific, EST, Etc/GMT+8, Asia/Calcutta) are left out: each is a
+    region's zone by another name. A shop saved with one keeps it (``TenantSettingsForm``)."""
     now = dt.datetime.now(dt.UTC)
+    listed = _listed_zones()
     by_region: dict[str, list[tuple[str, str]]] = {}
     for name in sorted(zoneinfo.available_timezones()):
         region, _, place = name.partition("/")
-        if region in ZONE_REGIONS and place:
+        if region in ZONE_REGIONS and place and (listed is None or name in listed):
             offset = now.astimezone(zoneinfo.ZoneInfo(name)).strftime("%z")
             by_region.setdefault(region, []).append((name, f"{place.replace('_', ' ').replace('/', ' / ')} (UTC{offset[0].replace('-', '−')}{offset[1:3]}:{offset[3:]})"))
     return [("UTC", "UTC"), *by_region.items()]

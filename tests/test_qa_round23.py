@@ -306,3 +306,16 @@ def test_a_segments_category_counts_sales_only(tenant_a):
         for customer in Customer.objects.all():
             CustomerInsight.objects.create(customer=customer, as_of="2024-03-02", stage="active", stage_since="2024-03-01", stage_reason="-", action="nurture", action_reason="-")
         assert [i.customer.external_id for i in apply_filters(CustomerInsight.objects.all(), {"category": "kitchen"})] == ["c1"]
+
+
+def test_the_time_zone_picker_groups_zones_by_region_with_their_offsets(tenant_a, alice, client):
+    client.force_login(alice)
+
+    page = client.get("/settings/").content.decode()
+
+    assert '<optgroup label="America">' in page and '<option value="America/Los_Angeles">Los Angeles (UTC−' in page
+    assert 'value="US/Pacific"' not in page and 'value="EST"' not in page  # old aliases of a region's zone
+    assert 'value="Asia/Kolkata"' in page and 'value="Asia/Calcutta"' not in page  # nor a region's old spellings (where the system lists zones by country)
+    tenant_a.time_zone = "US/Pacific"  # saved before the picker left aliases out: kept
+    tenant_a.save()
+    assert '<option value="US/Pacific" selected>US/Pacific</option>' in client.get("/settings/").content.decode()
