@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
-from campaigns.models import Action
+from campaigns.models import Action, CampaignMember
 from campaigns.services import consent_of, has_declined, held_by_running
 from clmsite.datacache import cached
 from clmsite.forms import PercentField
@@ -385,11 +385,15 @@ def priorities(request: HttpRequest) -> HttpResponse:
     rows = rows.exclude(customer_id__in=held)
     if request.GET.get("format") == "csv":
         return csv_download(request.tenant, "priorities.csv", PRIORITY_COLUMNS, rows, _priority_row)  # type: ignore[attr-defined]
-    totals = CustomerInsight.objects.values("action").annotate(n=Count("id"), at_risk=Sum("priority")).order_by("-at_risk")
+    # The chart counts what the list holds: the control groups left out of both.
+    totals = CustomerInsight.objects.exclude(customer_id__in=held).values("action").annotate(n=Count("id"), at_risk=Sum("priority")).order_by("-at_risk")
     names = dict(Action.choices)
     page = Paginator(rows, PRIORITIES_PER_PAGE).get_page(request.GET.get("page"))
+    reached = dict(held_by_running(control_only=False).filter(group=CampaignMember.Group.TREATMENT, customer_id__in=[row.customer_id for row in page.object_list])
+                   .values_list("customer_id", "campaign__name"))
     for row in page.object_list:  # a customer who declined the action's channel: said beside it, as no campaign by it reaches them
         row.declined_channel = has_declined(row.customer, row.action_channel)
+        row.in_campaign = reached.get(row.customer_id, "")  # contacted by a running campaign already: said, not to contact them twice
     return render(request, "insights/priorities.html", {
         "page": page, "rows": page.object_list, "action": action, "unknown_action": unknown_action, "held_out": held_out, "actions": [c for c in Action.choices if c[0] != Action.NO_ACTION], "query_prefix": f"action={action}&" if action else "",
         "totals": [{"action": t["action"], "label": names.get(t["action"], t["action"]), "n": t["n"], "at_risk": t["at_risk"] or 0} for t in totals],

@@ -121,6 +121,11 @@ def test_a_running_campaigns_control_group_is_left_out_of_the_priorities_and_tol
     assert f"{len(control)} customers held out as control by running campaigns are left out" in page
     exported = {row["customer_id"] for row in csv.DictReader(io.StringIO(b"".join(client.get("/priorities/?format=csv").streaming_content).decode("utf-8-sig")))}
     assert len(exported) == 40 - len(control) and not exported & {external for external, _ in control}
+    # The chart counts the list's customers (session 24: it counted the control group too), and a
+    # customer the campaign reaches is tagged with it, not to be contacted twice.
+    response = client.get("/priorities/")
+    assert sum(t["n"] for t in response.context["totals"]) == 40 - len(control)
+    assert 'data-testid="in-campaign"' in page and "in campaign “Win back”" in page
     card = client.get(f"/customers/{control[0][1]}/").content.decode()
     assert 'data-testid="held-out"' in card and "held out as control by the running campaign" in card
     assert "not an action of this list" in client.get("/priorities/?action=bogus").content.decode()
