@@ -375,7 +375,7 @@ def _describe_in_words(stats: dict[str, Any], currency: str) -> str:
 def _how_many(share: float) -> str:
     """The word for a share of a segment: "all", "nearly all", "mostly" (two thirds, as a name says it), "more than half", or "largest group"."""
     return ("all" if share >= 0.995 else "nearly all" if share >= segments.STAGE_NAME_SHARE else "mostly" if share >= segments.STAGE_MOSTLY_SHARE
-            else "more than half" if share > 0.5 else "largest group")
+            else "more than half" if share >= 0.505 else "about half" if share >= 0.495 else "largest group")  # as the rounded share reads: 50% is "about half"
 
 
 def relative_to_average(index: float) -> str:

@@ -126,6 +126,7 @@ def test_a_segment_of_mixed_categories_is_named_without_a_category_and_its_stage
     assert "; more than half lapsed (58%);" in _describe_in_words({**stats, "dominant_stage_share": 0.58}, "USD")  # "mostly" from two thirds, as in a name
     assert "; mostly lapsed (70%);" in _describe_in_words({**stats, "dominant_stage_share": 0.7}, "USD")
     assert "; largest group lapsed (40%);" in _describe_in_words({**stats, "dominant_stage_share": 0.4}, "USD")
+    assert "; about half lapsed (50%);" in _describe_in_words({**stats, "dominant_stage_share": 0.503}, "USD")  # session 24: "more than half lapsed (50%)"
 
 
 def test_a_create_with_an_unknown_field_names_the_other_problems_too_and_writes_nothing(api_a, tenant_a) -> None:
