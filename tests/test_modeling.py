@@ -4,6 +4,7 @@ the transformer family has its own tests in test_encoder.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
@@ -298,6 +299,7 @@ def test_sync_training_and_scoring_run_as_jobs_the_pages_list(trained, capsys, s
     assert train_job.params["sentiment_candidates"] == ["ngram"] and train_job.result["trained"]
     assert (score_job.kind, score_job.state, score_job.result["scored"]) == (Job.Kind.SCORE, Job.State.SUCCEEDED, scored)
     assert f"Training job {train_job.pk}: Trained" in out and f"Scoring job {score_job.pk}: Scored {scored}" in out
+    assert re.search(r"serving purchase: .+ v\d+ \(id \d+ in the API\)", out)  # as the Models page names it (session 24: "model version 16" for its v3)
     # A training the command starts while another is queued is refused, and creates no job.
     with tenant_context(tenant):
         queued = Job.objects.create(kind=Job.Kind.TRAIN, params={"as_of": END.isoformat()})

@@ -5,7 +5,10 @@ from django.core.management.base import CommandError
 from clmsite.management.base import ClmCommand
 from clmsite.management.commands._arguments import iso_date
 from clmsite.management.commands._tenant import tenant_from_slug
+from clmsite.templatetags.clm import family_label
+from clmsite.tenancy import tenant_context
 from modeling.management.commands._progress import queue_or_run_here, run_here
+from modeling.models import ModelVersion
 from modeling.services import InvalidAsOf, NothingToLearn, TrainingAlreadyRunning, check_as_of, do_start_training
 from modeling.training import FAMILIES, chosen_families
 
@@ -62,7 +65,11 @@ class Command(ClmCommand):
                 f"  {name:<12} AUC {scores.get('auc')}  log loss {scores.get('log_loss')}  orders deviance {scores.get('orders_deviance')}  "
                 f"MAE {scores.get('orders_mae')}  revenue deviance {scores.get('revenue_deviance')}  MAE {scores.get('revenue_mae')}"
             )
-        for target_name, version in result["champions"].items():
-            self.stdout.write(f"  serving {target_name}: model version {version}")
+        with tenant_context(target):  # named as the Models page names them: "Gradient-boosted trees v3"
+            serving = {v.pk: v for v in ModelVersion.objects.filter(pk__in=list(result["champions"].values()))}
+        for target_name, pk in result["champions"].items():
+            version = serving.get(pk)
+            named = f"{family_label(version.family)} v{version.number}" if version is not None else "a model"
+            self.stdout.write(f"  serving {target_name}: {named} (id {pk} in the API)")
         if not result["champions"] and not result["trained"]:
             raise CommandError("Nothing was trained.")
