@@ -222,10 +222,11 @@ def test_insights_give_every_customer_a_stage_segment_rfm_group_and_reasoned_act
         # Saved segments are live filters over the same rows.
         saved = Segment.objects.create(tenant=scored_shop, kind=Segment.Kind.SAVED, key="risky-high", name="Risky high value", filters={"stages": ["at_risk"], "value_tiers": ["high"]})
         assert segment_members(saved).count() == sum(1 for i in insights if i.stage == "at_risk" and i.value_tier == "high")
-        from customers.models import OrderItem
+        from customers.models import Order, OrderItem
 
         category = OrderItem.objects.exclude(product=None).values_list("product__category", flat=True).first()
-        buyers = set(OrderItem.objects.filter(product__category=category).values_list("order__customer_id", flat=True))
+        # A category's buyers: of a sale (a cancelled or refunded order was not a purchase).
+        buyers = set(OrderItem.objects.filter(product__category=category).exclude(order__status__in=Order.NOT_REVENUE).values_list("order__customer_id", flat=True))
         by_category = Segment(tenant=scored_shop, kind=Segment.Kind.SAVED, filters={"category": category.upper(), "stages": ["at_risk", "lapsed"]})
         assert 0 < segment_members(by_category).count() == sum(1 for i in insights if i.customer_id in buyers and i.stage in ("at_risk", "lapsed"))
         # Every learned segment (and the RFM groups) has a trend point for the date.
