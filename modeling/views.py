@@ -75,9 +75,12 @@ def _served_together(serving: list[ModelVersion]) -> dict[str, Any] | None:
     if len(customer) < 3 or len({v.family for v in customer.values()}) == 1:
         return None
     runs = {v.job_id for v in customer.values()}
-    job = customer["purchase"].job if len(runs) == 1 and None not in runs else None
+    by_hand = any(not v.is_champion for v in customer.values())  # made active on this page (or by a rollback), not by its training's choice
+    job = customer["purchase"].job if len(runs) == 1 and None not in runs and not by_hand else None
     metrics = ((job.result or {}).get("metrics") or {}).get("served_together") if job is not None else None
-    return {"families": {target: family_label(v.family) for target, v in customer.items()}, "metrics": metrics}
+    why_not = ("" if metrics else "they come from different trainings" if len(runs) > 1
+               else "an admin made one of them active by hand, so its training chose another mix" if by_hand else "their training did not measure them together")
+    return {"families": {target: family_label(v.family) for target, v in customer.items()}, "metrics": metrics, "why_not": why_not}
 
 
 def _beaten_by(version: ModelVersion) -> list[str]:

@@ -319,3 +319,15 @@ def test_the_time_zone_picker_groups_zones_by_region_with_their_offsets(tenant_a
     tenant_a.time_zone = "US/Pacific"  # saved before the picker left aliases out: kept
     tenant_a.save()
     assert '<option value="US/Pacific" selected>US/Pacific</option>' in client.get("/settings/").content.decode()
+
+
+def test_the_models_page_says_why_a_mix_of_families_was_not_validated_together():
+    from modeling.models import ModelVersion
+    from modeling.views import _served_together
+
+    def serving(jobs, champions):
+        return [ModelVersion(target=target, family=family, job_id=job, is_champion=champion)
+                for target, family, job, champion in zip(("purchase", "orders", "revenue"), ("tabular", "tabular", "bgnbd"), jobs, champions, strict=True)]
+
+    assert _served_together(serving((None, None, None), (True, True, False)))["why_not"] == "an admin made one of them active by hand, so its training chose another mix"
+    assert _served_together(serving((1, 2, 2), (True, True, True)))["why_not"] == "they come from different trainings"
