@@ -331,3 +331,20 @@ def test_the_models_page_says_why_a_mix_of_families_was_not_validated_together()
 
     assert _served_together(serving((None, None, None), (True, True, False)))["why_not"] == "an admin made one of them active by hand, so its training chose another mix"
     assert _served_together(serving((1, 2, 2), (True, True, True)))["why_not"] == "they come from different trainings"
+
+
+def test_the_customer_page_counts_days_since_the_last_order_on_the_shops_calendar(tenant_a, alice, client):
+    from django.utils import timezone
+
+    from customers.models import Customer
+
+    when = timezone.now() - dt.timedelta(days=6, hours=16)
+    assert import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": when.isoformat(), "amount": "5"}]).ok
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get()
+    client.force_login(alice)
+
+    page = client.get(f"/customers/{customer.pk}/").content.decode()
+
+    days = (shop_day(timezone.now(), tenant_a) - shop_day(when, tenant_a)).days
+    assert f'data-testid="recency">{days} days ago<' in page and "hours" not in page.split('data-testid="recency"')[1][:40]

@@ -269,6 +269,8 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         # Held out as control by a running campaign: the suggested action waits until its window ends.
         "held_out_by": next((m.campaign for m in campaigns if m.group == "control" and m.campaign.state == "running"), None),
         "days_before_scoring": _days_before_scoring(tenant, customer, state.as_of if state is not None else None),
+        # Whole days on the shop's calendar, as the stage's reason counts them ("last order 7 days ago", not "6 days, 16 hours").
+        "days_since_last_order": (shop_today(tenant) - shop_day(customer.last_order_at, tenant)).days if customer.last_order_at else None,
         "orders_since_scoring": _orders_since(tenant, customer, state.as_of if state is not None else prediction.as_of if prediction is not None else None),
         # The customer's own row changed after the scoring wrote the state (an import refunded an
         # old order, say): the totals at the top are newer than the stage and prediction below.
