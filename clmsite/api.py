@@ -594,7 +594,9 @@ class MoneyField(serializers.DecimalField):
     as every stored amount is: a decimal string to the cent ("311281.51"), null for none."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(max_digits=18, decimal_places=2, **{"read_only": True, **kwargs})
+        # Read-only unless it says whether it is required: the schema marks a read-only field required,
+        # which a report's figures that come after the launch are not.
+        super().__init__(max_digits=18, decimal_places=2, **{"read_only": "required" not in kwargs, **kwargs})
 
 
 def money(value: Any) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import django_filters
@@ -485,6 +486,13 @@ class BulkUpsertMixin:
         return Response({**fields, **result.as_dict(), "detail": result.message}, status=status.HTTP_400_BAD_REQUEST)
 
 
+def _in_line_order(errors: dict[str, list[str]], lines_key: str | None) -> dict[str, list[str]]:
+    """An order's line errors in the lines' order ("Item 1: …" first), whichever check found them."""
+    if lines_key in errors:
+        errors[lines_key] = sorted(errors[lines_key], key=lambda message: int(match[1]) if (match := re.match(r"Item (\d+):", message)) else 0)
+    return errors
+
+
 # An order's columns that belong to each of its lines: a created order takes them per line, in ``lines``.
 LINE_COLUMNS = ("sku", "quantity", "amount", "product_name", "category")
 
@@ -568,8 +576,6 @@ class CreateFromRowMixin:
                 messages = errors.setdefault(error.column or NON_FIELD_ERRORS, [])
                 if error.message not in messages:
                     messages.append(error.message)
-        if lines_key in errors:  # in the lines' order (the import reports them by column)
-            errors[lines_key].sort(key=lambda message: int(message.split(":", 1)[0].removeprefix("Item ")))
         if not result.ok and (NON_FIELD_ERRORS in errors or not errors):  # about the row as a whole ("this looks like a file of orders")
             errors[NON_FIELD_ERRORS] = [result.message.replace(NOTHING_IMPORTED, "Nothing was created: ")]
         return errors
@@ -598,7 +604,7 @@ class CreateFromRowMixin:
         early.update(strangers)
         if early:  # the rest is read too, writing nothing, so that one answer names every problem
             rest = self.row_errors(import_rows(self.tenant, self.bulk_kind, rows, dry_run=True), lines_key)  # type: ignore[attr-defined]
-            refuse({**rest, **{name: messages + rest.get(name, []) for name, messages in early.items()}})
+            refuse(_in_line_order({**rest, **{name: messages + rest.get(name, []) for name, messages in early.items()}}, lines_key))
         try:
             result = import_rows(self.tenant, self.bulk_kind, rows, create_only=True)  # type: ignore[attr-defined]
         except RecordExists as exc:
@@ -606,7 +612,7 @@ class CreateFromRowMixin:
             return Response({"detail": f"This shop has {SPECS[self.bulk_kind].key} {key} already, as id {pk}: change it with PATCH, or upsert it with bulk/.", "id": pk},
                             status=status.HTTP_409_CONFLICT)
         if not result.ok:
-            refuse(self.row_errors(result, lines_key))
+            refuse(_in_line_order(self.row_errors(result, lines_key), lines_key))
         instance = self.get_queryset().get(pk=next(iter(result.ids.values())))  # type: ignore[attr-defined]
         return Response(self.get_serializer(instance).data, status=status.HTTP_201_CREATED, headers=created_at(request, self.basename, instance.pk))  # type: ignore[attr-defined]
 

@@ -219,10 +219,10 @@ def test_a_406_carries_the_rate_limit_headers_as_every_answer_does(api_a):
 
 def test_an_orders_line_errors_come_in_the_lines_order(api_a):
     response = api_a.post("/api/v1/orders/", {"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-01-01",
-                                              "lines": [{"amount": "x"}, {"amount": "5", "quantity": "lots"}, {"amount": "y"}]}, format="json")
+                                              "lines": [{"amount": "x"}, {"amount": "5", "quantity": "lots"}, {"amount": "y", "bogus": 1}]}, format="json")
 
     assert response.status_code == 400
-    assert [message.split(":")[0] for message in response.json()["lines"]] == ["Item 1", "Item 2", "Item 3"]
+    assert [message.split(":")[0] for message in response.json()["lines"]] == ["Item 1", "Item 2", "Item 3", "Item 3"]  # an unknown key in its line's place too
 
 
 def test_a_launched_campaigns_edit_is_a_409_before_its_body_is_read(tenant_a, api_a):
