@@ -348,3 +348,19 @@ def test_the_customer_page_counts_days_since_the_last_order_on_the_shops_calenda
 
     days = (shop_day(timezone.now(), tenant_a) - shop_day(when, tenant_a)).days
     assert f'data-testid="recency">{days} days ago<' in page and "hours" not in page.split('data-testid="recency"')[1][:40]
+
+
+def test_ctrl_c_in_a_command_ends_with_one_line_and_status_130():
+    import io
+
+    from clmsite.management.base import ClmCommand
+
+    class Interrupted(ClmCommand):
+        def handle(self, *args, **options):
+            raise KeyboardInterrupt
+
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as ended:
+        Interrupted(stderr=err).execute(traceback=False, no_color=True, force_color=False, skip_checks=True)
+
+    assert ended.value.code == 130 and err.getvalue().strip() == "Interrupted."

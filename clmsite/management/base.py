@@ -1,5 +1,5 @@
 """The base of our management commands: a failure ends with a one-line message and exit
-status 1, never a traceback (the traceback goes to the log)."""
+status 1, never a traceback (the traceback goes to the log); Ctrl-C with "Interrupted." and 130."""
 
 from __future__ import annotations
 
@@ -16,8 +16,13 @@ class ClmCommand(BaseCommand):
     def execute(self, *args: Any, **options: Any) -> Any:
         try:
             return super().execute(*args, **options)
-        except (CommandError, KeyboardInterrupt, SystemExit):
+        except (CommandError, SystemExit):
             raise
+        except KeyboardInterrupt:
+            # Ctrl-C: one line and the shell's status for it (128 + SIGINT), not a traceback. What
+            # the command was doing has already stopped (a job it ran here is marked failed).
+            self.stderr.write("\nInterrupted.")
+            raise SystemExit(130) from None
         except Exception as exc:
             if options.get("traceback"):
                 raise
