@@ -21,27 +21,12 @@ def terminal_progress(description: str) -> Iterator[Callable[[float, str], None]
         yield update
 
 
-def queue_or_run_here(command: Any, tenant: Any, start: Callable[[], Any], *, queued: str) -> None:
-    """Queue a job for the workers and say so (``queued``, formatted with the job); without a
-    broker there is no worker to take it (and a background thread would die with this
-    command), so it runs here, to its end, through its Job row as a worker would run it,
-    and a job that did not succeed ends the command with its message."""
+def runs_here(sync: bool) -> bool:
+    """Whether a job runs in this command, with its bar (``--sync``): always without a broker,
+    where no worker would take it (and a background thread would die with the command)."""
     from django.conf import settings
-    from django.core.management.base import CommandError
 
-    from clmsite.tenancy import tenant_context
-
-    if not settings.CELERY_TASK_ALWAYS_EAGER:
-        command.stdout.write(queued.format(job=start()))
-        return
-    settings.JOBS_IN_THREAD = False  # this process only
-    job = start()
-    with tenant_context(tenant):
-        job.refresh_from_db()
-    kind = job.get_kind_display()
-    if job.state != job.State.SUCCEEDED:
-        raise CommandError(f"{kind} job {job.pk} {job.get_state_display().lower()}: {job.message}")
-    command.stdout.write(f"No broker, so {kind.lower()} job {job.pk} ran here: {job.message}")
+    return sync or settings.CELERY_TASK_ALWAYS_EAGER
 
 
 def run_here(command: Any, tenant: Any, job: Any, work: Callable[..., tuple[dict[str, Any], str]], what: str, cancelled: str) -> dict[str, Any]:

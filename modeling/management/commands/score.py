@@ -3,7 +3,7 @@ from django.core.management.base import CommandError
 from clmsite.management.base import ClmCommand
 from clmsite.management.commands._arguments import iso_date
 from clmsite.management.commands._tenant import tenant_from_slug
-from modeling.management.commands._progress import queue_or_run_here, run_here
+from modeling.management.commands._progress import run_here, runs_here
 from modeling.scoring import NoActiveModel
 from modeling.services import InvalidAsOf, check_as_of, do_start_scoring
 
@@ -14,7 +14,7 @@ class Command(ClmCommand):
     def add_arguments(self, parser):
         parser.add_argument("--tenant", required=True)
         parser.add_argument("--as-of", required=True, type=iso_date, help="YYYY-MM-DD")
-        parser.add_argument("--sync", action="store_true", help="score in this process, with a progress bar, instead of on workers")
+        parser.add_argument("--sync", action="store_true", help="score in this process, with a progress bar, instead of on workers (always so without a broker)")
 
     def handle(self, *args, tenant, as_of, sync, **options):
         from clmsite.tenancy import tenant_context
@@ -27,8 +27,8 @@ class Command(ClmCommand):
         except InvalidAsOf as exc:
             raise CommandError(f"--as-of: {exc}") from None
         try:  # do_start_scoring refuses a shop without a model for every target (NoActiveModel)
-            if not sync:
-                queue_or_run_here(self, target, lambda: do_start_scoring(target, as_of=as_of), queued=f"Queued scoring job {{job.pk}} for {target.slug}.")
+            if not runs_here(sync):
+                self.stdout.write(f"Queued scoring job {do_start_scoring(target, as_of=as_of).pk} for {target.slug}; follow it on the Models page.")
                 return
             with tenant_context(target):
                 pending = Job.objects.filter(kind=Job.Kind.SCORE, state__in=[Job.State.QUEUED, Job.State.RUNNING], params__as_of=as_of.isoformat()).first()

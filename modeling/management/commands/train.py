@@ -7,7 +7,7 @@ from clmsite.management.commands._arguments import iso_date
 from clmsite.management.commands._tenant import tenant_from_slug
 from clmsite.templatetags.clm import family_label
 from clmsite.tenancy import tenant_context
-from modeling.management.commands._progress import queue_or_run_here, run_here
+from modeling.management.commands._progress import run_here, runs_here
 from modeling.models import ModelVersion
 from modeling.services import InvalidAsOf, NothingToLearn, TrainingAlreadyRunning, check_as_of, do_start_training
 from modeling.training import FAMILIES, chosen_families
@@ -21,7 +21,7 @@ class Command(ClmCommand):
         parser.add_argument("--as-of", required=True, type=iso_date, help="YYYY-MM-DD")
         parser.add_argument("--horizon-days", type=int, default=None, help="default: the tenant's horizon (90)")
         parser.add_argument("--family", default="auto", help=f"auto, or one or more of {','.join(FAMILIES)} (comma-separated): the families that may serve")
-        parser.add_argument("--sync", action="store_true", help="train in this process instead of on a worker")
+        parser.add_argument("--sync", action="store_true", help="train in this process, with a progress bar, instead of on a worker (always so without a broker)")
         parser.add_argument(
             "--sentiment-candidates", default=None, help="comma-separated: ngram,transformer (default: the tenant's setting, else both), for this run only"
         )
@@ -48,8 +48,8 @@ class Command(ClmCommand):
         try:
             # For this run only (the job's parameters); the tenant's saved settings are unchanged.
             start = partial(do_start_training, target, as_of=as_of, horizon_days=horizon_days, family=family, score_after=False, sentiment_candidates=chosen)
-            if not sync:
-                queue_or_run_here(self, target, start, queued=f"Queued training job {{job.pk}} for {target.slug}; follow it on the Models page.")
+            if not runs_here(sync):
+                self.stdout.write(f"Queued training job {start().pk} for {target.slug}; follow it on the Models page.")
                 return
             job = start(queue=False)
         except TrainingAlreadyRunning as exc:
