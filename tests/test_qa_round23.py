@@ -364,3 +364,39 @@ def test_ctrl_c_in_a_command_ends_with_one_line_and_status_130():
         Interrupted(stderr=err).execute(traceback=False, no_color=True, force_color=False, skip_checks=True)
 
     assert ended.value.code == 130 and err.getvalue().strip() == "Interrupted."
+
+
+@pytest.mark.parametrize(("text", "encoding", "said"), [
+    ("customer_id,name\nc1,山田太郎\nc2,佐藤花子\nc3,鈴木一郎\n", "shift_jis", "in cp932 (Japanese)"),
+    ("customer_id,name,city\n" + "".join(f"c{i},{name},{city}\n" for i, (name, city) in enumerate(
+        [("Иван Петров", "Москва"), ("Мария Иванова", "Санкт-Петербург"), ("Сергей Смирнов", "Новосибирск"), ("Ольга Кузнецова", "Екатеринбург")] * 5)),
+     "cp1251", "in cp1251 (Russian)"),
+])
+def test_a_file_in_another_scripts_encoding_is_refused_not_imported_garbled(tenant_a, tmp_path, text, encoding, said):
+    from customers.models import Customer
+    from customers.services.imports import import_csv
+
+    path = tmp_path / "c.csv"
+    path.write_bytes(text.encode(encoding))
+
+    result = import_csv(tenant_a, "customers", str(path))
+
+    assert not result.ok and "the file is not in UTF-8 but, it seems, " + said in result.message and "Save it as UTF-8 CSV" in result.message
+    assert result.errors and result.errors[0].row == 1
+    with tenant_context(tenant_a):
+        assert not Customer.objects.exists()
+
+
+def test_a_windows_1252_file_still_imports_and_a_utf_32_one_too(tenant_a, tmp_path):
+    from customers.models import Customer
+    from customers.services.imports import import_csv
+
+    western = tmp_path / "w.csv"
+    western.write_bytes("customer_id,name\nc1,Renée Ångström\nc2,Crème brûlée – “special”\n".encode("cp1252"))
+    wide = tmp_path / "u32.csv"
+    wide.write_bytes("customer_id,name\nc3,Zoë\n".encode("utf-32"))
+
+    assert import_csv(tenant_a, "customers", str(western)).ok
+    assert import_csv(tenant_a, "customers", str(wide)).ok
+    with tenant_context(tenant_a):
+        assert dict(Customer.objects.values_list("external_id", "name")) == {"c1": "Renée Ångström", "c2": "Crème brûlée – “special”", "c3": "Zoë"}

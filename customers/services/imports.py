@@ -36,6 +36,7 @@ import math
 import os
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -673,6 +674,8 @@ def _open_text(path: str, encoding: str) -> IO[str]:
 
 
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # Excel's "Unicode text" export
+UTF32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
+MB = 2**20  # as the limits are set (settings.IMPORT_MAX_BYTES) and the README states them
 # A "?" inside a word (Ma?gorzata, Nguy?n) or a word of "?" only (?? ??, a Japanese name): what
 # a save in Windows-1252 makes of letters it lacks. Only looked for in such files.
 LOST_LETTERS = re.compile(r"[^\W\d_]\?+[^\W\d_]|(?:^|\s)\?+(?:\s|$)")
@@ -703,12 +706,14 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
     size = os.path.getsize(path)
     limit = settings.IMPORT_MAX_BYTES
     if size > limit:
-        raise ImportError_(f"Nothing was imported: the file is {size / 1e6:,.1f} MB; the limit is {limit / 1e6:,.0f} MB. Split it into smaller files.")
+        raise ImportError_(f"Nothing was imported: the file is {size / MB:,.1f} MB; the limit is {limit / MB:,.0f} MB. Split it into smaller files.",
+                           [RowError(1, "", "file too large")])
     if size == 0:
         raise ImportError_("Nothing was imported: the file is empty.", [RowError(1, "", "empty file")])
     with open(path, "rb") as raw:
         head = raw.read(4096)
-    utf16 = head.startswith(UTF16_BOMS)
+    unicode_bom = "utf-32" if head.startswith(UTF32_BOMS) else "utf-16" if head.startswith(UTF16_BOMS) else None  # UTF-32's starts as UTF-16's
+    utf16 = unicode_bom is not None
     if not utf16 and _looks_binary(head):
         utf16_without_bom = head[1:200:2].count(0) > 40 or head[0:200:2].count(0) > 40  # every other byte NUL
         hint = " It looks like UTF-16 without its byte-order mark: save it as UTF-8 CSV." if utf16_without_bom else ""
@@ -717,7 +722,7 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
     # valid UTF-8 is read as Windows-1252, the export encoding of older spreadsheets: it is
     # Latin-1 with printable characters (“ ” – €) where Latin-1 has control codes. Latin-1
     # takes the few files that use cp1252's five undefined bytes.
-    for encoding in ("utf-16",) if utf16 else ("utf-8-sig", "cp1252", "latin-1"):
+    for encoding in (unicode_bom,) if unicode_bom else ("utf-8-sig", "cp1252", "latin-1"):
         try:
             with _open_text(path, encoding) as text:
                 first_line = text.readline(65_536)
@@ -757,6 +762,13 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
                     raise export.named(exc) from None
         except UnicodeDecodeError:
             staging.discard()
+            if encoding == "utf-8-sig" and (other := _other_script(path)):
+                # Read as Windows-1252, a file in an encoding of another script imports as garbage (山田 as ŽR“c); a
+                # line of it may even be valid UTF-8 by chance, which is no mix of two encodings.
+                language, codec, sample = other
+                raise ImportError_(f"Nothing was imported: the file is not in UTF-8 but, it seems, in {codec}{f' ({language})' if language else ''}: "
+                                   f"read as this app reads older files it would import garbled (“{sample}”). Save it as UTF-8 CSV (Excel: “CSV UTF-8”) "
+                                   "and import it again.", [RowError(1, "", f"not UTF-8: {codec}")]) from None
             if encoding == "utf-8-sig" and (lines := _mixed_encodings(path)):
                 utf8, other = lines
                 raise ImportError_(f"Nothing was imported: the file mixes two text encodings. Line {utf8:,} is UTF-8 and line {other:,} is not "
@@ -764,6 +776,27 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
                                    "Save the whole file as UTF-8 CSV.", [RowError(other, "", "not UTF-8, unlike the file's other lines")]) from None
             continue
     raise ImportError_("Nothing was imported: the file's text encoding is not recognised; save it as UTF-8.")  # pragma: no cover
+
+
+def _other_script(path: str) -> tuple[str, str, str] | None:
+    """For a file that is not UTF-8: its language, encoding and a few words, when its bytes read
+    best as letters of a script other than Latin (Japanese in Shift-JIS, Russian in
+    Windows-1251), by charset-normalizer on its first 256 KB; None for Latin text, which
+    Windows-1252 reads (a guess between Latin encodings is too unsure to act on)."""
+    from charset_normalizer import from_bytes
+
+    with open(path, "rb") as raw:
+        best = from_bytes(raw.read(256 * 1024)).best()
+    if best is None:
+        return None
+    text = str(best)
+    letters = [char for char in text if char.isalpha() and not char.isascii()]
+    foreign = [char for char in letters if not unicodedata.name(char, "LATIN").startswith("LATIN")]
+    if len(foreign) < 3 or len(foreign) < len(letters) / 2:  # a Western file's µ or ª among its é and ü is not another script
+        return None
+    start = text.index(foreign[0])
+    language = best.language if best.language and best.language != "Unknown" else ""
+    return language, best.encoding, shorten(text[start:start + 40].split("\n")[0], 24)
 
 
 # A multi-byte UTF-8 character: in a file read as Windows-1252 it would read as two or three
