@@ -207,6 +207,7 @@ def test_a_customer_keeps_at_most_a_hundred_attributes(tenant_a, customer, api_a
     path = write_csv(tmp_path / "wide.csv", f"customer_id,{header}\nc9,{','.join('x' * (ATTRIBUTES_MAX + 1))}\n")
     refused = import_csv(tenant_a, "customers", path)
     assert not refused.ok and "101 columns besides the customer's own would become attributes; a customer keeps at most 100" in refused.message
+    assert refused.error_count == 1 and refused.errors[0].message == "101 attribute columns; at most 100"  # the error list says it too (session 24: it was empty)
     assert not import_rows(tenant_a, "customers", [{"customer_id": "c9", **{f"a{i}": "x" for i in range(ATTRIBUTES_MAX + 1)}}]).ok
     with tenant_context(tenant_a):
         assert not Customer.objects.filter(external_id="c9").exists()

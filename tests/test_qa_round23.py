@@ -400,3 +400,24 @@ def test_a_windows_1252_file_still_imports_and_a_utf_32_one_too(tenant_a, tmp_pa
     assert import_csv(tenant_a, "customers", str(wide)).ok
     with tenant_context(tenant_a):
         assert dict(Customer.objects.values_list("external_id", "name")) == {"c1": "Renée Ångström", "c2": "Crème brûlée – “special”", "c3": "Zoë"}
+
+
+def test_a_time_in_the_future_is_named_on_the_shops_clock_and_a_lower_case_z_is_utc(tenant_a):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from customers.services.parsing import FieldError, parse_datetime
+
+    zone = dt.timezone(dt.timedelta(hours=-5), "EST")
+    ahead = (timezone.now() + dt.timedelta(days=3)).astimezone(zone).replace(tzinfo=None, microsecond=0)
+    with pytest.raises(FieldError, match=rf"^{ahead:%Y-%m-%d %H:%M} is in the future"):
+        parse_datetime(ahead.isoformat(), zone=zone)
+    assert parse_datetime("2024-03-01T10:00:00z") == dt.datetime(2024, 3, 1, 10, tzinfo=dt.UTC)
+
+
+def test_import_data_names_a_device_as_not_a_regular_file(tenant_a):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match=r"Not a file: /dev/null \(a device or a pipe, not a regular file\)"):
+        call_command("import_data", "--tenant", tenant_a.slug, "--kind", "customers", "/dev/null")

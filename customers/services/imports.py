@@ -515,7 +515,8 @@ def _validate_records(
     attributes = [name for name in names if name not in known]
     if spec.kind == "customers" and len(attributes) > ATTRIBUTES_MAX:
         raise ImportError_(f"Nothing was imported: {len(attributes):,} columns besides the customer's own would become attributes; "
-                           f"a customer keeps at most {ATTRIBUTES_MAX}. Leave out the columns you do not need.", collector.errors, collector.count)
+                           f"a customer keeps at most {ATTRIBUTES_MAX}. Leave out the columns you do not need.",
+                           [*collector.errors, RowError(1, "", f"{len(attributes):,} attribute columns; at most {ATTRIBUTES_MAX}")], collector.count + 1)
     # A file of another kind chosen by mistake (orders imported as customers would make every
     # order column a customer attribute): it has all of that kind's required columns, and that
     # kind requires more than this one, so the header cannot be read as a file of this kind.

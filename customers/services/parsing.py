@@ -58,7 +58,7 @@ def parse_datetime(raw: str, *, zone: dt.tzinfo | None = None) -> dt.datetime:
         if _YYYYMMDD.match(text):
             value = dt.datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), tzinfo=zone or UTC)
         else:
-            value = dt.datetime.fromisoformat(text)
+            value = dt.datetime.fromisoformat(text[:-1] + "Z" if text.endswith("z") else text)  # RFC 3339 allows a lower-case z
     except ValueError:
         # A spreadsheet that opened the file rewrote its dates in the local style (30.11.2026 18:20, 11/30/2026):
         # say so, as every date of the file then fails alike.
@@ -72,7 +72,9 @@ def parse_datetime(raw: str, *, zone: dt.tzinfo | None = None) -> dt.datetime:
     value = value.astimezone(UTC)
     latest = dt.datetime.now(UTC) + FUTURE_SLACK
     if value > latest:
-        raise FieldError(f"{value:%Y-%m-%d %H:%M} UTC is in the future; times may be at most a day ahead ({latest:%Y-%m-%d %H:%M} UTC)")
+        clock, named = (zone, "") if zone is not None else (UTC, " UTC")  # on the clock the file's times are read on
+        raise FieldError(f"{value.astimezone(clock):%Y-%m-%d %H:%M}{named} is in the future; times may be at most a day ahead "
+                         f"({latest.astimezone(clock):%Y-%m-%d %H:%M}{named})")
     return value
 
 

@@ -22,7 +22,8 @@ class Command(ClmCommand):
         target = tenant_from_slug(tenant)
         path = Path(file)
         if not path.is_file():
-            raise CommandError(f"Not a file: {file} (a directory)" if path.is_dir() else f"No such file: {file}")
+            what = "a directory" if path.is_dir() else "a device or a pipe, not a regular file" if path.exists() else ""
+            raise CommandError(f"Not a file: {file} ({what})" if what else f"No such file: {file}")
         with tqdm(total=100, desc=f"{'Checking' if dry_run else 'Importing'} {kind}", unit="%", disable=None, bar_format="{l_bar}{bar}| {n:.0f}%{postfix}") as bar:
 
             def progress(fraction: float, message: str) -> None:
