@@ -108,7 +108,7 @@ class PredictionSerializer(serializers.ModelSerializer):
 
 class RetrainSerializer(serializers.Serializer):
     as_of = DayField(required=False, help_text="default: today")
-    horizon_days = serializers.IntegerField(required=False, min_value=1, max_value=730)
+    horizon_days = serializers.IntegerField(required=False, min_value=7, max_value=730)  # as Settings takes it
     family = serializers.CharField(default="auto", max_length=100,
                                    help_text=f"auto (every family), or one or more of {', '.join(FAMILIES)}, comma-separated, as the CLI's --family: "
                                    "the families that may serve after this run. The best of them on this run's validation window is "

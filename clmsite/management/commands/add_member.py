@@ -13,7 +13,7 @@ class Command(ClmCommand):
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--tenant", required=True, help="tenant slug")
-        parser.add_argument("--role", default=Role.VIEWER, choices=[r.value for r in Role])
+        parser.add_argument("--role", default=Role.VIEWER, choices=[r.value for r in Role], help="default: viewer")
         parser.add_argument("--email", default="", help="for a new login only")
         parser.add_argument("--change", action="store_true", help="the login is a member already: change its role")
 

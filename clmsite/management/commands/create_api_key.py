@@ -11,7 +11,7 @@ class Command(ClmCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--tenant", required=True, help="tenant slug")
-        parser.add_argument("--role", default=Role.ANALYST, choices=[r.value for r in Role])
+        parser.add_argument("--role", default=Role.ANALYST, choices=[r.value for r in Role], help="default: analyst")
         parser.add_argument("--name", default="CLI key")
 
     def handle(self, *args, tenant, role, name, **options):

@@ -19,7 +19,7 @@ class Command(ClmCommand):
     def add_arguments(self, parser):
         parser.add_argument("--tenant", required=True)
         parser.add_argument("--as-of", required=True, type=iso_date, help="YYYY-MM-DD")
-        parser.add_argument("--horizon-days", type=int, default=None, help="default: the tenant's horizon (90)")
+        parser.add_argument("--horizon-days", type=int, default=None, help="7 to 730; default: the shop's horizon, as set in Settings")
         parser.add_argument("--family", default="auto", help=f"auto, or one or more of {','.join(FAMILIES)} (comma-separated): the families that may serve")
         parser.add_argument("--sync", action="store_true", help="train in this process, with a progress bar, instead of on a worker (always so without a broker)")
         parser.add_argument(
@@ -39,8 +39,8 @@ class Command(ClmCommand):
             chosen_families(family)
         except ValueError as exc:
             raise CommandError(f"--family: {exc}") from None
-        if horizon_days is not None and not 1 <= horizon_days <= 730:
-            raise CommandError("--horizon-days must be between 1 and 730")
+        if horizon_days is not None and not 7 <= horizon_days <= 730:
+            raise CommandError("--horizon-days must be between 7 and 730, as in Settings")
         try:
             check_as_of(target, as_of)
         except InvalidAsOf as exc:
