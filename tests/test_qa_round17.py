@@ -320,7 +320,7 @@ def test_the_models_page_shows_the_champions_served_together_and_no_rival_within
         for target, family, own, rival in (("purchase", "tabular", trees, ("bgnbd", bgnbd)), ("orders", "tabular", trees, ("bgnbd", bgnbd)),
                                            ("revenue", "bgnbd", bgnbd, ("tabular", trees))):
             ModelVersion.objects.create(target=target, family=family, as_of="2026-12-07", state=ModelVersion.State.ACTIVE, job=job, metrics=own,
-                                        baseline_metrics={rival[0]: rival[1]})
+                                        baseline_metrics={rival[0]: rival[1]}, is_champion=True)  # their training's choice
         # Orders: BG/NBD serves where the trees lead it by less than the 2% a challenger needs.
         ModelVersion.objects.filter(target="orders").update(family="bgnbd", metrics={**bgnbd, "orders_deviance": 0.57},
                                                             baseline_metrics={"tabular": {**trees, "orders_deviance": 0.565}})
@@ -332,7 +332,7 @@ def test_the_models_page_shows_the_champions_served_together_and_no_rival_within
     assert 'data-testid="beaten-by"' not in page  # 0.565 against 0.57 is inside the margin: not "scores better here"
     with tenant_context(tenant_a):
         ModelVersion.objects.filter(target="revenue").update(job=Job.objects.create(kind=Job.Kind.TRAIN, state=Job.State.SUCCEEDED, result={}))
-    assert "so no run validated them together" in client.get("/models/").content.decode()
+    assert "They come from different trainings, so no run validated them together" in client.get("/models/").content.decode()
 
 
 def test_an_imports_summary_names_unusual_statuses_only_when_there_are_some(tenant_a, api_a, django_capture_on_commit_callbacks) -> None:
