@@ -176,8 +176,8 @@ class PageNumberPagination(pagination.PageNumberPagination):
 
     def get_page_size(self, request: Any) -> int | None:
         """``?page_size=`` from 1 to ``max_page_size``; DRF quietly used its default for any other."""
-        raw = request.query_params.get(self.page_size_query_param)
-        if not raw:  # left out, or blank as an empty filter is
+        raw = (request.query_params.get(self.page_size_query_param) or "").strip()
+        if not raw:  # left out, or blank (spaces too) as an empty ?page= is
             return self.page_size
         if not re.fullmatch(r"[0-9]+", raw) or not 1 <= int(raw) <= self.max_page_size:
             raise exceptions.ValidationError({self.page_size_query_param: [f"Not a page size: {raw[:50]!r}; give a whole number from 1 to {self.max_page_size}."]})
@@ -185,6 +185,8 @@ class PageNumberPagination(pagination.PageNumberPagination):
 
     def get_page_number(self, request: Any, paginator: Any) -> Any:
         number = super().get_page_number(request, paginator)
+        if isinstance(number, str) and not number.strip():  # blank, as DRF reads an empty ?page=: the first
+            return 1
         if re.fullmatch(r"[0-9]*[1-9][0-9]*", str(number)):  # "last" is the number of pages by now
             return number
         raise exceptions.ValidationError({self.page_query_param: [f"Not a page number: {str(number)[:50]!r}; a page is a whole number from 1, or last."]})

@@ -421,3 +421,10 @@ def test_import_data_names_a_device_as_not_a_regular_file(tenant_a):
 
     with pytest.raises(CommandError, match=r"Not a file: /dev/null \(a device or a pipe, not a regular file\)"):
         call_command("import_data", "--tenant", tenant_a.slug, "--kind", "customers", "/dev/null")
+
+
+@pytest.mark.parametrize("page", ["", " ", "%20"])
+def test_a_blank_page_is_the_first_as_an_empty_one_is(shop_a_data, api_a, page):
+    response = api_a.get(f"/api/v1/customers/?page={page}&page_size={page}")
+
+    assert response.status_code == 200 and response.json()["count"] == 2
