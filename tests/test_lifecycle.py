@@ -148,6 +148,8 @@ def test_clustering_recovers_planted_groups_and_names_them_by_their_statistics(t
             assert stats["value_index"] <= 0.6
         if "one-time" in names[planted]:
             assert stats["median_orders"] <= 1
+        if "repeat" in names[planted] or "frequent" in names[planted]:
+            assert stats["one_order_share"] <= segments.REPEAT_NAME_MAX_ONE_ORDER
         if names[planted].startswith("Lapsed"):
             assert stats["dominant_stage"] == Stage.LAPSED and stats["dominant_stage_share"] >= 0.5
     assert len(set(names.values())) == 3

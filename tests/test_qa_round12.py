@@ -50,6 +50,7 @@ def test_a_segment_whose_mean_value_a_few_big_spenders_lift_is_not_named_high_va
 
     regulars = segments.describe(population.iloc[10:], population, ["Shoes"])
     assert segments.name_for({**regulars, "value_index": 1.6, "median_value_index": 1.6}) == "Loyal high-value repeat Shoes buyers"
+    assert segments.name_for({**regulars, "value_index": 1.6, "median_value_index": 1.6, "one_order_share": 0.35}) == "Loyal high-value Shoes buyers"  # a third with one order: not "repeat" (session 24)
 
 
 def test_a_lapsed_former_regular_of_low_predicted_value_gets_a_win_back_email(tenant_a, client, alice) -> None:
