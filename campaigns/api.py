@@ -114,12 +114,14 @@ class CampaignWithSecretSchema(OpenApiSerializerExtension):
 
 GROUP_HELP = "members, converters, conversion (a fraction), revenue and revenue_per_member (money, as decimal strings)"
 REPORT_MONEY = {"revenue_uplift_per_member", "revenue_uplift_ci", "incremental_revenue", "incremental_revenue_ci"}
+# A part of the report (a group's outcome, the preview before the launch) and its money keys.
+PART_MONEY = {"treatment": ("revenue", "revenue_per_member"), "control": ("revenue", "revenue_per_member"), "preview": ("value_at_risk", "predicted_value")}
 
 
 def money_in_report(key: str, value: Any) -> Any:
-    """A report's money figures as the API writes money (decimal strings): its revenue keys, and a group's."""
-    if key in ("treatment", "control") and isinstance(value, dict):
-        return {**value, **{k: money(value[k]) for k in ("revenue", "revenue_per_member") if k in value}}
+    """A report's money figures as the API writes money (decimal strings): its revenue keys, and a part's."""
+    if key in PART_MONEY and isinstance(value, dict):
+        return {**value, **{k: money(value[k]) for k in PART_MONEY[key] if k in value}}
     if key in REPORT_MONEY:
         return [money(v) for v in value] if isinstance(value, list) else money(value)
     return value
@@ -285,8 +287,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CreateMo
         services.complete_if_due(campaign)
         report = services.outcomes(campaign)
         if not report.get("launched"):
-            preview = services.preview(campaign)
-            return Response({"launched": False, "preview": {**preview, "value_at_risk": money(preview["value_at_risk"]), "predicted_value": money(preview["predicted_value"])}})
+            return Response({"launched": False, "preview": money_in_report("preview", services.preview(campaign))})
         report = {k: money_in_report(k, v) for k, v in report.items() if k != "cumulative"}
         when = serializers.DateTimeField()  # as every other time the API writes (UTC as Z)
         webhook = delivery_summary(campaign)

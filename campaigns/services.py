@@ -98,6 +98,14 @@ def audience(campaign: Campaign, *, leave_out_running: bool = True, leave_out_de
     return queryset
 
 
+def left_out_of(campaign: Campaign, reached: int) -> tuple[int, int]:
+    """Of the customers a campaign's segment and filters select, those its audience (``reached``
+    of them) leaves out, each counted once so that the three add up: who declined its channel
+    (held by a running campaign or not), then who a running campaign holds."""
+    consenting = audience(campaign, leave_out_running=False).count()
+    return audience(campaign, leave_out_running=False, leave_out_declined=False).count() - consenting, consenting - reached
+
+
 def held_by_running(*, control_only: bool = True) -> QuerySet[CampaignMember]:
     """The members of running campaigns: their control groups (``control_only``), not to be
     contacted until the campaign ends, or everyone they reach."""
@@ -124,11 +132,7 @@ def preview(campaign: Campaign) -> dict[str, Any]:
                                               highest_offer=Max("action_offer", filter=own_offer),
                                               small_offers=Count("id", filter=own_offer & Q(action_offer__lt=SMALL_OFFER)),
                                               other_channel=Count("id", filter=other_channel))
-        # Each customer left out is counted once, so the three add up to the segment: those who
-        # declined the channel (held by a running campaign or not), then those held.
-        consenting = audience(campaign, leave_out_running=False).count()
-        said_no = audience(campaign, leave_out_running=False, leave_out_declined=False).count() - consenting
-        left_out = consenting - totals["n"]
+        said_no, left_out = left_out_of(campaign, totals["n"])
     notes = []  # what the count alone would not say, each a sentence or two
     if said_no:
         attribute = CONSENT_ATTRIBUTES[Channel(campaign.channel)]
@@ -720,12 +724,12 @@ def suggested_campaigns(tenant: Tenant) -> list[dict[str, Any]]:
                 continue
             draft = _suggested_draft(tenant, r["action"])
             reach = audience(draft).aggregate(n=Count("id"), at_risk=Sum("priority"))
-            declined_n = audience(draft, leave_out_running=False).count()
+            said_no, held = left_out_of(draft, reach["n"])
             suggestions.append({
                 "action": r["action"], "label": labels[r["action"]], "channel": draft.channel, "channel_label": draft.get_channel_display(),
                 "customers": reach["n"], "value_at_risk": round(float(reach["at_risk"] or 0.0), 2),
                 "with_action": r["n"], "value_at_risk_with_action": round(float(r["at_risk"] or 0.0), 2),
-                "declined": r["n"] - declined_n, "in_running": declined_n - reach["n"],
+                "declined": said_no, "in_running": held,
                 "title": f"{_count(r['n'], 'customer')} → {labels[r['action']]}",
             })
     return sorted(suggestions, key=lambda s: (-s["value_at_risk"], s["action"]))
@@ -752,7 +756,6 @@ def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -
         said_no = f"{suggestion['declined']:,} declined {suggestion['channel_label']} marketing" if suggestion["declined"] else ""
         raise CampaignStateError(f"None of the {_count(suggestion['with_action'], 'customer')} with this action can be reached: {' and '.join(filter(None, (held, said_no)))}.")
     with tenant_context(tenant):
-        channel = _suggested_draft(tenant, action).channel
         existing = Campaign.objects.filter(state=Campaign.State.DRAFT, action=action, filters={"actions": [action]}).order_by("-created_at").first()
         if existing is not None:
             return existing, False
@@ -763,7 +766,7 @@ def do_draft_from_suggestion(tenant: Tenant, action: str, *, user: Any = None) -
         name = next(candidate for candidate in (name, *(f"{name} ({n})" for n in range(2, len(taken) + 2))) if candidate not in taken)
         campaign = Campaign.objects.create(
             tenant=tenant, name=name, goal=f"Act on the playbook: {suggestion['label']}", action=action,
-            channel=channel or Channel.EMAIL, filters={"actions": [action]}, created_by=user if getattr(user, "pk", None) else None,
+            channel=suggestion["channel"], filters={"actions": [action]}, created_by=user if getattr(user, "pk", None) else None,
             offer="",  # each customer's own: the rules behind one action cap their offers differently
         )
         _audit(campaign, "draft", user, "web", f"from the suggestion “{suggestion['title']}”")

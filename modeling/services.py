@@ -82,8 +82,9 @@ def check_as_of(tenant: Tenant, as_of: dt.date) -> dt.date:
         raise InvalidAsOf(f"{as_of.isoformat()} is in the future; the latest as-of date is {latest.isoformat()}.")
     with tenant_context(tenant):
         first = Order.objects.order_by("ordered_at").values_list("ordered_at", flat=True).first()
-    if first is not None and as_of < shop_day(first, tenant):
-        raise InvalidAsOf(f"{as_of.isoformat()} is before the shop's first order ({shop_day(first, tenant).isoformat()}).")
+    first_day = shop_day(first, tenant) if first is not None else None
+    if first_day is not None and as_of < first_day:
+        raise InvalidAsOf(f"{as_of.isoformat()} is before the shop's first order ({first_day.isoformat()}).")
     return as_of
 
 

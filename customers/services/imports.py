@@ -714,8 +714,7 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
     with open(path, "rb") as raw:
         head = raw.read(4096)
     unicode_bom = "utf-32" if head.startswith(UTF32_BOMS) else "utf-16" if head.startswith(UTF16_BOMS) else None  # UTF-32's starts as UTF-16's
-    utf16 = unicode_bom is not None
-    if not utf16 and _looks_binary(head):
+    if unicode_bom is None and _looks_binary(head):
         utf16_without_bom = head[1:200:2].count(0) > 40 or head[0:200:2].count(0) > 40  # every other byte NUL
         hint = " It looks like UTF-16 without its byte-order mark: save it as UTF-8 CSV." if utf16_without_bom else ""
         raise ImportError_(f"Nothing was imported: this is not a text CSV file (it contains binary data).{hint}", [RowError(1, "", "binary data")])
@@ -748,7 +747,7 @@ def validate_file(spec: Spec, path: str, staging: _Staging, *, progress: Progres
                 # files keep the dot: Excel's "Unicode text" writes them in every locale.
                 decimal_comma = delimiter == ";"
                 export = shopify.export_of(header, decimal_comma=decimal_comma)
-                lossy = encoding != "utf-8-sig" and not utf16
+                lossy = encoding in ("cp1252", "latin-1")  # an encoding of one alphabet
                 if export is None:
                     return _validate_records(spec, header, reader, staging, max_rows=settings.IMPORT_MAX_ROWS,
                                              progress=report if progress is not None else None, decimal_comma=decimal_comma, lossy=lossy), None
