@@ -171,6 +171,26 @@ def order_days(orders: pd.DataFrame) -> pd.DataFrame:
     return days
 
 
+# A gap shorter than this share of a customer's mean gap ends the same purchase occasion as
+# the order before it (the second half of a pair, an add-on the next day).
+OCCASION_SHARE = 0.25
+
+
+def usual_gaps(days: pd.DataFrame) -> pd.Series:
+    """Each customer's usual gap (days, indexed by customer): the median gap between their
+    purchase occasions, from :func:`order_days`. A gap shorter than a quarter of the
+    customer's mean gap folds into the occasion before it, so that a customer who orders in
+    pairs (days 0 and 2, 60 and 62, 120 and 122) usually orders every 60 days, not every 2,
+    and is not "overdue" a week after a pair (2026-12-08). Regular gaps are untouched: none is
+    below a quarter of their mean. Customers with one day have none (absent)."""
+    customer = days["customer"]
+    mean = days.groupby(customer)["gap"].transform("mean")
+    starts = days["gap"].isna() | (days["gap"] >= OCCASION_SHARE * mean)
+    previous_start = days["day"].where(starts).groupby(customer).ffill().groupby(customer).shift()
+    gaps = ((days["day"] - previous_start) / DAY)[starts & days["gap"].notna()]
+    return gaps.groupby(customer[gaps.index]).median().rename("gap")
+
+
 def _safe_ratio(numerator: pd.Series, denominator: pd.Series, default: float = 0.0) -> pd.Series:
     out = numerator / denominator.replace(0, np.nan)
     return out.replace([np.inf, -np.inf], np.nan).fillna(default)
@@ -245,7 +265,7 @@ def features_as_of(history: History, as_of: dt.date | dt.datetime | pd.Timestamp
     frame["order_trend"] = recent_days - previous_days
     gaps = by_day["gap"]
     frame["gap_mean"] = gaps.mean().reindex(frame.index)
-    frame["gap_median"] = gaps.median().reindex(frame.index)
+    frame["gap_median"] = usual_gaps(days).reindex(frame.index)  # the usual gap, between purchase occasions
     frame["gap_std"] = gaps.std().reindex(frame.index)
     frame["overdue_ratio"] = _safe_ratio(frame["recency_days"], frame["gap_median"], default=np.nan)
     frame["rate_per_month"] = frame["order_days"] / np.maximum(frame["tenure_days"], 30.0) * 30.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import statistics
 from decimal import Decimal
 from typing import Any
 
@@ -191,17 +190,17 @@ def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     with tenant_context(tenant):
         orders = list(customer.orders.prefetch_related(order_lines()).order_by("-ordered_at")[:200])
         reviews = list(customer.reviews.select_related("product").order_by("-created_at")[:100])
+    from modeling.features import order_days, usual_gaps
     from modeling.review_insight import aspect_labels
 
     aspects = aspect_labels()
     for review in reviews:
         review.aspect_label = aspects.get(review.aspect, "")
-    # The customer's rhythm as the models read it (modeling.features): the median gap between
-    # days with a sale (orders on one day are one purchase), so that the page, the factors
-    # and the profile say the same number.
+    # The customer's rhythm as the models read it (modeling.features.usual_gaps): the median gap
+    # between purchase occasions, days with a sale (orders on one day are one purchase), so
+    # that the page, the factors and the profile say the same number.
     sales = [order for order in orders if order.status not in Order.NOT_REVENUE]
-    days = sorted({shop_day(order.ordered_at, tenant) for order in sales})
-    gaps = [(later - earlier).days for earlier, later in zip(days, days[1:], strict=False)]
+    usual = usual_gaps(order_days(pd.DataFrame({"customer": 0, "ordered_at": pd.to_datetime([shop_day(o.ordered_at, tenant) for o in sales])})))
     categories: dict[str, int] = {}
     for order in sales:  # what they bought: a cancelled, refunded, failed or voided order was not a purchase
         for item in order.items.all():
@@ -210,7 +209,7 @@ def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     return {
         "orders": orders,
         "reviews": reviews,
-        "median_gap_days": max(1, round(statistics.median(gaps))) if gaps else None,
+        "median_gap_days": max(1, round(usual[0])) if len(usual) else None,
         "top_categories": sorted(categories.items(), key=lambda kv: -kv[1])[:5],
         # Totals add amounts as they are: orders in another currency count at face value.
         "other_currencies": sorted({o.currency for o in sales if o.currency and o.currency != tenant.currency}),
