@@ -165,8 +165,8 @@ def preview(campaign: Campaign) -> dict[str, Any]:
                      f"this campaign reaches everyone by {campaign.get_channel_display()}. For their own channels, make a campaign per channel.")
     if totals["own_offers"]:  # said before launch, as the treatment CSV shows it after
         low, high, currency = totals["lowest_offer"], totals["highest_offer"], campaign.tenant.currency
-        amounts = f"{currency} {low:,.2f}" if low == high else f"{currency} {low:,.2f} to {high:,.2f}"
-        notes.append(f"No offer for everyone: {_count(totals['own_offers'], 'customer')} will get their own from the playbook (up to {amounts} each) "
+        amounts = f"up to {currency} {low:,.2f} each" if low == high else f"from {currency} {low:,.2f} to {high:,.2f} each"
+        notes.append(f"No offer for everyone: {_count(totals['own_offers'], 'customer')} will get their own from the playbook ({amounts}) "
                      f"and {_count(totals['n'] - totals['own_offers'], 'customer')} none. Give the campaign an offer to send the same to everyone.")
     if totals["small_offers"]:
         notes.append(f"{_count(totals['small_offers'], 'customer')} would get an offer under {campaign.tenant.currency} {SMALL_OFFER:.2f} "
@@ -542,7 +542,7 @@ def _is_small(group: GroupOutcome) -> bool:
     return group.members < SMALL_GROUP_MEMBERS or group.converters < SMALL_GROUP_CONVERSIONS
 
 
-def compare_groups(t: GroupOutcome, c: GroupOutcome, *, final: bool = False) -> dict[str, Any]:
+def compare_groups(t: GroupOutcome, c: GroupOutcome, *, final: bool = False, currency: str = "") -> dict[str, Any]:
     """Uplift of treatment over control with 95% intervals, significance and the verdict.
     The report and the tests call this one function."""
     # Nobody in either group has ordered and more may: an uplift of 0 with a wide interval
@@ -571,8 +571,19 @@ def compare_groups(t: GroupOutcome, c: GroupOutcome, *, final: bool = False) -> 
         "incremental_conversions": round(uplift * t.members, 1),
         "small_sample": small,
         "no_orders_yet": False,
-        "verdict": verdict(uplift, low, high, significant, t, c, final=final),
+        "verdict": verdict(uplift, low, high, significant, t, c, final=final) + revenue_verdict(revenue_uplift, revenue_ci, significant, currency),
     }
+
+
+def revenue_verdict(uplift: float, ci: tuple[float, float] | None, conversion_significant: bool, currency: str) -> str:
+    """A sentence on revenue per member where its interval says otherwise than conversion's:
+    "Not significant yet" above a revenue interval of +8.02 to +45.98 read as a contradiction."""
+    if ci is None or (ci[0] > 0 or ci[1] < 0) == conversion_significant:
+        return ""
+    money = f"{currency} {uplift:+,.2f}".strip()
+    if conversion_significant:
+        return f" Revenue per member moved by {money}, but its 95% interval ({ci[0]:+,.2f} to {ci[1]:+,.2f}) includes zero."
+    return f" Revenue per member, though, moved by {money}, and its 95% interval ({ci[0]:+,.2f} to {ci[1]:+,.2f}) is clear of zero."
 
 
 def group_outcomes(campaigns: list[Campaign], *, now: dt.datetime | None = None) -> dict[int, dict[str, GroupOutcome]]:
@@ -645,7 +656,7 @@ def outcomes(campaign: Campaign, *, now: dt.datetime | None = None, with_cumulat
                     row[name] = round(converted / group.members, 6) if group.members else None
                 cumulative.append(row)
     t, c = result[CampaignMember.Group.TREATMENT], result[CampaignMember.Group.CONTROL]
-    compared = compare_groups(t, c, final=now >= campaign.attribution_ends)
+    compared = compare_groups(t, c, final=now >= campaign.attribution_ends, currency=campaign.tenant.currency)
     if now < campaign.attribution_ends and compared.get("uplift_ci") and not compared["no_orders_yet"]:
         # A firm-sounding verdict a few hours after launch invites stopping early (peeking).
         day = min((now - campaign.launched_at).days + 1, campaign.attribution_days)

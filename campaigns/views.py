@@ -213,6 +213,8 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
     measured = services.group_outcomes(campaigns)
     for campaign in campaigns:
         campaign.outcome = services.outcomes(campaign, with_cumulative=False, groups=measured[campaign.pk]) if campaign.launched_at else None
+        # A draft or a scheduled campaign: who it targets now, as its page previews ("at launch" alone read as a missing count).
+        campaign.audience_now = services.audience(campaign).count() if campaign.state in (Campaign.State.DRAFT, Campaign.State.SCHEDULED) else None
     return render(request, "campaigns/list.html", {
         "campaigns": campaigns, "suggestions": services.suggested_campaigns(tenant), "can_draft": request.membership.can(Role.ANALYST),  # type: ignore[attr-defined]
         "scored_as_of": latest_scoring_date(tenant),

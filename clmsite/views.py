@@ -125,8 +125,8 @@ def stale_preview(request: HttpRequest) -> JsonResponse | None:
 def not_counted_note(form: forms.Form, names: Any) -> str:
     """A live preview's word on the fields among ``names`` that its form refused: the count
     leaves them out, and says so rather than mislead."""
-    refused = [f"{form[name].label}: {' '.join(form.errors[name])}" for name in names if name in form.errors]
-    return f"Not counted until corrected: {'; '.join(refused)}" if refused else ""
+    refused = [f"{form[name].label}: {' '.join(form.errors[name]).rstrip('.')}" for name in names if name in form.errors]  # "100.;" read as a typo
+    return f"Not counted until corrected: {'; '.join(refused)}." if refused else ""
 
 
 def _other_shop(request: HttpRequest, posted: str) -> HttpResponse:

@@ -168,8 +168,8 @@ def stage_moves(request: HttpRequest) -> HttpResponse:
     """The customers behind one cell of the transition matrix."""
     start, end = _date(request.GET.get("start")), _date(request.GET.get("end"))
     source, target = request.GET.get("from", ""), request.GET.get("to", "")
-    if not start or not end or target not in _stage_labels() or (source != "none" and source not in _stage_labels()):
-        raise Http404("Not found")
+    if not start or not end or start >= end or target not in _stage_labels() or (source != "none" and source not in _stage_labels()):
+        raise Http404("Not found")  # a move goes forward in time: the matrix links only those
     after = StageSnapshot.objects.filter(as_of=end, stage=target)
     # Each row's own snapshot at the start, looked up by its (customer, as_of) key: a plan that
     # never compares every pair of the two stages, whatever the statistics say.

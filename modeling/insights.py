@@ -379,13 +379,13 @@ def _how_many(share: float) -> str:
 
 
 def relative_to_average(index: float) -> str:
-    """A segment's value against the average in words: "2.3x the average", "0.45x the
+    """A segment's value against the average in words: "2.3× the average", "0.45× the
     average", "well below the average" (under a tenth, where a ratio reads as noise)."""
     if index < 0.1:
         return "well below the average"
     if 0.95 <= index <= 1.05:
         return "about the average"
-    return f"{index:.2g}x the average" if index < 1 else f"{index:.1f}x the average"
+    return f"{index:.2g}× the average" if index < 1 else f"{index:.1f}× the average"
 
 
 # --- Actions and the per-customer row ---------------------------------------------------

@@ -124,9 +124,14 @@ def stages_as_of(
     periods: dict[Any, tuple[str, dt.date, str, dt.date | None]] = {
         customer: (Stage.PROSPECT.value, ts.date() if pd.notna(ts) else as_of, "no purchase yet", None) for customer, ts in first_seen.items()
     }
+    first_after: dict[Any, dt.date] = {}  # each customer's first order day after their previous snapshot
     if len(features):
         f = features
         gaps = order_days(history.orders[history.orders["ordered_at"] <= cut])
+        if previous is not None and len(previous):
+            known = gaps[gaps["customer"].isin(previous.index)]
+            later = known[known["day"].dt.date > known["customer"].map(previous["as_of"])]
+            first_after = later.groupby("customer")["day"].first().dt.date.to_dict()
         recency = np.floor(f["recency_days"]).astype(int)  # calendar days since the last order
         count, days = f["orders"].astype(int), f["order_days"].astype(int)
         own_gap = f["gap_median"].where(days >= 2, thresholds.usual_gap_days).fillna(thresholds.usual_gap_days).clip(lower=1)
@@ -195,7 +200,11 @@ def stages_as_of(
             since, entry = shown["since"], shown["reason"]
         else:
             since = max(start, shown["as_of"] + dt.timedelta(days=1)) if shown is not None else start
-            entry = _reason(template, last, since, looking_back=True)
+            if shown is not None and shown["stage"] in (Stage.AT_RISK, Stage.NEW) and stage in (Stage.ACTIVE, Stage.LOYAL) and customer in first_after:
+                # The order that ended the At risk or New period began this one (At risk until the
+                # 27th of a month with orders on the 1st, 9th and 13th read as a contradiction).
+                since = min(since, first_after[customer])
+            entry = _reason(template, min(last, since) if last is not None else None, since, looking_back=True)
             if shown is not None and shown["stage"] == Stage.LOYAL and stage == Stage.ACTIVE:  # no order moved them: the shop's top spenders did
                 entry += f"; no longer in the shop's top {LOYAL_SPEND_SHARE:.0%} of spenders"
         rows.append((customer, stage, since, _reason(template, last, as_of), entry))

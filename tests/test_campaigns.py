@@ -29,6 +29,12 @@ from tests.test_modeling import END
 @pytest.fixture
 def shop(scored_shop):  # noqa: F811
     refresh_insights(scored_shop, END, backfill_months=0)
+    # The demo's customers say whether they accept email marketing; these tests count audiences
+    # of everyone, so nobody here has said (the consent tests set it customer by customer).
+    with tenant_context(scored_shop):
+        for customer in Customer.objects.filter(attributes__has_key="accepts_email_marketing"):
+            customer.attributes.pop("accepts_email_marketing")
+            customer.save(update_fields=["attributes"])
     return scored_shop
 
 

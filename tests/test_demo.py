@@ -272,7 +272,7 @@ def test_the_loaded_shop_has_a_plausible_mix(shop_tenant: Tenant, small_shop: de
     assert len(countries) >= 4
     assert customer is not None
     assert customer.email.endswith("@example.com")
-    assert set(customer.attributes) == {"signup_source", "newsletter"}
+    assert set(customer.attributes) == {"signup_source", "accepts_email_marketing"}
 
 
 @pytest.mark.django_db

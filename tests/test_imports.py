@@ -176,7 +176,7 @@ def test_conflicting_duplicate_order_id_is_refused(tenant_a, tmp_path):
 
     assert not result.ok
     assert [(e.row, e.column) for e in result.errors] == [(3, "customer_id")]
-    assert result.errors[0].message == "order_id o1 repeats row 2 with a different customer_id (c2 here, c1 there) in this order line"
+    assert result.errors[0].message == "order_id o1 repeats row 2, and this order line has a different customer_id (c2 here, c1 there)"
     assert counts(tenant_a)["orders"] == 0
 
 

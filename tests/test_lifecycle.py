@@ -171,9 +171,9 @@ def test_segment_descriptions_say_small_ratios_in_words_and_name_predicted_value
     from modeling.insights import _describe_in_words, relative_to_average
 
     assert relative_to_average(0.04) == "well below the average"
-    assert relative_to_average(0.45) == "0.45x the average"
+    assert relative_to_average(0.45) == "0.45× the average"
     assert relative_to_average(1.0) == "about the average"
-    assert relative_to_average(2.345) == "2.3x the average"
+    assert relative_to_average(2.345) == "2.3× the average"
     stats = {"size": 1200, "mean_value": 12.0, "value_index": 0.03, "churn": 0.8, "median_orders": 1.0, "dominant_stage": "lapsed",
              "dominant_stage_share": 0.9, "top_categories": [{"category": "Socks", "share": 0.9}], "words": ["socks", "merino"]}
     text = _describe_in_words(stats, "USD")
@@ -207,7 +207,7 @@ def test_insights_give_every_customer_a_stage_segment_rfm_group_and_reasoned_act
         # Priority is the value at risk: the chance of an order lost against their own pace x
         # what they would spend if they ordered, as the action's reason says it (rounded).
         top = max(insights, key=lambda i: i.priority)
-        said = re.search(r"value at risk (?:[A-Z]{3} )?([\d,]+) \(([\d.]+)% likely to order at their usual pace, ([\d.]+)% now, x (?:[A-Z]{3} )?([\d,]+) if they order\)",
+        said = re.search(r"value at risk (?:[A-Z]{3} )?([\d,]+) \(([\d.]+)% likely to order at their (?:usual|old) pace, ([\d.]+)% now, × (?:[A-Z]{3} )?([\d,]+) if they order\)",
                          top.action_reason)
         at_risk, usual, now, spend = (float(said.group(i).replace(",", "")) for i in (1, 2, 3, 4))
         assert at_risk == round(top.priority) and now == pytest.approx(100 * (1 - top.churn_probability), abs=0.051)

@@ -66,7 +66,7 @@ def test_a_lapsed_former_regular_of_low_predicted_value_gets_a_win_back_email(te
     regular = recommend(rules, {**lapsed, "orders": 12}, pd.DataFrame(), "USD ")
     once = recommend(rules, {**lapsed, "orders": 1}, pd.DataFrame(), "USD ")
     assert (regular["action"], regular["channel"], regular["offer"]) == ("win_back", "email", None)
-    assert regular["reason"].startswith("Win-back for lapsed regulars: lapsed: 400 days since the last order; 12 orders in all")
+    assert regular["reason"].startswith("Win-back for lapsed regulars — lapsed: 400 days since the last order; 12 orders in all")
     assert once["action"] == "no_action"
 
     client.force_login(alice)  # the condition is the merchant's to edit, as the others are

@@ -58,7 +58,7 @@ def test_an_actions_reason_gives_the_value_at_risk_with_its_arithmetic(tenant_a)
            "negative_review": "", "categories": [], "spent": 38987.0, "spend_top": 0.01, "orders": 86}
     action = recommend(ensure_default_playbook(tenant_a), row, pd.DataFrame(), "USD ")
     assert action["action"] == "win_back"
-    assert "value at risk USD 2,074 (100% likely to order at their usual pace, 0.1% now, x USD 2,078 if they order)" in action["reason"]
+    assert "value at risk USD 2,074 (100% likely to order at their old pace, 0.1% now, × USD 2,078 if they order)" in action["reason"]
     calm = recommend(ensure_default_playbook(tenant_a), {**row, "churn": 0.2, "usual": 0.6, "value_at_risk": 0.0}, pd.DataFrame(), "USD ")
     assert "nothing at risk: 80% likely to order, at or above the 60% of their usual pace" in calm["reason"]
     tiny = recommend(ensure_default_playbook(tenant_a), {**row, "churn": 0.99995}, pd.DataFrame(), "USD ")

@@ -172,7 +172,7 @@ def test_a_draft_without_an_offer_for_everyone_says_who_gets_their_own_before_la
             CustomerInsight.objects.filter(pk=insight.pk).update(action_offer=amount)
         campaign = Campaign.objects.create(name="Win back", action="win_back")
     note = services.preview(campaign)["note"]
-    assert "No offer for everyone: 2 customers will get their own from the playbook (up to USD 3.00 to 10.00 each) and 3 customers none." in note, note
+    assert "No offer for everyone: 2 customers will get their own from the playbook (from USD 3.00 to 10.00 each) and 3 customers none." in note, note
     with scoped(tenant_a):
         Campaign.objects.filter(pk=campaign.pk).update(offer="10% off")
         campaign.refresh_from_db()

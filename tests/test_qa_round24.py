@@ -40,3 +40,74 @@ def test_a_customer_who_orders_in_pairs_usually_orders_every_two_months(tenant_a
     # Ten days after a pair is not "overdue" (it was: 10 days vs. their usual 2).
     stages = stages_as_of(history, as_of, Thresholds(), features=features)
     assert stages.at[pairs.pk, "stage"] != Stage.AT_RISK and "overdue" not in stages.at[pairs.pk, "reason"]
+
+
+def test_an_order_ends_an_at_risk_period_on_its_day_in_the_stage_history(tenant_a) -> None:
+    """At risk at one month end, buying again through the next month: the next period began
+    with the first order after the snapshot, not the last one (At risk until the 27th of a
+    month with orders on the 1st, 9th and 13th)."""
+    from modeling.insights import previous_stages, save_stages
+
+    days = [f"2024-0{m}-{d:02d}" for m in (1, 2) for d in (1, 6, 11, 16, 21, 26)] + ["2024-04-01", "2024-04-09", "2024-04-13", "2024-04-27"]
+    _orders(tenant_a, "regular", *days)
+    with tenant_context(tenant_a):
+        regular = Customer.objects.get(external_id="regular").pk
+
+    def stages_on(as_of):
+        history = load_history(tenant_a, ceiling=as_of)
+        stages = stages_as_of(history, as_of, Thresholds(), previous=previous_stages(tenant_a, as_of))
+        save_stages(tenant_a, as_of, stages)
+        return stages.loc[regular]
+
+    assert stages_on(dt.date(2024, 3, 31))["stage"] == Stage.AT_RISK
+    april = stages_on(dt.date(2024, 4, 30))
+    assert april["stage"] in (Stage.ACTIVE, Stage.LOYAL) and april["since"] == dt.date(2024, 4, 1)
+    assert "-" not in april["entry_reason"]  # no "last order -26 days before"
+
+
+def test_the_customer_page_says_when_they_declined_the_next_actions_channel(tenant_a, client, alice) -> None:
+    from modeling.models import CustomerInsight
+
+    assert import_rows(tenant_a, "customers", [{"customer_id": "no", "accepts_email_marketing": "no"}, {"customer_id": "yes", "accepts_email_marketing": "yes"}]).ok
+    client.force_login(alice)
+    pages = {}
+    with tenant_context(tenant_a):
+        for customer in Customer.objects.all():
+            CustomerInsight.objects.create(customer=customer, as_of=dt.date(2024, 5, 1), stage="at_risk", stage_since=dt.date(2024, 4, 1),
+                                           action="win_back", action_channel="email")
+            pages[customer.external_id] = client.get(f"/customers/{customer.pk}/").content.decode()
+    assert 'data-testid="declined-channel"' in pages["no"] and "declined Email marketing" in pages["no"]
+    assert 'data-testid="declined-channel"' not in pages["yes"]
+
+
+def test_the_verdict_names_revenue_where_its_interval_says_otherwise_than_conversions() -> None:
+    from campaigns.services import GroupOutcome, compare_groups
+
+    # 20 of 80 treated bought (USD 200 each), 3 of 20 held out (USD 100 each): conversion's
+    # interval spans zero, revenue per member's does not.
+    report = compare_groups(GroupOutcome(80, 20, 4000.0, 800000.0), GroupOutcome(20, 3, 300.0, 30000.0), currency="USD")
+    assert not report["significant"] and report["revenue_uplift_ci"][0] > 0
+    assert report["verdict"].startswith("Not significant yet: the difference is +10.0 percentage points")
+    assert "Revenue per member, though, moved by USD +35.00, and its 95% interval (" in report["verdict"] and "is clear of zero." in report["verdict"]
+    # Where both agree, nothing is added.
+    agree = compare_groups(GroupOutcome(500, 60, 3600.0, 216000.0), GroupOutcome(500, 40, 2400.0, 144000.0), currency="USD")
+    assert "Revenue per member" not in agree["verdict"]
+
+
+def test_the_campaign_list_counts_a_drafts_audience_now(tenant_a, client, alice) -> None:
+    from campaigns.models import Action, Campaign
+    from tests.test_qa_round5 import insights
+
+    insights(tenant_a, 7)
+    with tenant_context(tenant_a):
+        Campaign.objects.create(name="Back soon", action=Action.WIN_BACK)
+    client.force_login(alice)
+    page = client.get("/campaigns/").content.decode()
+    assert '<td class="num" data-label="Audience">7 <small class="muted"' in page and ">now</small>" in page and ">at launch<" not in page
+
+
+def test_a_stage_move_goes_forward_in_time(tenant_a, client, alice) -> None:
+    client.force_login(alice)
+    ok = client.get("/lifecycle/moves/", {"start": "2025-11-30", "end": "2025-12-31", "from": "lapsed", "to": "active"})
+    backwards = client.get("/lifecycle/moves/", {"start": "2025-12-31", "end": "2025-11-30", "from": "lapsed", "to": "active"})
+    assert (ok.status_code, backwards.status_code) == (200, 404)

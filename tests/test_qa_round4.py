@@ -251,7 +251,7 @@ def test_model_pages_name_families_and_format_numbers() -> None:
     from clmsite.templatetags.clm import family_label, metric_number
 
     assert (family_label("bgnbd"), family_label("majority_class"), family_label("new_family")) == ("BG/NBD", "Majority class", "new_family")
-    assert (metric_number(485454.89), metric_number(1849.0), metric_number(3825), metric_number(0.8185), metric_number(1.0), metric_number(None)) == ("485,454.89", "1,849", "3,825", 0.8185, 1.0, None)
+    assert (metric_number(485454.89), metric_number(1849.0), metric_number(3825), metric_number(0.8185), metric_number(1.0), metric_number(None), metric_number(0.91)) == ("485,454.89", "1,849", "3,825", "0.8185", 1.0, None, "0.9100")
 
 
 def test_api_responses_carry_the_rate_limit_budget_and_the_schema_documents_error_answers(tenant_a) -> None:

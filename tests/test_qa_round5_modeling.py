@@ -325,7 +325,7 @@ def test_a_percentage_reads_with_its_unit_after_the_number(tenant_a, client, ali
     from clmsite.templatetags.clm import _headline, metric_number
 
     assert _headline("orders", {"orders_mae": 1234.5678, "orders_total_error_pct": 0.51}) == "MAE 1,234.57 · total error 0.51%"
-    assert (metric_number(-3.2, "revenue_total_error_pct"), metric_number(0.8185, "auc"), metric_number(0.8185)) == ("-3.2%", 0.8185, 0.8185)
+    assert (metric_number(-3.2, "revenue_total_error_pct"), metric_number(0.8185, "auc"), metric_number(0.8185)) == ("-3.2%", "0.8185", "0.8185")
     with tenant_context(tenant_a):
         version = ModelVersion.objects.create(target="revenue", family="tabular", as_of="2024-03-01", metrics={"revenue_mae": 12.5, "revenue_total_error_pct": 0.51},
                                               baseline_metrics={"persistence": {"revenue_mae": 14.0, "revenue_total_error_pct": -2.5}})

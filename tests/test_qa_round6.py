@@ -102,7 +102,7 @@ def test_an_actions_reason_names_the_value_tier_once() -> None:
 
     rule = PlaybookRule(name="VIP care", tiers=["high"], action=Action.VIP_CARE)
     row = {"stage_reason": "loyal: 6 orders, top value tier", "tier": "high", "recent_sentiment": None, "churn": 0.2, "value": 500.0, "if_ordering": 625.0, "usual": 0.4, "value_at_risk": 125.0}
-    assert _reason(rule, row) == "VIP care: loyal: 6 orders, top value tier; value at risk 125 (40% likely to order at their usual pace, 80% now, x 625 if they order)"
+    assert _reason(rule, row) == "VIP care — loyal: 6 orders, top value tier; value at risk 125 (40% likely to order at their usual pace, 80% now, × 625 if they order)"
     assert "; high predicted-value tier;" in _reason(rule, {**row, "stage_reason": "active: 3 orders"})
 
 

@@ -96,7 +96,7 @@ def strategy_label(name: str) -> str:
 @register.filter
 def metric_number(value, key=""):  # type: ignore[no-untyped-def]
     """A metric as a page shows it: counts and money with thousands separators (485,454.89),
-    whole counts without a ".0" (1,849), scores as they are (0.8185, 1.0), and a percentage
+    whole counts without a ".0" (1,849), scores to four decimals (0.8185, 0.9100; 1.0 stays), and a percentage
     (a ``key`` ending in ``_pct``) with its unit after the number (0.51%)."""
     from django.contrib.humanize.templatetags.humanize import intcomma
 
@@ -109,6 +109,8 @@ def metric_number(value, key=""):  # type: ignore[no-untyped-def]
     if isinstance(value, float) and value.is_integer() and abs(value) >= 2:  # a count kept as a float; a score of 1.0 stays one
         value = int(value)
     money = is_money_metric(key)  # to the cent, as money is shown everywhere
+    if isinstance(value, float) and not money and not value.is_integer() and abs(value) < 10 and not str(key).endswith("_pct"):
+        return f"{value:.4f}"  # scores to four decimals, so a column lines up: 0.9100 beside 0.8694, not 0.91
     shown = intcomma(value) if isinstance(value, int) and not money else intcomma(f"{value:.2f}") if abs(value) >= 1000 or money else value
     return f"{shown}%" if str(key).endswith("_pct") else shown
 

@@ -406,7 +406,7 @@ class DemoCustomer:
     created_at: dt.datetime
     archetype: str
     signup_source: str
-    newsletter: bool
+    accepts_email: bool  # Shopify's "Accepts Email Marketing": the consent campaigns by email and paid social ask
     orders: list[DemoOrder] = field(default_factory=list)
     reviews: list[DemoReview] = field(default_factory=list)
 
@@ -441,9 +441,9 @@ class DemoShop:
         )
         _write_csv(
             paths["customers"],
-            ["customer_id", "email", "name", "country", "created_at", "signup_source", "newsletter"],
+            ["customer_id", "email", "name", "country", "created_at", "signup_source", "accepts_email_marketing"],
             (
-                [c.external_id, c.email, c.name, c.country, _iso(c.created_at), c.signup_source, "yes" if c.newsletter else "no"]
+                [c.external_id, c.email, c.name, c.country, _iso(c.created_at), c.signup_source, "yes" if c.accepts_email else "no"]
                 for c in self.customers
             ),
         )
@@ -541,7 +541,7 @@ class _ShopGenerator:
             created_at=self.start,
             archetype=archetype.name,
             signup_source=rng.choices([s for s, _ in sources], weights=[w for _, w in sources])[0],
-            newsletter=rng.random() < (0.7 if archetype.name in ("loyal", "vip") else 0.35),
+            accepts_email=rng.random() < (0.85 if archetype.name in ("loyal", "vip") else 0.6),
         )
         if archetype.name == "prospect":
             customer.created_at = self._moment(rng, rng.uniform(0, HISTORY_DAYS))

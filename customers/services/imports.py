@@ -1138,7 +1138,7 @@ def _duplicate_errors(cursor: Any, spec: Spec) -> tuple[list[RowError], int]:
         else:
             here, there = (shorten(str(v)) if v not in (None, "") else "blank" for v in here_there[column])
             different = f"a different {column} ({here} here, {there} there)"
-        errors.append(RowError(row_no, column, f"{key} {shorten(str(key_value))} repeats row {first_row} with {different} in this {what}"))
+        errors.append(RowError(row_no, column, f"{key} {shorten(str(key_value))} repeats row {first_row}, and this {what} has {different}"))
     return errors, total
 
 

@@ -220,6 +220,7 @@ def customer_timeline(tenant: Tenant, customer: Customer) -> dict[str, Any]:
 def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     """The latest prediction with its factors, and the text profile the transformer reads
     as of the prediction's date (kept by the scoring)."""
+    from campaigns.services import has_declined
     from modeling.features import features_as_of, load_history
     from modeling.insights import latest_scoring_date
     from modeling.models import CustomerInsight, Prediction
@@ -267,6 +268,8 @@ def customer_insight(tenant: Tenant, customer: Customer) -> dict[str, Any]:
         "campaigns": (campaigns := _campaigns_of(tenant, customer)),
         # Held out as control by a running campaign: the suggested action waits until its window ends.
         "held_out_by": next((m.campaign for m in campaigns if m.group == "control" and m.campaign.state == "running"), None),
+        # The next action's channel is one they declined: said beside it, as the priorities list does.
+        "declined_channel": state is not None and bool(state.action_channel) and has_declined(customer, state.action_channel),
         "days_before_scoring": _days_before_scoring(tenant, customer, state.as_of if state is not None else None),
         # Whole days on the shop's calendar, as the stage's reason counts them ("last order 7 days ago", not "6 days, 16 hours").
         "days_since_last_order": (shop_today(tenant) - shop_day(customer.last_order_at, tenant)).days if customer.last_order_at else None,

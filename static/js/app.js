@@ -11,6 +11,12 @@ window.CLM = {
   axis(title, options = {}) {
     return Object.assign({title: {display: true, text: title}}, options);
   },
+  // A horizontal axis of money: short ticks (100K, 1.2M), as the full figures ran together
+  // on a phone ("100,000200,000300,000").
+  moneyAxis(title, options = {}) {
+    const short = new Intl.NumberFormat("en", {notation: "compact", maximumFractionDigits: 1});
+    return CLM.axis(title, Object.assign({beginAtZero: true, ticks: {callback: (v) => short.format(v)}}, options));
+  },
   // An axis of counts (customers, orders): whole-number ticks, never "0.5 customers".
   countAxis(title, options = {}) {
     return CLM.axis(title, Object.assign({ticks: {precision: 0}}, options));
