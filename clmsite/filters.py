@@ -28,6 +28,13 @@ class UTCDateTimeField(IsoDateTimeField):
     default_error_messages = {"invalid": "Enter a date or date-time in ISO 8601, such as 2024-05-01 or 2024-05-01T09:30:00Z."}
 
     def to_python(self, value: Any) -> Any:
+        try:
+            return self._to_utc(value)
+        except ValueError:  # well formed, not on the calendar (2023-02-29, 2026-11-31, month 13): Django's parsers raise
+            given = str(value).strip()[:40].replace("%", "%%")
+            raise DjangoValidationError(f"'{given}' is not a date on the calendar.", code="invalid") from None
+
+    def _to_utc(self, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
             # A sync's cursor left empty (?updated_at__gte=) filtered nothing and answered every row.
             raise DjangoValidationError("Empty: give a date or date-time, or leave the parameter out.", code="invalid")

@@ -10,6 +10,7 @@ import django_filters
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view, inline_serializer
@@ -638,7 +639,13 @@ class CustomerViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin
         return CustomerDetailSerializer if self.action in ("retrieve", "create") else CustomerSerializer
 
     def perform_destroy(self, instance: Customer) -> None:
-        super().perform_destroy(instance)
+        from modeling.models import CustomerInsight, Segment
+
+        with transaction.atomic():
+            held = [pk for pk in CustomerInsight.objects.filter(customer=instance).values_list("learned_segment_id", "rfm_segment_id").first() or () if pk]
+            super().perform_destroy(instance)
+            # Their segments count one member fewer now, as the members list does, not at the next scoring.
+            Segment.objects.filter(pk__in=held, size__gt=0).update(size=F("size") - 1)
         bump_data_version(self.tenant.pk)  # type: ignore[union-attr]
 
 

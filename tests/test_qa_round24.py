@@ -111,3 +111,55 @@ def test_a_stage_move_goes_forward_in_time(tenant_a, client, alice) -> None:
     ok = client.get("/lifecycle/moves/", {"start": "2025-11-30", "end": "2025-12-31", "from": "lapsed", "to": "active"})
     backwards = client.get("/lifecycle/moves/", {"start": "2025-12-31", "end": "2025-11-30", "from": "lapsed", "to": "active"})
     assert (ok.status_code, backwards.status_code) == (200, 404)
+
+
+@pytest.mark.parametrize("url, name", [
+    ("/api/v1/orders/", "ordered_at__gte"), ("/api/v1/orders/", "updated_at__lt"), ("/api/v1/customers/", "updated_at__gte"),
+    ("/api/v1/customers/", "last_order_after"), ("/api/v1/reviews/", "created_at__gte"), ("/api/v1/products/", "updated_at__gte"),
+])
+@pytest.mark.parametrize("day", ["2023-02-29", "2026-11-31", "2026-13-01", "0000-01-01", "2026-12-32", "2023-02-29T10:00:00Z"])
+def test_a_date_filter_off_the_calendar_is_a_400_naming_it(api_a, url, name, day) -> None:
+    answer = api_a.get(url, {name: day})
+    assert answer.status_code == 400, answer.content
+    assert list(answer.json()) == [name]
+    if "T" not in day:
+        assert answer.json() == {name: [f"'{day}' is not a date on the calendar."]}
+
+
+def test_a_local_time_the_clocks_skipped_is_a_row_error(tenant_a) -> None:
+    tenant_a.time_zone = "America/New_York"
+    tenant_a.save()
+    skipped = import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-03-10T02:30:00", "amount": "5"}])
+    assert not skipped.ok and skipped.errors[0].column == "ordered_at"
+    assert skipped.errors[0].message.startswith("2024-03-10 02:30 does not exist in America/New_York: the clocks went forward that night.")
+    # The same hour with its offset, the hour after, and the day alone are taken.
+    rows = [{"customer_id": "c1", "order_id": f"o{i}", "ordered_at": when, "amount": "5"}
+            for i, when in enumerate(["2024-03-10T02:30:00-05:00", "2024-03-10T03:30:00", "2024-03-10"])]
+    assert import_rows(tenant_a, "orders", rows).ok
+
+
+def test_a_line_longer_than_the_limit_is_refused_before_it_is_read_whole(tenant_a, tmp_path) -> None:
+    from customers.services.imports import MAX_LINE_CHARS, import_csv
+
+    path = tmp_path / "long.csv"
+    path.write_text("customer_id,name\nc1," + "a" * (MAX_LINE_CHARS + 10) + "\nc2,Bo\n")
+    result = import_csv(tenant_a, "customers", str(path))
+    assert not result.ok and [(e.row, e.message) for e in result.errors] == [(2, "a line is longer than 1,000,000 characters (a field may have 100,000)")]
+    with tenant_context(tenant_a):
+        assert not Customer.objects.exists()
+
+
+def test_deleting_a_customer_takes_them_out_of_their_segments_count(tenant_a) -> None:
+    from modeling.models import CustomerInsight, Segment
+    from tests.conftest import api_client_for
+
+    with tenant_context(tenant_a):
+        learned = Segment.objects.create(kind=Segment.Kind.LEARNED, key="s1", name="Regulars", size=2)
+        rfm = Segment.objects.create(kind=Segment.Kind.RFM, key="champions", name="Champions", size=2)
+        customers = [Customer.objects.create(external_id=f"c{i}") for i in range(2)]
+        for customer in customers:
+            CustomerInsight.objects.create(customer=customer, as_of=dt.date(2024, 5, 1), stage="active", stage_since=dt.date(2024, 4, 1),
+                                           learned_segment=learned, rfm_segment=rfm)
+    assert api_client_for(tenant_a, "admin").delete(f"/api/v1/customers/{customers[0].pk}/").status_code == 204
+    with tenant_context(tenant_a):
+        assert [s.size for s in Segment.objects.filter(pk__in=[learned.pk, rfm.pk]).order_by("pk")] == [1, 1]

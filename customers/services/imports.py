@@ -647,7 +647,7 @@ def _looks_like(spec: Spec, header: set[str]) -> tuple[str, list[str]] | None:
 def _csv_records(text: IO[str], delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
     # strict: a quote opened and never closed is an error, not a cell that swallows the rest
     # of the file (and its rows) without a word.
-    reader = csv.reader(text, delimiter=delimiter, strict=True)
+    reader = csv.reader(_capped_lines(text), delimiter=delimiter, strict=True)
     record_no = 0  # the header is row 1
     try:
         for values in reader:
@@ -659,6 +659,8 @@ def _csv_records(text: IO[str], delimiter: str = ",") -> Iterator[tuple[int, lis
         message = str(exc)
         if "field larger" in message:
             message = f"a field is longer than {MAX_FIELD_CHARS:,} characters"
+        elif "line longer" in message:
+            message = f"a line is longer than {MAX_LINE_CHARS:,} characters (a field may have {MAX_FIELD_CHARS:,})"
         elif "unexpected end of data" in message:
             message = "a quoted field starts in this row and its closing quote never comes, so every line after it would be one cell"
         elif "expected after" in message:
@@ -667,6 +669,19 @@ def _csv_records(text: IO[str], delimiter: str = ",") -> Iterator[tuple[int, lis
             f"Nothing was imported: row {record_no + 1} cannot be read as CSV ({message}).",
             [RowError(record_no + 1, "", message)],
         ) from None
+
+
+# One line of a file: the csv module takes its input a line at a time, and a line of 200 MB (one
+# field with no line break) was read whole before its field was refused (624 MB at peak).
+MAX_LINE_CHARS = 10 * MAX_FIELD_CHARS
+
+
+def _capped_lines(text: IO[str]) -> Iterator[str]:
+    """The lines of ``text``, none read past MAX_LINE_CHARS: a longer one is a csv.Error."""
+    while line := text.readline(MAX_LINE_CHARS + 1):
+        if len(line) > MAX_LINE_CHARS:
+            raise csv.Error("line longer than the limit")
+        yield line
 
 
 def _open_text(path: str, encoding: str) -> IO[str]:

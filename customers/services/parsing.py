@@ -66,7 +66,12 @@ def parse_datetime(raw: str, *, zone: dt.tzinfo | None = None) -> dt.datetime:
                      "in a spreadsheet (or format the column as 2026-11-30 18:20, adding the times' UTC offset if they had one)") if _LOCAL_DATE.match(text) else ""
         raise FieldError(f"'{shorten(raw)}' is not a date; use ISO 8601 (2024-03-31 or 2024-03-31T14:05:00Z) or YYYYMMDD{rewritten}") from None
     if value.tzinfo is None:
+        wall = value
         value = value.replace(tzinfo=zone or UTC)
+        if len(text) > 10 and value.astimezone(UTC).astimezone(value.tzinfo).replace(tzinfo=None) != wall:
+            # 02:30 on the night the clocks go forward: no such time there (zoneinfo would move it an hour silently).
+            raise FieldError(f"{wall:%Y-%m-%d %H:%M} does not exist in {zone}: the clocks went forward that night. Give the time with its UTC offset "
+                             f"(such as {text}{value.strftime('%z')[:3]}:{value.strftime('%z')[3:]})")
     if not 1900 <= value.year <= 2100:
         raise FieldError(f"year {value.year} is out of range (1900-2100)")
     value = value.astimezone(UTC)
