@@ -323,6 +323,7 @@ class CustomerFilter(ClmFilterSet):
 class OrderFilter(ClmFilterSet):
     # The customer's id as the files and the bulk rows have it; ``customer`` is our numeric id.
     customer_id = django_filters.CharFilter(field_name="customer__external_id", label="the customer's id as imported (customer_id)")
+    order_id = django_filters.CharFilter(field_name="external_id", label="the order's id as imported (order_id), exactly: a sync's lookup by its own number")
     status = django_filters.CharFilter(method="filter_status", label="as imported, compared without case (cancelled, canceled and Cancelled alike)")
 
     class Meta:
@@ -339,6 +340,7 @@ class OrderFilter(ClmFilterSet):
 
 class ReviewFilter(ClmFilterSet):
     customer_id = django_filters.CharFilter(field_name="customer__external_id", label="the customer's id as imported (customer_id)")
+    review_id = django_filters.CharFilter(field_name="external_id", label="the review's id as imported (review_id), exactly")
     aspect = ChoiceFilter(choices=list(aspect_labels().items()))
     # Ratings are 1 to 5: a 0 or a 6 is a mistake to name, not an empty list.
     rating = WholeNumberFilter(validators=[MinValueValidator(1), MaxValueValidator(5)])
@@ -683,6 +685,7 @@ class OrderViewSet(CreateFromRowMixin, BulkUpsertMixin, mixins.ListModelMixin, m
 
 class ProductFilter(ClmFilterSet):
     category = django_filters.CharFilter(lookup_expr="iexact")  # as a customer's country: "shoes" finds "Shoes"
+    sku = django_filters.CharFilter(label="the product's sku as imported, exactly")
 
     class Meta:
         model = Product

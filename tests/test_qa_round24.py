@@ -163,3 +163,13 @@ def test_deleting_a_customer_takes_them_out_of_their_segments_count(tenant_a) ->
     assert api_client_for(tenant_a, "admin").delete(f"/api/v1/customers/{customers[0].pk}/").status_code == 204
     with tenant_context(tenant_a):
         assert [s.size for s in Segment.objects.filter(pk__in=[learned.pk, rfm.pk]).order_by("pk")] == [1, 1]
+
+
+def test_orders_products_and_reviews_are_found_by_their_own_ids(shop_a_data, api_a) -> None:
+    orders = api_a.get("/api/v1/orders/", {"order_id": "o2"}).json()["results"]
+    assert [o["external_id"] for o in orders] == ["o2"]
+    assert api_a.get("/api/v1/orders/", {"order_id": "O2"}).json()["count"] == 0  # exactly, as the ids are kept
+    sku = api_a.get("/api/v1/products/").json()["results"][0]["sku"]
+    assert [p["sku"] for p in api_a.get("/api/v1/products/", {"sku": sku}).json()["results"]] == [sku]
+    review = api_a.get("/api/v1/reviews/").json()["results"][0]["external_id"]
+    assert [r["external_id"] for r in api_a.get("/api/v1/reviews/", {"review_id": review}).json()["results"]] == [review]
