@@ -205,7 +205,8 @@ class PageNumberPagination(pagination.PageNumberPagination):
 
     def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> Any:
         self.request, self.after_rows = request, None
-        self.sync_walk = request.query_params.get("ordering", "") == self.sync_ordering and is_sync_list(view)
+        # updated_at,id is the same order (the walk breaks ties by id): a cursor too, not page numbers.
+        self.sync_walk = request.query_params.get("ordering", "").replace(" ", "") in (self.sync_ordering, f"{self.sync_ordering},id") and is_sync_list(view)
         raw = request.query_params.get(self.after_query_param)
         if raw is None:
             return super().paginate_queryset(queryset, request, view)
@@ -245,7 +246,7 @@ class PageNumberPagination(pagination.PageNumberPagination):
         return replace_query_param(remove_query_param(self.request.build_absolute_uri(), self.page_query_param), self.after_query_param, position)
 
     def get_previous_link(self) -> str | None:
-        return None if self.after_rows is not None else super().get_previous_link()
+        return None if self.sync_walk else super().get_previous_link()  # a walk goes forward only: a page number beside an after read as two ways
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)

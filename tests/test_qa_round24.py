@@ -173,3 +173,12 @@ def test_orders_products_and_reviews_are_found_by_their_own_ids(shop_a_data, api
     assert [p["sku"] for p in api_a.get("/api/v1/products/", {"sku": sku}).json()["results"]] == [sku]
     review = api_a.get("/api/v1/reviews/").json()["results"][0]["external_id"]
     assert [r["external_id"] for r in api_a.get("/api/v1/reviews/", {"review_id": review}).json()["results"]] == [review]
+
+
+def test_a_sync_walk_ordered_by_updated_at_and_id_continues_by_position_and_never_back(shop_a_data, api_a) -> None:
+    first = api_a.get("/api/v1/customers/", {"ordering": "updated_at,id", "page_size": 1}).json()
+    assert "after=" in first["next"] and "page=" not in first["next"]
+    second = api_a.get("/api/v1/customers/", {"ordering": "updated_at", "page_size": 1, "page": 2}).json()
+    assert second["previous"] is None and "after=" in (second["next"] or "after=")
+    walked = api_a.get(first["next"]).json()
+    assert walked["results"] and walked["results"][0]["id"] != first["results"][0]["id"]
