@@ -163,7 +163,7 @@ def test_an_unknown_query_parameter_of_a_list_is_a_400_naming_those_it_takes(sho
 def test_the_orders_list_names_exactly_the_parameters_it_takes(shop_a_data, api_a) -> None:
     response = api_a.get("/api/v1/orders/?customer_ID=c1")
 
-    assert response.json() == {"customer_ID": ["Unknown query parameter; this list takes after, customer, customer_id, format, ordered_at__gte, ordered_at__lt, ordering, page, page_size, search, status, updated_at__gte, updated_at__lt."]}
+    assert response.json() == {"customer_ID": ["Unknown query parameter; this list takes after, customer, customer_id, format, order_id, ordered_at__gte, ordered_at__lt, ordering, page, page_size, search, status, updated_at__gte, updated_at__lt."]}
 
 
 def test_every_documented_query_parameter_of_a_list_is_taken(shop_a_data, api_a, schema) -> None:
