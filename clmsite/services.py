@@ -92,8 +92,10 @@ def _check_may_manage(acting_role: str, target_role: str, new_role: str | None =
 
 
 def counts_as_owner(membership: Membership) -> bool:
-    """An owner of the shop: an owner invitation not yet accepted is none."""
-    return membership.role == Role.OWNER and membership.accepted
+    """An owner of the shop who can sign in: an owner invitation not yet accepted is none, nor
+    a login an invite made that has not set its password (the shop would be left with an owner
+    nobody can sign in as once the link is lost)."""
+    return membership.role == Role.OWNER and membership.accepted and not is_pending(membership.user)
 
 
 def _check_keeps_an_owner(membership: Membership, new_role: str | None) -> None:
@@ -101,8 +103,10 @@ def _check_keeps_an_owner(membership: Membership, new_role: str | None) -> None:
     owners demoting each other at once queue, so the second sees the first's change."""
     if counts_as_owner(membership) and new_role != Role.OWNER:
         lock_tenant(membership.tenant)
-        if Membership.objects.filter(tenant_id=membership.tenant_id, role=Role.OWNER, accepted=True).count() <= 1:
-            raise MembershipRefused(f"{membership.user.get_username()} is the shop's only owner. Make someone else an owner first.")
+        owners = Membership.objects.filter(tenant_id=membership.tenant_id, role=Role.OWNER, accepted=True).select_related("user")
+        if sum(counts_as_owner(owner) for owner in owners) <= 1:
+            pending = " (an owner whose invite link is not used yet does not count until they set their password)" if len(owners) > 1 else ""
+            raise MembershipRefused(f"{membership.user.get_username()} is the shop's only owner who can sign in. Make someone else an owner first{pending}.")
 
 
 def is_pending(user: Any) -> bool:
@@ -233,9 +237,11 @@ def do_remove_member(tenant: Tenant, membership_id: int, *, acting_role: str, ac
     return membership
 
 
-def do_make_invite_link(tenant: Tenant, membership_id: int, *, acting_user: Any = None) -> tuple[Membership, str]:
-    """A new set-password link for a pending member (see ``may_send_invite``): the member and the link's path."""
+def do_make_invite_link(tenant: Tenant, membership_id: int, *, acting_role: str, acting_user: Any = None) -> tuple[Membership, str]:
+    """A new set-password link for a pending member (see ``may_send_invite``): the member and the link's path.
+    Only an owner makes one for an owner: the link signs in as them (an admin made one and became an owner)."""
     membership = get_membership(tenant, membership_id)
+    _check_may_manage(acting_role, membership.role)
     if not may_send_invite(membership):
         raise MembershipRefused(f"{membership.user.get_username()} has a password already (or belongs to another shop too): they log in with it, "
                                 "and can change it under their name at the top of any page.")

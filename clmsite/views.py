@@ -505,7 +505,7 @@ def remove_member(request: HttpRequest, membership_id: int) -> HttpResponse:
 @require_POST
 def send_invite(request: HttpRequest, membership_id: int) -> HttpResponse:
     try:
-        membership, path = do_make_invite_link(request.tenant, membership_id, acting_user=request.user)  # type: ignore[attr-defined]
+        membership, path = do_make_invite_link(request.tenant, membership_id, acting_role=request.membership.role, acting_user=request.user)  # type: ignore[attr-defined]
     except MembershipRefused as refusal:
         messages.error(request, str(refusal))
         return redirect("team")

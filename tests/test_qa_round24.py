@@ -182,3 +182,30 @@ def test_a_sync_walk_ordered_by_updated_at_and_id_continues_by_position_and_neve
     assert second["previous"] is None and "after=" in (second["next"] or "after=")
     walked = api_a.get(first["next"]).json()
     assert walked["results"] and walked["results"][0]["id"] != first["results"][0]["id"]
+
+
+def test_only_an_owner_makes_an_invite_link_for_an_owner(tenant_a, alice, bob, client) -> None:
+    from clmsite.models import Membership, Role
+    from clmsite.services import do_invite_member
+
+    Membership.objects.filter(user=bob, tenant=tenant_a).update(role=Role.ADMIN)
+    pending_owner, _ = do_invite_member(tenant_a, "newowner", Role.OWNER)
+    pending_viewer, _ = do_invite_member(tenant_a, "newviewer", Role.VIEWER)
+    client.force_login(bob)  # an admin
+    refused = client.post(f"/settings/team/{pending_owner.pk}/invite/", follow=True).content.decode()
+    assert "Only an owner can make, change or remove an owner." in refused and 'id="invite-url"' not in refused
+    assert 'id="invite-url"' in client.post(f"/settings/team/{pending_viewer.pk}/invite/", follow=True).content.decode()
+    client.force_login(alice)  # an owner
+    assert 'id="invite-url"' in client.post(f"/settings/team/{pending_owner.pk}/invite/", follow=True).content.decode()
+
+
+def test_an_owner_who_has_not_set_a_password_yet_does_not_let_the_last_owner_leave(tenant_a, alice, client) -> None:
+    from clmsite.models import Membership, Role
+    from clmsite.services import do_invite_member
+
+    do_invite_member(tenant_a, "pendingowner", Role.OWNER)  # a new login: in the team at once, no password until the link is used
+    client.force_login(alice)
+    mine = Membership.objects.get(user=alice, tenant=tenant_a)
+    left = client.post(f"/settings/team/{mine.pk}/remove/", follow=True).content.decode()
+    assert "alice is the shop&#x27;s only owner who can sign in" in left
+    assert Membership.objects.filter(pk=mine.pk).exists()
