@@ -19,7 +19,7 @@ from clmsite.forms import PercentField
 from clmsite.models import Role
 from clmsite.views import not_counted_note, stale_preview, tenant_required
 from modeling.exports import EXCEL_BOM
-from modeling.insights import describe_filters, latest_insights_refresh, latest_scoring_date, queue_insights_refresh
+from modeling.insights import describe_filters, latest_insights_refresh, latest_scoring_date, queue_insights_refresh, scoring_horizon
 from modeling.models import CustomerInsight, Segment, Stage
 
 TIERS = [("high", "High"), ("medium", "Medium"), ("low", "Low")]
@@ -100,7 +100,8 @@ def playbook(request: HttpRequest) -> HttpResponse:
         rule.customers = counts.get(rule.name, 0) if rule.enabled else 0
     jobs = list(latest_insights_refresh())
     return render(request, "campaigns/playbook.html", {"rules": rules, "can_edit": request.membership.can(Role.ADMIN),  # type: ignore[attr-defined]
-                                                       "jobs": jobs, "updating": any(not job.is_finished for job in jobs)})
+                                                       "jobs": jobs, "updating": any(not job.is_finished for job in jobs),
+                                                       "horizon_days": scoring_horizon(request.tenant, latest_scoring_date(request.tenant))})  # type: ignore[attr-defined]
 
 
 @tenant_required(Role.ADMIN)

@@ -179,7 +179,10 @@ def api_keys(request: HttpRequest) -> HttpResponse:
         return redirect("api_keys")
     new_key = request.session.pop(NEW_KEY_SESSION, None)
     keys = ApiKey.objects.filter(tenant=tenant).select_related("created_by")
-    return render(request, "api_keys.html", {"keys": keys, "new_key": new_key, "roles": Role.choices, "name_max": API_KEY_NAME_MAX,
+    # The roles this member may give a key, as on the team page (an admin was offered Owner, then refused).
+    grantable = grantable_roles(request.membership.role)  # type: ignore[attr-defined]
+    roles = [(value, label) for value, label in Role.choices if value in grantable]
+    return render(request, "api_keys.html", {"keys": keys, "new_key": new_key, "roles": roles, "name_max": API_KEY_NAME_MAX,
                                              "is_owner": request.membership.can(Role.OWNER)})  # type: ignore[attr-defined]
 
 

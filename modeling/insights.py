@@ -117,6 +117,18 @@ def latest_scoring_date(tenant: Tenant) -> dt.date | None:
         return CustomerInsight.objects.aggregate(as_of=Max("as_of"))["as_of"] or Prediction.objects.aggregate(as_of=Max("as_of"))["as_of"]
 
 
+def scoring_horizon(tenant: Tenant, as_of: dt.date | None) -> int:
+    """The horizon the scoring of ``as_of`` predicted over (its value at risk and chances are
+    for those days), else the shop's setting: a horizon changed in Settings applies from the
+    next training, and pages said "next 30 days" over figures of 90."""
+    if as_of is not None:
+        with tenant_context(tenant):
+            days = Prediction.objects.filter(as_of=as_of).values_list("horizon_days", flat=True).first()
+        if days:
+            return int(days)
+    return tenant.horizon_days
+
+
 def do_set_lifecycle_thresholds(tenant: Tenant, overrides: dict[str, Any], *, acting_user: Any = None) -> Job | None:
     """Save the tenant's threshold overrides and queue the recomputation of the stages (and the
     segments and actions that follow from them) as of the latest scoring, as ``manage.py
@@ -407,7 +419,8 @@ class _Actions:
         # The top share of buyers each buyer's lifetime spend is in (0.01: the top 1%), as of the date.
         self.spend_top = features["total_spent"].rank(ascending=False, pct=True, method="max") if len(features) else pd.Series(dtype=float)
         self.shop_average = float(features["total_spent"].sum() / features["orders"].sum()) if len(features) and features["orders"].sum() else 0.0
-        self.pace = horizon_pace(features, tenant.horizon_days) if len(features) else pd.Series(dtype=float)
+        # Their pace over the scoring's own horizon, as its chances are (not a horizon changed in Settings since).
+        self.pace = horizon_pace(features, scoring_horizon(tenant, as_of)) if len(features) else pd.Series(dtype=float)
         # A sign-up's first order, as the scoring values it.
         typical = typical_first_order(history.orders[history.orders["ordered_at"] <= as_timestamp(as_of)])
         self.first_order = typical if typical is not None else self.shop_average
@@ -850,12 +863,14 @@ def dashboard_overview(tenant: Tenant) -> dict[str, Any]:
         return by_stage.get(stage.value, {}).get("at_risk") or 0.0
 
     recent_revenue = None
+    horizon = scoring_horizon(tenant, totals["as_of"])
     if totals["as_of"] is not None:  # what the shop took in the horizon up to the date: the scale to read the value at risk on
         end = shop_midnight(totals["as_of"] + dt.timedelta(days=1), tenant)
         with tenant_context(tenant):
             recent_revenue = Order.objects.exclude(status__in=Order.NOT_REVENUE).filter(
-                ordered_at__gte=end - dt.timedelta(days=tenant.horizon_days), ordered_at__lt=end).aggregate(total=Sum("amount"))["total"] or 0
+                ordered_at__gte=end - dt.timedelta(days=horizon), ordered_at__lt=end).aggregate(total=Sum("amount"))["total"] or 0
     return {
+        "horizon_days": horizon,
         "has_insights": bool(totals["n"]),
         "stages_note": stages_chart_note(tenant, list(counts.index), scored),
         "as_of": totals["as_of"],

@@ -209,3 +209,19 @@ def test_an_owner_who_has_not_set_a_password_yet_does_not_let_the_last_owner_lea
     left = client.post(f"/settings/team/{mine.pk}/remove/", follow=True).content.decode()
     assert "alice is the shop&#x27;s only owner who can sign in" in left
     assert Membership.objects.filter(pk=mine.pk).exists()
+
+
+def test_pages_give_the_scorings_horizon_not_a_setting_changed_since(tenant_a, client, alice) -> None:
+    from modeling.insights import scoring_horizon
+    from modeling.models import Prediction
+
+    assert import_rows(tenant_a, "orders", [{"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-04-01", "amount": "10"}]).ok
+    with tenant_context(tenant_a):
+        customer = Customer.objects.get(external_id="c1")
+        Prediction.objects.create(customer=customer, as_of=dt.date(2024, 5, 1), horizon_days=90, purchase_probability=0.4, churn_probability=0.6,
+                                  expected_orders=0.5, predicted_value=20, value_tier="low")
+    tenant_a.horizon_days = 30  # changed in Settings after the scoring
+    tenant_a.save()
+    assert scoring_horizon(tenant_a, dt.date(2024, 5, 1)) == 90 and scoring_horizon(tenant_a, None) == 30
+    client.force_login(alice)
+    assert "next 30 days" not in client.get("/playbook/").content.decode()
