@@ -225,3 +225,42 @@ def test_pages_give_the_scorings_horizon_not_a_setting_changed_since(tenant_a, c
     assert scoring_horizon(tenant_a, dt.date(2024, 5, 1)) == 90 and scoring_horizon(tenant_a, None) == 30
     client.force_login(alice)
     assert "next 30 days" not in client.get("/playbook/").content.decode()
+
+
+PASTED = """customer_id,order_id,ordered_at,amount,sku
+c1,o1,2024-03-01,10.00,s1
+c1,o1,2024-03-01,15.00,s2
+c2,o2,2024-03-02,20.00,s1
+c3,o3,2024-03-03,5.00,s3
+c3,o3,2024-03-03,5.00,s3
+c1,o1,2024-03-01,10.00,s1
+c1,o1,2024-03-01,15.00,s2
+c2,o2,2024-03-02,20.00,s1
+c3,o3,2024-03-03,5.00,s3
+c3,o3,2024-03-03,5.00,s3
+c2,o4,2024-03-04,7.00,s1
+c2,o4,2024-03-04,8.00,s2
+c2,o5,2024-03-05,1.00,s1
+c2,o4,2024-03-04,9.00,s3
+"""
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_orders_pasted_twice_are_read_once_and_lines_apart_stay_lines(tenant_a, tmp_path, dry_run) -> None:
+    from customers.models import Order
+    from customers.services.imports import import_csv
+
+    path = tmp_path / "pasted.csv"
+    path.write_text(PASTED)
+    result = import_csv(tenant_a, "orders", str(path), dry_run=dry_run)
+    assert result.ok and result.created == 5
+    assert "3 orders came again further down the file with the same lines (5 rows, as two overlapping exports pasted together make): each was read once." in result.message
+    assert result.details["repeated_lines"] == 1  # o3's second line, once
+    if dry_run:
+        return
+    with tenant_context(tenant_a):
+        totals = dict(Order.objects.values_list("external_id", "amount"))
+    # o1 and o2 once; o4's third line, apart from the other two and not a copy, is still its line.
+    assert {k: float(v) for k, v in totals.items()} == {"o1": 25.0, "o2": 20.0, "o3": 10.0, "o4": 24.0, "o5": 1.0}
+    again = import_csv(tenant_a, "orders", str(path))
+    assert again.ok and again.unchanged == 5 and again.created == again.updated == 0

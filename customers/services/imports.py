@@ -361,7 +361,8 @@ STAGING = "clm_import_staging"
 NOT_REVENUE_SQL = ", ".join(f"'{status}'" for status in Order.NOT_REVENUE)  # constants of ours, not input
 KNOWN_STATUSES_SQL = ", ".join(f"'{status}'" for status in (*Order.SALE_STATUSES, *Order.NOT_REVENUE))  # an import names any other
 # The staging table and the tables phase 2 derives from it; all are dropped together.
-_STAGING_TABLES = (STAGING, f"{STAGING}_orders", f"{STAGING}_existing", f"{STAGING}_relined")
+BLOCKS = f"{STAGING}_blocks"  # drop_repeated_orders: the blocks of rows of orders not in one block
+_STAGING_TABLES = (STAGING, f"{STAGING}_orders", f"{STAGING}_existing", f"{STAGING}_relined", BLOCKS)
 _SQLITE_BATCH = 5000
 
 
@@ -1095,6 +1096,47 @@ def _summarise_orders(cursor: Any) -> None:
         cursor.execute(f"ANALYZE {STAGING}_orders")
 
 
+def drop_repeated_orders(cursor: Any) -> tuple[int, int]:
+    """An order whose lines come again further down the file, the same lines in the same order
+    (two overlapping exports pasted together), is read once: its later copies leave the staged
+    rows. Lines of one order apart from each other but not a copy (a file sorted by product)
+    stay lines of that order. Returns the orders read once and the rows left out.
+
+    Set-based: only orders whose rows are not one block are compared, block by block, with
+    the first (``row_no`` less the row's rank in its order is constant within a block)."""
+    columns = [name for name, _ in SPECS["orders"].staging_columns if name != "row_no"]
+    same = " AND ".join(f"a.{name} IS NOT DISTINCT FROM b.{name}" for name in columns)
+    # internal table/column names only; every value is a bound parameter  # nosec B608
+    blocks = (f"SELECT row_no, order_id, DENSE_RANK() OVER (PARTITION BY order_id ORDER BY grp) AS block, "
+              f"ROW_NUMBER() OVER (PARTITION BY order_id, grp ORDER BY row_no) AS pos, COUNT(*) OVER (PARTITION BY order_id, grp) AS size "
+              f"FROM (SELECT s.row_no, s.order_id, s.row_no - ROW_NUMBER() OVER (PARTITION BY s.order_id ORDER BY s.row_no) AS grp FROM {STAGING} s "
+              f"WHERE s.order_id IN (SELECT order_id FROM {STAGING} GROUP BY order_id HAVING max(row_no) - min(row_no) + 1 > count(*))) r")
+    cursor.execute(f"CREATE TEMPORARY TABLE {BLOCKS} AS {blocks}")  # nosec B608
+    cursor.execute(
+        f"SELECT l.order_id FROM {BLOCKS} l JOIN {STAGING} a ON a.row_no = l.row_no "  # nosec B608
+        f"LEFT JOIN {BLOCKS} f ON f.order_id = l.order_id AND f.block = 1 AND f.pos = l.pos LEFT JOIN {STAGING} b ON b.row_no = f.row_no "
+        f"WHERE l.block > 1 GROUP BY l.order_id HAVING SUM(CASE WHEN f.row_no IS NOT NULL AND f.size = l.size AND {same} THEN 0 ELSE 1 END) = 0"
+    )
+    copied = [row[0] for row in cursor.fetchall()]
+    left_out = 0
+    for start in range(0, len(copied), 10_000):
+        chunk = copied[start:start + 10_000]
+        marks = ", ".join(["%s"] * len(chunk))
+        cursor.execute(f"DELETE FROM {STAGING} WHERE row_no IN (SELECT row_no FROM {BLOCKS} WHERE block > 1 AND order_id IN ({marks}))", chunk)  # nosec B608
+        left_out += cursor.rowcount
+    cursor.execute(f"DROP TABLE {BLOCKS}")
+    return len(copied), left_out
+
+
+def _adjacent_repeats(cursor: Any) -> int:
+    """The staged order lines that repeat the staged line before them cell for cell (as
+    ``_Staging.write`` counts them while the file streams), once copies of orders are left out."""
+    same = " AND ".join(f"a.{name} IS NOT DISTINCT FROM b.{name}" for name, _ in SPECS["orders"].staging_columns if name != "row_no")
+    cursor.execute(f"SELECT count(*) FROM (SELECT row_no, LAG(row_no) OVER (ORDER BY row_no) AS before FROM {STAGING}) p "  # nosec B608
+                   f"JOIN {STAGING} a ON a.row_no = p.row_no JOIN {STAGING} b ON b.row_no = p.before WHERE {same}")
+    return int(cursor.fetchone()[0])
+
+
 def file_duplicates(cursor: Any, spec: Spec) -> tuple[list[RowError], int]:
     """Index and summarise the staged rows, then find those that repeat an id with other data:
     the first of them (up to the report's cap) and how many there are."""
@@ -1803,6 +1845,7 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
                 # exactly as one import does, with no deadlock between their upserts.
                 take_shop_write_lock(cursor, tenant.pk)
                 _plan_joins(cursor, spec, tenant.pk, staging.rows)
+            copied_orders, copied_rows = drop_repeated_orders(cursor) if spec.kind == "orders" else (0, 0)
             duplicates, total = file_duplicates(cursor, spec)
             if total:
                 transaction.set_rollback(True)
@@ -1811,7 +1854,12 @@ def _load(tenant: Tenant, spec: Spec, staging: _Staging, present: set[str], prog
                 raise collector.fail("file" if from_file else "rows")
             result = LOADERS[spec.kind](cursor, spec, params, present)
             if staging.repeats:
-                result.details["repeated_lines"] = staging.repeats
+                # Each copy of an order repeats its lines as the first did: counted once.
+                repeats = staging.repeats if not copied_rows else _adjacent_repeats(cursor)
+                if repeats:
+                    result.details["repeated_lines"] = repeats
+            if copied_orders:
+                result.details["orders_read_once"], result.details["copied_rows_left_out"] = copied_orders, copied_rows
             if dry_run:
                 # The same statements as an import, so the same checks and counts, then undone.
                 transaction.set_rollback(True)
@@ -1870,6 +1918,11 @@ def _finish(result: ImportResult, spec: Spec, header: list[str], export: shopify
         result.ignored_columns = export.unread
     elif spec.kind != "customers":
         result.ignored_columns = extra
+    once = result.details.get("orders_read_once", 0)
+    if once:
+        result.message += (f" {once:,} order{'s' if once != 1 else ''} came again further down the file with the same lines "
+                           f"({result.details['copied_rows_left_out']:,} rows, as two overlapping exports pasted together make): "
+                           f"{'each was' if once != 1 else 'it was'} read once.")
     repeated = result.details.get("repeated_lines", 0)
     if repeated:
         result.message += (f" {repeated:,} line{'s' if repeated != 1 else ''} repeat{'s' if repeated == 1 else ''} the line before cell for cell: "
