@@ -70,6 +70,17 @@ def consent_of(customer: Customer, channel: str) -> str:
     return str((customer.attributes or {}).get(attribute, "")) if attribute else ""
 
 
+ACCEPTED = ("yes", "true", "1", "y", "subscribed", "opted_in", "accepted")
+
+
+def consent_answer(customer: Customer, channel: str) -> str:
+    """The customer's consent to ``channel``'s marketing as one word: yes, no, or blank (never
+    said, or a channel that asks none); text that is neither stays as stored ("No" and "no"
+    in one export column read as two answers)."""
+    said = consent_of(customer, channel).strip()
+    return "no" if said.lower() in DECLINED else "yes" if said.lower() in ACCEPTED else said
+
+
 def has_declined(customer: Customer, channel: str) -> bool:
     """``declined`` for one customer already loaded: the same words, without case."""
     return consent_of(customer, channel).strip().lower() in DECLINED

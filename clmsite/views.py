@@ -350,11 +350,17 @@ SETTINGS_TAKE_EFFECT = {
     "high_tier_percent": "value tiers follow from the next scoring",
     "low_tier_percent": "value tiers follow from the next scoring",
     "time_zone": "pages show times in the new time zone now, and stage and as-of dates count its days from the next scoring",
+    # Reasons, descriptions and offers are written by the scoring, in the currency it had.
+    "currency": "money shows in the new currency now; the actions' reasons and offers and the segments' descriptions name it from the next scoring",
 }
+# Said when the time zone changes in a shop with data: times without an offset were read on the old clock.
+ZONE_CHANGED_WITH_DATA = ("Times that files or API rows gave without a UTC offset were read in {old} when they were imported and stay as "
+                          "read: import those files again to read them in {new} (times with an offset or a Z are not affected).")
 
 
 @tenant_required(Role.ADMIN)
 def tenant_settings(request: HttpRequest) -> HttpResponse:
+    from customers.models import Order, Review
     from modeling.scoring import tier_quantiles
     from modeling.services import DEFAULT_SCHEDULE
 
@@ -369,6 +375,7 @@ def tenant_settings(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         changed = [name for name in form.changed_data if name in SETTINGS_TAKE_EFFECT]
+        old_zone = tenant.time_zone
         tenant.name, tenant.currency, tenant.horizon_days, tenant.time_zone = data["name"], data["currency"].upper(), data["horizon_days"], data["time_zone"] or tenant.time_zone
         tenant.settings = {
             **tenant.settings,
@@ -379,6 +386,8 @@ def tenant_settings(request: HttpRequest) -> HttpResponse:
         bump_data_version(tenant.pk)  # the dashboard's cached figures carry the currency, and months by the time zone
         later = "; ".join(dict.fromkeys(SETTINGS_TAKE_EFFECT[name] for name in changed))  # only what this save changed, each once
         messages.success(request, f"Settings saved. {later[0].upper()}{later[1:]}." if later else "Settings saved.")
+        if tenant.time_zone != old_zone and (Order.objects.exists() or Review.objects.exists()):
+            messages.warning(request, ZONE_CHANGED_WITH_DATA.format(old=old_zone, new=tenant.time_zone))
         return redirect("tenant_settings")
     return render(request, "tenant_settings.html", {"form": form})
 

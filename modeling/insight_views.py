@@ -18,7 +18,7 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from campaigns.models import Action, CampaignMember
-from campaigns.services import consent_of, has_declined, held_by_running
+from campaigns.services import consent_answer, has_declined, held_by_running
 from clmsite.datacache import cached
 from clmsite.forms import PercentField
 from clmsite.models import Role
@@ -362,7 +362,7 @@ PRIORITIES_PER_PAGE = 50
 def _priority_row(i: CustomerInsight) -> list[object]:
     return [i.customer.external_id, i.customer.name, i.customer.email, i.stage, i.get_stage_display(), i.stage_reason, i.value_tier,
             "" if i.churn_probability is None else f"{i.churn_probability:.4f}", "" if i.predicted_value is None else i.predicted_value, f"{i.priority:.2f}",
-            i.action, i.action_label, i.action_channel, i.channel_label if i.action_channel else "", consent_of(i.customer, i.action_channel),
+            i.action, i.action_label, i.action_channel, i.channel_label if i.action_channel else "", consent_answer(i.customer, i.action_channel),
             "" if i.action_offer is None else i.action_offer,
             i.action_detail, i.action_reason]
 

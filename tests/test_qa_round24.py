@@ -264,3 +264,23 @@ def test_orders_pasted_twice_are_read_once_and_lines_apart_stay_lines(tenant_a, 
     assert {k: float(v) for k, v in totals.items()} == {"o1": 25.0, "o2": 20.0, "o3": 10.0, "o4": 24.0, "o5": 1.0}
     again = import_csv(tenant_a, "orders", str(path))
     assert again.ok and again.unchanged == 5 and again.created == again.updated == 0
+
+
+def test_changing_the_time_zone_of_a_shop_with_orders_says_how_its_times_were_read(shop_a_data, alice, client) -> None:
+    client.force_login(alice)
+    form = {"name": "Shop A", "currency": "USD", "time_zone": "America/New_York", "horizon_days": 90, "high_tier_percent": 20, "low_tier_percent": 50,
+            "retrain_weekday": 6, "retrain_hour": 2, "score_hour": 4}
+    said = [str(m) for m in client.post("/settings/", form, follow=True).context["messages"]]
+    assert said[1].startswith("Times that files or API rows gave without a UTC offset were read in UTC when they were imported and stay as read: "
+                              "import those files again to read them in America/New_York")
+    currency = [str(m) for m in client.post("/settings/", {**form, "currency": "EUR"}, follow=True).context["messages"]]
+    assert currency == ["Settings saved. Money shows in the new currency now; the actions' reasons and offers and the segments' descriptions name it "
+                        "from the next scoring."]
+
+
+def test_a_consent_is_one_word_in_exports() -> None:
+    from campaigns.services import consent_answer
+
+    answers = [consent_answer(Customer(attributes={"accepts_email_marketing": said}), "email") for said in ("No", "no", "FALSE", "Yes", "y", "", "maybe")]
+    assert answers == ["no", "no", "no", "yes", "yes", "", "maybe"]
+    assert consent_answer(Customer(attributes={"accepts_email_marketing": "no"}), "phone") == ""  # a call asks none
