@@ -284,3 +284,13 @@ def test_a_consent_is_one_word_in_exports() -> None:
     answers = [consent_answer(Customer(attributes={"accepts_email_marketing": said}), "email") for said in ("No", "no", "FALSE", "Yes", "y", "", "maybe")]
     assert answers == ["no", "no", "no", "yes", "yes", "", "maybe"]
     assert consent_answer(Customer(attributes={"accepts_email_marketing": "no"}), "phone") == ""  # a call asks none
+
+
+def test_a_lockout_says_how_long_in_words(client, alice) -> None:
+    from clmsite.templatetags.clm import iso_duration
+
+    assert [iso_duration(v) for v in ("PT15M", "PT1H30M", "P1DT2H", "PT0.5S", "", "soon")] == ["15 minutes", "1 hour 30 minutes", "1 day 2 hours", "0.5 seconds", "", "soon"]
+    for _ in range(6):
+        refused = client.post("/login/", {"username": "alice", "password": "wrong-password"})
+    page = refused.content.decode()
+    assert refused.status_code == 429 and "is paused for 15 minutes." in page and "PT15M" not in page

@@ -17,6 +17,18 @@ SHOP_FIELD = "shop"
 
 
 @register.filter
+def iso_duration(value: object) -> str:
+    """django-axes's cool-off as a person reads it: "PT15M" is "15 minutes", "PT1H30M" "1 hour 30 minutes"."""
+    import re
+
+    match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?", str(value or ""))
+    if not match or not any(match.groups()):
+        return str(value or "")
+    parts = [(float(n), unit) for n, unit in zip(match.groups(), ("day", "hour", "minute", "second"), strict=True) if n and float(n)]
+    return " ".join(f"{n:g} {unit}{'' if n == 1 else 's'}" for n, unit in parts)
+
+
+@register.filter
 def words(value: str) -> str:
     """``new_customers`` → ``New customers``."""
     text = str(value).replace("_", " ")
