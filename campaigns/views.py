@@ -25,6 +25,9 @@ from modeling.models import CustomerInsight, Segment, Stage
 TIERS = [("high", "High"), ("medium", "Medium"), ("low", "Low")]
 
 
+MAX_DAYS_SINCE = 36_500
+
+
 class RuleForm(forms.ModelForm):
     stages = forms.MultipleChoiceField(choices=Stage.choices, required=False, widget=forms.CheckboxSelectMultiple, help_text="any of; none = every stage")
     tiers = forms.MultipleChoiceField(choices=TIERS, required=False, widget=forms.CheckboxSelectMultiple, help_text="any of; none = every tier")
@@ -65,6 +68,9 @@ class RuleForm(forms.ModelForm):
                 self.add_error(key, "Must not be negative.")
         if data.get("offer_pct") == 0:
             self.add_error("offer_pct", "0% makes no offer: leave it empty for the cap below for everyone, or leave the cap empty for no offer.")
+        for key in ("days_since_min", "days_since_max"):  # a century: a typo's 99999999999 days read as a rule
+            if data.get(key) is not None and data[key] > MAX_DAYS_SINCE:
+                self.add_error(key, f"At most {MAX_DAYS_SINCE:,} days (a century).")
         for low, high in (("churn_min", "churn_max"), ("days_since_min", "days_since_max")):
             if data.get(low) is not None and data.get(high) is not None and data[low] > data[high]:
                 self.add_error(high, "Must be at least the minimum.")

@@ -294,3 +294,11 @@ def test_a_lockout_says_how_long_in_words(client, alice) -> None:
         refused = client.post("/login/", {"username": "alice", "password": "wrong-password"})
     page = refused.content.decode()
     assert refused.status_code == 429 and "is paused for 15 minutes." in page and "PT15M" not in page
+
+
+def test_a_playbook_rule_takes_at_most_a_century_of_days(tenant_a, client, alice) -> None:
+    client.force_login(alice)
+    form = {"position": 5, "name": "Long gone", "enabled": "on", "action": "win_back", "channel": "email", "days_since_min": "99999999999"}
+    page = client.post("/playbook/new/", form).content.decode()
+    assert "At most 36,500 days (a century)." in page
+    assert client.post("/playbook/new/", {**form, "days_since_min": "400"}).status_code == 302
