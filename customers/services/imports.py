@@ -1106,8 +1106,7 @@ def drop_repeated_orders(cursor: Any) -> tuple[int, int]:
     the first (``row_no`` less the row's rank in its order is constant within a block)."""
     columns = [name for name, _ in SPECS["orders"].staging_columns if name != "row_no"]
     same = " AND ".join(f"a.{name} IS NOT DISTINCT FROM b.{name}" for name in columns)
-    # internal table/column names only; every value is a bound parameter  # nosec B608
-    blocks = (f"SELECT row_no, order_id, DENSE_RANK() OVER (PARTITION BY order_id ORDER BY grp) AS block, "
+    blocks = (f"SELECT row_no, order_id, DENSE_RANK() OVER (PARTITION BY order_id ORDER BY grp) AS block, "  # internal table/column names only  # nosec B608
               f"ROW_NUMBER() OVER (PARTITION BY order_id, grp ORDER BY row_no) AS pos, COUNT(*) OVER (PARTITION BY order_id, grp) AS size "
               f"FROM (SELECT s.row_no, s.order_id, s.row_no - ROW_NUMBER() OVER (PARTITION BY s.order_id ORDER BY s.row_no) AS grp FROM {STAGING} s "
               f"WHERE s.order_id IN (SELECT order_id FROM {STAGING} GROUP BY order_id HAVING max(row_no) - min(row_no) + 1 > count(*))) r")
