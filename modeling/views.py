@@ -14,6 +14,7 @@ from clmsite.models import Role
 from clmsite.tenancy import shop_today
 from clmsite.views import tenant_required
 from modeling import explain, insights, registry
+from modeling.jobs import CANCEL_ROLES
 from modeling.models import Job, ModelVersion
 from modeling.scoring import NoActiveModel
 from modeling.services import (
@@ -44,6 +45,8 @@ def models_page(request: HttpRequest) -> HttpResponse:
         version.can_roll_back = version.target in earlier
     last_scored = insights.latest_scoring_date(tenant)
     together = _served_together(serving)
+    for job in jobs:  # who may stop a job: whoever may start it (an analyst their scoring, as the server allows)
+        job.can_cancel = not job.is_finished and request.membership.can(CANCEL_ROLES.get(job.kind, Role.ANALYST))  # type: ignore[attr-defined]
     return render(
         request,
         "modeling/models.html",

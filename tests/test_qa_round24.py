@@ -302,3 +302,16 @@ def test_a_playbook_rule_takes_at_most_a_century_of_days(tenant_a, client, alice
     page = client.post("/playbook/new/", form).content.decode()
     assert "At most 36,500 days (a century)." in page
     assert client.post("/playbook/new/", {**form, "days_since_min": "400"}).status_code == 302
+
+
+def test_an_analyst_sees_cancel_on_a_scoring_and_not_on_a_training(tenant_a, bob, client) -> None:
+    from clmsite.models import Membership, Role
+    from modeling.models import Job
+
+    Membership.objects.filter(user=bob, tenant=tenant_a).update(role=Role.ANALYST)
+    with tenant_context(tenant_a):
+        scoring = Job.objects.create(kind=Job.Kind.SCORE, state=Job.State.QUEUED)
+        training = Job.objects.create(kind=Job.Kind.TRAIN, state=Job.State.QUEUED)
+    client.force_login(bob)
+    page = client.get("/models/").content.decode()
+    assert f"/jobs/{scoring.pk}/cancel/" in page and f"/jobs/{training.pk}/cancel/" not in page
