@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from django.contrib import messages
@@ -131,7 +132,9 @@ def score_now(request: HttpRequest) -> HttpResponse:
         as_of = dt.date.fromisoformat(request.POST["as_of"]) if request.POST.get("as_of") else None
         job = do_start_scoring(request.tenant, as_of=as_of, acting_user=request.user)  # type: ignore[attr-defined]
     except ValueError as exc:  # InvalidAsOf, or not a date
-        messages.error(request, str(exc) if isinstance(exc, InvalidAsOf) else "Give the as-of date as YYYY-MM-DD.")
+        given = request.POST.get("as_of", "")[:20]
+        messages.error(request, str(exc) if isinstance(exc, InvalidAsOf) else f"'{given}' is not a date on the calendar." if re.fullmatch(r"\d{4}-\d{2}-\d{2}", given)
+                       else "Give the as-of date as YYYY-MM-DD.")
         return redirect("models")
     except NoActiveModel as exc:
         messages.error(request, str(exc))

@@ -315,3 +315,9 @@ def test_an_analyst_sees_cancel_on_a_scoring_and_not_on_a_training(tenant_a, bob
     client.force_login(bob)
     page = client.get("/models/").content.decode()
     assert f"/jobs/{scoring.pk}/cancel/" in page and f"/jobs/{training.pk}/cancel/" not in page
+
+
+def test_score_now_names_a_date_off_the_calendar(tenant_a, alice, client) -> None:
+    client.force_login(alice)
+    said = [str(m) for m in client.post("/models/score/", {"as_of": "2026-02-30"}, follow=True).context["messages"]]
+    assert said == ["'2026-02-30' is not a date on the calendar."]
