@@ -193,7 +193,7 @@ def test_each_rfm_group_shows_the_stage_most_of_it_is_in(tenant_a, client, alice
         CustomerInsight.objects.filter(pk=CustomerInsight.objects.order_by("pk").first().pk).update(stage="active")
     client.force_login(alice)
     page = client.get("/segments/").content.decode()
-    assert '<td data-label="Most are">75% Lapsed</td>' in page
+    assert '<td data-label="Largest stage">75% Lapsed</td>' in page
 
 
 def test_a_suggested_draft_takes_the_channel_most_of_its_customers_rules_name_and_the_preview_counts_the_rest(tenant_a) -> None:
