@@ -52,6 +52,12 @@ MAX_NEW_TOKENS = 8000
 # --- Device, threads, loading -------------------------------------------------------
 
 
+def pass_message(done: int, total: int, loss: float) -> str:
+    """A training pass as the progress bar says it: "pass 2 of 3 over the examples, error 0.448"
+    (the loss; "epoch 2/3, loss 0.448" read as jargon to a shop owner)."""
+    return f"pass {done} of {total} over the examples, error {loss:.3f}"
+
+
 def encoder_path() -> str:
     """The pretrained encoder directory: the setting if given, else the packaged MiniLM."""
     from django.conf import settings
@@ -919,14 +925,14 @@ def _train_end_to_end(
             losses.append(float(loss.item()))
             step += 1
             if step % 5 == 0:
-                progress(0.05 + 0.9 * step / total_steps, f"epoch {epoch + 1}/{strategy.epochs}, loss {np.mean(losses):.3f}")
+                progress(0.05 + 0.9 * step / total_steps, pass_message(epoch + 1, strategy.epochs, float(np.mean(losses))))
             if time.monotonic() > deadline:
                 break
         epochs_run = epoch + 1
-        message = f"epoch {epochs_run}/{strategy.epochs}, loss {np.mean(losses):.3f}"
+        message = pass_message(epochs_run, strategy.epochs, float(np.mean(losses)))
         if valid_texts and y_valid is not None:
             valid_loss = _classifier_loss(encoder, head, valid_texts, y_valid, device)
-            message += f", valid loss {valid_loss:.3f}"
+            message += f", {valid_loss:.3f} on the held-out ones"
             if best is None or valid_loss < best[0] - 1e-4:
                 best = (valid_loss, [p.detach().clone() for p in trainable])
                 stale = 0
@@ -997,7 +1003,7 @@ def train_head(
         else:
             stale += 1
         if epoch % 10 == 0 or stale >= patience:
-            progress(min(0.99, epochs / max_epochs), f"epoch {epochs}/{max_epochs}, loss {total / len(x):.3f}")
+            progress(min(0.99, epochs / max_epochs), pass_message(epochs, max_epochs, total / len(x)))
         if stale >= patience or time.monotonic() > deadline:
             break
     head.load_state_dict(best_state)

@@ -321,7 +321,7 @@ class TransformerModel(CustomerModel):
                 seen += len(batch)
                 if step % 5 == 0:
                     done = (epoch * steps_per_epoch + step + 1) / (strategy.epochs * steps_per_epoch)
-                    progress(0.05 + 0.9 * done, f"epoch {epoch + 1}/{strategy.epochs}, loss {np.mean(losses):.3f}")
+                    progress(0.05 + 0.9 * done, enc.pass_message(epoch + 1, strategy.epochs, float(np.mean(losses))))
                 if time.monotonic() > deadline:
                     break
             epochs = epoch + 1
