@@ -83,7 +83,7 @@ class PlaybookRule(TenantOwnedModel):
         first_order = self.stages == ["prospect"]
         bounds = (
             (self.churn_min, "chance of a first order ≤ {}" if first_order else "churn risk ≥ {}", chance if first_order else percent),
-            (self.churn_max, "chance of a first order ≥ {}" if first_order else "churn risk ≤ {}", chance if first_order else percent), (self.sentiment_max, "recent review tone ≤ {}", str),
+            (self.churn_max, "chance of a first order ≥ {}" if first_order else "churn risk ≤ {}", chance if first_order else percent), (self.sentiment_max, "a recent review at least this negative: tone ≤ {} (from -1, angry, to 1, delighted)", str),
             (self.value_at_risk_min, "value at risk ≥ {}", "{:,.0f}".format), (self.days_since_min, "{} days or more since the last order", str),
             (self.days_since_max, "{} days or fewer since the last order", str), (self.spent_top_share, "lifetime spend in the top {} of buyers", percent),
             (self.orders_min, "{} or more orders in all", str),
