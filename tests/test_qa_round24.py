@@ -321,3 +321,13 @@ def test_score_now_names_a_date_off_the_calendar(tenant_a, alice, client) -> Non
     client.force_login(alice)
     said = [str(m) for m in client.post("/models/score/", {"as_of": "2026-02-30"}, follow=True).context["messages"]]
     assert said == ["'2026-02-30' is not a date on the calendar."]
+
+
+def test_a_spreadsheets_date_number_is_named_with_the_date_it_stands_for() -> None:
+    from customers.services.parsing import FieldError, parse_datetime
+
+    with pytest.raises(FieldError, match=r"it looks like a spreadsheet's date number \(46353.58 is 2026-11-27 13:55\)"):
+        parse_datetime("46353.58")
+    with pytest.raises(FieldError) as plain:
+        parse_datetime("12345")
+    assert "date number" not in str(plain.value)

@@ -37,6 +37,9 @@ _SCIENTIFIC = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][+-]?[0-9]+"
 CURRENCIES = frozenset(["AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SLL", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG", "ZWL"])
 
 
+_SERIAL_DATE = re.compile(r"\d{5}(?:\.\d+)?")
+
+
 class FieldError(ValueError):
     pass
 
@@ -64,6 +67,10 @@ def parse_datetime(raw: str, *, zone: dt.tzinfo | None = None) -> dt.datetime:
         # say so, as every date of the file then fails alike.
         rewritten = ("; a spreadsheet may have rewritten the dates in its local style: export the file again and import it without opening it "
                      "in a spreadsheet (or format the column as 2026-11-30 18:20, adding the times' UTC offset if they had one)") if _LOCAL_DATE.match(text) else ""
+        if _SERIAL_DATE.fullmatch(text) and 20_000 <= float(text) <= 80_000:  # Excel's day count from 1899-12-30
+            day = dt.datetime(1899, 12, 30, tzinfo=UTC) + dt.timedelta(days=float(text))
+            rewritten = (f"; it looks like a spreadsheet's date number ({text} is {day:%Y-%m-%d %H:%M}): format the column as dates "
+                         "(2026-11-30 18:20) in the spreadsheet, save it as CSV again and import it")
         raise FieldError(f"'{shorten(raw)}' is not a date; use ISO 8601 (2024-03-31 or 2024-03-31T14:05:00Z) or YYYYMMDD{rewritten}") from None
     if value.tzinfo is None:
         wall = value
