@@ -17,6 +17,7 @@ from campaigns.models import Action, Campaign, CampaignMember, PlaybookRule
 from campaigns.playbook import ensure_default_playbook
 from clmsite.forms import PercentField
 from clmsite.models import Role
+from clmsite.services import record_access
 from clmsite.views import not_counted_note, stale_preview, tenant_required
 from modeling.exports import EXCEL_BOM
 from modeling.insights import describe_filters, latest_insights_refresh, latest_scoring_date, queue_insights_refresh, scoring_horizon
@@ -127,6 +128,7 @@ def edit_rule(request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
         saved.tenant = request.tenant  # type: ignore[attr-defined]
         saved.updated_at = timezone.now()
         saved.save()
+        record_access(request.tenant, "rule_saved", f"“{saved.name}”: {'; '.join(saved.conditions()) or 'everyone'} → {saved.get_action_display()}", request.user)  # type: ignore[attr-defined]
         messages.success(request, f"Saved rule “{saved.name}”. {_recompute(request)}")
         return redirect("playbook")
     return render(request, "campaigns/rule.html", {"form": form, "rule": rule})
@@ -137,6 +139,7 @@ def edit_rule(request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
 def delete_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
     rule = get_object_or_404(PlaybookRule, pk=rule_id)
     rule.delete()
+    record_access(request.tenant, "rule_deleted", f"“{rule.name}”", request.user)  # type: ignore[attr-defined]
     messages.success(request, f"Deleted rule “{rule.name}”. {_recompute(request)}")
     return redirect("playbook")
 

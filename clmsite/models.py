@@ -114,13 +114,16 @@ class ApiKey(models.Model):
 
 
 class AccessEvent(TenantOwnedModel):
-    """Who changed who may reach the shop: its members and its API keys. The team page lists
-    them, so an owner can see who added, raised or removed whom, and when."""
+    """Who changed who may reach the shop (its members and its API keys) and how it runs (its
+    settings, lifecycle thresholds and playbook rules, and the jobs stopped). The team page lists
+    them, so an owner can see who added, raised or removed whom, changed what, and when."""
 
     EVENTS = {
         "member_added": "Added a member", "role_changed": "Changed a role", "member_removed": "Removed a member",
         "invite_link": "Made an invite link", "invite_accepted": "Accepted an invitation",
         "invite_declined": "Declined an invitation", "key_created": "Created an API key", "key_revoked": "Revoked an API key",
+        "settings_changed": "Changed the settings", "thresholds_changed": "Changed the lifecycle thresholds",
+        "rule_saved": "Saved a playbook rule", "rule_deleted": "Deleted a playbook rule", "job_cancelled": "Cancelled a job",
     }
 
     event = models.CharField(max_length=32)

@@ -51,6 +51,7 @@ from clmsite.services import (
     link_tokens,
     may_send_invite,
     new_username_problem,
+    record_access,
     team,
 )
 from clmsite.templatetags.clm import SHOP_FIELD
@@ -243,6 +244,7 @@ def cancel_job(request: HttpRequest, job_id: int) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         messages.info(request, f"Cancellation requested for job {job.pk}.")
+        record_access(request.tenant, "job_cancelled", f"{job.get_kind_display()} #{job.pk}", request.user)  # type: ignore[attr-defined]
     target = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         target = "dashboard"
@@ -376,6 +378,7 @@ def tenant_settings(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         changed = [name for name in form.changed_data if name in SETTINGS_TAKE_EFFECT]
         old_zone = tenant.time_zone
+        was = {name: initial.get(name) for name in form.changed_data}
         tenant.name, tenant.currency, tenant.horizon_days, tenant.time_zone = data["name"], data["currency"].upper(), data["horizon_days"], data["time_zone"] or tenant.time_zone
         tenant.settings = {
             **tenant.settings,
@@ -383,6 +386,8 @@ def tenant_settings(request: HttpRequest) -> HttpResponse:
             "schedule": {k: data[k] for k in ("retrain_weekday", "retrain_hour", "score_hour")},
         }
         tenant.save()
+        if was:
+            record_access(tenant, "settings_changed", "; ".join(f"{form[name].label or name}: {was[name]} → {data[name]}" for name in was), request.user)
         bump_data_version(tenant.pk)  # the dashboard's cached figures carry the currency, and months by the time zone
         later = "; ".join(dict.fromkeys(SETTINGS_TAKE_EFFECT[name] for name in changed))  # only what this save changed, each once
         messages.success(request, f"Settings saved. {later[0].upper()}{later[1:]}." if later else "Settings saved.")

@@ -134,9 +134,13 @@ def do_set_lifecycle_thresholds(tenant: Tenant, overrides: dict[str, Any], *, ac
     segments and actions that follow from them) as of the latest scoring, as ``manage.py
     lifecycle`` does. A background job: on a big shop it takes longer than a page may wait.
     Returns the job, or None when nothing has been scored yet."""
+    from clmsite.services import record_access
+
     with transaction.atomic():
-        tenant.settings = {**tenant.settings, "lifecycle": {k: v for k, v in overrides.items() if v is not None}}
+        kept = {k: v for k, v in overrides.items() if v is not None}
+        tenant.settings = {**tenant.settings, "lifecycle": kept}
         tenant.save(update_fields=["settings"])
+        record_access(tenant, "thresholds_changed", ", ".join(f"{k}: {v:g}" for k, v in kept.items()) or "all derived from the shop's data", acting_user)
         # The month-end history too: kept on the old rule, the stages over time showed a drop on
         # the latest date that was only the rule changing, and its transitions with it.
         return queue_insights_refresh(tenant, acting_user=acting_user, rebuild_history=True)

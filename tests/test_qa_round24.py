@@ -331,3 +331,25 @@ def test_a_spreadsheets_date_number_is_named_with_the_date_it_stands_for() -> No
     with pytest.raises(FieldError) as plain:
         parse_datetime("12345")
     assert "date number" not in str(plain.value)
+
+
+def test_the_team_page_says_who_changed_the_settings_a_rule_and_cancelled_a_job(tenant_a, alice, client) -> None:
+    from clmsite.models import AccessEvent
+    from modeling.models import Job
+
+    client.force_login(alice)
+    form = {"name": "Shop A", "currency": "EUR", "time_zone": "UTC", "horizon_days": 60, "high_tier_percent": 20, "low_tier_percent": 50,
+            "retrain_weekday": 6, "retrain_hour": 2, "score_hour": 4}
+    assert client.post("/settings/", form).status_code == 302
+    assert client.post("/playbook/new/", {"position": 5, "name": "Long gone", "enabled": "on", "action": "win_back", "channel": "email",
+                                          "days_since_min": "400"}).status_code == 302
+    with tenant_context(tenant_a):
+        job = Job.objects.create(kind=Job.Kind.SCORE, state=Job.State.QUEUED)
+    client.post(f"/jobs/{job.pk}/cancel/", {"next": "/models/"})
+    with tenant_context(tenant_a):
+        events = {e.event: e.detail for e in AccessEvent.objects.filter(user=alice)}
+    assert "Currency: USD → EUR" in events["settings_changed"] and "90 → 60" in events["settings_changed"]
+    assert events["rule_saved"].startswith("“Long gone”: 400 days or more since the last order → Win-back")
+    assert events["job_cancelled"] == f"Scoring #{job.pk}"
+    page = client.get("/settings/team/").content.decode()
+    assert "Changed the settings" in page and "Saved a playbook rule" in page and "Cancelled a job" in page
