@@ -245,6 +245,10 @@ def do_make_invite_link(tenant: Tenant, membership_id: int, *, acting_role: str,
     if not may_send_invite(membership):
         raise MembershipRefused(f"{membership.user.get_username()} has a password already (or belongs to another shop too): they log in with it, "
                                 "and can change it under their name at the top of any page.")
+    # A new unusable password (Django's is random) changes what the links are signed with: the
+    # links made before this one stop working, so a link sent to the wrong address can be replaced.
+    membership.user.set_unusable_password()
+    membership.user.save(update_fields=["password"])
     record_access(tenant, "invite_link", f"for {membership.user.get_username()}", acting_user)
     return membership, invite_path(membership.user)
 

@@ -527,7 +527,7 @@ def send_invite(request: HttpRequest, membership_id: int) -> HttpResponse:
         messages.error(request, str(refusal))
         return redirect("team")
     emailed = _remember_invite(request, membership.user, path)
-    messages.success(request, f"A new invite link for {membership.user.get_username()}. Links made before it still work until one is used.{emailed}")
+    messages.success(request, f"A new invite link for {membership.user.get_username()}. Links made before it no longer work.{emailed}")
     return redirect("team")
 
 

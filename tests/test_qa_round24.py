@@ -353,3 +353,18 @@ def test_the_team_page_says_who_changed_the_settings_a_rule_and_cancelled_a_job(
     assert events["job_cancelled"] == f"Scoring #{job.pk}"
     page = client.get("/settings/team/").content.decode()
     assert "Changed the settings" in page and "Saved a playbook rule" in page and "Cancelled a job" in page
+
+
+def test_a_new_invite_link_ends_the_older_ones(tenant_a, alice, client) -> None:
+    from django.test import Client
+
+    from clmsite.services import do_invite_member, do_make_invite_link, invite_path
+
+    dana, _ = do_invite_member(tenant_a, "dana", "viewer")
+    first = invite_path(dana.user)
+    _, second = do_make_invite_link(tenant_a, dana.pk, acting_role="owner")
+    assert b"This link no longer works" in Client().get(first, follow=True).content
+    assert Client().get(second).status_code == 302  # the newest works
+    client.force_login(alice)
+    said = client.post(f"/settings/team/{dana.pk}/invite/", follow=True).content.decode()
+    assert "Links made before it no longer work." in said
