@@ -83,7 +83,7 @@ def consent_answer(customer: Customer, channel: str) -> str:
 
 def has_declined(customer: Customer, channel: str) -> bool:
     """``declined`` for one customer already loaded: the same words, without case."""
-    return consent_of(customer, channel).strip().lower() in DECLINED
+    return consent_answer(customer, channel) == "no"
 
 
 def audience(campaign: Campaign, *, leave_out_running: bool = True, leave_out_declined: bool = True) -> QuerySet[CustomerInsight]:

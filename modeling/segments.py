@@ -268,12 +268,8 @@ def name_for(stats: dict[str, Any]) -> str:
     # with 50 one-order customers (a median of 2 said nothing of the third who had one).
     if stats["median_orders"] <= 1:
         words.append("one-time")
-    elif stats.get("one_order_share", 0.0) > REPEAT_NAME_MAX_ONE_ORDER:
-        pass
-    elif stats["median_orders"] >= max(4.0, stats["population_orders_p75"]):
-        words.append("frequent")
-    else:
-        words.append("repeat")
+    elif stats.get("one_order_share", 0.0) <= REPEAT_NAME_MAX_ONE_ORDER:
+        words.append("frequent" if stats["median_orders"] >= max(4.0, stats["population_orders_p75"]) else "repeat")
     # A category names the segment when it holds nearly half of its members' spend. Otherwise
     # no category word: "multi-category" read as each member buying several, and named one-time
     # buyers of one product so (the description lists the top categories).

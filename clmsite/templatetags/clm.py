@@ -18,13 +18,16 @@ SHOP_FIELD = "shop"
 
 @register.filter
 def iso_duration(value: object) -> str:
-    """django-axes's cool-off as a person reads it: "PT15M" is "15 minutes", "PT1H30M" "1 hour 30 minutes"."""
-    import re
+    """django-axes's cool-off as a person reads it: "PT15M" is "15 minutes", "PT1H30M" "1 hour 30 minutes"
+    (read by Django's own duration parser; text it cannot read, as it is)."""
+    from django.utils.dateparse import parse_duration
 
-    match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?", str(value or ""))
-    if not match or not any(match.groups()):
+    duration = parse_duration(str(value or ""))
+    if not duration:
         return str(value or "")
-    parts = [(float(n), unit) for n, unit in zip(match.groups(), ("day", "hour", "minute", "second"), strict=True) if n and float(n)]
+    hours, rest = divmod(duration.seconds + duration.microseconds / 1e6, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [(n, unit) for n, unit in ((duration.days, "day"), (hours, "hour"), (minutes, "minute"), (seconds, "second")) if n]
     return " ".join(f"{n:g} {unit}{'' if n == 1 else 's'}" for n, unit in parts)
 
 

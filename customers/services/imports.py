@@ -1104,8 +1104,7 @@ def drop_repeated_orders(cursor: Any) -> tuple[int, int]:
 
     Set-based: only orders whose rows are not one block are compared, block by block, with
     the first (``row_no`` less the row's rank in its order is constant within a block)."""
-    columns = [name for name, _ in SPECS["orders"].staging_columns if name != "row_no"]
-    same = " AND ".join(f"a.{name} IS NOT DISTINCT FROM b.{name}" for name in columns)
+    same = _same_order_line("a", "b")
     blocks = (f"SELECT row_no, order_id, DENSE_RANK() OVER (PARTITION BY order_id ORDER BY grp) AS block, "  # internal table/column names only  # nosec B608
               f"ROW_NUMBER() OVER (PARTITION BY order_id, grp ORDER BY row_no) AS pos, COUNT(*) OVER (PARTITION BY order_id, grp) AS size "
               f"FROM (SELECT s.row_no, s.order_id, s.row_no - ROW_NUMBER() OVER (PARTITION BY s.order_id ORDER BY s.row_no) AS grp FROM {STAGING} s "
@@ -1127,10 +1126,15 @@ def drop_repeated_orders(cursor: Any) -> tuple[int, int]:
     return len(copied), left_out
 
 
+def _same_order_line(a: str, b: str) -> str:
+    """SQL: staged order lines ``a`` and ``b`` (table aliases) are the same cell for cell."""
+    return " AND ".join(f"{a}.{name} IS NOT DISTINCT FROM {b}.{name}" for name, _ in SPECS["orders"].staging_columns if name != "row_no")
+
+
 def _adjacent_repeats(cursor: Any) -> int:
     """The staged order lines that repeat the staged line before them cell for cell (as
     ``_Staging.write`` counts them while the file streams), once copies of orders are left out."""
-    same = " AND ".join(f"a.{name} IS NOT DISTINCT FROM b.{name}" for name, _ in SPECS["orders"].staging_columns if name != "row_no")
+    same = _same_order_line("a", "b")
     cursor.execute(f"SELECT count(*) FROM (SELECT row_no, LAG(row_no) OVER (ORDER BY row_no) AS before FROM {STAGING}) p "  # nosec B608
                    f"JOIN {STAGING} a ON a.row_no = p.row_no JOIN {STAGING} b ON b.row_no = p.before WHERE {same}")
     return int(cursor.fetchone()[0])
